@@ -1,0 +1,62 @@
+//! The claims an access token carries.
+
+use serde::{Deserialize, Serialize};
+
+/// What a token holder may do in a room. Field names follow the grant vocabulary
+/// tenants know from other video APIs, so their token code ports over unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VideoGrant {
+    /// The room the grant is for. Empty only for grants that name no room.
+    pub room: String,
+    pub room_join: bool,
+    pub room_admin: bool,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_publish_data: bool,
+    /// Present in the room without being listed to others.
+    pub hidden: bool,
+}
+
+impl Default for VideoGrant {
+    fn default() -> Self {
+        Self {
+            room: String::new(),
+            room_join: false,
+            room_admin: false,
+            can_publish: true,
+            can_subscribe: true,
+            can_publish_data: true,
+            hidden: false,
+        }
+    }
+}
+
+impl VideoGrant {
+    /// A grant to join `room` as an ordinary participant.
+    pub fn join(room: impl Into<String>) -> Self {
+        Self {
+            room: room.into(),
+            room_join: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// The JWT claims set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer: the API key that signed the token.
+    pub iss: String,
+    /// Subject: the participant's identity, stable across reconnects.
+    pub sub: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Not before, seconds since the Unix epoch.
+    #[serde(default)]
+    pub nbf: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    pub video: VideoGrant,
+}

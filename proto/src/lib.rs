@@ -1,0 +1,21 @@
+//! Confer's wire contracts, generated from `proto/confer/**.proto`.
+//!
+//! - [`signal`]: the client signalling protocol (JSON over WebSocket), plus its decoder
+//!   [`signal::decode_client_message`], which turns any byte string into a message or a
+//!   typed error and never panics.
+//! - [`sfu`]: the internal gateway -> SFU control API (gRPC).
+//!
+//! This crate knows nothing about rooms, media or transports; it only defines shapes.
+
+pub mod signal {
+    //! Client signalling protocol, `confer.signal.v1`.
+    tonic::include_proto!("confer.signal.v1");
+
+    mod codec;
+    pub use codec::{DecodeError, MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
+}
+
+pub mod sfu {
+    //! Internal SFU control API, `confer.sfu.v1`.
+    tonic::include_proto!("confer.sfu.v1");
+}

@@ -1,0 +1,115 @@
+//! Decoding client signalling frames and encoding server ones.
+//!
+//! The decoder is the first thing that touches bytes from the internet, so it checks
+//! the envelope by hand before serde sees it: a size bound, UTF-8, a JSON object,
+//! at most one message key and no unknown ones. Every failure is a [`DecodeError`]
+//! whose [`code`](DecodeError::code) the gateway sends back to the client.
+
+use super::{ClientMessage, ServerMessage, client_message};
+
+/// Largest signalling frame accepted. An SDP offer with a few dozen m-lines is ~20 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
+const MESSAGE_KEYS: [&str; 6] = ["join", "trickle", "chat", "mute", "leave", "ping"];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message is {0} bytes, the limit is {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("message is not valid UTF-8")]
+    NotUtf8,
+    #[error("message is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("message must be a JSON object")]
+    NotAnObject,
+    #[error("message has no type: expected one of {}", MESSAGE_KEYS.join(", "))]
+    MissingType,
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+    #[error("message has more than one type: {0}")]
+    SeveralTypes(String),
+    #[error("invalid `{kind}` message: {reason}")]
+    InvalidBody { kind: String, reason: String },
+}
+
+impl DecodeError {
+    /// The stable code sent to the client in an `error` message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge(_) => "message_too_large",
+            DecodeError::NotUtf8 | DecodeError::Malformed(_) | DecodeError::NotAnObject => {
+                "malformed_message"
+            }
+            DecodeError::MissingType | DecodeError::UnknownType(_) => "unknown_message",
+            DecodeError::SeveralTypes(_) | DecodeError::InvalidBody { .. } => "invalid_message",
+        }
+    }
+}
+
+/// Decodes one client frame. Never panics, whatever the input.
+pub fn decode_client_message(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    if frame.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(frame.len()));
+    }
+    let text = std::str::from_utf8(frame).map_err(|_| DecodeError::NotUtf8)?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| DecodeError::Malformed(err.to_string()))?;
+    let serde_json::Value::Object(object) = &value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let request_id = match object.get("request_id") {
+        None => String::new(),
+        Some(serde_json::Value::String(id)) => id.clone(),
+        Some(_) => {
+            return Err(DecodeError::InvalidBody {
+                kind: "request_id".into(),
+                reason: "must be a string".into(),
+            });
+        }
+    };
+    let mut kinds = object.keys().filter(|key| *key != "request_id");
+    let (kind, extra) = (kinds.next(), kinds.next());
+    let Some(kind) = kind else {
+        return Err(DecodeError::MissingType);
+    };
+    if !MESSAGE_KEYS.contains(&kind.as_str()) {
+        return Err(DecodeError::UnknownType(kind.clone()));
+    }
+    if let Some(extra) = extra {
+        if !MESSAGE_KEYS.contains(&extra.as_str()) {
+            return Err(DecodeError::UnknownType(extra.clone()));
+        }
+        return Err(DecodeError::SeveralTypes(format!("{kind}, {extra}")));
+    }
+    let body = serde_json::json!({ kind.as_str(): object[kind] });
+    let msg: client_message::Msg =
+        serde_json::from_value(body).map_err(|err| DecodeError::InvalidBody {
+            kind: kind.clone(),
+            reason: err.to_string(),
+        })?;
+    Ok(ClientMessage {
+        request_id,
+        msg: Some(msg),
+    })
+}
+
+/// Encodes one server frame as JSON text.
+pub fn encode_server_message(message: &ServerMessage) -> String {
+    // Serialising generated structs of strings, numbers and vectors cannot fail, and an
+    // externally tagged enum always serialises to a one-key object.
+    let mut object = match message.msg.as_ref().map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(object))) => object,
+        _ => serde_json::Map::new(),
+    };
+    if !message.request_id.is_empty() {
+        object.insert(
+            "request_id".into(),
+            serde_json::Value::String(message.request_id.clone()),
+        );
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! The SFU's control API, as the gateway sees it.
+//!
+//! [`SfuApi`] is implemented in-process by [`SfuHandle`] (in `confer dev` and in tests)
+//! and across the network by [`crate::grpc::GrpcSfu`]. The gateway holds an
+//! `Arc<dyn SfuApi>` and cannot tell the two apart.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::core::MediaKind;
+use crate::{ParticipantId, RoomId, SfuStats};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SfuError {
+    #[error("invalid SDP offer: {0}")]
+    InvalidOffer(String),
+    #[error("invalid ICE candidate: {0}")]
+    InvalidCandidate(String),
+    #[error("no such peer")]
+    UnknownPeer,
+    #[error("media server unavailable: {0}")]
+    Unavailable(String),
+    #[error("media server error: {0}")]
+    Internal(String),
+}
+
+impl SfuError {
+    pub(crate) fn internal(err: impl std::fmt::Display) -> Self {
+        SfuError::Internal(err.to_string())
+    }
+
+    /// Stable code for clients and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SfuError::InvalidOffer(_) => "invalid_sdp",
+            SfuError::InvalidCandidate(_) => "invalid_candidate",
+            SfuError::UnknownPeer => "not_joined",
+            SfuError::Unavailable(_) => "media_unavailable",
+            SfuError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// What the SFU tells the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuEvent {
+    /// `publisher`'s `kind` track now flows to `subscriber` on its m-line `mid`.
+    TrackAssigned {
+        subscriber: ParticipantId,
+        mid: String,
+        publisher: ParticipantId,
+        kind: MediaKind,
+    },
+    /// Nothing flows on `subscriber`'s m-line `mid` any more.
+    TrackUnassigned {
+        subscriber: ParticipantId,
+        mid: String,
+    },
+    /// The peer's connection failed or went silent and has been removed.
+    PeerDisconnected {
+        participant: ParticipantId,
+        reason: String,
+    },
+}
+
+/// A trickled ICE candidate from a client.
+#[derive(Debug, Clone, Default)]
+pub struct IceCandidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// Control operations on one SFU.
+pub trait SfuApi: Send + Sync {
+    fn create_peer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> BoxFuture<'_, Result<String, SfuError>>;
+    fn add_ice_candidate(
+        &self,
+        participant: ParticipantId,
+        candidate: IceCandidate,
+    ) -> BoxFuture<'_, Result<(), SfuError>>;
+    fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>>;
+    fn subscribe(&self) -> broadcast::Receiver<SfuEvent>;
+}
+
+pub(crate) enum Command {
+    CreatePeer {
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: String,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    AddIceCandidate {
+        participant: ParticipantId,
+        candidate: IceCandidate,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    RemovePeer {
+        participant: ParticipantId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Inspect {
+        reply: oneshot::Sender<Occupancy>,
+    },
+}
+
+/// How much the SFU holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Occupancy {
+    pub peers: usize,
+    pub rooms: usize,
+}
+
+/// In-process handle to a running SFU; cheap to clone. The SFU stops when the last
+/// handle is dropped or its shutdown signal fires.
+#[derive(Clone)]
+pub struct SfuHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<SfuEvent>,
+    pub(crate) stats: SfuStats,
+    pub(crate) media_addr: SocketAddr,
+}
+
+impl SfuHandle {
+    /// The UDP address peers send media to.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    pub fn stats(&self) -> &SfuStats {
+        &self.stats
+    }
+
+    /// Peers and rooms the core holds, asked of the event loop itself.
+    pub async fn occupancy(&self) -> Result<Occupancy, SfuError> {
+        self.call(|reply| Command::Inspect { reply }).await
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| SfuError::Unavailable("media loop stopped".into()))?;
+        response
+            .await
+            .map_err(|_| SfuError::Unavailable("media loop stopped".into()))
+    }
+}
+
+impl SfuApi for SfuHandle {
+    fn create_peer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> BoxFuture<'_, Result<String, SfuError>> {
+        Box::pin(async move {
+            self.call(|reply| Command::CreatePeer {
+                room,
+                participant,
+                offer_sdp,
+                reply,
+            })
+            .await?
+        })
+    }
+
+    fn add_ice_candidate(
+        &self,
+        participant: ParticipantId,
+        candidate: IceCandidate,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            self.call(|reply| Command::AddIceCandidate {
+                participant,
+                candidate,
+                reply,
+            })
+            .await?
+        })
+    }
+
+    fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            self.call(|reply| Command::RemovePeer { participant, reply })
+                .await?
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SfuEvent> {
+        self.events.subscribe()
+    }
+}

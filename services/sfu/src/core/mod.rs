@@ -1,0 +1,691 @@
+//! The sans-IO forwarding engine.
+//!
+//! [`Sfu`] takes datagrams, commands and `now`, and yields datagrams to send
+//! ([`Sfu::poll_transmit`]), events for the control plane ([`Sfu::poll_event`]) and the
+//! next instant it wants to be woken ([`Sfu::poll_timeout`]). It never reads the clock
+//! and owns no socket, so tests drive it with a virtual clock.
+//!
+//! Forwarding model: each peer publishes tracks and exposes receive *slots*. Within a
+//! room every published track is placed into one free slot of matching kind at every
+//! other peer, in publication order; when a publisher leaves, its slots are freed and
+//! refilled from tracks that did not fit. Packets are rewritten per slot (payload
+//! type, SSRC, sequence, timestamp) and handed to that peer's WebRTC stack.
+//!
+//! Architecture invariant: one `Sfu` is driven by one thread; nothing here blocks.
+
+mod codecs;
+mod demux;
+mod keyframe;
+mod offer;
+mod peer;
+mod rewrite;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tracing::debug;
+
+use crate::control::{SfuError, SfuEvent};
+use crate::{ParticipantId, RoomId, SfuStats};
+use codecs::{Codec, map_payload_type};
+use demux::Demux;
+use peer::{Peer, PeerInit, Published, Source};
+
+/// Index of a peer inside one [`Sfu`]; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PeerKey(pub(crate) u64);
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+
+    fn from_codec_kind(kind: RtpCodecKind) -> Option<Self> {
+        match kind {
+            RtpCodecKind::Audio => Some(MediaKind::Audio),
+            RtpCodecKind::Video => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+}
+
+/// A datagram to send from the media port.
+#[derive(Debug)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: BytesMut,
+}
+
+/// Timeouts for peers that never connect or go silent.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A peer must complete ICE and DTLS within this long of its creation.
+    pub connect: Duration,
+    /// A connected peer that sends nothing (browsers send STUN consent checks every
+    /// few seconds) for this long is gone.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(20),
+            idle: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Minimum spacing of keyframe requests sent to one publisher track.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// How often peers are checked against [`Timeouts`].
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Room {
+    members: Vec<PeerKey>,
+    /// Published tracks in publication order: this order decides who gets a slot.
+    publications: Vec<(PeerKey, String, MediaKind)>,
+}
+
+pub struct Sfu {
+    media_addr: SocketAddr,
+    timeouts: Timeouts,
+    stats: SfuStats,
+    next_key: u64,
+    peers: HashMap<PeerKey, Peer>,
+    by_participant: HashMap<ParticipantId, PeerKey>,
+    rooms: HashMap<RoomId, Room>,
+    demux: Demux,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    next_housekeeping: Option<Instant>,
+}
+
+impl Sfu {
+    /// `media_addr` is the address peers send media to: the socket's, or the one
+    /// announced in front of it.
+    pub fn new(media_addr: SocketAddr, timeouts: Timeouts, stats: SfuStats) -> Self {
+        Self {
+            media_addr,
+            timeouts,
+            stats,
+            next_key: 0,
+            peers: HashMap::new(),
+            by_participant: HashMap::new(),
+            rooms: HashMap::new(),
+            demux: Demux::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_housekeeping: None,
+        }
+    }
+
+    pub fn n_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn n_rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Creates the participant's peer from its offer and returns the SDP answer. A
+    /// participant that already has a peer (a reconnect) gets a fresh one.
+    pub fn create_peer(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: &str,
+    ) -> Result<String, SfuError> {
+        if let Some(old) = self.by_participant.get(&participant).copied() {
+            self.remove_peer_by_key(now, old, None);
+        }
+        let key = PeerKey(self.next_key);
+        self.next_key += 1;
+        let (peer, answer) = Peer::answer_offer(
+            now,
+            PeerInit {
+                key,
+                room: room.clone(),
+                participant: participant.clone(),
+                offer_sdp,
+                media_addr: self.media_addr,
+            },
+        )?;
+        self.demux.add_peer(peer.ufrag.clone(), key);
+        self.peers.insert(key, peer);
+        self.by_participant.insert(participant, key);
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .members
+            .push(key);
+        self.stats.peer_created();
+        self.fill_slots(&room);
+        self.drive(now, key);
+        Ok(answer)
+    }
+
+    pub fn add_ice_candidate(
+        &mut self,
+        participant: &ParticipantId,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), SfuError> {
+        let key = self.key_of(participant)?;
+        let peer = self.peers.get_mut(&key).ok_or(SfuError::UnknownPeer)?;
+        // ICE-lite learns the client's address from its checks; a trickled candidate that
+        // the stack cannot parse is the client's mistake, not a reason to drop the peer.
+        peer.pc
+            .add_remote_candidate(candidate)
+            .map_err(|err| SfuError::InvalidCandidate(err.to_string()))
+    }
+
+    pub fn remove_peer(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+    ) -> Result<(), SfuError> {
+        let key = self.key_of(participant)?;
+        self.remove_peer_by_key(now, key, None);
+        Ok(())
+    }
+
+    fn key_of(&self, participant: &ParticipantId) -> Result<PeerKey, SfuError> {
+        self.by_participant
+            .get(participant)
+            .copied()
+            .ok_or(SfuError::UnknownPeer)
+    }
+
+    /// Feeds one datagram received on the media port.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.stats.datagram_received();
+        let Some(key) = self.demux.route(from, datagram) else {
+            self.stats.datagram_unroutable();
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            self.stats.datagram_unroutable();
+            return;
+        };
+        peer.last_received = now;
+        let input = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.media_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        };
+        if let Err(err) = peer.pc.handle_read(input) {
+            self.stats.datagram_rejected();
+            debug!(participant = %peer.participant, %err, "datagram rejected");
+        }
+        self.drive(now, key);
+    }
+
+    /// Runs timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.next_timeout.is_some_and(|at| at <= now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in due {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                if let Err(err) = peer.pc.handle_timeout(now) {
+                    debug!(participant = %peer.participant, %err, "timer failed");
+                }
+                self.drive(now, key);
+            }
+        }
+        if self.next_housekeeping.is_none_or(|at| at <= now) {
+            self.expire_peers(now);
+            self.next_housekeeping = Some(now + HOUSEKEEPING_INTERVAL);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|peer| peer.next_timeout)
+            .chain(self.next_housekeeping)
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    fn expire_peers(&mut self, now: Instant) {
+        let expired: Vec<(PeerKey, &'static str)> = self
+            .peers
+            .iter()
+            .filter_map(|(key, peer)| {
+                let reason = if !peer.connected
+                    && now.duration_since(peer.created_at) > self.timeouts.connect
+                {
+                    "connection not established in time"
+                } else if peer.connected
+                    && now.duration_since(peer.last_received) > self.timeouts.idle
+                {
+                    "no media or consent checks received"
+                } else {
+                    return None;
+                };
+                Some((*key, reason))
+            })
+            .collect();
+        for (key, reason) in expired {
+            self.remove_peer_by_key(now, key, Some(reason));
+        }
+    }
+
+    /// Processes everything the peer's stack has produced, then flushes output.
+    fn drive(&mut self, now: Instant, key: PeerKey) {
+        let mut touched = vec![key];
+        self.drain_peer_events(now, key, &mut touched);
+        self.drain_peer_reads(now, key, &mut touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for touched_key in touched {
+            self.flush(touched_key);
+        }
+    }
+
+    fn flush(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(out) = peer.pc.poll_write() {
+            self.transmits.push_back(Transmit {
+                to: out.transport.peer_addr,
+                bytes: out.message,
+            });
+        }
+        peer.next_timeout = peer.pc.poll_timeout();
+    }
+
+    fn drain_peer_events(&mut self, now: Instant, key: PeerKey, touched: &mut Vec<PeerKey>) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            let Some(event) = peer.pc.poll_event() else {
+                return;
+            };
+            match event {
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.on_track_open(now, key, init, touched);
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
+                    self.on_track_close(key, &track_id);
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    self.on_connection_state(now, key, state, touched);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_connection_state(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        state: RTCPeerConnectionState,
+        touched: &mut Vec<PeerKey>,
+    ) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                peer.connected = true;
+                debug!(participant = %peer.participant, "peer connected");
+                // A new subscriber needs a keyframe from every video it now receives.
+                let sources: Vec<Source> = peer
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.kind == MediaKind::Video)
+                    .filter_map(|slot| slot.source.clone())
+                    .collect();
+                for source in sources {
+                    self.request_keyframe(now, &source, touched);
+                }
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                self.remove_peer_by_key(now, key, Some("connection failed"));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_track_open(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        init: rtc::peer_connection::event::RTCTrackEventInit,
+        touched: &mut Vec<PeerKey>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(mut receiver) = peer.pc.rtp_receiver(init.receiver_id) else {
+            return;
+        };
+        let Some(kind) = MediaKind::from_codec_kind(receiver.track().kind()) else {
+            return;
+        };
+        let codecs = receiver
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .map(Codec::from_parameters)
+            .collect();
+        peer.published.insert(
+            init.track_id.clone(),
+            Published {
+                receiver_id: init.receiver_id,
+                kind,
+                ssrc: init.ssrc,
+                codecs,
+                last_keyframe_request: None,
+            },
+        );
+        let room = peer.room.clone();
+        debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), "track published");
+        if let Some(room_state) = self.rooms.get_mut(&room) {
+            room_state
+                .publications
+                .push((key, init.track_id.clone(), kind));
+        }
+        self.fill_slots(&room);
+        if kind == MediaKind::Video {
+            let source = Source {
+                publisher: key,
+                track_id: init.track_id,
+            };
+            self.request_keyframe(now, &source, touched);
+        }
+    }
+
+    fn on_track_close(&mut self, key: PeerKey, track_id: &str) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.published.remove(track_id);
+        let room = peer.room.clone();
+        if let Some(room_state) = self.rooms.get_mut(&room) {
+            room_state
+                .publications
+                .retain(|(publisher, id, _)| !(*publisher == key && id == track_id));
+        }
+        self.release_slots(&room, |source| {
+            source.publisher == key && source.track_id == track_id
+        });
+        self.fill_slots(&room);
+    }
+
+    fn drain_peer_reads(&mut self, now: Instant, key: PeerKey, touched: &mut Vec<PeerKey>) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() else {
+                return;
+            };
+            match message {
+                RTCMessage::RtpPacket(track_id, packet) => {
+                    self.forward(now, key, &track_id, packet, touched);
+                }
+                RTCMessage::RtcpPacket(track_id, _) => {
+                    // Only keyframe requests get here (see `keyframe`); they name our slot track.
+                    let source = peer
+                        .slots
+                        .iter()
+                        .find(|slot| slot.track_id == track_id)
+                        .and_then(|slot| slot.source.clone());
+                    if let Some(source) = source {
+                        self.request_keyframe(now, &source, touched);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        publisher: PeerKey,
+        track_id: &str,
+        packet: rtc::rtp::Packet,
+        touched: &mut Vec<PeerKey>,
+    ) {
+        let Some(peer) = self.peers.get(&publisher) else {
+            return;
+        };
+        let Some(published) = peer.published.get(track_id) else {
+            return;
+        };
+        let Some(codec) = published
+            .codecs
+            .iter()
+            .find(|codec| codec.payload_type == packet.header.payload_type)
+            .cloned()
+        else {
+            return;
+        };
+        let ts_gap = match published.kind {
+            MediaKind::Audio => 960,
+            MediaKind::Video => 3000,
+        };
+        let Some(room) = self.rooms.get(&peer.room) else {
+            return;
+        };
+        for subscriber in &room.members {
+            if *subscriber == publisher {
+                continue;
+            }
+            let Some(sub) = self.peers.get_mut(subscriber) else {
+                continue;
+            };
+            if !sub.connected {
+                continue;
+            }
+            for slot in &mut sub.slots {
+                let carries = slot.source.as_ref().is_some_and(|source| {
+                    source.publisher == publisher && source.track_id == track_id
+                });
+                if !carries {
+                    continue;
+                }
+                let Some(payload_type) = map_payload_type(&codec, &slot.codecs) else {
+                    continue;
+                };
+                let mut out = packet.clone();
+                let (sequence_number, timestamp) = slot.rewriter.rewrite(
+                    packet.header.ssrc,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    ts_gap,
+                );
+                out.header.sequence_number = sequence_number;
+                out.header.timestamp = timestamp;
+                out.header.ssrc = slot.ssrc;
+                out.header.payload_type = payload_type;
+                // Extension ids are per session; the subscriber's stack adds its own.
+                out.header.extension = false;
+                out.header.extension_profile = 0;
+                out.header.extensions.clear();
+                out.header.extensions_padding = 0;
+                let Some(mut sender) = sub.pc.rtp_sender(slot.sender_id) else {
+                    continue;
+                };
+                match sender.write_rtp(now, out) {
+                    Ok(()) => self.stats.rtp_forwarded(),
+                    Err(err) => debug!(participant = %sub.participant, %err, "forward failed"),
+                }
+                touched.push(*subscriber);
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, source: &Source, touched: &mut Vec<PeerKey>) {
+        let Some(peer) = self.peers.get_mut(&source.publisher) else {
+            return;
+        };
+        let Some(published) = peer.published.get_mut(&source.track_id) else {
+            return;
+        };
+        if published
+            .last_keyframe_request
+            .is_some_and(|at| now.duration_since(at) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        published.last_keyframe_request = Some(now);
+        let media_ssrc = published.ssrc;
+        let Some(mut receiver) = peer.pc.rtp_receiver(published.receiver_id) else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+            self.stats.keyframe_requested();
+            touched.push(source.publisher);
+        }
+    }
+
+    /// Places every publication of `room` into a free slot at every other member that
+    /// does not receive it yet.
+    fn fill_slots(&mut self, room: &RoomId) {
+        let Some(room_state) = self.rooms.get(room) else {
+            return;
+        };
+        for subscriber in &room_state.members {
+            for (publisher, track_id, kind) in &room_state.publications {
+                if publisher == subscriber {
+                    continue;
+                }
+                let Some(publisher_id) = self.peers.get(publisher).map(|p| p.participant.clone())
+                else {
+                    continue;
+                };
+                let Some(sub) = self.peers.get_mut(subscriber) else {
+                    continue;
+                };
+                let source = Source {
+                    publisher: *publisher,
+                    track_id: track_id.clone(),
+                };
+                if sub.receives(&source) {
+                    continue;
+                }
+                let Some(slot) = sub
+                    .slots
+                    .iter_mut()
+                    .find(|slot| slot.kind == *kind && slot.source.is_none())
+                else {
+                    continue;
+                };
+                slot.source = Some(source);
+                self.events.push_back(SfuEvent::TrackAssigned {
+                    subscriber: sub.participant.clone(),
+                    mid: slot.mid.clone(),
+                    publisher: publisher_id,
+                    kind: *kind,
+                });
+            }
+        }
+    }
+
+    /// Empties the slots of `room` whose source matches.
+    fn release_slots(&mut self, room: &RoomId, matches: impl Fn(&Source) -> bool) {
+        let Some(room_state) = self.rooms.get(room) else {
+            return;
+        };
+        for member in &room_state.members {
+            let Some(peer) = self.peers.get_mut(member) else {
+                continue;
+            };
+            for slot in &mut peer.slots {
+                if slot.source.as_ref().is_some_and(&matches) {
+                    slot.source = None;
+                    self.events.push_back(SfuEvent::TrackUnassigned {
+                        subscriber: peer.participant.clone(),
+                        mid: slot.mid.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn remove_peer_by_key(&mut self, _now: Instant, key: PeerKey, reason: Option<&str>) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        self.stats.peer_removed();
+        self.demux.remove_peer(&peer.ufrag, key);
+        if self.by_participant.get(&peer.participant) == Some(&key) {
+            self.by_participant.remove(&peer.participant);
+        }
+        if let Err(err) = peer.pc.close() {
+            debug!(participant = %peer.participant, %err, "close failed");
+        }
+        while let Some(out) = peer.pc.poll_write() {
+            self.transmits.push_back(Transmit {
+                to: out.transport.peer_addr,
+                bytes: out.message,
+            });
+        }
+        if let Some(room) = self.rooms.get_mut(&peer.room) {
+            room.members.retain(|member| *member != key);
+            room.publications
+                .retain(|(publisher, _, _)| *publisher != key);
+            if room.members.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        self.release_slots(&peer.room, |source| source.publisher == key);
+        self.fill_slots(&peer.room);
+        debug!(participant = %peer.participant, reason = reason.unwrap_or("removed"), "peer removed");
+        if let Some(reason) = reason {
+            self.events.push_back(SfuEvent::PeerDisconnected {
+                participant: peer.participant,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}

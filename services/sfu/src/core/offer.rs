@@ -1,0 +1,56 @@
+//! What the SFU reads from a client's SDP offer before handing it to the WebRTC stack:
+//! how many receive slots (recvonly m-lines) of each kind it asks for.
+
+/// Receive slots requested by an offer, in m-line order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RequestedSlots {
+    pub(crate) audio: usize,
+    pub(crate) video: usize,
+}
+
+/// Most slots of one kind a single peer may ask for.
+pub(crate) const MAX_SLOTS_PER_KIND: usize = 32;
+
+/// Counts recvonly audio and video m-lines.
+pub(crate) fn requested_slots(sdp: &str) -> RequestedSlots {
+    let mut slots = RequestedSlots::default();
+    for section in sdp.split("\nm=").skip(1) {
+        let recvonly = section.lines().any(|line| line.trim_end() == "a=recvonly");
+        if !recvonly {
+            continue;
+        }
+        if section.starts_with("audio ") {
+            slots.audio += 1;
+        } else if section.starts_with("video ") {
+            slots.video += 1;
+        }
+    }
+    slots.audio = slots.audio.min(MAX_SLOTS_PER_KIND);
+    slots.video = slots.video.min(MAX_SLOTS_PER_KIND);
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_recvonly_sections_by_kind() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=recvonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=recvonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=recvonly\r\n";
+        assert_eq!(requested_slots(sdp), RequestedSlots { audio: 1, video: 2 });
+    }
+
+    #[test]
+    fn caps_the_number_of_slots() {
+        let mut sdp = String::from("v=0\r\n");
+        for _ in 0..100 {
+            sdp.push_str("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n");
+        }
+        assert_eq!(requested_slots(&sdp).video, MAX_SLOTS_PER_KIND);
+    }
+}

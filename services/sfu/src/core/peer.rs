@@ -1,0 +1,268 @@
+//! One participant's WebRTC connection, as the core sees it.
+//!
+//! A peer publishes what its offer sends (sendonly m-lines) and receives into the
+//! *slots* its offer asks for (recvonly m-lines). Slots are filled with other
+//! participants' tracks by the room logic in [`super::Sfu`]; the negotiated session
+//! never changes after the answer, so joining and leaving never cost a renegotiation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::RngExt as _;
+use rtc::interceptor::{Registry, Slot as InterceptorSlot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+
+use super::codecs::{self, Codec};
+use super::keyframe::{self, KeyframeRequestTap};
+use super::offer::requested_slots;
+use super::rewrite::Rewriter;
+use super::{MediaKind, PeerKey};
+use crate::control::SfuError;
+use crate::{ParticipantId, RoomId};
+
+/// A track this peer publishes.
+pub(crate) struct Published {
+    pub(crate) receiver_id: rtc::rtp_transceiver::RTCRtpReceiverId,
+    pub(crate) kind: MediaKind,
+    pub(crate) ssrc: u32,
+    pub(crate) codecs: Vec<Codec>,
+    pub(crate) last_keyframe_request: Option<Instant>,
+}
+
+/// Where a slot's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub(crate) publisher: PeerKey,
+    pub(crate) track_id: String,
+}
+
+/// One receive m-line of this peer.
+pub(crate) struct Slot {
+    pub(crate) mid: String,
+    pub(crate) kind: MediaKind,
+    pub(crate) sender_id: RTCRtpSenderId,
+    pub(crate) track_id: String,
+    pub(crate) ssrc: u32,
+    pub(crate) codecs: Vec<Codec>,
+    pub(crate) source: Option<Source>,
+    pub(crate) rewriter: Rewriter,
+}
+
+pub(crate) struct Peer {
+    pub(crate) participant: ParticipantId,
+    pub(crate) room: RoomId,
+    pub(crate) ufrag: String,
+    pub(crate) pc: RTCPeerConnection,
+    pub(crate) connected: bool,
+    pub(crate) created_at: Instant,
+    pub(crate) last_received: Instant,
+    pub(crate) next_timeout: Option<Instant>,
+    pub(crate) published: HashMap<String, Published>,
+    pub(crate) slots: Vec<Slot>,
+}
+
+/// Inputs for [`Peer::answer_offer`].
+pub(crate) struct PeerInit<'a> {
+    pub(crate) key: PeerKey,
+    pub(crate) room: RoomId,
+    pub(crate) participant: ParticipantId,
+    pub(crate) offer_sdp: &'a str,
+    pub(crate) media_addr: SocketAddr,
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn sdp_error(err: rtc::shared::error::Error) -> SfuError {
+    SfuError::InvalidOffer(err.to_string())
+}
+
+impl Peer {
+    /// Builds a peer from a client's offer; returns it with the SDP answer.
+    pub(crate) fn answer_offer(
+        now: Instant,
+        init: PeerInit<'_>,
+    ) -> Result<(Peer, String), SfuError> {
+        let requested = requested_slots(init.offer_sdp);
+        let ufrag = random_token(16);
+        let setting_engine = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), random_token(32))
+            // The browser is the DTLS client: it starts the handshake once ICE connects.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .build();
+        let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(SfuError::internal)?
+            .with(
+                InterceptorSlot::from(keyframe::SLOT),
+                KeyframeRequestTap::default(),
+            );
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(setting_engine)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(SfuError::internal)?;
+
+        let mut pending_slots = Vec::new();
+        for (kind, count) in [
+            (MediaKind::Audio, requested.audio),
+            (MediaKind::Video, requested.video),
+        ] {
+            for index in 0..count {
+                pending_slots.push(add_slot_track(&mut pc, init.key, kind, index)?);
+            }
+        }
+
+        let offer = RTCSessionDescription::offer(init.offer_sdp.to_owned()).map_err(sdp_error)?;
+        pc.set_remote_description(now, offer).map_err(sdp_error)?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: init.media_addr.ip().to_string(),
+                port: init.media_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(SfuError::internal)?;
+        let candidate = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(SfuError::internal)?;
+        pc.add_local_candidate(candidate)
+            .map_err(SfuError::internal)?;
+        let answer = pc.create_answer(None).map_err(sdp_error)?;
+        pc.set_local_description(now, answer).map_err(sdp_error)?;
+        let answer_sdp = pc
+            .local_description()
+            .map(|description| description.sdp)
+            .ok_or_else(|| SfuError::Internal("no local description after answering".into()))?;
+
+        let slots = pending_slots
+            .into_iter()
+            .filter_map(|pending| pending.negotiate(&mut pc))
+            .collect();
+        let peer = Peer {
+            participant: init.participant,
+            room: init.room,
+            ufrag,
+            pc,
+            connected: false,
+            created_at: now,
+            last_received: now,
+            next_timeout: Some(now),
+            published: HashMap::new(),
+            slots,
+        };
+        Ok((peer, answer_sdp))
+    }
+
+    /// Whether some slot of this peer already carries `source`.
+    pub(crate) fn receives(&self, source: &Source) -> bool {
+        self.slots
+            .iter()
+            .any(|slot| slot.source.as_ref() == Some(source))
+    }
+}
+
+/// A slot track added before the answer; it becomes a [`Slot`] once negotiated.
+struct PendingSlot {
+    kind: MediaKind,
+    sender_id: RTCRtpSenderId,
+    track_id: String,
+    ssrc: u32,
+}
+
+fn add_slot_track(
+    pc: &mut RTCPeerConnection,
+    key: PeerKey,
+    kind: MediaKind,
+    index: usize,
+) -> Result<PendingSlot, SfuError> {
+    let (codec_kind, mime, clock_rate, channels) = match kind {
+        MediaKind::Audio => (RtpCodecKind::Audio, "audio/opus", 48_000, 2),
+        MediaKind::Video => (RtpCodecKind::Video, "video/VP8", 90_000, 0),
+    };
+    let ssrc = rand::random::<u32>();
+    let track_id = format!("{}{}-{}", kind.as_str(), index, key.0);
+    let track = MediaStreamTrack::new(
+        format!("slot-{track_id}"),
+        track_id.clone(),
+        format!("slot {index}"),
+        codec_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    );
+    let sender_id = pc.add_track(track).map_err(SfuError::internal)?;
+    Ok(PendingSlot {
+        kind,
+        sender_id,
+        track_id,
+        ssrc,
+    })
+}
+
+impl PendingSlot {
+    /// The slot as negotiated, or `None` if the answer left its track unused.
+    fn negotiate(self, pc: &mut RTCPeerConnection) -> Option<Slot> {
+        let transceivers: Vec<_> = pc.get_transceivers().collect();
+        let mid = transceivers.into_iter().find_map(|id| {
+            let transceiver = pc.rtp_transceiver(id)?;
+            if transceiver.sender() != Some(self.sender_id) {
+                return None;
+            }
+            transceiver.mid().clone()
+        })?;
+        let codecs = pc
+            .rtp_sender(self.sender_id)?
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .map(Codec::from_parameters)
+            .collect();
+        Some(Slot {
+            mid,
+            kind: self.kind,
+            sender_id: self.sender_id,
+            track_id: self.track_id,
+            ssrc: self.ssrc,
+            codecs,
+            source: None,
+            rewriter: Rewriter::default(),
+        })
+    }
+}

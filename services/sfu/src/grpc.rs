@@ -1,0 +1,282 @@
+//! The control API over gRPC: [`serve`] exposes an [`SfuHandle`]; [`GrpcSfu`] is the
+//! gateway's client, implementing the same [`SfuApi`].
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use confer_proto::sfu as pb;
+use confer_proto::sfu::sfu_control_client::SfuControlClient;
+use confer_proto::sfu::sfu_control_server::{SfuControl, SfuControlServer};
+use tokio::sync::{broadcast, watch};
+use tokio_stream::{Stream, StreamExt as _, wrappers::BroadcastStream};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use crate::control::{BoxFuture, IceCandidate, SfuApi, SfuError, SfuEvent, SfuHandle};
+use crate::core::MediaKind;
+use crate::{ParticipantId, RoomId};
+
+/// Serves the control API for `sfu` on `listener` until `shutdown` fires.
+pub async fn serve(
+    sfu: SfuHandle,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(SfuControlServer::new(ControlService { sfu }))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.changed().await;
+        })
+        .await?;
+    Ok(())
+}
+
+struct ControlService {
+    sfu: SfuHandle,
+}
+
+fn status(err: SfuError) -> Status {
+    match err {
+        SfuError::InvalidOffer(_) | SfuError::InvalidCandidate(_) => {
+            Status::invalid_argument(err.to_string())
+        }
+        SfuError::UnknownPeer => Status::not_found(err.to_string()),
+        SfuError::Unavailable(_) => Status::unavailable(err.to_string()),
+        SfuError::Internal(_) => Status::internal(err.to_string()),
+    }
+}
+
+fn from_status(status: Status) -> SfuError {
+    match status.code() {
+        tonic::Code::InvalidArgument => SfuError::InvalidOffer(status.message().to_owned()),
+        tonic::Code::NotFound => SfuError::UnknownPeer,
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            SfuError::Unavailable(status.message().to_owned())
+        }
+        _ => SfuError::Internal(status.message().to_owned()),
+    }
+}
+
+fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
+    use pb::sfu_event::Event;
+    let event = match event {
+        SfuEvent::TrackAssigned {
+            subscriber,
+            mid,
+            publisher,
+            kind,
+        } => Event::TrackAssigned(pb::TrackAssigned {
+            subscriber_id: subscriber.to_string(),
+            mid,
+            publisher_id: publisher.to_string(),
+            kind: kind.as_str().to_owned(),
+        }),
+        SfuEvent::TrackUnassigned { subscriber, mid } => {
+            Event::TrackUnassigned(pb::TrackUnassigned {
+                subscriber_id: subscriber.to_string(),
+                mid,
+            })
+        }
+        SfuEvent::PeerDisconnected {
+            participant,
+            reason,
+        } => Event::PeerDisconnected(pb::PeerDisconnected {
+            participant_id: participant.to_string(),
+            reason,
+        }),
+    };
+    pb::SfuEvent { event: Some(event) }
+}
+
+fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
+    use pb::sfu_event::Event;
+    Some(match event.event? {
+        Event::TrackAssigned(assigned) => SfuEvent::TrackAssigned {
+            subscriber: ParticipantId::new(assigned.subscriber_id),
+            mid: assigned.mid,
+            publisher: ParticipantId::new(assigned.publisher_id),
+            kind: match assigned.kind.as_str() {
+                "audio" => MediaKind::Audio,
+                "video" => MediaKind::Video,
+                _ => return None,
+            },
+        },
+        Event::TrackUnassigned(unassigned) => SfuEvent::TrackUnassigned {
+            subscriber: ParticipantId::new(unassigned.subscriber_id),
+            mid: unassigned.mid,
+        },
+        Event::PeerDisconnected(gone) => SfuEvent::PeerDisconnected {
+            participant: ParticipantId::new(gone.participant_id),
+            reason: gone.reason,
+        },
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SfuEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SfuControl for ControlService {
+    async fn create_peer(
+        &self,
+        request: Request<pb::CreatePeerRequest>,
+    ) -> Result<Response<pb::CreatePeerResponse>, Status> {
+        let request = request.into_inner();
+        let answer_sdp = self
+            .sfu
+            .create_peer(
+                RoomId::new(request.room_id),
+                ParticipantId::new(request.participant_id),
+                request.offer_sdp,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreatePeerResponse { answer_sdp }))
+    }
+
+    async fn add_ice_candidate(
+        &self,
+        request: Request<pb::AddIceCandidateRequest>,
+    ) -> Result<Response<pb::AddIceCandidateResponse>, Status> {
+        let request = request.into_inner();
+        let candidate = IceCandidate {
+            candidate: request.candidate,
+            sdp_mid: Some(request.sdp_mid).filter(|mid| !mid.is_empty()),
+            sdp_mline_index: u16::try_from(request.sdp_mline_index).ok(),
+        };
+        self.sfu
+            .add_ice_candidate(ParticipantId::new(request.participant_id), candidate)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AddIceCandidateResponse {}))
+    }
+
+    async fn remove_peer(
+        &self,
+        request: Request<pb::RemovePeerRequest>,
+    ) -> Result<Response<pb::RemovePeerResponse>, Status> {
+        let participant = ParticipantId::new(request.into_inner().participant_id);
+        self.sfu.remove_peer(participant).await.map_err(status)?;
+        Ok(Response::new(pb::RemovePeerResponse {}))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let stream = BroadcastStream::new(self.sfu.subscribe()).filter_map(|event| match event {
+            Ok(event) => Some(Ok(event_to_pb(event))),
+            // A watcher that fell behind misses events; tell it rather than silently skip.
+            Err(_) => Some(Err(Status::data_loss("event stream lagged"))),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Client for a remote SFU's control API.
+pub struct GrpcSfu {
+    client: SfuControlClient<Channel>,
+    events: broadcast::Sender<SfuEvent>,
+}
+
+impl GrpcSfu {
+    /// Connects lazily to `addr` and starts relaying its event stream, reconnecting
+    /// when it breaks.
+    pub fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10));
+        let client = SfuControlClient::new(endpoint.connect_lazy());
+        let (events, _) = broadcast::channel(1024);
+        tokio::spawn(relay_events(client.clone(), events.clone()));
+        Ok(Self { client, events })
+    }
+}
+
+async fn relay_events(mut client: SfuControlClient<Channel>, events: broadcast::Sender<SfuEvent>) {
+    loop {
+        match client.watch_events(pb::WatchEventsRequest {}).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(event) => {
+                            if let Some(event) = event_from_pb(event) {
+                                let _ = events.send(event);
+                            }
+                        }
+                        Err(err) => {
+                            warn!(%err, "sfu event stream broke");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(err) => warn!(%err, "cannot watch sfu events"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl SfuApi for GrpcSfu {
+    fn create_peer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> BoxFuture<'_, Result<String, SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let response = client
+                .create_peer(pb::CreatePeerRequest {
+                    room_id: room.to_string(),
+                    participant_id: participant.to_string(),
+                    offer_sdp,
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(response.into_inner().answer_sdp)
+        })
+    }
+
+    fn add_ice_candidate(
+        &self,
+        participant: ParticipantId,
+        candidate: IceCandidate,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .add_ice_candidate(pb::AddIceCandidateRequest {
+                    participant_id: participant.to_string(),
+                    candidate: candidate.candidate,
+                    sdp_mid: candidate.sdp_mid.unwrap_or_default(),
+                    sdp_mline_index: candidate.sdp_mline_index.map_or(0, u32::from),
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .remove_peer(pb::RemovePeerRequest {
+                    participant_id: participant.to_string(),
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SfuEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,29 @@
+//! The selective forwarding unit.
+//!
+//! ```text
+//!  control (gRPC or in-process) ──► SfuHandle ──cmd──► runtime (UDP loop) ──► core::Sfu
+//!                                      ▲                    │ datagrams, timers
+//!                                      └──── SfuEvent ◄─────┘
+//! ```
+//!
+//! - [`core`] is sans-IO: datagrams, commands and `now` go in; datagrams to send,
+//!   events and the next deadline come out. It never reads the clock or touches a socket.
+//! - [`runtime`] owns the one UDP socket every peer shares (ICE-lite), the timer and
+//!   the command channel, and drives the core.
+//! - [`control`] is the API the gateway uses: [`SfuApi`], implemented in-process by
+//!   [`SfuHandle`] and over gRPC by [`grpc::GrpcSfu`] / [`grpc::serve`].
+//!
+//! Not here: rooms as users see them (names, chat, permissions) — the SFU only knows which
+//! peers share a forwarding group, by opaque [`RoomId`].
+
+pub mod control;
+pub mod core;
+pub mod grpc;
+mod ids;
+pub mod runtime;
+mod stats;
+
+pub use control::{SfuApi, SfuError, SfuEvent, SfuHandle};
+pub use ids::{ParticipantId, RoomId};
+pub use runtime::{SfuConfig, start};
+pub use stats::{SfuStats, StatsSnapshot};

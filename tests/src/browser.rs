@@ -1,0 +1,187 @@
+//! Headless Chromium driven through chromedriver's W3C WebDriver HTTP API.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A chromedriver process; browsers are sessions on it.
+pub struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+pub struct Browser {
+    base: String,
+    http: reqwest::Client,
+    _profile: TempDir,
+}
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Driver {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| {
+                anyhow::anyhow!("cannot start chromedriver (install chromium-driver): {err}")
+            })?;
+        let driver = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok(driver);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("chromedriver did not come up")
+    }
+
+    /// A new headless Chromium with fake camera and microphone.
+    pub async fn browser(&self) -> anyhow::Result<Browser> {
+        let profile = std::env::temp_dir().join(format!("confer-chromium-{}", rand_suffix()));
+        std::fs::create_dir_all(&profile)?;
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--window-size=1280,720",
+        ];
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": chromium_binary(), "args": args}
+            }}
+        });
+        let response: Value = self
+            .http
+            .post(format!("{}/session", self.base))
+            .json(&capabilities)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let session = response["value"]["sessionId"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no session: {response}"))?;
+        Ok(Browser {
+            base: format!("{}/session/{session}", self.base),
+            http: self.http.clone(),
+            _profile: TempDir(profile),
+        })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium_binary() -> String {
+    std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
+impl Browser {
+    pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.command("url", json!({ "url": url })).await.map(drop)
+    }
+
+    /// Runs `script` (a function body) and returns what it returns; promises are awaited.
+    pub async fn eval(&self, script: &str) -> anyhow::Result<Value> {
+        self.command("execute/sync", json!({ "script": script, "args": [] }))
+            .await
+    }
+
+    /// Polls `script` until it returns `true`, or fails with its last value.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            last = self.eval(script).await?;
+            if last == Value::Bool(true) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::bail!("timed out after {timeout:?} waiting for {what}; last value: {last}")
+    }
+
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.http.delete(&self.base).send().await?;
+        Ok(())
+    }
+
+    async fn command(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response: Value = self
+            .http
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(error) = response["value"].get("error") {
+            anyhow::bail!(
+                "webdriver {path}: {error}: {}",
+                response["value"]["message"]
+            );
+        }
+        Ok(response["value"].clone())
+    }
+}

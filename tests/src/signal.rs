@@ -1,0 +1,90 @@
+//! A signalling client over a real WebSocket, and SDP offers made by a real WebRTC stack.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct SignalClient {
+    socket: Socket,
+}
+
+impl SignalClient {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self { socket })
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.socket.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, message: &Value) -> anyhow::Result<()> {
+        self.send_text(&message.to_string()).await
+    }
+
+    /// The next JSON message from the server, within `timeout`.
+    pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<Value> {
+        loop {
+            let frame = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no message within {timeout:?}"))?
+                .ok_or_else(|| anyhow::anyhow!("connection closed"))??;
+            if let Message::Text(text) = frame {
+                return Ok(serde_json::from_str(&text)?);
+            }
+        }
+    }
+
+    /// Skips server pushes until a message with `key` arrives.
+    pub async fn recv_kind(&mut self, key: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.recv(left).await?;
+            if message.get(key).is_some() {
+                return Ok(message);
+            }
+        }
+    }
+}
+
+/// An SDP offer shaped like the web app's: one sendonly audio and video m-line, then
+/// `slots` recvonly m-lines of each kind. (The stack refuses a sendonly transceiver
+/// without a track, so the publishing m-lines are flipped in the text.)
+pub fn client_offer(slots: usize) -> anyhow::Result<String> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs()?;
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .build(Instant::now())?;
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        for _ in 0..=slots {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: Vec::new(),
+                    send_encodings: Vec::new(),
+                }),
+            )?;
+        }
+    }
+    let sdp = pc.create_offer(None)?.sdp;
+    let mut sections: Vec<String> = sdp.split("\nm=").map(str::to_owned).collect();
+    for kind in ["audio ", "video "] {
+        if let Some(section) = sections.iter_mut().skip(1).find(|s| s.starts_with(kind)) {
+            *section = section.replacen("a=recvonly", "a=sendonly", 1);
+        }
+    }
+    Ok(sections.join("\nm="))
+}

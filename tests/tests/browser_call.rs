@@ -1,0 +1,110 @@
+//! Three headless Chromium browsers with fake camera and microphone join one room
+//! through the join link and see, hear and chat with each other through our SFU.
+
+use std::time::{Duration, Instant};
+
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::server::TestServer;
+
+/// Remote streams that are really flowing, read from `RTCPeerConnection.getStats()`.
+const MEDIA_STATS: &str = r#"
+const pc = window.conferClient && window.conferClient.pc;
+if (!pc) return {video: 0, audio: 0};
+const stats = await pc.getStats();
+let video = 0, audio = 0;
+stats.forEach((s) => {
+  if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) video++;
+  if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.packetsReceived > 0) audio++;
+});
+return {video, audio};
+"#;
+
+fn remote_tiles_playing(n: usize) -> String {
+    format!(
+        "const tiles = [...document.querySelectorAll('.tile.remote')];
+         return tiles.length === {n} && tiles.every((t) => t.querySelector('video').videoWidth > 0);"
+    )
+}
+
+async fn wait_for_media(browser: &Browser, videos: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        last = browser.eval(MEDIA_STATS).await?;
+        if last["video"].as_u64() >= Some(videos) && last["audio"].as_u64() >= Some(videos) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("expected {videos} decoding videos and audios within {timeout:?}, got {last}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    let join = |name: &str| server.url(&format!("/r/standup?name={name}"));
+
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    let opened = Instant::now();
+    ada.goto(&join("Ada")).await?;
+    bob.goto(&join("Bob")).await?;
+    wait_for_media(&ada, 1, Duration::from_secs(15)).await?;
+    wait_for_media(&bob, 1, Duration::from_secs(15)).await?;
+    eprintln!(
+        "two browsers decoding each other after {:?}",
+        opened.elapsed()
+    );
+    ada.wait_for(
+        "Bob's tile playing",
+        &remote_tiles_playing(1),
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    let cyd = driver.browser().await?;
+    cyd.goto(&join("Cyd")).await?;
+    for browser in [&ada, &bob, &cyd] {
+        wait_for_media(browser, 2, Duration::from_secs(15)).await?;
+        browser
+            .wait_for(
+                "two remote tiles playing",
+                &remote_tiles_playing(2),
+                Duration::from_secs(10),
+            )
+            .await?;
+    }
+
+    ada.eval(
+        "document.getElementById('chat-input').value = 'hello from Ada';
+         document.getElementById('chat-form').requestSubmit();",
+    )
+    .await?;
+    let chat_arrived = "return [...document.querySelectorAll('#messages .text')]
+        .some((e) => e.textContent === 'hello from Ada');";
+    for browser in [&bob, &cyd, &ada] {
+        browser
+            .wait_for("Ada's chat message", chat_arrived, Duration::from_secs(5))
+            .await?;
+    }
+
+    cyd.eval("document.getElementById('leave').click();")
+        .await?;
+    for browser in [&ada, &bob] {
+        browser
+            .wait_for(
+                "Cyd's tile to go",
+                "return document.querySelectorAll('.tile.remote').length === 1;",
+                Duration::from_secs(5),
+            )
+            .await?;
+    }
+    let occupancy = server.sfu.occupancy().await?;
+    assert_eq!(occupancy.peers, 2, "Cyd's peer is removed from the SFU");
+
+    for browser in [ada, bob, cyd] {
+        browser.close().await?;
+    }
+    Ok(())
+}

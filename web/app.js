@@ -1,0 +1,83 @@
+// The room page: /r/<room>?name=<display name>[&token=<access token>].
+import { ConferClient } from './sdk.js';
+import { Stage, renderParticipants, appendChat } from './ui.js';
+
+const room = decodeURIComponent(location.pathname.split('/').pop());
+const params = new URLSearchParams(location.search);
+const name = params.get('name') || prompt('Your name') || 'Guest';
+const token = params.get('token') || '';
+
+const $ = (id) => document.getElementById(id);
+const stage = new Stage($('stage'));
+const status = (text) => { $('status').textContent = text; };
+$('room-name').textContent = room;
+
+const client = new ConferClient({ room, name, token });
+window.conferClient = client;
+
+const everyone = () => new Map([[client.self.id, client.self], ...client.participants]);
+const refreshPeople = () => renderParticipants($('participants'), everyone(), client.self.id);
+
+client.addEventListener('joined', () => {
+  stage.tile(client.self.id, { local: true });
+  stage.setName(client.self.id, `${client.self.name} (you)`);
+  for (const p of client.participants.values()) {
+    stage.tile(p.id);
+    stage.setName(p.id, p.name);
+  }
+  refreshPeople();
+  status('Connected');
+});
+client.addEventListener('participant-joined', ({ detail: p }) => {
+  stage.tile(p.id);
+  stage.setName(p.id, p.name);
+  refreshPeople();
+});
+client.addEventListener('participant-left', ({ detail: { id } }) => {
+  stage.remove(id);
+  refreshPeople();
+});
+client.addEventListener('participant-updated', ({ detail: p }) => {
+  if (client.self && p.id === client.self.id) client.self = p;
+  stage.setVideoOff(p.id, p.video_muted);
+  refreshPeople();
+});
+client.addEventListener('track', ({ detail }) => stage.addTrack(detail.participantId, detail.track));
+client.addEventListener('track-ended', ({ detail }) => stage.removeTrack(detail.participantId, detail.track));
+client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
+client.addEventListener('error', ({ detail }) => status(`Error: ${detail.message}`));
+client.addEventListener('closed', () => status('Disconnected'));
+
+$('chat-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $('chat-input');
+  const text = input.value.trim();
+  if (text) client.sendChat(text);
+  input.value = '';
+});
+
+function toggle(button, kind, onLabel, offLabel) {
+  button.addEventListener('click', () => {
+    const muted = button.getAttribute('aria-pressed') !== 'true';
+    button.setAttribute('aria-pressed', String(muted));
+    button.textContent = muted ? offLabel : onLabel;
+    client.setMuted(kind, muted);
+    if (kind === 'video') stage.setVideoOff(client.self.id, muted);
+  });
+}
+toggle($('toggle-mic'), 'audio', 'Mute mic', 'Unmute mic');
+toggle($('toggle-cam'), 'video', 'Stop camera', 'Start camera');
+$('leave').addEventListener('click', () => {
+  client.leave();
+  stage.element.replaceChildren();
+  status('You left the call');
+});
+
+try {
+  const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  await client.join(local);
+  stage.addTrack(client.self.id, local.getVideoTracks()[0]);
+} catch (err) {
+  status(`Could not join: ${err.message}`);
+  console.error(err);
+}

@@ -1,0 +1,158 @@
+// Confer JS SDK: join a room, publish camera and microphone, receive everyone else.
+//
+//   import { ConferClient } from '/static/sdk.js';
+//   const client = new ConferClient({ room: 'standup', name: 'Ada' });
+//   client.addEventListener('track', (e) => attach(e.detail.participantId, e.detail.track));
+//   await client.join(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
+//
+// The session is negotiated once: the offer publishes the local tracks (sendonly) and
+// opens receive slots (recvonly). The server assigns other participants' tracks to
+// slots with `track_assigned`, so people joining and leaving never renegotiate.
+// Events: joined, participant-joined, participant-left, participant-updated, track,
+// track-ended, chat, error, closed.
+
+const DEFAULT_SLOTS = 8;
+
+export class ConferClient extends EventTarget {
+  constructor({ room, name, token = '', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS }) {
+    super();
+    Object.assign(this, { room, name, token, url, audioSlots, videoSlots });
+    this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
+    this.self = null;
+    this.pc = null;
+    this.ws = null;
+    this.slotTracks = new Map(); // mid -> MediaStreamTrack (from ontrack)
+    this.assignments = new Map(); // mid -> { participantId, kind }
+    this.nextRequest = 1;
+    this.pending = new Map(); // request_id -> { resolve, reject }
+  }
+
+  async join(localStream) {
+    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    for (const track of localStream.getTracks()) {
+      this.pc.addTransceiver(track, { direction: 'sendonly', streams: [localStream] });
+    }
+    for (let i = 0; i < this.audioSlots; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    for (let i = 0; i < this.videoSlots; i++) this.pc.addTransceiver('video', { direction: 'recvonly' });
+    this.pc.ontrack = (event) => {
+      const mid = event.transceiver.mid;
+      this.slotTracks.set(mid, event.track);
+      this.#bind(mid);
+    };
+    this.pc.onicecandidate = (event) => {
+      if (!this.self) return;
+      const c = event.candidate;
+      this.send({ trickle: c ? { candidate: c.candidate, sdp_mid: c.sdpMid || '', sdp_mline_index: c.sdpMLineIndex || 0 } : { candidate: '' } });
+    };
+    this.pc.onconnectionstatechange = () => {
+      this.dispatchEvent(new CustomEvent('connection-state', { detail: this.pc.connectionState }));
+    };
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    await this.#connect();
+    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, offer: { type: 'offer', sdp: offer.sdp } } });
+    this.self = joined.you;
+    for (const p of joined.participants) this.participants.set(p.id, p);
+    await this.pc.setRemoteDescription({ type: 'answer', sdp: joined.answer.sdp });
+    for (const mid of this.assignments.keys()) this.#bind(mid);
+    this.dispatchEvent(new CustomEvent('joined', { detail: joined }));
+    for (const message of joined.chat_history) this.dispatchEvent(new CustomEvent('chat', { detail: message }));
+    return joined;
+  }
+
+  sendChat(text) { return this.send({ chat: { text } }); }
+
+  setMuted(kind, muted) {
+    for (const sender of this.pc.getSenders()) {
+      if (sender.track && sender.track.kind === kind) sender.track.enabled = !muted;
+    }
+    return this.send({ mute: { kind, muted } });
+  }
+
+  leave() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
+    this.ws?.close();
+    this.pc?.close();
+  }
+
+  send(message) {
+    const request_id = String(this.nextRequest++);
+    this.ws.send(JSON.stringify({ request_id, ...message }));
+    return request_id;
+  }
+
+  request(message) {
+    return new Promise((resolve, reject) => {
+      const id = this.send(message);
+      this.pending.set(id, { resolve, reject });
+    });
+  }
+
+  #connect() {
+    return new Promise((resolve, reject) => {
+      this.ws = new WebSocket(this.url);
+      this.ws.onopen = () => resolve();
+      this.ws.onerror = () => reject(new Error('cannot reach the signalling server'));
+      this.ws.onclose = () => this.dispatchEvent(new CustomEvent('closed'));
+      this.ws.onmessage = (event) => this.#onMessage(JSON.parse(event.data));
+    });
+  }
+
+  #onMessage(message) {
+    const waiter = message.request_id && this.pending.get(message.request_id);
+    if (waiter) {
+      this.pending.delete(message.request_id);
+      if (message.error) waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      else waiter.resolve(message.joined ?? message);
+      if (message.joined) return;
+      if (message.error) return;
+    }
+    if (message.participant_joined) {
+      const p = message.participant_joined.participant;
+      this.participants.set(p.id, p);
+      this.#emit('participant-joined', p);
+    } else if (message.participant_left) {
+      const id = message.participant_left.participant_id;
+      this.participants.delete(id);
+      for (const [mid, a] of this.assignments) if (a.participantId === id) this.#unbind(mid);
+      this.#emit('participant-left', { id });
+    } else if (message.participant_updated) {
+      const p = message.participant_updated.participant;
+      this.participants.set(p.id, p);
+      this.#emit('participant-updated', p);
+    } else if (message.track_assigned) {
+      const { mid, participant_id, kind } = message.track_assigned;
+      this.#unbind(mid);
+      this.assignments.set(mid, { participantId: participant_id, kind });
+      this.#bind(mid);
+    } else if (message.track_unassigned) {
+      this.#unbind(message.track_unassigned.mid);
+    } else if (message.chat) {
+      this.#emit('chat', message.chat);
+    } else if (message.error) {
+      this.#emit('error', message.error);
+    }
+  }
+
+  #bind(mid) {
+    const assignment = this.assignments.get(mid);
+    const track = this.slotTracks.get(mid);
+    if (!assignment || !track || assignment.bound) return;
+    assignment.bound = true;
+    this.#emit('track', { participantId: assignment.participantId, kind: assignment.kind, track, mid });
+  }
+
+  #unbind(mid) {
+    const assignment = this.assignments.get(mid);
+    if (!assignment) return;
+    this.assignments.delete(mid);
+    if (assignment.bound) this.#emit('track-ended', { participantId: assignment.participantId, kind: assignment.kind, track: this.slotTracks.get(mid), mid });
+  }
+
+  #emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+}
+
+function defaultSignalUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/v1/signal`;
+}
