@@ -92,20 +92,25 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+async fn start_sfu(
+    media_bind: std::net::SocketAddr,
+    announce_ip: Option<std::net::IpAddr>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<confer_sfu::SfuHandle> {
+    let config = SfuConfig {
+        media_bind,
+        announce_ip,
+        ..SfuConfig::default()
+    };
+    confer_sfu::start(config, shutdown.clone()).await
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let secret = args.token_secret.clone().unwrap_or_else(|| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
     });
-    let sfu = confer_sfu::start(
-        SfuConfig {
-            media_bind: args.media_bind,
-            announce_ip: args.announce_ip,
-            ..SfuConfig::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
+    let sfu = start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to bind {}", args.listen))?;
@@ -144,15 +149,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
 
 async fn sfu(args: SfuArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let sfu = confer_sfu::start(
-        SfuConfig {
-            media_bind: args.media_bind,
-            announce_ip: args.announce_ip,
-            ..SfuConfig::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
+    let sfu = start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
     let listener = tokio::net::TcpListener::bind(args.control_listen)
         .await
         .with_context(|| format!("failed to bind control port {}", args.control_listen))?;

@@ -653,22 +653,22 @@ impl Sfu {
     }
 
     fn remove_peer_by_key(&mut self, _now: Instant, key: PeerKey, reason: Option<&str>) {
-        let Some(mut peer) = self.peers.remove(&key) else {
+        // Close while the peer is still indexed, so its last datagrams (DTLS close_notify)
+        // go out through the usual flush.
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Err(err) = peer.pc.close() {
+            debug!(participant = %peer.participant, %err, "close failed");
+        }
+        self.flush(key);
+        let Some(peer) = self.peers.remove(&key) else {
             return;
         };
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
         if self.by_participant.get(&peer.participant) == Some(&key) {
             self.by_participant.remove(&peer.participant);
-        }
-        if let Err(err) = peer.pc.close() {
-            debug!(participant = %peer.participant, %err, "close failed");
-        }
-        while let Some(out) = peer.pc.poll_write() {
-            self.transmits.push_back(Transmit {
-                to: out.transport.peer_addr,
-                bytes: out.message,
-            });
         }
         if let Some(room) = self.rooms.get_mut(&peer.room) {
             room.members.retain(|member| *member != key);
