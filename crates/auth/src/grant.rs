@@ -16,6 +16,10 @@ pub struct VideoGrant {
     pub can_publish_data: bool,
     /// Present in the room without being listed to others.
     pub hidden: bool,
+    /// Track sources the holder may publish (`camera`, `microphone`, `screen_share`);
+    /// empty means all of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub can_publish_sources: Vec<String>,
 }
 
 impl Default for VideoGrant {
@@ -28,6 +32,7 @@ impl Default for VideoGrant {
             can_subscribe: true,
             can_publish_data: true,
             hidden: false,
+            can_publish_sources: Vec::new(),
         }
     }
 }

@@ -99,6 +99,28 @@ impl TokenKey {
         Ok(claims)
     }
 
+    /// The `iss` claim of a token, read without verifying anything, to find the key
+    /// that verifies it.
+    pub fn peek_issuer(token: &str) -> Result<String, TokenError> {
+        #[derive(serde::Deserialize)]
+        struct Issuer {
+            iss: String,
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed("longer than 8 KiB"));
+        }
+        let payload = token
+            .split('.')
+            .nth(1)
+            .ok_or(TokenError::Malformed("expected three dot-separated parts"))?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+        serde_json::from_slice::<Issuer>(&payload)
+            .map(|claims| claims.iss)
+            .map_err(|_| TokenError::Malformed("payload has no `iss`"))
+    }
+
     /// Verifies signature, issuer and time window.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {

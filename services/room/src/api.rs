@@ -1,0 +1,315 @@
+//! [`RoomApi`]: everything the gateway asks of the room service. Implemented in-process
+//! by [`crate::RoomService`] and over gRPC by [`crate::grpc::GrpcRoom`]; the gateway holds
+//! an `Arc<dyn RoomApi>` and cannot tell them apart.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RoomResult;
+use crate::model::{
+    IceServer, ParticipantInfo, Permissions, Placement, Role, RoomSettings, RoomView, TrackKind,
+};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A join as the gateway received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The gateway holding the connection; commands for this participant go there.
+    pub gateway: String,
+    pub room: String,
+    /// The tenant the client addressed, when it named one; must match the token's.
+    pub tenant: Option<String>,
+    pub token: Option<String>,
+    pub name: String,
+    pub password: Option<String>,
+    pub client_addr: IpAddr,
+}
+
+/// The room service's answer to a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinDecision {
+    pub tenant: String,
+    pub participant: ParticipantInfo,
+    /// Present once admitted; absent while in the waiting room.
+    pub admission: Option<Admission>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// What a participant needs to enter the room: where the media goes and who is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    pub placement: Placement,
+    pub others: Vec<ParticipantInfo>,
+}
+
+/// Something a host does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostAction {
+    Admit {
+        participant: String,
+        allow: bool,
+    },
+    MuteTrack {
+        participant: String,
+        kind: TrackKind,
+        muted: bool,
+    },
+    Remove {
+        participant: String,
+    },
+    SetRole {
+        participant: String,
+        role: Role,
+    },
+    LockRoom {
+        locked: bool,
+    },
+    AllowScreenShare {
+        allowed: bool,
+    },
+    ResolveNameChange {
+        participant: String,
+        approve: bool,
+    },
+}
+
+/// Something a participant does to itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "update", rename_all = "snake_case")]
+pub enum SelfUpdate {
+    Muted { kind: TrackKind, muted: bool },
+    Name { name: String },
+}
+
+/// What the room service asks of a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum GatewayCommand {
+    /// Tell these participants about a change in their room.
+    Notify {
+        recipients: Vec<String>,
+        event: RoomEvent,
+    },
+    /// A waiting participant was admitted: create its peer and answer its join.
+    Admitted {
+        participant: String,
+        admission: Admission,
+    },
+    /// A waiting participant was turned away.
+    Denied { participant: String },
+    /// Stop or resume forwarding a participant's track.
+    BlockTrack {
+        participant: String,
+        kind: TrackKind,
+        blocked: bool,
+    },
+    /// Disconnect a participant.
+    Remove { participant: String, reason: String },
+}
+
+/// A change in a room that its members see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RoomEvent {
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: String,
+    },
+    /// Someone is in the waiting room (sent to hosts).
+    Knock {
+        participant: ParticipantInfo,
+    },
+    /// Someone left the waiting room, admitted or not (sent to hosts).
+    KnockResolved {
+        participant: String,
+        admitted: bool,
+    },
+    RoomUpdated {
+        settings: RoomSettings,
+    },
+    Data {
+        from: Option<String>,
+        topic: String,
+        payload: String,
+    },
+}
+
+/// `POST /v1/rooms`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub name: String,
+    #[serde(default)]
+    pub settings: RoomSettings,
+    /// Participants (not hosts) must give it to enter; stored as an argon2 hash.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `PATCH /v1/rooms/{name}`: fields present are changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoom {
+    #[serde(default)]
+    pub settings: Option<RoomSettings>,
+    /// A new password; an empty string removes it.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `PATCH /v1/rooms/{name}/participants/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParticipant {
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
+    #[serde(default)]
+    pub metadata: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /v1/rooms/{name}/data`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendData {
+    pub payload: String,
+    #[serde(default)]
+    pub topic: String,
+    /// Participant ids; empty means everyone in the room.
+    #[serde(default)]
+    pub destination: Vec<String>,
+}
+
+/// `POST /v1/webhooks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    pub url: String,
+}
+
+/// A webhook endpoint; `secret` only in the answer to its creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub created_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A delivery that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub room: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub created_at: u64,
+}
+
+/// A tenant and its first API key; the secret is shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantCreated {
+    pub tenant: String,
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+/// Everything the gateway asks of the room service.
+pub trait RoomApi: Send + Sync {
+    // Join path (signalling).
+    fn join(&self, req: JoinRequest) -> BoxFuture<'_, RoomResult<JoinDecision>>;
+    fn leave(&self, participant: String) -> BoxFuture<'_, RoomResult<()>>;
+    fn host_action(&self, actor: String, action: HostAction) -> BoxFuture<'_, RoomResult<()>>;
+    fn self_update(
+        &self,
+        participant: String,
+        update: SelfUpdate,
+    ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    fn track_event(
+        &self,
+        participant: String,
+        kind: TrackKind,
+        published: bool,
+    ) -> BoxFuture<'_, RoomResult<()>>;
+    /// Commands for `gateway`'s participants, for as long as the stream is held.
+    fn watch(
+        &self,
+        gateway: String,
+    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, GatewayCommand>>>;
+
+    // Tenant API.
+    fn authenticate(&self, api_key: String, secret: String) -> BoxFuture<'_, RoomResult<String>>;
+    fn create_room(&self, tenant: String, req: CreateRoom) -> BoxFuture<'_, RoomResult<RoomView>>;
+    fn list_rooms(&self, tenant: String) -> BoxFuture<'_, RoomResult<Vec<RoomView>>>;
+    fn get_room(&self, tenant: String, room: String) -> BoxFuture<'_, RoomResult<RoomView>>;
+    fn update_room(
+        &self,
+        tenant: String,
+        room: String,
+        req: UpdateRoom,
+    ) -> BoxFuture<'_, RoomResult<RoomView>>;
+    fn delete_room(&self, tenant: String, room: String) -> BoxFuture<'_, RoomResult<()>>;
+    fn list_participants(
+        &self,
+        tenant: String,
+        room: String,
+    ) -> BoxFuture<'_, RoomResult<Vec<ParticipantInfo>>>;
+    fn get_participant(
+        &self,
+        tenant: String,
+        room: String,
+        participant: String,
+    ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    fn update_participant(
+        &self,
+        tenant: String,
+        room: String,
+        participant: String,
+        req: UpdateParticipant,
+    ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    fn mute_track(
+        &self,
+        tenant: String,
+        room: String,
+        participant: String,
+        kind: TrackKind,
+        muted: bool,
+    ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    fn remove_participant(
+        &self,
+        tenant: String,
+        room: String,
+        participant: String,
+    ) -> BoxFuture<'_, RoomResult<()>>;
+    fn send_data(
+        &self,
+        tenant: String,
+        room: String,
+        req: SendData,
+    ) -> BoxFuture<'_, RoomResult<()>>;
+    fn create_webhook(
+        &self,
+        tenant: String,
+        req: CreateWebhook,
+    ) -> BoxFuture<'_, RoomResult<Webhook>>;
+    fn list_webhooks(&self, tenant: String) -> BoxFuture<'_, RoomResult<Vec<Webhook>>>;
+    fn delete_webhook(&self, tenant: String, id: String) -> BoxFuture<'_, RoomResult<()>>;
+    fn dead_letters(&self, tenant: String) -> BoxFuture<'_, RoomResult<Vec<DeadLetter>>>;
+}

@@ -1,0 +1,1 @@
+//! The room service over gRPC (filled in below).

@@ -1,0 +1,131 @@
+//! Live state in process memory, for `confer dev` and tests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::api::GatewayCommand;
+use crate::error::RoomResult;
+use crate::model::{ParticipantInfo, Placement};
+
+#[derive(Default)]
+struct Inner {
+    placements: HashMap<(String, String), Placement>,
+    rooms: HashMap<String, Vec<ParticipantInfo>>,
+    room_of: HashMap<String, String>,
+    active: HashSet<String>,
+    buses: HashMap<String, broadcast::Sender<GatewayCommand>>,
+}
+
+#[derive(Default)]
+pub struct MemoryLive(Mutex<Inner>);
+
+impl MemoryLive {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub async fn place(&self, room_key: &str, candidate: Placement) -> RoomResult<Placement> {
+        let mut inner = self.lock();
+        let key = (room_key.to_owned(), candidate.region.clone());
+        Ok(inner.placements.entry(key).or_insert(candidate).clone())
+    }
+
+    pub async fn placement(&self, room_key: &str, region: &str) -> RoomResult<Option<Placement>> {
+        let key = (room_key.to_owned(), region.to_owned());
+        Ok(self.lock().placements.get(&key).cloned())
+    }
+
+    pub async fn clear_placement(&self, room_key: &str, region: &str) -> RoomResult<()> {
+        let key = (room_key.to_owned(), region.to_owned());
+        self.lock().placements.remove(&key);
+        Ok(())
+    }
+
+    pub async fn rooms_on(&self, sfus: &[String]) -> RoomResult<Vec<u64>> {
+        let inner = self.lock();
+        Ok(sfus
+            .iter()
+            .map(|sfu| inner.placements.values().filter(|p| &p.sfu == sfu).count() as u64)
+            .collect())
+    }
+
+    pub async fn put_participant(&self, room_key: &str, info: &ParticipantInfo) -> RoomResult<()> {
+        let mut inner = self.lock();
+        inner.room_of.insert(info.id.clone(), room_key.to_owned());
+        let members = inner.rooms.entry(room_key.to_owned()).or_default();
+        match members.iter_mut().find(|p| p.id == info.id) {
+            Some(existing) => *existing = info.clone(),
+            None => members.push(info.clone()),
+        }
+        Ok(())
+    }
+
+    pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
+        let inner = self.lock();
+        let Some(room) = inner.room_of.get(id) else {
+            return Ok(None);
+        };
+        let info = inner
+            .rooms
+            .get(room)
+            .and_then(|members| members.iter().find(|p| p.id == id));
+        Ok(info.map(|info| (room.clone(), info.clone())))
+    }
+
+    pub async fn participants(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        Ok(self.lock().rooms.get(room_key).cloned().unwrap_or_default())
+    }
+
+    pub async fn remove_participant(&self, room_key: &str, id: &str) -> RoomResult<bool> {
+        let mut inner = self.lock();
+        inner.room_of.remove(id);
+        let Some(members) = inner.rooms.get_mut(room_key) else {
+            return Ok(false);
+        };
+        let before = members.len();
+        members.retain(|p| p.id != id);
+        let removed = members.len() != before;
+        if members.is_empty() {
+            inner.rooms.remove(room_key);
+        }
+        Ok(removed)
+    }
+
+    pub async fn activate(&self, room_key: &str) -> RoomResult<bool> {
+        Ok(self.lock().active.insert(room_key.to_owned()))
+    }
+
+    pub async fn deactivate(&self, room_key: &str) -> RoomResult<bool> {
+        Ok(self.lock().active.remove(room_key))
+    }
+
+    pub async fn is_active(&self, room_key: &str) -> RoomResult<bool> {
+        Ok(self.lock().active.contains(room_key))
+    }
+
+    pub async fn publish(&self, gateway: &str, command: &GatewayCommand) -> RoomResult<()> {
+        if let Some(bus) = self.lock().buses.get(gateway) {
+            let _ = bus.send(command.clone());
+        }
+        Ok(())
+    }
+
+    pub async fn subscribe(&self, gateway: &str) -> RoomResult<BoxStream<'static, GatewayCommand>> {
+        let receiver = self
+            .lock()
+            .buses
+            .entry(gateway.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe();
+        Ok(BroadcastStream::new(receiver)
+            .filter_map(|item| async move { item.ok() })
+            .boxed())
+    }
+}

@@ -1,0 +1,98 @@
+//! Live state shared by every room-service replica: who is in which room, where each
+//! room is placed, and the command bus to the gateways. Redis in production, process
+//! memory in `confer dev`.
+//!
+//! Placement is atomic: the first replica to place a room in a region wins
+//! (`SET NX`), every later one reads the winner, so two gateways racing never split a
+//! room across two SFUs of one region.
+
+mod memory;
+mod redis;
+
+use futures_util::stream::BoxStream;
+
+use crate::api::GatewayCommand;
+use crate::error::RoomResult;
+use crate::model::{ParticipantInfo, Placement};
+
+pub use memory::MemoryLive;
+pub use redis::RedisLive;
+
+pub enum Live {
+    Memory(MemoryLive),
+    Redis(RedisLive),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $live:ident => $body:expr) => {
+        match $self {
+            Live::Memory($live) => $body,
+            Live::Redis($live) => $body,
+        }
+    };
+}
+
+impl Live {
+    /// Places `room_key` in `region` on `candidate` unless it is placed already;
+    /// returns the placement that holds.
+    pub async fn place(&self, room_key: &str, candidate: Placement) -> RoomResult<Placement> {
+        dispatch!(self, live => live.place(room_key, candidate).await)
+    }
+
+    pub async fn placement(&self, room_key: &str, region: &str) -> RoomResult<Option<Placement>> {
+        dispatch!(self, live => live.placement(room_key, region).await)
+    }
+
+    /// Forgets a room's placement in `region` (its last participant left).
+    pub async fn clear_placement(&self, room_key: &str, region: &str) -> RoomResult<()> {
+        dispatch!(self, live => live.clear_placement(room_key, region).await)
+    }
+
+    /// Rooms placed on each of `sfus`, in order.
+    pub async fn rooms_on(&self, sfus: &[String]) -> RoomResult<Vec<u64>> {
+        dispatch!(self, live => live.rooms_on(sfus).await)
+    }
+
+    pub async fn put_participant(&self, room_key: &str, info: &ParticipantInfo) -> RoomResult<()> {
+        dispatch!(self, live => live.put_participant(room_key, info).await)
+    }
+
+    /// A participant and the room it is in.
+    pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
+        dispatch!(self, live => live.participant(id).await)
+    }
+
+    pub async fn participants(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        dispatch!(self, live => live.participants(room_key).await)
+    }
+
+    /// Removes a participant; `false` when it was not there.
+    pub async fn remove_participant(&self, room_key: &str, id: &str) -> RoomResult<bool> {
+        dispatch!(self, live => live.remove_participant(room_key, id).await)
+    }
+
+    /// Marks a room active; `true` when it was not (the room just started).
+    pub async fn activate(&self, room_key: &str) -> RoomResult<bool> {
+        dispatch!(self, live => live.activate(room_key).await)
+    }
+
+    /// Marks a room inactive; `true` when it was active (the room just finished).
+    pub async fn deactivate(&self, room_key: &str) -> RoomResult<bool> {
+        dispatch!(self, live => live.deactivate(room_key).await)
+    }
+
+    pub async fn is_active(&self, room_key: &str) -> RoomResult<bool> {
+        dispatch!(self, live => live.is_active(room_key).await)
+    }
+
+    pub async fn publish(&self, gateway: &str, command: &GatewayCommand) -> RoomResult<()> {
+        dispatch!(self, live => live.publish(gateway, command).await)
+    }
+
+    pub async fn subscribe(&self, gateway: &str) -> RoomResult<BoxStream<'static, GatewayCommand>> {
+        dispatch!(self, live => live.subscribe(gateway).await)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! The shapes the room service deals in: rooms, their settings, participants, roles
+//! and what the gateway is told. All of them travel as JSON (tenant API, gRPC bodies,
+//! Redis), so unknown fields are refused where a client writes them.
+
+use serde::{Deserialize, Serialize};
+
+/// Settings a tenant chooses per room. Security is on by default: a waiting room,
+/// self-unmute allowed, screen sharing allowed for hosts and participants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomSettings {
+    /// Guests wait until a host admits them.
+    pub waiting_room: bool,
+    /// Nobody but hosts may enter.
+    pub locked: bool,
+    pub max_participants: u32,
+    pub allow_screen_share: bool,
+    /// A participant muted by a host may unmute themselves.
+    pub allow_self_unmute: bool,
+    /// Display name changes wait for a host's approval.
+    pub name_changes_need_approval: bool,
+    /// Seconds an empty room is kept active before `room_finished`.
+    pub empty_timeout_secs: u32,
+    /// Region the room is placed in; empty means the service's default.
+    pub region: String,
+    /// Opaque tenant data, up to 4 KiB.
+    pub metadata: String,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            waiting_room: true,
+            locked: false,
+            max_participants: 100,
+            allow_screen_share: true,
+            allow_self_unmute: true,
+            name_changes_need_approval: false,
+            empty_timeout_secs: 0,
+            region: String::new(),
+            metadata: String::new(),
+        }
+    }
+}
+
+impl RoomSettings {
+    /// Settings of a room opened by an anonymous join in `confer dev`: no waiting room
+    /// (nobody could admit), the first participant becomes host.
+    pub fn anonymous() -> Self {
+        Self {
+            waiting_room: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// A room as the tenant API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomView {
+    pub name: String,
+    pub settings: RoomSettings,
+    pub has_password: bool,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub active: bool,
+    pub num_participants: u32,
+    pub placement: Option<Placement>,
+}
+
+/// Which SFU holds a room in a region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub region: String,
+    /// The SFU's id in discovery.
+    pub sfu: String,
+    /// The SFU's control API address (`host:port`), or `local` for the in-process SFU.
+    pub control: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Host,
+    Participant,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Host => "host",
+            Role::Participant => "participant",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// A kind of track a participant may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Camera,
+    Microphone,
+    ScreenShare,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Camera, Source::Microphone, Source::ScreenShare];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "camera" => Some(Source::Camera),
+            "microphone" => Some(Source::Microphone),
+            "screen_share" => Some(Source::ScreenShare),
+            _ => None,
+        }
+    }
+}
+
+/// What a participant may do; starts from the token's grants, hosts may change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Permissions {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_publish_data: bool,
+    pub can_publish_sources: Vec<Source>,
+    pub hidden: bool,
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Self {
+            can_publish: true,
+            can_subscribe: true,
+            can_publish_data: true,
+            can_publish_sources: Source::ALL.to_vec(),
+            hidden: false,
+        }
+    }
+}
+
+impl Permissions {
+    pub fn may_publish(&self, source: Source) -> bool {
+        self.can_publish && self.can_publish_sources.contains(&source)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantState {
+    /// In the waiting room.
+    Waiting,
+    /// In the room.
+    Active,
+}
+
+/// One participant: who, with which role and rights, and where it is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Unique per connection.
+    pub id: String,
+    /// Stable identity from the token (`sub`); random for anonymous joins.
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+    pub permissions: Permissions,
+    pub metadata: String,
+    pub state: ParticipantState,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    /// A host muted this track; the SFU does not forward it.
+    pub audio_blocked: bool,
+    pub video_blocked: bool,
+    /// A name change waiting for a host's approval.
+    pub pending_name: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub joined_at: u64,
+    /// The gateway that holds this participant's connection.
+    pub gateway: String,
+}
+
+impl ParticipantInfo {
+    pub fn is_host(&self) -> bool {
+        self.role == Role::Host
+    }
+}
+
+/// A track kind as host controls name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+impl TrackKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audio" => Some(TrackKind::Audio),
+            "video" => Some(TrackKind::Video),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+        }
+    }
+}
+
+/// An ICE server for the client, with ephemeral TURN credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}

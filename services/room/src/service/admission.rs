@@ -1,0 +1,415 @@
+//! Joining and leaving: who may enter, the waiting room, placement, and the events
+//! that follow.
+
+use std::time::Instant;
+
+use confer_auth::{Claims, TokenKey};
+
+use super::notify::{Audience, WebhookEvent};
+use super::{RoomService, room_key};
+use crate::api::{Admission, JoinDecision, JoinRequest};
+use crate::clock::unix_secs;
+use crate::error::{ErrorKind, RoomError, RoomResult};
+use crate::model::{
+    ParticipantInfo, ParticipantState, Permissions, Placement, Role, RoomSettings, Source,
+};
+use crate::store::RoomRecord;
+
+pub const MAX_ROOM_CHARS: usize = 64;
+pub const MAX_NAME_CHARS: usize = 64;
+
+pub fn validate_room(room: &str) -> RoomResult<()> {
+    let valid = !room.is_empty()
+        && room.chars().count() <= MAX_ROOM_CHARS
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !valid {
+        return Err(RoomError::invalid(
+            "invalid_room",
+            format!(
+                "room names are 1-{MAX_ROOM_CHARS} characters of letters, digits, '-', '_' and '.'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_name(name: &str) -> RoomResult<String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(RoomError::invalid(
+            "invalid_name",
+            format!("display names are 1-{MAX_NAME_CHARS} printable characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Who is joining, once the token (if any) has been checked.
+struct Joiner {
+    tenant: String,
+    identity: String,
+    name: String,
+    /// `None` for anonymous joins: host if first in, else participant.
+    role: Option<Role>,
+    permissions: Permissions,
+}
+
+fn role_of(claims: &Claims) -> Role {
+    if claims.video.room_admin {
+        Role::Host
+    } else if !claims.video.can_publish {
+        Role::Viewer
+    } else {
+        Role::Participant
+    }
+}
+
+fn permissions_of(claims: &Claims) -> RoomResult<Permissions> {
+    let grant = &claims.video;
+    let sources = if grant.can_publish_sources.is_empty() {
+        Source::ALL.to_vec()
+    } else {
+        grant
+            .can_publish_sources
+            .iter()
+            .map(|s| {
+                Source::parse(s).ok_or_else(|| {
+                    RoomError::new(
+                        ErrorKind::Unauthorized,
+                        "token_malformed",
+                        format!("unknown source `{s}` in canPublishSources"),
+                    )
+                })
+            })
+            .collect::<RoomResult<Vec<_>>>()?
+    };
+    Ok(Permissions {
+        can_publish: grant.can_publish,
+        can_subscribe: grant.can_subscribe,
+        can_publish_data: grant.can_publish_data,
+        can_publish_sources: sources,
+        hidden: grant.hidden,
+    })
+}
+
+fn new_participant_id() -> String {
+    format!("PA_{:016x}", rand::random::<u64>())
+}
+
+impl RoomService {
+    pub(crate) async fn do_join(&self, req: JoinRequest) -> RoomResult<JoinDecision> {
+        validate_room(&req.room)?;
+        let now = Instant::now();
+        let address = req.client_addr.to_string();
+        if !self.0.limiters.joins_per_address.check(&address, now) {
+            return Err(RoomError::rate_limited("joins from this address"));
+        }
+        let joiner = self.identify(&req).await?;
+        if !self.0.limiters.joins_per_tenant.check(&joiner.tenant, now) {
+            return Err(RoomError::rate_limited("joins for this tenant"));
+        }
+        let record = self.room_for_join(&joiner, &req.room).await?;
+        let key = room_key(&joiner.tenant, &req.room);
+        let members = self.0.live.participants(&key).await?;
+        let active = members
+            .iter()
+            .filter(|m| m.state == ParticipantState::Active)
+            .count();
+        let role = joiner.role.unwrap_or(if active == 0 {
+            Role::Host
+        } else {
+            Role::Participant
+        });
+        let host = role == Role::Host;
+        if record.settings.locked && !host {
+            return Err(RoomError::forbidden("room_locked", "the room is locked"));
+        }
+        if active >= record.settings.max_participants as usize {
+            return Err(RoomError::forbidden("room_full", "the room is full"));
+        }
+        if let Some(hash) = record.password_hash.as_deref().filter(|_| !host) {
+            self.check_password(&address, req.password.as_deref(), hash)?;
+        }
+        let waiting = record.settings.waiting_room && !host;
+        let participant = ParticipantInfo {
+            id: new_participant_id(),
+            identity: joiner.identity,
+            name: joiner.name,
+            role,
+            permissions: joiner.permissions,
+            metadata: String::new(),
+            state: if waiting {
+                ParticipantState::Waiting
+            } else {
+                ParticipantState::Active
+            },
+            audio_muted: false,
+            video_muted: false,
+            audio_blocked: false,
+            video_blocked: false,
+            pending_name: None,
+            joined_at: unix_secs(),
+            gateway: req.gateway,
+        };
+        self.0.live.put_participant(&key, &participant).await?;
+        let admission = if waiting {
+            self.notify(
+                &key,
+                Audience::Hosts,
+                crate::api::RoomEvent::Knock {
+                    participant: participant.clone(),
+                },
+            )
+            .await?;
+            None
+        } else {
+            match self.enter(&key, &record.settings, &participant).await {
+                Ok(admission) => Some(admission),
+                Err(err) => {
+                    self.0
+                        .live
+                        .remove_participant(&key, &participant.id)
+                        .await?;
+                    return Err(err);
+                }
+            }
+        };
+        let ice_servers = self
+            .0
+            .config
+            .turn
+            .iter()
+            .map(|turn| turn.ice_server(&participant.id, unix_secs()))
+            .collect();
+        Ok(JoinDecision {
+            tenant: joiner.tenant,
+            participant,
+            admission,
+            ice_servers,
+        })
+    }
+
+    async fn identify(&self, req: &JoinRequest) -> RoomResult<Joiner> {
+        let Some(token) = req.token.as_deref().filter(|t| !t.is_empty()) else {
+            let Some(tenant) = self.0.config.anonymous_tenant.clone() else {
+                return Err(RoomError::new(
+                    ErrorKind::Unauthorized,
+                    "token_required",
+                    "this server requires an access token",
+                ));
+            };
+            return Ok(Joiner {
+                tenant,
+                identity: format!("guest-{:08x}", rand::random::<u32>()),
+                name: validate_name(&req.name)?,
+                role: None,
+                permissions: Permissions::default(),
+            });
+        };
+        let issuer = TokenKey::peek_issuer(token)?;
+        let Some((tenant, secret)) = self.0.store.api_key(&issuer).await? else {
+            return Err(confer_auth::TokenError::UnknownIssuer(issuer).into());
+        };
+        let claims =
+            TokenKey::new(issuer, secret.as_bytes()).verify_join(token, &req.room, unix_secs())?;
+        if let Some(addressed) = req.tenant.as_deref().filter(|t| !t.is_empty())
+            && addressed != tenant
+        {
+            return Err(RoomError::new(
+                ErrorKind::Unauthorized,
+                "token_wrong_tenant",
+                format!("the token belongs to another tenant than `{addressed}`"),
+            ));
+        }
+        let name = if claims.name.is_empty() {
+            req.name.clone()
+        } else {
+            claims.name.clone()
+        };
+        Ok(Joiner {
+            tenant,
+            identity: claims.sub.clone(),
+            name: validate_name(&name)?,
+            role: Some(role_of(&claims)),
+            permissions: permissions_of(&claims)?,
+        })
+    }
+
+    /// The room's record, creating it on first join with the tenant defaults.
+    async fn room_for_join(&self, joiner: &Joiner, room: &str) -> RoomResult<RoomRecord> {
+        if let Some(record) = self.0.store.room(&joiner.tenant, room).await? {
+            return Ok(record);
+        }
+        let settings = if joiner.role.is_none() {
+            RoomSettings::anonymous()
+        } else {
+            RoomSettings::default()
+        };
+        self.0
+            .store
+            .insert_room(&joiner.tenant, room, &settings, None)
+            .await?;
+        self.0
+            .store
+            .room(&joiner.tenant, room)
+            .await?
+            .ok_or_else(|| RoomError::internal("room vanished after creation"))
+    }
+
+    fn check_password(&self, address: &str, given: Option<&str>, hash: &str) -> RoomResult<()> {
+        let Some(given) = given.filter(|p| !p.is_empty()) else {
+            return Err(RoomError::new(
+                ErrorKind::Unauthorized,
+                "password_required",
+                "this room needs a password",
+            ));
+        };
+        if !self
+            .0
+            .limiters
+            .passwords_per_address
+            .check(address, Instant::now())
+        {
+            return Err(RoomError::rate_limited(
+                "password attempts from this address",
+            ));
+        }
+        if !crate::password::verify(given, hash) {
+            return Err(RoomError::new(
+                ErrorKind::Unauthorized,
+                "password_invalid",
+                "the room password is wrong",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Places the room if needed and tells the room and the tenant that `participant`
+    /// is in.
+    pub(crate) async fn enter(
+        &self,
+        key: &str,
+        settings: &RoomSettings,
+        participant: &ParticipantInfo,
+    ) -> RoomResult<Admission> {
+        let placement = self.place(key, settings).await?;
+        if self.0.live.activate(key).await? {
+            self.webhook(key, WebhookEvent::RoomStarted).await?;
+        }
+        if !participant.permissions.hidden {
+            self.notify(key, Audience::ActiveExcept(participant.id.clone()), {
+                crate::api::RoomEvent::ParticipantJoined {
+                    participant: participant.clone(),
+                }
+            })
+            .await?;
+        }
+        self.webhook(key, WebhookEvent::ParticipantJoined(participant.clone()))
+            .await?;
+        let others = self
+            .0
+            .live
+            .participants(key)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.id != participant.id
+                    && p.state == ParticipantState::Active
+                    && !p.permissions.hidden
+            })
+            .collect();
+        Ok(Admission { placement, others })
+    }
+
+    async fn place(&self, key: &str, settings: &RoomSettings) -> RoomResult<Placement> {
+        let region = if settings.region.is_empty() {
+            self.0.config.default_region.as_str()
+        } else {
+            settings.region.as_str()
+        };
+        if let Some(placement) = self.0.live.placement(key, region).await? {
+            return Ok(placement);
+        }
+        let candidates = self.0.registry.candidates(region)?;
+        let ids: Vec<String> = candidates.iter().map(|n| n.id.clone()).collect();
+        let loads = self.0.live.rooms_on(&ids).await?;
+        let least = candidates
+            .iter()
+            .zip(loads)
+            .min_by_key(|(_, load)| *load)
+            .map(|(node, _)| node.placement())
+            .ok_or_else(|| RoomError::internal("no candidates"))?;
+        let candidate = Placement {
+            region: region.to_owned(),
+            ..least
+        };
+        self.0.live.place(key, candidate).await
+    }
+
+    pub(crate) async fn do_leave(&self, participant: &str) -> RoomResult<()> {
+        let Some((key, info)) = self.0.live.participant(participant).await? else {
+            return Ok(());
+        };
+        if !self.0.live.remove_participant(&key, participant).await? {
+            return Ok(());
+        }
+        match info.state {
+            ParticipantState::Waiting => {
+                self.notify(
+                    &key,
+                    Audience::Hosts,
+                    crate::api::RoomEvent::KnockResolved {
+                        participant: participant.to_owned(),
+                        admitted: false,
+                    },
+                )
+                .await?;
+            }
+            ParticipantState::Active => {
+                if !info.permissions.hidden {
+                    self.notify(
+                        &key,
+                        Audience::Active,
+                        crate::api::RoomEvent::ParticipantLeft {
+                            participant: participant.to_owned(),
+                        },
+                    )
+                    .await?;
+                }
+                self.webhook(&key, WebhookEvent::ParticipantLeft(info))
+                    .await?;
+                self.finish_if_empty(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the room's session when nobody active is left.
+    pub(crate) async fn finish_if_empty(&self, key: &str) -> RoomResult<()> {
+        let members = self.0.live.participants(key).await?;
+        if members.iter().any(|m| m.state == ParticipantState::Active) {
+            return Ok(());
+        }
+        if self.0.live.deactivate(key).await? {
+            for region in self.regions_of(key).await? {
+                self.0.live.clear_placement(key, &region).await?;
+            }
+            self.webhook(key, WebhookEvent::RoomFinished).await?;
+        }
+        Ok(())
+    }
+
+    async fn regions_of(&self, key: &str) -> RoomResult<Vec<String>> {
+        let (tenant, name) = super::split_room_key(key);
+        let region = match self.0.store.room(tenant, name).await? {
+            Some(record) if !record.settings.region.is_empty() => record.settings.region,
+            _ => self.0.config.default_region.clone(),
+        };
+        Ok(vec![region])
+    }
+}

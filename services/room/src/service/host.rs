@@ -1,0 +1,293 @@
+//! Host controls and what participants change about themselves.
+
+use super::notify::{Audience, WebhookEvent};
+use super::{RoomService, split_room_key};
+use crate::api::{GatewayCommand, HostAction, RoomEvent, SelfUpdate};
+use crate::error::{RoomError, RoomResult};
+use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, TrackKind};
+use crate::store::AuditEntry;
+
+fn not_joined() -> RoomError {
+    RoomError::not_found("not_joined", "join a room first")
+}
+
+fn no_participant(id: &str) -> RoomError {
+    RoomError::not_found(
+        "participant_not_found",
+        format!("no participant `{id}` in this room"),
+    )
+}
+
+impl RoomService {
+    pub(crate) async fn do_host_action(&self, actor: &str, action: HostAction) -> RoomResult<()> {
+        let (key, actor) = self
+            .0
+            .live
+            .participant(actor)
+            .await?
+            .ok_or_else(not_joined)?;
+        if !actor.is_host() || actor.state != ParticipantState::Active {
+            return Err(RoomError::forbidden("not_host", "only a host may do that"));
+        }
+        self.audit(&key, &actor.identity, &action).await?;
+        match action {
+            HostAction::Admit { participant, allow } => self.admit(&key, &participant, allow).await,
+            HostAction::MuteTrack {
+                participant,
+                kind,
+                muted,
+            } => {
+                let target = self.member(&key, &participant).await?;
+                self.set_blocked(&key, target, kind, muted).await.map(drop)
+            }
+            HostAction::Remove { participant } => self.remove(&key, &participant).await,
+            HostAction::SetRole { participant, role } => {
+                let mut target = self.member(&key, &participant).await?;
+                target.role = role;
+                if role == Role::Viewer {
+                    target.permissions.can_publish = false;
+                }
+                self.updated(&key, &target).await
+            }
+            HostAction::LockRoom { locked } => {
+                self.change_settings(&key, |s| s.locked = locked).await
+            }
+            HostAction::AllowScreenShare { allowed } => {
+                self.change_settings(&key, |s| s.allow_screen_share = allowed)
+                    .await
+            }
+            HostAction::ResolveNameChange {
+                participant,
+                approve,
+            } => {
+                let mut target = self.member(&key, &participant).await?;
+                let pending = target.pending_name.take().ok_or_else(|| {
+                    RoomError::invalid("no_pending_name", "no name change is waiting")
+                })?;
+                if approve {
+                    target.name = pending;
+                }
+                self.updated(&key, &target).await
+            }
+        }
+    }
+
+    async fn audit(&self, key: &str, actor: &str, action: &HostAction) -> RoomResult<()> {
+        let (tenant, room) = split_room_key(key);
+        let detail = serde_json::to_string(action).unwrap_or_default();
+        let action = detail.split('"').nth(3).unwrap_or("host_action").to_owned();
+        let entry = AuditEntry {
+            actor: actor.to_owned(),
+            action,
+            room: room.to_owned(),
+            detail,
+        };
+        self.0.store.audit(tenant, &entry).await
+    }
+
+    /// A participant of room `key`, or `participant_not_found`.
+    pub(crate) async fn member(&self, key: &str, id: &str) -> RoomResult<ParticipantInfo> {
+        match self.0.live.participant(id).await? {
+            Some((room, info)) if room == key => Ok(info),
+            _ => Err(no_participant(id)),
+        }
+    }
+
+    /// Stores `participant` and tells the room.
+    pub(crate) async fn updated(&self, key: &str, participant: &ParticipantInfo) -> RoomResult<()> {
+        self.0.live.put_participant(key, participant).await?;
+        if participant.state == ParticipantState::Active && !participant.permissions.hidden {
+            self.notify(
+                key,
+                Audience::Active,
+                RoomEvent::ParticipantUpdated {
+                    participant: participant.clone(),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn admit(&self, key: &str, id: &str, allow: bool) -> RoomResult<()> {
+        let mut target = self.member(key, id).await?;
+        if target.state != ParticipantState::Waiting {
+            return Err(RoomError::invalid(
+                "not_waiting",
+                "that participant is not waiting",
+            ));
+        }
+        self.notify(
+            key,
+            Audience::Hosts,
+            RoomEvent::KnockResolved {
+                participant: id.to_owned(),
+                admitted: allow,
+            },
+        )
+        .await?;
+        if !allow {
+            self.0.live.remove_participant(key, id).await?;
+            return self
+                .command(
+                    &target,
+                    GatewayCommand::Denied {
+                        participant: id.to_owned(),
+                    },
+                )
+                .await;
+        }
+        target.state = ParticipantState::Active;
+        self.0.live.put_participant(key, &target).await?;
+        let settings = self.settings(key).await?;
+        let admission = self.enter(key, &settings, &target).await?;
+        self.command(
+            &target,
+            GatewayCommand::Admitted {
+                participant: id.to_owned(),
+                admission,
+            },
+        )
+        .await
+    }
+
+    /// Blocks or unblocks forwarding of a participant's track (host mute).
+    pub(crate) async fn set_blocked(
+        &self,
+        key: &str,
+        mut target: ParticipantInfo,
+        kind: TrackKind,
+        blocked: bool,
+    ) -> RoomResult<ParticipantInfo> {
+        match kind {
+            TrackKind::Audio => {
+                target.audio_blocked = blocked;
+                target.audio_muted |= blocked;
+            }
+            TrackKind::Video => {
+                target.video_blocked = blocked;
+                target.video_muted |= blocked;
+            }
+        }
+        self.command(
+            &target,
+            GatewayCommand::BlockTrack {
+                participant: target.id.clone(),
+                kind,
+                blocked,
+            },
+        )
+        .await?;
+        self.updated(key, &target).await?;
+        Ok(target)
+    }
+
+    pub(crate) async fn remove(&self, key: &str, id: &str) -> RoomResult<()> {
+        let target = self.member(key, id).await?;
+        self.command(
+            &target,
+            GatewayCommand::Remove {
+                participant: id.to_owned(),
+                reason: "removed by a host".into(),
+            },
+        )
+        .await?;
+        self.do_leave(id).await
+    }
+
+    pub(crate) async fn settings(&self, key: &str) -> RoomResult<RoomSettings> {
+        let (tenant, room) = split_room_key(key);
+        Ok(self
+            .0
+            .store
+            .room(tenant, room)
+            .await?
+            .map(|r| r.settings)
+            .unwrap_or_default())
+    }
+
+    async fn change_settings(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut RoomSettings),
+    ) -> RoomResult<()> {
+        let (tenant, room) = split_room_key(key);
+        let record = self
+            .0
+            .store
+            .room(tenant, room)
+            .await?
+            .ok_or_else(|| RoomError::not_found("room_not_found", "no such room"))?;
+        let mut settings = record.settings;
+        change(&mut settings);
+        self.0
+            .store
+            .update_room(tenant, room, &settings, record.password_hash.as_deref())
+            .await?;
+        self.notify(key, Audience::Active, RoomEvent::RoomUpdated { settings })
+            .await
+    }
+
+    pub(crate) async fn do_self_update(
+        &self,
+        id: &str,
+        update: SelfUpdate,
+    ) -> RoomResult<ParticipantInfo> {
+        let (key, mut me) = self.0.live.participant(id).await?.ok_or_else(not_joined)?;
+        match update {
+            SelfUpdate::Muted { kind, muted } => {
+                let blocked = match kind {
+                    TrackKind::Audio => me.audio_blocked,
+                    TrackKind::Video => me.video_blocked,
+                };
+                if blocked && !muted {
+                    if !self.settings(&key).await?.allow_self_unmute && !me.is_host() {
+                        return Err(RoomError::forbidden(
+                            "muted_by_host",
+                            "a host muted you; ask them to unmute you",
+                        ));
+                    }
+                    me = self.set_blocked(&key, me, kind, false).await?;
+                }
+                match kind {
+                    TrackKind::Audio => me.audio_muted = muted,
+                    TrackKind::Video => me.video_muted = muted,
+                }
+            }
+            SelfUpdate::Name { name } => {
+                let name = super::validate_name(&name)?;
+                if self.settings(&key).await?.name_changes_need_approval && !me.is_host() {
+                    me.pending_name = Some(name);
+                    self.0.live.put_participant(&key, &me).await?;
+                    self.notify(
+                        &key,
+                        Audience::Hosts,
+                        RoomEvent::ParticipantUpdated {
+                            participant: me.clone(),
+                        },
+                    )
+                    .await?;
+                    return Ok(me);
+                }
+                me.name = name;
+            }
+        }
+        self.updated(&key, &me).await?;
+        Ok(me)
+    }
+
+    pub(crate) async fn do_track_event(
+        &self,
+        id: &str,
+        kind: TrackKind,
+        published: bool,
+    ) -> RoomResult<()> {
+        let (key, me) = self.0.live.participant(id).await?.ok_or_else(not_joined)?;
+        let event = if published {
+            WebhookEvent::TrackPublished(me, kind)
+        } else {
+            WebhookEvent::TrackUnpublished(me, kind)
+        };
+        self.webhook(&key, event).await
+    }
+}

@@ -1,0 +1,126 @@
+//! [`RoomService`]: the room service's logic over its durable [`Store`] and shared
+//! [`Live`] state. Every replica runs the same code; nothing here lives only in one
+//! process's memory except rate-limit counters.
+
+mod admission;
+mod api_impl;
+mod host;
+mod notify;
+mod tenant_api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::live::Live;
+use crate::ratelimit::RateLimiter;
+use crate::registry::SfuRegistry;
+use crate::store::Store;
+use crate::turn::TurnConfig;
+
+pub use admission::{validate_name, validate_room};
+
+/// How a room-service replica is set up.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    /// Region rooms go to when their settings name none.
+    pub default_region: String,
+    pub turn: Option<TurnConfig>,
+    /// Joins without a token land in this tenant (only `confer dev`).
+    pub anonymous_tenant: Option<String>,
+    pub limits: Limits,
+}
+
+/// Rate limits: `(burst, period)`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub joins_per_address: (u32, Duration),
+    pub joins_per_tenant: (u32, Duration),
+    pub passwords_per_address: (u32, Duration),
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            joins_per_address: (30, Duration::from_secs(2)),
+            joins_per_tenant: (500, Duration::from_millis(10)),
+            passwords_per_address: (5, Duration::from_secs(12)),
+        }
+    }
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            default_region: "local".into(),
+            turn: None,
+            anonymous_tenant: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct Limiters {
+    joins_per_address: RateLimiter,
+    joins_per_tenant: RateLimiter,
+    passwords_per_address: RateLimiter,
+}
+
+pub(crate) struct Inner {
+    config: RoomConfig,
+    store: Store,
+    live: Live,
+    registry: SfuRegistry,
+    limiters: Limiters,
+    /// Wakes the webhook deliverer when an event is queued.
+    outbox_wake: Arc<tokio::sync::Notify>,
+}
+
+/// The room service. Cheap to clone.
+#[derive(Clone)]
+pub struct RoomService(Arc<Inner>);
+
+impl RoomService {
+    pub fn new(config: RoomConfig, store: Store, live: Live, registry: SfuRegistry) -> Self {
+        let limits = &config.limits;
+        let limiters = Limiters {
+            joins_per_address: RateLimiter::new(
+                limits.joins_per_address.0,
+                limits.joins_per_address.1,
+            ),
+            joins_per_tenant: RateLimiter::new(
+                limits.joins_per_tenant.0,
+                limits.joins_per_tenant.1,
+            ),
+            passwords_per_address: RateLimiter::new(
+                limits.passwords_per_address.0,
+                limits.passwords_per_address.1,
+            ),
+        };
+        Self(Arc::new(Inner {
+            config,
+            store,
+            live,
+            registry,
+            limiters,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub(crate) fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.0.outbox_wake.clone()
+    }
+}
+
+/// `tenant/name`: the key of a room in live state.
+pub(crate) fn room_key(tenant: &str, room: &str) -> String {
+    format!("{tenant}/{room}")
+}
+
+/// The tenant and room name of a room key.
+pub(crate) fn split_room_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}

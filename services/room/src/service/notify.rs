@@ -1,0 +1,141 @@
+//! Telling people: room events to the gateways that hold the recipients, and webhook
+//! events into the tenant's durable outbox.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{RoomService, split_room_key};
+use crate::api::{GatewayCommand, RoomEvent};
+use crate::clock::unix_secs;
+use crate::error::RoomResult;
+use crate::model::{ParticipantInfo, ParticipantState, TrackKind};
+use crate::store::tenants_random_token;
+
+/// Who in a room hears an event.
+pub(crate) enum Audience {
+    /// Active hosts.
+    Hosts,
+    /// Everyone in the room (not the waiting room).
+    Active,
+    ActiveExcept(String),
+    Only(Vec<String>),
+}
+
+impl Audience {
+    fn includes(&self, member: &ParticipantInfo) -> bool {
+        let active = member.state == ParticipantState::Active;
+        match self {
+            Audience::Hosts => active && member.is_host(),
+            Audience::Active => active,
+            Audience::ActiveExcept(id) => active && &member.id != id,
+            Audience::Only(ids) => ids.contains(&member.id),
+        }
+    }
+}
+
+/// What tenants hear about.
+pub(crate) enum WebhookEvent {
+    RoomStarted,
+    RoomFinished,
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft(ParticipantInfo),
+    TrackPublished(ParticipantInfo, TrackKind),
+    TrackUnpublished(ParticipantInfo, TrackKind),
+}
+
+impl WebhookEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            WebhookEvent::RoomStarted => "room_started",
+            WebhookEvent::RoomFinished => "room_finished",
+            WebhookEvent::ParticipantJoined(_) => "participant_joined",
+            WebhookEvent::ParticipantLeft(_) => "participant_left",
+            WebhookEvent::TrackPublished(..) => "track_published",
+            WebhookEvent::TrackUnpublished(..) => "track_unpublished",
+        }
+    }
+
+    fn participant(&self) -> Option<&ParticipantInfo> {
+        match self {
+            WebhookEvent::ParticipantJoined(p)
+            | WebhookEvent::ParticipantLeft(p)
+            | WebhookEvent::TrackPublished(p, _)
+            | WebhookEvent::TrackUnpublished(p, _) => Some(p),
+            WebhookEvent::RoomStarted | WebhookEvent::RoomFinished => None,
+        }
+    }
+}
+
+fn participant_json(p: &ParticipantInfo) -> serde_json::Value {
+    json!({
+        "id": p.id,
+        "identity": p.identity,
+        "name": p.name,
+        "role": p.role,
+        "metadata": p.metadata,
+        "joined_at": p.joined_at,
+    })
+}
+
+impl RoomService {
+    /// Sends `event` to the members of `key` in `audience`, one command per gateway.
+    pub(crate) async fn notify(
+        &self,
+        key: &str,
+        audience: Audience,
+        event: RoomEvent,
+    ) -> RoomResult<()> {
+        let members = self.0.live.participants(key).await?;
+        let mut by_gateway: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for member in members.iter().filter(|m| audience.includes(m)) {
+            by_gateway
+                .entry(member.gateway.as_str())
+                .or_default()
+                .push(member.id.clone());
+        }
+        for (gateway, recipients) in by_gateway {
+            let command = GatewayCommand::Notify {
+                recipients,
+                event: event.clone(),
+            };
+            self.0.live.publish(gateway, &command).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a command to the gateway holding `participant`.
+    pub(crate) async fn command(
+        &self,
+        participant: &ParticipantInfo,
+        command: GatewayCommand,
+    ) -> RoomResult<()> {
+        self.0.live.publish(&participant.gateway, &command).await
+    }
+
+    /// Queues a webhook event for every endpoint of the room's tenant.
+    pub(crate) async fn webhook(&self, key: &str, event: WebhookEvent) -> RoomResult<()> {
+        let (tenant, room) = split_room_key(key);
+        let id = format!("EV_{}", tenants_random_token(12));
+        let mut body = json!({
+            "id": id,
+            "event": event.name(),
+            "created_at": unix_secs(),
+            "room": { "name": room },
+        });
+        if let Some(participant) = event.participant() {
+            body["participant"] = participant_json(participant);
+        }
+        if let WebhookEvent::TrackPublished(_, kind) | WebhookEvent::TrackUnpublished(_, kind) =
+            &event
+        {
+            body["track"] = json!({ "kind": kind.as_str() });
+        }
+        self.0
+            .store
+            .enqueue_event(tenant, room, event.name(), &id, &body.to_string())
+            .await?;
+        self.0.outbox_wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Durable data: tenants, API keys, rooms and their settings, webhook endpoints, the
+//! webhook outbox and the audit log. PostgreSQL in production, SQLite in `confer dev`;
+//! one set of queries (`$n` placeholders work on both) over sqlx's `Any` driver, and
+//! one migration directory per dialect.
+
+mod audit;
+mod rooms;
+mod seal;
+mod tenants;
+mod webhooks;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use audit::AuditEntry;
+pub use rooms::RoomRecord;
+pub use seal::MasterKey;
+pub use tenants::random_token as tenants_random_token;
+pub use webhooks::Delivery;
+
+/// Migrations per dialect, in order: (version, SQL).
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    key: MasterKey,
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`) and applies pending migrations.
+    pub async fn connect(url: &str, key: MasterKey) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        // SQLite has one writer; one connection also keeps an in-memory database whole.
+        let max = if sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("failed to connect to the database at {}", redact(url)))?;
+        let store = Self { pool, key };
+        let migrations = if sqlite {
+            SQLITE_MIGRATIONS
+        } else {
+            POSTGRES_MIGRATIONS
+        };
+        store.migrate(migrations).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS confer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, sql) in migrations {
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM confer_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("migration {version} failed"))?;
+            }
+            // Two replicas starting together: the loser's insert fails and rolls back.
+            sqlx::query("INSERT INTO confer_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(crate::clock::unix_secs_i64())
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("migration {version} raced another instance"))?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// `url` without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
