@@ -2,8 +2,11 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 8] = [
+const CLIENT_BODIES: [&str; 11] = [
     "SessionDescription",
+    "Offer",
+    "HostControl",
+    "SetName",
     "Join",
     "Trickle",
     "SendChat",
@@ -14,7 +17,15 @@ const CLIENT_BODIES: [&str; 8] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 9] = [
+const SERVER_BODIES: [&str; 17] = [
+    "IceServer",
+    "Waiting",
+    "Answer",
+    "Knock",
+    "KnockResolved",
+    "RoomState",
+    "DataMessage",
+    "Ack",
     "Joined",
     "ParticipantJoined",
     "ParticipantLeft",
@@ -30,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "confer/signal/v1/signal.proto",
         "confer/sfu/v1/control.proto",
+        "confer/room/v1/room.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -1,4 +1,5 @@
-// The room page: /r/<room>?name=<display name>[&token=<access token>].
+// The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
+// [&relay=1 to force TURN relay].
 import { ConferClient } from './sdk.js';
 import { Stage, renderParticipants, appendChat } from './ui.js';
 
@@ -12,11 +13,22 @@ const stage = new Stage($('stage'));
 const status = (text) => { $('status').textContent = text; };
 $('room-name').textContent = room;
 
-const client = new ConferClient({ room, name, token });
+const client = new ConferClient({
+  room, name, token,
+  tenant: params.get('tenant') || '',
+  iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+});
 window.conferClient = client;
 
 const everyone = () => new Map([[client.self.id, client.self], ...client.participants]);
-const refreshPeople = () => renderParticipants($('participants'), everyone(), client.self.id);
+const refreshPeople = () => renderParticipants($('participants'), everyone(), client.self, client.knocks, hostAction);
+const hostAction = (action, id, extra) => client.host(action, id, extra).catch((err) => status(`Error: ${err.message}`));
+
+client.addEventListener('waiting', () => status('Waiting for a host to let you in…'));
+client.addEventListener('knock', refreshPeopleIfJoined);
+client.addEventListener('knock-resolved', refreshPeopleIfJoined);
+client.addEventListener('room-state', ({ detail }) => { $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`; });
+function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {
   stage.tile(client.self.id, { local: true });
@@ -45,7 +57,9 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
 client.addEventListener('track', ({ detail }) => stage.addTrack(detail.participantId, detail.track));
 client.addEventListener('track-ended', ({ detail }) => stage.removeTrack(detail.participantId, detail.track));
 client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
-client.addEventListener('error', ({ detail }) => status(`Error: ${detail.message}`));
+client.addEventListener('error', ({ detail }) => {
+  status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
+});
 client.addEventListener('closed', () => status('Disconnected'));
 
 $('chat-form').addEventListener('submit', (event) => {
@@ -73,11 +87,26 @@ $('leave').addEventListener('click', () => {
   status('You left the call');
 });
 
-try {
+async function start() {
   const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
-  await client.join(local);
-  stage.addTrack(client.self.id, local.getVideoTracks()[0]);
+  for (;;) {
+    try {
+      await client.join(local);
+      stage.addTrack(client.self.id, local.getVideoTracks()[0]);
+      return;
+    } catch (err) {
+      if (err.code !== 'password_required' && err.code !== 'password_invalid') throw err;
+      const password = prompt(err.code === 'password_invalid' ? 'Wrong password. Room password:' : 'Room password:');
+      if (!password) throw err;
+      client.password = password;
+      client.ws?.close();
+    }
+  }
+}
+
+try {
+  await start();
 } catch (err) {
-  status(`Could not join: ${err.message}`);
+  status(err.code === 'admission_denied' ? 'A host did not let you in' : `Could not join: ${err.message}`);
   console.error(err);
 }

@@ -1,22 +1,24 @@
 // Confer JS SDK: join a room, publish camera and microphone, receive everyone else.
 //
 //   import { ConferClient } from '/static/sdk.js';
-//   const client = new ConferClient({ room: 'standup', name: 'Ada' });
+//   const client = new ConferClient({ room: 'standup', name: 'Ada', token });
 //   client.addEventListener('track', (e) => attach(e.detail.participantId, e.detail.track));
 //   await client.join(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
 //
 // The session is negotiated once: the offer publishes the local tracks (sendonly) and
 // opens receive slots (recvonly). The server assigns other participants' tracks to
 // slots with `track_assigned`, so people joining and leaving never renegotiate.
-// Events: joined, participant-joined, participant-left, participant-updated, track,
-// track-ended, chat, error, closed.
+// Events: waiting, joined, participant-joined, participant-left, participant-updated,
+// track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
+// (codes as in docs/signalling.md: removed, admission_denied, ...), closed.
 
 const DEFAULT_SLOTS = 8;
 
 export class ConferClient extends EventTarget {
-  constructor({ room, name, token = '', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS }) {
+  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS }) {
     super();
-    Object.assign(this, { room, name, token, url, audioSlots, videoSlots });
+    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots });
+    this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
     this.self = null;
     this.pc = null;
@@ -27,8 +29,22 @@ export class ConferClient extends EventTarget {
     this.pending = new Map(); // request_id -> { resolve, reject }
   }
 
+  // Joins in two steps so the peer connection can use the ICE servers (TURN) the
+  // server hands out: `join` -> `joined` (or `waiting` until a host admits), then
+  // `offer` -> `answer`.
   async join(localStream) {
-    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.localStream = localStream;
+    await this.#connect();
+    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '' } });
+    this.self = joined.you;
+    this.roomState = joined.room_state || {};
+    for (const p of joined.participants) this.participants.set(p.id, p);
+    this.pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      iceServers: (joined.ice_servers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })),
+      iceTransportPolicy: this.iceTransportPolicy || 'all',
+    });
     for (const track of localStream.getTracks()) {
       this.pc.addTransceiver(track, { direction: 'sendonly', streams: [localStream] });
     }
@@ -40,7 +56,6 @@ export class ConferClient extends EventTarget {
       this.#bind(mid);
     };
     this.pc.onicecandidate = (event) => {
-      if (!this.self) return;
       const c = event.candidate;
       this.send({ trickle: c ? { candidate: c.candidate, sdp_mid: c.sdpMid || '', sdp_mline_index: c.sdpMLineIndex || 0 } : { candidate: '' } });
     };
@@ -48,25 +63,33 @@ export class ConferClient extends EventTarget {
       this.dispatchEvent(new CustomEvent('connection-state', { detail: this.pc.connectionState }));
     };
     const offer = await this.pc.createOffer();
+    const answerPromise = this.request({ offer: { sdp: offer.sdp } });
     await this.pc.setLocalDescription(offer);
-    await this.#connect();
-    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, offer: { type: 'offer', sdp: offer.sdp } } });
-    this.self = joined.you;
-    for (const p of joined.participants) this.participants.set(p.id, p);
-    await this.pc.setRemoteDescription({ type: 'answer', sdp: joined.answer.sdp });
+    const answer = await answerPromise;
+    await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.answer.sdp });
     for (const mid of this.assignments.keys()) this.#bind(mid);
     this.dispatchEvent(new CustomEvent('joined', { detail: joined }));
     for (const message of joined.chat_history) this.dispatchEvent(new CustomEvent('chat', { detail: message }));
     return joined;
   }
 
+  // Host controls: admit, deny, mute, unmute, remove, set_role, lock, unlock,
+  // allow_screen_share, deny_screen_share, approve_name, reject_name.
+  host(action, participantId = '', { kind = '', role = '' } = {}) {
+    return this.request({ host: { action, participant_id: participantId, kind, role } });
+  }
+
+  setName(name) { return this.request({ set_name: { name } }); }
+
   sendChat(text) { return this.send({ chat: { text } }); }
 
   setMuted(kind, muted) {
-    for (const sender of this.pc.getSenders()) {
-      if (sender.track && sender.track.kind === kind) sender.track.enabled = !muted;
-    }
+    for (const sender of this.#senders(kind)) if (sender.track) sender.track.enabled = !muted;
     return this.send({ mute: { kind, muted } });
+  }
+
+  #senders(kind) {
+    return (this.pc?.getSenders() || []).filter((s) => s.track && s.track.kind === kind);
   }
 
   leave() {
@@ -100,12 +123,17 @@ export class ConferClient extends EventTarget {
 
   #onMessage(message) {
     const waiter = message.request_id && this.pending.get(message.request_id);
+    if (waiter && message.waiting) {
+      // Not an answer yet: the join waits for a host.
+      this.self = message.waiting.you;
+      this.#emit('waiting', message.waiting);
+      return;
+    }
     if (waiter) {
       this.pending.delete(message.request_id);
       if (message.error) waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
       else waiter.resolve(message.joined ?? message);
-      if (message.joined) return;
-      if (message.error) return;
+      return;
     }
     if (message.participant_joined) {
       const p = message.participant_joined.participant;
@@ -118,7 +146,15 @@ export class ConferClient extends EventTarget {
       this.#emit('participant-left', { id });
     } else if (message.participant_updated) {
       const p = message.participant_updated.participant;
-      this.participants.set(p.id, p);
+      if (this.self && p.id === this.self.id) {
+        this.self = p;
+        // Muted by a host: stop sending too, so the local indicator tells the truth.
+        for (const kind of ['audio', 'video']) {
+          if (p[`${kind}_blocked`]) this.#senders(kind).forEach((s) => { if (s.track) s.track.enabled = false; });
+        }
+      } else {
+        this.participants.set(p.id, p);
+      }
       this.#emit('participant-updated', p);
     } else if (message.track_assigned) {
       const { mid, participant_id, kind } = message.track_assigned;
@@ -127,6 +163,18 @@ export class ConferClient extends EventTarget {
       this.#bind(mid);
     } else if (message.track_unassigned) {
       this.#unbind(message.track_unassigned.mid);
+    } else if (message.knock) {
+      const p = message.knock.participant;
+      this.knocks.set(p.id, p);
+      this.#emit('knock', p);
+    } else if (message.knock_resolved) {
+      this.knocks.delete(message.knock_resolved.participant_id);
+      this.#emit('knock-resolved', message.knock_resolved);
+    } else if (message.room_state) {
+      this.roomState = message.room_state;
+      this.#emit('room-state', message.room_state);
+    } else if (message.data) {
+      this.#emit('data', message.data);
     } else if (message.chat) {
       this.#emit('chat', message.chat);
     } else if (message.error) {

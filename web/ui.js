@@ -52,17 +52,43 @@ export class Stage {
   }
 }
 
-export function renderParticipants(list, participants, selfId) {
-  list.replaceChildren(...[...participants.values()].map((p) => {
+// The people list. Hosts also see who waits to be admitted, and controls per person.
+export function renderParticipants(list, participants, self, knocks, act) {
+  const isHost = self.role === 'host';
+  const button = (label, onClick) => {
+    const b = document.createElement('button');
+    b.textContent = label;
+    b.className = 'small';
+    b.addEventListener('click', onClick);
+    return b;
+  };
+  const waiting = isHost ? [...knocks.values()].map((p) => {
+    const item = document.createElement('li');
+    item.className = 'knock';
+    item.dataset.participant = p.id;
+    const name = document.createElement('span');
+    name.textContent = `${p.name} is waiting`;
+    item.append(name, button('Admit', () => act('admit', p.id)), button('Deny', () => act('deny', p.id)));
+    return item;
+  }) : [];
+  const people = [...participants.values()].map((p) => {
     const item = document.createElement('li');
     item.dataset.participant = p.id;
     const name = document.createElement('span');
-    name.textContent = p.id === selfId ? `${p.name} (you)` : p.name;
+    name.textContent = `${p.name}${p.id === self.id ? ' (you)' : ''}${p.role === 'host' ? ' · host' : ''}`;
     const state = document.createElement('span');
     state.textContent = `${p.audio_muted ? '🔇' : '🎤'} ${p.video_muted ? '🚫' : '📷'}`;
     item.append(name, state);
+    if (isHost && p.id !== self.id) {
+      item.append(
+        button(p.audio_blocked ? 'Unmute' : 'Mute', () => act(p.audio_blocked ? 'unmute' : 'mute', p.id, { kind: 'audio' })),
+        button(p.video_blocked ? 'Allow video' : 'Stop video', () => act(p.video_blocked ? 'unmute' : 'mute', p.id, { kind: 'video' })),
+        button('Remove', () => act('remove', p.id)),
+      );
+    }
     return item;
-  }));
+  });
+  list.replaceChildren(...waiting, ...people);
 }
 
 export function appendChat(log, message) {

@@ -4,6 +4,7 @@
 //!   [`signal::decode_client_message`], which turns any byte string into a message or a
 //!   typed error and never panics.
 //! - [`sfu`]: the internal gateway -> SFU control API (gRPC).
+//! - [`room`]: the internal gateway -> room service API (gRPC).
 //!
 //! This crate knows nothing about rooms, media or transports; it only defines shapes.
 
@@ -13,6 +14,11 @@ pub mod signal {
 
     mod codec;
     pub use codec::{DecodeError, MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
+}
+
+pub mod room {
+    //! Internal room-service API, `confer.room.v1`.
+    tonic::include_proto!("confer.room.v1");
 }
 
 pub mod sfu {

@@ -3,38 +3,90 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use confer_auth::TokenKey;
-use confer_gateway::GatewayConfig;
+use confer_gateway::{GatewayConfig, LOCAL_SFU, SfuDirectory};
+use confer_room::api::TenantCreated;
+use confer_room::registry::{SfuNode, SfuRegistry};
+use confer_room::webhook::WebhookConfig;
+use confer_room::{Backends, RoomConfig, RoomService};
 use confer_sfu::{SfuConfig, SfuHandle};
 use tokio::sync::watch;
 
+/// Secret of the built-in tenant's API key `dev` (tenant `dev`).
 pub const TOKEN_SECRET: &str = "end-to-end test secret";
+pub const DEV_TENANT: &str = "dev";
+
+/// How to start a [`TestServer`].
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Joins need a token (no anonymous tenant).
+    pub require_token: bool,
+    pub room: RoomConfig,
+    pub webhooks: WebhookConfig,
+}
 
 pub struct TestServer {
     pub http: SocketAddr,
     pub sfu: SfuHandle,
+    pub room: RoomService,
     shutdown: watch::Sender<bool>,
 }
 
 impl TestServer {
-    /// Gateway and SFU in this process; joins need a token when `require_token`.
+    /// Gateway, room service and SFU in this process; joins need a token when
+    /// `require_token`.
     pub async fn start(require_token: bool) -> anyhow::Result<Self> {
+        Self::start_with(Options {
+            require_token,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         let (shutdown, signal) = watch::channel(false);
         let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
+        let mut room_config = options.room;
+        room_config.anonymous_tenant = (!options.require_token).then(|| DEV_TENANT.to_owned());
+        let registry = SfuRegistry::new(vec![SfuNode {
+            id: "local".into(),
+            region: room_config.default_region.clone(),
+            control: LOCAL_SFU.into(),
+        }]);
+        let room = confer_room::start(
+            room_config,
+            Backends::in_memory(),
+            registry,
+            options.webhooks,
+            signal.clone(),
+        )
+        .await?;
+        room.store()
+            .ensure_tenant(
+                &TenantCreated {
+                    tenant: DEV_TENANT.into(),
+                    api_key: "dev".into(),
+                    api_secret: TOKEN_SECRET.into(),
+                },
+                "Development",
+            )
+            .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let http = listener.local_addr()?;
-        let mut config = GatewayConfig::new(TokenKey::new("dev", TOKEN_SECRET.as_bytes()));
-        config.require_token = require_token;
-        config.sfu_stats = Some(sfu.stats().clone());
+        let config = GatewayConfig {
+            sfu_stats: Some(sfu.stats().clone()),
+            ..GatewayConfig::default()
+        };
         tokio::spawn(confer_gateway::run(
             config,
             listener,
-            Arc::new(sfu.clone()),
+            Arc::new(room.clone()),
+            SfuDirectory::with_local(Arc::new(sfu.clone())),
             signal,
         ));
         Ok(Self {
             http,
             sfu,
+            room,
             shutdown,
         })
     }

@@ -1,12 +1,15 @@
-//! `confer gateway` and `confer sfu` as separate services: the gateway drives the SFU
-//! over the internal gRPC control API.
+//! Gateway, room service and SFU as separate services: the gateway asks the room
+//! service over gRPC, which places the room on the SFU; the gateway then drives that
+//! SFU over its gRPC control API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use confer_auth::TokenKey;
 use confer_e2e::signal::{SignalClient, client_offer};
-use confer_gateway::GatewayConfig;
+use confer_gateway::{GatewayConfig, SfuDirectory};
+use confer_room::grpc::GrpcRoom;
+use confer_room::registry::{SfuNode, SfuRegistry};
+use confer_room::{Backends, RoomConfig};
 use confer_sfu::{SfuConfig, grpc};
 use serde_json::json;
 use tokio::sync::watch;
@@ -19,12 +22,40 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
     let control_addr = control.local_addr()?;
     tokio::spawn(grpc::serve(sfu.clone(), control, signal.clone()));
 
-    let remote = grpc::GrpcSfu::connect(control_addr)?;
+    let room_config = RoomConfig {
+        anonymous_tenant: Some("dev".into()),
+        ..RoomConfig::default()
+    };
+    let registry = SfuRegistry::new(vec![SfuNode {
+        id: "sfu-a".into(),
+        region: room_config.default_region.clone(),
+        control: control_addr.to_string(),
+    }]);
+    let room = confer_room::start(
+        room_config,
+        Backends::in_memory(),
+        registry,
+        Default::default(),
+        signal.clone(),
+    )
+    .await?;
+    let room_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let room_addr = room_listener.local_addr()?;
+    tokio::spawn(confer_room::grpc::serve(
+        room,
+        room_listener,
+        signal.clone(),
+    ));
+
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/v1/signal", http.local_addr()?);
-    let mut config = GatewayConfig::new(TokenKey::new("dev", b"secret"));
-    config.require_token = false;
-    tokio::spawn(confer_gateway::run(config, http, Arc::new(remote), signal));
+    tokio::spawn(confer_gateway::run(
+        GatewayConfig::default(),
+        http,
+        Arc::new(GrpcRoom::connect(room_addr)?),
+        SfuDirectory::remote(),
+        signal,
+    ));
 
     let offer = client_offer(2)?;
     let mut clients = Vec::new();

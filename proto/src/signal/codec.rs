@@ -11,7 +11,9 @@ use super::{ClientMessage, ServerMessage, client_message};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
-const MESSAGE_KEYS: [&str; 6] = ["join", "trickle", "chat", "mute", "leave", "ping"];
+const MESSAGE_KEYS: [&str; 9] = [
+    "join", "trickle", "chat", "mute", "leave", "ping", "offer", "host", "set_name",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

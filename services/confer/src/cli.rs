@@ -20,16 +20,18 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run gateway and SFU in one process on embedded defaults, for trying Confer out.
+    /// Run gateway, room service and SFU in one process on embedded defaults, for trying Confer out.
     Dev(DevArgs),
-    /// Run the gateway: WebSocket signalling, the join flow and the web app.
+    /// Run the gateway: WebSocket signalling, the tenant API and the web app.
     Gateway(GatewayArgs),
+    /// Run the room service: rooms, participants, admission, placement, webhooks.
+    Room(RoomArgs),
     /// Run a selective forwarding unit: the media port and its internal control API.
     Sfu(SfuArgs),
+    /// Manage tenants (operators only).
+    Tenant(TenantArgs),
     /// Mint an access token for joining a room.
     Token(TokenArgs),
-    /// Run the room service (not built yet).
-    Room,
     /// Run the chat service (not built yet).
     Chat,
     /// Run the SIP gateway (not built yet).
@@ -42,9 +44,68 @@ pub enum Command {
     Loadtest,
 }
 
+/// TURN servers handed to clients, with coturn `use-auth-secret` credentials.
+#[derive(Args, Clone)]
+pub struct TurnArgs {
+    /// TURN/STUN URL given to clients (repeatable), e.g. turn:turn.example.com:3478.
+    #[arg(long = "turn-url", env = "CONFER_TURN_URLS", value_delimiter = ',')]
+    pub urls: Vec<String>,
+    /// Secret shared with coturn (`static-auth-secret`).
+    #[arg(
+        long = "turn-secret",
+        env = "CONFER_TURN_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+    /// Lifetime of TURN credentials in seconds.
+    #[arg(long = "turn-ttl", env = "CONFER_TURN_TTL", default_value_t = 3600)]
+    pub ttl: u64,
+}
+
+impl TurnArgs {
+    pub fn config(&self) -> Option<confer_room::turn::TurnConfig> {
+        let secret = self.secret.clone()?;
+        (!self.urls.is_empty()).then(|| confer_room::turn::TurnConfig {
+            urls: self.urls.clone(),
+            secret,
+            ttl_secs: self.ttl,
+        })
+    }
+}
+
+/// Webhook delivery tuning.
+#[derive(Args, Clone)]
+pub struct WebhookArgs {
+    /// Delay before the first retry, milliseconds; doubles per attempt.
+    #[arg(
+        long = "webhook-backoff-ms",
+        env = "CONFER_WEBHOOK_BACKOFF_MS",
+        default_value_t = 2000
+    )]
+    pub backoff_ms: u64,
+    /// Attempts before an event is dead-lettered.
+    #[arg(
+        long = "webhook-max-attempts",
+        env = "CONFER_WEBHOOK_MAX_ATTEMPTS",
+        default_value_t = 12
+    )]
+    pub max_attempts: u32,
+}
+
+impl WebhookArgs {
+    pub fn config(&self) -> confer_room::webhook::WebhookConfig {
+        confer_room::webhook::WebhookConfig {
+            backoff_base: std::time::Duration::from_millis(self.backoff_ms),
+            max_attempts: self.max_attempts.max(1),
+            poll_interval: std::time::Duration::from_millis(self.backoff_ms.clamp(20, 500)),
+            ..confer_room::webhook::WebhookConfig::default()
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct DevArgs {
-    /// HTTP address of the gateway (web app and signalling).
+    /// HTTP address of the gateway (web app, signalling, tenant API).
     #[arg(long, env = "CONFER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// UDP address of the media port.
@@ -56,9 +117,19 @@ pub struct DevArgs {
     /// Refuse joins without an access token.
     #[arg(long, env = "CONFER_REQUIRE_TOKEN")]
     pub require_token: bool,
-    /// Secret for access tokens (issuer `dev`); a random one is made when absent.
+    /// Secret of the built-in tenant's API key `dev`; a random one is made when absent.
     #[arg(long, env = "CONFER_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Database for tenants, rooms and webhooks.
+    #[arg(long, env = "CONFER_DATABASE_URL", default_value = "sqlite::memory:")]
+    pub database_url: String,
+    /// Key that seals stored secrets (32 bytes, base64); random when absent.
+    #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    #[command(flatten)]
+    pub turn: TurnArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 #[derive(Args)]
@@ -66,18 +137,63 @@ pub struct GatewayArgs {
     /// HTTP address to listen on.
     #[arg(long, env = "CONFER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// The SFU's control API address.
-    #[arg(long, env = "CONFER_SFU_CONTROL")]
-    pub sfu_control: SocketAddr,
-    /// Issuer (API key name) of accepted access tokens.
-    #[arg(long, env = "CONFER_TOKEN_ISSUER", default_value = "dev")]
-    pub token_issuer: String,
-    /// Secret of accepted access tokens.
-    #[arg(long, env = "CONFER_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: String,
-    /// Let clients join without a token (never in production).
-    #[arg(long, env = "CONFER_ALLOW_ANONYMOUS")]
-    pub allow_anonymous: bool,
+    /// The room service's gRPC address.
+    #[arg(long, env = "CONFER_ROOM_SERVICE")]
+    pub room_service: SocketAddr,
+    /// This gateway's id (unique per replica; the pod name in Kubernetes).
+    #[arg(long, env = "CONFER_GATEWAY_ID")]
+    pub gateway_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RoomArgs {
+    /// gRPC address to listen on.
+    #[arg(long, env = "CONFER_LISTEN", default_value = "0.0.0.0:7890")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL (or sqlite: for a single replica).
+    #[arg(long, env = "CONFER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Redis URL for state shared between replicas; without it, state stays in this process.
+    #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Key that seals stored secrets (32 bytes, base64).
+    #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+    /// An SFU rooms may be placed on: id@region=host:port (repeatable).
+    #[arg(long, env = "CONFER_SFUS", value_delimiter = ',')]
+    pub sfu: Vec<String>,
+    /// Region of rooms whose settings name none.
+    #[arg(long, env = "CONFER_REGION", default_value = "local")]
+    pub region: String,
+    /// Let joins without a token into this tenant (never in production).
+    #[arg(long, env = "CONFER_ANONYMOUS_TENANT")]
+    pub anonymous_tenant: Option<String>,
+    #[command(flatten)]
+    pub turn: TurnArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+#[derive(Args)]
+pub struct TenantArgs {
+    /// PostgreSQL (or sqlite:) URL of the room service's database.
+    #[arg(long, env = "CONFER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Key that seals stored secrets (32 bytes, base64), as the room service uses.
+    #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first API key; the secret is printed once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -113,9 +229,12 @@ pub struct TokenArgs {
     /// Signing secret.
     #[arg(long, env = "CONFER_TOKEN_SECRET", hide_env_values = true)]
     pub secret: String,
-    /// Grant room administration.
+    /// Grant room administration (join as host).
     #[arg(long)]
     pub admin: bool,
+    /// Join as a viewer: no publishing.
+    #[arg(long, conflicts_with = "admin")]
+    pub viewer: bool,
 }
 
 #[cfg(test)]

@@ -1,31 +1,41 @@
-//! The gateway: what browsers and SDKs talk to.
+//! The gateway: what browsers, SDKs and tenant backends talk to.
 //!
-//! - `/v1/signal`: WebSocket signalling ([`session`]): join with token check, SDP
-//!   offer/answer through the SFU's control API, trickle ICE, chat, mute state.
+//! - `/v1/signal`: WebSocket signalling ([`session`]): join through the room service
+//!   (tokens, passwords, waiting room), SDP offer/answer with the room's SFU, trickle
+//!   ICE, chat, mute, host controls.
+//! - `/v1/...`: the tenant REST API ([`api`]), with its OpenAPI document.
 //! - `/r/<room>`: the web app ([`web`]); `/metrics`: Prometheus text ([`metrics`]).
 //!
-//! Rooms as users see them (who is in, names, chat) live in [`rooms`], in memory.
-//! Not here: media. The gateway reaches the SFU only through [`confer_sfu::SfuApi`].
+//! The gateway owns no room state: it asks the room service ([`confer_room::RoomApi`])
+//! and follows its commands ([`commands`]); media goes through the SFUs
+//! ([`sfus`], [`relay`]).
 
+mod api;
+mod commands;
 mod config;
+mod convert;
 mod metrics;
 mod relay;
 mod rooms;
 mod session;
+mod sfus;
 mod web;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use confer_sfu::SfuApi;
+use confer_room::RoomApi;
 use tokio::sync::watch;
 
 pub use config::GatewayConfig;
+pub use sfus::{LOCAL_SFU, SfuDirectory};
 
 pub(crate) struct AppState {
     config: GatewayConfig,
-    sfu: Arc<dyn SfuApi>,
+    room: Arc<dyn RoomApi>,
+    sfus: SfuDirectory,
     rooms: rooms::Rooms,
     metrics: metrics::Metrics,
 }
@@ -34,26 +44,40 @@ pub(crate) struct AppState {
 pub async fn run(
     config: GatewayConfig,
     listener: tokio::net::TcpListener,
-    sfu: Arc<dyn SfuApi>,
+    room: Arc<dyn RoomApi>,
+    sfus: SfuDirectory,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         config,
-        sfu,
+        room,
+        sfus,
         rooms: rooms::Rooms::default(),
         metrics: metrics::Metrics::default(),
     });
-    tokio::spawn(relay::relay_sfu_events(state.clone()));
+    if let Some(local) = state.sfus.local() {
+        tokio::spawn(relay::relay_sfu_events(
+            Arc::downgrade(&state),
+            local.subscribe(),
+        ));
+    }
+    let watcher = tokio::spawn(commands::watch_room_service(state.clone()));
     let app = Router::new()
         .route("/v1/signal", get(session::upgrade))
+        .nest("/v1", api::routes())
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .merge(web::routes())
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await?;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.changed().await;
+    })
+    .await;
+    watcher.abort();
+    result?;
     Ok(())
 }

@@ -1,17 +1,18 @@
-//! Carries SFU events to the clients they concern.
-
-use std::sync::Arc;
+//! Carries SFU events to the sessions they concern, and track changes on to the room
+//! service (which turns them into webhooks).
 
 use confer_proto::signal::{self, server_message::Msg};
+use confer_room::model::TrackKind;
 use confer_sfu::SfuEvent;
-use tokio::sync::broadcast::error::RecvError;
-use tracing::warn;
+use confer_sfu::core::MediaKind;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tracing::{debug, warn};
 
-use crate::AppState;
 use crate::rooms::message;
+use crate::session::SessionEvent;
+use crate::sfus::WeakState;
 
-pub(crate) async fn relay_sfu_events(state: Arc<AppState>) {
-    let mut events = state.sfu.subscribe();
+pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Receiver<SfuEvent>) {
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -20,6 +21,9 @@ pub(crate) async fn relay_sfu_events(state: Arc<AppState>) {
                 continue;
             }
             Err(RecvError::Closed) => return,
+        };
+        let Some(state) = state.upgrade() else {
+            return;
         };
         match event {
             SfuEvent::TrackAssigned {
@@ -33,23 +37,50 @@ pub(crate) async fn relay_sfu_events(state: Arc<AppState>) {
                     participant_id: publisher.to_string(),
                     kind: kind.as_str().to_owned(),
                 }));
-                state.rooms.send_to(&subscriber, msg);
+                state.rooms.push(subscriber.as_str(), msg);
             }
             SfuEvent::TrackUnassigned { subscriber, mid } => {
                 let msg = message(Msg::TrackUnassigned(signal::TrackUnassigned { mid }));
-                state.rooms.send_to(&subscriber, msg);
+                state.rooms.push(subscriber.as_str(), msg);
+            }
+            SfuEvent::TrackPublished { participant, kind } => {
+                report_track(&state, participant.as_str(), kind, true).await;
+            }
+            SfuEvent::TrackUnpublished { participant, kind } => {
+                report_track(&state, participant.as_str(), kind, false).await;
             }
             SfuEvent::PeerDisconnected {
                 participant,
                 reason,
             } => {
-                let msg = message(Msg::Error(signal::Error {
-                    code: "media_disconnected".into(),
-                    message: format!("media connection lost: {reason}"),
-                }));
-                state.rooms.send_to(&participant, msg);
-                state.rooms.leave(&participant);
+                state
+                    .rooms
+                    .deliver(participant.as_str(), SessionEvent::MediaLost(reason));
             }
         }
+    }
+}
+
+/// Tells the room service about a track of one of this gateway's participants (every
+/// gateway watching the SFU sees the event; the one holding the participant reports).
+async fn report_track(
+    state: &crate::AppState,
+    participant: &str,
+    kind: MediaKind,
+    published: bool,
+) {
+    if !state.rooms.is_local(participant) {
+        return;
+    }
+    let kind = match kind {
+        MediaKind::Audio => TrackKind::Audio,
+        MediaKind::Video => TrackKind::Video,
+    };
+    if let Err(err) = state
+        .room
+        .track_event(participant.to_owned(), kind, published)
+        .await
+    {
+        debug!(%err, participant, "track event not recorded");
     }
 }

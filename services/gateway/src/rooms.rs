@@ -1,32 +1,35 @@
-//! Rooms as participants see them: who is in, their names and mute state, and the
-//! recent chat. In memory, one lock; every operation is short.
+//! This gateway's sessions, by participant id, and the recent chat of the rooms they
+//! are in. Who is in a room (across gateways) is the room service's business; this is
+//! only where to deliver what concerns a local participant.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use confer_proto::signal::{ChatMessage, Participant, ServerMessage, server_message::Msg};
-use confer_sfu::ParticipantId;
+use confer_proto::signal::{ChatMessage, ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
 
-/// Outbound queue of one signalling connection.
-pub(crate) type Outbox = mpsc::UnboundedSender<ServerMessage>;
+use crate::session::SessionEvent;
 
-struct Member {
-    info: Participant,
-    outbox: Outbox,
+/// Inbound queue of one session: server pushes and room-service commands.
+pub(crate) type SessionTx = mpsc::UnboundedSender<SessionEvent>;
+
+struct Local {
+    tx: SessionTx,
+    /// `tenant/room` once in a room (not while waiting).
+    room: Option<String>,
+    name: String,
 }
 
 #[derive(Default)]
-struct Room {
-    members: Vec<(ParticipantId, Member)>,
-    chat: VecDeque<ChatMessage>,
+struct Chat {
+    history: VecDeque<ChatMessage>,
     next_seq: u64,
 }
 
 #[derive(Default)]
 struct Inner {
-    rooms: HashMap<String, Room>,
-    room_of: HashMap<ParticipantId, String>,
+    sessions: HashMap<String, Local>,
+    chats: HashMap<String, Chat>,
 }
 
 #[derive(Default)]
@@ -42,140 +45,111 @@ pub(crate) fn message(msg: Msg) -> ServerMessage {
 impl Rooms {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain maps behind, still consistent enough
-        // to serve; poisoning would take every room down with one bug.
+        // to serve; poisoning would take every session down with one bug.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Adds a participant; returns who was already there and the chat history.
-    pub(crate) fn enter(
-        &self,
-        room: &str,
-        id: ParticipantId,
-        info: Participant,
-        outbox: Outbox,
-    ) -> (Vec<Participant>, Vec<ChatMessage>) {
-        let mut inner = self.lock();
-        inner.room_of.insert(id.clone(), room.to_owned());
-        let state = inner.rooms.entry(room.to_owned()).or_default();
-        let others: Vec<Participant> = state.members.iter().map(|(_, m)| m.info.clone()).collect();
-        let joined = message(Msg::ParticipantJoined(
-            confer_proto::signal::ParticipantJoined {
-                participant: Some(info.clone()),
+    /// Registers a session before the room service hears of it.
+    pub(crate) fn register(&self, id: &str, name: &str, tx: SessionTx) {
+        self.lock().sessions.insert(
+            id.to_owned(),
+            Local {
+                tx,
+                room: None,
+                name: name.to_owned(),
             },
-        ));
-        for (_, member) in &state.members {
-            let _ = member.outbox.send(joined.clone());
-        }
-        state.members.push((id, Member { info, outbox }));
-        (others, state.chat.iter().cloned().collect())
+        );
     }
 
-    /// Removes a participant and tells the others; false if it was not there.
-    pub(crate) fn leave(&self, id: &ParticipantId) -> bool {
+    /// The session is in room `key` now; returns the room's recent chat.
+    pub(crate) fn enter(&self, id: &str, key: &str, name: &str) -> Vec<ChatMessage> {
         let mut inner = self.lock();
-        let Some(room) = inner.room_of.remove(id) else {
-            return false;
-        };
-        let Some(state) = inner.rooms.get_mut(&room) else {
-            return false;
-        };
-        state.members.retain(|(member, _)| member != id);
-        let left = message(Msg::ParticipantLeft(
-            confer_proto::signal::ParticipantLeft {
-                participant_id: id.to_string(),
-            },
-        ));
-        for (_, member) in &state.members {
-            let _ = member.outbox.send(left.clone());
+        if let Some(local) = inner.sessions.get_mut(id) {
+            local.room = Some(key.to_owned());
+            name.clone_into(&mut local.name);
         }
-        if state.members.is_empty() {
-            inner.rooms.remove(&room);
-        }
-        true
-    }
-
-    /// Sends `msg` to one participant, wherever it is.
-    pub(crate) fn send_to(&self, id: &ParticipantId, msg: ServerMessage) -> bool {
-        let inner = self.lock();
-        let Some(room) = inner.room_of.get(id) else {
-            return false;
-        };
         inner
-            .rooms
-            .get(room)
-            .and_then(|state| state.members.iter().find(|(member, _)| member == id))
-            .is_some_and(|(_, member)| member.outbox.send(msg).is_ok())
+            .chats
+            .get(key)
+            .map(|chat| chat.history.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
-    /// Records a chat message from `id` and delivers it to everyone in the room.
+    /// Forgets a session; drops the room's chat when it was the last one here.
+    pub(crate) fn unregister(&self, id: &str) {
+        let mut inner = self.lock();
+        let Some(local) = inner.sessions.remove(id) else {
+            return;
+        };
+        if let Some(room) = local.room {
+            let still_used = inner
+                .sessions
+                .values()
+                .any(|other| other.room.as_deref() == Some(room.as_str()));
+            if !still_used {
+                inner.chats.remove(&room);
+            }
+        }
+    }
+
+    pub(crate) fn is_local(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
+    /// Hands `event` to a local session; false when it is not here.
+    pub(crate) fn deliver(&self, id: &str, event: SessionEvent) -> bool {
+        self.lock()
+            .sessions
+            .get(id)
+            .is_some_and(|local| local.tx.send(event).is_ok())
+    }
+
+    /// Sends `msg` to a local session's client.
+    pub(crate) fn push(&self, id: &str, msg: ServerMessage) -> bool {
+        self.deliver(id, SessionEvent::Push(Box::new(msg)))
+    }
+
+    /// Records a chat message from `id` and delivers it to the room's members here.
     pub(crate) fn chat(
         &self,
-        id: &ParticipantId,
+        id: &str,
         text: String,
         now_ms: u64,
         history: usize,
     ) -> Option<ChatMessage> {
         let mut inner = self.lock();
-        let room = inner.room_of.get(id)?.clone();
-        let state = inner.rooms.get_mut(&room)?;
-        let name = state
-            .members
-            .iter()
-            .find(|(member, _)| member == id)?
-            .1
-            .info
-            .name
-            .clone();
-        state.next_seq += 1;
-        let chat = ChatMessage {
-            seq: state.next_seq,
-            participant_id: id.to_string(),
+        let local = inner.sessions.get(id)?;
+        let room = local.room.clone()?;
+        let name = local.name.clone();
+        let chat = inner.chats.entry(room.clone()).or_default();
+        chat.next_seq += 1;
+        let entry = ChatMessage {
+            seq: chat.next_seq,
+            participant_id: id.to_owned(),
             name,
             text,
             sent_at_ms: now_ms,
         };
-        state.chat.push_back(chat.clone());
-        while state.chat.len() > history {
-            state.chat.pop_front();
+        chat.history.push_back(entry.clone());
+        while chat.history.len() > history {
+            chat.history.pop_front();
         }
-        let delivery = message(Msg::Chat(chat.clone()));
-        for (_, member) in &state.members {
-            let _ = member.outbox.send(delivery.clone());
+        let delivery = message(Msg::Chat(entry.clone()));
+        for local in inner.sessions.values() {
+            if local.room.as_deref() == Some(room.as_str()) {
+                let _ = local.tx.send(SessionEvent::Push(Box::new(delivery.clone())));
+            }
         }
-        Some(chat)
-    }
-
-    /// Updates mute state and tells everyone in the room.
-    pub(crate) fn set_muted(&self, id: &ParticipantId, kind: &str, muted: bool) -> bool {
-        let mut inner = self.lock();
-        let Some(room) = inner.room_of.get(id).cloned() else {
-            return false;
-        };
-        let Some(state) = inner.rooms.get_mut(&room) else {
-            return false;
-        };
-        let Some((_, member)) = state.members.iter_mut().find(|(member, _)| member == id) else {
-            return false;
-        };
-        match kind {
-            "audio" => member.info.audio_muted = muted,
-            "video" => member.info.video_muted = muted,
-            _ => return false,
-        }
-        let updated = message(Msg::ParticipantUpdated(
-            confer_proto::signal::ParticipantUpdated {
-                participant: Some(member.info.clone()),
-            },
-        ));
-        for (_, member) in &state.members {
-            let _ = member.outbox.send(updated.clone());
-        }
-        true
+        Some(entry)
     }
 
     pub(crate) fn n_participants(&self) -> usize {
-        self.lock().room_of.len()
+        self.lock()
+            .sessions
+            .values()
+            .filter(|local| local.room.is_some())
+            .count()
     }
 }

@@ -1,46 +1,75 @@
 //! One signalling connection: decode, act, answer. A bad message gets an `error`
 //! reply with a code and the connection carries on.
+//!
+//! The session asks the room service to admit it ([`confer_room::RoomApi::join`]),
+//! waits in the waiting room if told to, then creates its peer on the SFU the room is
+//! placed on. Commands from the room service (admitted, host mute, removal) arrive as
+//! [`SessionEvent`]s on the same task, so a session's state has one owner.
 
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use confer_proto::signal::{
-    self, ClientMessage, Join, Participant, ServerMessage, client_message, server_message::Msg,
+    self, ClientMessage, Join, ServerMessage, client_message, server_message::Msg,
 };
 use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
-use confer_sfu::{ParticipantId, RoomId, SfuError};
+use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
+use confer_room::model::{ParticipantInfo, Role, TrackKind};
+use confer_room::{RoomError, validate_name, validate_room};
+use confer_sfu::core::MediaKind;
+use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::AppState;
-use crate::rooms::Outbox;
+use crate::convert;
 
 const MAX_CHAT_CHARS: usize = 4000;
-const MAX_NAME_CHARS: usize = 64;
-const MAX_ROOM_CHARS: usize = 64;
 
-pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Frames up to 4x the limit reach the decoder, which answers `message_too_large`;
     // larger ones close the connection at the protocol level.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(state, socket))
+        .on_upgrade(move |socket| serve(state, socket, peer.ip()))
 }
 
-/// A reply the session sends: an error with a code, or a message.
-struct Reject {
-    code: &'static str,
+/// What reaches a session besides its client's messages.
+pub(crate) enum SessionEvent {
+    /// A message for the client.
+    Push(Box<ServerMessage>),
+    /// A host let this participant in.
+    Admitted(Box<Admission>),
+    /// A host turned this participant away.
+    Denied,
+    /// A host (or the tenant) removed this participant.
+    Removed(String),
+    /// Stop or resume forwarding one of this participant's tracks.
+    Block(TrackKind, bool),
+    /// The SFU dropped this participant's media connection.
+    MediaLost(String),
+}
+
+/// An error reply: a code and a message.
+pub(crate) struct Reject {
+    code: String,
     message: String,
 }
 
 impl Reject {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.to_owned(),
             message: message.into(),
         }
     }
@@ -52,13 +81,40 @@ impl From<SfuError> for Reject {
     }
 }
 
-struct Session {
-    state: Arc<AppState>,
-    outbox: Outbox,
-    joined: Option<ParticipantId>,
+impl From<RoomError> for Reject {
+    fn from(err: RoomError) -> Self {
+        Reject {
+            code: err.code,
+            message: err.message,
+        }
+    }
 }
 
-async fn serve(state: Arc<AppState>, socket: WebSocket) {
+/// A participant this session holds, from the room service's answer on.
+struct Member {
+    id: String,
+    /// `tenant/room`: the SFU's room id and the chat key.
+    key: String,
+    room: String,
+    info: ParticipantInfo,
+    ice_servers: Vec<signal::IceServer>,
+    /// The join's request id, answered with `joined` once admitted.
+    join_request: String,
+    /// An offer that came with the join, used once admitted.
+    offer: Option<String>,
+    sfu: Option<Arc<dyn SfuApi>>,
+    has_peer: bool,
+}
+
+struct Session {
+    state: Arc<AppState>,
+    outbox: mpsc::UnboundedSender<ServerMessage>,
+    events_tx: mpsc::UnboundedSender<SessionEvent>,
+    client_addr: IpAddr,
+    member: Option<Member>,
+}
+
+async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::unbounded_channel::<ServerMessage>();
     let writer = tokio::spawn(async move {
@@ -70,27 +126,35 @@ async fn serve(state: Arc<AppState>, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
+    let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut session = Session {
         state,
         outbox,
-        joined: None,
+        events_tx,
+        client_addr,
+        member: None,
     };
-    while let Some(frame) = stream.next().await {
-        let bytes = match frame {
-            Ok(Message::Text(text)) => text.as_bytes().to_vec(),
-            Ok(Message::Binary(bytes)) => bytes.to_vec(),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
-        match decode_client_message(&bytes) {
-            Ok(message) => {
-                if session.handle(message).await.is_break() {
-                    break;
+    loop {
+        let flow = tokio::select! {
+            frame = stream.next() => {
+                let bytes = match frame {
+                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => continue,
+                };
+                match decode_client_message(&bytes) {
+                    Ok(message) => session.handle(message).await,
+                    Err(err) => {
+                        session.reply_error(String::new(), Reject::new(err.code(), err.to_string()));
+                        ControlFlow::Continue(())
+                    }
                 }
             }
-            Err(err) => {
-                session.reply_error(String::new(), Reject::new(err.code(), err.to_string()))
-            }
+            Some(event) = events.recv() => session.on_event(event).await,
+        };
+        if flow.is_break() {
+            break;
         }
     }
     session.leave().await;
@@ -108,44 +172,107 @@ impl Session {
 
     fn reply_error(&self, request_id: String, reject: Reject) {
         self.state.metrics.signal_errors.fetch_add(1, Relaxed);
-        debug!(code = reject.code, message = %reject.message, "signalling error");
+        debug!(code = %reject.code, message = %reject.message, "signalling error");
         self.send(
             request_id,
             Msg::Error(signal::Error {
-                code: reject.code.to_owned(),
+                code: reject.code,
                 message: reject.message,
             }),
         );
     }
 
-    async fn handle(&mut self, message: ClientMessage) -> std::ops::ControlFlow<()> {
+    async fn handle(&mut self, message: ClientMessage) -> ControlFlow<()> {
         use client_message::Msg as In;
         let request_id = message.request_id;
         let Some(msg) = message.msg else {
-            return std::ops::ControlFlow::Continue(());
+            return ControlFlow::Continue(());
         };
         let result = match msg {
             In::Join(join) => self.join(&request_id, join).await,
+            In::Offer(offer) => self.offer(&request_id, offer.sdp).await,
             In::Trickle(trickle) => self.trickle(trickle).await,
             In::Chat(chat) => self.chat(chat.text),
-            In::Mute(mute) => self.mute(&mute.kind, mute.muted),
+            In::Mute(mute) => self.mute(&mute.kind, mute.muted).await,
+            In::SetName(set) => {
+                self.self_update(&request_id, SelfUpdate::Name { name: set.name })
+                    .await
+            }
+            In::Host(control) => self.host(&request_id, control).await,
             In::Ping(_) => {
                 self.send(request_id.clone(), Msg::Pong(signal::Pong {}));
                 Ok(())
             }
             In::Leave(_) => {
                 self.leave().await;
-                return std::ops::ControlFlow::Break(());
+                return ControlFlow::Break(());
             }
         };
         if let Err(reject) = result {
             self.reply_error(request_id, reject);
         }
-        std::ops::ControlFlow::Continue(())
+        ControlFlow::Continue(())
     }
 
-    fn participant(&self) -> Result<&ParticipantId, Reject> {
-        self.joined
+    async fn on_event(&mut self, event: SessionEvent) -> ControlFlow<()> {
+        match event {
+            SessionEvent::Push(msg) => {
+                let _ = self.outbox.send(*msg);
+            }
+            SessionEvent::Admitted(admission) => {
+                let request = self
+                    .member
+                    .as_ref()
+                    .map(|m| m.join_request.clone())
+                    .unwrap_or_default();
+                if let Err(reject) = self.enter(*admission).await {
+                    self.reply_error(request, reject);
+                }
+            }
+            SessionEvent::Denied => {
+                let request = self.member.take().map(|m| {
+                    self.state.rooms.unregister(&m.id);
+                    m.join_request
+                });
+                self.reply_error(
+                    request.unwrap_or_default(),
+                    Reject::new("admission_denied", "a host did not let you in"),
+                );
+            }
+            SessionEvent::Removed(reason) => {
+                self.reply_error(String::new(), Reject::new("removed", reason));
+                self.leave().await;
+                return ControlFlow::Break(());
+            }
+            SessionEvent::Block(kind, blocked) => {
+                if let Some(member) = &self.member
+                    && let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer)
+                {
+                    let kind = media_kind(kind);
+                    if let Err(err) = sfu
+                        .set_blocked(ParticipantId::new(member.id.clone()), kind, blocked)
+                        .await
+                    {
+                        debug!(%err, "could not change forwarding");
+                    }
+                }
+            }
+            SessionEvent::MediaLost(reason) => {
+                self.reply_error(
+                    String::new(),
+                    Reject::new(
+                        "media_disconnected",
+                        format!("media connection lost: {reason}"),
+                    ),
+                );
+                self.leave().await;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn member(&self) -> Result<&Member, Reject> {
+        self.member
             .as_ref()
             .ok_or_else(|| Reject::new("not_joined", "join a room first"))
     }
@@ -161,99 +288,179 @@ impl Session {
     }
 
     async fn try_join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
-        if self.joined.is_some() {
+        if self.member.is_some() {
             return Err(Reject::new(
                 "already_joined",
                 "this connection is already in a room",
             ));
         }
-        let room = validate_room(&join.room)?;
-        let mut name = join.name.trim().to_owned();
-        if !join.token.is_empty() || self.state.config.require_token {
-            if join.token.is_empty() {
-                return Err(Reject::new(
-                    "token_required",
-                    "this server requires an access token",
-                ));
-            }
-            let claims = self
-                .state
-                .config
-                .token_key
-                .verify_join(&join.token, &room, unix_now().as_secs())
-                .map_err(|err| Reject::new(err.code(), err.to_string()))?;
-            if !claims.name.is_empty() {
-                name = claims.name;
-            }
+        validate_room(&join.room)?;
+        if join.token.is_empty() {
+            validate_name(&join.name)?;
         }
-        let name = validate_name(&name)?;
-        let offer = join
-            .offer
-            .filter(|offer| offer.r#type == "offer" && !offer.sdp.is_empty())
-            .ok_or_else(|| Reject::new("invalid_sdp", "join needs an SDP offer"))?;
-        let id = ParticipantId::new(new_participant_id());
-        let info = Participant {
-            id: id.to_string(),
-            name,
-            audio_muted: false,
-            video_muted: false,
+        let offer = match join.offer {
+            None => None,
+            Some(offer) if offer.r#type == "offer" && !offer.sdp.is_empty() => Some(offer.sdp),
+            Some(_) => return Err(Reject::new("invalid_sdp", "the offer is not an SDP offer")),
         };
-        // Enter the room before the SFU answers, so track assignments made while the
-        // peer is created find this participant.
-        let (others, chat_history) =
-            self.state
-                .rooms
-                .enter(&room, id.clone(), info.clone(), self.outbox.clone());
-        let answer = match self
-            .state
-            .sfu
-            .create_peer(RoomId::new(room.clone()), id.clone(), offer.sdp)
-            .await
-        {
-            Ok(answer) => answer,
+        let id = new_participant_id();
+        self.state
+            .rooms
+            .register(&id, &join.name, self.events_tx.clone());
+        let request = JoinRequest {
+            gateway: self.state.config.gateway_id.clone(),
+            participant_id: id.clone(),
+            room: join.room.clone(),
+            tenant: Some(join.tenant).filter(|t| !t.is_empty()),
+            token: Some(join.token).filter(|t| !t.is_empty()),
+            name: join.name,
+            password: Some(join.password).filter(|p| !p.is_empty()),
+            client_addr: self.client_addr,
+        };
+        let decision = match self.state.room.join(request).await {
+            Ok(decision) => decision,
             Err(err) => {
-                self.state.rooms.leave(&id);
+                self.state.rooms.unregister(&id);
                 return Err(err.into());
             }
         };
-        info!(participant = %id, room = %room, "joined");
-        self.joined = Some(id);
+        self.member = Some(Member {
+            key: format!("{}/{}", decision.tenant, join.room),
+            room: join.room,
+            info: decision.participant.clone(),
+            ice_servers: convert::ice_servers(&decision.ice_servers),
+            join_request: request_id.to_owned(),
+            offer,
+            sfu: None,
+            has_peer: false,
+            id,
+        });
+        match decision.admission {
+            Some(admission) => self.enter(admission).await,
+            None => {
+                let member = self.member()?;
+                info!(participant = %member.id, room = %member.key, "waiting to be admitted");
+                self.send(
+                    request_id.to_owned(),
+                    Msg::Waiting(signal::Waiting {
+                        you: Some(convert::participant(&member.info)),
+                        ice_servers: member.ice_servers.clone(),
+                    }),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// In the room: find its SFU, answer the offer if there is one, reply `joined`.
+    async fn enter(&mut self, admission: Admission) -> Result<(), Reject> {
+        let sfu = self
+            .state
+            .sfus
+            .get(&admission.placement, &self.state)
+            .await?;
+        let member = self
+            .member
+            .as_mut()
+            .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
+        member.sfu = Some(sfu);
+        member.info.state = confer_room::model::ParticipantState::Active;
+        let offer = member.offer.take();
+        let answer = match offer {
+            Some(sdp) => Some(self.create_peer(sdp).await?),
+            None => None,
+        };
+        let member = self.member()?;
+        let chat_history = self
+            .state
+            .rooms
+            .enter(&member.id, &member.key, &member.info.name);
+        info!(participant = %member.id, room = %member.key, sfu = %admission.placement.sfu, "joined");
         self.send(
-            request_id.to_owned(),
+            member.join_request.clone(),
             Msg::Joined(signal::Joined {
-                room,
-                you: Some(info),
-                answer: Some(signal::SessionDescription {
+                room: member.room.clone(),
+                you: Some(convert::participant(&member.info)),
+                answer: answer.map(|sdp| signal::SessionDescription {
                     r#type: "answer".into(),
-                    sdp: answer,
+                    sdp,
                 }),
-                participants: others,
+                participants: admission.others.iter().map(convert::participant).collect(),
                 chat_history,
+                ice_servers: member.ice_servers.clone(),
+                room_state: Some(convert::room_state(&admission.settings)),
             }),
         );
         Ok(())
     }
 
+    /// Creates (or replaces) the peer on the room's SFU and applies the participant's
+    /// forwarding restrictions before any media can flow.
+    async fn create_peer(&mut self, offer_sdp: String) -> Result<String, Reject> {
+        let member = self.member()?;
+        let sfu = member
+            .sfu
+            .clone()
+            .ok_or_else(|| Reject::new("not_admitted", "wait until a host admits you"))?;
+        let id = ParticipantId::new(member.id.clone());
+        let answer = sfu
+            .create_peer(RoomId::new(member.key.clone()), id.clone(), offer_sdp)
+            .await?;
+        let info = &member.info;
+        let may_publish = info.permissions.can_publish && info.role != Role::Viewer;
+        for (kind, blocked) in [
+            (MediaKind::Audio, !may_publish || info.audio_blocked),
+            (MediaKind::Video, !may_publish || info.video_blocked),
+        ] {
+            if blocked {
+                sfu.set_blocked(id.clone(), kind, true).await?;
+            }
+        }
+        if let Some(member) = self.member.as_mut() {
+            member.has_peer = true;
+        }
+        Ok(answer)
+    }
+
+    async fn offer(&mut self, request_id: &str, sdp: String) -> Result<(), Reject> {
+        if sdp.is_empty() {
+            return Err(Reject::new("invalid_sdp", "the offer is empty"));
+        }
+        let answer = self.create_peer(sdp).await?;
+        self.send(
+            request_id.to_owned(),
+            Msg::Answer(signal::Answer { sdp: answer }),
+        );
+        Ok(())
+    }
+
     async fn trickle(&self, trickle: signal::Trickle) -> Result<(), Reject> {
-        let participant = self.participant()?.clone();
+        let member = self.member()?;
         if trickle.candidate.is_empty() {
             // End-of-candidates: nothing to do for an ICE-lite server.
             return Ok(());
         }
+        let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer) else {
+            return Err(Reject::new("not_joined", "send an offer first"));
+        };
         let candidate = confer_sfu::control::IceCandidate {
             candidate: trickle.candidate,
             sdp_mid: Some(trickle.sdp_mid).filter(|mid| !mid.is_empty()),
             sdp_mline_index: u16::try_from(trickle.sdp_mline_index).ok(),
         };
-        self.state
-            .sfu
-            .add_ice_candidate(participant, candidate)
+        sfu.add_ice_candidate(ParticipantId::new(member.id.clone()), candidate)
             .await
             .map_err(Reject::from)
     }
 
     fn chat(&self, text: String) -> Result<(), Reject> {
-        let participant = self.participant()?;
+        let member = self.member()?;
+        if !member.info.permissions.can_publish_data {
+            return Err(Reject::new(
+                "permission_denied",
+                "you may not send messages here",
+            ));
+        }
         let text = text.trim().to_owned();
         if text.is_empty() {
             return Err(Reject::new("invalid_message", "chat text is empty"));
@@ -267,67 +474,128 @@ impl Session {
         let now_ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
         self.state
             .rooms
-            .chat(participant, text, now_ms, self.state.config.chat_history)
+            .chat(&member.id, text, now_ms, self.state.config.chat_history)
             .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
         self.state.metrics.chat_messages.fetch_add(1, Relaxed);
         Ok(())
     }
 
-    fn mute(&self, kind: &str, muted: bool) -> Result<(), Reject> {
-        let participant = self.participant()?;
-        if !matches!(kind, "audio" | "video") {
-            return Err(Reject::new(
-                "invalid_message",
-                format!("unknown track kind `{kind}`"),
-            ));
+    async fn mute(&mut self, kind: &str, muted: bool) -> Result<(), Reject> {
+        let kind = TrackKind::parse(kind).ok_or_else(|| {
+            Reject::new("invalid_message", format!("unknown track kind `{kind}`"))
+        })?;
+        self.self_update("", SelfUpdate::Muted { kind, muted })
+            .await
+    }
+
+    async fn self_update(&mut self, request_id: &str, update: SelfUpdate) -> Result<(), Reject> {
+        let id = self.member()?.id.clone();
+        let info = self.state.room.self_update(id, update).await?;
+        if let Some(member) = self.member.as_mut() {
+            member.info = info;
         }
-        self.state.rooms.set_muted(participant, kind, muted);
+        if !request_id.is_empty() {
+            self.send(request_id.to_owned(), Msg::Ack(signal::Ack {}));
+        }
+        Ok(())
+    }
+
+    async fn host(&self, request_id: &str, control: signal::HostControl) -> Result<(), Reject> {
+        let id = self.member()?.id.clone();
+        let action = host_action(control)?;
+        self.state.room.host_action(id, action).await?;
+        self.send(request_id.to_owned(), Msg::Ack(signal::Ack {}));
         Ok(())
     }
 
     async fn leave(&mut self) {
-        let Some(id) = self.joined.take() else {
+        let Some(member) = self.member.take() else {
             return;
         };
-        self.state.rooms.leave(&id);
-        // The peer may already be gone (its connection died first).
-        let _ = self.state.sfu.remove_peer(id.clone()).await;
-        info!(participant = %id, "left");
+        self.state.rooms.unregister(&member.id);
+        if let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer) {
+            // The peer may already be gone (its connection died first).
+            let _ = sfu.remove_peer(ParticipantId::new(member.id.clone())).await;
+        }
+        if let Err(err) = self.state.room.leave(member.id.clone()).await {
+            debug!(%err, participant = %member.id, "leave not recorded");
+        }
+        info!(participant = %member.id, "left");
     }
 }
 
-fn validate_room(room: &str) -> Result<String, Reject> {
-    let valid = !room.is_empty()
-        && room.chars().count() <= MAX_ROOM_CHARS
-        && room
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if !valid {
-        return Err(Reject::new(
-            "invalid_room",
-            format!(
-                "room names are 1-{MAX_ROOM_CHARS} characters of letters, digits, '-', '_' and '.'"
-            ),
-        ));
+fn media_kind(kind: TrackKind) -> MediaKind {
+    match kind {
+        TrackKind::Audio => MediaKind::Audio,
+        TrackKind::Video => MediaKind::Video,
     }
-    Ok(room.to_owned())
 }
 
-fn validate_name(name: &str) -> Result<String, Reject> {
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(Reject::new(
-            "invalid_name",
-            format!("display names are 1-{MAX_NAME_CHARS} printable characters"),
-        ));
-    }
-    Ok(name.to_owned())
+/// A signalling host control as the room service's [`HostAction`].
+fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
+    let participant = control.participant_id;
+    let needs_participant = || {
+        if participant.is_empty() {
+            Err(Reject::new(
+                "invalid_message",
+                "this action needs participant_id",
+            ))
+        } else {
+            Ok(participant.clone())
+        }
+    };
+    let kind = || {
+        TrackKind::parse(&control.kind)
+            .ok_or_else(|| Reject::new("invalid_message", "kind is `audio` or `video`"))
+    };
+    Ok(match control.action.as_str() {
+        "admit" | "deny" => HostAction::Admit {
+            participant: needs_participant()?,
+            allow: control.action == "admit",
+        },
+        "mute" | "unmute" => HostAction::MuteTrack {
+            participant: needs_participant()?,
+            kind: kind()?,
+            muted: control.action == "mute",
+        },
+        "remove" => HostAction::Remove {
+            participant: needs_participant()?,
+        },
+        "set_role" => HostAction::SetRole {
+            participant: needs_participant()?,
+            role: match control.role.as_str() {
+                "host" => Role::Host,
+                "participant" => Role::Participant,
+                "viewer" => Role::Viewer,
+                _ => {
+                    return Err(Reject::new(
+                        "invalid_message",
+                        "role is `host`, `participant` or `viewer`",
+                    ));
+                }
+            },
+        },
+        "lock" | "unlock" => HostAction::LockRoom {
+            locked: control.action == "lock",
+        },
+        "allow_screen_share" | "deny_screen_share" => HostAction::AllowScreenShare {
+            allowed: control.action == "allow_screen_share",
+        },
+        "approve_name" | "reject_name" => HostAction::ResolveNameChange {
+            participant: needs_participant()?,
+            approve: control.action == "approve_name",
+        },
+        other => {
+            return Err(Reject::new(
+                "invalid_message",
+                format!("unknown host action `{other}`"),
+            ));
+        }
+    })
 }
 
 fn new_participant_id() -> String {
-    format!("p-{:016x}", rand::random::<u64>())
+    format!("PA_{:016x}", rand::random::<u64>())
 }
 
 fn unix_now() -> std::time::Duration {
@@ -340,25 +608,31 @@ fn unix_now() -> std::time::Duration {
 mod tests {
     use super::*;
 
-    #[test]
-    fn room_names_are_checked() {
-        assert!(validate_room("standup-2").is_ok());
-        assert_eq!(
-            validate_room("").err().map(|r| r.code),
-            Some("invalid_room")
-        );
-        assert_eq!(
-            validate_room("a/b").err().map(|r| r.code),
-            Some("invalid_room")
-        );
-        assert!(validate_room(&"x".repeat(65)).is_err());
+    fn control(action: &str, participant: &str, kind: &str) -> signal::HostControl {
+        signal::HostControl {
+            action: action.into(),
+            participant_id: participant.into(),
+            kind: kind.into(),
+            role: String::new(),
+        }
     }
 
     #[test]
-    fn display_names_are_checked() {
-        assert!(validate_name("Ada Lovelace").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("bell\u{7}").is_err());
-        assert!(validate_name(&"n".repeat(65)).is_err());
+    fn host_controls_map_to_actions() {
+        assert!(matches!(
+            host_action(control("mute", "PA_1", "audio")),
+            Ok(HostAction::MuteTrack {
+                kind: TrackKind::Audio,
+                muted: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            host_action(control("lock", "", "")),
+            Ok(HostAction::LockRoom { locked: true })
+        ));
+        assert!(host_action(control("mute", "", "audio")).is_err());
+        assert!(host_action(control("mute", "PA_1", "smell")).is_err());
+        assert!(host_action(control("explode", "PA_1", "")).is_err());
     }
 }

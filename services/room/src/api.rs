@@ -21,6 +21,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct JoinRequest {
     /// The gateway holding the connection; commands for this participant go there.
     pub gateway: String,
+    /// Chosen by the gateway, so it can route commands for the participant from the
+    /// moment the room service knows it.
+    pub participant_id: String,
     pub room: String,
     /// The tenant the client addressed, when it named one; must match the token's.
     pub tenant: Option<String>,
@@ -45,6 +48,7 @@ pub struct JoinDecision {
 pub struct Admission {
     pub placement: Placement,
     pub others: Vec<ParticipantInfo>,
+    pub settings: RoomSettings,
 }
 
 /// Something a host does.

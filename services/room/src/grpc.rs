@@ -1,1 +1,249 @@
-//! The room service over gRPC (filled in below).
+//! The room service over gRPC: [`serve`] exposes a [`RoomService`]; [`GrpcRoom`] is
+//! the gateway's client and implements [`RoomApi`] like the in-process service.
+//! Calls carry the API's own types as JSON (see `proto/confer/room/v1/room.proto`).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use confer_proto::room as pb;
+use confer_proto::room::room_service_client::RoomServiceClient;
+use confer_proto::room::room_service_server::{RoomService as RoomServiceRpc, RoomServiceServer};
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Response, Status};
+
+use crate::api::{BoxFuture, GatewayCommand, RoomApi};
+use crate::error::{ErrorKind, RoomError, RoomResult};
+use crate::{RoomService, api};
+
+/// Serves `service` on `listener` until `shutdown` fires.
+pub async fn serve(
+    service: RoomService,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Server::builder()
+        .add_service(RoomServiceServer::new(Rpc(service)))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.changed().await;
+        })
+        .await?;
+    Ok(())
+}
+
+struct Rpc(RoomService);
+
+fn arg<T: DeserializeOwned>(args: &mut std::vec::IntoIter<Value>) -> RoomResult<T> {
+    let value = args
+        .next()
+        .ok_or_else(|| RoomError::invalid("invalid_request", "missing argument"))?;
+    serde_json::from_value(value)
+        .map_err(|err| RoomError::invalid("invalid_request", err.to_string()))
+}
+
+fn answer<T: Serialize>(value: RoomResult<T>) -> RoomResult<Value> {
+    value.and_then(|v| serde_json::to_value(v).map_err(RoomError::internal))
+}
+
+impl Rpc {
+    async fn dispatch(&self, method: &str, args: Vec<Value>) -> RoomResult<Value> {
+        let s = &self.0;
+        let mut a = args.into_iter();
+        let a = &mut a;
+        match method {
+            "join" => answer(s.join(arg(a)?).await),
+            "leave" => answer(s.leave(arg(a)?).await),
+            "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
+            "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
+            "track_event" => answer(s.track_event(arg(a)?, arg(a)?, arg(a)?).await),
+            "authenticate" => answer(s.authenticate(arg(a)?, arg(a)?).await),
+            "create_room" => answer(s.create_room(arg(a)?, arg(a)?).await),
+            "list_rooms" => answer(s.list_rooms(arg(a)?).await),
+            "get_room" => answer(s.get_room(arg(a)?, arg(a)?).await),
+            "update_room" => answer(s.update_room(arg(a)?, arg(a)?, arg(a)?).await),
+            "delete_room" => answer(s.delete_room(arg(a)?, arg(a)?).await),
+            "list_participants" => answer(s.list_participants(arg(a)?, arg(a)?).await),
+            "get_participant" => answer(s.get_participant(arg(a)?, arg(a)?, arg(a)?).await),
+            "update_participant" => answer(
+                s.update_participant(arg(a)?, arg(a)?, arg(a)?, arg(a)?)
+                    .await,
+            ),
+            "mute_track" => answer(
+                s.mute_track(arg(a)?, arg(a)?, arg(a)?, arg(a)?, arg(a)?)
+                    .await,
+            ),
+            "remove_participant" => answer(s.remove_participant(arg(a)?, arg(a)?, arg(a)?).await),
+            "send_data" => answer(s.send_data(arg(a)?, arg(a)?, arg(a)?).await),
+            "create_webhook" => answer(s.create_webhook(arg(a)?, arg(a)?).await),
+            "list_webhooks" => answer(s.list_webhooks(arg(a)?).await),
+            "delete_webhook" => answer(s.delete_webhook(arg(a)?, arg(a)?).await),
+            "dead_letters" => answer(s.dead_letters(arg(a)?).await),
+            other => Err(RoomError::invalid(
+                "invalid_request",
+                format!("unknown method `{other}`"),
+            )),
+        }
+    }
+}
+
+type CommandStream = Pin<Box<dyn Stream<Item = Result<pb::GatewayCommand, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RoomServiceRpc for Rpc {
+    async fn call(
+        &self,
+        request: Request<pb::CallRequest>,
+    ) -> Result<Response<pb::CallResponse>, Status> {
+        let request = request.into_inner();
+        let result = match serde_json::from_slice::<Vec<Value>>(&request.body) {
+            Ok(args) => self.dispatch(&request.method, args).await,
+            Err(err) => Err(RoomError::invalid("invalid_request", err.to_string())),
+        };
+        let result = match result {
+            Ok(value) => pb::call_response::Result::Ok(value.to_string().into_bytes()),
+            Err(err) => {
+                pb::call_response::Result::Error(serde_json::to_vec(&err).unwrap_or_default())
+            }
+        };
+        Ok(Response::new(pb::CallResponse {
+            result: Some(result),
+        }))
+    }
+
+    type WatchStream = CommandStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let gateway = request.into_inner().gateway_id;
+        let commands = self
+            .0
+            .watch(gateway)
+            .await
+            .map_err(|err| Status::unavailable(err.to_string()))?;
+        let stream = commands.map(|command| {
+            Ok(pb::GatewayCommand {
+                body: serde_json::to_vec(&command).unwrap_or_default(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Client for a remote room service.
+#[derive(Clone)]
+pub struct GrpcRoom {
+    client: RoomServiceClient<Channel>,
+}
+
+impl GrpcRoom {
+    /// Connects lazily to `addr`.
+    pub fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15));
+        Ok(Self {
+            client: RoomServiceClient::new(endpoint.connect_lazy()),
+        })
+    }
+
+    async fn call<R: DeserializeOwned>(&self, method: &str, args: Vec<Value>) -> RoomResult<R> {
+        let body = serde_json::to_vec(&args).map_err(RoomError::internal)?;
+        let response = self
+            .client
+            .clone()
+            .call(pb::CallRequest {
+                method: method.to_owned(),
+                body,
+            })
+            .await
+            .map_err(|status| {
+                RoomError::new(
+                    ErrorKind::Unavailable,
+                    "room_service_unavailable",
+                    status.message().to_owned(),
+                )
+            })?;
+        match response.into_inner().result {
+            Some(pb::call_response::Result::Ok(json)) => {
+                serde_json::from_slice(&json).map_err(RoomError::internal)
+            }
+            Some(pb::call_response::Result::Error(json)) => {
+                Err(serde_json::from_slice(&json).unwrap_or_else(RoomError::internal))
+            }
+            None => Err(RoomError::internal("empty answer from the room service")),
+        }
+    }
+}
+
+fn v<T: Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+macro_rules! remote {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+        fn $name(&self, $($arg: $ty),*) -> BoxFuture<'_, RoomResult<$ret>> {
+            Box::pin(async move { self.call(stringify!($name), vec![$(v($arg)),*]).await })
+        }
+    };
+}
+
+impl RoomApi for GrpcRoom {
+    remote!(join(req: api::JoinRequest) -> api::JoinDecision);
+    remote!(leave(participant: String) -> ());
+    remote!(host_action(actor: String, action: api::HostAction) -> ());
+    remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);
+    remote!(track_event(participant: String, kind: crate::model::TrackKind, published: bool) -> ());
+    remote!(authenticate(api_key: String, secret: String) -> String);
+    remote!(create_room(tenant: String, req: api::CreateRoom) -> crate::model::RoomView);
+    remote!(list_rooms(tenant: String) -> Vec<crate::model::RoomView>);
+    remote!(get_room(tenant: String, room: String) -> crate::model::RoomView);
+    remote!(update_room(tenant: String, room: String, req: api::UpdateRoom) -> crate::model::RoomView);
+    remote!(delete_room(tenant: String, room: String) -> ());
+    remote!(list_participants(tenant: String, room: String) -> Vec<crate::model::ParticipantInfo>);
+    remote!(get_participant(tenant: String, room: String, participant: String) -> crate::model::ParticipantInfo);
+    remote!(update_participant(tenant: String, room: String, participant: String, req: api::UpdateParticipant) -> crate::model::ParticipantInfo);
+    remote!(mute_track(tenant: String, room: String, participant: String, kind: crate::model::TrackKind, muted: bool) -> crate::model::ParticipantInfo);
+    remote!(remove_participant(tenant: String, room: String, participant: String) -> ());
+    remote!(send_data(tenant: String, room: String, req: api::SendData) -> ());
+    remote!(create_webhook(tenant: String, req: api::CreateWebhook) -> api::Webhook);
+    remote!(list_webhooks(tenant: String) -> Vec<api::Webhook>);
+    remote!(delete_webhook(tenant: String, id: String) -> ());
+    remote!(dead_letters(tenant: String) -> Vec<api::DeadLetter>);
+
+    fn watch(
+        &self,
+        gateway: String,
+    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, GatewayCommand>>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let stream = client
+                .watch(pb::WatchRequest {
+                    gateway_id: gateway,
+                })
+                .await
+                .map_err(|status| {
+                    RoomError::new(
+                        ErrorKind::Unavailable,
+                        "room_service_unavailable",
+                        status.message().to_owned(),
+                    )
+                })?
+                .into_inner();
+            Ok(stream
+                .filter_map(|item| async move {
+                    let command = item.ok()?;
+                    serde_json::from_slice(&command.body).ok()
+                })
+                .boxed())
+        })
+    }
+}

@@ -174,6 +174,9 @@ pub struct ParticipantInfo {
     pub video_blocked: bool,
     /// A name change waiting for a host's approval.
     pub pending_name: Option<String>,
+    /// Kinds of track the participant is publishing.
+    #[serde(default)]
+    pub tracks: Vec<TrackKind>,
     /// Seconds since the Unix epoch.
     pub joined_at: u64,
     /// The gateway that holds this participant's connection.

@@ -61,6 +61,16 @@ pub enum SfuEvent {
         subscriber: ParticipantId,
         mid: String,
     },
+    /// The participant started sending a track of `kind`.
+    TrackPublished {
+        participant: ParticipantId,
+        kind: MediaKind,
+    },
+    /// The participant's track of `kind` ended (or its peer went away).
+    TrackUnpublished {
+        participant: ParticipantId,
+        kind: MediaKind,
+    },
     /// The peer's connection failed or went silent and has been removed.
     PeerDisconnected {
         participant: ParticipantId,
@@ -90,6 +100,13 @@ pub trait SfuApi: Send + Sync {
         candidate: IceCandidate,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
     fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>>;
+    /// Stops (`blocked`) or resumes forwarding the participant's `kind` tracks.
+    fn set_blocked(
+        &self,
+        participant: ParticipantId,
+        kind: MediaKind,
+        blocked: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>>;
     fn subscribe(&self) -> broadcast::Receiver<SfuEvent>;
 }
 
@@ -107,6 +124,12 @@ pub(crate) enum Command {
     },
     RemovePeer {
         participant: ParticipantId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    SetBlocked {
+        participant: ParticipantId,
+        kind: MediaKind,
+        blocked: bool,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
     Inspect {
@@ -198,6 +221,23 @@ impl SfuApi for SfuHandle {
         Box::pin(async move {
             self.call(|reply| Command::RemovePeer { participant, reply })
                 .await?
+        })
+    }
+
+    fn set_blocked(
+        &self,
+        participant: ParticipantId,
+        kind: MediaKind,
+        blocked: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            self.call(|reply| Command::SetBlocked {
+                participant,
+                kind,
+                blocked,
+                reply,
+            })
+            .await?
         })
     }
 

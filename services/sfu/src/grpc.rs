@@ -87,6 +87,18 @@ fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
             participant_id: participant.to_string(),
             reason,
         }),
+        SfuEvent::TrackPublished { participant, kind } => {
+            Event::TrackPublished(pb::TrackPublished {
+                participant_id: participant.to_string(),
+                kind: kind.as_str().to_owned(),
+            })
+        }
+        SfuEvent::TrackUnpublished { participant, kind } => {
+            Event::TrackUnpublished(pb::TrackUnpublished {
+                participant_id: participant.to_string(),
+                kind: kind.as_str().to_owned(),
+            })
+        }
     };
     pb::SfuEvent { event: Some(event) }
 }
@@ -98,11 +110,15 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
             subscriber: ParticipantId::new(assigned.subscriber_id),
             mid: assigned.mid,
             publisher: ParticipantId::new(assigned.publisher_id),
-            kind: match assigned.kind.as_str() {
-                "audio" => MediaKind::Audio,
-                "video" => MediaKind::Video,
-                _ => return None,
-            },
+            kind: MediaKind::parse(&assigned.kind)?,
+        },
+        Event::TrackPublished(track) => SfuEvent::TrackPublished {
+            participant: ParticipantId::new(track.participant_id),
+            kind: MediaKind::parse(&track.kind)?,
+        },
+        Event::TrackUnpublished(track) => SfuEvent::TrackUnpublished {
+            participant: ParticipantId::new(track.participant_id),
+            kind: MediaKind::parse(&track.kind)?,
         },
         Event::TrackUnassigned(unassigned) => SfuEvent::TrackUnassigned {
             subscriber: ParticipantId::new(unassigned.subscriber_id),
@@ -160,6 +176,24 @@ impl SfuControl for ControlService {
         let participant = ParticipantId::new(request.into_inner().participant_id);
         self.sfu.remove_peer(participant).await.map_err(status)?;
         Ok(Response::new(pb::RemovePeerResponse {}))
+    }
+
+    async fn set_blocked(
+        &self,
+        request: Request<pb::SetBlockedRequest>,
+    ) -> Result<Response<pb::SetBlockedResponse>, Status> {
+        let request = request.into_inner();
+        let kind = MediaKind::parse(&request.kind)
+            .ok_or_else(|| Status::invalid_argument("kind is `audio` or `video`"))?;
+        self.sfu
+            .set_blocked(
+                ParticipantId::new(request.participant_id),
+                kind,
+                request.blocked,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetBlockedResponse {}))
     }
 
     type WatchEventsStream = EventStream;
@@ -269,6 +303,26 @@ impl SfuApi for GrpcSfu {
             client
                 .remove_peer(pb::RemovePeerRequest {
                     participant_id: participant.to_string(),
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn set_blocked(
+        &self,
+        participant: ParticipantId,
+        kind: MediaKind,
+        blocked: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .set_blocked(pb::SetBlockedRequest {
+                    participant_id: participant.to_string(),
+                    kind: kind.as_str().to_owned(),
+                    blocked,
                 })
                 .await
                 .map_err(from_status)?;

@@ -137,6 +137,14 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
         Command::RemovePeer { participant, reply } => {
             let _ = reply.send(sfu.remove_peer(now, &participant));
         }
+        Command::SetBlocked {
+            participant,
+            kind,
+            blocked,
+            reply,
+        } => {
+            let _ = reply.send(sfu.set_blocked(now, &participant, kind, blocked));
+        }
         Command::Inspect { reply } => {
             let _ = reply.send(Occupancy {
                 peers: sfu.n_peers(),

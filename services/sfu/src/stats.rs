@@ -13,6 +13,7 @@ struct Counters {
     datagrams_unroutable: AtomicU64,
     datagrams_rejected: AtomicU64,
     rtp_forwarded: AtomicU64,
+    rtp_blocked: AtomicU64,
     keyframe_requests: AtomicU64,
     peers: AtomicU64,
     peers_created: AtomicU64,
@@ -28,6 +29,8 @@ pub struct StatsSnapshot {
     /// Datagrams a peer's WebRTC stack refused (bad STUN, DTLS, SRTP or RTP).
     pub datagrams_rejected: u64,
     pub rtp_forwarded: u64,
+    /// RTP packets not forwarded because their track is blocked (host mute, no right).
+    pub rtp_blocked: u64,
     pub keyframe_requests: u64,
     pub peers: u64,
     pub peers_created: u64,
@@ -42,6 +45,7 @@ impl SfuStats {
             datagrams_unroutable: c.datagrams_unroutable.load(Relaxed),
             datagrams_rejected: c.datagrams_rejected.load(Relaxed),
             rtp_forwarded: c.rtp_forwarded.load(Relaxed),
+            rtp_blocked: c.rtp_blocked.load(Relaxed),
             keyframe_requests: c.keyframe_requests.load(Relaxed),
             peers: c.peers.load(Relaxed),
             peers_created: c.peers_created.load(Relaxed),
@@ -60,6 +64,9 @@ impl SfuStats {
     }
     pub(crate) fn rtp_forwarded(&self) {
         self.0.rtp_forwarded.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn packet_blocked(&self) {
+        self.0.rtp_blocked.fetch_add(1, Relaxed);
     }
     pub(crate) fn keyframe_requested(&self) {
         self.0.keyframe_requests.fetch_add(1, Relaxed);

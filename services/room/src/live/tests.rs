@@ -25,7 +25,12 @@ async fn the_first_placement_wins_under_a_race() {
     }
     assert_eq!(winners.len(), 1, "one room, one SFU: {winners:?}");
     let sfu = winners.into_iter().next().expect("one");
-    assert_eq!(live.rooms_on(std::slice::from_ref(&sfu)).await.expect("count"), [1]);
+    assert_eq!(
+        live.rooms_on(std::slice::from_ref(&sfu))
+            .await
+            .expect("count"),
+        [1]
+    );
     live.clear_placement("t/r", "eu").await.expect("clear");
     assert_eq!(live.rooms_on(&[sfu]).await.expect("count"), [0]);
 }

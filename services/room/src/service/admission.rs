@@ -97,13 +97,25 @@ fn permissions_of(claims: &Claims) -> RoomResult<Permissions> {
     })
 }
 
-fn new_participant_id() -> String {
-    format!("PA_{:016x}", rand::random::<u64>())
+/// Participant ids are chosen by gateways; this keeps them to a safe alphabet.
+fn validate_participant_id(id: &str) -> RoomResult<()> {
+    let valid = (4..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return Err(RoomError::invalid(
+            "invalid_participant_id",
+            "participant ids are 4-64 characters of letters, digits, '_' and '-'",
+        ));
+    }
+    Ok(())
 }
 
 impl RoomService {
     pub(crate) async fn do_join(&self, req: JoinRequest) -> RoomResult<JoinDecision> {
         validate_room(&req.room)?;
+        validate_participant_id(&req.participant_id)?;
         let now = Instant::now();
         let address = req.client_addr.to_string();
         if !self.0.limiters.joins_per_address.check(&address, now) {
@@ -137,7 +149,7 @@ impl RoomService {
         }
         let waiting = record.settings.waiting_room && !host;
         let participant = ParticipantInfo {
-            id: new_participant_id(),
+            id: req.participant_id,
             identity: joiner.identity,
             name: joiner.name,
             role,
@@ -153,6 +165,7 @@ impl RoomService {
             audio_blocked: false,
             video_blocked: false,
             pending_name: None,
+            tracks: Vec::new(),
             joined_at: unix_secs(),
             gateway: req.gateway,
         };
@@ -323,7 +336,11 @@ impl RoomService {
                     && !p.permissions.hidden
             })
             .collect();
-        Ok(Admission { placement, others })
+        Ok(Admission {
+            placement,
+            others,
+            settings: settings.clone(),
+        })
     }
 
     async fn place(&self, key: &str, settings: &RoomSettings) -> RoomResult<Placement> {
@@ -371,6 +388,10 @@ impl RoomService {
                 .await?;
             }
             ParticipantState::Active => {
+                for kind in &info.tracks {
+                    self.webhook(&key, WebhookEvent::TrackUnpublished(info.clone(), *kind))
+                        .await?;
+                }
                 if !info.permissions.hidden {
                     self.notify(
                         &key,

@@ -282,7 +282,16 @@ impl RoomService {
         kind: TrackKind,
         published: bool,
     ) -> RoomResult<()> {
-        let (key, me) = self.0.live.participant(id).await?.ok_or_else(not_joined)?;
+        let (key, mut me) = self.0.live.participant(id).await?.ok_or_else(not_joined)?;
+        if me.tracks.contains(&kind) == published {
+            return Ok(());
+        }
+        if published {
+            me.tracks.push(kind);
+        } else {
+            me.tracks.retain(|k| *k != kind);
+        }
+        self.0.live.put_participant(&key, &me).await?;
         let event = if published {
             WebhookEvent::TrackPublished(me, kind)
         } else {

@@ -30,10 +30,23 @@ impl Store {
         self.insert_tenant(created, name).await
     }
 
+    /// Makes sure a tenant row exists (the anonymous tenant of `confer dev` has no key).
+    pub async fn ensure_tenant_row(&self, id: &str, name: &str) -> RoomResult<()> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(unix_secs_i64())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     async fn insert_tenant(&self, created: &TenantCreated, name: &str) -> RoomResult<()> {
         let now = unix_secs_i64();
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
             .bind(&created.tenant)
             .bind(name)
             .bind(now)

@@ -53,6 +53,14 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audio" => Some(MediaKind::Audio),
+            "video" => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MediaKind::Audio => "audio",
@@ -207,6 +215,43 @@ impl Sfu {
     ) -> Result<(), SfuError> {
         let key = self.key_of(participant)?;
         self.remove_peer_by_key(now, key, None);
+        Ok(())
+    }
+
+    /// Stops or resumes forwarding the participant's `kind` tracks. Resuming video asks
+    /// the publisher for a keyframe so subscribers recover at once.
+    pub fn set_blocked(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        kind: MediaKind,
+        blocked: bool,
+    ) -> Result<(), SfuError> {
+        let key = self.key_of(participant)?;
+        let peer = self.peers.get_mut(&key).ok_or(SfuError::UnknownPeer)?;
+        match kind {
+            MediaKind::Audio => peer.blocked_audio = blocked,
+            MediaKind::Video => peer.blocked_video = blocked,
+        }
+        if !blocked && kind == MediaKind::Video {
+            let tracks: Vec<String> = peer
+                .published
+                .iter()
+                .filter(|(_, p)| p.kind == MediaKind::Video)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut touched = Vec::new();
+            for track_id in tracks {
+                let source = Source {
+                    publisher: key,
+                    track_id,
+                };
+                self.request_keyframe(now, &source, &mut touched);
+            }
+            for key in touched {
+                self.flush(key);
+            }
+        }
         Ok(())
     }
 
@@ -423,6 +468,10 @@ impl Sfu {
         );
         let room = peer.room.clone();
         debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), "track published");
+        self.events.push_back(SfuEvent::TrackPublished {
+            participant: peer.participant.clone(),
+            kind,
+        });
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
                 .publications
@@ -442,7 +491,13 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        peer.published.remove(track_id);
+        let Some(published) = peer.published.remove(track_id) else {
+            return;
+        };
+        self.events.push_back(SfuEvent::TrackUnpublished {
+            participant: peer.participant.clone(),
+            kind: published.kind,
+        });
         let room = peer.room.clone();
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
@@ -497,6 +552,14 @@ impl Sfu {
         let Some(published) = peer.published.get(track_id) else {
             return;
         };
+        let blocked = match published.kind {
+            MediaKind::Audio => peer.blocked_audio,
+            MediaKind::Video => peer.blocked_video,
+        };
+        if blocked {
+            self.stats.packet_blocked();
+            return;
+        }
         let Some(codec) = published
             .codecs
             .iter()
@@ -667,6 +730,12 @@ impl Sfu {
         };
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
+        for published in peer.published.values() {
+            self.events.push_back(SfuEvent::TrackUnpublished {
+                participant: peer.participant.clone(),
+                kind: published.kind,
+            });
+        }
         if self.by_participant.get(&peer.participant) == Some(&key) {
             self.by_participant.remove(&peer.participant);
         }

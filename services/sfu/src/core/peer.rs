@@ -72,6 +72,9 @@ pub(crate) struct Peer {
     pub(crate) next_timeout: Option<Instant>,
     pub(crate) published: HashMap<String, Published>,
     pub(crate) slots: Vec<Slot>,
+    /// Kinds whose tracks are not forwarded (host mute, no publish permission).
+    pub(crate) blocked_audio: bool,
+    pub(crate) blocked_video: bool,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -174,6 +177,8 @@ impl Peer {
             last_received: now,
             next_timeout: Some(now),
             published: HashMap::new(),
+            blocked_audio: false,
+            blocked_video: false,
             slots,
         };
         Ok((peer, answer_sdp))

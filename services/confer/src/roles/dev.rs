@@ -1,0 +1,85 @@
+//! `confer dev`: gateway, room service and SFU in one process on embedded defaults
+//! (SQLite in memory, live state in memory, one SFU).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use confer_gateway::{GatewayConfig, LOCAL_SFU, SfuDirectory};
+use confer_room::api::TenantCreated;
+use confer_room::registry::{SfuNode, SfuRegistry};
+use confer_room::store::MasterKey;
+use confer_room::{Backends, RoomConfig};
+use tracing::info;
+
+use crate::cli::DevArgs;
+
+/// The built-in tenant of `confer dev`; its API key is `dev` too.
+const DEV_TENANT: &str = "dev";
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
+    let secret = args.token_secret.clone().unwrap_or_else(|| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    });
+    let sfu = super::start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
+    let config = RoomConfig {
+        turn: args.turn.config(),
+        anonymous_tenant: (!args.require_token).then(|| DEV_TENANT.to_owned()),
+        ..RoomConfig::default()
+    };
+    let registry = SfuRegistry::new(vec![SfuNode {
+        id: "local".into(),
+        region: config.default_region.clone(),
+        control: LOCAL_SFU.into(),
+    }]);
+    let backends = Backends {
+        database_url: args.database_url.clone(),
+        redis_url: None,
+        master_key: match &args.master_key {
+            Some(key) => MasterKey::from_base64(key)?,
+            None => MasterKey::random(),
+        },
+    };
+    let room = confer_room::start(
+        config,
+        backends,
+        registry,
+        args.webhooks.config(),
+        shutdown.clone(),
+    )
+    .await?;
+    let dev_tenant = TenantCreated {
+        tenant: DEV_TENANT.into(),
+        api_key: "dev".into(),
+        api_secret: secret.clone(),
+    };
+    room.store()
+        .ensure_tenant(&dev_tenant, "Development")
+        .await?;
+    let listener = super::bind(args.listen).await?;
+    let http = listener.local_addr()?;
+    let gateway = GatewayConfig {
+        sfu_stats: Some(sfu.stats().clone()),
+        ..GatewayConfig::default()
+    };
+    // The lines a newcomer needs; stdout so scripts can read them.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Confer is running. Open http://{http}/r/hello?name=You in two browser tabs.");
+        println!("Tenant API: key `dev`, secret `{secret}` (Basic auth) at http://{http}/v1/rooms");
+        if args.require_token {
+            println!(
+                "Mint tokens with: confer token --secret {secret} --room hello --identity you"
+            );
+        }
+    }
+    info!(http = %http, media = %sfu.media_addr(), "confer dev ready");
+    confer_gateway::run(
+        gateway,
+        listener,
+        Arc::new(room),
+        SfuDirectory::with_local(Arc::new(sfu)),
+        shutdown,
+    )
+    .await
+}

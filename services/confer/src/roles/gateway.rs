@@ -1,0 +1,29 @@
+//! `confer gateway`: signalling, the tenant API and the web app, in front of a remote
+//! room service and the SFUs it places rooms on.
+
+use std::sync::Arc;
+
+use confer_gateway::{GatewayConfig, SfuDirectory};
+use confer_room::grpc::GrpcRoom;
+use tracing::info;
+
+use crate::cli::GatewayArgs;
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
+    let room = GrpcRoom::connect(args.room_service)?;
+    let listener = super::bind(args.listen).await?;
+    let mut config = GatewayConfig::default();
+    if let Some(id) = args.gateway_id {
+        config.gateway_id = id;
+    }
+    info!(http = %listener.local_addr()?, room = %args.room_service, gateway = %config.gateway_id, "gateway ready");
+    confer_gateway::run(
+        config,
+        listener,
+        Arc::new(room),
+        SfuDirectory::remote(),
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,114 @@
+//! What each subcommand does: one module per role.
+
+mod dev;
+mod gateway;
+mod room;
+mod sfu;
+mod tenant;
+mod token;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::cli::Command;
+
+/// Exit code of a role that is not built yet.
+const NOT_BUILT: u8 = 2;
+
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rtc=warn,webrtc=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Dev(args) => block_on(dev::run(args)),
+        Command::Gateway(args) => block_on(gateway::run(args)),
+        Command::Sfu(args) => block_on(sfu::run(args)),
+        Command::Room(args) => block_on(room::run(args)),
+        Command::Tenant(args) => block_on(tenant::run(args)),
+        Command::Token(args) => token::run(args),
+        Command::Chat => return not_built("chat"),
+        Command::Sip => return not_built("sip"),
+        Command::Operator => return not_built("operator"),
+        Command::Crd => return not_built("crd"),
+        Command::Loadtest => return not_built("loadtest"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_built(role: &str) -> ExitCode {
+    eprintln!("confer {role}: this role is not built yet");
+    ExitCode::from(NOT_BUILT)
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?
+        .block_on(future)
+}
+
+/// A shutdown signal that fires on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn start_sfu(
+    media_bind: std::net::SocketAddr,
+    announce_ip: Option<std::net::IpAddr>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<confer_sfu::SfuHandle> {
+    let config = confer_sfu::SfuConfig {
+        media_bind,
+        announce_ip,
+        ..confer_sfu::SfuConfig::default()
+    };
+    confer_sfu::start(config, shutdown.clone()).await
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to bind {addr}"))
+}

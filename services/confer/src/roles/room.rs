@@ -1,0 +1,40 @@
+//! `confer room`: the room service over gRPC, on PostgreSQL and Redis.
+
+use anyhow::Context as _;
+use confer_room::registry::{SfuNode, SfuRegistry};
+use confer_room::store::MasterKey;
+use confer_room::{Backends, RoomConfig};
+use tracing::info;
+
+use crate::cli::RoomArgs;
+
+pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
+    let nodes = args
+        .sfu
+        .iter()
+        .map(|spec| SfuNode::parse(spec).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = RoomConfig {
+        default_region: args.region.clone(),
+        turn: args.turn.config(),
+        anonymous_tenant: args.anonymous_tenant.clone(),
+        ..RoomConfig::default()
+    };
+    let backends = Backends {
+        database_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        master_key: MasterKey::from_base64(&args.master_key).context("CONFER_MASTER_KEY")?,
+    };
+    let service = confer_room::start(
+        config,
+        backends,
+        SfuRegistry::new(nodes),
+        args.webhooks.config(),
+        shutdown.clone(),
+    )
+    .await?;
+    let listener = super::bind(args.listen).await?;
+    info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), "room service ready");
+    confer_room::grpc::serve(service, listener, shutdown).await
+}

@@ -1,0 +1,71 @@
+//! Commands from the room service for this gateway's participants: room events to
+//! relay, admissions, host mutes and removals. The watch is re-established whenever
+//! it breaks (room service restart, Redis failover).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confer_room::api::GatewayCommand;
+use futures_util::StreamExt as _;
+use tracing::{info, warn};
+
+use crate::AppState;
+use crate::convert;
+use crate::rooms::message;
+use crate::session::SessionEvent;
+
+pub(crate) async fn watch_room_service(state: Arc<AppState>) {
+    let gateway = state.config.gateway_id.clone();
+    loop {
+        match state.room.watch(gateway.clone()).await {
+            Ok(mut commands) => {
+                info!(gateway = %gateway, "watching room-service commands");
+                while let Some(command) = commands.next().await {
+                    apply(&state, command);
+                }
+                warn!("room-service command stream ended; re-watching");
+            }
+            Err(err) => warn!(%err, "cannot watch room-service commands"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn apply(state: &AppState, command: GatewayCommand) {
+    match command {
+        GatewayCommand::Notify { recipients, event } => {
+            let msg = message(convert::room_event(event));
+            for recipient in recipients {
+                state.rooms.push(&recipient, msg.clone());
+            }
+        }
+        GatewayCommand::Admitted {
+            participant,
+            admission,
+        } => {
+            state
+                .rooms
+                .deliver(&participant, SessionEvent::Admitted(Box::new(admission)));
+        }
+        GatewayCommand::Denied { participant } => {
+            state.rooms.deliver(&participant, SessionEvent::Denied);
+        }
+        GatewayCommand::BlockTrack {
+            participant,
+            kind,
+            blocked,
+        } => {
+            state
+                .rooms
+                .deliver(&participant, SessionEvent::Block(kind, blocked));
+        }
+        GatewayCommand::Remove {
+            participant,
+            reason,
+        } => {
+            state
+                .rooms
+                .deliver(&participant, SessionEvent::Removed(reason));
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Room security through the real signalling path: tokens per tenant, roles, the
+//! waiting room, host controls, passwords, locks.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::server::{TOKEN_SECRET, TestServer};
+use confer_e2e::signal::{SignalClient, client_offer};
+use confer_room::RoomApi as _;
+use confer_room::api::CreateRoom;
+use confer_room::model::RoomSettings;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn sign(issuer: &str, secret: &str, identity: &str, grant: VideoGrant) -> String {
+    TokenKey::new(issuer, secret.as_bytes()).sign(&Claims {
+        iss: issuer.into(),
+        sub: identity.into(),
+        name: identity.into(),
+        nbf: now(),
+        exp: now() + 600,
+        video: grant,
+    })
+}
+
+fn host_token(room: &str, identity: &str) -> String {
+    sign(
+        "dev",
+        TOKEN_SECRET,
+        identity,
+        VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join(room)
+        },
+    )
+}
+
+fn guest_token(room: &str, identity: &str) -> String {
+    sign("dev", TOKEN_SECRET, identity, VideoGrant::join(room))
+}
+
+async fn connect(server: &TestServer) -> anyhow::Result<SignalClient> {
+    SignalClient::connect(&server.signal_url()).await
+}
+
+async fn send_join(client: &mut SignalClient, join: Value) -> anyhow::Result<()> {
+    client
+        .send(&json!({"request_id": "join", "join": join}))
+        .await
+}
+
+/// The next reply to `request_id` (skipping pushes).
+async fn reply(client: &mut SignalClient, request_id: &str) -> anyhow::Result<Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let message = client.recv(left).await?;
+        if message["request_id"] == request_id {
+            return Ok(message);
+        }
+    }
+}
+
+async fn error_of(client: &mut SignalClient, request_id: &str) -> anyhow::Result<String> {
+    let message = reply(client, request_id).await?;
+    Ok(message["error"]["code"]
+        .as_str()
+        .unwrap_or("none")
+        .to_owned())
+}
+
+async fn host_control(
+    client: &mut SignalClient,
+    action: &str,
+    participant: &str,
+    kind: &str,
+) -> anyhow::Result<Value> {
+    client
+        .send(&json!({"request_id": "host", "host": {"action": action, "participant_id": participant, "kind": kind}}))
+        .await?;
+    reply(client, "host").await
+}
+
+/// A host in `room`, joined with an offer.
+async fn join_host(server: &TestServer, room: &str) -> anyhow::Result<(SignalClient, String)> {
+    let mut host = connect(server).await?;
+    let offer = client_offer(2)?;
+    send_join(&mut host, json!({"room": room, "token": host_token(room, "hana"), "offer": {"type": "offer", "sdp": offer}})).await?;
+    let joined = reply(&mut host, "join").await?;
+    assert_eq!(joined["joined"]["you"]["role"], "host", "{joined}");
+    let id = joined["joined"]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((host, id))
+}
+
+#[tokio::test]
+async fn tokens_are_checked_against_their_tenant_and_grants() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let acme = server.room.store().create_tenant("Acme").await?;
+    let mut client = connect(&server).await?;
+    let cases = [
+        // A dev token presented for tenant acme.
+        (
+            json!({"room": "r", "tenant": acme.tenant, "token": guest_token("r", "ada")}),
+            "token_wrong_tenant",
+        ),
+        // Acme's key id, signed with dev's secret.
+        (
+            json!({"room": "r", "token": sign(&acme.api_key, TOKEN_SECRET, "ada", VideoGrant::join("r"))}),
+            "token_invalid",
+        ),
+        // An issuer nobody knows.
+        (
+            json!({"room": "r", "token": sign("AKnobody", "x", "ada", VideoGrant::join("r"))}),
+            "token_invalid",
+        ),
+        // No roomJoin grant.
+        (
+            json!({"room": "r", "token": sign("dev", TOKEN_SECRET, "ada", VideoGrant { room_join: false, ..VideoGrant::join("r") })}),
+            "token_missing_grant",
+        ),
+        // Unknown publish source.
+        (
+            json!({"room": "r", "token": sign("dev", TOKEN_SECRET, "ada", VideoGrant { can_publish_sources: vec!["hologram".into()], ..VideoGrant::join("r") })}),
+            "token_malformed",
+        ),
+    ];
+    for (join, expected) in cases {
+        send_join(&mut client, join.clone()).await?;
+        assert_eq!(
+            error_of(&mut client, "join").await?,
+            expected,
+            "join {join}"
+        );
+    }
+    // Acme's own token, for acme's tenant, works.
+    send_join(&mut client, json!({"room": "r", "name": "Ada", "tenant": acme.tenant,
+        "token": sign(&acme.api_key, &acme.api_secret, "ada", VideoGrant { room_admin: true, ..VideoGrant::join("r") })})).await?;
+    let joined = reply(&mut client, "join").await?;
+    assert_eq!(joined["joined"]["you"]["role"], "host", "{joined}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn guests_wait_until_a_host_admits_and_only_hosts_control() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, host_id) = join_host(&server, "standup").await?;
+
+    let mut guest = connect(&server).await?;
+    let offer = client_offer(2)?;
+    send_join(&mut guest, json!({"room": "standup", "token": guest_token("standup", "gus"), "offer": {"type": "offer", "sdp": offer}})).await?;
+    let waiting = reply(&mut guest, "join").await?;
+    assert!(waiting.get("waiting").is_some(), "{waiting}");
+    let guest_id = waiting["waiting"]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        server.sfu.occupancy().await?.peers,
+        1,
+        "no peer while waiting"
+    );
+
+    let knock = host.recv_kind("knock", WAIT).await?;
+    assert_eq!(knock["knock"]["participant"]["id"], guest_id.as_str());
+
+    // A waiting guest controls nothing.
+    assert_eq!(
+        host_control(&mut guest, "remove", &host_id, "").await?["error"]["code"],
+        "not_host"
+    );
+    let admitted = host_control(&mut host, "admit", &guest_id, "").await?;
+    assert!(admitted.get("ack").is_some(), "{admitted}");
+    let joined = reply(&mut guest, "join").await?;
+    assert_eq!(joined["joined"]["you"]["role"], "participant", "{joined}");
+    assert!(
+        joined["joined"]["answer"]["sdp"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a=ice-lite")
+    );
+    assert_eq!(joined["joined"]["participants"][0]["id"], host_id.as_str());
+    let seen = host.recv_kind("participant_joined", WAIT).await?;
+    assert_eq!(
+        seen["participant_joined"]["participant"]["id"],
+        guest_id.as_str()
+    );
+
+    // A participant may not mute or remove; the host may.
+    assert_eq!(
+        host_control(&mut guest, "mute", &host_id, "audio").await?["error"]["code"],
+        "not_host"
+    );
+    assert_eq!(
+        host_control(&mut guest, "remove", &host_id, "").await?["error"]["code"],
+        "not_host"
+    );
+    assert!(
+        host_control(&mut host, "mute", &guest_id, "audio")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    let updated = guest.recv_kind("participant_updated", WAIT).await?;
+    assert_eq!(
+        updated["participant_updated"]["participant"]["audio_blocked"],
+        true
+    );
+    let tenant_view = server
+        .room
+        .get_participant("dev".into(), "standup".into(), guest_id.clone())
+        .await?;
+    assert!(tenant_view.audio_blocked && tenant_view.audio_muted);
+
+    assert!(
+        host_control(&mut host, "remove", &guest_id, "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    let removed = guest.recv_kind("error", WAIT).await?;
+    assert_eq!(removed["error"]["code"], "removed");
+    let left = host.recv_kind("participant_left", WAIT).await?;
+    assert_eq!(
+        left["participant_left"]["participant_id"],
+        guest_id.as_str()
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.sfu.occupancy().await?.peers != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed guest's peer is gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_denied_guest_is_told_and_a_locked_room_admits_only_hosts() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, _) = join_host(&server, "board").await?;
+    let mut guest = connect(&server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": "board", "token": guest_token("board", "gus")}),
+    )
+    .await?;
+    let waiting = reply(&mut guest, "join").await?;
+    let guest_id = waiting["waiting"]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    host.recv_kind("knock", WAIT).await?;
+    host_control(&mut host, "deny", &guest_id, "").await?;
+    assert_eq!(error_of(&mut guest, "join").await?, "admission_denied");
+
+    assert!(
+        host_control(&mut host, "lock", "", "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    let mut late = connect(&server).await?;
+    send_join(
+        &mut late,
+        json!({"room": "board", "token": guest_token("board", "lea")}),
+    )
+    .await?;
+    assert_eq!(error_of(&mut late, "join").await?, "room_locked");
+    // Another host still gets in.
+    send_join(
+        &mut late,
+        json!({"room": "board", "token": host_token("board", "hugo")}),
+    )
+    .await?;
+    assert!(reply(&mut late, "join").await?.get("joined").is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn passwords_are_required_checked_and_rate_limited() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    server
+        .room
+        .create_room(
+            "dev".into(),
+            CreateRoom {
+                name: "vault".into(),
+                settings: RoomSettings {
+                    waiting_room: false,
+                    ..RoomSettings::default()
+                },
+                password: Some("open sesame".into()),
+            },
+        )
+        .await?;
+    let mut guest = connect(&server).await?;
+    let join = |password: &str| json!({"room": "vault", "password": password, "token": guest_token("vault", "gus")});
+    send_join(&mut guest, join("")).await?;
+    assert_eq!(error_of(&mut guest, "join").await?, "password_required");
+    send_join(&mut guest, join("open says me")).await?;
+    assert_eq!(error_of(&mut guest, "join").await?, "password_invalid");
+    send_join(&mut guest, join("open sesame")).await?;
+    assert!(reply(&mut guest, "join").await?.get("joined").is_some());
+
+    let mut guesser = connect(&server).await?;
+    let mut codes = Vec::new();
+    for attempt in 0..8 {
+        send_join(&mut guesser, join(&format!("guess {attempt}"))).await?;
+        codes.push(error_of(&mut guesser, "join").await?);
+    }
+    assert!(codes.contains(&"password_invalid".to_owned()));
+    assert_eq!(
+        codes.last().map(String::as_str),
+        Some("rate_limited"),
+        "{codes:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn viewers_join_without_publishing_rights() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, _) = join_host(&server, "webinar").await?;
+    let mut viewer = connect(&server).await?;
+    let token = sign(
+        "dev",
+        TOKEN_SECRET,
+        "vic",
+        VideoGrant {
+            can_publish: false,
+            ..VideoGrant::join("webinar")
+        },
+    );
+    send_join(&mut viewer, json!({"room": "webinar", "token": token, "offer": {"type": "offer", "sdp": client_offer(2)?}})).await?;
+    let waiting = reply(&mut viewer, "join").await?;
+    let id = waiting["waiting"]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(waiting["waiting"]["you"]["role"], "viewer");
+    assert_eq!(waiting["waiting"]["you"]["can_publish"], false);
+    host.recv_kind("knock", WAIT).await?;
+    host_control(&mut host, "admit", &id, "").await?;
+    let joined = reply(&mut viewer, "join").await?;
+    assert_eq!(joined["joined"]["you"]["role"], "viewer");
+    Ok(())
+}
