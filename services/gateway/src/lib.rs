@@ -10,7 +10,7 @@
 //! and follows its commands ([`commands`]); media goes through the SFUs
 //! ([`sfus`], [`relay`]).
 
-mod api;
+pub mod api;
 mod commands;
 mod config;
 mod convert;

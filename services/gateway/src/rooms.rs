@@ -139,7 +139,9 @@ impl Rooms {
         let delivery = message(Msg::Chat(entry.clone()));
         for local in inner.sessions.values() {
             if local.room.as_deref() == Some(room.as_str()) {
-                let _ = local.tx.send(SessionEvent::Push(Box::new(delivery.clone())));
+                let _ = local
+                    .tx
+                    .send(SessionEvent::Push(Box::new(delivery.clone())));
             }
         }
         Some(entry)

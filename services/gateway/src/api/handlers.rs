@@ -1,0 +1,152 @@
+//! One handler per tenant API route; each authenticates the tenant and calls the room
+//! service.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use confer_room::api::{CreateRoom, CreateWebhook, SendData, UpdateParticipant, UpdateRoom};
+use confer_room::model::TrackKind;
+use serde::Deserialize;
+
+use super::extract::{ApiError, Body, Tenant};
+use crate::AppState;
+
+type Result<T> = std::result::Result<T, ApiError>;
+type St = State<Arc<AppState>>;
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")
+}
+
+pub(crate) async fn list_rooms(State(s): St, Tenant(t): Tenant) -> Result<Response> {
+    Ok(Json(s.room.list_rooms(t).await?).into_response())
+}
+
+pub(crate) async fn create_room(
+    State(s): St,
+    Tenant(t): Tenant,
+    Body(req): Body<CreateRoom>,
+) -> Result<Response> {
+    let room = s.room.create_room(t, req).await?;
+    Ok((StatusCode::CREATED, Json(room)).into_response())
+}
+
+pub(crate) async fn get_room(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    Ok(Json(s.room.get_room(t, room).await?).into_response())
+}
+
+pub(crate) async fn update_room(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+    Body(req): Body<UpdateRoom>,
+) -> Result<Response> {
+    Ok(Json(s.room.update_room(t, room, req).await?).into_response())
+}
+
+pub(crate) async fn delete_room(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    s.room.delete_room(t, room).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn list_participants(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    Ok(Json(s.room.list_participants(t, room).await?).into_response())
+}
+
+pub(crate) async fn get_participant(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path((room, participant)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(Json(s.room.get_participant(t, room, participant).await?).into_response())
+}
+
+pub(crate) async fn update_participant(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path((room, participant)): Path<(String, String)>,
+    Body(req): Body<UpdateParticipant>,
+) -> Result<Response> {
+    Ok(Json(s.room.update_participant(t, room, participant, req).await?).into_response())
+}
+
+pub(crate) async fn remove_participant(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path((room, participant)): Path<(String, String)>,
+) -> Result<Response> {
+    s.room.remove_participant(t, room, participant).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/rooms/{room}/participants/{participant}/mute`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MuteTrack {
+    kind: TrackKind,
+    muted: bool,
+}
+
+pub(crate) async fn mute_track(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path((room, participant)): Path<(String, String)>,
+    Body(req): Body<MuteTrack>,
+) -> Result<Response> {
+    let info = s
+        .room
+        .mute_track(t, room, participant, req.kind, req.muted)
+        .await?;
+    Ok(Json(info).into_response())
+}
+
+pub(crate) async fn send_data(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+    Body(req): Body<SendData>,
+) -> Result<Response> {
+    s.room.send_data(t, room, req).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+pub(crate) async fn list_webhooks(State(s): St, Tenant(t): Tenant) -> Result<Response> {
+    Ok(Json(s.room.list_webhooks(t).await?).into_response())
+}
+
+pub(crate) async fn create_webhook(
+    State(s): St,
+    Tenant(t): Tenant,
+    Body(req): Body<CreateWebhook>,
+) -> Result<Response> {
+    let webhook = s.room.create_webhook(t, req).await?;
+    Ok((StatusCode::CREATED, Json(webhook)).into_response())
+}
+
+pub(crate) async fn delete_webhook(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(webhook): Path<String>,
+) -> Result<Response> {
+    s.room.delete_webhook(t, webhook).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn dead_letters(State(s): St, Tenant(t): Tenant) -> Result<Response> {
+    Ok(Json(s.room.dead_letters(t).await?).into_response())
+}

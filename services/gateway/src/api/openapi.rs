@@ -1,0 +1,165 @@
+//! The OpenAPI 3.0 document of the tenant API, built from [`super::ROUTES`] so that
+//! every route is documented and nothing undocumented is served.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use super::ROUTES;
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn array_of(name: &str) -> Value {
+    json!({"type": "array", "items": schema(name)})
+}
+
+/// (request body schema, success status, response schema) per operation.
+fn io(operation: &str) -> (Option<Value>, &'static str, Option<Value>) {
+    match operation {
+        "listRooms" => (None, "200", Some(array_of("Room"))),
+        "createRoom" => (Some(schema("CreateRoom")), "201", Some(schema("Room"))),
+        "getRoom" => (None, "200", Some(schema("Room"))),
+        "updateRoom" => (Some(schema("UpdateRoom")), "200", Some(schema("Room"))),
+        "listParticipants" => (None, "200", Some(array_of("Participant"))),
+        "getParticipant" => (None, "200", Some(schema("Participant"))),
+        "updateParticipant" => (
+            Some(schema("UpdateParticipant")),
+            "200",
+            Some(schema("Participant")),
+        ),
+        "muteTrack" => (
+            Some(schema("MuteTrack")),
+            "200",
+            Some(schema("Participant")),
+        ),
+        "sendData" => (Some(schema("SendData")), "202", None),
+        "listWebhooks" => (None, "200", Some(array_of("Webhook"))),
+        "createWebhook" => (
+            Some(schema("CreateWebhook")),
+            "201",
+            Some(schema("Webhook")),
+        ),
+        "listDeadLetters" => (None, "200", Some(array_of("DeadLetter"))),
+        "openapi" => (None, "200", Some(json!({"type": "object"}))),
+        _ => (None, "204", None),
+    }
+}
+
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema("Error")}}})
+}
+
+pub fn build() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, operation, summary) in ROUTES {
+        let (request, status, response) = io(operation);
+        let mut op = json!({
+            "operationId": operation,
+            "summary": summary,
+            "parameters": path_parameters(path),
+            "responses": {
+                *status: match response {
+                    Some(body) => json!({"description": "Success", "content": {"application/json": {"schema": body}}}),
+                    None => json!({"description": "Success"}),
+                },
+                "400": error_response("Malformed JSON, unknown fields or invalid values"),
+                "401": error_response("Missing or wrong API key and secret"),
+                "404": error_response("No such room, participant or webhook"),
+            },
+        });
+        if *operation == "openapi" {
+            op["security"] = json!([]);
+        }
+        if let Some(body) = request {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Confer tenant API",
+            "version": "1.0.0",
+            "description": "Rooms, participants, data messages and webhooks. Authenticate with HTTP Basic: API key as user name, API secret as password. Errors are {\"error\": {\"code\", \"message\"}}.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"basic": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let boolean = json!({"type": "boolean"});
+    let int = json!({"type": "integer", "minimum": 0});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": string, "message": string}}}},
+        "RoomSettings": {"type": "object", "additionalProperties": false, "properties": {
+            "waiting_room": boolean, "locked": boolean,
+            "max_participants": {"type": "integer", "minimum": 1},
+            "allow_screen_share": boolean, "allow_self_unmute": boolean,
+            "name_changes_need_approval": boolean, "empty_timeout_secs": int,
+            "region": string, "metadata": {"type": "string", "maxLength": 4096}}},
+        "CreateRoom": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+            "settings": schema("RoomSettings"),
+            "password": {"type": "string", "nullable": true, "maxLength": 128}}},
+        "UpdateRoom": {"type": "object", "additionalProperties": false, "properties": {
+            "settings": schema("RoomSettings"),
+            "password": {"type": "string", "nullable": true, "description": "Empty removes the password"}}},
+        "Placement": {"type": "object", "properties": {"region": string, "sfu": string, "control": string}},
+        "Room": {"type": "object", "properties": {
+            "name": string, "settings": schema("RoomSettings"), "has_password": boolean,
+            "created_at": int, "active": boolean, "num_participants": int,
+            "placement": {"allOf": [schema("Placement")], "nullable": true}}},
+        "Permissions": {"type": "object", "additionalProperties": false, "properties": {
+            "can_publish": boolean, "can_subscribe": boolean, "can_publish_data": boolean,
+            "can_publish_sources": {"type": "array", "items": {"type": "string", "enum": ["camera", "microphone", "screen_share"]}},
+            "hidden": boolean}},
+        "Participant": {"type": "object", "properties": {
+            "id": string, "identity": string, "name": string,
+            "role": {"type": "string", "enum": ["host", "participant", "viewer"]},
+            "permissions": schema("Permissions"), "metadata": string,
+            "state": {"type": "string", "enum": ["waiting", "active"]},
+            "audio_muted": boolean, "video_muted": boolean,
+            "audio_blocked": boolean, "video_blocked": boolean,
+            "pending_name": {"type": "string", "nullable": true},
+            "tracks": {"type": "array", "items": {"type": "string", "enum": ["audio", "video"]}},
+            "joined_at": int, "gateway": string}},
+        "UpdateParticipant": {"type": "object", "additionalProperties": false, "properties": {
+            "permissions": schema("Permissions"), "metadata": string,
+            "role": {"type": "string", "enum": ["host", "participant", "viewer"]}, "name": string}},
+        "MuteTrack": {"type": "object", "additionalProperties": false, "required": ["kind", "muted"], "properties": {
+            "kind": {"type": "string", "enum": ["audio", "video"]}, "muted": boolean}},
+        "SendData": {"type": "object", "additionalProperties": false, "required": ["payload"], "properties": {
+            "payload": string, "topic": string, "destination": {"type": "array", "items": string}}},
+        "CreateWebhook": {"type": "object", "additionalProperties": false, "required": ["url"], "properties": {
+            "url": {"type": "string", "format": "uri"}}},
+        "Webhook": {"type": "object", "properties": {
+            "id": string, "url": string, "created_at": int,
+            "secret": {"type": "string", "description": "Only in the answer to the creation"}}},
+        "DeadLetter": {"type": "object", "properties": {
+            "event_id": string, "webhook_id": string, "event": string, "room": string,
+            "attempts": int, "last_error": string, "created_at": int}},
+    })
+}
+
+pub(crate) async fn document() -> Json<Value> {
+    Json(build())
+}
