@@ -362,3 +362,163 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// What a webhook receiver saw: (event id, event name, body, signature) of the
+/// deliveries it accepted, and how many it refused.
+#[derive(Default)]
+struct Received {
+    accepted: Vec<(String, String, String, String)>,
+    refused: usize,
+}
+
+/// A receiver that answers 500 to the first `failures` deliveries.
+async fn webhook_receiver(failures: usize) -> anyhow::Result<(String, Arc<Mutex<Received>>)> {
+    use axum::http::{HeaderMap, StatusCode};
+    let received = Arc::new(Mutex::new(Received::default()));
+    let state = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let Ok(mut seen) = state.lock() else {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                };
+                if seen.refused < failures {
+                    seen.refused += 1;
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let event = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["event"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                seen.accepted.push((
+                    header("confer-webhook-id"),
+                    event,
+                    body,
+                    header("confer-signature"),
+                ));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, received))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        webhooks: WebhookConfig {
+            backoff_base: Duration::from_millis(40),
+            poll_interval: Duration::from_millis(20),
+            ..WebhookConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let covered = Arc::new(Mutex::new(BTreeSet::new()));
+    let api = api_for(&server, &covered).await?;
+    let (url, received) = webhook_receiver(3).await?;
+    let (_, hook) = api
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            "/v1/webhooks",
+            Some(json!({"url": url})),
+        )
+        .await?;
+    let secret = hook["secret"].as_str().unwrap_or_default().to_owned();
+
+    // A host opens the room, publishes nothing, leaves.
+    let token = confer_auth::TokenKey::new(api.key.clone(), api.secret.as_bytes()).sign(
+        &confer_auth::Claims {
+            iss: api.key.clone(),
+            sub: "hana".into(),
+            name: "Hana".into(),
+            nbf: 0,
+            exp: u64::MAX / 2,
+            video: confer_auth::VideoGrant {
+                room_admin: true,
+                ..confer_auth::VideoGrant::join("retro")
+            },
+        },
+    );
+    let mut client = SignalClient::connect(&server.signal_url()).await?;
+    client.send(&json!({"request_id": "j", "join": {"room": "retro", "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}})).await?;
+    client.recv_kind("joined", Duration::from_secs(5)).await?;
+    client.send(&json!({"leave": {}})).await?;
+
+    let expected = [
+        "room_started",
+        "participant_joined",
+        "participant_left",
+        "room_finished",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let count = received
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .accepted
+            .len();
+        if count >= expected.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {count} deliveries arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let any duplicate show up before judging.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    assert_eq!(seen.refused, 3);
+    let events: Vec<&str> = seen
+        .accepted
+        .iter()
+        .map(|(_, event, _, _)| event.as_str())
+        .collect();
+    assert_eq!(events, expected, "in order, each once");
+    let ids: BTreeSet<&str> = seen
+        .accepted
+        .iter()
+        .map(|(id, _, _, _)| id.as_str())
+        .collect();
+    assert_eq!(ids.len(), expected.len(), "distinct ids");
+    for (id, _, body, signature) in &seen.accepted {
+        let body_json: Value = serde_json::from_str(body)?;
+        assert_eq!(body_json["id"], id.as_str());
+        assert_eq!(body_json["room"]["name"], "retro");
+        let timestamp: u64 = signature
+            .strip_prefix("t=")
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            signature,
+            &confer_room::webhook::signature(&secret, timestamp, body),
+            "signature verifies with the endpoint's secret"
+        );
+    }
+    let (_, dead) = api
+        .call(
+            Method::GET,
+            "/v1/webhooks/dead-letters",
+            "/v1/webhooks/dead-letters",
+            None,
+        )
+        .await?;
+    assert_eq!(dead, json!([]));
+    Ok(())
+}
