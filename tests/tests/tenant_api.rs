@@ -487,13 +487,13 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
         (seen.refused, seen.accepted.clone())
     };
     assert_eq!(refused, 3);
-    let events: Vec<&str> = seen
+    let events: Vec<&str> = accepted
         .accepted
         .iter()
         .map(|(_, event, _, _)| event.as_str())
         .collect();
     assert_eq!(events, expected, "in order, each once");
-    let ids: BTreeSet<&str> = seen
+    let ids: BTreeSet<&str> = accepted
         .accepted
         .iter()
         .map(|(id, _, _, _)| id.as_str())
