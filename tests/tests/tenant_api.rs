@@ -488,16 +488,11 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
     };
     assert_eq!(refused, 3);
     let events: Vec<&str> = accepted
-        .accepted
         .iter()
         .map(|(_, event, _, _)| event.as_str())
         .collect();
     assert_eq!(events, expected, "in order, each once");
-    let ids: BTreeSet<&str> = accepted
-        .accepted
-        .iter()
-        .map(|(id, _, _, _)| id.as_str())
-        .collect();
+    let ids: BTreeSet<&str> = accepted.iter().map(|(id, _, _, _)| id.as_str()).collect();
     assert_eq!(ids.len(), expected.len(), "distinct ids");
     for (id, _, body, signature) in &accepted {
         let body_json: Value = serde_json::from_str(body)?;
