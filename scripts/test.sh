@@ -25,6 +25,37 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# Real PostgreSQL and Redis for the multi-process suites: the ones already running
+# here, or our own on free ports.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+state_dir="${TMPDIR:-/tmp}/confer-test-services"
+mkdir -p "$state_dir"
+if [ -z "${CONFER_TEST_REDIS_URL:-}" ]; then
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    export CONFER_TEST_REDIS_URL="redis://127.0.0.1:6379"
+  else
+    port="$(free_port)"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+      --logfile "$state_dir/redis.log" --pidfile "$state_dir/redis.pid"
+    export CONFER_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  fi
+fi
+if [ -z "${CONFER_TEST_DATABASE_URL:-}" ]; then
+  if pg_isready -q -h 127.0.0.1 -p 5432 && psql -h 127.0.0.1 -U postgres -c 'select 1' postgres >/dev/null 2>&1; then
+    export CONFER_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    port="$(free_port)"
+    pg_dir="$state_dir/pg"
+    rm -rf "$pg_dir" && mkdir -p "$pg_dir" && chown postgres "$pg_dir" 2>/dev/null || true
+    as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust >/dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" -l "$pg_dir/log" -w start >/dev/null
+    export CONFER_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  fi
+fi
+echo "PostgreSQL: $CONFER_TEST_DATABASE_URL  Redis: $CONFER_TEST_REDIS_URL"
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast

@@ -518,10 +518,41 @@ impl Session {
             let _ = sfu.remove_peer(ParticipantId::new(member.id.clone())).await;
         }
         if let Err(err) = self.state.room.leave(member.id.clone()).await {
-            debug!(%err, participant = %member.id, "leave not recorded");
+            if err.kind == confer_room::ErrorKind::Unavailable {
+                // The room service is restarting: keep trying, so the room does not
+                // keep a ghost and its webhooks (participant_left, room_finished) fire.
+                tokio::spawn(retry_leave(self.state.clone(), member.id.clone()));
+            } else {
+                debug!(%err, participant = %member.id, "leave not recorded");
+            }
         }
         info!(participant = %member.id, "left");
     }
+}
+
+/// How long a leave is retried while the room service is unreachable.
+const LEAVE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn retry_leave(state: Arc<AppState>, participant: String) {
+    let deadline = tokio::time::Instant::now() + LEAVE_RETRY_FOR;
+    let mut delay = std::time::Duration::from_millis(200);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(delay).await;
+        match state.room.leave(participant.clone()).await {
+            Err(err) if err.kind == confer_room::ErrorKind::Unavailable => {
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(err) => {
+                debug!(%err, participant, "leave not recorded");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+    tracing::warn!(
+        participant,
+        "gave up recording a leave: room service unreachable"
+    );
 }
 
 fn media_kind(kind: TrackKind) -> MediaKind {

@@ -13,7 +13,7 @@ use crate::error::{ErrorKind, RoomError, RoomResult};
 use crate::model::{
     ParticipantInfo, ParticipantState, Permissions, Placement, Role, RoomSettings, Source,
 };
-use crate::store::RoomRecord;
+use crate::store::{Presence, RoomRecord};
 
 pub const MAX_ROOM_CHARS: usize = 64;
 pub const MAX_NAME_CHARS: usize = 64;
@@ -311,19 +311,27 @@ impl RoomService {
         participant: &ParticipantInfo,
     ) -> RoomResult<Admission> {
         let placement = self.place(key, settings).await?;
-        if self.0.live.activate(key).await? {
-            self.webhook(key, WebhookEvent::RoomStarted).await?;
+        if self
+            .presence(
+                key,
+                1,
+                &[WebhookEvent::ParticipantJoined(participant.clone())],
+            )
+            .await?
+            == Presence::Started
+        {
+            self.0.live.activate(key).await?;
         }
         if !participant.permissions.hidden {
-            self.notify(key, Audience::ActiveExcept(participant.id.clone()), {
+            self.notify(
+                key,
+                Audience::ActiveExcept(participant.id.clone()),
                 crate::api::RoomEvent::ParticipantJoined {
                     participant: participant.clone(),
-                }
-            })
+                },
+            )
             .await?;
         }
-        self.webhook(key, WebhookEvent::ParticipantJoined(participant.clone()))
-            .await?;
         let others = self
             .0
             .live
@@ -388,10 +396,6 @@ impl RoomService {
                 .await?;
             }
             ParticipantState::Active => {
-                for kind in &info.tracks {
-                    self.webhook(&key, WebhookEvent::TrackUnpublished(info.clone(), *kind))
-                        .await?;
-                }
                 if !info.permissions.hidden {
                     self.notify(
                         &key,
@@ -402,25 +406,30 @@ impl RoomService {
                     )
                     .await?;
                 }
-                self.webhook(&key, WebhookEvent::ParticipantLeft(info))
-                    .await?;
-                self.finish_if_empty(&key).await?;
+                let mut events: Vec<WebhookEvent> = info
+                    .tracks
+                    .iter()
+                    .map(|kind| WebhookEvent::TrackUnpublished(info.clone(), *kind))
+                    .collect();
+                events.push(WebhookEvent::ParticipantLeft(info));
+                if self.presence(&key, -1, &events).await? == Presence::Finished {
+                    self.end_session(&key).await?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Ends the room's session when nobody active is left.
-    pub(crate) async fn finish_if_empty(&self, key: &str) -> RoomResult<()> {
+    /// The room's last participant left: forget its placement, unless someone
+    /// entered meanwhile.
+    pub(crate) async fn end_session(&self, key: &str) -> RoomResult<()> {
+        self.0.live.deactivate(key).await?;
         let members = self.0.live.participants(key).await?;
         if members.iter().any(|m| m.state == ParticipantState::Active) {
             return Ok(());
         }
-        if self.0.live.deactivate(key).await? {
-            for region in self.regions_of(key).await? {
-                self.0.live.clear_placement(key, &region).await?;
-            }
-            self.webhook(key, WebhookEvent::RoomFinished).await?;
+        for region in self.regions_of(key).await? {
+            self.0.live.clear_placement(key, &region).await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::api::{GatewayCommand, RoomEvent};
 use crate::clock::unix_secs;
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState, TrackKind};
-use crate::store::tenants_random_token;
+use crate::store::{OutboxEvent, Presence, tenants_random_token};
 
 /// Who in a room hears an event.
 pub(crate) enum Audience {
@@ -116,26 +116,58 @@ impl RoomService {
     /// Queues a webhook event for every endpoint of the room's tenant.
     pub(crate) async fn webhook(&self, key: &str, event: WebhookEvent) -> RoomResult<()> {
         let (tenant, room) = split_room_key(key);
-        let id = format!("EV_{}", tenants_random_token(12));
-        let mut body = json!({
-            "id": id,
-            "event": event.name(),
-            "created_at": unix_secs(),
-            "room": { "name": room },
-        });
-        if let Some(participant) = event.participant() {
-            body["participant"] = participant_json(participant);
-        }
-        if let WebhookEvent::TrackPublished(_, kind) | WebhookEvent::TrackUnpublished(_, kind) =
-            &event
-        {
-            body["track"] = json!({ "kind": kind.as_str() });
-        }
         self.0
             .store
-            .enqueue_event(tenant, room, event.name(), &id, &body.to_string())
+            .enqueue(tenant, room, &outbox_event(room, &event))
             .await?;
         self.0.outbox_wake.notify_one();
         Ok(())
+    }
+
+    /// Counts a participant in or out and queues `events` with it; the first in and
+    /// the last out also queue `room_started` / `room_finished`, in order.
+    pub(crate) async fn presence(
+        &self,
+        key: &str,
+        delta: i64,
+        events: &[WebhookEvent],
+    ) -> RoomResult<Presence> {
+        let (tenant, room) = split_room_key(key);
+        let events: Vec<OutboxEvent> = events.iter().map(|e| outbox_event(room, e)).collect();
+        let presence = self
+            .0
+            .store
+            .record_presence(
+                tenant,
+                room,
+                delta,
+                &events,
+                &outbox_event(room, &WebhookEvent::RoomStarted),
+                &outbox_event(room, &WebhookEvent::RoomFinished),
+            )
+            .await?;
+        self.0.outbox_wake.notify_one();
+        Ok(presence)
+    }
+}
+
+fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {
+    let id = format!("EV_{}", tenants_random_token(12));
+    let mut body = json!({
+        "id": id,
+        "event": event.name(),
+        "created_at": unix_secs(),
+        "room": { "name": room },
+    });
+    if let Some(participant) = event.participant() {
+        body["participant"] = participant_json(participant);
+    }
+    if let WebhookEvent::TrackPublished(_, kind) | WebhookEvent::TrackUnpublished(_, kind) = event {
+        body["track"] = json!({ "kind": kind.as_str() });
+    }
+    OutboxEvent {
+        name: event.name(),
+        id,
+        body: body.to_string(),
     }
 }

@@ -169,7 +169,6 @@ impl RoomService {
         for member in self.0.live.participants(&key).await? {
             self.remove(&key, &member.id).await?;
         }
-        self.finish_if_empty(&key).await?;
         self.0.store.delete_room(tenant, room).await?;
         Ok(())
     }

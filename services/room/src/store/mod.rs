@@ -19,18 +19,29 @@ pub use audit::AuditEntry;
 pub use rooms::RoomRecord;
 pub use seal::MasterKey;
 pub use tenants::random_token as tenants_random_token;
-pub use webhooks::Delivery;
+pub use webhooks::{Delivery, OutboxEvent, Presence};
 
 /// Migrations per dialect, in order: (version, SQL).
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_room_presence.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_room_presence.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     key: MasterKey,
+    sqlite: bool,
 }
 
 impl Store {
@@ -46,7 +57,7 @@ impl Store {
             .connect(url)
             .await
             .with_context(|| format!("failed to connect to the database at {}", redact(url)))?;
-        let store = Self { pool, key };
+        let store = Self { pool, key, sqlite };
         let migrations = if sqlite {
             SQLITE_MIGRATIONS
         } else {

@@ -22,6 +22,22 @@ pub struct Delivery {
 
 type WebhookRow = (String, String, i64);
 
+/// A webhook event ready to queue.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub name: &'static str,
+    pub id: String,
+    pub body: String,
+}
+
+/// What a change in a room's presence did to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Started,
+    Continued,
+    Finished,
+}
+
 fn webhook((id, url, created_at): WebhookRow) -> Webhook {
     Webhook {
         id,
@@ -79,6 +95,12 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Queues one event for every endpoint of the tenant.
+    pub async fn enqueue(&self, tenant: &str, room: &str, event: &OutboxEvent) -> RoomResult<()> {
+        let mut conn = self.pool().acquire().await?;
+        insert_event(&mut conn, tenant, room, event).await
+    }
+
     /// Queues `body` for every endpoint of the tenant, in one transaction.
     pub async fn enqueue_event(
         &self,
@@ -102,6 +124,58 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Counts a participant in (`delta` 1) or out (-1) of a room and queues `events`
+    /// with it, in one transaction that holds the room's row: the first one in is
+    /// preceded by `started`, the last one out followed by `finished`. However many
+    /// replicas race, each room's events are queued in the order they happened.
+    pub async fn record_presence(
+        &self,
+        tenant: &str,
+        room: &str,
+        delta: i64,
+        events: &[OutboxEvent],
+        started: &OutboxEvent,
+        finished: &OutboxEvent,
+    ) -> RoomResult<Presence> {
+        let mut tx = self.pool().begin().await?;
+        let lock = if self.sqlite {
+            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2"
+        } else {
+            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
+        };
+        let before: Option<i64> = sqlx::query_scalar(lock)
+            .bind(tenant)
+            .bind(room)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = before.unwrap_or(0);
+        let after = (before + delta).max(0);
+        sqlx::query("UPDATE rooms SET active_participants = $1 WHERE tenant_id = $2 AND name = $3")
+            .bind(after)
+            .bind(tenant)
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        let presence = match (before, after) {
+            (0, a) if a > 0 => Presence::Started,
+            (b, 0) if b > 0 => Presence::Finished,
+            _ => Presence::Continued,
+        };
+        let mut queue: Vec<&OutboxEvent> = Vec::new();
+        if presence == Presence::Started {
+            queue.push(started);
+        }
+        queue.extend(events);
+        if presence == Presence::Finished {
+            queue.push(finished);
+        }
+        for event in queue {
+            insert_event(&mut tx, tenant, room, event).await?;
+        }
+        tx.commit().await?;
+        Ok(presence)
     }
 
     /// Deliveries that are due: the oldest pending one per (endpoint, room), so that a
@@ -209,4 +283,26 @@ impl Store {
             )
             .collect())
     }
+}
+
+async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    room: &str,
+    event: &OutboxEvent,
+) -> RoomResult<()> {
+    let now = unix_millis_i64();
+    sqlx::query(
+        "INSERT INTO webhook_outbox (event_id, webhook_id, tenant_id, room, event, body, created_at, next_attempt_at) \
+         SELECT $1, id, tenant_id, $2, $3, $4, $5, $5 FROM webhooks WHERE tenant_id = $6 AND deleted_at IS NULL",
+    )
+    .bind(&event.id)
+    .bind(room)
+    .bind(event.name)
+    .bind(&event.body)
+    .bind(now)
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

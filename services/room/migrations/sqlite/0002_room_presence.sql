@@ -1,0 +1,1 @@
+ALTER TABLE rooms ADD COLUMN active_participants BIGINT NOT NULL DEFAULT 0;
