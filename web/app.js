@@ -5,8 +5,9 @@ import { Stage, renderParticipants, appendChat } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
-const name = params.get('name') || prompt('Your name') || 'Guest';
+// With a token, the name in it wins; the page only asks when there is neither.
 const token = params.get('token') || '';
+const name = params.get('name') || (token ? 'Guest' : prompt('Your name') || 'Guest');
 
 const $ = (id) => document.getElementById(id);
 const stage = new Stage($('stage'));

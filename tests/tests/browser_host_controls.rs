@@ -1,0 +1,156 @@
+//! Host controls in real browsers: a guest waits in the waiting room until the host
+//! admits them from the people list; when the host mutes the guest, the guest's audio
+//! stops reaching a third participant while the host's keeps flowing.
+
+use std::time::Duration;
+
+use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::server::{TOKEN_SECRET, TestServer};
+use serde_json::Value;
+
+fn token(identity: &str, admin: bool) -> String {
+    TokenKey::new("dev", TOKEN_SECRET.as_bytes()).sign(&Claims {
+        iss: "dev".into(),
+        sub: identity.into(),
+        name: identity.into(),
+        nbf: 0,
+        exp: u64::MAX / 2,
+        video: VideoGrant {
+            room_admin: admin,
+            ..VideoGrant::join("clinic")
+        },
+    })
+}
+
+/// Audio packets received so far from each remote participant, by id.
+const AUDIO_BY_PARTICIPANT: &str = r#"
+const c = window.conferClient;
+if (!c || !c.pc) return {};
+const stats = await c.pc.getStats();
+const out = {};
+stats.forEach((s) => {
+  if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+  const a = c.assignments.get(s.mid);
+  if (a) out[a.participantId] = s.packetsReceived;
+});
+return out;
+"#;
+
+async fn audio_from(browser: &Browser, participant: &str) -> anyhow::Result<u64> {
+    let counts = browser.eval(AUDIO_BY_PARTICIPANT).await?;
+    Ok(counts[participant].as_u64().unwrap_or(0))
+}
+
+async fn self_id(browser: &Browser) -> anyhow::Result<String> {
+    let id: Value = browser
+        .eval("return window.conferClient.self && window.conferClient.self.id;")
+        .await?;
+    Ok(id.as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_admits_a_waiting_guest_then_mutes_them() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let driver = Driver::start().await?;
+    let page = |identity: &str, admin: bool| {
+        server.url(&format!("/r/clinic?token={}", token(identity, admin)))
+    };
+
+    let host = driver.browser().await?;
+    host.goto(&page("Hana", true)).await?;
+    host.wait_for(
+        "the host in the room",
+        "return !!(window.conferClient && window.conferClient.pc && window.conferClient.self.role === 'host');",
+        Duration::from_secs(10),
+    )
+    .await?;
+
+    let guest = driver.browser().await?;
+    guest.goto(&page("Gus", false)).await?;
+    guest
+        .wait_for(
+            "the waiting-room screen",
+            "return document.getElementById('status').textContent.includes('Waiting for a host');",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(
+        guest
+            .eval("return window.conferClient.pc === null;")
+            .await?,
+        Value::Bool(true),
+        "no media before admission"
+    );
+    let guest_id = self_id(&guest).await?;
+    host.wait_for(
+        "the knock in the host's people list",
+        "return !!document.querySelector('#participants li.knock button');",
+        Duration::from_secs(5),
+    )
+    .await?;
+    host.eval("document.querySelector('#participants li.knock button').click();")
+        .await?;
+    guest
+        .wait_for(
+            "the guest in the room",
+            "return document.getElementById('status').textContent === 'Connected';",
+            Duration::from_secs(10),
+        )
+        .await?;
+
+    let third = driver.browser().await?;
+    third.goto(&page("Tess", true)).await?;
+    let host_id = self_id(&host).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while audio_from(&third, &guest_id).await? == 0 || audio_from(&third, &host_id).await? == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the third participant never heard both: {}",
+            third.eval(AUDIO_BY_PARTICIPANT).await?
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The host mutes the guest from the people list.
+    let mute_button = format!(
+        "document.querySelector('#participants li[data-participant=\"{guest_id}\"] button')"
+    );
+    host.wait_for(
+        "the mute button",
+        &format!("return !!{mute_button} && {mute_button}.textContent === 'Mute';"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    host.eval(&format!("{mute_button}.click();")).await?;
+    guest
+        .wait_for(
+            "the guest told they are muted",
+            "return window.conferClient.self.audio_blocked === true;",
+            Duration::from_secs(5),
+        )
+        .await?;
+    // Packets already on the way may still land; after that, nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (guest_before, host_before) = (
+        audio_from(&third, &guest_id).await?,
+        audio_from(&third, &host_id).await?,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (guest_after, host_after) = (
+        audio_from(&third, &guest_id).await?,
+        audio_from(&third, &host_id).await?,
+    );
+    assert_eq!(guest_after, guest_before, "the muted guest's audio stopped");
+    assert!(
+        host_after > host_before + 40,
+        "the host's audio kept flowing: {host_before} -> {host_after}"
+    );
+    let blocked = server.sfu.stats().snapshot().rtp_blocked;
+    assert!(blocked > 0, "the SFU dropped the guest's packets");
+
+    for browser in [host, guest, third] {
+        browser.close().await?;
+    }
+    Ok(())
+}
