@@ -165,8 +165,13 @@ async fn relay_only_clients_call_through_coturn_and_expired_credentials_are_refu
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let fresh = credentials(&[coturn.url.clone()], SECRET, "probe", now + 600);
-    let expired = credentials(&[coturn.url.clone()], SECRET, "probe", now - 60);
+    let fresh = credentials(
+        std::slice::from_ref(&coturn.url),
+        SECRET,
+        "probe",
+        now + 600,
+    );
+    let expired = credentials(std::slice::from_ref(&coturn.url), SECRET, "probe", now - 60);
     let as_json = |s: &confer_room::model::IceServer| json!({"urls": s.urls, "username": s.username, "credential": s.credential});
     let valid = ada.eval(&gather_script(&as_json(&fresh))).await?;
     assert!(
