@@ -520,3 +520,77 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
     assert_eq!(dead, json!([]));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_never_get_through_are_dead_lettered_and_listed() -> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        webhooks: WebhookConfig {
+            backoff_base: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(10),
+            max_attempts: 3,
+            ..WebhookConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let covered = Arc::new(Mutex::new(BTreeSet::new()));
+    let api = api_for(&server, &covered).await?;
+    let (url, received) = webhook_receiver(usize::MAX).await?;
+    api.call(
+        Method::POST,
+        "/v1/webhooks",
+        "/v1/webhooks",
+        Some(json!({"url": url})),
+    )
+    .await?;
+    let token = confer_auth::TokenKey::new(api.key.clone(), api.secret.as_bytes()).sign(
+        &confer_auth::Claims {
+            iss: api.key.clone(),
+            sub: "hana".into(),
+            name: "Hana".into(),
+            nbf: 0,
+            exp: u64::MAX / 2,
+            video: confer_auth::VideoGrant {
+                room_admin: true,
+                ..confer_auth::VideoGrant::join("lost")
+            },
+        },
+    );
+    let mut client = SignalClient::connect(&server.signal_url()).await?;
+    client
+        .send(&json!({"request_id": "j", "join": {"room": "lost", "token": token}}))
+        .await?;
+    client.recv_kind("joined", Duration::from_secs(5)).await?;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let (_, dead) = api
+            .call(
+                Method::GET,
+                "/v1/webhooks/dead-letters",
+                "/v1/webhooks/dead-letters",
+                None,
+            )
+            .await?;
+        if dead.as_array().map(Vec::len) == Some(2) {
+            break dead;
+        }
+        assert!(std::time::Instant::now() < deadline, "dead letters: {dead}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead[0]["event"], "room_started");
+    assert_eq!(dead[1]["event"], "participant_joined");
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("500")
+    );
+    let refused = received
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .refused;
+    assert_eq!(refused, 6, "three attempts for each of the two events");
+    Ok(())
+}

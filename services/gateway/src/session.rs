@@ -20,7 +20,7 @@ use confer_proto::signal::{
 };
 use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
 use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
-use confer_room::model::{ParticipantInfo, Role, TrackKind};
+use confer_room::model::{ParticipantInfo, Role, Source, TrackKind};
 use confer_room::{RoomError, validate_name, validate_room};
 use confer_sfu::core::MediaKind;
 use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
@@ -407,10 +407,13 @@ impl Session {
             .create_peer(RoomId::new(member.key.clone()), id.clone(), offer_sdp)
             .await?;
         let info = &member.info;
-        let may_publish = info.permissions.can_publish && info.role != Role::Viewer;
+        let may = |source| info.role != Role::Viewer && info.permissions.may_publish(source);
         for (kind, blocked) in [
-            (MediaKind::Audio, !may_publish || info.audio_blocked),
-            (MediaKind::Video, !may_publish || info.video_blocked),
+            (
+                MediaKind::Audio,
+                !may(Source::Microphone) || info.audio_blocked,
+            ),
+            (MediaKind::Video, !may(Source::Camera) || info.video_blocked),
         ] {
             if blocked {
                 sfu.set_blocked(id.clone(), kind, true).await?;
