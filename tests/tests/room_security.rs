@@ -357,3 +357,94 @@ async fn viewers_join_without_publishing_rights() -> anyhow::Result<()> {
     assert_eq!(joined["joined"]["you"]["role"], "viewer");
     Ok(())
 }
+
+#[tokio::test]
+async fn host_controls_stop_when_the_hosts_token_expires() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    // Accepted at join within the clock-skew leeway, expired two seconds later.
+    let expiring = TokenKey::new("dev", TOKEN_SECRET.as_bytes()).sign(&Claims {
+        iss: "dev".into(),
+        sub: "hana".into(),
+        name: "Hana".into(),
+        nbf: 0,
+        exp: now() - confer_auth::LEEWAY_SECS + 1,
+        video: VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join("late")
+        },
+    });
+    let mut host = connect(&server).await?;
+    send_join(&mut host, json!({"room": "late", "token": expiring})).await?;
+    assert!(reply(&mut host, "join").await?.get("joined").is_some());
+    assert!(
+        host_control(&mut host, "lock", "", "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let refused = host_control(&mut host, "unlock", "", "").await?;
+    assert_eq!(refused["error"]["code"], "token_expired", "{refused}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn name_changes_wait_for_a_host_when_the_room_says_so() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    server
+        .room
+        .create_room(
+            "dev".into(),
+            CreateRoom {
+                name: "formal".into(),
+                settings: RoomSettings {
+                    waiting_room: false,
+                    name_changes_need_approval: true,
+                    ..RoomSettings::default()
+                },
+                password: None,
+            },
+        )
+        .await?;
+    let (mut host, _) = join_host(&server, "formal").await?;
+    let mut guest = connect(&server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": "formal", "token": guest_token("formal", "gus")}),
+    )
+    .await?;
+    let joined = reply(&mut guest, "join").await?;
+    let id = joined["joined"]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    host.recv_kind("participant_joined", WAIT).await?;
+
+    guest
+        .send(&json!({"request_id": "n", "set_name": {"name": "Sir Gus"}}))
+        .await?;
+    assert!(reply(&mut guest, "n").await?.get("ack").is_some());
+    let pending = host.recv_kind("participant_updated", WAIT).await?;
+    assert_eq!(
+        pending["participant_updated"]["participant"]["pending_name"],
+        "Sir Gus"
+    );
+    assert_eq!(pending["participant_updated"]["participant"]["name"], "gus");
+
+    assert!(
+        host_control(&mut host, "approve_name", &id, "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    let renamed = guest.recv_kind("participant_updated", WAIT).await?;
+    assert_eq!(
+        renamed["participant_updated"]["participant"]["name"],
+        "Sir Gus"
+    );
+    assert_eq!(
+        renamed["participant_updated"]["participant"]["pending_name"],
+        ""
+    );
+    Ok(())
+}

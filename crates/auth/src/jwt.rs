@@ -8,7 +8,7 @@ use ring::hmac;
 /// Longest token accepted; keeps hostile input from costing more than a few microseconds.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 30;
+pub const LEEWAY_SECS: u64 = 30;
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -12,4 +12,4 @@ mod grant;
 mod jwt;
 
 pub use grant::{Claims, VideoGrant};
-pub use jwt::{TokenError, TokenKey};
+pub use jwt::{LEEWAY_SECS, TokenError, TokenKey};

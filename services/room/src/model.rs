@@ -174,6 +174,10 @@ pub struct ParticipantInfo {
     pub video_blocked: bool,
     /// A name change waiting for a host's approval.
     pub pending_name: Option<String>,
+    /// When the access token the participant joined with expires (seconds since the
+    /// epoch); host controls are refused after it. `None` for anonymous joins.
+    #[serde(default)]
+    pub token_expires_at: Option<u64>,
     /// Kinds of track the participant is publishing.
     #[serde(default)]
     pub tracks: Vec<TrackKind>,

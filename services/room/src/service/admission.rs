@@ -57,6 +57,7 @@ struct Joiner {
     /// `None` for anonymous joins: host if first in, else participant.
     role: Option<Role>,
     permissions: Permissions,
+    expires_at: Option<u64>,
 }
 
 fn role_of(claims: &Claims) -> Role {
@@ -166,6 +167,7 @@ impl RoomService {
             video_blocked: false,
             pending_name: None,
             tracks: Vec::new(),
+            token_expires_at: joiner.expires_at,
             joined_at: unix_secs(),
             gateway: req.gateway,
         };
@@ -222,6 +224,7 @@ impl RoomService {
                 name: validate_name(&req.name)?,
                 role: None,
                 permissions: Permissions::default(),
+                expires_at: None,
             });
         };
         let issuer = TokenKey::peek_issuer(token)?;
@@ -250,6 +253,7 @@ impl RoomService {
             name: validate_name(&name)?,
             role: Some(role_of(&claims)),
             permissions: permissions_of(&claims)?,
+            expires_at: Some(claims.exp),
         })
     }
 

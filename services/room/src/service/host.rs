@@ -29,6 +29,17 @@ impl RoomService {
         if !actor.is_host() || actor.state != ParticipantState::Active {
             return Err(RoomError::forbidden("not_host", "only a host may do that"));
         }
+        // The token that made this participant a host is checked again on every
+        // privileged action, not only at join.
+        if let Some(exp) = actor.token_expires_at
+            && crate::clock::unix_secs() > exp.saturating_add(confer_auth::LEEWAY_SECS)
+        {
+            return Err(RoomError::new(
+                crate::error::ErrorKind::Unauthorized,
+                "token_expired",
+                format!("the access token expired at {exp}; reconnect with a fresh one"),
+            ));
+        }
         self.audit(&key, &actor.identity, &action).await?;
         match action {
             HostAction::Admit { participant, allow } => self.admit(&key, &participant, allow).await,
