@@ -17,7 +17,8 @@ const CLIENT_BODIES: [&str; 11] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 17] = [
+const SERVER_BODIES: [&str; 18] = [
+    "ActiveSpeaker",
     "IceServer",
     "Waiting",
     "Answer",

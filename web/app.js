@@ -58,6 +58,7 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
 client.addEventListener('track', ({ detail }) => stage.addTrack(detail.participantId, detail.track));
 client.addEventListener('track-ended', ({ detail }) => stage.removeTrack(detail.participantId, detail.track));
 client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
+client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
 client.addEventListener('error', ({ detail }) => {
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
 });

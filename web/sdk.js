@@ -8,7 +8,7 @@
 // The session is negotiated once: the offer publishes the local tracks (sendonly) and
 // opens receive slots (recvonly). The server assigns other participants' tracks to
 // slots with `track_assigned`, so people joining and leaving never renegotiate.
-// Events: waiting, joined, participant-joined, participant-left, participant-updated,
+// Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), closed.
 
@@ -173,6 +173,9 @@ export class ConferClient extends EventTarget {
     } else if (message.room_state) {
       this.roomState = message.room_state;
       this.#emit('room-state', message.room_state);
+    } else if (message.active_speaker) {
+      this.activeSpeaker = message.active_speaker.participant_id || null;
+      this.#emit('active-speaker', { participantId: this.activeSpeaker });
     } else if (message.data) {
       this.#emit('data', message.data);
     } else if (message.chat) {

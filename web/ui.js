@@ -30,6 +30,11 @@ export class Stage {
 
   setName(id, name) { this.tile(id).label.textContent = name; }
 
+  // Outlines the tile of whoever is speaking (null: nobody).
+  setSpeaker(id) {
+    for (const [tileId, entry] of this.tiles) entry.tile.classList.toggle('speaking', tileId === id);
+  }
+
   setVideoOff(id, off) { this.tiles.get(id)?.tile.classList.toggle('video-off', off); }
 
   addTrack(id, track) {

@@ -66,6 +66,12 @@ impl Driver {
 
     /// A new headless Chromium with fake camera and microphone.
     pub async fn browser(&self) -> anyhow::Result<Browser> {
+        self.browser_with(&[]).await
+    }
+
+    /// A new headless Chromium with fake devices and `extra` command-line flags
+    /// (e.g. `--use-file-for-fake-audio-capture=<wav>`).
+    pub async fn browser_with(&self, extra: &[String]) -> anyhow::Result<Browser> {
         let profile = std::env::temp_dir().join(format!("confer-chromium-{}", rand_suffix()));
         std::fs::create_dir_all(&profile)?;
         let args = [
@@ -85,6 +91,7 @@ impl Driver {
         ];
         let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let capabilities = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",

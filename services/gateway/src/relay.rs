@@ -49,6 +49,12 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
             SfuEvent::TrackUnpublished { participant, kind } => {
                 report_track(&state, participant.as_str(), kind, false).await;
             }
+            SfuEvent::ActiveSpeaker { room, participant } => {
+                let msg = message(Msg::ActiveSpeaker(signal::ActiveSpeaker {
+                    participant_id: participant.map(|p| p.to_string()).unwrap_or_default(),
+                }));
+                state.rooms.push_room(room.as_str(), &msg);
+            }
             SfuEvent::PeerDisconnected {
                 participant,
                 reason,

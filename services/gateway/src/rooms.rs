@@ -111,6 +111,16 @@ impl Rooms {
         self.deliver(id, SessionEvent::Push(Box::new(msg)))
     }
 
+    /// Sends `msg` to every local session in room `key`.
+    pub(crate) fn push_room(&self, key: &str, msg: &ServerMessage) {
+        let inner = self.lock();
+        for local in inner.sessions.values() {
+            if local.room.as_deref() == Some(key) {
+                let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
+            }
+        }
+    }
+
     /// Records a chat message from `id` and delivers it to the room's members here.
     pub(crate) fn chat(
         &self,

@@ -71,6 +71,11 @@ pub enum SfuEvent {
         participant: ParticipantId,
         kind: MediaKind,
     },
+    /// The room's loudest participant changed (`None`: nobody is speaking).
+    ActiveSpeaker {
+        room: RoomId,
+        participant: Option<ParticipantId>,
+    },
     /// The peer's connection failed or went silent and has been removed.
     PeerDisconnected {
         participant: ParticipantId,

@@ -87,6 +87,10 @@ fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
             participant_id: participant.to_string(),
             reason,
         }),
+        SfuEvent::ActiveSpeaker { room, participant } => Event::ActiveSpeaker(pb::ActiveSpeaker {
+            room_id: room.to_string(),
+            participant_id: participant.map(|p| p.to_string()).unwrap_or_default(),
+        }),
         SfuEvent::TrackPublished { participant, kind } => {
             Event::TrackPublished(pb::TrackPublished {
                 participant_id: participant.to_string(),
@@ -111,6 +115,12 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
             mid: assigned.mid,
             publisher: ParticipantId::new(assigned.publisher_id),
             kind: MediaKind::parse(&assigned.kind)?,
+        },
+        Event::ActiveSpeaker(speaker) => SfuEvent::ActiveSpeaker {
+            room: RoomId::new(speaker.room_id),
+            participant: Some(speaker.participant_id)
+                .filter(|id| !id.is_empty())
+                .map(ParticipantId::new),
         },
         Event::TrackPublished(track) => SfuEvent::TrackPublished {
             participant: ParticipantId::new(track.participant_id),

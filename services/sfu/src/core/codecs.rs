@@ -8,7 +8,7 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::shared::error::Result;
 
@@ -54,6 +54,15 @@ pub(crate) fn media_engine() -> Result<MediaEngine> {
             payload_type: 111,
         },
         RtpCodecKind::Audio,
+    )?;
+    // Publishers tag audio packets with their level; the SFU reads it for the active
+    // speaker.
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: super::speaker::AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
     )?;
     engine.register_codec(video(MIME_TYPE_VP8, 96, String::new()), RtpCodecKind::Video)?;
     for (payload_type, profile) in H264_PROFILES {

@@ -19,6 +19,7 @@ mod keyframe;
 mod offer;
 mod peer;
 mod rewrite;
+mod speaker;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -106,13 +107,15 @@ impl Default for Timeouts {
 /// Minimum spacing of keyframe requests sent to one publisher track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// How often peers are checked against [`Timeouts`].
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Room {
     members: Vec<PeerKey>,
     /// Published tracks in publication order: this order decides who gets a slot.
     publications: Vec<(PeerKey, String, MediaKind)>,
+    /// The loudest publisher at the last check.
+    active_speaker: Option<PeerKey>,
 }
 
 pub struct Sfu {
@@ -309,6 +312,7 @@ impl Sfu {
         }
         if self.next_housekeeping.is_none_or(|at| at <= now) {
             self.expire_peers(now);
+            self.detect_speakers();
             self.next_housekeeping = Some(now + HOUSEKEEPING_INTERVAL);
         }
     }
@@ -327,6 +331,59 @@ impl Sfu {
 
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
         self.events.pop_front()
+    }
+
+    /// Adds an audio packet's level to its publisher's meter (not while blocked: a
+    /// host-muted participant is not the speaker).
+    fn meter_audio_level(&mut self, publisher: PeerKey, track_id: &str, packet: &rtc::rtp::Packet) {
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        if peer.blocked_audio {
+            return;
+        }
+        let Some(published) = peer.published.get_mut(track_id) else {
+            return;
+        };
+        let level = published
+            .audio_level_ext
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|payload| speaker::parse_audio_level(&payload));
+        if let Some(level) = level {
+            published.meter.add(level);
+        }
+    }
+
+    /// Names each room's loudest publisher over the last window; tells the control
+    /// plane when that changes.
+    fn detect_speakers(&mut self) {
+        for (room_id, room) in &mut self.rooms {
+            let mut candidates = Vec::new();
+            for (publisher, track_id, kind) in &room.publications {
+                if *kind != MediaKind::Audio {
+                    continue;
+                }
+                let Some(published) = self
+                    .peers
+                    .get_mut(publisher)
+                    .and_then(|peer| peer.published.get_mut(track_id))
+                else {
+                    continue;
+                };
+                candidates.push((*publisher, published.meter.take()));
+            }
+            let speaker = speaker::loudest(candidates);
+            if speaker != room.active_speaker {
+                room.active_speaker = speaker;
+                let participant = speaker
+                    .and_then(|key| self.peers.get(&key))
+                    .map(|peer| peer.participant.clone());
+                self.events.push_back(SfuEvent::ActiveSpeaker {
+                    room: room_id.clone(),
+                    participant,
+                });
+            }
+        }
     }
 
     fn expire_peers(&mut self, now: Instant) {
@@ -449,13 +506,17 @@ impl Sfu {
         let Some(kind) = MediaKind::from_codec_kind(receiver.track().kind()) else {
             return;
         };
-        let codecs = receiver
-            .get_parameters()
-            .rtp_parameters
+        let parameters = &receiver.get_parameters().rtp_parameters;
+        let codecs = parameters
             .codecs
             .iter()
             .map(Codec::from_parameters)
             .collect();
+        let audio_level_ext = parameters
+            .header_extensions
+            .iter()
+            .find(|ext| ext.uri == speaker::AUDIO_LEVEL_URI)
+            .and_then(|ext| u8::try_from(ext.id).ok());
         peer.published.insert(
             init.track_id.clone(),
             Published {
@@ -464,6 +525,8 @@ impl Sfu {
                 ssrc: init.ssrc,
                 codecs,
                 last_keyframe_request: None,
+                audio_level_ext,
+                meter: speaker::LevelMeter::default(),
             },
         );
         let room = peer.room.clone();
@@ -546,6 +609,7 @@ impl Sfu {
         packet: rtc::rtp::Packet,
         touched: &mut Vec<PeerKey>,
     ) {
+        self.meter_audio_level(publisher, track_id, &packet);
         let Some(peer) = self.peers.get(&publisher) else {
             return;
         };

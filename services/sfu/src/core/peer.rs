@@ -40,6 +40,9 @@ pub(crate) struct Published {
     pub(crate) ssrc: u32,
     pub(crate) codecs: Vec<Codec>,
     pub(crate) last_keyframe_request: Option<Instant>,
+    /// The negotiated id of the audio-level extension, when the publisher sends it.
+    pub(crate) audio_level_ext: Option<u8>,
+    pub(crate) meter: super::speaker::LevelMeter,
 }
 
 /// Where a slot's media comes from.

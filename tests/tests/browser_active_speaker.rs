@@ -1,0 +1,85 @@
+//! Active speaker in real browsers: the SFU reads the audio level Chromium puts on
+//! every audio packet, and the web app outlines the tile of whoever is speaking. When
+//! the speaker mutes and the other unmutes, the outline moves.
+
+use std::time::Duration;
+
+use confer_e2e::audio::write_tone_wav;
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::server::TestServer;
+
+fn speaking_is(participant: &str) -> String {
+    format!(
+        "const t = document.querySelector('.tile.speaking');
+         return !!t && t.dataset.participant === '{participant}';"
+    )
+}
+
+async fn self_id(browser: &Browser) -> anyhow::Result<String> {
+    let id = browser
+        .eval("return window.conferClient.self && window.conferClient.self.id;")
+        .await?;
+    Ok(id.as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaking_participant_is_outlined_and_follows_the_voice() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    // A steady tone as the microphone: the built-in fake one only clicks.
+    let wav = std::env::temp_dir().join(format!("confer-voice-{}.wav", std::process::id()));
+    write_tone_wav(&wav, 60)?;
+    let voice = [format!(
+        "--use-file-for-fake-audio-capture={}",
+        wav.display()
+    )];
+    let ada = driver.browser_with(&voice).await?;
+    let bob = driver.browser_with(&voice).await?;
+    // Bob joins with his microphone off: Ada's fake microphone is the only voice.
+    ada.goto(&server.url("/r/speakers?name=Ada")).await?;
+    ada.wait_for(
+        "Ada connected",
+        "return document.getElementById('status').textContent === 'Connected';",
+        Duration::from_secs(10),
+    )
+    .await?;
+    bob.goto(&server.url("/r/speakers?name=Bob")).await?;
+    bob.wait_for(
+        "Bob connected",
+        "return document.getElementById('status').textContent === 'Connected';",
+        Duration::from_secs(10),
+    )
+    .await?;
+    bob.eval("document.getElementById('toggle-mic').click();")
+        .await?;
+    let (ada_id, bob_id) = (self_id(&ada).await?, self_id(&bob).await?);
+
+    for browser in [&ada, &bob] {
+        browser
+            .wait_for(
+                "Ada outlined",
+                &speaking_is(&ada_id),
+                Duration::from_secs(10),
+            )
+            .await?;
+    }
+    // Ada goes quiet, Bob speaks.
+    ada.eval("document.getElementById('toggle-mic').click();")
+        .await?;
+    bob.eval("document.getElementById('toggle-mic').click();")
+        .await?;
+    for browser in [&ada, &bob] {
+        browser
+            .wait_for(
+                "Bob outlined",
+                &speaking_is(&bob_id),
+                Duration::from_secs(10),
+            )
+            .await?;
+    }
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    let _ = std::fs::remove_file(&wav);
+    Ok(())
+}
