@@ -121,6 +121,12 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Browsers a failed test did not close outlive chromedriver; their profile
+        // directories name this process, so they can be found and stopped.
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(format!("confer-chromium-{}-", std::process::id()))
+            .status();
     }
 }
 
