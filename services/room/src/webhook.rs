@@ -59,17 +59,22 @@ pub fn signature(secret: &str, timestamp: u64, body: &str) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
+/// The client deliveries go through: HTTPS (rustls, the system's roots) or HTTP.
+fn http_client(config: &WebhookConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .user_agent("confer-webhooks/1")
+        .https_only(false)
+        .build()
+}
+
 /// Delivers queued events until `shutdown` fires.
 pub async fn run_deliverer(
     service: RoomService,
     config: WebhookConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .user_agent("confer-webhooks/1")
-        .build()
-    {
+    let client = match http_client(&config) {
         Ok(client) => client,
         Err(err) => {
             warn!(%err, "webhook delivery disabled: no HTTP client");
@@ -165,6 +170,21 @@ mod tests {
             signature("whsec_test", 1_700_000_000, "{}"),
             "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
         );
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_reached_over_tls() {
+        let client = http_client(&WebhookConfig::default()).expect("client builds");
+        // Nothing listens on port 1: an HTTPS-capable client fails to connect, where
+        // one without TLS would refuse the URL before touching the network.
+        let err = client
+            .post("https://127.0.0.1:1/hook")
+            .body("{}")
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        assert!(err.is_connect(), "{err:?}");
+        assert!(!err.is_builder(), "{err:?}");
     }
 
     #[test]
