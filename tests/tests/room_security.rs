@@ -69,6 +69,14 @@ async fn reply(client: &mut SignalClient, request_id: &str) -> anyhow::Result<Va
     }
 }
 
+/// The participant id a `waiting` or `joined` reply gives its client.
+fn you_id(message: &Value, kind: &str) -> String {
+    message[kind]["you"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 async fn error_of(client: &mut SignalClient, request_id: &str) -> anyhow::Result<String> {
     let message = reply(client, request_id).await?;
     Ok(message["error"]["code"]
@@ -96,10 +104,7 @@ async fn join_host(server: &TestServer, room: &str) -> anyhow::Result<(SignalCli
     send_join(&mut host, json!({"room": room, "token": host_token(room, "hana"), "offer": {"type": "offer", "sdp": offer}})).await?;
     let joined = reply(&mut host, "join").await?;
     assert_eq!(joined["joined"]["you"]["role"], "host", "{joined}");
-    let id = joined["joined"]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = you_id(&joined, "joined");
     Ok((host, id))
 }
 
@@ -161,10 +166,7 @@ async fn guests_wait_until_a_host_admits_and_only_hosts_control() -> anyhow::Res
     send_join(&mut guest, json!({"room": "standup", "token": guest_token("standup", "gus"), "offer": {"type": "offer", "sdp": offer}})).await?;
     let waiting = reply(&mut guest, "join").await?;
     assert!(waiting.get("waiting").is_some(), "{waiting}");
-    let guest_id = waiting["waiting"]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let guest_id = you_id(&waiting, "waiting");
     assert_eq!(
         server.sfu.occupancy().await?.peers,
         1,
@@ -257,10 +259,7 @@ async fn a_denied_guest_is_told_and_a_locked_room_admits_only_hosts() -> anyhow:
     )
     .await?;
     let waiting = reply(&mut guest, "join").await?;
-    let guest_id = waiting["waiting"]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let guest_id = you_id(&waiting, "waiting");
     host.recv_kind("knock", WAIT).await?;
     host_control(&mut host, "deny", &guest_id, "").await?;
     assert_eq!(error_of(&mut guest, "join").await?, "admission_denied");
@@ -345,10 +344,7 @@ async fn viewers_join_without_publishing_rights() -> anyhow::Result<()> {
     );
     send_join(&mut viewer, json!({"room": "webinar", "token": token, "offer": {"type": "offer", "sdp": client_offer(2)?}})).await?;
     let waiting = reply(&mut viewer, "join").await?;
-    let id = waiting["waiting"]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = you_id(&waiting, "waiting");
     assert_eq!(waiting["waiting"]["you"]["role"], "viewer");
     assert_eq!(waiting["waiting"]["you"]["can_publish"], false);
     host.recv_kind("knock", WAIT).await?;
@@ -414,10 +410,7 @@ async fn name_changes_wait_for_a_host_when_the_room_says_so() -> anyhow::Result<
     )
     .await?;
     let joined = reply(&mut guest, "join").await?;
-    let id = joined["joined"]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = you_id(&joined, "joined");
     host.recv_kind("participant_joined", WAIT).await?;
 
     guest

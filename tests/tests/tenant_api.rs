@@ -51,6 +51,23 @@ impl Api {
         Ok((status, value))
     }
 
+    /// An access token for `room` signed with this tenant's key.
+    fn token(&self, room: &str, identity: &str, name: &str, admin: bool) -> String {
+        confer_auth::TokenKey::new(self.key.clone(), self.secret.as_bytes()).sign(
+            &confer_auth::Claims {
+                iss: self.key.clone(),
+                sub: identity.into(),
+                name: name.into(),
+                nbf: 0,
+                exp: u64::MAX / 2,
+                video: confer_auth::VideoGrant {
+                    room_admin: admin,
+                    ..confer_auth::VideoGrant::join(room)
+                },
+            },
+        )
+    }
+
     async fn raw(&self, method: Method, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
         let response = self
             .http
@@ -166,16 +183,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
 
     // A participant joins with the password; the tenant sees and manages it.
     let mut client = SignalClient::connect(&server.signal_url()).await?;
-    let token = confer_auth::TokenKey::new(api.key.clone(), api.secret.as_bytes()).sign(
-        &confer_auth::Claims {
-            iss: api.key.clone(),
-            sub: "ada".into(),
-            name: "Ada".into(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: confer_auth::VideoGrant::join("town-hall"),
-        },
-    );
+    let token = api.token("town-hall", "ada", "Ada", false);
     client.send(&json!({"request_id": "j", "join": {"room": "town-hall", "token": token, "password": "hunter22", "offer": {"type": "offer", "sdp": client_offer(1)?}}})).await?;
     let joined = client.recv_kind("joined", Duration::from_secs(5)).await?;
     let id = joined["joined"]["you"]["id"]
@@ -440,19 +448,7 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
     let secret = hook["secret"].as_str().unwrap_or_default().to_owned();
 
     // A host opens the room, publishes nothing, leaves.
-    let token = confer_auth::TokenKey::new(api.key.clone(), api.secret.as_bytes()).sign(
-        &confer_auth::Claims {
-            iss: api.key.clone(),
-            sub: "hana".into(),
-            name: "Hana".into(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: confer_auth::VideoGrant {
-                room_admin: true,
-                ..confer_auth::VideoGrant::join("retro")
-            },
-        },
-    );
+    let token = api.token("retro", "hana", "Hana", true);
     let mut client = SignalClient::connect(&server.signal_url()).await?;
     client.send(&json!({"request_id": "j", "join": {"room": "retro", "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}})).await?;
     client.recv_kind("joined", Duration::from_secs(5)).await?;
@@ -543,19 +539,7 @@ async fn events_that_never_get_through_are_dead_lettered_and_listed() -> anyhow:
         Some(json!({"url": url})),
     )
     .await?;
-    let token = confer_auth::TokenKey::new(api.key.clone(), api.secret.as_bytes()).sign(
-        &confer_auth::Claims {
-            iss: api.key.clone(),
-            sub: "hana".into(),
-            name: "Hana".into(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: confer_auth::VideoGrant {
-                room_admin: true,
-                ..confer_auth::VideoGrant::join("lost")
-            },
-        },
-    );
+    let token = api.token("lost", "hana", "Hana", true);
     let mut client = SignalClient::connect(&server.signal_url()).await?;
     client
         .send(&json!({"request_id": "j", "join": {"room": "lost", "token": token}}))
