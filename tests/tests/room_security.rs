@@ -223,6 +223,14 @@ async fn guests_wait_until_a_host_admits_and_only_hosts_control() -> anyhow::Res
         .get_participant("dev".into(), "standup".into(), guest_id.clone())
         .await?;
     assert!(tenant_view.audio_blocked && tenant_view.audio_muted);
+    let audit = server.room.store().audit_log("dev", 10).await?;
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["mute_track", "admit"],
+        "host actions are audited, newest first"
+    );
+    assert_eq!(audit[0].actor, "hana");
 
     assert!(
         host_control(&mut host, "remove", &guest_id, "")

@@ -83,6 +83,21 @@ pub enum HostAction {
     },
 }
 
+impl HostAction {
+    /// The action's name, as it is written (`admit`, `mute_track`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            HostAction::Admit { .. } => "admit",
+            HostAction::MuteTrack { .. } => "mute_track",
+            HostAction::Remove { .. } => "remove",
+            HostAction::SetRole { .. } => "set_role",
+            HostAction::LockRoom { .. } => "lock_room",
+            HostAction::AllowScreenShare { .. } => "allow_screen_share",
+            HostAction::ResolveNameChange { .. } => "resolve_name_change",
+        }
+    }
+}
+
 /// Something a participant does to itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]

@@ -85,13 +85,11 @@ impl RoomService {
 
     async fn audit(&self, key: &str, actor: &str, action: &HostAction) -> RoomResult<()> {
         let (tenant, room) = split_room_key(key);
-        let detail = serde_json::to_string(action).unwrap_or_default();
-        let action = detail.split('"').nth(3).unwrap_or("host_action").to_owned();
         let entry = AuditEntry {
             actor: actor.to_owned(),
-            action,
+            action: action.name().to_owned(),
             room: room.to_owned(),
-            detail,
+            detail: serde_json::to_string(action).unwrap_or_default(),
         };
         self.0.store.audit(tenant, &entry).await
     }

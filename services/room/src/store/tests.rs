@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::RoomSettings;
+use crate::store::OutboxEvent;
 
 async fn memory_store() -> Store {
     Store::connect("sqlite::memory:", MasterKey::random())
@@ -83,7 +84,15 @@ async fn the_outbox_hands_out_one_event_per_room_in_order() {
         .expect("hook");
     for (room, id) in [("r1", "e1"), ("r1", "e2"), ("r2", "e3")] {
         store
-            .enqueue_event(&t.tenant, room, "x", id, "{}")
+            .enqueue(
+                &t.tenant,
+                room,
+                &OutboxEvent {
+                    name: "x",
+                    id: id.into(),
+                    body: "{}".into(),
+                },
+            )
             .await
             .expect("enqueue");
     }

@@ -101,31 +101,6 @@ impl Store {
         insert_event(&mut conn, tenant, room, event).await
     }
 
-    /// Queues `body` for every endpoint of the tenant, in one transaction.
-    pub async fn enqueue_event(
-        &self,
-        tenant: &str,
-        room: &str,
-        event: &str,
-        event_id: &str,
-        body: &str,
-    ) -> RoomResult<()> {
-        let now = unix_millis_i64();
-        sqlx::query(
-            "INSERT INTO webhook_outbox (event_id, webhook_id, tenant_id, room, event, body, created_at, next_attempt_at) \
-             SELECT $1, id, tenant_id, $2, $3, $4, $5, $5 FROM webhooks WHERE tenant_id = $6 AND deleted_at IS NULL",
-        )
-        .bind(event_id)
-        .bind(room)
-        .bind(event)
-        .bind(body)
-        .bind(now)
-        .bind(tenant)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Counts a participant in (`delta` 1) or out (-1) of a room and queues `events`
     /// with it, in one transaction that holds the room's row: the first one in is
     /// preceded by `started`, the last one out followed by `finished`. However many
