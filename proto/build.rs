@@ -2,8 +2,9 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 11] = [
+const CLIENT_BODIES: [&str; 12] = [
     "SessionDescription",
+    "TrackSettings",
     "Offer",
     "HostControl",
     "SetName",

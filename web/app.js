@@ -55,14 +55,54 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   stage.setVideoOff(p.id, p.video_muted);
   refreshPeople();
 });
-client.addEventListener('track', ({ detail }) => stage.addTrack(detail.participantId, detail.track));
-client.addEventListener('track-ended', ({ detail }) => stage.removeTrack(detail.participantId, detail.track));
+client.addEventListener('track', ({ detail }) => {
+  stage.addTrack(detail.participantId, detail.track);
+  if (detail.kind === 'video') watchSize(detail.mid, stage.tile(detail.participantId).video);
+});
+client.addEventListener('track-ended', ({ detail }) => {
+  stage.removeTrack(detail.participantId, detail.track);
+  if (detail.kind === 'video') unwatchSize(detail.mid);
+});
 client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
 client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
 client.addEventListener('error', ({ detail }) => {
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
 });
 client.addEventListener('closed', () => status('Disconnected'));
+
+// Each remote video's shown size goes to the server, which forwards the simulcast
+// layer that fits it, and nothing while it is hidden (zero size, or the page is).
+const watched = new Map(); // mid -> { element, timer }
+const sizeObserver = new ResizeObserver((entries) => {
+  for (const entry of entries) {
+    for (const [mid, w] of watched) if (w.element === entry.target) reportSize(mid);
+  }
+});
+function watchSize(mid, element) {
+  unwatchSize(mid);
+  watched.set(mid, { element, timer: null });
+  sizeObserver.observe(element);
+  reportSize(mid);
+}
+function unwatchSize(mid) {
+  const w = watched.get(mid);
+  if (!w) return;
+  clearTimeout(w.timer);
+  watched.delete(mid);
+  if (![...watched.values()].some((other) => other.element === w.element)) sizeObserver.unobserve(w.element);
+}
+function reportSize(mid) {
+  const w = watched.get(mid);
+  if (!w) return;
+  clearTimeout(w.timer);
+  w.timer = setTimeout(() => {
+    const box = w.element.getBoundingClientRect();
+    const scale = window.devicePixelRatio || 1;
+    const hidden = document.hidden || box.width === 0 || box.height === 0;
+    client.setTrackSettings(mid, { width: box.width * scale, height: box.height * scale, hidden });
+  }, 100);
+}
+document.addEventListener('visibilitychange', () => { for (const mid of watched.keys()) reportSize(mid); });
 
 $('chat-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -90,7 +130,7 @@ $('leave').addEventListener('click', () => {
 });
 
 async function start() {
-  const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
   for (;;) {
     try {
       await client.join(local);

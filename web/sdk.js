@@ -8,16 +8,25 @@
 // The session is negotiated once: the offer publishes the local tracks (sendonly) and
 // opens receive slots (recvonly). The server assigns other participants' tracks to
 // slots with `track_assigned`, so people joining and leaving never renegotiate.
+// Camera video goes out as three simulcast layers (quarter, half and full size); tell
+// the server how large each received video is shown with `setTrackSettings` and it
+// forwards the layer that fits (nothing while hidden).
 // Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), closed.
 
 const DEFAULT_SLOTS = 8;
+// Lowest first: the server ranks layers by the picture size it sees, this order until then.
+const SIMULCAST_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
 
 export class ConferClient extends EventTarget {
-  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS }) {
+  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true }) {
     super();
-    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots });
+    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast });
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
     this.self = null;
@@ -46,7 +55,9 @@ export class ConferClient extends EventTarget {
       iceTransportPolicy: this.iceTransportPolicy || 'all',
     });
     for (const track of localStream.getTracks()) {
-      this.pc.addTransceiver(track, { direction: 'sendonly', streams: [localStream] });
+      const init = { direction: 'sendonly', streams: [localStream] };
+      if (track.kind === 'video' && this.simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
+      this.pc.addTransceiver(track, init);
     }
     for (let i = 0; i < this.audioSlots; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
     for (let i = 0; i < this.videoSlots; i++) this.pc.addTransceiver('video', { direction: 'recvonly' });
@@ -80,6 +91,13 @@ export class ConferClient extends EventTarget {
   }
 
   setName(name) { return this.request({ set_name: { name } }); }
+
+  // How the video received on slot `mid` is shown, in device pixels; `hidden` when it
+  // is not shown at all. The server picks the simulcast layer from it.
+  setTrackSettings(mid, { width = 0, height = 0, hidden = false } = {}) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
+    return this.send({ track_settings: { mid, width: Math.round(width), height: Math.round(height), hidden } });
+  }
 
   sendChat(text) { return this.send({ chat: { text } }); }
 

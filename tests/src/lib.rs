@@ -5,3 +5,4 @@ pub mod audio;
 pub mod browser;
 pub mod server;
 pub mod signal;
+pub mod video;

@@ -22,6 +22,8 @@ pub struct Options {
     pub require_token: bool,
     pub room: RoomConfig,
     pub webhooks: WebhookConfig,
+    /// The SFU's configuration (media impairment, timeouts).
+    pub sfu: SfuConfig,
 }
 
 pub struct TestServer {
@@ -44,7 +46,7 @@ impl TestServer {
 
     pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         let (shutdown, signal) = watch::channel(false);
-        let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
+        let sfu = confer_sfu::start(options.sfu, signal.clone()).await?;
         let mut room_config = options.room;
         room_config.anonymous_tenant = (!options.require_token).then(|| DEV_TENANT.to_owned());
         let registry = SfuRegistry::new(vec![SfuNode {

@@ -11,8 +11,17 @@ use super::{ClientMessage, ServerMessage, client_message};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
-const MESSAGE_KEYS: [&str; 9] = [
-    "join", "trickle", "chat", "mute", "leave", "ping", "offer", "host", "set_name",
+const MESSAGE_KEYS: [&str; 10] = [
+    "join",
+    "trickle",
+    "chat",
+    "mute",
+    "leave",
+    "ping",
+    "offer",
+    "host",
+    "set_name",
+    "track_settings",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

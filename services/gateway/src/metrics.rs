@@ -53,36 +53,76 @@ pub(crate) async fn render(State(state): State<Arc<AppState>>) -> impl IntoRespo
     );
     if let Some(stats) = &state.config.sfu_stats {
         let s = stats.snapshot();
-        counter(
-            &mut out,
-            "confer_sfu_datagrams_received_total",
-            "Datagrams received on the media port.",
-            s.datagrams_received,
-        );
-        counter(
-            &mut out,
-            "confer_sfu_datagrams_unroutable_total",
-            "Datagrams dropped because no peer owns their source.",
-            s.datagrams_unroutable,
-        );
-        counter(
-            &mut out,
-            "confer_sfu_datagrams_rejected_total",
-            "Datagrams a peer's WebRTC stack refused.",
-            s.datagrams_rejected,
-        );
-        counter(
-            &mut out,
-            "confer_sfu_rtp_forwarded_total",
-            "RTP packets forwarded to subscribers.",
-            s.rtp_forwarded,
-        );
-        counter(
-            &mut out,
-            "confer_sfu_keyframe_requests_total",
-            "Keyframe requests sent to publishers.",
-            s.keyframe_requests,
-        );
+        let counters = [
+            (
+                "confer_sfu_datagrams_received_total",
+                "Datagrams received on the media port.",
+                s.datagrams_received,
+            ),
+            (
+                "confer_sfu_datagrams_unroutable_total",
+                "Datagrams dropped because no peer owns their source.",
+                s.datagrams_unroutable,
+            ),
+            (
+                "confer_sfu_datagrams_rejected_total",
+                "Datagrams a peer's WebRTC stack refused.",
+                s.datagrams_rejected,
+            ),
+            (
+                "confer_sfu_rtp_forwarded_total",
+                "RTP packets forwarded to subscribers.",
+                s.rtp_forwarded,
+            ),
+            (
+                "confer_sfu_rtp_blocked_total",
+                "RTP packets not forwarded because their track is blocked.",
+                s.rtp_blocked,
+            ),
+            (
+                "confer_sfu_keyframe_requests_total",
+                "Keyframe requests sent to publishers.",
+                s.keyframe_requests,
+            ),
+            (
+                "confer_sfu_nacks_received_total",
+                "RTCP NACKs received from subscribers.",
+                s.nacks_received,
+            ),
+            (
+                "confer_sfu_nack_packets_requested_total",
+                "Lost packets named by subscribers' NACKs.",
+                s.nack_packets_requested,
+            ),
+            (
+                "confer_sfu_nacks_sent_total",
+                "RTCP NACKs sent to publishers for packets lost on the way in.",
+                s.nacks_sent,
+            ),
+            (
+                "confer_sfu_retransmissions_total",
+                "Packets resent to subscribers from the packet cache.",
+                s.retransmissions_sent,
+            ),
+            (
+                "confer_sfu_layer_switches_total",
+                "Simulcast layer switches of subscriber slots.",
+                s.layer_switches,
+            ),
+            (
+                "confer_sfu_slots_paused_total",
+                "Video slots paused (hidden tile or too little bandwidth).",
+                s.slots_paused,
+            ),
+            (
+                "confer_sfu_impaired_dropped_total",
+                "Datagrams dropped by configured impairment (fault injection).",
+                s.impaired_dropped,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(&mut out, name, help, value);
+        }
         gauge(&mut out, "confer_sfu_peers", "Peers on the SFU.", s.peers);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

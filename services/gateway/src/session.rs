@@ -23,6 +23,7 @@ use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
 use confer_room::model::{ParticipantInfo, Role, Source, TrackKind};
 use confer_room::{RoomError, validate_name, validate_room};
 use confer_sfu::core::MediaKind;
+use confer_sfu::core::Wanted;
 use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
@@ -199,6 +200,7 @@ impl Session {
                     .await
             }
             In::Host(control) => self.host(&request_id, control).await,
+            In::TrackSettings(settings) => self.track_settings(settings).await,
             In::Ping(_) => {
                 self.send(request_id.clone(), Msg::Pong(signal::Pong {}));
                 Ok(())
@@ -452,6 +454,20 @@ impl Session {
             sdp_mline_index: u16::try_from(trickle.sdp_mline_index).ok(),
         };
         sfu.add_ice_candidate(ParticipantId::new(member.id.clone()), candidate)
+            .await
+            .map_err(Reject::from)
+    }
+
+    async fn track_settings(&self, settings: signal::TrackSettings) -> Result<(), Reject> {
+        let member = self.member()?;
+        let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer) else {
+            return Err(Reject::new("not_joined", "send an offer first"));
+        };
+        if settings.mid.is_empty() || settings.mid.len() > 32 {
+            return Err(Reject::new("invalid_message", "`mid` names a receive slot"));
+        }
+        let wanted = Wanted::from_report(settings.width, settings.height, settings.hidden);
+        sfu.set_track_settings(ParticipantId::new(member.id.clone()), settings.mid, wanted)
             .await
             .map_err(Reject::from)
     }

@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::core::MediaKind;
+use crate::core::{MediaKind, Wanted};
 use crate::{ParticipantId, RoomId, SfuStats};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,6 +23,8 @@ pub enum SfuError {
     InvalidCandidate(String),
     #[error("no such peer")]
     UnknownPeer,
+    #[error("no receive slot with mid {0:?}")]
+    UnknownSlot(String),
     #[error("media server unavailable: {0}")]
     Unavailable(String),
     #[error("media server error: {0}")]
@@ -40,6 +42,7 @@ impl SfuError {
             SfuError::InvalidOffer(_) => "invalid_sdp",
             SfuError::InvalidCandidate(_) => "invalid_candidate",
             SfuError::UnknownPeer => "not_joined",
+            SfuError::UnknownSlot(_) => "unknown_slot",
             SfuError::Unavailable(_) => "media_unavailable",
             SfuError::Internal(_) => "internal",
         }
@@ -112,6 +115,13 @@ pub trait SfuApi: Send + Sync {
         kind: MediaKind,
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
+    /// What the subscriber renders its slot `mid` at; chooses the simulcast layer.
+    fn set_track_settings(
+        &self,
+        participant: ParticipantId,
+        mid: String,
+        wanted: Wanted,
+    ) -> BoxFuture<'_, Result<(), SfuError>>;
     fn subscribe(&self) -> broadcast::Receiver<SfuEvent>;
 }
 
@@ -135,6 +145,12 @@ pub(crate) enum Command {
         participant: ParticipantId,
         kind: MediaKind,
         blocked: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    SetTrackSettings {
+        participant: ParticipantId,
+        mid: String,
+        wanted: Wanted,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
     Inspect {
@@ -240,6 +256,23 @@ impl SfuApi for SfuHandle {
                 participant,
                 kind,
                 blocked,
+                reply,
+            })
+            .await?
+        })
+    }
+
+    fn set_track_settings(
+        &self,
+        participant: ParticipantId,
+        mid: String,
+        wanted: Wanted,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            self.call(|reply| Command::SetTrackSettings {
+                participant,
+                mid,
+                wanted,
                 reply,
             })
             .await?

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::control::{BoxFuture, IceCandidate, SfuApi, SfuError, SfuEvent, SfuHandle};
-use crate::core::MediaKind;
+use crate::core::{MediaKind, Wanted};
 use crate::{ParticipantId, RoomId};
 
 /// Serves the control API for `sfu` on `listener` until `shutdown` fires.
@@ -43,6 +43,7 @@ fn status(err: SfuError) -> Status {
         SfuError::InvalidOffer(_) | SfuError::InvalidCandidate(_) => {
             Status::invalid_argument(err.to_string())
         }
+        SfuError::UnknownSlot(_) => Status::failed_precondition(err.to_string()),
         SfuError::UnknownPeer => Status::not_found(err.to_string()),
         SfuError::Unavailable(_) => Status::unavailable(err.to_string()),
         SfuError::Internal(_) => Status::internal(err.to_string()),
@@ -53,6 +54,7 @@ fn from_status(status: Status) -> SfuError {
     match status.code() {
         tonic::Code::InvalidArgument => SfuError::InvalidOffer(status.message().to_owned()),
         tonic::Code::NotFound => SfuError::UnknownPeer,
+        tonic::Code::FailedPrecondition => SfuError::UnknownSlot(status.message().to_owned()),
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
             SfuError::Unavailable(status.message().to_owned())
         }
@@ -206,6 +208,23 @@ impl SfuControl for ControlService {
         Ok(Response::new(pb::SetBlockedResponse {}))
     }
 
+    async fn set_track_settings(
+        &self,
+        request: Request<pb::SetTrackSettingsRequest>,
+    ) -> Result<Response<pb::SetTrackSettingsResponse>, Status> {
+        let request = request.into_inner();
+        let wanted = Wanted::from_report(request.width, request.height, request.hidden);
+        self.sfu
+            .set_track_settings(
+                ParticipantId::new(request.participant_id),
+                request.mid,
+                wanted,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetTrackSettingsResponse {}))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(
@@ -333,6 +352,33 @@ impl SfuApi for GrpcSfu {
                     participant_id: participant.to_string(),
                     kind: kind.as_str().to_owned(),
                     blocked,
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn set_track_settings(
+        &self,
+        participant: ParticipantId,
+        mid: String,
+        wanted: Wanted,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        let (width, height, hidden) = match wanted {
+            Wanted::Best => (0, 0, false),
+            Wanted::Size { width, height } => (width, height, false),
+            Wanted::Paused => (0, 0, true),
+        };
+        Box::pin(async move {
+            client
+                .set_track_settings(pb::SetTrackSettingsRequest {
+                    participant_id: participant.to_string(),
+                    mid,
+                    width,
+                    height,
+                    hidden,
                 })
                 .await
                 .map_err(from_status)?;

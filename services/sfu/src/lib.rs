@@ -20,10 +20,12 @@ pub mod control;
 pub mod core;
 pub mod grpc;
 mod ids;
+pub mod impair;
 pub mod runtime;
 mod stats;
 
 pub use control::{SfuApi, SfuError, SfuEvent, SfuHandle};
 pub use ids::{ParticipantId, RoomId};
+pub use impair::Impairment;
 pub use runtime::{SfuConfig, start};
 pub use stats::{SfuStats, StatsSnapshot};

@@ -13,6 +13,7 @@ use tracing::{debug, info};
 use crate::SfuStats;
 use crate::control::{Command, Occupancy, SfuHandle};
 use crate::core::{Sfu, Timeouts};
+use crate::impair::{Impairer, Impairment};
 
 /// Configuration of the `sfu` role.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct SfuConfig {
     /// (a wildcard bind, NAT, a load balancer).
     pub announce_ip: Option<IpAddr>,
     pub timeouts: Timeouts,
+    /// Drops a share of RTP datagrams (fault injection for tests and experiments).
+    pub impairment: Impairment,
 }
 
 impl Default for SfuConfig {
@@ -31,6 +34,7 @@ impl Default for SfuConfig {
             media_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             announce_ip: None,
             timeouts: Timeouts::default(),
+            impairment: Impairment::default(),
         }
     }
 }
@@ -59,7 +63,18 @@ pub async fn start(
     let (commands, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
     let sfu = Sfu::new(media_addr, config.timeouts, stats.clone());
-    tokio::spawn(run(sfu, socket, command_rx, events.clone(), shutdown));
+    if config.impairment.is_active() {
+        tracing::warn!(impairment = ?config.impairment, "media impairment on: RTP is dropped on purpose");
+    }
+    let impairer = Impairer::new(config.impairment);
+    tokio::spawn(run(
+        sfu,
+        socket,
+        impairer,
+        command_rx,
+        events.clone(),
+        shutdown,
+    ));
     info!(%bound, %media_addr, "media port listening");
     Ok(SfuHandle {
         commands,
@@ -72,6 +87,7 @@ pub async fn start(
 async fn run(
     mut sfu: Sfu,
     socket: UdpSocket,
+    mut impairer: Impairer,
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<crate::SfuEvent>,
     mut shutdown: watch::Receiver<bool>,
@@ -79,6 +95,10 @@ async fn run(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         while let Some(transmit) = sfu.poll_transmit() {
+            if impairer.drop_outbound(&transmit.bytes) {
+                sfu.stats().impaired_drop();
+                continue;
+            }
             if let Err(err) = socket.send_to(&transmit.bytes, transmit.to).await {
                 debug!(to = %transmit.to, %err, "send failed");
             }
@@ -100,6 +120,7 @@ async fn run(
                 None => break,
             },
             received = socket.recv_from(&mut buf) => match received {
+                Ok((len, _)) if impairer.drop_inbound(&buf[..len]) => sfu.stats().impaired_drop(),
                 Ok((len, from)) => sfu.handle_datagram(Instant::now(), from, &buf[..len]),
                 // ICMP errors from earlier sends surface here on Linux; they concern one peer.
                 Err(err) => debug!(%err, "receive failed"),
@@ -144,6 +165,14 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
             reply,
         } => {
             let _ = reply.send(sfu.set_blocked(now, &participant, kind, blocked));
+        }
+        Command::SetTrackSettings {
+            participant,
+            mid,
+            wanted,
+            reply,
+        } => {
+            let _ = reply.send(sfu.set_track_settings(now, &participant, &mid, wanted));
         }
         Command::Inspect { reply } => {
             let _ = reply.send(Occupancy {

@@ -15,6 +15,13 @@ struct Counters {
     rtp_forwarded: AtomicU64,
     rtp_blocked: AtomicU64,
     keyframe_requests: AtomicU64,
+    nacks_received: AtomicU64,
+    nack_packets_requested: AtomicU64,
+    nacks_sent: AtomicU64,
+    retransmissions_sent: AtomicU64,
+    layer_switches: AtomicU64,
+    slots_paused: AtomicU64,
+    impaired_dropped: AtomicU64,
     peers: AtomicU64,
     peers_created: AtomicU64,
     peers_removed: AtomicU64,
@@ -32,6 +39,19 @@ pub struct StatsSnapshot {
     /// RTP packets not forwarded because their track is blocked (host mute, no right).
     pub rtp_blocked: u64,
     pub keyframe_requests: u64,
+    /// RTCP NACK packets from subscribers, and the lost packets they named.
+    pub nacks_received: u64,
+    pub nack_packets_requested: u64,
+    /// RTCP NACK packets sent to publishers for packets lost on their way in.
+    pub nacks_sent: u64,
+    /// Packets resent to subscribers from the per-stream cache in answer to NACKs.
+    pub retransmissions_sent: u64,
+    /// Times a subscriber's slot moved to another simulcast layer (at a keyframe).
+    pub layer_switches: u64,
+    /// Times a video slot was paused (hidden tile, or a subscriber short of bandwidth).
+    pub slots_paused: u64,
+    /// Datagrams dropped by the configured impairment (fault injection; 0 in production).
+    pub impaired_dropped: u64,
     pub peers: u64,
     pub peers_created: u64,
     pub peers_removed: u64,
@@ -47,6 +67,13 @@ impl SfuStats {
             rtp_forwarded: c.rtp_forwarded.load(Relaxed),
             rtp_blocked: c.rtp_blocked.load(Relaxed),
             keyframe_requests: c.keyframe_requests.load(Relaxed),
+            nacks_received: c.nacks_received.load(Relaxed),
+            nack_packets_requested: c.nack_packets_requested.load(Relaxed),
+            nacks_sent: c.nacks_sent.load(Relaxed),
+            retransmissions_sent: c.retransmissions_sent.load(Relaxed),
+            layer_switches: c.layer_switches.load(Relaxed),
+            slots_paused: c.slots_paused.load(Relaxed),
+            impaired_dropped: c.impaired_dropped.load(Relaxed),
             peers: c.peers.load(Relaxed),
             peers_created: c.peers_created.load(Relaxed),
             peers_removed: c.peers_removed.load(Relaxed),
@@ -70,6 +97,25 @@ impl SfuStats {
     }
     pub(crate) fn keyframe_requested(&self) {
         self.0.keyframe_requests.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn nacks_received(&self, nacks: u64, lost: u64) {
+        self.0.nacks_received.fetch_add(nacks, Relaxed);
+        self.0.nack_packets_requested.fetch_add(lost, Relaxed);
+    }
+    pub(crate) fn nacks_sent(&self, nacks: u64) {
+        self.0.nacks_sent.fetch_add(nacks, Relaxed);
+    }
+    pub(crate) fn retransmission_sent(&self) {
+        self.0.retransmissions_sent.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn layer_switched(&self) {
+        self.0.layer_switches.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn slot_paused(&self) {
+        self.0.slots_paused.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn impaired_drop(&self) {
+        self.0.impaired_dropped.fetch_add(1, Relaxed);
     }
     pub(crate) fn peer_created(&self) {
         self.0.peers.fetch_add(1, Relaxed);

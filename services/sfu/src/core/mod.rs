@@ -15,11 +15,17 @@
 
 mod codecs;
 mod demux;
-mod keyframe;
+mod feedback;
+mod forward;
+mod frame;
+mod layers;
 mod offer;
 mod peer;
 mod rewrite;
+mod simulcast;
 mod speaker;
+
+pub use layers::Wanted;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -30,7 +36,6 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -38,8 +43,9 @@ use tracing::debug;
 
 use crate::control::{SfuError, SfuEvent};
 use crate::{ParticipantId, RoomId, SfuStats};
-use codecs::{Codec, map_payload_type};
+use codecs::Codec;
 use demux::Demux;
+use layers::Layer;
 use peer::{Peer, PeerInit, Published, Source};
 
 /// Index of a peer inside one [`Sfu`]; never reused.
@@ -130,6 +136,8 @@ pub struct Sfu {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     next_housekeeping: Option<Instant>,
+    /// Subscribers whose layer choice must be made again (sources, sizes or layers changed).
+    dirty: Vec<PeerKey>,
 }
 
 impl Sfu {
@@ -148,7 +156,12 @@ impl Sfu {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_housekeeping: None,
+            dirty: Vec::new(),
         }
+    }
+
+    pub fn stats(&self) -> &SfuStats {
+        &self.stats
     }
 
     pub fn n_peers(&self) -> usize {
@@ -181,6 +194,7 @@ impl Sfu {
                 participant: participant.clone(),
                 offer_sdp,
                 media_addr: self.media_addr,
+                stats: self.stats.clone(),
             },
         )?;
         self.demux.add_peer(peer.ufrag.clone(), key);
@@ -237,19 +251,23 @@ impl Sfu {
             MediaKind::Video => peer.blocked_video = blocked,
         }
         if !blocked && kind == MediaKind::Video {
-            let tracks: Vec<String> = peer
+            let layers: Vec<(Source, u32)> = peer
                 .published
                 .iter()
                 .filter(|(_, p)| p.kind == MediaKind::Video)
-                .map(|(id, _)| id.clone())
+                .flat_map(|(id, p)| {
+                    p.layers.iter().map(|layer| {
+                        let source = Source {
+                            publisher: key,
+                            track_id: id.clone(),
+                        };
+                        (source, layer.ssrc)
+                    })
+                })
                 .collect();
             let mut touched = Vec::new();
-            for track_id in tracks {
-                let source = Source {
-                    publisher: key,
-                    track_id,
-                };
-                self.request_keyframe(now, &source, &mut touched);
+            for (source, ssrc) in layers {
+                self.request_keyframe(now, &source, ssrc, &mut touched);
             }
             for key in touched {
                 self.flush(key);
@@ -313,6 +331,14 @@ impl Sfu {
         if self.next_housekeeping.is_none_or(|at| at <= now) {
             self.expire_peers(now);
             self.detect_speakers();
+            // Layers start and stop and bitrates move: choose again, and ask again for
+            // the keyframes pending switches wait for.
+            self.dirty.extend(self.peers.keys().copied());
+            let mut touched = Vec::new();
+            self.settle(now, &mut touched);
+            for key in touched {
+                self.flush(key);
+            }
             self.next_housekeeping = Some(now + HOUSEKEEPING_INTERVAL);
         }
     }
@@ -415,6 +441,7 @@ impl Sfu {
         let mut touched = vec![key];
         self.drain_peer_events(now, key, &mut touched);
         self.drain_peer_reads(now, key, &mut touched);
+        self.settle(now, &mut touched);
         touched.sort_unstable();
         touched.dedup();
         for touched_key in touched {
@@ -473,14 +500,14 @@ impl Sfu {
                 peer.connected = true;
                 debug!(participant = %peer.participant, "peer connected");
                 // A new subscriber needs a keyframe from every video it now receives.
-                let sources: Vec<Source> = peer
+                let pending: Vec<(Source, u32)> = peer
                     .slots
                     .iter()
                     .filter(|slot| slot.kind == MediaKind::Video)
-                    .filter_map(|slot| slot.source.clone())
+                    .filter_map(|slot| Some((slot.source.clone()?, slot.target?)))
                     .collect();
-                for source in sources {
-                    self.request_keyframe(now, &source, touched);
+                for (source, ssrc) in pending {
+                    self.request_keyframe(now, &source, ssrc, touched);
                 }
             }
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -500,6 +527,31 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        let source = Source {
+            publisher: key,
+            track_id: init.track_id.clone(),
+        };
+        let rank = init
+            .rid
+            .as_ref()
+            .and_then(|rid| peer.rid_order.iter().position(|r| r == rid))
+            .unwrap_or(usize::MAX);
+        let layer = Layer::new(init.ssrc, rank);
+        if let Some(published) = peer.published.get_mut(&init.track_id) {
+            // Another simulcast layer of a track already published.
+            if published.layers.iter().all(|l| l.ssrc != init.ssrc) {
+                published.layers.push(layer);
+                layers::sort_layers(&mut published.layers);
+            }
+            let kind = published.kind;
+            let room = peer.room.clone();
+            debug!(participant = %peer.participant, rid = ?init.rid, "simulcast layer opened");
+            self.mark_room_dirty(&room);
+            if kind == MediaKind::Video {
+                self.request_keyframe(now, &source, init.ssrc, touched);
+            }
+            return;
+        }
         let Some(mut receiver) = peer.pc.rtp_receiver(init.receiver_id) else {
             return;
         };
@@ -522,15 +574,14 @@ impl Sfu {
             Published {
                 receiver_id: init.receiver_id,
                 kind,
-                ssrc: init.ssrc,
+                layers: vec![layer],
                 codecs,
-                last_keyframe_request: None,
                 audio_level_ext,
                 meter: speaker::LevelMeter::default(),
             },
         );
         let room = peer.room.clone();
-        debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), "track published");
+        debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), rid = ?init.rid, "track published");
         self.events.push_back(SfuEvent::TrackPublished {
             participant: peer.participant.clone(),
             kind,
@@ -542,11 +593,7 @@ impl Sfu {
         }
         self.fill_slots(&room);
         if kind == MediaKind::Video {
-            let source = Source {
-                publisher: key,
-                track_id: init.track_id,
-            };
-            self.request_keyframe(now, &source, touched);
+            self.request_keyframe(now, &source, init.ssrc, touched);
         }
     }
 
@@ -585,133 +632,12 @@ impl Sfu {
                 RTCMessage::RtpPacket(track_id, packet) => {
                     self.forward(now, key, &track_id, packet, touched);
                 }
-                RTCMessage::RtcpPacket(track_id, _) => {
-                    // Only keyframe requests get here (see `keyframe`); they name our slot track.
-                    let source = peer
-                        .slots
-                        .iter()
-                        .find(|slot| slot.track_id == track_id)
-                        .and_then(|slot| slot.source.clone());
-                    if let Some(source) = source {
-                        self.request_keyframe(now, &source, touched);
-                    }
+                RTCMessage::RtcpPacket(track_id, packets) => {
+                    // Only keyframe requests and estimates get here (see `feedback`).
+                    self.on_subscriber_feedback(now, key, &track_id, &packets, touched);
                 }
                 _ => {}
             }
-        }
-    }
-
-    fn forward(
-        &mut self,
-        now: Instant,
-        publisher: PeerKey,
-        track_id: &str,
-        packet: rtc::rtp::Packet,
-        touched: &mut Vec<PeerKey>,
-    ) {
-        self.meter_audio_level(publisher, track_id, &packet);
-        let Some(peer) = self.peers.get(&publisher) else {
-            return;
-        };
-        let Some(published) = peer.published.get(track_id) else {
-            return;
-        };
-        let blocked = match published.kind {
-            MediaKind::Audio => peer.blocked_audio,
-            MediaKind::Video => peer.blocked_video,
-        };
-        if blocked {
-            self.stats.packet_blocked();
-            return;
-        }
-        let Some(codec) = published
-            .codecs
-            .iter()
-            .find(|codec| codec.payload_type == packet.header.payload_type)
-            .cloned()
-        else {
-            return;
-        };
-        let ts_gap = match published.kind {
-            MediaKind::Audio => 960,
-            MediaKind::Video => 3000,
-        };
-        let Some(room) = self.rooms.get(&peer.room) else {
-            return;
-        };
-        for subscriber in &room.members {
-            if *subscriber == publisher {
-                continue;
-            }
-            let Some(sub) = self.peers.get_mut(subscriber) else {
-                continue;
-            };
-            if !sub.connected {
-                continue;
-            }
-            for slot in &mut sub.slots {
-                let carries = slot.source.as_ref().is_some_and(|source| {
-                    source.publisher == publisher && source.track_id == track_id
-                });
-                if !carries {
-                    continue;
-                }
-                let Some(payload_type) = map_payload_type(&codec, &slot.codecs) else {
-                    continue;
-                };
-                let mut out = packet.clone();
-                let (sequence_number, timestamp) = slot.rewriter.rewrite(
-                    packet.header.ssrc,
-                    packet.header.sequence_number,
-                    packet.header.timestamp,
-                    ts_gap,
-                );
-                out.header.sequence_number = sequence_number;
-                out.header.timestamp = timestamp;
-                out.header.ssrc = slot.ssrc;
-                out.header.payload_type = payload_type;
-                // Extension ids are per session; the subscriber's stack adds its own.
-                out.header.extension = false;
-                out.header.extension_profile = 0;
-                out.header.extensions.clear();
-                out.header.extensions_padding = 0;
-                let Some(mut sender) = sub.pc.rtp_sender(slot.sender_id) else {
-                    continue;
-                };
-                match sender.write_rtp(now, out) {
-                    Ok(()) => self.stats.rtp_forwarded(),
-                    Err(err) => debug!(participant = %sub.participant, %err, "forward failed"),
-                }
-                touched.push(*subscriber);
-            }
-        }
-    }
-
-    fn request_keyframe(&mut self, now: Instant, source: &Source, touched: &mut Vec<PeerKey>) {
-        let Some(peer) = self.peers.get_mut(&source.publisher) else {
-            return;
-        };
-        let Some(published) = peer.published.get_mut(&source.track_id) else {
-            return;
-        };
-        if published
-            .last_keyframe_request
-            .is_some_and(|at| now.duration_since(at) < KEYFRAME_REQUEST_INTERVAL)
-        {
-            return;
-        }
-        published.last_keyframe_request = Some(now);
-        let media_ssrc = published.ssrc;
-        let Some(mut receiver) = peer.pc.rtp_receiver(published.receiver_id) else {
-            return;
-        };
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc,
-        };
-        if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
-            self.stats.keyframe_requested();
-            touched.push(source.publisher);
         }
     }
 
@@ -747,7 +673,8 @@ impl Sfu {
                 else {
                     continue;
                 };
-                slot.source = Some(source);
+                slot.set_source(Some(source));
+                self.dirty.push(*subscriber);
                 self.events.push_back(SfuEvent::TrackAssigned {
                     subscriber: sub.participant.clone(),
                     mid: slot.mid.clone(),
@@ -769,7 +696,7 @@ impl Sfu {
             };
             for slot in &mut peer.slots {
                 if slot.source.as_ref().is_some_and(&matches) {
-                    slot.source = None;
+                    slot.set_source(None);
                     self.events.push_back(SfuEvent::TrackUnassigned {
                         subscriber: peer.participant.clone(),
                         mid: slot.mid.clone(),

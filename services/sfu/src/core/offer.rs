@@ -30,9 +30,42 @@ pub(crate) fn requested_slots(sdp: &str) -> RequestedSlots {
     slots
 }
 
+/// Rids of the simulcast encodings the offer sends, in the order of its first
+/// `a=simulcast:send` list (Confer's web app lists them lowest first).
+pub(crate) fn simulcast_send_rids(sdp: &str) -> Vec<String> {
+    let Some(list) = sdp.lines().find_map(|line| {
+        let value = line.trim_end().strip_prefix("a=simulcast:")?;
+        let mut parts = value.split_whitespace();
+        while let Some(direction) = parts.next() {
+            let rids = parts.next()?;
+            if direction == "send" {
+                return Some(rids);
+            }
+        }
+        None
+    }) else {
+        return Vec::new();
+    };
+    list.split(';')
+        .filter_map(|alternatives| alternatives.split(',').next())
+        .map(|rid| rid.trim_start_matches('~').to_owned())
+        .filter(|rid| !rid.is_empty())
+        .take(MAX_SLOTS_PER_KIND)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_simulcast_send_order() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rid:q send\r\n\
+            a=simulcast:send q;~h;f,x\r\n";
+        assert_eq!(simulcast_send_rids(sdp), ["q", "h", "f"]);
+        assert!(simulcast_send_rids("v=0\r\na=simulcast:recv q\r\n").is_empty());
+        assert!(simulcast_send_rids("a=simulcast:send").is_empty());
+    }
 
     #[test]
     fn counts_recvonly_sections_by_kind() {

@@ -7,13 +7,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::interceptor::{Registry, Slot as InterceptorSlot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
@@ -26,20 +30,21 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use super::codecs::{self, Codec};
-use super::keyframe::{self, KeyframeRequestTap};
-use super::offer::requested_slots;
+use super::feedback::{self, FeedbackCounter, FeedbackTap};
+use super::layers::{Congestion, Layer, Wanted};
+use super::offer::{requested_slots, simulcast_send_rids};
 use super::rewrite::Rewriter;
 use super::{MediaKind, PeerKey};
 use crate::control::SfuError;
-use crate::{ParticipantId, RoomId};
+use crate::{ParticipantId, RoomId, SfuStats};
 
 /// A track this peer publishes.
 pub(crate) struct Published {
     pub(crate) receiver_id: rtc::rtp_transceiver::RTCRtpReceiverId,
     pub(crate) kind: MediaKind,
-    pub(crate) ssrc: u32,
+    /// Its encodings, lowest first: one, or one per simulcast layer.
+    pub(crate) layers: Vec<Layer>,
     pub(crate) codecs: Vec<Codec>,
-    pub(crate) last_keyframe_request: Option<Instant>,
     /// The negotiated id of the audio-level extension, when the publisher sends it.
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) meter: super::speaker::LevelMeter,
@@ -62,6 +67,21 @@ pub(crate) struct Slot {
     pub(crate) codecs: Vec<Codec>,
     pub(crate) source: Option<Source>,
     pub(crate) rewriter: Rewriter,
+    /// What the subscriber renders this slot at (video).
+    pub(crate) wanted: Wanted,
+    /// The layer (by SSRC) chosen for this slot; `None` pauses it.
+    pub(crate) target: Option<u32>,
+    /// The layer being forwarded; it becomes `target` at that layer's next keyframe.
+    pub(crate) current: Option<u32>,
+}
+
+impl Slot {
+    /// Points the slot at another source (or none); layer choice starts over.
+    pub(crate) fn set_source(&mut self, source: Option<Source>) {
+        self.source = source;
+        self.target = None;
+        self.current = None;
+    }
 }
 
 pub(crate) struct Peer {
@@ -78,6 +98,10 @@ pub(crate) struct Peer {
     /// Kinds whose tracks are not forwarded (host mute, no publish permission).
     pub(crate) blocked_audio: bool,
     pub(crate) blocked_video: bool,
+    /// Simulcast rids in the order the offer lists them, lowest first.
+    pub(crate) rid_order: Vec<String>,
+    /// This peer's bandwidth estimate as a subscriber.
+    pub(crate) congestion: Congestion,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -87,6 +111,46 @@ pub(crate) struct PeerInit<'a> {
     pub(crate) participant: ParticipantId,
     pub(crate) offer_sdp: &'a str,
     pub(crate) media_addr: SocketAddr,
+    pub(crate) stats: SfuStats,
+}
+
+/// How often a publisher is asked again for packets still missing. A subscriber asks
+/// the SFU for a lost packet a few times within a couple of round trips and then gives
+/// up; the SFU must have it from the publisher by then.
+const NACK_INTERVAL: Duration = Duration::from_millis(20);
+/// Packets kept per outgoing stream to answer subscribers' NACKs (a power of two).
+const RETRANSMIT_CACHE: u16 = 1024;
+
+/// The `rtc` interceptors a peer runs: NACK generator and responder, TWCC feedback to
+/// publishers, RTCP reports, and the SFU's own feedback tap and counter.
+fn interceptors(
+    media_engine: &mut MediaEngine,
+    stats: &SfuStats,
+) -> Result<Registry, rtc::shared::error::Error> {
+    configure_simulcast_extension_headers(media_engine)?;
+    let registry = Registry::new()
+        .with(
+            InterceptorSlot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(RETRANSMIT_CACHE)
+                .build(),
+        )
+        .with(
+            InterceptorSlot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                .build(),
+        );
+    let registry = configure_twcc_receiver_only(registry, media_engine)?;
+    Ok(configure_rtcp_reports(registry)
+        .with(
+            InterceptorSlot::from(feedback::TAP_SLOT),
+            FeedbackTap::default(),
+        )
+        .with(
+            InterceptorSlot::from(feedback::COUNTER_SLOT),
+            FeedbackCounter::new(stats.clone()),
+        ))
 }
 
 fn random_token(len: usize) -> String {
@@ -116,12 +180,7 @@ impl Peer {
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .build();
         let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(SfuError::internal)?
-            .with(
-                InterceptorSlot::from(keyframe::SLOT),
-                KeyframeRequestTap::default(),
-            );
+        let registry = interceptors(&mut media_engine, &init.stats).map_err(SfuError::internal)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
@@ -182,6 +241,8 @@ impl Peer {
             published: HashMap::new(),
             blocked_audio: false,
             blocked_video: false,
+            rid_order: simulcast_send_rids(init.offer_sdp),
+            congestion: Congestion::default(),
             slots,
         };
         Ok((peer, answer_sdp))
@@ -271,6 +332,9 @@ impl PendingSlot {
             codecs,
             source: None,
             rewriter: Rewriter::default(),
+            wanted: Wanted::default(),
+            target: None,
+            current: None,
         })
     }
 }

@@ -1,0 +1,163 @@
+//! Two interceptors in each peer's WebRTC stack that let the SFU see RTCP feedback.
+//!
+//! - [`FeedbackTap`], next to the application: the stack's interceptors consume inbound
+//!   RTCP, but a subscriber's PLI or FIR is about a stream the SFU only relays, so only
+//!   the SFU can act on it (by asking the publisher), and a subscriber's REMB is the
+//!   bandwidth estimate layer selection needs. The tap marks exactly those packets for
+//!   delivery to the application; all other RTCP still stops inside the stack.
+//! - [`FeedbackCounter`], next to the wire: counts NACKs received and sent and the
+//!   retransmissions the stack's NACK responder sends from its packet cache, for metrics.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+
+use crate::SfuStats;
+
+/// Registry slot of [`FeedbackTap`]: after every built-in interceptor.
+pub(crate) const TAP_SLOT: usize = 11_500;
+/// Registry slot of [`FeedbackCounter`]: between the congestion controller and the
+/// TWCC sender, so it sees every inbound packet first and every outbound one last,
+/// the NACK generator's and responder's included.
+pub(crate) const COUNTER_SLOT: usize = 1_500;
+
+#[derive(Default)]
+pub(crate) struct FeedbackTap {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+fn is_for_application(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<ReceiverEstimatedMaximumBitrate>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|packet| is_for_application(packet.as_ref()))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(wanted);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for FeedbackTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Counts loss-repair traffic into [`SfuStats`]; passes everything through.
+pub(crate) struct FeedbackCounter {
+    stats: SfuStats,
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl FeedbackCounter {
+    pub(crate) fn new(stats: SfuStats) -> Self {
+        Self {
+            stats,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
+}
+
+/// NACK packets in `packet`, and how many lost packets they name.
+fn count_nacks(packet: &Packet) -> (u64, u64) {
+    let Packet::Rtcp(packets) = packet else {
+        return (0, 0);
+    };
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+        .fold((0, 0), |(nacks, lost), nack| {
+            let named: usize = nack.nacks.iter().map(|pair| pair.packet_list().len()).sum();
+            (nacks + 1, lost + named as u64)
+        })
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let (nacks, lost) = count_nacks(&msg.message.packet);
+        if nacks > 0 {
+            self.stats.nacks_received(nacks, lost);
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if msg.message.has(&Attribute::Retransmission) {
+            self.stats.retransmission_sent();
+        } else {
+            let (nacks, _) = count_nacks(&msg.message.packet);
+            if nacks > 0 {
+                self.stats.nacks_sent(nacks);
+            }
+        }
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for FeedbackCounter {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}

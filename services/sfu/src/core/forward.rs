@@ -1,0 +1,207 @@
+//! The per-packet path: a publisher's RTP packet to every slot that carries it, and
+//! the feedback that comes back (keyframe requests, bandwidth estimates).
+//!
+//! A video slot forwards only the layer it is on; it moves to the layer chosen for it
+//! (see [`super::simulcast`]) at the first packet of that layer's next keyframe, and
+//! the rewriter keeps sequence numbers and timestamps continuous across the move.
+
+use std::time::Instant;
+
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use tracing::debug;
+
+use super::codecs::map_payload_type;
+use super::frame::{self, PayloadFormat};
+use super::layers;
+use super::peer::Source;
+use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu};
+
+/// RTP header bytes counted into layer bitrates (fixed header; extensions vary).
+const RTP_HEADER_BYTES: usize = 12;
+
+impl Sfu {
+    pub(super) fn forward(
+        &mut self,
+        now: Instant,
+        publisher: PeerKey,
+        track_id: &str,
+        packet: rtc::rtp::Packet,
+        touched: &mut Vec<PeerKey>,
+    ) {
+        self.meter_audio_level(publisher, track_id, &packet);
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        let Some(published) = peer.published.get_mut(track_id) else {
+            return;
+        };
+        let blocked = match published.kind {
+            MediaKind::Audio => peer.blocked_audio,
+            MediaKind::Video => peer.blocked_video,
+        };
+        if blocked {
+            self.stats.packet_blocked();
+            return;
+        }
+        let Some(codec) = published
+            .codecs
+            .iter()
+            .find(|codec| codec.payload_type == packet.header.payload_type)
+            .cloned()
+        else {
+            return;
+        };
+        let kind = published.kind;
+        let ssrc = packet.header.ssrc;
+        let keyframe = match kind {
+            MediaKind::Video => frame::keyframe_start(PayloadFormat::of(&codec), &packet.payload),
+            MediaKind::Audio => None,
+        };
+        // Padding-only packets (bandwidth probes) keep coming on a layer the publisher
+        // has stopped encoding; they must not make it look alive.
+        let carries_media = !packet.payload.is_empty();
+        if carries_media && let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) {
+            layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);
+            if let Some(size) = keyframe.and_then(|k| k.size)
+                && layer.size != Some(size)
+            {
+                layer.size = Some(size);
+                layers::sort_layers(&mut published.layers);
+            }
+        }
+        let ts_gap = match kind {
+            MediaKind::Audio => 960,
+            MediaKind::Video => 3000,
+        };
+        let Some(room) = self.rooms.get(&peer.room) else {
+            return;
+        };
+        for subscriber in &room.members {
+            if *subscriber == publisher {
+                continue;
+            }
+            let Some(sub) = self.peers.get_mut(subscriber) else {
+                continue;
+            };
+            if !sub.connected {
+                continue;
+            }
+            for slot in &mut sub.slots {
+                let carries = slot.source.as_ref().is_some_and(|source| {
+                    source.publisher == publisher && source.track_id == track_id
+                });
+                if !carries {
+                    continue;
+                }
+                if kind == MediaKind::Video && slot.current != Some(ssrc) {
+                    // Join the chosen layer only where a keyframe starts.
+                    if slot.target != Some(ssrc) || keyframe.is_none() {
+                        continue;
+                    }
+                    if slot.current.is_some() {
+                        self.stats.layer_switched();
+                    }
+                    slot.current = Some(ssrc);
+                    sub.congestion.rate_changed(now);
+                }
+                let Some(payload_type) = map_payload_type(&codec, &slot.codecs) else {
+                    continue;
+                };
+                let mut out = packet.clone();
+                let (sequence_number, timestamp) = slot.rewriter.rewrite(
+                    packet.header.ssrc,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    ts_gap,
+                );
+                out.header.sequence_number = sequence_number;
+                out.header.timestamp = timestamp;
+                out.header.ssrc = slot.ssrc;
+                out.header.payload_type = payload_type;
+                // Extension ids are per session; the subscriber's stack adds its own.
+                out.header.extension = false;
+                out.header.extension_profile = 0;
+                out.header.extensions.clear();
+                out.header.extensions_padding = 0;
+                let Some(mut sender) = sub.pc.rtp_sender(slot.sender_id) else {
+                    continue;
+                };
+                match sender.write_rtp(now, out) {
+                    Ok(()) => self.stats.rtp_forwarded(),
+                    Err(err) => debug!(participant = %sub.participant, %err, "forward failed"),
+                }
+                touched.push(*subscriber);
+            }
+        }
+    }
+
+    /// Asks `source`'s publisher for a keyframe on the layer `ssrc`, at most once per
+    /// [`KEYFRAME_REQUEST_INTERVAL`] per layer.
+    pub(super) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        source: &Source,
+        ssrc: u32,
+        touched: &mut Vec<PeerKey>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&source.publisher) else {
+            return;
+        };
+        let Some(published) = peer.published.get_mut(&source.track_id) else {
+            return;
+        };
+        let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) else {
+            return;
+        };
+        if layer
+            .last_keyframe_request
+            .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        layer.last_keyframe_request = Some(now);
+        let Some(mut receiver) = peer.pc.rtp_receiver(published.receiver_id) else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+        };
+        if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+            self.stats.keyframe_requested();
+            touched.push(source.publisher);
+        }
+    }
+
+    /// RTCP a subscriber sent about its slot track `track_id`: keyframe requests go to
+    /// the publisher of the layer the slot is on; bandwidth estimates feed layer choice.
+    pub(super) fn on_subscriber_feedback(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        track_id: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        touched: &mut Vec<PeerKey>,
+    ) {
+        for packet in packets {
+            let any = packet.as_any();
+            if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                self.on_estimate(now, key, remb.bitrate);
+            } else if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                let Some(peer) = self.peers.get(&key) else {
+                    return;
+                };
+                let request = peer
+                    .slots
+                    .iter()
+                    .find(|slot| slot.track_id == track_id)
+                    .and_then(|slot| Some((slot.source.clone()?, slot.current.or(slot.target)?)));
+                if let Some((source, ssrc)) = request {
+                    self.request_keyframe(now, &source, ssrc, touched);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Layer choice per subscriber: from what each slot renders and, when the subscriber's
+//! link is short, its bandwidth estimate (see [`super::layers::allocate`]).
+//!
+//! A subscriber is chosen for again when something it depends on changes (a slot's
+//! source, the size it renders, a layer opening) and every housekeeping tick, since
+//! publishers start and stop layers and bitrates move.
+
+use std::time::Instant;
+
+use super::layers::{self, Demand, Wanted};
+use super::peer::Source;
+use super::{MediaKind, PeerKey, Sfu};
+use crate::ParticipantId;
+use crate::control::SfuError;
+
+impl Sfu {
+    /// Records what `participant` renders its slot `mid` at (`Wanted::Paused` when the
+    /// tile is hidden) and chooses its layers again.
+    pub fn set_track_settings(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        mid: &str,
+        wanted: Wanted,
+    ) -> Result<(), SfuError> {
+        let key = self.key_of(participant)?;
+        let peer = self.peers.get_mut(&key).ok_or(SfuError::UnknownPeer)?;
+        let slot = peer
+            .slots
+            .iter_mut()
+            .find(|slot| slot.mid == mid)
+            .ok_or_else(|| SfuError::UnknownSlot(mid.to_owned()))?;
+        slot.wanted = wanted;
+        self.dirty.push(key);
+        let mut touched = Vec::new();
+        self.settle(now, &mut touched);
+        for key in touched {
+            self.flush(key);
+        }
+        Ok(())
+    }
+
+    pub(super) fn mark_room_dirty(&mut self, room: &crate::RoomId) {
+        if let Some(room) = self.rooms.get(room) {
+            self.dirty.extend(room.members.iter().copied());
+        }
+    }
+
+    /// A subscriber's REMB: compared with what its slots are being sent now.
+    pub(super) fn on_estimate(&mut self, now: Instant, key: PeerKey, estimate_bps: f32) {
+        let sending = self.sending_bps(now, key);
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let before = peer.congestion.budget(now);
+        peer.congestion
+            .on_estimate(now, estimate_bps as u64, sending);
+        if peer.congestion.budget(now) != before {
+            self.dirty.push(key);
+        }
+    }
+
+    /// Video bits per second the subscriber's slots forward now.
+    fn sending_bps(&self, now: Instant, key: PeerKey) -> u64 {
+        let Some(peer) = self.peers.get(&key) else {
+            return 0;
+        };
+        peer.slots
+            .iter()
+            .filter_map(|slot| {
+                let source = slot.source.as_ref()?;
+                let current = slot.current?;
+                let published = self
+                    .peers
+                    .get(&source.publisher)?
+                    .published
+                    .get(&source.track_id)?;
+                let layer = published.layers.iter().find(|l| l.ssrc == current)?;
+                Some(layer.view(now).bps)
+            })
+            .sum()
+    }
+
+    /// Chooses layers for every subscriber marked dirty.
+    pub(super) fn settle(&mut self, now: Instant, touched: &mut Vec<PeerKey>) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty {
+            self.reallocate(now, key, touched);
+        }
+    }
+
+    fn reallocate(&mut self, now: Instant, key: PeerKey, touched: &mut Vec<PeerKey>) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let mut slot_indices = Vec::new();
+        let mut demands = Vec::new();
+        for (index, slot) in peer.slots.iter().enumerate() {
+            if slot.kind != MediaKind::Video {
+                continue;
+            }
+            let Some(source) = &slot.source else {
+                continue;
+            };
+            let Some(published) = self
+                .peers
+                .get(&source.publisher)
+                .and_then(|publisher| publisher.published.get(&source.track_id))
+            else {
+                continue;
+            };
+            slot_indices.push(index);
+            demands.push(Demand {
+                layers: published.layers.iter().map(|l| l.view(now)).collect(),
+                wanted: slot.wanted,
+            });
+        }
+        let choices = layers::allocate(peer.congestion.budget(now), &demands);
+        let connected = peer.connected;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let mut pending: Vec<(Source, u32)> = Vec::new();
+        for ((index, choice), demand) in slot_indices.into_iter().zip(choices).zip(&demands) {
+            let slot = &mut peer.slots[index];
+            let target = choice.map(|layer| demand.layers[layer].ssrc);
+            if target.is_none() && slot.current.is_some() {
+                self.stats.slot_paused();
+                slot.current = None;
+            }
+            slot.target = target;
+            if let (Some(target), Some(source)) = (target, &slot.source)
+                && slot.current != Some(target)
+            {
+                pending.push((source.clone(), target));
+            }
+        }
+        if !connected {
+            return;
+        }
+        for (source, ssrc) in pending {
+            self.request_keyframe(now, &source, ssrc, touched);
+        }
+    }
+}
+
+impl Wanted {
+    /// From a client's report: a hidden tile, or its size (0 × 0: no size known).
+    pub fn from_report(width: u32, height: u32, hidden: bool) -> Self {
+        match (hidden, width, height) {
+            (true, _, _) => Wanted::Paused,
+            (false, 0, 0) => Wanted::Best,
+            (false, width, height) => Wanted::Size { width, height },
+        }
+    }
+}

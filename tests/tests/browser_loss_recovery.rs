@@ -1,0 +1,116 @@
+//! Video survives a lossy network: 5 % of RTP is dropped on the way into the SFU (from
+//! the publisher) and 5 % on the way out (to the subscriber). The SFU asks the publisher
+//! to resend what it lost and answers the subscriber's NACKs from its packet cache; the
+//! subscriber's Chromium keeps decoding without long freezes.
+
+use std::time::Duration;
+
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::server::{Options, TestServer, metric};
+use confer_e2e::video::{START_SAMPLER, page_now, window_since};
+use confer_sfu::{Impairment, SfuConfig};
+
+const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
+
+/// What the publisher's Chromium resent in answer to NACKs.
+const RESENT: &str = r#"
+const stats = await window.conferClient.pc.getStats();
+let nacks = 0, resent = 0;
+stats.forEach((s) => {
+  if (s.type === 'outbound-rtp' && s.kind === 'video') {
+    nacks += s.nackCount || 0;
+    resent += s.retransmittedPacketsSent || 0;
+  }
+});
+return {nacks, resent};
+"#;
+
+async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
+    browser
+        .goto(&server.url(&format!("/r/lossy?name={name}")))
+        .await?;
+    browser
+        .wait_for(
+            &format!("{name} connected"),
+            CONNECTED,
+            Duration::from_secs(10),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        sfu: SfuConfig {
+            impairment: Impairment {
+                inbound_rtp_loss: 0.05,
+                outbound_rtp_loss: 0.05,
+                seed: 4,
+            },
+            ..SfuConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    join(&ada, &server, "Ada").await?;
+    join(&bob, &server, "Bob").await?;
+    bob.wait_for(
+        "Ada's video playing at Bob",
+        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
+        Duration::from_secs(15),
+    )
+    .await?;
+    bob.eval(START_SAMPLER).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = page_now(&bob).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let window = window_since(&bob, since).await?;
+    let stats = server.sfu.stats().snapshot();
+    let resent = ada.eval(RESENT).await?;
+    eprintln!("10 s at 5 % loss each way: {window:?}; publisher {resent}; {stats:?}");
+    let inbound = bob.eval("const st = await window.conferClient.pc.getStats(); const o=[]; st.forEach(s => { if (s.type==='inbound-rtp' && s.kind==='video' && s.packetsReceived > 0) o.push(s); }); return o;").await?;
+    let outbound = ada.eval("const st = await window.conferClient.pc.getStats(); const o=[]; st.forEach(s => { if (s.type==='outbound-rtp' && s.kind==='video') o.push([s.rid, s.framesEncoded, s.keyFramesEncoded, s.pliCount, s.nackCount, s.frameWidth, s.qualityLimitationReason]); }); return o;").await?;
+    eprintln!(
+        "subscriber inbound video: {inbound}\npublisher outbound video [rid, frames, keyframes, PLIs, NACKs, width, limit]: {outbound}"
+    );
+
+    assert!(
+        window.frames_decoded >= 80,
+        "the subscriber kept decoding: {window:?}"
+    );
+    assert!(
+        window.freezes <= 3 && window.freeze_seconds < 1.5,
+        "few and short freezes: {window:?}"
+    );
+    assert!(stats.impaired_dropped > 0, "loss was injected: {stats:?}");
+    assert!(
+        stats.nacks_sent > 0,
+        "the SFU asked the publisher to resend: {stats:?}"
+    );
+    assert!(
+        resent["resent"].as_u64() > Some(0),
+        "the publisher resent packets: {resent}"
+    );
+    assert!(
+        stats.nacks_received > 0 && stats.retransmissions_sent > 0,
+        "the SFU answered the subscriber's NACKs from its cache: {stats:?}"
+    );
+    let metrics = server.metrics().await?;
+    for name in [
+        "confer_sfu_nacks_sent_total",
+        "confer_sfu_nacks_received_total",
+        "confer_sfu_retransmissions_total",
+    ] {
+        assert!(
+            metric(&metrics, name) > Some(0),
+            "{name} is counted on /metrics"
+        );
+    }
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
