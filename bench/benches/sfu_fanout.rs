@@ -1,0 +1,133 @@
+//! What the SFU core costs per forwarded packet: one publisher's VP8 stream fanned out
+//! to N subscribers in one room, through the real `rtc` stacks (SRTP unprotect on the
+//! way in, rewrite, SRTP protect and interceptors per subscriber on the way out), with
+//! the socket left out. Clients are real webrtc-rs peers connected over the testkit's
+//! in-memory wire; their datagrams are prepared before the clock starts, and what the
+//! SFU sends is counted and dropped.
+//!
+//! Reported per fan-out: CPU ns per forwarded packet (the thread's own CPU time), the
+//! packets per second one core forwards at that cost, and the time from a datagram's
+//! arrival to its last copy leaving the core (p50/p99). The core handles one datagram
+//! at a time, so that time is its processing time; queueing in front of it is the
+//! event loop's and is not measured here.
+//!
+//! cargo bench -p confer-bench --bench sfu_fanout
+
+#![allow(clippy::print_stdout)] // A benchmark reports its table on stdout.
+
+use std::time::{Duration, Instant};
+
+use confer_bench::thread_cpu_time;
+use confer_testkit::{ClientKind, Wire};
+use rtc::sansio::Protocol as _;
+
+/// RTP payload bytes of each video packet.
+const PAYLOAD: usize = 1100;
+const PACKETS: usize = 20_000;
+
+struct Run {
+    subscribers: usize,
+    forwarded: u64,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+}
+
+fn setup(subscribers: usize) -> anyhow::Result<Wire> {
+    let mut wire = Wire::new();
+    wire.join("bench", ClientKind::Publisher)?;
+    for _ in 0..subscribers {
+        wire.join("bench", ClientKind::Subscriber { video_slots: 1 })?;
+    }
+    wire.connect_all(4_000)?;
+    // Warm up until every subscriber's slot forwards (it waits for a keyframe).
+    for i in 0..200 {
+        let now = wire.now;
+        wire.clients[0].send_video(now, i % 20 == 0, PAYLOAD);
+        wire.step();
+    }
+    let before = wire.stats.snapshot().rtp_forwarded;
+    let now = wire.now;
+    wire.clients[0].send_video(now, false, PAYLOAD);
+    wire.carry();
+    let per_packet = wire.stats.snapshot().rtp_forwarded - before;
+    anyhow::ensure!(
+        per_packet == subscribers as u64,
+        "warm-up: a packet reached {per_packet} of {subscribers} subscribers"
+    );
+    Ok(wire)
+}
+
+/// The publisher's next `n` SRTP datagrams, prepared outside the measurement.
+fn datagrams(wire: &mut Wire, n: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        wire.now += Duration::from_micros(100);
+        let now = wire.now;
+        let publisher = &mut wire.clients[0];
+        publisher.send_video(now, i % 300 == 0, PAYLOAD);
+        while let Some(datagram) = publisher.pc.poll_write() {
+            if datagram.message.len() > PAYLOAD {
+                out.push(datagram.message.to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// Feeds the datagrams to the core, `gap` of virtual time apart.
+fn measure(wire: &mut Wire, subscribers: usize, gap: Duration) -> Run {
+    let input = datagrams(wire, PACKETS);
+    let from = wire.clients[0].addr;
+    let before = wire.stats.snapshot().rtp_forwarded;
+    let mut latencies = Vec::with_capacity(input.len());
+    let mut sent = 0u64;
+    let mut now = wire.now;
+    let cpu_start = thread_cpu_time();
+    for datagram in &input {
+        now += gap;
+        let arrived = Instant::now();
+        wire.sfu.handle_datagram(now, from, datagram);
+        while let Some(transmit) = wire.sfu.poll_transmit() {
+            sent += u64::from(!transmit.bytes.is_empty());
+        }
+        latencies.push(arrived.elapsed());
+    }
+    let cpu = thread_cpu_time() - cpu_start;
+    wire.now = now;
+    let forwarded = wire.stats.snapshot().rtp_forwarded - before;
+    assert!(sent >= forwarded, "every forwarded packet left the core");
+    latencies.sort_unstable();
+    Run {
+        subscribers,
+        forwarded,
+        cpu,
+        latencies,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    println!(
+        "| subscribers | forwarded | CPU ns/forwarded packet | forwarded packets per core-second | in→out p50 µs | in→out p99 µs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for subscribers in [1, 10, 50] {
+        let mut wire = setup(subscribers)?;
+        let run = measure(&mut wire, subscribers, Duration::from_micros(100));
+        let ns = run.cpu.as_nanos() as f64 / run.forwarded.max(1) as f64;
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            run.subscribers,
+            run.forwarded,
+            ns,
+            1e9 / ns.max(f64::MIN_POSITIVE),
+            percentile(&run.latencies, 0.50).as_secs_f64() * 1e6,
+            percentile(&run.latencies, 0.99).as_secs_f64() * 1e6,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! One WebRTC client: a publisher of one VP8 track, or a subscriber with receive slots.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+/// What a client does in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Sends one VP8 video track.
+    Publisher,
+    /// Receives into this many video slots.
+    Subscriber { video_slots: usize },
+}
+
+pub struct Client {
+    pub pc: RTCPeerConnection,
+    pub addr: SocketAddr,
+    pub connected: bool,
+    sender: Option<RTCRtpSenderId>,
+    ssrc: u32,
+    seq: u16,
+    frame: u32,
+}
+
+/// A VP8 RTP payload: the first packet of a key frame (with a 1280×720 size) or of a
+/// delta frame, padded to `len` bytes.
+pub fn vp8_payload(keyframe: bool, len: usize) -> Vec<u8> {
+    let mut payload = vec![0x10];
+    if keyframe {
+        payload.extend_from_slice(&[0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a]);
+        payload.extend_from_slice(&1280u16.to_le_bytes());
+        payload.extend_from_slice(&720u16.to_le_bytes());
+    } else {
+        payload.extend_from_slice(&[0x51, 0x42, 0x00]);
+    }
+    payload.resize(len.max(payload.len()), 0xab);
+    payload
+}
+
+impl Client {
+    pub fn new(now: Instant, kind: ClientKind, addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        // Default interceptors, so the client sends RTCP (reports, NACKs, TWCC) too.
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(now)?;
+        let ssrc = 0x1000_0000 | u32::from(addr.port());
+        let sender = match kind {
+            ClientKind::Publisher => Some(pc.add_track(camera_track(ssrc))?),
+            ClientKind::Subscriber { video_slots } => {
+                for _ in 0..video_slots {
+                    pc.add_transceiver_from_kind(
+                        RtpCodecKind::Video,
+                        Some(RTCRtpTransceiverInit {
+                            direction: RTCRtpTransceiverDirection::Recvonly,
+                            streams: Vec::new(),
+                            send_encodings: Vec::new(),
+                        }),
+                    )?;
+                }
+                None
+            }
+        };
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".into(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        Ok(Self {
+            pc,
+            addr,
+            connected: false,
+            sender,
+            ssrc,
+            seq: 0,
+            frame: 0,
+        })
+    }
+
+    /// Sends one RTP packet of the camera track (publishers only): a keyframe start
+    /// when `keyframe`, else a delta frame's.
+    pub fn send_video(&mut self, now: Instant, keyframe: bool, payload_len: usize) {
+        let Some(sender_id) = self.sender else {
+            return;
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.frame = self.frame.wrapping_add(1);
+        let mut packet = rtc::rtp::Packet::default();
+        packet.header.version = 2;
+        packet.header.payload_type = 96;
+        packet.header.marker = true;
+        packet.header.sequence_number = self.seq;
+        packet.header.timestamp = self.frame.wrapping_mul(3000);
+        packet.header.ssrc = self.ssrc;
+        packet.payload = bytes::Bytes::from(vp8_payload(keyframe, payload_len));
+        if let Some(mut sender) = self.pc.rtp_sender(sender_id) {
+            let _ = sender.write_rtp(now, packet);
+        }
+    }
+}
+
+fn camera_track(ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        format!("camera-{ssrc}"),
+        format!("camera-video-{ssrc}"),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    )
+}

@@ -1,0 +1,142 @@
+//! The in-memory wire between clients and the SFU core, and its virtual clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use confer_sfu::core::{Sfu, Timeouts};
+use confer_sfu::{ParticipantId, RoomId, SfuStats};
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::client::{Client, ClientKind};
+
+/// The SFU's media address on the wire.
+pub const SFU_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7882,
+));
+
+/// How far the clock moves per [`Wire::step`].
+const STEP: Duration = Duration::from_millis(5);
+
+pub struct Wire {
+    pub now: Instant,
+    pub sfu: Sfu,
+    pub stats: SfuStats,
+    pub clients: Vec<Client>,
+    /// Every datagram a client sent, when recording.
+    pub recorded: Vec<Vec<u8>>,
+    pub record: bool,
+}
+
+impl Wire {
+    pub fn new() -> Self {
+        let stats = SfuStats::default();
+        Self {
+            now: Instant::now(),
+            sfu: Sfu::new(SFU_ADDR, Timeouts::default(), stats.clone()),
+            stats,
+            clients: Vec::new(),
+            recorded: Vec::new(),
+            record: false,
+        }
+    }
+
+    /// Adds a client to `room` and negotiates it with the SFU; returns its index.
+    pub fn join(&mut self, room: &str, kind: ClientKind) -> anyhow::Result<usize> {
+        let index = self.clients.len();
+        let port = 40_000 + u16::try_from(index)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut client = Client::new(self.now, kind, addr)?;
+        let offer = client.pc.create_offer(None)?;
+        client.pc.set_local_description(self.now, offer.clone())?;
+        let answer = self.sfu.create_peer(
+            self.now,
+            RoomId::new(room),
+            ParticipantId::new(format!("client-{index}")),
+            &offer.sdp,
+        )?;
+        client
+            .pc
+            .set_remote_description(self.now, RTCSessionDescription::answer(answer)?)?;
+        self.clients.push(client);
+        Ok(index)
+    }
+
+    /// Steps until every client is connected, or fails after `limit` steps.
+    pub fn connect_all(&mut self, limit: usize) -> anyhow::Result<()> {
+        for _ in 0..limit {
+            self.step();
+            if self.clients.iter().all(|c| c.connected) {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("clients did not connect within {limit} steps")
+    }
+
+    /// Advances the clock one step and carries datagrams both ways until quiet.
+    pub fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        for client in &mut self.clients {
+            let _ = client.pc.handle_timeout(now);
+        }
+        if self.sfu.poll_timeout().is_some_and(|at| at <= now) {
+            self.sfu.handle_timeout(now);
+        }
+        self.carry();
+    }
+
+    /// Delivers what the clients and the SFU have to send, until nothing is left.
+    pub fn carry(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            for client in &mut self.clients {
+                while let Some(out) = client.pc.poll_write() {
+                    moved = true;
+                    if self.record {
+                        self.recorded.push(out.message.to_vec());
+                    }
+                    self.sfu.handle_datagram(now, client.addr, &out.message);
+                }
+            }
+            while let Some(transmit) = self.sfu.poll_transmit() {
+                moved = true;
+                let Some(client) = self.clients.iter_mut().find(|c| c.addr == transmit.to) else {
+                    continue;
+                };
+                let _ = client.pc.handle_read(TaggedBytesMut {
+                    now,
+                    transport: TransportContext {
+                        local_addr: client.addr,
+                        peer_addr: SFU_ADDR,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: transmit.bytes,
+                });
+            }
+            for client in &mut self.clients {
+                while client.pc.poll_read().is_some() {}
+                while let Some(event) = client.pc.poll_event() {
+                    if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                        client.connected = state == RTCPeerConnectionState::Connected;
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Self::new()
+    }
+}
