@@ -48,6 +48,7 @@ client.addEventListener('participant-joined', ({ detail: p }) => {
 });
 client.addEventListener('participant-left', ({ detail: { id } }) => {
   stage.remove(id);
+  stage.hideScreen(id);
   refreshPeople();
 });
 client.addEventListener('participant-updated', ({ detail: p }) => {
@@ -56,12 +57,23 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   refreshPeople();
 });
 client.addEventListener('track', ({ detail }) => {
+  if (detail.source === 'screen_share') {
+    const name = client.participants.get(detail.participantId)?.name || 'Someone';
+    watchSize(detail.mid, stage.showScreen(detail.participantId, name, detail.track).video);
+    return;
+  }
   stage.addTrack(detail.participantId, detail.track);
   if (detail.kind === 'video') watchSize(detail.mid, stage.tile(detail.participantId).video);
 });
 client.addEventListener('track-ended', ({ detail }) => {
-  stage.removeTrack(detail.participantId, detail.track);
   if (detail.kind === 'video') unwatchSize(detail.mid);
+  if (detail.source === 'screen_share') stage.hideScreen(detail.participantId);
+  else stage.removeTrack(detail.participantId, detail.track);
+});
+client.addEventListener('screen-share', ({ detail }) => {
+  const button = $('share-screen');
+  button.setAttribute('aria-pressed', String(detail.active));
+  button.textContent = detail.active ? 'Stop sharing' : 'Share screen';
 });
 client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
 client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
@@ -123,6 +135,10 @@ function toggle(button, kind, onLabel, offLabel) {
 }
 toggle($('toggle-mic'), 'audio', 'Mute mic', 'Unmute mic');
 toggle($('toggle-cam'), 'video', 'Stop camera', 'Start camera');
+$('share-screen').addEventListener('click', () => {
+  const sharing = client.screenTrack != null;
+  (sharing ? client.stopScreenShare() : client.shareScreen()).catch((err) => status(`Screen share: ${err.message}`));
+});
 $('leave').addEventListener('click', () => {
   client.leave();
   stage.element.replaceChildren();

@@ -10,7 +10,8 @@
 // slots with `track_assigned`, so people joining and leaving never renegotiate.
 // Camera video goes out as three simulcast layers (quarter, half and full size); tell
 // the server how large each received video is shown with `setTrackSettings` and it
-// forwards the layer that fits (nothing while hidden).
+// forwards the layer that fits (nothing while hidden). One more send m-line, marked
+// `a=content:slides`, is kept for a shared screen (`shareScreen` / `stopScreenShare`).
 // Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), closed.
@@ -59,6 +60,9 @@ export class ConferClient extends EventTarget {
       if (track.kind === 'video' && this.simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
       this.pc.addTransceiver(track, init);
     }
+    // Empty until the screen is shared; filled with replaceTrack, so sharing never renegotiates.
+    const screenIndex = this.pc.getTransceivers().length;
+    this.screenTransceiver = this.pc.addTransceiver('video', { direction: 'sendonly' });
     for (let i = 0; i < this.audioSlots; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
     for (let i = 0; i < this.videoSlots; i++) this.pc.addTransceiver('video', { direction: 'recvonly' });
     this.pc.ontrack = (event) => {
@@ -74,7 +78,7 @@ export class ConferClient extends EventTarget {
       this.dispatchEvent(new CustomEvent('connection-state', { detail: this.pc.connectionState }));
     };
     const offer = await this.pc.createOffer();
-    const answerPromise = this.request({ offer: { sdp: offer.sdp } });
+    const answerPromise = this.request({ offer: { sdp: markSlides(offer.sdp, screenIndex) } });
     await this.pc.setLocalDescription(offer);
     const answer = await answerPromise;
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.answer.sdp });
@@ -91,6 +95,30 @@ export class ConferClient extends EventTarget {
   }
 
   setName(name) { return this.request({ set_name: { name } }); }
+
+  // Shares the screen (asks the browser which one), or `track` when given (a canvas,
+  // a tab capture). Others get it as a video whose source is `screen_share`.
+  async shareScreen(track = null) {
+    if (!track) {
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      track = stream.getVideoTracks()[0];
+    }
+    await this.screenTransceiver.sender.replaceTrack(track);
+    this.screenTrack = track;
+    track.addEventListener('ended', () => this.stopScreenShare());
+    this.#emit('screen-share', { active: true, track });
+    return track;
+  }
+
+  // Stops sharing; the server takes the screen away from the others when it stops arriving.
+  async stopScreenShare() {
+    if (!this.screenTrack) return;
+    const track = this.screenTrack;
+    this.screenTrack = null;
+    await this.screenTransceiver.sender.replaceTrack(null);
+    track.stop();
+    this.#emit('screen-share', { active: false });
+  }
 
   // How the video received on slot `mid` is shown, in device pixels; `hidden` when it
   // is not shown at all. The server picks the simulcast layer from it.
@@ -175,9 +203,9 @@ export class ConferClient extends EventTarget {
       }
       this.#emit('participant-updated', p);
     } else if (message.track_assigned) {
-      const { mid, participant_id, kind } = message.track_assigned;
+      const { mid, participant_id, kind, source } = message.track_assigned;
       this.#unbind(mid);
-      this.assignments.set(mid, { participantId: participant_id, kind });
+      this.assignments.set(mid, { participantId: participant_id, kind, source: source || (kind === 'audio' ? 'microphone' : 'camera') });
       this.#bind(mid);
     } else if (message.track_unassigned) {
       this.#unbind(message.track_unassigned.mid);
@@ -208,17 +236,25 @@ export class ConferClient extends EventTarget {
     const track = this.slotTracks.get(mid);
     if (!assignment || !track || assignment.bound) return;
     assignment.bound = true;
-    this.#emit('track', { participantId: assignment.participantId, kind: assignment.kind, track, mid });
+    this.#emit('track', { participantId: assignment.participantId, kind: assignment.kind, source: assignment.source, track, mid });
   }
 
   #unbind(mid) {
     const assignment = this.assignments.get(mid);
     if (!assignment) return;
     this.assignments.delete(mid);
-    if (assignment.bound) this.#emit('track-ended', { participantId: assignment.participantId, kind: assignment.kind, track: this.slotTracks.get(mid), mid });
+    if (assignment.bound) this.#emit('track-ended', { participantId: assignment.participantId, kind: assignment.kind, source: assignment.source, track: this.slotTracks.get(mid), mid });
   }
 
   #emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+}
+
+// Marks the `index`th m-line as a shared screen (RFC 4796) for the server.
+function markSlides(sdp, index) {
+  const sections = sdp.split('\r\nm=');
+  const at = index + 1; // sections[0] is the session part
+  if (at < sections.length) sections[at] = sections[at].replace(/(a=mid:[^\r\n]*)/, '$1\r\na=content:slides');
+  return sections.join('\r\nm=');
 }
 
 function defaultSignalUrl() {

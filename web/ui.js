@@ -30,6 +30,23 @@ export class Stage {
 
   setName(id, name) { this.tile(id).label.textContent = name; }
 
+  // A participant's shared screen: its own tile, across the whole stage.
+  showScreen(id, name, track) {
+    const key = `screen:${id}`;
+    let entry = this.tiles.get(key);
+    if (!entry) {
+      entry = this.tile(key);
+      entry.tile.className = 'tile screen';
+      entry.tile.dataset.participant = id;
+      this.element.prepend(entry.tile);
+    }
+    entry.label.textContent = `${name}'s screen`;
+    this.addTrack(key, track);
+    return entry;
+  }
+
+  hideScreen(id) { this.remove(`screen:${id}`); }
+
   // Outlines the tile of whoever is speaking (null: nobody).
   setSpeaker(id) {
     for (const [tileId, entry] of this.tiles) entry.tile.classList.toggle('speaking', tileId === id);

@@ -31,11 +31,13 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                 mid,
                 publisher,
                 kind,
+                source,
             } => {
                 let msg = message(Msg::TrackAssigned(signal::TrackAssigned {
                     mid,
                     participant_id: publisher.to_string(),
                     kind: kind.as_str().to_owned(),
+                    source: source.as_str().to_owned(),
                 }));
                 state.rooms.push(subscriber.as_str(), msg);
             }

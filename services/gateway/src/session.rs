@@ -22,7 +22,7 @@ use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message, encode_serv
 use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
 use confer_room::model::{ParticipantInfo, Role, Source, TrackKind};
 use confer_room::{RoomError, validate_name, validate_room};
-use confer_sfu::core::MediaKind;
+use confer_sfu::core::TrackSource;
 use confer_sfu::core::Wanted;
 use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -105,6 +105,14 @@ struct Member {
     offer: Option<String>,
     sfu: Option<Arc<dyn SfuApi>>,
     has_peer: bool,
+    /// The room's setting; hosts may share regardless.
+    allow_screen_share: bool,
+}
+
+impl Member {
+    fn may_share_screen(&self) -> bool {
+        self.allow_screen_share || self.info.role == Role::Host
+    }
 }
 
 struct Session {
@@ -219,6 +227,10 @@ impl Session {
     async fn on_event(&mut self, event: SessionEvent) -> ControlFlow<()> {
         match event {
             SessionEvent::Push(msg) => {
+                if let Some(Msg::RoomState(state)) = &msg.msg {
+                    self.apply_screen_share_setting(state.allow_screen_share)
+                        .await;
+                }
                 let _ = self.outbox.send(*msg);
             }
             SessionEvent::Admitted(admission) => {
@@ -250,12 +262,13 @@ impl Session {
                 if let Some(member) = &self.member
                     && let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer)
                 {
-                    let kind = media_kind(kind);
-                    if let Err(err) = sfu
-                        .set_blocked(ParticipantId::new(member.id.clone()), kind, blocked)
-                        .await
-                    {
-                        debug!(%err, "could not change forwarding");
+                    for &source in blocked_sources(kind) {
+                        if let Err(err) = sfu
+                            .set_blocked(ParticipantId::new(member.id.clone()), source, blocked)
+                            .await
+                        {
+                            debug!(%err, "could not change forwarding");
+                        }
                     }
                 }
             }
@@ -271,6 +284,33 @@ impl Session {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// A host allowed or denied screen sharing: the SFU starts or stops forwarding the
+    /// screens of everyone but hosts.
+    async fn apply_screen_share_setting(&mut self, allowed: bool) {
+        let Some(member) = self.member.as_mut() else {
+            return;
+        };
+        if member.allow_screen_share == allowed {
+            return;
+        }
+        member.allow_screen_share = allowed;
+        let info = &member.info;
+        let blocked = !member.may_share_screen()
+            || info.video_blocked
+            || !info.permissions.may_publish(Source::ScreenShare);
+        if let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer)
+            && let Err(err) = sfu
+                .set_blocked(
+                    ParticipantId::new(member.id.clone()),
+                    TrackSource::ScreenShare,
+                    blocked,
+                )
+                .await
+        {
+            debug!(%err, "could not change screen share forwarding");
+        }
     }
 
     fn member(&self) -> Result<&Member, Reject> {
@@ -335,6 +375,7 @@ impl Session {
             offer,
             sfu: None,
             has_peer: false,
+            allow_screen_share: true,
             id,
         });
         match decision.admission {
@@ -366,6 +407,7 @@ impl Session {
             .as_mut()
             .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
         member.sfu = Some(sfu);
+        member.allow_screen_share = admission.settings.allow_screen_share;
         member.info.state = confer_room::model::ParticipantState::Active;
         let offer = member.offer.take();
         let answer = match offer {
@@ -410,15 +452,22 @@ impl Session {
             .await?;
         let info = &member.info;
         let may = |source| info.role != Role::Viewer && info.permissions.may_publish(source);
-        for (kind, blocked) in [
+        for (source, blocked) in [
             (
-                MediaKind::Audio,
+                TrackSource::Microphone,
                 !may(Source::Microphone) || info.audio_blocked,
             ),
-            (MediaKind::Video, !may(Source::Camera) || info.video_blocked),
+            (
+                TrackSource::Camera,
+                !may(Source::Camera) || info.video_blocked,
+            ),
+            (
+                TrackSource::ScreenShare,
+                !may(Source::ScreenShare) || info.video_blocked || !member.may_share_screen(),
+            ),
         ] {
             if blocked {
-                sfu.set_blocked(id.clone(), kind, true).await?;
+                sfu.set_blocked(id.clone(), source, true).await?;
             }
         }
         if let Some(member) = self.member.as_mut() {
@@ -574,10 +623,12 @@ async fn retry_leave(state: Arc<AppState>, participant: String) {
     );
 }
 
-fn media_kind(kind: TrackKind) -> MediaKind {
+/// What a host's mute of `kind` stops: the microphone, or every video (camera and
+/// shared screen).
+fn blocked_sources(kind: TrackKind) -> &'static [TrackSource] {
     match kind {
-        TrackKind::Audio => MediaKind::Audio,
-        TrackKind::Video => MediaKind::Video,
+        TrackKind::Audio => &[TrackSource::Microphone],
+        TrackKind::Video => &[TrackSource::Camera, TrackSource::ScreenShare],
     }
 }
 

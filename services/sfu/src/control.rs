@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::core::{MediaKind, Wanted};
+use crate::core::{MediaKind, TrackSource, Wanted};
 use crate::{ParticipantId, RoomId, SfuStats};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -58,6 +58,7 @@ pub enum SfuEvent {
         mid: String,
         publisher: ParticipantId,
         kind: MediaKind,
+        source: TrackSource,
     },
     /// Nothing flows on `subscriber`'s m-line `mid` any more.
     TrackUnassigned {
@@ -108,11 +109,11 @@ pub trait SfuApi: Send + Sync {
         candidate: IceCandidate,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
     fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>>;
-    /// Stops (`blocked`) or resumes forwarding the participant's `kind` tracks.
+    /// Stops (`blocked`) or resumes forwarding the participant's `source` tracks.
     fn set_blocked(
         &self,
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
     /// What the subscriber renders its slot `mid` at; chooses the simulcast layer.
@@ -143,7 +144,7 @@ pub(crate) enum Command {
     },
     SetBlocked {
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
         blocked: bool,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
@@ -248,13 +249,13 @@ impl SfuApi for SfuHandle {
     fn set_blocked(
         &self,
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>> {
         Box::pin(async move {
             self.call(|reply| Command::SetBlocked {
                 participant,
-                kind,
+                source,
                 blocked,
                 reply,
             })

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::control::{BoxFuture, IceCandidate, SfuApi, SfuError, SfuEvent, SfuHandle};
-use crate::core::{MediaKind, Wanted};
+use crate::core::{MediaKind, TrackSource, Wanted};
 use crate::{ParticipantId, RoomId};
 
 /// Serves the control API for `sfu` on `listener` until `shutdown` fires.
@@ -70,11 +70,13 @@ fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
             mid,
             publisher,
             kind,
+            source,
         } => Event::TrackAssigned(pb::TrackAssigned {
             subscriber_id: subscriber.to_string(),
             mid,
             publisher_id: publisher.to_string(),
             kind: kind.as_str().to_owned(),
+            source: source.as_str().to_owned(),
         }),
         SfuEvent::TrackUnassigned { subscriber, mid } => {
             Event::TrackUnassigned(pb::TrackUnassigned {
@@ -117,6 +119,7 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
             mid: assigned.mid,
             publisher: ParticipantId::new(assigned.publisher_id),
             kind: MediaKind::parse(&assigned.kind)?,
+            source: TrackSource::parse(&assigned.source)?,
         },
         Event::ActiveSpeaker(speaker) => SfuEvent::ActiveSpeaker {
             room: RoomId::new(speaker.room_id),
@@ -195,12 +198,13 @@ impl SfuControl for ControlService {
         request: Request<pb::SetBlockedRequest>,
     ) -> Result<Response<pb::SetBlockedResponse>, Status> {
         let request = request.into_inner();
-        let kind = MediaKind::parse(&request.kind)
-            .ok_or_else(|| Status::invalid_argument("kind is `audio` or `video`"))?;
+        let source = TrackSource::parse(&request.source).ok_or_else(|| {
+            Status::invalid_argument("source is `microphone`, `camera` or `screen_share`")
+        })?;
         self.sfu
             .set_blocked(
                 ParticipantId::new(request.participant_id),
-                kind,
+                source,
                 request.blocked,
             )
             .await
@@ -342,7 +346,7 @@ impl SfuApi for GrpcSfu {
     fn set_blocked(
         &self,
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>> {
         let mut client = self.client.clone();
@@ -350,7 +354,7 @@ impl SfuApi for GrpcSfu {
             client
                 .set_blocked(pb::SetBlockedRequest {
                     participant_id: participant.to_string(),
-                    kind: kind.as_str().to_owned(),
+                    source: source.as_str().to_owned(),
                     blocked,
                 })
                 .await

@@ -160,11 +160,11 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
         }
         Command::SetBlocked {
             participant,
-            kind,
+            source,
             blocked,
             reply,
         } => {
-            let _ = reply.send(sfu.set_blocked(now, &participant, kind, blocked));
+            let _ = reply.send(sfu.set_blocked(now, &participant, source, blocked));
         }
         Command::SetTrackSettings {
             participant,

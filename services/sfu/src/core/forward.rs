@@ -31,17 +31,27 @@ impl Sfu {
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
+        let woke = match self
+            .peers
+            .get_mut(&publisher)
+            .and_then(|peer| peer.published.get_mut(track_id))
+        {
+            Some(published) if published.dormant && !packet.payload.is_empty() => {
+                published.dormant = false;
+                true
+            }
+            _ => false,
+        };
+        if woke {
+            self.wake_publication(publisher, track_id);
+        }
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
         let Some(published) = peer.published.get_mut(track_id) else {
             return;
         };
-        let blocked = match published.kind {
-            MediaKind::Audio => peer.blocked_audio,
-            MediaKind::Video => peer.blocked_video,
-        };
-        if blocked {
+        if peer.blocked.contains(published.source) {
             self.stats.packet_blocked();
             return;
         }

@@ -143,8 +143,13 @@ impl RateMeter {
     }
 
     pub(crate) fn active(&self, now: Instant) -> bool {
+        self.active_within(now, LAYER_IDLE)
+    }
+
+    /// Whether media came within `window` of `now`.
+    pub(crate) fn active_within(&self, now: Instant, window: Duration) -> bool {
         self.last_packet
-            .is_some_and(|at| now.saturating_duration_since(at) < LAYER_IDLE)
+            .is_some_and(|at| now.saturating_duration_since(at) < window)
     }
 }
 

@@ -23,9 +23,11 @@ mod offer;
 mod peer;
 mod rewrite;
 mod simulcast;
+mod source;
 mod speaker;
 
 pub use layers::Wanted;
+pub use source::TrackSource;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -235,26 +237,23 @@ impl Sfu {
         Ok(())
     }
 
-    /// Stops or resumes forwarding the participant's `kind` tracks. Resuming video asks
-    /// the publisher for a keyframe so subscribers recover at once.
+    /// Stops or resumes forwarding the participant's `source` tracks. Resuming video
+    /// asks the publisher for a keyframe so subscribers recover at once.
     pub fn set_blocked(
         &mut self,
         now: Instant,
         participant: &ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
         blocked: bool,
     ) -> Result<(), SfuError> {
         let key = self.key_of(participant)?;
         let peer = self.peers.get_mut(&key).ok_or(SfuError::UnknownPeer)?;
-        match kind {
-            MediaKind::Audio => peer.blocked_audio = blocked,
-            MediaKind::Video => peer.blocked_video = blocked,
-        }
-        if !blocked && kind == MediaKind::Video {
+        peer.blocked.set(source, blocked);
+        if !blocked && source.kind() == MediaKind::Video {
             let layers: Vec<(Source, u32)> = peer
                 .published
                 .iter()
-                .filter(|(_, p)| p.kind == MediaKind::Video)
+                .filter(|(_, p)| p.source == source)
                 .flat_map(|(id, p)| {
                     p.layers.iter().map(|layer| {
                         let source = Source {
@@ -331,6 +330,7 @@ impl Sfu {
         if self.next_housekeeping.is_none_or(|at| at <= now) {
             self.expire_peers(now);
             self.detect_speakers();
+            self.retire_idle_screens(now);
             // Layers start and stop and bitrates move: choose again, and ask again for
             // the keyframes pending switches wait for.
             self.dirty.extend(self.peers.keys().copied());
@@ -365,7 +365,7 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
-        if peer.blocked_audio {
+        if peer.blocked.contains(TrackSource::Microphone) {
             return;
         }
         let Some(published) = peer.published.get_mut(track_id) else {
@@ -537,6 +537,18 @@ impl Sfu {
             .and_then(|rid| peer.rid_order.iter().position(|r| r == rid))
             .unwrap_or(usize::MAX);
         let layer = Layer::new(init.ssrc, rank);
+        let slides = peer
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|id| {
+                let transceiver = peer.pc.rtp_transceiver(id)?;
+                (transceiver.receiver() == Some(init.receiver_id))
+                    .then(|| transceiver.mid().clone())
+                    .flatten()
+            })
+            .is_some_and(|mid| peer.slides_mids.contains(&mid));
         if let Some(published) = peer.published.get_mut(&init.track_id) {
             // Another simulcast layer of a track already published.
             if published.layers.iter().all(|l| l.ssrc != init.ssrc) {
@@ -574,6 +586,8 @@ impl Sfu {
             Published {
                 receiver_id: init.receiver_id,
                 kind,
+                source: TrackSource::of(kind, slides),
+                dormant: false,
                 layers: vec![layer],
                 codecs,
                 audio_level_ext,
@@ -652,8 +666,10 @@ impl Sfu {
                 if publisher == subscriber {
                     continue;
                 }
-                let Some(publisher_id) = self.peers.get(publisher).map(|p| p.participant.clone())
-                else {
+                let Some((publisher_id, track_source)) = self.peers.get(publisher).map(|p| {
+                    let source = p.published.get(track_id).map(|t| t.source);
+                    (p.participant.clone(), source)
+                }) else {
                     continue;
                 };
                 let Some(sub) = self.peers.get_mut(subscriber) else {
@@ -680,6 +696,7 @@ impl Sfu {
                     mid: slot.mid.clone(),
                     publisher: publisher_id,
                     kind: *kind,
+                    source: track_source.unwrap_or(TrackSource::of(*kind, false)),
                 });
             }
         }

@@ -30,6 +30,21 @@ pub(crate) fn requested_slots(sdp: &str) -> RequestedSlots {
     slots
 }
 
+/// Mids of the m-lines marked `a=content:slides` (RFC 4796): a shared screen.
+pub(crate) fn slides_mids(sdp: &str) -> Vec<String> {
+    sdp.split("\nm=")
+        .skip(1)
+        .filter(|section| section.lines().any(|l| l.trim_end() == "a=content:slides"))
+        .filter_map(|section| {
+            section
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+                .map(str::to_owned)
+        })
+        .take(MAX_SLOTS_PER_KIND)
+        .collect()
+}
+
 /// Rids of the simulcast encodings the offer sends, in the order of its first
 /// `a=simulcast:send` list (Confer's web app lists them lowest first).
 pub(crate) fn simulcast_send_rids(sdp: &str) -> Vec<String> {
@@ -57,6 +72,14 @@ pub(crate) fn simulcast_send_rids(sdp: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_slides_m_lines() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=content:slides\r\na=sendonly\r\n";
+        assert_eq!(slides_mids(sdp), ["2"]);
+        assert!(slides_mids("v=0\r\na=content:slides\r\n").is_empty());
+    }
 
     #[test]
     fn reads_the_simulcast_send_order() {

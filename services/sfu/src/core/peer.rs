@@ -32,8 +32,9 @@ use rtc::rtp_transceiver::rtp_sender::{
 use super::codecs::{self, Codec};
 use super::feedback::{self, FeedbackCounter, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
-use super::offer::{requested_slots, simulcast_send_rids};
+use super::offer::{requested_slots, simulcast_send_rids, slides_mids};
 use super::rewrite::Rewriter;
+use super::source::{Blocked, TrackSource};
 use super::{MediaKind, PeerKey};
 use crate::control::SfuError;
 use crate::{ParticipantId, RoomId, SfuStats};
@@ -42,6 +43,9 @@ use crate::{ParticipantId, RoomId, SfuStats};
 pub(crate) struct Published {
     pub(crate) receiver_id: rtc::rtp_transceiver::RTCRtpReceiverId,
     pub(crate) kind: MediaKind,
+    pub(crate) source: TrackSource,
+    /// A shared screen that stopped sending: out of everyone's slots until it sends again.
+    pub(crate) dormant: bool,
     /// Its encodings, lowest first: one, or one per simulcast layer.
     pub(crate) layers: Vec<Layer>,
     pub(crate) codecs: Vec<Codec>,
@@ -95,9 +99,10 @@ pub(crate) struct Peer {
     pub(crate) next_timeout: Option<Instant>,
     pub(crate) published: HashMap<String, Published>,
     pub(crate) slots: Vec<Slot>,
-    /// Kinds whose tracks are not forwarded (host mute, no publish permission).
-    pub(crate) blocked_audio: bool,
-    pub(crate) blocked_video: bool,
+    /// Sources whose tracks are not forwarded (host mute, no publish permission).
+    pub(crate) blocked: Blocked,
+    /// Mids of the offer's m-lines marked `a=content:slides`: screen share.
+    pub(crate) slides_mids: Vec<String>,
     /// Simulcast rids in the order the offer lists them, lowest first.
     pub(crate) rid_order: Vec<String>,
     /// This peer's bandwidth estimate as a subscriber.
@@ -239,8 +244,8 @@ impl Peer {
             last_received: now,
             next_timeout: Some(now),
             published: HashMap::new(),
-            blocked_audio: false,
-            blocked_video: false,
+            blocked: Blocked::default(),
+            slides_mids: slides_mids(init.offer_sdp),
             rid_order: simulcast_send_rids(init.offer_sdp),
             congestion: Congestion::default(),
             slots,

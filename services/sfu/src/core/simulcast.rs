@@ -5,13 +5,17 @@
 //! source, the size it renders, a layer opening) and every housekeeping tick, since
 //! publishers start and stop layers and bitrates move.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::layers::{self, Demand, Wanted};
 use super::peer::Source;
-use super::{MediaKind, PeerKey, Sfu};
+use super::{MediaKind, PeerKey, Sfu, TrackSource};
 use crate::ParticipantId;
 use crate::control::SfuError;
+
+/// A shared screen that sends no media for this long has stopped. Chromium repeats a
+/// still screen's last frame about once a second, so a paused slide is not "stopped".
+const SCREEN_IDLE: Duration = Duration::from_secs(3);
 
 impl Sfu {
     /// Records what `participant` renders its slot `mid` at (`Wanted::Paused` when the
@@ -38,6 +42,48 @@ impl Sfu {
             self.flush(key);
         }
         Ok(())
+    }
+
+    /// Takes shared screens that stopped sending out of their subscribers' slots (a
+    /// stopped share sends nothing, and a frozen last picture is not a screen).
+    pub(super) fn retire_idle_screens(&mut self, now: Instant) {
+        let mut idle = Vec::new();
+        for (key, peer) in &mut self.peers {
+            for (track_id, published) in &mut peer.published {
+                let sending = published
+                    .layers
+                    .iter()
+                    .any(|l| l.rate.active_within(now, SCREEN_IDLE));
+                if published.source == TrackSource::ScreenShare && !published.dormant && !sending {
+                    published.dormant = true;
+                    idle.push((*key, track_id.clone(), peer.room.clone()));
+                }
+            }
+        }
+        for (key, track_id, room) in idle {
+            if let Some(room_state) = self.rooms.get_mut(&room) {
+                room_state
+                    .publications
+                    .retain(|(publisher, id, _)| !(*publisher == key && *id == track_id));
+            }
+            self.release_slots(&room, |source| {
+                source.publisher == key && source.track_id == track_id
+            });
+            self.fill_slots(&room);
+        }
+    }
+
+    /// A dormant screen sends again: back into the room's slots.
+    pub(super) fn wake_publication(&mut self, publisher: PeerKey, track_id: &str) {
+        let Some(room) = self.peers.get(&publisher).map(|peer| peer.room.clone()) else {
+            return;
+        };
+        if let Some(room_state) = self.rooms.get_mut(&room) {
+            room_state
+                .publications
+                .push((publisher, track_id.to_owned(), MediaKind::Video));
+        }
+        self.fill_slots(&room);
     }
 
     pub(super) fn mark_room_dirty(&mut self, room: &crate::RoomId) {

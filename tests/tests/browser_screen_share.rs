@@ -1,0 +1,120 @@
+//! Screen share in real browsers: a participant shares a screen (here an animated
+//! canvas, since headless Chromium has no screen to pick) as a second video next to
+//! the camera, without renegotiating. The others see it in its own large tile, camera
+//! still playing; when sharing stops, the tile goes away. A host who denies screen
+//! sharing stops a guest's screen at the SFU; allowing it again brings it back.
+
+use std::time::Duration;
+
+use confer_e2e::browser::Browser;
+use confer_e2e::browser::Driver;
+use confer_e2e::server::TestServer;
+
+const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
+
+/// An animated canvas as the shared "screen" (captureStream only emits on changes).
+const SHARE_CANVAS: &str = r#"
+const canvas = document.createElement('canvas');
+canvas.width = 1280; canvas.height = 720;
+const g = canvas.getContext('2d');
+let n = 0;
+window.__screenTimer = setInterval(() => {
+  g.fillStyle = `hsl(${(n++ * 7) % 360} 60% 40%)`;
+  g.fillRect(0, 0, 1280, 720);
+  g.fillStyle = '#fff'; g.font = '64px sans-serif'; g.fillText(`slide ${n}`, 100, 200);
+}, 66);
+await window.conferClient.shareScreen(canvas.captureStream(15).getVideoTracks()[0]);
+return true;
+"#;
+
+async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
+    browser
+        .goto(&server.url(&format!("/r/slides?name={name}")))
+        .await?;
+    browser
+        .wait_for(
+            &format!("{name} connected"),
+            CONNECTED,
+            Duration::from_secs(10),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() -> anyhow::Result<()>
+{
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    join(&ada, &server, "Ada").await?;
+    join(&bob, &server, "Bob").await?;
+    bob.wait_for(
+        "Ada's camera playing at Bob",
+        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
+        Duration::from_secs(15),
+    )
+    .await?;
+    let ada_id = ada
+        .eval("return window.conferClient.self.id;")
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    ada.eval(SHARE_CANVAS).await?;
+    bob.wait_for(
+        "Ada's screen in its own tile at Bob",
+        &format!(
+            "const t = document.querySelector('.tile.screen');
+             return !!t && t.dataset.participant === '{ada_id}'
+               && t.querySelector('video').videoWidth > 0
+               && t.querySelector('.label').textContent === \"Ada's screen\";"
+        ),
+        Duration::from_secs(10),
+    )
+    .await?;
+    bob.wait_for(
+        "Ada's camera still playing beside it",
+        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    ada.eval("clearInterval(window.__screenTimer); await window.conferClient.stopScreenShare(); return true;")
+        .await?;
+    bob.wait_for(
+        "the screen tile gone once sharing stopped",
+        "return document.querySelector('.tile.screen') === null;",
+        Duration::from_secs(8),
+    )
+    .await?;
+
+    // Ada joined first: she is the host. Bob shares; Ada denies, then allows sharing.
+    bob.eval(SHARE_CANVAS).await?;
+    let bob_screen = "const t = document.querySelector('.tile.screen');
+         return !!t && t.querySelector('video').videoWidth > 0;";
+    ada.wait_for("Bob's screen at Ada", bob_screen, Duration::from_secs(10))
+        .await?;
+    ada.eval("await window.conferClient.host('deny_screen_share'); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob's screen stopped by the host",
+        "return document.querySelector('.tile.screen') === null;",
+        Duration::from_secs(8),
+    )
+    .await?;
+    assert!(server.sfu.stats().snapshot().rtp_blocked > 0);
+    ada.eval("await window.conferClient.host('allow_screen_share'); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob's screen back once allowed",
+        bob_screen,
+        Duration::from_secs(10),
+    )
+    .await?;
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
