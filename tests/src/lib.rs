@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod browser;
+pub mod room;
 pub mod server;
 pub mod signal;
 pub mod video;

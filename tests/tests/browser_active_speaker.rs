@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use confer_e2e::audio::write_tone_wav;
-use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::browser::Driver;
+use confer_e2e::room::self_id;
 use confer_e2e::server::TestServer;
 
 fn speaking_is(participant: &str) -> String {
@@ -13,13 +14,6 @@ fn speaking_is(participant: &str) -> String {
         "const t = document.querySelector('.tile.speaking');
          return !!t && t.dataset.participant === '{participant}';"
     )
-}
-
-async fn self_id(browser: &Browser) -> anyhow::Result<String> {
-    let id = browser
-        .eval("return window.conferClient.self && window.conferClient.self.id;")
-        .await?;
-    Ok(id.as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

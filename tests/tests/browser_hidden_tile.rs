@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use confer_e2e::browser::Browser;
-use confer_e2e::browser::Driver;
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::room::{join, wait_for_remote_video};
 use confer_e2e::server::TestServer;
-
-const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
 
 /// Video packets the subscriber has received so far.
 const VIDEO_PACKETS: &str = r#"
@@ -19,19 +17,6 @@ stats.forEach((s) => {
 });
 return {packets, frames};
 "#;
-
-async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
-    browser
-        .goto(&server.url(&format!("/r/hidden?name={name}")))
-        .await?;
-    browser
-        .wait_for(
-            &format!("{name} connected"),
-            CONNECTED,
-            Duration::from_secs(10),
-        )
-        .await
-}
 
 async fn video_counts(browser: &Browser) -> anyhow::Result<(u64, u64)> {
     let value = browser.eval(VIDEO_PACKETS).await?;
@@ -47,14 +32,9 @@ async fn a_hidden_tile_pauses_its_video_and_showing_it_resumes() -> anyhow::Resu
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
-    join(&ada, &server, "Ada").await?;
-    join(&bob, &server, "Bob").await?;
-    bob.wait_for(
-        "Ada's video playing at Bob",
-        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
-        Duration::from_secs(15),
-    )
-    .await?;
+    join(&ada, &server, "hidden", "Ada").await?;
+    join(&bob, &server, "hidden", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
 
     bob.eval("document.querySelector('.tile.remote').style.display = 'none'; return true;")
         .await?;

@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::browser::Driver;
+use confer_e2e::room::{join, wait_for_remote_video};
 use confer_e2e::server::{Options, TestServer, metric};
 use confer_e2e::video::{START_SAMPLER, page_now, window_since};
 use confer_sfu::{Impairment, SfuConfig};
-
-const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
 
 /// What the publisher's Chromium resent in answer to NACKs.
 const RESENT: &str = r#"
@@ -24,19 +23,6 @@ stats.forEach((s) => {
 });
 return {nacks, resent};
 "#;
-
-async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
-    browser
-        .goto(&server.url(&format!("/r/lossy?name={name}")))
-        .await?;
-    browser
-        .wait_for(
-            &format!("{name} connected"),
-            CONNECTED,
-            Duration::from_secs(10),
-        )
-        .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
@@ -55,14 +41,9 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
-    join(&ada, &server, "Ada").await?;
-    join(&bob, &server, "Bob").await?;
-    bob.wait_for(
-        "Ada's video playing at Bob",
-        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
-        Duration::from_secs(15),
-    )
-    .await?;
+    join(&ada, &server, "lossy", "Ada").await?;
+    join(&bob, &server, "lossy", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
     bob.eval(START_SAMPLER).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let since = page_now(&bob).await?;

@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use confer_e2e::browser::Browser;
 use confer_e2e::browser::Driver;
+use confer_e2e::room::{REMOTE_VIDEO_PLAYING, join, self_id, wait_for_remote_video};
 use confer_e2e::server::TestServer;
-
-const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
 
 /// An animated canvas as the shared "screen" (captureStream only emits on changes).
 const SHARE_CANVAS: &str = r#"
@@ -27,19 +25,6 @@ await window.conferClient.shareScreen(canvas.captureStream(15).getVideoTracks()[
 return true;
 "#;
 
-async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
-    browser
-        .goto(&server.url(&format!("/r/slides?name={name}")))
-        .await?;
-    browser
-        .wait_for(
-            &format!("{name} connected"),
-            CONNECTED,
-            Duration::from_secs(10),
-        )
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() -> anyhow::Result<()>
 {
@@ -47,20 +32,10 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
-    join(&ada, &server, "Ada").await?;
-    join(&bob, &server, "Bob").await?;
-    bob.wait_for(
-        "Ada's camera playing at Bob",
-        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
-        Duration::from_secs(15),
-    )
-    .await?;
-    let ada_id = ada
-        .eval("return window.conferClient.self.id;")
-        .await?
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    join(&ada, &server, "slides", "Ada").await?;
+    join(&bob, &server, "slides", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
+    let ada_id = self_id(&ada).await?;
 
     ada.eval(SHARE_CANVAS).await?;
     bob.wait_for(
@@ -76,7 +51,7 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
     .await?;
     bob.wait_for(
         "Ada's camera still playing beside it",
-        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
+        REMOTE_VIDEO_PLAYING,
         Duration::from_secs(5),
     )
     .await?;

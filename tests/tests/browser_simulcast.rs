@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use confer_e2e::browser::Browser;
 use confer_e2e::browser::Driver;
+use confer_e2e::room::{join, wait_for_remote_video};
 use confer_e2e::server::TestServer;
 use confer_e2e::video::{START_SAMPLER, page_now, window_since};
-
-const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
 
 fn resize_remote_tile(width: u32, height: u32) -> String {
     format!(
@@ -26,33 +24,15 @@ fn width_is(condition: &str) -> String {
     )
 }
 
-async fn join(browser: &Browser, server: &TestServer, name: &str) -> anyhow::Result<()> {
-    browser
-        .goto(&server.url(&format!("/r/layers?name={name}")))
-        .await?;
-    browser
-        .wait_for(
-            &format!("{name} connected"),
-            CONNECTED,
-            Duration::from_secs(10),
-        )
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer() -> anyhow::Result<()> {
     let server = TestServer::start(false).await?;
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
-    join(&ada, &server, "Ada").await?;
-    join(&bob, &server, "Bob").await?;
-    bob.wait_for(
-        "Ada's video playing at Bob",
-        "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;",
-        Duration::from_secs(15),
-    )
-    .await?;
+    join(&ada, &server, "layers", "Ada").await?;
+    join(&bob, &server, "layers", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
     bob.eval(START_SAMPLER).await?;
 
     bob.eval(&resize_remote_tile(200, 112)).await?;

@@ -1,0 +1,52 @@
+//! The web app's room page, as the browser suites drive it: join by link, wait for the
+//! other participant's video.
+
+use std::time::Duration;
+
+use crate::browser::Browser;
+use crate::server::TestServer;
+
+/// True once the page says it is connected.
+pub const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
+
+/// True once the first remote participant's video tile plays.
+pub const REMOTE_VIDEO_PLAYING: &str =
+    "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;";
+
+/// Opens the join link of `room` as `name` and waits until connected.
+pub async fn join(
+    browser: &Browser,
+    server: &TestServer,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    browser
+        .goto(&server.url(&format!("/r/{room}?name={name}")))
+        .await?;
+    browser
+        .wait_for(
+            &format!("{name} connected"),
+            CONNECTED,
+            Duration::from_secs(10),
+        )
+        .await
+}
+
+/// Waits until the first remote video plays at `browser`.
+pub async fn wait_for_remote_video(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .wait_for(
+            "the other participant's video playing",
+            REMOTE_VIDEO_PLAYING,
+            Duration::from_secs(15),
+        )
+        .await
+}
+
+/// This browser's participant id.
+pub async fn self_id(browser: &Browser) -> anyhow::Result<String> {
+    let id = browser
+        .eval("return window.conferClient.self && window.conferClient.self.id;")
+        .await?;
+    Ok(id.as_str().unwrap_or_default().to_owned())
+}
