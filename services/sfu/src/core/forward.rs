@@ -27,10 +27,16 @@ impl Sfu {
         now: Instant,
         publisher: PeerKey,
         track_id: &str,
-        packet: rtc::rtp::Packet,
+        mut packet: rtc::rtp::Packet,
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
+        // Extension ids are per session; each subscriber's stack adds its own. Dropped
+        // once here, so the copies below carry none (and allocate none for them).
+        packet.header.extension = false;
+        packet.header.extension_profile = 0;
+        packet.header.extensions = Vec::new();
+        packet.header.extensions_padding = 0;
         let woke = match self
             .peers
             .get_mut(&publisher)
@@ -55,18 +61,17 @@ impl Sfu {
             self.stats.packet_blocked();
             return;
         }
-        let Some(codec) = published
-            .codecs
+        let codecs = std::sync::Arc::clone(&published.codecs);
+        let Some(codec) = codecs
             .iter()
             .find(|codec| codec.payload_type == packet.header.payload_type)
-            .cloned()
         else {
             return;
         };
         let kind = published.kind;
         let ssrc = packet.header.ssrc;
         let keyframe = match kind {
-            MediaKind::Video => frame::keyframe_start(PayloadFormat::of(&codec), &packet.payload),
+            MediaKind::Video => frame::keyframe_start(PayloadFormat::of(codec), &packet.payload),
             MediaKind::Audio => None,
         };
         // Padding-only packets (bandwidth probes) keep coming on a layer the publisher
@@ -116,7 +121,7 @@ impl Sfu {
                     slot.current = Some(ssrc);
                     sub.congestion.rate_changed(now);
                 }
-                let Some(payload_type) = map_payload_type(&codec, &slot.codecs) else {
+                let Some(payload_type) = map_payload_type(codec, &slot.codecs) else {
                     continue;
                 };
                 let mut out = packet.clone();
@@ -130,11 +135,6 @@ impl Sfu {
                 out.header.timestamp = timestamp;
                 out.header.ssrc = slot.ssrc;
                 out.header.payload_type = payload_type;
-                // Extension ids are per session; the subscriber's stack adds its own.
-                out.header.extension = false;
-                out.header.extension_profile = 0;
-                out.header.extensions.clear();
-                out.header.extensions_padding = 0;
                 let Some(mut sender) = sub.pc.rtp_sender(slot.sender_id) else {
                     continue;
                 };

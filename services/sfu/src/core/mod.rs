@@ -571,7 +571,7 @@ impl Sfu {
             return;
         };
         let parameters = &receiver.get_parameters().rtp_parameters;
-        let codecs = parameters
+        let codecs: Vec<Codec> = parameters
             .codecs
             .iter()
             .map(Codec::from_parameters)
@@ -589,7 +589,7 @@ impl Sfu {
                 source: TrackSource::of(kind, slides),
                 dormant: false,
                 layers: vec![layer],
-                codecs,
+                codecs: codecs.into(),
                 audio_level_ext,
                 meter: speaker::LevelMeter::default(),
             },

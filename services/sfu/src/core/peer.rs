@@ -48,7 +48,8 @@ pub(crate) struct Published {
     pub(crate) dormant: bool,
     /// Its encodings, lowest first: one, or one per simulcast layer.
     pub(crate) layers: Vec<Layer>,
-    pub(crate) codecs: Vec<Codec>,
+    /// Shared, so the per-packet path holds them without copying.
+    pub(crate) codecs: std::sync::Arc<[Codec]>,
     /// The negotiated id of the audio-level extension, when the publisher sends it.
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) meter: super::speaker::LevelMeter,
