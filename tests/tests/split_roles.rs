@@ -10,7 +10,8 @@ use confer_gateway::{GatewayConfig, SfuDirectory};
 use confer_room::grpc::GrpcRoom;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::{Backends, RoomConfig};
-use confer_sfu::{SfuConfig, grpc};
+use confer_sfu::core::TrackSource;
+use confer_sfu::{ParticipantId, SfuApi as _, SfuConfig, SfuError, grpc};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -59,6 +60,7 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
 
     let offer = client_offer(2)?;
     let mut clients = Vec::new();
+    let mut ids = Vec::new();
     for name in ["Ada", "Bob"] {
         let mut client = SignalClient::connect(&url).await?;
         client
@@ -71,9 +73,59 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
             .unwrap_or_default();
         assert!(answer.contains("a=ice-lite"), "answer: {answer}");
         assert!(answer.contains(&format!(" {} typ host", sfu.media_addr().port())));
+        ids.push(
+            joined["joined"]["you"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
         clients.push(client);
     }
     assert_eq!(sfu.occupancy().await?.peers, 2);
+
+    // Layer choice and per-source blocks cross the gRPC control API too.
+    let bob_id = ids[1].clone();
+    let bob_client = &mut clients[1];
+    bob_client
+        .send(&json!({"request_id": "t1", "track_settings": {"mid": "no-such-slot", "width": 320, "height": 180}}))
+        .await?;
+    let refused = bob_client
+        .recv_kind("error", Duration::from_secs(5))
+        .await?;
+    assert_eq!(refused["error"]["code"], "unknown_slot", "{refused}");
+    let slot_mid = video_slot_mid(&offer).ok_or_else(|| anyhow::anyhow!("no video slot"))?;
+    bob_client
+        .send(&json!({"request_id": "t2", "track_settings": {"mid": slot_mid, "width": 320, "height": 180}}))
+        .await?;
+    bob_client
+        .send(&json!({"request_id": "p", "ping": {}}))
+        .await?;
+    // Everything up to the pong: no error may come back for the real slot.
+    loop {
+        let next = bob_client.recv(Duration::from_secs(5)).await?;
+        assert!(
+            next.get("error").is_none(),
+            "settings for a real slot are accepted: {next}"
+        );
+        if next.get("pong").is_some() {
+            break;
+        }
+    }
+
+    let remote = grpc::GrpcSfu::connect(control_addr)?;
+    for (participant, result) in [
+        (bob_id.clone(), Ok(())),
+        ("nobody".to_owned(), Err(SfuError::UnknownPeer)),
+    ] {
+        let blocked = remote
+            .set_blocked(
+                ParticipantId::new(participant),
+                TrackSource::ScreenShare,
+                true,
+            )
+            .await;
+        assert_eq!(blocked, result);
+    }
 
     let mut ada = clients.remove(0);
     let mut bob = clients.remove(0);
@@ -95,4 +147,18 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// The mid of the offer's first receive-only video m-line (a slot).
+fn video_slot_mid(offer: &str) -> Option<String> {
+    offer
+        .split("\nm=")
+        .skip(1)
+        .filter(|section| section.starts_with("video ") && section.contains("a=recvonly"))
+        .find_map(|section| {
+            section
+                .lines()
+                .find_map(|line| line.trim_end().strip_prefix("a=mid:"))
+                .map(str::to_owned)
+        })
 }
