@@ -9,12 +9,15 @@
 //! Payloads come from the network: every function here takes any byte string and
 //! answers `None` or `false` for what it cannot read; nothing panics.
 
+mod sps;
+
 use super::codecs::Codec;
 
 /// The first packet of a keyframe, and the picture size when the codec says it there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyframeStart {
-    /// Width and height in pixels (VP8 only; H.264 puts it in the SPS, not read here).
+    /// Width and height in pixels: from the VP8 frame header, or from an H.264 SPS
+    /// carried with the keyframe.
     pub(crate) size: Option<(u16, u16)>,
 }
 
@@ -40,9 +43,9 @@ impl PayloadFormat {
 pub(crate) fn keyframe_start(format: PayloadFormat, payload: &[u8]) -> Option<KeyframeStart> {
     match format {
         PayloadFormat::Vp8 => vp8_keyframe_start(payload),
-        PayloadFormat::H264 => {
-            h264_starts_keyframe(payload).then_some(KeyframeStart { size: None })
-        }
+        PayloadFormat::H264 => h264_starts_keyframe(payload).then(|| KeyframeStart {
+            size: h264_sps(payload).and_then(sps::sps_size),
+        }),
         PayloadFormat::Other => None,
     }
 }
@@ -119,6 +122,28 @@ fn h264_starts_keyframe(payload: &[u8]) -> bool {
             .get(1)
             .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == IDR),
         _ => false,
+    }
+}
+
+/// The SPS in an H.264 payload: a single NAL unit or one inside a STAP-A.
+fn h264_sps(payload: &[u8]) -> Option<&[u8]> {
+    const SPS: u8 = 7;
+    const STAP_A: u8 = 24;
+    match payload.first()? & 0x1f {
+        SPS => Some(payload),
+        STAP_A => {
+            let mut rest = &payload[1..];
+            while let [hi, lo, body @ ..] = rest {
+                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                let nal = body.get(..len)?;
+                if nal.first().is_some_and(|h| h & 0x1f == SPS) {
+                    return Some(nal);
+                }
+                rest = &body[len..];
+            }
+            None
+        }
+        _ => None,
     }
 }
 
