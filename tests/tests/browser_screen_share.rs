@@ -80,6 +80,16 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
     )
     .await?;
     assert!(server.sfu.stats().snapshot().rtp_blocked > 0);
+    // And it stays away while denied (a blocked screen must not come back on its own).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let back = ada
+        .eval("return document.querySelector('.tile.screen') !== null;")
+        .await?;
+    assert_eq!(
+        back,
+        serde_json::Value::Bool(false),
+        "the denied screen came back"
+    );
     ada.eval("await window.conferClient.host('allow_screen_share'); return true;")
         .await?;
     ada.wait_for(

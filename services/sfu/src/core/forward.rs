@@ -31,6 +31,11 @@ impl Sfu {
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
+        let blocked_sources = self
+            .peers
+            .get(&publisher)
+            .map(|peer| peer.blocked)
+            .unwrap_or_default();
         // Extension ids are per session; each subscriber's stack adds its own. Dropped
         // once here, so the copies below carry none (and allocate none for them).
         packet.header.extension = false;
@@ -42,7 +47,13 @@ impl Sfu {
             .get_mut(&publisher)
             .and_then(|peer| peer.published.get_mut(track_id))
         {
-            Some(published) if published.dormant && !packet.payload.is_empty() => {
+            // A blocked screen stays dormant: waking it would put a picture that
+            // never moves back into everyone's slots.
+            Some(published)
+                if published.dormant
+                    && !packet.payload.is_empty()
+                    && !blocked_sources.contains(published.source) =>
+            {
                 published.dormant = false;
                 true
             }
