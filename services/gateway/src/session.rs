@@ -110,8 +110,14 @@ struct Member {
 }
 
 impl Member {
-    fn may_share_screen(&self) -> bool {
-        self.allow_screen_share || self.info.role == Role::Host
+    /// Whether the SFU must not forward this participant's screen: no right to publish
+    /// it, video stopped by a host, or sharing denied in the room (hosts may anyway).
+    fn screen_share_blocked(&self) -> bool {
+        let info = &self.info;
+        info.role == Role::Viewer
+            || !info.permissions.may_publish(Source::ScreenShare)
+            || info.video_blocked
+            || !(self.allow_screen_share || info.role == Role::Host)
     }
 }
 
@@ -296,10 +302,7 @@ impl Session {
             return;
         }
         member.allow_screen_share = allowed;
-        let info = &member.info;
-        let blocked = !member.may_share_screen()
-            || info.video_blocked
-            || !info.permissions.may_publish(Source::ScreenShare);
+        let blocked = member.screen_share_blocked();
         if let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer)
             && let Err(err) = sfu
                 .set_blocked(
@@ -461,10 +464,7 @@ impl Session {
                 TrackSource::Camera,
                 !may(Source::Camera) || info.video_blocked,
             ),
-            (
-                TrackSource::ScreenShare,
-                !may(Source::ScreenShare) || info.video_blocked || !member.may_share_screen(),
-            ),
+            (TrackSource::ScreenShare, member.screen_share_blocked()),
         ] {
             if blocked {
                 sfu.set_blocked(id.clone(), source, true).await?;

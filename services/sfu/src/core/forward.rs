@@ -31,35 +31,25 @@ impl Sfu {
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
-        let blocked_sources = self
-            .peers
-            .get(&publisher)
-            .map(|peer| peer.blocked)
-            .unwrap_or_default();
         // Extension ids are per session; each subscriber's stack adds its own. Dropped
         // once here, so the copies below carry none (and allocate none for them).
         packet.header.extension = false;
         packet.header.extension_profile = 0;
         packet.header.extensions = Vec::new();
         packet.header.extensions_padding = 0;
-        let woke = match self
-            .peers
-            .get_mut(&publisher)
-            .and_then(|peer| peer.published.get_mut(track_id))
-        {
-            // A blocked screen stays dormant: waking it would put a picture that
-            // never moves back into everyone's slots.
-            Some(published)
-                if published.dormant
-                    && !packet.payload.is_empty()
-                    && !blocked_sources.contains(published.source) =>
-            {
-                published.dormant = false;
-                true
-            }
-            _ => false,
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
         };
-        if woke {
+        let Some(published) = peer.published.get_mut(track_id) else {
+            return;
+        };
+        // A blocked screen stays dormant: waking it would put a picture that never
+        // moves back into everyone's slots.
+        if published.dormant
+            && !packet.payload.is_empty()
+            && !peer.blocked.contains(published.source)
+        {
+            published.dormant = false;
             self.wake_publication(publisher, track_id);
         }
         let Some(peer) = self.peers.get_mut(&publisher) else {
