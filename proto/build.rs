@@ -2,7 +2,10 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 12] = [
+const CLIENT_BODIES: [&str; 15] = [
+    "EditChat",
+    "DeleteChat",
+    "ChatHistoryRequest",
     "SessionDescription",
     "TrackSettings",
     "Offer",
@@ -18,7 +21,9 @@ const CLIENT_BODIES: [&str; 12] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 18] = [
+const SERVER_BODIES: [&str; 20] = [
+    "ChatSent",
+    "ChatHistory",
     "ActiveSpeaker",
     "IceServer",
     "Waiting",
@@ -44,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "confer/signal/v1/signal.proto",
         "confer/sfu/v1/control.proto",
         "confer/room/v1/room.proto",
+        "confer/chat/v1/chat.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

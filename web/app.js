@@ -75,7 +75,31 @@ client.addEventListener('screen-share', ({ detail }) => {
   button.setAttribute('aria-pressed', String(detail.active));
   button.textContent = detail.active ? 'Stop sharing' : 'Share screen';
 });
-client.addEventListener('chat', ({ detail }) => appendChat($('messages'), detail));
+// Chat: a reply or an edit in progress changes what the form sends.
+let chatContext = null; // { reply: message } | { edit: message }
+function setChatContext(context) {
+  chatContext = context;
+  const label = $('chat-context');
+  label.hidden = !context;
+  label.textContent = !context ? '' : context.edit ? 'Editing your message' : `Replying to ${context.reply.name}`;
+  if (context?.edit) $('chat-input').value = context.edit.text;
+  $('chat-input').focus();
+}
+const chatActions = {
+  get selfId() { return client.self?.id; },
+  get isHost() { return client.self?.role === 'host'; },
+  reply: (message) => setChatContext({ reply: message }),
+  edit: (message) => setChatContext({ edit: message }),
+  remove: (message) => client.deleteChat(message.seq).catch((err) => status(`Error: ${err.message}`)),
+};
+client.addEventListener('chat', ({ detail }) => {
+  appendChat($('messages'), detail, chatActions);
+  $('chat-earlier').hidden = !client.chatMore;
+});
+$('chat-earlier').addEventListener('click', () => {
+  client.loadEarlierChat().then(() => { $('chat-earlier').hidden = !client.chatMore; })
+    .catch((err) => status(`Error: ${err.message}`));
+});
 client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
 client.addEventListener('error', ({ detail }) => {
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
@@ -120,8 +144,14 @@ $('chat-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const input = $('chat-input');
   const text = input.value.trim();
-  if (text) client.sendChat(text);
+  const context = chatContext;
+  setChatContext(null);
   input.value = '';
+  if (!text) return;
+  const sent = context?.edit
+    ? client.editChat(context.edit.seq, text)
+    : client.sendChat(text, { replyTo: context?.reply?.seq || 0 });
+  sent.catch((err) => status(`Chat: ${err.message}`));
 });
 
 function toggle(button, kind, onLabel, offLabel) {

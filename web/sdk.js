@@ -37,6 +37,10 @@ export class ConferClient extends EventTarget {
     this.assignments = new Map(); // mid -> { participantId, kind }
     this.nextRequest = 1;
     this.pending = new Map(); // request_id -> { resolve, reject }
+    this.chatSeen = new Set(); // seqs of the chat entries emitted
+    this.chatFirst = 0;
+    this.chatLast = 0;
+    this.chatMore = false;
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -48,6 +52,12 @@ export class ConferClient extends EventTarget {
     const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '' } });
     this.self = joined.you;
     this.roomState = joined.room_state || {};
+    // After a reconnect, everything since the last message seen fills the gap.
+    const lastSeen = this.chatLast;
+    const gap = lastSeen && (!joined.chat_history.length || joined.chat_history[0].seq > lastSeen + 1);
+    if (!lastSeen) this.chatMore = joined.chat_history_more;
+    for (const message of joined.chat_history) this.#takeChat(message);
+    if (gap) this.#chatAfter(lastSeen).catch(() => {});
     for (const p of joined.participants) this.participants.set(p.id, p);
     this.pc = new RTCPeerConnection({
       bundlePolicy: 'max-bundle',
@@ -84,7 +94,6 @@ export class ConferClient extends EventTarget {
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.answer.sdp });
     for (const mid of this.assignments.keys()) this.#bind(mid);
     this.dispatchEvent(new CustomEvent('joined', { detail: joined }));
-    for (const message of joined.chat_history) this.dispatchEvent(new CustomEvent('chat', { detail: message }));
     return joined;
   }
 
@@ -127,7 +136,51 @@ export class ConferClient extends EventTarget {
     return this.send({ track_settings: { mid, width: Math.round(width), height: Math.round(height), hidden } });
   }
 
-  sendChat(text) { return this.send({ chat: { text } }); }
+  // Sends a chat message; resolves with {client_id, seq} once the server has stored it.
+  // A resend after a lost answer carries the same client id, so it is stored once.
+  async sendChat(text, { replyTo = 0 } = {}) {
+    const clientId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    const message = { chat: { text, client_id: clientId, reply_to: replyTo } };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return (await this.request(message, 5000)).chat_sent;
+      } catch (err) {
+        if (attempt >= 2 || err.code !== 'timeout') throw err;
+      }
+    }
+  }
+
+  editChat(seq, text) { return this.request({ chat_edit: { seq, text } }); }
+  deleteChat(seq) { return this.request({ chat_delete: { seq } }); }
+
+  // Older messages, before the oldest one this client has; false when there are none.
+  async loadEarlierChat(limit = 50) {
+    if (!this.chatMore) return false;
+    const before = this.chatFirst || 0;
+    const page = (await this.request({ chat_history: { before_seq: before, limit } })).chat_history;
+    this.chatMore = page.more;
+    for (const message of page.messages.slice().reverse()) this.#takeChat(message, true);
+    return page.messages.length > 0;
+  }
+
+  async #chatAfter(after) {
+    for (;;) {
+      const page = (await this.request({ chat_history: { after_seq: after, limit: 200 } })).chat_history;
+      for (const message of page.messages) this.#takeChat(message);
+      if (!page.more || !page.messages.length) return;
+      after = page.messages[page.messages.length - 1].seq;
+    }
+  }
+
+  // Every chat entry once: `chat` events carry {seq, kind: text|edit|delete, ...};
+  // `earlier` is set on entries paged in from before the first one shown.
+  #takeChat(message, earlier = false) {
+    if (this.chatSeen.has(message.seq)) return;
+    this.chatSeen.add(message.seq);
+    this.chatFirst = Math.min(this.chatFirst || message.seq, message.seq);
+    this.chatLast = Math.max(this.chatLast || 0, message.seq);
+    this.#emit('chat', { ...message, kind: message.kind || 'text', earlier });
+  }
 
   setMuted(kind, muted) {
     for (const sender of this.#senders(kind)) if (sender.track) sender.track.enabled = !muted;
@@ -150,10 +203,18 @@ export class ConferClient extends EventTarget {
     return request_id;
   }
 
-  request(message) {
+  // Sends `message` and resolves with the answer to it, or rejects with the server's
+  // error ({code, message}); with `timeoutMs`, rejects with code `timeout` when no
+  // answer comes in time.
+  request(message, timeoutMs = 0) {
     return new Promise((resolve, reject) => {
       const id = this.send(message);
-      this.pending.set(id, { resolve, reject });
+      let timer = null;
+      const done = (settle) => (value) => { clearTimeout(timer); this.pending.delete(id); settle(value); };
+      this.pending.set(id, { resolve: done(resolve), reject: done(reject) });
+      if (timeoutMs) {
+        timer = setTimeout(() => done(reject)(Object.assign(new Error('no answer in time'), { code: 'timeout' })), timeoutMs);
+      }
     });
   }
 
@@ -225,7 +286,7 @@ export class ConferClient extends EventTarget {
     } else if (message.data) {
       this.#emit('data', message.data);
     } else if (message.chat) {
-      this.#emit('chat', message.chat);
+      this.#takeChat(message.chat);
     } else if (message.error) {
       this.#emit('error', message.error);
     }

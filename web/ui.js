@@ -75,15 +75,17 @@ export class Stage {
 }
 
 // The people list. Hosts also see who waits to be admitted, and controls per person.
+function button(label, onClick) {
+  const b = document.createElement('button');
+  b.textContent = label;
+  b.className = 'small';
+  b.type = 'button';
+  b.addEventListener('click', onClick);
+  return b;
+}
+
 export function renderParticipants(list, participants, self, knocks, act) {
   const isHost = self.role === 'host';
-  const button = (label, onClick) => {
-    const b = document.createElement('button');
-    b.textContent = label;
-    b.className = 'small';
-    b.addEventListener('click', onClick);
-    return b;
-  };
   const waiting = isHost ? [...knocks.values()].map((p) => {
     const item = document.createElement('li');
     item.className = 'knock';
@@ -113,16 +115,92 @@ export function renderParticipants(list, participants, self, knocks, act) {
   list.replaceChildren(...waiting, ...people);
 }
 
-export function appendChat(log, message) {
+// Emoji shortcodes people type, shown as the emoji.
+const EMOJI = {
+  ':)': '🙂', ':-)': '🙂', ':(': '🙁', ':D': '😄', ';)': '😉', '<3': '❤️',
+  ':smile:': '😄', ':laughing:': '😆', ':wink:': '😉', ':heart:': '❤️', ':thumbsup:': '👍', ':+1:': '👍',
+  ':thumbsdown:': '👎', ':clap:': '👏', ':tada:': '🎉', ':fire:': '🔥', ':eyes:': '👀', ':wave:': '👋',
+  ':rocket:': '🚀', ':100:': '💯', ':thinking:': '🤔', ':cry:': '😢', ':ok_hand:': '👌', ':pray:': '🙏',
+};
+const EMOJI_PATTERN = new RegExp(
+  `(^|\\s)(${Object.keys(EMOJI).map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})(?=\\s|$)`, 'g');
+const LINK_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+
+// Message text as DOM nodes: links become anchors (http and https only), shortcodes
+// become emoji; everything else stays text (never parsed as HTML).
+export function richText(text) {
+  const nodes = [];
+  let at = 0;
+  for (const match of text.matchAll(LINK_PATTERN)) {
+    if (match.index > at) nodes.push(document.createTextNode(withEmoji(text.slice(at, match.index))));
+    const link = document.createElement('a');
+    link.href = match[0];
+    link.textContent = match[0];
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+    nodes.push(link);
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) nodes.push(document.createTextNode(withEmoji(text.slice(at))));
+  return nodes;
+}
+
+function withEmoji(text) {
+  return text.replace(EMOJI_PATTERN, (_, space, code) => space + EMOJI[code]);
+}
+
+function setText(element, message) {
+  element.classList.toggle('deleted', !!message.deleted);
+  if (message.deleted) element.replaceChildren('message deleted');
+  else element.replaceChildren(...richText(message.text));
+}
+
+// Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
+// of one already shown. `actions` decides which buttons a message gets:
+// { selfId, isHost, reply(message), edit(message), remove(message) }.
+export function appendChat(log, message, actions = {}) {
+  if (message.kind === 'edit' || message.kind === 'delete') {
+    const item = log.querySelector(`li[data-seq="${message.target_seq}"]`);
+    if (!item) return;
+    const text = item.querySelector('.text');
+    if (message.kind === 'delete') {
+      setText(text, { deleted: true });
+      item.querySelector('.actions')?.remove();
+    } else {
+      setText(text, message);
+      item.querySelector('.author').textContent = `${item.dataset.name} (edited)`;
+    }
+    return;
+  }
   const item = document.createElement('li');
   item.dataset.seq = message.seq;
+  item.dataset.name = message.name;
   const author = document.createElement('span');
   author.className = 'author';
-  author.textContent = message.name;
+  author.textContent = message.edited ? `${message.name} (edited)` : message.name;
+  item.append(author);
+  if (message.reply_to) {
+    const quoted = log.querySelector(`li[data-seq="${message.reply_to}"]`);
+    const quote = document.createElement('span');
+    quote.className = 'reply';
+    quote.textContent = quoted ? `↪ ${quoted.dataset.name}: ${quoted.querySelector('.text').textContent.slice(0, 80)}` : '↪ an earlier message';
+    item.append(quote);
+  }
   const text = document.createElement('span');
   text.className = 'text';
-  text.textContent = message.text;
-  item.append(author, text);
-  log.append(item);
-  log.scrollTop = log.scrollHeight;
+  setText(text, message);
+  item.append(text);
+  if (!message.deleted && actions.selfId) {
+    const mine = message.participant_id === actions.selfId;
+    const bar = document.createElement('span');
+    bar.className = 'actions';
+    bar.append(button('Reply', () => actions.reply?.(message)));
+    if (mine) bar.append(button('Edit', () => actions.edit?.(message)));
+    if (mine || actions.isHost) bar.append(button('Delete', () => actions.remove?.(message)));
+    item.append(bar);
+  }
+  // In seq order: live entries go last, earlier pages go first.
+  const next = [...log.children].find((other) => Number(other.dataset.seq) > message.seq);
+  log.insertBefore(item, next || null);
+  if (!message.earlier) log.scrollTop = log.scrollHeight;
 }

@@ -5,6 +5,7 @@
 //!   typed error and never panics.
 //! - [`sfu`]: the internal gateway -> SFU control API (gRPC).
 //! - [`room`]: the internal gateway -> room service API (gRPC).
+//! - [`chat`]: the internal gateway -> chat service API (gRPC).
 //!
 //! This crate knows nothing about rooms, media or transports; it only defines shapes.
 
@@ -24,4 +25,9 @@ pub mod room {
 pub mod sfu {
     //! Internal SFU control API, `confer.sfu.v1`.
     tonic::include_proto!("confer.sfu.v1");
+}
+
+pub mod chat {
+    //! Internal chat-service API, `confer.chat.v1`.
+    tonic::include_proto!("confer.chat.v1");
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use confer_gateway::{GatewayConfig, LOCAL_SFU, SfuDirectory};
+use confer_gateway::{ChatLink, GatewayConfig, LOCAL_SFU, SfuDirectory};
 use confer_room::api::TenantCreated;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::webhook::WebhookConfig;
@@ -83,6 +83,7 @@ impl TestServer {
             listener,
             Arc::new(room.clone()),
             SfuDirectory::with_local(Arc::new(sfu.clone())),
+            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
             signal,
         ));
         Ok(Self {

@@ -28,6 +28,12 @@ impl SignalClient {
         Ok(())
     }
 
+    /// A binary frame: how a client sends bytes that are not text.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.socket.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
     pub async fn send(&mut self, message: &Value) -> anyhow::Result<()> {
         self.send_text(&message.to_string()).await
     }

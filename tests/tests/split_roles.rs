@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confer_e2e::signal::{SignalClient, client_offer};
-use confer_gateway::{GatewayConfig, SfuDirectory};
+use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
 use confer_room::grpc::GrpcRoom;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::{Backends, RoomConfig};
@@ -55,6 +55,7 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
         http,
         Arc::new(GrpcRoom::connect(room_addr)?),
         SfuDirectory::remote(),
+        ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
         signal,
     ));
 

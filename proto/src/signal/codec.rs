@@ -11,7 +11,7 @@ use super::{ClientMessage, ServerMessage, client_message};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
-const MESSAGE_KEYS: [&str; 10] = [
+const MESSAGE_KEYS: [&str; 13] = [
     "join",
     "trickle",
     "chat",
@@ -22,6 +22,9 @@ const MESSAGE_KEYS: [&str; 10] = [
     "host",
     "set_name",
     "track_settings",
+    "chat_edit",
+    "chat_delete",
+    "chat_history",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -32,8 +32,8 @@ pub enum Command {
     Tenant(TenantArgs),
     /// Mint an access token for joining a room.
     Token(TokenArgs),
-    /// Run the chat service (not built yet).
-    Chat,
+    /// Run the chat service: durable room chat, fanned out to gateways over Redis.
+    Chat(ChatArgs),
     /// Run the SIP gateway (not built yet).
     Sip,
     /// Run the Kubernetes operator (not built yet).
@@ -143,6 +143,26 @@ pub struct GatewayArgs {
     /// This gateway's id (unique per replica; the pod name in Kubernetes).
     #[arg(long, env = "CONFER_GATEWAY_ID")]
     pub gateway_id: Option<String>,
+    /// The chat service's gRPC address (host:port); needs `--redis-url` for its
+    /// fan-out. Without it, chat is kept by this gateway alone, in memory.
+    #[arg(long, env = "CONFER_CHAT_SERVICE", requires = "redis_url")]
+    pub chat_service: Option<String>,
+    /// Redis URL the chat service publishes room chat on.
+    #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// gRPC address to listen on.
+    #[arg(long, env = "CONFER_LISTEN", default_value = "0.0.0.0:7891")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL (or sqlite: for a single replica) for the chat history.
+    #[arg(long, env = "CONFER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Redis URL for the fan-out to gateways (sharded pub/sub, one channel per room).
+    #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
 }
 
 #[derive(Args)]

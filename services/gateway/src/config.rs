@@ -5,8 +5,6 @@
 pub struct GatewayConfig {
     /// This gateway's id: where the room service sends commands for its participants.
     pub gateway_id: String,
-    /// Chat messages kept per room for late joiners.
-    pub chat_history: usize,
     /// The SFU's counters, exported on `/metrics` when it runs in this process.
     pub sfu_stats: Option<confer_sfu::SfuStats>,
 }
@@ -15,7 +13,6 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             gateway_id: format!("gw-{:08x}", rand::random::<u32>()),
-            chat_history: 200,
             sfu_stats: None,
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! - `/v1/signal`: WebSocket signalling ([`session`]): join through the room service
 //!   (tokens, passwords, waiting room), SDP offer/answer with the room's SFU, trickle
-//!   ICE, chat, mute, host controls.
+//!   ICE, chat (through the chat service, fanned out by [`chat`]), mute, host controls.
 //! - `/v1/...`: the tenant REST API ([`api`]), with its OpenAPI document.
 //! - `/r/<room>`: the web app ([`web`]); `/metrics`: Prometheus text ([`metrics`]).
 //!
@@ -11,6 +11,7 @@
 //! ([`sfus`], [`relay`]).
 
 pub mod api;
+mod chat;
 mod commands;
 mod config;
 mod convert;
@@ -29,6 +30,7 @@ use axum::routing::get;
 use confer_room::RoomApi;
 use tokio::sync::watch;
 
+pub use chat::ChatLink;
 pub use config::GatewayConfig;
 pub use sfus::{LOCAL_SFU, SfuDirectory};
 
@@ -37,6 +39,7 @@ pub(crate) struct AppState {
     room: Arc<dyn RoomApi>,
     sfus: SfuDirectory,
     rooms: rooms::Rooms,
+    chat: chat::ChatHub,
     metrics: metrics::Metrics,
 }
 
@@ -46,15 +49,19 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     room: Arc<dyn RoomApi>,
     sfus: SfuDirectory,
+    chat: ChatLink,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let (chat, chat_inputs) = chat::ChatHub::start(chat);
     let state = Arc::new(AppState {
         config,
         room,
         sfus,
         rooms: rooms::Rooms::default(),
+        chat,
         metrics: metrics::Metrics::default(),
     });
+    let hub = tokio::spawn(chat::run_hub(Arc::downgrade(&state), chat_inputs));
     if let Some(local) = state.sfus.local() {
         tokio::spawn(relay::relay_sfu_events(
             Arc::downgrade(&state),
@@ -78,6 +85,7 @@ pub async fn run(
     })
     .await;
     watcher.abort();
+    hub.abort();
     result?;
     Ok(())
 }

@@ -16,6 +16,7 @@ pub(crate) struct Metrics {
     pub(crate) join_failures: AtomicU64,
     pub(crate) signal_errors: AtomicU64,
     pub(crate) chat_messages: AtomicU64,
+    pub(crate) chat_delivered: AtomicU64,
 }
 
 pub(crate) async fn render(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -42,8 +43,14 @@ pub(crate) async fn render(State(state): State<Arc<AppState>>) -> impl IntoRespo
     counter(
         &mut out,
         "confer_gateway_chat_messages_total",
-        "Chat messages relayed.",
+        "Chat messages stored for senders on this gateway.",
         m.chat_messages.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "confer_gateway_chat_deliveries_total",
+        "Chat entries fanned out to this gateway's rooms (once per room).",
+        m.chat_delivered.load(Relaxed),
     );
     gauge(
         &mut out,

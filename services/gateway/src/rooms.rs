@@ -1,11 +1,10 @@
-//! This gateway's sessions, by participant id, and the recent chat of the rooms they
-//! are in. Who is in a room (across gateways) is the room service's business; this is
+//! This gateway's sessions, by participant id, and the rooms they are in. Who is in a room (across gateways) is the room service's business; this is
 //! only where to deliver what concerns a local participant.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use confer_proto::signal::{ChatMessage, ServerMessage, server_message::Msg};
+use confer_proto::signal::{ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
 
 use crate::session::SessionEvent;
@@ -21,15 +20,8 @@ struct Local {
 }
 
 #[derive(Default)]
-struct Chat {
-    history: VecDeque<ChatMessage>,
-    next_seq: u64,
-}
-
-#[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Local>,
-    chats: HashMap<String, Chat>,
 }
 
 #[derive(Default)]
@@ -63,35 +55,17 @@ impl Rooms {
         );
     }
 
-    /// The session is in room `key` now; returns the room's recent chat.
-    pub(crate) fn enter(&self, id: &str, key: &str, name: &str) -> Vec<ChatMessage> {
+    /// The session is in room `key` now.
+    pub(crate) fn enter(&self, id: &str, key: &str, name: &str) {
         let mut inner = self.lock();
         if let Some(local) = inner.sessions.get_mut(id) {
             local.room = Some(key.to_owned());
             name.clone_into(&mut local.name);
         }
-        inner
-            .chats
-            .get(key)
-            .map(|chat| chat.history.iter().cloned().collect())
-            .unwrap_or_default()
     }
 
-    /// Forgets a session; drops the room's chat when it was the last one here.
     pub(crate) fn unregister(&self, id: &str) {
-        let mut inner = self.lock();
-        let Some(local) = inner.sessions.remove(id) else {
-            return;
-        };
-        if let Some(room) = local.room {
-            let still_used = inner
-                .sessions
-                .values()
-                .any(|other| other.room.as_deref() == Some(room.as_str()));
-            if !still_used {
-                inner.chats.remove(&room);
-            }
-        }
+        self.lock().sessions.remove(id);
     }
 
     pub(crate) fn is_local(&self, id: &str) -> bool {
@@ -119,42 +93,6 @@ impl Rooms {
                 let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
             }
         }
-    }
-
-    /// Records a chat message from `id` and delivers it to the room's members here.
-    pub(crate) fn chat(
-        &self,
-        id: &str,
-        text: String,
-        now_ms: u64,
-        history: usize,
-    ) -> Option<ChatMessage> {
-        let mut inner = self.lock();
-        let local = inner.sessions.get(id)?;
-        let room = local.room.clone()?;
-        let name = local.name.clone();
-        let chat = inner.chats.entry(room.clone()).or_default();
-        chat.next_seq += 1;
-        let entry = ChatMessage {
-            seq: chat.next_seq,
-            participant_id: id.to_owned(),
-            name,
-            text,
-            sent_at_ms: now_ms,
-        };
-        chat.history.push_back(entry.clone());
-        while chat.history.len() > history {
-            chat.history.pop_front();
-        }
-        let delivery = message(Msg::Chat(entry.clone()));
-        for local in inner.sessions.values() {
-            if local.room.as_deref() == Some(room.as_str()) {
-                let _ = local
-                    .tx
-                    .send(SessionEvent::Push(Box::new(delivery.clone())));
-            }
-        }
-        Some(entry)
     }
 
     pub(crate) fn n_participants(&self) -> usize {

@@ -10,11 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use confer_chat::{ChatAction, ChatError, Page, SendRequest};
 use confer_proto::signal::{
     self, ClientMessage, Join, ServerMessage, client_message, server_message::Msg,
 };
@@ -30,9 +30,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::AppState;
+use crate::chat;
 use crate::convert;
 
-const MAX_CHAT_CHARS: usize = 4000;
+/// Chat entries sent with `joined`.
+const JOIN_HISTORY: u32 = 50;
 
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -82,6 +84,15 @@ impl From<SfuError> for Reject {
     }
 }
 
+impl From<ChatError> for Reject {
+    fn from(err: ChatError) -> Self {
+        Reject {
+            code: err.code,
+            message: err.message,
+        }
+    }
+}
+
 impl From<RoomError> for Reject {
     fn from(err: RoomError) -> Self {
         Reject {
@@ -107,6 +118,8 @@ struct Member {
     has_peer: bool,
     /// The room's setting; hosts may share regardless.
     allow_screen_share: bool,
+    /// Receiving the room's chat through the gateway's hub.
+    in_chat: bool,
 }
 
 impl Member {
@@ -127,6 +140,8 @@ struct Session {
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     client_addr: IpAddr,
     member: Option<Member>,
+    /// The last chat seq sent to the client: every entry goes out once, in order.
+    chat_seen: u64,
 }
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
@@ -148,6 +163,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
         events_tx,
         client_addr,
         member: None,
+        chat_seen: 0,
     };
     loop {
         let flow = tokio::select! {
@@ -161,7 +177,8 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
                 match decode_client_message(&bytes) {
                     Ok(message) => session.handle(message).await,
                     Err(err) => {
-                        session.reply_error(String::new(), Reject::new(err.code(), err.to_string()));
+                        let request_id = request_id_of(&bytes);
+                        session.reply_error(request_id, Reject::new(err.code(), err.to_string()));
                         ControlFlow::Continue(())
                     }
                 }
@@ -207,7 +224,25 @@ impl Session {
             In::Join(join) => self.join(&request_id, join).await,
             In::Offer(offer) => self.offer(&request_id, offer.sdp).await,
             In::Trickle(trickle) => self.trickle(trickle).await,
-            In::Chat(chat) => self.chat(chat.text),
+            In::Chat(chat) => {
+                let action = ChatAction::Text {
+                    text: chat.text,
+                    reply_to: chat.reply_to,
+                };
+                self.send_chat(&request_id, chat.client_id, action).await
+            }
+            In::ChatEdit(edit) => {
+                let action = ChatAction::Edit {
+                    seq: edit.seq,
+                    text: edit.text,
+                };
+                self.send_chat(&request_id, String::new(), action).await
+            }
+            In::ChatDelete(delete) => {
+                let action = ChatAction::Delete { seq: delete.seq };
+                self.send_chat(&request_id, String::new(), action).await
+            }
+            In::ChatHistory(page) => self.chat_history(&request_id, page).await,
             In::Mute(mute) => self.mute(&mute.kind, mute.muted).await,
             In::SetName(set) => {
                 self.self_update(&request_id, SelfUpdate::Name { name: set.name })
@@ -236,6 +271,13 @@ impl Session {
                 if let Some(Msg::RoomState(state)) = &msg.msg {
                     self.apply_screen_share_setting(state.allow_screen_share)
                         .await;
+                }
+                if let Some(Msg::Chat(entry)) = &msg.msg {
+                    self.deliver_chat(entry.seq).await;
+                    if entry.seq != self.chat_seen + 1 {
+                        return ControlFlow::Continue(());
+                    }
+                    self.chat_seen = entry.seq;
                 }
                 let _ = self.outbox.send(*msg);
             }
@@ -379,6 +421,7 @@ impl Session {
             sfu: None,
             has_peer: false,
             allow_screen_share: true,
+            in_chat: false,
             id,
         });
         match decision.admission {
@@ -418,10 +461,28 @@ impl Session {
             None => None,
         };
         let member = self.member()?;
-        let chat_history = self
-            .state
-            .rooms
-            .enter(&member.id, &member.key, &member.info.name);
+        let (id, key, name) = (
+            member.id.clone(),
+            member.key.clone(),
+            member.info.name.clone(),
+        );
+        // Registered for the room's pushes before its history is read: nothing falls
+        // between the two (`on_event` drops the overlap).
+        self.state.rooms.enter(&id, &key, &name);
+        let (chat_history, chat_history_more) =
+            match self.state.chat.enter(&key, JOIN_HISTORY).await {
+                Ok(page) => page,
+                Err(err) => {
+                    // Media works without chat; the client pages history in later.
+                    tracing::warn!(room = %key, error = %err, "chat history unavailable at join");
+                    (Vec::new(), false)
+                }
+            };
+        self.chat_seen = chat_history.last().map_or(0, |e| e.seq);
+        if let Some(member) = self.member.as_mut() {
+            member.in_chat = true;
+        }
+        let member = self.member()?;
         info!(participant = %member.id, room = %member.key, sfu = %admission.placement.sfu, "joined");
         self.send(
             member.join_request.clone(),
@@ -433,7 +494,8 @@ impl Session {
                     sdp,
                 }),
                 participants: admission.others.iter().map(convert::participant).collect(),
-                chat_history,
+                chat_history: chat_history.into_iter().map(chat::to_message).collect(),
+                chat_history_more,
                 ice_servers: member.ice_servers.clone(),
                 room_state: Some(convert::room_state(&admission.settings)),
             }),
@@ -521,31 +583,115 @@ impl Session {
             .map_err(Reject::from)
     }
 
-    fn chat(&self, text: String) -> Result<(), Reject> {
+    /// Stores a chat action through the chat service; answers `chat_sent` once durable.
+    /// The entry itself reaches every member, the sender too, through the hub.
+    async fn send_chat(
+        &self,
+        request_id: &str,
+        client_id: String,
+        action: ChatAction,
+    ) -> Result<(), Reject> {
         let member = self.member()?;
+        if !member.in_chat {
+            return Err(Reject::new("not_joined", "join a room first"));
+        }
         if !member.info.permissions.can_publish_data {
             return Err(Reject::new(
                 "permission_denied",
                 "you may not send messages here",
             ));
         }
-        let text = text.trim().to_owned();
-        if text.is_empty() {
-            return Err(Reject::new("invalid_message", "chat text is empty"));
+        let request = SendRequest {
+            room: member.key.clone(),
+            sender_id: member.id.clone(),
+            sender_name: member.info.name.clone(),
+            sender_is_host: member.info.role == Role::Host,
+            client_id,
+            action,
+        };
+        let sent = self.state.chat.api.send(request).await?;
+        if !sent.duplicate {
+            self.state.metrics.chat_messages.fetch_add(1, Relaxed);
         }
-        if text.chars().count() > MAX_CHAT_CHARS {
-            return Err(Reject::new(
-                "message_too_large",
-                format!("chat text is longer than {MAX_CHAT_CHARS} characters"),
-            ));
-        }
-        let now_ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
-        self.state
-            .rooms
-            .chat(&member.id, text, now_ms, self.state.config.chat_history)
-            .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
-        self.state.metrics.chat_messages.fetch_add(1, Relaxed);
+        self.send(
+            request_id.to_owned(),
+            Msg::ChatSent(signal::ChatSent {
+                client_id: sent.entry.client_id,
+                seq: sent.entry.seq,
+            }),
+        );
         Ok(())
+    }
+
+    async fn chat_history(
+        &self,
+        request_id: &str,
+        request: signal::ChatHistoryRequest,
+    ) -> Result<(), Reject> {
+        let member = self.member()?;
+        if !member.in_chat {
+            return Err(Reject::new("not_joined", "join a room first"));
+        }
+        let page = if request.after_seq > 0 {
+            Page::After {
+                after: request.after_seq,
+                limit: request.limit,
+            }
+        } else {
+            Page::Before {
+                before: request.before_seq,
+                limit: request.limit,
+            }
+        };
+        let page = self
+            .state
+            .chat
+            .api
+            .history(member.key.clone(), page)
+            .await?;
+        self.send(
+            request_id.to_owned(),
+            Msg::ChatHistory(signal::ChatHistory {
+                messages: page.entries.into_iter().map(chat::to_message).collect(),
+                more: page.more,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Before entry `seq` goes out: the entries between the last one sent and it, read
+    /// from history (rare: the hub delivers in order; this covers a join's overlap).
+    async fn deliver_chat(&mut self, seq: u64) {
+        if seq <= self.chat_seen + 1 {
+            return;
+        }
+        let Some(key) = self
+            .member
+            .as_ref()
+            .filter(|m| m.in_chat)
+            .map(|m| m.key.clone())
+        else {
+            return;
+        };
+        while self.chat_seen + 1 < seq {
+            let page = Page::After {
+                after: self.chat_seen,
+                limit: confer_chat::api::MAX_PAGE,
+            };
+            let Ok(page) = self.state.chat.api.history(key.clone(), page).await else {
+                return;
+            };
+            let before = self.chat_seen;
+            for entry in page.entries.into_iter().take_while(|e| e.seq < seq) {
+                if entry.seq == self.chat_seen + 1 {
+                    self.chat_seen = entry.seq;
+                    self.send(String::new(), Msg::Chat(chat::to_message(entry)));
+                }
+            }
+            if self.chat_seen == before {
+                return;
+            }
+        }
     }
 
     async fn mute(&mut self, kind: &str, muted: bool) -> Result<(), Reject> {
@@ -581,6 +727,9 @@ impl Session {
             return;
         };
         self.state.rooms.unregister(&member.id);
+        if member.in_chat {
+            self.state.chat.leave(&member.key);
+        }
         if let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer) {
             // The peer may already be gone (its connection died first).
             let _ = sfu.remove_peer(ParticipantId::new(member.id.clone())).await;
@@ -695,14 +844,22 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
     })
 }
 
-fn new_participant_id() -> String {
-    format!("PA_{:016x}", rand::random::<u64>())
+/// The `request_id` of a frame the decoder refused, when it has a readable one, so the
+/// client can match the error to its request.
+fn request_id_of(frame: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        request_id: String,
+    }
+    serde_json::from_slice::<Envelope>(frame)
+        .map(|e| e.request_id)
+        .ok()
+        .filter(|id| id.len() <= 64)
+        .unwrap_or_default()
 }
 
-fn unix_now() -> std::time::Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+fn new_participant_id() -> String {
+    format!("PA_{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]

@@ -117,6 +117,6 @@ proptest! {
     fn chat_text_round_trips(text in "\\PC{0,200}") {
         let frame = serde_json::json!({"request_id": "r", "chat": {"text": text}}).to_string();
         let message = decode_client_message(frame.as_bytes()).expect("valid chat decodes");
-        prop_assert_eq!(message.msg, Some(Msg::Chat(crate::signal::SendChat { text })));
+        prop_assert_eq!(message.msg, Some(Msg::Chat(crate::signal::SendChat { text, ..Default::default() })));
     }
 }

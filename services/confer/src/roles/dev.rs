@@ -1,10 +1,10 @@
-//! `confer dev`: gateway, room service and SFU in one process on embedded defaults
-//! (SQLite in memory, live state in memory, one SFU).
+//! `confer dev`: gateway, room service, chat service and SFU in one process on embedded
+//! defaults (SQLite in memory, live state and chat fan-out in memory, one SFU).
 
 use std::sync::Arc;
 
 use base64::Engine as _;
-use confer_gateway::{GatewayConfig, LOCAL_SFU, SfuDirectory};
+use confer_gateway::{ChatLink, GatewayConfig, LOCAL_SFU, SfuDirectory};
 use confer_room::api::TenantCreated;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::store::MasterKey;
@@ -56,6 +56,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     room.store()
         .ensure_tenant(&dev_tenant, "Development")
         .await?;
+    let chat_service = confer_chat::connect(&args.database_url, None).await?;
+    chat_service.spawn_expiry(shutdown.clone());
+    let chat = ChatLink::local(chat_service);
     let listener = super::bind(args.listen).await?;
     let http = listener.local_addr()?;
     let gateway = GatewayConfig {
@@ -79,6 +82,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         listener,
         Arc::new(room),
         SfuDirectory::with_local(Arc::new(sfu)),
+        chat,
         shutdown,
     )
     .await

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use confer_gateway::{GatewayConfig, SfuDirectory};
+use confer_chat::grpc::GrpcChat;
+use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
 use confer_room::grpc::GrpcRoom;
 use tracing::info;
 
@@ -17,12 +18,23 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(id) = args.gateway_id {
         config.gateway_id = id;
     }
+    let chat = match (&args.chat_service, &args.redis_url) {
+        (Some(addr), Some(redis)) => ChatLink {
+            api: Arc::new(GrpcChat::connect(addr)?),
+            bus: confer_chat::Bus::redis(redis)?,
+        },
+        _ => {
+            tracing::warn!("no --chat-service: chat is kept by this gateway alone, in memory");
+            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?)
+        }
+    };
     info!(http = %listener.local_addr()?, room = %args.room_service, gateway = %config.gateway_id, "gateway ready");
     confer_gateway::run(
         config,
         listener,
         Arc::new(room),
         SfuDirectory::remote(),
+        chat,
         shutdown,
     )
     .await

@@ -1,5 +1,6 @@
 //! What each subcommand does: one module per role.
 
+mod chat;
 mod dev;
 mod gateway;
 mod room;
@@ -39,7 +40,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Room(args) => block_on(room::run(args)),
         Command::Tenant(args) => block_on(tenant::run(args)),
         Command::Token(args) => token::run(args),
-        Command::Chat => return not_built("chat"),
+        Command::Chat(args) => block_on(chat::run(args)),
         Command::Sip => return not_built("sip"),
         Command::Operator => return not_built("operator"),
         Command::Crd => return not_built("crd"),

@@ -1,0 +1,96 @@
+//! Fan-out of stored entries to the gateways that hold members of a room: Redis sharded
+//! pub/sub (one channel per room, `SPUBLISH` / `SSUBSCRIBE`) across processes, a
+//! broadcast channel inside `confer dev`.
+//!
+//! A gateway runs one [`Feed`]: it subscribes to the rooms it has members in and gets
+//! their entries as they are published, plus [`FeedEvent::Resync`] whenever entries may
+//! have been missed (the feed reconnected, or fell behind). Delivery through the bus is
+//! best effort; the history store is the truth, and a gateway that sees a gap or a
+//! resync reads the missing entries from it.
+
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::api::ChatEntry;
+
+pub use self::redis::channel_for;
+
+#[derive(Debug, Clone)]
+pub enum FeedEvent {
+    Entry(Arc<ChatEntry>),
+    /// Entries of any subscribed room may have been missed: read what follows the last
+    /// one seen from history.
+    Resync,
+}
+
+#[derive(Debug)]
+pub(crate) enum FeedCommand {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// Where entries are published.
+#[derive(Clone)]
+pub enum Bus {
+    Memory(memory::MemoryBus),
+    Redis(Arc<redis::RedisBus>),
+}
+
+impl Bus {
+    /// The in-process bus of `confer dev`.
+    pub fn memory() -> Self {
+        Bus::Memory(memory::MemoryBus::new())
+    }
+
+    /// Redis at `url` (`redis://…`); connects lazily and reconnects on its own.
+    pub fn redis(url: &str) -> anyhow::Result<Self> {
+        Ok(Bus::Redis(Arc::new(redis::RedisBus::new(url)?)))
+    }
+
+    pub async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
+        match self {
+            Bus::Memory(bus) => {
+                bus.publish(entry);
+                Ok(())
+            }
+            Bus::Redis(bus) => bus.publish(entry).await,
+        }
+    }
+
+    /// Starts a feed (one per gateway); it runs until the returned receiver is dropped.
+    pub fn feed(&self) -> (Feed, mpsc::Receiver<FeedEvent>) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (events, event_rx) = mpsc::channel(4096);
+        match self {
+            Bus::Memory(bus) => {
+                tokio::spawn(memory::run_feed(bus.clone(), command_rx, events));
+            }
+            Bus::Redis(bus) => {
+                tokio::spawn(redis::run_feed(Arc::clone(bus), command_rx, events));
+            }
+        }
+        (Feed { commands }, event_rx)
+    }
+}
+
+/// A gateway's subscriptions.
+#[derive(Clone)]
+pub struct Feed {
+    commands: mpsc::UnboundedSender<FeedCommand>,
+}
+
+impl Feed {
+    pub fn subscribe(&self, room: &str) {
+        let _ = self.commands.send(FeedCommand::Subscribe(room.to_owned()));
+    }
+
+    pub fn unsubscribe(&self, room: &str) {
+        let _ = self
+            .commands
+            .send(FeedCommand::Unsubscribe(room.to_owned()));
+    }
+}

@@ -1,0 +1,198 @@
+//! The bus across processes: Redis sharded pub/sub. Publishing goes through a
+//! reconnecting connection manager; each feed holds one RESP3 connection whose pushes
+//! carry its rooms' entries, and re-subscribes everything (then asks for a resync)
+//! after Redis comes back.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
+use tokio::sync::{OnceCell, mpsc};
+
+use super::{FeedCommand, FeedEvent};
+use crate::api::ChatEntry;
+
+/// The sharded channel of a room's chat.
+pub fn channel_for(room: &str) -> String {
+    format!("confer:chat:{room}")
+}
+
+#[derive(Clone)]
+pub struct RedisBus {
+    client: redis::Client,
+    push_client: redis::Client,
+    publisher: Arc<OnceCell<ConnectionManager>>,
+}
+
+impl RedisBus {
+    pub(super) fn new(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("invalid Redis URL")?;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let push_client = redis::Client::open(format!("{url}{separator}protocol=resp3"))
+            .context("invalid Redis URL")?;
+        Ok(Self {
+            client,
+            push_client,
+            publisher: Arc::new(OnceCell::new()),
+        })
+    }
+
+    async fn publisher(&self) -> anyhow::Result<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let manager = self
+            .publisher
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .context("cannot reach Redis")?;
+        Ok(manager.clone())
+    }
+
+    pub(super) async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
+        let payload = serde_json::to_string(entry)?;
+        let mut conn = self.publisher().await?;
+        let _: i64 = redis::cmd("SPUBLISH")
+            .arg(channel_for(&entry.room))
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .context("SPUBLISH failed")?;
+        Ok(())
+    }
+
+    async fn connect_feed(
+        &self,
+    ) -> anyhow::Result<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>)> {
+        let (pushes, push_rx) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_push_sender(pushes);
+        let conn = self
+            .push_client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .context("cannot reach Redis")?;
+        Ok((conn, push_rx))
+    }
+}
+
+/// One `SSUBSCRIBE`/`SUNSUBSCRIBE` per room: the server confirms each channel with one
+/// push, which the connection takes as the command's reply.
+async fn shard_command(
+    conn: &mut MultiplexedConnection,
+    command: &str,
+    room: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd(command)
+        .arg(channel_for(room))
+        .exec_async(conn)
+        .await
+}
+
+pub(super) async fn run_feed(
+    bus: Arc<RedisBus>,
+    mut commands: mpsc::UnboundedReceiver<FeedCommand>,
+    events: mpsc::Sender<FeedEvent>,
+) {
+    let mut rooms: HashSet<String> = HashSet::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connected = async {
+            let (mut conn, pushes) = bus.connect_feed().await?;
+            for room in &rooms {
+                shard_command(&mut conn, "SSUBSCRIBE", room).await?;
+            }
+            anyhow::Ok((conn, pushes))
+        }
+        .await;
+        let (mut conn, mut pushes) = match connected {
+            Ok(connected) => connected,
+            Err(err) => {
+                tracing::warn!(error = %err, "chat feed cannot subscribe; retrying");
+                // Keep taking commands while Redis is away, so none are lost.
+                let deadline = tokio::time::sleep(backoff);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        () = &mut deadline => break,
+                        command = commands.recv() => match command {
+                            Some(command) => apply(&mut rooms, &command),
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        if events.send(FeedEvent::Resync).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    apply(&mut rooms, &command);
+                    let result = match &command {
+                        FeedCommand::Subscribe(room) => shard_command(&mut conn, "SSUBSCRIBE", room).await,
+                        FeedCommand::Unsubscribe(room) => shard_command(&mut conn, "SUNSUBSCRIBE", room).await,
+                    };
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "chat feed lost Redis; reconnecting");
+                        break;
+                    }
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { break };
+                    match push.kind {
+                        PushKind::SMessage => {
+                            if let Some(entry) = decode(&push.data)
+                                && rooms.contains(&entry.room)
+                                && events.send(FeedEvent::Entry(Arc::new(entry))).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        PushKind::Disconnection => {
+                            tracing::warn!("chat feed lost Redis; reconnecting");
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply(rooms: &mut HashSet<String>, command: &FeedCommand) {
+    match command {
+        FeedCommand::Subscribe(room) => {
+            rooms.insert(room.clone());
+        }
+        FeedCommand::Unsubscribe(room) => {
+            rooms.remove(room);
+        }
+    }
+}
+
+/// `smessage` pushes are `[channel, payload]`; anything else is ignored.
+fn decode(data: &[Value]) -> Option<ChatEntry> {
+    let payload = match data.get(1)? {
+        Value::BulkString(bytes) => bytes.as_slice(),
+        _ => return None,
+    };
+    match serde_json::from_slice(payload) {
+        Ok(entry) => Some(entry),
+        Err(err) => {
+            tracing::warn!(error = %err, "undecodable chat entry on the bus");
+            None
+        }
+    }
+}

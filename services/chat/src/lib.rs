@@ -1,0 +1,34 @@
+//! The chat service: every message of a room is stored (PostgreSQL; SQLite in
+//! `confer dev`) under the room's monotonic sequence number before it is acknowledged,
+//! then published on the room's Redis sharded pub/sub channel to the gateways that hold
+//! its members. Sends are idempotent by client id; history pages back to the first
+//! message; edits and deletes are entries of their own.
+//!
+//! - [`api`]: `ChatApi` and its types, shared by the in-process service and the gRPC
+//!   client.
+//! - [`store`]: the durable history.
+//! - [`bus`]: publishing, and the gateway's [`bus::Feed`].
+
+pub mod api;
+pub mod bus;
+pub mod error;
+pub mod grpc;
+mod service;
+pub mod store;
+mod validate;
+
+pub use api::{ChatAction, ChatApi, ChatEntry, EntryKind, HistoryPage, Page, SendRequest, Sent};
+pub use bus::{Bus, Feed, FeedEvent};
+pub use error::{ChatError, ChatResult, ErrorKind};
+pub use service::ChatService;
+pub use store::Store;
+
+/// Connects the store at `database_url` and the bus (`redis_url`, or in-process).
+pub async fn connect(database_url: &str, redis_url: Option<&str>) -> anyhow::Result<ChatService> {
+    let store = Store::connect(database_url).await?;
+    let bus = match redis_url {
+        Some(url) => Bus::redis(url)?,
+        None => Bus::memory(),
+    };
+    Ok(ChatService::new(store, bus))
+}

@@ -1,0 +1,117 @@
+//! The chat service: validate, store, then publish.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::api::{BoxFuture, ChatApi, ChatEntry, HistoryPage, Page, SendRequest, Sent};
+use crate::bus::Bus;
+use crate::error::{ChatError, ChatResult};
+use crate::store::{Store, Stored};
+use crate::validate;
+
+/// How long a failed publish is retried; gateways that miss it read it from history
+/// at the next entry or resync anyway.
+const REPUBLISH_FOR: Duration = Duration::from_secs(30);
+/// How often entries past their room's retention are deleted.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct ChatService {
+    store: Store,
+    bus: Bus,
+}
+
+impl ChatService {
+    pub fn new(store: Store, bus: Bus) -> Self {
+        Self { store, bus }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Deletes expired entries every minute until `shutdown` fires.
+    pub fn spawn_expiry(&self, mut shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EXPIRE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                match store.expire(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "expired chat entries"),
+                    Err(err) => tracing::warn!(error = %err, "chat expiry failed"),
+                }
+            }
+        });
+    }
+
+    async fn publish(&self, entry: ChatEntry) {
+        if let Err(err) = self.bus.publish(&entry).await {
+            tracing::warn!(error = %err, room = %entry.room, seq = entry.seq, "chat publish failed; retrying");
+            let bus = self.bus.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let mut wait = Duration::from_millis(100);
+                while started.elapsed() < REPUBLISH_FOR {
+                    tokio::time::sleep(wait).await;
+                    if bus.publish(&entry).await.is_ok() {
+                        return;
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            });
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl ChatApi for ChatService {
+    fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
+        Box::pin(async move {
+            validate::action(&req.action)?;
+            validate::client_id(&req.client_id)?;
+            if req.room.is_empty() || req.sender_id.is_empty() {
+                return Err(ChatError::invalid(
+                    "invalid_request",
+                    "room and sender are required",
+                ));
+            }
+            match self.store.append(&req, now_ms()).await? {
+                Stored::New(entry) => {
+                    self.publish(entry.clone()).await;
+                    Ok(Sent {
+                        entry,
+                        duplicate: false,
+                    })
+                }
+                Stored::Duplicate(entry) => Ok(Sent {
+                    entry,
+                    duplicate: true,
+                }),
+            }
+        })
+    }
+
+    fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {
+        Box::pin(async move { self.store.history(&room, validate::page(page)).await })
+    }
+
+    fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move { self.store.set_retention(&room, secs).await })
+    }
+
+    fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move { self.store.delete_room(&room).await })
+    }
+}

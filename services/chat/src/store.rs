@@ -1,0 +1,375 @@
+//! Durable chat: every entry of a room under the room's monotonic sequence number.
+//! PostgreSQL in production, SQLite in `confer dev`, over sqlx's `Any` driver (`$n`
+//! placeholders work on both). A send is one transaction: the room row is locked while
+//! its next number is taken, so numbers are gap-free and committed in order.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row as _};
+
+use crate::api::{ChatAction, ChatEntry, EntryKind, HistoryPage, Page, SendRequest};
+use crate::error::{ChatError, ChatResult};
+
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_chat.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_chat.sql"))];
+
+/// An entry's columns, in the order `entry` reads them.
+macro_rules! columns {
+    () => {
+        "room, seq, kind, sender_id, sender_name, body, client_id, reply_to, target_seq, sent_at_ms, edited, deleted"
+    };
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// The outcome of storing a send.
+pub(crate) enum Stored {
+    New(ChatEntry),
+    /// The sender's client id was stored before: this is that entry.
+    Duplicate(ChatEntry),
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`) and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 16 })
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .with_context(|| {
+                format!("failed to connect to the chat database at {}", redact(url))
+            })?;
+        let store = Self { pool };
+        store
+            .migrate(if sqlite {
+                SQLITE_MIGRATIONS
+            } else {
+                POSTGRES_MIGRATIONS
+            })
+            .await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS confer_chat_migrations (version BIGINT PRIMARY KEY)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, sql) in migrations {
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM confer_chat_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("chat migration {version} failed"))?;
+            }
+            // Two replicas starting together: the loser's insert fails and rolls back.
+            sqlx::query("INSERT INTO confer_chat_migrations (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("chat migration {version} raced another instance"))?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores `req` under the room's next number, or returns what the same client id
+    /// stored before. Nothing is written unless all of it is.
+    pub(crate) async fn append(&self, req: &SendRequest, now_ms: u64) -> ChatResult<Stored> {
+        if let Some(entry) = self.by_client_id(req).await? {
+            return Ok(Stored::Duplicate(entry));
+        }
+        match self.append_new(req, now_ms).await {
+            // A concurrent resend with the same client id won the race.
+            Err(err) if err.code == "duplicate_client_id" => self
+                .by_client_id(req)
+                .await?
+                .map(Stored::Duplicate)
+                .ok_or(err),
+            other => other.map(Stored::New),
+        }
+    }
+
+    async fn by_client_id(&self, req: &SendRequest) -> ChatResult<Option<ChatEntry>> {
+        if req.client_id.is_empty() {
+            return Ok(None);
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM chat_entries WHERE room = $1 AND sender_id = $2 AND client_id = $3"
+        ))
+        .bind(&req.room)
+        .bind(&req.sender_id)
+        .bind(&req.client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(ChatError::store)?;
+        row.map(|row| entry(&row)).transpose()
+    }
+
+    async fn append_new(&self, req: &SendRequest, now_ms: u64) -> ChatResult<ChatEntry> {
+        let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
+        sqlx::query(
+            "INSERT INTO chat_rooms (room, last_seq) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
+        )
+        .bind(&req.room)
+        .execute(&mut *tx)
+        .await
+        .map_err(ChatError::store)?;
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE room = $1 RETURNING last_seq",
+        )
+        .bind(&req.room)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(ChatError::store)?;
+        let (kind, text, reply_to, target) = match &req.action {
+            ChatAction::Text { text, reply_to } => (EntryKind::Text, text.clone(), *reply_to, 0),
+            ChatAction::Edit { seq, text } => (EntryKind::Edit, text.clone(), 0, *seq),
+            ChatAction::Delete { seq } => (EntryKind::Delete, String::new(), 0, *seq),
+        };
+        if kind != EntryKind::Text {
+            amend_target(&mut tx, req, target, &text).await?;
+        }
+        // Without a client id the entry is still unique per sender: its own number.
+        let client_id = if req.client_id.is_empty() {
+            format!("~{seq}")
+        } else {
+            req.client_id.clone()
+        };
+        let entry = ChatEntry {
+            room: req.room.clone(),
+            seq: seq as u64,
+            kind,
+            sender_id: req.sender_id.clone(),
+            sender_name: req.sender_name.clone(),
+            text,
+            client_id,
+            reply_to,
+            target_seq: target,
+            sent_at_ms: now_ms,
+            edited: false,
+            deleted: false,
+        };
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO chat_entries (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0)"
+        ))
+        .bind(&entry.room)
+        .bind(seq)
+        .bind(kind.as_str())
+        .bind(&entry.sender_id)
+        .bind(&entry.sender_name)
+        .bind(&entry.text)
+        .bind(&entry.client_id)
+        .bind(entry.reply_to as i64)
+        .bind(entry.target_seq as i64)
+        .bind(entry.sent_at_ms as i64)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(ChatError::invalid(
+                    "duplicate_client_id",
+                    "this client id was stored already",
+                ));
+            }
+            Err(err) => return Err(ChatError::store(err)),
+        }
+        tx.commit().await.map_err(ChatError::store)?;
+        Ok(entry)
+    }
+
+    pub(crate) async fn history(&self, room: &str, page: Page) -> ChatResult<HistoryPage> {
+        let (sql, bound, limit, newest_first) = match page {
+            Page::Before { before, limit } => (
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM chat_entries WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                ),
+                if before == 0 { i64::MAX } else { before as i64 },
+                limit,
+                true,
+            ),
+            Page::After { after, limit } => (
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM chat_entries WHERE room = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+                ),
+                after.min(i64::MAX as u64) as i64,
+                limit,
+                false,
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(room)
+            .bind(bound)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(ChatError::store)?;
+        let more = rows.len() > limit as usize;
+        let mut entries = rows
+            .iter()
+            .take(limit as usize)
+            .map(entry)
+            .collect::<ChatResult<Vec<_>>>()?;
+        if newest_first {
+            entries.reverse();
+        }
+        Ok(HistoryPage { entries, more })
+    }
+
+    pub(crate) async fn set_retention(&self, room: &str, secs: u64) -> ChatResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_rooms (room, last_seq, retention_secs) VALUES ($1, 0, $2) \
+             ON CONFLICT (room) DO UPDATE SET retention_secs = $2",
+        )
+        .bind(room)
+        .bind(secs.min(i64::MAX as u64) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(ChatError::store)?;
+        Ok(())
+    }
+
+    /// Deletes entries older than their room's retention; returns how many.
+    pub(crate) async fn expire(&self, now_ms: u64) -> ChatResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM chat_entries WHERE room IN (SELECT room FROM chat_rooms WHERE retention_secs > 0) \
+             AND sent_at_ms < $1 - 1000 * (SELECT retention_secs FROM chat_rooms WHERE chat_rooms.room = chat_entries.room)",
+        )
+        .bind(now_ms as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(ChatError::store)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn delete_room(&self, room: &str) -> ChatResult<()> {
+        let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
+        for sql in [
+            "DELETE FROM chat_entries WHERE room = $1",
+            "DELETE FROM chat_rooms WHERE room = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(room)
+                .execute(&mut *tx)
+                .await
+                .map_err(ChatError::store)?;
+        }
+        tx.commit().await.map_err(ChatError::store)
+    }
+}
+
+/// An edit or delete changes its target in the same transaction: only a message (not
+/// an edit or delete), not deleted; edits by the author, deletes by the author or a host.
+async fn amend_target(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    req: &SendRequest,
+    target: u64,
+    text: &str,
+) -> ChatResult<()> {
+    let row = sqlx::query(
+        "SELECT kind, sender_id, deleted FROM chat_entries WHERE room = $1 AND seq = $2",
+    )
+    .bind(&req.room)
+    .bind(target as i64)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(ChatError::store)?;
+    let Some(row) = row else {
+        return Err(ChatError::not_found(
+            "message_not_found",
+            format!("no message {target} in this room"),
+        ));
+    };
+    let kind: String = row.try_get(0).map_err(ChatError::internal)?;
+    let author: String = row.try_get(1).map_err(ChatError::internal)?;
+    let deleted: i64 = row.try_get(2).map_err(ChatError::internal)?;
+    if kind != EntryKind::Text.as_str() || deleted != 0 {
+        return Err(ChatError::not_found(
+            "message_not_found",
+            format!("message {target} cannot be changed"),
+        ));
+    }
+    let deleting = matches!(req.action, ChatAction::Delete { .. });
+    let allowed = author == req.sender_id || (deleting && req.sender_is_host);
+    if !allowed {
+        return Err(ChatError::forbidden(
+            "not_author",
+            if deleting {
+                "only the author or a host can delete a message"
+            } else {
+                "only the author can edit a message"
+            },
+        ));
+    }
+    let sql = if deleting {
+        "UPDATE chat_entries SET deleted = 1, body = '' WHERE room = $1 AND seq = $2"
+    } else {
+        "UPDATE chat_entries SET edited = 1, body = $3 WHERE room = $1 AND seq = $2"
+    };
+    let mut query = sqlx::query(sql).bind(&req.room).bind(target as i64);
+    if !deleting {
+        query = query.bind(text);
+    }
+    query.execute(&mut **tx).await.map_err(ChatError::store)?;
+    Ok(())
+}
+
+fn entry(row: &AnyRow) -> ChatResult<ChatEntry> {
+    let get_i64 = |i: usize| row.try_get::<i64, _>(i).map_err(ChatError::internal);
+    let get_str = |i: usize| row.try_get::<String, _>(i).map_err(ChatError::internal);
+    let kind = get_str(2)?;
+    Ok(ChatEntry {
+        room: get_str(0)?,
+        seq: get_i64(1)? as u64,
+        kind: EntryKind::parse(&kind)
+            .ok_or_else(|| ChatError::internal(format!("stored entry of unknown kind {kind}")))?,
+        sender_id: get_str(3)?,
+        sender_name: get_str(4)?,
+        text: get_str(5)?,
+        client_id: get_str(6)?,
+        reply_to: get_i64(7)? as u64,
+        target_seq: get_i64(8)? as u64,
+        sent_at_ms: get_i64(9)? as u64,
+        edited: get_i64(10)? != 0,
+        deleted: get_i64(11)? != 0,
+    })
+}
+
+/// `url` without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

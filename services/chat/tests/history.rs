@@ -1,0 +1,349 @@
+//! The chat service on real PostgreSQL (and on SQLite, as `confer dev` runs it):
+//! gap-free per-room numbering under concurrent senders, idempotent resends, paging
+//! back to the first message, edit/delete rules, bad input, and a database outage that
+//! refuses sends without losing or half-writing anything.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use confer_chat::{
+    ChatAction, ChatApi, ChatEntry, ChatService, EntryKind, HistoryPage, Page, SendRequest,
+};
+
+fn text(room: &str, sender: &str, client_id: &str, text: &str) -> SendRequest {
+    SendRequest {
+        room: room.into(),
+        sender_id: sender.into(),
+        sender_name: sender.to_uppercase(),
+        sender_is_host: false,
+        client_id: client_id.into(),
+        action: ChatAction::Text {
+            text: text.into(),
+            reply_to: 0,
+        },
+    }
+}
+
+async fn all(chat: &ChatService, room: &str) -> anyhow::Result<Vec<ChatEntry>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let HistoryPage { entries, more } = chat
+            .history(room.into(), Page::After { after, limit: 200 })
+            .await?;
+        after = entries.last().map_or(after, |e| e.seq);
+        out.extend(entries);
+        if !more {
+            return Ok(out);
+        }
+    }
+}
+
+async fn services() -> anyhow::Result<Vec<(&'static str, ChatService)>> {
+    Ok(vec![
+        (
+            "sqlite",
+            confer_chat::connect("sqlite::memory:", None).await?,
+        ),
+        (
+            "postgres",
+            confer_chat::connect(&support::fresh_postgres().await?, None).await?,
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbering_resends_and_paging() -> anyhow::Result<()> {
+    for (db, chat) in services().await? {
+        for i in 1..=120u64 {
+            let sent = chat
+                .send(text("t/r", "ada", &format!("m{i}"), &format!("hello {i}")))
+                .await?;
+            assert_eq!(sent.entry.seq, i, "{db}: seq {i}");
+            assert!(!sent.duplicate);
+        }
+        // A resend after a lost ack: the same entry, nothing new stored.
+        let again = chat.send(text("t/r", "ada", "m7", "hello 7")).await?;
+        assert!(again.duplicate, "{db}");
+        assert_eq!(again.entry.seq, 7);
+        // The same client id from another sender is another message.
+        let bob = chat.send(text("t/r", "bob", "m7", "mine")).await?;
+        assert_eq!(bob.entry.seq, 121, "{db}");
+        // Another room numbers from 1.
+        assert_eq!(
+            chat.send(text("t/other", "ada", "", "x")).await?.entry.seq,
+            1
+        );
+
+        // A late joiner's page: the newest 50, oldest first, with more before.
+        let page = chat
+            .history(
+                "t/r".into(),
+                Page::Before {
+                    before: 0,
+                    limit: 50,
+                },
+            )
+            .await?;
+        assert!(page.more);
+        let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (72..=121).collect::<Vec<_>>(), "{db}");
+        // Paging back reaches the first message.
+        let mut before = seqs[0];
+        let mut pages = 1;
+        loop {
+            let page = chat
+                .history("t/r".into(), Page::Before { before, limit: 50 })
+                .await?;
+            pages += 1;
+            before = page.entries[0].seq;
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!((before, pages), (1, 3), "{db}");
+        let first = &chat
+            .history(
+                "t/r".into(),
+                Page::Before {
+                    before: 2,
+                    limit: 1,
+                },
+            )
+            .await?
+            .entries[0];
+        assert_eq!(
+            (first.seq, first.text.as_str(), first.sender_name.as_str()),
+            (1, "hello 1", "ADA")
+        );
+        // A reconnecting client asks for everything after the last seq it saw.
+        let after = chat
+            .history(
+                "t/r".into(),
+                Page::After {
+                    after: 118,
+                    limit: 0,
+                },
+            )
+            .await?;
+        assert_eq!(
+            after.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![119, 120, 121]
+        );
+        assert!(!after.more);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_get_one_gap_free_sequence() -> anyhow::Result<()> {
+    let chat = Arc::new(confer_chat::connect(&support::fresh_postgres().await?, None).await?);
+    let mut tasks = Vec::new();
+    for sender in 0..8 {
+        let chat = chat.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..60 {
+                let req = text("t/busy", &format!("s{sender}"), &format!("c{i}"), "hi");
+                seqs.push(chat.send(req.clone()).await?.entry.seq);
+                // Every fifth send is resent, as after a lost ack.
+                if i % 5 == 0 {
+                    let again = chat.send(req).await?;
+                    anyhow::ensure!(
+                        again.duplicate && again.entry.seq == *seqs.last().unwrap_or(&0)
+                    );
+                }
+            }
+            anyhow::Ok(seqs)
+        }));
+    }
+    let mut acked = BTreeSet::new();
+    for task in tasks {
+        for seq in task.await?? {
+            assert!(acked.insert(seq), "seq {seq} acknowledged twice");
+        }
+    }
+    assert_eq!(acked, (1..=480).collect::<BTreeSet<u64>>());
+    let stored = all(&chat, "t/busy").await?;
+    assert_eq!(stored.len(), 480);
+    assert!(stored.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_by_author_or_host() -> anyhow::Result<()> {
+    for (db, chat) in services().await? {
+        let first = chat.send(text("t/e", "ada", "a1", "helo")).await?.entry.seq;
+        let change = |sender: &str, host: bool, action| SendRequest {
+            sender_is_host: host,
+            action,
+            ..text("t/e", sender, "", "-")
+        };
+        let edit = chat
+            .send(change(
+                "ada",
+                false,
+                ChatAction::Edit {
+                    seq: first,
+                    text: "hello".into(),
+                },
+            ))
+            .await?
+            .entry;
+        assert_eq!(
+            (edit.kind, edit.target_seq, edit.text.as_str()),
+            (EntryKind::Edit, first, "hello")
+        );
+        let refused = chat
+            .send(change(
+                "bob",
+                true,
+                ChatAction::Edit {
+                    seq: first,
+                    text: "hijack".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code, "not_author",
+            "{db}: hosts do not edit others' words"
+        );
+        let refused = chat
+            .send(change("bob", false, ChatAction::Delete { seq: first }))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, "not_author", "{db}");
+        let missing = chat
+            .send(change("ada", false, ChatAction::Delete { seq: 999 }))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code, "message_not_found");
+        // Refusals took no numbers.
+        let deleted = chat
+            .send(change("bob", true, ChatAction::Delete { seq: first }))
+            .await?
+            .entry;
+        assert_eq!((deleted.seq, deleted.kind), (3, EntryKind::Delete), "{db}");
+        let history = all(&chat, "t/e").await?;
+        assert_eq!(history.len(), 3);
+        assert!(
+            history[0].deleted && history[0].edited && history[0].text.is_empty(),
+            "{db}: {:?}",
+            history[0]
+        );
+        let again = chat
+            .send(change(
+                "ada",
+                false,
+                ChatAction::Edit {
+                    seq: first,
+                    text: "x".into(),
+                },
+            ))
+            .await;
+        assert_eq!(
+            again.unwrap_err().code,
+            "message_not_found",
+            "{db}: a deleted message stays deleted"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_stores_nothing() -> anyhow::Result<()> {
+    let chat = confer_chat::connect("sqlite::memory:", None).await?;
+    let cases = [
+        (text("t/b", "ada", "", "   "), "invalid_message"),
+        (
+            text("t/b", "ada", "", &"x".repeat(4001)),
+            "message_too_long",
+        ),
+        (text("t/b", "ada", "", "bell\u{7}"), "invalid_message"),
+        (text("t/b", "ada", "has space", "hi"), "invalid_client_id"),
+        (
+            text("t/b", "ada", &"a".repeat(65), "hi"),
+            "invalid_client_id",
+        ),
+        (text("", "ada", "", "hi"), "invalid_request"),
+    ];
+    for (req, code) in cases {
+        let err = chat.send(req.clone()).await.unwrap_err();
+        assert_eq!(err.code, code, "{req:?}");
+    }
+    assert!(all(&chat, "t/b").await?.is_empty());
+    Ok(())
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn pg_addr(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    let host = rest.split('/').next().unwrap_or(rest);
+    use std::net::ToSocketAddrs as _;
+    host.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no address in {url}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_refuses_sends_and_loses_nothing() -> anyhow::Result<()> {
+    let url = support::fresh_postgres().await?;
+    let proxy = support::Proxy::start(pg_addr(&url)?).await?;
+    let addr = pg_addr(&url)?;
+    let proxied = url.replacen(
+        &format!("{}:{}", addr.ip(), addr.port()),
+        &format!("127.0.0.1:{}", proxy.port),
+        1,
+    );
+    anyhow::ensure!(proxied != url, "the test URL names 127.0.0.1: {url}");
+    let chat = confer_chat::connect(&proxied, None).await?;
+    for i in 1..=5 {
+        chat.send(text("t/o", "ada", &format!("m{i}"), "before"))
+            .await?;
+    }
+    proxy.cut();
+    for i in 6..=8 {
+        let err = chat
+            .send(text("t/o", "ada", &format!("m{i}"), "during"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "chat_unavailable", "{err:?}");
+        assert!(err.message.contains("nothing was stored"), "{err:?}");
+    }
+    proxy.restore();
+    // The client resends what was not acknowledged; numbering continues without a gap.
+    let mut seqs = Vec::new();
+    for i in 6..=8 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let sent = loop {
+            match chat
+                .send(text("t/o", "ada", &format!("m{i}"), "after"))
+                .await
+            {
+                Ok(sent) => break sent,
+                Err(err)
+                    if std::time::Instant::now() < deadline && err.code == "chat_unavailable" =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        assert!(!sent.duplicate, "m{i} was never stored during the outage");
+        seqs.push(sent.entry.seq);
+    }
+    assert_eq!(seqs, vec![6, 7, 8]);
+    let stored = all(&chat, "t/o").await?;
+    let texts: Vec<&str> = stored.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "before", "before", "before", "before", "before", "after", "after", "after"
+        ]
+    );
+    Ok(())
+}

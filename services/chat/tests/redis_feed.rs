@@ -1,0 +1,107 @@
+//! The fan-out bus on a real redis-server: a feed gets its rooms' entries (and only
+//! theirs) over sharded pub/sub, and after Redis restarts it subscribes again and says
+//! so with a resync, so its gateway reads what it missed from history.
+
+mod support;
+
+use std::time::Duration;
+
+use confer_chat::{Bus, ChatEntry, EntryKind, FeedEvent};
+use tokio::sync::mpsc;
+
+fn entry(room: &str, seq: u64) -> ChatEntry {
+    ChatEntry {
+        room: room.into(),
+        seq,
+        kind: EntryKind::Text,
+        sender_id: "ada".into(),
+        sender_name: "Ada".into(),
+        text: format!("#{seq}"),
+        client_id: String::new(),
+        reply_to: 0,
+        target_seq: 0,
+        sent_at_ms: 0,
+        edited: false,
+        deleted: false,
+    }
+}
+
+async fn next(events: &mut mpsc::Receiver<FeedEvent>) -> anyhow::Result<FeedEvent> {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("feed ended"))
+}
+
+/// Publishes `entry` until the feed sees one (a subscription takes a moment), skipping
+/// resyncs; returns the seq received.
+async fn publish_until_seen(
+    bus: &Bus,
+    events: &mut mpsc::Receiver<FeedEvent>,
+    e: &ChatEntry,
+) -> anyhow::Result<u64> {
+    for _ in 0..100 {
+        let _ = bus.publish(e).await;
+        if let Ok(Some(FeedEvent::Entry(got))) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            return Ok(got.seq);
+        }
+    }
+    anyhow::bail!("entry {} never arrived", e.seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyhow::Result<()> {
+    let mut redis = support::RedisServer::start().await?;
+    let bus = Bus::redis(&redis.url())?;
+    let (feed, mut events) = bus.feed();
+    assert!(
+        matches!(next(&mut events).await?, FeedEvent::Resync),
+        "connected"
+    );
+    feed.subscribe("t/a");
+    assert_eq!(
+        publish_until_seen(&bus, &mut events, &entry("t/a", 1)).await?,
+        1
+    );
+    // Another room's entries do not reach this feed; its own keep their order.
+    bus.publish(&entry("t/b", 1)).await?;
+    for seq in 2..=50 {
+        bus.publish(&entry("t/a", seq)).await?;
+    }
+    for seq in 2..=50 {
+        match next(&mut events).await? {
+            FeedEvent::Entry(got) => assert_eq!((got.room.as_str(), got.seq), ("t/a", seq)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    redis.stop();
+    assert!(
+        bus.publish(&entry("t/a", 51)).await.is_err(),
+        "Redis is down"
+    );
+    redis.restart().await?;
+    // The feed reconnects, subscribes again, and asks for a resync.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no resync after the restart"
+        );
+        if matches!(next(&mut events).await?, FeedEvent::Resync) {
+            break;
+        }
+    }
+    assert_eq!(
+        publish_until_seen(&bus, &mut events, &entry("t/a", 52)).await?,
+        52
+    );
+
+    feed.unsubscribe("t/a");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.publish(&entry("t/a", 53)).await?;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+    assert!(quiet.is_err(), "unsubscribed: {quiet:?}");
+    Ok(())
+}
