@@ -7,7 +7,8 @@
 //! - [`room`]: the internal gateway -> room service API (gRPC).
 //! - [`chat`]: the internal gateway -> chat service API (gRPC).
 //!
-//! This crate knows nothing about rooms, media or transports; it only defines shapes.
+//! This crate knows nothing about rooms or media; it defines shapes, plus the one
+//! transport detail every internal gRPC server shares ([`grpc_incoming`]).
 
 pub mod signal {
     //! Client signalling protocol, `confer.signal.v1`.
@@ -30,4 +31,19 @@ pub mod sfu {
 pub mod chat {
     //! Internal chat-service API, `confer.chat.v1`.
     tonic::include_proto!("confer.chat.v1");
+}
+
+/// The connections a gRPC server of the internal APIs accepts on `listener`, with
+/// TCP_NODELAY set: calls are small messages, and Nagle's algorithm would hold an
+/// answer back until the peer acknowledges the previous one (tens of milliseconds
+/// with delayed ACKs).
+pub fn grpc_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }

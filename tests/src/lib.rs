@@ -1,7 +1,9 @@
 //! Harness for the end-to-end suites: start Confer in-process on loopback ports, drive
-//! headless Chromium through chromedriver, speak signalling over a real WebSocket.
+//! headless Chromium through chromedriver, speak signalling over a real WebSocket, and
+//! bring up real PostgreSQL databases and Redis servers.
 
 pub mod audio;
+pub mod backing;
 pub mod browser;
 pub mod room;
 pub mod server;

@@ -19,7 +19,8 @@ pub struct SignalClient {
 
 impl SignalClient {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        // TCP_NODELAY, as browsers do: pipelined requests go out at once.
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
         Ok(Self { socket })
     }
 

@@ -24,7 +24,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = confer_proto::grpc_incoming(listener);
     Server::builder()
         .add_service(ChatServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {

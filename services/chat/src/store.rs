@@ -50,14 +50,24 @@ impl Store {
                 format!("failed to connect to the chat database at {}", redact(url))
             })?;
         let store = Self { pool };
-        store
-            .migrate(if sqlite {
-                SQLITE_MIGRATIONS
-            } else {
-                POSTGRES_MIGRATIONS
-            })
-            .await?;
-        Ok(store)
+        let migrations = if sqlite {
+            SQLITE_MIGRATIONS
+        } else {
+            POSTGRES_MIGRATIONS
+        };
+        // Replicas starting together race to migrate; the losers look again.
+        let mut attempt = 0;
+        loop {
+            match store.migrate(migrations).await {
+                Ok(()) => return Ok(store),
+                Err(err) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %err, attempt, "chat migration raced; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {

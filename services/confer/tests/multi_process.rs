@@ -6,61 +6,17 @@
 //! PostgreSQL and Redis come from CONFER_TEST_DATABASE_URL and CONFER_TEST_REDIS_URL,
 //! which `scripts/test.sh` sets (starting its own servers when none run here).
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::backing::{free_port, fresh_postgres};
 use confer_e2e::signal::{SignalClient, client_offer};
 use serde_json::{Value, json};
-
-const CONFER: &str = env!("CARGO_BIN_EXE_confer");
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Proc> {
-    let mut command = Command::new(CONFER);
-    command
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.env("CONFER_LOG", "warn");
-    Ok(Proc(command.spawn()?))
-}
-
-/// A fresh database on the test PostgreSQL server.
-async fn fresh_database() -> anyhow::Result<String> {
-    let admin = std::env::var("CONFER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("confer_test_{:08x}", rand::random::<u32>());
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    Ok(format!("{base}/{name}"))
-}
+use support::{Proc, create_tenant, spawn};
 
 fn redis_url() -> String {
     std::env::var("CONFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -79,7 +35,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
-        let database = fresh_database().await?;
+        let database = fresh_postgres().await?;
         let master_key =
             base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let env = vec![
@@ -112,27 +68,7 @@ impl Cluster {
             sfu_specs.push(format!("sfu-{run}-{i}@eu=127.0.0.1:{control}"));
         }
         // The tenant, through the operator command, before any service runs.
-        let output = Command::new(CONFER)
-            .args(["tenant", "create", "--name", "Acme"])
-            .envs(env_refs.iter().copied())
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "tenant create: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout)?;
-        let field = |label: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(label))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        let (api_key, api_secret) = (field("api key:"), field("api secret:"));
-        anyhow::ensure!(
-            !api_key.is_empty() && !api_secret.is_empty(),
-            "tenant create printed {text}"
-        );
+        let (api_key, api_secret) = create_tenant(&env_refs)?;
 
         let mut rooms = Vec::new();
         let mut room_args = Vec::new();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use confer_room::RoomApi;
 use tokio::sync::watch;
 
@@ -76,6 +77,13 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok" }))
         .merge(web::routes())
         .with_state(state);
+    // Signalling replies are small writes in quick succession: without TCP_NODELAY,
+    // Nagle's algorithm holds each one back until the previous is acknowledged.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -2,8 +2,6 @@
 //! theirs) over sharded pub/sub, and after Redis restarts it subscribes again and says
 //! so with a resync, so its gateway reads what it missed from history.
 
-mod support;
-
 use std::time::Duration;
 
 use confer_chat::{Bus, ChatEntry, EntryKind, FeedEvent};
@@ -52,7 +50,7 @@ async fn publish_until_seen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyhow::Result<()> {
-    let mut redis = support::RedisServer::start().await?;
+    let mut redis = confer_e2e::backing::RedisServer::start().await?;
     let bus = Bus::redis(&redis.url())?;
     let (feed, mut events) = bus.feed();
     assert!(

@@ -1,8 +1,7 @@
-//! Real PostgreSQL and Redis for the chat tests: a fresh database on the server named
-//! by CONFER_TEST_DATABASE_URL, and a redis-server of our own that a test can stop and
-//! start again on the same port.
-
-#![allow(dead_code)]
+//! Real PostgreSQL and Redis for the suites: a fresh database on the server named by
+//! CONFER_TEST_DATABASE_URL (which `scripts/test.sh` sets), a redis-server of a test's
+//! own that it can stop and start again on the same port, and a TCP proxy that cuts a
+//! connection on demand (an outage without stopping the server).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use std::time::Duration;
 pub async fn fresh_postgres() -> anyhow::Result<String> {
     let admin = std::env::var("CONFER_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("confer_chat_test_{:08x}", rand::random::<u32>());
+    let name = format!("confer_test_{:08x}", rand::random::<u32>());
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&admin).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -3,8 +3,6 @@
 //! back to the first message, edit/delete rules, bad input, and a database outage that
 //! refuses sends without losing or half-writing anything.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -49,7 +47,7 @@ async fn services() -> anyhow::Result<Vec<(&'static str, ChatService)>> {
         ),
         (
             "postgres",
-            confer_chat::connect(&support::fresh_postgres().await?, None).await?,
+            confer_chat::connect(&confer_e2e::backing::fresh_postgres().await?, None).await?,
         ),
     ])
 }
@@ -139,7 +137,8 @@ async fn numbering_resends_and_paging() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_senders_get_one_gap_free_sequence() -> anyhow::Result<()> {
-    let chat = Arc::new(confer_chat::connect(&support::fresh_postgres().await?, None).await?);
+    let chat =
+        Arc::new(confer_chat::connect(&confer_e2e::backing::fresh_postgres().await?, None).await?);
     let mut tasks = Vec::new();
     for sender in 0..8 {
         let chat = chat.clone();
@@ -291,8 +290,8 @@ fn pg_addr(url: &str) -> anyhow::Result<std::net::SocketAddr> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_refuses_sends_and_loses_nothing() -> anyhow::Result<()> {
-    let url = support::fresh_postgres().await?;
-    let proxy = support::Proxy::start(pg_addr(&url)?).await?;
+    let url = confer_e2e::backing::fresh_postgres().await?;
+    let proxy = confer_e2e::backing::Proxy::start(pg_addr(&url)?).await?;
     let addr = pg_addr(&url)?;
     let proxied = url.replacen(
         &format!("{}:{}", addr.ip(), addr.port()),

@@ -1,0 +1,56 @@
+//! Confer's own binary as separate processes, for the multi-process suites.
+
+use std::process::{Child, Command, Stdio};
+
+pub const CONFER: &str = env!("CARGO_BIN_EXE_confer");
+
+/// A child process killed when dropped.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `confer <args>` with `env`, logging warnings to this test's stderr.
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Proc> {
+    let mut command = Command::new(CONFER);
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.env("CONFER_LOG", "warn");
+    Ok(Proc(command.spawn()?))
+}
+
+/// A tenant made through the operator command (`confer tenant create`); its API key
+/// and secret.
+pub fn create_tenant(env: &[(&str, &str)]) -> anyhow::Result<(String, String)> {
+    let output = Command::new(CONFER)
+        .args(["tenant", "create", "--name", "Acme"])
+        .envs(env.iter().copied())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(label))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (api_key, api_secret) = (field("api key:"), field("api secret:"));
+    anyhow::ensure!(
+        !api_key.is_empty() && !api_secret.is_empty(),
+        "tenant create printed {text}"
+    );
+    Ok((api_key, api_secret))
+}
