@@ -346,3 +346,40 @@ async fn a_database_outage_refuses_sends_and_loses_nothing() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_expires_old_entries_of_that_room_only() -> anyhow::Result<()> {
+    for (db, chat) in services().await? {
+        chat.set_retention("t/short".into(), 1).await?;
+        chat.send(text("t/short", "ada", "old", "old")).await?;
+        chat.send(text("t/long", "ada", "old", "kept")).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        chat.send(text("t/short", "ada", "new", "new")).await?;
+        assert_eq!(chat.expire().await?, 1, "{db}");
+        let short = all(&chat, "t/short").await?;
+        assert_eq!(
+            short
+                .iter()
+                .map(|e| (e.seq, e.text.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(2, "new")],
+            "{db}"
+        );
+        assert_eq!(
+            all(&chat, "t/long").await?.len(),
+            1,
+            "{db}: no retention, nothing expires"
+        );
+        // Numbering goes on after an expiry.
+        assert_eq!(
+            chat.send(text("t/short", "ada", "next", "next"))
+                .await?
+                .entry
+                .seq,
+            3
+        );
+        chat.delete_room("t/short".into()).await?;
+        assert!(all(&chat, "t/short").await?.is_empty(), "{db}");
+    }
+    Ok(())
+}

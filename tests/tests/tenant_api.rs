@@ -249,6 +249,73 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
     assert_eq!(status, 202);
     let data = client.recv_kind("data", Duration::from_secs(5)).await?;
     assert_eq!(data["data"]["payload"], "hello");
+
+    // The room's chat, exported a page at a time; its retention set.
+    for i in 1..=3 {
+        client
+            .send(&json!({"request_id": format!("c{i}"), "chat": {"text": format!("note {i}"), "client_id": format!("n{i}")}}))
+            .await?;
+        client
+            .recv_kind("chat_sent", Duration::from_secs(5))
+            .await?;
+    }
+    let (status, page) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat",
+            "/v1/rooms/town-hall/chat?limit=2",
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (page["more"].as_bool(), page["next_after"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(page["messages"][1]["text"], "note 2");
+    assert_eq!(page["messages"][0]["name"], "Ada L.");
+    let (_, rest) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat",
+            "/v1/rooms/town-hall/chat?after=2",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (rest["messages"][0]["seq"].as_u64(), rest["more"].as_bool()),
+        (Some(3), Some(false))
+    );
+    let (status, body) = other
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat",
+            "/v1/rooms/town-hall/chat",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, code(&body)),
+        (404, "room_not_found"),
+        "another tenant's room: {body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/{room}/chat/retention",
+            "/v1/rooms/town-hall/chat/retention",
+            Some(json!({"seconds": 86_400})),
+        )
+        .await?;
+    assert_eq!((status, &body["seconds"]), (200, &json!(86_400)), "{body}");
+    let (status, body) = api
+        .raw(
+            Method::PUT,
+            "/v1/rooms/town-hall/chat/retention",
+            r#"{"seconds": -1}"#,
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (400, "invalid_json"));
     let (status, _) = api
         .call(
             Method::DELETE,

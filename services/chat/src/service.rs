@@ -31,6 +31,11 @@ impl ChatService {
         &self.bus
     }
 
+    /// Deletes the entries older than their room's retention; returns how many.
+    pub async fn expire(&self) -> ChatResult<u64> {
+        self.store.expire(now_ms()).await
+    }
+
     /// Deletes expired entries every minute until `shutdown` fires.
     pub fn spawn_expiry(&self, mut shutdown: watch::Receiver<bool>) {
         let store = self.store.clone();

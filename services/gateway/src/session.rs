@@ -272,6 +272,9 @@ impl Session {
                     self.apply_screen_share_setting(state.allow_screen_share)
                         .await;
                 }
+                if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
+                    self.note_self_update(update);
+                }
                 if let Some(Msg::Chat(entry)) = &msg.msg {
                     self.deliver_chat(entry.seq).await;
                     if entry.seq != self.chat_seen + 1 {
@@ -581,6 +584,24 @@ impl Session {
         sfu.set_track_settings(ParticipantId::new(member.id.clone()), settings.mid, wanted)
             .await
             .map_err(Reject::from)
+    }
+
+    /// The room service renamed this participant or changed its role (a host, the
+    /// tenant API): what it sends from now on carries the new name and rights.
+    fn note_self_update(&mut self, update: &signal::ParticipantUpdated) {
+        let (Some(member), Some(p)) = (self.member.as_mut(), update.participant.as_ref()) else {
+            return;
+        };
+        if p.id != member.id {
+            return;
+        }
+        member.info.name.clone_from(&p.name);
+        if let Some(role) = [Role::Host, Role::Participant, Role::Viewer]
+            .into_iter()
+            .find(|role| role.as_str() == p.role)
+        {
+            member.info.role = role;
+        }
     }
 
     /// Stores a chat action through the chat service; answers `chat_sent` once durable.

@@ -34,6 +34,17 @@ impl ApiError {
     }
 }
 
+impl From<confer_chat::ChatError> for ApiError {
+    fn from(err: confer_chat::ChatError) -> Self {
+        Self {
+            status: StatusCode::from_u16(err.kind.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: err.code,
+            message: err.message,
+        }
+    }
+}
+
 impl From<RoomError> for ApiError {
     fn from(err: RoomError) -> Self {
         Self {

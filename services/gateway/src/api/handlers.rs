@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use confer_chat::Page;
 use confer_room::api::{CreateRoom, CreateWebhook, SendData, UpdateParticipant, UpdateRoom};
 use confer_room::model::TrackKind;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::extract::{ApiError, Body, Tenant};
 use crate::AppState;
@@ -56,8 +58,100 @@ pub(crate) async fn delete_room(
     Tenant(t): Tenant,
     Path(room): Path<String>,
 ) -> Result<Response> {
-    s.room.delete_room(t, room).await?;
+    s.room.delete_room(t.clone(), room.clone()).await?;
+    // The room is gone; its chat goes with it (a failure leaves it to retention).
+    if let Err(err) = s.chat.api.delete_room(chat_key(&t, &room)).await {
+        tracing::warn!(%err, room, "room deleted but its chat was not");
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The chat service's name for a tenant's room, as sessions use it.
+fn chat_key(tenant: &str, room: &str) -> String {
+    format!("{tenant}/{room}")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Most entries in one export page.
+const EXPORT_PAGE: u32 = 1000;
+
+pub(crate) async fn export_chat(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response> {
+    // The room must be the tenant's.
+    s.room.get_room(t.clone(), room.clone()).await?;
+    let limit = query.limit.unwrap_or(EXPORT_PAGE).clamp(1, EXPORT_PAGE);
+    let mut messages = Vec::new();
+    let mut after = query.after;
+    let mut more = true;
+    // The chat service pages by up to 200; an export page gathers several.
+    while more && messages.len() < limit as usize {
+        let want = (limit as usize - messages.len()).min(confer_chat::api::MAX_PAGE as usize);
+        let page = s
+            .chat
+            .api
+            .history(
+                chat_key(&t, &room),
+                Page::After {
+                    after,
+                    limit: want as u32,
+                },
+            )
+            .await?;
+        more = page.more;
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        after = last.seq;
+        messages.extend(page.entries.into_iter().map(exported));
+    }
+    Ok(Json(json!({"messages": messages, "more": more, "next_after": after})).into_response())
+}
+
+fn exported(entry: confer_chat::ChatEntry) -> serde_json::Value {
+    json!({
+        "seq": entry.seq,
+        "kind": entry.kind.as_str(),
+        "participant_id": entry.sender_id,
+        "name": entry.sender_name,
+        "text": entry.text,
+        "reply_to": entry.reply_to,
+        "target_seq": entry.target_seq,
+        "sent_at_ms": entry.sent_at_ms,
+        "edited": entry.edited,
+        "deleted": entry.deleted,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChatRetention {
+    seconds: u64,
+}
+
+pub(crate) async fn set_chat_retention(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+    Body(req): Body<ChatRetention>,
+) -> Result<Response> {
+    s.room.get_room(t.clone(), room.clone()).await?;
+    s.chat
+        .api
+        .set_retention(chat_key(&t, &room), req.seconds)
+        .await?;
+    Ok(Json(json!({"seconds": req.seconds})).into_response())
 }
 
 pub(crate) async fn list_participants(

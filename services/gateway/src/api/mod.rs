@@ -1,4 +1,5 @@
-//! The tenant REST API under `/v1/`: rooms, participants, data messages, webhooks.
+//! The tenant REST API under `/v1/`: rooms, participants, data messages, chat export
+//! and retention, webhooks.
 //! Authentication is HTTP Basic with an API key and secret. Every error is a JSON body
 //! `{"error": {"code", "message"}}`; malformed JSON and unknown fields are 400s.
 //! [`openapi`] documents exactly the routes [`ROUTES`] lists.
@@ -74,6 +75,18 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/v1/rooms/{room}/chat",
+        "exportChat",
+        "Export the room's chat history, oldest first, a page at a time",
+    ),
+    (
+        "put",
+        "/v1/rooms/{room}/chat/retention",
+        "setChatRetention",
+        "Keep the room's chat for so many seconds (0: as long as the room exists)",
+    ),
+    (
+        "get",
         "/v1/webhooks",
         "listWebhooks",
         "List webhook endpoints",
@@ -119,6 +132,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             post(mute_track),
         )
         .route("/rooms/{room}/data", post(send_data))
+        .route("/rooms/{room}/chat", get(export_chat))
+        .route(
+            "/rooms/{room}/chat/retention",
+            axum::routing::put(set_chat_retention),
+        )
         .route("/webhooks", get(list_webhooks).post(create_webhook))
         .route("/webhooks/dead-letters", get(dead_letters))
         .route("/webhooks/{webhook}", axum::routing::delete(delete_webhook))

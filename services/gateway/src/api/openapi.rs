@@ -41,6 +41,12 @@ fn io(operation: &str) -> (Option<Value>, &'static str, Option<Value>) {
             Some(schema("Webhook")),
         ),
         "listDeadLetters" => (None, "200", Some(array_of("DeadLetter"))),
+        "exportChat" => (None, "200", Some(schema("ChatExport"))),
+        "setChatRetention" => (
+            Some(schema("ChatRetention")),
+            "200",
+            Some(schema("ChatRetention")),
+        ),
         "openapi" => (None, "200", Some(json!({"type": "object"}))),
         _ => (None, "204", None),
     }
@@ -51,6 +57,21 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect()
+}
+
+/// Query parameters per operation.
+fn query_parameters(operation: &str) -> Vec<Value> {
+    let int = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "integer", "minimum": 0}});
+    match operation {
+        "exportChat" => vec![
+            int(
+                "after",
+                "Only entries after this seq (the previous page's next_after)",
+            ),
+            int("limit", "Entries per page, 1 to 1000 (default 1000)"),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 fn error_response(description: &str) -> Value {
@@ -64,7 +85,7 @@ pub fn build() -> Value {
         let mut op = json!({
             "operationId": operation,
             "summary": summary,
-            "parameters": path_parameters(path),
+            "parameters": path_parameters(path).into_iter().chain(query_parameters(operation)).collect::<Vec<_>>(),
             "responses": {
                 *status: match response {
                     Some(body) => json!({"description": "Success", "content": {"application/json": {"schema": body}}}),
@@ -90,7 +111,7 @@ pub fn build() -> Value {
         "info": {
             "title": "Confer tenant API",
             "version": "1.0.0",
-            "description": "Rooms, participants, data messages and webhooks. Authenticate with HTTP Basic: API key as user name, API secret as password. Errors are {\"error\": {\"code\", \"message\"}}.",
+            "description": "Rooms, participants, data messages, chat export and retention, and webhooks. Authenticate with HTTP Basic: API key as user name, API secret as password. Errors are {\"error\": {\"code\", \"message\"}}.",
         },
         "servers": [{"url": "/"}],
         "security": [{"basic": []}],
@@ -154,6 +175,16 @@ fn schemas() -> Value {
         "Webhook": {"type": "object", "properties": {
             "id": string, "url": string, "created_at": int,
             "secret": {"type": "string", "description": "Only in the answer to the creation"}}},
+        "ChatMessage": {"type": "object", "properties": {
+            "seq": int, "kind": {"type": "string", "enum": ["text", "edit", "delete"]},
+            "participant_id": string, "name": string, "text": string,
+            "reply_to": int, "target_seq": int, "sent_at_ms": int,
+            "edited": boolean, "deleted": boolean}},
+        "ChatExport": {"type": "object", "properties": {
+            "messages": array_of("ChatMessage"), "more": boolean,
+            "next_after": {"type": "integer", "minimum": 0, "description": "Pass as `after` for the next page"}}},
+        "ChatRetention": {"type": "object", "additionalProperties": false, "required": ["seconds"], "properties": {
+            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists"}}},
         "DeadLetter": {"type": "object", "properties": {
             "event_id": string, "webhook_id": string, "event": string, "room": string,
             "attempts": int, "last_error": string, "created_at": int}},
