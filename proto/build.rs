@@ -2,7 +2,8 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 15] = [
+const CLIENT_BODIES: [&str; 16] = [
+    "FileUploadRequest",
     "EditChat",
     "DeleteChat",
     "ChatHistoryRequest",
@@ -21,7 +22,8 @@ const CLIENT_BODIES: [&str; 15] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 20] = [
+const SERVER_BODIES: [&str; 21] = [
+    "FileUpload",
     "ChatSent",
     "ChatHistory",
     "ActiveSpeaker",

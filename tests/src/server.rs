@@ -24,6 +24,8 @@ pub struct Options {
     pub webhooks: WebhookConfig,
     /// The SFU's configuration (media impairment, timeouts).
     pub sfu: SfuConfig,
+    /// The gateway's configuration (its SFU counters are filled in).
+    pub gateway: GatewayConfig,
 }
 
 pub struct TestServer {
@@ -76,7 +78,7 @@ impl TestServer {
         let http = listener.local_addr()?;
         let config = GatewayConfig {
             sfu_stats: Some(sfu.stats().clone()),
-            ..GatewayConfig::default()
+            ..options.gateway
         };
         tokio::spawn(confer_gateway::run(
             config,

@@ -21,6 +21,8 @@ fn entry(room: &str, seq: u64) -> ChatEntry {
         sent_at_ms: 0,
         edited: false,
         deleted: false,
+        file_type: String::new(),
+        file_size: 0,
     }
 }
 

@@ -11,7 +11,7 @@ use super::{ClientMessage, ServerMessage, client_message};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
-const MESSAGE_KEYS: [&str; 13] = [
+const MESSAGE_KEYS: [&str; 14] = [
     "join",
     "trickle",
     "chat",
@@ -25,6 +25,7 @@ const MESSAGE_KEYS: [&str; 13] = [
     "chat_edit",
     "chat_delete",
     "chat_history",
+    "file_upload",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -29,6 +29,8 @@ pub enum EntryKind {
     Edit,
     /// Message `target_seq` was deleted.
     Delete,
+    /// A shared file: `text` is its name, `file_type` and `file_size` describe it.
+    File,
 }
 
 impl EntryKind {
@@ -37,6 +39,7 @@ impl EntryKind {
             EntryKind::Text => "text",
             EntryKind::Edit => "edit",
             EntryKind::Delete => "delete",
+            EntryKind::File => "file",
         }
     }
 
@@ -45,6 +48,7 @@ impl EntryKind {
             "text" => Some(EntryKind::Text),
             "edit" => Some(EntryKind::Edit),
             "delete" => Some(EntryKind::Delete),
+            "file" => Some(EntryKind::File),
             _ => None,
         }
     }
@@ -65,15 +69,34 @@ pub struct ChatEntry {
     pub sent_at_ms: u64,
     pub edited: bool,
     pub deleted: bool,
+    /// Of a shared file.
+    #[serde(default)]
+    pub file_type: String,
+    #[serde(default)]
+    pub file_size: u64,
 }
 
 /// What a member asks to add to the room's chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatAction {
-    Text { text: String, reply_to: u64 },
-    Edit { seq: u64, text: String },
-    Delete { seq: u64 },
+    Text {
+        text: String,
+        reply_to: u64,
+    },
+    /// A file the gateway has stored under the entry's `client_id`.
+    File {
+        name: String,
+        content_type: String,
+        size: u64,
+    },
+    Edit {
+        seq: u64,
+        text: String,
+    },
+    Delete {
+        seq: u64,
+    },
 }
 
 /// A send, as the gateway vouches for it: the sender is a member of `room`.

@@ -12,15 +12,19 @@ use sqlx::{AnyPool, Row as _};
 use crate::api::{ChatAction, ChatEntry, EntryKind, HistoryPage, Page, SendRequest};
 use crate::error::{ChatError, ChatResult};
 
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_chat.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_chat.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_chat.sql")),
+    (2, include_str!("../migrations/postgres/0002_files.sql")),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_chat.sql")),
+    (2, include_str!("../migrations/sqlite/0002_files.sql")),
+];
 
 /// An entry's columns, in the order `entry` reads them.
 macro_rules! columns {
     () => {
-        "room, seq, kind, sender_id, sender_name, body, client_id, reply_to, target_seq, sent_at_ms, edited, deleted"
+        "room, seq, kind, sender_id, sender_name, body, client_id, reply_to, target_seq, sent_at_ms, edited, deleted, file_type, file_size"
     };
 }
 
@@ -156,10 +160,17 @@ impl Store {
         .map_err(ChatError::store)?;
         let (kind, text, reply_to, target) = match &req.action {
             ChatAction::Text { text, reply_to } => (EntryKind::Text, text.clone(), *reply_to, 0),
+            ChatAction::File { name, .. } => (EntryKind::File, name.clone(), 0, 0),
             ChatAction::Edit { seq, text } => (EntryKind::Edit, text.clone(), 0, *seq),
             ChatAction::Delete { seq } => (EntryKind::Delete, String::new(), 0, *seq),
         };
-        if kind != EntryKind::Text {
+        let (file_type, file_size) = match &req.action {
+            ChatAction::File {
+                content_type, size, ..
+            } => (content_type.clone(), *size),
+            _ => (String::new(), 0),
+        };
+        if matches!(kind, EntryKind::Edit | EntryKind::Delete) {
             amend_target(&mut tx, req, target, &text).await?;
         }
         // Without a client id the entry is still unique per sender: its own number.
@@ -181,11 +192,13 @@ impl Store {
             sent_at_ms: now_ms,
             edited: false,
             deleted: false,
+            file_type,
+            file_size,
         };
         let inserted = sqlx::query(concat!(
             "INSERT INTO chat_entries (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, $11, $12)"
         ))
         .bind(&entry.room)
         .bind(seq)
@@ -197,6 +210,8 @@ impl Store {
         .bind(entry.reply_to as i64)
         .bind(entry.target_seq as i64)
         .bind(entry.sent_at_ms as i64)
+        .bind(&entry.file_type)
+        .bind(entry.file_size.min(i64::MAX as u64) as i64)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -322,7 +337,10 @@ async fn amend_target(
     let kind: String = row.try_get(0).map_err(ChatError::internal)?;
     let author: String = row.try_get(1).map_err(ChatError::internal)?;
     let deleted: i64 = row.try_get(2).map_err(ChatError::internal)?;
-    if kind != EntryKind::Text.as_str() || deleted != 0 {
+    let deleting = matches!(req.action, ChatAction::Delete { .. });
+    let changeable =
+        kind == EntryKind::Text.as_str() || (deleting && kind == EntryKind::File.as_str());
+    if !changeable || deleted != 0 {
         return Err(ChatError::not_found(
             "message_not_found",
             format!("message {target} cannot be changed"),
@@ -371,6 +389,8 @@ fn entry(row: &AnyRow) -> ChatResult<ChatEntry> {
         sent_at_ms: get_i64(9)? as u64,
         edited: get_i64(10)? != 0,
         deleted: get_i64(11)? != 0,
+        file_type: get_str(12)?,
+        file_size: get_i64(13)? as u64,
     })
 }
 

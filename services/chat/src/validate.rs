@@ -42,6 +42,7 @@ pub(crate) fn client_id(id: &str) -> ChatResult<()> {
 pub(crate) fn action(action: &ChatAction) -> ChatResult<()> {
     match action {
         ChatAction::Text { text: t, .. } => text(t),
+        ChatAction::File { name, .. } => text(name),
         ChatAction::Edit { seq, text: t } => {
             target(*seq)?;
             text(t)

@@ -188,6 +188,10 @@ pub struct RoomArgs {
     /// Let joins without a token into this tenant (never in production).
     #[arg(long, env = "CONFER_ANONYMOUS_TENANT")]
     pub anonymous_tenant: Option<String>,
+    /// Joins one client address may make in a burst (refilled over 2 s); raise it when
+    /// many users share one address (a corporate NAT, a load generator).
+    #[arg(long, env = "CONFER_JOIN_BURST_PER_ADDRESS", default_value_t = 30)]
+    pub join_burst_per_address: u32,
     #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]

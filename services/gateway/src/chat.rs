@@ -255,5 +255,8 @@ pub(crate) fn to_message(entry: ChatEntry) -> ChatMessage {
         target_seq: entry.target_seq,
         edited: entry.edited,
         deleted: entry.deleted,
+        file_type: entry.file_type,
+        file_size: entry.file_size,
+        download_url: String::new(),
     }
 }

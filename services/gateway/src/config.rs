@@ -7,6 +7,8 @@ pub struct GatewayConfig {
     pub gateway_id: String,
     /// The SFU's counters, exported on `/metrics` when it runs in this process.
     pub sfu_stats: Option<confer_sfu::SfuStats>,
+    /// Files shared in chat.
+    pub files: crate::FileConfig,
 }
 
 impl Default for GatewayConfig {
@@ -14,6 +16,7 @@ impl Default for GatewayConfig {
         Self {
             gateway_id: format!("gw-{:08x}", rand::random::<u32>()),
             sfu_stats: None,
+            files: crate::FileConfig::default(),
         }
     }
 }

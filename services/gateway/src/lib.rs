@@ -15,6 +15,7 @@ mod chat;
 mod commands;
 mod config;
 mod convert;
+mod files;
 mod metrics;
 mod relay;
 mod rooms;
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 
 pub use chat::ChatLink;
 pub use config::GatewayConfig;
+pub use files::FileConfig;
 pub use sfus::{LOCAL_SFU, SfuDirectory};
 
 pub(crate) struct AppState {
@@ -73,6 +75,7 @@ pub async fn run(
     let app = Router::new()
         .route("/v1/signal", get(session::upgrade))
         .nest("/v1", api::routes())
+        .merge(files::routes(state.config.files.max_bytes))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .merge(web::routes())

@@ -32,6 +32,7 @@ use tracing::{debug, info};
 use crate::AppState;
 use crate::chat;
 use crate::convert;
+use crate::files;
 
 /// Chat entries sent with `joined`.
 const JOIN_HISTORY: u32 = 50;
@@ -243,6 +244,7 @@ impl Session {
                 self.send_chat(&request_id, String::new(), action).await
             }
             In::ChatHistory(page) => self.chat_history(&request_id, page).await,
+            In::FileUpload(file) => self.file_upload(&request_id, &file),
             In::Mute(mute) => self.mute(&mute.kind, mute.muted).await,
             In::SetName(set) => {
                 self.self_update(&request_id, SelfUpdate::Name { name: set.name })
@@ -275,14 +277,16 @@ impl Session {
                 if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
                     self.note_self_update(update);
                 }
-                if let Some(Msg::Chat(entry)) = &msg.msg {
+                let mut msg = *msg;
+                if let Some(Msg::Chat(entry)) = &mut msg.msg {
                     self.deliver_chat(entry.seq).await;
                     if entry.seq != self.chat_seen + 1 {
                         return ControlFlow::Continue(());
                     }
                     self.chat_seen = entry.seq;
+                    self.link_file(entry);
                 }
-                let _ = self.outbox.send(*msg);
+                let _ = self.outbox.send(msg);
             }
             SessionEvent::Admitted(admission) => {
                 let request = self
@@ -497,7 +501,10 @@ impl Session {
                     sdp,
                 }),
                 participants: admission.others.iter().map(convert::participant).collect(),
-                chat_history: chat_history.into_iter().map(chat::to_message).collect(),
+                chat_history: chat_history
+                    .into_iter()
+                    .map(|entry| self.present(entry))
+                    .collect(),
                 chat_history_more,
                 ice_servers: member.ice_servers.clone(),
                 room_state: Some(convert::room_state(&admission.settings)),
@@ -673,9 +680,66 @@ impl Session {
         self.send(
             request_id.to_owned(),
             Msg::ChatHistory(signal::ChatHistory {
-                messages: page.entries.into_iter().map(chat::to_message).collect(),
+                messages: page
+                    .entries
+                    .into_iter()
+                    .map(|entry| self.present(entry))
+                    .collect(),
                 more: page.more,
             }),
+        );
+        Ok(())
+    }
+
+    /// A chat entry as this member sees it: a shared file gets a download link signed
+    /// for this member.
+    fn present(&self, entry: confer_chat::ChatEntry) -> signal::ChatMessage {
+        let mut message = chat::to_message(entry);
+        self.link_file(&mut message);
+        message
+    }
+
+    fn link_file(&self, message: &mut signal::ChatMessage) {
+        let Some(member) = self.member.as_ref() else {
+            return;
+        };
+        if message.kind == "file" && !message.deleted {
+            message.download_url =
+                files::download_url(&self.state.config.files, &member.key, &member.id, message);
+        }
+    }
+
+    /// A member asks to share a file: where to upload it.
+    fn file_upload(
+        &self,
+        request_id: &str,
+        file: &signal::FileUploadRequest,
+    ) -> Result<(), Reject> {
+        let member = self.member()?;
+        if !member.in_chat {
+            return Err(Reject::new("not_joined", "join a room first"));
+        }
+        if !member.info.permissions.can_publish_data {
+            return Err(Reject::new(
+                "permission_denied",
+                "you may not share files here",
+            ));
+        }
+        let url = files::upload_url(
+            &self.state.config.files,
+            files::Declared {
+                room: &member.key,
+                participant: &member.id,
+                sender_name: &member.info.name,
+                name: &file.name,
+                content_type: &file.content_type,
+                size: file.size,
+            },
+        )
+        .map_err(|err| Reject::new(err.code, err.message))?;
+        self.send(
+            request_id.to_owned(),
+            Msg::FileUpload(signal::FileUpload { url }),
         );
         Ok(())
     }
@@ -706,7 +770,8 @@ impl Session {
             for entry in page.entries.into_iter().take_while(|e| e.seq < seq) {
                 if entry.seq == self.chat_seen + 1 {
                     self.chat_seen = entry.seq;
-                    self.send(String::new(), Msg::Chat(chat::to_message(entry)));
+                    let message = self.present(entry);
+                    self.send(String::new(), Msg::Chat(message));
                 }
             }
             if self.chat_seen == before {

@@ -196,3 +196,55 @@ fn decode(data: &[Value]) -> Option<ChatEntry> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::api::EntryKind;
+
+    fn push(payload: Vec<u8>) -> Vec<Value> {
+        vec![
+            Value::BulkString(b"confer:chat:t/r".to_vec()),
+            Value::BulkString(payload),
+        ]
+    }
+
+    proptest! {
+        /// Whatever arrives on a channel, the feed reads an entry or skips it.
+        #[test]
+        fn any_payload_decodes_or_is_skipped(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&push(payload));
+        }
+
+        #[test]
+        fn published_entries_read_back(seq in 1u64.., text in ".{0,200}", reply_to in any::<u64>()) {
+            let entry = ChatEntry {
+                room: "t/r".into(),
+                seq,
+                kind: EntryKind::Text,
+                sender_id: "PA_1".into(),
+                sender_name: "Ada".into(),
+                text,
+                client_id: "c-1".into(),
+                reply_to,
+                target_seq: 0,
+                sent_at_ms: 1,
+                edited: false,
+                deleted: false,
+                file_type: String::new(),
+                file_size: 0,
+            };
+            let payload = serde_json::to_vec(&entry).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(decode(&push(payload)), Some(entry));
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_skipped() {
+        assert_eq!(decode(&[]), None);
+        assert_eq!(decode(&[Value::Int(1), Value::Int(2)]), None);
+        assert_eq!(decode(&push(b"{\"room\": 1}".to_vec())), None);
+    }
+}

@@ -15,12 +15,13 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         .iter()
         .map(|spec| SfuNode::parse(spec).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let config = RoomConfig {
+    let mut config = RoomConfig {
         default_region: args.region.clone(),
         turn: args.turn.config(),
         anonymous_tenant: args.anonymous_tenant.clone(),
         ..RoomConfig::default()
     };
+    config.limits.joins_per_address.0 = args.join_burst_per_address.max(1);
     let backends = Backends {
         database_url: args.database_url.clone(),
         redis_url: args.redis_url.clone(),

@@ -1,0 +1,2 @@
+ALTER TABLE chat_entries ADD COLUMN file_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE chat_entries ADD COLUMN file_size BIGINT NOT NULL DEFAULT 0

@@ -1,0 +1,429 @@
+//! Chat fan-out end to end, on the real binary with real PostgreSQL and Redis: two
+//! gateways, one chat service, members split across the gateways on WebSockets. For
+//! 1 room x 1,000 members and 1,000 rooms x 10 members: the most messages delivered
+//! per second (senders keep a window of sends in flight), then p50/p99 send-to-delivery
+//! latency at half that rate. Next to it, in the same run, `redis-benchmark` PUBLISH
+//! throughput on the same machine.
+//!
+//! `cargo bench -p confer --bench chat_fanout` (needs redis-server, redis-benchmark and
+//! a PostgreSQL server at CONFER_TEST_DATABASE_URL; `scripts/test.sh` installs them).
+
+// A benchmark reports on stdout.
+#![allow(clippy::print_stdout)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::backing::{RedisServer, free_port, fresh_postgres};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use support::{Proc, create_tenant, spawn};
+use tokio_tungstenite::tungstenite::Message;
+
+const RUN: Duration = Duration::from_secs(6);
+
+struct Cluster {
+    gateways: [String; 2],
+    key: String,
+    secret: String,
+    redis_port: u16,
+    _redis: RedisServer,
+    _procs: Vec<Proc>,
+}
+
+async fn cluster() -> anyhow::Result<Cluster> {
+    let redis = RedisServer::start().await?;
+    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let env = [
+        ("CONFER_DATABASE_URL".to_owned(), fresh_postgres().await?),
+        ("CONFER_MASTER_KEY".to_owned(), master_key),
+        ("CONFER_REDIS_URL".to_owned(), redis.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (key, secret) = create_tenant(&env)?;
+    let (media, control) = (free_port()?, free_port()?);
+    let room = format!("127.0.0.1:{}", free_port()?);
+    let chat = format!("127.0.0.1:{}", free_port()?);
+    let mut procs = vec![
+        spawn(
+            &[
+                "sfu",
+                "--media-bind",
+                &format!("127.0.0.1:{media}"),
+                "--control-listen",
+                &format!("127.0.0.1:{control}"),
+            ],
+            &[],
+        )?,
+        spawn(
+            &[
+                "room",
+                "--listen",
+                &room,
+                "--region",
+                "eu",
+                "--sfu",
+                &format!("sfu@eu=127.0.0.1:{control}"),
+                "--join-burst-per-address",
+                "1000000",
+            ],
+            &env,
+        )?,
+        spawn(&["chat", "--listen", &chat], &env)?,
+    ];
+    let mut gateways = [String::new(), String::new()];
+    for (i, gateway) in gateways.iter_mut().enumerate() {
+        *gateway = format!("127.0.0.1:{}", free_port()?);
+        procs.push(spawn(
+            &[
+                "gateway",
+                "--listen",
+                gateway,
+                "--room-service",
+                &room,
+                "--gateway-id",
+                &format!("gw-bench-{i}"),
+                "--chat-service",
+                &chat,
+                "--redis-url",
+                &redis.url(),
+            ],
+            &[],
+        )?);
+    }
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for gateway in &gateways {
+        while !http
+            .get(format!("http://{gateway}/v1/rooms"))
+            .basic_auth(&key, Some(&secret))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            anyhow::ensure!(Instant::now() < deadline, "{gateway} did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    while tokio::net::TcpStream::connect(&chat).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "chat did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Cluster {
+        gateways,
+        key,
+        secret,
+        redis_port: redis.port,
+        _redis: redis,
+        _procs: procs,
+    })
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Cluster {
+    /// A room for more than the default 100 participants, through the tenant API.
+    async fn create_room(&self, room: &str, max: usize) -> anyhow::Result<()> {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/rooms", self.gateways[0]))
+            .basic_auth(&self.key, Some(&self.secret))
+            .json(&json!({"name": room, "settings": {"max_participants": max}}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "create {room}: {}",
+            response.text().await?
+        );
+        Ok(())
+    }
+
+    /// Joins, waiting out the tenant's join rate limit (a burst of 500).
+    async fn join(&self, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+        loop {
+            match self.join_once(g, room, who.clone()).await {
+                Err(err)
+                    if err.to_string().contains("rate_limited")
+                        || err.to_string().contains("unavailable") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn join_once(&self, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+        let token = TokenKey::new(self.key.clone(), self.secret.as_bytes()).sign(&Claims {
+            iss: self.key.clone(),
+            sub: who.clone(),
+            name: who.clone(),
+            nbf: 0,
+            exp: u64::MAX / 2,
+            video: VideoGrant {
+                room_admin: true,
+                ..VideoGrant::join(room)
+            },
+        });
+        let url = format!("ws://{}/v1/signal", self.gateways[g]);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+        ws.send(Message::Text(
+            json!({"request_id": "j", "join": {"room": room, "token": token}})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+        loop {
+            let Some(frame) = ws.next().await else {
+                anyhow::bail!("closed")
+            };
+            if let Message::Text(text) = frame? {
+                let reply: Value = serde_json::from_str(&text)?;
+                if reply.get("joined").is_some() {
+                    return Ok(ws);
+                }
+                anyhow::ensure!(reply.get("error").is_none(), "{who}: {reply}");
+            }
+        }
+    }
+}
+
+/// What the members share: the senders' mode and the tallies.
+#[derive(Default)]
+struct Control {
+    /// 0: quiet, 1: as fast as the window allows, 2: one send per `interval_us`.
+    mode: AtomicU64,
+    interval_us: AtomicU64,
+    recording: AtomicBool,
+    stop: AtomicBool,
+    delivered: AtomicU64,
+    sent: AtomicU64,
+    latencies_us: std::sync::Mutex<Vec<u64>>,
+}
+
+/// Sends in flight per sender in the maximum-rate phase.
+const WINDOW: usize = 8;
+
+async fn member(
+    ws: Ws,
+    sender: Option<String>,
+    epoch: Instant,
+    control: Arc<Control>,
+) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = ws.split();
+    let mut in_flight = 0usize;
+    let mut n = 0u64;
+    let mut next_at = Instant::now();
+    let message = |n: u64, prefix: &str| {
+        let now = epoch.elapsed().as_micros() as u64;
+        Message::Text(
+            json!({"chat": {"text": format!("t={now}"), "client_id": format!("{prefix}-{n}")}})
+                .to_string()
+                .into(),
+        )
+    };
+    while !control.stop.load(Relaxed) {
+        let mut wait = Duration::from_millis(20);
+        if let Some(prefix) = &sender {
+            match control.mode.load(Relaxed) {
+                1 => {
+                    while in_flight < WINDOW {
+                        sink.send(message(n, prefix)).await?;
+                        (n, in_flight) = (n + 1, in_flight + 1);
+                    }
+                }
+                2 => {
+                    let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
+                    let now = Instant::now();
+                    if now >= next_at {
+                        sink.send(message(n, prefix)).await?;
+                        n += 1;
+                        next_at = if now > next_at + interval {
+                            now + interval
+                        } else {
+                            next_at + interval
+                        };
+                    }
+                    wait = next_at.saturating_duration_since(Instant::now()).min(wait);
+                }
+                _ => in_flight = 0,
+            }
+        }
+        let Ok(frame) = tokio::time::timeout(wait, stream.next()).await else {
+            continue;
+        };
+        let Some(frame) = frame else { break };
+        let Message::Text(text) = frame? else {
+            continue;
+        };
+        // Field checks before any parsing: nearly every frame is a chat entry.
+        if text.contains("\"chat_sent\"") {
+            in_flight = in_flight.saturating_sub(1);
+            control.sent.fetch_add(1, Relaxed);
+        } else if let Some(at) = text.find("\"text\":\"t=") {
+            control.delivered.fetch_add(1, Relaxed);
+            if control.recording.load(Relaxed) {
+                let digits: String = text[at + 10..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(sent) = digits.parse::<u64>() {
+                    let latency = (epoch.elapsed().as_micros() as u64).saturating_sub(sent);
+                    if let Ok(mut all) = control.latencies_us.lock() {
+                        all.push(latency);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Measured {
+    messages_per_sec: f64,
+    deliveries_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Runs the senders in `mode` for `RUN` after a second of warm-up.
+async fn phase(control: &Control, mode: u64) -> Measured {
+    control.mode.store(mode, Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(mut all) = control.latencies_us.lock() {
+        all.clear();
+    }
+    control.recording.store(true, Relaxed);
+    let (sent, delivered, started) = (
+        control.sent.load(Relaxed),
+        control.delivered.load(Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(RUN).await;
+    let secs = started.elapsed().as_secs_f64();
+    let sent = control.sent.load(Relaxed) - sent;
+    let delivered = control.delivered.load(Relaxed) - delivered;
+    control.recording.store(false, Relaxed);
+    control.mode.store(0, Relaxed);
+    let mut latencies = control
+        .latencies_us
+        .lock()
+        .map(|all| all.clone())
+        .unwrap_or_default();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await; // drain
+    Measured {
+        messages_per_sec: sent as f64 / secs,
+        deliveries_per_sec: delivered as f64 / secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// `rooms` x `members`, `senders` of them per room: the maximum rate, then half of it.
+async fn scenario(
+    cluster: &Cluster,
+    label: &str,
+    rooms: usize,
+    members: usize,
+    senders: usize,
+) -> anyhow::Result<()> {
+    let control = Arc::new(Control::default());
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    for r in 0..rooms {
+        let room = format!("{label}-{r}");
+        if members > 100 {
+            cluster.create_room(&room, members).await?;
+        }
+        // 50 joins at a time: the bench measures chat, not a join stampede.
+        let joins = futures_util::stream::iter(0..members)
+            .map(|m| cluster.join(m % 2, &room, format!("u{m}")))
+            .buffered(50)
+            .collect::<Vec<_>>()
+            .await;
+        for (m, ws) in joins.into_iter().enumerate() {
+            let ws = ws?;
+            let sender = (m < senders).then(|| format!("{label}{r}s{m}"));
+            tasks.push(tokio::spawn(member(ws, sender, epoch, control.clone())));
+        }
+    }
+    let max = phase(&control, 1).await;
+    let total_senders = (rooms * senders) as f64;
+    let half_rate = (max.messages_per_sec / 2.0).max(1.0);
+    control
+        .interval_us
+        .store((total_senders / half_rate * 1e6) as u64, Relaxed);
+    let half = phase(&control, 2).await;
+    control.stop.store(true, Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    println!(
+        "| {rooms} room(s) x {members} members, {senders} sender(s) per room | max | {:.0} | {:.0} | {:.1} | {:.1} |",
+        max.messages_per_sec, max.deliveries_per_sec, max.p50_ms, max.p99_ms
+    );
+    println!(
+        "| | half of max | {:.0} | {:.0} | {:.1} | {:.1} |",
+        half.messages_per_sec, half.deliveries_per_sec, half.p50_ms, half.p99_ms
+    );
+    Ok(())
+}
+
+/// `redis-benchmark` PUBLISH requests per second against the same Redis.
+fn redis_publish(port: u16) -> anyhow::Result<String> {
+    let output = std::process::Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-q",
+            "-n",
+            "200000",
+            "-c",
+            "50",
+            "PUBLISH",
+            "confer:bench",
+            "hello",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The quiet output ends with the last progress line after a carriage return.
+    Ok(text
+        .rsplit('\r')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    println!(
+        "redis-benchmark PUBLISH (50 clients, no pipelining): {}",
+        redis_publish(cluster.redis_port)?
+    );
+    println!();
+    println!("| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    scenario(&cluster, "one", 1, 1000, 8).await?;
+    scenario(&cluster, "many", 1000, 10, 1).await?;
+    println!();
+    println!(
+        "redis-benchmark PUBLISH again, after: {}",
+        redis_publish(cluster.redis_port)?
+    );
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Files shared in chat: a member asks to share, uploads the bytes over HTTP to the
+//! signed URL, and every member gets a `file` entry with a download link signed for
+//! them. The size limit, the declared content type (checked against the bytes), and the
+//! links (forged, another's use, tampered) are enforced with clear errors.
+
+use std::time::Duration;
+
+use confer_e2e::server::{Options, TestServer};
+use confer_e2e::signal::SignalClient;
+use confer_gateway::{FileConfig, GatewayConfig};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR tiny picture";
+
+async fn join(server: &TestServer, name: &str) -> anyhow::Result<SignalClient> {
+    let mut client = SignalClient::connect(&server.signal_url()).await?;
+    client
+        .send(&json!({"request_id": "j", "join": {"room": "files", "name": name}}))
+        .await?;
+    client.recv_kind("joined", WAIT).await?;
+    Ok(client)
+}
+
+async fn ask(
+    client: &mut SignalClient,
+    name: &str,
+    content_type: &str,
+    size: usize,
+) -> anyhow::Result<Value> {
+    client
+        .send(&json!({"request_id": "f", "file_upload": {"name": name, "content_type": content_type, "size": size}}))
+        .await?;
+    loop {
+        let reply = client.recv(WAIT).await?;
+        if reply["request_id"] == "f" {
+            return Ok(reply);
+        }
+    }
+}
+
+async fn put(server: &TestServer, url: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .put(server.url(url))
+        .body(body.to_vec())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("confer-files-test-{:08x}", rand_u32()));
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            files: FileConfig {
+                dir: dir.clone(),
+                max_bytes: 1024,
+                key: b"a test key of thirty-two bytes!!".to_vec(),
+            },
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let mut ada = join(&server, "Ada").await?;
+    let mut bob = join(&server, "Bob").await?;
+
+    let reply = ask(&mut ada, "tiny.png", "image/png", PNG.len()).await?;
+    let upload = reply["file_upload"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(upload.starts_with("/files/upload/"), "{reply}");
+    let (status, body) = put(&server, &upload, PNG).await?;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+
+    let entry = bob.recv_kind("chat", WAIT).await?["chat"].clone();
+    assert_eq!(
+        (entry["kind"].as_str(), entry["text"].as_str()),
+        (Some("file"), Some("tiny.png"))
+    );
+    assert_eq!(
+        (entry["file_type"].as_str(), entry["file_size"].as_u64()),
+        (Some("image/png"), Some(PNG.len() as u64))
+    );
+    let link = entry["download_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let response = reqwest::get(server.url(&link)).await?;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()?
+            .contains("tiny.png")
+    );
+    assert_eq!(response.bytes().await?.as_ref(), PNG);
+    // A late joiner's history carries a link of its own.
+    let mut carol = SignalClient::connect(&server.signal_url()).await?;
+    carol
+        .send(&json!({"request_id": "j", "join": {"room": "files", "name": "Carol"}}))
+        .await?;
+    let joined = carol.recv_kind("joined", WAIT).await?;
+    let carols = joined["joined"]["chat_history"][0]["download_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(carols.starts_with("/files/download/") && carols != link);
+
+    // Links are not keys to anything else: an upload link does not download, a
+    // tampered link is refused, and a non-member has no way to get one.
+    let wrong_use = reqwest::get(server.url(&upload.replace("/upload/", "/download/"))).await?;
+    assert_eq!(wrong_use.status().as_u16(), 403);
+    let mut tampered = link.clone();
+    tampered.insert(link.len() - 3, 'x');
+    let refused = reqwest::get(server.url(&tampered)).await?;
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(
+        refused.json::<Value>().await?["error"]["code"],
+        "invalid_link"
+    );
+    let mut outsider = SignalClient::connect(&server.signal_url()).await?;
+    let reply = ask(&mut outsider, "x.png", "image/png", 10).await?;
+    assert_eq!(reply["error"]["code"], "not_joined");
+
+    // Bad files: over the limit, a type that may not be shared, a forged type, a body
+    // other than declared, a bad name.
+    for (name, content_type, size, code) in [
+        ("big.png", "image/png", 1025, "file_too_large"),
+        (
+            "tool.exe",
+            "application/x-msdownload",
+            10,
+            "unsupported_file_type",
+        ),
+        ("../etc/passwd", "text/plain", 10, "invalid_file_name"),
+    ] {
+        let reply = ask(&mut ada, name, content_type, size).await?;
+        assert_eq!(reply["error"]["code"], code, "{name}: {reply}");
+    }
+    let reply = ask(&mut ada, "fake.png", "image/png", 9).await?;
+    let url = reply["file_upload"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, body) = put(&server, &url, b"%PDF-1.7\n").await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (415, Some("content_type_mismatch"))
+    );
+    let (status, body) = put(&server, &url, b"\x89PNG\r\n\x1a\n\0\0\0\0\0").await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("file_too_large"))
+    );
+    let (status, body) = put(&server, &url, b"\x89PNG").await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("size_mismatch"))
+    );
+
+    // Nothing refused reached the chat: the next entry is seq 2.
+    ada.send(&json!({"request_id": "t", "chat": {"text": "after", "client_id": "after"}}))
+        .await?;
+    let sent = ada.recv_kind("chat_sent", WAIT).await?;
+    assert_eq!(sent["chat_sent"]["seq"], 2);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+}
