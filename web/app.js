@@ -96,6 +96,11 @@ client.addEventListener('chat', ({ detail }) => {
   appendChat($('messages'), detail, chatActions);
   $('chat-earlier').hidden = !client.chatMore;
 });
+$('chat-file').addEventListener('change', (event) => {
+  const file = event.target.files[0];
+  event.target.value = '';
+  if (file) client.shareFile(file).catch((err) => status(`File: ${err.message}`));
+});
 $('chat-earlier').addEventListener('click', () => {
   client.loadEarlierChat().then(() => { $('chat-earlier').hidden = !client.chatMore; })
     .catch((err) => status(`Error: ${err.message}`));

@@ -151,6 +151,18 @@ export class ConferClient extends EventTarget {
   }
 
   editChat(seq, text) { return this.request({ chat_edit: { seq, text } }); }
+
+  // Shares a File (from an <input type=file> or a drop) in the chat; resolves with
+  // {seq} once it is stored. Allowed: PNG, JPEG, GIF, WebP, PDF, plain text.
+  async shareFile(file) {
+    const content_type = file.type || (file.name.endsWith('.txt') ? 'text/plain' : 'application/octet-stream');
+    const { file_upload } = await this.request({ file_upload: { name: file.name, content_type, size: file.size } });
+    const base = new URL(this.url.replace(/^ws/, 'http'));
+    const response = await fetch(new URL(file_upload.url, base), { method: 'PUT', body: file });
+    const answer = await response.json();
+    if (!response.ok) throw Object.assign(new Error(answer.error?.message || 'upload failed'), { code: answer.error?.code });
+    return answer;
+  }
   deleteChat(seq) { return this.request({ chat_delete: { seq } }); }
 
   // Older messages, before the oldest one this client has; false when there are none.

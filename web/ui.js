@@ -152,7 +152,28 @@ function withEmoji(text) {
 function setText(element, message) {
   element.classList.toggle('deleted', !!message.deleted);
   if (message.deleted) element.replaceChildren('message deleted');
+  else if (message.kind === 'file') element.replaceChildren(...fileNodes(message));
   else element.replaceChildren(...richText(message.text));
+}
+
+function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// A shared file: a download link (signed for this member), and a preview of pictures.
+function fileNodes(message) {
+  const link = document.createElement('a');
+  link.href = message.download_url;
+  link.textContent = `📎 ${message.text} (${fileSize(message.file_size)})`;
+  link.className = 'file';
+  if (!message.file_type.startsWith('image/')) return [link];
+  const preview = document.createElement('img');
+  preview.src = message.download_url;
+  preview.alt = message.text;
+  preview.className = 'preview';
+  return [link, preview];
 }
 
 // Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
@@ -195,7 +216,7 @@ export function appendChat(log, message, actions = {}) {
     const bar = document.createElement('span');
     bar.className = 'actions';
     bar.append(button('Reply', () => actions.reply?.(message)));
-    if (mine) bar.append(button('Edit', () => actions.edit?.(message)));
+    if (mine && message.kind !== 'file') bar.append(button('Edit', () => actions.edit?.(message)));
     if (mine || actions.isHost) bar.append(button('Delete', () => actions.remove?.(message)));
     item.append(bar);
   }

@@ -201,15 +201,14 @@ struct Control {
     /// 0: quiet, 1: as fast as the window allows, 2: one send per `interval_us`.
     mode: AtomicU64,
     interval_us: AtomicU64,
+    /// Sends in flight per sender in the maximum-rate phase.
+    window: AtomicU64,
     recording: AtomicBool,
     stop: AtomicBool,
     delivered: AtomicU64,
     sent: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u64>>,
 }
-
-/// Sends in flight per sender in the maximum-rate phase.
-const WINDOW: usize = 8;
 
 async fn member(
     ws: Ws,
@@ -234,7 +233,7 @@ async fn member(
         if let Some(prefix) = &sender {
             match control.mode.load(Relaxed) {
                 1 => {
-                    while in_flight < WINDOW {
+                    while in_flight < control.window.load(Relaxed) as usize {
                         sink.send(message(n, prefix)).await?;
                         (n, in_flight) = (n + 1, in_flight + 1);
                     }
@@ -323,7 +322,16 @@ async fn phase(control: &Control, mode: u64) -> Measured {
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
             .map_or(0.0, |us| *us as f64 / 1000.0)
     };
-    tokio::time::sleep(Duration::from_secs(2)).await; // drain
+    // Drain: whatever is still queued is delivered before the next phase starts.
+    let mut last = (u64::MAX, u64::MAX);
+    for _ in 0..60 {
+        let now = (control.sent.load(Relaxed), control.delivered.load(Relaxed));
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     Measured {
         messages_per_sec: sent as f64 / secs,
         deliveries_per_sec: delivered as f64 / secs,
@@ -332,15 +340,18 @@ async fn phase(control: &Control, mode: u64) -> Measured {
     }
 }
 
-/// `rooms` x `members`, `senders` of them per room: the maximum rate, then half of it.
+/// `rooms` x `members`, `senders` of them per room keeping `window` sends in flight:
+/// the maximum rate, then half of it.
 async fn scenario(
     cluster: &Cluster,
     label: &str,
     rooms: usize,
     members: usize,
     senders: usize,
+    window: u64,
 ) -> anyhow::Result<()> {
     let control = Arc::new(Control::default());
+    control.window.store(window, Relaxed);
     let epoch = Instant::now();
     let mut tasks = Vec::new();
     for r in 0..rooms {
@@ -372,7 +383,7 @@ async fn scenario(
         task.await??;
     }
     println!(
-        "| {rooms} room(s) x {members} members, {senders} sender(s) per room | max | {:.0} | {:.0} | {:.1} | {:.1} |",
+        "| {rooms} room(s) x {members} members, {senders} sender(s) per room, {window} in flight each | max | {:.0} | {:.0} | {:.1} | {:.1} |",
         max.messages_per_sec, max.deliveries_per_sec, max.p50_ms, max.p99_ms
     );
     println!(
@@ -418,8 +429,8 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    scenario(&cluster, "one", 1, 1000, 8).await?;
-    scenario(&cluster, "many", 1000, 10, 1).await?;
+    scenario(&cluster, "one", 1, 1000, 8, 8).await?;
+    scenario(&cluster, "many", 1000, 10, 1, 1).await?;
     println!();
     println!(
         "redis-benchmark PUBLISH again, after: {}",

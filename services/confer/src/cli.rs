@@ -127,6 +127,8 @@ pub struct DevArgs {
     #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
     #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
@@ -150,6 +152,44 @@ pub struct GatewayArgs {
     /// Redis URL the chat service publishes room chat on.
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+/// Files shared in chat.
+#[derive(Args, Clone)]
+pub struct FileArgs {
+    /// Where shared files are stored (a volume every gateway mounts).
+    #[arg(long, env = "CONFER_FILES_DIR")]
+    pub files_dir: Option<std::path::PathBuf>,
+    /// Largest file members may share, in bytes.
+    #[arg(long, env = "CONFER_MAX_FILE_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Key that signs upload and download links (32 bytes, base64), the same on every
+    /// gateway; random when absent (links then work only on this gateway).
+    #[arg(long, env = "CONFER_FILE_KEY", hide_env_values = true)]
+    pub file_key: Option<String>,
+}
+
+impl FileArgs {
+    pub fn config(&self) -> anyhow::Result<confer_gateway::FileConfig> {
+        use base64::Engine as _;
+        let mut config = confer_gateway::FileConfig {
+            max_bytes: self.max_file_bytes,
+            ..confer_gateway::FileConfig::default()
+        };
+        if let Some(dir) = &self.files_dir {
+            config.dir.clone_from(dir);
+        }
+        if let Some(key) = &self.file_key {
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .map_err(|err| anyhow::anyhow!("CONFER_FILE_KEY is not base64: {err}"))?;
+            anyhow::ensure!(key.len() >= 32, "CONFER_FILE_KEY must be at least 32 bytes");
+            config.key = key;
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Args)]

@@ -1,7 +1,8 @@
-//! This gateway's sessions, by participant id, and the rooms they are in. Who is in a room (across gateways) is the room service's business; this is
-//! only where to deliver what concerns a local participant.
+//! This gateway's sessions, by participant id, and the rooms they are in. Who is in a
+//! room (across gateways) is the room service's business; this is only where to
+//! deliver what concerns a local participant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use confer_proto::signal::{ServerMessage, server_message::Msg};
@@ -22,6 +23,19 @@ struct Local {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Local>,
+    /// Room key → its local sessions' ids: a room's fan-out touches only its members.
+    members: HashMap<String, HashSet<String>>,
+}
+
+impl Inner {
+    fn leave_room(&mut self, id: &str, room: &str) {
+        if let Some(members) = self.members.get_mut(room) {
+            members.remove(id);
+            if members.is_empty() {
+                self.members.remove(room);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -58,14 +72,26 @@ impl Rooms {
     /// The session is in room `key` now.
     pub(crate) fn enter(&self, id: &str, key: &str, name: &str) {
         let mut inner = self.lock();
-        if let Some(local) = inner.sessions.get_mut(id) {
-            local.room = Some(key.to_owned());
-            name.clone_into(&mut local.name);
+        let Some(local) = inner.sessions.get_mut(id) else {
+            return;
+        };
+        let previous = local.room.replace(key.to_owned());
+        name.clone_into(&mut local.name);
+        if let Some(previous) = previous {
+            inner.leave_room(id, &previous);
         }
+        inner
+            .members
+            .entry(key.to_owned())
+            .or_default()
+            .insert(id.to_owned());
     }
 
     pub(crate) fn unregister(&self, id: &str) {
-        self.lock().sessions.remove(id);
+        let mut inner = self.lock();
+        if let Some(room) = inner.sessions.remove(id).and_then(|local| local.room) {
+            inner.leave_room(id, &room);
+        }
     }
 
     pub(crate) fn is_local(&self, id: &str) -> bool {
@@ -88,18 +114,17 @@ impl Rooms {
     /// Sends `msg` to every local session in room `key`.
     pub(crate) fn push_room(&self, key: &str, msg: &ServerMessage) {
         let inner = self.lock();
-        for local in inner.sessions.values() {
-            if local.room.as_deref() == Some(key) {
+        let Some(members) = inner.members.get(key) else {
+            return;
+        };
+        for id in members {
+            if let Some(local) = inner.sessions.get(id) {
                 let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
             }
         }
     }
 
     pub(crate) fn n_participants(&self) -> usize {
-        self.lock()
-            .sessions
-            .values()
-            .filter(|local| local.room.is_some())
-            .count()
+        self.lock().members.values().map(HashSet::len).sum()
     }
 }

@@ -15,6 +15,16 @@ use tokio::sync::{OnceCell, mpsc};
 use super::{FeedCommand, FeedEvent};
 use crate::api::ChatEntry;
 
+/// A client whose connections set TCP_NODELAY: publishes from concurrent sends share
+/// one connection, and Nagle's algorithm would hold each until the previous is
+/// acknowledged.
+fn nodelay_client(url: &str) -> anyhow::Result<redis::Client> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url)
+        .context("invalid Redis URL")?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    Ok(redis::Client::open(info)?)
+}
+
 /// The sharded channel of a room's chat.
 pub fn channel_for(room: &str) -> String {
     format!("confer:chat:{room}")
@@ -29,10 +39,9 @@ pub struct RedisBus {
 
 impl RedisBus {
     pub(super) fn new(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("invalid Redis URL")?;
+        let client = nodelay_client(url)?;
         let separator = if url.contains('?') { '&' } else { '?' };
-        let push_client = redis::Client::open(format!("{url}{separator}protocol=resp3"))
-            .context("invalid Redis URL")?;
+        let push_client = nodelay_client(&format!("{url}{separator}protocol=resp3"))?;
         Ok(Self {
             client,
             push_client,

@@ -63,6 +63,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let http = listener.local_addr()?;
     let gateway = GatewayConfig {
         sfu_stats: Some(sfu.stats().clone()),
+        files: args.files.config()?,
         ..GatewayConfig::default()
     };
     // The lines a newcomer needs; stdout so scripts can read them.

@@ -14,7 +14,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
     let room = GrpcRoom::connect(args.room_service)?;
     let listener = super::bind(args.listen).await?;
-    let mut config = GatewayConfig::default();
+    let mut config = GatewayConfig {
+        files: args.files.config()?,
+        ..GatewayConfig::default()
+    };
     if let Some(id) = args.gateway_id {
         config.gateway_id = id;
     }

@@ -54,7 +54,11 @@ fn encode<T: serde::Serialize>(value: &T) -> RoomResult<String> {
 
 impl RedisLive {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
+        // TCP_NODELAY: several commands are often in flight on one connection, and
+        // Nagle's algorithm would hold each write until the previous one is acknowledged.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         Ok(Self { client, conn })
     }
