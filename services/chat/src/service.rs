@@ -1,5 +1,6 @@
 //! The chat service: validate, store, then publish.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -16,15 +17,29 @@ const REPUBLISH_FOR: Duration = Duration::from_secs(30);
 /// How often entries past their room's retention are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
+/// Locks that order a room's store-then-publish within this replica; rooms share
+/// them by hash.
+const STRIPES: usize = 256;
+
+fn stripe(room: &str) -> usize {
+    use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(room) as usize % STRIPES
+}
+
 #[derive(Clone)]
 pub struct ChatService {
     store: Store,
     bus: Bus,
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl ChatService {
     pub fn new(store: Store, bus: Bus) -> Self {
-        Self { store, bus }
+        Self {
+            store,
+            bus,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
     }
 
     pub fn bus(&self) -> &Bus {
@@ -92,6 +107,10 @@ impl ChatApi for ChatService {
                     "room and sender are required",
                 ));
             }
+            // Store and publish under the room's stripe lock: this replica publishes a
+            // room's entries in the order they were numbered, so gateways rarely see
+            // a gap they must read from history.
+            let _ordered = self.stripes[stripe(&req.room)].lock().await;
             match self.store.append(&req, now_ms()).await? {
                 Stored::New(entry) => {
                     self.publish(entry.clone()).await;

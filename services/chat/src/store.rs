@@ -46,7 +46,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 16 })
+            .max_connections(if sqlite { 1 } else { 32 })
             .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await
@@ -110,11 +110,9 @@ impl Store {
     /// Stores `req` under the room's next number, or returns what the same client id
     /// stored before. Nothing is written unless all of it is.
     pub(crate) async fn append(&self, req: &SendRequest, now_ms: u64) -> ChatResult<Stored> {
-        if let Some(entry) = self.by_client_id(req).await? {
-            return Ok(Stored::Duplicate(entry));
-        }
         match self.append_new(req, now_ms).await {
-            // A concurrent resend with the same client id won the race.
+            // A resend: the client id is stored already (the unique index refused the
+            // insert and the transaction, number included, rolled back).
             Err(err) if err.code == "duplicate_client_id" => self
                 .by_client_id(req)
                 .await?
@@ -144,15 +142,10 @@ impl Store {
 
     async fn append_new(&self, req: &SendRequest, now_ms: u64) -> ChatResult<ChatEntry> {
         let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
-        sqlx::query(
-            "INSERT INTO chat_rooms (room, last_seq) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
-        )
-        .bind(&req.room)
-        .execute(&mut *tx)
-        .await
-        .map_err(ChatError::store)?;
+        // One statement takes the room's next number and locks its row until commit.
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE room = $1 RETURNING last_seq",
+            "INSERT INTO chat_rooms (room, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (room) DO UPDATE SET last_seq = chat_rooms.last_seq + 1 RETURNING last_seq",
         )
         .bind(&req.room)
         .fetch_one(&mut *tx)

@@ -195,16 +195,20 @@ impl Cluster {
     }
 }
 
+/// The senders' modes: quiet; as fast as the window allows; one send per `interval_us`;
+/// done.
+const QUIET: u64 = 0;
+const MAX: u64 = 1;
+const PACED: u64 = 2;
+const STOP: u64 = 3;
+
 /// What the members share: the senders' mode and the tallies.
-#[derive(Default)]
 struct Control {
-    /// 0: quiet, 1: as fast as the window allows, 2: one send per `interval_us`.
-    mode: AtomicU64,
+    mode: tokio::sync::watch::Sender<u64>,
     interval_us: AtomicU64,
     /// Sends in flight per sender in the maximum-rate phase.
     window: AtomicU64,
     recording: AtomicBool,
-    stop: AtomicBool,
     delivered: AtomicU64,
     sent: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u64>>,
@@ -217,9 +221,12 @@ async fn member(
     control: Arc<Control>,
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
+    let mut mode = control.mode.subscribe();
     let mut in_flight = 0usize;
     let mut n = 0u64;
-    let mut next_at = Instant::now();
+    let mut next_at = tokio::time::Instant::now();
+    // Latencies gather here and go to the shared list when the mode changes.
+    let mut latencies = Vec::new();
     let message = |n: u64, prefix: &str| {
         let now = epoch.elapsed().as_micros() as u64;
         Message::Text(
@@ -228,55 +235,57 @@ async fn member(
                 .into(),
         )
     };
-    while !control.stop.load(Relaxed) {
-        let mut wait = Duration::from_millis(20);
-        if let Some(prefix) = &sender {
-            match control.mode.load(Relaxed) {
-                1 => {
-                    while in_flight < control.window.load(Relaxed) as usize {
-                        sink.send(message(n, prefix)).await?;
-                        (n, in_flight) = (n + 1, in_flight + 1);
-                    }
-                }
-                2 => {
-                    let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
-                    let now = Instant::now();
-                    if now >= next_at {
-                        sink.send(message(n, prefix)).await?;
-                        n += 1;
-                        next_at = if now > next_at + interval {
-                            now + interval
-                        } else {
-                            next_at + interval
-                        };
-                    }
-                    wait = next_at.saturating_duration_since(Instant::now()).min(wait);
-                }
-                _ => in_flight = 0,
+    loop {
+        let current = *mode.borrow_and_update();
+        if current == STOP {
+            break;
+        }
+        let sending = sender.as_ref().filter(|_| current != QUIET);
+        if let (Some(prefix), MAX) = (sending, current) {
+            while in_flight < control.window.load(Relaxed) as usize {
+                sink.send(message(n, prefix)).await?;
+                (n, in_flight) = (n + 1, in_flight + 1);
             }
         }
-        let Ok(frame) = tokio::time::timeout(wait, stream.next()).await else {
-            continue;
-        };
-        let Some(frame) = frame else { break };
-        let Message::Text(text) = frame? else {
-            continue;
-        };
-        // Field checks before any parsing: nearly every frame is a chat entry.
-        if text.contains("\"chat_sent\"") {
-            in_flight = in_flight.saturating_sub(1);
-            control.sent.fetch_add(1, Relaxed);
-        } else if let Some(at) = text.find("\"text\":\"t=") {
-            control.delivered.fetch_add(1, Relaxed);
-            if control.recording.load(Relaxed) {
-                let digits: String = text[at + 10..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if let Ok(sent) = digits.parse::<u64>() {
-                    let latency = (epoch.elapsed().as_micros() as u64).saturating_sub(sent);
-                    if let Ok(mut all) = control.latencies_us.lock() {
-                        all.push(latency);
+        let paced = sending.filter(|_| current == PACED);
+        if paced.is_none() {
+            next_at = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            changed = mode.changed() => {
+                if let Ok(mut all) = control.latencies_us.lock() {
+                    all.append(&mut latencies);
+                }
+                if changed.is_err() {
+                    break;
+                }
+                if *mode.borrow() == QUIET {
+                    in_flight = 0;
+                }
+            }
+            () = tokio::time::sleep_until(next_at), if paced.is_some() => {
+                if let Some(prefix) = paced {
+                    sink.send(message(n, prefix)).await?;
+                    n += 1;
+                }
+                let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
+                let now = tokio::time::Instant::now();
+                next_at = if now > next_at + interval { now + interval } else { next_at + interval };
+            }
+            frame = stream.next() => {
+                let Some(frame) = frame else { break };
+                let Message::Text(text) = frame? else { continue };
+                // Field checks before any parsing: nearly every frame is a chat entry.
+                if text.contains("\"chat_sent\"") {
+                    in_flight = in_flight.saturating_sub(1);
+                    control.sent.fetch_add(1, Relaxed);
+                } else if let Some(at) = text.find("\"text\":\"t=") {
+                    control.delivered.fetch_add(1, Relaxed);
+                    if control.recording.load(Relaxed) {
+                        let digits: String = text[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+                        if let Ok(sent) = digits.parse::<u64>() {
+                            latencies.push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
+                        }
                     }
                 }
             }
@@ -294,7 +303,7 @@ struct Measured {
 
 /// Runs the senders in `mode` for `RUN` after a second of warm-up.
 async fn phase(control: &Control, mode: u64) -> Measured {
-    control.mode.store(mode, Relaxed);
+    control.mode.send_replace(mode);
     tokio::time::sleep(Duration::from_secs(1)).await;
     if let Ok(mut all) = control.latencies_us.lock() {
         all.clear();
@@ -310,7 +319,9 @@ async fn phase(control: &Control, mode: u64) -> Measured {
     let sent = control.sent.load(Relaxed) - sent;
     let delivered = control.delivered.load(Relaxed) - delivered;
     control.recording.store(false, Relaxed);
-    control.mode.store(0, Relaxed);
+    control.mode.send_replace(QUIET);
+    // The members hand over their latencies when the mode changes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut latencies = control
         .latencies_us
         .lock()
@@ -350,7 +361,15 @@ async fn scenario(
     senders: usize,
     window: u64,
 ) -> anyhow::Result<()> {
-    let control = Arc::new(Control::default());
+    let control = Arc::new(Control {
+        mode: tokio::sync::watch::channel(QUIET).0,
+        interval_us: AtomicU64::new(0),
+        window: AtomicU64::new(0),
+        recording: AtomicBool::new(false),
+        delivered: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        latencies_us: std::sync::Mutex::new(Vec::new()),
+    });
     control.window.store(window, Relaxed);
     let epoch = Instant::now();
     let mut tasks = Vec::new();
@@ -371,14 +390,14 @@ async fn scenario(
             tasks.push(tokio::spawn(member(ws, sender, epoch, control.clone())));
         }
     }
-    let max = phase(&control, 1).await;
+    let max = phase(&control, MAX).await;
     let total_senders = (rooms * senders) as f64;
     let half_rate = (max.messages_per_sec / 2.0).max(1.0);
     control
         .interval_us
         .store((total_senders / half_rate * 1e6) as u64, Relaxed);
-    let half = phase(&control, 2).await;
-    control.stop.store(true, Relaxed);
+    let half = phase(&control, PACED).await;
+    control.mode.send_replace(STOP);
     for task in tasks {
         task.await??;
     }
