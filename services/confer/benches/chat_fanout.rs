@@ -18,179 +18,67 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use confer_auth::{Claims, TokenKey, VideoGrant};
-use confer_e2e::backing::{RedisServer, free_port, fresh_postgres};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use support::{Proc, create_tenant, spawn};
+use support::ChatCluster;
 use tokio_tungstenite::tungstenite::Message;
 
 const RUN: Duration = Duration::from_secs(6);
 
-struct Cluster {
-    gateways: [String; 2],
-    key: String,
-    secret: String,
-    redis_port: u16,
-    _redis: RedisServer,
-    _procs: Vec<Proc>,
-}
-
-async fn cluster() -> anyhow::Result<Cluster> {
-    let redis = RedisServer::start().await?;
-    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let env = [
-        ("CONFER_DATABASE_URL".to_owned(), fresh_postgres().await?),
-        ("CONFER_MASTER_KEY".to_owned(), master_key),
-        ("CONFER_REDIS_URL".to_owned(), redis.url()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (key, secret) = create_tenant(&env)?;
-    let (media, control) = (free_port()?, free_port()?);
-    let room = format!("127.0.0.1:{}", free_port()?);
-    let chat = format!("127.0.0.1:{}", free_port()?);
-    let mut procs = vec![
-        spawn(
-            &[
-                "sfu",
-                "--media-bind",
-                &format!("127.0.0.1:{media}"),
-                "--control-listen",
-                &format!("127.0.0.1:{control}"),
-            ],
-            &[],
-        )?,
-        spawn(
-            &[
-                "room",
-                "--listen",
-                &room,
-                "--region",
-                "eu",
-                "--sfu",
-                &format!("sfu@eu=127.0.0.1:{control}"),
-                "--join-burst-per-address",
-                "1000000",
-            ],
-            &env,
-        )?,
-        spawn(&["chat", "--listen", &chat], &env)?,
-    ];
-    let mut gateways = [String::new(), String::new()];
-    for (i, gateway) in gateways.iter_mut().enumerate() {
-        *gateway = format!("127.0.0.1:{}", free_port()?);
-        procs.push(spawn(
-            &[
-                "gateway",
-                "--listen",
-                gateway,
-                "--room-service",
-                &room,
-                "--gateway-id",
-                &format!("gw-bench-{i}"),
-                "--chat-service",
-                &chat,
-                "--redis-url",
-                &redis.url(),
-            ],
-            &[],
-        )?);
-    }
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for gateway in &gateways {
-        while !http
-            .get(format!("http://{gateway}/v1/rooms"))
-            .basic_auth(&key, Some(&secret))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            anyhow::ensure!(Instant::now() < deadline, "{gateway} did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    while tokio::net::TcpStream::connect(&chat).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "chat did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(Cluster {
-        gateways,
-        key,
-        secret,
-        redis_port: redis.port,
-        _redis: redis,
-        _procs: procs,
-    })
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-impl Cluster {
-    /// A room for more than the default 100 participants, through the tenant API.
-    async fn create_room(&self, room: &str, max: usize) -> anyhow::Result<()> {
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/rooms", self.gateways[0]))
-            .basic_auth(&self.key, Some(&self.secret))
-            .json(&json!({"name": room, "settings": {"max_participants": max}}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "create {room}: {}",
-            response.text().await?
-        );
-        Ok(())
-    }
+/// A room for more than the default 100 participants, through the tenant API.
+async fn create_room(cluster: &ChatCluster, room: &str, max: usize) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/rooms", cluster.gateways[0]))
+        .basic_auth(&cluster.api_key, Some(&cluster.api_secret))
+        .json(&json!({"name": room, "settings": {"max_participants": max}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "create {room}: {}",
+        response.text().await?
+    );
+    Ok(())
+}
 
-    /// Joins, waiting out the tenant's join rate limit (a burst of 500).
-    async fn join(&self, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
-        loop {
-            match self.join_once(g, room, who.clone()).await {
-                Err(err)
-                    if err.to_string().contains("rate_limited")
-                        || err.to_string().contains("unavailable") =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other,
+/// Joins, waiting out the tenant's join rate limit (a burst of 500).
+async fn join(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+    loop {
+        match join_once(cluster, g, room, who.clone()).await {
+            Err(err)
+                if err.to_string().contains("rate_limited")
+                    || err.to_string().contains("unavailable") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            other => return other,
         }
     }
+}
 
-    async fn join_once(&self, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
-        let token = TokenKey::new(self.key.clone(), self.secret.as_bytes()).sign(&Claims {
-            iss: self.key.clone(),
-            sub: who.clone(),
-            name: who.clone(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: VideoGrant {
-                room_admin: true,
-                ..VideoGrant::join(room)
-            },
-        });
-        let url = format!("ws://{}/v1/signal", self.gateways[g]);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
-        ws.send(Message::Text(
-            json!({"request_id": "j", "join": {"room": room, "token": token}})
-                .to_string()
-                .into(),
-        ))
-        .await?;
-        loop {
-            let Some(frame) = ws.next().await else {
-                anyhow::bail!("closed")
-            };
-            if let Message::Text(text) = frame? {
-                let reply: Value = serde_json::from_str(&text)?;
-                if reply.get("joined").is_some() {
-                    return Ok(ws);
-                }
-                anyhow::ensure!(reply.get("error").is_none(), "{who}: {reply}");
+async fn join_once(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+    let token = cluster.token(room, &who);
+    let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+    ws.send(Message::Text(
+        json!({"request_id": "j", "join": {"room": room, "token": token}})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    loop {
+        let Some(frame) = ws.next().await else {
+            anyhow::bail!("closed")
+        };
+        if let Message::Text(text) = frame? {
+            let reply: Value = serde_json::from_str(&text)?;
+            if reply.get("joined").is_some() {
+                return Ok(ws);
             }
+            anyhow::ensure!(reply.get("error").is_none(), "{who}: {reply}");
         }
     }
 }
@@ -354,7 +242,7 @@ async fn phase(control: &Control, mode: u64) -> Measured {
 /// `rooms` x `members`, `senders` of them per room keeping `window` sends in flight:
 /// the maximum rate, then half of it.
 async fn scenario(
-    cluster: &Cluster,
+    cluster: &ChatCluster,
     label: &str,
     rooms: usize,
     members: usize,
@@ -376,11 +264,11 @@ async fn scenario(
     for r in 0..rooms {
         let room = format!("{label}-{r}");
         if members > 100 {
-            cluster.create_room(&room, members).await?;
+            create_room(cluster, &room, members).await?;
         }
         // 50 joins at a time: the bench measures chat, not a join stampede.
         let joins = futures_util::stream::iter(0..members)
-            .map(|m| cluster.join(m % 2, &room, format!("u{m}")))
+            .map(|m| join(cluster, m % 2, &room, format!("u{m}")))
             .buffered(50)
             .collect::<Vec<_>>()
             .await;
@@ -440,10 +328,10 @@ fn redis_publish(port: u16) -> anyhow::Result<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let cluster = cluster().await?;
+    let cluster = ChatCluster::start(1, &["--join-burst-per-address", "1000000"]).await?;
     println!(
         "redis-benchmark PUBLISH (50 clients, no pipelining): {}",
-        redis_publish(cluster.redis_port)?
+        redis_publish(cluster.redis.port)?
     );
     println!();
     println!("| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms |");
@@ -453,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "redis-benchmark PUBLISH again, after: {}",
-        redis_publish(cluster.redis_port)?
+        redis_publish(cluster.redis.port)?
     );
     Ok(())
 }

@@ -9,167 +9,38 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use base64::Engine as _;
-use confer_auth::{Claims, TokenKey, VideoGrant};
-use confer_e2e::backing::{RedisServer, free_port, fresh_postgres};
 use confer_e2e::signal::SignalClient;
 use serde_json::json;
-use support::{Proc, create_tenant, spawn};
+use support::ChatCluster;
 
 /// The longest quiet spell a member tolerates while messages are still due.
 const QUIET: Duration = Duration::from_secs(30);
 
-struct ChatCluster {
-    redis: RedisServer,
-    gateways: [String; 2],
-    api_key: String,
-    api_secret: String,
-    _procs: Vec<Proc>,
-}
-
-impl ChatCluster {
-    async fn start() -> anyhow::Result<Self> {
-        let redis = RedisServer::start().await?;
-        let master_key =
-            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-        let env = [
-            ("CONFER_DATABASE_URL".to_owned(), fresh_postgres().await?),
-            ("CONFER_MASTER_KEY".to_owned(), master_key),
-            ("CONFER_REDIS_URL".to_owned(), redis.url()),
-        ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (api_key, api_secret) = create_tenant(&env)?;
-        let mut procs = Vec::new();
-        let (media, control, room) = (free_port()?, free_port()?, free_port()?);
-        procs.push(spawn(
-            &[
-                "sfu",
-                "--media-bind",
-                &format!("127.0.0.1:{media}"),
-                "--control-listen",
-                &format!("127.0.0.1:{control}"),
-            ],
-            &[],
-        )?);
-        let sfu = format!("sfu-chat@eu=127.0.0.1:{control}");
-        let room_addr = format!("127.0.0.1:{room}");
-        procs.push(spawn(
-            &[
-                "room", "--listen", &room_addr, "--region", "eu", "--sfu", &sfu,
-            ],
-            &env,
-        )?);
-        let mut gateways = [String::new(), String::new()];
-        let mut chats = Vec::new();
-        for (i, gateway) in gateways.iter_mut().enumerate() {
-            let chat = format!("127.0.0.1:{}", free_port()?);
-            procs.push(spawn(&["chat", "--listen", &chat], &env)?);
-            chats.push(chat.clone());
-            let http = format!("127.0.0.1:{}", free_port()?);
-            procs.push(spawn(
-                &[
-                    "gateway",
-                    "--listen",
-                    &http,
-                    "--room-service",
-                    &room_addr,
-                    "--gateway-id",
-                    &format!("gw-chat-{i}"),
-                    "--chat-service",
-                    &chat,
-                    "--redis-url",
-                    &redis.url(),
-                ],
-                &[],
-            )?);
-            *gateway = http;
-        }
-        let cluster = Self {
-            redis,
-            gateways,
-            api_key,
-            api_secret,
-            _procs: procs,
-        };
-        cluster.wait_ready(&chats).await?;
-        Ok(cluster)
-    }
-
-    fn token(&self, room: &str, identity: &str) -> String {
-        TokenKey::new(self.api_key.clone(), self.api_secret.as_bytes()).sign(&Claims {
-            iss: self.api_key.clone(),
-            sub: identity.into(),
-            name: identity.into(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: VideoGrant {
-                room_admin: true,
-                ..VideoGrant::join(room)
-            },
-        })
-    }
-
-    /// Waits until both gateways answer the tenant API (so their room service does)
-    /// and both chat services accept connections.
-    async fn wait_ready(&self, chats: &[String]) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
-        for gateway in &self.gateways {
-            loop {
-                let status = http
-                    .get(format!("http://{gateway}/v1/rooms"))
-                    .basic_auth(&self.api_key, Some(&self.api_secret))
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16());
-                if status.as_ref().is_ok_and(|s| *s == 200) {
-                    break;
-                }
-                anyhow::ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "{gateway}: {status:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        for chat in chats {
-            while tokio::net::TcpStream::connect(chat).await.is_err() {
-                anyhow::ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "{chat} not listening"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Joins `room` through gateway `g`; returns the client and the seqs of the chat
-    /// history its `joined` carried.
-    async fn join(
-        &self,
-        g: usize,
-        room: &str,
-        identity: &str,
-    ) -> anyhow::Result<(SignalClient, Vec<u64>)> {
-        let url = format!("ws://{}/v1/signal", self.gateways[g]);
-        let mut client = SignalClient::connect(&url).await?;
-        client
-            .send(&json!({"request_id": "j", "join": {"room": room, "token": self.token(room, identity)}}))
-            .await?;
-        let reply = client.recv(Duration::from_secs(10)).await?;
-        anyhow::ensure!(
-            reply.get("joined").is_some(),
-            "{identity} cannot join: {reply}"
-        );
-        let history = reply["joined"]["chat_history"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["seq"].as_u64())
-            .collect();
-        Ok((client, history))
-    }
+/// Joins `room` through gateway `g`; returns the client and the seqs of the chat
+/// history its `joined` carried.
+async fn join(
+    cluster: &ChatCluster,
+    g: usize,
+    room: &str,
+    identity: &str,
+) -> anyhow::Result<(SignalClient, Vec<u64>)> {
+    let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
+    let mut client = SignalClient::connect(&url).await?;
+    client
+        .send(&json!({"request_id": "j", "join": {"room": room, "token": cluster.token(room, identity)}}))
+        .await?;
+    let reply = client.recv(Duration::from_secs(10)).await?;
+    anyhow::ensure!(
+        reply.get("joined").is_some(),
+        "{identity} cannot join: {reply}"
+    );
+    let history = reply["joined"]["chat_history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    Ok((client, history))
 }
 
 /// What one member saw: every chat seq in arrival order, and (for a sender) the
@@ -258,14 +129,14 @@ fn check(all: &[Seen], n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow::Result<()> {
-    let cluster = ChatCluster::start().await?;
+    let cluster = ChatCluster::start(2, &[]).await?;
     const PER_SENDER: usize = 2_500;
     const TOTAL: usize = 4 * PER_SENDER;
     // Everyone is in before the first message (a later joiner gets the newest page
     // and pages back; `tests/tests/chat.rs` covers that).
     let mut joined = Vec::new();
     for i in 0..6 {
-        joined.push(cluster.join(i % 2, "town", &format!("m{i}")).await?);
+        joined.push(join(&cluster, i % 2, "town", &format!("m{i}")).await?);
     }
     let mut tasks = Vec::new();
     for (i, client) in joined.into_iter().enumerate() {
@@ -288,12 +159,12 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::Result<()> {
-    let mut cluster = ChatCluster::start().await?;
+    let mut cluster = ChatCluster::start(2, &[]).await?;
     const PER_SENDER: usize = 1_500;
     const TOTAL: usize = 2 * PER_SENDER;
     let mut joined = Vec::new();
     for i in 0..4 {
-        joined.push(cluster.join(i % 2, "storm", &format!("s{i}")).await?);
+        joined.push(join(&cluster, i % 2, "storm", &format!("s{i}")).await?);
     }
     let mut tasks = Vec::new();
     for (i, client) in joined.into_iter().enumerate() {

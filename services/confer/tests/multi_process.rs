@@ -12,11 +12,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use confer_auth::{Claims, TokenKey, VideoGrant};
 use confer_e2e::backing::{free_port, fresh_postgres};
 use confer_e2e::signal::{SignalClient, client_offer};
 use serde_json::{Value, json};
-use support::{Proc, create_tenant, spawn};
+use support::{Proc, create_tenant, host_token, spawn};
 
 fn redis_url() -> String {
     std::env::var("CONFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -170,17 +169,7 @@ impl Cluster {
     }
 
     fn token(&self, room: &str, identity: &str) -> String {
-        TokenKey::new(self.api_key.clone(), self.api_secret.as_bytes()).sign(&Claims {
-            iss: self.api_key.clone(),
-            sub: identity.into(),
-            name: identity.into(),
-            nbf: 0,
-            exp: u64::MAX / 2,
-            video: VideoGrant {
-                room_admin: true,
-                ..VideoGrant::join(room)
-            },
-        })
+        host_token(&self.api_key, &self.api_secret, room, identity)
     }
 
     /// Joins `room` through gateway `g`; returns the client and the SFU media port in

@@ -1,6 +1,13 @@
-//! Confer's own binary as separate processes, for the multi-process suites.
+//! Confer's own binary as separate processes, for the multi-process suites and
+//! benchmarks (each uses part of it).
+
+#![allow(dead_code, unused_imports)]
+
+mod chat_cluster;
 
 use std::process::{Child, Command, Stdio};
+
+pub use chat_cluster::ChatCluster;
 
 pub const CONFER: &str = env!("CARGO_BIN_EXE_confer");
 
@@ -53,4 +60,21 @@ pub fn create_tenant(env: &[(&str, &str)]) -> anyhow::Result<(String, String)> {
         "tenant create printed {text}"
     );
     Ok((api_key, api_secret))
+}
+
+/// A host's access token for `room` (hosts skip the waiting room), signed with the
+/// tenant's API key and secret.
+pub fn host_token(api_key: &str, api_secret: &str, room: &str, identity: &str) -> String {
+    use confer_auth::{Claims, TokenKey, VideoGrant};
+    TokenKey::new(api_key.to_owned(), api_secret.as_bytes()).sign(&Claims {
+        iss: api_key.to_owned(),
+        sub: identity.into(),
+        name: identity.into(),
+        nbf: 0,
+        exp: u64::MAX / 2,
+        video: VideoGrant {
+            room_admin: true,
+            ..VideoGrant::join(room)
+        },
+    })
 }

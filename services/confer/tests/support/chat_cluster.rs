@@ -1,0 +1,127 @@
+//! Chat across processes: Confer's binary as one SFU, one room service, chat services
+//! and two gateways, on a fresh PostgreSQL database and a redis-server of its own.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use confer_e2e::backing::{RedisServer, free_port, fresh_postgres};
+
+use super::{Proc, create_tenant, spawn};
+
+pub struct ChatCluster {
+    pub redis: RedisServer,
+    /// `host:port` of each gateway.
+    pub gateways: [String; 2],
+    pub api_key: String,
+    pub api_secret: String,
+    _procs: Vec<Proc>,
+}
+
+impl ChatCluster {
+    /// Starts the processes: `chat_services` of them (gateway `i` talks to chat service
+    /// `i % chat_services`), with `room_args` added to the room service's.
+    pub async fn start(chat_services: usize, room_args: &[&str]) -> anyhow::Result<Self> {
+        let redis = RedisServer::start().await?;
+        let master_key =
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let env = [
+            ("CONFER_DATABASE_URL".to_owned(), fresh_postgres().await?),
+            ("CONFER_MASTER_KEY".to_owned(), master_key),
+            ("CONFER_REDIS_URL".to_owned(), redis.url()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (api_key, api_secret) = create_tenant(&env)?;
+        let mut procs = Vec::new();
+        let (media, control) = (free_port()?, free_port()?);
+        procs.push(spawn(
+            &[
+                "sfu",
+                "--media-bind",
+                &format!("127.0.0.1:{media}"),
+                "--control-listen",
+                &format!("127.0.0.1:{control}"),
+            ],
+            &[],
+        )?);
+        let sfu = format!("sfu-chat@eu=127.0.0.1:{control}");
+        let room = format!("127.0.0.1:{}", free_port()?);
+        let mut args = vec!["room", "--listen", &room, "--region", "eu", "--sfu", &sfu];
+        args.extend_from_slice(room_args);
+        procs.push(spawn(&args, &env)?);
+        let mut chats = Vec::new();
+        for _ in 0..chat_services.max(1) {
+            let chat = format!("127.0.0.1:{}", free_port()?);
+            procs.push(spawn(&["chat", "--listen", &chat], &env)?);
+            chats.push(chat);
+        }
+        let mut gateways = [String::new(), String::new()];
+        for (i, gateway) in gateways.iter_mut().enumerate() {
+            *gateway = format!("127.0.0.1:{}", free_port()?);
+            procs.push(spawn(
+                &[
+                    "gateway",
+                    "--listen",
+                    gateway,
+                    "--room-service",
+                    &room,
+                    "--gateway-id",
+                    &format!("gw-chat-{i}"),
+                    "--chat-service",
+                    &chats[i % chats.len()],
+                    "--redis-url",
+                    &redis.url(),
+                ],
+                &[],
+            )?);
+        }
+        let cluster = Self {
+            redis,
+            gateways,
+            api_key,
+            api_secret,
+            _procs: procs,
+        };
+        cluster.wait_ready(&chats).await?;
+        Ok(cluster)
+    }
+
+    /// A host token for `room` (no waiting room).
+    pub fn token(&self, room: &str, identity: &str) -> String {
+        super::host_token(&self.api_key, &self.api_secret, room, identity)
+    }
+
+    /// Waits until both gateways answer the tenant API (so their room service does)
+    /// and the chat services accept connections.
+    async fn wait_ready(&self, chats: &[String]) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        for gateway in &self.gateways {
+            loop {
+                let status = http
+                    .get(format!("http://{gateway}/v1/rooms"))
+                    .basic_auth(&self.api_key, Some(&self.api_secret))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16());
+                if status.as_ref().is_ok_and(|s| *s == 200) {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{gateway}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for chat in chats {
+            while tokio::net::TcpStream::connect(chat).await.is_err() {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{chat} not listening"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
