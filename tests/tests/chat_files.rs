@@ -168,6 +168,17 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
         .await?;
     let sent = ada.recv_kind("chat_sent", WAIT).await?;
     assert_eq!(sent["chat_sent"]["seq"], 2);
+
+    // Deleting the message takes the file away from every link already given out.
+    ada.send(&json!({"request_id": "d", "chat_delete": {"seq": 1}}))
+        .await?;
+    ada.recv_kind("chat_sent", WAIT).await?;
+    let gone = reqwest::get(server.url(&link)).await?;
+    assert_eq!(gone.status().as_u16(), 404);
+    assert_eq!(
+        gone.json::<Value>().await?["error"]["code"],
+        "file_not_found"
+    );
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

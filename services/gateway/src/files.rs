@@ -104,6 +104,9 @@ struct Grant {
     sender_name: String,
     /// Unix seconds.
     expires: u64,
+    /// The chat entry that shares the file (downloads): it must still be there.
+    #[serde(default)]
+    seq: u64,
 }
 
 fn unix_secs() -> u64 {
@@ -213,6 +216,7 @@ pub(crate) fn upload_url(config: &FileConfig, file: Declared<'_>) -> Result<Stri
         participant: file.participant.to_owned(),
         sender_name: file.sender_name.to_owned(),
         expires: unix_secs() + UPLOAD_FOR.as_secs(),
+        seq: 0,
     };
     Ok(format!("/files/upload/{}", sign(&config.key, &grant)))
 }
@@ -234,6 +238,7 @@ pub(crate) fn download_url(
         participant: participant.to_owned(),
         sender_name: String::new(),
         expires: unix_secs() + DOWNLOAD_FOR.as_secs(),
+        seq: entry.seq,
     };
     format!("/files/download/{}", sign(&config.key, &grant))
 }
@@ -353,6 +358,36 @@ async fn download(
 ) -> Result<Response, FileError> {
     let config = &state.config.files;
     let grant = verify(&config.key, &token, "down", unix_secs())?;
+    // A link outlives nothing it links to: once the message is deleted (or expired
+    // with the room's retention), its file cannot be downloaded.
+    let page = state
+        .chat
+        .api
+        .history(
+            grant.room.clone(),
+            confer_chat::Page::Before {
+                before: grant.seq.saturating_add(1),
+                limit: 1,
+            },
+        )
+        .await
+        .map_err(|err| {
+            FileError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "chat_unavailable",
+                err.message,
+            )
+        })?;
+    let shared = page.entries.first().is_some_and(|entry| {
+        entry.seq == grant.seq && entry.client_id == grant.file && !entry.deleted
+    });
+    if !shared {
+        return Err(FileError::new(
+            StatusCode::NOT_FOUND,
+            "file_not_found",
+            "the file was deleted",
+        ));
+    }
     let bytes = tokio::fs::read(stored_path(config, &grant.file)?)
         .await
         .map_err(|_| FileError::new(StatusCode::NOT_FOUND, "file_not_found", "the file is gone"))?;
@@ -392,6 +427,7 @@ mod tests {
             participant: "PA_1".into(),
             sender_name: "Ada".into(),
             expires,
+            seq: 1,
         }
     }
 
