@@ -10,7 +10,7 @@ export class Stage {
     let entry = this.tiles.get(id);
     if (entry) return entry;
     const tile = document.createElement('div');
-    tile.className = `tile ${local ? 'local' : 'remote'}`;
+    tile.className = `tile ${local ? 'local' : 'remote'}${id === this.speaker ? ' speaking' : ''}`;
     tile.dataset.participant = id;
     const video = document.createElement('video');
     video.autoplay = true;
@@ -49,6 +49,7 @@ export class Stage {
 
   // Outlines the tile of whoever is speaking (null: nobody).
   setSpeaker(id) {
+    this.speaker = id; // tiles made later start outlined too
     for (const [tileId, entry] of this.tiles) entry.tile.classList.toggle('speaking', tileId === id);
   }
 

@@ -52,8 +52,10 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                 report_track(&state, participant.as_str(), kind, false).await;
             }
             SfuEvent::ActiveSpeaker { room, participant } => {
+                let participant = participant.map(|p| p.to_string());
+                state.rooms.set_speaker(room.as_str(), participant.clone());
                 let msg = message(Msg::ActiveSpeaker(signal::ActiveSpeaker {
-                    participant_id: participant.map(|p| p.to_string()).unwrap_or_default(),
+                    participant_id: participant.unwrap_or_default(),
                 }));
                 state.rooms.push_room(room.as_str(), &msg);
             }

@@ -25,6 +25,8 @@ struct Inner {
     sessions: HashMap<String, Local>,
     /// Room key → its local sessions' ids: a room's fan-out touches only its members.
     members: HashMap<String, HashSet<String>>,
+    /// Room key → its current active speaker, for members who enter after it spoke up.
+    speakers: HashMap<String, String>,
 }
 
 impl Inner {
@@ -122,6 +124,19 @@ impl Rooms {
                 let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
             }
         }
+    }
+
+    /// The SFU named a room's active speaker (`None`: nobody speaks).
+    pub(crate) fn set_speaker(&self, key: &str, participant: Option<String>) {
+        let mut inner = self.lock();
+        match participant {
+            Some(participant) => inner.speakers.insert(key.to_owned(), participant),
+            None => inner.speakers.remove(key),
+        };
+    }
+
+    pub(crate) fn speaker(&self, key: &str) -> Option<String> {
+        self.lock().speakers.get(key).cloned()
     }
 
     pub(crate) fn n_participants(&self) -> usize {

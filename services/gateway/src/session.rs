@@ -486,6 +486,8 @@ impl Session {
                 }
             };
         self.chat_seen = chat_history.last().map_or(0, |e| e.seq);
+        // The speaker is announced when it changes; someone entering now hears who it is.
+        let speaker = self.state.rooms.speaker(&key);
         if let Some(member) = self.member.as_mut() {
             member.in_chat = true;
         }
@@ -510,6 +512,12 @@ impl Session {
                 room_state: Some(convert::room_state(&admission.settings)),
             }),
         );
+        if let Some(participant_id) = speaker {
+            self.send(
+                String::new(),
+                Msg::ActiveSpeaker(signal::ActiveSpeaker { participant_id }),
+            );
+        }
         Ok(())
     }
 
