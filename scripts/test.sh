@@ -55,6 +55,10 @@ if [ -z "${CONFER_TEST_DATABASE_URL:-}" ]; then
   fi
 fi
 echo "PostgreSQL: $CONFER_TEST_DATABASE_URL  Redis: $CONFER_TEST_REDIS_URL"
+# Suites make a fresh database per cluster (`confer_test_*`); drop the earlier runs'.
+psql "$CONFER_TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'confer\_test\_%' or datname like 'confer\_chat\_test\_%'" 2>/dev/null \
+  | while read -r db; do psql "$CONFER_TEST_DATABASE_URL" -qc "drop database if exists \"$db\"" >/dev/null 2>&1 || true; done \
+  || true
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
