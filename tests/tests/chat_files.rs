@@ -179,6 +179,8 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
         gone.json::<Value>().await?["error"]["code"],
         "file_not_found"
     );
+    let stored: Vec<_> = std::fs::read_dir(&dir)?.collect();
+    assert!(stored.is_empty(), "its bytes are removed too: {stored:?}");
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

@@ -243,6 +243,34 @@ pub(crate) fn download_url(
     format!("/files/download/{}", sign(&config.key, &grant))
 }
 
+/// A message was deleted: if it shared a file, the file's bytes go too.
+pub(crate) async fn forget(state: &AppState, room: &str, seq: u64) {
+    let page = state
+        .chat
+        .api
+        .history(
+            room.to_owned(),
+            confer_chat::Page::Before {
+                before: seq.saturating_add(1),
+                limit: 1,
+            },
+        )
+        .await;
+    let Ok(page) = page else { return };
+    let Some(entry) = page.entries.first() else {
+        return;
+    };
+    if entry.seq != seq || entry.kind != confer_chat::EntryKind::File {
+        return;
+    }
+    if let Ok(path) = stored_path(&state.config.files, &entry.client_id)
+        && let Err(err) = tokio::fs::remove_file(&path).await
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%err, "cannot remove a deleted message's file");
+    }
+}
+
 pub(crate) fn routes(max_bytes: u64) -> Router<Arc<AppState>> {
     Router::new()
         .route(

@@ -637,6 +637,10 @@ impl Session {
                 "you may not send messages here",
             ));
         }
+        let deleting = match action {
+            ChatAction::Delete { seq } => Some(seq),
+            _ => None,
+        };
         let request = SendRequest {
             room: member.key.clone(),
             sender_id: member.id.clone(),
@@ -648,6 +652,9 @@ impl Session {
         let sent = self.state.chat.api.send(request).await?;
         if !sent.duplicate {
             self.state.metrics.chat_messages.fetch_add(1, Relaxed);
+        }
+        if let Some(seq) = deleting {
+            files::forget(&self.state, &member.key, seq).await;
         }
         self.send(
             request_id.to_owned(),
