@@ -243,24 +243,30 @@ pub(crate) fn download_url(
     format!("/files/download/{}", sign(&config.key, &grant))
 }
 
+/// Entry `seq` of `room`, if it is still there.
+async fn entry_at(
+    state: &AppState,
+    room: &str,
+    seq: u64,
+) -> confer_chat::ChatResult<Option<confer_chat::ChatEntry>> {
+    let page = confer_chat::Page::Before {
+        before: seq.saturating_add(1),
+        limit: 1,
+    };
+    let page = state.chat.api.history(room.to_owned(), page).await?;
+    Ok(page
+        .entries
+        .into_iter()
+        .next()
+        .filter(|entry| entry.seq == seq))
+}
+
 /// A message was deleted: if it shared a file, the file's bytes go too.
 pub(crate) async fn forget(state: &AppState, room: &str, seq: u64) {
-    let page = state
-        .chat
-        .api
-        .history(
-            room.to_owned(),
-            confer_chat::Page::Before {
-                before: seq.saturating_add(1),
-                limit: 1,
-            },
-        )
-        .await;
-    let Ok(page) = page else { return };
-    let Some(entry) = page.entries.first() else {
+    let Ok(Some(entry)) = entry_at(state, room, seq).await else {
         return;
     };
-    if entry.seq != seq || entry.kind != confer_chat::EntryKind::File {
+    if entry.kind != confer_chat::EntryKind::File {
         return;
     }
     if let Ok(path) = stored_path(&state.config.files, &entry.client_id)
@@ -388,16 +394,7 @@ async fn download(
     let grant = verify(&config.key, &token, "down", unix_secs())?;
     // A link outlives nothing it links to: once the message is deleted (or expired
     // with the room's retention), its file cannot be downloaded.
-    let page = state
-        .chat
-        .api
-        .history(
-            grant.room.clone(),
-            confer_chat::Page::Before {
-                before: grant.seq.saturating_add(1),
-                limit: 1,
-            },
-        )
+    let entry = entry_at(&state, &grant.room, grant.seq)
         .await
         .map_err(|err| {
             FileError::new(
@@ -406,9 +403,7 @@ async fn download(
                 err.message,
             )
         })?;
-    let shared = page.entries.first().is_some_and(|entry| {
-        entry.seq == grant.seq && entry.client_id == grant.file && !entry.deleted
-    });
+    let shared = entry.is_some_and(|entry| entry.client_id == grant.file && !entry.deleted);
     if !shared {
         return Err(FileError::new(
             StatusCode::NOT_FOUND,

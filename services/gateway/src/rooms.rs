@@ -17,7 +17,6 @@ struct Local {
     tx: SessionTx,
     /// `tenant/room` once in a room (not while waiting).
     room: Option<String>,
-    name: String,
 }
 
 #[derive(Default)]
@@ -60,25 +59,19 @@ impl Rooms {
     }
 
     /// Registers a session before the room service hears of it.
-    pub(crate) fn register(&self, id: &str, name: &str, tx: SessionTx) {
-        self.lock().sessions.insert(
-            id.to_owned(),
-            Local {
-                tx,
-                room: None,
-                name: name.to_owned(),
-            },
-        );
+    pub(crate) fn register(&self, id: &str, tx: SessionTx) {
+        self.lock()
+            .sessions
+            .insert(id.to_owned(), Local { tx, room: None });
     }
 
     /// The session is in room `key` now.
-    pub(crate) fn enter(&self, id: &str, key: &str, name: &str) {
+    pub(crate) fn enter(&self, id: &str, key: &str) {
         let mut inner = self.lock();
         let Some(local) = inner.sessions.get_mut(id) else {
             return;
         };
         let previous = local.room.replace(key.to_owned());
-        name.clone_into(&mut local.name);
         if let Some(previous) = previous {
             inner.leave_room(id, &previous);
         }

@@ -398,9 +398,7 @@ impl Session {
             Some(_) => return Err(Reject::new("invalid_sdp", "the offer is not an SDP offer")),
         };
         let id = new_participant_id();
-        self.state
-            .rooms
-            .register(&id, &join.name, self.events_tx.clone());
+        self.state.rooms.register(&id, self.events_tx.clone());
         let request = JoinRequest {
             gateway: self.state.config.gateway_id.clone(),
             participant_id: id.clone(),
@@ -468,14 +466,10 @@ impl Session {
             None => None,
         };
         let member = self.member()?;
-        let (id, key, name) = (
-            member.id.clone(),
-            member.key.clone(),
-            member.info.name.clone(),
-        );
+        let (id, key) = (member.id.clone(), member.key.clone());
         // Registered for the room's pushes before its history is read: nothing falls
         // between the two (`on_event` drops the overlap).
-        self.state.rooms.enter(&id, &key, &name);
+        self.state.rooms.enter(&id, &key);
         let (chat_history, chat_history_more) =
             match self.state.chat.enter(&key, JOIN_HISTORY).await {
                 Ok(page) => page,
