@@ -219,9 +219,25 @@ pub struct RoomArgs {
     /// Key that seals stored secrets (32 bytes, base64).
     #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
     pub master_key: String,
-    /// An SFU rooms may be placed on: id@region=host:port (repeatable).
-    #[arg(long, env = "CONFER_SFUS", value_delimiter = ',')]
+    /// An SFU rooms may be placed on: id@region=host:port (repeatable). Without
+    /// `--consul-addr`, these are the SFUs.
+    #[arg(
+        long,
+        env = "CONFER_SFUS",
+        value_delimiter = ',',
+        conflicts_with = "consul_addr"
+    )]
     pub sfu: Vec<String>,
+    /// Consul agent HTTP address: discover SFUs and their load there.
+    #[arg(long, env = "CONFER_CONSUL_ADDR")]
+    pub consul_addr: Option<String>,
+    /// Consul ACL token.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+    /// Regions that take a region's rooms when it has no capacity, nearest first:
+    /// `eu-west=eu-central,us-east;us-east=us-west,eu-west`. Unlisted: any region.
+    #[arg(long, env = "CONFER_NEAREST_REGIONS", default_value = "")]
+    pub nearest_regions: String,
     /// Region of rooms whose settings name none.
     #[arg(long, env = "CONFER_REGION", default_value = "local")]
     pub region: String,
@@ -271,6 +287,28 @@ pub struct SfuArgs {
     /// TCP address of the internal control API.
     #[arg(long, env = "CONFER_CONTROL_LISTEN", default_value = "0.0.0.0:7881")]
     pub control_listen: SocketAddr,
+    /// Consul agent HTTP address: register there and report load every 2 s.
+    #[arg(long, env = "CONFER_CONSUL_ADDR")]
+    pub consul_addr: Option<String>,
+    /// Consul ACL token.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+    /// This node's id in discovery (the pod name in Kubernetes).
+    #[arg(long, env = "CONFER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Region this node serves.
+    #[arg(long, env = "CONFER_REGION", default_value = "local")]
+    pub region: String,
+    /// Zone within the region.
+    #[arg(long, env = "CONFER_ZONE", default_value = "")]
+    pub zone: String,
+    /// Participants this node is sized for; placement keeps rooms below it.
+    #[arg(long, env = "CONFER_CAPACITY", default_value_t = 500)]
+    pub capacity: u32,
+    /// host:port others reach the control API at (default: the announce IP and the
+    /// control port).
+    #[arg(long, env = "CONFER_CONTROL_ADVERTISE")]
+    pub control_advertise: Option<String>,
 }
 
 #[derive(Args)]

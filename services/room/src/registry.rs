@@ -1,8 +1,19 @@
-//! The SFUs rooms can be placed on. A fixed list here (`--sfu` flags, or the
-//! in-process SFU of `confer dev`); discovery through Consul replaces it in the
-//! operator's deployments.
+//! The SFUs rooms can be placed on, and the choice among them.
+//!
+//! Either a fixed list (`--sfu` flags, or the in-process SFU of `confer dev`), loaded
+//! by the rooms the live store counts on each; or a discovery registry (Consul, or
+//! memory), where every SFU reports its state and load. Both go through one
+//! [`Placer`]: least-loaded of two random candidates, fresh reports only, never a
+//! draining node, nearest region with capacity as the fallback.
 
-use crate::error::{RoomError, RoomResult};
+use std::sync::{Mutex, MutexGuard};
+
+use confer_discovery::{NodeId, NodeReport, NodeState, Snapshot, unix_ms};
+use confer_placement::{PlacementConfig, Placer, Regions};
+use tokio::sync::watch;
+
+use crate::error::{ErrorKind, RoomError, RoomResult};
+use crate::live::Live;
 use crate::model::Placement;
 
 /// One SFU: its id, region and control API address.
@@ -33,68 +44,129 @@ impl SfuNode {
             control: control.to_owned(),
         })
     }
-
-    pub fn placement(&self) -> Placement {
-        Placement {
-            region: self.region.clone(),
-            sfu: self.id.clone(),
-            control: self.control.clone(),
-        }
-    }
 }
 
-#[derive(Debug, Clone, Default)]
+enum Source {
+    Fixed(Vec<SfuNode>),
+    Discovered(watch::Receiver<Snapshot>),
+}
+
 pub struct SfuRegistry {
-    nodes: Vec<SfuNode>,
+    source: Source,
+    placer: Mutex<Placer>,
+}
+
+impl Default for SfuRegistry {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl SfuRegistry {
+    /// A fixed list of SFUs.
     pub fn new(nodes: Vec<SfuNode>) -> Self {
-        Self { nodes }
+        Self::with(Source::Fixed(nodes), Regions::default())
     }
 
-    /// Nodes in `region`; when it has none, every node (nearest-region fallback comes
-    /// with discovery).
-    pub fn candidates(&self, region: &str) -> RoomResult<Vec<&SfuNode>> {
-        let local: Vec<&SfuNode> = self.nodes.iter().filter(|n| n.region == region).collect();
-        let candidates = if local.is_empty() {
-            self.nodes.iter().collect()
-        } else {
-            local
-        };
-        if candidates.is_empty() {
-            return Err(RoomError::new(
-                crate::error::ErrorKind::Unavailable,
-                "no_media_server",
-                "no SFU is available to place this room on",
-            ));
-        }
-        Ok(candidates)
+    /// The SFUs a discovery registry reports.
+    pub fn discovered(snapshots: watch::Receiver<Snapshot>, regions: Regions) -> Self {
+        Self::with(Source::Discovered(snapshots), regions)
     }
+
+    /// Which regions stand in for a region without capacity.
+    pub fn with_regions(self, regions: Regions) -> Self {
+        Self::with(self.source, regions)
+    }
+
+    fn with(source: Source, regions: Regions) -> Self {
+        let seed = rand::random();
+        Self {
+            source,
+            placer: Mutex::new(Placer::new(PlacementConfig::default(), regions, seed)),
+        }
+    }
+
+    fn placer(&self) -> MutexGuard<'_, Placer> {
+        self.placer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The registry could not be reached; placement runs on its last answer.
+    pub fn is_stale(&self) -> bool {
+        match &self.source {
+            Source::Fixed(_) => false,
+            Source::Discovered(snapshots) => snapshots.borrow().stale,
+        }
+    }
+
+    /// The node a new room in `region` goes to.
+    pub(crate) async fn choose(&self, region: &str, live: &Live) -> RoomResult<Placement> {
+        let (reports, controls, now) = match &self.source {
+            Source::Fixed(nodes) => fixed_reports(nodes, live).await?,
+            Source::Discovered(snapshots) => discovered_reports(&snapshots.borrow()),
+        };
+        let mut placer = self.placer();
+        placer.observe_all(reports);
+        let choice = placer.choose(region, now).map_err(|error| {
+            RoomError::new(ErrorKind::Unavailable, "no_media_server", error.to_string())
+        })?;
+        let control = controls
+            .into_iter()
+            .find_map(|(id, control)| (id == choice.node).then_some(control))
+            .ok_or_else(|| RoomError::internal("chosen node has no control address"))?;
+        Ok(Placement {
+            region: region.to_owned(),
+            sfu: choice.node.0,
+            control,
+        })
+    }
+}
+
+type Reports = (Vec<NodeReport>, Vec<(NodeId, String)>, u64);
+
+/// A fixed list has no reports: each node's load is the rooms placed on it.
+async fn fixed_reports(nodes: &[SfuNode], live: &Live) -> RoomResult<Reports> {
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let rooms = live.rooms_on(&ids).await?;
+    let now = unix_ms();
+    let per_room = PlacementConfig::default().participants_per_room;
+    let reports = nodes
+        .iter()
+        .zip(rooms)
+        .map(|(node, rooms)| NodeReport {
+            id: NodeId(node.id.clone()),
+            region: node.region.clone(),
+            zone: String::new(),
+            state: NodeState::Serving,
+            capacity: u32::MAX,
+            participants: u32::try_from(rooms)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(per_room),
+            rooms: u32::try_from(rooms).unwrap_or(u32::MAX),
+            reported_at_ms: now,
+        })
+        .collect();
+    let controls = nodes
+        .iter()
+        .map(|n| (NodeId(n.id.clone()), n.control.clone()))
+        .collect();
+    Ok((reports, controls, now))
+}
+
+/// While the registry is unreachable, time stands still at its last answer: nodes
+/// fresh then stay candidates, and rooms placed since still count against them.
+fn discovered_reports(snapshot: &Snapshot) -> Reports {
+    let now = if snapshot.stale {
+        snapshot.refreshed_at_ms
+    } else {
+        unix_ms()
+    };
+    let controls = snapshot
+        .members
+        .iter()
+        .map(|m| (m.registration.id.clone(), m.registration.control.clone()))
+        .collect();
+    (snapshot.reports().collect(), controls, now)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_specs_parse() {
-        let node = SfuNode::parse("sfu-a@eu=10.0.0.1:7881").expect("parses");
-        assert_eq!(node.id, "sfu-a");
-        assert_eq!(node.region, "eu");
-        assert_eq!(node.control, "10.0.0.1:7881");
-        assert!(SfuNode::parse("sfu-a=10.0.0.1:7881").is_err());
-        assert!(SfuNode::parse("@eu=x").is_err());
-    }
-
-    #[test]
-    fn regions_fall_back_to_every_node() {
-        let registry = SfuRegistry::new(vec![
-            SfuNode::parse("a@eu=x:1").expect("a"),
-            SfuNode::parse("b@us=y:1").expect("b"),
-        ]);
-        assert_eq!(registry.candidates("eu").expect("eu").len(), 1);
-        assert_eq!(registry.candidates("ap").expect("ap").len(), 2);
-        assert!(SfuRegistry::default().candidates("eu").is_err());
-    }
-}
+mod tests;

@@ -1,6 +1,8 @@
 //! `confer room`: the room service over gRPC, on PostgreSQL and Redis.
 
 use anyhow::Context as _;
+use confer_discovery::ConsulRegistry;
+use confer_placement::Regions;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::store::MasterKey;
 use confer_room::{Backends, RoomConfig};
@@ -27,10 +29,20 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         redis_url: args.redis_url.clone(),
         master_key: MasterKey::from_base64(&args.master_key).context("CONFER_MASTER_KEY")?,
     };
+    let regions = Regions::parse(&args.nearest_regions)
+        .map_err(anyhow::Error::msg)
+        .context("--nearest-regions")?;
+    let registry = match &args.consul_addr {
+        Some(consul) => {
+            let consul = ConsulRegistry::new(consul, args.consul_token.clone())?;
+            SfuRegistry::discovered(consul.watch(), regions)
+        }
+        None => SfuRegistry::new(nodes).with_regions(regions),
+    };
     let service = confer_room::start(
         config,
         backends,
-        SfuRegistry::new(nodes),
+        registry,
         args.webhooks.config(),
         shutdown.clone(),
     )

@@ -1,6 +1,12 @@
-//! `confer sfu`: the media port and its internal control API.
+//! `confer sfu`: the media port and its internal control API; with `--consul-addr`,
+//! registered in Consul and reporting its load every two seconds.
 
-use confer_sfu::grpc;
+use anyhow::Context as _;
+use confer_discovery::{
+    ConsulRegistry, NodeId, NodeReport, NodeState, Registration, Registry, announce, unix_ms,
+};
+use confer_sfu::{SfuHandle, grpc};
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::cli::SfuArgs;
@@ -9,6 +15,67 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
     let sfu = super::start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
     let listener = super::bind(args.control_listen).await?;
-    info!(control = %listener.local_addr()?, media = %sfu.media_addr(), "sfu ready");
+    let control = listener.local_addr()?;
+    info!(control = %control, media = %sfu.media_addr(), "sfu ready");
+    if let Some(consul) = &args.consul_addr {
+        let registry = Registry::Consul(ConsulRegistry::new(consul, args.consul_token.clone())?);
+        let registration = registration(&args, control)?;
+        tokio::spawn(announce(
+            registry,
+            registration.clone(),
+            reporter(sfu.clone(), registration),
+            stopped(shutdown.clone()),
+        ));
+    }
     grpc::serve(sfu, listener, shutdown).await
+}
+
+fn registration(args: &SfuArgs, control: std::net::SocketAddr) -> anyhow::Result<Registration> {
+    let id = match &args.node_id {
+        Some(id) => id.clone(),
+        None => std::env::var("HOSTNAME").context("--node-id (or HOSTNAME) names this node")?,
+    };
+    let control = match (&args.control_advertise, args.announce_ip) {
+        (Some(advertised), _) => advertised.clone(),
+        (None, Some(ip)) => std::net::SocketAddr::new(ip, control.port()).to_string(),
+        (None, None) if !control.ip().is_unspecified() => control.to_string(),
+        (None, None) => anyhow::bail!(
+            "--control-advertise (or --announce-ip) must say where the control API is reached"
+        ),
+    };
+    Ok(Registration {
+        id: NodeId(id),
+        region: args.region.clone(),
+        zone: args.zone.clone(),
+        control,
+        capacity: args.capacity,
+    })
+}
+
+/// Each report asks the media loop itself how many peers and rooms it holds.
+fn reporter(
+    sfu: SfuHandle,
+    registration: Registration,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = NodeReport> + Send>> {
+    move || {
+        let sfu = sfu.clone();
+        let registration = registration.clone();
+        Box::pin(async move {
+            let occupancy = sfu.occupancy().await.unwrap_or_default();
+            NodeReport {
+                id: registration.id,
+                region: registration.region,
+                zone: registration.zone,
+                state: NodeState::Serving,
+                capacity: registration.capacity,
+                participants: u32::try_from(occupancy.peers).unwrap_or(u32::MAX),
+                rooms: u32::try_from(occupancy.rooms).unwrap_or(u32::MAX),
+                reported_at_ms: unix_ms(),
+            }
+        })
+    }
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

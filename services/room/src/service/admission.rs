@@ -364,19 +364,7 @@ impl RoomService {
         if let Some(placement) = self.0.live.placement(key, region).await? {
             return Ok(placement);
         }
-        let candidates = self.0.registry.candidates(region)?;
-        let ids: Vec<String> = candidates.iter().map(|n| n.id.clone()).collect();
-        let loads = self.0.live.rooms_on(&ids).await?;
-        let least = candidates
-            .iter()
-            .zip(loads)
-            .min_by_key(|(_, load)| *load)
-            .map(|(node, _)| node.placement())
-            .ok_or_else(|| RoomError::internal("no candidates"))?;
-        let candidate = Placement {
-            region: region.to_owned(),
-            ..least
-        };
+        let candidate = self.0.registry.choose(region, &self.0.live).await?;
         self.0.live.place(key, candidate).await
     }
 
