@@ -38,8 +38,8 @@ pub enum Command {
     Sip,
     /// Run the Kubernetes operator (not built yet).
     Operator,
-    /// Print the CustomResourceDefinitions (not built yet).
-    Crd,
+    /// Print the CustomResourceDefinitions (MediaNode, Conference) as YAML.
+    Crd(CrdArgs),
     /// Generate synthetic load against an SFU (not built yet).
     Loadtest,
 }
@@ -309,6 +309,13 @@ pub struct SfuArgs {
     /// control port).
     #[arg(long, env = "CONFER_CONTROL_ADVERTISE")]
     pub control_advertise: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CrdArgs {
+    /// Write one file per CRD (`<name>.yaml`) into this directory instead.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -1,6 +1,7 @@
 //! What each subcommand does: one module per role.
 
 mod chat;
+mod crd;
 mod dev;
 mod gateway;
 mod room;
@@ -43,7 +44,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Chat(args) => block_on(chat::run(args)),
         Command::Sip => return not_built("sip"),
         Command::Operator => return not_built("operator"),
-        Command::Crd => return not_built("crd"),
+        Command::Crd(args) => crd::run(args),
         Command::Loadtest => return not_built("loadtest"),
     };
     match result {

@@ -1,0 +1,99 @@
+//! `Conference`: a declared, long-lived conference room.
+
+use k8s_openapi::api::core::v1::SecretKeySelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A conference the operator keeps in existence in the room service, with its
+/// settings, placed in its home region (and the allowed regions its members join from).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "confer.dev",
+    version = "v1alpha1",
+    kind = "Conference",
+    doc = "A declared Confer conference, kept in the room service and placed by region",
+    plural = "conferences",
+    shortname = "conf",
+    namespaced,
+    status = "ConferenceStatus",
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenant"),
+    printcolumn(name = "Home", type_ = "string", json_path = ".spec.homeRegion"),
+    printcolumn(
+        name = "Participants",
+        type_ = "integer",
+        json_path = ".status.participants"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("size(self.allowedRegions) == 0 || self.homeRegion in self.allowedRegions").message("homeRegion must be one of allowedRegions"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConferenceSpec {
+    /// The tenant (API key) the room belongs to.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tenant is immutable"))]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("tenant must not be empty"))]
+    pub tenant: String,
+    /// Region the room is placed in first.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("homeRegion is immutable"))]
+    pub home_region: String,
+    /// Regions members may join from (the room gains a node in each); empty: any.
+    #[serde(default)]
+    pub allowed_regions: Vec<String>,
+    #[serde(default = "default_max_participants")]
+    #[x_kube(validation = Rule::new("self > 0 && self <= 10000").message("maxParticipants must be between 1 and 10000"))]
+    pub max_participants: i32,
+    #[serde(default)]
+    pub waiting_room: bool,
+    /// Secret key holding the room password, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    #[serde(default)]
+    pub recording: bool,
+    #[serde(default)]
+    pub sip_dial_in: bool,
+}
+
+fn default_max_participants() -> i32 {
+    100
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConferenceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The room's SFU in each region it is placed in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placements: Vec<RegionPlacement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<Relay>,
+    #[serde(default)]
+    pub participants: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionPlacement {
+    pub region: String,
+    pub node: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Relay {
+    pub from: String,
+    pub to: String,
+    pub healthy: bool,
+}

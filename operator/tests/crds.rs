@@ -1,0 +1,249 @@
+//! The CRDs the chart carries are exactly what the Rust types generate, and the sample
+//! manifests shipped with the chart pass the CRDs' schemas and CEL rules (evaluated
+//! client-side, as the API server would); broken variants of them do not.
+
+use std::path::PathBuf;
+
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+fn chart() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/confer")
+}
+
+fn read_yaml(path: PathBuf) -> Value {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_chart_carries_the_generated_crds() {
+    for (name, generated) in confer_operator::crd::files().expect("CRDs render") {
+        let path = chart().join("files/crds").join(&name);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} differs from the Rust types; regenerate with `confer crd --out-dir charts/confer/files/crds`",
+            path.display()
+        );
+    }
+}
+
+/// The schema of `kind` from the committed CRD.
+fn schema(plural: &str) -> Value {
+    let crd = read_yaml(chart().join(format!("files/crds/{plural}.confer.dev.yaml")));
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Structural checks of the OpenAPI subset CRDs use: types, required and unknown
+/// fields, enums, int-or-string, embedded Kubernetes types.
+fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    if value.is_null() && schema["nullable"] == json!(true) {
+        return;
+    }
+    if schema["x-kubernetes-int-or-string"] == json!(true) {
+        if !(value.is_string() || value.is_i64()) {
+            errors.push(format!("{path}: expected an integer or a string"));
+        }
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{path}: {value} is not one of {allowed:?}"));
+    }
+    let type_ok = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !type_ok {
+        errors.push(format!(
+            "{path}: expected {}, found {value}",
+            schema["type"]
+        ));
+        return;
+    }
+    if let (Some(object), Some(properties)) = (value.as_object(), schema["properties"].as_object())
+    {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap_or_default();
+            if !object.contains_key(name) {
+                errors.push(format!("{path}.{name}: required"));
+            }
+        }
+        for (key, child) in object {
+            match properties.get(key) {
+                Some(child_schema) => {
+                    check_structure(child_schema, child, &format!("{path}.{key}"), errors)
+                }
+                None if path.is_empty()
+                    && ["apiVersion", "kind", "metadata"].contains(&key.as_str()) => {}
+                None if schema["x-kubernetes-preserve-unknown-fields"] == json!(true) => {}
+                None => errors.push(format!("{path}.{key}: unknown field")),
+            }
+        }
+    } else if let (Some(object), Some(values)) =
+        (value.as_object(), schema.get("additionalProperties"))
+    {
+        for (key, child) in object {
+            check_structure(values, child, &format!("{path}.{key}"), errors);
+        }
+    }
+    if let (Some(items), Some(schema)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check_structure(schema, item, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+/// Every problem the API server would report for `object` (and, on update, `old`).
+fn problems(plural: &str, object: &Value, old: Option<&Value>) -> Vec<String> {
+    let schema = schema(plural);
+    let mut errors = Vec::new();
+    check_structure(&schema, object, "", &mut errors);
+    if let Err(failed) = Validator::new().validate(&schema, object, old) {
+        errors.extend(
+            failed
+                .into_vec()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message)),
+        );
+    }
+    errors
+}
+
+fn sample(name: &str) -> Value {
+    read_yaml(chart().join("examples").join(name))
+}
+
+fn with(mut object: Value, pointer: &str, value: Value) -> Value {
+    *object
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer} in sample")) = value;
+    object
+}
+
+fn expect_rejected(plural: &str, object: &Value, old: Option<&Value>, expected: &str) {
+    let found = problems(plural, object, old);
+    assert!(
+        found.iter().any(|p| p.contains(expected)),
+        "expected a problem mentioning {expected:?}, found {found:?}"
+    );
+}
+
+#[test]
+fn the_shipped_samples_are_valid() {
+    for name in ["medianode.yaml", "medianode-us-east.yaml"] {
+        assert_eq!(
+            problems("medianodes", &sample(name), None),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+    let conference = sample("conference.yaml");
+    assert_eq!(
+        problems("conferences", &conference, None),
+        Vec::<String>::new()
+    );
+    // And they are what the operator's types read.
+    let _: confer_operator::crd::MediaNode =
+        serde_json::from_value(sample("medianode.yaml")).expect("MediaNode sample deserializes");
+    let _: confer_operator::crd::Conference =
+        serde_json::from_value(conference).expect("Conference sample deserializes");
+}
+
+#[test]
+fn media_node_rules_reject_bad_specs() {
+    let node = sample("medianode.yaml");
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/replicas", json!(-1)),
+        None,
+        "replicas must not be negative",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/capacity/participantsPerPod", json!(0)),
+        None,
+        "participantsPerPod must be positive",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/ports/media", json!(70000)),
+        None,
+        "media must be a port number",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/region", json!("EU West")),
+        None,
+        "region must be a DNS label",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/networking", json!("Tunnel")),
+        None,
+        "is not one of",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/replicas", json!("three")),
+        None,
+        "expected",
+    );
+    let mut unknown = node.clone();
+    unknown["spec"]["replica"] = json!(3);
+    expect_rejected("medianodes", &unknown, None, "spec.replica: unknown field");
+    // Region is immutable; replicas are not.
+    let moved = with(node.clone(), "/spec/region", json!("us-east"));
+    expect_rejected("medianodes", &moved, Some(&node), "region is immutable");
+    let scaled = with(node.clone(), "/spec/replicas", json!(5));
+    assert_eq!(
+        problems("medianodes", &scaled, Some(&node)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn conference_rules_reject_bad_specs() {
+    let conference = sample("conference.yaml");
+    expect_rejected(
+        "conferences",
+        &with(conference.clone(), "/spec/homeRegion", json!("ap-south")),
+        None,
+        "homeRegion must be one of allowedRegions",
+    );
+    expect_rejected(
+        "conferences",
+        &with(conference.clone(), "/spec/maxParticipants", json!(0)),
+        None,
+        "maxParticipants must be between 1 and 10000",
+    );
+    expect_rejected(
+        "conferences",
+        &with(conference.clone(), "/spec/tenant", json!("")),
+        None,
+        "tenant must not be empty",
+    );
+    let retenanted = with(conference.clone(), "/spec/tenant", json!("globex"));
+    expect_rejected(
+        "conferences",
+        &retenanted,
+        Some(&conference),
+        "tenant is immutable",
+    );
+    let anywhere = with(conference.clone(), "/spec/allowedRegions", json!([]));
+    assert_eq!(
+        problems(
+            "conferences",
+            &with(anywhere, "/spec/homeRegion", json!("ap-south")),
+            None
+        ),
+        Vec::<String>::new()
+    );
+}
