@@ -1,4 +1,7 @@
 //! `Conference`: a declared, long-lived conference room.
+// `printcolumn(...)` repeats `type_ = …` by design; clippy reads the derive's
+// arguments as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

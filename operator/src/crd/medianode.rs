@@ -1,4 +1,7 @@
 //! `MediaNode`: a pool of SFU pods in one region.
+// `printcolumn(...)` repeats `type_ = …` by design; clippy reads the derive's
+// arguments as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
