@@ -158,8 +158,23 @@ pub struct MediaNodeStatus {
     pub participants: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodSummary>,
+    /// The drain in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Pods taking no new rooms until theirs empty or the deadline passes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainStatus {
+    pub pods: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    pub deadline_ms: i64,
+    /// Rooms still on the draining pods.
+    pub rooms_left: i64,
 }
 
 /// One pod, as discovery last saw it.

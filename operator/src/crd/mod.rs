@@ -11,8 +11,8 @@ use kube::CustomResourceExt;
 pub use conditions::{ConditionStatus, set_condition};
 pub use conference::{Conference, ConferenceSpec, ConferenceStatus, RegionPlacement, Relay};
 pub use medianode::{
-    Capacity, MediaNode, MediaNodeSpec, MediaNodeStatus, MediaPorts, Networking, PodPlacement,
-    PodState, PodSummary,
+    Capacity, DrainStatus, MediaNode, MediaNodeSpec, MediaNodeStatus, MediaPorts, Networking,
+    PodPlacement, PodState, PodSummary,
 };
 
 /// Every CRD the operator serves.

@@ -36,8 +36,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Run the SIP gateway (not built yet).
     Sip,
-    /// Run the Kubernetes operator (not built yet).
-    Operator,
+    /// Run the Kubernetes operator: MediaNode pools (StatefulSets, drains, status).
+    Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (MediaNode, Conference) as YAML.
     Crd(CrdArgs),
     /// Generate synthetic load against an SFU (not built yet).
@@ -309,6 +309,25 @@ pub struct SfuArgs {
     /// control port).
     #[arg(long, env = "CONFER_CONTROL_ADVERTISE")]
     pub control_advertise: Option<String>,
+}
+
+#[derive(Args)]
+pub struct OperatorArgs {
+    /// Consul agent HTTP address, where the SFUs report their rooms.
+    #[arg(long, env = "CONFER_CONSUL_ADDR")]
+    pub consul_addr: String,
+    /// Consul ACL token.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+    /// Image of SFU pods whose MediaNode names none (normally this operator's own).
+    #[arg(long, env = "CONFER_SFU_IMAGE")]
+    pub sfu_image: String,
+    /// Address of `/metrics` and `/healthz`.
+    #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Watch MediaNodes in this namespace only.
+    #[arg(long, env = "CONFER_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Args)]

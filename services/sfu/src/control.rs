@@ -4,6 +4,9 @@
 //! and across the network by [`crate::grpc::GrpcSfu`]. The gateway holds an
 //! `Arc<dyn SfuApi>` and cannot tell the two apart.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -174,6 +177,7 @@ pub struct SfuHandle {
     pub(crate) events: broadcast::Sender<SfuEvent>,
     pub(crate) stats: SfuStats,
     pub(crate) media_addr: SocketAddr,
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 impl SfuHandle {
@@ -184,6 +188,15 @@ impl SfuHandle {
 
     pub fn stats(&self) -> &SfuStats {
         &self.stats
+    }
+
+    /// Draining: keep the rooms held, report to discovery that no new ones should come.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Peers and rooms the core holds, asked of the event loop itself.

@@ -229,6 +229,18 @@ impl SfuControl for ControlService {
         Ok(Response::new(pb::SetTrackSettingsResponse {}))
     }
 
+    async fn set_draining(
+        &self,
+        request: Request<pb::SetDrainingRequest>,
+    ) -> Result<Response<pb::SetDrainingResponse>, Status> {
+        self.sfu.set_draining(request.into_inner().draining);
+        let held = self.sfu.occupancy().await.map_err(status)?;
+        Ok(Response::new(pb::SetDrainingResponse {
+            rooms: u32::try_from(held.rooms).unwrap_or(u32::MAX),
+            peers: u32::try_from(held.peers).unwrap_or(u32::MAX),
+        }))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(

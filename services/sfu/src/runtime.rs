@@ -77,6 +77,7 @@ pub async fn start(
     ));
     info!(%bound, %media_addr, "media port listening");
     Ok(SfuHandle {
+        draining: Default::default(),
         commands,
         events,
         stats,

@@ -4,6 +4,7 @@ mod chat;
 mod crd;
 mod dev;
 mod gateway;
+mod operator;
 mod room;
 mod sfu;
 mod tenant;
@@ -43,7 +44,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::Chat(args) => block_on(chat::run(args)),
         Command::Sip => return not_built("sip"),
-        Command::Operator => return not_built("operator"),
+        Command::Operator(args) => block_on(operator::run(args)),
         Command::Crd(args) => crd::run(args),
         Command::Loadtest => return not_built("loadtest"),
     };

@@ -66,7 +66,11 @@ fn reporter(
                 id: registration.id,
                 region: registration.region,
                 zone: registration.zone,
-                state: NodeState::Serving,
+                state: if sfu.is_draining() {
+                    NodeState::Draining
+                } else {
+                    NodeState::Serving
+                },
                 capacity: registration.capacity,
                 participants: u32::try_from(occupancy.peers).unwrap_or(u32::MAX),
                 rooms: u32::try_from(occupancy.rooms).unwrap_or(u32::MAX),

@@ -1,0 +1,105 @@
+//! What every reconcile shares: the Kubernetes client, discovery's view of the SFUs,
+//! the way to tell an SFU to drain, pod defaults, metrics and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confer_discovery::Snapshot;
+use confer_proto::sfu::{SetDrainingRequest, sfu_control_client::SfuControlClient};
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::medianode::resources::PodDefaults;
+use crate::metrics::Metrics;
+
+/// Tells an SFU (by its control address) to take no new rooms, or to take them again.
+pub trait NodeControl: Send + Sync {
+    fn set_draining(&self, control: &str, draining: bool) -> BoxFuture<'_, Result<()>>;
+}
+
+/// The SFU's control API over gRPC.
+pub struct GrpcNodeControl;
+
+impl NodeControl for GrpcNodeControl {
+    fn set_draining(&self, control: &str, draining: bool) -> BoxFuture<'_, Result<()>> {
+        let address = control.to_owned();
+        Box::pin(async move {
+            let failed = |message: String| Error::NodeControl {
+                address: address.clone(),
+                message,
+            };
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| failed(e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5));
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            SfuControlClient::new(channel)
+                .set_draining(SetDrainingRequest { draining })
+                .await
+                .map_err(|e| failed(e.message().to_owned()))?;
+            Ok(())
+        })
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub snapshots: watch::Receiver<Snapshot>,
+    pub nodes: Arc<dyn NodeControl>,
+    pub defaults: PodDefaults,
+    pub metrics: Arc<Metrics>,
+    /// Milliseconds since the Unix epoch (a fixed clock in tests).
+    pub clock: fn() -> i64,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        snapshots: watch::Receiver<Snapshot>,
+        nodes: Arc<dyn NodeControl>,
+        defaults: PodDefaults,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            snapshots,
+            nodes,
+            defaults,
+            metrics,
+            clock: || confer_discovery::unix_ms() as i64,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The wait before retrying `key` after its latest failure: exponential from 1 s,
+    /// capped at 5 minutes, with ±50 % jitter so failed objects do not retry in step.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.to_owned()).or_default();
+        *count = count.saturating_add(1);
+        let base = Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300));
+        base.mul_f64(0.5 + rand::random::<f64>())
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    pub fn failures(&self, key: &str) -> u32 {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,27 @@
+//! The operator's errors, each with a CamelCase reason for conditions and metrics.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the resource has no namespace")]
+    NoNamespace,
+    #[error("SFU control API at {address}: {message}")]
+    NodeControl { address: String, message: String },
+}
+
+impl Error {
+    /// A bounded label: the kind of failure, never an object name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",
+            Self::Kube(kube::Error::Api(status)) if status.code >= 500 => "ApiServerError",
+            Self::Kube(kube::Error::Api(_)) => "ApiRejected",
+            Self::Kube(_) => "ApiUnreachable",
+            Self::NoNamespace => "NoNamespace",
+            Self::NodeControl { .. } => "NodeUnreachable",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

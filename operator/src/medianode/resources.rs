@@ -1,0 +1,229 @@
+//! What a MediaNode owns, built from its spec: the SFU StatefulSet, a headless Service
+//! for the control API, a PodDisruptionBudget and a ConfigMap. Pure functions; the
+//! reconciler applies them with server-side apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{MediaNode, Networking};
+
+/// Settings every MediaNode's pods share, from the operator's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDefaults {
+    /// Image when the MediaNode names none.
+    pub image: String,
+    /// Consul agent address the SFUs register with.
+    pub consul_addr: String,
+}
+
+pub const NODE_LABEL: &str = "confer.dev/medianode";
+
+pub fn selector_labels(node: &MediaNode) -> BTreeMap<String, String> {
+    BTreeMap::from([(NODE_LABEL.to_owned(), node.name_any())])
+}
+
+fn labels(node: &MediaNode) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(node);
+    labels.extend([
+        ("app.kubernetes.io/name".to_owned(), "confer".to_owned()),
+        ("app.kubernetes.io/component".to_owned(), "sfu".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), node.name_any()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "confer-operator".to_owned(),
+        ),
+        ("confer.dev/region".to_owned(), node.spec.region.clone()),
+    ]);
+    labels
+}
+
+/// The name shared by the StatefulSet, Service, PDB and ConfigMap.
+pub fn owned_name(node: &MediaNode) -> String {
+    format!("{}-sfu", node.name_any())
+}
+
+fn meta(node: &MediaNode) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(owned_name(node)),
+        namespace: node.namespace(),
+        labels: Some(labels(node)),
+        owner_references: node.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+pub fn config_map(node: &MediaNode, defaults: &PodDefaults) -> ConfigMap {
+    let spec = &node.spec;
+    ConfigMap {
+        metadata: meta(node),
+        data: Some(BTreeMap::from([
+            ("CONFER_REGION".to_owned(), spec.region.clone()),
+            (
+                "CONFER_ZONE".to_owned(),
+                spec.zone.clone().unwrap_or_default(),
+            ),
+            (
+                "CONFER_CAPACITY".to_owned(),
+                spec.capacity.participants_per_pod.to_string(),
+            ),
+            (
+                "CONFER_CONSUL_ADDR".to_owned(),
+                defaults.consul_addr.clone(),
+            ),
+            (
+                "CONFER_MEDIA_BIND".to_owned(),
+                format!("0.0.0.0:{}", spec.ports.media),
+            ),
+            (
+                "CONFER_CONTROL_LISTEN".to_owned(),
+                format!("0.0.0.0:{}", spec.ports.control),
+            ),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+pub fn service(node: &MediaNode) -> Service {
+    Service {
+        metadata: meta(node),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(selector_labels(node)),
+            publish_not_ready_addresses: Some(true),
+            ports: Some(vec![ServicePort {
+                name: Some("control".to_owned()),
+                port: node.spec.ports.control,
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+pub fn disruption_budget(node: &MediaNode) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(node),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(node)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The SFU pods; `replicas` comes from the drain plan, not straight from the spec.
+pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> StatefulSet {
+    let spec = &node.spec;
+    let host_network = spec.networking == Networking::HostNetwork;
+    // With host networking the media address is the node's.
+    let address_field = if host_network {
+        "status.hostIP"
+    } else {
+        "status.podIP"
+    };
+    let container = Container {
+        name: "sfu".to_owned(),
+        image: Some(spec.image.clone().unwrap_or_else(|| defaults.image.clone())),
+        args: Some(vec!["sfu".to_owned()]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: owned_name(node),
+                ..ConfigMapEnvSource::default()
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(vec![
+            field_env("CONFER_NODE_ID", "metadata.name"),
+            field_env("CONFER_ANNOUNCE_IP", address_field),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("media".to_owned()),
+                container_port: spec.ports.media,
+                host_port: host_network.then_some(spec.ports.media),
+                protocol: Some("UDP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("control".to_owned()),
+                container_port: spec.ports.control,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("control".to_owned()),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        resources: spec.resources.clone(),
+        ..Container::default()
+    };
+    let placement = &spec.placement;
+    let pod = PodSpec {
+        containers: vec![container],
+        host_network: host_network.then_some(true),
+        dns_policy: host_network.then(|| "ClusterFirstWithHostNet".to_owned()),
+        node_selector: (!placement.node_selector.is_empty())
+            .then(|| placement.node_selector.clone()),
+        tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
+        affinity: placement.affinity.clone(),
+        // The operator drains before it scales down; this covers a node going away.
+        termination_grace_period_seconds: Some(spec.drain_deadline_seconds.min(3_600) + 30),
+        ..PodSpec::default()
+    };
+    StatefulSet {
+        metadata: meta(node),
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(owned_name(node)),
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(node)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(node)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}

@@ -1,0 +1,400 @@
+//! The MediaNode controller against a mock Kubernetes API (the controller-rs
+//! `Scenario` pattern on tower-test): every request the reconcile makes is checked in
+//! order and answered; discovery is a fixed snapshot and SFU drain calls are recorded.
+
+use std::sync::{Arc, Mutex};
+
+use confer_discovery::{Health, Member, NodeId, NodeReport, NodeState, Registration, Snapshot};
+use futures_util::future::BoxFuture;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::*;
+use crate::context::NodeControl;
+use crate::crd::{Capacity, MediaNodeSpec, MediaPorts, Networking, PodPlacement};
+use crate::medianode::resources::PodDefaults;
+use crate::metrics::Metrics;
+
+const NOW: i64 = 1_800_000_000_000;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+#[derive(Default)]
+struct RecordedDrains(Mutex<Vec<(String, bool)>>);
+
+impl NodeControl for RecordedDrains {
+    fn set_draining(
+        &self,
+        control: &str,
+        draining: bool,
+    ) -> BoxFuture<'_, crate::error::Result<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((control.to_owned(), draining));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn media_node(replicas: i32) -> MediaNode {
+    let mut node = MediaNode::new(
+        "eu",
+        MediaNodeSpec {
+            region: "eu-west".into(),
+            zone: None,
+            replicas,
+            capacity: Capacity {
+                participants_per_pod: 100,
+            },
+            ports: MediaPorts::default(),
+            networking: Networking::HostNetwork,
+            resources: None,
+            placement: PodPlacement::default(),
+            image: None,
+            drain_deadline_seconds: 600,
+        },
+    );
+    node.metadata.namespace = Some("confer".into());
+    node.metadata.uid = Some("uid-eu".into());
+    node.metadata.generation = Some(4);
+    node
+}
+
+fn member(pod: &str, rooms: u32, health: Health) -> Member {
+    Member {
+        registration: Registration {
+            id: NodeId::from(pod),
+            region: "eu-west".into(),
+            zone: String::new(),
+            control: format!("{pod}.ctl:7881"),
+            capacity: 100,
+        },
+        health,
+        report: Some(NodeReport {
+            id: NodeId::from(pod),
+            region: "eu-west".into(),
+            zone: String::new(),
+            state: NodeState::Serving,
+            capacity: 100,
+            participants: rooms * 5,
+            rooms,
+            reported_at_ms: NOW as u64,
+        }),
+    }
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    drains: Arc<RecordedDrains>,
+    api: Handle,
+}
+
+fn harness(members: Vec<Member>) -> Harness {
+    let (service, api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (_, snapshots) = watch::channel(Snapshot {
+        members,
+        stale: false,
+        refreshed_at_ms: NOW as u64,
+    });
+    let drains = Arc::new(RecordedDrains::default());
+    let mut ctx = Context::new(
+        client,
+        snapshots,
+        drains.clone(),
+        PodDefaults {
+            image: "confer:test".into(),
+            consul_addr: "http://consul:8500".into(),
+        },
+        Arc::new(Metrics::default()),
+    );
+    ctx.clock = || NOW;
+    Harness {
+        ctx: Arc::new(ctx),
+        drains,
+        api,
+    }
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: &Value) {
+    let response = Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .expect("response");
+    send.send_response(response);
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": "not found", "reason": "NotFound", "code": 404})
+}
+
+/// What the mock API server expects next, and how it answers.
+enum Step {
+    /// GET of the StatefulSet: answered with these replicas, or 404.
+    GetStatefulSet(Option<i32>),
+    GetFails(u16),
+    /// A server-side apply of `kind` (`configmaps`, …); answered with the body.
+    Apply(&'static str),
+    /// The status patch; its body is kept.
+    PatchStatus,
+}
+
+/// Serves `steps` in order; returns the bodies of applies and status patches.
+fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for step in steps {
+            let (request, send) = api
+                .next_request()
+                .await
+                .expect("the reconcile made its next request");
+            let method = request.method().clone();
+            let uri = request.uri().to_string();
+            let body = request.into_body().collect_bytes().await.expect("body");
+            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match step {
+                Step::GetStatefulSet(replicas) => {
+                    assert_eq!(method, Method::GET);
+                    assert_eq!(uri, "/apis/apps/v1/namespaces/confer/statefulsets/eu-sfu");
+                    match replicas {
+                        Some(n) => respond(
+                            send,
+                            200,
+                            &json!({
+                                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                                "metadata": {"name": "eu-sfu", "namespace": "confer"},
+                                "spec": {"replicas": n, "serviceName": "eu-sfu",
+                                         "selector": {"matchLabels": {"confer.dev/medianode": "eu"}},
+                                         "template": {}},
+                            }),
+                        ),
+                        None => respond(send, 404, &not_found()),
+                    }
+                }
+                Step::GetFails(code) => {
+                    assert_eq!(method, Method::GET);
+                    respond(
+                        send,
+                        code,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": "etcdserver: request timed out",
+                        "reason": "InternalError", "code": code}),
+                    );
+                }
+                Step::Apply(kind) => {
+                    assert_eq!(method, Method::PATCH);
+                    assert!(
+                        uri.contains(&format!("/namespaces/confer/{kind}/eu-sfu?")),
+                        "{uri}"
+                    );
+                    assert!(uri.contains("fieldManager=confer-operator"), "{uri}");
+                    assert!(uri.contains("force=true"), "{uri}");
+                    let mut answer = json.clone();
+                    if kind == "statefulsets" {
+                        answer["status"] =
+                            json!({"replicas": answer["spec"]["replicas"], "readyReplicas": 1});
+                    }
+                    respond(send, 200, &answer);
+                    seen.push(json);
+                }
+                Step::PatchStatus => {
+                    assert_eq!(method, Method::PATCH);
+                    assert_eq!(
+                        uri,
+                        "/apis/confer.dev/v1alpha1/namespaces/confer/medianodes/eu/status?"
+                    );
+                    let mut node = serde_json::to_value(media_node(1)).expect("json");
+                    node["status"] = json["status"].clone();
+                    respond(send, 200, &node);
+                    seen.push(json);
+                }
+            }
+        }
+        seen
+    })
+}
+
+fn applies() -> Vec<Step> {
+    vec![
+        Step::Apply("configmaps"),
+        Step::Apply("services"),
+        Step::Apply("poddisruptionbudgets"),
+        Step::Apply("statefulsets"),
+    ]
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn a_new_media_node_gets_its_resources_and_a_status() {
+    let Harness { ctx, api, .. } = harness(vec![member("eu-sfu-0", 2, Health::Serving)]);
+    let mut steps = vec![Step::GetStatefulSet(None)];
+    steps.extend(applies());
+    steps.push(Step::PatchStatus);
+    let server = serve(api, steps);
+    let action = reconcile(Arc::new(media_node(3)), ctx.clone())
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let seen = server.await.expect("scenario");
+    let (config, set, status) = (&seen[0], &seen[3], &seen[4]);
+    assert_eq!(config["data"]["CONFER_REGION"], "eu-west");
+    assert_eq!(config["data"]["CONFER_CONSUL_ADDR"], "http://consul:8500");
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["metadata"]["ownerReferences"][0]["kind"], "MediaNode");
+    assert_eq!(set["metadata"]["ownerReferences"][0]["controller"], true);
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["containers"][0]["image"], "confer:test");
+    assert_eq!(pod["containers"][0]["ports"][0]["hostPort"], 7882);
+    assert_eq!(status["status"]["selector"], "confer.dev/medianode=eu");
+    assert_eq!(status["status"]["observedGeneration"], 4);
+    assert_eq!(status["status"]["pods"][0]["state"], "Serving");
+    assert_eq!(status["status"]["pods"][0]["loadPercent"], 10);
+    assert_eq!(status["status"]["pods"][1]["state"], "Starting");
+    assert_eq!(status["status"]["rooms"], 2);
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    assert_eq!(condition(status, "Ready")["reason"], "PodsNotReady");
+    assert_eq!(condition(status, "Ready")["observedGeneration"], 4);
+    assert_eq!(condition(status, "Draining")["status"], "False");
+}
+
+#[tokio::test]
+async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() {
+    let members = vec![
+        member("eu-sfu-0", 4, Health::Serving),
+        member("eu-sfu-1", 2, Health::Serving),
+        member("eu-sfu-2", 0, Health::Serving),
+    ];
+    let Harness { ctx, api, drains } = harness(members);
+    let mut steps = vec![Step::GetStatefulSet(Some(3))];
+    steps.extend(applies());
+    steps.push(Step::PatchStatus);
+    let server = serve(api, steps);
+    let action = reconcile(Arc::new(media_node(1)), ctx.clone())
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "a drain is watched closely"
+    );
+    let seen = server.await.expect("scenario");
+    assert_eq!(
+        seen[3]["spec"]["replicas"], 3,
+        "pods stay while they hold rooms"
+    );
+    let status = &seen[4]["status"];
+    assert_eq!(status["drain"]["pods"], json!(["eu-sfu-1", "eu-sfu-2"]));
+    assert_eq!(status["drain"]["roomsLeft"], 2);
+    assert_eq!(status["drain"]["deadlineMs"], NOW + 600_000);
+    assert_eq!(status["drainingReplicas"], 2);
+    assert_eq!(condition(&seen[4], "Draining")["status"], "True");
+    assert_eq!(condition(&seen[4], "Draining")["reason"], "WaitingForRooms");
+    let told = drains.0.lock().expect("drains").clone();
+    assert_eq!(
+        told,
+        vec![
+            ("eu-sfu-1.ctl:7881".to_owned(), true),
+            ("eu-sfu-2.ctl:7881".to_owned(), true)
+        ]
+    );
+
+    // Next look: the rooms are gone (the pods report draining with none left).
+    let mut drained = media_node(1);
+    drained.status = serde_json::from_value(status.clone()).expect("status");
+    let members = vec![
+        member("eu-sfu-0", 4, Health::Serving),
+        member("eu-sfu-1", 0, Health::Draining),
+        member("eu-sfu-2", 0, Health::Draining),
+    ];
+    let Harness { ctx, api, drains } = harness(members);
+    let mut steps = vec![Step::GetStatefulSet(Some(3))];
+    steps.extend(applies());
+    steps.push(Step::PatchStatus);
+    let server = serve(api, steps);
+    reconcile(Arc::new(drained), ctx).await.expect("reconciles");
+    let seen = server.await.expect("scenario");
+    assert_eq!(seen[3]["spec"]["replicas"], 1, "empty pods let go");
+    assert!(seen[4]["status"].get("drain").is_none_or(Value::is_null));
+    assert_eq!(condition(&seen[4], "Draining")["status"], "False");
+    assert!(
+        drains.0.lock().expect("drains").is_empty(),
+        "nothing more to tell"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_media_node_is_left_alone_and_says_so() {
+    let Harness { ctx, api, drains } = harness(vec![]);
+    let mut node = media_node(3);
+    node.metadata.annotations = Some([(PAUSE_ANNOTATION.to_owned(), "true".to_owned())].into());
+    let server = serve(api, vec![Step::PatchStatus]);
+    reconcile(Arc::new(node), ctx).await.expect("reconciles");
+    let seen = server.await.expect("scenario");
+    assert_eq!(condition(&seen[0], "Paused")["status"], "True");
+    assert_eq!(
+        condition(&seen[0], "Paused")["reason"],
+        "PausedByAnnotation"
+    );
+    assert!(drains.0.lock().expect("drains").is_empty());
+}
+
+#[tokio::test]
+async fn api_errors_back_off_exponentially_per_object_and_are_counted() {
+    let Harness { ctx, api, .. } = harness(vec![]);
+    let server = serve(
+        api,
+        vec![
+            Step::GetFails(500),
+            Step::GetFails(500),
+            Step::GetFails(500),
+        ],
+    );
+    let node = Arc::new(media_node(3));
+    for _ in 0..3 {
+        let error = reconcile(node.clone(), ctx.clone())
+            .await
+            .expect_err("the API failed");
+        assert_eq!(error.reason(), "ApiServerError");
+        assert_ne!(
+            error_policy(node.clone(), &error, ctx.clone()),
+            Action::await_change()
+        );
+    }
+    server.await.expect("scenario");
+    assert_eq!(ctx.failures("confer/eu"), 3);
+    let metrics = ctx.metrics.render();
+    assert!(
+        metrics.contains("confer_operator_reconcile_failures_total{controller=\"medianode\",reason=\"ApiServerError\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("confer_operator_reconciles_total{controller=\"medianode\"} 3"));
+}
+
+#[tokio::test]
+async fn backoff_doubles_from_one_second_with_jitter_up_to_five_minutes() {
+    let Harness { ctx, .. } = harness(vec![]);
+    for attempt in 0..12u32 {
+        let base = Duration::from_secs(1u64 << attempt.min(8)).min(Duration::from_secs(300));
+        let wait = ctx.backoff("confer/other");
+        assert!(
+            wait >= base.mul_f64(0.5) && wait <= base.mul_f64(1.5),
+            "attempt {attempt}: {wait:?}"
+        );
+    }
+    assert_eq!(ctx.failures("confer/eu"), 0, "per object");
+    ctx.succeeded("confer/other");
+    assert!(
+        ctx.backoff("confer/other") <= Duration::from_millis(1_500),
+        "a success resets it"
+    );
+}
