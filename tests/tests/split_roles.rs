@@ -53,7 +53,7 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
     tokio::spawn(confer_gateway::run(
         GatewayConfig::default(),
         http,
-        Arc::new(GrpcRoom::connect(room_addr)?),
+        Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
         SfuDirectory::remote(),
         ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
         signal,

@@ -141,7 +141,7 @@ pub struct GatewayArgs {
     pub listen: SocketAddr,
     /// The room service's gRPC address.
     #[arg(long, env = "CONFER_ROOM_SERVICE")]
-    pub room_service: SocketAddr,
+    pub room_service: String,
     /// This gateway's id (unique per replica; the pod name in Kubernetes).
     #[arg(long, env = "CONFER_GATEWAY_ID")]
     pub gateway_id: Option<String>,

@@ -2,7 +2,6 @@
 //! the gateway's client and implements [`RoomApi`] like the in-process service.
 //! Calls carry the API's own types as JSON (see `proto/confer/room/v1/room.proto`).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -145,8 +144,8 @@ pub struct GrpcRoom {
 }
 
 impl GrpcRoom {
-    /// Connects lazily to `addr`.
-    pub fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    /// Connects lazily to `addr` (`host:port`; a DNS name such as a Kubernetes Service).
+    pub fn connect(addr: &str) -> anyhow::Result<Self> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(15));

@@ -12,7 +12,7 @@ use crate::cli::GatewayArgs;
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
-    let room = GrpcRoom::connect(args.room_service)?;
+    let room = GrpcRoom::connect(&args.room_service)?;
     let listener = super::bind(args.listen).await?;
     let mut config = GatewayConfig {
         files: args.files.config()?,

@@ -1,0 +1,178 @@
+//! The Helm chart: `helm lint --strict` and `helm template … | kubernetes-validate
+//! --strict` for the default values and the multi-region values file; the custom
+//! resources it renders pass the CRDs' schemas and CEL rules; CRDs follow `crds.*`.
+//!
+//! Needs `helm` and `kubernetes-validate` (installed by `scripts/test.sh`; `CONFER_HELM`
+//! may name the helm binary).
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{chart, problems};
+
+fn helm() -> String {
+    std::env::var("CONFER_HELM").unwrap_or_else(|_| "helm".to_owned())
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(chart())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run ({e}); scripts/test.sh installs it"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+const MONITORING: [&str; 4] = [
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+];
+
+fn template(extra: &[&str]) -> String {
+    let mut args = vec!["template", "confer", ".", "--namespace", "confer"];
+    args.extend_from_slice(extra);
+    run(&helm(), &args)
+}
+
+fn documents(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect()
+}
+
+fn validate_with_kubernetes_validate(rendered: &str, name: &str) {
+    let path =
+        std::env::temp_dir().join(format!("confer-chart-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, rendered).expect("write rendered chart");
+    let path = path.to_string_lossy().into_owned();
+    let out = run("kubernetes-validate", &["--strict", "--quiet", &path]);
+    assert!(
+        !out.contains("ERROR") && !out.contains("failed"),
+        "{name}: {out}"
+    );
+}
+
+#[test]
+fn the_chart_lints_strictly() {
+    run(&helm(), &["lint", "--strict", "."]);
+    run(
+        &helm(),
+        &["lint", "--strict", ".", "-f", "values-multi-region.yaml"],
+    );
+}
+
+#[test]
+fn default_values_render_valid_kubernetes_objects() {
+    let rendered = template(&[]);
+    validate_with_kubernetes_validate(&rendered, "default");
+    let kinds: Vec<String> = documents(&rendered)
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "CustomResourceDefinition",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "ServiceMonitor" || k == "PrometheusRule"),
+        "monitoring objects only where their API exists: {kinds:?}"
+    );
+}
+
+#[test]
+fn multi_region_values_render_valid_objects_and_media_nodes() {
+    let rendered = template(&[&["-f", "values-multi-region.yaml"][..], &MONITORING[..]].concat());
+    validate_with_kubernetes_validate(&rendered, "multi-region");
+    let docs = documents(&rendered);
+    let nodes: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "MediaNode").collect();
+    assert_eq!(nodes.len(), 2);
+    for node in &nodes {
+        assert_eq!(
+            problems("medianodes", node, None),
+            Vec::<String>::new(),
+            "{node}"
+        );
+    }
+    let regions: Vec<&str> = nodes
+        .iter()
+        .filter_map(|n| n["spec"]["region"].as_str())
+        .collect();
+    assert_eq!(regions, ["eu-west", "us-east"]);
+    let rule = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("PrometheusRule");
+    let alerts = rule["spec"]["groups"].as_array().map_or(0, Vec::len);
+    assert!(alerts > 0, "{rule}");
+    assert!(docs.iter().any(|d| d["kind"] == "ServiceMonitor"));
+    let room = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "confer-room")
+        .expect("room deployment");
+    let env = room["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("eu-west=us-east;us-east=eu-west"), "{env}");
+}
+
+#[test]
+fn crds_are_kept_on_uninstall_unless_asked_and_can_be_left_out() {
+    let crds = |extra: &[&str]| -> Vec<Value> {
+        documents(&template(extra))
+            .into_iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .collect()
+    };
+    let kept = crds(&[]);
+    assert_eq!(kept.len(), 2);
+    for crd in &kept {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    for crd in crds(&["--set", "crds.keep=false"]) {
+        assert!(
+            crd["metadata"]["annotations"].is_null(),
+            "{}",
+            crd["metadata"]
+        );
+    }
+    assert!(crds(&["--set", "crds.enabled=false"]).is_empty());
+}
+
+#[test]
+fn values_outside_the_schema_are_refused() {
+    let output = Command::new(helm())
+        .args([
+            "template",
+            "confer",
+            ".",
+            "--set",
+            "mediaNodes[0].name=Bad_Name",
+        ])
+        .current_dir(chart())
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not match pattern"));
+}
