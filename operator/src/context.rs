@@ -10,6 +10,7 @@ use confer_proto::sfu::{SetDrainingRequest, sfu_control_client::SfuControlClient
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+use crate::conference::rooms::Rooms;
 use crate::error::{Error, Result};
 use crate::medianode::resources::PodDefaults;
 use crate::metrics::Metrics;
@@ -49,6 +50,7 @@ impl NodeControl for GrpcNodeControl {
 
 pub struct Context {
     pub client: kube::Client,
+    pub rooms: Arc<dyn Rooms>,
     pub snapshots: watch::Receiver<Snapshot>,
     pub nodes: Arc<dyn NodeControl>,
     pub defaults: PodDefaults,
@@ -61,6 +63,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: kube::Client,
+        rooms: Arc<dyn Rooms>,
         snapshots: watch::Receiver<Snapshot>,
         nodes: Arc<dyn NodeControl>,
         defaults: PodDefaults,
@@ -68,6 +71,7 @@ impl Context {
     ) -> Self {
         Self {
             client,
+            rooms,
             snapshots,
             nodes,
             defaults,

@@ -8,6 +8,12 @@ pub enum Error {
     NoNamespace,
     #[error("SFU control API at {address}: {message}")]
     NodeControl { address: String, message: String },
+    #[error("room service: {0}")]
+    RoomService(#[from] confer_room::RoomError),
+    #[error("password secret: {0}")]
+    Secret(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -20,6 +26,12 @@ impl Error {
             Self::Kube(_) => "ApiUnreachable",
             Self::NoNamespace => "NoNamespace",
             Self::NodeControl { .. } => "NodeUnreachable",
+            Self::RoomService(error) if error.kind == confer_room::ErrorKind::Unavailable => {
+                "RoomServiceUnavailable"
+            }
+            Self::RoomService(_) => "RoomServiceRejected",
+            Self::Secret(_) => "SecretInvalid",
+            Self::Finalizer(_) => "FinalizerFailed",
         }
     }
 }

@@ -6,10 +6,14 @@
 //!   applied server-side under one field manager; drains before a shrink (pods told to
 //!   take no new rooms, the StatefulSet kept until their rooms empty or the deadline);
 //!   status from the StatefulSet and from discovery.
-//! - [`run`]: the controller loop, its metrics endpoint.
+//! - [`conference`]: the Conference controller: the room kept in the room service with
+//!   the declared settings (a finalizer deletes it), placement and participants in
+//!   status.
+//! - [`run`]: the controller loops, their metrics endpoint.
 //!
 //! Only this crate talks to the Kubernetes API.
 
+pub mod conference;
 pub mod context;
 pub mod crd;
 pub mod error;

@@ -1,4 +1,4 @@
-//! `confer operator`: the MediaNode controller against the cluster's API, discovery
+//! `confer operator`: the MediaNode and Conference controllers against the cluster's API, discovery
 //! through Consul, operator metrics on `/metrics`.
 
 use std::net::SocketAddr;
@@ -13,8 +13,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::conference::{self, rooms::RoomService};
 use crate::context::{Context, GrpcNodeControl};
-use crate::crd::MediaNode;
+use crate::crd::{Conference, MediaNode};
 use crate::medianode::{self, resources::PodDefaults};
 use crate::metrics::Metrics;
 
@@ -27,19 +28,20 @@ pub struct OperatorConfig {
     pub metrics_listen: SocketAddr,
     /// Watch one namespace; all when unset.
     pub namespace: Option<String>,
+    /// `host:port` of the room service's gRPC API.
+    pub room_service: String,
 }
 
-pub async fn run(
-    config: OperatorConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("no Kubernetes API: in-cluster service account or kubeconfig needed")?;
     let registry = ConsulRegistry::new(&config.consul_addr, config.consul_token.clone())?;
     let metrics = Arc::new(Metrics::default());
+    let room_service = confer_room::grpc::GrpcRoom::connect(&config.room_service)?;
     let ctx = Arc::new(Context::new(
         client.clone(),
+        Arc::new(RoomService(Arc::new(room_service))),
         registry.watch(),
         Arc::new(GrpcNodeControl),
         PodDefaults {
@@ -49,25 +51,36 @@ pub async fn run(
         metrics.clone(),
     ));
     tokio::spawn(serve_metrics(config.metrics_listen, metrics));
-    let (nodes, sets): (Api<MediaNode>, Api<StatefulSet>) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let (nodes, sets, conferences): (Api<MediaNode>, Api<StatefulSet>, Api<Conference>) =
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
     info!(
         namespace = config.namespace.as_deref().unwrap_or("*"),
         "operator running"
     );
-    Controller::new(nodes, watcher::Config::default())
+    let stopped = |mut shutdown: watch::Receiver<bool>| async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let media_nodes = Controller::new(nodes, watcher::Config::default())
         .owns(sets, watcher::Config::default())
-        .graceful_shutdown_on(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .run(medianode::reconcile, medianode::error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .graceful_shutdown_on(stopped(shutdown.clone()))
+        .run(medianode::reconcile, medianode::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let conferences = Controller::new(conferences, watcher::Config::default())
+        .graceful_shutdown_on(stopped(shutdown))
+        .run(conference::reconcile, conference::error_policy, ctx)
+        .for_each(|_| async {});
+    tokio::join!(media_nodes, conferences);
     Ok(())
 }
 

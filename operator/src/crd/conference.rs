@@ -82,6 +82,9 @@ pub struct ConferenceStatus {
     pub relays: Vec<Relay>,
     #[serde(default)]
     pub participants: i64,
+    /// `resourceVersion` of the password Secret last given to the room service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_version: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

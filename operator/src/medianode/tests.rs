@@ -102,6 +102,7 @@ fn harness(members: Vec<Member>) -> Harness {
     let drains = Arc::new(RecordedDrains::default());
     let mut ctx = Context::new(
         client,
+        Arc::new(crate::conference::tests::FakeRooms::default()),
         snapshots,
         drains.clone(),
         PodDefaults {

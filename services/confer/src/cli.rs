@@ -325,9 +325,12 @@ pub struct OperatorArgs {
     /// Address of `/metrics` and `/healthz`.
     #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
-    /// Watch MediaNodes in this namespace only.
+    /// Watch MediaNodes and Conferences in this namespace only.
     #[arg(long, env = "CONFER_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// The room service's gRPC address (`host:port`), where Conferences become rooms.
+    #[arg(long, env = "CONFER_ROOM_SERVICE")]
+    pub room_service: String,
 }
 
 #[derive(Args)]

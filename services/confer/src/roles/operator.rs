@@ -12,6 +12,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         sfu_image: args.sfu_image,
         metrics_listen: args.metrics_listen,
         namespace: args.namespace,
+        room_service: args.room_service,
     };
     confer_operator::run::run(config, shutdown).await
 }

@@ -1,0 +1,236 @@
+//! The Conference controller: the room exists in the room service with the declared
+//! settings while the resource does (a finalizer deletes it after), and the status
+//! shows where it is placed and who is in it.
+
+pub mod rooms;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confer_room::api::{CreateRoom, UpdateRoom};
+use confer_room::model::{RoomSettings, RoomView};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::crd::{ConditionStatus, Conference, ConferenceStatus, RegionPlacement, set_condition};
+use crate::error::{Error, Result};
+
+/// Deletes the room in the room service before the resource goes.
+pub const FINALIZER: &str = "confer.dev/room";
+const CONTROLLER: &str = "conference";
+
+pub async fn reconcile(conference: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = conference.namespace().ok_or(Error::NoNamespace);
+    let result = match namespace {
+        Ok(namespace) => {
+            let api: Api<Conference> = Api::namespaced(ctx.client.clone(), &namespace);
+            finalizer(&api, FINALIZER, conference.clone(), |event| async {
+                match event {
+                    Event::Apply(conference) => apply(&conference, &ctx, &namespace).await,
+                    Event::Cleanup(conference) => cleanup(&conference, &ctx).await,
+                }
+            })
+            .await
+            .map_err(|error| match error {
+                kube::runtime::finalizer::Error::ApplyFailed(error)
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+                other => Error::Finalizer(other.to_string()),
+            })
+        }
+        Err(error) => Err(error),
+    };
+    let failure = result.as_ref().err().map(Error::reason);
+    ctx.metrics
+        .reconciled(CONTROLLER, started.elapsed(), failure);
+    if result.is_ok() {
+        ctx.succeeded(&key(&conference));
+    }
+    result
+}
+
+pub fn error_policy(conference: Arc<Conference>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff(&key(&conference));
+    warn!(conference = %conference.name_any(), %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+fn key(conference: &Conference) -> String {
+    format!(
+        "conference:{}/{}",
+        conference.namespace().unwrap_or_default(),
+        conference.name_any()
+    )
+}
+
+fn settings(conference: &Conference) -> RoomSettings {
+    let spec = &conference.spec;
+    RoomSettings {
+        waiting_room: spec.waiting_room,
+        max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
+        region: spec.home_region.clone(),
+        ..RoomSettings::default()
+    }
+}
+
+/// The password and the Secret's version, when the conference has one.
+async fn password(
+    conference: &Conference,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<(String, String)>> {
+    let Some(reference) = &conference.spec.password_secret_ref else {
+        return Ok(None);
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get(&reference.name).await?;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(&reference.key))
+        .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+        .ok_or_else(|| {
+            Error::Secret(format!(
+                "secret {} has no UTF-8 key {}",
+                reference.name, reference.key
+            ))
+        })?;
+    Ok(Some((value, secret.resource_version().unwrap_or_default())))
+}
+
+async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Result<Action> {
+    let (tenant, name) = (&conference.spec.tenant, conference.name_any());
+    let wanted = settings(conference);
+    let password = password(conference, ctx, namespace).await?;
+    let version = password.as_ref().map(|(_, v)| v.clone());
+    let recorded = conference
+        .status
+        .as_ref()
+        .and_then(|s| s.password_secret_version.clone());
+    let view = match ctx.rooms.get(tenant, &name).await? {
+        None => {
+            info!(conference = %name, %tenant, "creating the room");
+            let create = CreateRoom {
+                name: name.clone(),
+                settings: wanted,
+                password: password.map(|(p, _)| p),
+            };
+            ctx.rooms.create(tenant, create).await?
+        }
+        Some(view) => {
+            let mut update = UpdateRoom::default();
+            if view.settings != wanted {
+                update.settings = Some(wanted);
+            }
+            if version != recorded || (password.is_none() && view.has_password) {
+                // A changed Secret sets the new password; a removed reference clears it.
+                update.password = Some(password.map(|(p, _)| p).unwrap_or_default());
+            }
+            if update.settings.is_some() || update.password.is_some() {
+                ctx.rooms.update(tenant, &name, update).await?
+            } else {
+                view
+            }
+        }
+    };
+    let status = status(conference, &view, version, (ctx.clock)());
+    if conference.status.as_ref() != Some(&status) {
+        let api: Api<Conference> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+async fn cleanup(conference: &Conference, ctx: &Context) -> Result<Action> {
+    info!(conference = %conference.name_any(), "deleting the room");
+    ctx.rooms
+        .delete(&conference.spec.tenant, &conference.name_any())
+        .await?;
+    Ok(Action::await_change())
+}
+
+fn status(
+    conference: &Conference,
+    view: &RoomView,
+    password_version: Option<String>,
+    now: i64,
+) -> ConferenceStatus {
+    let mut status = conference.status.clone().unwrap_or_default();
+    let generation = conference.metadata.generation;
+    let t = Time(k8s_openapi::jiff::Timestamp::from_millisecond(now).unwrap_or_default());
+    status.observed_generation = generation;
+    status.participants = i64::from(view.num_participants);
+    status.password_secret_version = password_version;
+    status.placements = view
+        .placement
+        .iter()
+        .map(|p| RegionPlacement {
+            region: p.region.clone(),
+            node: p.sfu.clone(),
+        })
+        .collect();
+    let conditions = &mut status.conditions;
+    set_condition(
+        conditions,
+        "Ready",
+        ConditionStatus::True,
+        "RoomReady",
+        "the room exists with the declared settings",
+        generation,
+        t.clone(),
+    );
+    match &view.placement {
+        Some(p) => set_condition(
+            conditions,
+            "Scheduled",
+            ConditionStatus::True,
+            "Placed",
+            format!("on {} in {}", p.sfu, p.region),
+            generation,
+            t.clone(),
+        ),
+        None => set_condition(
+            conditions,
+            "Scheduled",
+            ConditionStatus::False,
+            "WaitingForFirstJoin",
+            "rooms are placed on an SFU when the first participant joins",
+            generation,
+            t.clone(),
+        ),
+    }
+    let spec = &conference.spec;
+    if spec.recording || spec.sip_dial_in {
+        set_condition(
+            conditions,
+            "FeaturesAvailable",
+            ConditionStatus::False,
+            "NotSupported",
+            "recording and SIP dial-in are not available in this release",
+            generation,
+            t,
+        );
+    } else {
+        set_condition(
+            conditions,
+            "FeaturesAvailable",
+            ConditionStatus::True,
+            "AllAvailable",
+            "",
+            generation,
+            t,
+        );
+    }
+    status
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

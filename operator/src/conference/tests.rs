@@ -1,0 +1,403 @@
+//! The Conference controller against a mock Kubernetes API (tower-test) and a fake
+//! room service: finalizer first, then the room created with the declared settings
+//! and the Secret's password, updated when the spec changes, deleted before the
+//! resource goes; room-service failures back off.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use confer_room::api::{CreateRoom, UpdateRoom};
+use confer_room::model::{Placement, RoomView};
+use confer_room::{ErrorKind, RoomError};
+use futures_util::future::BoxFuture;
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::SecretKeySelector;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::rooms::Rooms;
+use super::*;
+use crate::crd::ConferenceSpec;
+use crate::medianode::resources::PodDefaults;
+use crate::metrics::Metrics;
+
+/// The room service, in memory, recording what it was asked.
+#[derive(Default)]
+pub(crate) struct FakeRooms {
+    pub rooms: Mutex<BTreeMap<(String, String), (RoomView, Option<String>)>>,
+    pub calls: Mutex<Vec<String>>,
+    pub unavailable: Mutex<bool>,
+}
+
+impl FakeRooms {
+    fn record(&self, call: String) -> Result<(), RoomError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call);
+        if *self.unavailable.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(RoomError::new(
+                ErrorKind::Unavailable,
+                "unavailable",
+                "room service down",
+            ));
+        }
+        Ok(())
+    }
+
+    fn room(&self, tenant: &str, room: &str) -> Option<(RoomView, Option<String>)> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(tenant.to_owned(), room.to_owned()))
+            .cloned()
+    }
+}
+
+impl Rooms for FakeRooms {
+    fn get(&self, tenant: &str, room: &str) -> BoxFuture<'_, Result<Option<RoomView>, RoomError>> {
+        let result = self
+            .record(format!("get {tenant}/{room}"))
+            .map(|()| self.room(tenant, room).map(|(v, _)| v));
+        Box::pin(async move { result })
+    }
+
+    fn create(
+        &self,
+        tenant: &str,
+        create: CreateRoom,
+    ) -> BoxFuture<'_, Result<RoomView, RoomError>> {
+        let result = self
+            .record(format!("create {tenant}/{}", create.name))
+            .map(|()| {
+                let view = RoomView {
+                    name: create.name.clone(),
+                    settings: create.settings,
+                    has_password: create.password.is_some(),
+                    created_at: 0,
+                    active: false,
+                    num_participants: 0,
+                    placement: None,
+                };
+                self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                    (tenant.to_owned(), create.name),
+                    (view.clone(), create.password),
+                );
+                view
+            });
+        Box::pin(async move { result })
+    }
+
+    fn update(
+        &self,
+        tenant: &str,
+        room: &str,
+        update: UpdateRoom,
+    ) -> BoxFuture<'_, Result<RoomView, RoomError>> {
+        let result = self
+            .record(format!("update {tenant}/{room}"))
+            .and_then(|()| {
+                let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+                let (view, password) = rooms
+                    .get_mut(&(tenant.to_owned(), room.to_owned()))
+                    .ok_or_else(|| RoomError::not_found("room_not_found", "no such room"))?;
+                if let Some(settings) = update.settings {
+                    view.settings = settings;
+                }
+                if let Some(new) = update.password {
+                    view.has_password = !new.is_empty();
+                    *password = (!new.is_empty()).then_some(new);
+                }
+                Ok(view.clone())
+            });
+        Box::pin(async move { result })
+    }
+
+    fn delete(&self, tenant: &str, room: &str) -> BoxFuture<'_, Result<(), RoomError>> {
+        let result = self.record(format!("delete {tenant}/{room}")).map(|()| {
+            self.rooms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(tenant.to_owned(), room.to_owned()));
+        });
+        Box::pin(async move { result })
+    }
+}
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn conference(finalized: bool) -> Conference {
+    let mut conference = Conference::new(
+        "all-hands",
+        ConferenceSpec {
+            tenant: "acme".into(),
+            home_region: "eu-west".into(),
+            allowed_regions: vec!["eu-west".into(), "us-east".into()],
+            max_participants: 500,
+            waiting_room: true,
+            password_secret_ref: Some(SecretKeySelector {
+                name: "all-hands".into(),
+                key: "password".into(),
+                optional: None,
+            }),
+            recording: false,
+            sip_dial_in: true,
+        },
+    );
+    conference.metadata.namespace = Some("confer".into());
+    conference.metadata.uid = Some("uid-ah".into());
+    conference.metadata.generation = Some(2);
+    if finalized {
+        conference.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    }
+    conference
+}
+
+fn harness() -> (Arc<Context>, Arc<FakeRooms>, Handle) {
+    let rooms = Arc::new(FakeRooms::default());
+    let (ctx, api) = harness_with(rooms.clone());
+    (ctx, rooms, api)
+}
+
+fn harness_with(rooms: Arc<FakeRooms>) -> (Arc<Context>, Handle) {
+    let (service, api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let mut ctx = Context::new(
+        kube::Client::new(service, "default"),
+        rooms.clone(),
+        watch::channel(Default::default()).1,
+        Arc::new(crate::context::GrpcNodeControl),
+        PodDefaults {
+            image: "confer:test".into(),
+            consul_addr: "http://consul:8500".into(),
+        },
+        Arc::new(Metrics::default()),
+    );
+    ctx.clock = || 1_800_000_000_000;
+    (Arc::new(ctx), api)
+}
+
+enum Step {
+    /// A JSON patch of the conference (the finalizer added or removed).
+    JsonPatch,
+    /// GET of the password Secret, answered at this resourceVersion.
+    GetSecret(&'static str),
+    PatchStatus,
+}
+
+fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for step in steps {
+            let (request, send) = api
+                .next_request()
+                .await
+                .expect("the reconcile made its next request");
+            let (method, uri) = (request.method().clone(), request.uri().to_string());
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = request.into_body().collect_bytes().await.expect("body");
+            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = match step {
+                Step::JsonPatch => {
+                    assert_eq!(method, Method::PATCH);
+                    assert_eq!(content_type, "application/json-patch+json");
+                    assert!(
+                        uri.starts_with(
+                            "/apis/confer.dev/v1alpha1/namespaces/confer/conferences/all-hands?"
+                        ),
+                        "{uri}"
+                    );
+                    serde_json::to_value(conference(true)).expect("json")
+                }
+                Step::GetSecret(version) => {
+                    assert_eq!(method, Method::GET);
+                    assert_eq!(uri, "/api/v1/namespaces/confer/secrets/all-hands");
+                    json!({"apiVersion": "v1", "kind": "Secret",
+                           "metadata": {"name": "all-hands", "namespace": "confer", "resourceVersion": version},
+                           "data": {"password": "czNjcjN0"}})
+                }
+                Step::PatchStatus => {
+                    assert_eq!(method, Method::PATCH);
+                    assert_eq!(
+                        uri,
+                        "/apis/confer.dev/v1alpha1/namespaces/confer/conferences/all-hands/status?"
+                    );
+                    let mut object = serde_json::to_value(conference(true)).expect("json");
+                    object["status"] = json["status"].clone();
+                    object
+                }
+            };
+            let response = Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&answer).expect("json")))
+                .expect("response");
+            send.send_response(response);
+            seen.push(json);
+        }
+        seen
+    })
+}
+
+fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
+    patch["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn a_new_conference_gets_the_finalizer_before_anything_else() {
+    let (ctx, rooms, api) = harness();
+    let server = serve(api, vec![Step::JsonPatch]);
+    let action = reconcile(Arc::new(conference(false)), ctx)
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::await_change());
+    let seen = server.await.expect("scenario");
+    assert!(seen[0].to_string().contains(FINALIZER), "{}", seen[0]);
+    assert!(
+        rooms.calls.lock().expect("calls").is_empty(),
+        "no room before the finalizer"
+    );
+}
+
+#[tokio::test]
+async fn the_room_is_created_with_the_declared_settings_and_password() {
+    let (ctx, rooms, api) = harness();
+    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    let action = reconcile(Arc::new(conference(true)), ctx)
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let seen = server.await.expect("scenario");
+    let (view, password) = rooms.room("acme", "all-hands").expect("room created");
+    assert_eq!(password.as_deref(), Some("s3cr3t"));
+    assert!(view.settings.waiting_room);
+    assert_eq!(view.settings.max_participants, 500);
+    assert_eq!(view.settings.region, "eu-west");
+    let status = &seen[1];
+    assert_eq!(status["status"]["passwordSecretVersion"], "7");
+    assert_eq!(status["status"]["observedGeneration"], 2);
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(
+        condition(status, "Scheduled")["reason"],
+        "WaitingForFirstJoin"
+    );
+    assert_eq!(
+        condition(status, "FeaturesAvailable")["reason"],
+        "NotSupported",
+        "SIP dial-in is asked for"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
+    let (ctx, rooms, api) = harness();
+    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    reconcile(Arc::new(conference(true)), ctx)
+        .await
+        .expect("creates");
+    let seen = server.await.expect("scenario");
+    // Someone joined: the room service placed the room.
+    if let Some((view, _)) = rooms
+        .rooms
+        .lock()
+        .expect("rooms")
+        .get_mut(&("acme".to_owned(), "all-hands".to_owned()))
+    {
+        view.num_participants = 12;
+        view.placement = Some(Placement {
+            region: "eu-west".into(),
+            sfu: "eu-sfu-1".into(),
+            control: "x:1".into(),
+        });
+    }
+    let mut changed = conference(true);
+    changed.spec.max_participants = 50;
+    changed.status = serde_json::from_value(seen[1]["status"].clone()).expect("status");
+
+    let (ctx, api) = harness_with(rooms.clone());
+    // Same Secret version: the password is not sent again.
+    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    reconcile(Arc::new(changed), ctx).await.expect("updates");
+    let seen = server.await.expect("scenario");
+    let (view, password) = rooms.room("acme", "all-hands").expect("room");
+    assert_eq!(view.settings.max_participants, 50);
+    assert_eq!(password.as_deref(), Some("s3cr3t"));
+    let calls = rooms.calls.lock().expect("calls").clone();
+    assert_eq!(
+        calls,
+        [
+            "get acme/all-hands",
+            "create acme/all-hands",
+            "get acme/all-hands",
+            "update acme/all-hands"
+        ]
+    );
+    let status = &seen[1]["status"];
+    assert_eq!(status["participants"], 12);
+    assert_eq!(
+        status["placements"],
+        json!([{"region": "eu-west", "node": "eu-sfu-1"}])
+    );
+    assert_eq!(condition(&seen[1], "Scheduled")["reason"], "Placed");
+}
+
+#[tokio::test]
+async fn deleting_a_conference_deletes_its_room_then_releases_the_finalizer() {
+    let (ctx, rooms, api) = harness();
+    rooms
+        .create(
+            "acme",
+            CreateRoom {
+                name: "all-hands".into(),
+                settings: Default::default(),
+                password: None,
+            },
+        )
+        .await
+        .expect("room exists");
+    let mut deleting = conference(true);
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"),
+        ));
+    let server = serve(api, vec![Step::JsonPatch]);
+    let action = reconcile(Arc::new(deleting), ctx).await.expect("cleans up");
+    assert_eq!(action, Action::await_change());
+    let seen = server.await.expect("scenario");
+    assert!(rooms.room("acme", "all-hands").is_none(), "room deleted");
+    assert!(
+        seen[0].to_string().contains("remove"),
+        "finalizer removed: {}",
+        seen[0]
+    );
+}
+
+#[tokio::test]
+async fn a_room_service_outage_fails_the_reconcile_and_backs_off() {
+    let (ctx, rooms, api) = harness();
+    *rooms.unavailable.lock().expect("flag") = true;
+    let server = serve(api, vec![Step::GetSecret("7")]);
+    let conference = Arc::new(conference(true));
+    let error = reconcile(conference.clone(), ctx.clone())
+        .await
+        .expect_err("room service down");
+    server.await.expect("scenario");
+    assert_eq!(error.reason(), "RoomServiceUnavailable");
+    assert_ne!(
+        error_policy(conference, &error, ctx.clone()),
+        Action::await_change()
+    );
+    assert_eq!(ctx.failures("conference:confer/all-hands"), 1);
+    assert!(
+        ctx.metrics
+            .render()
+            .contains("reason=\"RoomServiceUnavailable\"} 1")
+    );
+}
