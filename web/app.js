@@ -110,6 +110,8 @@ client.addEventListener('error', ({ detail }) => {
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
 });
 client.addEventListener('closed', () => status('Disconnected'));
+client.addEventListener('reconnecting', () => status('Moving the call to another server…'));
+client.addEventListener('reconnected', () => status(''));
 
 // Each remote video's shown size goes to the server, which forwards the simulcast
 // layer that fits it, and nothing while it is hidden (zero size, or the page is).

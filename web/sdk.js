@@ -14,7 +14,8 @@
 // `a=content:slides`, is kept for a shared screen (`shareScreen` / `stopScreenShare`).
 // Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
-// (codes as in docs/signalling.md: removed, admission_denied, ...), closed.
+// (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
+// reconnected (the call moved to another media server, by itself), closed.
 
 const DEFAULT_SLOTS = 8;
 // Lowest first: the server ranks layers by the picture size it sees, this order until then.
@@ -203,6 +204,26 @@ export class ConferClient extends EventTarget {
     return (this.pc?.getSenders() || []).filter((s) => s.track && s.track.kind === kind);
   }
 
+  // The call's media server is shutting down: join again (the server places the room on
+  // another one), keeping the local media and the chat position.
+  async #moveToAnotherServer() {
+    this.#emit('reconnecting', { reason: 'node_draining' });
+    const ws = this.ws;
+    ws.onclose = null;
+    ws.close();
+    this.pc?.close();
+    for (const mid of [...this.assignments.keys()]) this.#unbind(mid);
+    this.assignments.clear();
+    this.slotTracks.clear();
+    this.participants.clear();
+    try {
+      await this.join(this.localStream);
+      this.#emit('reconnected', {});
+    } catch (err) {
+      this.#emit('error', { code: err.code || 'internal', message: err.message });
+    }
+  }
+
   leave() {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
     this.ws?.close();
@@ -299,6 +320,8 @@ export class ConferClient extends EventTarget {
       this.#emit('data', message.data);
     } else if (message.chat) {
       this.#takeChat(message.chat);
+    } else if (message.error?.code === 'node_draining') {
+      this.#moveToAnotherServer();
     } else if (message.error) {
       this.#emit('error', message.error);
     }

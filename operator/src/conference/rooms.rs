@@ -23,6 +23,8 @@ pub trait Rooms: Send + Sync {
         room: &str,
         update: UpdateRoom,
     ) -> BoxFuture<'_, Result<RoomView, RoomError>>;
+    /// Moves every room off the SFU `node`; how many moved.
+    fn evacuate(&self, node: &str) -> BoxFuture<'_, Result<u32, RoomError>>;
     /// Deletes the room; a room already gone is not an error.
     fn delete(&self, tenant: &str, room: &str) -> BoxFuture<'_, Result<(), RoomError>>;
 }
@@ -58,6 +60,10 @@ impl Rooms for RoomService {
     ) -> BoxFuture<'_, Result<RoomView, RoomError>> {
         self.0
             .update_room(tenant.to_owned(), room.to_owned(), update)
+    }
+
+    fn evacuate(&self, node: &str) -> BoxFuture<'_, Result<u32, RoomError>> {
+        self.0.evacuate(node.to_owned())
     }
 
     fn delete(&self, tenant: &str, room: &str) -> BoxFuture<'_, Result<(), RoomError>> {

@@ -114,6 +114,11 @@ impl Rooms for FakeRooms {
         Box::pin(async move { result })
     }
 
+    fn evacuate(&self, node: &str) -> BoxFuture<'_, Result<u32, RoomError>> {
+        let result = self.record(format!("evacuate {node}")).map(|()| 1);
+        Box::pin(async move { result })
+    }
+
     fn delete(&self, tenant: &str, room: &str) -> BoxFuture<'_, Result<(), RoomError>> {
         let result = self.record(format!("delete {tenant}/{room}")).map(|()| {
             self.rooms

@@ -4,7 +4,8 @@
 //! A StatefulSet removes its highest ordinals first, so scaling from `current` to
 //! `desired` pods drains pods `desired..current`. They are told to take no new rooms;
 //! the StatefulSet keeps them until discovery reports no rooms on any of them, or the
-//! MediaNode's drain deadline passes, and only then shrinks.
+//! MediaNode's drain deadline passes; rooms still there at the deadline are moved
+//! (evacuated) first; only then does it shrink.
 
 use confer_discovery::{NodeId, Snapshot};
 
@@ -16,6 +17,9 @@ pub struct DrainPlan {
     pub replicas: i32,
     /// The drain to record (and keep draining), if one is in progress.
     pub drain: Option<DrainStatus>,
+    /// Pods whose rooms must be moved elsewhere before the StatefulSet shrinks (the
+    /// deadline passed with rooms left on them).
+    pub evacuate: Vec<String>,
 }
 
 pub fn pod_name(node: &str, ordinal: i32) -> String {
@@ -42,6 +46,7 @@ pub fn plan(
         return DrainPlan {
             replicas: desired,
             drain: None,
+            evacuate: Vec::new(),
         };
     }
     let pods: Vec<String> = (desired..current).map(|i| pod_name(node, i)).collect();
@@ -62,9 +67,12 @@ pub fn plan(
     // the drain has been recorded (at least one reconcile earlier).
     let empty = rooms_left == 0 && recorded.is_some();
     if empty || now_ms >= deadline_ms {
+        // Past the deadline, the rooms still there move (an empty pod moves nothing).
+        let evacuate = if empty { Vec::new() } else { pods };
         return DrainPlan {
             replicas: desired,
             drain: None,
+            evacuate,
         };
     }
     DrainPlan {
@@ -75,6 +83,7 @@ pub fn plan(
             deadline_ms,
             rooms_left,
         }),
+        evacuate: Vec::new(),
     }
 }
 
@@ -146,7 +155,8 @@ mod tests {
             done,
             DrainPlan {
                 replicas: 1,
-                drain: None
+                drain: None,
+                evacuate: Vec::new(),
             }
         );
     }

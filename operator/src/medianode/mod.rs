@@ -97,6 +97,14 @@ async fn reconcile_inner(node: &MediaNode, ctx: &Context) -> Result<Action> {
     );
     tell_nodes(node, ctx, &plan, &snapshot).await;
 
+    for pod in &plan.evacuate {
+        let moved = ctx.rooms.evacuate(pod).await?;
+        info!(
+            pod,
+            moved, "drain deadline passed; rooms moved to other pods"
+        );
+    }
+
     let defaults = &ctx.defaults;
     let client = ctx.client.clone();
     apply(

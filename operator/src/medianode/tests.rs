@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::*;
+use crate::conference::tests::FakeRooms;
 use crate::context::NodeControl;
 use crate::crd::{Capacity, MediaNodeSpec, MediaPorts, Networking, PodPlacement};
 use crate::medianode::resources::PodDefaults;
@@ -88,6 +89,7 @@ fn member(pod: &str, rooms: u32, health: Health) -> Member {
 struct Harness {
     ctx: Arc<Context>,
     drains: Arc<RecordedDrains>,
+    rooms: Arc<FakeRooms>,
     api: Handle,
 }
 
@@ -100,9 +102,10 @@ fn harness(members: Vec<Member>) -> Harness {
         refreshed_at_ms: NOW as u64,
     });
     let drains = Arc::new(RecordedDrains::default());
+    let rooms = Arc::new(FakeRooms::default());
     let mut ctx = Context::new(
         client,
-        Arc::new(crate::conference::tests::FakeRooms::default()),
+        rooms.clone(),
         snapshots,
         drains.clone(),
         PodDefaults {
@@ -115,6 +118,7 @@ fn harness(members: Vec<Member>) -> Harness {
     Harness {
         ctx: Arc::new(ctx),
         drains,
+        rooms,
         api,
     }
 }
@@ -275,7 +279,9 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
         member("eu-sfu-1", 2, Health::Serving),
         member("eu-sfu-2", 0, Health::Serving),
     ];
-    let Harness { ctx, api, drains } = harness(members);
+    let Harness {
+        ctx, api, drains, ..
+    } = harness(members);
     let mut steps = vec![Step::GetStatefulSet(Some(3))];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
@@ -317,7 +323,9 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
         member("eu-sfu-1", 0, Health::Draining),
         member("eu-sfu-2", 0, Health::Draining),
     ];
-    let Harness { ctx, api, drains } = harness(members);
+    let Harness {
+        ctx, api, drains, ..
+    } = harness(members);
     let mut steps = vec![Step::GetStatefulSet(Some(3))];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
@@ -335,7 +343,9 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
 
 #[tokio::test]
 async fn a_paused_media_node_is_left_alone_and_says_so() {
-    let Harness { ctx, api, drains } = harness(vec![]);
+    let Harness {
+        ctx, api, drains, ..
+    } = harness(vec![]);
     let mut node = media_node(3);
     node.metadata.annotations = Some([(PAUSE_ANNOTATION.to_owned(), "true".to_owned())].into());
     let server = serve(api, vec![Step::PatchStatus]);
@@ -398,4 +408,40 @@ async fn backoff_doubles_from_one_second_with_jitter_up_to_five_minutes() {
         ctx.backoff("confer/other") <= Duration::from_millis(1_500),
         "a success resets it"
     );
+}
+
+#[tokio::test]
+async fn at_the_deadline_remaining_rooms_move_before_the_pods_go() {
+    let members = vec![
+        member("eu-sfu-0", 1, Health::Serving),
+        member("eu-sfu-1", 3, Health::Draining),
+    ];
+    let Harness {
+        ctx, api, rooms, ..
+    } = harness(members);
+    let mut late = media_node(1);
+    late.status = Some(crate::crd::MediaNodeStatus {
+        drain: Some(crate::crd::DrainStatus {
+            pods: vec!["eu-sfu-1".into()],
+            started_at_ms: NOW - 600_000,
+            deadline_ms: NOW,
+            rooms_left: 3,
+        }),
+        ..Default::default()
+    });
+    let mut steps = vec![Step::GetStatefulSet(Some(2))];
+    steps.extend(applies());
+    steps.push(Step::PatchStatus);
+    let server = serve(api, steps);
+    reconcile(Arc::new(late), ctx).await.expect("reconciles");
+    let seen = server.await.expect("scenario");
+    assert_eq!(
+        rooms.calls.lock().expect("calls").clone(),
+        ["evacuate eu-sfu-1"]
+    );
+    assert_eq!(
+        seen[3]["spec"]["replicas"], 1,
+        "the pod goes once its rooms have moved"
+    );
+    assert_eq!(condition(&seen[4], "Draining")["status"], "False");
 }

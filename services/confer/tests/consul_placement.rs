@@ -1,10 +1,15 @@
-//! Placement through Consul with real processes: two `confer sfu` register with a
-//! Consul agent (the test double serving Consul's HTTP API; no Consul binary runs
-//! here) and report their load; a `confer room` discovers them with blocking queries.
-//! Rooms spread over both; an SFU that dies without deregistering stops getting rooms
-//! once its last report is 5 s old.
+//! Placement and drains through Consul with real processes: two `confer sfu` register
+//! with a Consul agent (the test double serving Consul's HTTP API; no Consul binary
+//! runs here) and report their load; a `confer room` discovers them with blocking
+//! queries. Rooms spread over both; an SFU that dies without deregistering stops
+//! getting rooms once its last report is 5 s old; a draining SFU (told so over its
+//! control API, as the operator does) gets no new rooms, and when its rooms are moved
+//! (the operator's step at the drain deadline) their participants are told to join
+//! again and land on the other SFU.
 //!
 //! PostgreSQL comes from CONFER_TEST_DATABASE_URL (`scripts/test.sh` sets it).
+//! Signalling clients stand in for browsers here: they show where each join lands,
+//! not media flow.
 
 mod support;
 
@@ -12,56 +17,147 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use confer_consul_double::ConsulDouble;
+use confer_consul_double::{CheckStatus, ConsulDouble};
 use confer_e2e::backing::{free_port, fresh_postgres};
 use confer_e2e::signal::{SignalClient, client_offer};
+use confer_proto::sfu::SetDrainingRequest;
+use confer_proto::sfu::sfu_control_client::SfuControlClient;
+use confer_room::RoomApi;
+use confer_room::grpc::GrpcRoom;
 use serde_json::json;
 use support::{Proc, create_tenant, host_token, spawn};
 
-fn media_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+struct Sfu {
+    id: String,
+    media: u16,
+    control: u16,
+    process: Option<Proc>,
 }
 
-fn start_sfu(consul: &str, id: &str, media: u16) -> anyhow::Result<Proc> {
-    let control = free_port()?;
-    spawn(
-        &[
-            "sfu",
-            "--media-bind",
-            &format!("127.0.0.1:{media}"),
-            "--control-listen",
-            &format!("127.0.0.1:{control}"),
-            "--consul-addr",
+struct Cluster {
+    consul: ConsulDouble,
+    sfus: Vec<Sfu>,
+    room_port: u16,
+    gateway: String,
+    api_key: String,
+    api_secret: String,
+    _processes: Vec<Proc>,
+}
+
+impl Cluster {
+    async fn start() -> anyhow::Result<Self> {
+        let consul = ConsulDouble::start().await?;
+        let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let mut sfus = Vec::new();
+        for i in 0..2 {
+            let media = std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let control = free_port()?;
+            let id = format!("sfu-{run}-{i}");
+            let process = spawn(
+                &[
+                    "sfu",
+                    "--media-bind",
+                    &format!("127.0.0.1:{media}"),
+                    "--control-listen",
+                    &format!("127.0.0.1:{control}"),
+                    "--consul-addr",
+                    &consul.url(),
+                    "--node-id",
+                    &id,
+                    "--region",
+                    "eu",
+                    "--capacity",
+                    "400",
+                ],
+                &[],
+            )?;
+            sfus.push(Sfu {
+                id,
+                media,
+                control,
+                process: Some(process),
+            });
+        }
+        until("both SFUs registered", || consul.services().len() == 2).await?;
+
+        let database = fresh_postgres().await?;
+        let master_key =
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let env = [
+            ("CONFER_DATABASE_URL", database.as_str()),
+            ("CONFER_MASTER_KEY", master_key.as_str()),
+        ];
+        let (api_key, api_secret) = create_tenant(&env)?;
+        let room_port = free_port()?;
+        let room = spawn(
+            &[
+                "room",
+                "--listen",
+                &format!("127.0.0.1:{room_port}"),
+                "--region",
+                "eu",
+                "--consul-addr",
+                &consul.url(),
+            ],
+            &env,
+        )?;
+        let gateway = format!("127.0.0.1:{}", free_port()?);
+        let gateway_process = spawn(
+            &[
+                "gateway",
+                "--listen",
+                &gateway,
+                "--room-service",
+                &format!("127.0.0.1:{room_port}"),
+            ],
+            &[],
+        )?;
+        let cluster = Self {
             consul,
-            "--node-id",
-            id,
-            "--region",
-            "eu",
-            "--capacity",
-            "400",
-        ],
-        &[],
-    )
-}
+            sfus,
+            room_port,
+            gateway,
+            api_key,
+            api_secret,
+            _processes: vec![room, gateway_process],
+        };
+        // The first join waits until every service is up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match cluster.join("warm-up").await {
+                Ok(_) => return Ok(cluster),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
 
-/// Joins `room`; the SFU media port in the answer's candidate.
-async fn join(gateway: &str, token: &str, room: &str) -> anyhow::Result<(SignalClient, u16)> {
-    let mut client = SignalClient::connect(&format!("ws://{gateway}/v1/signal")).await?;
-    client
-        .send(&json!({"request_id": "j", "join": {"room": room, "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}}))
-        .await?;
-    let joined = client.recv_kind("joined", Duration::from_secs(10)).await?;
-    let port = joined["joined"]["answer"]["sdp"]
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("a=candidate"))
-        .and_then(|l| l.split_whitespace().nth(5))
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no candidate in {joined}"))?;
-    Ok((client, port))
+    /// Joins `room`; the client and the SFU media port in the answer's candidate.
+    async fn join(&self, room: &str) -> anyhow::Result<(SignalClient, u16)> {
+        let token = host_token(&self.api_key, &self.api_secret, room, "ada");
+        let mut client = SignalClient::connect(&format!("ws://{}/v1/signal", self.gateway)).await?;
+        client
+            .send(&json!({"request_id": "j", "join": {"room": room, "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}}))
+            .await?;
+        let joined = client.recv_kind("joined", Duration::from_secs(10)).await?;
+        let port = joined["joined"]["answer"]["sdp"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("a=candidate"))
+            .and_then(|l| l.split_whitespace().nth(5))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no candidate in {joined}"))?;
+        Ok((client, port))
+    }
+
+    fn media_ports(&self) -> Vec<u16> {
+        self.sfus.iter().map(|s| s.media).collect()
+    }
 }
 
 async fn until(what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
@@ -76,66 +172,13 @@ async fn until(what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -> anyhow::Result<()>
 {
-    let consul = ConsulDouble::start().await?;
-    let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let media = [media_port()?, media_port()?];
-    let mut sfus = vec![
-        start_sfu(&consul.url(), &format!("sfu-{run}-0"), media[0])?,
-        start_sfu(&consul.url(), &format!("sfu-{run}-1"), media[1])?,
-    ];
-    until("both SFUs registered", || consul.services().len() == 2).await?;
-
-    let database = fresh_postgres().await?;
-    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let env = [
-        ("CONFER_DATABASE_URL", database.as_str()),
-        ("CONFER_MASTER_KEY", master_key.as_str()),
-    ];
-    let (api_key, api_secret) = create_tenant(&env)?;
-    let room_port = free_port()?;
-    let _room = spawn(
-        &[
-            "room",
-            "--listen",
-            &format!("127.0.0.1:{room_port}"),
-            "--region",
-            "eu",
-            "--consul-addr",
-            &consul.url(),
-        ],
-        &env,
-    )?;
-    let http = free_port()?;
-    let gateway = format!("127.0.0.1:{http}");
-    let _gateway = spawn(
-        &[
-            "gateway",
-            "--listen",
-            &gateway,
-            "--room-service",
-            &format!("127.0.0.1:{room_port}"),
-        ],
-        &[],
-    )?;
-
-    let token = |room: &str| host_token(&api_key, &api_secret, room, "ada");
-    // Retry the first join until the services are up.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        match join(&gateway, &token("warm-up"), "warm-up").await {
-            Ok(joined) => break joined,
-            Err(error) if Instant::now() < deadline => {
-                tracing::debug!(%error, "not up yet");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    };
-    let mut used = BTreeSet::from([first.1]);
-    let mut clients = vec![first.0];
-    for i in 0..9 {
+    let mut cluster = Cluster::start().await?;
+    let media = cluster.media_ports();
+    let mut used = BTreeSet::new();
+    let mut clients = Vec::new();
+    for i in 0..10 {
         let room = format!("spread-{i}");
-        let (client, port) = join(&gateway, &token(&room), &room).await?;
+        let (client, port) = cluster.join(&room).await?;
         assert!(
             media.contains(&port),
             "{room} placed on an unknown SFU: {port}"
@@ -147,21 +190,86 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
 
     // SFU 1 dies without deregistering: Consul still lists it (its TTL has not run
     // out), but its load report ages past 5 s and it is no longer a candidate.
-    drop(sfus.remove(1));
+    drop(cluster.sfus[1].process.take());
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     assert_eq!(
-        consul.services().len(),
+        cluster.consul.services().len(),
         2,
         "still registered: only freshness excludes it"
     );
     for i in 0..6 {
         let room = format!("after-{i}");
-        let (client, port) = join(&gateway, &token(&room), &room).await?;
+        let (client, port) = cluster.join(&room).await?;
         assert_eq!(
             port, media[0],
             "{room} placed on the SFU that stopped reporting"
         );
         clients.push(client);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start().await?;
+    let media = cluster.media_ports();
+    // Rooms on both SFUs.
+    let mut on_drained = Vec::new();
+    let mut others = Vec::new();
+    for i in 0..10 {
+        let room = format!("before-{i}");
+        let (client, port) = cluster.join(&room).await?;
+        if port == media[0] {
+            on_drained.push((room, client));
+        } else {
+            others.push(client);
+        }
+    }
+    anyhow::ensure!(
+        !on_drained.is_empty() && !others.is_empty(),
+        "rooms on both SFUs"
+    );
+
+    // Drain SFU 0 as the operator does: over its control API.
+    let drained = &cluster.sfus[0];
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", drained.control))?
+            .connect()
+            .await?;
+    let mut control = SfuControlClient::new(channel);
+    let held = control
+        .set_draining(SetDrainingRequest { draining: true })
+        .await?
+        .into_inner();
+    assert_eq!(
+        held.rooms as usize,
+        on_drained.len(),
+        "the SFU reports the rooms it keeps"
+    );
+    let check = format!("confer-sfu:{}", drained.id);
+    until("the drained SFU's check turns warning", || {
+        cluster.consul.check_status(&check) == Some(CheckStatus::Warning)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..6 {
+        let room = format!("during-{i}");
+        let (client, port) = cluster.join(&room).await?;
+        assert_eq!(port, media[1], "{room} placed on the draining SFU");
+        others.push(client);
+    }
+
+    // The deadline: the rooms still on SFU 0 move. Everyone there is told to join
+    // again, and does, landing on SFU 1.
+    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port))?;
+    let moved = rooms.evacuate(drained.id.clone()).await?;
+    assert_eq!(moved as usize, on_drained.len());
+    for (room, mut client) in on_drained {
+        let told = client.recv_kind("error", Duration::from_secs(10)).await?;
+        assert_eq!(told["error"]["code"], "node_draining", "{told}");
+        let (_rejoined, port) = cluster.join(&room).await?;
+        assert_eq!(port, media[1], "{room} came back to the drained SFU");
     }
     Ok(())
 }

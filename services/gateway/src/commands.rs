@@ -67,5 +67,8 @@ fn apply(state: &AppState, command: GatewayCommand) {
                 .rooms
                 .deliver(&participant, SessionEvent::Removed(reason));
         }
+        GatewayCommand::Move { participant } => {
+            state.rooms.deliver(&participant, SessionEvent::Moved);
+        }
     }
 }

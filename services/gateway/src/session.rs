@@ -58,6 +58,8 @@ pub(crate) enum SessionEvent {
     Denied,
     /// A host (or the tenant) removed this participant.
     Removed(String),
+    /// The SFU is draining: leave, and tell the client to join again.
+    Moved,
     /// Stop or resume forwarding one of this participant's tracks.
     Block(TrackKind, bool),
     /// The SFU dropped this participant's media connection.
@@ -307,6 +309,18 @@ impl Session {
                     request.unwrap_or_default(),
                     Reject::new("admission_denied", "a host did not let you in"),
                 );
+            }
+            SessionEvent::Moved => {
+                // Out of the room first, so the client's new join finds it gone.
+                self.leave().await;
+                self.reply_error(
+                    String::new(),
+                    Reject::new(
+                        "node_draining",
+                        "the media server of this call is shutting down; join again",
+                    ),
+                );
+                return ControlFlow::Break(());
             }
             SessionEvent::Removed(reason) => {
                 self.reply_error(String::new(), Reject::new("removed", reason));

@@ -130,6 +130,8 @@ pub enum GatewayCommand {
     },
     /// Disconnect a participant.
     Remove { participant: String, reason: String },
+    /// The participant's SFU is going away: disconnect it and have it join again.
+    Move { participant: String },
 }
 
 /// A change in a room that its members see.
@@ -285,6 +287,10 @@ pub trait RoomApi: Send + Sync {
         req: UpdateRoom,
     ) -> BoxFuture<'_, RoomResult<RoomView>>;
     fn delete_room(&self, tenant: String, room: String) -> BoxFuture<'_, RoomResult<()>>;
+    /// Moves every room off the SFU `sfu` (a drain past its deadline): its placements
+    /// are cleared and its participants told to join again, which places them anew.
+    /// Returns how many rooms were moved.
+    fn evacuate(&self, sfu: String) -> BoxFuture<'_, RoomResult<u32>>;
     fn list_participants(
         &self,
         tenant: String,

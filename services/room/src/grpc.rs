@@ -68,6 +68,7 @@ impl Rpc {
             "get_room" => answer(s.get_room(arg(a)?, arg(a)?).await),
             "update_room" => answer(s.update_room(arg(a)?, arg(a)?, arg(a)?).await),
             "delete_room" => answer(s.delete_room(arg(a)?, arg(a)?).await),
+            "evacuate" => answer(s.evacuate(arg(a)?).await),
             "list_participants" => answer(s.list_participants(arg(a)?, arg(a)?).await),
             "get_participant" => answer(s.get_participant(arg(a)?, arg(a)?, arg(a)?).await),
             "update_participant" => answer(
@@ -207,6 +208,7 @@ impl RoomApi for GrpcRoom {
     remote!(get_room(tenant: String, room: String) -> crate::model::RoomView);
     remote!(update_room(tenant: String, room: String, req: api::UpdateRoom) -> crate::model::RoomView);
     remote!(delete_room(tenant: String, room: String) -> ());
+    remote!(evacuate(sfu: String) -> u32);
     remote!(list_participants(tenant: String, room: String) -> Vec<crate::model::ParticipantInfo>);
     remote!(get_participant(tenant: String, room: String, participant: String) -> crate::model::ParticipantInfo);
     remote!(update_participant(tenant: String, room: String, participant: String, req: api::UpdateParticipant) -> crate::model::ParticipantInfo);

@@ -48,6 +48,16 @@ impl MemoryLive {
         Ok(())
     }
 
+    pub async fn rooms_placed_on(&self, sfu: &str) -> RoomResult<Vec<(String, String)>> {
+        Ok(self
+            .lock()
+            .placements
+            .iter()
+            .filter(|(_, placement)| placement.sfu == sfu)
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
     pub async fn rooms_on(&self, sfus: &[String]) -> RoomResult<Vec<u64>> {
         let inner = self.lock();
         Ok(sfus

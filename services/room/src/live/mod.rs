@@ -48,6 +48,11 @@ impl Live {
         dispatch!(self, live => live.clear_placement(room_key, region).await)
     }
 
+    /// The rooms (key, region) placed on `sfu`.
+    pub async fn rooms_placed_on(&self, sfu: &str) -> RoomResult<Vec<(String, String)>> {
+        dispatch!(self, live => live.rooms_placed_on(sfu).await)
+    }
+
     /// Rooms placed on each of `sfus`, in order.
     pub async fn rooms_on(&self, sfus: &[String]) -> RoomResult<Vec<u64>> {
         dispatch!(self, live => live.rooms_on(sfus).await)

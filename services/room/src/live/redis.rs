@@ -32,6 +32,11 @@ fn sfu_rooms_key(sfu: &str) -> String {
     format!("confer:sfu-rooms:{sfu}")
 }
 
+/// The rooms placed on an SFU, as `room_key\tregion` members.
+fn sfu_placements_key(sfu: &str) -> String {
+    format!("confer:sfu-placements:{sfu}")
+}
+
 fn members_key(room_key: &str) -> String {
     format!("confer:members:{room_key}")
 }
@@ -78,7 +83,14 @@ impl RedisLive {
             .await?
             .is_some();
         if won {
-            let _: i64 = conn.incr(sfu_rooms_key(&candidate.sfu), 1).await?;
+            let member = format!("{room_key}\t{}", candidate.region);
+            redis::pipe()
+                .incr(sfu_rooms_key(&candidate.sfu), 1)
+                .ignore()
+                .sadd(sfu_placements_key(&candidate.sfu), member)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
             return Ok(candidate);
         }
         let held: Option<String> = conn.get(&key).await?;
@@ -102,9 +114,27 @@ impl RedisLive {
             .await?;
         if let Some(json) = held {
             let placement: Placement = decode(&json)?;
-            let _: i64 = conn.decr(sfu_rooms_key(&placement.sfu), 1).await?;
+            redis::pipe()
+                .decr(sfu_rooms_key(&placement.sfu), 1)
+                .ignore()
+                .srem(
+                    sfu_placements_key(&placement.sfu),
+                    format!("{room_key}\t{region}"),
+                )
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         Ok(())
+    }
+
+    pub async fn rooms_placed_on(&self, sfu: &str) -> RoomResult<Vec<(String, String)>> {
+        let members: Vec<String> = self.conn().smembers(sfu_placements_key(sfu)).await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| m.split_once('\t'))
+            .map(|(key, region)| (key.to_owned(), region.to_owned()))
+            .collect())
     }
 
     pub async fn rooms_on(&self, sfus: &[String]) -> RoomResult<Vec<u64>> {

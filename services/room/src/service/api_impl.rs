@@ -76,6 +76,10 @@ impl RoomApi for RoomService {
         Box::pin(async move { self.do_delete_room(&tenant, &room).await })
     }
 
+    fn evacuate(&self, sfu: String) -> BoxFuture<'_, RoomResult<u32>> {
+        Box::pin(async move { self.do_evacuate(&sfu).await })
+    }
+
     fn list_participants(
         &self,
         tenant: String,

@@ -191,6 +191,27 @@ impl RoomService {
         Ok(target)
     }
 
+    /// Moves every room off `sfu`: placements first (so the rejoins place anew, away
+    /// from the draining node), then each participant is told to join again.
+    pub(crate) async fn do_evacuate(&self, sfu: &str) -> RoomResult<u32> {
+        let rooms = self.0.live.rooms_placed_on(sfu).await?;
+        for (key, region) in &rooms {
+            self.0.live.clear_placement(key, region).await?;
+            for participant in self.0.live.participants(key).await? {
+                let id = participant.id.clone();
+                self.command(
+                    &participant,
+                    GatewayCommand::Move {
+                        participant: id.clone(),
+                    },
+                )
+                .await?;
+                self.do_leave(&id).await?;
+            }
+        }
+        Ok(u32::try_from(rooms.len()).unwrap_or(u32::MAX))
+    }
+
     pub(crate) async fn remove(&self, key: &str, id: &str) -> RoomResult<()> {
         let target = self.member(key, id).await?;
         self.command(
