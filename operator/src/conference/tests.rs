@@ -22,10 +22,13 @@ use crate::crd::ConferenceSpec;
 use crate::medianode::resources::PodDefaults;
 use crate::metrics::Metrics;
 
+/// Rooms by (tenant, name), with the password each was given.
+type RoomTable = BTreeMap<(String, String), (RoomView, Option<String>)>;
+
 /// The room service, in memory, recording what it was asked.
 #[derive(Default)]
 pub(crate) struct FakeRooms {
-    pub rooms: Mutex<BTreeMap<(String, String), (RoomView, Option<String>)>>,
+    pub rooms: Mutex<RoomTable>,
     pub calls: Mutex<Vec<String>>,
     pub unavailable: Mutex<bool>,
 }
