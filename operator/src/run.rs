@@ -1,4 +1,5 @@
-//! `confer operator`: the MediaNode and Conference controllers against the cluster's API, discovery
+//! `confer operator`: leader election on a Lease; the leader runs the MediaNode and
+//! Conference controllers against the cluster's API, discovery
 //! through Consul, operator metrics on `/metrics`.
 
 use std::net::SocketAddr;
@@ -10,8 +11,9 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::conference::{self, rooms::RoomService};
 use crate::context::{Context, GrpcNodeControl};
@@ -30,6 +32,10 @@ pub struct OperatorConfig {
     pub namespace: Option<String>,
     /// `host:port` of the room service's gRPC API.
     pub room_service: String,
+    /// Namespace of the leader-election Lease (the operator's own).
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (the pod name).
+    pub identity: String,
 }
 
 pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -51,8 +57,61 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
         metrics.clone(),
     ));
     tokio::spawn(serve_metrics(config.metrics_listen, metrics));
+    let lease = LeaseManagerBuilder::new(client.clone(), LEASE)
+        .with_namespace(&config.lease_namespace)
+        .with_identity(&config.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("cannot take part in leader election (Lease)")?;
+    let (mut leading, _lease_task) = lease.watch().await;
+    loop {
+        tokio::select! {
+            _ = leading.wait_for(|leader| *leader) => {}
+            () = stopped(shutdown.clone()) => return Ok(()),
+        }
+        info!(identity = %config.identity, "leading: reconciling");
+        let (stop, stop_signal) = watch::channel(false);
+        let controllers = controllers(
+            client.clone(),
+            config.namespace.as_deref(),
+            ctx.clone(),
+            stop_signal,
+        );
+        tokio::pin!(controllers);
+        tokio::select! {
+            () = &mut controllers => return Ok(()),
+            _ = leading.wait_for(|leader| !*leader) => {
+                warn!("lost the lease; another replica reconciles now");
+                let _ = stop.send(true);
+                controllers.await;
+            }
+            () = stopped(shutdown.clone()) => {
+                let _ = stop.send(true);
+                controllers.await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The Lease replicas of the operator compete for; only its holder reconciles.
+pub const LEASE: &str = "confer-operator";
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Both controllers, until `stop` turns true.
+async fn controllers(
+    client: Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) {
     let (nodes, sets, conferences): (Api<MediaNode>, Api<StatefulSet>, Api<Conference>) =
-        match &config.namespace {
+        match namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
@@ -64,24 +123,17 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
                 Api::all(client),
             ),
         };
-    info!(
-        namespace = config.namespace.as_deref().unwrap_or("*"),
-        "operator running"
-    );
-    let stopped = |mut shutdown: watch::Receiver<bool>| async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
+    info!(namespace = namespace.unwrap_or("*"), "controllers running");
     let media_nodes = Controller::new(nodes, watcher::Config::default())
         .owns(sets, watcher::Config::default())
-        .graceful_shutdown_on(stopped(shutdown.clone()))
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(medianode::reconcile, medianode::error_policy, ctx.clone())
         .for_each(|_| async {});
     let conferences = Controller::new(conferences, watcher::Config::default())
-        .graceful_shutdown_on(stopped(shutdown))
+        .graceful_shutdown_on(stopped(stop))
         .run(conference::reconcile, conference::error_policy, ctx)
         .for_each(|_| async {});
     tokio::join!(media_nodes, conferences);
-    Ok(())
 }
 
 async fn serve_metrics(listen: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {

@@ -331,6 +331,12 @@ pub struct OperatorArgs {
     /// The room service's gRPC address (`host:port`), where Conferences become rooms.
     #[arg(long, env = "CONFER_ROOM_SERVICE")]
     pub room_service: String,
+    /// Namespace of the leader-election Lease (normally the operator's own).
+    #[arg(long, env = "CONFER_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (default: the pod's hostname).
+    #[arg(long, env = "HOSTNAME")]
+    pub identity: String,
 }
 
 #[derive(Args)]

@@ -13,6 +13,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         namespace: args.namespace,
         room_service: args.room_service,
+        lease_namespace: args.lease_namespace,
+        identity: args.identity,
     };
     confer_operator::run::run(config, shutdown).await
 }
