@@ -2,12 +2,14 @@
 //! the way to tell an SFU to drain, pod defaults, metrics and per-object backoff.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use confer_discovery::Snapshot;
 use confer_proto::sfu::{SetDrainingRequest, sfu_control_client::SfuControlClient};
 use futures_util::future::BoxFuture;
+use kube::runtime::controller::Action;
 use tokio::sync::watch;
 
 use crate::conference::rooms::Rooms;
@@ -106,4 +108,29 @@ impl Context {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// Runs one reconcile of `key` with metrics and the per-object backoff bookkeeping.
+pub async fn instrumented(
+    ctx: &Context,
+    controller: &'static str,
+    key: &str,
+    reconcile: impl Future<Output = Result<Action>>,
+) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    let failure = result.as_ref().err().map(Error::reason);
+    ctx.metrics
+        .reconciled(controller, started.elapsed(), failure);
+    if result.is_ok() {
+        ctx.succeeded(key);
+    }
+    result
+}
+
+/// After a failed reconcile of `key`: retry after its own exponential backoff.
+pub fn retry_later(ctx: &Context, key: &str, error: &Error) -> Action {
+    let wait = ctx.backoff(key);
+    tracing::warn!(object = key, %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
 }

@@ -5,7 +5,7 @@
 pub mod rooms;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confer_room::api::{CreateRoom, UpdateRoom};
 use confer_room::model::{RoomSettings, RoomView};
@@ -15,9 +15,9 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::context::Context;
+use crate::context::{Context, instrumented, retry_later};
 use crate::crd::{ConditionStatus, Conference, ConferenceStatus, RegionPlacement, set_condition};
 use crate::error::{Error, Result};
 
@@ -26,39 +26,29 @@ pub const FINALIZER: &str = "confer.dev/room";
 const CONTROLLER: &str = "conference";
 
 pub async fn reconcile(conference: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let namespace = conference.namespace().ok_or(Error::NoNamespace);
-    let result = match namespace {
-        Ok(namespace) => {
-            let api: Api<Conference> = Api::namespaced(ctx.client.clone(), &namespace);
-            finalizer(&api, FINALIZER, conference.clone(), |event| async {
-                match event {
-                    Event::Apply(conference) => apply(&conference, &ctx, &namespace).await,
-                    Event::Cleanup(conference) => cleanup(&conference, &ctx).await,
-                }
-            })
-            .await
-            .map_err(|error| match error {
-                kube::runtime::finalizer::Error::ApplyFailed(error)
-                | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-                other => Error::Finalizer(other.to_string()),
-            })
+    let key = key(&conference);
+    instrumented(&ctx, CONTROLLER, &key, reconcile_inner(conference, &ctx)).await
+}
+
+async fn reconcile_inner(conference: Arc<Conference>, ctx: &Context) -> Result<Action> {
+    let namespace = conference.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Conference> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, conference, |event| async {
+        match event {
+            Event::Apply(conference) => apply(&conference, ctx, &namespace).await,
+            Event::Cleanup(conference) => cleanup(&conference, ctx).await,
         }
-        Err(error) => Err(error),
-    };
-    let failure = result.as_ref().err().map(Error::reason);
-    ctx.metrics
-        .reconciled(CONTROLLER, started.elapsed(), failure);
-    if result.is_ok() {
-        ctx.succeeded(&key(&conference));
-    }
-    result
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
 }
 
 pub fn error_policy(conference: Arc<Conference>, error: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff(&key(&conference));
-    warn!(conference = %conference.name_any(), %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    retry_later(&ctx, &key(&conference), error)
 }
 
 fn key(conference: &Conference) -> String {

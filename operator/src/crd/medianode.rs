@@ -122,8 +122,9 @@ pub enum Networking {
     /// Pods use the node's network: the media port is the node's, one pod per node.
     #[default]
     HostNetwork,
-    /// Each pod gets a NodePort Service of its own for its media port.
-    PodService,
+    /// Pods announce their own IP for media: for pod networks clients can route to
+    /// (VPC-native clusters, or behind a media-aware load balancer).
+    PodNetwork,
 }
 
 /// Where the pods may run.

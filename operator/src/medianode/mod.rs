@@ -6,7 +6,7 @@ pub mod resources;
 mod status;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confer_discovery::{Health, NodeId};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::context::Context;
+use crate::context::{Context, instrumented, retry_later};
 use crate::crd::MediaNode;
 use crate::error::{Error, Result};
 
@@ -31,22 +31,12 @@ const CONTROLLER: &str = "medianode";
 
 /// Reconcile with metrics and per-object backoff bookkeeping.
 pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_inner(&node, &ctx).await;
-    let failure = result.as_ref().err().map(Error::reason);
-    ctx.metrics
-        .reconciled(CONTROLLER, started.elapsed(), failure);
-    if result.is_ok() {
-        ctx.succeeded(&key(&node));
-    }
-    result
+    instrumented(&ctx, CONTROLLER, &key(&node), reconcile_inner(&node, &ctx)).await
 }
 
 /// After a failure: retry with this object's own exponential backoff.
 pub fn error_policy(node: Arc<MediaNode>, error: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff(&key(&node));
-    warn!(node = %node.name_any(), %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    retry_later(&ctx, &key(&node), error)
 }
 
 fn key(node: &MediaNode) -> String {

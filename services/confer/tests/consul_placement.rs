@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use confer_consul_double::{CheckStatus, ConsulDouble};
 use confer_e2e::backing::{free_port, fresh_postgres};
-use confer_e2e::signal::{SignalClient, client_offer};
+use confer_e2e::signal::SignalClient;
 use confer_proto::sfu::SetDrainingRequest;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_room::RoomApi;
 use confer_room::grpc::GrpcRoom;
-use serde_json::json;
-use support::{Proc, create_tenant, host_token, spawn};
+use support::{Proc, create_tenant, host_token, join_for_port, spawn};
 
 struct Sfu {
     id: String,
@@ -139,20 +138,7 @@ impl Cluster {
     /// Joins `room`; the client and the SFU media port in the answer's candidate.
     async fn join(&self, room: &str) -> anyhow::Result<(SignalClient, u16)> {
         let token = host_token(&self.api_key, &self.api_secret, room, "ada");
-        let mut client = SignalClient::connect(&format!("ws://{}/v1/signal", self.gateway)).await?;
-        client
-            .send(&json!({"request_id": "j", "join": {"room": room, "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}}))
-            .await?;
-        let joined = client.recv_kind("joined", Duration::from_secs(10)).await?;
-        let port = joined["joined"]["answer"]["sdp"]
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("a=candidate"))
-            .and_then(|l| l.split_whitespace().nth(5))
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no candidate in {joined}"))?;
-        Ok((client, port))
+        join_for_port(&self.gateway, room, &token).await
     }
 
     fn media_ports(&self) -> Vec<u16> {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use confer_e2e::backing::{free_port, fresh_postgres};
-use confer_e2e::signal::{SignalClient, client_offer};
+use confer_e2e::signal::SignalClient;
 use serde_json::{Value, json};
-use support::{Proc, create_tenant, host_token, spawn};
+use support::{Proc, create_tenant, host_token, join_for_port, spawn};
 
 fn redis_url() -> String {
     std::env::var("CONFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -180,22 +180,7 @@ impl Cluster {
         room: &str,
         identity: &str,
     ) -> anyhow::Result<(SignalClient, u16)> {
-        let mut client =
-            SignalClient::connect(&format!("ws://{}/v1/signal", self.gateways[g])).await?;
-        client
-            .send(&json!({"request_id": "j", "join": {"room": room, "token": self.token(room, identity), "offer": {"type": "offer", "sdp": client_offer(1)?}}}))
-            .await?;
-        let joined = client.recv_kind("joined", Duration::from_secs(10)).await?;
-        let sdp = joined["joined"]["answer"]["sdp"]
-            .as_str()
-            .unwrap_or_default();
-        let port = sdp
-            .lines()
-            .find(|l| l.starts_with("a=candidate"))
-            .and_then(|l| l.split_whitespace().nth(5))
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no candidate in {joined}"))?;
-        Ok((client, port))
+        join_for_port(&self.gateways[g], room, &self.token(room, identity)).await
     }
 }
 

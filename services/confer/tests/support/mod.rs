@@ -62,6 +62,32 @@ pub fn create_tenant(env: &[(&str, &str)]) -> anyhow::Result<(String, String)> {
     Ok((api_key, api_secret))
 }
 
+/// Joins `room` through the gateway at `gateway` (host:port) with `token`; the
+/// client and the SFU media port named in the answer's candidate.
+pub async fn join_for_port(
+    gateway: &str,
+    room: &str,
+    token: &str,
+) -> anyhow::Result<(confer_e2e::signal::SignalClient, u16)> {
+    use confer_e2e::signal::{SignalClient, client_offer};
+    let mut client = SignalClient::connect(&format!("ws://{gateway}/v1/signal")).await?;
+    client
+        .send(&serde_json::json!({"request_id": "j", "join": {"room": room, "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}}))
+        .await?;
+    let joined = client
+        .recv_kind("joined", std::time::Duration::from_secs(10))
+        .await?;
+    let port = joined["joined"]["answer"]["sdp"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("a=candidate"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no candidate in {joined}"))?;
+    Ok((client, port))
+}
+
 /// A host's access token for `room` (hosts skip the waiting room), signed with the
 /// tenant's API key and secret.
 pub fn host_token(api_key: &str, api_secret: &str, room: &str, identity: &str) -> String {
