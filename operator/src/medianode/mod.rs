@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use confer_discovery::{Health, NodeId};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -25,6 +26,8 @@ use crate::error::{Error, Result};
 
 /// The field manager of everything the operator applies.
 pub const MANAGER: &str = "confer-operator";
+/// On a pod, `confer.dev/drain: "true"` cordons it: it drains and stays.
+pub const CORDON_ANNOTATION: &str = "confer.dev/drain";
 /// `confer.dev/paused: "true"` stops reconciling (shown as the Paused condition).
 pub const PAUSE_ANNOTATION: &str = "confer.dev/paused";
 const CONTROLLER: &str = "medianode";
@@ -74,12 +77,14 @@ async fn reconcile_inner(node: &MediaNode, ctx: &Context) -> Result<Action> {
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = resources::owned_name(node);
     let current = sets.get_opt(&name).await?.and_then(|set| set.spec.replicas);
+    let cordoned = cordoned_pods(node, ctx, &namespace).await?;
     let snapshot = ctx.snapshots.borrow().clone();
     let recorded = node.status.as_ref().and_then(|s| s.drain.as_ref());
     let plan = drain::plan(
         &node.name_any(),
         node.spec.replicas,
         current,
+        &cordoned,
         recorded,
         &snapshot,
         node.spec.drain_deadline_seconds,
@@ -131,6 +136,23 @@ async fn reconcile_inner(node: &MediaNode, ctx: &Context) -> Result<Action> {
     }))
 }
 
+/// Pods of this node annotated `confer.dev/drain: "true"`.
+async fn cordoned_pods(node: &MediaNode, ctx: &Context, namespace: &str) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{}={}", resources::NODE_LABEL, node.name_any());
+    let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter(|pod| {
+            pod.annotations()
+                .get(CORDON_ANNOTATION)
+                .is_some_and(|v| v == "true")
+        })
+        .map(|pod| pod.name_any())
+        .collect())
+}
+
 /// Draining pods are told to take no new rooms; pods of this node that report
 /// draining but are no longer to drain (scaled back up) are told to serve again.
 /// Failures are logged and retried on the next reconcile.
@@ -140,7 +162,12 @@ async fn tell_nodes(
     plan: &drain::DrainPlan,
     snapshot: &confer_discovery::Snapshot,
 ) {
-    let to_drain: Vec<&String> = plan.drain.iter().flat_map(|d| d.pods.iter()).collect();
+    let to_drain: Vec<&String> = plan
+        .drain
+        .iter()
+        .flat_map(|d| d.pods.iter())
+        .chain(plan.no_new_rooms.iter())
+        .collect();
     let prefix = format!("{}-", resources::owned_name(node));
     for member in &snapshot.members {
         let pod = &member.registration.id.0;

@@ -57,7 +57,7 @@ pub(super) fn observed(
         .collect();
     status.rooms = status.pods.iter().map(|p| p.rooms).sum();
     status.participants = status.pods.iter().map(|p| p.participants).sum();
-    status.draining_replicas = plan.drain.as_ref().map_or(0, |d| d.pods.len() as i32);
+    status.draining_replicas = plan.no_new_rooms.len() as i32;
     let t = time(now);
     set_condition(
         &mut status.conditions,

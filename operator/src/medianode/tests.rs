@@ -141,6 +141,8 @@ enum Step {
     /// GET of the StatefulSet: answered with these replicas, or 404.
     GetStatefulSet(Option<i32>),
     GetFails(u16),
+    /// The LIST of the node's pods; these are annotated to drain.
+    ListPods(Vec<&'static str>),
     /// A server-side apply of `kind` (`configmaps`, …); answered with the body.
     Apply(&'static str),
     /// The status patch; its body is kept.
@@ -178,6 +180,26 @@ fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value
                         ),
                         None => respond(send, 404, &not_found()),
                     }
+                }
+                Step::ListPods(cordoned) => {
+                    assert_eq!(method, Method::GET);
+                    assert_eq!(
+                        uri,
+                        "/api/v1/namespaces/confer/pods?&labelSelector=confer.dev%2Fmedianode%3Deu"
+                    );
+                    let items: Vec<Value> = cordoned
+                        .iter()
+                        .map(|name| {
+                            json!({"metadata": {"name": name, "namespace": "confer",
+                                           "annotations": {"confer.dev/drain": "true"}}})
+                        })
+                        .collect();
+                    respond(
+                        send,
+                        200,
+                        &json!({"apiVersion": "v1", "kind": "PodList",
+                                                "metadata": {"resourceVersion": "1"}, "items": items}),
+                    );
                 }
                 Step::GetFails(code) => {
                     assert_eq!(method, Method::GET);
@@ -241,7 +263,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 #[tokio::test]
 async fn a_new_media_node_gets_its_resources_and_a_status() {
     let Harness { ctx, api, .. } = harness(vec![member("eu-sfu-0", 2, Health::Serving)]);
-    let mut steps = vec![Step::GetStatefulSet(None)];
+    let mut steps = vec![Step::GetStatefulSet(None), Step::ListPods(vec![])];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
     let server = serve(api, steps);
@@ -282,7 +304,7 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
     let Harness {
         ctx, api, drains, ..
     } = harness(members);
-    let mut steps = vec![Step::GetStatefulSet(Some(3))];
+    let mut steps = vec![Step::GetStatefulSet(Some(3)), Step::ListPods(vec![])];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
     let server = serve(api, steps);
@@ -326,7 +348,7 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
     let Harness {
         ctx, api, drains, ..
     } = harness(members);
-    let mut steps = vec![Step::GetStatefulSet(Some(3))];
+    let mut steps = vec![Step::GetStatefulSet(Some(3)), Step::ListPods(vec![])];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
     let server = serve(api, steps);
@@ -429,7 +451,7 @@ async fn at_the_deadline_remaining_rooms_move_before_the_pods_go() {
         }),
         ..Default::default()
     });
-    let mut steps = vec![Step::GetStatefulSet(Some(2))];
+    let mut steps = vec![Step::GetStatefulSet(Some(2)), Step::ListPods(vec![])];
     steps.extend(applies());
     steps.push(Step::PatchStatus);
     let server = serve(api, steps);
@@ -444,4 +466,33 @@ async fn at_the_deadline_remaining_rooms_move_before_the_pods_go() {
         "the pod goes once its rooms have moved"
     );
     assert_eq!(condition(&seen[4], "Draining")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_cordoned_pod_drains_without_shrinking_the_pool() {
+    let members = vec![
+        member("eu-sfu-0", 2, Health::Serving),
+        member("eu-sfu-1", 1, Health::Serving),
+    ];
+    let Harness {
+        ctx, api, drains, ..
+    } = harness(members);
+    let mut steps = vec![
+        Step::GetStatefulSet(Some(2)),
+        Step::ListPods(vec!["eu-sfu-0"]),
+    ];
+    steps.extend(applies());
+    steps.push(Step::PatchStatus);
+    let server = serve(api, steps);
+    reconcile(Arc::new(media_node(2)), ctx)
+        .await
+        .expect("reconciles");
+    let seen = server.await.expect("scenario");
+    assert_eq!(seen[3]["spec"]["replicas"], 2, "a cordon removes no pod");
+    assert_eq!(seen[4]["status"]["drain"]["pods"], json!(["eu-sfu-0"]));
+    assert_eq!(seen[4]["status"]["drainingReplicas"], 1);
+    assert_eq!(
+        drains.0.lock().expect("drains").clone(),
+        vec![("eu-sfu-0.ctl:7881".to_owned(), true)]
+    );
 }
