@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use confer_discovery::Snapshot;
 use confer_proto::sfu::{SetDrainingRequest, sfu_control_client::SfuControlClient};
 use futures_util::future::BoxFuture;
+use kube::Resource;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::watch;
 
 use crate::conference::rooms::Rooms;
@@ -57,6 +59,8 @@ pub struct Context {
     pub nodes: Arc<dyn NodeControl>,
     pub defaults: PodDefaults,
     pub metrics: Arc<Metrics>,
+    /// Kubernetes Events on transitions (drains, moved rooms, rooms created).
+    pub recorder: Recorder,
     /// Milliseconds since the Unix epoch (a fixed clock in tests).
     pub clock: fn() -> i64,
     failures: Mutex<HashMap<String, u32>>,
@@ -71,7 +75,12 @@ impl Context {
         defaults: PodDefaults,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let reporter = Reporter {
+            controller: crate::medianode::MANAGER.to_owned(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             rooms,
             snapshots,
@@ -133,4 +142,31 @@ pub fn retry_later(ctx: &Context, key: &str, error: &Error) -> Action {
     let wait = ctx.backoff(key);
     tracing::warn!(object = key, %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// Records a Kubernetes Event about `object`; a failure is logged, never fatal.
+pub async fn record<K>(
+    ctx: &Context,
+    object: &K,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(reason, %error, "could not record an event");
+    }
 }

@@ -17,7 +17,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use crate::context::{Context, instrumented, retry_later};
+use crate::context::{Context, instrumented, record, retry_later};
 use crate::crd::{ConditionStatus, Conference, ConferenceStatus, RegionPlacement, set_condition};
 use crate::error::{Error, Result};
 
@@ -111,7 +111,10 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
                 settings: wanted,
                 password: password.map(|(p, _)| p),
             };
-            ctx.rooms.create(tenant, create).await?
+            let view = ctx.rooms.create(tenant, create).await?;
+            let note = format!("room {name} of tenant {tenant} created in the room service");
+            record(ctx, conference, false, "RoomCreated", "Create", note).await;
+            view
         }
         Some(view) => {
             let mut update = UpdateRoom::default();
@@ -144,6 +147,8 @@ async fn cleanup(conference: &Conference, ctx: &Context) -> Result<Action> {
     ctx.rooms
         .delete(&conference.spec.tenant, &conference.name_any())
         .await?;
+    let note = format!("room {} deleted in the room service", conference.name_any());
+    record(ctx, conference, false, "RoomDeleted", "Delete", note).await;
     Ok(Action::await_change())
 }
 

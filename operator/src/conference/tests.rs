@@ -191,6 +191,8 @@ enum Step {
     /// GET of the password Secret, answered at this resourceVersion.
     GetSecret(&'static str),
     PatchStatus,
+    /// A Kubernetes Event with this reason.
+    Event(&'static str),
 }
 
 fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value>> {
@@ -228,6 +230,13 @@ fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value
                     json!({"apiVersion": "v1", "kind": "Secret",
                            "metadata": {"name": "all-hands", "namespace": "confer", "resourceVersion": version},
                            "data": {"password": "czNjcjN0"}})
+                }
+                Step::Event(reason) => {
+                    assert_eq!(method, Method::POST);
+                    assert_eq!(uri, "/apis/events.k8s.io/v1/namespaces/confer/events?");
+                    assert_eq!(json["reason"], reason, "{json}");
+                    assert_eq!(json["regarding"]["kind"], "Conference");
+                    json.clone()
                 }
                 Step::PatchStatus => {
                     assert_eq!(method, Method::PATCH);
@@ -277,7 +286,14 @@ async fn a_new_conference_gets_the_finalizer_before_anything_else() {
 #[tokio::test]
 async fn the_room_is_created_with_the_declared_settings_and_password() {
     let (ctx, rooms, api) = harness();
-    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    let server = serve(
+        api,
+        vec![
+            Step::GetSecret("7"),
+            Step::Event("RoomCreated"),
+            Step::PatchStatus,
+        ],
+    );
     let action = reconcile(Arc::new(conference(true)), ctx)
         .await
         .expect("reconciles");
@@ -288,7 +304,7 @@ async fn the_room_is_created_with_the_declared_settings_and_password() {
     assert!(view.settings.waiting_room);
     assert_eq!(view.settings.max_participants, 500);
     assert_eq!(view.settings.region, "eu-west");
-    let status = &seen[1];
+    let status = &seen[2];
     assert_eq!(status["status"]["passwordSecretVersion"], "7");
     assert_eq!(status["status"]["observedGeneration"], 2);
     assert_eq!(condition(status, "Ready")["status"], "True");
@@ -306,7 +322,14 @@ async fn the_room_is_created_with_the_declared_settings_and_password() {
 #[tokio::test]
 async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
     let (ctx, rooms, api) = harness();
-    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    let server = serve(
+        api,
+        vec![
+            Step::GetSecret("7"),
+            Step::Event("RoomCreated"),
+            Step::PatchStatus,
+        ],
+    );
     reconcile(Arc::new(conference(true)), ctx)
         .await
         .expect("creates");
@@ -327,7 +350,7 @@ async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
     }
     let mut changed = conference(true);
     changed.spec.max_participants = 50;
-    changed.status = serde_json::from_value(seen[1]["status"].clone()).expect("status");
+    changed.status = serde_json::from_value(seen[2]["status"].clone()).expect("status");
 
     let (ctx, api) = harness_with(rooms.clone());
     // Same Secret version: the password is not sent again.
@@ -375,15 +398,15 @@ async fn deleting_a_conference_deletes_its_room_then_releases_the_finalizer() {
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"),
         ));
-    let server = serve(api, vec![Step::JsonPatch]);
+    let server = serve(api, vec![Step::Event("RoomDeleted"), Step::JsonPatch]);
     let action = reconcile(Arc::new(deleting), ctx).await.expect("cleans up");
     assert_eq!(action, Action::await_change());
     let seen = server.await.expect("scenario");
     assert!(rooms.room("acme", "all-hands").is_none(), "room deleted");
     assert!(
-        seen[0].to_string().contains("remove"),
+        seen[1].to_string().contains("remove"),
         "finalizer removed: {}",
-        seen[0]
+        seen[1]
     );
 }
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::context::{Context, instrumented, retry_later};
+use crate::context::{Context, instrumented, record, retry_later};
 use crate::crd::MediaNode;
 use crate::error::{Error, Result};
 
@@ -127,13 +127,60 @@ async fn reconcile_inner(node: &MediaNode, ctx: &Context) -> Result<Action> {
     }
 
     let draining = plan.drain.is_some();
+    let events = transitions(recorded, &plan, now);
     let status = status::observed(node, &set, &snapshot, plan, now);
     status::write(&nodes, node, status).await?;
+    for (warning, reason, action, note) in events {
+        record(ctx, node, warning, reason, action, note).await;
+    }
     Ok(Action::requeue(if draining {
         Duration::from_secs(5)
     } else {
         Duration::from_secs(60)
     }))
+}
+
+/// Events for what this reconcile changes: a drain starting, rooms moved at the
+/// deadline, a drain ending.
+fn transitions(
+    recorded: Option<&crate::crd::DrainStatus>,
+    plan: &drain::DrainPlan,
+    now: i64,
+) -> Vec<(bool, &'static str, &'static str, String)> {
+    let mut events = Vec::new();
+    if let (None, Some(drain)) = (recorded, &plan.drain) {
+        events.push((
+            false,
+            "DrainStarted",
+            "Drain",
+            format!(
+                "{} take no new rooms; {} rooms left, moved at the latest in {}s",
+                drain.pods.join(", "),
+                drain.rooms_left,
+                (drain.deadline_ms - now).max(0) / 1_000
+            ),
+        ));
+    }
+    if !plan.evacuate.is_empty() {
+        events.push((
+            true,
+            "RoomsMoved",
+            "Evacuate",
+            format!(
+                "drain deadline passed: rooms moved off {}",
+                plan.evacuate.join(", ")
+            ),
+        ));
+    }
+    if recorded.is_some() && plan.drain.is_none() {
+        events.push((
+            false,
+            "DrainFinished",
+            "ScaleDown",
+            format!("{} pods serve", plan.replicas),
+        ));
+    }
+    events
 }
 
 /// Pods of this node annotated `confer.dev/drain: "true"`.

@@ -141,6 +141,8 @@ enum Step {
     /// GET of the StatefulSet: answered with these replicas, or 404.
     GetStatefulSet(Option<i32>),
     GetFails(u16),
+    /// A Kubernetes Event with this reason.
+    Event(&'static str),
     /// The LIST of the node's pods; these are annotated to drain.
     ListPods(Vec<&'static str>),
     /// A server-side apply of `kind` (`configmaps`, …); answered with the body.
@@ -180,6 +182,14 @@ fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value
                         ),
                         None => respond(send, 404, &not_found()),
                     }
+                }
+                Step::Event(reason) => {
+                    assert_eq!(method, Method::POST);
+                    assert_eq!(uri, "/apis/events.k8s.io/v1/namespaces/confer/events?");
+                    assert_eq!(json["reason"], reason, "{json}");
+                    assert_eq!(json["regarding"]["kind"], "MediaNode");
+                    respond(send, 201, &json);
+                    seen.push(json);
                 }
                 Step::ListPods(cordoned) => {
                     assert_eq!(method, Method::GET);
@@ -306,7 +316,7 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
     } = harness(members);
     let mut steps = vec![Step::GetStatefulSet(Some(3)), Step::ListPods(vec![])];
     steps.extend(applies());
-    steps.push(Step::PatchStatus);
+    steps.extend([Step::PatchStatus, Step::Event("DrainStarted")]);
     let server = serve(api, steps);
     let action = reconcile(Arc::new(media_node(1)), ctx.clone())
         .await
@@ -350,7 +360,7 @@ async fn scaling_down_drains_the_highest_pods_before_the_stateful_set_shrinks() 
     } = harness(members);
     let mut steps = vec![Step::GetStatefulSet(Some(3)), Step::ListPods(vec![])];
     steps.extend(applies());
-    steps.push(Step::PatchStatus);
+    steps.extend([Step::PatchStatus, Step::Event("DrainFinished")]);
     let server = serve(api, steps);
     reconcile(Arc::new(drained), ctx).await.expect("reconciles");
     let seen = server.await.expect("scenario");
@@ -453,7 +463,11 @@ async fn at_the_deadline_remaining_rooms_move_before_the_pods_go() {
     });
     let mut steps = vec![Step::GetStatefulSet(Some(2)), Step::ListPods(vec![])];
     steps.extend(applies());
-    steps.push(Step::PatchStatus);
+    steps.extend([
+        Step::PatchStatus,
+        Step::Event("RoomsMoved"),
+        Step::Event("DrainFinished"),
+    ]);
     let server = serve(api, steps);
     reconcile(Arc::new(late), ctx).await.expect("reconciles");
     let seen = server.await.expect("scenario");
@@ -482,7 +496,7 @@ async fn a_cordoned_pod_drains_without_shrinking_the_pool() {
         Step::ListPods(vec!["eu-sfu-0"]),
     ];
     steps.extend(applies());
-    steps.push(Step::PatchStatus);
+    steps.extend([Step::PatchStatus, Step::Event("DrainStarted")]);
     let server = serve(api, steps);
     reconcile(Arc::new(media_node(2)), ctx)
         .await
