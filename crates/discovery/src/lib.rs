@@ -17,6 +17,7 @@
 mod announce;
 mod consul;
 mod memory;
+pub mod metrics;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;

@@ -184,6 +184,8 @@ async fn an_outage_keeps_the_last_snapshot_marked_stale() {
         stale.reports().map(|r| r.participants).collect::<Vec<_>>(),
         vec![7]
     );
+    let metrics = confer_discovery::metrics::render(&stale, unix_ms());
+    assert!(metrics.contains("confer_discovery_stale 1\n"), "{metrics}");
     assert!(
         registry
             .report(&report("sfu-0", "eu", NodeState::Serving, 8))
@@ -202,6 +204,8 @@ async fn an_outage_keeps_the_last_snapshot_marked_stale() {
     })
     .await;
     assert!(fresh.refreshed_at_ms >= stale.refreshed_at_ms);
+    let metrics = confer_discovery::metrics::render(&fresh, unix_ms());
+    assert!(metrics.contains("confer_discovery_stale 0\n"), "{metrics}");
 }
 
 #[tokio::test]

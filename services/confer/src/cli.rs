@@ -234,6 +234,9 @@ pub struct RoomArgs {
     /// Consul ACL token.
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub consul_token: Option<String>,
+    /// Address of `/metrics` (discovery: stale, snapshot age, nodes by health).
+    #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
     /// Regions that take a region's rooms when it has no capacity, nearest first:
     /// `eu-west=eu-central,us-east;us-east=us-west,eu-west`. Unlisted: any region.
     #[arg(long, env = "CONFER_NEAREST_REGIONS", default_value = "")]

@@ -37,6 +37,7 @@ struct Cluster {
     consul: ConsulDouble,
     sfus: Vec<Sfu>,
     room_port: u16,
+    room_metrics: u16,
     gateway: String,
     api_key: String,
     api_secret: String,
@@ -90,11 +91,14 @@ impl Cluster {
         ];
         let (api_key, api_secret) = create_tenant(&env)?;
         let room_port = free_port()?;
+        let room_metrics = free_port()?;
         let room = spawn(
             &[
                 "room",
                 "--listen",
                 &format!("127.0.0.1:{room_port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{room_metrics}"),
                 "--region",
                 "eu",
                 "--consul-addr",
@@ -117,6 +121,7 @@ impl Cluster {
             consul,
             sfus,
             room_port,
+            room_metrics,
             gateway,
             api_key,
             api_secret,
@@ -139,6 +144,12 @@ impl Cluster {
     async fn join(&self, room: &str) -> anyhow::Result<(SignalClient, u16)> {
         let token = host_token(&self.api_key, &self.api_secret, room, "ada");
         join_for_port(&self.gateway, room, &token).await
+    }
+
+    /// The room service's `/metrics`.
+    async fn metrics(&self) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.room_metrics);
+        Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
     }
 
     fn media_ports(&self) -> Vec<u16> {
@@ -173,6 +184,12 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
         clients.push(client);
     }
     assert_eq!(used.len(), 2, "rooms spread over both registered SFUs");
+    let metrics = cluster.metrics().await?;
+    assert!(metrics.contains("confer_discovery_stale 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("confer_discovery_nodes{health=\"serving\"} 2\n"),
+        "{metrics}"
+    );
 
     // SFU 1 dies without deregistering: Consul still lists it (its TTL has not run
     // out), but its load report ages past 5 s and it is no longer a candidate.
@@ -239,6 +256,11 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = cluster.metrics().await?;
+    assert!(
+        metrics.contains("confer_discovery_nodes{health=\"draining\"} 1\n"),
+        "{metrics}"
+    );
     for i in 0..6 {
         let room = format!("during-{i}");
         let (client, port) = cluster.join(&room).await?;

@@ -34,8 +34,10 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         .context("--nearest-regions")?;
     let registry = match &args.consul_addr {
         Some(consul) => {
-            let consul = ConsulRegistry::new(consul, args.consul_token.clone())?;
-            SfuRegistry::discovered(consul.watch(), regions)
+            let snapshots = ConsulRegistry::new(consul, args.consul_token.clone())?.watch();
+            let metrics = super::bind(args.metrics_listen).await?;
+            tokio::spawn(serve_metrics(metrics, snapshots.clone()));
+            SfuRegistry::discovered(snapshots, regions)
         }
         None => SfuRegistry::new(nodes).with_regions(regions),
     };
@@ -50,4 +52,22 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
     let listener = super::bind(args.listen).await?;
     info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), "room service ready");
     confer_room::grpc::serve(service, listener, shutdown).await
+}
+
+/// `/metrics`: how fresh this replica's view of discovery is (placement keeps running
+/// on the last snapshot while Consul is unreachable, and says so here).
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    snapshots: tokio::sync::watch::Receiver<confer_discovery::Snapshot>,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text =
+                confer_discovery::metrics::render(&snapshots.borrow(), confer_discovery::unix_ms());
+            async move { text }
+        }),
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
 }
