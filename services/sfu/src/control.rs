@@ -4,12 +4,11 @@
 //! and across the network by [`crate::grpc::GrpcSfu`]. The gateway holds an
 //! `Arc<dyn SfuApi>` and cannot tell the two apart.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
