@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::rooms::Rooms;
 use super::*;
 use crate::crd::ConferenceSpec;
+use crate::crd::condition_in_patch as condition;
 use crate::medianode::resources::PodDefaults;
 use crate::metrics::Metrics;
 
@@ -258,13 +259,6 @@ fn serve(mut api: Handle, steps: Vec<Step>) -> tokio::task::JoinHandle<Vec<Value
         }
         seen
     })
-}
-
-fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
-    patch["status"]["conditions"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == type_))
-        .unwrap_or(&Value::Null)
 }
 
 #[tokio::test]

@@ -50,6 +50,18 @@ pub fn set_condition(
     }
 }
 
+/// Test helper: the condition of `type_` in a status patch's JSON (`Null` if absent).
+#[cfg(test)]
+pub(crate) fn condition_in_patch<'a>(
+    patch: &'a serde_json::Value,
+    type_: &str,
+) -> &'a serde_json::Value {
+    patch["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

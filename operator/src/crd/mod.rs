@@ -8,6 +8,8 @@ mod medianode;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+#[cfg(test)]
+pub(crate) use conditions::condition_in_patch;
 pub use conditions::{ConditionStatus, set_condition};
 pub use conference::{Conference, ConferenceSpec, ConferenceStatus, RegionPlacement, Relay};
 pub use medianode::{

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::*;
 use crate::conference::tests::FakeRooms;
 use crate::context::NodeControl;
+use crate::crd::condition_in_patch as condition;
 use crate::crd::{Capacity, MediaNodeSpec, MediaPorts, Networking, PodPlacement};
 use crate::medianode::resources::PodDefaults;
 use crate::metrics::Metrics;
@@ -261,13 +262,6 @@ fn applies() -> Vec<Step> {
         Step::Apply("poddisruptionbudgets"),
         Step::Apply("statefulsets"),
     ]
-}
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == type_))
-        .unwrap_or(&Value::Null)
 }
 
 #[tokio::test]

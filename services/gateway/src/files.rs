@@ -79,6 +79,11 @@ impl FileError {
             message: message.into(),
         }
     }
+
+    /// The chat service could not be reached.
+    fn chat_unavailable(message: String) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "chat_unavailable", message)
+    }
 }
 
 impl IntoResponse for FileError {
@@ -376,13 +381,7 @@ async fn upload(
             },
         })
         .await
-        .map_err(|err| {
-            FileError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "chat_unavailable",
-                err.message,
-            )
-        })?;
+        .map_err(|err| FileError::chat_unavailable(err.message))?;
     Ok((StatusCode::CREATED, Json(json!({"seq": sent.entry.seq}))).into_response())
 }
 
@@ -396,13 +395,7 @@ async fn download(
     // with the room's retention), its file cannot be downloaded.
     let entry = entry_at(&state, &grant.room, grant.seq)
         .await
-        .map_err(|err| {
-            FileError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "chat_unavailable",
-                err.message,
-            )
-        })?;
+        .map_err(|err| FileError::chat_unavailable(err.message))?;
     let shared = entry.is_some_and(|entry| entry.client_id == grant.file && !entry.deleted);
     if !shared {
         return Err(FileError::new(

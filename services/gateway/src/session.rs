@@ -385,6 +385,22 @@ impl Session {
             .ok_or_else(|| Reject::new("not_joined", "join a room first"))
     }
 
+    /// The member, if it is in its room's chat and may post there (`what`: "send
+    /// messages", "share files").
+    fn chat_poster(&self, what: &str) -> Result<&Member, Reject> {
+        let member = self.member()?;
+        if !member.in_chat {
+            return Err(Reject::new("not_joined", "join a room first"));
+        }
+        if !member.info.permissions.can_publish_data {
+            return Err(Reject::new(
+                "permission_denied",
+                format!("you may not {what} here"),
+            ));
+        }
+        Ok(member)
+    }
+
     async fn join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
         let result = self.try_join(request_id, join).await;
         let counter = match result {
@@ -635,16 +651,7 @@ impl Session {
         client_id: String,
         action: ChatAction,
     ) -> Result<(), Reject> {
-        let member = self.member()?;
-        if !member.in_chat {
-            return Err(Reject::new("not_joined", "join a room first"));
-        }
-        if !member.info.permissions.can_publish_data {
-            return Err(Reject::new(
-                "permission_denied",
-                "you may not send messages here",
-            ));
-        }
+        let member = self.chat_poster("send messages")?;
         let deleting = match action {
             ChatAction::Delete { seq } => Some(seq),
             _ => None,
@@ -738,16 +745,7 @@ impl Session {
         request_id: &str,
         file: &signal::FileUploadRequest,
     ) -> Result<(), Reject> {
-        let member = self.member()?;
-        if !member.in_chat {
-            return Err(Reject::new("not_joined", "join a room first"));
-        }
-        if !member.info.permissions.can_publish_data {
-            return Err(Reject::new(
-                "permission_denied",
-                "you may not share files here",
-            ));
-        }
+        let member = self.chat_poster("share files")?;
         let url = files::upload_url(
             &self.state.config.files,
             files::Declared {
