@@ -40,8 +40,9 @@ pub enum Command {
     Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (MediaNode, Conference) as YAML.
     Crd(CrdArgs),
-    /// Generate synthetic load against an SFU (not built yet).
-    Loadtest,
+    /// Synthetic WebRTC publishers and subscribers against a deployment (or Janus):
+    /// forwarded packets/s, loss, jitter, latency, server CPU.
+    Loadtest(LoadtestArgs),
 }
 
 /// TURN servers handed to clients, with coturn `use-auth-secret` credentials.
@@ -397,4 +398,60 @@ mod tests {
             );
         }
     }
+}
+
+#[derive(Args)]
+pub struct LoadtestArgs {
+    /// The gateway's signalling WebSocket.
+    #[arg(
+        long,
+        env = "CONFER_SIGNAL_URL",
+        default_value = "ws://127.0.0.1:8080/v1/signal"
+    )]
+    pub signal_url: String,
+    /// Load a Janus VideoRoom instead, through its HTTP API (`http://host:8088/janus`).
+    #[arg(long, conflicts_with_all = ["api_key", "api_secret"])]
+    pub janus_url: Option<String>,
+    /// API key whose secret signs the clients' access tokens (when joins need one).
+    #[arg(long, env = "CONFER_API_KEY", requires = "api_secret")]
+    pub api_key: Option<String>,
+    #[arg(
+        long,
+        env = "CONFER_API_SECRET",
+        hide_env_values = true,
+        requires = "api_key"
+    )]
+    pub api_secret: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Publishers per room, one video stream each.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscribers per room, receiving every publisher of the room.
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Each publisher's video bitrate.
+    #[arg(long, default_value_t = 1500)]
+    pub bitrate_kbps: u32,
+    /// RTP payload bytes per packet.
+    #[arg(long, default_value_t = 1100, value_parser = clap::value_parser!(u16).range(64..=1400))]
+    pub payload_bytes: u16,
+    /// Percent of publishers' RTP dropped on the way to the server.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss_percent: f64,
+    /// Seconds between all clients connecting and the measurement.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_secs: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// The server's process id: its CPU time over the measurement is reported.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Address the clients bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_ip: IpAddr,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -4,6 +4,7 @@ mod chat;
 mod crd;
 mod dev;
 mod gateway;
+mod loadtest;
 mod operator;
 mod room;
 mod sfu;
@@ -22,8 +23,9 @@ use crate::cli::Command;
 const NOT_BUILT: u8 = 2;
 
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rtc=warn,webrtc=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONFER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rtc=warn,rtc_dtls=error,webrtc=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -46,7 +48,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Sip => return not_built("sip"),
         Command::Operator(args) => block_on(operator::run(args)),
         Command::Crd(args) => crd::run(args),
-        Command::Loadtest => return not_built("loadtest"),
+        Command::Loadtest(args) => block_on(loadtest::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,34 @@ pub use chat_cluster::ChatCluster;
 
 pub const CONFER: &str = env!("CARGO_BIN_EXE_confer");
 
+/// A TCP port free on loopback right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits up to 30 s for something to accept TCP connections on `addr`.
+pub fn wait_listening(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// A child process killed when dropped.
 pub struct Proc(Child);
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {

@@ -21,15 +21,16 @@ use rtc::shared::error::Error;
 
 use crate::SfuStats;
 
-/// Registry slot of [`FeedbackTap`]: after every built-in interceptor.
-pub(crate) const TAP_SLOT: usize = 11_500;
+/// Registry slot of [`FeedbackTap`]: after every built-in interceptor. Clients of the
+/// SFU that must answer keyframe requests (the load generator) use the tap too.
+pub const TAP_SLOT: usize = 11_500;
 /// Registry slot of [`FeedbackCounter`]: between the congestion controller and the
 /// TWCC sender, so it sees every inbound packet first and every outbound one last,
 /// the NACK generator's and responder's included.
 pub(crate) const COUNTER_SLOT: usize = 1_500;
 
 #[derive(Default)]
-pub(crate) struct FeedbackTap {
+pub struct FeedbackTap {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }

@@ -26,6 +26,7 @@ mod simulcast;
 mod source;
 mod speaker;
 
+pub use feedback::{FeedbackTap, TAP_SLOT};
 pub use layers::Wanted;
 pub use source::TrackSource;
 
