@@ -13,6 +13,7 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -21,6 +22,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 python3 -c 'import openapi_spec_validator' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator
+python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check prometheus-client \
+  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages prometheus-client
 python3 -c 'import kubernetes_validate' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages kubernetes-validate

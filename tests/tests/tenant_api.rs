@@ -643,5 +643,9 @@ async fn events_that_never_get_through_are_dead_lettered_and_listed() -> anyhow:
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .refused;
     assert_eq!(refused, 6, "three attempts for each of the two events");
+    let counts = server.room.webhook_stats().counts();
+    assert_eq!(counts.failed_attempts, 6, "{counts:?}");
+    assert_eq!(counts.dead_lettered, 2, "{counts:?}");
+    assert_eq!(counts.delivered, 0, "{counts:?}");
     Ok(())
 }

@@ -235,7 +235,8 @@ pub struct RoomArgs {
     /// Consul ACL token.
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub consul_token: Option<String>,
-    /// Address of `/metrics` (discovery: stale, snapshot age, nodes by health).
+    /// Address of `/metrics` (webhook delivery; with Consul, discovery: stale, snapshot
+    /// age, nodes by health).
     #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
     /// Regions that take a region's rooms when it has no capacity, nearest first:
@@ -309,6 +310,9 @@ pub struct SfuArgs {
     /// Participants this node is sized for; placement keeps rooms below it.
     #[arg(long, env = "CONFER_CAPACITY", default_value_t = 500)]
     pub capacity: u32,
+    /// Address of `/metrics` (forwarding, loss repair, peers, draining).
+    #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9092")]
+    pub metrics_listen: SocketAddr,
     /// host:port others reach the control API at (default: the announce IP and the
     /// control port).
     #[arg(long, env = "CONFER_CONTROL_ADVERTISE")]

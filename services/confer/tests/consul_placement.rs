@@ -30,6 +30,7 @@ struct Sfu {
     id: String,
     media: u16,
     control: u16,
+    metrics: u16,
     process: Option<Proc>,
 }
 
@@ -54,10 +55,13 @@ impl Cluster {
                 .local_addr()?
                 .port();
             let control = free_port()?;
+            let metrics = free_port()?;
             let id = format!("sfu-{run}-{i}");
             let process = spawn(
                 &[
                     "sfu",
+                    "--metrics-listen",
+                    &format!("127.0.0.1:{metrics}"),
                     "--media-bind",
                     &format!("127.0.0.1:{media}"),
                     "--control-listen",
@@ -77,6 +81,7 @@ impl Cluster {
                 id,
                 media,
                 control,
+                metrics,
                 process: Some(process),
             });
         }
@@ -260,6 +265,19 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
     assert!(
         metrics.contains("confer_discovery_nodes{health=\"draining\"} 1\n"),
         "{metrics}"
+    );
+    // The SFU's own /metrics says it is draining, and what it holds.
+    let sfu_metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", drained.metrics))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        sfu_metrics.contains("confer_sfu_draining 1\n"),
+        "{sfu_metrics}"
+    );
+    assert!(
+        sfu_metrics.contains(&format!("confer_sfu_peers {}\n", on_drained.len())),
+        "{sfu_metrics}"
     );
     for i in 0..6 {
         let room = format!("during-{i}");

@@ -57,6 +57,8 @@ impl Cluster {
             others.push(spawn(
                 &[
                     "sfu",
+                    "--metrics-listen",
+                    "127.0.0.1:0",
                     "--media-bind",
                     &format!("127.0.0.1:{media_port}"),
                     "--control-listen",
@@ -76,6 +78,8 @@ impl Cluster {
             let room_port = free_port()?;
             let mut args: Vec<String> = [
                 "room",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--listen",
                 &format!("127.0.0.1:{room_port}"),
                 "--region",

@@ -402,12 +402,16 @@ impl Session {
     }
 
     async fn join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
+        let started = std::time::Instant::now();
         let result = self.try_join(request_id, join).await;
-        let counter = match result {
-            Ok(()) => &self.state.metrics.joins,
-            Err(_) => &self.state.metrics.join_failures,
-        };
-        counter.fetch_add(1, Relaxed);
+        let metrics = &self.state.metrics;
+        match &result {
+            Ok(()) => {
+                metrics.joins.fetch_add(1, Relaxed);
+                metrics.join_duration.observe(started.elapsed());
+            }
+            Err(reject) => metrics.join_failures.inc(&reject.code),
+        }
         result
     }
 

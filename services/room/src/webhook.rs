@@ -4,6 +4,7 @@
 //! Each request carries `Confer-Webhook-Id` (the event id, for idempotency) and
 //! `Confer-Signature: t=<unix secs>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -57,6 +58,54 @@ pub fn signature(secret: &str, timestamp: u64, body: &str) -> String {
     let tag = hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("t={timestamp},v1={hex}")
+}
+
+/// What the deliverer has done since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    delivered: AtomicU64,
+    failed_attempts: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// [`WebhookStats`] read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WebhookCounts {
+    /// Events the receiver accepted.
+    pub delivered: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed_attempts: u64,
+    /// Events given up on after the last attempt.
+    pub dead_lettered: u64,
+}
+
+impl WebhookStats {
+    pub fn counts(&self) -> WebhookCounts {
+        WebhookCounts {
+            delivered: self.delivered.load(Relaxed),
+            failed_attempts: self.failed_attempts.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+        }
+    }
+}
+
+impl WebhookCounts {
+    /// The webhook families on a `/metrics` page.
+    pub fn render(&self, out: &mut confer_metrics::Exposition) {
+        out.counter(
+            "confer_room_webhook_deliveries",
+            "Webhook delivery attempts, by outcome.",
+            &[
+                (&[("outcome", "delivered")], self.delivered),
+                (&[("outcome", "failed")], self.failed_attempts),
+            ],
+        );
+        out.counter1(
+            "confer_room_webhook_dead_letters",
+            "Webhook events given up on after the last attempt (listed under /v1/webhooks/dead-letters).",
+            self.dead_lettered,
+        );
+    }
 }
 
 /// The client deliveries go through: HTTPS (rustls, the system's roots) or HTTP.
@@ -120,6 +169,7 @@ async fn deliver_one(
     let outcome = post(client, &delivery).await;
     let result = match outcome {
         Ok(()) => {
+            service.webhook_stats().delivered.fetch_add(1, Relaxed);
             debug!(event = %delivery.event_id, attempts, "webhook delivered");
             store.delivered(delivery.seq, attempts).await
         }
@@ -128,6 +178,11 @@ async fn deliver_one(
                 unix_millis_i64()
                     + i64::try_from(config.backoff(attempts).as_millis()).unwrap_or(i64::MAX)
             });
+            let stats = service.webhook_stats();
+            stats.failed_attempts.fetch_add(1, Relaxed);
+            if retry_at.is_none() {
+                stats.dead_lettered.fetch_add(1, Relaxed);
+            }
             debug!(event = %delivery.event_id, attempts, %error, dead = retry_at.is_none(), "webhook delivery failed");
             store
                 .delivery_failed(delivery.seq, attempts, &error, retry_at)

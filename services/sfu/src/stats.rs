@@ -126,3 +126,90 @@ impl SfuStats {
         self.0.peers_removed.fetch_add(1, Relaxed);
     }
 }
+
+impl StatsSnapshot {
+    /// The SFU's families on a `/metrics` page.
+    pub fn render(&self, out: &mut confer_metrics::Exposition) {
+        let counters = [
+            (
+                "confer_sfu_datagrams_received",
+                "Datagrams received on the media port.",
+                self.datagrams_received,
+            ),
+            (
+                "confer_sfu_datagrams_unroutable",
+                "Datagrams dropped because no peer owns their source.",
+                self.datagrams_unroutable,
+            ),
+            (
+                "confer_sfu_datagrams_rejected",
+                "Datagrams a peer's WebRTC stack refused.",
+                self.datagrams_rejected,
+            ),
+            (
+                "confer_sfu_rtp_forwarded",
+                "RTP packets forwarded to subscribers.",
+                self.rtp_forwarded,
+            ),
+            (
+                "confer_sfu_rtp_blocked",
+                "RTP packets not forwarded because their track is blocked.",
+                self.rtp_blocked,
+            ),
+            (
+                "confer_sfu_keyframe_requests",
+                "Keyframe requests sent to publishers.",
+                self.keyframe_requests,
+            ),
+            (
+                "confer_sfu_nacks_received",
+                "RTCP NACKs received from subscribers.",
+                self.nacks_received,
+            ),
+            (
+                "confer_sfu_nack_packets_requested",
+                "Lost packets named by subscribers' NACKs.",
+                self.nack_packets_requested,
+            ),
+            (
+                "confer_sfu_nacks_sent",
+                "RTCP NACKs sent to publishers for packets lost on the way in.",
+                self.nacks_sent,
+            ),
+            (
+                "confer_sfu_retransmissions",
+                "Packets resent to subscribers from the packet cache.",
+                self.retransmissions_sent,
+            ),
+            (
+                "confer_sfu_layer_switches",
+                "Simulcast layer switches of subscriber slots.",
+                self.layer_switches,
+            ),
+            (
+                "confer_sfu_slots_paused",
+                "Video slots paused (hidden tile or too little bandwidth).",
+                self.slots_paused,
+            ),
+            (
+                "confer_sfu_impaired_dropped",
+                "Datagrams dropped by configured impairment (fault injection).",
+                self.impaired_dropped,
+            ),
+            (
+                "confer_sfu_peers_created",
+                "Peers created (joins negotiated with this SFU).",
+                self.peers_created,
+            ),
+            (
+                "confer_sfu_peers_removed",
+                "Peers removed (left, timed out or moved).",
+                self.peers_removed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.counter1(name, help, value);
+        }
+        out.gauge1("confer_sfu_peers", "Peers on the SFU.", self.peers as f64);
+    }
+}

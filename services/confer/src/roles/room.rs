@@ -32,12 +32,12 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
     let regions = Regions::parse(&args.nearest_regions)
         .map_err(anyhow::Error::msg)
         .context("--nearest-regions")?;
+    let mut snapshots = None;
     let registry = match &args.consul_addr {
         Some(consul) => {
-            let snapshots = ConsulRegistry::new(consul, args.consul_token.clone())?.watch();
-            let metrics = super::bind(args.metrics_listen).await?;
-            tokio::spawn(serve_metrics(metrics, snapshots.clone()));
-            SfuRegistry::discovered(snapshots, regions)
+            let watch = ConsulRegistry::new(consul, args.consul_token.clone())?.watch();
+            snapshots = Some(watch.clone());
+            SfuRegistry::discovered(watch, regions)
         }
         None => SfuRegistry::new(nodes).with_regions(regions),
     };
@@ -49,22 +49,33 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let metrics = super::bind(args.metrics_listen).await?;
+    tokio::spawn(serve_metrics(metrics, service.clone(), snapshots));
     let listener = super::bind(args.listen).await?;
     info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), "room service ready");
     confer_room::grpc::serve(service, listener, shutdown).await
 }
 
-/// `/metrics`: how fresh this replica's view of discovery is (placement keeps running
-/// on the last snapshot while Consul is unreachable, and says so here).
+/// `/metrics`: webhook delivery, and with Consul how fresh this replica's view of
+/// discovery is (placement keeps running on the last snapshot while Consul is
+/// unreachable, and says so here).
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
-    snapshots: tokio::sync::watch::Receiver<confer_discovery::Snapshot>,
+    service: confer_room::RoomService,
+    snapshots: Option<tokio::sync::watch::Receiver<confer_discovery::Snapshot>>,
 ) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let text =
-                confer_discovery::metrics::render(&snapshots.borrow(), confer_discovery::unix_ms());
+            let mut out = confer_metrics::Exposition::new(confer_metrics::Format::Prometheus);
+            service.webhook_stats().counts().render(&mut out);
+            if let Some(snapshots) = &snapshots {
+                out.raw(&confer_discovery::metrics::render(
+                    &snapshots.borrow(),
+                    confer_discovery::unix_ms(),
+                ));
+            }
+            let text = out.finish();
             async move { text }
         }),
     );

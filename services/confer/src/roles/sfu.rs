@@ -16,6 +16,8 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     let sfu = super::start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
     let listener = super::bind(args.control_listen).await?;
     let control = listener.local_addr()?;
+    let metrics = super::bind(args.metrics_listen).await?;
+    tokio::spawn(serve_metrics(metrics, sfu.clone()));
     info!(control = %control, media = %sfu.media_addr(), "sfu ready");
     if let Some(consul) = &args.consul_addr {
         let registry = Registry::Consul(ConsulRegistry::new(consul, args.consul_token.clone())?);
@@ -28,6 +30,36 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
         ));
     }
     grpc::serve(sfu, listener, shutdown).await
+}
+
+/// `/metrics`: forwarding, loss repair and layer counters, peers, and whether this
+/// node is draining.
+async fn serve_metrics(listener: tokio::net::TcpListener, sfu: SfuHandle) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let accept = headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = confer_metrics::Format::negotiate(accept);
+            let mut out = confer_metrics::Exposition::new(format);
+            sfu.stats().snapshot().render(&mut out);
+            out.gauge1(
+                "confer_sfu_draining",
+                "1 while this SFU takes no new rooms and waits for its rooms to empty.",
+                f64::from(u8::from(sfu.is_draining())),
+            );
+            let text = out.finish();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, format.content_type())],
+                    text,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 fn registration(args: &SfuArgs, control: std::net::SocketAddr) -> anyhow::Result<Registration> {

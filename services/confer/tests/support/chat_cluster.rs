@@ -36,6 +36,8 @@ impl ChatCluster {
         procs.push(spawn(
             &[
                 "sfu",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--media-bind",
                 &format!("127.0.0.1:{media}"),
                 "--control-listen",
@@ -45,7 +47,17 @@ impl ChatCluster {
         )?);
         let sfu = format!("sfu-chat@eu=127.0.0.1:{control}");
         let room = format!("127.0.0.1:{}", free_port()?);
-        let mut args = vec!["room", "--listen", &room, "--region", "eu", "--sfu", &sfu];
+        let mut args = vec![
+            "room",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--listen",
+            &room,
+            "--region",
+            "eu",
+            "--sfu",
+            &sfu,
+        ];
         args.extend_from_slice(room_args);
         procs.push(spawn(&args, &env)?);
         let mut chats = Vec::new();

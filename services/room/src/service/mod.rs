@@ -73,6 +73,7 @@ pub(crate) struct Inner {
     limiters: Limiters,
     /// Wakes the webhook deliverer when an event is queued.
     outbox_wake: Arc<tokio::sync::Notify>,
+    webhook_stats: crate::webhook::WebhookStats,
 }
 
 /// The room service. Cheap to clone.
@@ -103,11 +104,17 @@ impl RoomService {
             registry,
             limiters,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_stats: crate::webhook::WebhookStats::default(),
         }))
     }
 
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// What webhook delivery has done since start.
+    pub fn webhook_stats(&self) -> &crate::webhook::WebhookStats {
+        &self.0.webhook_stats
     }
 
     pub(crate) fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
