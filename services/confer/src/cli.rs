@@ -14,6 +14,10 @@ pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "CONFER_LOG_JSON")]
     pub log_json: bool,
+    /// Export traces over OTLP/gRPC, configured by the standard `OTEL_EXPORTER_OTLP_*`
+    /// variables (endpoint default http://localhost:4317).
+    #[arg(long, global = true, env = "CONFER_OTEL_TRACES")]
+    pub otel_traces: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +47,25 @@ pub enum Command {
     /// Synthetic WebRTC publishers and subscribers against a deployment (or Janus):
     /// forwarded packets/s, loss, jitter, latency, server CPU.
     Loadtest(LoadtestArgs),
+}
+
+impl Command {
+    /// The role's name, as on the command line.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Command::Dev(_) => "dev",
+            Command::Gateway(_) => "gateway",
+            Command::Room(_) => "room",
+            Command::Sfu(_) => "sfu",
+            Command::Tenant(_) => "tenant",
+            Command::Token(_) => "token",
+            Command::Chat(_) => "chat",
+            Command::Sip => "sip",
+            Command::Operator(_) => "operator",
+            Command::Crd(_) => "crd",
+            Command::Loadtest(_) => "loadtest",
+        }
+    }
 }
 
 /// TURN servers handed to clients, with coturn `use-auth-secret` credentials.

@@ -7,6 +7,26 @@ use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    roles::init_logging(cli.log_json);
-    roles::run(cli.command)
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // The OTLP exporter's channel starts on this runtime.
+    let _entered = runtime.enter();
+    let telemetry = match roles::init_telemetry(&cli) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = roles::run(cli.command, &runtime);
+    drop(telemetry);
+    code
 }

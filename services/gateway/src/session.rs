@@ -27,7 +27,7 @@ use confer_sfu::core::Wanted;
 use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{Instrument as _, debug, info};
 
 use crate::AppState;
 use crate::chat;
@@ -145,6 +145,8 @@ struct Session {
     member: Option<Member>,
     /// The last chat seq sent to the client: every entry goes out once, in order.
     chat_seen: u64,
+    /// The join's trace: the offer that follows continues it.
+    join_trace: Option<confer_telemetry::TraceContext>,
 }
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
@@ -167,6 +169,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
         client_addr,
         member: None,
         chat_seen: 0,
+        join_trace: None,
     };
     loop {
         let flow = tokio::select! {
@@ -403,7 +406,24 @@ impl Session {
 
     async fn join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
         let started = std::time::Instant::now();
-        let result = self.try_join(request_id, join).await;
+        let span = tracing::info_span!(
+            "signal.join",
+            otel.kind = "server",
+            room = %join.room,
+            outcome = tracing::field::Empty,
+        );
+        self.join_trace = Some(confer_telemetry::TraceContext::of(&span));
+        let result = self
+            .try_join(request_id, join)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(()) => "joined",
+                Err(reject) => reject.code.as_str(),
+            },
+        );
         let metrics = &self.state.metrics;
         match &result {
             Ok(()) => {
@@ -588,7 +608,11 @@ impl Session {
         if sdp.is_empty() {
             return Err(Reject::new("invalid_sdp", "the offer is empty"));
         }
-        let answer = self.create_peer(sdp).await?;
+        let span = tracing::info_span!("signal.offer", otel.kind = "server");
+        if let Some(trace) = &self.join_trace {
+            trace.adopt(&span);
+        }
+        let answer = self.create_peer(sdp).instrument(span).await?;
         self.send(
             request_id.to_owned(),
             Msg::Answer(signal::Answer { sdp: answer }),

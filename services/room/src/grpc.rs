@@ -8,6 +8,7 @@ use std::time::Duration;
 use confer_proto::room as pb;
 use confer_proto::room::room_service_client::RoomServiceClient;
 use confer_proto::room::room_service_server::{RoomService as RoomServiceRpc, RoomServiceServer};
+use confer_telemetry::propagate::{Traced, traced};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
@@ -29,6 +30,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
     Server::builder()
+        .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(RoomServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
@@ -141,7 +143,7 @@ impl RoomServiceRpc for Rpc {
 /// Client for a remote room service.
 #[derive(Clone)]
 pub struct GrpcRoom {
-    client: RoomServiceClient<Channel>,
+    client: RoomServiceClient<Traced<Channel>>,
 }
 
 impl GrpcRoom {
@@ -151,7 +153,7 @@ impl GrpcRoom {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(15));
         Ok(Self {
-            client: RoomServiceClient::new(endpoint.connect_lazy()),
+            client: RoomServiceClient::new(traced(endpoint.connect_lazy())),
         })
     }
 

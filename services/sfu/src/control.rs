@@ -225,15 +225,19 @@ impl SfuApi for SfuHandle {
         participant: ParticipantId,
         offer_sdp: String,
     ) -> BoxFuture<'_, Result<String, SfuError>> {
-        Box::pin(async move {
-            self.call(|reply| Command::CreatePeer {
-                room,
-                participant,
-                offer_sdp,
-                reply,
-            })
-            .await?
-        })
+        let span = tracing::info_span!("sfu.create_peer", room = %room);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                self.call(|reply| Command::CreatePeer {
+                    room,
+                    participant,
+                    offer_sdp,
+                    reply,
+                })
+                .await?
+            },
+            span,
+        ))
     }
 
     fn add_ice_candidate(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use confer_proto::sfu as pb;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_proto::sfu::sfu_control_server::{SfuControl, SfuControlServer};
+use confer_telemetry::propagate::{Traced, traced};
 use tokio::sync::{broadcast, watch};
 use tokio_stream::{Stream, StreamExt as _, wrappers::BroadcastStream};
 use tonic::transport::{Channel, Endpoint};
@@ -26,6 +27,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
     tonic::transport::Server::builder()
+        .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(SfuControlServer::new(ControlService { sfu }))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
@@ -258,7 +260,7 @@ impl SfuControl for ControlService {
 
 /// Client for a remote SFU's control API.
 pub struct GrpcSfu {
-    client: SfuControlClient<Channel>,
+    client: SfuControlClient<Traced<Channel>>,
     events: broadcast::Sender<SfuEvent>,
 }
 
@@ -269,14 +271,17 @@ impl GrpcSfu {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10));
-        let client = SfuControlClient::new(endpoint.connect_lazy());
+        let client = SfuControlClient::new(traced(endpoint.connect_lazy()));
         let (events, _) = broadcast::channel(1024);
         tokio::spawn(relay_events(client.clone(), events.clone()));
         Ok(Self { client, events })
     }
 }
 
-async fn relay_events(mut client: SfuControlClient<Channel>, events: broadcast::Sender<SfuEvent>) {
+async fn relay_events(
+    mut client: SfuControlClient<Traced<Channel>>,
+    events: broadcast::Sender<SfuEvent>,
+) {
     loop {
         match client.watch_events(pb::WatchEventsRequest {}).await {
             Ok(response) => {

@@ -22,33 +22,30 @@ use crate::cli::Command;
 /// Exit code of a role that is not built yet.
 const NOT_BUILT: u8 = 2;
 
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONFER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,rtc=warn,rtc_dtls=error,webrtc=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logs on stderr and, with `--otel-traces`, spans exported over OTLP.
+pub fn init_telemetry(cli: &crate::cli::Cli) -> anyhow::Result<confer_telemetry::Guard> {
+    confer_telemetry::init(confer_telemetry::Options {
+        service: format!("confer-{}", cli.command.role()),
+        json: cli.log_json,
+        traces: cli.otel_traces,
+        default_filter: "info,rtc=warn,rtc_dtls=error,webrtc=warn".into(),
+        otlp_endpoint: None,
+    })
 }
 
-pub fn run(command: Command) -> ExitCode {
+pub fn run(command: Command, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let result = match command {
-        Command::Dev(args) => block_on(dev::run(args)),
-        Command::Gateway(args) => block_on(gateway::run(args)),
-        Command::Sfu(args) => block_on(sfu::run(args)),
-        Command::Room(args) => block_on(room::run(args)),
-        Command::Tenant(args) => block_on(tenant::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Gateway(args) => runtime.block_on(gateway::run(args)),
+        Command::Sfu(args) => runtime.block_on(sfu::run(args)),
+        Command::Room(args) => runtime.block_on(room::run(args)),
+        Command::Tenant(args) => runtime.block_on(tenant::run(args)),
         Command::Token(args) => token::run(args),
-        Command::Chat(args) => block_on(chat::run(args)),
+        Command::Chat(args) => runtime.block_on(chat::run(args)),
         Command::Sip => return not_built("sip"),
-        Command::Operator(args) => block_on(operator::run(args)),
+        Command::Operator(args) => runtime.block_on(operator::run(args)),
         Command::Crd(args) => crd::run(args),
-        Command::Loadtest(args) => block_on(loadtest::run(args)),
+        Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,14 +60,6 @@ pub fn run(command: Command) -> ExitCode {
 fn not_built(role: &str) -> ExitCode {
     eprintln!("confer {role}: this role is not built yet");
     ExitCode::from(NOT_BUILT)
-}
-
-fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?
-        .block_on(future)
 }
 
 /// A shutdown signal that fires on Ctrl-C or SIGTERM.

@@ -12,7 +12,8 @@ use crate::model::{ParticipantInfo, RoomView, TrackKind};
 
 impl RoomApi for RoomService {
     fn join(&self, req: JoinRequest) -> BoxFuture<'_, RoomResult<JoinDecision>> {
-        Box::pin(self.do_join(req))
+        let span = tracing::info_span!("room.join", room = %req.room);
+        Box::pin(tracing::Instrument::instrument(self.do_join(req), span))
     }
 
     fn leave(&self, participant: String) -> BoxFuture<'_, RoomResult<()>> {

@@ -1,0 +1,223 @@
+//! One join is one trace. Gateway, room service and SFU run as separate services over
+//! gRPC (as in a split deployment, here in one process) with traces exported over
+//! OTLP to a collector in this test: a tonic server implementing the OpenTelemetry
+//! collector's `TraceService`. A client joins and then sends its offer, as the web
+//! client does; the spans of the gateway (join, offer), the room service (its gRPC
+//! server span and the join) and the SFU (its gRPC server span and the peer it
+//! creates) must share one trace id, each linked to the span that caused it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use confer_e2e::signal::{SignalClient, client_offer};
+use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
+use confer_room::grpc::GrpcRoom;
+use confer_room::registry::{SfuNode, SfuRegistry};
+use confer_room::{Backends, RoomConfig};
+use confer_sfu::{SfuConfig, grpc};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+struct Span {
+    name: String,
+    trace: Vec<u8>,
+    id: Vec<u8>,
+    parent: Vec<u8>,
+    service: String,
+}
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?;
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .map(|v| format!("{:?}", v.value))
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push(Span {
+                        name: span.name,
+                        trace: span.trace_id,
+                        id: span.span_id,
+                        parent: span.parent_span_id,
+                        service: service.clone(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    fn spans(&self) -> Vec<Span> {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Result<()> {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let collector_addr = listener.local_addr()?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(confer_proto::grpc_incoming(listener)),
+    );
+    let telemetry = confer_telemetry::init(confer_telemetry::Options {
+        service: "confer-test".into(),
+        json: false,
+        traces: true,
+        default_filter: "warn".into(),
+        otlp_endpoint: Some(format!("http://{collector_addr}")),
+    })?;
+
+    let (_shutdown, signal) = watch::channel(false);
+    let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let control_addr = control.local_addr()?;
+    tokio::spawn(grpc::serve(sfu.clone(), control, signal.clone()));
+    let room_config = RoomConfig {
+        anonymous_tenant: Some("dev".into()),
+        ..RoomConfig::default()
+    };
+    let registry = SfuRegistry::new(vec![SfuNode {
+        id: "sfu-a".into(),
+        region: room_config.default_region.clone(),
+        control: control_addr.to_string(),
+    }]);
+    let room = confer_room::start(
+        room_config,
+        Backends::in_memory(),
+        registry,
+        Default::default(),
+        signal.clone(),
+    )
+    .await?;
+    let room_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let room_addr = room_listener.local_addr()?;
+    tokio::spawn(confer_room::grpc::serve(
+        room,
+        room_listener,
+        signal.clone(),
+    ));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}/v1/signal", http.local_addr()?);
+    tokio::spawn(confer_gateway::run(
+        GatewayConfig::default(),
+        http,
+        Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
+        SfuDirectory::remote(),
+        ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
+        signal,
+    ));
+
+    let mut client = SignalClient::connect(&url).await?;
+    client
+        .send(&json!({"request_id": "j", "join": {"room": "traced", "name": "Ada"}}))
+        .await?;
+    client.recv_kind("joined", Duration::from_secs(5)).await?;
+    client
+        .send(&json!({"request_id": "o", "offer": {"sdp": client_offer(2)?}}))
+        .await?;
+    client.recv_kind("answer", Duration::from_secs(5)).await?;
+
+    // Everything the join caused, once exported.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        telemetry.flush();
+        let spans = collector.spans();
+        if spans.iter().any(|s| s.name == "sfu.create_peer")
+            && spans.iter().any(|s| s.name == "room.join")
+        {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "spans so far: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.id.as_slice(), s)).collect();
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
+    };
+    let join = find("signal.join");
+    assert!(
+        join.parent.is_empty(),
+        "the join starts the trace: {join:?}"
+    );
+    assert!(!join.service.is_empty());
+    // Each span's chain of parents leads back to the join.
+    let leads_to_join = |span: &Span| {
+        let mut at = span;
+        for _ in 0..16 {
+            if at.id == join.id {
+                return true;
+            }
+            match by_id.get(at.parent.as_slice()) {
+                Some(parent) => at = parent,
+                None => return false,
+            }
+        }
+        false
+    };
+    let room_server = spans
+        .iter()
+        .find(|s| s.name.starts_with("confer.room.") && s.trace == join.trace)
+        .unwrap_or_else(|| panic!("no room-service server span in the join's trace: {spans:#?}"));
+    let sfu_server = spans
+        .iter()
+        .find(|s| s.name.starts_with("confer.sfu.") && s.name.ends_with("/CreatePeer"))
+        .unwrap_or_else(|| panic!("no SFU CreatePeer server span: {spans:#?}"));
+    for span in [
+        room_server,
+        find("room.join"),
+        find("signal.offer"),
+        sfu_server,
+        find("sfu.create_peer"),
+    ] {
+        assert_eq!(
+            span.trace, join.trace,
+            "{} is in the join's trace",
+            span.name
+        );
+        assert!(
+            leads_to_join(span),
+            "{} links back to the join: {spans:#?}",
+            span.name
+        );
+    }
+    // The room service's and the SFU's spans are children of spans in the gateway.
+    assert!(by_id.contains_key(room_server.parent.as_slice()));
+    assert_eq!(
+        by_id[find("room.join").parent.as_slice()].id,
+        room_server.id,
+        "the room service's join runs inside its gRPC server span"
+    );
+    Ok(())
+}
