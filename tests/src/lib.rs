@@ -8,4 +8,5 @@ pub mod browser;
 pub mod room;
 pub mod server;
 pub mod signal;
+pub mod split;
 pub mod video;

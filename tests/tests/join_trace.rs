@@ -11,11 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use confer_e2e::signal::{SignalClient, client_offer};
-use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
-use confer_room::grpc::GrpcRoom;
-use confer_room::registry::{SfuNode, SfuRegistry};
-use confer_room::{Backends, RoomConfig};
-use confer_sfu::{SfuConfig, grpc};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -23,7 +18,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use serde_json::json;
-use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 struct Span {
@@ -96,45 +90,8 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
         otlp_endpoint: Some(format!("http://{collector_addr}")),
     })?;
 
-    let (_shutdown, signal) = watch::channel(false);
-    let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let control_addr = control.local_addr()?;
-    tokio::spawn(grpc::serve(sfu.clone(), control, signal.clone()));
-    let room_config = RoomConfig {
-        anonymous_tenant: Some("dev".into()),
-        ..RoomConfig::default()
-    };
-    let registry = SfuRegistry::new(vec![SfuNode {
-        id: "sfu-a".into(),
-        region: room_config.default_region.clone(),
-        control: control_addr.to_string(),
-    }]);
-    let room = confer_room::start(
-        room_config,
-        Backends::in_memory(),
-        registry,
-        Default::default(),
-        signal.clone(),
-    )
-    .await?;
-    let room_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let room_addr = room_listener.local_addr()?;
-    tokio::spawn(confer_room::grpc::serve(
-        room,
-        room_listener,
-        signal.clone(),
-    ));
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("ws://{}/v1/signal", http.local_addr()?);
-    tokio::spawn(confer_gateway::run(
-        GatewayConfig::default(),
-        http,
-        Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
-        SfuDirectory::remote(),
-        ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
-        signal,
-    ));
+    let services = confer_e2e::split::SplitServices::start().await?;
+    let url = services.signal_url.clone();
 
     let mut client = SignalClient::connect(&url).await?;
     client

@@ -2,62 +2,19 @@
 //! service over gRPC, which places the room on the SFU; the gateway then drives that
 //! SFU over its gRPC control API.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use confer_e2e::signal::{SignalClient, client_offer};
-use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
-use confer_room::grpc::GrpcRoom;
-use confer_room::registry::{SfuNode, SfuRegistry};
-use confer_room::{Backends, RoomConfig};
 use confer_sfu::core::TrackSource;
-use confer_sfu::{ParticipantId, SfuApi as _, SfuConfig, SfuError, grpc};
+use confer_sfu::{ParticipantId, SfuApi as _, SfuError, grpc};
 use serde_json::json;
-use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<()> {
-    let (_shutdown, signal) = watch::channel(false);
-    let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let control_addr = control.local_addr()?;
-    tokio::spawn(grpc::serve(sfu.clone(), control, signal.clone()));
-
-    let room_config = RoomConfig {
-        anonymous_tenant: Some("dev".into()),
-        ..RoomConfig::default()
-    };
-    let registry = SfuRegistry::new(vec![SfuNode {
-        id: "sfu-a".into(),
-        region: room_config.default_region.clone(),
-        control: control_addr.to_string(),
-    }]);
-    let room = confer_room::start(
-        room_config,
-        Backends::in_memory(),
-        registry,
-        Default::default(),
-        signal.clone(),
-    )
-    .await?;
-    let room_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let room_addr = room_listener.local_addr()?;
-    tokio::spawn(confer_room::grpc::serve(
-        room,
-        room_listener,
-        signal.clone(),
-    ));
-
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("ws://{}/v1/signal", http.local_addr()?);
-    tokio::spawn(confer_gateway::run(
-        GatewayConfig::default(),
-        http,
-        Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
-        SfuDirectory::remote(),
-        ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
-        signal,
-    ));
+    let services = confer_e2e::split::SplitServices::start().await?;
+    let url = services.signal_url.clone();
+    let sfu = &services.sfu;
+    let control_addr = services.sfu_control;
 
     let offer = client_offer(2)?;
     let mut clients = Vec::new();

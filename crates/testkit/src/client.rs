@@ -3,16 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::RTCRtpSenderId;
 
 /// What a client does in the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,43 +42,13 @@ pub fn vp8_payload(keyframe: bool, len: usize) -> Vec<u8> {
 
 impl Client {
     pub fn new(now: Instant, kind: ClientKind, addr: SocketAddr) -> anyhow::Result<Self> {
-        let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
-        // Default interceptors, so the client sends RTCP (reports, NACKs, TWCC) too.
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .build(now)?;
         let ssrc = 0x1000_0000 | u32::from(addr.port());
-        let sender = match kind {
-            ClientKind::Publisher => Some(pc.add_track(camera_track(ssrc))?),
+        let (pc, sender) = match kind {
+            ClientKind::Publisher => confer_loadtest::peer::build(now, Some(ssrc), 0, addr)?,
             ClientKind::Subscriber { video_slots } => {
-                for _ in 0..video_slots {
-                    pc.add_transceiver_from_kind(
-                        RtpCodecKind::Video,
-                        Some(RTCRtpTransceiverInit {
-                            direction: RTCRtpTransceiverDirection::Recvonly,
-                            streams: Vec::new(),
-                            send_encodings: Vec::new(),
-                        }),
-                    )?;
-                }
-                None
+                confer_loadtest::peer::build(now, None, video_slots, addr)?
             }
         };
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".into(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
         Ok(Self {
             pc,
             addr,
@@ -118,25 +80,4 @@ impl Client {
             let _ = sender.write_rtp(now, packet);
         }
     }
-}
-
-fn camera_track(ssrc: u32) -> MediaStreamTrack {
-    MediaStreamTrack::new(
-        format!("camera-{ssrc}"),
-        format!("camera-video-{ssrc}"),
-        "camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: "video/VP8".into(),
-                clock_rate: 90_000,
-                ..Default::default()
-            },
-            ..Default::default()
-        }],
-    )
 }

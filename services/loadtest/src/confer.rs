@@ -18,16 +18,19 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 const RATE_LIMIT_RETRY: Duration = Duration::from_millis(250);
 const RATE_LIMIT_TRIES: usize = 200;
 
-/// Joins `room` as `name` and negotiates `offer_sdp`; returns the answer. The session
-/// stays open (its messages read and dropped) until `stop`.
+/// Joins `room` as `name` (with a token from `key` when given) and negotiates
+/// `offer_sdp`; returns the answer. The session stays open (its messages read and
+/// dropped) until `stop`.
 pub async fn join(
     signal_url: &str,
+    key: Option<&confer_auth::TokenKey>,
     room: &str,
     name: &str,
-    token: Option<&str>,
     offer_sdp: &str,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<String> {
+    let token = key.map(|key| self::token(key, room, name));
+    let token = token.as_deref();
     let mut tries = 0;
     let mut ws = loop {
         match join_once(signal_url, room, name, token).await {
@@ -54,7 +57,7 @@ pub async fn join(
 }
 
 /// An access token for `identity` in `room`, valid for a day.
-pub fn token(key: &confer_auth::TokenKey, room: &str, identity: &str) -> String {
+fn token(key: &confer_auth::TokenKey, room: &str, identity: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -12,7 +12,7 @@ mod confer;
 mod cpu;
 mod janus;
 mod measure;
-mod peer;
+pub mod peer;
 pub mod stamp;
 
 use std::net::IpAddr;
@@ -83,7 +83,6 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     let connected = Arc::new(Semaphore::new(0));
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let mut rooms_of = Vec::new(); // per task spawned: its room, in spawn order
     let http = reqwest::Client::new();
     let run_id = rand::random::<u32>();
     for room in 0..config.rooms {
@@ -105,14 +104,11 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
             let name = format!("publisher-{p}");
             let answer = match &config.target {
                 Target::Confer { signal_url, key } => {
-                    let token = key
-                        .as_ref()
-                        .map(|key| confer::token(key, &room_name, &name));
                     confer::join(
                         signal_url,
+                        key.as_deref(),
                         &room_name,
                         &name,
-                        token.as_deref(),
                         &offer,
                         stop.clone(),
                     )
@@ -140,22 +136,18 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
                 connected.clone(),
                 stop.clone(),
             ));
-            rooms_of.push(room);
         }
         for s in 0..config.subscribers {
             let name = format!("subscriber-{s}");
             let peer = match &config.target {
                 Target::Confer { signal_url, key } => {
-                    let token = key
-                        .as_ref()
-                        .map(|key| confer::token(key, &room_name, &name));
                     let mut peer = Peer::bind(config.client_ip, false, config.publishers).await?;
                     let offer = peer.offer()?;
                     let answer = confer::join(
                         signal_url,
+                        key.as_deref(),
                         &room_name,
                         &name,
-                        token.as_deref(),
                         &offer,
                         stop.clone(),
                     )
@@ -174,7 +166,6 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
                 }
             };
             tasks.spawn(peer.run(None, clock.clone(), connected.clone(), stop.clone()));
-            rooms_of.push(room);
         }
     }
     let clients = tasks.len();

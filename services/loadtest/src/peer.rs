@@ -70,43 +70,13 @@ impl Peer {
             .await
             .context("failed to bind a client socket")?;
         let local = socket.local_addr()?;
-        let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
-        // The stack consumes inbound RTCP; the tap hands keyframe requests up to us.
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
-            .with(InterceptorSlot::from(TAP_SLOT), FeedbackTap::default());
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())?;
         let ssrc = rand::random::<u32>() | 1;
-        let sender = if publishing {
-            Some(pc.add_track(camera_track(ssrc))?)
-        } else {
-            None
-        };
-        for _ in 0..video_slots {
-            pc.add_transceiver_from_kind(
-                RtpCodecKind::Video,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    streams: Vec::new(),
-                    send_encodings: Vec::new(),
-                }),
-            )?;
-        }
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".into(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+        let (pc, sender) = build(
+            Instant::now(),
+            publishing.then_some(ssrc),
+            video_slots,
+            local,
+        )?;
         Ok(Self {
             pc,
             socket,
@@ -254,6 +224,53 @@ impl Peer {
                 .await;
         }
     }
+}
+
+/// A webrtc-rs peer connection with a host candidate at `local`: publishing one VP8
+/// camera track with `ssrc` when given, and `video_slots` recvonly video transceivers.
+/// Default interceptors (NACK, reports, TWCC), plus the tap that hands keyframe
+/// requests up to the application.
+pub fn build(
+    now: Instant,
+    ssrc: Option<u32>,
+    video_slots: usize,
+    local: SocketAddr,
+) -> anyhow::Result<(RTCPeerConnection, Option<RTCRtpSenderId>)> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+        .with(InterceptorSlot::from(TAP_SLOT), FeedbackTap::default());
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    let sender = match ssrc {
+        Some(ssrc) => Some(pc.add_track(camera_track(ssrc))?),
+        None => None,
+    };
+    for _ in 0..video_slots {
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: Vec::new(),
+                send_encodings: Vec::new(),
+            }),
+        )?;
+    }
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".into(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+    Ok((pc, sender))
 }
 
 /// What one peer counted.
