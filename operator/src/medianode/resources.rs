@@ -62,6 +62,9 @@ fn meta(node: &MediaNode) -> ObjectMeta {
     }
 }
 
+/// Where each SFU pod serves `/metrics` (`confer sfu --metrics-listen`).
+pub const SFU_METRICS_PORT: i32 = 9092;
+
 pub fn config_map(node: &MediaNode, defaults: &PodDefaults) -> ConfigMap {
     let spec = &node.spec;
     ConfigMap {
@@ -88,6 +91,10 @@ pub fn config_map(node: &MediaNode, defaults: &PodDefaults) -> ConfigMap {
                 "CONFER_CONTROL_LISTEN".to_owned(),
                 format!("0.0.0.0:{}", spec.ports.control),
             ),
+            (
+                "CONFER_METRICS_LISTEN".to_owned(),
+                format!("0.0.0.0:{SFU_METRICS_PORT}"),
+            ),
         ])),
         ..ConfigMap::default()
     }
@@ -100,12 +107,20 @@ pub fn service(node: &MediaNode) -> Service {
             cluster_ip: Some("None".to_owned()),
             selector: Some(selector_labels(node)),
             publish_not_ready_addresses: Some(true),
-            ports: Some(vec![ServicePort {
-                name: Some("control".to_owned()),
-                port: node.spec.ports.control,
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("control".to_owned()),
+                    port: node.spec.ports.control,
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+                ServicePort {
+                    name: Some("metrics".to_owned()),
+                    port: SFU_METRICS_PORT,
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -177,6 +192,12 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             ContainerPort {
                 name: Some("control".to_owned()),
                 container_port: spec.ports.control,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: SFU_METRICS_PORT,
                 protocol: Some("TCP".to_owned()),
                 ..ContainerPort::default()
             },

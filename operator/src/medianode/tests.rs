@@ -286,6 +286,12 @@ async fn a_new_media_node_gets_its_resources_and_a_status() {
     assert_eq!(pod["hostNetwork"], true);
     assert_eq!(pod["containers"][0]["image"], "confer:test");
     assert_eq!(pod["containers"][0]["ports"][0]["hostPort"], 7882);
+    // Each pod serves /metrics where the SFU ServiceMonitor scrapes it.
+    assert_eq!(config["data"]["CONFER_METRICS_LISTEN"], "0.0.0.0:9092");
+    assert_eq!(pod["containers"][0]["ports"][2]["name"], "metrics");
+    assert_eq!(pod["containers"][0]["ports"][2]["containerPort"], 9092);
+    let service = &seen[1];
+    assert_eq!(service["spec"]["ports"][1]["name"], "metrics", "{service}");
     assert_eq!(status["status"]["selector"], "confer.dev/medianode=eu");
     assert_eq!(status["status"]["observedGeneration"], 4);
     assert_eq!(status["status"]["pods"][0]["state"], "Serving");
