@@ -28,8 +28,4 @@ impl LabeledCounter {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
-
-    pub fn total(&self) -> u64 {
-        self.snapshot().iter().map(|(_, v)| v).sum()
-    }
 }

@@ -115,10 +115,6 @@ impl Exposition {
         self.out.push_str(text);
     }
 
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     /// The finished text (OpenMetrics ends with `# EOF`).
     pub fn finish(mut self) -> String {
         if self.format == Format::OpenMetrics {

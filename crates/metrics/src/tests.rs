@@ -80,5 +80,4 @@ fn a_labeled_counter_counts_per_label() {
         counter.snapshot(),
         vec![("invalid_token".into(), 2), ("room_full".into(), 1)]
     );
-    assert_eq!(counter.total(), 3);
 }

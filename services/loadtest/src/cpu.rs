@@ -39,8 +39,22 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_used_some_cpu() {
-        let cpu = process_cpu(std::process::id()).expect("own stat");
-        assert!(cpu < Duration::from_secs(60 * 60 * 24));
+    fn this_process_cpu_grows_while_it_computes() {
+        let before = process_cpu(std::process::id()).expect("own stat");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut spin = 0u64;
+        let grew = loop {
+            for i in 0..100_000u64 {
+                spin = std::hint::black_box(spin.wrapping_add(i));
+            }
+            let now = process_cpu(std::process::id()).expect("own stat");
+            if now > before {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+        };
+        assert!(grew, "10 s of spinning never showed in /proc/self/stat");
     }
 }

@@ -36,16 +36,17 @@ impl Stamp {
     /// Reads a stamp off the end of a received payload; `None` when it carries none.
     pub fn read(payload: &[u8]) -> Option<Self> {
         let at = payload.len().checked_sub(STAMP_LEN)?;
-        let stamp = &payload[at..];
-        let word = |range: std::ops::Range<usize>| stamp.get(range).map(<[u8]>::to_vec);
-        let magic = u32::from_be_bytes(word(0..4)?.try_into().ok()?);
-        if magic != MAGIC {
+        let stamp: &[u8; STAMP_LEN] = payload[at..].try_into().ok()?;
+        let (magic, rest) = stamp.split_first_chunk::<4>()?;
+        let (publisher, rest) = rest.split_first_chunk::<4>()?;
+        let (counter, sent_us) = rest.split_first_chunk::<8>()?;
+        if u32::from_be_bytes(*magic) != MAGIC {
             return None;
         }
         Some(Self {
-            publisher: u32::from_be_bytes(word(4..8)?.try_into().ok()?),
-            counter: u64::from_be_bytes(word(8..16)?.try_into().ok()?),
-            sent_us: u64::from_be_bytes(word(16..24)?.try_into().ok()?),
+            publisher: u32::from_be_bytes(*publisher),
+            counter: u64::from_be_bytes(*counter),
+            sent_us: u64::from_be_bytes(sent_us.try_into().ok()?),
         })
     }
 }
