@@ -20,6 +20,7 @@ struct Counters {
     nacks_sent: AtomicU64,
     retransmissions_sent: AtomicU64,
     layer_switches: AtomicU64,
+    losses_unrepaired: AtomicU64,
     slots_paused: AtomicU64,
     impaired_dropped: AtomicU64,
     peers: AtomicU64,
@@ -48,6 +49,9 @@ pub struct StatsSnapshot {
     pub retransmissions_sent: u64,
     /// Times a subscriber's slot moved to another simulcast layer (at a keyframe).
     pub layer_switches: u64,
+    /// Packets a publisher lost on the way in and did not resend in time; each asked
+    /// for a keyframe on behalf of that layer's subscribers.
+    pub losses_unrepaired: u64,
     /// Times a video slot was paused (hidden tile, or a subscriber short of bandwidth).
     pub slots_paused: u64,
     /// Datagrams dropped by the configured impairment (fault injection; 0 in production).
@@ -72,6 +76,7 @@ impl SfuStats {
             nacks_sent: c.nacks_sent.load(Relaxed),
             retransmissions_sent: c.retransmissions_sent.load(Relaxed),
             layer_switches: c.layer_switches.load(Relaxed),
+            losses_unrepaired: c.losses_unrepaired.load(Relaxed),
             slots_paused: c.slots_paused.load(Relaxed),
             impaired_dropped: c.impaired_dropped.load(Relaxed),
             peers: c.peers.load(Relaxed),
@@ -110,6 +115,9 @@ impl SfuStats {
     }
     pub(crate) fn layer_switched(&self) {
         self.0.layer_switches.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn loss_unrepaired(&self) {
+        self.0.losses_unrepaired.fetch_add(1, Relaxed);
     }
     pub(crate) fn slot_paused(&self) {
         self.0.slots_paused.fetch_add(1, Relaxed);
@@ -185,6 +193,11 @@ impl StatsSnapshot {
                 "confer_sfu_layer_switches",
                 "Simulcast layer switches of subscriber slots.",
                 self.layer_switches,
+            ),
+            (
+                "confer_sfu_losses_unrepaired",
+                "Inbound losses not resent in time, answered with a keyframe request.",
+                self.losses_unrepaired,
             ),
             (
                 "confer_sfu_slots_paused",

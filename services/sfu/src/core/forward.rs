@@ -71,22 +71,41 @@ impl Sfu {
         };
         let kind = published.kind;
         let ssrc = packet.header.ssrc;
+        let format = PayloadFormat::of(codec);
         let keyframe = match kind {
-            MediaKind::Video => frame::keyframe_start(PayloadFormat::of(codec), &packet.payload),
+            MediaKind::Video => frame::keyframe_start(format, &packet.payload),
             MediaKind::Audio => None,
         };
         // Padding-only packets (bandwidth probes) keep coming on a layer the publisher
         // has stopped encoding; they must not make it look alive.
         let carries_media = !packet.payload.is_empty();
-        if carries_media && let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) {
-            layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);
-            if let Some(size) = keyframe.and_then(|k| k.size)
-                && layer.size != Some(size)
-            {
-                layer.size = Some(size);
-                layers::sort_layers(&mut published.layers);
+        let mut unrepaired = false;
+        if let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) {
+            unrepaired = kind == MediaKind::Video
+                && layer.losses.on_packet(now, packet.header.sequence_number);
+            if carries_media {
+                layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);
+                if let Some(size) = keyframe.and_then(|k| k.size)
+                    && layer.size != Some(size)
+                {
+                    layer.size = Some(size);
+                    layers::sort_layers(&mut published.layers);
+                }
             }
         }
+        // Layers that stopped while this one goes on: subscribers still on one of them
+        // are chosen for again now, not at the next housekeeping tick.
+        let mut stopped = [0u32; 4];
+        let mut n_stopped = 0;
+        if carries_media {
+            for layer in &published.layers {
+                if n_stopped < stopped.len() && layer.behind(Some(now)) {
+                    stopped[n_stopped] = layer.ssrc;
+                    n_stopped += 1;
+                }
+            }
+        }
+        let stopped = &stopped[..n_stopped];
         let ts_gap = match kind {
             MediaKind::Audio => 960,
             MediaKind::Video => 3000,
@@ -94,6 +113,7 @@ impl Sfu {
         let Some(room) = self.rooms.get(&peer.room) else {
             return;
         };
+        let mut forwarded_layer = false;
         for subscriber in &room.members {
             if *subscriber == publisher {
                 continue;
@@ -112,6 +132,9 @@ impl Sfu {
                     continue;
                 }
                 if kind == MediaKind::Video && slot.current != Some(ssrc) {
+                    if slot.target.is_some_and(|target| stopped.contains(&target)) {
+                        self.dirty.push(*subscriber);
+                    }
                     // Join the chosen layer only where a keyframe starts.
                     if slot.target != Some(ssrc) || keyframe.is_none() {
                         continue;
@@ -122,6 +145,7 @@ impl Sfu {
                     slot.current = Some(ssrc);
                     sub.congestion.rate_changed(now);
                 }
+                forwarded_layer = true;
                 let Some(payload_type) = map_payload_type(codec, &slot.codecs) else {
                     continue;
                 };
@@ -132,6 +156,9 @@ impl Sfu {
                     packet.header.timestamp,
                     ts_gap,
                 );
+                if format == PayloadFormat::Vp8 {
+                    out.payload = slot.picture_ids.rewrite(ssrc, &packet.payload);
+                }
                 out.header.sequence_number = sequence_number;
                 out.header.timestamp = timestamp;
                 out.header.ssrc = slot.ssrc;
@@ -145,6 +172,17 @@ impl Sfu {
                 }
                 touched.push(*subscriber);
             }
+        }
+        // A packet the publisher did not resend in time leaves every subscriber of this
+        // layer with a frame it cannot decode: a keyframe repairs that now, where the
+        // subscriber's own request would come only after seconds of frozen video.
+        if unrepaired && forwarded_layer {
+            self.stats.loss_unrepaired();
+            let source = Source {
+                publisher,
+                track_id: track_id.to_owned(),
+            };
+            self.request_keyframe(now, &source, ssrc, touched);
         }
     }
 

@@ -12,9 +12,17 @@
 
 use std::time::{Duration, Instant};
 
+use super::loss_watch::LossWatch;
+
 /// A layer that sent nothing for this long is not offered to subscribers (publishers
 /// stop their upper layers when their own uplink is short).
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
+/// A layer whose last packet is this far behind its track's freshest layer has been
+/// stopped by the publisher, though it is not idle yet: a publisher encodes every layer
+/// from the same captured frames, so a sending layer keeps pace with the others.
+/// Noticing this early is what keeps a subscriber on that layer from freezing until
+/// [`LAYER_IDLE`].
+const LAYER_BEHIND: Duration = Duration::from_millis(500);
 /// The bitrate meter's averaging window.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 
@@ -28,6 +36,8 @@ pub(crate) struct Layer {
     pub(crate) size: Option<(u16, u16)>,
     pub(crate) rate: RateMeter,
     pub(crate) last_keyframe_request: Option<Instant>,
+    /// Packets lost on the way in and not yet resent.
+    pub(crate) losses: LossWatch,
 }
 
 impl Layer {
@@ -38,18 +48,37 @@ impl Layer {
             size: None,
             rate: RateMeter::default(),
             last_keyframe_request: None,
+            losses: LossWatch::default(),
         }
     }
 
-    pub(crate) fn view(&self, now: Instant) -> LayerView {
+    /// What the allocator sees of this layer; `freshest` is when the track's most
+    /// recent media came, on any layer (see [`freshest`]).
+    pub(crate) fn view(&self, now: Instant, freshest: Option<Instant>) -> LayerView {
         LayerView {
             ssrc: self.ssrc,
             width: self.size.map(|(w, _)| w),
             height: self.size.map(|(_, h)| h),
             bps: self.rate.bps(),
-            active: self.rate.active(now),
+            active: self.rate.active(now) && !self.behind(freshest),
         }
     }
+
+    /// Whether this layer stopped while others of its track go on.
+    pub(crate) fn behind(&self, freshest: Option<Instant>) -> bool {
+        match (self.rate.last_packet, freshest) {
+            (Some(last), Some(freshest)) => freshest.saturating_duration_since(last) > LAYER_BEHIND,
+            _ => false,
+        }
+    }
+}
+
+/// When the most recent media of a track came, on any of its layers.
+pub(crate) fn freshest(layers: &[Layer]) -> Option<Instant> {
+    layers
+        .iter()
+        .filter_map(|layer| layer.rate.last_packet)
+        .max()
 }
 
 /// Orders layers lowest first: by picture size once every layer's is known, by offer

@@ -33,6 +33,7 @@ use super::codecs::{self, Codec};
 use super::feedback::{self, FeedbackCounter, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
 use super::offer::{requested_slots, simulcast_send_rids, slides_mids};
+use super::picture_ids::PictureIds;
 use super::rewrite::Rewriter;
 use super::source::{Blocked, TrackSource};
 use super::{MediaKind, PeerKey};
@@ -72,6 +73,7 @@ pub(crate) struct Slot {
     pub(crate) codecs: Vec<Codec>,
     pub(crate) source: Option<Source>,
     pub(crate) rewriter: Rewriter,
+    pub(crate) picture_ids: PictureIds,
     /// What the subscriber renders this slot at (video).
     pub(crate) wanted: Wanted,
     /// The layer (by SSRC) chosen for this slot; `None` pauses it.
@@ -85,7 +87,15 @@ impl Slot {
     pub(crate) fn set_source(&mut self, source: Option<Source>) {
         self.source = source;
         self.target = None;
+        self.pause();
+    }
+
+    /// Stops forwarding until the next keyframe of `target`; the output then continues
+    /// where it stopped.
+    pub(crate) fn pause(&mut self) {
         self.current = None;
+        self.rewriter.restart();
+        self.picture_ids.restart();
     }
 }
 
@@ -338,6 +348,7 @@ impl PendingSlot {
             codecs,
             source: None,
             rewriter: Rewriter::default(),
+            picture_ids: PictureIds::default(),
             wanted: Wanted::default(),
             target: None,
             current: None,

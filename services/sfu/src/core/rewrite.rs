@@ -40,6 +40,13 @@ impl Rewriter {
         self.started = true;
         (out_seq, out_ts)
     }
+
+    /// The slot stopped forwarding (a paused tile): the next packet, even from the same
+    /// source, continues from the last one sent instead of leaving a gap the receiver
+    /// would ask to have resent.
+    pub(crate) fn restart(&mut self) {
+        self.source_ssrc = None;
+    }
 }
 
 fn seq_newer(a: u16, b: u16) -> bool {
@@ -74,6 +81,15 @@ mod tests {
         rewriter.rewrite(1, 12, 0, 3000);
         assert_eq!(rewriter.rewrite(1, 11, 0, 3000).0, 11);
         assert_eq!(rewriter.rewrite(2, 500, 0, 3000).0, 13);
+    }
+
+    #[test]
+    fn a_restart_closes_the_gap_of_a_pause() {
+        let mut rewriter = Rewriter::default();
+        rewriter.rewrite(1, 100, 9000, 3000);
+        rewriter.restart();
+        assert_eq!(rewriter.rewrite(1, 400, 99_000, 3000), (101, 12000));
+        assert_eq!(rewriter.rewrite(1, 401, 102_000, 3000), (102, 15000));
     }
 
     proptest! {

@@ -94,7 +94,7 @@ impl Sfu {
 
     /// A subscriber's REMB: compared with what its slots are being sent now.
     pub(super) fn on_estimate(&mut self, now: Instant, key: PeerKey, estimate_bps: f32) {
-        let sending = self.sending_bps(now, key);
+        let sending = self.sending_bps(key);
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -107,7 +107,7 @@ impl Sfu {
     }
 
     /// Video bits per second the subscriber's slots forward now.
-    fn sending_bps(&self, now: Instant, key: PeerKey) -> u64 {
+    fn sending_bps(&self, key: PeerKey) -> u64 {
         let Some(peer) = self.peers.get(&key) else {
             return 0;
         };
@@ -122,7 +122,7 @@ impl Sfu {
                     .published
                     .get(&source.track_id)?;
                 let layer = published.layers.iter().find(|l| l.ssrc == current)?;
-                Some(layer.view(now).bps)
+                Some(layer.rate.bps())
             })
             .sum()
     }
@@ -161,8 +161,13 @@ impl Sfu {
                 continue;
             };
             slot_indices.push(index);
+            let freshest = layers::freshest(&published.layers);
             demands.push(Demand {
-                layers: published.layers.iter().map(|l| l.view(now)).collect(),
+                layers: published
+                    .layers
+                    .iter()
+                    .map(|l| l.view(now, freshest))
+                    .collect(),
                 wanted: slot.wanted,
             });
         }
@@ -177,7 +182,7 @@ impl Sfu {
             let target = choice.map(|layer| demand.layers[layer].ssrc);
             if target.is_none() && slot.current.is_some() {
                 self.stats.slot_paused();
-                slot.current = None;
+                slot.pause();
             }
             slot.target = target;
             if let (Some(target), Some(source)) = (target, &slot.source)
