@@ -15,6 +15,7 @@ use tracing::debug;
 use super::codecs::map_payload_type;
 use super::frame::{self, PayloadFormat};
 use super::layers;
+use super::loss_watch::Around;
 use super::peer::Source;
 use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu};
 
@@ -81,8 +82,18 @@ impl Sfu {
         let carries_media = !packet.payload.is_empty();
         let mut unrepaired = false;
         if let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) {
-            unrepaired = kind == MediaKind::Video
-                && layer.losses.on_packet(now, packet.header.sequence_number);
+            if kind == MediaKind::Video {
+                let around = carries_media.then(|| Around {
+                    timestamp: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    vp8: (format == PayloadFormat::Vp8)
+                        .then(|| frame::vp8_position(&packet.payload))
+                        .flatten(),
+                });
+                unrepaired = layer
+                    .losses
+                    .on_packet(now, packet.header.sequence_number, around);
+            }
             if carries_media {
                 layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);
                 if let Some(size) = keyframe.and_then(|k| k.size)

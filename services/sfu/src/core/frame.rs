@@ -92,6 +92,49 @@ fn vp8_keyframe_start(payload: &[u8]) -> Option<KeyframeStart> {
     Some(KeyframeStart { size })
 }
 
+/// Where a VP8 packet sits among the pictures of its stream (RFC 7741 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Vp8Position {
+    /// 7- or 15-bit PictureID, when the publisher sends one.
+    pub(crate) picture_id: Option<u16>,
+    /// Temporal layer index, when the publisher uses temporal layers.
+    pub(crate) temporal_id: Option<u8>,
+    /// The packet starts a picture (S bit on partition 0).
+    pub(crate) starts_picture: bool,
+}
+
+pub(crate) fn vp8_position(payload: &[u8]) -> Option<Vp8Position> {
+    let first = *payload.first()?;
+    let mut position = Vp8Position {
+        picture_id: None,
+        temporal_id: None,
+        starts_picture: first & 0x10 != 0 && first & 0x07 == 0,
+    };
+    if first & 0x80 == 0 {
+        return Some(position);
+    }
+    let flags = *payload.get(1)?;
+    let mut offset = 2;
+    if flags & 0x80 != 0 {
+        let high = *payload.get(offset)?;
+        position.picture_id = Some(if high & 0x80 != 0 {
+            let low = *payload.get(offset + 1)?;
+            offset += 2;
+            (u16::from(high & 0x7f) << 8) | u16::from(low)
+        } else {
+            offset += 1;
+            u16::from(high)
+        });
+    }
+    if flags & 0x40 != 0 {
+        offset += 1;
+    }
+    if flags & 0x20 != 0 {
+        position.temporal_id = Some(*payload.get(offset)? >> 6);
+    }
+    Some(position)
+}
+
 /// RFC 6184: an IDR slice or a sequence parameter set, alone, aggregated (STAP-A) or
 /// at the start of a fragment (FU-A).
 fn h264_starts_keyframe(payload: &[u8]) -> bool {
@@ -196,9 +239,34 @@ mod tests {
         assert!(!h264_starts_keyframe(&[0x78, 0x00, 0x09, 0x67]));
     }
 
+    #[test]
+    fn reads_where_a_vp8_packet_sits() {
+        // X, S, partition 0; I, L, T; 15-bit PictureID 0x0123; TL0PICIDX; TID 2.
+        let packet = [0x90, 0xe0, 0x81, 0x23, 0x07, 0x80, 0x00];
+        assert_eq!(
+            vp8_position(&packet),
+            Some(Vp8Position {
+                picture_id: Some(0x0123),
+                temporal_id: Some(2),
+                starts_picture: true,
+            })
+        );
+        // A continuation with a 7-bit PictureID and no temporal layers.
+        assert_eq!(
+            vp8_position(&[0x80, 0x80, 0x05, 0x00]),
+            Some(Vp8Position {
+                picture_id: Some(5),
+                temporal_id: None,
+                starts_picture: false,
+            })
+        );
+        assert_eq!(vp8_position(&[0x90, 0xe0, 0x81, 0x23, 0x07]), None);
+    }
+
     proptest! {
         #[test]
         fn any_payload_is_read_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = vp8_position(&bytes);
             let _ = keyframe_start(PayloadFormat::Vp8, &bytes);
             let _ = keyframe_start(PayloadFormat::H264, &bytes);
         }

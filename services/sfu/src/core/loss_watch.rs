@@ -12,45 +12,97 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::frame::Vp8Position;
+
 /// How long a missing packet may take to arrive (a resend, or reordering) before the
 /// layer counts as broken: several NACK rounds at 20 ms, with room for a slow uplink.
 pub(crate) const REPAIR_WAIT: Duration = Duration::from_millis(350);
 /// More missing packets than this at once is a break, whatever the timing.
 const MAX_MISSING: usize = 256;
+/// VP8 PictureIDs count modulo 2^15.
+const PICTURE_ID_MODULUS: u16 = 1 << 15;
+
+/// A received media packet, as far as judging the gap next to it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Around {
+    pub(crate) timestamp: u32,
+    pub(crate) marker: bool,
+    pub(crate) vp8: Option<Vp8Position>,
+}
+
+/// The media packets on either side of one gap.
+#[derive(Debug)]
+struct Gap {
+    id: u64,
+    before: Option<Around>,
+    after: Option<Around>,
+}
 
 /// Open gaps of one incoming stream.
 #[derive(Debug, Default)]
 pub(crate) struct LossWatch {
     highest: Option<u16>,
-    /// Missing sequence numbers, oldest first, with when each was found missing.
-    missing: VecDeque<(u16, Instant)>,
+    /// The newest media packet received in order: what precedes any new gap.
+    last_media: Option<Around>,
+    /// Missing sequence numbers, oldest first: when each went missing, and its gap.
+    missing: VecDeque<(u16, Instant, u64)>,
+    gaps: VecDeque<Gap>,
+    next_gap: u64,
+    /// The highest temporal layer seen: its pictures are never referenced.
+    top_temporal_id: u8,
 }
 
 impl LossWatch {
-    /// Records packet `seq`; `true` when a packet has now been missing longer than
-    /// [`REPAIR_WAIT`] (or too many are), so the layer needs a keyframe. Each gap
-    /// answers `true` once.
-    pub(crate) fn on_packet(&mut self, now: Instant, seq: u16) -> bool {
+    /// Records packet `seq` (`media` is `None` for padding); `true` when a packet that
+    /// may have held a referenced picture has been missing longer than [`REPAIR_WAIT`]
+    /// (or too many are), so the layer needs a keyframe. Each break answers once.
+    pub(crate) fn on_packet(&mut self, now: Instant, seq: u16, media: Option<Around>) -> bool {
+        if let Some(tid) = media.and_then(|m| m.vp8).and_then(|v| v.temporal_id) {
+            self.top_temporal_id = self.top_temporal_id.max(tid);
+        }
         let Some(highest) = self.highest else {
             self.highest = Some(seq);
+            self.last_media = media;
             return false;
         };
         let ahead = seq.wrapping_sub(highest);
         if ahead == 0 {
             // A duplicate.
         } else if ahead < 0x8000 {
-            if usize::from(ahead) > MAX_MISSING
-                || self.missing.len() + usize::from(ahead) > MAX_MISSING
-            {
-                self.missing.clear();
+            if self.missing.len() + usize::from(ahead) > MAX_MISSING {
                 self.highest = Some(seq);
+                self.last_media = media;
+                self.forget();
                 return true;
             }
-            for step in 1..ahead {
-                self.missing.push_back((highest.wrapping_add(step), now));
+            if ahead > 1 {
+                let id = self.next_gap;
+                self.next_gap += 1;
+                self.gaps.push_back(Gap {
+                    id,
+                    before: self.last_media,
+                    after: None,
+                });
+                for step in 1..ahead {
+                    self.missing
+                        .push_back((highest.wrapping_add(step), now, id));
+                }
             }
             self.highest = Some(seq);
-        } else if let Some(at) = self.missing.iter().position(|(missing, _)| *missing == seq) {
+            if media.is_some() {
+                for gap in self.gaps.iter_mut().rev() {
+                    if gap.after.is_some() {
+                        break;
+                    }
+                    gap.after = media;
+                }
+                self.last_media = media;
+            }
+        } else if let Some(at) = self
+            .missing
+            .iter()
+            .position(|(missing, _, _)| *missing == seq)
+        {
             self.missing.remove(at);
         }
         self.expire(now)
@@ -58,19 +110,67 @@ impl LossWatch {
 
     fn expire(&mut self, now: Instant) -> bool {
         let mut broken = false;
-        while let Some(&(_, since)) = self.missing.front() {
+        while let Some(&(_, since, gap)) = self.missing.front() {
             if now.saturating_duration_since(since) < REPAIR_WAIT {
                 break;
             }
             self.missing.pop_front();
-            broken = true;
+            broken |= self
+                .gaps
+                .iter()
+                .find(|g| g.id == gap)
+                .is_none_or(|g| may_be_referenced(g, self.top_temporal_id));
         }
         if broken {
             // One keyframe repairs every gap before it.
-            self.missing.clear();
+            self.forget();
+            return true;
         }
-        broken
+        let oldest_open = self
+            .missing
+            .front()
+            .map_or(self.next_gap, |(_, _, gap)| *gap);
+        while self.gaps.front().is_some_and(|g| g.id < oldest_open) {
+            self.gaps.pop_front();
+        }
+        false
     }
+
+    fn forget(&mut self) {
+        self.missing.clear();
+        self.gaps.clear();
+    }
+}
+
+/// Whether what a gap lost may be a picture others are decoded from. Only VP8 says
+/// enough to tell otherwise: a gap inside one picture, or at the edge of adjacent
+/// pictures, of the top temporal layer (never referenced), or between whole pictures
+/// (padding), is harmless; anything else, or not knowing, matters.
+fn may_be_referenced(gap: &Gap, top_temporal_id: u8) -> bool {
+    let (Some(before), Some(after)) = (gap.before, gap.after) else {
+        return true;
+    };
+    let (Some(b), Some(a)) = (before.vp8, after.vp8) else {
+        return true;
+    };
+    let unreferenced = |tid: Option<u8>| top_temporal_id > 0 && tid == Some(top_temporal_id);
+    if before.timestamp == after.timestamp {
+        return !unreferenced(b.temporal_id);
+    }
+    let adjacent = match (b.picture_id, a.picture_id) {
+        (Some(b), Some(a)) => a.wrapping_sub(b) % PICTURE_ID_MODULUS == 1,
+        _ => false,
+    };
+    if !adjacent {
+        return true;
+    }
+    let harmless = match (before.marker, a.starts_picture) {
+        (true, true) => true,
+        (false, true) => unreferenced(b.temporal_id),
+        (true, false) => unreferenced(a.temporal_id),
+        (false, false) => unreferenced(b.temporal_id) && unreferenced(a.temporal_id),
+    };
+    !harmless
 }
 
 #[cfg(test)]
@@ -86,29 +186,32 @@ mod tests {
     fn a_gap_that_is_filled_in_time_is_not_a_break() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        assert!(!watch.on_packet(t, 10));
-        assert!(!watch.on_packet(ms(t, 10), 12));
-        assert!(!watch.on_packet(ms(t, 50), 11), "the resend fills the gap");
-        assert!(!watch.on_packet(ms(t, 1000), 13));
+        assert!(!watch.on_packet(t, 10, None));
+        assert!(!watch.on_packet(ms(t, 10), 12, None));
+        assert!(
+            !watch.on_packet(ms(t, 50), 11, None),
+            "the resend fills the gap"
+        );
+        assert!(!watch.on_packet(ms(t, 1000), 13, None));
     }
 
     #[test]
     fn a_gap_left_open_is_one_break() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 65_534);
+        watch.on_packet(t, 65_534, None);
         assert!(
-            !watch.on_packet(ms(t, 10), 1),
+            !watch.on_packet(ms(t, 10), 1, None),
             "65535 and 0 are missing, across the wrap"
         );
-        assert!(!watch.on_packet(ms(t, 200), 2));
+        assert!(!watch.on_packet(ms(t, 200), 2, None));
         assert!(
-            watch.on_packet(ms(t, 400), 3),
+            watch.on_packet(ms(t, 400), 3, None),
             "still missing after the wait"
         );
-        assert!(!watch.on_packet(ms(t, 800), 4), "reported once");
+        assert!(!watch.on_packet(ms(t, 800), 4, None), "reported once");
         assert!(
-            !watch.on_packet(ms(t, 810), 65_535),
+            !watch.on_packet(ms(t, 810), 65_535, None),
             "a late resend is harmless"
         );
     }
@@ -117,9 +220,58 @@ mod tests {
     fn a_jump_is_a_break_at_once() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 100);
-        assert!(watch.on_packet(ms(t, 1), 100 + 1000));
-        assert!(!watch.on_packet(ms(t, 2), 100 + 1001));
+        watch.on_packet(t, 100, None);
+        assert!(watch.on_packet(ms(t, 1), 100 + 1000, None));
+        assert!(!watch.on_packet(ms(t, 2), 100 + 1001, None));
+    }
+
+    /// A VP8 packet of picture `picture_id` in temporal layer `tid` (of 0..=2).
+    fn vp8(timestamp: u32, picture_id: u16, tid: u8, starts: bool, marker: bool) -> Option<Around> {
+        Some(Around {
+            timestamp,
+            marker,
+            vp8: Some(Vp8Position {
+                picture_id: Some(picture_id),
+                temporal_id: Some(tid),
+                starts_picture: starts,
+            }),
+        })
+    }
+
+    #[test]
+    fn a_lost_top_layer_packet_needs_no_keyframe() {
+        let t = Instant::now();
+        let mut watch = LossWatch::default();
+        // Picture 1 (TL0) whole, picture 2 (TL2) loses its middle packet (seq 4).
+        watch.on_packet(t, 1, vp8(0, 1, 0, true, true));
+        watch.on_packet(t, 2, vp8(3000, 2, 2, true, false));
+        watch.on_packet(t, 3, vp8(3000, 2, 2, false, false));
+        watch.on_packet(t, 5, vp8(3000, 2, 2, false, true));
+        // The tail of picture 3 (TL2) and padding between pictures 4 and 5.
+        watch.on_packet(t, 6, vp8(6000, 3, 2, true, false));
+        watch.on_packet(t, 8, vp8(9000, 4, 1, true, true));
+        watch.on_packet(t, 10, vp8(12000, 5, 2, true, true));
+        assert!(!watch.on_packet(ms(t, 400), 11, vp8(15000, 6, 0, true, true)));
+    }
+
+    #[test]
+    fn a_lost_base_layer_packet_needs_a_keyframe() {
+        let t = Instant::now();
+        let mut watch = LossWatch::default();
+        watch.on_packet(t, 1, vp8(0, 1, 2, true, true));
+        // Picture 2 (TL0) loses its last packet.
+        watch.on_packet(t, 2, vp8(3000, 2, 0, true, false));
+        watch.on_packet(t, 4, vp8(6000, 3, 2, true, true));
+        assert!(watch.on_packet(ms(t, 400), 5, vp8(9000, 4, 1, true, true)));
+    }
+
+    #[test]
+    fn a_whole_lost_picture_needs_a_keyframe() {
+        let t = Instant::now();
+        let mut watch = LossWatch::default();
+        watch.on_packet(t, 1, vp8(0, 1, 2, true, true));
+        watch.on_packet(t, 3, vp8(6000, 3, 2, true, true));
+        assert!(watch.on_packet(ms(t, 400), 4, vp8(9000, 4, 2, true, true)));
     }
 
     proptest! {
@@ -128,7 +280,7 @@ mod tests {
             let t = Instant::now();
             let mut watch = LossWatch::default();
             for i in 0..len {
-                prop_assert!(!watch.on_packet(ms(t, u64::from(i) * 5), start.wrapping_add(i)));
+                prop_assert!(!watch.on_packet(ms(t, u64::from(i) * 5), start.wrapping_add(i), None));
             }
         }
 
@@ -141,7 +293,7 @@ mod tests {
             let mut clock = 0;
             for (seq, step) in seqs {
                 clock += step;
-                watch.on_packet(ms(t, clock), seq);
+                watch.on_packet(ms(t, clock), seq, None);
                 prop_assert!(watch.missing.len() <= MAX_MISSING);
             }
         }
