@@ -1,10 +1,18 @@
 //! Operator metrics in the Prometheus text format: reconciles, failures by reason,
-//! reconcile duration. Labels are bounded: controller and reason, never object names.
+//! reconcile duration, and drains in progress. Labels are bounded: controller and
+//! reason, and for drains the MediaNode (a handful per cluster, declared by the
+//! platform team), never rooms, pods or participants.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::crd::DrainStatus;
+
+/// A drain not reported again for this long belongs to a MediaNode that is gone (every
+/// MediaNode is reconciled at least every few minutes).
+const DRAIN_FORGOTTEN: Duration = Duration::from_secs(15 * 60);
 
 const BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -25,6 +33,8 @@ struct Inner {
     reconciles: BTreeMap<&'static str, u64>,
     failures: BTreeMap<(&'static str, &'static str), u64>,
     durations: BTreeMap<&'static str, Histogram>,
+    /// Drains in progress by MediaNode (`namespace/name`), and when each was reported.
+    drains: BTreeMap<String, (DrainStatus, Instant)>,
 }
 
 impl Metrics {
@@ -50,9 +60,28 @@ impl Metrics {
         histogram.sum += seconds;
     }
 
+    /// The drain of MediaNode `node` (`namespace/name`) as just planned; `None` when it
+    /// drains nothing.
+    pub fn drain(&self, node: String, drain: Option<&DrainStatus>, now: Instant) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match drain {
+            Some(drain) => {
+                inner.drains.insert(node, (drain.clone(), now));
+            }
+            None => {
+                inner.drains.remove(&node);
+            }
+        }
+    }
+
     pub fn render(&self) -> String {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        inner
+            .drains
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DRAIN_FORGOTTEN);
         let mut out = String::new();
+        render_drains(&mut out, &inner.drains);
         out.push_str("# HELP confer_operator_reconciles_total Reconciles run.\n");
         out.push_str("# TYPE confer_operator_reconciles_total counter\n");
         for (controller, n) in &inner.reconciles {
@@ -97,5 +126,71 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// A gauge family of drains: name, type, help, and its value for one drain.
+type DrainFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DrainStatus) -> f64,
+);
+
+fn render_drains(out: &mut String, drains: &BTreeMap<String, (DrainStatus, Instant)>) {
+    let families: [DrainFamily; 3] = [
+        (
+            "confer_operator_drain_pods",
+            "gauge",
+            "SFU pods draining, by MediaNode.",
+            |d| d.pods.len() as f64,
+        ),
+        (
+            "confer_operator_drain_rooms_left",
+            "gauge",
+            "Rooms still on a MediaNode's draining pods.",
+            |d| d.rooms_left as f64,
+        ),
+        (
+            "confer_operator_drain_deadline_timestamp_seconds",
+            "gauge",
+            "When a MediaNode's drain must be over (rooms left then are moved).",
+            |d| d.deadline_ms as f64 / 1000.0,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (node, (drain, _)) in drains {
+            let _ = writeln!(out, "{name}{{medianode=\"{node}\"}} {}", value(drain));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_shows_until_it_ends() {
+        let metrics = Metrics::default();
+        let drain = DrainStatus {
+            pods: vec!["eu-sfu-2".into(), "eu-sfu-3".into()],
+            started_at_ms: 1_000,
+            deadline_ms: 601_000,
+            rooms_left: 4,
+        };
+        metrics.drain("media/eu".into(), Some(&drain), Instant::now());
+        let page = metrics.render();
+        assert!(
+            page.contains("confer_operator_drain_pods{medianode=\"media/eu\"} 2\n"),
+            "{page}"
+        );
+        assert!(page.contains("confer_operator_drain_rooms_left{medianode=\"media/eu\"} 4\n"));
+        assert!(page.contains(
+            "confer_operator_drain_deadline_timestamp_seconds{medianode=\"media/eu\"} 601\n"
+        ));
+        metrics.drain("media/eu".into(), None, Instant::now());
+        assert!(!metrics.render().contains("medianode=\"media/eu\""));
     }
 }

@@ -91,6 +91,11 @@ async fn reconcile_inner(node: &MediaNode, ctx: &Context) -> Result<Action> {
         now,
     );
     tell_nodes(node, ctx, &plan, &snapshot).await;
+    ctx.metrics.drain(
+        format!("{namespace}/{}", node.name_any()),
+        plan.drain.as_ref(),
+        std::time::Instant::now(),
+    );
 
     for pod in &plan.evacuate {
         let moved = ctx.rooms.evacuate(pod).await?;
