@@ -26,9 +26,12 @@ const SIMULCAST_LAYERS = [
 ];
 
 export class ConferClient extends EventTarget {
-  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true }) {
+  // `traceparent`: an optional function returning the W3C traceparent of the app's own
+  // current span (e.g. from OpenTelemetry JS); each request then carries it and the
+  // server's spans for the join and offer become its children.
+  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true, traceparent = null }) {
     super();
-    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast });
+    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, traceparent });
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
     this.self = null;
@@ -232,7 +235,8 @@ export class ConferClient extends EventTarget {
 
   send(message) {
     const request_id = String(this.nextRequest++);
-    this.ws.send(JSON.stringify({ request_id, ...message }));
+    const traceparent = typeof this.traceparent === 'function' ? this.traceparent() : null;
+    this.ws.send(JSON.stringify(traceparent ? { request_id, traceparent, ...message } : { request_id, ...message }));
     return request_id;
   }
 

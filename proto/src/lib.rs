@@ -15,7 +15,10 @@ pub mod signal {
     tonic::include_proto!("confer.signal.v1");
 
     mod codec;
-    pub use codec::{DecodeError, MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
+    pub use codec::{
+        DecodeError, MAX_MESSAGE_BYTES, decode_client_message, encode_server_message,
+        is_traceparent,
+    };
 }
 
 pub mod room {

@@ -72,8 +72,8 @@ impl Collector {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Result<()> {
+/// An OTLP collector in this process, and this process's telemetry exporting to it.
+async fn collect() -> anyhow::Result<(Collector, confer_telemetry::Guard)> {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let collector_addr = listener.local_addr()?;
@@ -89,6 +89,72 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
         default_filter: "warn".into(),
         otlp_endpoint: Some(format!("http://{collector_addr}")),
     })?;
+    Ok((collector, telemetry))
+}
+
+/// The spans exported once `done` holds for them, within 10 s.
+async fn spans_when(
+    collector: &Collector,
+    telemetry: &confer_telemetry::Guard,
+    done: impl Fn(&[Span]) -> bool,
+) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        telemetry.flush();
+        let spans = collector.spans();
+        if done(&spans) {
+            return spans;
+        }
+        assert!(Instant::now() < deadline, "spans so far: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_traceparent_makes_the_join_part_of_the_clients_trace() -> anyhow::Result<()> {
+    let (collector, telemetry) = collect().await?;
+    let services = confer_e2e::split::SplitServices::start().await?;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let mut client = SignalClient::connect(&services.signal_url).await?;
+    client
+        .send(&json!({
+            "request_id": "j",
+            "traceparent": format!("00-{trace}-{parent}-01"),
+            "join": {"room": "client-traced", "name": "Ada"},
+        }))
+        .await?;
+    client.recv_kind("joined", Duration::from_secs(5)).await?;
+    let spans = spans_when(&collector, &telemetry, |spans| {
+        spans.iter().any(|s| s.name == "room.join")
+    })
+    .await;
+    let join = spans
+        .iter()
+        .find(|s| s.name == "signal.join")
+        .unwrap_or_else(|| panic!("no join span: {spans:#?}"));
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(hex(&join.trace), trace, "the join is in the client's trace");
+    assert_eq!(
+        hex(&join.parent),
+        parent,
+        "the client's span is the join's parent"
+    );
+    let room_join = spans
+        .iter()
+        .find(|s| s.name == "room.join")
+        .expect("room.join");
+    assert_eq!(
+        hex(&room_join.trace),
+        trace,
+        "the room service continues it"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Result<()> {
+    let (collector, telemetry) = collect().await?;
 
     let services = confer_e2e::split::SplitServices::start().await?;
     let url = services.signal_url.clone();
@@ -104,18 +170,11 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     client.recv_kind("answer", Duration::from_secs(5)).await?;
 
     // Everything the join caused, once exported.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let spans = loop {
-        telemetry.flush();
-        let spans = collector.spans();
-        if spans.iter().any(|s| s.name == "sfu.create_peer")
+    let spans = spans_when(&collector, &telemetry, |spans| {
+        spans.iter().any(|s| s.name == "sfu.create_peer")
             && spans.iter().any(|s| s.name == "room.join")
-        {
-            break spans;
-        }
-        assert!(Instant::now() < deadline, "spans so far: {spans:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.id.as_slice(), s)).collect();
     let find = |name: &str| {
         spans

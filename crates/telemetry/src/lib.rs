@@ -11,6 +11,7 @@
 
 pub mod propagate;
 
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -129,6 +130,19 @@ impl TraceContext {
     pub fn of(span: &tracing::Span) -> Self {
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
         Self(span.context())
+    }
+
+    /// The context a W3C `traceparent` names (a client's own trace), if it is valid.
+    pub fn from_traceparent(traceparent: &str) -> Option<Self> {
+        use opentelemetry::trace::TraceContextExt as _;
+        let carrier =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        let context = TraceContextPropagator::new().extract(&carrier);
+        context
+            .span()
+            .span_context()
+            .is_valid()
+            .then_some(Self(context))
     }
 
     /// Makes `span` a child of this context.

@@ -83,7 +83,20 @@ pub fn decode_client_message(frame: &[u8]) -> Result<ClientMessage, DecodeError>
             });
         }
     };
-    let mut kinds = object.keys().filter(|key| *key != "request_id");
+    let traceparent = match object.get("traceparent") {
+        None => String::new(),
+        Some(serde_json::Value::String(value)) if is_traceparent(value) => value.clone(),
+        Some(serde_json::Value::String(_)) => String::new(),
+        Some(_) => {
+            return Err(DecodeError::InvalidBody {
+                kind: "traceparent".into(),
+                reason: "must be a string".into(),
+            });
+        }
+    };
+    let mut kinds = object
+        .keys()
+        .filter(|key| *key != "request_id" && *key != "traceparent");
     let (kind, extra) = (kinds.next(), kinds.next());
     let Some(kind) = kind else {
         return Err(DecodeError::MissingType);
@@ -105,8 +118,27 @@ pub fn decode_client_message(frame: &[u8]) -> Result<ClientMessage, DecodeError>
         })?;
     Ok(ClientMessage {
         request_id,
+        traceparent,
         msg: Some(msg),
     })
+}
+
+/// W3C Trace Context, version 00: `00-` 32 lowercase hex digits (not all zero) `-` 16
+/// (not all zero) `-` 2. Anything else is ignored, as the specification asks, so a
+/// client cannot make the gateway keep or forward arbitrary text.
+pub fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    matches!(parts.as_slice(), [version, trace, span, flags]
+        if *version == "00"
+            && hex(trace, 32) && nonzero(trace)
+            && hex(span, 16) && nonzero(span)
+            && hex(flags, 2))
 }
 
 /// Encodes one server frame as JSON text.

@@ -223,12 +223,13 @@ impl Session {
     async fn handle(&mut self, message: ClientMessage) -> ControlFlow<()> {
         use client_message::Msg as In;
         let request_id = message.request_id;
+        let client_trace = confer_telemetry::TraceContext::from_traceparent(&message.traceparent);
         let Some(msg) = message.msg else {
             return ControlFlow::Continue(());
         };
         let result = match msg {
-            In::Join(join) => self.join(&request_id, join).await,
-            In::Offer(offer) => self.offer(&request_id, offer.sdp).await,
+            In::Join(join) => self.join(&request_id, join, client_trace).await,
+            In::Offer(offer) => self.offer(&request_id, offer.sdp, client_trace).await,
             In::Trickle(trickle) => self.trickle(trickle).await,
             In::Chat(chat) => {
                 let action = ChatAction::Text {
@@ -404,7 +405,13 @@ impl Session {
         Ok(member)
     }
 
-    async fn join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
+    /// `client_trace`: the client's own trace, when its request carried one.
+    async fn join(
+        &mut self,
+        request_id: &str,
+        join: Join,
+        client_trace: Option<confer_telemetry::TraceContext>,
+    ) -> Result<(), Reject> {
         let started = std::time::Instant::now();
         let span = tracing::info_span!(
             "signal.join",
@@ -412,6 +419,9 @@ impl Session {
             room = %join.room,
             outcome = tracing::field::Empty,
         );
+        if let Some(parent) = &client_trace {
+            parent.adopt(&span);
+        }
         self.join_trace = Some(confer_telemetry::TraceContext::of(&span));
         let result = self
             .try_join(request_id, join)
@@ -604,12 +614,18 @@ impl Session {
         Ok(answer)
     }
 
-    async fn offer(&mut self, request_id: &str, sdp: String) -> Result<(), Reject> {
+    /// The offer continues the client's trace when it names one, else the join's.
+    async fn offer(
+        &mut self,
+        request_id: &str,
+        sdp: String,
+        client_trace: Option<confer_telemetry::TraceContext>,
+    ) -> Result<(), Reject> {
         if sdp.is_empty() {
             return Err(Reject::new("invalid_sdp", "the offer is empty"));
         }
         let span = tracing::info_span!("signal.offer", otel.kind = "server");
-        if let Some(trace) = &self.join_trace {
+        if let Some(trace) = client_trace.as_ref().or(self.join_trace.as_ref()) {
             trace.adopt(&span);
         }
         let answer = self.create_peer(sdp).instrument(span).await?;

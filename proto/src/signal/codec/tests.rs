@@ -95,7 +95,38 @@ fn server_messages_flatten_their_type_and_omit_an_empty_request_id() {
     );
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn a_valid_traceparent_is_kept_and_anything_else_ignored() {
+    let frame = format!(r#"{{"request_id":"1","traceparent":"{TRACEPARENT}","ping":{{}}}}"#);
+    let message = decode_client_message(frame.as_bytes()).expect("decodes");
+    assert_eq!(message.traceparent, TRACEPARENT);
+    for bad in [
+        "",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+    ] {
+        let frame = serde_json::json!({"traceparent": bad, "ping": {}}).to_string();
+        let message = decode_client_message(frame.as_bytes()).expect("still decodes");
+        assert_eq!(message.traceparent, "", "{bad:?} is ignored");
+    }
+    let err = decode_client_message(br#"{"traceparent":7,"ping":{}}"#).unwrap_err();
+    assert_eq!(err.code(), "invalid_message");
+}
+
 proptest! {
+    #[test]
+    fn any_traceparent_text_is_kept_only_when_valid(value in "\\PC{0,80}") {
+        let frame = serde_json::json!({"traceparent": value, "ping": {}}).to_string();
+        let message = decode_client_message(frame.as_bytes()).expect("decodes");
+        prop_assert!(message.traceparent.is_empty() || crate::signal::is_traceparent(&message.traceparent));
+        prop_assert!(message.traceparent.len() <= 55);
+    }
+
     #[test]
     fn never_panics_on_arbitrary_bytes(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_client_message(&frame);
