@@ -4,11 +4,13 @@
 //!   asked, an OpenTelemetry layer that exports spans over OTLP/gRPC, configured by the
 //!   standard `OTEL_EXPORTER_OTLP_*` variables (endpoint, headers, timeout). Off unless
 //!   asked: `confer dev` runs without a collector.
+//! - [`json_logs`]: JSON log lines carry the trace and span ids of their span.
 //! - [`propagate`] carries W3C `traceparent` across the internal gRPC calls: clients
 //!   inject the current span's context into request metadata, servers start each
 //!   request's span as its child, so one join is one trace across gateway, room
 //!   service and SFU.
 
+pub mod json_logs;
 pub mod propagate;
 
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -64,10 +66,7 @@ pub fn init(options: Options) -> anyhow::Result<Guard> {
             .unwrap_or_else(|_| EnvFilter::new(&options.default_filter))
     };
     let logs = if options.json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_writer(std::io::stderr)
+        json_logs::layer(std::io::stderr)
             .with_filter(filter())
             .boxed()
     } else {
