@@ -44,7 +44,7 @@ async fn publish_until_seen(
         if let Ok(Some(FeedEvent::Entry(got))) =
             tokio::time::timeout(Duration::from_millis(100), events.recv()).await
         {
-            return Ok(got.seq);
+            return Ok(got.entry.seq);
         }
     }
     anyhow::bail!("entry {} never arrived", e.seq)
@@ -71,7 +71,9 @@ async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyho
     }
     for seq in 2..=50 {
         match next(&mut events).await? {
-            FeedEvent::Entry(got) => assert_eq!((got.room.as_str(), got.seq), ("t/a", seq)),
+            FeedEvent::Entry(got) => {
+                assert_eq!((got.entry.room.as_str(), got.entry.seq), ("t/a", seq))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

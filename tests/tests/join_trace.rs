@@ -237,3 +237,54 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     );
     Ok(())
 }
+
+/// A chat message is one trace from the sender's request through the store and the bus
+/// to the gateway that delivers it: the publish is a producer span, the delivery a
+/// consumer span continuing it from the context the entry carried on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> anyhow::Result<()> {
+    let (collector, telemetry) = collect().await?;
+    let services = confer_e2e::split::SplitServices::start().await?;
+    let mut client = SignalClient::connect(&services.signal_url).await?;
+    client
+        .send(&json!({"request_id": "j", "join": {"room": "chatty", "name": "Ada"}}))
+        .await?;
+    client.recv_kind("joined", Duration::from_secs(5)).await?;
+    client
+        .send(&json!({"request_id": "c", "chat": {"text": "hello", "client_id": "c-1"}}))
+        .await?;
+    client.recv_kind("chat", Duration::from_secs(5)).await?;
+    let spans = spans_when(&collector, &telemetry, |spans| {
+        spans.iter().any(|s| s.name == "process chat")
+    })
+    .await;
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
+    };
+    let request = find("signal.chat");
+    let send = find("chat.send");
+    let persist = find("chat.persist");
+    let publish = find("publish chat");
+    let process = find("process chat");
+    for span in [send, persist, publish, process] {
+        assert_eq!(
+            span.trace, request.trace,
+            "{} is in the request's trace",
+            span.name
+        );
+    }
+    assert_eq!(
+        send.parent, request.id,
+        "the chat service's send is the request's child"
+    );
+    assert_eq!(persist.parent, send.id, "storing is part of the send");
+    assert_eq!(publish.parent, send.id, "publishing is part of the send");
+    assert_eq!(
+        process.parent, publish.id,
+        "the delivery continues the publish, through the bus"
+    );
+    Ok(())
+}

@@ -144,6 +144,20 @@ impl TraceContext {
             .then_some(Self(context))
     }
 
+    /// The W3C `traceparent` of `span`, when it is traced (to carry its context in a
+    /// message, as chat entries do through Redis).
+    pub fn traceparent(span: &tracing::Span) -> Option<String> {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let context = span.context();
+        if !context.span().span_context().is_valid() {
+            return None;
+        }
+        let mut carrier = std::collections::HashMap::new();
+        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+        carrier.remove("traceparent")
+    }
+
     /// Makes `span` a child of this context.
     pub fn adopt(&self, span: &tracing::Span) {
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
+use confer_telemetry::propagate::{Traced, traced};
+
 use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, SendRequest, Sent};
 use crate::error::{ChatError, ChatResult, ErrorKind};
 use crate::service::ChatService;
@@ -26,6 +28,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
     Server::builder()
+        .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(ChatServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
@@ -92,7 +95,7 @@ impl ChatServiceRpc for Rpc {
 /// Client for a remote chat service.
 #[derive(Clone)]
 pub struct GrpcChat {
-    client: ChatServiceClient<Channel>,
+    client: ChatServiceClient<Traced<Channel>>,
 }
 
 impl GrpcChat {
@@ -102,7 +105,7 @@ impl GrpcChat {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10));
         Ok(Self {
-            client: ChatServiceClient::new(endpoint.connect_lazy()),
+            client: ChatServiceClient::new(traced(endpoint.connect_lazy())),
         })
     }
 

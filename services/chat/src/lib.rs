@@ -18,7 +18,7 @@ pub mod store;
 mod validate;
 
 pub use api::{ChatAction, ChatApi, ChatEntry, EntryKind, HistoryPage, Page, SendRequest, Sent};
-pub use bus::{Bus, Feed, FeedEvent};
+pub use bus::{Bus, Delivery, Feed, FeedEvent};
 pub use error::{ChatError, ChatResult, ErrorKind};
 pub use service::ChatService;
 pub use store::Store;

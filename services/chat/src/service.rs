@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::api::{BoxFuture, ChatApi, ChatEntry, HistoryPage, Page, SendRequest, Sent};
 use crate::bus::Bus;
@@ -98,33 +99,8 @@ fn now_ms() -> u64 {
 
 impl ChatApi for ChatService {
     fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
-        Box::pin(async move {
-            validate::action(&req.action)?;
-            validate::client_id(&req.client_id)?;
-            if req.room.is_empty() || req.sender_id.is_empty() {
-                return Err(ChatError::invalid(
-                    "invalid_request",
-                    "room and sender are required",
-                ));
-            }
-            // Store and publish under the room's stripe lock: this replica publishes a
-            // room's entries in the order they were numbered, so gateways rarely see
-            // a gap they must read from history.
-            let _ordered = self.stripes[stripe(&req.room)].lock().await;
-            match self.store.append(&req, now_ms()).await? {
-                Stored::New(entry) => {
-                    self.publish(entry.clone()).await;
-                    Ok(Sent {
-                        entry,
-                        duplicate: false,
-                    })
-                }
-                Stored::Duplicate(entry) => Ok(Sent {
-                    entry,
-                    duplicate: true,
-                }),
-            }
-        })
+        let span = tracing::info_span!("chat.send", room = %req.room, seq = tracing::field::Empty);
+        Box::pin(self.send_traced(req).instrument(span))
     }
 
     fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {
@@ -137,5 +113,50 @@ impl ChatApi for ChatService {
 
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
         Box::pin(async move { self.store.delete_room(&room).await })
+    }
+}
+
+impl ChatService {
+    /// Validate, store (a `chat.persist` span), publish (the bus's producer span).
+    async fn send_traced(&self, req: SendRequest) -> ChatResult<Sent> {
+        {
+            validate::action(&req.action)?;
+            validate::client_id(&req.client_id)?;
+            if req.room.is_empty() || req.sender_id.is_empty() {
+                return Err(ChatError::invalid(
+                    "invalid_request",
+                    "room and sender are required",
+                ));
+            }
+            // Store and publish under the room's stripe lock: this replica publishes a
+            // room's entries in the order they were numbered, so gateways rarely see
+            // a gap they must read from history.
+            let _ordered = self.stripes[stripe(&req.room)].lock().await;
+            let persist = tracing::info_span!(
+                "chat.persist",
+                otel.kind = "client",
+                db.system.name = self.store.system(),
+                db.operation.name = "INSERT",
+            );
+            match self
+                .store
+                .append(&req, now_ms())
+                .instrument(persist)
+                .await?
+            {
+                Stored::New(entry) => {
+                    tracing::Span::current().record("seq", entry.seq);
+                    self.publish(entry.clone()).await;
+                    Ok(Sent {
+                        entry,
+                        duplicate: false,
+                    })
+                }
+                Stored::Duplicate(entry) => Ok(Sent {
+                    entry,
+                    duplicate: true,
+                }),
+            }
+        }
     }
 }

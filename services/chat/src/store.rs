@@ -31,6 +31,7 @@ macro_rules! columns {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    sqlite: bool,
 }
 
 /// The outcome of storing a send.
@@ -41,6 +42,11 @@ pub(crate) enum Stored {
 }
 
 impl Store {
+    /// `db.system.name` of the database, for spans.
+    pub(crate) fn system(&self) -> &'static str {
+        if self.sqlite { "sqlite" } else { "postgresql" }
+    }
+
     /// Connects to `url` (`postgres://…` or `sqlite:…`) and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
@@ -53,7 +59,7 @@ impl Store {
             .with_context(|| {
                 format!("failed to connect to the chat database at {}", redact(url))
             })?;
-        let store = Self { pool };
+        let store = Self { pool, sqlite };
         let migrations = if sqlite {
             SQLITE_MIGRATIONS
         } else {

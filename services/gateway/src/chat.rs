@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Feed, FeedEvent, Page};
+use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent, Page};
 use confer_proto::signal::{ChatMessage, server_message::Msg};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::rooms::message;
@@ -56,6 +57,8 @@ pub(crate) struct ChatHub {
 pub(crate) struct HubInputs {
     events: mpsc::Receiver<FeedEvent>,
     catch_up: mpsc::UnboundedReceiver<String>,
+    /// `messaging.system` of the bus, for consumer spans.
+    messaging_system: &'static str,
 }
 
 /// Entries read per history call while filling a gap.
@@ -64,6 +67,7 @@ const FILL_PAGE: u32 = 200;
 impl ChatHub {
     pub(crate) fn start(link: ChatLink) -> (Self, HubInputs) {
         let (feed, events) = link.bus.feed();
+        let messaging_system = link.bus.system();
         let (catch_up, catch_up_rx) = mpsc::unbounded_channel();
         let hub = Self {
             api: link.api,
@@ -76,6 +80,7 @@ impl ChatHub {
             HubInputs {
                 events,
                 catch_up: catch_up_rx,
+                messaging_system,
             },
         )
     }
@@ -224,11 +229,23 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
         };
         let Some(input) = input else { return };
         let Some(state) = state.upgrade() else { return };
-        let deliveries = match input {
-            Ok(FeedEvent::Entry(entry)) => state.chat.admit(entry).await,
-            Ok(FeedEvent::Resync) => state.chat.catch_up(None).await,
-            Err(room) => state.chat.catch_up(Some(&room)).await,
+        let (deliveries, span) = match input {
+            Ok(FeedEvent::Entry(delivery)) => {
+                let span = consumer_span(&delivery, inputs.messaging_system);
+                let entries = state
+                    .chat
+                    .admit(delivery.entry)
+                    .instrument(span.clone())
+                    .await;
+                (entries, span)
+            }
+            Ok(FeedEvent::Resync) => (state.chat.catch_up(None).await, tracing::Span::none()),
+            Err(room) => (
+                state.chat.catch_up(Some(&room)).await,
+                tracing::Span::none(),
+            ),
         };
+        let _entered = span.enter();
         for entry in deliveries {
             state
                 .metrics
@@ -240,6 +257,28 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
                 .push_room(&key, &message(Msg::Chat(to_message(entry))));
         }
     }
+}
+
+/// The span of handing one published entry to this gateway's members: a consumer span
+/// (OpenTelemetry messaging conventions) in the trace of the send that published it.
+fn consumer_span(delivery: &Delivery, messaging_system: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "chat.process",
+        otel.name = "process chat",
+        otel.kind = "consumer",
+        messaging.system = messaging_system,
+        messaging.operation.type = "process",
+        messaging.destination.name = %confer_chat::bus::channel_for(&delivery.entry.room),
+        seq = delivery.entry.seq,
+    );
+    if let Some(parent) = delivery
+        .traceparent
+        .as_deref()
+        .and_then(confer_telemetry::TraceContext::from_traceparent)
+    {
+        parent.adopt(&span);
+    }
+    span
 }
 
 pub(crate) fn to_message(entry: ChatEntry) -> ChatMessage {

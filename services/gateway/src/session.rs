@@ -236,18 +236,21 @@ impl Session {
                     text: chat.text,
                     reply_to: chat.reply_to,
                 };
-                self.send_chat(&request_id, chat.client_id, action).await
+                self.send_chat(&request_id, chat.client_id, action, client_trace)
+                    .await
             }
             In::ChatEdit(edit) => {
                 let action = ChatAction::Edit {
                     seq: edit.seq,
                     text: edit.text,
                 };
-                self.send_chat(&request_id, String::new(), action).await
+                self.send_chat(&request_id, String::new(), action, client_trace)
+                    .await
             }
             In::ChatDelete(delete) => {
                 let action = ChatAction::Delete { seq: delete.seq };
-                self.send_chat(&request_id, String::new(), action).await
+                self.send_chat(&request_id, String::new(), action, client_trace)
+                    .await
             }
             In::ChatHistory(page) => self.chat_history(&request_id, page).await,
             In::FileUpload(file) => self.file_upload(&request_id, &file),
@@ -690,6 +693,22 @@ impl Session {
     /// Stores a chat action through the chat service; answers `chat_sent` once durable.
     /// The entry itself reaches every member, the sender too, through the hub.
     async fn send_chat(
+        &self,
+        request_id: &str,
+        client_id: String,
+        action: ChatAction,
+        client_trace: Option<confer_telemetry::TraceContext>,
+    ) -> Result<(), Reject> {
+        let span = tracing::info_span!("signal.chat", otel.kind = "server");
+        if let Some(parent) = &client_trace {
+            parent.adopt(&span);
+        }
+        self.post_chat(request_id, client_id, action)
+            .instrument(span)
+            .await
+    }
+
+    async fn post_chat(
         &self,
         request_id: &str,
         client_id: String,

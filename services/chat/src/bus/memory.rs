@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::{FeedCommand, FeedEvent};
+use super::{Delivery, FeedCommand, FeedEvent};
 use crate::api::ChatEntry;
 
 #[derive(Clone)]
 pub struct MemoryBus {
-    entries: broadcast::Sender<Arc<ChatEntry>>,
+    entries: broadcast::Sender<Delivery>,
 }
 
 impl MemoryBus {
@@ -21,8 +21,11 @@ impl MemoryBus {
         }
     }
 
-    pub(super) fn publish(&self, entry: &ChatEntry) {
-        let _ = self.entries.send(Arc::new(entry.clone()));
+    pub(super) fn publish(&self, entry: &ChatEntry, traceparent: Option<String>) {
+        let _ = self.entries.send(Delivery {
+            entry: Arc::new(entry.clone()),
+            traceparent,
+        });
     }
 }
 
@@ -44,7 +47,7 @@ pub(super) async fn run_feed(
                 continue;
             }
             entry = entries.recv() => match entry {
-                Ok(entry) if rooms.contains(&entry.room) => FeedEvent::Entry(entry),
+                Ok(delivery) if rooms.contains(&delivery.entry.room) => FeedEvent::Entry(delivery),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => FeedEvent::Resync,
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -7,6 +7,10 @@
 //! have been missed (the feed reconnected, or fell behind). Delivery through the bus is
 //! best effort; the history store is the truth, and a gateway that sees a gap or a
 //! resync reads the missing entries from it.
+//!
+//! Tracing: each publish is a producer span (OpenTelemetry messaging conventions), and
+//! its W3C `traceparent` travels with the entry (a `traceparent` key next to the
+//! entry's fields on Redis), so the gateway's consumer span continues the send's trace.
 
 mod memory;
 mod redis;
@@ -14,14 +18,23 @@ mod redis;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::api::ChatEntry;
 
 pub use self::redis::channel_for;
 
+/// A published entry, with the trace context of the publish.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub entry: Arc<ChatEntry>,
+    /// W3C `traceparent` of the producer span, when the send was traced.
+    pub traceparent: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum FeedEvent {
-    Entry(Arc<ChatEntry>),
+    Entry(Delivery),
     /// Entries of any subscribed room may have been missed: read what follows the last
     /// one seen from history.
     Resync,
@@ -52,12 +65,33 @@ impl Bus {
     }
 
     pub async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
-        match self {
-            Bus::Memory(bus) => {
-                bus.publish(entry);
-                Ok(())
+        let span = tracing::info_span!(
+            "chat.publish",
+            otel.name = "publish chat",
+            otel.kind = "producer",
+            messaging.system = self.system(),
+            messaging.operation.type = "send",
+            messaging.destination.name = %channel_for(&entry.room),
+        );
+        let traceparent = confer_telemetry::TraceContext::traceparent(&span);
+        async move {
+            match self {
+                Bus::Memory(bus) => {
+                    bus.publish(entry, traceparent);
+                    Ok(())
+                }
+                Bus::Redis(bus) => bus.publish(entry, traceparent).await,
             }
-            Bus::Redis(bus) => bus.publish(entry).await,
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// `messaging.system` of this bus.
+    pub fn system(&self) -> &'static str {
+        match self {
+            Bus::Memory(_) => "in_process",
+            Bus::Redis(_) => "redis",
         }
     }
 

@@ -12,7 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::{OnceCell, mpsc};
 
-use super::{FeedCommand, FeedEvent};
+use super::{Delivery, FeedCommand, FeedEvent};
 use crate::api::ChatEntry;
 
 /// A client whose connections set TCP_NODELAY: publishes from concurrent sends share
@@ -61,8 +61,12 @@ impl RedisBus {
         Ok(manager.clone())
     }
 
-    pub(super) async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
-        let payload = serde_json::to_string(entry)?;
+    pub(super) async fn publish(
+        &self,
+        entry: &ChatEntry,
+        traceparent: Option<String>,
+    ) -> anyhow::Result<()> {
+        let payload = encode(entry, traceparent)?;
         let mut conn = self.publisher().await?;
         let _: i64 = redis::cmd("SPUBLISH")
             .arg(channel_for(&entry.room))
@@ -161,9 +165,9 @@ pub(super) async fn run_feed(
                     let Some(push) = push else { break };
                     match push.kind {
                         PushKind::SMessage => {
-                            if let Some(entry) = decode(&push.data)
-                                && rooms.contains(&entry.room)
-                                && events.send(FeedEvent::Entry(Arc::new(entry))).await.is_err()
+                            if let Some(delivery) = decode(&push.data)
+                                && rooms.contains(&delivery.entry.room)
+                                && events.send(FeedEvent::Entry(delivery)).await.is_err()
                             {
                                 return;
                             }
@@ -191,14 +195,37 @@ fn apply(rooms: &mut HashSet<String>, command: &FeedCommand) {
     }
 }
 
-/// `smessage` pushes are `[channel, payload]`; anything else is ignored.
-fn decode(data: &[Value]) -> Option<ChatEntry> {
+/// The entry's JSON, with the publish's `traceparent` beside its fields (readers that
+/// do not know the key ignore it).
+fn encode(entry: &ChatEntry, traceparent: Option<String>) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(entry)?;
+    if let (Some(traceparent), Some(object)) = (traceparent, value.as_object_mut()) {
+        object.insert("traceparent".into(), traceparent.into());
+    }
+    Ok(value.to_string())
+}
+
+/// `smessage` pushes are `[channel, payload]`; anything else is ignored. A
+/// `traceparent` that is not valid W3C trace context is dropped.
+fn decode(data: &[Value]) -> Option<Delivery> {
     let payload = match data.get(1)? {
         Value::BulkString(bytes) => bytes.as_slice(),
         _ => return None,
     };
-    match serde_json::from_slice(payload) {
-        Ok(entry) => Some(entry),
+    let parsed = serde_json::from_slice::<serde_json::Value>(payload).and_then(|mut value| {
+        let traceparent = value
+            .as_object_mut()
+            .and_then(|object| object.remove("traceparent"))
+            .and_then(|tp| tp.as_str().map(str::to_owned))
+            .filter(|tp| confer_proto::signal::is_traceparent(tp));
+        let entry = serde_json::from_value(value)?;
+        Ok(Delivery {
+            entry: Arc::new(entry),
+            traceparent,
+        })
+    });
+    match parsed {
+        Ok(delivery) => Some(delivery),
         Err(err) => {
             tracing::warn!(error = %err, "undecodable chat entry on the bus");
             None
@@ -245,15 +272,29 @@ mod tests {
                 file_type: String::new(),
                 file_size: 0,
             };
-            let payload = serde_json::to_vec(&entry).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(decode(&push(payload)), Some(entry));
+            let traced = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+            for traceparent in [None, traced] {
+                let payload = encode(&entry, traceparent.clone())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let delivery = decode(&push(payload.into_bytes())).expect("decodes");
+                prop_assert_eq!(&*delivery.entry, &entry);
+                prop_assert_eq!(delivery.traceparent, traceparent);
+            }
         }
     }
 
     #[test]
     fn other_shapes_are_skipped() {
-        assert_eq!(decode(&[]), None);
-        assert_eq!(decode(&[Value::Int(1), Value::Int(2)]), None);
-        assert_eq!(decode(&push(b"{\"room\": 1}".to_vec())), None);
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[Value::Int(1), Value::Int(2)]).is_none());
+        assert!(decode(&push(b"{\"room\": 1}".to_vec())).is_none());
+    }
+
+    #[test]
+    fn a_forged_traceparent_is_dropped_and_the_entry_kept() {
+        let payload = br#"{"room":"t/r","seq":3,"kind":"text","sender_id":"PA_1","sender_name":"Ada","text":"hi","client_id":"","reply_to":0,"target_seq":0,"sent_at_ms":1,"edited":false,"deleted":false,"file_type":"","file_size":0,"traceparent":"not a trace"}"#;
+        let delivery = decode(&push(payload.to_vec())).expect("the entry decodes");
+        assert_eq!(delivery.entry.seq, 3);
+        assert_eq!(delivery.traceparent, None);
     }
 }
