@@ -13,6 +13,7 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::conference::rooms::Rooms;
 use crate::error::{Error, Result};
@@ -126,8 +127,25 @@ pub async fn instrumented(
     key: &str,
     reconcile: impl Future<Output = Result<Action>>,
 ) -> Result<Action> {
+    // Each reconcile is the root of its own trace: nothing outside the operator
+    // caused it (the watch event that did is not a request).
+    let span = tracing::info_span!(
+        parent: None,
+        "reconcile",
+        otel.name = %format!("reconcile {controller}"),
+        otel.kind = "internal",
+        k8s.object = %key,
+        outcome = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let result = reconcile.await;
+    let result = reconcile.instrument(span.clone()).await;
+    span.record(
+        "outcome",
+        match &result {
+            Ok(_) => "ok",
+            Err(err) => err.reason(),
+        },
+    );
     let failure = result.as_ref().err().map(Error::reason);
     ctx.metrics
         .reconciled(controller, started.elapsed(), failure);

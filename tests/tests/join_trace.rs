@@ -3,8 +3,9 @@
 //! OTLP to a collector in this test: a tonic server implementing the OpenTelemetry
 //! collector's `TraceService`. A client joins and then sends its offer, as the web
 //! client does; the spans of the gateway (join, offer), the room service (its gRPC
-//! server span and the join) and the SFU (its gRPC server span and the peer it
-//! creates) must share one trace id, each linked to the span that caused it.
+//! server span, the join and the room's placement) and the SFU (its gRPC server span
+//! and the peer it creates) must share one trace id, each linked to the span that
+//! caused it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -213,6 +214,7 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     for span in [
         room_server,
         find("room.join"),
+        find("room.place"),
         find("signal.offer"),
         sfu_server,
         find("sfu.create_peer"),

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use confer_auth::{Claims, TokenKey};
+use tracing::Instrument as _;
 
 use super::notify::{Audience, WebhookEvent};
 use super::{RoomService, room_key};
@@ -355,17 +356,39 @@ impl RoomService {
         })
     }
 
+    /// The room's SFU in its region: where it already is, or a new choice (a
+    /// `room.place` span records which, and where).
     async fn place(&self, key: &str, settings: &RoomSettings) -> RoomResult<Placement> {
         let region = if settings.region.is_empty() {
             self.0.config.default_region.as_str()
         } else {
             settings.region.as_str()
         };
-        if let Some(placement) = self.0.live.placement(key, region).await? {
-            return Ok(placement);
+        let span = tracing::info_span!(
+            "room.place",
+            region = %region,
+            outcome = tracing::field::Empty,
+            sfu = tracing::field::Empty,
+        );
+        let result: RoomResult<(Placement, &str)> = async {
+            if let Some(placement) = self.0.live.placement(key, region).await? {
+                return Ok((placement, "existing"));
+            }
+            let candidate = self.0.registry.choose(region, &self.0.live).await?;
+            Ok((self.0.live.place(key, candidate).await?, "placed"))
         }
-        let candidate = self.0.registry.choose(region, &self.0.live).await?;
-        self.0.live.place(key, candidate).await
+        .instrument(span.clone())
+        .await;
+        match &result {
+            Ok((placement, outcome)) => {
+                span.record("outcome", *outcome);
+                span.record("sfu", placement.sfu.as_str());
+            }
+            Err(err) => {
+                span.record("outcome", err.code.as_str());
+            }
+        }
+        result.map(|(placement, _)| placement)
     }
 
     pub(crate) async fn do_leave(&self, participant: &str) -> RoomResult<()> {
