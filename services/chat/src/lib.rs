@@ -8,12 +8,14 @@
 //!   client.
 //! - [`store`]: the durable history.
 //! - [`bus`]: publishing, and the gateway's [`bus::Feed`].
+//! - [`ChatStats`]: what the service counts, for its `/metrics`.
 
 pub mod api;
 pub mod bus;
 pub mod error;
 pub mod grpc;
 mod service;
+mod stats;
 pub mod store;
 mod validate;
 
@@ -21,6 +23,7 @@ pub use api::{ChatAction, ChatApi, ChatEntry, EntryKind, HistoryPage, Page, Send
 pub use bus::{Bus, Delivery, Feed, FeedEvent};
 pub use error::{ChatError, ChatResult, ErrorKind};
 pub use service::ChatService;
+pub use stats::ChatStats;
 pub use store::Store;
 
 /// Connects the store at `database_url` and the bus (`redis_url`, or in-process).

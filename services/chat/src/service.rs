@@ -9,6 +9,7 @@ use tracing::Instrument as _;
 use crate::api::{BoxFuture, ChatApi, ChatEntry, HistoryPage, Page, SendRequest, Sent};
 use crate::bus::Bus;
 use crate::error::{ChatError, ChatResult};
+use crate::stats::ChatStats;
 use crate::store::{Store, Stored};
 use crate::validate;
 
@@ -32,6 +33,7 @@ pub struct ChatService {
     store: Store,
     bus: Bus,
     stripes: Arc<[tokio::sync::Mutex<()>]>,
+    stats: ChatStats,
 }
 
 impl ChatService {
@@ -40,6 +42,7 @@ impl ChatService {
             store,
             bus,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            stats: ChatStats::default(),
         }
     }
 
@@ -47,14 +50,20 @@ impl ChatService {
         &self.bus
     }
 
+    pub fn stats(&self) -> &ChatStats {
+        &self.stats
+    }
+
     /// Deletes the entries older than their room's retention; returns how many.
     pub async fn expire(&self) -> ChatResult<u64> {
-        self.store.expire(now_ms()).await
+        let expired = self.store.expire(now_ms()).await?;
+        self.stats.expired(expired);
+        Ok(expired)
     }
 
     /// Deletes expired entries every minute until `shutdown` fires.
     pub fn spawn_expiry(&self, mut shutdown: watch::Receiver<bool>) {
-        let store = self.store.clone();
+        let service = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(EXPIRE_EVERY);
             loop {
@@ -62,7 +71,7 @@ impl ChatService {
                     _ = tick.tick() => {}
                     _ = shutdown.changed() => return,
                 }
-                match store.expire(now_ms()).await {
+                match service.expire().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(entries = n, "expired chat entries"),
                     Err(err) => tracing::warn!(error = %err, "chat expiry failed"),
@@ -73,6 +82,7 @@ impl ChatService {
 
     async fn publish(&self, entry: ChatEntry) {
         if let Err(err) = self.bus.publish(&entry).await {
+            self.stats.publish_failed();
             tracing::warn!(error = %err, room = %entry.room, seq = entry.seq, "chat publish failed; retrying");
             let bus = self.bus.clone();
             tokio::spawn(async move {
@@ -100,7 +110,19 @@ fn now_ms() -> u64 {
 impl ChatApi for ChatService {
     fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
         let span = tracing::info_span!("chat.send", room = %req.room, seq = tracing::field::Empty);
-        Box::pin(self.send_traced(req).instrument(span))
+        Box::pin(
+            async move {
+                let started = std::time::Instant::now();
+                let result = self.send_traced(req).await;
+                match &result {
+                    Ok(sent) if sent.duplicate => self.stats.duplicate(),
+                    Ok(_) => self.stats.stored(started.elapsed()),
+                    Err(err) => self.stats.refused(&err.code),
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 
     fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {

@@ -227,6 +227,10 @@ pub struct ChatArgs {
     /// Redis URL for the fan-out to gateways (sharded pub/sub, one channel per room).
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
+    /// Address of `/metrics` (entries stored, refusals by reason, publish failures,
+    /// send time).
+    #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9093")]
+    pub metrics_listen: SocketAddr,
 }
 
 #[derive(Args)]

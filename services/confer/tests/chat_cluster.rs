@@ -154,7 +154,31 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
         all.push(task.await??);
     }
     check(&all, TOTAL as u64);
+    // The chat services' own /metrics account for every message, between them.
+    let http = reqwest::Client::new();
+    let mut stored = 0;
+    for metrics in &cluster.chat_metrics {
+        let page = http
+            .get(format!("http://{metrics}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        stored += metric_value(&page, "confer_chat_entries_stored_total");
+        assert!(
+            page.contains("confer_chat_send_duration_seconds_count"),
+            "{page}"
+        );
+    }
+    assert_eq!(stored, TOTAL as u64, "entries stored across chat services");
     Ok(())
+}
+
+/// The value of an unlabelled sample on a metrics page (0 when absent).
+fn metric_value(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ use crate::rooms::message;
 pub struct ChatLink {
     pub api: Arc<dyn ChatApi>,
     pub bus: Bus,
+    /// The chat service's counters, when it runs in this process (shown on the
+    /// gateway's `/metrics`).
+    pub stats: Option<confer_chat::ChatStats>,
 }
 
 impl ChatLink {
@@ -32,6 +35,7 @@ impl ChatLink {
     pub fn local(service: confer_chat::ChatService) -> Self {
         Self {
             bus: service.bus().clone(),
+            stats: Some(service.stats().clone()),
             api: Arc::new(service),
         }
     }
@@ -46,6 +50,7 @@ struct RoomChat {
 
 pub(crate) struct ChatHub {
     pub(crate) api: Arc<dyn ChatApi>,
+    pub(crate) stats: Option<confer_chat::ChatStats>,
     feed: Feed,
     rooms: Mutex<HashMap<String, RoomChat>>,
     /// Rooms whose entries after their last seq the hub loop should read: a room's
@@ -71,6 +76,7 @@ impl ChatHub {
         let (catch_up, catch_up_rx) = mpsc::unbounded_channel();
         let hub = Self {
             api: link.api,
+            stats: link.stats,
             feed,
             rooms: Mutex::new(HashMap::new()),
             catch_up,
@@ -246,17 +252,31 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
             ),
         };
         let _entered = span.enter();
+        let now_ms = unix_ms();
         for entry in deliveries {
             state
                 .metrics
                 .chat_delivered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .metrics
+                .chat_fanout
+                .observe(std::time::Duration::from_millis(
+                    now_ms.saturating_sub(entry.sent_at_ms),
+                ));
             let key = entry.room.clone();
             state
                 .rooms
                 .push_room(&key, &message(Msg::Chat(to_message(entry))));
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 /// The span of handing one published entry to this gateway's members: a consumer span

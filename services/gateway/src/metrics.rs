@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) signal_errors: AtomicU64,
     pub(crate) chat_messages: AtomicU64,
     pub(crate) chat_delivered: AtomicU64,
+    /// An entry's store time to its delivery here (wall clocks of the chat service's
+    /// and this host).
+    pub(crate) chat_fanout: Histogram,
 }
 
 impl Default for Metrics {
@@ -32,9 +35,14 @@ impl Default for Metrics {
             signal_errors: AtomicU64::new(0),
             chat_messages: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
+            chat_fanout: Histogram::new(FANOUT_BUCKETS),
         }
     }
 }
+
+/// Chat fan-out buckets, seconds: a bus hop is milliseconds; a catch-up from history
+/// after a Redis outage, seconds.
+const FANOUT_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 /// Join time buckets, seconds: from a warm in-region join to one that waited on a
 /// slow room service.
@@ -95,8 +103,16 @@ pub(crate) async fn render(
         "Participants in rooms on this gateway.",
         state.rooms.n_participants() as f64,
     );
+    out.histogram(
+        "confer_gateway_chat_fanout_seconds",
+        "From a chat entry stored to its delivery to this gateway's members.",
+        &m.chat_fanout.snapshot(),
+    );
     if let Some(stats) = &state.config.sfu_stats {
         stats.snapshot().render(&mut out);
+    }
+    if let Some(stats) = &state.chat.stats {
+        stats.render(&mut out);
     }
     (
         [(header::CONTENT_TYPE, format.content_type())],

@@ -25,6 +25,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         (Some(addr), Some(redis)) => ChatLink {
             api: Arc::new(GrpcChat::connect(addr)?),
             bus: confer_chat::Bus::redis(redis)?,
+            stats: None,
         },
         _ => {
             tracing::warn!("no --chat-service: chat is kept by this gateway alone, in memory");

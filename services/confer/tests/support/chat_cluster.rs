@@ -12,6 +12,8 @@ pub struct ChatCluster {
     pub redis: RedisServer,
     /// `host:port` of each gateway.
     pub gateways: [String; 2],
+    /// `host:port` of each chat service's `/metrics`.
+    pub chat_metrics: Vec<String>,
     pub api_key: String,
     pub api_secret: String,
     _procs: Vec<Proc>,
@@ -61,10 +63,16 @@ impl ChatCluster {
         args.extend_from_slice(room_args);
         procs.push(spawn(&args, &env)?);
         let mut chats = Vec::new();
+        let mut chat_metrics = Vec::new();
         for _ in 0..chat_services.max(1) {
             let chat = format!("127.0.0.1:{}", free_port()?);
-            procs.push(spawn(&["chat", "--listen", &chat], &env)?);
+            let metrics = format!("127.0.0.1:{}", free_port()?);
+            procs.push(spawn(
+                &["chat", "--listen", &chat, "--metrics-listen", &metrics],
+                &env,
+            )?);
             chats.push(chat);
+            chat_metrics.push(metrics);
         }
         let mut gateways = [String::new(), String::new()];
         for (i, gateway) in gateways.iter_mut().enumerate() {
@@ -89,6 +97,7 @@ impl ChatCluster {
         let cluster = Self {
             redis,
             gateways,
+            chat_metrics,
             api_key,
             api_secret,
             _procs: procs,

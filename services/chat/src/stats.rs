@@ -1,0 +1,137 @@
+//! What the chat service counts, for its `/metrics`: entries stored, duplicate sends,
+//! sends refused by reason (the error code the sender got), publishes that failed, the
+//! time from a send's arrival to its entry stored and published, entries expired.
+//! Labels are error codes only: never rooms or senders.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use confer_metrics::{Exposition, Histogram, LabeledCounter};
+
+/// Buckets of the send histogram, seconds: a store round trip is milliseconds.
+const SEND_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Shared counters; cloning shares them.
+#[derive(Debug, Clone)]
+pub struct ChatStats(Arc<Counters>);
+
+#[derive(Debug)]
+struct Counters {
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    refused: LabeledCounter,
+    publish_failures: AtomicU64,
+    expired: AtomicU64,
+    send_duration: Histogram,
+}
+
+impl Default for ChatStats {
+    fn default() -> Self {
+        Self(Arc::new(Counters {
+            stored: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            refused: LabeledCounter::default(),
+            publish_failures: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            send_duration: Histogram::new(SEND_BUCKETS),
+        }))
+    }
+}
+
+impl ChatStats {
+    pub(crate) fn stored(&self, took: Duration) {
+        self.0.stored.fetch_add(1, Relaxed);
+        self.0.send_duration.observe(took);
+    }
+    pub(crate) fn duplicate(&self) {
+        self.0.duplicates.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn refused(&self, code: &str) {
+        self.0.refused.inc(code);
+    }
+    pub(crate) fn publish_failed(&self) {
+        self.0.publish_failures.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn expired(&self, entries: u64) {
+        self.0.expired.fetch_add(entries, Relaxed);
+    }
+
+    /// The chat service's families on a `/metrics` page.
+    pub fn render(&self, out: &mut Exposition) {
+        let c = &self.0;
+        out.counter1(
+            "confer_chat_entries_stored",
+            "Chat entries stored (and then published).",
+            c.stored.load(Relaxed),
+        );
+        out.counter1(
+            "confer_chat_duplicate_sends",
+            "Sends whose client id was stored before (a resend after a lost answer).",
+            c.duplicates.load(Relaxed),
+        );
+        let refused = c.refused.snapshot();
+        let labels: Vec<[(&str, &str); 1]> = refused
+            .iter()
+            .map(|(code, _)| [("reason", code.as_str())])
+            .collect();
+        let samples: Vec<(&[(&str, &str)], u64)> = labels
+            .iter()
+            .zip(&refused)
+            .map(|(labels, (_, n))| (labels.as_slice(), *n))
+            .collect();
+        out.counter(
+            "confer_chat_sends_refused",
+            "Sends refused, by reason (the error code the sender got).",
+            &samples,
+        );
+        out.counter1(
+            "confer_chat_publish_failures",
+            "Publishes to the bus that failed (retried; gateways read history meanwhile).",
+            c.publish_failures.load(Relaxed),
+        );
+        out.counter1(
+            "confer_chat_entries_expired",
+            "Entries deleted by their room's retention.",
+            c.expired.load(Relaxed),
+        );
+        out.histogram(
+            "confer_chat_send_duration_seconds",
+            "From a send's arrival to its entry stored and published.",
+            &c.send_duration.snapshot(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render_with_bounded_labels() {
+        let stats = ChatStats::default();
+        stats.stored(Duration::from_millis(3));
+        stats.stored(Duration::from_millis(30));
+        stats.duplicate();
+        stats.refused("message_too_long");
+        stats.refused("message_too_long");
+        stats.refused("chat_unavailable");
+        stats.publish_failed();
+        stats.expired(5);
+        let mut out = Exposition::new(confer_metrics::Format::Prometheus);
+        stats.render(&mut out);
+        let text = out.finish();
+        for line in [
+            "confer_chat_entries_stored_total 2",
+            "confer_chat_duplicate_sends_total 1",
+            "confer_chat_sends_refused_total{reason=\"message_too_long\"} 2",
+            "confer_chat_sends_refused_total{reason=\"chat_unavailable\"} 1",
+            "confer_chat_publish_failures_total 1",
+            "confer_chat_entries_expired_total 5",
+            "confer_chat_send_duration_seconds_count 2",
+            "confer_chat_send_duration_seconds_bucket{le=\"0.005\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
