@@ -56,8 +56,9 @@ fn validate_with_kubernetes_validate(rendered: &str, name: &str) {
     let path =
         std::env::temp_dir().join(format!("confer-chart-{name}-{}.yaml", std::process::id()));
     std::fs::write(&path, rendered).expect("write rendered chart");
-    let path = path.to_string_lossy().into_owned();
-    let out = run("kubernetes-validate", &["--strict", "--quiet", &path]);
+    let file = path.to_string_lossy().into_owned();
+    let out = run("kubernetes-validate", &["--strict", "--quiet", &file]);
+    let _ = std::fs::remove_file(&path);
     assert!(
         !out.contains("ERROR") && !out.contains("failed"),
         "{name}: {out}"

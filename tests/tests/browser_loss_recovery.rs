@@ -84,6 +84,10 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
         "confer_sfu_nacks_sent_total",
         "confer_sfu_nacks_received_total",
         "confer_sfu_retransmissions_total",
+        "confer_sfu_bytes_forwarded_total",
+        // From the subscriber's reception reports.
+        "confer_sfu_subscriber_rtt_seconds_count",
+        "confer_sfu_subscriber_jitter_seconds_count",
     ] {
         assert!(
             metric(&metrics, name) > Some(0),

@@ -408,6 +408,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         .args(["-m", "openapi_spec_validator"])
         .arg(&file)
         .output()?;
+    let _ = std::fs::remove_file(&file);
     assert!(
         validated.status.success(),
         "openapi-spec-validator: {}{}",

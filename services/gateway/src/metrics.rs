@@ -110,6 +110,7 @@ pub(crate) async fn render(
     );
     if let Some(stats) = &state.config.sfu_stats {
         stats.snapshot().render(&mut out);
+        stats.render_quality(&mut out);
     }
     if let Some(stats) = &state.chat.stats {
         stats.render(&mut out);

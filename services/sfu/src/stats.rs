@@ -2,13 +2,40 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use confer_metrics::Histogram;
+
+/// Round-trip time buckets, seconds: same-city to intercontinental, and a struggling
+/// mobile link.
+const RTT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0];
+/// Interarrival jitter buckets, seconds.
+const JITTER_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25];
 
 /// Shared, lock-free counters. Cloning shares them.
 #[derive(Debug, Clone, Default)]
 pub struct SfuStats(Arc<Counters>);
 
+/// Subscribers' round-trip time and jitter, from their receiver reports.
+#[derive(Debug)]
+struct Quality {
+    rtt: Histogram,
+    jitter: Histogram,
+}
+
+impl Default for Quality {
+    fn default() -> Self {
+        Self {
+            rtt: Histogram::new(RTT_BUCKETS),
+            jitter: Histogram::new(JITTER_BUCKETS),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
+    quality: Quality,
+    bytes_forwarded: AtomicU64,
     datagrams_received: AtomicU64,
     datagrams_unroutable: AtomicU64,
     datagrams_rejected: AtomicU64,
@@ -94,8 +121,35 @@ impl SfuStats {
     pub(crate) fn datagram_rejected(&self) {
         self.0.datagrams_rejected.fetch_add(1, Relaxed);
     }
-    pub(crate) fn rtp_forwarded(&self) {
+    pub(crate) fn rtp_forwarded(&self, bytes: usize) {
         self.0.rtp_forwarded.fetch_add(1, Relaxed);
+        self.0.bytes_forwarded.fetch_add(bytes as u64, Relaxed);
+    }
+    pub(crate) fn subscriber_rtt(&self, rtt: Duration) {
+        self.0.quality.rtt.observe(rtt);
+    }
+    pub(crate) fn subscriber_jitter(&self, jitter: Duration) {
+        self.0.quality.jitter.observe(jitter);
+    }
+
+    /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.
+    pub fn render_quality(&self, out: &mut confer_metrics::Exposition) {
+        let c = &self.0;
+        out.counter1(
+            "confer_sfu_bytes_forwarded",
+            "RTP bytes (payload and fixed header) forwarded to subscribers.",
+            c.bytes_forwarded.load(Relaxed),
+        );
+        out.histogram(
+            "confer_sfu_subscriber_rtt_seconds",
+            "Round-trip time of streams sent to subscribers, from their reception reports (one observation per report).",
+            &c.quality.rtt.snapshot(),
+        );
+        out.histogram(
+            "confer_sfu_subscriber_jitter_seconds",
+            "Interarrival jitter subscribers report for the streams sent to them (one observation per report).",
+            &c.quality.jitter.snapshot(),
+        );
     }
     pub(crate) fn packet_blocked(&self) {
         self.0.rtp_blocked.fetch_add(1, Relaxed);

@@ -44,6 +44,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, sfu: SfuHandle) -> any
             let format = confer_metrics::Format::negotiate(accept);
             let mut out = confer_metrics::Exposition::new(format);
             sfu.stats().snapshot().render(&mut out);
+            sfu.stats().render_quality(&mut out);
             out.gauge1(
                 "confer_sfu_draining",
                 "1 while this SFU takes no new rooms and waits for its rooms to empty.",

@@ -6,7 +6,9 @@
 //!   bandwidth estimate layer selection needs. The tap marks exactly those packets for
 //!   delivery to the application; all other RTCP still stops inside the stack.
 //! - [`FeedbackCounter`], next to the wire: counts NACKs received and sent and the
-//!   retransmissions the stack's NACK responder sends from its packet cache, for metrics.
+//!   retransmissions the stack's NACK responder sends from its packet cache, and
+//!   measures each outgoing stream's round trip and jitter from the reception reports
+//!   that come back (see [`super::round_trip`]), for metrics.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -15,10 +17,14 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
+use super::round_trip::RoundTrips;
 use crate::SfuStats;
 
 /// Registry slot of [`FeedbackTap`]: after every built-in interceptor. Clients of the
@@ -87,9 +93,11 @@ impl Interceptor for FeedbackTap {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-/// Counts loss-repair traffic into [`SfuStats`]; passes everything through.
+/// Counts loss-repair traffic and measures round trips into [`SfuStats`]; passes
+/// everything through.
 pub(crate) struct FeedbackCounter {
     stats: SfuStats,
+    round_trips: RoundTrips,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
@@ -98,8 +106,51 @@ impl FeedbackCounter {
     pub(crate) fn new(stats: SfuStats) -> Self {
         Self {
             stats,
+            round_trips: RoundTrips::default(),
             reads: VecDeque::new(),
             writes: VecDeque::new(),
+        }
+    }
+
+    /// Reception reports about our streams, alone or in a sender report.
+    fn on_reports(&self, now: Instant, packet: &Packet) {
+        let Packet::Rtcp(packets) = packet else {
+            return;
+        };
+        for packet in packets {
+            let any = packet.as_any();
+            let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
+            {
+                &rr.reports
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                &sr.reports
+            } else {
+                continue;
+            };
+            for report in reports {
+                if let Some(rtt) = self.round_trips.round_trip(
+                    now,
+                    report.ssrc,
+                    report.last_sender_report,
+                    report.delay,
+                ) {
+                    self.stats.subscriber_rtt(rtt);
+                }
+                if let Some(jitter) = self.round_trips.jitter(report.ssrc, report.jitter) {
+                    self.stats.subscriber_jitter(jitter);
+                }
+            }
+        }
+    }
+
+    fn on_reports_sent(&mut self, now: Instant, packet: &Packet) {
+        let Packet::Rtcp(packets) = packet else {
+            return;
+        };
+        for packet in packets {
+            if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
+                self.round_trips.report_sent(now, sr.ssrc, sr.ntp_time);
+            }
         }
     }
 }
@@ -130,6 +181,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
         if nacks > 0 {
             self.stats.nacks_received(nacks, lost);
         }
+        self.on_reports(msg.now, &msg.message.packet);
         self.reads.push_back(msg);
         Ok(())
     }
@@ -139,6 +191,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.on_reports_sent(msg.now, &msg.message.packet);
         if msg.message.has(&Attribute::Retransmission) {
             self.stats.retransmission_sent();
         } else {
@@ -157,8 +210,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
 }
 
 impl Interceptor for FeedbackCounter {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.round_trips.stream_bound(info.ssrc, info.clock_rate);
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.round_trips.stream_unbound(info.ssrc);
+    }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -177,8 +177,9 @@ impl Sfu {
                 let Some(mut sender) = sub.pc.rtp_sender(slot.sender_id) else {
                     continue;
                 };
+                let bytes = out.payload.len() + RTP_HEADER_BYTES;
                 match sender.write_rtp(now, out) {
-                    Ok(()) => self.stats.rtp_forwarded(),
+                    Ok(()) => self.stats.rtp_forwarded(bytes),
                     Err(err) => debug!(participant = %sub.participant, %err, "forward failed"),
                 }
                 touched.push(*subscriber);

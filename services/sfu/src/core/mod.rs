@@ -24,6 +24,7 @@ mod offer;
 mod peer;
 mod picture_ids;
 mod rewrite;
+mod round_trip;
 mod simulcast;
 mod source;
 mod speaker;
