@@ -75,6 +75,21 @@ impl Exposition {
         self.counter(name, help, &[(&[], value)]);
     }
 
+    /// A counter family with one label: a sample per value of `label` in `counts`
+    /// (what a [`LabeledCounter`] holds).
+    pub fn counter_by(&mut self, name: &str, help: &str, label: &str, counts: &[(String, u64)]) {
+        let labels: Vec<[(&str, &str); 1]> = counts
+            .iter()
+            .map(|(value, _)| [(label, value.as_str())])
+            .collect();
+        let samples: Vec<(Labels<'_>, u64)> = labels
+            .iter()
+            .zip(counts)
+            .map(|(labels, (_, n))| (labels.as_slice(), *n))
+            .collect();
+        self.counter(name, help, &samples);
+    }
+
     /// A gauge family.
     pub fn gauge(&mut self, name: &str, help: &str, samples: &[(Labels<'_>, f64)]) {
         self.header(name, help, "gauge");

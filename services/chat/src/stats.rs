@@ -70,20 +70,11 @@ impl ChatStats {
             "Sends whose client id was stored before (a resend after a lost answer).",
             c.duplicates.load(Relaxed),
         );
-        let refused = c.refused.snapshot();
-        let labels: Vec<[(&str, &str); 1]> = refused
-            .iter()
-            .map(|(code, _)| [("reason", code.as_str())])
-            .collect();
-        let samples: Vec<(&[(&str, &str)], u64)> = labels
-            .iter()
-            .zip(&refused)
-            .map(|(labels, (_, n))| (labels.as_slice(), *n))
-            .collect();
-        out.counter(
+        out.counter_by(
             "confer_chat_sends_refused",
             "Sends refused, by reason (the error code the sender got).",
-            &samples,
+            "reason",
+            &c.refused.snapshot(),
         );
         out.counter1(
             "confer_chat_publish_failures",

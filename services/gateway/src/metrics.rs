@@ -63,20 +63,11 @@ pub(crate) async fn render(
         "Successful joins.",
         m.joins.load(Relaxed),
     );
-    let reasons = m.join_failures.snapshot();
-    let labels: Vec<[(&str, &str); 1]> = reasons
-        .iter()
-        .map(|(reason, _)| [("reason", reason.as_str())])
-        .collect();
-    let failures: Vec<(&[(&str, &str)], u64)> = labels
-        .iter()
-        .zip(&reasons)
-        .map(|(labels, (_, n))| (labels.as_slice(), *n))
-        .collect();
-    out.counter(
+    out.counter_by(
         "confer_gateway_join_failures",
         "Refused or failed joins, by reason (the error code the client got).",
-        &failures,
+        "reason",
+        &m.join_failures.snapshot(),
     );
     out.histogram(
         "confer_gateway_join_duration_seconds",
