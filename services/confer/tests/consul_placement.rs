@@ -195,6 +195,11 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
         metrics.contains("confer_discovery_nodes{health=\"serving\"} 2\n"),
         "{metrics}"
     );
+    assert!(
+        // The ten rooms and the cluster's warm-up room.
+        metrics.contains("confer_room_placements_total{outcome=\"placed\"} 11\n"),
+        "every room placed once: {metrics}"
+    );
 
     // SFU 1 dies without deregistering: Consul still lists it (its TTL has not run
     // out), but its load report ages past 5 s and it is no longer a candidate.

@@ -69,6 +69,12 @@ async fn serve_metrics(
         axum::routing::get(move || {
             let mut out = confer_metrics::Exposition::new(confer_metrics::Format::Prometheus);
             service.webhook_stats().counts().render(&mut out);
+            out.counter_by(
+                "confer_room_placements",
+                "Placement decisions: existing (the room already had its SFU in the region), placed (a new choice), or the error code.",
+                "outcome",
+                &service.placements(),
+            );
             if let Some(snapshots) = &snapshots {
                 out.raw(&confer_discovery::metrics::render(
                     &snapshots.borrow(),

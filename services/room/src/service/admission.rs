@@ -379,15 +379,15 @@ impl RoomService {
         }
         .instrument(span.clone())
         .await;
-        match &result {
+        let outcome = match &result {
             Ok((placement, outcome)) => {
-                span.record("outcome", *outcome);
                 span.record("sfu", placement.sfu.as_str());
+                *outcome
             }
-            Err(err) => {
-                span.record("outcome", err.code.as_str());
-            }
-        }
+            Err(err) => err.code.as_str(),
+        };
+        span.record("outcome", outcome);
+        self.0.placements.inc(outcome);
         result.map(|(placement, _)| placement)
     }
 

@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     /// Wakes the webhook deliverer when an event is queued.
     outbox_wake: Arc<tokio::sync::Notify>,
     webhook_stats: crate::webhook::WebhookStats,
+    /// Placement decisions by outcome: `existing`, `placed`, or the error code.
+    placements: confer_metrics::LabeledCounter,
 }
 
 /// The room service. Cheap to clone.
@@ -105,6 +107,7 @@ impl RoomService {
             limiters,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_stats: crate::webhook::WebhookStats::default(),
+            placements: confer_metrics::LabeledCounter::default(),
         }))
     }
 
@@ -115,6 +118,13 @@ impl RoomService {
     /// What webhook delivery has done since start.
     pub fn webhook_stats(&self) -> &crate::webhook::WebhookStats {
         &self.0.webhook_stats
+    }
+
+    /// Placement decisions so far, by outcome: `existing` (the room already had its
+    /// SFU in the region), `placed` (a new choice), or the error code (such as
+    /// `no_media_server`).
+    pub fn placements(&self) -> Vec<(String, u64)> {
+        self.0.placements.snapshot()
     }
 
     pub(crate) fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
