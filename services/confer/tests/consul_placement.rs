@@ -200,6 +200,24 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
         metrics.contains("confer_room_placements_total{outcome=\"placed\"} 11\n"),
         "every room placed once: {metrics}"
     );
+    // Prometheus's scraper asks for OpenMetrics, and gets it.
+    let open_metrics = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", cluster.room_metrics))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await?
+        .error_for_status()?;
+    let content_type = open_metrics.headers()["content-type"].to_str()?.to_owned();
+    let body = open_metrics.text().await?;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("confer_room_placements_total{outcome=\"placed\"} 11\n"),
+        "{body}"
+    );
 
     // SFU 1 dies without deregistering: Consul still lists it (its TTL has not run
     // out), but its load report ages past 5 s and it is no longer a candidate.

@@ -56,9 +56,10 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
     confer_room::grpc::serve(service, listener, shutdown).await
 }
 
-/// `/metrics`: webhook delivery, and with Consul how fresh this replica's view of
-/// discovery is (placement keeps running on the last snapshot while Consul is
-/// unreachable, and says so here).
+/// `/metrics`: webhook delivery, placement decisions, and with Consul how fresh this
+/// replica's view of discovery is (placement keeps running on the last snapshot while
+/// Consul is unreachable, and says so here). Prometheus text, or OpenMetrics by the
+/// scraper's `Accept`.
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     service: confer_room::RoomService,
@@ -66,8 +67,13 @@ async fn serve_metrics(
 ) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
-            let mut out = confer_metrics::Exposition::new(confer_metrics::Format::Prometheus);
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let format = confer_metrics::Format::negotiate(
+                headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let mut out = confer_metrics::Exposition::new(format);
             service.webhook_stats().counts().render(&mut out);
             out.counter_by(
                 "confer_room_placements",
@@ -82,7 +88,12 @@ async fn serve_metrics(
                 ));
             }
             let text = out.finish();
-            async move { text }
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, format.content_type())],
+                    text,
+                )
+            }
         }),
     );
     axum::serve(listener, app).await?;
