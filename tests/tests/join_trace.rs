@@ -93,6 +93,14 @@ async fn collect() -> anyhow::Result<(Collector, confer_telemetry::Guard)> {
     Ok((collector, telemetry))
 }
 
+/// The span named `name`; the test fails without one.
+fn find<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
+}
+
 /// The spans exported once `done` holds for them, within 10 s.
 async fn spans_when(
     collector: &Collector,
@@ -130,10 +138,7 @@ async fn a_client_traceparent_makes_the_join_part_of_the_clients_trace() -> anyh
         spans.iter().any(|s| s.name == "room.join")
     })
     .await;
-    let join = spans
-        .iter()
-        .find(|s| s.name == "signal.join")
-        .unwrap_or_else(|| panic!("no join span: {spans:#?}"));
+    let join = find(&spans, "signal.join");
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     assert_eq!(hex(&join.trace), trace, "the join is in the client's trace");
     assert_eq!(
@@ -141,10 +146,7 @@ async fn a_client_traceparent_makes_the_join_part_of_the_clients_trace() -> anyh
         parent,
         "the client's span is the join's parent"
     );
-    let room_join = spans
-        .iter()
-        .find(|s| s.name == "room.join")
-        .expect("room.join");
+    let room_join = find(&spans, "room.join");
     assert_eq!(
         hex(&room_join.trace),
         trace,
@@ -177,12 +179,7 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     })
     .await;
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.id.as_slice(), s)).collect();
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
-    };
+    let find = |name: &str| find(&spans, name);
     let join = find("signal.join");
     assert!(
         join.parent.is_empty(),
@@ -260,12 +257,7 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
         spans.iter().any(|s| s.name == "process chat")
     })
     .await;
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
-    };
+    let find = |name: &str| find(&spans, name);
     let request = find("signal.chat");
     let send = find("chat.send");
     let persist = find("chat.persist");

@@ -113,7 +113,7 @@ impl ChatApi for ChatService {
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
-                let result = self.send_traced(req).await;
+                let result = self.store_and_publish(req).await;
                 match &result {
                     Ok(sent) if sent.duplicate => self.stats.duplicate(),
                     Ok(_) => self.stats.stored(started.elapsed()),
@@ -139,46 +139,44 @@ impl ChatApi for ChatService {
 }
 
 impl ChatService {
-    /// Validate, store (a `chat.persist` span), publish (the bus's producer span).
-    async fn send_traced(&self, req: SendRequest) -> ChatResult<Sent> {
+    /// Validates, stores (a `chat.persist` span), publishes (the bus's producer span).
+    async fn store_and_publish(&self, req: SendRequest) -> ChatResult<Sent> {
+        validate::action(&req.action)?;
+        validate::client_id(&req.client_id)?;
+        if req.room.is_empty() || req.sender_id.is_empty() {
+            return Err(ChatError::invalid(
+                "invalid_request",
+                "room and sender are required",
+            ));
+        }
+        // Store and publish under the room's stripe lock: this replica publishes a
+        // room's entries in the order they were numbered, so gateways rarely see
+        // a gap they must read from history.
+        let _ordered = self.stripes[stripe(&req.room)].lock().await;
+        let persist = tracing::info_span!(
+            "chat.persist",
+            otel.kind = "client",
+            db.system.name = self.store.system(),
+            db.operation.name = "INSERT",
+        );
+        match self
+            .store
+            .append(&req, now_ms())
+            .instrument(persist)
+            .await?
         {
-            validate::action(&req.action)?;
-            validate::client_id(&req.client_id)?;
-            if req.room.is_empty() || req.sender_id.is_empty() {
-                return Err(ChatError::invalid(
-                    "invalid_request",
-                    "room and sender are required",
-                ));
-            }
-            // Store and publish under the room's stripe lock: this replica publishes a
-            // room's entries in the order they were numbered, so gateways rarely see
-            // a gap they must read from history.
-            let _ordered = self.stripes[stripe(&req.room)].lock().await;
-            let persist = tracing::info_span!(
-                "chat.persist",
-                otel.kind = "client",
-                db.system.name = self.store.system(),
-                db.operation.name = "INSERT",
-            );
-            match self
-                .store
-                .append(&req, now_ms())
-                .instrument(persist)
-                .await?
-            {
-                Stored::New(entry) => {
-                    tracing::Span::current().record("seq", entry.seq);
-                    self.publish(entry.clone()).await;
-                    Ok(Sent {
-                        entry,
-                        duplicate: false,
-                    })
-                }
-                Stored::Duplicate(entry) => Ok(Sent {
+            Stored::New(entry) => {
+                tracing::Span::current().record("seq", entry.seq);
+                self.publish(entry.clone()).await;
+                Ok(Sent {
                     entry,
-                    duplicate: true,
-                }),
+                    duplicate: false,
+                })
             }
+            Stored::Duplicate(entry) => Ok(Sent {
+                entry,
+                duplicate: true,
+            }),
         }
     }
 }

@@ -164,7 +164,8 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
             .await?
             .text()
             .await?;
-        stored += metric_value(&page, "confer_chat_entries_stored_total");
+        stored +=
+            confer_e2e::server::metric(&page, "confer_chat_entries_stored_total").unwrap_or(0);
         assert!(
             page.contains("confer_chat_send_duration_seconds_count"),
             "{page}"
@@ -172,13 +173,6 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
     }
     assert_eq!(stored, TOTAL as u64, "entries stored across chat services");
     Ok(())
-}
-
-/// The value of an unlabelled sample on a metrics page (0 when absent).
-fn metric_value(page: &str, name: &str) -> u64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
