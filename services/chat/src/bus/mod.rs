@@ -65,13 +65,14 @@ impl Bus {
     }
 
     pub async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
+        let channel = channel_for(&entry.room);
         let span = tracing::info_span!(
             "chat.publish",
             otel.name = "publish chat",
             otel.kind = "producer",
             messaging.system = self.system(),
             messaging.operation.type = "send",
-            messaging.destination.name = %channel_for(&entry.room),
+            messaging.destination.name = %channel,
         );
         let traceparent = confer_telemetry::TraceContext::traceparent(&span);
         async move {
@@ -80,7 +81,7 @@ impl Bus {
                     bus.publish(entry, traceparent);
                     Ok(())
                 }
-                Bus::Redis(bus) => bus.publish(entry, traceparent).await,
+                Bus::Redis(bus) => bus.publish(&channel, entry, traceparent).await,
             }
         }
         .instrument(span)

@@ -63,13 +63,14 @@ impl RedisBus {
 
     pub(super) async fn publish(
         &self,
+        channel: &str,
         entry: &ChatEntry,
         traceparent: Option<String>,
     ) -> anyhow::Result<()> {
         let payload = encode(entry, traceparent)?;
         let mut conn = self.publisher().await?;
         let _: i64 = redis::cmd("SPUBLISH")
-            .arg(channel_for(&entry.room))
+            .arg(channel)
             .arg(payload)
             .query_async(&mut conn)
             .await

@@ -17,6 +17,7 @@ use super::frame::{self, PayloadFormat};
 use super::layers;
 use super::loss_watch::Around;
 use super::peer::Source;
+use super::picture_ids;
 use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu};
 
 /// RTP header bytes counted into layer bitrates (fixed header; extensions vary).
@@ -73,6 +74,9 @@ impl Sfu {
         let kind = published.kind;
         let ssrc = packet.header.ssrc;
         let format = PayloadFormat::of(codec);
+        let vp8_fields = (format == PayloadFormat::Vp8)
+            .then(|| picture_ids::locate(&packet.payload))
+            .flatten();
         let keyframe = match kind {
             MediaKind::Video => frame::keyframe_start(format, &packet.payload),
             MediaKind::Audio => None,
@@ -168,7 +172,7 @@ impl Sfu {
                     ts_gap,
                 );
                 if format == PayloadFormat::Vp8 {
-                    out.payload = slot.picture_ids.rewrite(ssrc, &packet.payload);
+                    out.payload = slot.picture_ids.rewrite(ssrc, &packet.payload, vp8_fields);
                 }
                 out.header.sequence_number = sequence_number;
                 out.header.timestamp = timestamp;

@@ -13,15 +13,17 @@
 
 use bytes::Bytes;
 
-/// Where the rewritable fields sit in one payload.
+/// Where the rewritable fields sit in one payload: found once per packet, used for
+/// every subscriber's copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fields {
+pub(crate) struct Fields {
     /// Offset of the PictureID and whether it is the 15-bit form.
     picture_id: Option<(usize, bool)>,
     tl0_pic_idx: Option<usize>,
 }
 
-fn locate(payload: &[u8]) -> Option<Fields> {
+/// `None` when the descriptor cannot be read (the payload is forwarded as is).
+pub(crate) fn locate(payload: &[u8]) -> Option<Fields> {
     let first = *payload.first()?;
     if first & 0x80 == 0 {
         return Some(Fields {
@@ -84,10 +86,11 @@ pub(crate) struct PictureIds {
 }
 
 impl PictureIds {
-    /// The payload to send for a VP8 packet from `ssrc`: `payload` itself while the
-    /// offsets are zero, a rewritten copy otherwise.
-    pub(crate) fn rewrite(&mut self, ssrc: u32, payload: &Bytes) -> Bytes {
-        let Some(fields) = locate(payload) else {
+    /// The payload to send for a VP8 packet from `ssrc` whose descriptor is `fields`
+    /// ([`locate`]): `payload` itself while the offsets are zero, a rewritten copy
+    /// otherwise.
+    pub(crate) fn rewrite(&mut self, ssrc: u32, payload: &Bytes, fields: Option<Fields>) -> Bytes {
+        let Some(fields) = fields else {
             return payload.clone();
         };
         let picture_id = fields
@@ -162,6 +165,10 @@ mod tests {
         Bytes::from(bytes)
     }
 
+    fn rw(rewriter: &mut PictureIds, ssrc: u32, payload: &Bytes) -> Bytes {
+        rewriter.rewrite(ssrc, payload, locate(payload))
+    }
+
     fn ids(payload: &[u8]) -> (u16, u8) {
         (read_picture_id(payload, 2, true), payload[4])
     }
@@ -170,7 +177,7 @@ mod tests {
     fn the_first_source_passes_through_untouched() {
         let mut rewriter = PictureIds::default();
         let payload = packet(1234, 7, b"frame");
-        let out = rewriter.rewrite(1, &payload);
+        let out = rw(&mut rewriter, 1, &payload);
         assert_eq!(out, payload);
         assert_eq!(
             out.as_ptr(),
@@ -182,38 +189,38 @@ mod tests {
     #[test]
     fn a_switch_continues_both_indexes_and_keeps_the_rest() {
         let mut rewriter = PictureIds::default();
-        rewriter.rewrite(1, &packet(1000, 50, b"a"));
-        rewriter.rewrite(1, &packet(1001, 51, b"b"));
-        let out = rewriter.rewrite(2, &packet(30_000, 200, b"key"));
+        rw(&mut rewriter, 1, &packet(1000, 50, b"a"));
+        rw(&mut rewriter, 1, &packet(1001, 51, b"b"));
+        let out = rw(&mut rewriter, 2, &packet(30_000, 200, b"key"));
         assert_eq!(ids(&out), (1002, 52));
         assert_eq!(&out[5..], b"key");
-        let out = rewriter.rewrite(2, &packet(30_001, 201, b"c"));
+        let out = rw(&mut rewriter, 2, &packet(30_001, 201, b"c"));
         assert_eq!(ids(&out), (1003, 53));
     }
 
     #[test]
     fn ids_wrap_at_fifteen_and_eight_bits() {
         let mut rewriter = PictureIds::default();
-        rewriter.rewrite(1, &packet(32_767, 255, b""));
-        let out = rewriter.rewrite(2, &packet(5, 9, b""));
+        rw(&mut rewriter, 1, &packet(32_767, 255, b""));
+        let out = rw(&mut rewriter, 2, &packet(5, 9, b""));
         assert_eq!(ids(&out), (0, 0));
     }
 
     #[test]
     fn a_restart_continues_the_same_layer_without_a_jump() {
         let mut rewriter = PictureIds::default();
-        rewriter.rewrite(1, &packet(10, 1, b""));
+        rw(&mut rewriter, 1, &packet(10, 1, b""));
         rewriter.restart();
-        let out = rewriter.rewrite(1, &packet(90, 20, b""));
+        let out = rw(&mut rewriter, 1, &packet(90, 20, b""));
         assert_eq!(ids(&out), (11, 2));
     }
 
     #[test]
     fn a_short_picture_id_keeps_its_width() {
         let mut rewriter = PictureIds::default();
-        rewriter.rewrite(1, &packet(500, 0, b""));
+        rw(&mut rewriter, 1, &packet(500, 0, b""));
         let short = Bytes::from_static(&[0x90, 0x80, 0x05, 0xaa]);
-        let out = rewriter.rewrite(2, &short);
+        let out = rw(&mut rewriter, 2, &short);
         assert_eq!(out.len(), short.len());
         assert_eq!(out[2] & 0x80, 0, "still the 7-bit form");
         assert_eq!(out[2], (501 % 128) as u8);
@@ -223,10 +230,10 @@ mod tests {
     #[test]
     fn descriptors_without_ids_and_truncated_ones_pass_unchanged() {
         let mut rewriter = PictureIds::default();
-        rewriter.rewrite(1, &packet(10, 1, b""));
+        rw(&mut rewriter, 1, &packet(10, 1, b""));
         for payload in [&[0x10u8, 0x9d][..], &[0x90], &[0x90, 0x80, 0x81], &[]] {
             let payload = Bytes::copy_from_slice(payload);
-            assert_eq!(rewriter.rewrite(2, &payload), payload);
+            assert_eq!(rw(&mut rewriter, 2, &payload), payload);
         }
     }
 
@@ -240,7 +247,7 @@ mod tests {
             for (run, (start, tl0, len)) in runs.into_iter().enumerate() {
                 for i in 0..len {
                     let id = start.wrapping_add(i) % PICTURE_ID_MODULUS;
-                    let out = rewriter.rewrite(run as u32, &packet(id, tl0.wrapping_add(i as u8), b"x"));
+                    let out = rw(&mut rewriter, run as u32, &packet(id, tl0.wrapping_add(i as u8), b"x"));
                     let got = ids(&out);
                     if let Some(want) = expected {
                         prop_assert_eq!(got, want);
@@ -254,7 +261,7 @@ mod tests {
         fn any_bytes_are_safe(payload in proptest::collection::vec(any::<u8>(), 0..16), ssrc in 0u32..3) {
             let mut rewriter = PictureIds::default();
             let payload = Bytes::from(payload);
-            let out = rewriter.rewrite(ssrc, &payload);
+            let out = rw(&mut rewriter, ssrc, &payload);
             prop_assert_eq!(out.len(), payload.len());
         }
     }
