@@ -101,17 +101,21 @@ fn find<'a>(spans: &'a [Span], name: &str) -> &'a Span {
         .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
 }
 
-/// The spans exported once `done` holds for them, within 10 s.
-async fn spans_when(
+/// The spans exported once every one of `names` is among them (a parent span can end,
+/// and so be exported, after its children), within 10 s.
+async fn spans_named(
     collector: &Collector,
     telemetry: &confer_telemetry::Guard,
-    done: impl Fn(&[Span]) -> bool,
+    names: &[&str],
 ) -> Vec<Span> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         telemetry.flush();
         let spans = collector.spans();
-        if done(&spans) {
+        if names
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name))
+        {
             return spans;
         }
         assert!(Instant::now() < deadline, "spans so far: {spans:#?}");
@@ -134,10 +138,7 @@ async fn a_client_traceparent_makes_the_join_part_of_the_clients_trace() -> anyh
         }))
         .await?;
     client.recv_kind("joined", Duration::from_secs(5)).await?;
-    let spans = spans_when(&collector, &telemetry, |spans| {
-        spans.iter().any(|s| s.name == "room.join")
-    })
-    .await;
+    let spans = spans_named(&collector, &telemetry, &["signal.join", "room.join"]).await;
     let join = find(&spans, "signal.join");
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     assert_eq!(hex(&join.trace), trace, "the join is in the client's trace");
@@ -173,10 +174,17 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     client.recv_kind("answer", Duration::from_secs(5)).await?;
 
     // Everything the join caused, once exported.
-    let spans = spans_when(&collector, &telemetry, |spans| {
-        spans.iter().any(|s| s.name == "sfu.create_peer")
-            && spans.iter().any(|s| s.name == "room.join")
-    })
+    let spans = spans_named(
+        &collector,
+        &telemetry,
+        &[
+            "signal.join",
+            "signal.offer",
+            "room.join",
+            "room.place",
+            "sfu.create_peer",
+        ],
+    )
     .await;
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.id.as_slice(), s)).collect();
     let find = |name: &str| find(&spans, name);
@@ -253,9 +261,18 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
         .send(&json!({"request_id": "c", "chat": {"text": "hello", "client_id": "c-1"}}))
         .await?;
     client.recv_kind("chat", Duration::from_secs(5)).await?;
-    let spans = spans_when(&collector, &telemetry, |spans| {
-        spans.iter().any(|s| s.name == "process chat")
-    })
+    // The delivery can end before the request's own span does: wait for all of them.
+    let spans = spans_named(
+        &collector,
+        &telemetry,
+        &[
+            "signal.chat",
+            "chat.send",
+            "chat.persist",
+            "publish chat",
+            "process chat",
+        ],
+    )
     .await;
     let find = |name: &str| find(&spans, name);
     let request = find("signal.chat");
