@@ -1,12 +1,13 @@
-//! Operator metrics in the Prometheus text format: reconciles, failures by reason,
-//! reconcile duration, and drains in progress. Labels are bounded: controller and
-//! reason, and for drains the MediaNode (a handful per cluster, declared by the
-//! platform team), never rooms, pods or participants.
+//! Operator metrics (Prometheus text or OpenMetrics, as the scraper asks): reconciles,
+//! failures by reason, reconcile duration, and drains in progress. Labels are bounded:
+//! controller and reason, and for drains the MediaNode (a handful per cluster, declared
+//! by the platform team), never rooms, pods or participants.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use confer_metrics::{Exposition, Format, Histogram, Labels};
 
 use crate::crd::DrainStatus;
 
@@ -14,14 +15,7 @@ use crate::crd::DrainStatus;
 /// MediaNode is reconciled at least every few minutes).
 const DRAIN_FORGOTTEN: Duration = Duration::from_secs(15 * 60);
 
-const BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
+const BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -49,15 +43,11 @@ impl Metrics {
         if let Some(reason) = failure {
             *inner.failures.entry((controller, reason)).or_default() += 1;
         }
-        let histogram = inner.durations.entry(controller).or_default();
-        let seconds = took.as_secs_f64();
-        for (bucket, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
-            if seconds <= *bucket {
-                *count += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum += seconds;
+        inner
+            .durations
+            .entry(controller)
+            .or_insert_with(|| Histogram::new(BUCKETS))
+            .observe(took);
     }
 
     /// The drain of MediaNode `node` (`namespace/name`) as just planned; `None` when it
@@ -74,96 +64,95 @@ impl Metrics {
         }
     }
 
+    /// The page in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.render_as(Format::Prometheus)
+    }
+
+    pub fn render_as(&self, format: Format) -> String {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         inner
             .drains
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < DRAIN_FORGOTTEN);
-        let mut out = String::new();
+        let mut out = Exposition::new(format);
         render_drains(&mut out, &inner.drains);
-        out.push_str("# HELP confer_operator_reconciles_total Reconciles run.\n");
-        out.push_str("# TYPE confer_operator_reconciles_total counter\n");
-        for (controller, n) in &inner.reconciles {
-            let _ = writeln!(
-                out,
-                "confer_operator_reconciles_total{{controller=\"{controller}\"}} {n}"
-            );
-        }
-        out.push_str(
-            "# HELP confer_operator_reconcile_failures_total Reconciles that failed, by reason.\n",
+        let labels: Vec<[(&str, &str); 1]> = inner
+            .reconciles
+            .keys()
+            .map(|controller| [("controller", *controller)])
+            .collect();
+        let samples: Vec<(Labels<'_>, u64)> = labels
+            .iter()
+            .zip(inner.reconciles.values())
+            .map(|(labels, n)| (labels.as_slice(), *n))
+            .collect();
+        out.counter("confer_operator_reconciles", "Reconciles run.", &samples);
+        let labels: Vec<[(&str, &str); 2]> = inner
+            .failures
+            .keys()
+            .map(|(controller, reason)| [("controller", *controller), ("reason", *reason)])
+            .collect();
+        let samples: Vec<(Labels<'_>, u64)> = labels
+            .iter()
+            .zip(inner.failures.values())
+            .map(|(labels, n)| (labels.as_slice(), *n))
+            .collect();
+        out.counter(
+            "confer_operator_reconcile_failures",
+            "Reconciles that failed, by reason.",
+            &samples,
         );
-        out.push_str("# TYPE confer_operator_reconcile_failures_total counter\n");
-        for ((controller, reason), n) in &inner.failures {
-            let _ = writeln!(
-                out,
-                "confer_operator_reconcile_failures_total{{controller=\"{controller}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP confer_operator_reconcile_duration_seconds Time a reconcile took.\n");
-        out.push_str("# TYPE confer_operator_reconcile_duration_seconds histogram\n");
-        for (controller, h) in &inner.durations {
-            for (bucket, count) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "confer_operator_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"{bucket}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "confer_operator_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "confer_operator_reconcile_duration_seconds_sum{{controller=\"{controller}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "confer_operator_reconcile_duration_seconds_count{{controller=\"{controller}\"}} {}",
-                h.count
-            );
-        }
-        out
+        let snapshots: Vec<_> = inner
+            .durations
+            .iter()
+            .map(|(controller, h)| ([("controller", *controller)], h.snapshot()))
+            .collect();
+        let histograms: Vec<(Labels<'_>, _)> = snapshots
+            .iter()
+            .map(|(labels, snapshot)| (labels.as_slice(), snapshot))
+            .collect();
+        out.histograms(
+            "confer_operator_reconcile_duration_seconds",
+            "Time a reconcile took.",
+            &histograms,
+        );
+        out.finish()
     }
 }
 
-/// A gauge family of drains: name, type, help, and its value for one drain.
-type DrainFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&DrainStatus) -> f64,
-);
+/// A gauge family of drains: name, help, and its value for one drain.
+type DrainFamily = (&'static str, &'static str, fn(&DrainStatus) -> f64);
 
-fn render_drains(out: &mut String, drains: &BTreeMap<String, (DrainStatus, Instant)>) {
+fn render_drains(out: &mut Exposition, drains: &BTreeMap<String, (DrainStatus, Instant)>) {
     let families: [DrainFamily; 3] = [
         (
             "confer_operator_drain_pods",
-            "gauge",
             "SFU pods draining, by MediaNode.",
             |d| d.pods.len() as f64,
         ),
         (
             "confer_operator_drain_rooms_left",
-            "gauge",
             "Rooms still on a MediaNode's draining pods.",
             |d| d.rooms_left as f64,
         ),
         (
             "confer_operator_drain_deadline_timestamp_seconds",
-            "gauge",
             "When a MediaNode's drain must be over (rooms left then are moved).",
             |d| d.deadline_ms as f64 / 1000.0,
         ),
     ];
-    for (name, kind, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (node, (drain, _)) in drains {
-            let _ = writeln!(out, "{name}{{medianode=\"{node}\"}} {}", value(drain));
-        }
+    let labels: Vec<[(&str, &str); 1]> = drains
+        .keys()
+        .map(|node| [("medianode", node.as_str())])
+        .collect();
+    for (name, help, value) in families {
+        let samples: Vec<(Labels<'_>, f64)> = labels
+            .iter()
+            .zip(drains.values())
+            .map(|(labels, (drain, _))| (labels.as_slice(), value(drain)))
+            .collect();
+        out.gauge(name, help, &samples);
     }
 }
 
@@ -192,5 +181,30 @@ mod tests {
         ));
         metrics.drain("media/eu".into(), None, Instant::now());
         assert!(!metrics.render().contains("medianode=\"media/eu\""));
+    }
+
+    #[test]
+    fn reconciles_are_counted_per_controller_in_either_format() {
+        let metrics = Metrics::default();
+        metrics.reconciled("medianode", Duration::from_millis(30), None);
+        metrics.reconciled("medianode", Duration::from_secs(3), Some("ApiServerError"));
+        let page = metrics.render();
+        for line in [
+            "confer_operator_reconciles_total{controller=\"medianode\"} 2\n",
+            "confer_operator_reconcile_failures_total{controller=\"medianode\",reason=\"ApiServerError\"} 1\n",
+            "confer_operator_reconcile_duration_seconds_bucket{controller=\"medianode\",le=\"0.05\"} 1\n",
+            "confer_operator_reconcile_duration_seconds_bucket{controller=\"medianode\",le=\"2.5\"} 1\n",
+            "confer_operator_reconcile_duration_seconds_bucket{controller=\"medianode\",le=\"10\"} 2\n",
+            "confer_operator_reconcile_duration_seconds_bucket{controller=\"medianode\",le=\"+Inf\"} 2\n",
+            "confer_operator_reconcile_duration_seconds_count{controller=\"medianode\"} 2\n",
+        ] {
+            assert!(page.contains(line), "{line} in {page}");
+        }
+        let open = metrics.render_as(Format::OpenMetrics);
+        assert!(
+            open.contains("# TYPE confer_operator_reconciles counter\n"),
+            "{open}"
+        );
+        assert!(open.ends_with("# EOF\n"), "{open}");
     }
 }

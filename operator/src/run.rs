@@ -141,9 +141,18 @@ async fn serve_metrics(listen: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Res
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let metrics = metrics.clone();
-                async move { metrics.render() }
+                async move {
+                    let accept = headers
+                        .get(axum::http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    let format = confer_metrics::Format::negotiate(accept);
+                    (
+                        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+                        metrics.render_as(format),
+                    )
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));

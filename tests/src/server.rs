@@ -32,6 +32,8 @@ pub struct TestServer {
     pub http: SocketAddr,
     pub sfu: SfuHandle,
     pub room: RoomService,
+    /// The in-process chat service (its expiry runs when a test calls it).
+    pub chat: confer_chat::ChatService,
     shutdown: watch::Sender<bool>,
 }
 
@@ -80,18 +82,20 @@ impl TestServer {
             sfu_stats: Some(sfu.stats().clone()),
             ..options.gateway
         };
+        let chat = confer_chat::connect("sqlite::memory:", None).await?;
         tokio::spawn(confer_gateway::run(
             config,
             listener,
             Arc::new(room.clone()),
             SfuDirectory::with_local(Arc::new(sfu.clone())),
-            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
+            ChatLink::local(chat.clone()),
             signal,
         ));
         Ok(Self {
             http,
             sfu,
             room,
+            chat,
             shutdown,
         })
     }

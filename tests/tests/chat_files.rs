@@ -14,9 +14,13 @@ const WAIT: Duration = Duration::from_secs(5);
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR tiny picture";
 
 async fn join(server: &TestServer, name: &str) -> anyhow::Result<SignalClient> {
+    join_room(server, "files", name).await
+}
+
+async fn join_room(server: &TestServer, room: &str, name: &str) -> anyhow::Result<SignalClient> {
     let mut client = SignalClient::connect(&server.signal_url()).await?;
     client
-        .send(&json!({"request_id": "j", "join": {"room": "files", "name": name}}))
+        .send(&json!({"request_id": "j", "join": {"room": room, "name": name}}))
         .await?;
     client.recv_kind("joined", WAIT).await?;
     Ok(client)
@@ -58,6 +62,7 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
                 dir: dir.clone(),
                 max_bytes: 1024,
                 key: b"a test key of thirty-two bytes!!".to_vec(),
+                ..FileConfig::default()
             },
             ..GatewayConfig::default()
         },
@@ -181,6 +186,117 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
     );
     let stored: Vec<_> = std::fs::read_dir(&dir)?.collect();
     assert!(stored.is_empty(), "its bytes are removed too: {stored:?}");
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// Shares `PNG` in the client's room; returns the stored file's name.
+async fn share(
+    server: &TestServer,
+    client: &mut SignalClient,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let before = stored(dir);
+    let reply = ask(client, "tiny.png", "image/png", PNG.len()).await?;
+    let url = reply["file_upload"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, body) = put(server, &url, PNG).await?;
+    anyhow::ensure!(status == 201, "upload: {status} {body}");
+    let after = stored(dir);
+    after
+        .into_iter()
+        .find(|name| !before.contains(name))
+        .ok_or_else(|| anyhow::anyhow!("no file stored"))
+}
+
+fn stored(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `file` is no longer stored.
+async fn removed(dir: &std::path::Path, file: &str) -> bool {
+    for _ in 0..50 {
+        if !stored(dir).iter().any(|name| name == file) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A file's bytes go with its message however the message goes: the room's retention
+/// expires it, or the tenant deletes the room. Files of messages still there stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_with_expired_messages_and_deleted_rooms() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("confer-files-test-{:08x}", rand_u32()));
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            files: FileConfig {
+                dir: dir.clone(),
+                sweep_every: Duration::from_millis(100),
+                ..FileConfig::default()
+            },
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let tenant_api = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, server.url(path))
+            .basic_auth("dev", Some(confer_e2e::server::TOKEN_SECRET))
+    };
+    let mut ada = join_room(&server, "brief", "Ada").await?;
+    let mut bob = join_room(&server, "kept", "Bob").await?;
+    let mut cy = join_room(&server, "doomed", "Cy").await?;
+    let expiring = share(&server, &mut ada, &dir).await?;
+    let kept = share(&server, &mut bob, &dir).await?;
+    let doomed = share(&server, &mut cy, &dir).await?;
+
+    let response = tenant_api(reqwest::Method::PUT, "/v1/rooms/brief/chat/retention")
+        .json(&json!({"seconds": 1}))
+        .send()
+        .await?;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await?
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(server.chat.expire().await?, 1);
+    assert!(
+        removed(&dir, &expiring).await,
+        "expired: {:?}",
+        stored(&dir)
+    );
+
+    drop(cy);
+    let response = tenant_api(reqwest::Method::DELETE, "/v1/rooms/doomed")
+        .send()
+        .await?;
+    assert_eq!(
+        response.status().as_u16(),
+        204,
+        "{}",
+        response.text().await?
+    );
+    assert!(
+        removed(&dir, &doomed).await,
+        "room deleted: {:?}",
+        stored(&dir)
+    );
+
+    assert_eq!(stored(&dir), vec![kept], "a file still shared stays");
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

@@ -383,3 +383,56 @@ async fn retention_expires_old_entries_of_that_room_only() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+fn file(room: &str, sender: &str, file_id: &str) -> SendRequest {
+    SendRequest {
+        client_id: file_id.into(),
+        action: ChatAction::File {
+            name: format!("{file_id}.png"),
+            content_type: "image/png".into(),
+            size: 10,
+        },
+        ..text(room, sender, "", "")
+    }
+}
+
+/// Every way a file's message goes (deleted, expired, its room deleted) queues the file
+/// for its bytes to be removed, in the same transaction; files still shared are never
+/// queued; a removal reported done leaves the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_whose_messages_go_are_queued_for_removal() -> anyhow::Result<()> {
+    for (db, chat) in services().await? {
+        let shared = |id: &str| format!("{id:0>32}");
+        chat.set_retention("t/short".into(), 1).await?;
+        chat.send(file("t/short", "ada", &shared("a1"))).await?;
+        chat.send(file("t/kept", "ada", &shared("b1"))).await?;
+        let deleted = chat.send(file("t/kept", "ada", &shared("b2"))).await?;
+        chat.send(file("t/gone", "ada", &shared("c1"))).await?;
+        assert!(chat.files_to_remove(10).await?.is_empty(), "{db}");
+
+        let mut delete = text("t/kept", "ada", "", "");
+        delete.action = ChatAction::Delete {
+            seq: deleted.entry.seq,
+        };
+        chat.send(delete).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(chat.expire().await?, 1, "{db}");
+        chat.delete_room("t/gone".into()).await?;
+
+        let mut queued = chat.files_to_remove(10).await?;
+        queued.sort();
+        assert_eq!(
+            queued,
+            vec![shared("a1"), shared("b2"), shared("c1")],
+            "{db}: the shared b1 stays"
+        );
+        chat.files_removed(vec![shared("a1"), shared("c1")]).await?;
+        assert_eq!(chat.files_to_remove(10).await?, vec![shared("b2")], "{db}");
+        let refused = chat
+            .files_removed(vec![String::new(); 501])
+            .await
+            .expect_err("too many at once");
+        assert_eq!(refused.code, "invalid_request", "{db}");
+    }
+    Ok(())
+}

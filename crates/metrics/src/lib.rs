@@ -105,24 +105,41 @@ impl Exposition {
 
     /// A histogram family with one (unlabelled) histogram.
     pub fn histogram(&mut self, name: &str, help: &str, snapshot: &HistogramSnapshot) {
+        self.histograms(name, help, &[(&[], snapshot)]);
+    }
+
+    /// A histogram family with a histogram per label set.
+    pub fn histograms(
+        &mut self,
+        name: &str,
+        help: &str,
+        histograms: &[(Labels<'_>, &HistogramSnapshot)],
+    ) {
         self.header(name, help, "histogram");
-        let mut cumulative = 0;
-        for (bound, count) in snapshot.bounds.iter().zip(&snapshot.counts) {
-            cumulative += count;
-            let le = number(*bound);
-            self.sample(
-                &format!("{name}_bucket"),
-                &[("le", le.as_str())],
-                &cumulative.to_string(),
-            );
-        }
-        self.sample(
-            &format!("{name}_bucket"),
-            &[("le", "+Inf")],
-            &snapshot.count.to_string(),
+        let (bucket, sum, count) = (
+            format!("{name}_bucket"),
+            format!("{name}_sum"),
+            format!("{name}_count"),
         );
-        self.sample(&format!("{name}_sum"), &[], &number(snapshot.sum));
-        self.sample(&format!("{name}_count"), &[], &snapshot.count.to_string());
+        for (labels, snapshot) in histograms {
+            let mut cumulative = 0;
+            let bounds: Vec<String> = snapshot.bounds.iter().map(|b| number(*b)).collect();
+            let counts = bounds
+                .iter()
+                .map(String::as_str)
+                .zip(snapshot.counts.iter().map(|n| {
+                    cumulative += n;
+                    cumulative
+                }))
+                .chain([("+Inf", snapshot.count)]);
+            for (le, n) in counts {
+                let mut with_le = labels.to_vec();
+                with_le.push(("le", le));
+                self.sample(&bucket, &with_le, &n.to_string());
+            }
+            self.sample(&sum, labels, &number(snapshot.sum));
+            self.sample(&count, labels, &snapshot.count.to_string());
+        }
     }
 
     /// Text written by another renderer in this format, appended as it is.

@@ -426,3 +426,62 @@ async fn a_room_service_outage_fails_the_reconcile_and_backs_off() {
             .contains("reason=\"RoomServiceUnavailable\"} 1")
     );
 }
+
+/// A span's name and its parent's.
+type SpanAndParent = (String, Option<String>);
+
+/// Records each new span's name and its parent's name.
+#[derive(Clone, Default)]
+struct SpanParents(Arc<Mutex<Vec<SpanAndParent>>>);
+
+impl<S> tracing_subscriber::Layer<S> for SpanParents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let parent = if attrs.is_root() {
+            None
+        } else if let Some(parent) = attrs.parent() {
+            ctx.span(parent).map(|span| span.name().to_owned())
+        } else {
+            ctx.lookup_current().map(|span| span.name().to_owned())
+        };
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((attrs.metadata().name().to_owned(), parent));
+        }
+    }
+}
+
+/// A reconcile starts its own trace even when whatever ran it was inside a span (the
+/// watch event that caused it is not a request), and what it does is inside it.
+#[tokio::test]
+async fn a_reconcile_is_the_root_of_its_own_trace() {
+    use tracing::Instrument as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let parents = SpanParents::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(parents.clone()));
+    let (ctx, _rooms, _api) = harness();
+    let work = async {
+        let step = tracing::info_span!("step");
+        async { Ok(Action::await_change()) }.instrument(step).await
+    };
+    crate::context::instrumented(&ctx, "conference", "confer/all-hands", work)
+        .instrument(tracing::info_span!("watcher"))
+        .await
+        .expect("reconciled");
+    let seen = parents.0.lock().expect("spans").clone();
+    assert_eq!(
+        seen,
+        vec![
+            ("watcher".to_owned(), None),
+            ("reconcile".to_owned(), None),
+            ("step".to_owned(), Some("reconcile".to_owned())),
+        ]
+    );
+}

@@ -147,4 +147,9 @@ pub trait ChatApi: Send + Sync + 'static {
     fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>>;
     /// Forget a room's chat (the room was deleted).
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>>;
+    /// Up to `limit` shared files whose entries are gone (deleted, expired, their room
+    /// deleted): the gateways remove their bytes, then report them with
+    /// [`ChatApi::files_removed`].
+    fn files_to_remove(&self, limit: u32) -> BoxFuture<'_, ChatResult<Vec<String>>>;
+    fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>>;
 }

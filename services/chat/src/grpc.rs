@@ -61,6 +61,8 @@ impl Rpc {
             "history" => answer(s.history(arg(a)?, arg(a)?).await),
             "set_retention" => answer(s.set_retention(arg(a)?, arg(a)?).await),
             "delete_room" => answer(s.delete_room(arg(a)?).await),
+            "files_to_remove" => answer(s.files_to_remove(arg(a)?).await),
+            "files_removed" => answer(s.files_removed(arg(a)?).await),
             other => Err(ChatError::invalid(
                 "invalid_request",
                 format!("unknown method `{other}`"),
@@ -157,5 +159,13 @@ impl ChatApi for GrpcChat {
 
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
         Box::pin(async move { self.call("delete_room", vec![v(room)]).await })
+    }
+
+    fn files_to_remove(&self, limit: u32) -> BoxFuture<'_, ChatResult<Vec<String>>> {
+        Box::pin(async move { self.call("files_to_remove", vec![v(limit)]).await })
+    }
+
+    fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move { self.call("files_removed", vec![v(files)]).await })
     }
 }

@@ -19,6 +19,9 @@ const REPUBLISH_FOR: Duration = Duration::from_secs(30);
 /// How often entries past their room's retention are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
+/// The most files one removal call lists or acknowledges.
+const MAX_FILES_PER_CALL: u32 = 500;
+
 /// Locks that order a room's store-then-publish within this replica; rooms share
 /// them by hash.
 const STRIPES: usize = 256;
@@ -134,7 +137,27 @@ impl ChatApi for ChatService {
     }
 
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
-        Box::pin(async move { self.store.delete_room(&room).await })
+        Box::pin(async move { self.store.delete_room(&room, now_ms()).await })
+    }
+
+    fn files_to_remove(&self, limit: u32) -> BoxFuture<'_, ChatResult<Vec<String>>> {
+        Box::pin(async move {
+            self.store
+                .files_to_remove(limit.min(MAX_FILES_PER_CALL))
+                .await
+        })
+    }
+
+    fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move {
+            if files.len() > MAX_FILES_PER_CALL as usize {
+                return Err(ChatError::invalid(
+                    "invalid_request",
+                    format!("at most {MAX_FILES_PER_CALL} files per call"),
+                ));
+            }
+            self.store.files_removed(&files).await
+        })
     }
 }
 

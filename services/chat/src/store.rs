@@ -2,6 +2,11 @@
 //! PostgreSQL in production, SQLite in `confer dev`, over sqlx's `Any` driver (`$n`
 //! placeholders work on both). A send is one transaction: the room row is locked while
 //! its next number is taken, so numbers are gap-free and committed in order.
+//!
+//! Shared files' bytes live outside the database (the gateways' files volume). Whatever
+//! removes a `file` entry (a delete, retention, the room's deletion) queues its file id
+//! in `chat_file_removals` in the same transaction; the gateways remove the bytes and
+//! then the queued ids, so no file outlives its message, whichever process fails when.
 
 use std::time::Duration;
 
@@ -15,10 +20,18 @@ use crate::error::{ChatError, ChatResult};
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_chat.sql")),
     (2, include_str!("../migrations/postgres/0002_files.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_file_removals.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_chat.sql")),
     (2, include_str!("../migrations/sqlite/0002_files.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_file_removals.sql"),
+    ),
 ];
 
 /// An entry's columns, in the order `entry` reads them.
@@ -147,6 +160,11 @@ impl Store {
     }
 
     async fn append_new(&self, req: &SendRequest, now_ms: u64) -> ChatResult<ChatEntry> {
+        let mut entry = draft(req, now_ms);
+        let amends = matches!(entry.kind, EntryKind::Edit | EntryKind::Delete);
+        if !self.sqlite && !amends {
+            return self.append_in_one_statement(entry).await;
+        }
         let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
         // One statement takes the room's next number and locks its row until commit.
         let seq: i64 = sqlx::query_scalar(
@@ -157,43 +175,14 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(ChatError::store)?;
-        let (kind, text, reply_to, target) = match &req.action {
-            ChatAction::Text { text, reply_to } => (EntryKind::Text, text.clone(), *reply_to, 0),
-            ChatAction::File { name, .. } => (EntryKind::File, name.clone(), 0, 0),
-            ChatAction::Edit { seq, text } => (EntryKind::Edit, text.clone(), 0, *seq),
-            ChatAction::Delete { seq } => (EntryKind::Delete, String::new(), 0, *seq),
-        };
-        let (file_type, file_size) = match &req.action {
-            ChatAction::File {
-                content_type, size, ..
-            } => (content_type.clone(), *size),
-            _ => (String::new(), 0),
-        };
-        if matches!(kind, EntryKind::Edit | EntryKind::Delete) {
-            amend_target(&mut tx, req, target, &text).await?;
+        if amends {
+            amend_target(&mut tx, req, entry.target_seq, &entry.text).await?;
         }
+        entry.seq = seq as u64;
         // Without a client id the entry is still unique per sender: its own number.
-        let client_id = if req.client_id.is_empty() {
-            format!("~{seq}")
-        } else {
-            req.client_id.clone()
-        };
-        let entry = ChatEntry {
-            room: req.room.clone(),
-            seq: seq as u64,
-            kind,
-            sender_id: req.sender_id.clone(),
-            sender_name: req.sender_name.clone(),
-            text,
-            client_id,
-            reply_to,
-            target_seq: target,
-            sent_at_ms: now_ms,
-            edited: false,
-            deleted: false,
-            file_type,
-            file_size,
-        };
+        if entry.client_id.is_empty() {
+            entry.client_id = format!("~{seq}");
+        }
         let inserted = sqlx::query(concat!(
             "INSERT INTO chat_entries (",
             columns!(),
@@ -201,7 +190,7 @@ impl Store {
         ))
         .bind(&entry.room)
         .bind(seq)
-        .bind(kind.as_str())
+        .bind(entry.kind.as_str())
         .bind(&entry.sender_id)
         .bind(&entry.sender_name)
         .bind(&entry.text)
@@ -213,17 +202,39 @@ impl Store {
         .bind(entry.file_size.min(i64::MAX as u64) as i64)
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(ChatError::invalid(
-                    "duplicate_client_id",
-                    "this client id was stored already",
-                ));
-            }
-            Err(err) => return Err(ChatError::store(err)),
-        }
+        inserted.map_err(insert_error)?;
         tx.commit().await.map_err(ChatError::store)?;
+        Ok(entry)
+    }
+
+    /// A message (no target to amend) on PostgreSQL: numbering and insert are one
+    /// statement, so one round trip and its own transaction; the room's row stays
+    /// locked until it commits, and a refused insert takes its number back with it.
+    async fn append_in_one_statement(&self, mut entry: ChatEntry) -> ChatResult<ChatEntry> {
+        let row = sqlx::query(concat!(
+            "WITH n AS (INSERT INTO chat_rooms (room, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (room) DO UPDATE SET last_seq = chat_rooms.last_seq + 1 RETURNING last_seq) \
+             INSERT INTO chat_entries (",
+            columns!(),
+            ") SELECT $1, n.last_seq, $2, $3, $4, $5, \
+             CASE WHEN $6 = '' THEN '~' || n.last_seq ELSE $6 END, $7, 0, $8, 0, 0, $9, $10 FROM n \
+             RETURNING seq, client_id"
+        ))
+        .bind(&entry.room)
+        .bind(entry.kind.as_str())
+        .bind(&entry.sender_id)
+        .bind(&entry.sender_name)
+        .bind(&entry.text)
+        .bind(&entry.client_id)
+        .bind(entry.reply_to as i64)
+        .bind(entry.sent_at_ms as i64)
+        .bind(&entry.file_type)
+        .bind(entry.file_size.min(i64::MAX as u64) as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(insert_error)?;
+        entry.seq = row.try_get::<i64, _>(0).map_err(ChatError::internal)? as u64;
+        entry.client_id = row.try_get(1).map_err(ChatError::internal)?;
         Ok(entry)
     }
 
@@ -284,19 +295,45 @@ impl Store {
 
     /// Deletes entries older than their room's retention; returns how many.
     pub(crate) async fn expire(&self, now_ms: u64) -> ChatResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM chat_entries WHERE room IN (SELECT room FROM chat_rooms WHERE retention_secs > 0) \
-             AND sent_at_ms < $1 - 1000 * (SELECT retention_secs FROM chat_rooms WHERE chat_rooms.room = chat_entries.room)",
-        )
+        /// Entries past their room's retention at `$1`.
+        macro_rules! expired {
+            () => {
+                "room IN (SELECT room FROM chat_rooms WHERE retention_secs > 0) \
+                 AND sent_at_ms < $1 - 1000 * (SELECT retention_secs FROM chat_rooms WHERE chat_rooms.room = chat_entries.room)"
+            };
+        }
+        let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
+        sqlx::query(concat!(
+            "INSERT INTO chat_file_removals (file_id, queued_at_ms) \
+             SELECT client_id, $1 FROM chat_entries WHERE ",
+            expired!(),
+            " AND kind = 'file' AND deleted = 0 ON CONFLICT (file_id) DO NOTHING"
+        ))
         .bind(now_ms as i64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(ChatError::store)?;
+        let done = sqlx::query(concat!("DELETE FROM chat_entries WHERE ", expired!()))
+            .bind(now_ms as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(ChatError::store)?;
+        tx.commit().await.map_err(ChatError::store)?;
         Ok(done.rows_affected())
     }
 
-    pub(crate) async fn delete_room(&self, room: &str) -> ChatResult<()> {
+    pub(crate) async fn delete_room(&self, room: &str, now_ms: u64) -> ChatResult<()> {
         let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
+        sqlx::query(
+            "INSERT INTO chat_file_removals (file_id, queued_at_ms) \
+             SELECT client_id, $2 FROM chat_entries WHERE room = $1 AND kind = 'file' AND deleted = 0 \
+             ON CONFLICT (file_id) DO NOTHING",
+        )
+        .bind(room)
+        .bind(now_ms as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(ChatError::store)?;
         for sql in [
             "DELETE FROM chat_entries WHERE room = $1",
             "DELETE FROM chat_rooms WHERE room = $1",
@@ -308,6 +345,73 @@ impl Store {
                 .map_err(ChatError::store)?;
         }
         tx.commit().await.map_err(ChatError::store)
+    }
+
+    /// Shared files whose entries are gone, oldest first: their bytes are to be removed.
+    pub(crate) async fn files_to_remove(&self, limit: u32) -> ChatResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT file_id FROM chat_file_removals ORDER BY queued_at_ms, file_id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ChatError::store)
+    }
+
+    /// The bytes of `files` are removed: forget them.
+    pub(crate) async fn files_removed(&self, files: &[String]) -> ChatResult<()> {
+        let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
+        for file in files {
+            sqlx::query("DELETE FROM chat_file_removals WHERE file_id = $1")
+                .bind(file)
+                .execute(&mut *tx)
+                .await
+                .map_err(ChatError::store)?;
+        }
+        tx.commit().await.map_err(ChatError::store)
+    }
+}
+
+/// The entry `req` asks for, before it has a number (and, without a client id, before
+/// it has that).
+fn draft(req: &SendRequest, now_ms: u64) -> ChatEntry {
+    let (kind, text, reply_to, target_seq) = match &req.action {
+        ChatAction::Text { text, reply_to } => (EntryKind::Text, text.clone(), *reply_to, 0),
+        ChatAction::File { name, .. } => (EntryKind::File, name.clone(), 0, 0),
+        ChatAction::Edit { seq, text } => (EntryKind::Edit, text.clone(), 0, *seq),
+        ChatAction::Delete { seq } => (EntryKind::Delete, String::new(), 0, *seq),
+    };
+    let (file_type, file_size) = match &req.action {
+        ChatAction::File {
+            content_type, size, ..
+        } => (content_type.clone(), *size),
+        _ => (String::new(), 0),
+    };
+    ChatEntry {
+        room: req.room.clone(),
+        seq: 0,
+        kind,
+        sender_id: req.sender_id.clone(),
+        sender_name: req.sender_name.clone(),
+        text,
+        client_id: req.client_id.clone(),
+        reply_to,
+        target_seq,
+        sent_at_ms: now_ms,
+        edited: false,
+        deleted: false,
+        file_type,
+        file_size,
+    }
+}
+
+/// A refused entry insert: the unique client id index means a resend.
+fn insert_error(err: sqlx::Error) -> ChatError {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ChatError::invalid("duplicate_client_id", "this client id was stored already")
+        }
+        err => ChatError::store(err),
     }
 }
 
@@ -356,6 +460,18 @@ async fn amend_target(
                 "only the author can edit a message"
             },
         ));
+    }
+    if deleting && kind == EntryKind::File.as_str() {
+        sqlx::query(
+            "INSERT INTO chat_file_removals (file_id, queued_at_ms) \
+             SELECT client_id, sent_at_ms FROM chat_entries WHERE room = $1 AND seq = $2 \
+             ON CONFLICT (file_id) DO NOTHING",
+        )
+        .bind(&req.room)
+        .bind(target as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(ChatError::store)?;
     }
     let sql = if deleting {
         "UPDATE chat_entries SET deleted = 1, body = '' WHERE room = $1 AND seq = $2"

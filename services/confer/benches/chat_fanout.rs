@@ -113,6 +113,13 @@ async fn member(
     let mut in_flight = 0usize;
     let mut n = 0u64;
     let mut next_at = tokio::time::Instant::now();
+    let mut pacing = false;
+    // Where in each paced interval this sender sends: spread evenly over senders.
+    let phase = sender.as_deref().map_or(0.0, |prefix| {
+        use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(prefix);
+        (hash % 10_000) as f64 / 10_000.0
+    });
     // Latencies gather here and go to the shared list when the mode changes.
     let mut latencies = Vec::new();
     let message = |n: u64, prefix: &str| {
@@ -136,9 +143,13 @@ async fn member(
             }
         }
         let paced = sending.filter(|_| current == PACED);
-        if paced.is_none() {
-            next_at = tokio::time::Instant::now();
+        if paced.is_some() && !pacing {
+            // Senders start pacing at their own point of the interval, as people do,
+            // not all at once.
+            let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
+            next_at = tokio::time::Instant::now() + interval.mul_f64(phase);
         }
+        pacing = paced.is_some();
         tokio::select! {
             changed = mode.changed() => {
                 if let Ok(mut all) = control.latencies_us.lock() {

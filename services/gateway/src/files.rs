@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub max_bytes: u64,
     /// Signs upload and download grants; the same on every gateway.
     pub key: Vec<u8>,
+    /// How often the bytes of files whose messages are gone (expired with the room's
+    /// retention, the room deleted) are looked for and removed.
+    pub sweep_every: Duration,
 }
 
 impl Default for FileConfig {
@@ -38,6 +41,7 @@ impl Default for FileConfig {
             dir: std::env::temp_dir().join("confer-files"),
             max_bytes: 25 * 1024 * 1024,
             key: rand::random::<[u8; 32]>().to_vec(),
+            sweep_every: Duration::from_secs(60),
         }
     }
 }
@@ -266,22 +270,6 @@ async fn entry_at(
         .filter(|entry| entry.seq == seq))
 }
 
-/// A message was deleted: if it shared a file, the file's bytes go too.
-pub(crate) async fn forget(state: &AppState, room: &str, seq: u64) {
-    let Ok(Some(entry)) = entry_at(state, room, seq).await else {
-        return;
-    };
-    if entry.kind != confer_chat::EntryKind::File {
-        return;
-    }
-    if let Ok(path) = stored_path(&state.config.files, &entry.client_id)
-        && let Err(err) = tokio::fs::remove_file(&path).await
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(%err, "cannot remove a deleted message's file");
-    }
-}
-
 pub(crate) fn routes(max_bytes: u64) -> Router<Arc<AppState>> {
     Router::new()
         .route(
@@ -295,7 +283,7 @@ pub(crate) fn routes(max_bytes: u64) -> Router<Arc<AppState>> {
         .route("/files/download/{token}", get(download))
 }
 
-fn stored_path(config: &FileConfig, file: &str) -> Result<PathBuf, FileError> {
+pub(crate) fn stored_path(config: &FileConfig, file: &str) -> Result<PathBuf, FileError> {
     // File ids are ours (32 hex digits); anything else never names a path.
     if file.len() != 32 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(FileError::new(
@@ -380,8 +368,15 @@ async fn upload(
                 size: grant.size,
             },
         })
-        .await
-        .map_err(|err| FileError::chat_unavailable(err.message))?;
+        .await;
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(err) => {
+            // Not shared: the bytes go (a retry uploads them again).
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(FileError::chat_unavailable(err.message));
+        }
+    };
     Ok((StatusCode::CREATED, Json(json!({"seq": sent.entry.seq}))).into_response())
 }
 

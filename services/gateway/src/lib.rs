@@ -15,6 +15,7 @@ mod chat;
 mod commands;
 mod config;
 mod convert;
+mod file_sweep;
 mod files;
 mod metrics;
 mod relay;
@@ -44,6 +45,7 @@ pub(crate) struct AppState {
     rooms: rooms::Rooms,
     chat: chat::ChatHub,
     metrics: metrics::Metrics,
+    sweep_files: Arc<file_sweep::SweepNow>,
 }
 
 /// Serves the gateway on `listener` until `shutdown` fires.
@@ -63,6 +65,7 @@ pub async fn run(
         rooms: rooms::Rooms::default(),
         chat,
         metrics: metrics::Metrics::default(),
+        sweep_files: Arc::default(),
     });
     let hub = tokio::spawn(chat::run_hub(Arc::downgrade(&state), chat_inputs));
     if let Some(local) = state.sfus.local() {
@@ -72,6 +75,10 @@ pub async fn run(
         ));
     }
     let watcher = tokio::spawn(commands::watch_room_service(state.clone()));
+    let sweeper = tokio::spawn(file_sweep::run(
+        Arc::downgrade(&state),
+        state.sweep_files.clone(),
+    ));
     let app = Router::new()
         .route("/v1/signal", get(session::upgrade))
         .nest("/v1", api::routes())
@@ -97,6 +104,7 @@ pub async fn run(
     .await;
     watcher.abort();
     hub.abort();
+    sweeper.abort();
     result?;
     Ok(())
 }

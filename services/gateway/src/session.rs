@@ -32,6 +32,7 @@ use tracing::{Instrument as _, debug, info};
 use crate::AppState;
 use crate::chat;
 use crate::convert;
+use crate::file_sweep;
 use crate::files;
 
 /// Chat entries sent with `joined`.
@@ -149,13 +150,27 @@ struct Session {
     join_trace: Option<confer_telemetry::TraceContext>,
 }
 
+/// Most messages written to a client per flush.
+const WRITE_BATCH: usize = 64;
+
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::unbounded_channel::<ServerMessage>();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = outgoing.recv().await {
-            let text = encode_server_message(&msg);
-            if sink.send(Message::Text(text.into())).await.is_err() {
+        while let Some(first) = outgoing.recv().await {
+            // What queued up meanwhile (a burst of chat, say) goes out in one write.
+            let mut next = Some(first);
+            let mut batch = 0;
+            let mut written = true;
+            while let Some(msg) = next.take() {
+                let text = encode_server_message(&msg);
+                written = sink.feed(Message::Text(text.into())).await.is_ok();
+                batch += 1;
+                if written && batch < WRITE_BATCH {
+                    next = outgoing.try_recv().ok();
+                }
+            }
+            if !written || sink.flush().await.is_err() {
                 break;
             }
         }
@@ -731,8 +746,12 @@ impl Session {
         if !sent.duplicate {
             self.state.metrics.chat_messages.fetch_add(1, Relaxed);
         }
-        if let Some(seq) = deleting {
-            files::forget(&self.state, &member.key, seq).await;
+        if deleting.is_some() {
+            // A shared file's bytes go with its message, before the answer.
+            if let Err(err) = file_sweep::sweep(&self.state).await {
+                tracing::warn!(error = %err, "cannot remove a deleted message's file yet");
+                self.state.sweep_files.wake();
+            }
         }
         self.send(
             request_id.to_owned(),

@@ -60,8 +60,10 @@ pub(crate) async fn delete_room(
 ) -> Result<Response> {
     s.room.delete_room(t.clone(), room.clone()).await?;
     // The room is gone; its chat goes with it (a failure leaves it to retention).
-    if let Err(err) = s.chat.api.delete_room(chat_key(&t, &room)).await {
-        tracing::warn!(%err, room, "room deleted but its chat was not");
+    match s.chat.api.delete_room(chat_key(&t, &room)).await {
+        // Its shared files' bytes go next.
+        Ok(()) => s.sweep_files.wake(),
+        Err(err) => tracing::warn!(%err, room, "room deleted but its chat was not"),
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
