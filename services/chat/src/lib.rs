@@ -28,7 +28,16 @@ pub use store::Store;
 
 /// Connects the store at `database_url` and the bus (`redis_url`, or in-process).
 pub async fn connect(database_url: &str, redis_url: Option<&str>) -> anyhow::Result<ChatService> {
-    let store = Store::connect(database_url).await?;
+    connect_with(database_url, redis_url, store::DEFAULT_CONNECTIONS).await
+}
+
+/// As [`connect`], with at most `connections` database connections.
+pub async fn connect_with(
+    database_url: &str,
+    redis_url: Option<&str>,
+    connections: u32,
+) -> anyhow::Result<ChatService> {
+    let store = Store::connect_with(database_url, connections).await?;
     let bus = match redis_url {
         Some(url) => Bus::redis(url)?,
         None => Bus::memory(),

@@ -34,6 +34,9 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// PostgreSQL connections per chat replica unless configured.
+pub const DEFAULT_CONNECTIONS: u32 = 32;
+
 /// An entry's columns, in the order `entry` reads them.
 macro_rules! columns {
     () => {
@@ -62,10 +65,16 @@ impl Store {
 
     /// Connects to `url` (`postgres://…` or `sqlite:…`) and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, DEFAULT_CONNECTIONS).await
+    }
+
+    /// As [`Store::connect`], with at most `connections` to PostgreSQL (SQLite: one).
+    /// Each holds one send at a time, so this bounds sends in progress.
+    pub async fn connect_with(url: &str, connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 32 })
+            .max_connections(if sqlite { 1 } else { connections.max(1) })
             .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await

@@ -224,6 +224,11 @@ pub struct ChatArgs {
     /// PostgreSQL URL (or sqlite: for a single replica) for the chat history.
     #[arg(long, env = "CONFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Most PostgreSQL connections this replica opens; each carries one send at a
+    /// time, so this bounds the sends in progress (mind the server's max_connections
+    /// across replicas and roles).
+    #[arg(long, env = "CONFER_DATABASE_CONNECTIONS", default_value_t = confer_chat::store::DEFAULT_CONNECTIONS)]
+    pub database_connections: u32,
     /// Redis URL for the fan-out to gateways (sharded pub/sub, one channel per room).
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: String,

@@ -11,8 +11,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use axum::extract::ws::Utf8Bytes;
 use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent, Page};
-use confer_proto::signal::{ChatMessage, server_message::Msg};
+use confer_proto::signal::{
+    ChatMessage, ServerMessage, encode_server_message, server_message::Msg,
+};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
@@ -267,7 +270,7 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
             let key = entry.room.clone();
             state
                 .rooms
-                .push_room(&key, &message(Msg::Chat(to_message(entry))));
+                .push_chat(&key, &Arc::new(ChatPush::new(to_message(entry))));
         }
     }
 }
@@ -299,6 +302,37 @@ fn consumer_span(delivery: &Delivery, messaging_system: &'static str) -> tracing
         parent.adopt(&span);
     }
     span
+}
+
+/// A chat entry on its way to a room's local members. Encoded once for all of them,
+/// unless it shares a file (each member's download link is signed for that member).
+pub(crate) struct ChatPush {
+    message: ServerMessage,
+    encoded: Option<Utf8Bytes>,
+}
+
+impl ChatPush {
+    fn new(entry: ChatMessage) -> Self {
+        let personal = !entry.file_type.is_empty();
+        let message = message(Msg::Chat(entry));
+        let encoded = (!personal).then(|| encode_server_message(&message).into());
+        Self { message, encoded }
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        match &self.message.msg {
+            Some(Msg::Chat(entry)) => entry.seq,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn message(&self) -> &ServerMessage {
+        &self.message
+    }
+
+    pub(crate) fn encoded(&self) -> Option<&Utf8Bytes> {
+        self.encoded.as_ref()
+    }
 }
 
 pub(crate) fn to_message(entry: ChatEntry) -> ChatMessage {

@@ -3,7 +3,7 @@
 //! deliver what concerns a local participant.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use confer_proto::signal::{ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
@@ -115,6 +115,19 @@ impl Rooms {
         for id in members {
             if let Some(local) = inner.sessions.get(id) {
                 let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
+            }
+        }
+    }
+
+    /// A chat entry to the room's local members.
+    pub(crate) fn push_chat(&self, key: &str, push: &Arc<crate::chat::ChatPush>) {
+        let inner = self.lock();
+        let Some(members) = inner.members.get(key) else {
+            return;
+        };
+        for id in members {
+            if let Some(local) = inner.sessions.get(id) {
+                let _ = local.tx.send(SessionEvent::Chat(push.clone()));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use confer_chat::{ChatAction, ChatError, Page, SendRequest};
@@ -46,13 +46,22 @@ pub(crate) async fn upgrade(
     // Frames up to 4x the limit reach the decoder, which answers `message_too_large`;
     // larger ones close the connection at the protocol level.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(state, socket, peer.ip()))
 }
+
+/// Bytes read from a client's socket per read. The WebSocket library zero-fills this
+/// much before every read, so its 128 KiB default cost a 128 KiB memset per frame (a
+/// tenth of the gateway's CPU under chat load) and 128 KiB per connection; signalling
+/// messages are a few hundred bytes (an SDP offer a few KiB, read in a few reads).
+const READ_BUFFER_BYTES: usize = 4096;
 
 /// What reaches a session besides its client's messages.
 pub(crate) enum SessionEvent {
     /// A message for the client.
     Push(Box<ServerMessage>),
+    /// A chat entry of the room, shared by its local members.
+    Chat(Arc<chat::ChatPush>),
     /// A host let this participant in.
     Admitted(Box<Admission>),
     /// A host turned this participant away.
@@ -140,7 +149,7 @@ impl Member {
 
 struct Session {
     state: Arc<AppState>,
-    outbox: mpsc::UnboundedSender<ServerMessage>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     client_addr: IpAddr,
     member: Option<Member>,
@@ -150,21 +159,31 @@ struct Session {
     join_trace: Option<confer_telemetry::TraceContext>,
 }
 
+/// What the writer sends a client: a message to encode, or one encoded already (a
+/// chat entry, encoded once for all its room's members here).
+enum Outgoing {
+    Message(ServerMessage),
+    Encoded(Utf8Bytes),
+}
+
 /// Most messages written to a client per flush.
 const WRITE_BATCH: usize = 64;
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<ServerMessage>();
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
         while let Some(first) = outgoing.recv().await {
             // What queued up meanwhile (a burst of chat, say) goes out in one write.
             let mut next = Some(first);
             let mut batch = 0;
             let mut written = true;
-            while let Some(msg) = next.take() {
-                let text = encode_server_message(&msg);
-                written = sink.feed(Message::Text(text.into())).await.is_ok();
+            while let Some(out) = next.take() {
+                let text = match out {
+                    Outgoing::Message(msg) => encode_server_message(&msg).into(),
+                    Outgoing::Encoded(text) => text,
+                };
+                written = sink.feed(Message::Text(text)).await.is_ok();
                 batch += 1;
                 if written && batch < WRITE_BATCH {
                     next = outgoing.try_recv().ok();
@@ -217,10 +236,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
 
 impl Session {
     fn send(&self, request_id: String, msg: Msg) {
-        let _ = self.outbox.send(ServerMessage {
+        let _ = self.outbox.send(Outgoing::Message(ServerMessage {
             request_id,
             msg: Some(msg),
-        });
+        }));
     }
 
     fn reply_error(&self, request_id: String, reject: Reject) {
@@ -301,16 +320,26 @@ impl Session {
                 if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
                     self.note_self_update(update);
                 }
-                let mut msg = *msg;
-                if let Some(Msg::Chat(entry)) = &mut msg.msg {
-                    self.deliver_chat(entry.seq).await;
-                    if entry.seq != self.chat_seen + 1 {
-                        return ControlFlow::Continue(());
-                    }
-                    self.chat_seen = entry.seq;
-                    self.link_file(entry);
+                let _ = self.outbox.send(Outgoing::Message(*msg));
+            }
+            SessionEvent::Chat(push) => {
+                let seq = push.seq();
+                self.deliver_chat(seq).await;
+                if seq != self.chat_seen + 1 {
+                    return ControlFlow::Continue(());
                 }
-                let _ = self.outbox.send(msg);
+                self.chat_seen = seq;
+                let out = match push.encoded() {
+                    Some(text) => Outgoing::Encoded(text.clone()),
+                    None => {
+                        let mut msg = push.message().clone();
+                        if let Some(Msg::Chat(entry)) = &mut msg.msg {
+                            self.link_file(entry);
+                        }
+                        Outgoing::Message(msg)
+                    }
+                };
+                let _ = self.outbox.send(out);
             }
             SessionEvent::Admitted(admission) => {
                 let request = self

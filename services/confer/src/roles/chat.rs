@@ -8,7 +8,12 @@ use crate::cli::ChatArgs;
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
-    let service = confer_chat::connect(&args.database_url, Some(&args.redis_url)).await?;
+    let service = confer_chat::connect_with(
+        &args.database_url,
+        Some(&args.redis_url),
+        args.database_connections,
+    )
+    .await?;
     service.spawn_expiry(shutdown.clone());
     let listener = super::bind(args.listen).await?;
     let metrics = super::bind(args.metrics_listen).await?;
