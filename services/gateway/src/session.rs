@@ -162,7 +162,7 @@ struct Session {
 /// What the writer sends a client: a message to encode, or one encoded already (a
 /// chat entry, encoded once for all its room's members here).
 enum Outgoing {
-    Message(ServerMessage),
+    Message(Box<ServerMessage>),
     Encoded(Utf8Bytes),
 }
 
@@ -236,10 +236,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
 
 impl Session {
     fn send(&self, request_id: String, msg: Msg) {
-        let _ = self.outbox.send(Outgoing::Message(ServerMessage {
+        let _ = self.outbox.send(Outgoing::Message(Box::new(ServerMessage {
             request_id,
             msg: Some(msg),
-        }));
+        })));
     }
 
     fn reply_error(&self, request_id: String, reject: Reject) {
@@ -320,7 +320,7 @@ impl Session {
                 if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
                     self.note_self_update(update);
                 }
-                let _ = self.outbox.send(Outgoing::Message(*msg));
+                let _ = self.outbox.send(Outgoing::Message(msg));
             }
             SessionEvent::Chat(push) => {
                 let seq = push.seq();
@@ -336,7 +336,7 @@ impl Session {
                         if let Some(Msg::Chat(entry)) = &mut msg.msg {
                             self.link_file(entry);
                         }
-                        Outgoing::Message(msg)
+                        Outgoing::Message(Box::new(msg))
                     }
                 };
                 let _ = self.outbox.send(out);
