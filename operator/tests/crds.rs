@@ -83,6 +83,24 @@ fn media_node_rules_reject_bad_specs() {
     );
     expect_rejected(
         "medianodes",
+        &with(node.clone(), "/spec/ports/mediaWorkers", json!(0)),
+        None,
+        "mediaWorkers must be between 1 and 64",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/ports/media", json!(65535)),
+        None,
+        "the media workers' ports run past 65535",
+    );
+    expect_rejected(
+        "medianodes",
+        &with(node.clone(), "/spec/ports/control", json!(7883)),
+        None,
+        "control must not be one of the media workers' ports",
+    );
+    expect_rejected(
+        "medianodes",
         &with(node.clone(), "/spec/region", json!("EU West")),
         None,
         "region must be a DNS label",

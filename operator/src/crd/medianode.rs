@@ -97,20 +97,40 @@ pub struct Capacity {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.mediaWorkers) || self.media + self.mediaWorkers <= 65536").message("the media workers' ports run past 65535"))]
+#[x_kube(validation = Rule::new("!has(self.mediaWorkers) || !(self.control >= self.media && self.control < self.media + self.mediaWorkers)").message("control must not be one of the media workers' ports"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MediaPorts {
-    /// The one UDP port every peer of a pod uses.
+    /// The first media worker's UDP port; worker `i` uses `media + i`. Every peer of a
+    /// room shares its worker's port.
     #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("media must be a port number"))]
     pub media: i32,
+    /// Media workers per pod: event loops each on a core of its own, with one UDP port
+    /// each. Match it to the pod's CPU; 1 keeps a pod on a single media port.
+    #[serde(default = "one_worker")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 64").message("mediaWorkers must be between 1 and 64"))]
+    pub media_workers: i32,
     /// The internal control API (TCP).
     #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("control must be a port number"))]
     pub control: i32,
+}
+
+fn one_worker() -> i32 {
+    1
+}
+
+impl MediaPorts {
+    /// The UDP ports of the media workers.
+    pub fn media_range(&self) -> std::ops::Range<i32> {
+        self.media..self.media + self.media_workers.max(1)
+    }
 }
 
 impl Default for MediaPorts {
     fn default() -> Self {
         Self {
             media: 7882,
+            media_workers: one_worker(),
             control: 7881,
         }
     }

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{MediaNode, Networking};
+use crate::crd::{MediaNode, MediaNodeSpec, Networking};
 
 /// Settings every MediaNode's pods share, from the operator's flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,10 @@ pub fn config_map(node: &MediaNode, defaults: &PodDefaults) -> ConfigMap {
             (
                 "CONFER_MEDIA_BIND".to_owned(),
                 format!("0.0.0.0:{}", spec.ports.media),
+            ),
+            (
+                "CONFER_MEDIA_WORKERS".to_owned(),
+                spec.ports.media_workers.max(1).to_string(),
             ),
             (
                 "CONFER_CONTROL_LISTEN".to_owned(),
@@ -181,27 +185,7 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             field_env("CONFER_NODE_ID", "metadata.name"),
             field_env("CONFER_ANNOUNCE_IP", address_field),
         ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("media".to_owned()),
-                container_port: spec.ports.media,
-                host_port: host_network.then_some(spec.ports.media),
-                protocol: Some("UDP".to_owned()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("control".to_owned()),
-                container_port: spec.ports.control,
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("metrics".to_owned()),
-                container_port: SFU_METRICS_PORT,
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(container_ports(spec, host_network)),
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::String("control".to_owned()),
@@ -247,4 +231,38 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
         },
         ..StatefulSet::default()
     }
+}
+
+/// The media workers' UDP ports (`media`, then `media-1`, … in the order of their
+/// ports, after the control and metrics ports), then control and metrics.
+fn container_ports(spec: &MediaNodeSpec, host_network: bool) -> Vec<ContainerPort> {
+    let media = |index: i32, port: i32| ContainerPort {
+        name: Some(match index {
+            0 => "media".to_owned(),
+            n => format!("media-{n}"),
+        }),
+        container_port: port,
+        host_port: host_network.then_some(port),
+        protocol: Some("UDP".to_owned()),
+        ..ContainerPort::default()
+    };
+    let mut ports: Vec<ContainerPort> = Vec::new();
+    let mut workers = spec.ports.media_range().zip(0..);
+    if let Some((port, index)) = workers.next() {
+        ports.push(media(index, port));
+    }
+    ports.push(ContainerPort {
+        name: Some("control".to_owned()),
+        container_port: spec.ports.control,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    });
+    ports.push(ContainerPort {
+        name: Some("metrics".to_owned()),
+        container_port: SFU_METRICS_PORT,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    });
+    ports.extend(workers.map(|(port, index)| media(index, port)));
+    ports
 }

@@ -510,3 +510,43 @@ async fn a_cordoned_pod_drains_without_shrinking_the_pool() {
         vec![("eu-sfu-0.ctl:7881".to_owned(), true)]
     );
 }
+
+#[test]
+fn each_media_worker_gets_its_own_udp_port() {
+    let mut node = media_node(2);
+    node.spec.ports.media_workers = 3;
+    let defaults = PodDefaults {
+        image: "confer:test".into(),
+        consul_addr: "http://consul:8500".into(),
+    };
+    let config = resources::config_map(&node, &defaults);
+    let data = config.data.expect("config map data");
+    assert_eq!(data["CONFER_MEDIA_WORKERS"], "3");
+    assert_eq!(data["CONFER_MEDIA_BIND"], "0.0.0.0:7882");
+    let set = serde_json::to_value(resources::stateful_set(&node, &defaults, 2)).unwrap();
+    let ports = &set["spec"]["template"]["spec"]["containers"][0]["ports"];
+    let udp: Vec<(String, i64, i64)> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["protocol"] == "UDP")
+        .map(|p| {
+            let name = p["name"].as_str().unwrap().to_owned();
+            (
+                name,
+                p["containerPort"].as_i64().unwrap(),
+                p["hostPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        udp,
+        vec![
+            ("media".into(), 7882, 7882),
+            ("media-1".into(), 7883, 7883),
+            ("media-2".into(), 7884, 7884),
+        ]
+    );
+    assert_eq!(ports[1]["name"], "control");
+    assert_eq!(ports[2]["name"], "metrics");
+}

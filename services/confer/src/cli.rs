@@ -132,9 +132,12 @@ pub struct DevArgs {
     /// HTTP address of the gateway (web app, signalling, tenant API).
     #[arg(long, env = "CONFER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// UDP address of the media port.
+    /// UDP address of the first media worker's port (port 0: free ports).
     #[arg(long, env = "CONFER_MEDIA_BIND", default_value = "127.0.0.1:0")]
     pub media_bind: SocketAddr,
+    /// Media workers, one event loop and UDP port each [default: one per core].
+    #[arg(long, env = "CONFER_MEDIA_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub media_workers: Option<u16>,
     /// Address put in ICE candidates, when clients reach the media port by another one.
     #[arg(long, env = "CONFER_ANNOUNCE_IP")]
     pub announce_ip: Option<IpAddr>,
@@ -315,9 +318,12 @@ pub enum TenantCommand {
 
 #[derive(Args)]
 pub struct SfuArgs {
-    /// UDP address of the media port.
+    /// UDP address of the first media worker's port; worker `i` takes the port `i` above.
     #[arg(long, env = "CONFER_MEDIA_BIND", default_value = "0.0.0.0:7882")]
     pub media_bind: SocketAddr,
+    /// Media workers, one event loop and UDP port each [default: one per core].
+    #[arg(long, env = "CONFER_MEDIA_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub media_workers: Option<u16>,
     /// Address put in ICE candidates; required when the media port binds a wildcard.
     #[arg(long, env = "CONFER_ANNOUNCE_IP")]
     pub announce_ip: Option<IpAddr>,

@@ -64,6 +64,9 @@ impl Cluster {
                     &format!("127.0.0.1:{metrics}"),
                     "--media-bind",
                     &format!("127.0.0.1:{media}"),
+                    // One media port per SFU: these tests tell SFUs apart by it.
+                    "--media-workers",
+                    "1",
                     "--control-listen",
                     &format!("127.0.0.1:{control}"),
                     "--consul-addr",

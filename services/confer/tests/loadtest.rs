@@ -15,9 +15,13 @@ struct Dev {
     listen: String,
 }
 
-fn dev() -> anyhow::Result<Dev> {
+fn dev(media_workers: u16) -> anyhow::Result<Dev> {
     let listen = format!("127.0.0.1:{}", free_port()?);
-    let proc = support::spawn(&["dev", "--listen", &listen], &[])?;
+    let workers = media_workers.to_string();
+    let proc = support::spawn(
+        &["dev", "--listen", &listen, "--media-workers", &workers],
+        &[],
+    )?;
     wait_listening(listen.parse()?)?;
     Ok(Dev { proc, listen })
 }
@@ -52,7 +56,8 @@ fn count(report: &Value, field: &str) -> u64 {
 
 #[test]
 fn every_subscriber_gets_every_publisher_and_the_counts_add_up() -> anyhow::Result<()> {
-    let dev = dev()?;
+    // Two media workers: the two rooms go one to each, and media flows on both.
+    let dev = dev(2)?;
     let report = loadtest(
         &dev,
         &[
@@ -87,12 +92,26 @@ fn every_subscriber_gets_every_publisher_and_the_counts_add_up() -> anyhow::Resu
         report["server_cpu_secs"].as_f64().unwrap_or_default() > 0.0,
         "the SFU's CPU is read from /proc: {report}"
     );
+    let metrics = support::http_get(&dev.listen, "/metrics")?;
+    for worker in ["0", "1"] {
+        let sample = format!("confer_sfu_worker_datagrams_received_total{{worker=\"{worker}\"}} ");
+        let received: u64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(sample.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_default();
+        // A room's publishers send ~90 packets/s each for 4 s; the subscribers report back.
+        assert!(
+            received > 500,
+            "worker {worker} received {received}:\n{metrics}"
+        );
+    }
     Ok(())
 }
 
 #[test]
 fn injected_uplink_loss_is_repaired_by_retransmission() -> anyhow::Result<()> {
-    let dev = dev()?;
+    let dev = dev(1)?;
     let report = loadtest(
         &dev,
         &[

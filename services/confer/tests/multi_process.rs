@@ -61,6 +61,9 @@ impl Cluster {
                     "127.0.0.1:0",
                     "--media-bind",
                     &format!("127.0.0.1:{media_port}"),
+                    // One media port per SFU: these tests tell SFUs apart by it.
+                    "--media-workers",
+                    "1",
                     "--control-listen",
                     &format!("127.0.0.1:{control}"),
                 ],

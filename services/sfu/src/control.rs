@@ -7,12 +7,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::debug;
 
 use crate::core::{MediaKind, TrackSource, Wanted};
+use crate::runtime::{Router, WorkerIndex, lock};
 use crate::{ParticipantId, RoomId, SfuStats};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -133,6 +135,8 @@ pub(crate) enum Command {
         room: RoomId,
         participant: ParticipantId,
         offer_sdp: String,
+        /// The router's registration this peer belongs to.
+        generation: u64,
         reply: oneshot::Sender<Result<String, SfuError>>,
     },
     AddIceCandidate {
@@ -170,19 +174,38 @@ pub struct Occupancy {
 
 /// In-process handle to a running SFU; cheap to clone. The SFU stops when the last
 /// handle is dropped or its shutdown signal fires.
+///
+/// Commands about a participant go to the media worker holding its room, as
+/// [`Router`] recorded when the peer was created.
 #[derive(Clone)]
 pub struct SfuHandle {
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) workers: Arc<[WorkerHandle]>,
+    pub(crate) router: Arc<Mutex<Router>>,
     pub(crate) events: broadcast::Sender<SfuEvent>,
     pub(crate) stats: SfuStats,
-    pub(crate) media_addr: SocketAddr,
     pub(crate) draining: Arc<AtomicBool>,
 }
 
+/// One media worker, as the handle reaches it.
+pub(crate) struct WorkerHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) media_addr: SocketAddr,
+}
+
 impl SfuHandle {
-    /// The UDP address peers send media to.
+    /// The UDP address peers send media to (the first worker's; see [`Self::media_addrs`]).
     pub fn media_addr(&self) -> SocketAddr {
-        self.media_addr
+        self.workers[0].media_addr
+    }
+
+    /// Every media worker's UDP address, in worker order.
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.media_addr).collect()
+    }
+
+    /// Peers placed on each media worker.
+    pub fn worker_load(&self) -> Vec<usize> {
+        lock(&self.router).load().to_vec()
     }
 
     pub fn stats(&self) -> &SfuStats {
@@ -198,17 +221,75 @@ impl SfuHandle {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Peers and rooms the core holds, asked of the event loop itself.
+    /// Peers and rooms the core holds, asked of every media worker itself.
     pub async fn occupancy(&self) -> Result<Occupancy, SfuError> {
-        self.call(|reply| Command::Inspect { reply }).await
+        let mut total = Occupancy::default();
+        for worker in 0..self.workers.len() {
+            let one = self
+                .call(worker, |reply| Command::Inspect { reply })
+                .await?;
+            total.peers += one.peers;
+            total.rooms += one.rooms;
+        }
+        Ok(total)
+    }
+
+    async fn create(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> Result<String, SfuError> {
+        let assignment = lock(&self.router).register(&room, &participant);
+        if let Some(previous) = assignment.previous {
+            // The participant moves to a room on another worker: its old peer goes first.
+            let removed = self
+                .call(previous, |reply| Command::RemovePeer {
+                    participant: participant.clone(),
+                    reply,
+                })
+                .await;
+            if let Ok(Err(err)) = removed {
+                debug!(%participant, %err, "previous peer was already gone");
+            }
+        }
+        let generation = assignment.generation;
+        let answer = self
+            .call(assignment.worker, |reply| Command::CreatePeer {
+                room,
+                participant: participant.clone(),
+                offer_sdp,
+                generation,
+                reply,
+            })
+            .await
+            .and_then(|answer| answer);
+        if answer.is_err() {
+            lock(&self.router).forget_generation(&participant, generation);
+        }
+        answer
+    }
+
+    /// Sends a command about `participant` to the worker holding its peer.
+    async fn call_for<T>(
+        &self,
+        participant: &ParticipantId,
+        command: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
+        let worker = lock(&self.router)
+            .worker_of(participant)
+            .ok_or(SfuError::UnknownPeer)?;
+        self.call(worker, command).await?
     }
 
     async fn call<T>(
         &self,
+        worker: WorkerIndex,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (reply, response) = oneshot::channel();
-        self.commands
+        self.workers[worker]
+            .commands
             .send(command(reply))
             .await
             .map_err(|_| SfuError::Unavailable("media loop stopped".into()))?;
@@ -227,15 +308,7 @@ impl SfuApi for SfuHandle {
     ) -> BoxFuture<'_, Result<String, SfuError>> {
         let span = tracing::info_span!("sfu.create_peer", room = %room);
         Box::pin(tracing::Instrument::instrument(
-            async move {
-                self.call(|reply| Command::CreatePeer {
-                    room,
-                    participant,
-                    offer_sdp,
-                    reply,
-                })
-                .await?
-            },
+            self.create(room, participant, offer_sdp),
             span,
         ))
     }
@@ -246,19 +319,29 @@ impl SfuApi for SfuHandle {
         candidate: IceCandidate,
     ) -> BoxFuture<'_, Result<(), SfuError>> {
         Box::pin(async move {
-            self.call(|reply| Command::AddIceCandidate {
+            self.call_for(&participant.clone(), |reply| Command::AddIceCandidate {
                 participant,
                 candidate,
                 reply,
             })
-            .await?
+            .await
         })
     }
 
     fn remove_peer(&self, participant: ParticipantId) -> BoxFuture<'_, Result<(), SfuError>> {
         Box::pin(async move {
-            self.call(|reply| Command::RemovePeer { participant, reply })
-                .await?
+            let registered = lock(&self.router).registration(&participant);
+            let Some((worker, generation)) = registered else {
+                return Err(SfuError::UnknownPeer);
+            };
+            let removed = self
+                .call(worker, |reply| Command::RemovePeer {
+                    participant: participant.clone(),
+                    reply,
+                })
+                .await;
+            lock(&self.router).forget_generation(&participant, generation);
+            removed?
         })
     }
 
@@ -269,13 +352,13 @@ impl SfuApi for SfuHandle {
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>> {
         Box::pin(async move {
-            self.call(|reply| Command::SetBlocked {
+            self.call_for(&participant.clone(), |reply| Command::SetBlocked {
                 participant,
                 source,
                 blocked,
                 reply,
             })
-            .await?
+            .await
         })
     }
 
@@ -286,13 +369,13 @@ impl SfuApi for SfuHandle {
         wanted: Wanted,
     ) -> BoxFuture<'_, Result<(), SfuError>> {
         Box::pin(async move {
-            self.call(|reply| Command::SetTrackSettings {
+            self.call_for(&participant.clone(), |reply| Command::SetTrackSettings {
                 participant,
                 mid,
                 wanted,
                 reply,
             })
-            .await?
+            .await
         })
     }
 

@@ -1,15 +1,15 @@
 //! The selective forwarding unit.
 //!
 //! ```text
-//!  control (gRPC or in-process) ──► SfuHandle ──cmd──► runtime (UDP loop) ──► core::Sfu
+//!  control (gRPC or in-process) ──► SfuHandle ──cmd──► runtime (worker per core) ──► core::Sfu
 //!                                      ▲                    │ datagrams, timers
 //!                                      └──── SfuEvent ◄─────┘
 //! ```
 //!
 //! - [`core`] is sans-IO: datagrams, commands and `now` go in; datagrams to send,
 //!   events and the next deadline come out. It never reads the clock or touches a socket.
-//! - [`runtime`] owns the one UDP socket every peer shares (ICE-lite), the timer and
-//!   the command channel, and drives the core.
+//! - [`runtime`] runs one media worker per core; each owns a UDP socket its peers share
+//!   (ICE-lite), a timer, a command channel and one core holding whole rooms.
 //! - [`control`] is the API the gateway uses: [`SfuApi`], implemented in-process by
 //!   [`SfuHandle`] and over gRPC by [`grpc::GrpcSfu`] / [`grpc::serve`].
 //!
@@ -27,5 +27,5 @@ mod stats;
 pub use control::{SfuApi, SfuError, SfuEvent, SfuHandle};
 pub use ids::{ParticipantId, RoomId};
 pub use impair::Impairment;
-pub use runtime::{SfuConfig, start};
+pub use runtime::{SfuConfig, default_workers, start};
 pub use stats::{SfuStats, StatsSnapshot};

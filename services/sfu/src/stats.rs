@@ -13,8 +13,27 @@ const RTT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.
 const JITTER_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25];
 
 /// Shared, lock-free counters. Cloning shares them.
-#[derive(Debug, Clone, Default)]
-pub struct SfuStats(Arc<Counters>);
+///
+/// Each media worker counts into its own cache-line-aligned block (a clone made by
+/// [`SfuStats::for_worker`]), so workers on different cores never write the same
+/// line; readers sum the blocks.
+#[derive(Debug, Clone)]
+pub struct SfuStats {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    quality: Quality,
+    workers: Box<[Counters]>,
+}
+
+impl Default for SfuStats {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
 
 /// Subscribers' round-trip time and jitter, from their receiver reports.
 #[derive(Debug)]
@@ -33,8 +52,8 @@ impl Default for Quality {
 }
 
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct Counters {
-    quality: Quality,
     bytes_forwarded: AtomicU64,
     datagrams_received: AtomicU64,
     datagrams_unroutable: AtomicU64,
@@ -89,56 +108,104 @@ pub struct StatsSnapshot {
 }
 
 impl SfuStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let c = &self.0;
-        StatsSnapshot {
-            datagrams_received: c.datagrams_received.load(Relaxed),
-            datagrams_unroutable: c.datagrams_unroutable.load(Relaxed),
-            datagrams_rejected: c.datagrams_rejected.load(Relaxed),
-            rtp_forwarded: c.rtp_forwarded.load(Relaxed),
-            rtp_blocked: c.rtp_blocked.load(Relaxed),
-            keyframe_requests: c.keyframe_requests.load(Relaxed),
-            nacks_received: c.nacks_received.load(Relaxed),
-            nack_packets_requested: c.nack_packets_requested.load(Relaxed),
-            nacks_sent: c.nacks_sent.load(Relaxed),
-            retransmissions_sent: c.retransmissions_sent.load(Relaxed),
-            layer_switches: c.layer_switches.load(Relaxed),
-            losses_unrepaired: c.losses_unrepaired.load(Relaxed),
-            slots_paused: c.slots_paused.load(Relaxed),
-            impaired_dropped: c.impaired_dropped.load(Relaxed),
-            peers: c.peers.load(Relaxed),
-            peers_created: c.peers_created.load(Relaxed),
-            peers_removed: c.peers_removed.load(Relaxed),
+    /// Counters for `workers` media workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                quality: Quality::default(),
+                workers: (0..workers.max(1)).map(|_| Counters::default()).collect(),
+            }),
+            worker: 0,
         }
     }
 
+    /// A clone that counts into worker `index`'s block.
+    pub fn for_worker(&self, index: usize) -> Self {
+        assert!(index < self.shared.workers.len(), "no media worker {index}");
+        Self {
+            shared: self.shared.clone(),
+            worker: index,
+        }
+    }
+
+    /// The totals over every worker.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for c in &self.shared.workers {
+            total.datagrams_received += c.datagrams_received.load(Relaxed);
+            total.datagrams_unroutable += c.datagrams_unroutable.load(Relaxed);
+            total.datagrams_rejected += c.datagrams_rejected.load(Relaxed);
+            total.rtp_forwarded += c.rtp_forwarded.load(Relaxed);
+            total.rtp_blocked += c.rtp_blocked.load(Relaxed);
+            total.keyframe_requests += c.keyframe_requests.load(Relaxed);
+            total.nacks_received += c.nacks_received.load(Relaxed);
+            total.nack_packets_requested += c.nack_packets_requested.load(Relaxed);
+            total.nacks_sent += c.nacks_sent.load(Relaxed);
+            total.retransmissions_sent += c.retransmissions_sent.load(Relaxed);
+            total.layer_switches += c.layer_switches.load(Relaxed);
+            total.losses_unrepaired += c.losses_unrepaired.load(Relaxed);
+            total.slots_paused += c.slots_paused.load(Relaxed);
+            total.impaired_dropped += c.impaired_dropped.load(Relaxed);
+            total.peers += c.peers.load(Relaxed);
+            total.peers_created += c.peers_created.load(Relaxed);
+            total.peers_removed += c.peers_removed.load(Relaxed);
+        }
+        total
+    }
+
+    /// Datagrams each media worker has received, in worker order: how evenly rooms
+    /// spread over the cores.
+    pub fn datagrams_received_per_worker(&self) -> Vec<u64> {
+        self.shared
+            .workers
+            .iter()
+            .map(|c| c.datagrams_received.load(Relaxed))
+            .collect()
+    }
+
+    fn mine(&self) -> &Counters {
+        &self.shared.workers[self.worker]
+    }
+
     pub(crate) fn datagram_received(&self) {
-        self.0.datagrams_received.fetch_add(1, Relaxed);
+        self.mine().datagrams_received.fetch_add(1, Relaxed);
     }
     pub(crate) fn datagram_unroutable(&self) {
-        self.0.datagrams_unroutable.fetch_add(1, Relaxed);
+        self.mine().datagrams_unroutable.fetch_add(1, Relaxed);
     }
     pub(crate) fn datagram_rejected(&self) {
-        self.0.datagrams_rejected.fetch_add(1, Relaxed);
+        self.mine().datagrams_rejected.fetch_add(1, Relaxed);
     }
     pub(crate) fn rtp_forwarded(&self, bytes: usize) {
-        self.0.rtp_forwarded.fetch_add(1, Relaxed);
-        self.0.bytes_forwarded.fetch_add(bytes as u64, Relaxed);
+        self.mine().rtp_forwarded.fetch_add(1, Relaxed);
+        self.mine().bytes_forwarded.fetch_add(bytes as u64, Relaxed);
     }
     pub(crate) fn subscriber_rtt(&self, rtt: Duration) {
-        self.0.quality.rtt.observe(rtt);
+        self.shared.quality.rtt.observe(rtt);
     }
     pub(crate) fn subscriber_jitter(&self, jitter: Duration) {
-        self.0.quality.jitter.observe(jitter);
+        self.shared.quality.jitter.observe(jitter);
     }
 
     /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.
     pub fn render_quality(&self, out: &mut confer_metrics::Exposition) {
-        let c = &self.0;
+        let c = &self.shared;
+        let per_worker = self.datagrams_received_per_worker();
+        let labels: Vec<String> = (0..per_worker.len()).map(|i| i.to_string()).collect();
+        let samples: Vec<(String, u64)> = labels.into_iter().zip(per_worker).collect();
+        out.counter_by(
+            "confer_sfu_worker_datagrams_received",
+            "Datagrams received per media worker (one event loop per core).",
+            "worker",
+            &samples,
+        );
         out.counter1(
             "confer_sfu_bytes_forwarded",
             "RTP bytes (payload and fixed header) forwarded to subscribers.",
-            c.bytes_forwarded.load(Relaxed),
+            c.workers
+                .iter()
+                .map(|w| w.bytes_forwarded.load(Relaxed))
+                .sum(),
         );
         out.histogram(
             "confer_sfu_subscriber_rtt_seconds",
@@ -152,40 +219,40 @@ impl SfuStats {
         );
     }
     pub(crate) fn packet_blocked(&self) {
-        self.0.rtp_blocked.fetch_add(1, Relaxed);
+        self.mine().rtp_blocked.fetch_add(1, Relaxed);
     }
     pub(crate) fn keyframe_requested(&self) {
-        self.0.keyframe_requests.fetch_add(1, Relaxed);
+        self.mine().keyframe_requests.fetch_add(1, Relaxed);
     }
     pub(crate) fn nacks_received(&self, nacks: u64, lost: u64) {
-        self.0.nacks_received.fetch_add(nacks, Relaxed);
-        self.0.nack_packets_requested.fetch_add(lost, Relaxed);
+        self.mine().nacks_received.fetch_add(nacks, Relaxed);
+        self.mine().nack_packets_requested.fetch_add(lost, Relaxed);
     }
     pub(crate) fn nacks_sent(&self, nacks: u64) {
-        self.0.nacks_sent.fetch_add(nacks, Relaxed);
+        self.mine().nacks_sent.fetch_add(nacks, Relaxed);
     }
     pub(crate) fn retransmission_sent(&self) {
-        self.0.retransmissions_sent.fetch_add(1, Relaxed);
+        self.mine().retransmissions_sent.fetch_add(1, Relaxed);
     }
     pub(crate) fn layer_switched(&self) {
-        self.0.layer_switches.fetch_add(1, Relaxed);
+        self.mine().layer_switches.fetch_add(1, Relaxed);
     }
     pub(crate) fn loss_unrepaired(&self) {
-        self.0.losses_unrepaired.fetch_add(1, Relaxed);
+        self.mine().losses_unrepaired.fetch_add(1, Relaxed);
     }
     pub(crate) fn slot_paused(&self) {
-        self.0.slots_paused.fetch_add(1, Relaxed);
+        self.mine().slots_paused.fetch_add(1, Relaxed);
     }
     pub(crate) fn impaired_drop(&self) {
-        self.0.impaired_dropped.fetch_add(1, Relaxed);
+        self.mine().impaired_dropped.fetch_add(1, Relaxed);
     }
     pub(crate) fn peer_created(&self) {
-        self.0.peers.fetch_add(1, Relaxed);
-        self.0.peers_created.fetch_add(1, Relaxed);
+        self.mine().peers.fetch_add(1, Relaxed);
+        self.mine().peers_created.fetch_add(1, Relaxed);
     }
     pub(crate) fn peer_removed(&self) {
-        self.0.peers.fetch_sub(1, Relaxed);
-        self.0.peers_removed.fetch_add(1, Relaxed);
+        self.mine().peers.fetch_sub(1, Relaxed);
+        self.mine().peers_removed.fetch_add(1, Relaxed);
     }
 }
 

@@ -21,7 +21,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret = args.token_secret.clone().unwrap_or_else(|| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
     });
-    let sfu = super::start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
+    let sfu = super::start_sfu(
+        args.media_bind,
+        args.announce_ip,
+        args.media_workers,
+        &shutdown,
+    )
+    .await?;
     let config = RoomConfig {
         turn: args.turn.config(),
         anonymous_tenant: (!args.require_token).then(|| DEV_TENANT.to_owned()),
@@ -77,7 +83,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             );
         }
     }
-    info!(http = %http, media = %sfu.media_addr(), "confer dev ready");
+    info!(http = %http, media = ?sfu.media_addrs(), "confer dev ready");
     confer_gateway::run(
         gateway,
         listener,

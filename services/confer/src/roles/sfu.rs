@@ -13,12 +13,18 @@ use crate::cli::SfuArgs;
 
 pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
-    let sfu = super::start_sfu(args.media_bind, args.announce_ip, &shutdown).await?;
+    let sfu = super::start_sfu(
+        args.media_bind,
+        args.announce_ip,
+        args.media_workers,
+        &shutdown,
+    )
+    .await?;
     let listener = super::bind(args.control_listen).await?;
     let control = listener.local_addr()?;
     let metrics = super::bind(args.metrics_listen).await?;
     tokio::spawn(serve_metrics(metrics, sfu.clone()));
-    info!(control = %control, media = %sfu.media_addr(), "sfu ready");
+    info!(control = %control, media = ?sfu.media_addrs(), "sfu ready");
     if let Some(consul) = &args.consul_addr {
         let registry = Registry::Consul(ConsulRegistry::new(consul, args.consul_token.clone())?);
         let registration = registration(&args, control)?;

@@ -42,6 +42,8 @@ impl ChatCluster {
                 "127.0.0.1:0",
                 "--media-bind",
                 &format!("127.0.0.1:{media}"),
+                "--media-workers",
+                "1",
                 "--control-listen",
                 &format!("127.0.0.1:{control}"),
             ],
