@@ -3,7 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::sansio::Protocol as _;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::link::Link;
+use crate::wire::SFU_ADDR;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 
 /// What a client does in the room.
@@ -19,6 +25,10 @@ pub struct Client {
     pub pc: RTCPeerConnection,
     pub addr: SocketAddr,
     pub connected: bool,
+    /// RTP packets the client's stack delivered (media received, decrypted).
+    pub rtp_received: u64,
+    /// A limited downlink from the SFU, when the test set one.
+    pub(crate) downlink: Option<Link>,
     sender: Option<RTCRtpSenderId>,
     ssrc: u32,
     seq: u16,
@@ -53,6 +63,8 @@ impl Client {
             pc,
             addr,
             connected: false,
+            rtp_received: 0,
+            downlink: None,
             sender,
             ssrc,
             seq: 0,
@@ -79,5 +91,19 @@ impl Client {
         if let Some(mut sender) = self.pc.rtp_sender(sender_id) {
             let _ = sender.write_rtp(now, packet);
         }
+    }
+
+    /// Hands a datagram from the SFU to the client's stack.
+    pub(crate) fn receive(&mut self, now: Instant, datagram: BytesMut) {
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.addr,
+                peer_addr: SFU_ADDR,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: datagram,
+        });
     }
 }

@@ -3,10 +3,12 @@
 //! clock. ICE, DTLS and SRTP run for real; nothing touches a socket or the system clock
 //! beyond the starting instant.
 //!
-//! Not a mock: both ends are the real stacks. What it leaves out is the network (loss,
-//! delay) and the event loop, which the service's own tests cover.
+//! Not a mock: both ends are the real stacks. The network is ideal unless a client's
+//! downlink is limited ([`Wire::limit_downlink`]: a rate and a drop-tail queue); the
+//! event loop is left out, which the service's own tests cover.
 
 mod client;
+mod link;
 mod wire;
 
 pub use client::{Client, ClientKind, vp8_payload};

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use confer_sfu::core::{Sfu, Timeouts};
 use confer_sfu::{ParticipantId, RoomId, SfuStats};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::client::{Client, ClientKind};
+use crate::link::Link;
 
 /// The SFU's media address on the wire.
 pub const SFU_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -77,12 +78,29 @@ impl Wire {
         anyhow::bail!("clients did not connect within {limit} steps")
     }
 
+    /// Datagrams from the SFU to client `index` leave at `bits_per_second` through a
+    /// queue of at most 400 ms; `None` makes the link ideal again.
+    pub fn limit_downlink(&mut self, index: usize, bits_per_second: Option<u64>) {
+        self.clients[index].downlink = bits_per_second.map(Link::new);
+    }
+
+    /// Datagrams toward client `index` its limited downlink dropped.
+    pub fn downlink_dropped(&self, index: usize) -> u64 {
+        self.clients[index]
+            .downlink
+            .as_ref()
+            .map_or(0, |l| l.dropped)
+    }
+
     /// Advances the clock one step and carries datagrams both ways until quiet.
     pub fn step(&mut self) {
         self.now += STEP;
         let now = self.now;
         for client in &mut self.clients {
             let _ = client.pc.handle_timeout(now);
+            while let Some(datagram) = client.downlink.as_mut().and_then(|l| l.arrived(now)) {
+                client.receive(now, datagram);
+            }
         }
         if self.sfu.poll_timeout().is_some_and(|at| at <= now) {
             self.sfu.handle_timeout(now);
@@ -109,19 +127,17 @@ impl Wire {
                 let Some(client) = self.clients.iter_mut().find(|c| c.addr == transmit.to) else {
                     continue;
                 };
-                let _ = client.pc.handle_read(TaggedBytesMut {
-                    now,
-                    transport: TransportContext {
-                        local_addr: client.addr,
-                        peer_addr: SFU_ADDR,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message: transmit.bytes,
-                });
+                match client.downlink.as_mut() {
+                    Some(link) => link.send(now, transmit.bytes),
+                    None => client.receive(now, transmit.bytes),
+                }
             }
             for client in &mut self.clients {
-                while client.pc.poll_read().is_some() {}
+                while let Some(read) = client.pc.poll_read() {
+                    if matches!(read.message, RTCMessage::RtpPacket(..)) {
+                        client.rtp_received += 1;
+                    }
+                }
                 while let Some(event) = client.pc.poll_event() {
                     if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
                         client.connected = state == RTCPeerConnectionState::Connected;

@@ -4,13 +4,19 @@
 //!   RTCP, but a subscriber's PLI or FIR is about a stream the SFU only relays, so only
 //!   the SFU can act on it (by asking the publisher), and a subscriber's REMB is the
 //!   bandwidth estimate layer selection needs. The tap marks exactly those packets for
-//!   delivery to the application; all other RTCP still stops inside the stack.
+//!   delivery to the application; all other RTCP still stops inside the stack. It also
+//!   picks up the send-side estimate: the congestion controller (next to the wire)
+//!   turns the subscriber's transport-wide feedback (TWCC) into a target bitrate (GCC)
+//!   and attaches it to the feedback packet on its way in; the tap leaves it in an
+//!   [`EstimateCell`] the core reads after the packet.
 //! - [`FeedbackCounter`], next to the wire: counts NACKs received and sent and the
 //!   retransmissions the stack's NACK responder sends from its packet cache, and
 //!   measures each outgoing stream's round trip and jitter from the reception reports
 //!   that come back (see [`super::round_trip`]), for metrics.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -39,7 +45,43 @@ pub(crate) const COUNTER_SLOT: usize = 1_500;
 pub struct FeedbackTap {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+    estimates: EstimateCell,
 }
+
+impl FeedbackTap {
+    /// A tap that leaves send-side bandwidth estimates in `estimates`.
+    pub(crate) fn with_estimates(estimates: EstimateCell) -> Self {
+        Self {
+            estimates,
+            ..Self::default()
+        }
+    }
+}
+
+/// The latest send-side bandwidth estimate toward one peer, from its stack's
+/// congestion controller to the core; read once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EstimateCell(Arc<AtomicU64>);
+
+impl EstimateCell {
+    fn put(&self, bits_per_second: f64) {
+        // 0 means "nothing new"; an estimate is never below the controller's floor.
+        let bps = (bits_per_second.max(1.0)) as u64;
+        self.0.store(bps, Ordering::Relaxed);
+    }
+
+    /// The estimate put since the last take, in bits per second.
+    pub(crate) fn take(&self) -> Option<u64> {
+        match self.0.swap(0, Ordering::Relaxed) {
+            0 => None,
+            bps => Some(bps),
+        }
+    }
+}
+
+const ANY_TARGET: Attribute = Attribute::TargetBitrateChanged {
+    bits_per_second: 0.0,
+};
 
 fn is_for_application(packet: &dyn rtc::rtcp::Packet) -> bool {
     let any = packet.as_any();
@@ -56,6 +98,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&ANY_TARGET)
+        {
+            self.estimates.put(*bits_per_second);
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()

@@ -103,11 +103,13 @@ const CONGESTION_HOLD: Duration = Duration::from_secs(10);
 /// old rate for a while; estimates that come this soon do not count as congestion.
 const ESTIMATE_SETTLE: Duration = Duration::from_secs(3);
 
-/// A subscriber's receive-side bandwidth estimate (REMB), used as a budget only while it
-/// says the link is short: when it falls (the receiver detected overuse) below what the
-/// SFU is sending. A receiver's estimate only creeps up with what it receives, a few
-/// per cent a second, so as a standing cap it would pin every subscriber to the layers
-/// it started on; a drop is the signal.
+/// A subscriber's bandwidth estimate, used as a budget only while it says the link is
+/// short: when it falls (overuse or loss was detected) below what the SFU is sending.
+/// The estimate is the SFU's own, from the subscriber's transport-wide feedback (TWCC,
+/// GCC in the peer's stack), or the receiver's REMB when that is what the client sends.
+/// Either only creeps up with what is received, a few per cent a second, so as a
+/// standing cap it would pin every subscriber to the layers it started on; a drop is
+/// the signal.
 #[derive(Debug, Default)]
 pub(crate) struct Congestion {
     estimate: Option<u64>,

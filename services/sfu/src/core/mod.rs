@@ -445,6 +445,9 @@ impl Sfu {
         let mut touched = vec![key];
         self.drain_peer_events(now, key, &mut touched);
         self.drain_peer_reads(now, key, &mut touched);
+        if let Some(bps) = self.peers.get(&key).and_then(|peer| peer.estimates.take()) {
+            self.on_estimate(now, key, bps as f32);
+        }
         self.settle(now, &mut touched);
         touched.sort_unstable();
         touched.dedup();

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
+use rtc::interceptor::{
+    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, TwccSenderBuilder,
+};
 use rtc::interceptor::{Registry, Slot as InterceptorSlot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -30,7 +32,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use super::codecs::{self, Codec};
-use super::feedback::{self, FeedbackCounter, FeedbackTap};
+use super::feedback::{self, EstimateCell, FeedbackCounter, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
 use super::offer::{requested_slots, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
@@ -118,6 +120,8 @@ pub(crate) struct Peer {
     pub(crate) rid_order: Vec<String>,
     /// This peer's bandwidth estimate as a subscriber.
     pub(crate) congestion: Congestion,
+    /// Send-side estimates from the peer's congestion controller (TWCC feedback).
+    pub(crate) estimates: EstimateCell,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -137,11 +141,21 @@ const NACK_INTERVAL: Duration = Duration::from_millis(20);
 /// Packets kept per outgoing stream to answer subscribers' NACKs (a power of two).
 const RETRANSMIT_CACHE: u16 = 1024;
 
+/// Where the send-side estimate toward a subscriber starts, bits per second: about one
+/// mid simulcast layer. It only creeps up from here; what counts is when it falls.
+const ESTIMATE_START_BPS: f64 = 1_000_000.0;
+/// The estimate's floor and ceiling, bits per second.
+const ESTIMATE_MIN_BPS: f64 = 50_000.0;
+const ESTIMATE_MAX_BPS: f64 = 50_000_000.0;
+
 /// The `rtc` interceptors a peer runs: NACK generator and responder, TWCC feedback to
-/// publishers, RTCP reports, and the SFU's own feedback tap and counter.
+/// publishers, transport-wide sequence numbers on what the SFU sends and send-side
+/// bandwidth estimation (GCC) from the subscriber's TWCC feedback, RTCP reports, and
+/// the SFU's own feedback tap and counter.
 fn interceptors(
     media_engine: &mut MediaEngine,
     stats: &SfuStats,
+    estimates: &EstimateCell,
 ) -> Result<Registry, rtc::shared::error::Error> {
     configure_simulcast_extension_headers(media_engine)?;
     let registry = Registry::new()
@@ -157,11 +171,26 @@ fn interceptors(
                 .with_interval(NACK_INTERVAL)
                 .build(),
         );
-    let registry = configure_twcc_receiver_only(registry, media_engine)?;
+    // Transport-cc is negotiated for both directions by this; the sender numbers what
+    // goes out, the controller reads the feedback that comes back.
+    let registry = configure_twcc_receiver_only(registry, media_engine)?
+        .with(
+            InterceptorSlot::TwccSender,
+            TwccSenderBuilder::new().build(),
+        )
+        .with(
+            InterceptorSlot::CongestionControl,
+            CongestionControlBuilder::new(Gcc::new(
+                ESTIMATE_START_BPS,
+                ESTIMATE_MIN_BPS,
+                ESTIMATE_MAX_BPS,
+            ))
+            .build(),
+        );
     Ok(configure_rtcp_reports(registry)
         .with(
             InterceptorSlot::from(feedback::TAP_SLOT),
-            FeedbackTap::default(),
+            FeedbackTap::with_estimates(estimates.clone()),
         )
         .with(
             InterceptorSlot::from(feedback::COUNTER_SLOT),
@@ -196,7 +225,9 @@ impl Peer {
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .build();
         let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
-        let registry = interceptors(&mut media_engine, &init.stats).map_err(SfuError::internal)?;
+        let estimates = EstimateCell::default();
+        let registry =
+            interceptors(&mut media_engine, &init.stats, &estimates).map_err(SfuError::internal)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
@@ -259,6 +290,7 @@ impl Peer {
             slides_mids: slides_mids(init.offer_sdp),
             rid_order: simulcast_send_rids(init.offer_sdp),
             congestion: Congestion::default(),
+            estimates,
             slots,
         };
         Ok((peer, answer_sdp))

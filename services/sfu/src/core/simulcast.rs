@@ -92,7 +92,8 @@ impl Sfu {
         }
     }
 
-    /// A subscriber's REMB: compared with what its slots are being sent now.
+    /// A subscriber's bandwidth estimate (send-side from TWCC, or its REMB): compared
+    /// with what its slots are being sent now.
     pub(super) fn on_estimate(&mut self, now: Instant, key: PeerKey, estimate_bps: f32) {
         let sending = self.sending_bps(key);
         let Some(peer) = self.peers.get_mut(&key) else {
