@@ -110,8 +110,17 @@ client.addEventListener('error', ({ detail }) => {
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
 });
 client.addEventListener('closed', () => status('Disconnected'));
-client.addEventListener('reconnecting', () => status('Moving the call to another server…'));
-client.addEventListener('reconnected', () => status(''));
+// Moved to another media server: everyone comes back under new ids, so the stage starts
+// over; the camera (and a shared screen) go on.
+client.addEventListener('reconnecting', () => {
+  status('Moving the call to another server…');
+  stage.clear();
+});
+client.addEventListener('reconnected', () => {
+  const camera = client.localStream?.getVideoTracks()[0];
+  if (camera) stage.addTrack(client.self.id, camera);
+  status('Connected');
+});
 
 // Each remote video's shown size goes to the server, which forwards the simulcast
 // layer that fits it, and nothing while it is hidden (zero size, or the page is).

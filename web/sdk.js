@@ -221,6 +221,8 @@ export class ConferClient extends EventTarget {
     this.participants.clear();
     try {
       await this.join(this.localStream);
+      // A screen being shared goes on through the new connection's screen sender.
+      if (this.screenTrack) await this.screenTransceiver.sender.replaceTrack(this.screenTrack);
       this.#emit('reconnected', {});
     } catch (err) {
       this.#emit('error', { code: err.code || 'internal', message: err.message });

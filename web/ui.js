@@ -64,6 +64,13 @@ export class Stage {
 
   removeTrack(id, track) { if (track) this.tiles.get(id)?.stream.removeTrack(track); }
 
+  // Every tile goes (the call moved, or ended).
+  clear() {
+    for (const entry of this.tiles.values()) entry.tile.remove();
+    this.tiles.clear();
+    this.#layout();
+  }
+
   remove(id) {
     this.tiles.get(id)?.tile.remove();
     this.tiles.delete(id);

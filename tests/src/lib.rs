@@ -9,4 +9,5 @@ pub mod room;
 pub mod server;
 pub mod signal;
 pub mod split;
+pub mod two_sfus;
 pub mod video;

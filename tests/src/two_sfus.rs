@@ -1,0 +1,142 @@
+//! A deployment with two SFUs: each serves its control API over gRPC and reports its
+//! load to a discovery registry (the in-memory one `confer dev` uses, with Consul's
+//! contract); the room service places rooms from that registry; one gateway reaches
+//! the SFUs the placements name over gRPC. All on loopback ports of this process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use confer_discovery::{MemoryRegistry, NodeId, NodeReport, NodeState, Registration};
+use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
+use confer_room::registry::SfuRegistry;
+use confer_room::{Backends, RoomConfig, RoomService};
+use confer_sfu::{SfuConfig, SfuHandle, grpc};
+use tokio::sync::watch;
+
+/// How often each SFU reports its load (the product reports at least every 2 s).
+const REPORT_EVERY: Duration = Duration::from_millis(300);
+
+pub struct SfuNode {
+    pub id: String,
+    pub handle: SfuHandle,
+    draining: Arc<AtomicBool>,
+}
+
+impl SfuNode {
+    /// Marks the node draining (no new rooms), as its own drain does.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.handle.set_draining(true);
+    }
+}
+
+pub struct TwoSfus {
+    pub http: SocketAddr,
+    pub room: RoomService,
+    pub sfus: [SfuNode; 2],
+    _shutdown: watch::Sender<bool>,
+}
+
+impl TwoSfus {
+    pub async fn start() -> anyhow::Result<Self> {
+        let (shutdown, signal) = watch::channel(false);
+        let room_config = RoomConfig {
+            anonymous_tenant: Some("dev".into()),
+            ..RoomConfig::default()
+        };
+        let registry = MemoryRegistry::new();
+        let mut nodes = Vec::new();
+        for id in ["sfu-a", "sfu-b"] {
+            let handle = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
+            let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let registration = Registration {
+                id: NodeId::from(id),
+                region: room_config.default_region.clone(),
+                zone: String::new(),
+                control: control.local_addr()?.to_string(),
+                capacity: 100,
+            };
+            tokio::spawn(grpc::serve(handle.clone(), control, signal.clone()));
+            registry.register(&registration)?;
+            let draining = Arc::new(AtomicBool::new(false));
+            tokio::spawn(report_load(
+                registry.clone(),
+                registration,
+                handle.clone(),
+                draining.clone(),
+            ));
+            nodes.push(SfuNode {
+                id: id.to_owned(),
+                handle,
+                draining,
+            });
+        }
+        let room = confer_room::start(
+            room_config,
+            Backends::in_memory(),
+            SfuRegistry::discovered(registry.watch(), Default::default()),
+            Default::default(),
+            signal.clone(),
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http = listener.local_addr()?;
+        tokio::spawn(confer_gateway::run(
+            GatewayConfig::default(),
+            listener,
+            Arc::new(room.clone()),
+            SfuDirectory::remote(),
+            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
+            signal,
+        ));
+        let [a, b]: [SfuNode; 2] = nodes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("two SFUs were started"))?;
+        // Both nodes have reported before the first join.
+        tokio::time::sleep(REPORT_EVERY * 2).await;
+        Ok(Self {
+            http,
+            room,
+            sfus: [a, b],
+            _shutdown: shutdown,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+/// What an SFU's announcer does: its peers and rooms, and whether it drains.
+async fn report_load(
+    registry: MemoryRegistry,
+    registration: Registration,
+    sfu: SfuHandle,
+    draining: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok(held) = sfu.occupancy().await else {
+            return;
+        };
+        let report = NodeReport {
+            id: registration.id.clone(),
+            region: registration.region.clone(),
+            zone: String::new(),
+            state: if draining.load(Ordering::Relaxed) {
+                NodeState::Draining
+            } else {
+                NodeState::Serving
+            },
+            capacity: registration.capacity,
+            participants: u32::try_from(held.peers).unwrap_or(u32::MAX),
+            rooms: u32::try_from(held.rooms).unwrap_or(u32::MAX),
+            reported_at_ms: confer_discovery::unix_ms(),
+        };
+        if registry.report(&report).is_err() {
+            return;
+        }
+        tokio::time::sleep(REPORT_EVERY).await;
+    }
+}
