@@ -65,6 +65,7 @@ struct Counters {
     nack_packets_requested: AtomicU64,
     nacks_sent: AtomicU64,
     retransmissions_sent: AtomicU64,
+    retransmissions_suppressed: AtomicU64,
     layer_switches: AtomicU64,
     losses_unrepaired: AtomicU64,
     slots_paused: AtomicU64,
@@ -93,6 +94,9 @@ pub struct StatsSnapshot {
     pub nacks_sent: u64,
     /// Packets resent to subscribers from the per-stream cache in answer to NACKs.
     pub retransmissions_sent: u64,
+    /// Resends held back: the same packet again within a round trip, or resends past a
+    /// quarter of the subscriber's bandwidth estimate.
+    pub retransmissions_suppressed: u64,
     /// Times a subscriber's slot moved to another simulcast layer (at a keyframe).
     pub layer_switches: u64,
     /// Packets a publisher lost on the way in and did not resend in time; each asked
@@ -142,6 +146,7 @@ impl SfuStats {
             total.nack_packets_requested += c.nack_packets_requested.load(Relaxed);
             total.nacks_sent += c.nacks_sent.load(Relaxed);
             total.retransmissions_sent += c.retransmissions_sent.load(Relaxed);
+            total.retransmissions_suppressed += c.retransmissions_suppressed.load(Relaxed);
             total.layer_switches += c.layer_switches.load(Relaxed);
             total.losses_unrepaired += c.losses_unrepaired.load(Relaxed);
             total.slots_paused += c.slots_paused.load(Relaxed);
@@ -234,6 +239,9 @@ impl SfuStats {
     pub(crate) fn retransmission_sent(&self) {
         self.mine().retransmissions_sent.fetch_add(1, Relaxed);
     }
+    pub(crate) fn retransmission_suppressed(&self) {
+        self.mine().retransmissions_suppressed.fetch_add(1, Relaxed);
+    }
     pub(crate) fn layer_switched(&self) {
         self.mine().layer_switches.fetch_add(1, Relaxed);
     }
@@ -309,6 +317,11 @@ impl StatsSnapshot {
                 "confer_sfu_retransmissions",
                 "Packets resent to subscribers from the packet cache.",
                 self.retransmissions_sent,
+            ),
+            (
+                "confer_sfu_retransmissions_suppressed",
+                "Resends held back: a packet again within a round trip, or past a quarter of the subscriber's bandwidth estimate.",
+                self.retransmissions_suppressed,
             ),
             (
                 "confer_sfu_layer_switches",

@@ -3,7 +3,8 @@
 //! and the congestion controller in the subscriber's peer (GCC) turns that into an
 //! estimate. A subscriber behind a slow link gets its video paused instead of a queue
 //! that only grows; one on a fast link is untouched; once the link is fast again the
-//! paused subscriber gets video back.
+//! paused subscriber gets video back. The NACKs for what the slow link dropped are not
+//! answered in full: resends stay within a share of the estimate.
 //!
 //! Real webrtc-rs clients on the testkit's wire and virtual clock. The subscribers'
 //! stacks send TWCC feedback and no REMB, so the estimate that acts here can only be
@@ -70,6 +71,14 @@ fn a_subscriber_behind_a_slow_link_is_paused_and_resumes_when_it_clears() -> any
         "the slow subscriber is not sent what its link cannot carry: {slow_late} against {fast_late}"
     );
     let dropped = wire.downlink_dropped(2);
+    // The slow subscriber asks for much of what its link dropped, again and again; the
+    // resends that go out stay a fraction of the video, not a flood on top of it.
+    let stats = wire.stats.snapshot();
+    assert!(
+        stats.retransmissions_suppressed > 0
+            && stats.retransmissions_sent * 4 < stats.rtp_forwarded,
+        "resends are held back on the congested link: {stats:?}"
+    );
 
     // The link clears: the estimate recovers and video comes back (from a keyframe).
     wire.limit_downlink(2, None);

@@ -10,7 +10,9 @@
 //!   and attaches it to the feedback packet on its way in; the tap leaves it in an
 //!   [`EstimateCell`] the core reads after the packet.
 //! - [`FeedbackCounter`], next to the wire: counts NACKs received and sent and the
-//!   retransmissions the stack's NACK responder sends from its packet cache, and
+//!   retransmissions the stack's NACK responder sends from its packet cache (holding
+//!   back those [`ResendGate`] refuses: a packet twice within a round trip, or resends
+//!   beyond a quarter of the subscriber's estimate), and
 //!   measures each outgoing stream's round trip and jitter from the reception reports
 //!   that come back (see [`super::round_trip`]), for metrics.
 
@@ -29,7 +31,9 @@ use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
+use rtc::shared::marshal::MarshalSize as _;
 
+use super::resend_gate::ResendGate;
 use super::round_trip::RoundTrips;
 use crate::SfuStats;
 
@@ -145,6 +149,7 @@ impl Interceptor for FeedbackTap {
 pub(crate) struct FeedbackCounter {
     stats: SfuStats,
     round_trips: RoundTrips,
+    resends: ResendGate,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
@@ -154,13 +159,14 @@ impl FeedbackCounter {
         Self {
             stats,
             round_trips: RoundTrips::default(),
+            resends: ResendGate::default(),
             reads: VecDeque::new(),
             writes: VecDeque::new(),
         }
     }
 
     /// Reception reports about our streams, alone or in a sender report.
-    fn on_reports(&self, now: Instant, packet: &Packet) {
+    fn on_reports(&mut self, now: Instant, packet: &Packet) {
         let Packet::Rtcp(packets) = packet else {
             return;
         };
@@ -182,6 +188,7 @@ impl FeedbackCounter {
                     report.delay,
                 ) {
                     self.stats.subscriber_rtt(rtt);
+                    self.resends.on_round_trip(rtt);
                 }
                 if let Some(jitter) = self.round_trips.jitter(report.ssrc, report.jitter) {
                     self.stats.subscriber_jitter(jitter);
@@ -224,6 +231,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&ANY_TARGET)
+        {
+            self.resends.on_estimate(*bits_per_second);
+        }
         let (nacks, lost) = count_nacks(&msg.message.packet);
         if nacks > 0 {
             self.stats.nacks_received(nacks, lost);
@@ -240,6 +252,17 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackCounter {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         self.on_reports_sent(msg.now, &msg.message.packet);
         if msg.message.has(&Attribute::Retransmission) {
+            if let Packet::Rtp(packet) = &msg.message.packet
+                && !self.resends.allow(
+                    msg.now,
+                    packet.header.ssrc,
+                    packet.header.sequence_number,
+                    packet.header.marshal_size() + packet.payload.len(),
+                )
+            {
+                self.stats.retransmission_suppressed();
+                return Ok(());
+            }
             self.stats.retransmission_sent();
         } else {
             let (nacks, _) = count_nacks(&msg.message.packet);

@@ -23,6 +23,7 @@ mod loss_watch;
 mod offer;
 mod peer;
 mod picture_ids;
+mod resend_gate;
 mod rewrite;
 mod round_trip;
 mod simulcast;
