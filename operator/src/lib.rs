@@ -9,6 +9,8 @@
 //! - [`conference`]: the Conference controller: the room kept in the room service with
 //!   the declared settings (a finalizer deletes it), placement and participants in
 //!   status.
+//! - [`leader`]: leader election on the `confer-operator` Lease; the controllers run
+//!   only while this replica holds it.
 //! - [`run`]: the controller loops, their metrics endpoint.
 //!
 //! Only this crate talks to the Kubernetes API.
@@ -17,6 +19,7 @@ pub mod conference;
 pub mod context;
 pub mod crd;
 pub mod error;
+pub mod leader;
 pub mod medianode;
 pub mod metrics;
 pub mod run;

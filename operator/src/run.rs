@@ -11,13 +11,13 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::conference::{self, rooms::RoomService};
 use crate::context::{Context, GrpcNodeControl};
 use crate::crd::{Conference, MediaNode};
+use crate::leader::{self, LeaseConfig, stopped};
 use crate::medianode::{self, resources::PodDefaults};
 use crate::metrics::Metrics;
 
@@ -39,6 +39,7 @@ pub struct OperatorConfig {
 }
 
 pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    leader::install_tls_provider();
     let client = Client::try_default()
         .await
         .context("no Kubernetes API: in-cluster service account or kubeconfig needed")?;
@@ -57,61 +58,25 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
         metrics.clone(),
     ));
     tokio::spawn(serve_metrics(config.metrics_listen, metrics));
-    let lease = LeaseManagerBuilder::new(client.clone(), LEASE)
-        .with_namespace(&config.lease_namespace)
-        .with_identity(&config.identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .context("cannot take part in leader election (Lease)")?;
-    let (mut leading, _lease_task) = lease.watch().await;
-    loop {
-        tokio::select! {
-            _ = leading.wait_for(|leader| *leader) => {}
-            () = stopped(shutdown.clone()) => return Ok(()),
-        }
-        info!(identity = %config.identity, "leading: reconciling");
-        let (stop, stop_signal) = watch::channel(false);
-        let controllers = controllers(
-            client.clone(),
-            config.namespace.as_deref(),
-            ctx.clone(),
-            stop_signal,
-        );
-        tokio::pin!(controllers);
-        tokio::select! {
-            () = &mut controllers => return Ok(()),
-            _ = leading.wait_for(|leader| !*leader) => {
-                warn!("lost the lease; another replica reconciles now");
-                let _ = stop.send(true);
-                controllers.await;
-            }
-            () = stopped(shutdown.clone()) => {
-                let _ = stop.send(true);
-                controllers.await;
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// The Lease replicas of the operator compete for; only its holder reconciles.
-pub const LEASE: &str = "confer-operator";
-
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+    let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
+    let leading = leader::campaign(client.clone(), &lease).await?;
+    let namespace = config.namespace.clone();
+    leader::while_leading(&config.identity, leading, shutdown, |stop| {
+        controllers(client.clone(), namespace.clone(), ctx.clone(), stop)
+    })
+    .await;
+    Ok(())
 }
 
 /// Both controllers, until `stop` turns true.
 async fn controllers(
     client: Client,
-    namespace: Option<&str>,
+    namespace: Option<String>,
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) {
     let (nodes, sets, conferences): (Api<MediaNode>, Api<StatefulSet>, Api<Conference>) =
-        match namespace {
+        match namespace.as_deref() {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
@@ -123,7 +88,10 @@ async fn controllers(
                 Api::all(client),
             ),
         };
-    info!(namespace = namespace.unwrap_or("*"), "controllers running");
+    info!(
+        namespace = namespace.as_deref().unwrap_or("*"),
+        "controllers running"
+    );
     let media_nodes = Controller::new(nodes, watcher::Config::default())
         .owns(sets, watcher::Config::default())
         .graceful_shutdown_on(stopped(stop.clone()))
