@@ -74,6 +74,12 @@ async fn a_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer() -> any
         stats.layer_switches > switches_before,
         "the SFU switched layers: {stats:?}"
     );
+    // Chromium answers the transport-wide sequence numbers with TWCC feedback, from
+    // which the SFU estimates each subscriber's bandwidth itself.
+    assert!(
+        stats.estimates_twcc > 0,
+        "send-side estimates from Chromium's TWCC feedback: {stats:?}"
+    );
     for browser in [ada, bob] {
         browser.close().await?;
     }

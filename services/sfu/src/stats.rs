@@ -66,6 +66,8 @@ struct Counters {
     nacks_sent: AtomicU64,
     retransmissions_sent: AtomicU64,
     retransmissions_suppressed: AtomicU64,
+    estimates_twcc: AtomicU64,
+    estimates_remb: AtomicU64,
     layer_switches: AtomicU64,
     losses_unrepaired: AtomicU64,
     slots_paused: AtomicU64,
@@ -97,6 +99,10 @@ pub struct StatsSnapshot {
     /// Resends held back: the same packet again within a round trip, or resends past a
     /// quarter of the subscriber's bandwidth estimate.
     pub retransmissions_suppressed: u64,
+    /// Subscriber bandwidth estimates taken: the SFU's own from TWCC feedback (GCC),
+    /// and receivers' REMB.
+    pub estimates_twcc: u64,
+    pub estimates_remb: u64,
     /// Times a subscriber's slot moved to another simulcast layer (at a keyframe).
     pub layer_switches: u64,
     /// Packets a publisher lost on the way in and did not resend in time; each asked
@@ -147,6 +153,8 @@ impl SfuStats {
             total.nacks_sent += c.nacks_sent.load(Relaxed);
             total.retransmissions_sent += c.retransmissions_sent.load(Relaxed);
             total.retransmissions_suppressed += c.retransmissions_suppressed.load(Relaxed);
+            total.estimates_twcc += c.estimates_twcc.load(Relaxed);
+            total.estimates_remb += c.estimates_remb.load(Relaxed);
             total.layer_switches += c.layer_switches.load(Relaxed);
             total.losses_unrepaired += c.losses_unrepaired.load(Relaxed);
             total.slots_paused += c.slots_paused.load(Relaxed);
@@ -238,6 +246,15 @@ impl SfuStats {
     }
     pub(crate) fn retransmission_sent(&self) {
         self.mine().retransmissions_sent.fetch_add(1, Relaxed);
+    }
+    /// A subscriber bandwidth estimate: send-side from TWCC (`true`) or a REMB.
+    pub(crate) fn bandwidth_estimate(&self, from_twcc: bool) {
+        let counter = if from_twcc {
+            &self.mine().estimates_twcc
+        } else {
+            &self.mine().estimates_remb
+        };
+        counter.fetch_add(1, Relaxed);
     }
     pub(crate) fn retransmission_suppressed(&self) {
         self.mine().retransmissions_suppressed.fetch_add(1, Relaxed);
@@ -357,6 +374,14 @@ impl StatsSnapshot {
         for (name, help, value) in counters {
             out.counter1(name, help, value);
         }
+        out.counter(
+            "confer_sfu_bandwidth_estimates",
+            "Subscriber bandwidth estimates taken for layer choice, by source: the SFU's own from TWCC feedback (GCC), or the receiver's REMB.",
+            &[
+                (&[("source", "twcc")], self.estimates_twcc),
+                (&[("source", "remb")], self.estimates_remb),
+            ],
+        );
         out.gauge1("confer_sfu_peers", "Peers on the SFU.", self.peers as f64);
     }
 }

@@ -253,6 +253,7 @@ impl Sfu {
         for packet in packets {
             let any = packet.as_any();
             if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                self.stats.bandwidth_estimate(false);
                 self.on_estimate(now, key, remb.bitrate);
             } else if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 let Some(peer) = self.peers.get(&key) else {

@@ -447,6 +447,7 @@ impl Sfu {
         self.drain_peer_events(now, key, &mut touched);
         self.drain_peer_reads(now, key, &mut touched);
         if let Some(bps) = self.peers.get(&key).and_then(|peer| peer.estimates.take()) {
+            self.stats.bandwidth_estimate(true);
             self.on_estimate(now, key, bps as f32);
         }
         self.settle(now, &mut touched);
