@@ -20,9 +20,17 @@ pub async fn join(
     room: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    browser
-        .goto(&server.url(&format!("/r/{room}?name={name}")))
-        .await?;
+    open_join_link(
+        browser,
+        &server.url(&format!("/r/{room}?name={name}")),
+        name,
+    )
+    .await
+}
+
+/// Opens a join link (`…/r/<room>?name=<name>`) and waits until connected.
+pub async fn open_join_link(browser: &Browser, link: &str, name: &str) -> anyhow::Result<()> {
+    browser.goto(link).await?;
     browser
         .wait_for(
             &format!("{name} connected"),

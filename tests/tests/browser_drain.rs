@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use confer_e2e::browser::{Browser, Driver};
-use confer_e2e::room::{CONNECTED, REMOTE_VIDEO_PLAYING};
+use confer_e2e::room::{CONNECTED, REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::two_sfus::TwoSfus;
 use confer_e2e::video::{START_SAMPLER, page_now, window_since};
 use confer_room::api::RoomApi as _;
@@ -39,16 +39,8 @@ async fn until_peers(deployment: &TwoSfus, wanted: [usize; 2]) -> anyhow::Result
 }
 
 async fn open(deployment: &TwoSfus, browser: &Browser, name: &str) -> anyhow::Result<()> {
-    browser
-        .goto(&deployment.url(&format!("/r/drain?name={name}")))
-        .await?;
-    browser
-        .wait_for(
-            &format!("{name} connected"),
-            CONNECTED,
-            Duration::from_secs(10),
-        )
-        .await
+    let link = deployment.url(&format!("/r/drain?name={name}"));
+    open_join_link(browser, &link, name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

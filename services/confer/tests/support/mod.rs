@@ -38,6 +38,11 @@ impl Proc {
     pub fn id(&self) -> u32 {
         self.0.id()
     }
+
+    /// The exit status, once it has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.try_wait()
+    }
 }
 
 impl Drop for Proc {
