@@ -238,7 +238,8 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
         };
         let Some(input) = input else { return };
         let Some(state) = state.upgrade() else { return };
-        let (deliveries, span) = match input {
+        // Catch-up after a resync or a gap delivers history: not fan-out latency.
+        let (deliveries, span, live) = match input {
             Ok(FeedEvent::Entry(delivery)) => {
                 let span = consumer_span(&delivery, inputs.messaging_system);
                 let entries = state
@@ -246,12 +247,17 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
                     .admit(delivery.entry)
                     .instrument(span.clone())
                     .await;
-                (entries, span)
+                (entries, span, true)
             }
-            Ok(FeedEvent::Resync) => (state.chat.catch_up(None).await, tracing::Span::none()),
+            Ok(FeedEvent::Resync) => (
+                state.chat.catch_up(None).await,
+                tracing::Span::none(),
+                false,
+            ),
             Err(room) => (
                 state.chat.catch_up(Some(&room)).await,
                 tracing::Span::none(),
+                false,
             ),
         };
         let _entered = span.enter();
@@ -261,12 +267,14 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
                 .metrics
                 .chat_delivered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            state
-                .metrics
-                .chat_fanout
-                .observe(std::time::Duration::from_millis(
-                    now_ms.saturating_sub(entry.sent_at_ms),
-                ));
+            if live {
+                state
+                    .metrics
+                    .chat_fanout
+                    .observe(std::time::Duration::from_millis(
+                        now_ms.saturating_sub(entry.sent_at_ms),
+                    ));
+            }
             let key = entry.room.clone();
             state
                 .rooms

@@ -96,7 +96,7 @@ pub(crate) async fn render(
     );
     out.histogram(
         "confer_gateway_chat_fanout_seconds",
-        "From a chat entry stored to its delivery to this gateway's members.",
+        "From a chat entry stored (the chat service's clock) to its live delivery to this gateway's members (this gateway's clock; history caught up after a gap or resync is not counted).",
         &m.chat_fanout.snapshot(),
     );
     if let Some(stats) = &state.config.sfu_stats {
