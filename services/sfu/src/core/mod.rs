@@ -34,7 +34,7 @@ pub use feedback::{FeedbackTap, TAP_SLOT};
 pub use layers::Wanted;
 pub use source::TrackSource;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,9 @@ pub struct Sfu {
     by_participant: HashMap<ParticipantId, PeerKey>,
     rooms: HashMap<RoomId, Room>,
     demux: Demux,
+    /// Every peer's next timer, ordered: the earliest deadline and the due peers are
+    /// found without visiting every peer.
+    timers: BTreeSet<(Instant, PeerKey)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     next_housekeeping: Option<Instant>,
@@ -160,6 +163,7 @@ impl Sfu {
             by_participant: HashMap::new(),
             rooms: HashMap::new(),
             demux: Demux::default(),
+            timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_housekeeping: None,
@@ -205,6 +209,9 @@ impl Sfu {
             },
         )?;
         self.demux.add_peer(peer.ufrag.clone(), key);
+        if let Some(at) = peer.next_timeout {
+            self.timers.insert((at, key));
+        }
         self.peers.insert(key, peer);
         self.by_participant.insert(participant, key);
         self.rooms
@@ -319,10 +326,9 @@ impl Sfu {
     /// Runs timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| peer.next_timeout.is_some_and(|at| at <= now))
-            .map(|(key, _)| *key)
+            .timers
+            .range(..=(now, PeerKey(u64::MAX)))
+            .map(|(_, key)| *key)
             .collect();
         for key in due {
             if let Some(peer) = self.peers.get_mut(&key) {
@@ -349,9 +355,10 @@ impl Sfu {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter_map(|peer| peer.next_timeout)
+        self.timers
+            .first()
+            .map(|(at, _)| *at)
+            .into_iter()
             .chain(self.next_housekeeping)
             .min()
     }
@@ -468,7 +475,16 @@ impl Sfu {
                 bytes: out.message,
             });
         }
-        peer.next_timeout = peer.pc.poll_timeout();
+        let next = peer.pc.poll_timeout();
+        let before = std::mem::replace(&mut peer.next_timeout, next);
+        if before != next {
+            if let Some(at) = before {
+                self.timers.remove(&(at, key));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, key));
+            }
+        }
     }
 
     fn drain_peer_events(&mut self, now: Instant, key: PeerKey, touched: &mut Vec<PeerKey>) {
@@ -745,6 +761,9 @@ impl Sfu {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        if let Some(at) = peer.next_timeout {
+            self.timers.remove(&(at, key));
+        }
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
         for published in peer.published.values() {
