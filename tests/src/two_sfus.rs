@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use confer_discovery::{MemoryRegistry, NodeId, NodeReport, NodeState, Registration};
@@ -21,13 +20,12 @@ const REPORT_EVERY: Duration = Duration::from_millis(300);
 pub struct SfuNode {
     pub id: String,
     pub handle: SfuHandle,
-    draining: Arc<AtomicBool>,
 }
 
 impl SfuNode {
-    /// Marks the node draining (no new rooms), as its own drain does.
+    /// Marks the node draining (no new rooms), as its own drain does; its next load
+    /// report says so.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
         self.handle.set_draining(true);
     }
 }
@@ -60,17 +58,10 @@ impl TwoSfus {
             };
             tokio::spawn(grpc::serve(handle.clone(), control, signal.clone()));
             registry.register(&registration)?;
-            let draining = Arc::new(AtomicBool::new(false));
-            tokio::spawn(report_load(
-                registry.clone(),
-                registration,
-                handle.clone(),
-                draining.clone(),
-            ));
+            tokio::spawn(report_load(registry.clone(), registration, handle.clone()));
             nodes.push(SfuNode {
                 id: id.to_owned(),
                 handle,
-                draining,
             });
         }
         let room = confer_room::start(
@@ -110,12 +101,7 @@ impl TwoSfus {
 }
 
 /// What an SFU's announcer does: its peers and rooms, and whether it drains.
-async fn report_load(
-    registry: MemoryRegistry,
-    registration: Registration,
-    sfu: SfuHandle,
-    draining: Arc<AtomicBool>,
-) {
+async fn report_load(registry: MemoryRegistry, registration: Registration, sfu: SfuHandle) {
     loop {
         let Ok(held) = sfu.occupancy().await else {
             return;
@@ -124,7 +110,7 @@ async fn report_load(
             id: registration.id.clone(),
             region: registration.region.clone(),
             zone: String::new(),
-            state: if draining.load(Ordering::Relaxed) {
+            state: if sfu.is_draining() {
                 NodeState::Draining
             } else {
                 NodeState::Serving

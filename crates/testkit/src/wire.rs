@@ -79,7 +79,8 @@ impl Wire {
     }
 
     /// Datagrams from the SFU to client `index` leave at `bits_per_second` through a
-    /// queue of at most 400 ms; `None` makes the link ideal again.
+    /// queue of at most 400 ms; `None` makes the link ideal again (what it still held
+    /// is lost).
     pub fn limit_downlink(&mut self, index: usize, bits_per_second: Option<u64>) {
         self.clients[index].downlink = bits_per_second.map(Link::new);
     }

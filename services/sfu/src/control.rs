@@ -203,11 +203,6 @@ impl SfuHandle {
         self.workers.iter().map(|w| w.media_addr).collect()
     }
 
-    /// Peers placed on each media worker.
-    pub fn worker_load(&self) -> Vec<usize> {
-        lock(&self.router).load().to_vec()
-    }
-
     pub fn stats(&self) -> &SfuStats {
         &self.stats
     }

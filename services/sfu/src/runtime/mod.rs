@@ -20,8 +20,7 @@ use crate::SfuStats;
 use crate::control::{SfuHandle, WorkerHandle};
 use crate::core::{Sfu, Timeouts};
 use crate::impair::{Impairer, Impairment};
-pub(crate) use router::{Router, WorkerIndex};
-pub(crate) use worker::lock;
+pub(crate) use router::{Router, WorkerIndex, lock};
 
 /// Configuration of the `sfu` role.
 #[derive(Debug, Clone)]

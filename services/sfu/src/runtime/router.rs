@@ -6,6 +6,7 @@
 //! (a reconnect that raced the old peer's timeout).
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::{ParticipantId, RoomId};
 
@@ -112,7 +113,8 @@ impl Router {
     }
 
     /// Peers placed on each worker.
-    pub(crate) fn load(&self) -> &[usize] {
+    #[cfg(test)]
+    fn load(&self) -> &[usize] {
         &self.peers_per_worker
     }
 
@@ -136,6 +138,14 @@ impl Router {
             .min_by_key(|&(index, peers)| (*peers, index))
             .map_or(0, |(index, _)| index)
     }
+}
+
+/// The shared router, locked. Its state is consistent after every call, so a panic
+/// elsewhere while it was held leaves nothing half-done.
+pub(crate) fn lock(router: &Mutex<Router>) -> MutexGuard<'_, Router> {
+    router
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

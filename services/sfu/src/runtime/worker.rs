@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, error, info};
 
-use super::{Router, WorkerIndex};
+use super::{Router, WorkerIndex, lock};
 use crate::control::{Command, Occupancy};
 use crate::core::Sfu;
 use crate::impair::Impairer;
@@ -121,14 +121,6 @@ impl Worker {
             let _ = self.events.send(event);
         }
     }
-}
-
-pub(crate) fn lock(router: &Mutex<Router>) -> std::sync::MutexGuard<'_, Router> {
-    // The router's state stays consistent at every step, so a panic elsewhere while
-    // it was held leaves nothing half-done.
-    router
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn handle_command(sfu: &mut Sfu, generations: &mut HashMap<ParticipantId, u64>, command: Command) {
