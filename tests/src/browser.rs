@@ -43,10 +43,15 @@ impl Driver {
             .map_err(|err| {
                 anyhow::anyhow!("cannot start chromedriver (install chromium-driver): {err}")
             })?;
+        // No WebDriver call takes this long (scripts time out after 30 s in the
+        // browser): a browser that stops answering fails the test instead of hanging it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()?;
         let driver = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {

@@ -1,7 +1,10 @@
 //! A deployment with two SFUs: each serves its control API over gRPC and reports its
 //! load to a discovery registry (the in-memory one `confer dev` uses, with Consul's
-//! contract); the room service places rooms from that registry; one gateway reaches
-//! the SFUs the placements name over gRPC. All on loopback ports of this process.
+//! contract); the room service places rooms from that registry; gateways reach the
+//! SFUs the placements name over gRPC. All on loopback ports of this process.
+//!
+//! [`TwoSfus::start`]: both SFUs in one region, one gateway. [`TwoSfus::two_regions`]:
+//! SFU A in `eu`, SFU B in `us`, and a gateway serving each region.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +34,10 @@ impl SfuNode {
 }
 
 pub struct TwoSfus {
+    /// The first gateway (the `eu` one with two regions).
     pub http: SocketAddr,
+    /// Every gateway, in region order.
+    pub gateways: Vec<SocketAddr>,
     pub room: RoomService,
     pub sfus: [SfuNode; 2],
     _shutdown: watch::Sender<bool>,
@@ -39,19 +45,31 @@ pub struct TwoSfus {
 
 impl TwoSfus {
     pub async fn start() -> anyhow::Result<Self> {
+        let region = RoomConfig::default().default_region;
+        Self::deploy([region.as_str(), region.as_str()], &[None]).await
+    }
+
+    /// SFU A in `eu` (the rooms' default region), SFU B in `us`; gateway 0 serves
+    /// `eu`, gateway 1 `us`.
+    pub async fn two_regions() -> anyhow::Result<Self> {
+        Self::deploy(["eu", "us"], &[Some("eu"), Some("us")]).await
+    }
+
+    async fn deploy(regions: [&str; 2], gateways: &[Option<&str>]) -> anyhow::Result<Self> {
         let (shutdown, signal) = watch::channel(false);
         let room_config = RoomConfig {
             anonymous_tenant: Some("dev".into()),
+            default_region: regions[0].to_owned(),
             ..RoomConfig::default()
         };
         let registry = MemoryRegistry::new();
         let mut nodes = Vec::new();
-        for id in ["sfu-a", "sfu-b"] {
+        for (id, region) in ["sfu-a", "sfu-b"].into_iter().zip(regions) {
             let handle = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
             let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let registration = Registration {
                 id: NodeId::from(id),
-                region: room_config.default_region.clone(),
+                region: region.to_owned(),
                 zone: String::new(),
                 control: control.local_addr()?.to_string(),
                 capacity: 100,
@@ -72,23 +90,33 @@ impl TwoSfus {
             signal.clone(),
         )
         .await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let http = listener.local_addr()?;
-        tokio::spawn(confer_gateway::run(
-            GatewayConfig::default(),
-            listener,
-            Arc::new(room.clone()),
-            SfuDirectory::remote(),
-            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
-            signal,
-        ));
+        // Gateways share one chat service, as they would in a deployment.
+        let chat = ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?);
+        let mut addrs = Vec::new();
+        for region in gateways {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            addrs.push(listener.local_addr()?);
+            let config = GatewayConfig {
+                region: region.map(str::to_owned),
+                ..GatewayConfig::default()
+            };
+            tokio::spawn(confer_gateway::run(
+                config,
+                listener,
+                Arc::new(room.clone()),
+                SfuDirectory::remote(),
+                chat.clone(),
+                signal.clone(),
+            ));
+        }
         let [a, b]: [SfuNode; 2] = nodes
             .try_into()
             .map_err(|_| anyhow::anyhow!("two SFUs were started"))?;
         // Both nodes have reported before the first join.
         tokio::time::sleep(REPORT_EVERY * 2).await;
         Ok(Self {
-            http,
+            http: addrs[0],
+            gateways: addrs,
             room,
             sfus: [a, b],
             _shutdown: shutdown,
@@ -97,6 +125,11 @@ impl TwoSfus {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// `path` on gateway `index`.
+    pub fn url_via(&self, index: usize, path: &str) -> String {
+        format!("http://{}{path}", self.gateways[index])
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Wire {
     /// Every datagram a client sent, when recording.
     pub recorded: Vec<Vec<u8>>,
     pub record: bool,
+    /// Datagrams the SFU sent to addresses no client has (another SFU's, for relays).
+    pub elsewhere: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl Wire {
@@ -43,6 +45,7 @@ impl Wire {
             clients: Vec::new(),
             recorded: Vec::new(),
             record: false,
+            elsewhere: Vec::new(),
         }
     }
 
@@ -126,6 +129,7 @@ impl Wire {
             while let Some(transmit) = self.sfu.poll_transmit() {
                 moved = true;
                 let Some(client) = self.clients.iter_mut().find(|c| c.addr == transmit.to) else {
+                    self.elsewhere.push((transmit.to, transmit.bytes.to_vec()));
                     continue;
                 };
                 match client.downlink.as_mut() {

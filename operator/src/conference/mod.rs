@@ -18,7 +18,9 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use crate::context::{Context, instrumented, record, retry_later};
-use crate::crd::{ConditionStatus, Conference, ConferenceStatus, RegionPlacement, set_condition};
+use crate::crd::{
+    ConditionStatus, Conference, ConferenceStatus, RegionPlacement, Relay, set_condition,
+};
 use crate::error::{Error, Result};
 
 /// Deletes the room in the room service before the resource goes.
@@ -65,6 +67,12 @@ fn settings(conference: &Conference) -> RoomSettings {
         waiting_room: spec.waiting_room,
         max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
         region: spec.home_region.clone(),
+        regions: spec
+            .allowed_regions
+            .iter()
+            .filter(|region| **region != spec.home_region)
+            .cloned()
+            .collect(),
         ..RoomSettings::default()
     }
 }
@@ -132,7 +140,8 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             }
         }
     };
-    let status = status(conference, &view, version, (ctx.clock)());
+    let snapshot = ctx.snapshots.borrow().clone();
+    let status = status(conference, &view, version, &snapshot, (ctx.clock)());
     if conference.status.as_ref() != Some(&status) {
         let api: Api<Conference> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = serde_json::json!({ "status": status });
@@ -152,10 +161,29 @@ async fn cleanup(conference: &Conference, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// A relay's ends are both serving and reporting fresh load: what the operator can see
+/// of a link's health (each SFU measures its links itself, on `/metrics`).
+fn relay_healthy(snapshot: &confer_discovery::Snapshot, ends: [&str; 2], now_ms: i64) -> bool {
+    !snapshot.stale
+        && ends.iter().all(|node| {
+            snapshot.reports().any(|report| {
+                report.id.0 == *node
+                    && report.state == confer_placement::NodeState::Serving
+                    && now_ms.saturating_sub(i64::try_from(report.reported_at_ms).unwrap_or(0))
+                        < RELAY_REPORT_AGE_MS
+            })
+        })
+}
+
+/// Load reports older than this make a relay's end look unhealthy (as they make a node
+/// ineligible for placement).
+const RELAY_REPORT_AGE_MS: i64 = 5_000;
+
 fn status(
     conference: &Conference,
     view: &RoomView,
     password_version: Option<String>,
+    snapshot: &confer_discovery::Snapshot,
     now: i64,
 ) -> ConferenceStatus {
     let mut status = conference.status.clone().unwrap_or_default();
@@ -164,12 +192,27 @@ fn status(
     status.observed_generation = generation;
     status.participants = i64::from(view.num_participants);
     status.password_secret_version = password_version;
-    status.placements = view
-        .placement
+    let placements: Vec<&confer_room::model::Placement> = if view.placements.is_empty() {
+        view.placement.iter().collect()
+    } else {
+        view.placements.iter().collect()
+    };
+    status.placements = placements
         .iter()
         .map(|p| RegionPlacement {
             region: p.region.clone(),
             node: p.sfu.clone(),
+        })
+        .collect();
+    // The room's SFUs form a full mesh of relays; listed from the home placement.
+    status.relays = placements
+        .iter()
+        .enumerate()
+        .flat_map(|(i, from)| placements[i + 1..].iter().map(move |to| (*from, *to)))
+        .map(|(from, to)| Relay {
+            healthy: relay_healthy(snapshot, [&from.sfu, &to.sfu], now),
+            from: from.sfu.clone(),
+            to: to.sfu.clone(),
         })
         .collect();
     let conditions = &mut status.conditions;

@@ -83,6 +83,7 @@ impl Rooms for FakeRooms {
                     active: false,
                     num_participants: 0,
                     placement: None,
+                    placements: Vec::new(),
                 };
                 self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     (tenant.to_owned(), create.name),
@@ -484,4 +485,92 @@ async fn a_reconcile_is_the_root_of_its_own_trace() {
             ("step".to_owned(), Some("reconcile".to_owned())),
         ]
     );
+}
+
+fn member(node: &str, region: &str, reported_at_ms: u64) -> confer_discovery::Member {
+    confer_discovery::Member {
+        registration: confer_discovery::Registration {
+            id: confer_discovery::NodeId::from(node),
+            region: region.into(),
+            zone: String::new(),
+            control: format!("{node}:7881"),
+            capacity: 100,
+        },
+        health: confer_discovery::Health::Serving,
+        report: Some(confer_placement::NodeReport {
+            id: confer_placement::NodeId::from(node),
+            region: region.into(),
+            zone: String::new(),
+            state: confer_placement::NodeState::Serving,
+            capacity: 100,
+            participants: 3,
+            rooms: 1,
+            reported_at_ms,
+        }),
+    }
+}
+
+#[test]
+fn a_room_placed_in_two_regions_shows_both_placements_and_the_relay_between_them() {
+    let now = 1_800_000_000_000i64;
+    let placement = |region: &str, sfu: &str| Placement {
+        region: region.into(),
+        sfu: sfu.into(),
+        control: format!("{sfu}:7881"),
+    };
+    let view = RoomView {
+        name: "all-hands".into(),
+        settings: settings(&conference(true)),
+        has_password: false,
+        created_at: 0,
+        active: true,
+        num_participants: 4,
+        placement: Some(placement("eu-west", "eu-sfu-1")),
+        placements: vec![
+            placement("eu-west", "eu-sfu-1"),
+            placement("us-east", "us-sfu-2"),
+        ],
+    };
+    // The declared allowed regions reach the room service (the home one not twice).
+    assert_eq!(view.settings.regions, ["us-east"]);
+    let fresh = now as u64 - 1_000;
+    let snapshot = confer_discovery::Snapshot {
+        members: vec![
+            member("eu-sfu-1", "eu-west", fresh),
+            member("us-sfu-2", "us-east", fresh),
+        ],
+        stale: false,
+        refreshed_at_ms: fresh,
+    };
+    let placed = status(&conference(true), &view, None, &snapshot, now);
+    let as_json = serde_json::to_value(&placed).expect("status");
+    assert_eq!(
+        as_json["placements"],
+        json!([
+            {"region": "eu-west", "node": "eu-sfu-1"},
+            {"region": "us-east", "node": "us-sfu-2"}
+        ])
+    );
+    assert_eq!(
+        as_json["relays"],
+        json!([{"from": "eu-sfu-1", "to": "us-sfu-2", "healthy": true}])
+    );
+
+    // One end's load report is 6 s old: the relay is not called healthy.
+    let mut old = snapshot.clone();
+    old.members[1] = member("us-sfu-2", "us-east", now as u64 - 6_000);
+    assert!(!status_relays_healthy(&view, &old, now));
+    // Discovery cannot be reached: nothing is known to be healthy.
+    let stale = confer_discovery::Snapshot {
+        stale: true,
+        ..snapshot
+    };
+    assert!(!status_relays_healthy(&view, &stale, now));
+}
+
+fn status_relays_healthy(view: &RoomView, snapshot: &confer_discovery::Snapshot, now: i64) -> bool {
+    status(&conference(true), view, None, snapshot, now)
+        .relays
+        .iter()
+        .all(|relay| relay.healthy)
 }

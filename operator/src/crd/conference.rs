@@ -49,7 +49,9 @@ pub struct ConferenceSpec {
     /// Region the room is placed in first.
     #[x_kube(validation = Rule::new("self == oldSelf").message("homeRegion is immutable"))]
     pub home_region: String,
-    /// Regions members may join from (the room gains a node in each); empty: any.
+    /// Further regions the room spans: a member joining through a gateway in one of
+    /// them is served by an SFU there, linked to the room's other SFUs by relays.
+    /// Empty: the home region only.
     #[serde(default)]
     pub allowed_regions: Vec<String>,
     #[serde(default = "default_max_participants")]
@@ -96,10 +98,13 @@ pub struct RegionPlacement {
     pub node: String,
 }
 
+/// A relay link between two of the room's SFUs (nodes), in different regions.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Relay {
     pub from: String,
     pub to: String,
+    /// Both ends are serving and reporting load; each SFU's own view of the link is
+    /// `confer_sfu_relay_links_down` on its `/metrics`.
     pub healthy: bool,
 }

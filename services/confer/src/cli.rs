@@ -179,6 +179,10 @@ pub struct GatewayArgs {
     /// Redis URL the chat service publishes room chat on.
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// The region this gateway serves: its participants join a room's SFU in this
+    /// region when the room spans it (the room's `regions`), else the room's home.
+    #[arg(long = "gateway-region", env = "CONFER_GATEWAY_REGION")]
+    pub region: Option<String>,
     #[command(flatten)]
     pub files: FileArgs,
 }

@@ -9,6 +9,9 @@ pub struct GatewayConfig {
     pub sfu_stats: Option<confer_sfu::SfuStats>,
     /// Files shared in chat.
     pub files: crate::FileConfig,
+    /// The region this gateway serves: its participants join the room's SFU there
+    /// when the room spans it.
+    pub region: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -17,6 +20,7 @@ impl Default for GatewayConfig {
             gateway_id: format!("gw-{:08x}", rand::random::<u32>()),
             sfu_stats: None,
             files: crate::FileConfig::default(),
+            region: None,
         }
     }
 }

@@ -17,6 +17,7 @@ mod config;
 mod convert;
 mod file_sweep;
 mod files;
+mod links;
 mod metrics;
 mod relay;
 mod rooms;

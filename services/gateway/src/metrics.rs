@@ -24,6 +24,20 @@ pub(crate) struct Metrics {
     /// An entry's store time to its delivery here (wall clocks of the chat service's
     /// and this host).
     pub(crate) chat_fanout: Histogram,
+    /// Relay links set up between a joiner's SFU and the room's SFUs elsewhere.
+    pub(crate) relay_links: AtomicU64,
+    pub(crate) relay_link_failures: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn relay_link(&self, ok: bool) {
+        let counter = if ok {
+            &self.relay_links
+        } else {
+            &self.relay_link_failures
+        };
+        counter.fetch_add(1, Relaxed);
+    }
 }
 
 impl Default for Metrics {
@@ -36,6 +50,8 @@ impl Default for Metrics {
             chat_messages: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
+            relay_links: AtomicU64::new(0),
+            relay_link_failures: AtomicU64::new(0),
         }
     }
 }
@@ -98,6 +114,14 @@ pub(crate) async fn render(
         "confer_gateway_chat_fanout_seconds",
         "From a chat entry stored (the chat service's clock) to its live delivery to this gateway's members (this gateway's clock; history caught up after a gap or resync is not counted).",
         &m.chat_fanout.snapshot(),
+    );
+    out.counter(
+        "confer_gateway_relay_links",
+        "Relay link set-ups between a joiner's SFU and the room's SFUs in other regions, by outcome.",
+        &[
+            (&[("outcome", "linked")], m.relay_links.load(Relaxed)),
+            (&[("outcome", "failed")], m.relay_link_failures.load(Relaxed)),
+        ],
     );
     if let Some(stats) = &state.config.sfu_stats {
         stats.snapshot().render(&mut out);

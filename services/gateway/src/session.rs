@@ -128,6 +128,9 @@ struct Member {
     /// An offer that came with the join, used once admitted.
     offer: Option<String>,
     sfu: Option<Arc<dyn SfuApi>>,
+    /// Where the room's SFU for this participant is, and its SFUs in other regions.
+    placement: Option<confer_room::model::Placement>,
+    relays: Vec<confer_room::model::Placement>,
     has_peer: bool,
     /// The room's setting; hosts may share regardless.
     allow_screen_share: bool,
@@ -519,6 +522,7 @@ impl Session {
             name: join.name,
             password: Some(join.password).filter(|p| !p.is_empty()),
             client_addr: self.client_addr,
+            region: self.state.config.region.clone(),
         };
         let decision = match self.state.room.join(request).await {
             Ok(decision) => decision,
@@ -535,6 +539,8 @@ impl Session {
             join_request: request_id.to_owned(),
             offer,
             sfu: None,
+            placement: None,
+            relays: Vec::new(),
             has_peer: false,
             allow_screen_share: true,
             in_chat: false,
@@ -569,6 +575,8 @@ impl Session {
             .as_mut()
             .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
         member.sfu = Some(sfu);
+        member.placement = Some(admission.placement.clone());
+        member.relays = admission.relays.clone();
         member.allow_screen_share = admission.settings.allow_screen_share;
         member.info.state = confer_room::model::ParticipantState::Active;
         let offer = member.offer.take();
@@ -657,6 +665,16 @@ impl Session {
         }
         if let Some(member) = self.member.as_mut() {
             member.has_peer = true;
+            if let Some(here) = member.placement.clone()
+                && !member.relays.is_empty()
+            {
+                tokio::spawn(crate::links::link_regions(
+                    self.state.clone(),
+                    RoomId::new(member.key.clone()),
+                    here,
+                    member.relays.clone(),
+                ));
+            }
         }
         Ok(answer)
     }

@@ -31,6 +31,9 @@ pub struct JoinRequest {
     pub name: String,
     pub password: Option<String>,
     pub client_addr: IpAddr,
+    /// The gateway's region, when it is deployed in one.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The room service's answer to a join.
@@ -47,6 +50,9 @@ pub struct JoinDecision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {
     pub placement: Placement,
+    /// The room's SFUs in its other regions: the gateway links `placement` to each.
+    #[serde(default)]
+    pub relays: Vec<Placement>,
     pub others: Vec<ParticipantInfo>,
     pub settings: RoomSettings,
 }

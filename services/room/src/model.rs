@@ -23,6 +23,9 @@ pub struct RoomSettings {
     pub empty_timeout_secs: u32,
     /// Region the room is placed in; empty means the service's default.
     pub region: String,
+    /// Further regions the room spans: a participant whose gateway is in one of them
+    /// joins an SFU there, linked to the room's other SFUs by relays.
+    pub regions: Vec<String>,
     /// Opaque tenant data, up to 4 KiB.
     pub metadata: String,
 }
@@ -38,12 +41,43 @@ impl Default for RoomSettings {
             name_changes_need_approval: false,
             empty_timeout_secs: 0,
             region: String::new(),
+            regions: Vec::new(),
             metadata: String::new(),
         }
     }
 }
 
 impl RoomSettings {
+    /// The region the room lives in: its own, or `default` when it names none.
+    pub fn home_region<'a>(&'a self, default: &'a str) -> &'a str {
+        if self.region.is_empty() {
+            default
+        } else {
+            &self.region
+        }
+    }
+
+    /// Every region the room may be placed in, home first.
+    pub fn all_regions(&self, default: &str) -> Vec<String> {
+        let home = self.home_region(default).to_owned();
+        let mut all = vec![home];
+        for region in &self.regions {
+            if !all.contains(region) {
+                all.push(region.clone());
+            }
+        }
+        all
+    }
+
+    /// Where a participant whose gateway is in `region` is served: that region when
+    /// the room spans it, else the room's home.
+    pub fn region_for(&self, region: Option<&str>, default: &str) -> String {
+        match region {
+            Some(region) if self.regions.iter().any(|r| r == region) => region.to_owned(),
+            _ => self.home_region(default).to_owned(),
+        }
+    }
+
     /// Settings of a room opened by an anonymous join in `confer dev`: no waiting room
     /// (nobody could admit), the first participant becomes host.
     pub fn anonymous() -> Self {
@@ -64,7 +98,11 @@ pub struct RoomView {
     pub created_at: u64,
     pub active: bool,
     pub num_participants: u32,
+    /// The room's SFU in its home region.
     pub placement: Option<Placement>,
+    /// Its SFUs in every region it is placed in, home first (linked by relays).
+    #[serde(default)]
+    pub placements: Vec<Placement>,
 }
 
 /// Which SFU holds a room in a region.
@@ -185,6 +223,10 @@ pub struct ParticipantInfo {
     pub joined_at: u64,
     /// The gateway that holds this participant's connection.
     pub gateway: String,
+    /// The region of that gateway, when it names one: the participant is served by
+    /// the room's SFU there if the room spans it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl ParticipantInfo {
@@ -224,4 +266,42 @@ pub struct IceServer {
     pub urls: Vec<String>,
     pub username: String,
     pub credential: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spanning() -> RoomSettings {
+        RoomSettings {
+            region: "eu".into(),
+            regions: vec!["us".into(), "eu".into(), "ap".into()],
+            ..RoomSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_participant_is_served_in_its_region_when_the_room_spans_it() {
+        let room = spanning();
+        assert_eq!(room.region_for(Some("us"), "local"), "us");
+        assert_eq!(room.region_for(Some("ap"), "local"), "ap");
+        // Elsewhere, or from a gateway without a region: the room's home.
+        assert_eq!(room.region_for(Some("sa"), "local"), "eu");
+        assert_eq!(room.region_for(None, "local"), "eu");
+        let unset = RoomSettings::default();
+        assert_eq!(unset.region_for(Some("us"), "local"), "local");
+    }
+
+    #[test]
+    fn every_region_is_listed_once_home_first() {
+        assert_eq!(spanning().all_regions("local"), ["eu", "us", "ap"]);
+        assert_eq!(RoomSettings::default().all_regions("local"), ["local"]);
+    }
+
+    #[test]
+    fn settings_without_regions_still_parse() {
+        let settings: RoomSettings = serde_json::from_str(r#"{"region": "eu"}"#).expect("parses");
+        assert!(settings.regions.is_empty());
+        assert!(serde_json::from_str::<RoomSettings>(r#"{"regionz": []}"#).is_err());
+    }
 }

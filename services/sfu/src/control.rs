@@ -99,6 +99,15 @@ pub struct IceCandidate {
     pub sdp_mline_index: Option<u16>,
 }
 
+/// Where and how an SFU receives one room's relay from another SFU: its media worker's
+/// address, the link id and the key (see `core::relay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAddress {
+    pub addr: SocketAddr,
+    pub link_id: u64,
+    pub key: [u8; 16],
+}
+
 /// Control operations on one SFU.
 pub trait SfuApi: Send + Sync {
     fn create_peer(
@@ -126,6 +135,20 @@ pub trait SfuApi: Send + Sync {
         participant: ParticipantId,
         mid: String,
         wanted: Wanted,
+    ) -> BoxFuture<'_, Result<(), SfuError>>;
+    /// Where this SFU receives `room`'s relay from the SFU `remote_node` (the same
+    /// answer until the link closes, so concurrent set-ups agree).
+    fn relay_endpoint(
+        &self,
+        room: RoomId,
+        remote_node: String,
+    ) -> BoxFuture<'_, Result<RelayAddress, SfuError>>;
+    /// Sends `room`'s local publications to `remote_node`, which receives at `remote`.
+    fn connect_relay(
+        &self,
+        room: RoomId,
+        remote_node: String,
+        remote: RelayAddress,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
     fn subscribe(&self) -> broadcast::Receiver<SfuEvent>;
 }
@@ -162,6 +185,20 @@ pub(crate) enum Command {
     },
     Inspect {
         reply: oneshot::Sender<Occupancy>,
+    },
+    RelayEndpoint {
+        room: RoomId,
+        remote_node: String,
+        reply: oneshot::Sender<crate::core::RelayEndpoint>,
+    },
+    ConnectRelay {
+        room: RoomId,
+        remote_node: String,
+        remote: RelayAddress,
+        reply: oneshot::Sender<()>,
+    },
+    Relays {
+        reply: oneshot::Sender<Vec<crate::core::RelayStatus>>,
     },
 }
 
@@ -227,6 +264,31 @@ impl SfuHandle {
             total.rooms += one.rooms;
         }
         Ok(total)
+    }
+
+    /// Every relay link the media workers hold, and whether each hears its far side.
+    pub async fn relays(&self) -> Result<Vec<crate::core::RelayStatus>, SfuError> {
+        let mut all = Vec::new();
+        for worker in 0..self.workers.len() {
+            all.extend(self.call(worker, |reply| Command::Relays { reply }).await?);
+        }
+        Ok(all)
+    }
+
+    async fn endpoint(&self, room: RoomId, remote_node: String) -> Result<RelayAddress, SfuError> {
+        let worker = lock(&self.router).worker_for_room(&room);
+        let endpoint = self
+            .call(worker, |reply| Command::RelayEndpoint {
+                room,
+                remote_node,
+                reply,
+            })
+            .await?;
+        Ok(RelayAddress {
+            addr: self.workers[worker].media_addr,
+            link_id: endpoint.link_id,
+            key: endpoint.key,
+        })
     }
 
     async fn create(
@@ -368,6 +430,32 @@ impl SfuApi for SfuHandle {
                 participant,
                 mid,
                 wanted,
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn relay_endpoint(
+        &self,
+        room: RoomId,
+        remote_node: String,
+    ) -> BoxFuture<'_, Result<RelayAddress, SfuError>> {
+        Box::pin(self.endpoint(room, remote_node))
+    }
+
+    fn connect_relay(
+        &self,
+        room: RoomId,
+        remote_node: String,
+        remote: RelayAddress,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            let worker = lock(&self.router).worker_for_room(&room);
+            self.call(worker, |reply| Command::ConnectRelay {
+                room,
+                remote_node,
+                remote,
                 reply,
             })
             .await

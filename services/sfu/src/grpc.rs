@@ -15,7 +15,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
-use crate::control::{BoxFuture, IceCandidate, SfuApi, SfuError, SfuEvent, SfuHandle};
+use crate::control::{
+    BoxFuture, IceCandidate, RelayAddress, SfuApi, SfuError, SfuEvent, SfuHandle,
+};
 use crate::core::{MediaKind, TrackSource, Wanted};
 use crate::{ParticipantId, RoomId};
 
@@ -243,6 +245,45 @@ impl SfuControl for ControlService {
         }))
     }
 
+    async fn relay_endpoint(
+        &self,
+        request: Request<pb::RelayEndpointRequest>,
+    ) -> Result<Response<pb::RelayAddress>, Status> {
+        let request = request.into_inner();
+        if request.room_id.is_empty() || request.remote_node.is_empty() {
+            return Err(Status::invalid_argument(
+                "room_id and remote_node are required",
+            ));
+        }
+        let address = self
+            .sfu
+            .relay_endpoint(RoomId::new(request.room_id), request.remote_node)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(address_to_pb(&address)))
+    }
+
+    async fn connect_relay(
+        &self,
+        request: Request<pb::ConnectRelayRequest>,
+    ) -> Result<Response<pb::ConnectRelayResponse>, Status> {
+        let request = request.into_inner();
+        if request.room_id.is_empty() || request.remote_node.is_empty() {
+            return Err(Status::invalid_argument(
+                "room_id and remote_node are required",
+            ));
+        }
+        let remote = request
+            .remote
+            .ok_or_else(|| Status::invalid_argument("remote is required"))
+            .and_then(|remote| address_from_pb(remote).map_err(Status::invalid_argument))?;
+        self.sfu
+            .connect_relay(RoomId::new(request.room_id), request.remote_node, remote)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConnectRelayResponse {}))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(
@@ -256,6 +297,29 @@ impl SfuControl for ControlService {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+fn address_to_pb(address: &RelayAddress) -> pb::RelayAddress {
+    pb::RelayAddress {
+        addr: address.addr.to_string(),
+        link_id: address.link_id,
+        key: address.key.to_vec(),
+    }
+}
+
+fn address_from_pb(address: pb::RelayAddress) -> Result<RelayAddress, String> {
+    Ok(RelayAddress {
+        addr: address
+            .addr
+            .parse()
+            .map_err(|_| format!("relay address `{}` is not host:port", address.addr))?,
+        link_id: address.link_id,
+        key: address
+            .key
+            .as_slice()
+            .try_into()
+            .map_err(|_| "relay key must be 16 bytes".to_owned())?,
+    })
 }
 
 /// Client for a remote SFU's control API.
@@ -400,6 +464,44 @@ impl SfuApi for GrpcSfu {
                     width,
                     height,
                     hidden,
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn relay_endpoint(
+        &self,
+        room: RoomId,
+        remote_node: String,
+    ) -> BoxFuture<'_, Result<RelayAddress, SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let response = client
+                .relay_endpoint(pb::RelayEndpointRequest {
+                    room_id: room.to_string(),
+                    remote_node,
+                })
+                .await
+                .map_err(from_status)?;
+            address_from_pb(response.into_inner()).map_err(SfuError::Internal)
+        })
+    }
+
+    fn connect_relay(
+        &self,
+        room: RoomId,
+        remote_node: String,
+        remote: RelayAddress,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .connect_relay(pb::ConnectRelayRequest {
+                    room_id: room.to_string(),
+                    remote_node,
+                    remote: Some(address_to_pb(&remote)),
                 })
                 .await
                 .map_err(from_status)?;

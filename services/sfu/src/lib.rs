@@ -24,7 +24,7 @@ pub mod impair;
 pub mod runtime;
 mod stats;
 
-pub use control::{SfuApi, SfuError, SfuEvent, SfuHandle};
+pub use control::{RelayAddress, SfuApi, SfuError, SfuEvent, SfuHandle};
 pub use ids::{ParticipantId, RoomId};
 pub use impair::Impairment;
 pub use runtime::{SfuConfig, default_workers, start};

@@ -75,6 +75,11 @@ struct Counters {
     peers: AtomicU64,
     peers_created: AtomicU64,
     peers_removed: AtomicU64,
+    relay_links: AtomicU64,
+    relay_links_down: AtomicU64,
+    relay_sent: AtomicU64,
+    relay_received: AtomicU64,
+    relay_rejected: AtomicU64,
 }
 
 /// A point-in-time copy of [`SfuStats`].
@@ -115,6 +120,14 @@ pub struct StatsSnapshot {
     pub peers: u64,
     pub peers_created: u64,
     pub peers_removed: u64,
+    /// Relay links to SFUs in other regions, and those of them not hearing the far side.
+    pub relay_links: u64,
+    pub relay_links_down: u64,
+    /// Relay datagrams sent, received (authentic) and refused (unknown link, forged,
+    /// replayed, malformed).
+    pub relay_sent: u64,
+    pub relay_received: u64,
+    pub relay_rejected: u64,
 }
 
 impl SfuStats {
@@ -162,6 +175,11 @@ impl SfuStats {
             total.peers += c.peers.load(Relaxed);
             total.peers_created += c.peers_created.load(Relaxed);
             total.peers_removed += c.peers_removed.load(Relaxed);
+            total.relay_links += c.relay_links.load(Relaxed);
+            total.relay_links_down += c.relay_links_down.load(Relaxed);
+            total.relay_sent += c.relay_sent.load(Relaxed);
+            total.relay_received += c.relay_received.load(Relaxed);
+            total.relay_rejected += c.relay_rejected.load(Relaxed);
         }
         total
     }
@@ -279,6 +297,24 @@ impl SfuStats {
         self.mine().peers.fetch_sub(1, Relaxed);
         self.mine().peers_removed.fetch_add(1, Relaxed);
     }
+    pub(crate) fn relay_opened(&self) {
+        self.mine().relay_links.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn relay_closed(&self) {
+        self.mine().relay_links.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn set_relays_down(&self, down: u64) {
+        self.mine().relay_links_down.store(down, Relaxed);
+    }
+    pub(crate) fn relay_sent(&self) {
+        self.mine().relay_sent.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn relay_received(&self) {
+        self.mine().relay_received.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn relay_rejected(&self) {
+        self.mine().relay_rejected.fetch_add(1, Relaxed);
+    }
 }
 
 impl StatsSnapshot {
@@ -374,6 +410,25 @@ impl StatsSnapshot {
         for (name, help, value) in counters {
             out.counter1(name, help, value);
         }
+        out.counter(
+            "confer_sfu_relay_datagrams",
+            "Relay datagrams to and from the room's SFUs in other regions: sent, received, and refused (unknown link, forged, replayed or malformed).",
+            &[
+                (&[("direction", "sent")], self.relay_sent),
+                (&[("direction", "received")], self.relay_received),
+                (&[("direction", "refused")], self.relay_rejected),
+            ],
+        );
+        out.gauge1(
+            "confer_sfu_relay_links",
+            "Relay links to SFUs in other regions that hold the same rooms.",
+            self.relay_links as f64,
+        );
+        out.gauge1(
+            "confer_sfu_relay_links_down",
+            "Relay links that have heard nothing from the far side for 3 s.",
+            self.relay_links_down as f64,
+        );
         out.counter(
             "confer_sfu_bandwidth_estimates",
             "Subscriber bandwidth estimates taken for layer choice, by source: the SFU's own from TWCC feedback (GCC), or the receiver's REMB.",

@@ -16,6 +16,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let listener = super::bind(args.listen).await?;
     let mut config = GatewayConfig {
         files: args.files.config()?,
+        region: args.region.clone(),
         ..GatewayConfig::default()
     };
     if let Some(id) = args.gateway_id {

@@ -136,7 +136,10 @@ fn schemas() -> Value {
             "max_participants": {"type": "integer", "minimum": 1},
             "allow_screen_share": boolean, "allow_self_unmute": boolean,
             "name_changes_need_approval": boolean, "empty_timeout_secs": int,
-            "region": string, "metadata": {"type": "string", "maxLength": 4096}}},
+            "region": string,
+            "regions": {"type": "array", "maxItems": 8, "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                "description": "Further regions the room spans; participants there join an SFU in their region, linked by relays"},
+            "metadata": {"type": "string", "maxLength": 4096}}},
         "CreateRoom": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
             "settings": schema("RoomSettings"),
@@ -148,7 +151,8 @@ fn schemas() -> Value {
         "Room": {"type": "object", "properties": {
             "name": string, "settings": schema("RoomSettings"), "has_password": boolean,
             "created_at": int, "active": boolean, "num_participants": int,
-            "placement": {"allOf": [schema("Placement")], "nullable": true}}},
+            "placement": {"allOf": [schema("Placement")], "nullable": true},
+            "placements": {"type": "array", "items": schema("Placement")}}},
         "Permissions": {"type": "object", "additionalProperties": false, "properties": {
             "can_publish": boolean, "can_subscribe": boolean, "can_publish_data": boolean,
             "can_publish_sources": {"type": "array", "items": {"type": "string", "enum": ["camera", "microphone", "screen_share"]}},

@@ -167,6 +167,7 @@ impl RoomService {
             audio_blocked: false,
             video_blocked: false,
             pending_name: None,
+            region: req.region.clone(),
             tracks: Vec::new(),
             token_expires_at: joiner.expires_at,
             joined_at: unix_secs(),
@@ -315,7 +316,17 @@ impl RoomService {
         settings: &RoomSettings,
         participant: &ParticipantInfo,
     ) -> RoomResult<Admission> {
-        let placement = self.place(key, settings).await?;
+        let region =
+            settings.region_for(participant.region.as_deref(), &self.0.config.default_region);
+        let placement = self.place(key, &region).await?;
+        let mut relays = Vec::new();
+        for other in settings.all_regions(&self.0.config.default_region) {
+            if other != region
+                && let Some(there) = self.0.live.placement(key, &other).await?
+            {
+                relays.push(there);
+            }
+        }
         if self
             .presence(
                 key,
@@ -351,19 +362,15 @@ impl RoomService {
             .collect();
         Ok(Admission {
             placement,
+            relays,
             others,
             settings: settings.clone(),
         })
     }
 
-    /// The room's SFU in its region: where it already is, or a new choice (a
+    /// The room's SFU in `region`: where it already is, or a new choice (a
     /// `room.place` span records which, and where).
-    async fn place(&self, key: &str, settings: &RoomSettings) -> RoomResult<Placement> {
-        let region = if settings.region.is_empty() {
-            self.0.config.default_region.as_str()
-        } else {
-            settings.region.as_str()
-        };
+    async fn place(&self, key: &str, region: &str) -> RoomResult<Placement> {
         let span = tracing::info_span!(
             "room.place",
             region = %region,
@@ -451,10 +458,10 @@ impl RoomService {
 
     async fn regions_of(&self, key: &str) -> RoomResult<Vec<String>> {
         let (tenant, name) = super::split_room_key(key);
-        let region = match self.0.store.room(tenant, name).await? {
-            Some(record) if !record.settings.region.is_empty() => record.settings.region,
-            _ => self.0.config.default_region.clone(),
-        };
-        Ok(vec![region])
+        let default = &self.0.config.default_region;
+        Ok(match self.0.store.room(tenant, name).await? {
+            Some(record) => record.settings.all_regions(default),
+            None => vec![default.clone()],
+        })
     }
 }

@@ -13,6 +13,8 @@ use crate::store::RoomRecord;
 const MAX_METADATA_BYTES: usize = 4096;
 const MAX_DATA_BYTES: usize = 15 * 1024;
 const MAX_URL_CHARS: usize = 2048;
+/// Regions one room may span.
+const MAX_REGIONS: usize = 8;
 
 fn room_not_found(name: &str) -> RoomError {
     RoomError::not_found("room_not_found", format!("no room `{name}`"))
@@ -23,6 +25,17 @@ fn validate_settings(settings: &RoomSettings) -> RoomResult<()> {
         return Err(RoomError::invalid(
             "invalid_settings",
             "max_participants must be at least 1",
+        ));
+    }
+    if settings.regions.len() > MAX_REGIONS
+        || settings
+            .regions
+            .iter()
+            .any(|r| r.is_empty() || r.len() > 64 || r.contains(char::is_whitespace))
+    {
+        return Err(RoomError::invalid(
+            "invalid_settings",
+            format!("regions: at most {MAX_REGIONS} names of 1 to 64 characters without spaces"),
         ));
     }
     if settings.metadata.len() > MAX_METADATA_BYTES {
@@ -60,18 +73,24 @@ impl RoomService {
 
     async fn view(&self, tenant: &str, record: RoomRecord) -> RoomResult<RoomView> {
         let key = room_key(tenant, &record.name);
-        let region = if record.settings.region.is_empty() {
-            self.0.config.default_region.clone()
-        } else {
-            record.settings.region.clone()
-        };
+        let mut placements = Vec::new();
+        for region in record.settings.all_regions(&self.0.config.default_region) {
+            if let Some(placement) = self.0.live.placement(&key, &region).await? {
+                placements.push(placement);
+            }
+        }
+        let home = record
+            .settings
+            .home_region(&self.0.config.default_region)
+            .to_owned();
         let members = self.0.live.participants(&key).await?;
         let active = members
             .iter()
             .filter(|m| m.state == ParticipantState::Active)
             .count();
         Ok(RoomView {
-            placement: self.0.live.placement(&key, &region).await?,
+            placement: placements.first().filter(|p| p.region == home).cloned(),
+            placements,
             active: self.0.live.is_active(&key).await?,
             num_participants: u32::try_from(active).unwrap_or(u32::MAX),
             has_password: record.password_hash.is_some(),

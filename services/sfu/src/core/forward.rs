@@ -18,7 +18,7 @@ use super::layers;
 use super::loss_watch::Around;
 use super::peer::Source;
 use super::picture_ids;
-use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu};
+use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu, publisher_mut};
 
 /// RTP header bytes counted into layer bitrates (fixed header; extensions vary).
 const RTP_HEADER_BYTES: usize = 12;
@@ -33,13 +33,14 @@ impl Sfu {
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
+        self.relay_local(publisher, track_id, &packet);
         // Extension ids are per session; each subscriber's stack adds its own. Dropped
         // once here, so the copies below carry none (and allocate none for them).
         packet.header.extension = false;
         packet.header.extension_profile = 0;
         packet.header.extensions = Vec::new();
         packet.header.extensions_padding = 0;
-        let Some(peer) = self.peers.get_mut(&publisher) else {
+        let Some(peer) = publisher_mut(&mut self.peers, &mut self.remotes, publisher) else {
             return;
         };
         let Some(published) = peer.published.get_mut(track_id) else {
@@ -54,7 +55,7 @@ impl Sfu {
             published.dormant = false;
             self.wake_publication(publisher, track_id);
         }
-        let Some(peer) = self.peers.get_mut(&publisher) else {
+        let Some(peer) = publisher_mut(&mut self.peers, &mut self.remotes, publisher) else {
             return;
         };
         let Some(published) = peer.published.get_mut(track_id) else {
@@ -125,7 +126,7 @@ impl Sfu {
             MediaKind::Audio => 960,
             MediaKind::Video => 3000,
         };
-        let Some(room) = self.rooms.get(&peer.room) else {
+        let Some(room) = self.rooms.get(peer.room) else {
             return;
         };
         let mut forwarded_layer = false;
@@ -202,8 +203,32 @@ impl Sfu {
         }
     }
 
+    /// A local publisher's packet to the room's SFUs in other regions, if the room
+    /// has any and the track is not blocked.
+    fn relay_local(&mut self, publisher: PeerKey, track_id: &str, packet: &rtc::rtp::Packet) {
+        let Some(peer) = self.peers.get(&publisher) else {
+            return;
+        };
+        let linked = self
+            .rooms
+            .get(&peer.room)
+            .is_some_and(|room| !room.links.is_empty());
+        if !linked {
+            return;
+        }
+        let Some(published) = peer.published.get(track_id) else {
+            return;
+        };
+        if peer.blocked.contains(published.source) {
+            return;
+        }
+        let (room, track) = (peer.room.clone(), published.relay_track);
+        self.relay_out(&room, track, packet);
+    }
+
     /// Asks `source`'s publisher for a keyframe on the layer `ssrc`, at most once per
-    /// [`KEYFRAME_REQUEST_INTERVAL`] per layer.
+    /// [`KEYFRAME_REQUEST_INTERVAL`] per layer: a local publisher by PLI, a remote one
+    /// through its SFU.
     pub(super) fn request_keyframe(
         &mut self,
         now: Instant,
@@ -211,10 +236,12 @@ impl Sfu {
         ssrc: u32,
         touched: &mut Vec<PeerKey>,
     ) {
-        let Some(peer) = self.peers.get_mut(&source.publisher) else {
+        let Some(publisher) = publisher_mut(&mut self.peers, &mut self.remotes, source.publisher)
+        else {
             return;
         };
-        let Some(published) = peer.published.get_mut(&source.track_id) else {
+        let link = publisher.link;
+        let Some(published) = publisher.published.get_mut(&source.track_id) else {
             return;
         };
         let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) else {
@@ -227,7 +254,16 @@ impl Sfu {
             return;
         }
         layer.last_keyframe_request = Some(now);
-        let Some(mut receiver) = peer.pc.rtp_receiver(published.receiver_id) else {
+        let (relay_track, receiver_id) = (published.relay_track, published.receiver_id);
+        if let Some(link_id) = link {
+            self.stats.keyframe_requested();
+            self.request_remote_keyframe(link_id, relay_track, ssrc);
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&source.publisher) else {
+            return;
+        };
+        let Some(mut receiver) = receiver_id.and_then(|id| peer.pc.rtp_receiver(id)) else {
             return;
         };
         let pli = PictureLossIndication {

@@ -23,6 +23,7 @@ mod loss_watch;
 mod offer;
 mod peer;
 mod picture_ids;
+mod relay;
 mod resend_gate;
 mod rewrite;
 mod round_trip;
@@ -32,6 +33,7 @@ mod speaker;
 
 pub use feedback::{FeedbackTap, TAP_SLOT};
 pub use layers::Wanted;
+pub use relay::{LINK_DOWN_AFTER, LINK_GONE_AFTER, RelayEndpoint, RelayStatus};
 pub use source::TrackSource;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -54,6 +56,8 @@ use codecs::Codec;
 use demux::Demux;
 use layers::Layer;
 use peer::{Peer, PeerInit, Published, Source};
+use relay::{Link, Remote};
+use source::Blocked;
 
 /// Index of a peer inside one [`Sfu`]; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,6 +133,57 @@ struct Room {
     publications: Vec<(PeerKey, String, MediaKind)>,
     /// The loudest publisher at the last check.
     active_speaker: Option<PeerKey>,
+    /// Relay links to the room's SFUs in other regions.
+    links: Vec<u64>,
+}
+
+/// A publication, wherever its publisher is: a local peer or a remote participant.
+fn publication<'a>(
+    peers: &'a HashMap<PeerKey, Peer>,
+    remotes: &'a HashMap<PeerKey, Remote>,
+    source: &Source,
+) -> Option<&'a Published> {
+    match peers.get(&source.publisher) {
+        Some(peer) => peer.published.get(&source.track_id),
+        None => remotes
+            .get(&source.publisher)?
+            .published
+            .get(&source.track_id),
+    }
+}
+
+/// What the forwarding path needs of a publisher, local or remote.
+struct Publisher<'a> {
+    published: &'a mut HashMap<String, Published>,
+    blocked: &'a Blocked,
+    room: &'a RoomId,
+    participant: &'a ParticipantId,
+    /// A remote publisher's link; `None` for a local peer.
+    link: Option<u64>,
+}
+
+fn publisher_mut<'a>(
+    peers: &'a mut HashMap<PeerKey, Peer>,
+    remotes: &'a mut HashMap<PeerKey, Remote>,
+    key: PeerKey,
+) -> Option<Publisher<'a>> {
+    if let Some(peer) = peers.get_mut(&key) {
+        return Some(Publisher {
+            published: &mut peer.published,
+            blocked: &peer.blocked,
+            room: &peer.room,
+            participant: &peer.participant,
+            link: None,
+        });
+    }
+    let remote = remotes.get_mut(&key)?;
+    Some(Publisher {
+        published: &mut remote.published,
+        blocked: &remote.blocked,
+        room: &remote.room,
+        participant: &remote.participant,
+        link: Some(remote.link),
+    })
 }
 
 pub struct Sfu {
@@ -148,6 +203,12 @@ pub struct Sfu {
     next_housekeeping: Option<Instant>,
     /// Subscribers whose layer choice must be made again (sources, sizes or layers changed).
     dirty: Vec<PeerKey>,
+    /// Relay links by the id this SFU receives them with.
+    links: HashMap<u64, Link>,
+    /// Participants of other SFUs whose publications arrive over links.
+    remotes: HashMap<PeerKey, Remote>,
+    /// The number the next local publication is relayed under.
+    next_relay_track: u32,
 }
 
 impl Sfu {
@@ -168,6 +229,9 @@ impl Sfu {
             events: VecDeque::new(),
             next_housekeeping: None,
             dirty: Vec::new(),
+            links: HashMap::new(),
+            remotes: HashMap::new(),
+            next_relay_track: 0,
         }
     }
 
@@ -297,6 +361,10 @@ impl Sfu {
     /// Feeds one datagram received on the media port.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagram_received();
+        if datagram.first() == Some(&relay::seal::RELAY_MARK) {
+            self.handle_relay_datagram(now, datagram);
+            return;
+        }
         let Some(key) = self.demux.route(from, datagram) else {
             self.stats.datagram_unroutable();
             return;
@@ -342,6 +410,7 @@ impl Sfu {
             self.expire_peers(now);
             self.detect_speakers();
             self.retire_idle_screens(now);
+            self.tend_relays(now);
             // Layers start and stop and bitrates move: choose again, and ask again for
             // the keyframes pending switches wait for.
             self.dirty.extend(self.peers.keys().copied());
@@ -374,7 +443,7 @@ impl Sfu {
     /// Adds an audio packet's level to its publisher's meter (not while blocked: a
     /// host-muted participant is not the speaker).
     fn meter_audio_level(&mut self, publisher: PeerKey, track_id: &str, packet: &rtc::rtp::Packet) {
-        let Some(peer) = self.peers.get_mut(&publisher) else {
+        let Some(peer) = publisher_mut(&mut self.peers, &mut self.remotes, publisher) else {
             return;
         };
         if peer.blocked.contains(TrackSource::Microphone) {
@@ -401,9 +470,7 @@ impl Sfu {
                 if *kind != MediaKind::Audio {
                     continue;
                 }
-                let Some(published) = self
-                    .peers
-                    .get_mut(publisher)
+                let Some(published) = publisher_mut(&mut self.peers, &mut self.remotes, *publisher)
                     .and_then(|peer| peer.published.get_mut(track_id))
                 else {
                     continue;
@@ -413,9 +480,12 @@ impl Sfu {
             let speaker = speaker::loudest(candidates);
             if speaker != room.active_speaker {
                 room.active_speaker = speaker;
-                let participant = speaker
-                    .and_then(|key| self.peers.get(&key))
-                    .map(|peer| peer.participant.clone());
+                let participant = speaker.and_then(|key| {
+                    self.peers
+                        .get(&key)
+                        .map(|peer| peer.participant.clone())
+                        .or_else(|| self.remotes.get(&key).map(|r| r.participant.clone()))
+                });
                 self.events.push_back(SfuEvent::ActiveSpeaker {
                     room: room_id.clone(),
                     participant,
@@ -609,7 +679,8 @@ impl Sfu {
         peer.published.insert(
             init.track_id.clone(),
             Published {
-                receiver_id: init.receiver_id,
+                receiver_id: Some(init.receiver_id),
+                relay_track: self.next_relay_track,
                 kind,
                 source: TrackSource::of(kind, slides),
                 dormant: false,
@@ -619,6 +690,7 @@ impl Sfu {
                 meter: speaker::LevelMeter::default(),
             },
         );
+        self.next_relay_track = self.next_relay_track.wrapping_add(1);
         let room = peer.room.clone();
         debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), rid = ?init.rid, "track published");
         self.events.push_back(SfuEvent::TrackPublished {
@@ -691,10 +763,12 @@ impl Sfu {
                 if publisher == subscriber {
                     continue;
                 }
-                let Some((publisher_id, track_source)) = self.peers.get(publisher).map(|p| {
-                    let source = p.published.get(track_id).map(|t| t.source);
-                    (p.participant.clone(), source)
-                }) else {
+                let Some((publisher_id, track_source)) =
+                    publisher_mut(&mut self.peers, &mut self.remotes, *publisher).map(|p| {
+                        let source = p.published.get(track_id).map(|t| t.source);
+                        (p.participant.clone(), source)
+                    })
+                else {
                     continue;
                 };
                 let Some(sub) = self.peers.get_mut(subscriber) else {
@@ -775,13 +849,21 @@ impl Sfu {
         if self.by_participant.get(&peer.participant) == Some(&key) {
             self.by_participant.remove(&peer.participant);
         }
+        let mut ended_links = None;
         if let Some(room) = self.rooms.get_mut(&peer.room) {
             room.members.retain(|member| *member != key);
             room.publications
                 .retain(|(publisher, _, _)| *publisher != key);
             if room.members.is_empty() {
-                self.rooms.remove(&peer.room);
+                ended_links = Some(std::mem::take(&mut room.links));
             }
+        }
+        if let Some(links) = ended_links {
+            // Nobody here any more: the far sides drop what we relayed at once.
+            for link_id in links {
+                self.close_link(link_id, true);
+            }
+            self.rooms.remove(&peer.room);
         }
         self.release_slots(&peer.room, |source| source.publisher == key);
         self.fill_slots(&peer.room);

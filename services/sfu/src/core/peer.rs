@@ -44,7 +44,11 @@ use crate::{ParticipantId, RoomId, SfuStats};
 
 /// A track this peer publishes.
 pub(crate) struct Published {
-    pub(crate) receiver_id: rtc::rtp_transceiver::RTCRtpReceiverId,
+    /// The stack's receiver of a local publication; `None` for a relayed one.
+    pub(crate) receiver_id: Option<rtc::rtp_transceiver::RTCRtpReceiverId>,
+    /// The number it travels under on relay links (ours for a local publication, the
+    /// origin's for a relayed one).
+    pub(crate) relay_track: u32,
     pub(crate) kind: MediaKind,
     pub(crate) source: TrackSource,
     /// A shared screen that stopped sending: out of everyone's slots until it sends again.

@@ -117,11 +117,7 @@ impl Sfu {
             .filter_map(|slot| {
                 let source = slot.source.as_ref()?;
                 let current = slot.current?;
-                let published = self
-                    .peers
-                    .get(&source.publisher)?
-                    .published
-                    .get(&source.track_id)?;
+                let published = super::publication(&self.peers, &self.remotes, source)?;
                 let layer = published.layers.iter().find(|l| l.ssrc == current)?;
                 Some(layer.rate.bps())
             })
@@ -154,11 +150,7 @@ impl Sfu {
             let Some(source) = &slot.source else {
                 continue;
             };
-            let Some(published) = self
-                .peers
-                .get(&source.publisher)
-                .and_then(|publisher| publisher.published.get(&source.track_id))
-            else {
+            let Some(published) = super::publication(&self.peers, &self.remotes, source) else {
                 continue;
             };
             slot_indices.push(index);

@@ -83,6 +83,18 @@ impl Router {
         }
     }
 
+    /// The worker holding `room`, placing it (without peers yet) if it is new: relay
+    /// links must live where the room's peers will.
+    pub(crate) fn worker_for_room(&mut self, room: &RoomId) -> WorkerIndex {
+        if let Some(placement) = self.rooms.get(room) {
+            return placement.worker;
+        }
+        let worker = self.least_loaded();
+        self.rooms
+            .insert(room.clone(), RoomPlacement { worker, peers: 0 });
+        worker
+    }
+
     /// The worker holding the participant's peer.
     pub(crate) fn worker_of(&self, participant: &ParticipantId) -> Option<WorkerIndex> {
         self.participants.get(participant).map(|r| r.worker)

@@ -178,5 +178,28 @@ fn handle_command(sfu: &mut Sfu, generations: &mut HashMap<ParticipantId, u64>, 
                 rooms: sfu.n_rooms(),
             });
         }
+        Command::RelayEndpoint {
+            room,
+            remote_node,
+            reply,
+        } => {
+            let _ = reply.send(sfu.relay_endpoint(now, &room, &remote_node));
+        }
+        Command::ConnectRelay {
+            room,
+            remote_node,
+            remote,
+            reply,
+        } => {
+            let endpoint = crate::core::RelayEndpoint {
+                link_id: remote.link_id,
+                key: remote.key,
+            };
+            sfu.connect_relay(now, &room, &remote_node, remote.addr, &endpoint);
+            let _ = reply.send(());
+        }
+        Command::Relays { reply } => {
+            let _ = reply.send(sfu.relays(now));
+        }
     }
 }

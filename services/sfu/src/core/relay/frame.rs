@@ -1,0 +1,307 @@
+//! What two SFUs holding one room say to each other inside the sealed envelope.
+//!
+//! - `Media`: one RTP packet of a publication, as the publisher sent it.
+//! - `Announce`: a publication: whose, what it carries, its codecs and layers. Sent for
+//!   every local publication at each housekeeping tick, so a lost one is repaired.
+//! - `Roster`: the publications the sender holds in the room now (the receiver drops
+//!   the others); also the link's heartbeat.
+//! - `KeyframeRequest`: a subscriber on the receiving side needs a keyframe of a layer.
+//! - `Close`: the sender's side of the room ended; the link goes.
+//!
+//! Every field is length-checked; any bytes decode to a message or an error, never a
+//! panic (property-tested).
+
+use crate::core::MediaKind;
+use crate::core::codecs::Codec;
+use crate::core::source::TrackSource;
+
+const MEDIA: u8 = 1;
+const ANNOUNCE: u8 = 2;
+const ROSTER: u8 = 3;
+const KEYFRAME_REQUEST: u8 = 4;
+const CLOSE: u8 = 5;
+
+/// A publication as announced over a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Announce {
+    /// The sender's number for the publication, used by `Media` and `KeyframeRequest`.
+    pub(crate) track: u32,
+    pub(crate) participant: String,
+    pub(crate) track_id: String,
+    pub(crate) kind: MediaKind,
+    pub(crate) source: TrackSource,
+    pub(crate) audio_level_ext: Option<u8>,
+    pub(crate) codecs: Vec<Codec>,
+    /// Its layers as (SSRC, rank), lowest first.
+    pub(crate) layers: Vec<(u32, u8)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Message<'a> {
+    Media { track: u32, rtp: &'a [u8] },
+    Announce(Announce),
+    Roster { tracks: Vec<u32> },
+    KeyframeRequest { track: u32, ssrc: u32 },
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("truncated relay message")]
+    Truncated,
+    #[error("unknown relay message type {0}")]
+    UnknownType(u8),
+    #[error("invalid field in relay message")]
+    Invalid,
+}
+
+pub(crate) fn encode_media(track: u32, rtp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + rtp.len());
+    out.push(MEDIA);
+    out.extend_from_slice(&track.to_be_bytes());
+    out.extend_from_slice(rtp);
+    out
+}
+
+pub(crate) fn encode_roster(tracks: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + 4 * tracks.len());
+    out.push(ROSTER);
+    let n = u16::try_from(tracks.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&n.to_be_bytes());
+    for track in tracks.iter().take(usize::from(n)) {
+        out.extend_from_slice(&track.to_be_bytes());
+    }
+    out
+}
+
+pub(crate) fn encode_close() -> Vec<u8> {
+    vec![CLOSE]
+}
+
+pub(crate) fn encode_keyframe_request(track: u32, ssrc: u32) -> Vec<u8> {
+    let mut out = vec![KEYFRAME_REQUEST];
+    out.extend_from_slice(&track.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Ids and codec parameters are short; longer ones are cut at a character boundary.
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push(end as u8);
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+pub(crate) fn encode_announce(announce: &Announce) -> Vec<u8> {
+    let mut out = vec![ANNOUNCE];
+    out.extend_from_slice(&announce.track.to_be_bytes());
+    put_str(&mut out, &announce.participant);
+    put_str(&mut out, &announce.track_id);
+    out.push(match announce.kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    });
+    out.push(match announce.source {
+        TrackSource::Microphone => 0,
+        TrackSource::Camera => 1,
+        TrackSource::ScreenShare => 2,
+    });
+    out.push(announce.audio_level_ext.unwrap_or(0));
+    out.push(announce.codecs.len().min(16) as u8);
+    for codec in announce.codecs.iter().take(16) {
+        out.push(codec.payload_type);
+        put_str(&mut out, &codec.mime);
+        put_str(&mut out, &codec.fmtp);
+    }
+    out.push(announce.layers.len().min(8) as u8);
+    for (ssrc, rank) in announce.layers.iter().take(8) {
+        out.extend_from_slice(&ssrc.to_be_bytes());
+        out.push(*rank);
+    }
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.0.len() < n {
+            return Err(FrameError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, FrameError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn string(&mut self) -> Result<String, FrameError> {
+        let n = self.u8()?;
+        let bytes = self.take(usize::from(n))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Invalid)
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message<'_>, FrameError> {
+    let mut r = Reader(bytes);
+    match r.u8()? {
+        MEDIA => {
+            let track = r.u32()?;
+            Ok(Message::Media { track, rtp: r.0 })
+        }
+        ANNOUNCE => decode_announce(&mut r).map(Message::Announce),
+        ROSTER => {
+            let n = r.u16()?;
+            let tracks = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            Ok(Message::Roster { tracks })
+        }
+        KEYFRAME_REQUEST => Ok(Message::KeyframeRequest {
+            track: r.u32()?,
+            ssrc: r.u32()?,
+        }),
+        CLOSE => Ok(Message::Close),
+        other => Err(FrameError::UnknownType(other)),
+    }
+}
+
+fn decode_announce(r: &mut Reader<'_>) -> Result<Announce, FrameError> {
+    let track = r.u32()?;
+    let participant = r.string()?;
+    let track_id = r.string()?;
+    let kind = match r.u8()? {
+        0 => MediaKind::Audio,
+        1 => MediaKind::Video,
+        _ => return Err(FrameError::Invalid),
+    };
+    let source = match r.u8()? {
+        0 => TrackSource::Microphone,
+        1 => TrackSource::Camera,
+        2 => TrackSource::ScreenShare,
+        _ => return Err(FrameError::Invalid),
+    };
+    if source.kind() != kind || participant.is_empty() || track_id.is_empty() {
+        return Err(FrameError::Invalid);
+    }
+    let audio_level_ext = Some(r.u8()?).filter(|id| *id != 0);
+    let n_codecs = r.u8()?;
+    let mut codecs = Vec::with_capacity(usize::from(n_codecs));
+    for _ in 0..n_codecs {
+        codecs.push(Codec {
+            payload_type: r.u8()?,
+            mime: r.string()?,
+            fmtp: r.string()?,
+        });
+    }
+    let n_layers = r.u8()?;
+    if n_layers == 0 {
+        return Err(FrameError::Invalid);
+    }
+    let mut layers = Vec::with_capacity(usize::from(n_layers));
+    for _ in 0..n_layers {
+        layers.push((r.u32()?, r.u8()?));
+    }
+    Ok(Announce {
+        track,
+        participant,
+        track_id,
+        kind,
+        source,
+        audio_level_ext,
+        codecs,
+        layers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn announce() -> Announce {
+        Announce {
+            track: 7,
+            participant: "p-1".into(),
+            track_id: "cam".into(),
+            kind: MediaKind::Video,
+            source: TrackSource::Camera,
+            audio_level_ext: None,
+            codecs: vec![Codec {
+                payload_type: 96,
+                mime: "video/vp8".into(),
+                fmtp: String::new(),
+            }],
+            layers: vec![(11, 0), (12, 1), (13, 2)],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let a = announce();
+        assert_eq!(
+            decode(&encode_announce(&a)),
+            Ok(Message::Announce(a.clone()))
+        );
+        assert_eq!(
+            decode(&encode_media(3, &[1, 2, 3])),
+            Ok(Message::Media {
+                track: 3,
+                rtp: &[1, 2, 3]
+            })
+        );
+        assert_eq!(
+            decode(&encode_roster(&[1, 9])),
+            Ok(Message::Roster { tracks: vec![1, 9] })
+        );
+        assert_eq!(decode(&encode_close()), Ok(Message::Close));
+        assert_eq!(
+            decode(&encode_keyframe_request(4, 5)),
+            Ok(Message::KeyframeRequest { track: 4, ssrc: 5 })
+        );
+    }
+
+    #[test]
+    fn bad_messages_get_specific_errors() {
+        assert_eq!(decode(&[]), Err(FrameError::Truncated));
+        assert_eq!(decode(&[9]), Err(FrameError::UnknownType(9)));
+        let mut bytes = encode_announce(&announce());
+        bytes.truncate(bytes.len() - 1);
+        assert_eq!(decode(&bytes), Err(FrameError::Truncated));
+        let audio_camera = Announce {
+            kind: MediaKind::Audio,
+            ..announce()
+        };
+        assert_eq!(
+            decode(&encode_announce(&audio_camera)),
+            Err(FrameError::Invalid)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_announces_never_decode(cut in 0usize..40) {
+            let bytes = encode_announce(&announce());
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+}
