@@ -68,8 +68,9 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
     Ok(())
 }
 
-/// Both controllers, until `stop` turns true.
-async fn controllers(
+/// Both controllers, until `stop` turns true (what the leader runs; tests run it
+/// against the Kubernetes API double).
+pub async fn controllers(
     client: Client,
     namespace: Option<String>,
     ctx: Arc<Context>,

@@ -1,11 +1,17 @@
-//! A test double for the Kubernetes API, serving only what leader election uses: the
-//! Lease endpoints (get, create, server-side apply and strategic merge patch) with
-//! resource versions and the API server's rule that a server-side apply taking
-//! `spec.holderIdentity` from another field manager is a 409 Conflict. Any other path
-//! answers 404 with a `Status` body, as the API server does for an unknown resource.
+//! A test double for the Kubernetes API, on a loopback port.
 //!
-//! No package here ships a Kubernetes API server; the product uses the real kube
+//! - Leases, as leader election uses them: get, create, server-side apply and
+//!   strategic merge patch, with the API server's rule that a server-side apply taking
+//!   `spec.holderIdentity` from another field manager is a 409 Conflict.
+//! - Every other resource through a generic object store ([`objects`]): get, list and
+//!   watch, create, the patch flavours, the status subresource, delete with finalizers:
+//!   enough for kube-rs's `Controller` to run the operator's reconcilers against it.
+//!
+//! A path that names no resource answers 404 with a `Status` body, as the API server
+//! does. No package here ships a Kubernetes API server; the product uses the real kube
 //! client against this.
+
+mod objects;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +29,14 @@ use serde_json::{Value, json};
 pub struct KubeDouble {
     pub addr: SocketAddr,
     leases: Leases,
+    objects: objects::Store,
 }
 
 impl KubeDouble {
     pub async fn start() -> std::io::Result<Self> {
         let leases = Leases::default();
+        let store = objects::Store::default();
+        let generic = store.clone();
         let app = axum::Router::new()
             .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
@@ -37,18 +46,35 @@ impl KubeDouble {
                 "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
                 get(get_lease).patch(patch_lease),
             )
-            .fallback(|| async {
-                status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )
-            })
-            .with_state(leases.clone());
+            .with_state(leases.clone())
+            .fallback(
+                move |method: axum::http::Method,
+                      uri: axum::http::Uri,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    let store = generic.clone();
+                    async move { store.handle(method, uri, headers, body).await }
+                },
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { addr, leases })
+        Ok(Self {
+            addr,
+            leases,
+            objects: store,
+        })
+    }
+
+    /// The object at `resource` (`<api prefix>/<plural>`, e.g.
+    /// `apis/apps/v1/statefulsets`) `namespace/name`, as the API would return it.
+    pub fn object(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.objects.get(resource, namespace, name)
+    }
+
+    /// Every object of `resource` in `namespace`.
+    pub fn objects(&self, resource: &str, namespace: &str) -> Vec<Value> {
+        self.objects.list(resource, namespace)
     }
 
     /// The API server's URL.

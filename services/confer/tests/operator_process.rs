@@ -1,8 +1,8 @@
 //! `confer operator` as its own process, against the Kubernetes API test double
 //! through a kubeconfig, as in a cluster: it builds its real kube client, takes part in
 //! leader election, wins the Lease under its identity and keeps it, serves `/metrics`,
-//! and stays up while its controllers' watches find no MediaNode or Conference API
-//! (the double serves Leases only) and its Consul and room service are unreachable.
+//! and stays up while its controllers watch a cluster with nothing declared yet and its
+//! Consul and room service are unreachable.
 
 mod support;
 
