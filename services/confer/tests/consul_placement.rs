@@ -8,8 +8,9 @@
 //! again and land on the other SFU.
 //!
 //! PostgreSQL comes from CONFER_TEST_DATABASE_URL (`scripts/test.sh` sets it).
-//! Signalling clients stand in for browsers here: they show where each join lands,
-//! not media flow.
+//! Signalling clients show where each join lands; in the last test two Chromium
+//! browsers hold a call on the SFU processes through the drain, and their video keeps
+//! decoding on the other SFU.
 
 mod support;
 
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use confer_consul_double::{CheckStatus, ConsulDouble};
 use confer_e2e::backing::{free_port, fresh_postgres};
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::room::{REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::signal::SignalClient;
+use confer_e2e::video::{START_SAMPLER, page_now, window_since};
 use confer_proto::sfu::SetDrainingRequest;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_room::RoomApi;
@@ -323,5 +327,105 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
         let (_rejoined, port) = cluster.join(&room).await?;
         assert_eq!(port, media[1], "{room} came back to the drained SFU");
     }
+    Ok(())
+}
+
+/// `confer_sfu_peers` on the SFU's own `/metrics`.
+async fn sfu_peers(sfu: &Sfu) -> anyhow::Result<u64> {
+    let page = reqwest::get(format!("http://127.0.0.1:{}/metrics", sfu.metrics))
+        .await?
+        .text()
+        .await?;
+    page.lines()
+        .find_map(|line| line.strip_prefix("confer_sfu_peers "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no confer_sfu_peers on the SFU's /metrics"))
+}
+
+async fn until_peers(cluster: &Cluster, wanted: [u64; 2]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = [
+            sfu_peers(&cluster.sfus[0]).await?,
+            sfu_peers(&cluster.sfus[1]).await?,
+        ];
+        if now == wanted {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "peers per SFU process: {now:?}, wanted {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn decodes(browser: &Browser, what: &str) -> anyhow::Result<()> {
+    browser
+        .wait_for(what, REMOTE_VIDEO_PLAYING, Duration::from_secs(20))
+        .await?;
+    browser.eval(START_SAMPLER).await?;
+    let since = page_now(browser).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = window_since(browser, since).await?;
+    anyhow::ensure!(window.frames_decoded >= 30, "{what}: {window:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_an_evacuated_sfu_process_goes_on_on_the_other() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    // The cluster's warm-up join has left.
+    until_peers(&cluster, [0, 0]).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    for (browser, name) in [(&ada, "Ada"), (&bob, "Bob")] {
+        let token = host_token(&cluster.api_key, &cluster.api_secret, "standup", name);
+        let link = format!(
+            "http://{}/r/standup?name={name}&token={token}",
+            cluster.gateway
+        );
+        open_join_link(browser, &link, name).await?;
+    }
+    for browser in [&ada, &bob] {
+        decodes(browser, "the other's video").await?;
+    }
+    let (from, to) = match [
+        sfu_peers(&cluster.sfus[0]).await?,
+        sfu_peers(&cluster.sfus[1]).await?,
+    ] {
+        [2, 0] => (0, 1),
+        [0, 2] => (1, 0),
+        other => anyhow::bail!("the call should be on one SFU process: {other:?}"),
+    };
+
+    // The drain, as the operator runs it: the SFU is told to drain over its control
+    // API, and at the deadline its rooms are evacuated through the room service.
+    let drained = &cluster.sfus[from];
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", drained.control))?
+            .connect()
+            .await?;
+    SfuControlClient::new(channel)
+        .set_draining(SetDrainingRequest { draining: true })
+        .await?;
+    let check = format!("confer-sfu:{}", drained.id);
+    until("the drained SFU's check turns warning", || {
+        cluster.consul.check_status(&check) == Some(CheckStatus::Warning)
+    })
+    .await?;
+    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port))?;
+    assert_eq!(rooms.evacuate(drained.id.clone()).await?, 1);
+
+    // Both browsers join again by themselves, on the other SFU process, and decode
+    // each other there; the drained SFU ends empty.
+    let mut wanted = [0, 0];
+    wanted[to] = 2;
+    until_peers(&cluster, wanted).await?;
+    for browser in [&ada, &bob] {
+        decodes(browser, "the other's video after the drain").await?;
+    }
+    assert_eq!(sfu_peers(drained).await?, 0, "the drained SFU is empty");
     Ok(())
 }
