@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use confer_bench::thread_cpu_time;
 use confer_testkit::{ClientKind, Wire};
-use rtc::sansio::Protocol as _;
 
 /// RTP payload bytes of each video packet.
 const PAYLOAD: usize = 1100;
@@ -57,26 +56,9 @@ fn setup(subscribers: usize) -> anyhow::Result<Wire> {
     Ok(wire)
 }
 
-/// The publisher's next `n` SRTP datagrams, prepared outside the measurement.
-fn datagrams(wire: &mut Wire, n: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        wire.now += Duration::from_micros(100);
-        let now = wire.now;
-        let publisher = &mut wire.clients[0];
-        publisher.send_video(now, i % 300 == 0, PAYLOAD);
-        while let Some(datagram) = publisher.pc.poll_write() {
-            if datagram.message.len() > PAYLOAD {
-                out.push(datagram.message.to_vec());
-            }
-        }
-    }
-    out
-}
-
 /// Feeds the datagrams to the core, `gap` of virtual time apart.
 fn measure(wire: &mut Wire, subscribers: usize, gap: Duration) -> Run {
-    let input = datagrams(wire, PACKETS);
+    let input = wire.publisher_datagrams(PACKETS, PAYLOAD);
     let from = wire.clients[0].addr;
     let before = wire.stats.snapshot().rtp_forwarded;
     let mut latencies = Vec::with_capacity(input.len());

@@ -15,7 +15,6 @@ use std::time::Duration;
 use confer_bench::thread_cpu_time;
 use confer_sfu::RoomId;
 use confer_testkit::{ClientKind, Wire};
-use rtc::sansio::Protocol as _;
 
 const PAYLOAD: usize = 1100;
 /// Enough packets that the CPU clock's 10 ms ticks are under 100 ns a packet.
@@ -102,22 +101,6 @@ fn local(subscribers: usize) -> anyhow::Result<Wire> {
     Ok(wire)
 }
 
-fn datagrams(wire: &mut Wire, n: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        wire.now += Duration::from_micros(100);
-        let now = wire.now;
-        let publisher = &mut wire.clients[0];
-        publisher.send_video(now, i % 300 == 0, PAYLOAD);
-        while let Some(datagram) = publisher.pc.poll_write() {
-            if datagram.message.len() > PAYLOAD {
-                out.push(datagram.message.to_vec());
-            }
-        }
-    }
-    out
-}
-
 /// Feeds `input` to `wire`'s core; returns its CPU time, and what it sent to other
 /// SFUs (relay datagrams), kept.
 fn feed(wire: &mut Wire, from: SocketAddr, input: &[Vec<u8>]) -> (Duration, Vec<Vec<u8>>) {
@@ -145,12 +128,12 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     for subscribers in [1, 10, 50] {
         let mut alone = local(subscribers)?;
-        let input = datagrams(&mut alone, PACKETS);
+        let input = alone.publisher_datagrams(PACKETS, PAYLOAD);
         let from = alone.clients[0].addr;
         let (local_cpu, _) = feed(&mut alone, from, &input);
 
         let (mut a, mut b) = relayed(subscribers)?;
-        let input = datagrams(&mut a, PACKETS);
+        let input = a.publisher_datagrams(PACKETS, PAYLOAD);
         let from = a.clients[0].addr;
         let (send_cpu, relayed) = feed(&mut a, from, &input);
         anyhow::ensure!(

@@ -40,6 +40,25 @@ pub struct VideoWindow {
     pub freeze_seconds: f64,
 }
 
+/// Samples each browser's received video over the same `span` (starting each page's
+/// sampler on its current connection) and returns their windows, in order.
+pub async fn sample_together(
+    browsers: &[&Browser],
+    span: Duration,
+) -> anyhow::Result<Vec<VideoWindow>> {
+    let mut since = Vec::with_capacity(browsers.len());
+    for browser in browsers {
+        browser.eval(START_SAMPLER).await?;
+        since.push(page_now(browser).await?);
+    }
+    tokio::time::sleep(span).await;
+    let mut windows = Vec::with_capacity(browsers.len());
+    for (browser, since) in browsers.iter().zip(since) {
+        windows.push(window_since(browser, since).await?);
+    }
+    Ok(windows)
+}
+
 /// The page's clock, to mark the start of a window.
 pub async fn page_now(browser: &Browser) -> anyhow::Result<f64> {
     Ok(browser

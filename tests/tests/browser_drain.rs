@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::room::{CONNECTED, REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::two_sfus::TwoSfus;
-use confer_e2e::video::{START_SAMPLER, page_now, window_since};
+use confer_e2e::video::sample_together;
 use confer_room::api::RoomApi as _;
 
 /// The stage holds exactly this browser's tile and the other participant's.
@@ -102,12 +102,8 @@ async fn a_call_on_an_evacuated_sfu_goes_on_on_the_other() -> anyhow::Result<()>
                 Duration::from_secs(5),
             )
             .await?;
-        browser.eval(START_SAMPLER).await?;
     }
-    let since = [page_now(&ada).await?, page_now(&bob).await?];
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for (browser, since) in [(&ada, since[0]), (&bob, since[1])] {
-        let window = window_since(browser, since).await?;
+    for window in sample_together(&[&ada, &bob], Duration::from_secs(3)).await? {
         assert!(
             window.frames_decoded >= 30,
             "video decodes after the move: {window:?}"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use confer_e2e::browser::Driver;
 use confer_e2e::room::{REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::two_sfus::TwoSfus;
-use confer_e2e::video::{START_SAMPLER, page_now, window_since};
+use confer_e2e::video::sample_together;
 use confer_room::api::{CreateRoom, RoomApi as _};
 use confer_room::model::RoomSettings;
 
@@ -50,12 +50,8 @@ async fn participants_in_two_regions_see_each_other_through_a_relay() -> anyhow:
                 Duration::from_secs(20),
             )
             .await?;
-        browser.eval(START_SAMPLER).await?;
     }
-    let since = [page_now(&ada).await?, page_now(&bob).await?];
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for (browser, since) in [(&ada, since[0]), (&bob, since[1])] {
-        let window = window_since(browser, since).await?;
+    for window in sample_together(&[&ada, &bob], Duration::from_secs(3)).await? {
         assert!(
             window.frames_decoded >= 30,
             "video relayed across regions decodes: {window:?}"

@@ -96,6 +96,26 @@ impl Wire {
             .map_or(0, |l| l.dropped)
     }
 
+    /// Client 0's next `n` video packets (`payload` bytes each) as the SRTP datagrams it
+    /// sends, 100 µs of virtual time apart with a keyframe start every 300th: input for
+    /// feeding the core directly, prepared outside a measurement.
+    pub fn publisher_datagrams(&mut self, n: usize, payload: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            self.now += Duration::from_micros(100);
+            let now = self.now;
+            let publisher = &mut self.clients[0];
+            publisher.send_video(now, i % 300 == 0, payload);
+            while let Some(datagram) = publisher.pc.poll_write() {
+                // RTCP the stack sends on the way is smaller than any media packet.
+                if datagram.message.len() > payload {
+                    out.push(datagram.message.to_vec());
+                }
+            }
+        }
+        out
+    }
+
     /// Advances the clock one step and carries datagrams both ways until quiet.
     pub fn step(&mut self) {
         self.now += STEP;

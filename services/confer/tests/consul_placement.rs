@@ -23,7 +23,7 @@ use confer_e2e::backing::{free_port, fresh_postgres};
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::room::{REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::signal::SignalClient;
-use confer_e2e::video::{START_SAMPLER, page_now, window_since};
+use confer_e2e::video::sample_together;
 use confer_proto::sfu::SetDrainingRequest;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_room::RoomApi;
@@ -360,15 +360,16 @@ async fn until_peers(cluster: &Cluster, wanted: [u64; 2]) -> anyhow::Result<()> 
     }
 }
 
-async fn decodes(browser: &Browser, what: &str) -> anyhow::Result<()> {
-    browser
-        .wait_for(what, REMOTE_VIDEO_PLAYING, Duration::from_secs(20))
-        .await?;
-    browser.eval(START_SAMPLER).await?;
-    let since = page_now(browser).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let window = window_since(browser, since).await?;
-    anyhow::ensure!(window.frames_decoded >= 30, "{what}: {window:?}");
+/// Both browsers play the other's video and decode at least 30 frames of it in 3 s.
+async fn both_decode(browsers: [&Browser; 2], what: &str) -> anyhow::Result<()> {
+    for browser in browsers {
+        browser
+            .wait_for(what, REMOTE_VIDEO_PLAYING, Duration::from_secs(20))
+            .await?;
+    }
+    for window in sample_together(&browsers, Duration::from_secs(3)).await? {
+        anyhow::ensure!(window.frames_decoded >= 30, "{what}: {window:?}");
+    }
     Ok(())
 }
 
@@ -388,9 +389,7 @@ async fn a_call_on_an_evacuated_sfu_process_goes_on_on_the_other() -> anyhow::Re
         );
         open_join_link(browser, &link, name).await?;
     }
-    for browser in [&ada, &bob] {
-        decodes(browser, "the other's video").await?;
-    }
+    both_decode([&ada, &bob], "the other's video").await?;
     let (from, to) = match [
         sfu_peers(&cluster.sfus[0]).await?,
         sfu_peers(&cluster.sfus[1]).await?,
@@ -423,9 +422,7 @@ async fn a_call_on_an_evacuated_sfu_process_goes_on_on_the_other() -> anyhow::Re
     let mut wanted = [0, 0];
     wanted[to] = 2;
     until_peers(&cluster, wanted).await?;
-    for browser in [&ada, &bob] {
-        decodes(browser, "the other's video after the drain").await?;
-    }
+    both_decode([&ada, &bob], "the other's video after the drain").await?;
     assert_eq!(sfu_peers(drained).await?, 0, "the drained SFU is empty");
     Ok(())
 }

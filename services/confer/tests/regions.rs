@@ -1,0 +1,215 @@
+//! A room spanning two regions with every service its own `confer` process: an SFU in
+//! `eu` and one in `us` registered with Consul (the test double serving Consul's HTTP
+//! API), a room service whose rooms live in `eu`, and a gateway per region
+//! (`--gateway-region`). The room is created through the tenant REST API with
+//! `regions: ["us"]`. A participant joining through each gateway lands on its own
+//! region's SFU; the second join links the two SFUs over their control APIs, and the
+//! SFU processes then exchange sealed relay datagrams on their media ports, each
+//! reporting its link up on `/metrics`.
+//!
+//! PostgreSQL comes from CONFER_TEST_DATABASE_URL (`scripts/test.sh` sets it).
+//! Signalling clients stand in for browsers (media across a relay with Chromium is
+//! `tests/tests/browser_regions.rs`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use confer_consul_double::ConsulDouble;
+use confer_e2e::backing::{free_port, fresh_postgres};
+use support::{Proc, create_tenant, host_token, join_for_port, spawn};
+
+struct Sfu {
+    media: u16,
+    metrics: u16,
+    _process: Proc,
+}
+
+async fn metric(port: u16, line_start: &str) -> anyhow::Result<Option<f64>> {
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(page
+        .lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|value| value.trim().parse().ok()))
+}
+
+async fn until_metric(
+    port: u16,
+    line_start: &str,
+    wanted: impl Fn(f64) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = metric(port, line_start).await?;
+        if value.is_some_and(&wanted) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "`{line_start}` on :{port} is {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> anyhow::Result<()> {
+    let consul = ConsulDouble::start().await?;
+    let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let mut sfus = Vec::new();
+    for region in ["eu", "us"] {
+        let media = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let (control, metrics) = (free_port()?, free_port()?);
+        let process = spawn(
+            &[
+                "sfu",
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics}"),
+                "--media-bind",
+                &format!("127.0.0.1:{media}"),
+                "--media-workers",
+                "1",
+                "--control-listen",
+                &format!("127.0.0.1:{control}"),
+                "--consul-addr",
+                &consul.url(),
+                "--node-id",
+                &format!("sfu-{region}-{run}"),
+                "--region",
+                region,
+                "--capacity",
+                "100",
+            ],
+            &[],
+        )?;
+        sfus.push(Sfu {
+            media,
+            metrics,
+            _process: process,
+        });
+    }
+    let database = fresh_postgres().await?;
+    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let env = [
+        ("CONFER_DATABASE_URL", database.as_str()),
+        ("CONFER_MASTER_KEY", master_key.as_str()),
+    ];
+    let (api_key, api_secret) = create_tenant(&env)?;
+    let room_port = free_port()?;
+    let room_metrics = free_port()?;
+    let _room = spawn(
+        &[
+            "room",
+            "--listen",
+            &format!("127.0.0.1:{room_port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{room_metrics}"),
+            "--region",
+            "eu",
+            "--consul-addr",
+            &consul.url(),
+        ],
+        &env,
+    )?;
+    let mut gateways = Vec::new();
+    let mut gateway_processes = Vec::new();
+    for region in ["eu", "us"] {
+        let gateway = format!("127.0.0.1:{}", free_port()?);
+        gateway_processes.push(spawn(
+            &[
+                "gateway",
+                "--listen",
+                &gateway,
+                "--room-service",
+                &format!("127.0.0.1:{room_port}"),
+                "--gateway-region",
+                region,
+            ],
+            &[],
+        )?);
+        gateways.push(gateway);
+    }
+
+    // The room, through the tenant API, once the services are up and both SFUs report.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = http
+            .post(format!("http://{}/v1/rooms", gateways[0]))
+            .basic_auth(&api_key, Some(&api_secret))
+            .json(&serde_json::json!({
+                "name": "span",
+                "settings": {"waiting_room": false, "region": "eu", "regions": ["us"]}
+            }))
+            .send()
+            .await;
+        match created {
+            Ok(response) if response.status().is_success() => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(response) => anyhow::bail!("room not created: {}", response.text().await?),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    while consul.services().len() < 2 {
+        anyhow::ensure!(Instant::now() < deadline, "both SFUs registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // both have reported load
+
+    let token = |identity| host_token(&api_key, &api_secret, "span", identity);
+    let (_ada, ada_port) = join_for_port(&gateways[0], "span", &token("ada")).await?;
+    let (_bob, bob_port) = join_for_port(&gateways[1], "span", &token("bob")).await?;
+    assert_eq!(ada_port, sfus[0].media, "the eu joiner is on the eu SFU");
+    assert_eq!(bob_port, sfus[1].media, "the us joiner is on the us SFU");
+
+    // The us gateway linked the two SFUs; they hear each other over the relay.
+    for sfu in &sfus {
+        until_metric(sfu.metrics, "confer_sfu_relay_links ", |v| v == 1.0).await?;
+        until_metric(
+            sfu.metrics,
+            "confer_sfu_relay_datagrams_total{direction=\"received\"} ",
+            |v| v >= 4.0,
+        )
+        .await?;
+        until_metric(sfu.metrics, "confer_sfu_relay_links_down ", |v| v == 0.0).await?;
+        assert_eq!(
+            metric(
+                sfu.metrics,
+                "confer_sfu_relay_datagrams_total{direction=\"refused\"} "
+            )
+            .await?,
+            Some(0.0)
+        );
+    }
+    let gateway_port: u16 = gateways[1].rsplit(':').next().unwrap_or_default().parse()?;
+    until_metric(
+        gateway_port,
+        "confer_gateway_relay_links_total{outcome=\"linked\"} ",
+        |v| v >= 1.0,
+    )
+    .await?;
+
+    // The room service lists a placement per region.
+    let room: serde_json::Value = http
+        .get(format!("http://{}/v1/rooms/span", gateways[0]))
+        .basic_auth(&api_key, Some(&api_secret))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut regions: Vec<&str> = room["placements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["region"].as_str())
+        .collect();
+    regions.sort_unstable();
+    assert_eq!(regions, ["eu", "us"], "{room}");
+    Ok(())
+}
