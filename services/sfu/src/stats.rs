@@ -80,6 +80,8 @@ struct Counters {
     relay_sent: AtomicU64,
     relay_received: AtomicU64,
     relay_rejected: AtomicU64,
+    relay_lost: AtomicU64,
+    relay_resent: AtomicU64,
 }
 
 /// A point-in-time copy of [`SfuStats`].
@@ -128,6 +130,9 @@ pub struct StatsSnapshot {
     pub relay_sent: u64,
     pub relay_received: u64,
     pub relay_rejected: u64,
+    /// Relayed media packets found missing and asked for again, and those resent.
+    pub relay_lost: u64,
+    pub relay_resent: u64,
 }
 
 impl SfuStats {
@@ -180,6 +185,8 @@ impl SfuStats {
             total.relay_sent += c.relay_sent.load(Relaxed);
             total.relay_received += c.relay_received.load(Relaxed);
             total.relay_rejected += c.relay_rejected.load(Relaxed);
+            total.relay_lost += c.relay_lost.load(Relaxed);
+            total.relay_resent += c.relay_resent.load(Relaxed);
         }
         total
     }
@@ -315,6 +322,12 @@ impl SfuStats {
     pub(crate) fn relay_rejected(&self) {
         self.mine().relay_rejected.fetch_add(1, Relaxed);
     }
+    pub(crate) fn relay_lost(&self, packets: u64) {
+        self.mine().relay_lost.fetch_add(packets, Relaxed);
+    }
+    pub(crate) fn relay_resent(&self) {
+        self.mine().relay_resent.fetch_add(1, Relaxed);
+    }
 }
 
 impl StatsSnapshot {
@@ -418,6 +431,16 @@ impl StatsSnapshot {
                 (&[("direction", "received")], self.relay_received),
                 (&[("direction", "refused")], self.relay_rejected),
             ],
+        );
+        out.counter1(
+            "confer_sfu_relay_lost",
+            "Relayed media packets that did not arrive from the far SFU and were asked for again.",
+            self.relay_lost,
+        );
+        out.counter1(
+            "confer_sfu_relay_resent",
+            "Media packets resent over a relay from its cache, at the far SFU's request.",
+            self.relay_resent,
         );
         out.gauge1(
             "confer_sfu_relay_links",

@@ -3,7 +3,7 @@
 //! A's publisher; a partition between the two is reported, frees the subscriber's slot
 //! and heals by itself; when A's side of the room ends, B's subscriber loses the
 //! relayed track at once; forged and replayed relay datagrams are refused and change
-//! nothing.
+//! nothing; media lost between the regions is asked for again and resent.
 //!
 //! Two SFU cores, each with real webrtc-rs clients on its own testkit wire; the relay
 //! datagrams between the cores are carried by the test like a network would.
@@ -32,6 +32,9 @@ struct TwoRegions {
     a_to_b: Vec<Vec<u8>>,
     /// When false, relay datagrams are lost (a partition).
     connected: bool,
+    /// Loses every n-th media-sized relay datagram from A to B (loss between regions).
+    drop_every: Option<usize>,
+    a_to_b_media: usize,
 }
 
 impl TwoRegions {
@@ -44,6 +47,8 @@ impl TwoRegions {
             b,
             a_to_b: Vec::new(),
             connected: true,
+            drop_every: None,
+            a_to_b_media: 0,
         };
         regions.a.join("room", ClientKind::Publisher)?;
         regions
@@ -77,6 +82,15 @@ impl TwoRegions {
             }
             for (to, bytes) in from_a {
                 assert_eq!(to, B_ADDR, "A relays only to B");
+                if bytes.len() > 500 {
+                    self.a_to_b_media += 1;
+                    if self
+                        .drop_every
+                        .is_some_and(|n| self.a_to_b_media.is_multiple_of(n))
+                    {
+                        continue;
+                    }
+                }
                 if self.connected {
                     self.b.sfu.handle_datagram(self.b.now, A_ADDR, &bytes);
                     self.a_to_b.push(bytes);
@@ -253,5 +267,32 @@ fn a_partition_is_reported_and_heals_and_an_ended_room_closes_the_link() -> anyh
         "{events:?}"
     );
     assert!(regions.a.sfu.relays(now).is_empty() && regions.b.sfu.relays(now).is_empty());
+    Ok(())
+}
+
+#[test]
+fn media_lost_between_regions_is_asked_for_and_resent() -> anyhow::Result<()> {
+    let mut regions = TwoRegions::new()?;
+    let mut sent = 0;
+    regions.link();
+    regions.run(SECOND, &mut sent);
+
+    // 5 % of the relayed media is lost on the way from A to B.
+    regions.drop_every = Some(20);
+    let (received, sent_before) = (regions.b.clients[0].rtp_received, sent);
+    regions.run(4 * SECOND, &mut sent);
+    let delivered = regions.b.clients[0].rtp_received - received;
+    let due = (sent - sent_before) as u64;
+    let (a, b) = (regions.a.stats.snapshot(), regions.b.stats.snapshot());
+    assert!(b.relay_lost >= due / 25, "B noticed the gaps: {b:?}");
+    assert!(
+        a.relay_resent >= b.relay_lost * 9 / 10,
+        "A resent them: {a:?} / {b:?}"
+    );
+    // What a resend did not bring (itself lost, one in twenty) is the loss watch's.
+    assert!(
+        delivered >= due * 99 / 100,
+        "the subscriber got {delivered} of {due} packets sent in the window"
+    );
     Ok(())
 }

@@ -209,6 +209,8 @@ pub struct Sfu {
     remotes: HashMap<PeerKey, Remote>,
     /// The number the next local publication is relayed under.
     next_relay_track: u32,
+    /// What was relayed lately, to resend what a far side missed.
+    relay_cache: relay::SentCache,
 }
 
 impl Sfu {
@@ -232,6 +234,7 @@ impl Sfu {
             links: HashMap::new(),
             remotes: HashMap::new(),
             next_relay_track: 0,
+            relay_cache: relay::SentCache::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 //!   the others); also the link's heartbeat.
 //! - `KeyframeRequest`: a subscriber on the receiving side needs a keyframe of a layer.
 //! - `Close`: the sender's side of the room ended; the link goes.
+//! - `Nack`: media packets of one layer the receiver missed (by RTP sequence number);
+//!   the sender resends them from its relay cache.
 //!
 //! Every field is length-checked; any bytes decode to a message or an error, never a
 //! panic (property-tested).
@@ -20,6 +22,9 @@ const ANNOUNCE: u8 = 2;
 const ROSTER: u8 = 3;
 const KEYFRAME_REQUEST: u8 = 4;
 const CLOSE: u8 = 5;
+const NACK: u8 = 6;
+/// Sequence numbers one `Nack` may name.
+pub(crate) const MAX_NACKED: usize = 64;
 
 /// A publication as announced over a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +43,24 @@ pub(crate) struct Announce {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
-    Media { track: u32, rtp: &'a [u8] },
+    Media {
+        track: u32,
+        rtp: &'a [u8],
+    },
     Announce(Announce),
-    Roster { tracks: Vec<u32> },
-    KeyframeRequest { track: u32, ssrc: u32 },
+    Roster {
+        tracks: Vec<u32>,
+    },
+    KeyframeRequest {
+        track: u32,
+        ssrc: u32,
+    },
     Close,
+    Nack {
+        track: u32,
+        ssrc: u32,
+        seqs: Vec<u16>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +88,19 @@ pub(crate) fn encode_roster(tracks: &[u32]) -> Vec<u8> {
     out.extend_from_slice(&n.to_be_bytes());
     for track in tracks.iter().take(usize::from(n)) {
         out.extend_from_slice(&track.to_be_bytes());
+    }
+    out
+}
+
+pub(crate) fn encode_nack(track: u32, ssrc: u32, seqs: &[u16]) -> Vec<u8> {
+    let seqs = &seqs[..seqs.len().min(MAX_NACKED)];
+    let mut out = Vec::with_capacity(10 + 2 * seqs.len());
+    out.push(NACK);
+    out.extend_from_slice(&track.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.push(seqs.len() as u8);
+    for seq in seqs {
+        out.extend_from_slice(&seq.to_be_bytes());
     }
     out
 }
@@ -175,6 +206,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message<'_>, FrameError> {
             ssrc: r.u32()?,
         }),
         CLOSE => Ok(Message::Close),
+        NACK => {
+            let (track, ssrc) = (r.u32()?, r.u32()?);
+            let n = r.u8()?;
+            if usize::from(n) > MAX_NACKED {
+                return Err(FrameError::Invalid);
+            }
+            let seqs = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
+            Ok(Message::Nack { track, ssrc, seqs })
+        }
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -268,6 +308,14 @@ mod tests {
             Ok(Message::Roster { tracks: vec![1, 9] })
         );
         assert_eq!(decode(&encode_close()), Ok(Message::Close));
+        assert_eq!(
+            decode(&encode_nack(2, 3, &[7, 9])),
+            Ok(Message::Nack {
+                track: 2,
+                ssrc: 3,
+                seqs: vec![7, 9]
+            })
+        );
         assert_eq!(
             decode(&encode_keyframe_request(4, 5)),
             Ok(Message::KeyframeRequest { track: 4, ssrc: 5 })

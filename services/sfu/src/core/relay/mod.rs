@@ -20,10 +20,11 @@
 //! A link closes when its room ends on either side (the far side is told: `Close`), or
 //! when it was never connected within [`LINK_GONE_AFTER`].
 
+mod cache;
 pub(crate) mod frame;
 pub(crate) mod seal;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ use super::peer::{Published, Source};
 use super::source::Blocked;
 use super::{MediaKind, PeerKey, Sfu, Transmit, speaker};
 use crate::{ParticipantId, RoomId};
+pub(crate) use cache::SentCache;
 use frame::{Announce, Message};
 use seal::{KEY_LEN, Opener, Sealer};
 
@@ -75,7 +77,13 @@ pub(crate) struct Link {
     tracks: HashMap<u32, (PeerKey, String)>,
     /// Remote participants by id.
     participants: HashMap<String, PeerKey>,
+    /// The highest RTP sequence number received per relayed layer (SSRC), to find gaps.
+    highest: HashMap<u32, u16>,
 }
+
+/// A gap in a relayed layer's sequence numbers wider than this is a restart or a long
+/// outage, not loss to repair.
+const MAX_GAP: u16 = frame::MAX_NACKED as u16;
 
 impl Link {
     fn up(&self, now: Instant) -> bool {
@@ -137,6 +145,7 @@ impl Sfu {
                 last_received: None,
                 tracks: HashMap::new(),
                 participants: HashMap::new(),
+                highest: HashMap::new(),
             },
         );
         self.rooms
@@ -226,6 +235,7 @@ impl Sfu {
                 self.relayed_keyframe_request(now, track, ssrc, &mut touched);
             }
             Message::Close => self.close_link(link_id, false),
+            Message::Nack { track, ssrc, seqs } => self.resend(link_id, track, ssrc, &seqs),
         }
         self.settle(now, &mut touched);
         touched.sort_unstable();
@@ -251,9 +261,52 @@ impl Sfu {
         else {
             return;
         };
-        match rtc::rtp::Packet::unmarshal(&mut rtp) {
-            Ok(packet) => self.forward(now, key, &track_id, packet, touched),
-            Err(_) => self.stats.relay_rejected(),
+        let packet = match rtc::rtp::Packet::unmarshal(&mut rtp) {
+            Ok(packet) => packet,
+            Err(_) => {
+                self.stats.relay_rejected();
+                return;
+            }
+        };
+        self.ask_for_missing(link_id, track, &packet.header);
+        self.forward(now, key, &track_id, packet, touched);
+    }
+
+    /// Packets of the layer skipped between the highest seen and this one are asked
+    /// for again, once (a resend fills the gap; what still misses it is the loss
+    /// watch's to repair with a keyframe).
+    fn ask_for_missing(&mut self, link_id: u64, track: u32, header: &rtc::rtp::header::Header) {
+        let Some(link) = self.links.get_mut(&link_id) else {
+            return;
+        };
+        let seq = header.sequence_number;
+        let Some(highest) = link.highest.get(&header.ssrc).copied() else {
+            link.highest.insert(header.ssrc, seq);
+            return;
+        };
+        let ahead = seq.wrapping_sub(highest);
+        if ahead == 0 || ahead >= 0x8000 {
+            return; // a late or repeated packet: a resend, or reordering
+        }
+        link.highest.insert(header.ssrc, seq);
+        if ahead == 1 || ahead > MAX_GAP {
+            return;
+        }
+        let missing: Vec<u16> = (1..ahead).map(|i| highest.wrapping_add(i)).collect();
+        self.stats.relay_lost(missing.len() as u64);
+        self.send_on(link_id, &frame::encode_nack(track, header.ssrc, &missing));
+    }
+
+    /// The far side missed these packets of one of our layers: sent again from the
+    /// relay cache, as far as it still holds them.
+    fn resend(&mut self, link_id: u64, track: u32, ssrc: u32, seqs: &[u16]) {
+        let again: Vec<Vec<u8>> = seqs
+            .iter()
+            .filter_map(|seq| self.relay_cache.get(track, ssrc, *seq).map(<[u8]>::to_vec))
+            .collect();
+        for plaintext in again {
+            self.stats.relay_resent();
+            self.send_on(link_id, &plaintext);
         }
     }
 
@@ -419,6 +472,12 @@ impl Sfu {
             return;
         };
         let plaintext = frame::encode_media(track, &rtp);
+        self.relay_cache.store(
+            track,
+            packet.header.ssrc,
+            packet.header.sequence_number,
+            &plaintext,
+        );
         let links = room_state.links.clone();
         for link_id in links {
             self.send_on(link_id, &plaintext);
@@ -495,6 +554,17 @@ impl Sfu {
     /// too long loses its remote publications; links never connected, or of rooms
     /// nobody here is in, close after [`LINK_GONE_AFTER`].
     pub(super) fn tend_relays(&mut self, now: Instant) {
+        let relayed: HashSet<u32> = self
+            .peers
+            .values()
+            .filter(|peer| {
+                self.rooms
+                    .get(&peer.room)
+                    .is_some_and(|room| !room.links.is_empty())
+            })
+            .flat_map(|peer| peer.published.values().map(|p| p.relay_track))
+            .collect();
+        self.relay_cache.retain_tracks(&relayed);
         let ids: Vec<u64> = self.links.keys().copied().collect();
         let mut down = 0;
         for link_id in ids {
