@@ -17,9 +17,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use confer_consul_double::{CheckStatus, ConsulDouble};
-use confer_e2e::backing::{free_port, fresh_postgres};
+use confer_e2e::backing::free_port;
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::room::{REMOTE_VIDEO_PLAYING, open_join_link};
 use confer_e2e::signal::SignalClient;
@@ -28,7 +27,7 @@ use confer_proto::sfu::SetDrainingRequest;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_room::RoomApi;
 use confer_room::grpc::GrpcRoom;
-use support::{Proc, create_tenant, host_token, join_for_port, spawn};
+use support::{Proc, host_token, join_for_port, room_with_consul, spawn};
 
 struct Sfu {
     id: String,
@@ -94,30 +93,8 @@ impl Cluster {
         }
         until("both SFUs registered", || consul.services().len() == 2).await?;
 
-        let database = fresh_postgres().await?;
-        let master_key =
-            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-        let env = [
-            ("CONFER_DATABASE_URL", database.as_str()),
-            ("CONFER_MASTER_KEY", master_key.as_str()),
-        ];
-        let (api_key, api_secret) = create_tenant(&env)?;
-        let room_port = free_port()?;
-        let room_metrics = free_port()?;
-        let room = spawn(
-            &[
-                "room",
-                "--listen",
-                &format!("127.0.0.1:{room_port}"),
-                "--metrics-listen",
-                &format!("127.0.0.1:{room_metrics}"),
-                "--region",
-                "eu",
-                "--consul-addr",
-                &consul.url(),
-            ],
-            &env,
-        )?;
+        let room = room_with_consul(&consul.url(), "eu").await?;
+        let room_port = room.port;
         let gateway = format!("127.0.0.1:{}", free_port()?);
         let gateway_process = spawn(
             &[
@@ -133,11 +110,11 @@ impl Cluster {
             consul,
             sfus,
             room_port,
-            room_metrics,
+            room_metrics: room.metrics,
             gateway,
-            api_key,
-            api_secret,
-            _processes: vec![room, gateway_process],
+            api_key: room.api_key,
+            api_secret: room.api_secret,
+            _processes: vec![room.process, gateway_process],
         };
         // The first join waits until every service is up.
         let deadline = Instant::now() + Duration::from_secs(30);

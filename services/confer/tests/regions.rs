@@ -15,10 +15,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use confer_consul_double::ConsulDouble;
-use confer_e2e::backing::{free_port, fresh_postgres};
-use support::{Proc, create_tenant, host_token, join_for_port, spawn};
+use confer_e2e::backing::free_port;
+use support::{Proc, host_token, join_for_port, room_with_consul, spawn};
 
 struct Sfu {
     media: u16,
@@ -94,29 +93,9 @@ async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> a
             _process: process,
         });
     }
-    let database = fresh_postgres().await?;
-    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let env = [
-        ("CONFER_DATABASE_URL", database.as_str()),
-        ("CONFER_MASTER_KEY", master_key.as_str()),
-    ];
-    let (api_key, api_secret) = create_tenant(&env)?;
-    let room_port = free_port()?;
-    let room_metrics = free_port()?;
-    let _room = spawn(
-        &[
-            "room",
-            "--listen",
-            &format!("127.0.0.1:{room_port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{room_metrics}"),
-            "--region",
-            "eu",
-            "--consul-addr",
-            &consul.url(),
-        ],
-        &env,
-    )?;
+    let room = room_with_consul(&consul.url(), "eu").await?;
+    let (room_port, api_key, api_secret) =
+        (room.port, room.api_key.clone(), room.api_secret.clone());
     let mut gateways = Vec::new();
     let mut gateway_processes = Vec::new();
     for region in ["eu", "us"] {

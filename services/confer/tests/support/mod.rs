@@ -154,3 +154,46 @@ pub fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     );
     Ok(body.to_owned())
 }
+
+/// A `confer room` process on a fresh PostgreSQL database with one tenant, placing
+/// rooms from the Consul agent at `consul_url`; rooms naming no region go to `region`.
+pub struct RoomProcess {
+    pub port: u16,
+    pub metrics: u16,
+    pub api_key: String,
+    pub api_secret: String,
+    pub process: Proc,
+}
+
+pub async fn room_with_consul(consul_url: &str, region: &str) -> anyhow::Result<RoomProcess> {
+    use base64::Engine as _;
+    let database = confer_e2e::backing::fresh_postgres().await?;
+    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let env = [
+        ("CONFER_DATABASE_URL", database.as_str()),
+        ("CONFER_MASTER_KEY", master_key.as_str()),
+    ];
+    let (api_key, api_secret) = create_tenant(&env)?;
+    let (port, metrics) = (free_port()?, free_port()?);
+    let process = spawn(
+        &[
+            "room",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics}"),
+            "--region",
+            region,
+            "--consul-addr",
+            consul_url,
+        ],
+        &env,
+    )?;
+    Ok(RoomProcess {
+        port,
+        metrics,
+        api_key,
+        api_secret,
+        process,
+    })
+}
