@@ -157,6 +157,11 @@ async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> a
         )
         .await?;
         until_metric(sfu.metrics, "confer_sfu_relay_links_down ", |v| v == 0.0).await?;
+        // Heartbeats answered: the round trip to the other region is measured.
+        until_metric(sfu.metrics, "confer_sfu_relay_rtt_seconds_count ", |v| {
+            v >= 1.0
+        })
+        .await?;
         assert_eq!(
             metric(
                 sfu.metrics,

@@ -40,6 +40,7 @@ impl Default for SfuStats {
 struct Quality {
     rtt: Histogram,
     jitter: Histogram,
+    relay_rtt: Histogram,
 }
 
 impl Default for Quality {
@@ -47,6 +48,7 @@ impl Default for Quality {
         Self {
             rtt: Histogram::new(RTT_BUCKETS),
             jitter: Histogram::new(JITTER_BUCKETS),
+            relay_rtt: Histogram::new(RTT_BUCKETS),
         }
     }
 }
@@ -224,6 +226,15 @@ impl SfuStats {
     pub(crate) fn subscriber_jitter(&self, jitter: Duration) {
         self.shared.quality.jitter.observe(jitter);
     }
+    pub(crate) fn relay_rtt(&self, rtt: Duration) {
+        self.shared.quality.relay_rtt.observe(rtt);
+    }
+
+    /// Relay round trips observed so far (count, sum in seconds).
+    pub fn relay_rtt_observed(&self) -> (u64, f64) {
+        let snapshot = self.shared.quality.relay_rtt.snapshot();
+        (snapshot.count, snapshot.sum)
+    }
 
     /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.
     pub fn render_quality(&self, out: &mut confer_metrics::Exposition) {
@@ -249,6 +260,11 @@ impl SfuStats {
             "confer_sfu_subscriber_rtt_seconds",
             "Round-trip time of streams sent to subscribers, from their reception reports (one observation per report).",
             &c.quality.rtt.snapshot(),
+        );
+        out.histogram(
+            "confer_sfu_relay_rtt_seconds",
+            "Round-trip time to the SFUs holding the same rooms in other regions, over the relay links (one observation per heartbeat answered).",
+            &c.quality.relay_rtt.snapshot(),
         );
         out.histogram(
             "confer_sfu_subscriber_jitter_seconds",

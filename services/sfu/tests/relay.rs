@@ -163,6 +163,17 @@ fn a_publisher_on_one_sfu_reaches_a_subscriber_on_another() -> anyhow::Result<()
     );
     let now = regions.a.now;
     assert!(up(&regions.a.sfu.relays(now)) && up(&regions.b.sfu.relays(now)));
+    // Heartbeats measure the round trip (the test's network is instant, so it is well
+    // under 50 ms here).
+    for sfu in [&regions.a.sfu, &regions.b.sfu] {
+        let rtt = sfu.relays(now)[0].rtt;
+        assert!(
+            rtt.is_some_and(|rtt| rtt < std::time::Duration::from_millis(50)),
+            "{rtt:?}"
+        );
+    }
+    let (count, _) = regions.b.stats.relay_rtt_observed();
+    assert!(count >= 2, "round trips observed: {count}");
     Ok(())
 }
 

@@ -211,6 +211,8 @@ pub struct Sfu {
     next_relay_track: u32,
     /// What was relayed lately, to resend what a far side missed.
     relay_cache: relay::SentCache,
+    /// Where the relay heartbeat clock starts.
+    relay_epoch: Option<Instant>,
 }
 
 impl Sfu {
@@ -235,6 +237,7 @@ impl Sfu {
             remotes: HashMap::new(),
             next_relay_track: 0,
             relay_cache: relay::SentCache::default(),
+            relay_epoch: None,
         }
     }
 

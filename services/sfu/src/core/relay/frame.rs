@@ -4,7 +4,8 @@
 //! - `Announce`: a publication: whose, what it carries, its codecs and layers. Sent for
 //!   every local publication at each housekeeping tick, so a lost one is repaired.
 //! - `Roster`: the publications the sender holds in the room now (the receiver drops
-//!   the others); also the link's heartbeat.
+//!   the others); also the link's heartbeat, carrying the sender's clock and an echo of
+//!   the last clock it heard (with how long it held it), for the round trip.
 //! - `KeyframeRequest`: a subscriber on the receiving side needs a keyframe of a layer.
 //! - `Close`: the sender's side of the room ended; the link goes.
 //! - `Nack`: media packets of one layer the receiver missed (by RTP sequence number);
@@ -41,6 +42,16 @@ pub(crate) struct Announce {
     pub(crate) layers: Vec<(u32, u8)>,
 }
 
+/// A heartbeat's clock fields, in milliseconds of each side's own clock (from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Clock {
+    pub(crate) sent_ms: u32,
+    /// The far side's `sent_ms` last heard; 0 when nothing was heard yet.
+    pub(crate) echo_ms: u32,
+    /// How long ago that was heard.
+    pub(crate) held_ms: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
     Media {
@@ -49,6 +60,7 @@ pub(crate) enum Message<'a> {
     },
     Announce(Announce),
     Roster {
+        clock: Clock,
         tracks: Vec<u32>,
     },
     KeyframeRequest {
@@ -81,9 +93,12 @@ pub(crate) fn encode_media(track: u32, rtp: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn encode_roster(tracks: &[u32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + 4 * tracks.len());
+pub(crate) fn encode_roster(clock: Clock, tracks: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(15 + 4 * tracks.len());
     out.push(ROSTER);
+    for field in [clock.sent_ms, clock.echo_ms, clock.held_ms] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
     let n = u16::try_from(tracks.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&n.to_be_bytes());
     for track in tracks.iter().take(usize::from(n)) {
@@ -197,9 +212,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message<'_>, FrameError> {
         }
         ANNOUNCE => decode_announce(&mut r).map(Message::Announce),
         ROSTER => {
+            let clock = Clock {
+                sent_ms: r.u32()?,
+                echo_ms: r.u32()?,
+                held_ms: r.u32()?,
+            };
             let n = r.u16()?;
             let tracks = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-            Ok(Message::Roster { tracks })
+            Ok(Message::Roster { clock, tracks })
         }
         KEYFRAME_REQUEST => Ok(Message::KeyframeRequest {
             track: r.u32()?,
@@ -303,9 +323,17 @@ mod tests {
                 rtp: &[1, 2, 3]
             })
         );
+        let clock = Clock {
+            sent_ms: 5,
+            echo_ms: 3,
+            held_ms: 1,
+        };
         assert_eq!(
-            decode(&encode_roster(&[1, 9])),
-            Ok(Message::Roster { tracks: vec![1, 9] })
+            decode(&encode_roster(clock, &[1, 9])),
+            Ok(Message::Roster {
+                clock,
+                tracks: vec![1, 9]
+            })
         );
         assert_eq!(decode(&encode_close()), Ok(Message::Close));
         assert_eq!(

@@ -63,6 +63,8 @@ pub struct RelayStatus {
     pub room: RoomId,
     pub remote_node: String,
     pub up: bool,
+    /// The latest round trip to the far SFU, once one was measured.
+    pub rtt: Option<Duration>,
 }
 
 pub(crate) struct Link {
@@ -79,6 +81,10 @@ pub(crate) struct Link {
     participants: HashMap<String, PeerKey>,
     /// The highest RTP sequence number received per relayed layer (SSRC), to find gaps.
     highest: HashMap<u32, u16>,
+    /// The far side's heartbeat clock last heard, and when.
+    heard_clock: Option<(u32, Instant)>,
+    /// The latest round trip measured over the link.
+    rtt: Option<Duration>,
 }
 
 /// A gap in a relayed layer's sequence numbers wider than this is a restart or a long
@@ -146,6 +152,8 @@ impl Sfu {
                 tracks: HashMap::new(),
                 participants: HashMap::new(),
                 highest: HashMap::new(),
+                heard_clock: None,
+                rtt: None,
             },
         );
         self.rooms
@@ -190,6 +198,7 @@ impl Sfu {
                 room: link.room.clone(),
                 remote_node: link.remote_node.clone(),
                 up: link.up(now),
+                rtt: link.rtt,
             })
             .collect()
     }
@@ -230,7 +239,10 @@ impl Sfu {
             Message::Announce(announce) => {
                 self.relayed_announce(now, link_id, announce, &mut touched)
             }
-            Message::Roster { tracks } => self.relayed_roster(link_id, &tracks),
+            Message::Roster { clock, tracks } => {
+                self.heartbeat(now, link_id, clock);
+                self.relayed_roster(link_id, &tracks);
+            }
             Message::KeyframeRequest { track, ssrc } => {
                 self.relayed_keyframe_request(now, track, ssrc, &mut touched);
             }
@@ -397,6 +409,35 @@ impl Sfu {
         }
     }
 
+    /// This side's heartbeat clock: milliseconds since the first heartbeat, from 1 (0
+    /// means "nothing heard" in an echo).
+    fn clock_ms(&mut self, now: Instant) -> u32 {
+        let epoch = *self.relay_epoch.get_or_insert(now);
+        (now.saturating_duration_since(epoch).as_millis() as u32).wrapping_add(1)
+    }
+
+    /// A heartbeat: remember the far side's clock for our echo, and take the round trip
+    /// from its echo of ours.
+    fn heartbeat(&mut self, now: Instant, link_id: u64, clock: frame::Clock) {
+        let mine = self.clock_ms(now);
+        let Some(link) = self.links.get_mut(&link_id) else {
+            return;
+        };
+        link.heard_clock = Some((clock.sent_ms, now));
+        if clock.echo_ms == 0 {
+            return;
+        }
+        let rtt_ms = mine
+            .wrapping_sub(clock.echo_ms)
+            .saturating_sub(clock.held_ms);
+        // An echo from a far side's previous session, or from long ago, measures nothing.
+        if rtt_ms < 60_000 {
+            let rtt = Duration::from_millis(u64::from(rtt_ms));
+            link.rtt = Some(rtt);
+            self.stats.relay_rtt(rtt);
+        }
+    }
+
     /// The far side's publications now: the ones it no longer lists leave the room.
     fn relayed_roster(&mut self, link_id: u64, tracks: &[u32]) {
         let Some(link) = self.links.get_mut(&link_id) else {
@@ -501,7 +542,19 @@ impl Sfu {
     }
 
     /// Announces every local publication of the link's room, then the roster.
-    fn announce_on(&mut self, _now: Instant, link_id: u64) {
+    fn announce_on(&mut self, now: Instant, link_id: u64) {
+        let sent_ms = self.clock_ms(now);
+        let clock = match self.links.get(&link_id).and_then(|link| link.heard_clock) {
+            Some((echo_ms, heard)) => frame::Clock {
+                sent_ms,
+                echo_ms,
+                held_ms: now.saturating_duration_since(heard).as_millis() as u32,
+            },
+            None => frame::Clock {
+                sent_ms,
+                ..frame::Clock::default()
+            },
+        };
         let Some(room) = self.links.get(&link_id).map(|link| link.room.clone()) else {
             return;
         };
@@ -547,7 +600,7 @@ impl Sfu {
         for announce in announces {
             self.send_on(link_id, &announce);
         }
-        self.send_on(link_id, &frame::encode_roster(&tracks));
+        self.send_on(link_id, &frame::encode_roster(clock, &tracks));
     }
 
     /// Housekeeping: announce on every link and count the ones down; a link silent
