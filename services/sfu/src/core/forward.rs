@@ -206,6 +206,10 @@ impl Sfu {
     /// A local publisher's packet to the room's SFUs in other regions, if the room
     /// has any and the track is not blocked.
     fn relay_local(&mut self, publisher: PeerKey, track_id: &str, packet: &rtc::rtp::Packet) {
+        // The usual case, one check per packet: no room on this SFU spans regions.
+        if self.links.is_empty() {
+            return;
+        }
         let Some(peer) = self.peers.get(&publisher) else {
             return;
         };

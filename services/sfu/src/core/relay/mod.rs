@@ -28,7 +28,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rand::RngExt as _;
 use rtc::shared::marshal::{Marshal as _, Unmarshal as _};
 use tracing::debug;
@@ -537,7 +536,7 @@ impl Sfu {
         self.stats.relay_sent();
         self.transmits.push_back(Transmit {
             to: *to,
-            bytes: BytesMut::from(&sealed[..]),
+            bytes: sealed,
         });
     }
 
@@ -607,6 +606,12 @@ impl Sfu {
     /// too long loses its remote publications; links never connected, or of rooms
     /// nobody here is in, close after [`LINK_GONE_AFTER`].
     pub(super) fn tend_relays(&mut self, now: Instant) {
+        if self.links.is_empty() {
+            // No room here spans regions: nothing to tend, and nothing to keep for resends.
+            self.relay_cache = SentCache::default();
+            self.stats.set_relays_down(0);
+            return;
+        }
         let relayed: HashSet<u32> = self
             .peers
             .values()

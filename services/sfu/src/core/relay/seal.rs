@@ -10,6 +10,7 @@
 //! a nonce under the same key. The receiver refuses replays: a sliding window of 64
 //! counters per salt, and salts it has moved on from.
 
+use bytes::BytesMut;
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 /// First byte of a relay datagram: outside the ranges RFC 7983 gives STUN (0–3),
@@ -81,13 +82,12 @@ impl Sealer {
         self.link_id == link_id && self.key_bytes == *key_bytes
     }
 
-    /// `plaintext` sealed into a datagram.
-    pub(crate) fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+    /// `plaintext` sealed into a datagram (built in the buffer it is sent from).
+    pub(crate) fn seal(&mut self, plaintext: &[u8]) -> BytesMut {
         let counter = self.counter;
         self.counter += 1;
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.push(RELAY_MARK);
-        out.push(VERSION);
+        let mut out = BytesMut::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&[RELAY_MARK, VERSION]);
         out.extend_from_slice(&self.link_id.to_be_bytes());
         out.extend_from_slice(&self.salt.to_be_bytes());
         out.extend_from_slice(&counter.to_be_bytes());
@@ -195,7 +195,7 @@ mod tests {
     fn sealed_datagrams_open_once_and_in_any_order() {
         let mut sealer = Sealer::new(&KEY, 42, 9);
         let mut opener = Opener::new(&KEY);
-        let sealed: Vec<Vec<u8>> = (0..5u8).map(|i| sealer.seal(&[i; 30])).collect();
+        let sealed: Vec<BytesMut> = (0..5u8).map(|i| sealer.seal(&[i; 30])).collect();
         assert_eq!(link_id(&sealed[0]), Some(42));
         for i in [0usize, 3, 1, 4, 2] {
             assert_eq!(opener.open(&sealed[i]).as_deref(), Ok(&[i as u8; 30][..]));
