@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use confer_bench::thread_cpu_time;
-use confer_testkit::{ClientKind, Wire};
+use confer_testkit::Wire;
 
 /// RTP payload bytes of each video packet.
 const PAYLOAD: usize = 1100;
@@ -32,18 +32,8 @@ struct Run {
 }
 
 fn setup(subscribers: usize) -> anyhow::Result<Wire> {
-    let mut wire = Wire::new();
-    wire.join("bench", ClientKind::Publisher)?;
-    for _ in 0..subscribers {
-        wire.join("bench", ClientKind::Subscriber { video_slots: 1 })?;
-    }
-    wire.connect_all(4_000)?;
-    // Warm up until every subscriber's slot forwards (it waits for a keyframe).
-    for i in 0..200 {
-        let now = wire.now;
-        wire.clients[0].send_video(now, i % 20 == 0, PAYLOAD);
-        wire.step();
-    }
+    // Warmed up until every subscriber's slot forwards (it waits for a keyframe).
+    let mut wire = Wire::fan_out("bench", subscribers, PAYLOAD)?;
     let before = wire.stats.snapshot().rtp_forwarded;
     let now = wire.now;
     wire.clients[0].send_video(now, false, PAYLOAD);

@@ -85,22 +85,6 @@ fn relayed(subscribers: usize) -> anyhow::Result<(Wire, Wire)> {
     Ok((a, b))
 }
 
-/// Everyone on one core.
-fn local(subscribers: usize) -> anyhow::Result<Wire> {
-    let mut wire = Wire::new();
-    wire.join("bench", ClientKind::Publisher)?;
-    for _ in 0..subscribers {
-        wire.join("bench", ClientKind::Subscriber { video_slots: 1 })?;
-    }
-    wire.connect_all(4_000)?;
-    for i in 0..200 {
-        let now = wire.now;
-        wire.clients[0].send_video(now, i % 20 == 0, PAYLOAD);
-        wire.step();
-    }
-    Ok(wire)
-}
-
 /// Feeds `input` to `wire`'s core; returns its CPU time, and what it sent to other
 /// SFUs (relay datagrams), kept.
 fn feed(wire: &mut Wire, from: SocketAddr, input: &[Vec<u8>]) -> (Duration, Vec<Vec<u8>>) {
@@ -127,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|");
     for subscribers in [1, 10, 50] {
-        let mut alone = local(subscribers)?;
+        let mut alone = Wire::fan_out("bench", subscribers, PAYLOAD)?;
         let input = alone.publisher_datagrams(PACKETS, PAYLOAD);
         let from = alone.clients[0].addr;
         let (local_cpu, _) = feed(&mut alone, from, &input);

@@ -70,6 +70,24 @@ impl Wire {
         Ok(index)
     }
 
+    /// One publisher (client 0) and `subscribers` single-slot subscribers in `room`,
+    /// connected, after a second of video with frequent keyframes, so that every slot
+    /// forwards: the fan-out the benchmarks measure.
+    pub fn fan_out(room: &str, subscribers: usize, payload: usize) -> anyhow::Result<Self> {
+        let mut wire = Self::new();
+        wire.join(room, ClientKind::Publisher)?;
+        for _ in 0..subscribers {
+            wire.join(room, ClientKind::Subscriber { video_slots: 1 })?;
+        }
+        wire.connect_all(4_000)?;
+        for i in 0..200 {
+            let now = wire.now;
+            wire.clients[0].send_video(now, i % 20 == 0, payload);
+            wire.step();
+        }
+        Ok(wire)
+    }
+
     /// Steps until every client is connected, or fails after `limit` steps.
     pub fn connect_all(&mut self, limit: usize) -> anyhow::Result<()> {
         for _ in 0..limit {

@@ -27,7 +27,7 @@ use confer_proto::sfu::SetDrainingRequest;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_room::RoomApi;
 use confer_room::grpc::GrpcRoom;
-use support::{Proc, host_token, join_for_port, room_with_consul, spawn};
+use support::{Proc, host_token, join_for_port, room_with_consul, sfu_with_consul, spawn};
 
 struct Sfu {
     id: String,
@@ -54,41 +54,13 @@ impl Cluster {
         let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let mut sfus = Vec::new();
         for i in 0..2 {
-            let media = std::net::UdpSocket::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let control = free_port()?;
-            let metrics = free_port()?;
-            let id = format!("sfu-{run}-{i}");
-            let process = spawn(
-                &[
-                    "sfu",
-                    "--metrics-listen",
-                    &format!("127.0.0.1:{metrics}"),
-                    "--media-bind",
-                    &format!("127.0.0.1:{media}"),
-                    // One media port per SFU: these tests tell SFUs apart by it.
-                    "--media-workers",
-                    "1",
-                    "--control-listen",
-                    &format!("127.0.0.1:{control}"),
-                    "--consul-addr",
-                    &consul.url(),
-                    "--node-id",
-                    &id,
-                    "--region",
-                    "eu",
-                    "--capacity",
-                    "400",
-                ],
-                &[],
-            )?;
+            let sfu = sfu_with_consul(&consul.url(), &format!("sfu-{run}-{i}"), "eu", 400)?;
             sfus.push(Sfu {
-                id,
-                media,
-                control,
-                metrics,
-                process: Some(process),
+                id: sfu.id,
+                media: sfu.media,
+                control: sfu.control,
+                metrics: sfu.metrics,
+                process: Some(sfu.process),
             });
         }
         until("both SFUs registered", || consul.services().len() == 2).await?;

@@ -17,13 +17,7 @@ use std::time::{Duration, Instant};
 
 use confer_consul_double::ConsulDouble;
 use confer_e2e::backing::free_port;
-use support::{Proc, host_token, join_for_port, room_with_consul, spawn};
-
-struct Sfu {
-    media: u16,
-    metrics: u16,
-    _process: Proc,
-}
+use support::{host_token, join_for_port, room_with_consul, sfu_with_consul, spawn};
 
 async fn metric(port: u16, line_start: &str) -> anyhow::Result<Option<f64>> {
     let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
@@ -61,37 +55,8 @@ async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> a
     let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let mut sfus = Vec::new();
     for region in ["eu", "us"] {
-        let media = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let (control, metrics) = (free_port()?, free_port()?);
-        let process = spawn(
-            &[
-                "sfu",
-                "--metrics-listen",
-                &format!("127.0.0.1:{metrics}"),
-                "--media-bind",
-                &format!("127.0.0.1:{media}"),
-                "--media-workers",
-                "1",
-                "--control-listen",
-                &format!("127.0.0.1:{control}"),
-                "--consul-addr",
-                &consul.url(),
-                "--node-id",
-                &format!("sfu-{region}-{run}"),
-                "--region",
-                region,
-                "--capacity",
-                "100",
-            ],
-            &[],
-        )?;
-        sfus.push(Sfu {
-            media,
-            metrics,
-            _process: process,
-        });
+        let id = format!("sfu-{region}-{run}");
+        sfus.push(sfu_with_consul(&consul.url(), &id, region, 100)?);
     }
     let room = room_with_consul(&consul.url(), "eu").await?;
     let (room_port, api_key, api_secret) =

@@ -197,3 +197,55 @@ pub async fn room_with_consul(consul_url: &str, region: &str) -> anyhow::Result<
         process,
     })
 }
+
+/// A `confer sfu` process with one media worker on a loopback port, registered with
+/// the Consul agent at `consul_url` as `id` in `region`.
+pub struct SfuProcess {
+    pub id: String,
+    pub media: u16,
+    pub control: u16,
+    pub metrics: u16,
+    pub process: Proc,
+}
+
+pub fn sfu_with_consul(
+    consul_url: &str,
+    id: &str,
+    region: &str,
+    capacity: u32,
+) -> anyhow::Result<SfuProcess> {
+    let media = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (control, metrics) = (free_port()?, free_port()?);
+    let process = spawn(
+        &[
+            "sfu",
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics}"),
+            "--media-bind",
+            &format!("127.0.0.1:{media}"),
+            // One media port per SFU: the suites tell SFUs apart by it.
+            "--media-workers",
+            "1",
+            "--control-listen",
+            &format!("127.0.0.1:{control}"),
+            "--consul-addr",
+            consul_url,
+            "--node-id",
+            id,
+            "--region",
+            region,
+            "--capacity",
+            &capacity.to_string(),
+        ],
+        &[],
+    )?;
+    Ok(SfuProcess {
+        id: id.to_owned(),
+        media,
+        control,
+        metrics,
+        process,
+    })
+}
