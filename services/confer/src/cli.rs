@@ -38,8 +38,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Run the chat service: durable room chat, fanned out to gateways over Redis.
     Chat(ChatArgs),
-    /// Run the SIP gateway (not built yet).
-    Sip,
+    /// Run the SIP bridge: callers dial `sip:<room>@host` and join the room (Opus audio).
+    Sip(SipArgs),
     /// Run the Kubernetes operator: MediaNode pools (StatefulSets, drains, status).
     Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (MediaNode, Conference) as YAML.
@@ -60,7 +60,7 @@ impl Command {
             Command::Tenant(_) => "tenant",
             Command::Token(_) => "token",
             Command::Chat(_) => "chat",
-            Command::Sip => "sip",
+            Command::Sip(_) => "sip",
             Command::Operator(_) => "operator",
             Command::Crd(_) => "crd",
             Command::Loadtest(_) => "loadtest",
@@ -159,6 +159,77 @@ pub struct DevArgs {
     pub turn: TurnArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    /// UDP address of the SIP bridge (dial `sip:<room>@<this address>`); `off` to run
+    /// without it.
+    #[arg(long, env = "CONFER_SIP_LISTEN", default_value = "127.0.0.1:5060")]
+    pub sip_listen: String,
+    #[command(flatten)]
+    pub sip: SipMediaArgs,
+}
+
+#[derive(Args)]
+pub struct SipArgs {
+    /// UDP address for SIP.
+    #[arg(long, env = "CONFER_SIP_LISTEN", default_value = "0.0.0.0:5060")]
+    pub listen: SocketAddr,
+    /// HTTP address serving `/metrics`.
+    #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9094")]
+    pub metrics_listen: SocketAddr,
+    /// A gateway's signalling WebSocket, where calls join rooms.
+    #[arg(
+        long,
+        env = "CONFER_SIGNAL_URL",
+        default_value = "ws://127.0.0.1:8080/v1/signal"
+    )]
+    pub signal_url: String,
+    /// The tenant API key whose rooms callers join (the issuer of the tokens the bridge signs).
+    #[arg(long, env = "CONFER_API_KEY")]
+    pub api_key: String,
+    /// That API key's secret.
+    #[arg(long, env = "CONFER_API_SECRET", hide_env_values = true)]
+    pub api_secret: String,
+    #[command(flatten)]
+    pub media: SipMediaArgs,
+}
+
+/// How the SIP bridge handles callers' media and who may call.
+#[derive(Args, Clone)]
+pub struct SipMediaArgs {
+    /// Address callers send RTP to (SDP) and SIP messages name; default: the SIP
+    /// listen address, or this host's loopback when that is unspecified.
+    #[arg(long, env = "CONFER_SIP_ADVERTISE_IP")]
+    pub sip_advertise_ip: Option<IpAddr>,
+    /// Caller-side RTP ports, `low-high` (any free port when absent).
+    #[arg(long, env = "CONFER_SIP_RTP_PORTS", value_parser = parse_port_range)]
+    pub sip_rtp_ports: Option<(u16, u16)>,
+    /// Networks allowed to call, comma-separated (`203.0.113.0/24,198.51.100.7`): the
+    /// SIP trunk's addresses. Any when empty.
+    #[arg(long, env = "CONFER_SIP_ALLOW", value_delimiter = ',')]
+    pub sip_allow: Vec<confer_sip::Network>,
+    /// Calls up at once; more are answered 503.
+    #[arg(long, env = "CONFER_SIP_MAX_CALLS", default_value_t = 200)]
+    pub sip_max_calls: usize,
+    /// Hang up a call whose caller sent no RTP for this many seconds.
+    #[arg(long, env = "CONFER_SIP_MEDIA_TIMEOUT_SECS", default_value_t = 30)]
+    pub sip_media_timeout_secs: u64,
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (low, high) = text
+        .split_once('-')
+        .ok_or_else(|| format!("`{text}` is not a port range like 10000-20000"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{low}` is not a port"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{high}` is not a port"))?;
+    if low == 0 || low > high {
+        return Err(format!("`{text}`: the range must be low-high, above 0"));
+    }
+    Ok((low, high))
 }
 
 #[derive(Args)]

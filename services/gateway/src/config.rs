@@ -12,7 +12,13 @@ pub struct GatewayConfig {
     /// The region this gateway serves: its participants join the room's SFU there
     /// when the room spans it.
     pub region: Option<String>,
+    /// Other roles' families on this gateway's `/metrics`, when they run in this
+    /// process (`confer dev`: the SIP bridge).
+    pub extra_metrics: Vec<ExtraMetrics>,
 }
+
+/// Writes one role's families on a `/metrics` page.
+pub type ExtraMetrics = std::sync::Arc<dyn Fn(&mut confer_metrics::Exposition) + Send + Sync>;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -21,6 +27,7 @@ impl Default for GatewayConfig {
             sfu_stats: None,
             files: crate::FileConfig::default(),
             region: None,
+            extra_metrics: Vec::new(),
         }
     }
 }

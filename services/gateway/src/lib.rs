@@ -35,7 +35,7 @@ use confer_room::RoomApi;
 use tokio::sync::watch;
 
 pub use chat::ChatLink;
-pub use config::GatewayConfig;
+pub use config::{ExtraMetrics, GatewayConfig};
 pub use files::FileConfig;
 pub use sfus::{LOCAL_SFU, SfuDirectory};
 

@@ -130,6 +130,9 @@ pub(crate) async fn render(
     if let Some(stats) = &state.chat.stats {
         stats.render(&mut out);
     }
+    for render in &state.config.extra_metrics {
+        render(&mut out);
+    }
     (
         [(header::CONTENT_TYPE, format.content_type())],
         out.finish(),

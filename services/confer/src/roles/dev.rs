@@ -67,9 +67,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let chat = ChatLink::local(chat_service);
     let listener = super::bind(args.listen).await?;
     let http = listener.local_addr()?;
+    let sip = start_sip(&args, http, &secret, &shutdown).await;
     let gateway = GatewayConfig {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
+        extra_metrics: sip
+            .iter()
+            .map(|(_, stats)| {
+                let stats = stats.clone();
+                let render: confer_gateway::ExtraMetrics = Arc::new(move |out| stats.render(out));
+                render
+            })
+            .collect(),
         ..GatewayConfig::default()
     };
     // The lines a newcomer needs; stdout so scripts can read them.
@@ -77,6 +86,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     {
         println!("Confer is running. Open http://{http}/r/hello?name=You in two browser tabs.");
         println!("Tenant API: key `dev`, secret `{secret}` (Basic auth) at http://{http}/v1/rooms");
+        if let Some((addr, _)) = &sip {
+            println!("Dial in over SIP (Opus): sip:hello@{addr}");
+        }
         if args.require_token {
             println!(
                 "Mint tokens with: confer token --secret {secret} --room hello --identity you"
@@ -93,4 +105,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         shutdown,
     )
     .await
+}
+
+/// The SIP bridge on `--sip-listen`, joining through this process's gateway with the
+/// built-in tenant's key; `None` when turned off or its port is taken (dev goes on
+/// without dial-in then).
+async fn start_sip(
+    args: &DevArgs,
+    http: std::net::SocketAddr,
+    secret: &str,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Option<(std::net::SocketAddr, confer_sip::SipStats)> {
+    if args.sip_listen == "off" {
+        return None;
+    }
+    let listen = match args.sip_listen.parse() {
+        Ok(listen) => listen,
+        Err(_) => {
+            tracing::warn!(sip_listen = %args.sip_listen, "not an address or `off`: running without SIP");
+            return None;
+        }
+    };
+    let key = confer_auth::TokenKey::new(DEV_TENANT, secret.as_bytes());
+    let signal_url = format!("ws://{http}/v1/signal");
+    match super::sip::start(listen, &args.sip, signal_url, key, shutdown.clone()).await {
+        Ok(started) => Some(started),
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "running without SIP");
+            None
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod loadtest;
 mod operator;
 mod room;
 mod sfu;
+mod sip;
 mod tenant;
 mod token;
 
@@ -18,9 +19,6 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::cli::Command;
-
-/// Exit code of a role that is not built yet.
-const NOT_BUILT: u8 = 2;
 
 /// Logs on stderr and, with `--otel-traces`, spans exported over OTLP.
 pub fn init_telemetry(cli: &crate::cli::Cli) -> anyhow::Result<confer_telemetry::Guard> {
@@ -42,7 +40,7 @@ pub fn run(command: Command, runtime: &tokio::runtime::Runtime) -> ExitCode {
         Command::Tenant(args) => runtime.block_on(tenant::run(args)),
         Command::Token(args) => token::run(args),
         Command::Chat(args) => runtime.block_on(chat::run(args)),
-        Command::Sip => return not_built("sip"),
+        Command::Sip(args) => runtime.block_on(sip::run(args)),
         Command::Operator(args) => runtime.block_on(operator::run(args)),
         Command::Crd(args) => crd::run(args),
         Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
@@ -55,11 +53,6 @@ pub fn run(command: Command, runtime: &tokio::runtime::Runtime) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn not_built(role: &str) -> ExitCode {
-    eprintln!("confer {role}: this role is not built yet");
-    ExitCode::from(NOT_BUILT)
 }
 
 /// A shutdown signal that fires on Ctrl-C or SIGTERM.

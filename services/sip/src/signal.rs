@@ -1,0 +1,159 @@
+//! The bridge's side of Confer's client signalling (docs/signalling.md): a WebSocket to
+//! a gateway, `join` with a token the bridge signs, `offer` → `answer`, then the events
+//! that decide what the caller hears (track assignments, the active speaker) or end
+//! the call.
+
+use anyhow::Context as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the gateway said, as far as the bridge cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalEvent {
+    /// In the room, as participant `you`.
+    Joined {
+        you: String,
+    },
+    /// The room has a waiting room; a host decides.
+    Waiting,
+    Answer {
+        sdp: String,
+    },
+    TrackAssigned {
+        mid: String,
+        participant: String,
+        kind: String,
+    },
+    TrackUnassigned {
+        mid: String,
+    },
+    ActiveSpeaker {
+        participant: String,
+    },
+    /// An error: for the request `request_id`, or pushed (empty id).
+    Error {
+        request_id: String,
+        code: String,
+        message: String,
+    },
+    /// Anything else (participants, chat, ...).
+    Other,
+    /// The connection closed.
+    Closed,
+}
+
+/// One signalling session.
+pub struct Signal {
+    ws: Ws,
+}
+
+impl Signal {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .with_context(|| format!("failed to open the signalling WebSocket {url}"))?;
+        Ok(Self { ws })
+    }
+
+    pub async fn join(
+        &mut self,
+        room: &str,
+        name: &str,
+        token: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        self.send(json!({
+            "request_id": "join",
+            "join": {"room": room, "name": name, "token": token, "password": password},
+        }))
+        .await
+    }
+
+    pub async fn offer(&mut self, sdp: &str) -> anyhow::Result<()> {
+        self.send(json!({"request_id": "offer", "offer": {"sdp": sdp}}))
+            .await
+    }
+
+    pub async fn leave(&mut self) {
+        // Leaving is best effort: the gateway also notices the closed connection.
+        let _ = self.send(json!({"request_id": "leave", "leave": {}})).await;
+        let _ = self.ws.close(None).await;
+    }
+
+    pub async fn ping(&mut self) -> anyhow::Result<()> {
+        self.send(json!({"request_id": "ping", "ping": {}})).await
+    }
+
+    async fn send(&mut self, message: Value) -> anyhow::Result<()> {
+        self.ws
+            .send(WsMessage::Text(message.to_string().into()))
+            .await
+            .context("signalling send failed")
+    }
+
+    /// The next event; [`SignalEvent::Closed`] once the connection is gone.
+    pub async fn next(&mut self) -> SignalEvent {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => return parse_event(&text),
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => {
+                    return SignalEvent::Closed;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// One server message as a [`SignalEvent`].
+pub fn parse_event(text: &str) -> SignalEvent {
+    let Ok(message) = serde_json::from_str::<Value>(text) else {
+        return SignalEvent::Other;
+    };
+    let field = |path: &str| {
+        message
+            .pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if message.get("joined").is_some() {
+        SignalEvent::Joined {
+            you: field("/joined/you/id"),
+        }
+    } else if message.get("waiting").is_some() {
+        SignalEvent::Waiting
+    } else if message.get("answer").is_some() {
+        SignalEvent::Answer {
+            sdp: field("/answer/sdp"),
+        }
+    } else if message.get("track_assigned").is_some() {
+        SignalEvent::TrackAssigned {
+            mid: field("/track_assigned/mid"),
+            participant: field("/track_assigned/participant_id"),
+            kind: field("/track_assigned/kind"),
+        }
+    } else if message.get("track_unassigned").is_some() {
+        SignalEvent::TrackUnassigned {
+            mid: field("/track_unassigned/mid"),
+        }
+    } else if message.get("active_speaker").is_some() {
+        SignalEvent::ActiveSpeaker {
+            participant: field("/active_speaker/participant_id"),
+        }
+    } else if message.get("error").is_some() {
+        SignalEvent::Error {
+            request_id: field("/request_id"),
+            code: field("/error/code"),
+            message: field("/error/message"),
+        }
+    } else {
+        SignalEvent::Other
+    }
+}

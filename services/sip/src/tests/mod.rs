@@ -1,0 +1,6 @@
+mod dialog;
+mod message;
+mod network;
+mod rtp;
+mod sdp;
+mod speaker;
