@@ -8,6 +8,7 @@ pub mod browser;
 pub mod room;
 pub mod server;
 pub mod signal;
+pub mod sip;
 pub mod split;
 pub mod two_sfus;
 pub mod video;

@@ -1,0 +1,392 @@
+//! Dial-in over SIP with real SIP peers (sipp): callers join rooms as participants,
+//! hear each other through the room's SFU, hang up or are hung up on, wait in a
+//! waiting room and cancel; what the bridge cannot take is refused with the right
+//! status, and garbage on the SIP port changes nothing.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use confer_e2e::server::{TOKEN_SECRET, TestServer, metric};
+use confer_e2e::sip::{
+    Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, run_sipp, scenario,
+};
+use serde_json::{Value, json};
+use tokio::net::UdpSocket;
+
+/// Creates `room` through the tenant API.
+async fn create_room(server: &TestServer, room: &str, waiting_room: bool) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/rooms"))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .json(&json!({"name": room, "settings": {"waiting_room": waiting_room}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "room not created: {}",
+        response.text().await?
+    );
+    Ok(())
+}
+
+/// The room's participants (tenant API), as (id, name, state).
+async fn participants(
+    server: &TestServer,
+    room: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let body: Value = reqwest::Client::new()
+        .get(server.url(&format!("/v1/rooms/{room}/participants")))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let list = body.get("participants").unwrap_or(&body);
+    Ok(list
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|p| {
+                    let field = |name: &str| {
+                        p.get(name)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    (field("id"), field("name"), field("state"))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn wait_for_participants(
+    server: &TestServer,
+    room: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = participants(server, room).await?;
+        if list.len() == count {
+            return Ok(list);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "room {room} has {list:?}, not {count} participants"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a caller's media socket received: packets, payload types, SSRCs, and whether
+/// sequence numbers only ever moved forward by one.
+#[derive(Debug, Default)]
+struct Heard {
+    packets: usize,
+    payload_types: Vec<u8>,
+    ssrcs: Vec<u32>,
+    contiguous: bool,
+    payload: Vec<u8>,
+    from: Option<SocketAddr>,
+}
+
+async fn listen(socket: &UdpSocket, duration: Duration) -> Heard {
+    let mut heard = Heard {
+        contiguous: true,
+        ..Heard::default()
+    };
+    let mut last: Option<u16> = None;
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + duration;
+    while let Ok(Ok((len, from))) =
+        tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
+    {
+        let packet = &buf[..len];
+        if len < 12 {
+            continue;
+        }
+        heard.packets += 1;
+        heard.from = Some(from);
+        let pt = packet[1] & 0x7f;
+        if !heard.payload_types.contains(&pt) {
+            heard.payload_types.push(pt);
+        }
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        if !heard.ssrcs.contains(&ssrc) {
+            heard.ssrcs.push(ssrc);
+        }
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        if last.is_some_and(|l| seq != l.wrapping_add(1)) {
+            heard.contiguous = false;
+        }
+        last = Some(seq);
+        heard.payload = packet[12..].to_vec();
+    }
+    heard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_callers_join_the_room_and_one_hears_the_other() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    create_room(&server, "dial-in", false).await?;
+    // The listener offers Opus as payload type 109 on a socket this test reads.
+    let ear = UdpSocket::bind("127.0.0.1:0").await?;
+    let listener_offer = Offer::Listen {
+        port: ear.local_addr()?.port(),
+        pt: 109,
+    };
+    let listener = spawn_call(
+        bridge.addr,
+        "dial-in",
+        scenario(listener_offer, Script::HangUpAfter { ms: 12000 }),
+    );
+    wait_for_participants(&server, "dial-in", 1).await?;
+    // The speaker plays 250 Opus packets (5 s) once answered.
+    let speaker = spawn_call(
+        bridge.addr,
+        "dial-in",
+        scenario(Offer::Speak, Script::HangUpAfter { ms: 7000 }),
+    );
+    let members = wait_for_participants(&server, "dial-in", 2).await?;
+    assert!(
+        members
+            .iter()
+            .all(|(_, name, state)| name == "Dial Tester" && state == "active"),
+        "{members:?}"
+    );
+    let heard = listen(&ear, Duration::from_secs(9)).await;
+    let speaker = speaker.await??;
+    assert!(
+        speaker.success,
+        "the speaking caller's call failed:\n{}",
+        speaker.output
+    );
+    let listener = listener.await??;
+    assert!(
+        listener.success,
+        "the listening caller's call failed:\n{}",
+        listener.output
+    );
+
+    // The voice went caller → bridge → SFU → bridge → caller, as one stream in the
+    // listener's payload type.
+    assert!(heard.packets >= 100, "the listener heard {heard:?}");
+    assert_eq!(heard.payload_types, [109], "{heard:?}");
+    assert_eq!(heard.ssrcs.len(), 1, "{heard:?}");
+    assert_eq!(heard.payload, OPUS_SILENCE);
+    wait_for_participants(&server, "dial-in", 0).await?;
+    let metrics = bridge.metrics();
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
+        Some(2),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "confer_sip_call_ends_total{reason=\"caller_hangup\"}"
+        ),
+        Some(2),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_active"),
+        Some(0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "confer_sip_rtp_packets_total{direction=\"from_caller\"}"
+        ),
+        Some(u64::from(VOICE_PACKETS)),
+        "{metrics}"
+    );
+    let to_caller = metric(
+        &metrics,
+        "confer_sip_rtp_packets_total{direction=\"to_caller\"}",
+    )
+    .context("no to_caller count")?;
+    assert!(to_caller >= heard.packets as u64, "{metrics}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_caller_from_the_room_hangs_up_with_bye() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    create_room(&server, "removal", false).await?;
+    let caller = spawn_call(
+        bridge.addr,
+        "removal",
+        scenario(Offer::Speak, Script::AwaitBye),
+    );
+    let members = wait_for_participants(&server, "removal", 1).await?;
+    let response = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/rooms/removal/participants/{}", members[0].0)))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .send()
+        .await?;
+    assert!(response.status().is_success(), "{}", response.text().await?);
+    let caller = tokio::time::timeout(Duration::from_secs(30), caller).await???;
+    assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
+    let metrics = bridge.metrics();
+    assert_eq!(
+        metric(
+            &metrics,
+            "confer_sip_call_ends_total{reason=\"room_closed\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_active"),
+        Some(0),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waits_in_the_waiting_room_hearing_ringing_and_can_cancel() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    create_room(&server, "lobby", true).await?;
+    let run = run_sipp(
+        bridge.addr,
+        "lobby",
+        &scenario(Offer::Speak, Script::CancelWhileRinging),
+    )
+    .await?;
+    assert!(
+        run.success,
+        "ringing, then 200 and 487 for the CANCEL expected:\n{}",
+        run.output
+    );
+    wait_for_participants(&server, "lobby", 0).await?;
+    let metrics = bridge.metrics();
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"cancelled\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
+        None,
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_bridge_cannot_take_gets_a_clear_answer() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    let pcmu = run_sipp(
+        bridge.addr,
+        "anything",
+        &scenario(Offer::PcmuOnly, Script::Refused { status: 488 }),
+    )
+    .await?;
+    assert!(
+        pcmu.success,
+        "488 expected for a PCMU-only offer:\n{}",
+        pcmu.output
+    );
+    let bad_room = run_sipp(
+        bridge.addr,
+        "no%20such%20room",
+        &scenario(Offer::Speak, Script::Refused { status: 404 }),
+    )
+    .await?;
+    assert!(
+        bad_room.success,
+        "404 expected for a name that is no room name:\n{}",
+        bad_room.output
+    );
+
+    // Garbage, a truncated request and a request without its transaction headers.
+    let probe = UdpSocket::bind("127.0.0.1:0").await?;
+    probe.connect(bridge.addr).await?;
+    for junk in [
+        &b"\x16\xfe\xfd\x00\x00garbage"[..],
+        b"INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP",
+        &[0xffu8; 1500],
+    ] {
+        probe.send(junk).await?;
+    }
+    probe.send(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKa\r\n\r\n").await?;
+    let reply = receive(&probe).await?;
+    assert!(
+        reply.starts_with("SIP/2.0 400 Bad Request (missing From)"),
+        "{reply}"
+    );
+    // The bridge still answers a well-formed request.
+    let local = probe.local_addr()?;
+    let options = format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKb\r\nFrom: <sip:p@{local}>;tag=1\r\n\
+         To: <sip:x@127.0.0.1>\r\nCall-ID: probe-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    probe.send(options.as_bytes()).await?;
+    let reply = receive(&probe).await?;
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n"),
+        "{reply}"
+    );
+    // An unsupported method and a BYE for no call.
+    probe
+        .send(options.replace("OPTIONS", "SUBSCRIBE").as_bytes())
+        .await?;
+    assert!(
+        receive(&probe)
+            .await?
+            .starts_with("SIP/2.0 405 Method Not Allowed")
+    );
+    probe
+        .send(options.replace("OPTIONS", "BYE").as_bytes())
+        .await?;
+    assert!(receive(&probe).await?.starts_with("SIP/2.0 481 "));
+
+    let metrics = bridge.metrics();
+    assert_eq!(
+        metric(
+            &metrics,
+            "confer_sip_calls_total{outcome=\"not_acceptable\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"not_found\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_bad_messages_total"),
+        Some(4),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+async fn receive(socket: &UdpSocket) -> anyhow::Result<String> {
+    let mut buf = [0u8; 4096];
+    let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .context("no answer from the bridge")??;
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+/// Runs one scripted call in the background.
+fn spawn_call(
+    bridge: SocketAddr,
+    room: &'static str,
+    scenario: String,
+) -> tokio::task::JoinHandle<anyhow::Result<SippRun>> {
+    tokio::spawn(async move { run_sipp(bridge, room, &scenario).await })
+}
