@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::server::{DEV_TENANT, TOKEN_SECRET, TestServer};
@@ -273,6 +274,73 @@ pub fn write_voice_pcap(path: &Path, packets: u16) -> std::io::Result<()> {
         out.extend_from_slice(&frame);
     }
     std::fs::write(path, out)
+}
+
+/// What a caller's media socket received: packets, payload types, SSRCs, and whether
+/// sequence numbers only ever moved forward by one.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub packets: usize,
+    pub payload_types: Vec<u8>,
+    pub ssrcs: Vec<u32>,
+    pub contiguous: bool,
+    pub payload: Vec<u8>,
+    pub from: Option<SocketAddr>,
+}
+
+pub async fn listen(socket: &UdpSocket, duration: Duration) -> Heard {
+    let mut heard = Heard {
+        contiguous: true,
+        ..Heard::default()
+    };
+    let mut last: Option<u16> = None;
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + duration;
+    while let Ok(Ok((len, from))) =
+        tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
+    {
+        let packet = &buf[..len];
+        if len < 12 {
+            continue;
+        }
+        heard.packets += 1;
+        heard.from = Some(from);
+        let pt = packet[1] & 0x7f;
+        if !heard.payload_types.contains(&pt) {
+            heard.payload_types.push(pt);
+        }
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        if !heard.ssrcs.contains(&ssrc) {
+            heard.ssrcs.push(ssrc);
+        }
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        if last.is_some_and(|l| seq != l.wrapping_add(1)) {
+            heard.contiguous = false;
+        }
+        last = Some(seq);
+        heard.payload = packet[12..].to_vec();
+    }
+    heard
+}
+
+/// Sends `packets` Opus silence packets (payload type `pt`, 20 ms apart) from `socket` to `to`.
+pub async fn send_voice(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    pt: u8,
+    packets: u16,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..packets {
+        ticker.tick().await;
+        let mut rtp = vec![0x80, pt];
+        rtp.extend_from_slice(&i.to_be_bytes());
+        rtp.extend_from_slice(&(u32::from(i) * 960).to_be_bytes());
+        rtp.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
+        rtp.extend_from_slice(&OPUS_SILENCE);
+        socket.send_to(&rtp, to).await?;
+    }
+    Ok(())
 }
 
 /// One sipp run's end.

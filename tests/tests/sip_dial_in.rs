@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use confer_e2e::server::{TOKEN_SECRET, TestServer, metric};
 use confer_e2e::sip::{
-    Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, run_sipp, scenario,
+    Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, listen, run_sipp, scenario,
 };
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
@@ -79,53 +79,6 @@ async fn wait_for_participants(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// What a caller's media socket received: packets, payload types, SSRCs, and whether
-/// sequence numbers only ever moved forward by one.
-#[derive(Debug, Default)]
-struct Heard {
-    packets: usize,
-    payload_types: Vec<u8>,
-    ssrcs: Vec<u32>,
-    contiguous: bool,
-    payload: Vec<u8>,
-    from: Option<SocketAddr>,
-}
-
-async fn listen(socket: &UdpSocket, duration: Duration) -> Heard {
-    let mut heard = Heard {
-        contiguous: true,
-        ..Heard::default()
-    };
-    let mut last: Option<u16> = None;
-    let mut buf = [0u8; 2048];
-    let until = Instant::now() + duration;
-    while let Ok(Ok((len, from))) =
-        tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
-    {
-        let packet = &buf[..len];
-        if len < 12 {
-            continue;
-        }
-        heard.packets += 1;
-        heard.from = Some(from);
-        let pt = packet[1] & 0x7f;
-        if !heard.payload_types.contains(&pt) {
-            heard.payload_types.push(pt);
-        }
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        if !heard.ssrcs.contains(&ssrc) {
-            heard.ssrcs.push(ssrc);
-        }
-        let seq = u16::from_be_bytes([packet[2], packet[3]]);
-        if last.is_some_and(|l| seq != l.wrapping_add(1)) {
-            heard.contiguous = false;
-        }
-        last = Some(seq);
-        heard.payload = packet[12..].to_vec();
-    }
-    heard
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
