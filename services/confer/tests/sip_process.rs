@@ -1,0 +1,230 @@
+//! `confer sip` as its own process next to `confer dev`: sipp calls in, the bridge's
+//! `/metrics` counts exactly those calls in the Prometheus text format (`promtool check
+//! metrics`) and in OpenMetrics (the reference parser), and on SIGTERM the bridge hangs
+//! up the calls still up with BYE before it exits.
+
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confer_e2e::server::metric;
+use confer_e2e::sip::{Offer, Script, run_sipp, scenario};
+use serde_json::json;
+use support::{free_port, http_get, wait_listening};
+
+const SECRET: &str = "sip process test secret";
+
+struct Deployment {
+    _dev: support::Proc,
+    sip: support::Proc,
+    http: String,
+    sip_addr: std::net::SocketAddr,
+    metrics: String,
+}
+
+fn start() -> anyhow::Result<Deployment> {
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let dev = support::spawn(
+        &[
+            "dev",
+            "--listen",
+            &http,
+            "--sip-listen",
+            "off",
+            "--token-secret",
+            SECRET,
+        ],
+        &[],
+    )?;
+    wait_listening(http.parse()?)?;
+    let sip_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_udp_port()?).parse()?;
+    let metrics = format!("127.0.0.1:{}", free_port()?);
+    let signal = format!("ws://{http}/v1/signal");
+    let sip = support::spawn(
+        &[
+            "sip",
+            "--listen",
+            &sip_addr.to_string(),
+            "--metrics-listen",
+            &metrics,
+            "--signal-url",
+            &signal,
+        ],
+        &[("CONFER_API_KEY", "dev"), ("CONFER_API_SECRET", SECRET)],
+    )?;
+    wait_listening(metrics.parse()?)?;
+    Ok(Deployment {
+        _dev: dev,
+        sip,
+        http,
+        sip_addr,
+        metrics,
+    })
+}
+
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn open_room(deployment: &Deployment, room: &str) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/rooms", deployment.http))
+        .basic_auth("dev", Some(SECRET))
+        .json(&json!({"name": room, "settings": {"waiting_room": false}}))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
+    Ok(())
+}
+
+/// Runs a checker with `input` on stdin; its output, or an error if it refused.
+fn check(program: &str, args: &[&str], input: &str) -> anyhow::Result<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| anyhow::anyhow!("{program} did not run: {err}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+        .write_all(input.as_bytes())?;
+    let output = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    anyhow::ensure!(
+        output.status.success(),
+        "{program} refused:\n{text}\n---\n{input}"
+    );
+    Ok(text)
+}
+
+const OPENMETRICS_PARSE: &str = "\
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(sys.stdin.read()))
+print(' '.join(sorted(f.name + ':' + f.type for f in families)))
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sip_role_counts_its_calls_in_both_metric_formats() -> anyhow::Result<()> {
+    let deployment = start()?;
+    open_room(&deployment, "standup").await?;
+    let answered = run_sipp(
+        deployment.sip_addr,
+        "standup",
+        &scenario(Offer::Speak, Script::HangUpAfter { ms: 1500 }),
+    )
+    .await?;
+    assert!(answered.success, "{}", answered.output);
+    let refused = run_sipp(
+        deployment.sip_addr,
+        "standup",
+        &scenario(Offer::PcmuOnly, Script::Refused { status: 488 }),
+    )
+    .await?;
+    assert!(refused.success, "{}", refused.output);
+
+    let text = http_get(&deployment.metrics, "/metrics")?;
+    for (name, value) in [
+        ("confer_sip_calls_total{outcome=\"answered\"}", 1),
+        ("confer_sip_calls_total{outcome=\"not_acceptable\"}", 1),
+        ("confer_sip_call_ends_total{reason=\"caller_hangup\"}", 1),
+        ("confer_sip_calls_active", 0),
+        ("confer_sip_call_setup_seconds_count", 1),
+        ("confer_sip_call_duration_seconds_count", 1),
+        ("confer_sip_requests_total{method=\"INVITE\"}", 2),
+        ("confer_sip_requests_total{method=\"ACK\"}", 2),
+        ("confer_sip_requests_total{method=\"BYE\"}", 1),
+    ] {
+        assert_eq!(metric(&text, name), Some(value), "{name} in\n{text}");
+    }
+    let from_caller = metric(
+        &text,
+        "confer_sip_rtp_packets_total{direction=\"from_caller\"}",
+    );
+    assert!(
+        from_caller >= Some(50),
+        "the caller's voice was not bridged:\n{text}"
+    );
+    let promtool = std::env::var("CONFER_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    check(&promtool, &["check", "metrics"], &text)?;
+
+    let open = reqwest::Client::new()
+        .get(format!("http://{}/metrics", deployment.metrics))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    let families = check("python3", &["-c", OPENMETRICS_PARSE], &open)?;
+    for family in [
+        "confer_sip_calls:counter",
+        "confer_sip_calls_active:gauge",
+        "confer_sip_call_ends:counter",
+        "confer_sip_call_setup_seconds:histogram",
+        "confer_sip_call_duration_seconds:histogram",
+        "confer_sip_requests:counter",
+        "confer_sip_rtp_packets:counter",
+    ] {
+        assert!(families.contains(family), "{family} not in {families}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_the_bridge_hangs_up_its_calls_and_exits() -> anyhow::Result<()> {
+    let mut deployment = start()?;
+    open_room(&deployment, "late-night").await?;
+    let addr = deployment.sip_addr;
+    let call = tokio::spawn(async move {
+        run_sipp(
+            addr,
+            "late-night",
+            &scenario(Offer::Speak, Script::AwaitBye),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = http_get(&deployment.metrics, "/metrics")?;
+        if metric(&text, "confer_sip_calls_active") == Some(1) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the call never came up:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &deployment.sip.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let run = tokio::time::timeout(Duration::from_secs(20), call).await???;
+    assert!(
+        run.success,
+        "the caller got no BYE on shutdown:\n{}",
+        run.output
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = deployment.sip.try_wait()? {
+            break exit;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bridge did not exit on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    Ok(())
+}
