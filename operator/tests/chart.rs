@@ -177,3 +177,53 @@ fn values_outside_the_schema_are_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not match pattern"));
 }
+
+#[test]
+fn the_sip_bridge_renders_with_its_tenant_key_and_media_settings() {
+    let rendered = template(&[
+        "--set",
+        "sip.enabled=true",
+        "--set",
+        "sip.tenantSecret=acme-sip",
+        "--set",
+        "sip.allow={203.0.113.0/24,198.51.100.7}",
+    ]);
+    validate_with_kubernetes_validate(&rendered, "sip");
+    let docs = documents(&rendered);
+    let bridge = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "confer-sip")
+        .expect("sip deployment");
+    let pod = &bridge["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let container = &pod["containers"][0];
+    let args = container["args"].to_string();
+    assert!(args.contains("ws://confer-gateway:80/v1/signal"), "{args}");
+    let env = container["env"].to_string();
+    for expected in [
+        "\"acme-sip\"",
+        "status.hostIP",
+        "20000-20999",
+        "203.0.113.0/24,198.51.100.7",
+    ] {
+        assert!(env.contains(expected), "{expected} not in {env}");
+    }
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "confer-sip")
+        .expect("sip network policy");
+    let rules = policy["spec"]["ingress"].to_string();
+    assert!(
+        rules.contains("198.51.100.7/32") && rules.contains("\"endPort\":20999"),
+        "{rules}"
+    );
+    // Off by default; on without a tenant key is refused.
+    assert!(!template(&[]).contains("confer-sip"));
+    let output = Command::new(helm())
+        .args(["template", "confer", ".", "--set", "sip.enabled=true"])
+        .current_dir(chart())
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sip.tenantSecret is required"));
+}
