@@ -48,7 +48,7 @@ fn queries(dashboard: &serde_json::Value) -> Vec<String> {
 fn there_is_a_dashboard_per_concern_and_each_is_well_formed() {
     let boards = dashboards();
     let names: Vec<&str> = boards.iter().map(|(name, _)| name.as_str()).collect();
-    for concern in ["joins", "media", "placement", "chat-webhooks"] {
+    for concern in ["joins", "media", "placement", "chat-webhooks", "sip"] {
         assert!(
             names.contains(&format!("confer-{concern}.json").as_str()),
             "no dashboard for {concern}: {names:?}"
