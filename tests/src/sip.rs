@@ -27,10 +27,16 @@ pub struct Bridge {
 
 impl Bridge {
     pub async fn start(server: &TestServer) -> anyhow::Result<Self> {
+        Self::joining_through(server.signal_url()).await
+    }
+
+    /// A bridge that joins through the gateway at `signal_url` (whose room service
+    /// knows the `dev` tenant's key).
+    pub async fn joining_through(signal_url: String) -> anyhow::Result<Self> {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
         let addr = socket.local_addr()?;
         let config = confer_sip::SipConfig {
-            signal_url: server.signal_url(),
+            signal_url,
             token_key: Arc::new(confer_auth::TokenKey::new(
                 DEV_TENANT,
                 TOKEN_SECRET.as_bytes(),
@@ -50,6 +56,20 @@ impl Bridge {
             stats,
             _stop: stop,
         })
+    }
+
+    /// Waits up to 20 s until `n` calls are answered and up.
+    pub async fn until_active(&self, n: i64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.stats.active() != n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} calls up, not {n}",
+                self.stats.active()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// The bridge's `/metrics` families as text.
@@ -353,9 +373,19 @@ pub struct SippRun {
 /// Runs sipp with `scenario` against the bridge at `bridge` for `room` (one call),
 /// in a directory of its own (with the voice pcap). Fails when sipp is missing.
 pub async fn run_sipp(bridge: SocketAddr, room: &str, scenario: &str) -> anyhow::Result<SippRun> {
+    run_sipp_speaking(bridge, room, scenario, VOICE_PACKETS).await
+}
+
+/// [`run_sipp`] with `voice_packets` 20 ms packets in a speaking caller's voice.
+pub async fn run_sipp_speaking(
+    bridge: SocketAddr,
+    room: &str,
+    scenario: &str,
+    voice_packets: u16,
+) -> anyhow::Result<SippRun> {
     let dir = scratch_dir()?;
     std::fs::write(dir.join("call.xml"), scenario)?;
-    write_voice_pcap(&dir.join("voice.pcap"), VOICE_PACKETS)?;
+    write_voice_pcap(&dir.join("voice.pcap"), voice_packets)?;
     let (sip_port, media_port) = (free_udp_port()?, free_udp_port()?);
     let output = tokio::process::Command::new("sipp")
         .current_dir(&dir)

@@ -178,6 +178,8 @@ async fn removing_a_caller_from_the_room_hangs_up_with_bye() -> anyhow::Result<(
         "removal",
         scenario(Offer::Speak, Script::AwaitBye),
     );
+    // Answered first: removed before the answer, the caller would get 403 instead.
+    bridge.until_active(1).await?;
     let members = wait_for_participants(&server, "removal", 1).await?;
     let response = reqwest::Client::new()
         .delete(server.url(&format!("/v1/rooms/removal/participants/{}", members[0].0)))
