@@ -1,0 +1,234 @@
+//! An answered call's media: the caller's RTP into the room, the room's audio (one
+//! speaker at a time) to the caller, until someone hangs up or the room moves.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::CallCommand;
+use super::room::RoomSide;
+use crate::peer::PeerOutput;
+use crate::rtp::{RtpView, Splicer, write_packet};
+use crate::sdp::AudioOffer;
+use crate::signal::SignalEvent;
+use crate::stats::SipStats;
+
+/// Signalling keep-alive.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const IDLE_WAKEUP: Duration = Duration::from_millis(200);
+
+/// Why [`Media::run`] returned.
+pub(super) enum MediaEnd {
+    /// The room's SFU is going away (`node_draining`): join again.
+    Moved,
+    /// The call is over; `left`: the room side is gone already (nothing to leave).
+    Ended { reason: &'static str, left: bool },
+}
+
+pub(super) struct Media {
+    caller: UdpSocket,
+    offer: AudioOffer,
+    /// Where the caller's RTP goes: the offer's address until the caller's first packet
+    /// shows where it really comes from (symmetric RTP, through NATs).
+    remote: SocketAddr,
+    latched: bool,
+    from_caller: Splicer,
+    to_caller: Splicer,
+    last_from_caller: Instant,
+    out: Vec<u8>,
+    stats: SipStats,
+    media_timeout: Duration,
+}
+
+impl Media {
+    pub fn new(
+        caller: UdpSocket,
+        offer: &AudioOffer,
+        stats: SipStats,
+        media_timeout: Duration,
+    ) -> Self {
+        Self {
+            caller,
+            offer: offer.clone(),
+            remote: offer.remote,
+            latched: false,
+            from_caller: Splicer::new(0, 0),
+            to_caller: Splicer::new(rand::random::<u32>() | 1, offer.opus_pt),
+            last_from_caller: Instant::now(),
+            out: Vec::with_capacity(1500),
+            stats,
+            media_timeout,
+        }
+    }
+
+    /// Bridges until the call ends or the room moves.
+    pub async fn run(
+        &mut self,
+        room: &mut RoomSide,
+        commands: &mut mpsc::Receiver<CallCommand>,
+    ) -> MediaEnd {
+        let mut caller_buf = vec![0u8; 2048];
+        let mut peer_buf = vec![0u8; 2048];
+        let mut next_ping = Instant::now() + PING_EVERY;
+        // A rejoin takes a moment; the caller's silence meanwhile is not theirs.
+        self.last_from_caller = self.last_from_caller.max(Instant::now());
+        loop {
+            flush_peer(room).await;
+            let now = Instant::now();
+            if self.offer.direction.caller_sends()
+                && now.saturating_duration_since(self.last_from_caller) > self.media_timeout
+            {
+                warn!(remote = %self.remote, "no RTP from the caller: hanging up");
+                return ended("media_timeout");
+            }
+            if next_ping <= now {
+                next_ping = now + PING_EVERY;
+                if room.signal.ping().await.is_err() {
+                    return MediaEnd::Ended {
+                        reason: "room_closed",
+                        left: true,
+                    };
+                }
+            }
+            let deadline = room
+                .peer
+                .poll_timeout()
+                .unwrap_or(now + IDLE_WAKEUP)
+                .min(now + IDLE_WAKEUP);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(CallCommand::Media(offer)) => self.redirect(offer),
+                    _ => return ended("caller_hangup"),
+                },
+                received = self.caller.recv_from(&mut caller_buf) => {
+                    if let Ok((len, from)) = received {
+                        self.caller_datagram(room, &caller_buf[..len], from);
+                    }
+                }
+                received = room.socket.recv_from(&mut peer_buf) => {
+                    if let Ok((len, from)) = received {
+                        room.peer.handle_datagram(&peer_buf[..len], from, Instant::now());
+                    }
+                }
+                event = room.signal.next() => match event {
+                    SignalEvent::TrackAssigned { mid, participant, kind } if kind == "audio" => {
+                        room.speaker.assigned(&mid, &participant);
+                    }
+                    SignalEvent::TrackUnassigned { mid } => room.speaker.unassigned(&mid),
+                    SignalEvent::ActiveSpeaker { participant } => {
+                        room.speaker.active_speaker(&participant);
+                    }
+                    SignalEvent::Error { request_id, code, .. } if request_id.is_empty() => {
+                        if code == "node_draining" {
+                            return MediaEnd::Moved;
+                        }
+                        info!(%code, "the room ended the call");
+                        return MediaEnd::Ended { reason: "room_closed", left: true };
+                    }
+                    SignalEvent::Closed => return MediaEnd::Ended { reason: "room_closed", left: true },
+                    _ => {}
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if let Err(err) = room.peer.handle_timeout(Instant::now()) {
+                        debug!(error = %err, "room peer timeout handling failed");
+                    }
+                }
+            }
+            if let Some(reason) = self.drain_peer(room) {
+                return ended(reason);
+            }
+        }
+    }
+
+    fn redirect(&mut self, offer: AudioOffer) {
+        if offer.remote != self.offer.remote {
+            self.remote = offer.remote;
+            self.latched = false;
+        }
+        self.to_caller = Splicer::new(rand::random::<u32>() | 1, offer.opus_pt);
+        self.offer = offer;
+    }
+
+    /// One datagram from the caller: Opus goes to the room, the rest is counted.
+    fn caller_datagram(&mut self, room: &mut RoomSide, datagram: &[u8], from: SocketAddr) {
+        let Ok(view) = RtpView::parse(datagram) else {
+            self.stats.rtp_dropped("malformed");
+            return;
+        };
+        if !self.latched {
+            // Symmetric RTP: answer where the caller's media really comes from.
+            self.remote = from;
+            self.latched = true;
+        }
+        self.last_from_caller = Instant::now();
+        if Some(view.payload_type) == self.offer.dtmf_pt {
+            self.stats.rtp_dropped("dtmf");
+            return;
+        }
+        if view.payload_type != self.offer.opus_pt {
+            self.stats.rtp_dropped("payload_type");
+            return;
+        }
+        let now = Instant::now();
+        let Some(header) = self
+            .from_caller
+            .header(view.ssrc, view.sequence, view.timestamp, now)
+        else {
+            return;
+        };
+        let payload = &datagram[view.payload.0..view.payload.1];
+        let marker = view.marker || header.marker;
+        if room
+            .peer
+            .send_audio(now, header.sequence, header.timestamp, marker, payload)
+        {
+            self.stats.rtp_from_caller();
+        }
+    }
+
+    /// Acts on what the peer connection produced; `Some(reason)` ends the call.
+    fn drain_peer(&mut self, room: &mut RoomSide) -> Option<&'static str> {
+        while let Some(output) = room.peer.poll_output() {
+            match output {
+                PeerOutput::Connected => debug!("room peer connected"),
+                PeerOutput::Failed => return Some("media_failed"),
+                PeerOutput::Audio { mid, ssrc, packet } => {
+                    let now = Instant::now();
+                    if !self.offer.direction.caller_receives() || !room.speaker.forward(&mid, now) {
+                        continue;
+                    }
+                    let Some(header) = self.to_caller.header(
+                        ssrc,
+                        packet.header.sequence_number,
+                        packet.header.timestamp,
+                        now,
+                    ) else {
+                        continue;
+                    };
+                    write_packet(&mut self.out, &header, &packet.payload);
+                    if self.caller.try_send_to(&self.out, self.remote).is_ok() {
+                        self.stats.rtp_to_caller();
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn ended(reason: &'static str) -> MediaEnd {
+    MediaEnd::Ended {
+        reason,
+        left: false,
+    }
+}
+
+async fn flush_peer(room: &mut RoomSide) {
+    while let Some((datagram, to)) = room.peer.poll_transmit() {
+        // One lost datagram is repaired by the media stack (NACK, retransmits).
+        let _ = room.socket.send_to(&datagram, to).await;
+    }
+}
