@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::server::{DEV_TENANT, TOKEN_SECRET, TestServer};
+use serde_json::json;
 
 /// A 20 ms Opus frame of silence (CELT, full band, one frame): valid for any decoder.
 pub const OPUS_SILENCE: [u8; 3] = [0xf8, 0xff, 0xfe];
@@ -78,6 +79,26 @@ impl Bridge {
         self.stats.render(&mut out);
         out.finish()
     }
+}
+
+/// Creates `room` through the tenant API.
+pub async fn create_room(
+    server: &TestServer,
+    room: &str,
+    waiting_room: bool,
+) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/rooms"))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .json(&json!({"name": room, "settings": {"waiting_room": waiting_room}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "room not created: {}",
+        response.text().await?
+    );
+    Ok(())
 }
 
 /// What a scripted caller offers as its audio.
@@ -343,12 +364,22 @@ pub async fn listen(socket: &UdpSocket, duration: Duration) -> Heard {
     heard
 }
 
-/// Sends `packets` Opus silence packets (payload type `pt`, 20 ms apart) from `socket` to `to`.
+/// A 20 ms Opus frame the size of speech (SILK wideband, 80 bytes): the bridge reads
+/// a caller sending these as talking.
+pub fn opus_speech() -> Vec<u8> {
+    let mut frame = vec![0x48];
+    frame.resize(80, 0x55);
+    frame
+}
+
+/// Sends `packets` Opus packets with `frame` as payload (payload type `pt`, 20 ms
+/// apart) from `socket` to `to`.
 pub async fn send_voice(
     socket: &UdpSocket,
     to: SocketAddr,
     pt: u8,
     packets: u16,
+    frame: &[u8],
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     for i in 0..packets {
@@ -357,7 +388,7 @@ pub async fn send_voice(
         rtp.extend_from_slice(&i.to_be_bytes());
         rtp.extend_from_slice(&(u32::from(i) * 960).to_be_bytes());
         rtp.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
-        rtp.extend_from_slice(&OPUS_SILENCE);
+        rtp.extend_from_slice(frame);
         socket.send_to(&rtp, to).await?;
     }
     Ok(())

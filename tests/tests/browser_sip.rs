@@ -1,7 +1,8 @@
 //! A phone caller (sipp for SIP, this test's socket for its RTP) and a headless
 //! Chromium in one room: the browser shows the caller as a participant and receives
 //! its audio; the caller hears the browser's microphone (real Opus from Chromium, as
-//! one stream); the browser's host removes the caller and the bridge hangs up (BYE).
+//! one stream); a caller who talks is the room's active speaker, outlined in the web
+//! app; the browser's host removes the caller and the bridge hangs up (BYE).
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 use confer_e2e::audio::write_tone_wav;
 use confer_e2e::browser::Driver;
 use confer_e2e::server::{TestServer, metric};
-use confer_e2e::sip::{Bridge, Offer, Script, listen, run_sipp, scenario, send_voice};
+use confer_e2e::sip::{Bridge, Offer, Script, listen, opus_speech, run_sipp, scenario, send_voice};
 use tokio::net::UdpSocket;
 
 /// The caller's participant id, once the browser knows it.
@@ -89,9 +90,25 @@ async fn a_phone_caller_and_a_browser_hear_each_other() -> anyhow::Result<()> {
         heard.payload.len() > 10,
         "a tone is more than Opus silence: {heard:?}"
     );
-    // The caller speaks back to where the bridge's RTP comes from.
+    // Ada mutes; the caller speaks back to where the bridge's RTP comes from, and is
+    // the room's active speaker (the bridge sends the caller's level with each packet).
+    ada.eval("document.getElementById('toggle-mic').click();")
+        .await?;
     let bridge_rtp = heard.from.context("no RTP from the bridge")?;
-    send_voice(&ear, bridge_rtp, 111, 200).await?;
+    let speech = opus_speech();
+    let speaking = send_voice(&ear, bridge_rtp, 111, 250, &speech);
+    let caller_speaking = format!(
+        "const t = document.querySelector('.tile.speaking');
+         return !!t && t.dataset.participant === '{caller}';"
+    );
+    let outlined = ada.wait_for(
+        "the caller outlined as the speaker",
+        &caller_speaking,
+        Duration::from_secs(5),
+    );
+    let (sent, outlined) = tokio::join!(speaking, outlined);
+    sent?;
+    outlined?;
     ada.wait_for(
         "the caller's audio in Ada's browser",
         &caller_audio_at_least(&caller, 100),

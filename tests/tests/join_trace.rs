@@ -299,3 +299,41 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_call_is_one_trace_from_the_invite_through_the_join() -> anyhow::Result<()> {
+    use confer_e2e::sip::{Bridge, Offer, Script, create_room, run_sipp, scenario};
+    let (collector, telemetry) = collect().await?;
+    let server = confer_e2e::server::TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    create_room(&server, "dial-traced", false).await?;
+    let call = run_sipp(
+        bridge.addr,
+        "dial-traced",
+        &scenario(Offer::Speak, Script::HangUpAfter { ms: 300 }),
+    )
+    .await?;
+    assert!(call.success, "{}", call.output);
+    let spans = spans_named(
+        &collector,
+        &telemetry,
+        &["sip.invite", "signal.join", "room.join"],
+    )
+    .await;
+    let invite = find(&spans, "sip.invite");
+    let join = find(&spans, "signal.join");
+    assert_eq!(
+        join.trace, invite.trace,
+        "the gateway's join is in the INVITE's trace"
+    );
+    assert_eq!(
+        join.parent, invite.id,
+        "the INVITE's span is the join's parent"
+    );
+    let room_join = find(&spans, "room.join");
+    assert_eq!(
+        room_join.trace, invite.trace,
+        "the room service continues it"
+    );
+    Ok(())
+}

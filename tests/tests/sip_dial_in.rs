@@ -9,26 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use confer_e2e::server::{TOKEN_SECRET, TestServer, metric};
 use confer_e2e::sip::{
-    Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, listen, run_sipp, scenario,
+    Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, create_room, listen, run_sipp,
+    scenario,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::UdpSocket;
-
-/// Creates `room` through the tenant API.
-async fn create_room(server: &TestServer, room: &str, waiting_room: bool) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/rooms"))
-        .basic_auth("dev", Some(TOKEN_SECRET))
-        .json(&json!({"name": room, "settings": {"waiting_room": waiting_room}}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "room not created: {}",
-        response.text().await?
-    );
-    Ok(())
-}
 
 /// The room's participants (tenant API), as (id, name, state).
 async fn participants(

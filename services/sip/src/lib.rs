@@ -12,6 +12,7 @@
 
 mod call;
 mod dialog;
+pub mod level;
 pub mod message;
 mod peer;
 pub mod rtp;

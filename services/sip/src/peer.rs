@@ -18,7 +18,8 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
@@ -28,6 +29,8 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 /// Receive slots for others' audio: the caller hears one of them at a time.
 pub const AUDIO_SLOTS: usize = 8;
+/// RFC 6464, as the SFU reads it for the active speaker.
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Opus as the default media engine registers it.
 const DEFAULT_OPUS_PT: u8 = 111;
 
@@ -50,6 +53,8 @@ pub struct RoomPeer {
     sender: RTCRtpSenderId,
     ssrc: u32,
     opus_pt: u8,
+    /// The negotiated id of the audio-level extension, once answered.
+    audio_level_ext: Option<u8>,
     /// Receive slot of each track the far end opened.
     mids: HashMap<MediaStreamTrackId, String>,
     pub local: SocketAddr,
@@ -60,6 +65,14 @@ impl RoomPeer {
     pub fn new(local: SocketAddr, now: Instant) -> anyhow::Result<Self> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        // The caller's level on every packet: the room's active speaker can be the caller.
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )?;
         let registry =
             register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)?;
         let mut pc = RTCPeerConnectionBuilder::new()
@@ -95,6 +108,7 @@ impl RoomPeer {
             sender,
             ssrc,
             opus_pt: DEFAULT_OPUS_PT,
+            audio_level_ext: None,
             mids: HashMap::new(),
             local,
         })
@@ -110,20 +124,26 @@ impl RoomPeer {
         self.pc
             .set_remote_description(now, RTCSessionDescription::answer(sdp)?)
             .context("the room's answer could not be applied")?;
-        if let Some(mut sender) = self.pc.rtp_sender(self.sender)
-            && let Some(opus) = sender
-                .get_parameters()
-                .rtp_parameters
+        if let Some(mut sender) = self.pc.rtp_sender(self.sender) {
+            let parameters = &sender.get_parameters().rtp_parameters;
+            if let Some(opus) = parameters
                 .codecs
                 .iter()
                 .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-        {
-            self.opus_pt = opus.payload_type;
+            {
+                self.opus_pt = opus.payload_type;
+            }
+            self.audio_level_ext = parameters
+                .header_extensions
+                .iter()
+                .find(|ext| ext.uri == AUDIO_LEVEL_URI)
+                .and_then(|ext| u8::try_from(ext.id).ok());
         }
         Ok(())
     }
 
-    /// Publishes one Opus packet of the caller's.
+    /// Publishes one Opus packet of the caller's, with its `level` (-dBov) when the
+    /// room negotiated the audio-level extension.
     pub fn send_audio(
         &mut self,
         now: Instant,
@@ -131,7 +151,9 @@ impl RoomPeer {
         timestamp: u32,
         marker: bool,
         payload: &[u8],
+        level: u8,
     ) -> bool {
+        let audio_level_ext = self.audio_level_ext;
         let Some(mut sender) = self.pc.rtp_sender(self.sender) else {
             return false;
         };
@@ -143,6 +165,17 @@ impl RoomPeer {
         packet.header.timestamp = timestamp;
         packet.header.ssrc = self.ssrc;
         packet.payload = bytes::Bytes::copy_from_slice(payload);
+        if let Some(id) = audio_level_ext {
+            // RFC 6464: the voice-activity bit, then the level.
+            let voice = if level < crate::level::SILENT {
+                0x80
+            } else {
+                0
+            };
+            let _ = packet
+                .header
+                .set_extension(id, bytes::Bytes::copy_from_slice(&[voice | level.min(127)]));
+        }
         sender.write_rtp(now, packet).is_ok()
     }
 

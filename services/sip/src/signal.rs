@@ -61,18 +61,24 @@ impl Signal {
         Ok(Self { ws })
     }
 
+    /// Asks to enter `room`; `traceparent` makes the gateway's join span a child of the
+    /// caller's (the bridge's INVITE span).
     pub async fn join(
         &mut self,
         room: &str,
         name: &str,
         token: &str,
         password: &str,
+        traceparent: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.send(json!({
+        let mut message = json!({
             "request_id": "join",
             "join": {"room": room, "name": name, "token": token, "password": password},
-        }))
-        .await
+        });
+        if let Some(traceparent) = traceparent {
+            message["traceparent"] = traceparent.into();
+        }
+        self.send(message).await
     }
 
     pub async fn offer(&mut self, sdp: &str) -> anyhow::Result<()> {

@@ -181,10 +181,15 @@ impl Media {
         };
         let payload = &datagram[view.payload.0..view.payload.1];
         let marker = view.marker || header.marker;
-        if room
-            .peer
-            .send_audio(now, header.sequence, header.timestamp, marker, payload)
-        {
+        let level = crate::level::estimate(payload);
+        if room.peer.send_audio(
+            now,
+            header.sequence,
+            header.timestamp,
+            marker,
+            payload,
+            level,
+        ) {
             self.stats.rtp_from_caller();
         }
     }

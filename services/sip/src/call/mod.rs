@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{Instrument as _, info};
 
 use crate::SipConfig;
 use crate::sdp::AudioOffer;
@@ -149,7 +149,17 @@ async fn bridge(
     commands: &mut mpsc::Receiver<CallCommand>,
 ) -> Result<&'static str, Refusal> {
     let caller = bind_rtp(config).await.map_err(Refusal::failed)?;
-    let room = room::enter(setup, config, events, commands, true).await?;
+    // The INVITE's span covers joining: the gateway's join (and the room service's and
+    // SFU's spans after it) are its children.
+    let invite = tracing::info_span!(
+        "sip.invite",
+        otel.kind = "server",
+        network.transport = "udp",
+        room = %setup.room,
+    );
+    let room = room::enter(setup, config, events, commands, true)
+        .instrument(invite)
+        .await?;
     let local = caller.local_addr().map_err(|e| Refusal::failed(e.into()))?;
     let advertised = SocketAddr::new(config.advertise_ip, local.port());
     let session = rand::random::<u32>().into();
@@ -167,7 +177,11 @@ async fn bridge(
             MediaEnd::Moved => {
                 info!(call = %setup.call_id, "the room moved to another media server: joining again");
                 room.leave().await;
-                room = match room::enter(setup, config, events, commands, false).await {
+                let rejoin = tracing::info_span!(parent: None, "sip.rejoin", room = %setup.room);
+                let entered = room::enter(setup, config, events, commands, false)
+                    .instrument(rejoin)
+                    .await;
+                room = match entered {
                     Ok(room) => room,
                     Err(refusal) if refusal.outcome == "cancelled" => return Ok("caller_hangup"),
                     Err(refusal) => {

@@ -57,7 +57,13 @@ pub(super) async fn enter(
         .map_err(Refusal::failed)?;
     let token = config.token(&setup.room, &setup.identity, &setup.name);
     signal
-        .join(&setup.room, &setup.name, &token, &setup.password)
+        .join(
+            &setup.room,
+            &setup.name,
+            &token,
+            &setup.password,
+            confer_telemetry::TraceContext::traceparent(&tracing::Span::current()).as_deref(),
+        )
         .await
         .map_err(Refusal::failed)?;
     let mut side = RoomSide {
