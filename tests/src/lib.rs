@@ -9,6 +9,7 @@ pub mod room;
 pub mod server;
 pub mod signal;
 pub mod sip;
+pub mod softphone;
 pub mod split;
 pub mod two_sfus;
 pub mod video;
