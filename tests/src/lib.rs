@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod backing;
 pub mod browser;
+pub mod checkers;
 pub mod room;
 pub mod server;
 pub mod signal;

@@ -123,6 +123,30 @@ impl TwoSfus {
         })
     }
 
+    /// Peers on each SFU.
+    pub async fn peers(&self) -> anyhow::Result<[usize; 2]> {
+        Ok([
+            self.sfus[0].handle.occupancy().await?.peers,
+            self.sfus[1].handle.occupancy().await?.peers,
+        ])
+    }
+
+    /// Waits up to 20 s for `wanted` peers on each SFU.
+    pub async fn until_peers(&self, wanted: [usize; 2]) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.peers().await?;
+            if now == wanted {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "peers per SFU: {now:?}, wanted {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }

@@ -4,7 +4,7 @@
 //! Each browser is told its media server is going away, joins again by itself, lands on
 //! the other SFU, and decodes the other's video there. The drained SFU ends empty.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::room::{CONNECTED, REMOTE_VIDEO_PLAYING, open_join_link};
@@ -15,28 +15,6 @@ use confer_room::api::RoomApi as _;
 /// The stage holds exactly this browser's tile and the other participant's.
 const ONE_TILE_EACH: &str = "return document.querySelectorAll('.tile.local').length === 1 \
      && document.querySelectorAll('.tile.remote').length === 1;";
-
-async fn peers(deployment: &TwoSfus) -> anyhow::Result<[usize; 2]> {
-    Ok([
-        deployment.sfus[0].handle.occupancy().await?.peers,
-        deployment.sfus[1].handle.occupancy().await?.peers,
-    ])
-}
-
-async fn until_peers(deployment: &TwoSfus, wanted: [usize; 2]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = peers(deployment).await?;
-        if now == wanted {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "peers per SFU: {now:?}, wanted {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn open(deployment: &TwoSfus, browser: &Browser, name: &str) -> anyhow::Result<()> {
     let link = deployment.url(&format!("/r/drain?name={name}"));
@@ -60,7 +38,7 @@ async fn a_call_on_an_evacuated_sfu_goes_on_on_the_other() -> anyhow::Result<()>
             )
             .await?;
     }
-    let (from, to) = match peers(&deployment).await? {
+    let (from, to) = match deployment.peers().await? {
         [2, 0] => (0, 1),
         [0, 2] => (1, 0),
         other => anyhow::bail!("the call should be on one SFU: {other:?}"),
@@ -76,7 +54,7 @@ async fn a_call_on_an_evacuated_sfu_goes_on_on_the_other() -> anyhow::Result<()>
     assert_eq!(moved, 1, "one room was on the drained SFU");
     let mut wanted = [0, 0];
     wanted[to] = 2;
-    until_peers(&deployment, wanted).await?;
+    deployment.until_peers(wanted).await?;
 
     // Media flows again, on the other SFU, both ways, and the page shows the call as
     // it is now: connected, one tile each, the remote one playing.
@@ -110,7 +88,7 @@ async fn a_call_on_an_evacuated_sfu_goes_on_on_the_other() -> anyhow::Result<()>
         );
     }
     assert_eq!(
-        peers(&deployment).await?[from],
+        deployment.peers().await?[from],
         0,
         "the drained SFU is empty"
     );

@@ -4,11 +4,10 @@
 //! scraper asks for it, in OpenMetrics that the reference parser
 //! (`prometheus_client.openmetrics.parser`) accepts.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::checkers::{OPENMETRICS_PARSE, check};
 use confer_e2e::server::{TestServer, metric};
 use confer_e2e::signal::{SignalClient, client_offer};
 use serde_json::json;
@@ -38,40 +37,6 @@ async fn join(server: &TestServer, name: &str, token: &str) -> anyhow::Result<Si
         .await?;
     Ok(client)
 }
-
-/// Runs a checker with `input` on stdin; its combined output, or an error if it failed.
-fn check(program: &str, args: &[&str], input: &str) -> anyhow::Result<String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| anyhow::anyhow!("{program} did not run: {err}"))?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
-        .write_all(input.as_bytes())?;
-    let output = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    anyhow::ensure!(
-        output.status.success(),
-        "{program} {args:?} refused:\n{text}\n---\n{input}"
-    );
-    Ok(text)
-}
-
-const OPENMETRICS_PARSE: &str = "\
-import sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-families = list(text_string_to_metric_families(sys.stdin.read()))
-print(' '.join(sorted(f.name + ':' + f.type for f in families)))
-";
 
 #[tokio::test]
 async fn a_scripted_session_shows_in_metrics_in_both_formats() -> anyhow::Result<()> {

@@ -13,28 +13,6 @@ use confer_room::api::{RoomApi as _, TenantCreated};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 
-async fn peers(deployment: &TwoSfus) -> anyhow::Result<[usize; 2]> {
-    Ok([
-        deployment.sfus[0].handle.occupancy().await?.peers,
-        deployment.sfus[1].handle.occupancy().await?.peers,
-    ])
-}
-
-async fn until_peers(deployment: &TwoSfus, wanted: [usize; 2]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = peers(deployment).await?;
-        if now == wanted {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "peers per SFU: {now:?}, wanted {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn participants(deployment: &TwoSfus, room: &str) -> anyhow::Result<usize> {
     let body: Value = reqwest::Client::new()
         .get(deployment.url(&format!("/v1/rooms/{room}/participants")))
@@ -101,7 +79,7 @@ async fn calls_follow_their_room_to_another_sfu() -> anyhow::Result<()> {
 
     let before = listen(&ear, Duration::from_secs(3)).await;
     assert!(before.packets >= 50, "before the move: {before:?}");
-    let (from, to) = match peers(&deployment).await? {
+    let (from, to) = match deployment.peers().await? {
         [2, 0] => (0, 1),
         [0, 2] => (1, 0),
         other => anyhow::bail!("the room should be on one SFU: {other:?}"),
@@ -115,7 +93,7 @@ async fn calls_follow_their_room_to_another_sfu() -> anyhow::Result<()> {
     assert_eq!(moved, 1, "one room was on the drained SFU");
     let mut wanted = [0, 0];
     wanted[to] = 2;
-    until_peers(&deployment, wanted).await?;
+    deployment.until_peers(wanted).await?;
 
     // The listener hears the speaker again, in the same stream.
     let after = listen(&ear, Duration::from_secs(4)).await;

@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use confer_e2e::checkers::{OPENMETRICS_PARSE, check};
 use confer_e2e::server::metric;
 use confer_e2e::sip::{Offer, Script, run_sipp, scenario};
 use serde_json::json;
@@ -80,40 +80,6 @@ async fn open_room(deployment: &Deployment, room: &str) -> anyhow::Result<()> {
     anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
     Ok(())
 }
-
-/// Runs a checker with `input` on stdin; its output, or an error if it refused.
-fn check(program: &str, args: &[&str], input: &str) -> anyhow::Result<String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| anyhow::anyhow!("{program} did not run: {err}"))?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
-        .write_all(input.as_bytes())?;
-    let output = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    anyhow::ensure!(
-        output.status.success(),
-        "{program} refused:\n{text}\n---\n{input}"
-    );
-    Ok(text)
-}
-
-const OPENMETRICS_PARSE: &str = "\
-import sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-families = list(text_string_to_metric_families(sys.stdin.read()))
-print(' '.join(sorted(f.name + ':' + f.type for f in families)))
-";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sip_role_counts_its_calls_in_both_metric_formats() -> anyhow::Result<()> {

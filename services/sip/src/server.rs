@@ -144,6 +144,13 @@ impl Server {
         bytes
     }
 
+    /// 481: a BYE or CANCEL for a call this bridge does not have.
+    async fn no_such_call(&self, request: &Message, from: SocketAddr) {
+        let status = "Call/Transaction Does Not Exist";
+        let response = dialog::response(request, from, 481, status, &dialog::tag(), &[], None);
+        self.send(&response, from).await;
+    }
+
     async fn datagram(&mut self, datagram: &[u8], from: SocketAddr) {
         let message = match Message::parse(datagram) {
             Ok(Some(message)) => message,
@@ -387,16 +394,7 @@ impl Server {
     async fn bye(&mut self, bye: &Message, from: SocketAddr) {
         let call_id = bye.header("Call-ID").unwrap_or_default();
         let Some(call) = self.calls.get_mut(call_id) else {
-            let response = dialog::response(
-                bye,
-                from,
-                481,
-                "Call/Transaction Does Not Exist",
-                &dialog::tag(),
-                &[],
-                None,
-            );
-            self.send(&response, from).await;
+            self.no_such_call(bye, from).await;
             return;
         };
         let tag = call.local_tag.clone();
@@ -414,16 +412,7 @@ impl Server {
     async fn cancel(&mut self, cancel: &Message, from: SocketAddr) {
         let call_id = cancel.header("Call-ID").unwrap_or_default().to_owned();
         let Some(call) = self.calls.get_mut(&call_id) else {
-            let response = dialog::response(
-                cancel,
-                from,
-                481,
-                "Call/Transaction Does Not Exist",
-                &dialog::tag(),
-                &[],
-                None,
-            );
-            self.send(&response, from).await;
+            self.no_such_call(cancel, from).await;
             return;
         };
         let tag = call.local_tag.clone();

@@ -5,6 +5,7 @@ mod crd;
 mod dev;
 mod gateway;
 mod loadtest;
+mod metrics;
 mod operator;
 mod room;
 mod sfu;

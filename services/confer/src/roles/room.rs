@@ -50,7 +50,10 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
     )
     .await?;
     let metrics = super::bind(args.metrics_listen).await?;
-    tokio::spawn(serve_metrics(metrics, service.clone(), snapshots));
+    let rendered = service.clone();
+    tokio::spawn(super::metrics::serve(metrics, move |out| {
+        render_metrics(out, &rendered, snapshots.as_ref());
+    }));
     let listener = super::bind(args.listen).await?;
     info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), "room service ready");
     confer_room::grpc::serve(service, listener, shutdown).await
@@ -58,44 +61,23 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
 
 /// `/metrics`: webhook delivery, placement decisions, and with Consul how fresh this
 /// replica's view of discovery is (placement keeps running on the last snapshot while
-/// Consul is unreachable, and says so here). Prometheus text, or OpenMetrics by the
-/// scraper's `Accept`.
-async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    service: confer_room::RoomService,
-    snapshots: Option<tokio::sync::watch::Receiver<confer_discovery::Snapshot>>,
-) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move |headers: axum::http::HeaderMap| {
-            let format = confer_metrics::Format::negotiate(
-                headers
-                    .get(axum::http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let mut out = confer_metrics::Exposition::new(format);
-            service.webhook_stats().counts().render(&mut out);
-            out.counter_by(
-                "confer_room_placements",
-                "Placement decisions: existing (the room already had its SFU in the region), placed (a new choice), or the error code.",
-                "outcome",
-                &service.placements(),
-            );
-            if let Some(snapshots) = &snapshots {
-                out.raw(&confer_discovery::metrics::render(
-                    &snapshots.borrow(),
-                    confer_discovery::unix_ms(),
-                ));
-            }
-            let text = out.finish();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, format.content_type())],
-                    text,
-                )
-            }
-        }),
+/// Consul is unreachable, and says so here).
+fn render_metrics(
+    out: &mut confer_metrics::Exposition,
+    service: &confer_room::RoomService,
+    snapshots: Option<&tokio::sync::watch::Receiver<confer_discovery::Snapshot>>,
+) {
+    service.webhook_stats().counts().render(out);
+    out.counter_by(
+        "confer_room_placements",
+        "Placement decisions: existing (the room already had its SFU in the region), placed (a new choice), or the error code.",
+        "outcome",
+        &service.placements(),
     );
-    axum::serve(listener, app).await?;
-    Ok(())
+    if let Some(snapshots) = snapshots {
+        out.raw(&confer_discovery::metrics::render(
+            &snapshots.borrow(),
+            confer_discovery::unix_ms(),
+        ));
+    }
 }

@@ -23,7 +23,10 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     let listener = super::bind(args.control_listen).await?;
     let control = listener.local_addr()?;
     let metrics = super::bind(args.metrics_listen).await?;
-    tokio::spawn(serve_metrics(metrics, sfu.clone()));
+    let rendered = sfu.clone();
+    tokio::spawn(super::metrics::serve(metrics, move |out| {
+        render_metrics(out, &rendered);
+    }));
     info!(control = %control, media = ?sfu.media_addrs(), "sfu ready");
     if let Some(consul) = &args.consul_addr {
         let registry = Registry::Consul(ConsulRegistry::new(consul, args.consul_token.clone())?);
@@ -40,33 +43,14 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
 
 /// `/metrics`: forwarding, loss repair and layer counters, peers, and whether this
 /// node is draining.
-async fn serve_metrics(listener: tokio::net::TcpListener, sfu: SfuHandle) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move |headers: axum::http::HeaderMap| {
-            let accept = headers
-                .get(axum::http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
-            let format = confer_metrics::Format::negotiate(accept);
-            let mut out = confer_metrics::Exposition::new(format);
-            sfu.stats().snapshot().render(&mut out);
-            sfu.stats().render_quality(&mut out);
-            out.gauge1(
-                "confer_sfu_draining",
-                "1 while this SFU takes no new rooms and waits for its rooms to empty.",
-                f64::from(u8::from(sfu.is_draining())),
-            );
-            let text = out.finish();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, format.content_type())],
-                    text,
-                )
-            }
-        }),
+fn render_metrics(out: &mut confer_metrics::Exposition, sfu: &SfuHandle) {
+    sfu.stats().snapshot().render(out);
+    sfu.stats().render_quality(out);
+    out.gauge1(
+        "confer_sfu_draining",
+        "1 while this SFU takes no new rooms and waits for its rooms to empty.",
+        f64::from(u8::from(sfu.is_draining())),
     );
-    axum::serve(listener, app).await?;
-    Ok(())
 }
 
 fn registration(args: &SfuArgs, control: std::net::SocketAddr) -> anyhow::Result<Registration> {

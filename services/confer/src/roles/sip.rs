@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::http::{HeaderMap, header};
 use tokio::sync::watch;
 
 use crate::cli::{SipArgs, SipMediaArgs};
@@ -20,7 +19,10 @@ pub async fn run(args: SipArgs) -> anyhow::Result<()> {
     let config = config(&args.media, args.listen, args.signal_url.clone(), key);
     let stats = confer_sip::SipStats::default();
     let metrics = super::bind(args.metrics_listen).await?;
-    tokio::spawn(serve_metrics(metrics, stats.clone()));
+    let rendered = stats.clone();
+    tokio::spawn(super::metrics::serve(metrics, move |out| {
+        rendered.render(out)
+    }));
     confer_sip::serve(socket, config, stats, shutdown).await
 }
 
@@ -65,25 +67,4 @@ fn config(
         max_calls: media.sip_max_calls,
         media_timeout: Duration::from_secs(media.sip_media_timeout_secs),
     }
-}
-
-/// `/metrics`: calls by outcome, calls up, ends, set-up time, requests, RTP.
-async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    stats: confer_sip::SipStats,
-) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move |headers: HeaderMap| {
-            let format = confer_metrics::Format::negotiate(
-                headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
-            );
-            let mut out = confer_metrics::Exposition::new(format);
-            stats.render(&mut out);
-            let text = out.finish();
-            async move { ([(header::CONTENT_TYPE, format.content_type())], text) }
-        }),
-    );
-    axum::serve(listener, app).await?;
-    Ok(())
 }
