@@ -414,6 +414,18 @@ pub async fn run_sipp_speaking(
     scenario: &str,
     voice_packets: u16,
 ) -> anyhow::Result<SippRun> {
+    run_sipp_from("127.0.0.1", bridge, room, scenario, voice_packets).await
+}
+
+/// [`run_sipp_speaking`] from the loopback address `caller_ip` (any of 127.0.0.0/8):
+/// callers at different addresses.
+pub async fn run_sipp_from(
+    caller_ip: &str,
+    bridge: SocketAddr,
+    room: &str,
+    scenario: &str,
+    voice_packets: u16,
+) -> anyhow::Result<SippRun> {
     let dir = scratch_dir()?;
     std::fs::write(dir.join("call.xml"), scenario)?;
     write_voice_pcap(&dir.join("voice.pcap"), voice_packets)?;
@@ -422,15 +434,7 @@ pub async fn run_sipp_speaking(
         .current_dir(&dir)
         .arg(bridge.to_string())
         .args([
-            "-sf",
-            "call.xml",
-            "-s",
-            room,
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-nostdin",
+            "-sf", "call.xml", "-s", room, "-m", "1", "-i", caller_ip, "-nostdin",
         ])
         .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
         .args(["-timeout", "90s", "-timeout_error", "-trace_err"])

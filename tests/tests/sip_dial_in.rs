@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use confer_e2e::server::{TOKEN_SECRET, TestServer, metric};
+use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, metric};
 use confer_e2e::sip::{
     Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, create_room, listen, run_sipp,
-    scenario,
+    run_sipp_from, scenario,
 };
+use confer_gateway::GatewayConfig;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
@@ -329,4 +330,57 @@ fn spawn_call(
     scenario: String,
 ) -> tokio::task::JoinHandle<anyhow::Result<SippRun>> {
     tokio::spawn(async move { run_sipp(bridge, room, &scenario).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_wrong_pins_do_not_lock_out_the_others() -> anyhow::Result<()> {
+    // The gateway trusts the bridge's X-Forwarded-For: limits count each caller.
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            trusted_proxies: vec!["127.0.0.1".parse().map_err(anyhow::Error::msg)?],
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let bridge = Bridge::start(&server).await?;
+    let created = reqwest::Client::new()
+        .post(server.url("/v1/rooms"))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .json(&serde_json::json!({"name": "board", "password": "4321", "settings": {"waiting_room": false}}))
+        .send()
+        .await?;
+    anyhow::ensure!(created.status().is_success(), "{}", created.text().await?);
+    let refused = |status| scenario(Offer::Speak, Script::Refused { status });
+    // A guesser at 127.0.0.2: five wrong PINs are refused, then the guessing is.
+    for _ in 0..5 {
+        let run = run_sipp_from("127.0.0.2", bridge.addr, "board*0000", &refused(403), 10).await?;
+        assert!(run.success, "403 expected for a wrong PIN:\n{}", run.output);
+    }
+    let run = run_sipp_from("127.0.0.2", bridge.addr, "board*0000", &refused(503), 10).await?;
+    assert!(
+        run.success,
+        "503 expected once the guesser is rate limited:\n{}",
+        run.output
+    );
+    // Another caller, at 127.0.0.3, with the right PIN gets in at once.
+    let answered = scenario(Offer::Speak, Script::HangUpAfter { ms: 500 });
+    let run = run_sipp_from("127.0.0.3", bridge.addr, "board*4321", &answered, 10).await?;
+    assert!(
+        run.success,
+        "the right PIN from another caller is answered:\n{}",
+        run.output
+    );
+    let metrics = bridge.metrics();
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"forbidden\"}"),
+        Some(5),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    Ok(())
 }

@@ -205,7 +205,7 @@ pub struct SipMediaArgs {
     /// Networks allowed to call, comma-separated (`203.0.113.0/24,198.51.100.7`): the
     /// SIP trunk's addresses. Any when empty.
     #[arg(long, env = "CONFER_SIP_ALLOW", value_delimiter = ',')]
-    pub sip_allow: Vec<confer_sip::Network>,
+    pub sip_allow: Vec<confer_netaddr::Network>,
     /// Calls up at once; more are answered 503.
     #[arg(long, env = "CONFER_SIP_MAX_CALLS", default_value_t = 200)]
     pub sip_max_calls: usize,
@@ -254,6 +254,11 @@ pub struct GatewayArgs {
     /// region when the room spans it (the room's `regions`), else the room's home.
     #[arg(long = "gateway-region", env = "CONFER_GATEWAY_REGION")]
     pub region: Option<String>,
+    /// Proxies in front of this gateway whose `X-Forwarded-For` names the client (an
+    /// ingress, the SIP bridge), comma-separated networks: per-address join and
+    /// password limits then count the client, not the proxy. None by default.
+    #[arg(long, env = "CONFER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<confer_netaddr::Network>,
     #[command(flatten)]
     pub files: FileArgs,
 }

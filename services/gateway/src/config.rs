@@ -15,6 +15,9 @@ pub struct GatewayConfig {
     /// Other roles' families on this gateway's `/metrics`, when they run in this
     /// process (`confer dev`: the SIP bridge).
     pub extra_metrics: Vec<ExtraMetrics>,
+    /// Proxies whose `X-Forwarded-For` names the client (an ingress, the SIP bridge):
+    /// the room service's per-address limits then count the client, not the proxy.
+    pub trusted_proxies: Vec<confer_netaddr::Network>,
 }
 
 /// Writes one role's families on a `/metrics` page.
@@ -28,6 +31,7 @@ impl Default for GatewayConfig {
             files: crate::FileConfig::default(),
             region: None,
             extra_metrics: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -41,13 +41,16 @@ const JOIN_HISTORY: u32 = 50;
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client =
+        crate::client_addr::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
     // Frames up to 4x the limit reach the decoder, which answers `message_too_large`;
     // larger ones close the connection at the protocol level.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(state, socket, peer.ip()))
+        .on_upgrade(move |socket| serve(state, socket, client))
 }
 
 /// Bytes read from a client's socket per read. The WebSocket library zero-fills this

@@ -341,6 +341,7 @@ impl Server {
             name,
             identity: format!("sip-{:08x}", rand::random::<u32>()),
             offer,
+            caller: from.ip(),
         })
     }
 

@@ -3,10 +3,13 @@
 //! that decide what the caller hears (track assignments, the active speaker) or end
 //! the call.
 
+use std::net::IpAddr;
+
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -52,10 +55,19 @@ pub struct Signal {
 }
 
 impl Signal {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    /// Opens a session at `url` for a caller at `caller` (sent as `X-Forwarded-For`:
+    /// a gateway that trusts the bridge applies its per-address limits to the caller,
+    /// not to the bridge all calls come from).
+    pub async fn connect(url: &str, caller: IpAddr) -> anyhow::Result<Self> {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        let mut request = url
+            .into_client_request()
+            .with_context(|| format!("not a WebSocket URL: {url}"))?;
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", caller.to_string().parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .with_context(|| format!("failed to open the signalling WebSocket {url}"))?;
         Ok(Self { ws })

@@ -71,6 +71,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let gateway = GatewayConfig {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
+        // The in-process SIP bridge joins over loopback for its callers.
+        trusted_proxies: if sip.is_some() {
+            ["127.0.0.1", "::1"]
+                .iter()
+                .filter_map(|net| net.parse().ok())
+                .collect()
+        } else {
+            Vec::new()
+        },
         extra_metrics: sip
             .iter()
             .map(|(_, stats)| {

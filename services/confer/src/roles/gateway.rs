@@ -17,6 +17,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let mut config = GatewayConfig {
         files: args.files.config()?,
         region: args.region.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
         ..GatewayConfig::default()
     };
     if let Some(id) = args.gateway_id {

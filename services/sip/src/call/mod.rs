@@ -27,6 +27,8 @@ pub struct CallSetup {
     pub name: String,
     pub identity: String,
     pub offer: AudioOffer,
+    /// Where the INVITE came from (the trunk, or the caller itself).
+    pub caller: std::net::IpAddr,
 }
 
 /// From a call's task to the SIP server.

@@ -52,7 +52,7 @@ pub(super) async fn enter(
         .port();
     let peer = RoomPeer::new(SocketAddr::new(config.media_ip, port), Instant::now())
         .map_err(Refusal::failed)?;
-    let mut signal = Signal::connect(&config.signal_url)
+    let mut signal = Signal::connect(&config.signal_url, setup.caller)
         .await
         .map_err(Refusal::failed)?;
     let token = config.token(&setup.room, &setup.identity, &setup.name);

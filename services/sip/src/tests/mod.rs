@@ -1,6 +1,5 @@
 mod dialog;
 mod message;
-mod network;
 mod rtp;
 mod sdp;
 mod speaker;
