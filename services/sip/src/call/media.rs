@@ -181,6 +181,12 @@ impl Media {
         };
         let payload = &datagram[view.payload.0..view.payload.1];
         let marker = view.marker || header.marker;
+        if !room.connected {
+            // The peer cannot protect media before DTLS is done: a moment after the
+            // answer, and after a move to another SFU.
+            self.stats.rtp_dropped("not_connected");
+            return;
+        }
         let level = crate::level::estimate(payload);
         if room.peer.send_audio(
             now,
@@ -198,7 +204,10 @@ impl Media {
     fn drain_peer(&mut self, room: &mut RoomSide) -> Option<&'static str> {
         while let Some(output) = room.peer.poll_output() {
             match output {
-                PeerOutput::Connected => debug!("room peer connected"),
+                PeerOutput::Connected => {
+                    debug!("room peer connected");
+                    room.connected = true;
+                }
                 PeerOutput::Failed => return Some("media_failed"),
                 PeerOutput::Audio { mid, ssrc, packet } => {
                     let now = Instant::now();

@@ -23,6 +23,8 @@ pub(super) struct RoomSide {
     pub peer: RoomPeer,
     pub socket: UdpSocket,
     pub speaker: Speaker,
+    /// ICE and DTLS are done: media can go into the room.
+    pub connected: bool,
 }
 
 impl RoomSide {
@@ -71,6 +73,7 @@ pub(super) async fn enter(
         peer,
         socket,
         speaker: Speaker::default(),
+        connected: false,
     };
     match negotiate(&mut side, setup, events, commands, first).await {
         Ok(()) => Ok(side),
