@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::server::metric;
 use confer_e2e::sip::{Offer, Script, scenario, write_voice_pcap};
-use serde_json::json;
-use support::{free_port, http_get, wait_listening};
+use support::{SipDeployment, free_port, http_get};
 
-const SECRET: &str = "sip bridge bench secret";
 /// 10 s of voice per caller.
 const VOICE_PACKETS: u16 = 500;
 
@@ -39,52 +37,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(calls: u32) -> anyhow::Result<()> {
-    let http = format!("127.0.0.1:{}", free_port()?);
-    let _dev = support::spawn(
-        &[
-            "dev",
-            "--listen",
-            &http,
-            "--sip-listen",
-            "off",
-            "--token-secret",
-            SECRET,
-        ],
-        &[],
-    )?;
-    wait_listening(http.parse()?)?;
-    let sip_addr = format!(
-        "127.0.0.1:{}",
-        std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    );
-    let metrics = format!("127.0.0.1:{}", free_port()?);
-    let sip = support::spawn(
-        &[
-            "sip",
-            "--listen",
-            &sip_addr,
-            "--metrics-listen",
-            &metrics,
-            "--signal-url",
-            &format!("ws://{http}/v1/signal"),
-            "--sip-max-calls",
-            "1000",
-        ],
-        &[("CONFER_API_KEY", "dev"), ("CONFER_API_SECRET", SECRET)],
-    )?;
-    wait_listening(metrics.parse()?)?;
+    let deployment = SipDeployment::start(&["--sip-max-calls", "1000"])?;
     let rooms = calls / 2;
-    let client = reqwest::Client::new();
     for room in 0..rooms {
-        let response = client
-            .post(format!("http://{http}/v1/rooms"))
-            .basic_auth("dev", Some(SECRET))
-            .json(&json!({"name": format!("r{room}"), "settings": {"waiting_room": false}}))
-            .send()
-            .await?;
-        anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
+        deployment.open_room(&format!("r{room}")).await?;
     }
 
     let dir = std::env::temp_dir().join(format!("confer-sip-bench-{}", std::process::id()));
@@ -100,12 +56,12 @@ async fn run(calls: u32) -> anyhow::Result<()> {
         scenario(Offer::Speak, Script::HangUpAfter { ms: 11_000 }).replace("[service]", "[field0]");
     std::fs::write(dir.join("call.xml"), xml)?;
 
-    let before = confer_loadtest::process_cpu(sip.id())?;
+    let before = confer_loadtest::process_cpu(deployment.sip.id())?;
     let started = Instant::now();
     let count = calls.to_string();
     let output = tokio::process::Command::new("sipp")
         .current_dir(&dir)
-        .arg(&sip_addr)
+        .arg(deployment.sip_addr.to_string())
         .args([
             "-sf",
             "call.xml",
@@ -129,14 +85,14 @@ async fn run(calls: u32) -> anyhow::Result<()> {
         .output()
         .await?;
     let wall = started.elapsed();
-    let cpu = confer_loadtest::process_cpu(sip.id())? - before;
+    let cpu = confer_loadtest::process_cpu(deployment.sip.id())? - before;
     let _ = std::fs::remove_dir_all(&dir);
     anyhow::ensure!(
         output.status.success(),
         "sipp failed:\n{}",
         String::from_utf8_lossy(&output.stdout)
     );
-    let text = http_get(&metrics, "/metrics")?;
+    let text = http_get(&deployment.metrics, "/metrics")?;
     let answered = metric(&text, "confer_sip_calls_total{outcome=\"answered\"}").unwrap_or(0);
     anyhow::ensure!(
         answered == u64::from(calls),

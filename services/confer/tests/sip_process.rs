@@ -11,80 +11,12 @@ use std::time::{Duration, Instant};
 use confer_e2e::checkers::{OPENMETRICS_PARSE, check};
 use confer_e2e::server::metric;
 use confer_e2e::sip::{Offer, Script, run_sipp, scenario};
-use serde_json::json;
-use support::{free_port, http_get, wait_listening};
-
-const SECRET: &str = "sip process test secret";
-
-struct Deployment {
-    _dev: support::Proc,
-    sip: support::Proc,
-    http: String,
-    sip_addr: std::net::SocketAddr,
-    metrics: String,
-}
-
-fn start() -> anyhow::Result<Deployment> {
-    let http = format!("127.0.0.1:{}", free_port()?);
-    let dev = support::spawn(
-        &[
-            "dev",
-            "--listen",
-            &http,
-            "--sip-listen",
-            "off",
-            "--token-secret",
-            SECRET,
-        ],
-        &[],
-    )?;
-    wait_listening(http.parse()?)?;
-    let sip_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_udp_port()?).parse()?;
-    let metrics = format!("127.0.0.1:{}", free_port()?);
-    let signal = format!("ws://{http}/v1/signal");
-    let sip = support::spawn(
-        &[
-            "sip",
-            "--listen",
-            &sip_addr.to_string(),
-            "--metrics-listen",
-            &metrics,
-            "--signal-url",
-            &signal,
-        ],
-        &[("CONFER_API_KEY", "dev"), ("CONFER_API_SECRET", SECRET)],
-    )?;
-    wait_listening(metrics.parse()?)?;
-    Ok(Deployment {
-        _dev: dev,
-        sip,
-        http,
-        sip_addr,
-        metrics,
-    })
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn open_room(deployment: &Deployment, room: &str) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/rooms", deployment.http))
-        .basic_auth("dev", Some(SECRET))
-        .json(&json!({"name": room, "settings": {"waiting_room": false}}))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
-    Ok(())
-}
+use support::{SipDeployment, http_get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sip_role_counts_its_calls_in_both_metric_formats() -> anyhow::Result<()> {
-    let deployment = start()?;
-    open_room(&deployment, "standup").await?;
+    let deployment = SipDeployment::start(&[])?;
+    deployment.open_room("standup").await?;
     let answered = run_sipp(
         deployment.sip_addr,
         "standup",
@@ -150,8 +82,8 @@ async fn the_sip_role_counts_its_calls_in_both_metric_formats() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sigterm_the_bridge_hangs_up_its_calls_and_exits() -> anyhow::Result<()> {
-    let mut deployment = start()?;
-    open_room(&deployment, "late-night").await?;
+    let mut deployment = SipDeployment::start(&[])?;
+    deployment.open_room("late-night").await?;
     let addr = deployment.sip_addr;
     let call = tokio::spawn(async move {
         run_sipp(

@@ -147,7 +147,8 @@ impl Splicer {
                         let ticks = (elapsed.as_micros() as u64 * CLOCK_RATE / 1_000_000) as u32;
                         (seq.wrapping_add(1), ts.wrapping_add(ticks.max(FRAME_TICKS)))
                     }
-                    None => (rand_u16(key), rand_u32(key)),
+                    // RFC 3550: unpredictable starting points.
+                    None => (rand::random(), rand::random()),
                 };
                 let source = Source {
                     key,
@@ -184,13 +185,4 @@ impl Splicer {
 /// `a` comes before `b` in RTP sequence order (with wrap-around).
 fn is_before(a: u16, b: u16) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000
-}
-
-/// A starting point derived from `seed`; RFC 3550 asks for unpredictable initial values.
-fn rand_u16(seed: u32) -> u16 {
-    (rand_u32(seed) >> 16) as u16
-}
-
-fn rand_u32(seed: u32) -> u32 {
-    seed.wrapping_mul(0x9e37_79b9) ^ rand::random::<u32>()
 }

@@ -182,6 +182,38 @@ impl AudioOffer {
     }
 }
 
+/// The bridge's side of a call's SDP: where it receives the caller's RTP, the SDP
+/// session it answers in, and the offer it answers; re-INVITEs move the version on.
+#[derive(Debug, Clone)]
+pub struct LocalAnswer {
+    pub rtp: SocketAddr,
+    pub session: u64,
+    pub version: u64,
+    pub offer: AudioOffer,
+}
+
+impl LocalAnswer {
+    pub fn new(rtp: SocketAddr, offer: AudioOffer) -> Self {
+        let session = u64::from(rand::random::<u32>());
+        Self {
+            rtp,
+            session,
+            version: session,
+            offer,
+        }
+    }
+
+    pub fn sdp(&self) -> String {
+        self.offer.answer(self.rtp, self.session, self.version)
+    }
+
+    /// The answer to a new offer in the same session (a re-INVITE).
+    pub fn renegotiate(&mut self, offer: AudioOffer) {
+        self.offer = offer;
+        self.version += 1;
+    }
+}
+
 /// One `m=` section while it is read.
 struct MediaSection {
     is_audio: bool,

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -15,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::call::{self, CallCommand, CallEvent, CallSetup};
 use crate::dialog::{self, ALLOW};
 use crate::message::{Message, NameAddr, StartLine, uri_user};
-use crate::sdp::{AudioOffer, SdpError};
+use crate::sdp::{AudioOffer, LocalAnswer, SdpError};
 use crate::{SipConfig, SipStats};
 
 /// RFC 3261 timers: T1 (round-trip estimate), T2 (longest retransmit interval), and
@@ -39,7 +38,7 @@ pub async fn serve(
     info!(listen = %local, advertised = %advertised, "SIP bridge ready");
     let (events_tx, mut events) = mpsc::channel(256);
     let mut server = Server {
-        socket: Arc::new(socket),
+        socket,
         advertised,
         config,
         stats,
@@ -74,7 +73,7 @@ pub async fn serve(
 }
 
 struct Server {
-    socket: Arc<UdpSocket>,
+    socket: UdpSocket,
     advertised: SocketAddr,
     config: SipConfig,
     stats: SipStats,
@@ -106,7 +105,7 @@ struct Call {
     /// The latest response to the INVITE, re-sent for INVITE retransmissions.
     last_response: Option<Vec<u8>>,
     /// Our SDP answer, for re-INVITEs.
-    answer_sdp: Option<String>,
+    answer: Option<LocalAnswer>,
     retransmit: Option<Retransmit>,
     bye: Option<Retransmit>,
     commands: mpsc::Sender<CallCommand>,
@@ -269,7 +268,7 @@ impl Server {
                 started: Instant::now(),
                 answered_at: None,
                 last_response: Some(bytes),
-                answer_sdp: None,
+                answer: None,
                 retransmit: None,
                 bye: None,
                 commands: commands_tx,
@@ -346,22 +345,24 @@ impl Server {
     }
 
     async fn reinvite(&mut self, call_id: &str, invite: Message, from: SocketAddr) {
-        let Some(call) = self.calls.get(call_id) else {
+        let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        let (status, reason, body) = match (call.state, &call.answer_sdp) {
-            (State::Confirmed, Some(sdp)) => match AudioOffer::parse(&invite.body) {
+        let (status, reason, body) = match (call.state, call.answer.as_mut()) {
+            (State::Confirmed, Some(answer)) => match AudioOffer::parse(&invite.body) {
                 Ok(offer) => {
-                    let local = offer_local(sdp);
-                    let answer =
-                        local.map_or_else(|| sdp.clone(), |l| offer.answer(l.0, l.1, l.1 + 1));
+                    answer.renegotiate(offer.clone());
                     let _ = call.commands.try_send(CallCommand::Media(offer));
-                    (200, "OK", Some(("application/sdp", answer.into_bytes())))
+                    (
+                        200,
+                        "OK",
+                        Some(("application/sdp", answer.sdp().into_bytes())),
+                    )
                 }
                 Err(_) if invite.body.is_empty() => (
                     200,
                     "OK",
-                    Some(("application/sdp", sdp.clone().into_bytes())),
+                    Some(("application/sdp", answer.sdp().into_bytes())),
                 ),
                 Err(_) => (488, "Not Acceptable Here", None),
             },
@@ -469,7 +470,7 @@ impl Server {
                 call.last_response = Some(bytes.clone());
                 let _ = self.socket.send_to(&bytes, source).await;
             }
-            CallEvent::Answered { call_id, sdp } => self.answered(&call_id, sdp).await,
+            CallEvent::Answered { call_id, answer } => self.answered(&call_id, answer).await,
             CallEvent::Refused {
                 call_id,
                 status,
@@ -500,7 +501,7 @@ impl Server {
         }
     }
 
-    async fn answered(&mut self, call_id: &str, sdp: String) {
+    async fn answered(&mut self, call_id: &str, answer: LocalAnswer) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -520,12 +521,12 @@ impl Server {
             "OK",
             &call.local_tag,
             &extra,
-            Some(("application/sdp", sdp.clone().into_bytes())),
+            Some(("application/sdp", answer.sdp().into_bytes())),
         );
         let bytes = ok.to_bytes();
         call.state = State::Answered;
         call.answered_at = Some(now);
-        call.answer_sdp = Some(sdp);
+        call.answer = Some(answer);
         call.last_response = Some(bytes.clone());
         call.retransmit = Some(Retransmit::new(bytes.clone(), call.source, now));
         self.stats.answered(now.duration_since(call.started));
@@ -686,7 +687,7 @@ impl Call {
             started: now,
             answered_at: None,
             last_response: None,
-            answer_sdp: None,
+            answer: None,
             retransmit: None,
             bye: None,
             commands,
@@ -734,22 +735,4 @@ fn caller_name(display: Option<&str>, user: Option<&str>) -> String {
     } else {
         name.trim().to_owned()
     }
-}
-
-/// The RTP address and session id of an answer we gave (to answer a re-INVITE in
-/// the same session with a newer version).
-fn offer_local(sdp: &str) -> Option<(SocketAddr, u64)> {
-    let mut session = None;
-    let mut ip = None;
-    let mut port = None;
-    for line in sdp.lines() {
-        if let Some(o) = line.strip_prefix("o=") {
-            session = o.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-        } else if let Some(c) = line.strip_prefix("c=") {
-            ip = c.split_whitespace().nth(2).and_then(|s| s.parse().ok());
-        } else if let Some(m) = line.strip_prefix("m=audio ") {
-            port = m.split_whitespace().next().and_then(|s| s.parse().ok());
-        }
-    }
-    Some((SocketAddr::new(ip?, port?), session?))
 }

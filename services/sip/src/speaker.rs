@@ -37,30 +37,38 @@ impl Speaker {
         self.active = (!participant.is_empty()).then(|| participant.to_owned());
     }
 
-    /// A packet arrived on slot `mid`: whether it is the one the caller hears.
+    /// A packet arrived on slot `mid`: whether it is the one the caller hears. Per
+    /// packet, so nothing is allocated once the slots have been heard.
     pub fn forward(&mut self, mid: &str, now: Instant) -> bool {
         if !self.slots.contains_key(mid) {
             return false;
         }
-        self.heard.insert(mid.to_owned(), now);
+        match self.heard.get_mut(mid) {
+            Some(at) => *at = now,
+            None => {
+                self.heard.insert(mid.to_owned(), now);
+            }
+        }
         let sending = |slot: &str| {
             self.heard
                 .get(slot)
                 .is_some_and(|at| now.saturating_duration_since(*at) < QUIET)
         };
-        let active_slot = self.active.as_ref().and_then(|participant| {
+        let active_slot = self.active.as_deref().and_then(|participant| {
             self.slots
                 .iter()
-                .find(|(_, p)| *p == participant)
-                .map(|(slot, _)| slot.clone())
+                .find(|(_, p)| p.as_str() == participant)
+                .map(|(slot, _)| slot.as_str())
         });
-        let chosen = match (active_slot, &self.current) {
-            (Some(slot), _) if sending(&slot) => slot,
-            (_, Some(current)) if sending(current) => current.clone(),
-            _ => mid.to_owned(),
+        let chosen = match (active_slot, self.current.as_deref()) {
+            (Some(slot), _) if sending(slot) => slot,
+            (_, Some(current)) if sending(current) => current,
+            _ => mid,
         };
         let forward = chosen == mid;
-        self.current = Some(chosen);
+        if self.current.as_deref() != Some(chosen) {
+            self.current = Some(chosen.to_owned());
+        }
         forward
     }
 

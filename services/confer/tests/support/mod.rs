@@ -4,10 +4,12 @@
 #![allow(dead_code, unused_imports)]
 
 mod chat_cluster;
+mod sip_deployment;
 
 use std::process::{Child, Command, Stdio};
 
 pub use chat_cluster::ChatCluster;
+pub use sip_deployment::SipDeployment;
 
 pub const CONFER: &str = env!("CARGO_BIN_EXE_confer");
 

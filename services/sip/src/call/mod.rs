@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument as _, info};
 
 use crate::SipConfig;
-use crate::sdp::AudioOffer;
+use crate::sdp::{AudioOffer, LocalAnswer};
 use crate::stats::SipStats;
 use media::{Media, MediaEnd};
 
@@ -36,8 +36,11 @@ pub struct CallSetup {
 pub enum CallEvent {
     /// Waiting for a host to admit the caller: 180 Ringing.
     Ringing { call_id: String },
-    /// In the room: 200 OK with this SDP.
-    Answered { call_id: String, sdp: String },
+    /// In the room: 200 OK with this answer.
+    Answered {
+        call_id: String,
+        answer: LocalAnswer,
+    },
     /// Not let in: a final error response.
     Refused {
         call_id: String,
@@ -164,11 +167,10 @@ async fn bridge(
         .await?;
     let local = caller.local_addr().map_err(|e| Refusal::failed(e.into()))?;
     let advertised = SocketAddr::new(config.advertise_ip, local.port());
-    let session = rand::random::<u32>().into();
     let _ = events
         .send(CallEvent::Answered {
             call_id: setup.call_id.clone(),
-            sdp: setup.offer.answer(advertised, session, session),
+            answer: LocalAnswer::new(advertised, setup.offer.clone()),
         })
         .await;
     info!(call = %setup.call_id, room = %setup.room, rtp = %advertised, "call answered");

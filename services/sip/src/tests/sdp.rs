@@ -115,3 +115,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_re_invite_is_answered_in_the_same_session_with_the_next_version() {
+    let offer = AudioOffer::parse(OFFER.as_bytes()).unwrap();
+    let mut answer = crate::sdp::LocalAnswer::new(addr("192.0.2.10:30000"), offer.clone());
+    let first = answer.sdp();
+    let session = answer.session;
+    let mut moved = offer;
+    moved.remote = addr("198.51.100.9:41000");
+    answer.renegotiate(moved);
+    let second = answer.sdp();
+    assert!(
+        first.contains(&format!("o=confer {session} {session} ")),
+        "{first}"
+    );
+    assert!(
+        second.contains(&format!("o=confer {session} {} ", session + 1)),
+        "{second}"
+    );
+    assert!(
+        second.contains("m=audio 30000 "),
+        "the bridge's port stays: {second}"
+    );
+}
