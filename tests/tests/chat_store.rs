@@ -171,6 +171,90 @@ async fn concurrent_senders_get_one_gap_free_sequence() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A counter's value on the service's metrics page.
+fn counter(chat: &ChatService, name: &str) -> u64 {
+    let mut out = confer_metrics::Exposition::new(confer_metrics::Format::Prometheus);
+    chat.stats().render(&mut out);
+    let text = out.finish();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Many rooms' senders at once: their messages share commits (group commit), yet every
+/// room keeps one gap-free sequence; resends racing their originals, and resends of
+/// messages stored long before, get the stored entry back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rooms_share_commits_and_stay_gap_free() -> anyhow::Result<()> {
+    const ROOMS: usize = 30;
+    const SENDERS: usize = 3;
+    const MESSAGES: u64 = 20;
+    let chat =
+        Arc::new(confer_chat::connect(&confer_e2e::backing::fresh_postgres().await?, None).await?);
+    let mut tasks = Vec::new();
+    for room in 0..ROOMS {
+        for sender in 0..SENDERS {
+            let chat = chat.clone();
+            tasks.push(tokio::spawn(async move {
+                let room = format!("t/many{room}");
+                let mut seqs = Vec::new();
+                for i in 0..MESSAGES {
+                    let req = text(&room, &format!("s{sender}"), &format!("c{i}"), "hi");
+                    let sent = if i % 4 == 0 {
+                        // A resend racing its original: one of them stores it.
+                        let (a, b) = tokio::join!(chat.send(req.clone()), chat.send(req));
+                        let (a, b) = (a?, b?);
+                        anyhow::ensure!(
+                            a.entry == b.entry && a.duplicate != b.duplicate,
+                            "racing sends of c{i} in {room}: {a:?} / {b:?}"
+                        );
+                        a
+                    } else {
+                        chat.send(req).await?
+                    };
+                    seqs.push(sent.entry.seq);
+                    if i % 7 == 6 {
+                        // A resend of the first message, long stored.
+                        let old = text(&room, &format!("s{sender}"), "c0", "hi");
+                        let again = chat.send(old).await?;
+                        anyhow::ensure!(again.duplicate && again.entry.seq == seqs[0]);
+                    }
+                }
+                anyhow::Ok((room, seqs))
+            }));
+        }
+    }
+    let mut acked: std::collections::BTreeMap<String, BTreeSet<u64>> = Default::default();
+    for task in tasks {
+        let (room, seqs) = task.await??;
+        let room_acked = acked.entry(room).or_default();
+        for seq in seqs {
+            assert!(room_acked.insert(seq), "seq {seq} acknowledged twice");
+        }
+    }
+    let per_room = SENDERS as u64 * MESSAGES;
+    for (room, seqs) in &acked {
+        assert_eq!(*seqs, (1..=per_room).collect::<BTreeSet<u64>>(), "{room}");
+        let stored = all(&chat, room).await?;
+        assert_eq!(stored.len() as u64, per_room, "{room}");
+        assert!(
+            stored.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "{room}"
+        );
+    }
+    let (commits, batched) = (
+        counter(&chat, "confer_chat_batch_commits_total"),
+        counter(&chat, "confer_chat_batched_entries_total"),
+    );
+    assert!(commits > 0, "no send shared a commit");
+    assert!(
+        batched > commits,
+        "{batched} entries in {commits} shared commits"
+    );
+    eprintln!("{batched} entries in {commits} shared commits");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_and_deletes_by_author_or_host() -> anyhow::Result<()> {
     for (db, chat) in services().await? {

@@ -14,6 +14,7 @@ pub mod api;
 pub mod bus;
 pub mod error;
 pub mod grpc;
+mod pipeline;
 mod service;
 mod stats;
 pub mod store;

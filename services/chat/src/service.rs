@@ -1,51 +1,42 @@
-//! The chat service: validate, store, then publish.
+//! The chat service: validate, then store and publish ([`Pipeline`]).
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::api::{BoxFuture, ChatApi, ChatEntry, HistoryPage, Page, SendRequest, Sent};
+use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, SendRequest, Sent};
 use crate::bus::Bus;
 use crate::error::{ChatError, ChatResult};
+use crate::pipeline::Pipeline;
 use crate::stats::ChatStats;
 use crate::store::{Store, Stored};
 use crate::validate;
 
-/// How long a failed publish is retried; gateways that miss it read it from history
-/// at the next entry or resync anyway.
-const REPUBLISH_FOR: Duration = Duration::from_secs(30);
 /// How often entries past their room's retention are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
 /// The most files one removal call lists or acknowledges.
 const MAX_FILES_PER_CALL: u32 = 500;
 
-/// Locks that order a room's store-then-publish within this replica; rooms share
-/// them by hash.
-const STRIPES: usize = 256;
-
-fn stripe(room: &str) -> usize {
-    use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(room) as usize % STRIPES
-}
-
 #[derive(Clone)]
 pub struct ChatService {
     store: Store,
     bus: Bus,
-    stripes: Arc<[tokio::sync::Mutex<()>]>,
+    pipeline: Pipeline,
     stats: ChatStats,
 }
 
 impl ChatService {
+    /// A service storing and publishing through its own task on the current tokio
+    /// runtime ([`Pipeline`]).
     pub fn new(store: Store, bus: Bus) -> Self {
+        let stats = ChatStats::default();
         Self {
+            pipeline: Pipeline::start(store.clone(), bus.clone(), stats.clone()),
             store,
             bus,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            stats: ChatStats::default(),
+            stats,
         }
     }
 
@@ -81,25 +72,6 @@ impl ChatService {
                 }
             }
         });
-    }
-
-    async fn publish(&self, entry: ChatEntry) {
-        if let Err(err) = self.bus.publish(&entry).await {
-            self.stats.publish_failed();
-            tracing::warn!(error = %err, room = %entry.room, seq = entry.seq, "chat publish failed; retrying");
-            let bus = self.bus.clone();
-            tokio::spawn(async move {
-                let started = tokio::time::Instant::now();
-                let mut wait = Duration::from_millis(100);
-                while started.elapsed() < REPUBLISH_FOR {
-                    tokio::time::sleep(wait).await;
-                    if bus.publish(&entry).await.is_ok() {
-                        return;
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            });
-        }
     }
 }
 
@@ -162,7 +134,8 @@ impl ChatApi for ChatService {
 }
 
 impl ChatService {
-    /// Validates, stores (a `chat.persist` span), publishes (the bus's producer span).
+    /// Validates, then stores (a `chat.persist` span) and publishes (the bus's producer
+    /// span) through the pipeline.
     async fn store_and_publish(&self, req: SendRequest) -> ChatResult<Sent> {
         validate::action(&req.action)?;
         validate::client_id(&req.client_id)?;
@@ -172,30 +145,11 @@ impl ChatService {
                 "room and sender are required",
             ));
         }
-        // Store and publish under the room's stripe lock: this replica publishes a
-        // room's entries in the order they were numbered, so gateways rarely see
-        // a gap they must read from history.
-        let _ordered = self.stripes[stripe(&req.room)].lock().await;
-        let persist = tracing::info_span!(
-            "chat.persist",
-            otel.kind = "client",
-            db.system.name = self.store.system(),
-            db.operation.name = "INSERT",
-        );
-        match self
-            .store
-            .append(&req, now_ms())
-            .instrument(persist)
-            .await?
-        {
-            Stored::New(entry) => {
-                tracing::Span::current().record("seq", entry.seq);
-                self.publish(entry.clone()).await;
-                Ok(Sent {
-                    entry,
-                    duplicate: false,
-                })
-            }
+        match self.pipeline.submit(req, now_ms()).await? {
+            Stored::New(entry) => Ok(Sent {
+                entry,
+                duplicate: false,
+            }),
             Stored::Duplicate(entry) => Ok(Sent {
                 entry,
                 duplicate: true,

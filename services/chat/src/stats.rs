@@ -1,6 +1,7 @@
 //! What the chat service counts, for its `/metrics`: entries stored, duplicate sends,
 //! sends refused by reason (the error code the sender got), publishes that failed, the
-//! time from a send's arrival to its entry stored and published, entries expired.
+//! time from a send's arrival to its entry stored and published, commits shared by
+//! concurrent sends, entries expired.
 //! Labels are error codes only: never rooms or senders.
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ struct Counters {
     duplicates: AtomicU64,
     refused: LabeledCounter,
     publish_failures: AtomicU64,
+    batches: AtomicU64,
+    batched: AtomicU64,
     expired: AtomicU64,
     send_duration: Histogram,
 }
@@ -33,6 +36,8 @@ impl Default for ChatStats {
             duplicates: AtomicU64::new(0),
             refused: LabeledCounter::default(),
             publish_failures: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             send_duration: Histogram::new(SEND_BUCKETS),
         }))
@@ -52,6 +57,11 @@ impl ChatStats {
     }
     pub(crate) fn publish_failed(&self) {
         self.0.publish_failures.fetch_add(1, Relaxed);
+    }
+    /// One statement and commit stored `entries` messages of concurrent sends.
+    pub(crate) fn batch_stored(&self, entries: usize) {
+        self.0.batches.fetch_add(1, Relaxed);
+        self.0.batched.fetch_add(entries as u64, Relaxed);
     }
     pub(crate) fn expired(&self, entries: u64) {
         self.0.expired.fetch_add(entries, Relaxed);
@@ -82,6 +92,16 @@ impl ChatStats {
             c.publish_failures.load(Relaxed),
         );
         out.counter1(
+            "confer_chat_batch_commits",
+            "Commits that stored the messages of several concurrent sends at once.",
+            c.batches.load(Relaxed),
+        );
+        out.counter1(
+            "confer_chat_batched_entries",
+            "Entries stored by those commits (divided by them: the batch size).",
+            c.batched.load(Relaxed),
+        );
+        out.counter1(
             "confer_chat_entries_expired",
             "Entries deleted by their room's retention.",
             c.expired.load(Relaxed),
@@ -108,6 +128,8 @@ mod tests {
         stats.refused("message_too_long");
         stats.refused("chat_unavailable");
         stats.publish_failed();
+        stats.batch_stored(3);
+        stats.batch_stored(5);
         stats.expired(5);
         let mut out = Exposition::new(confer_metrics::Format::Prometheus);
         stats.render(&mut out);
@@ -118,6 +140,8 @@ mod tests {
             "confer_chat_sends_refused_total{reason=\"message_too_long\"} 2",
             "confer_chat_sends_refused_total{reason=\"chat_unavailable\"} 1",
             "confer_chat_publish_failures_total 1",
+            "confer_chat_batch_commits_total 2",
+            "confer_chat_batched_entries_total 8",
             "confer_chat_entries_expired_total 5",
             "confer_chat_send_duration_seconds_count 2",
             "confer_chat_send_duration_seconds_bucket{le=\"0.005\"} 1",

@@ -44,6 +44,10 @@ macro_rules! columns {
     };
 }
 
+mod batch;
+
+pub(crate) use batch::{BatchError, MAX_BATCH};
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,

@@ -205,6 +205,8 @@ struct Measured {
 async fn phase(control: &Control, mode: u64) -> Measured {
     control.mode.send_replace(mode);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // On stderr, so a profiler can be pointed at one phase (`perf record -a` then).
+    eprintln!("phase {mode} measuring for {}s", RUN.as_secs());
     if let Ok(mut all) = control.latencies_us.lock() {
         all.clear();
     }

@@ -17,10 +17,8 @@ mod redis;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tracing::Instrument as _;
-
 use crate::api::ChatEntry;
+use tokio::sync::mpsc;
 
 pub use self::redis::channel_for;
 
@@ -65,27 +63,46 @@ impl Bus {
     }
 
     pub async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {
-        let channel = channel_for(&entry.room);
-        let span = tracing::info_span!(
-            "chat.publish",
-            otel.name = "publish chat",
-            otel.kind = "producer",
-            messaging.system = self.system(),
-            messaging.operation.type = "send",
-            messaging.destination.name = %channel,
-        );
-        let traceparent = confer_telemetry::TraceContext::traceparent(&span);
-        async move {
-            match self {
-                Bus::Memory(bus) => {
-                    bus.publish(entry, traceparent);
-                    Ok(())
-                }
-                Bus::Redis(bus) => bus.publish(&channel, entry, traceparent).await,
-            }
+        self.publish_all(&[(entry, &tracing::Span::current())])
+            .await
+    }
+
+    /// Publishes `entries` in their order, each under a producer span that is the child
+    /// of the span beside it (the send it belongs to); on Redis as one pipeline, so a
+    /// batch costs one round trip. An error means some may not have been published.
+    pub async fn publish_all(
+        &self,
+        entries: &[(&ChatEntry, &tracing::Span)],
+    ) -> anyhow::Result<()> {
+        let mut spans = Vec::with_capacity(entries.len());
+        let mut messages = Vec::with_capacity(entries.len());
+        for (entry, parent) in entries {
+            let channel = channel_for(&entry.room);
+            let span = tracing::info_span!(
+                parent: *parent,
+                "chat.publish",
+                otel.name = "publish chat",
+                otel.kind = "producer",
+                messaging.system = self.system(),
+                messaging.operation.type = "send",
+                messaging.destination.name = %channel,
+            );
+            let traceparent = confer_telemetry::TraceContext::traceparent(&span);
+            messages.push((channel, *entry, traceparent));
+            spans.push(span);
         }
-        .instrument(span)
-        .await
+        let result = match self {
+            Bus::Memory(bus) => {
+                for (_, entry, traceparent) in messages {
+                    bus.publish(entry, traceparent);
+                }
+                Ok(())
+            }
+            Bus::Redis(bus) => bus.publish_all(messages).await,
+        };
+        // The spans cover the publish; they end here.
+        drop(spans);
+        result
     }
 
     /// `messaging.system` of this bus.

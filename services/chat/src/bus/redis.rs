@@ -61,18 +61,21 @@ impl RedisBus {
         Ok(manager.clone())
     }
 
-    pub(super) async fn publish(
+    /// One pipeline of `SPUBLISH`es, in order.
+    pub(super) async fn publish_all(
         &self,
-        channel: &str,
-        entry: &ChatEntry,
-        traceparent: Option<String>,
+        messages: Vec<(String, &ChatEntry, Option<String>)>,
     ) -> anyhow::Result<()> {
-        let payload = encode(entry, traceparent)?;
+        let mut pipeline = redis::pipe();
+        for (channel, entry, traceparent) in messages {
+            pipeline
+                .cmd("SPUBLISH")
+                .arg(channel)
+                .arg(encode(entry, traceparent)?);
+        }
         let mut conn = self.publisher().await?;
-        let _: i64 = redis::cmd("SPUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut conn)
+        pipeline
+            .exec_async(&mut conn)
             .await
             .context("SPUBLISH failed")?;
         Ok(())

@@ -1,0 +1,202 @@
+//! Group commit: one task stores and publishes this replica's sends, in batches.
+//!
+//! Sends that arrive while a batch is being stored wait, and go together in the next.
+//! On PostgreSQL one statement numbers and inserts all of a batch's messages, whatever
+//! their rooms, under one commit ([`Store::append_batch`]); edits and deletes (which
+//! amend their target), SQLite, and the sends of a batch the database refused (a
+//! resend's client id among them) are stored one at a time. The batch's entries are
+//! then published in the order they were numbered, as one pipeline, and only then are
+//! its sends answered: nothing is acknowledged before it is committed, and one task
+//! doing both keeps each room's entries on the bus in number order, so gateways seldom
+//! have a gap to read from history.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use crate::api::{ChatEntry, SendRequest};
+use crate::bus::Bus;
+use crate::error::{ChatError, ChatResult};
+use crate::stats::ChatStats;
+use crate::store::{BatchError, MAX_BATCH, Store, Stored};
+
+/// How long a failed publish is retried; gateways that miss it read it from history
+/// at the next entry or resync anyway.
+const REPUBLISH_FOR: Duration = Duration::from_secs(30);
+
+/// One send waiting to be stored.
+struct Job {
+    req: SendRequest,
+    now_ms: u64,
+    /// The send's span: storing and publishing are its children.
+    span: tracing::Span,
+    reply: oneshot::Sender<ChatResult<Stored>>,
+}
+
+/// Where sends are handed to the storing task; cloning shares it. The task ends when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Pipeline {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Pipeline {
+    /// Starts the storing task (on the current tokio runtime).
+    pub(crate) fn start(store: Store, bus: Bus, stats: ChatStats) -> Self {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, bus, stats, receiver));
+        Self { jobs }
+    }
+
+    /// Stores `req` (received at `now_ms`) and publishes its entry; answers once both
+    /// are done, under the current span.
+    pub(crate) async fn submit(&self, req: SendRequest, now_ms: u64) -> ChatResult<Stored> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            req,
+            now_ms,
+            span: tracing::Span::current(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| ChatError::internal("the chat store has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ChatError::internal("the chat store dropped a send"))?
+    }
+}
+
+async fn run(store: Store, bus: Bus, stats: ChatStats, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(job) = jobs.try_recv()
+        {
+            batch.push(job);
+        }
+        let outcomes = store_batch(&store, &stats, &batch).await;
+        publish(&bus, &stats, &batch, &outcomes).await;
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// A `chat.persist` span under the send's own.
+fn persist_span(store: &Store, job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        parent: &job.span,
+        "chat.persist",
+        otel.kind = "client",
+        db.system.name = store.system(),
+        db.operation.name = "INSERT",
+    )
+}
+
+/// Each job's outcome, in the batch's order.
+async fn store_batch(store: &Store, stats: &ChatStats, batch: &[Job]) -> Vec<ChatResult<Stored>> {
+    let mut outcomes: Vec<Option<ChatResult<Stored>>> = batch.iter().map(|_| None).collect();
+    // Sends that can share the statement; a second send of one client id (a resend
+    // racing its original) waits for the one-by-one pass, which finds the first.
+    let mut client_ids = std::collections::HashSet::new();
+    let grouped: Vec<usize> = (0..batch.len())
+        .filter(|&i| {
+            let req = &batch[i].req;
+            store.batches(req)
+                && (req.client_id.is_empty()
+                    || client_ids.insert((&req.room, &req.sender_id, &req.client_id)))
+        })
+        .collect();
+    // One message alone takes the one-statement path below, which is as cheap.
+    if grouped.len() > 1 {
+        let spans: Vec<_> = grouped
+            .iter()
+            .map(|&i| persist_span(store, &batch[i]))
+            .collect();
+        let sends: Vec<_> = grouped
+            .iter()
+            .map(|&i| (&batch[i].req, batch[i].now_ms))
+            .collect();
+        match store.append_batch(&sends).await {
+            Ok(entries) => {
+                let stored = entries.iter().flatten().count();
+                if stored > 0 {
+                    stats.batch_stored(stored);
+                }
+                // A resend (`None`) is looked up one by one below.
+                for (&i, entry) in grouped.iter().zip(entries) {
+                    outcomes[i] = entry.map(|entry| Ok(Stored::New(entry)));
+                }
+            }
+            Err(BatchError::Unavailable(err)) => {
+                for &i in &grouped {
+                    outcomes[i] = Some(Err(err.clone()));
+                }
+            }
+            Err(BatchError::Refused(err)) => {
+                tracing::debug!(error = %err, sends = grouped.len(), "batch refused; storing its sends one by one");
+            }
+        }
+        drop(spans);
+    }
+    for (job, outcome) in batch.iter().zip(&mut outcomes) {
+        if outcome.is_none() {
+            let stored = store
+                .append(&job.req, job.now_ms)
+                .instrument(persist_span(store, job))
+                .await;
+            *outcome = Some(stored);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Err(ChatError::internal("a send was not stored"))))
+        .collect()
+}
+
+/// Publishes the batch's new entries in number order; a failed publish is retried in
+/// the background, in the same order.
+async fn publish(bus: &Bus, stats: &ChatStats, batch: &[Job], outcomes: &[ChatResult<Stored>]) {
+    let mut entries: Vec<(&ChatEntry, &tracing::Span)> = batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(job, outcome)| match outcome {
+            Ok(Stored::New(entry)) => Some((entry, &job.span)),
+            _ => None,
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    entries.sort_by(|a, b| (&a.0.room, a.0.seq).cmp(&(&b.0.room, b.0.seq)));
+    for (entry, span) in &entries {
+        span.record("seq", entry.seq);
+    }
+    let Err(err) = bus.publish_all(&entries).await else {
+        return;
+    };
+    for _ in &entries {
+        stats.publish_failed();
+    }
+    tracing::warn!(error = %err, entries = entries.len(), "chat publish failed; retrying");
+    let unpublished: Vec<ChatEntry> = entries
+        .into_iter()
+        .map(|(entry, _)| entry.clone())
+        .collect();
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        let none = tracing::Span::none();
+        let entries: Vec<_> = unpublished.iter().map(|entry| (entry, &none)).collect();
+        while started.elapsed() < REPUBLISH_FOR {
+            tokio::time::sleep(wait).await;
+            if bus.publish_all(&entries).await.is_ok() {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    });
+}
