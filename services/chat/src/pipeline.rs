@@ -1,18 +1,21 @@
-//! Group commit: one task stores and publishes this replica's sends, in batches.
+//! Group commit: this replica's sends are stored and published in batches.
 //!
-//! Sends that arrive while a batch is being stored wait, and go together in the next.
+//! Up to [`IN_FLIGHT`] batches are stored at once; sends that arrive while all of them
+//! are busy wait, and go together in the next.
 //! On PostgreSQL one statement numbers and inserts all of a batch's messages, whatever
 //! their rooms, under one commit ([`Store::append_batch`]); edits and deletes (which
 //! amend their target), SQLite, and the sends of a batch the database refused (a
 //! resend's client id among them) are stored one at a time. The batch's entries are
 //! then published in the order they were numbered, as one pipeline, and only then are
-//! its sends answered: nothing is acknowledged before it is committed, and one task
-//! doing both keeps each room's entries on the bus in number order, so gateways seldom
-//! have a gap to read from history.
+//! its sends answered: nothing is acknowledged before it is committed. Batches publish
+//! in the order they were taken, and their rooms' rows are locked in name order, so a
+//! room's entries nearly always reach the bus in number order and gateways seldom have
+//! a gap to read from history.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument as _;
 
 use crate::api::{ChatEntry, SendRequest};
@@ -68,19 +71,42 @@ impl Pipeline {
     }
 }
 
+/// Batches stored at once. More than one keeps sends moving while a commit waits for
+/// the disk or for CPU; each uses its own database connection.
+const IN_FLIGHT: usize = 4;
+
 async fn run(store: Store, bus: Bus, stats: ChatStats, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // Fires when the batch before has published: batches publish in the order they
+    // were taken.
+    let mut published: Option<oneshot::Receiver<()>> = None;
     while let Some(first) = jobs.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        // Whatever queued while every slot was busy goes in this batch.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH
             && let Ok(job) = jobs.try_recv()
         {
             batch.push(job);
         }
-        let outcomes = store_batch(&store, &stats, &batch).await;
-        publish(&bus, &stats, &batch, &outcomes).await;
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = job.reply.send(outcome);
-        }
+        let (done, this_published) = oneshot::channel();
+        let before = published.replace(this_published);
+        let (store, bus, stats) = (store.clone(), bus.clone(), stats.clone());
+        tokio::spawn(async move {
+            let outcomes = store_batch(&store, &stats, &batch).await;
+            if let Some(before) = before {
+                // An error means that batch's task ended early: nothing to wait for.
+                let _ = before.await;
+            }
+            publish(&bus, &stats, &batch, &outcomes).await;
+            let _ = done.send(());
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -121,13 +147,9 @@ async fn store_batch(store: &Store, stats: &ChatStats, batch: &[Job]) -> Vec<Cha
             .collect();
         match store.append_batch(&sends).await {
             Ok(entries) => {
-                let stored = entries.iter().flatten().count();
-                if stored > 0 {
-                    stats.batch_stored(stored);
-                }
-                // A resend (`None`) is looked up one by one below.
+                stats.batch_stored(entries.len());
                 for (&i, entry) in grouped.iter().zip(entries) {
-                    outcomes[i] = entry.map(|entry| Ok(Stored::New(entry)));
+                    outcomes[i] = Some(Ok(Stored::New(entry)));
                 }
             }
             Err(BatchError::Unavailable(err)) => {

@@ -756,9 +756,10 @@ impl Session {
     }
 
     /// Stores a chat action through the chat service; answers `chat_sent` once durable.
-    /// The entry itself reaches every member, the sender too, through the hub.
+    /// The entry itself reaches the other members through the hub, and the sender with
+    /// the answer, or through the hub when entries before it are still on their way.
     async fn send_chat(
-        &self,
+        &mut self,
         request_id: &str,
         client_id: String,
         action: ChatAction,
@@ -774,7 +775,7 @@ impl Session {
     }
 
     async fn post_chat(
-        &self,
+        &mut self,
         request_id: &str,
         client_id: String,
         action: ChatAction,
@@ -806,10 +807,18 @@ impl Session {
         self.send(
             request_id.to_owned(),
             Msg::ChatSent(signal::ChatSent {
-                client_id: sent.entry.client_id,
+                client_id: sent.entry.client_id.clone(),
                 seq: sent.entry.seq,
             }),
         );
+        // The sender's own entry goes with the answer (one write) when it is the next
+        // one this client is owed; the hub's copy then finds it sent. Otherwise the hub
+        // delivers it, in order.
+        if !sent.duplicate && sent.entry.seq == self.chat_seen + 1 {
+            self.chat_seen = sent.entry.seq;
+            let message = self.present(sent.entry);
+            self.send(String::new(), Msg::Chat(message));
+        }
         Ok(())
     }
 
