@@ -5,6 +5,12 @@ mod roles;
 
 use clap::Parser as _;
 
+/// mimalloc: the services allocate and free many small, short-lived buffers across
+/// threads (frames, messages, futures), where it is markedly cheaper than glibc's
+/// malloc (BENCHMARKS.md, chat fan-out).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
