@@ -12,6 +12,7 @@
 
 pub mod api;
 mod chat;
+mod chat_cursor;
 mod client_addr;
 mod commands;
 mod config;

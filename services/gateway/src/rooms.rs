@@ -8,13 +8,18 @@ use std::sync::{Arc, Mutex};
 use confer_proto::signal::{ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
 
-use crate::session::SessionEvent;
+use crate::chat_cursor::ChatCursor;
+use crate::session::{Outgoing, SessionEvent};
 
 /// Inbound queue of one session: server pushes and room-service commands.
 pub(crate) type SessionTx = mpsc::UnboundedSender<SessionEvent>;
 
 struct Local {
     tx: SessionTx,
+    /// The session's client writer, and its place in the room's chat: entries that
+    /// come next go there straight from the hub.
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    chat: Arc<ChatCursor>,
     /// `tenant/room` once in a room (not while waiting).
     room: Option<String>,
 }
@@ -59,10 +64,20 @@ impl Rooms {
     }
 
     /// Registers a session before the room service hears of it.
-    pub(crate) fn register(&self, id: &str, tx: SessionTx) {
-        self.lock()
-            .sessions
-            .insert(id.to_owned(), Local { tx, room: None });
+    pub(crate) fn register(
+        &self,
+        id: &str,
+        tx: SessionTx,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+        chat: Arc<ChatCursor>,
+    ) {
+        let local = Local {
+            tx,
+            outbox,
+            chat,
+            room: None,
+        };
+        self.lock().sessions.insert(id.to_owned(), local);
     }
 
     /// The session is in room `key` now.
@@ -119,14 +134,25 @@ impl Rooms {
         }
     }
 
-    /// A chat entry to the room's local members.
+    /// A chat entry to the room's local members: to the client's writer when it is the
+    /// next one the client is owed, otherwise through its session (which fills gaps
+    /// and signs file links).
     pub(crate) fn push_chat(&self, key: &str, push: &Arc<crate::chat::ChatPush>) {
         let inner = self.lock();
         let Some(members) = inner.members.get(key) else {
             return;
         };
+        let seq = push.seq();
         for id in members {
-            if let Some(local) = inner.sessions.get(id) {
+            let Some(local) = inner.sessions.get(id) else {
+                continue;
+            };
+            let direct = push.encoded().is_some_and(|text| {
+                local.chat.next(seq, true, || {
+                    let _ = local.outbox.send(Outgoing::Encoded(text.clone()));
+                })
+            });
+            if !direct {
                 let _ = local.tx.send(SessionEvent::Chat(push.clone()));
             }
         }

@@ -31,6 +31,7 @@ use tracing::{Instrument as _, debug, info};
 
 use crate::AppState;
 use crate::chat;
+use crate::chat_cursor::ChatCursor;
 use crate::convert;
 use crate::file_sweep;
 use crate::files;
@@ -159,15 +160,16 @@ struct Session {
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     client_addr: IpAddr,
     member: Option<Member>,
-    /// The last chat seq sent to the client: every entry goes out once, in order.
-    chat_seen: u64,
+    /// The last chat seq sent to the client, shared with the hub: every entry goes out
+    /// once, in order.
+    chat: Arc<ChatCursor>,
     /// The join's trace: the offer that follows continues it.
     join_trace: Option<confer_telemetry::TraceContext>,
 }
 
 /// What the writer sends a client: a message to encode, or one encoded already (a
 /// chat entry, encoded once for all its room's members here).
-enum Outgoing {
+pub(crate) enum Outgoing {
     Message(Box<ServerMessage>),
     Encoded(Utf8Bytes),
 }
@@ -208,7 +210,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
         events_tx,
         client_addr,
         member: None,
-        chat_seen: 0,
+        chat: Arc::default(),
         join_trace: None,
     };
     loop {
@@ -331,21 +333,20 @@ impl Session {
             SessionEvent::Chat(push) => {
                 let seq = push.seq();
                 self.deliver_chat(seq).await;
-                if seq != self.chat_seen + 1 {
-                    return ControlFlow::Continue(());
-                }
-                self.chat_seen = seq;
-                let out = match push.encoded() {
-                    Some(text) => Outgoing::Encoded(text.clone()),
-                    None => {
-                        let mut msg = push.message().clone();
-                        if let Some(Msg::Chat(entry)) = &mut msg.msg {
-                            self.link_file(entry);
+                let chat = self.chat.clone();
+                chat.next(seq, false, || {
+                    let out = match push.encoded() {
+                        Some(text) => Outgoing::Encoded(text.clone()),
+                        None => {
+                            let mut msg = push.message().clone();
+                            if let Some(Msg::Chat(entry)) = &mut msg.msg {
+                                self.link_file(entry);
+                            }
+                            Outgoing::Message(Box::new(msg))
                         }
-                        Outgoing::Message(Box::new(msg))
-                    }
-                };
-                let _ = self.outbox.send(out);
+                    };
+                    let _ = self.outbox.send(out);
+                });
             }
             SessionEvent::Admitted(admission) => {
                 let request = self
@@ -515,7 +516,12 @@ impl Session {
             Some(_) => return Err(Reject::new("invalid_sdp", "the offer is not an SDP offer")),
         };
         let id = new_participant_id();
-        self.state.rooms.register(&id, self.events_tx.clone());
+        self.state.rooms.register(
+            &id,
+            self.events_tx.clone(),
+            self.outbox.clone(),
+            self.chat.clone(),
+        );
         let request = JoinRequest {
             gateway: self.state.config.gateway_id.clone(),
             participant_id: id.clone(),
@@ -601,7 +607,7 @@ impl Session {
                     (Vec::new(), false)
                 }
             };
-        self.chat_seen = chat_history.last().map_or(0, |e| e.seq);
+        let seen = chat_history.last().map_or(0, |e| e.seq);
         // The speaker is announced when it changes; someone entering now hears who it is.
         let speaker = self.state.rooms.speaker(&key);
         if let Some(member) = self.member.as_mut() {
@@ -609,25 +615,25 @@ impl Session {
         }
         let member = self.member()?;
         info!(participant = %member.id, room = %member.key, sfu = %admission.placement.sfu, "joined");
-        self.send(
-            member.join_request.clone(),
-            Msg::Joined(signal::Joined {
-                room: member.room.clone(),
-                you: Some(convert::participant(&member.info)),
-                answer: answer.map(|sdp| signal::SessionDescription {
-                    r#type: "answer".into(),
-                    sdp,
-                }),
-                participants: admission.others.iter().map(convert::participant).collect(),
-                chat_history: chat_history
-                    .into_iter()
-                    .map(|entry| self.present(entry))
-                    .collect(),
-                chat_history_more,
-                ice_servers: member.ice_servers.clone(),
-                room_state: Some(convert::room_state(&admission.settings)),
+        let joined = Msg::Joined(signal::Joined {
+            room: member.room.clone(),
+            you: Some(convert::participant(&member.info)),
+            answer: answer.map(|sdp| signal::SessionDescription {
+                r#type: "answer".into(),
+                sdp,
             }),
-        );
+            participants: admission.others.iter().map(convert::participant).collect(),
+            chat_history: chat_history
+                .into_iter()
+                .map(|entry| self.present(entry))
+                .collect(),
+            chat_history_more,
+            ice_servers: member.ice_servers.clone(),
+            room_state: Some(convert::room_state(&admission.settings)),
+        });
+        // The hub delivers from here on, after the join page.
+        let chat = self.chat.clone();
+        chat.open(seen, || self.send(member.join_request.clone(), joined));
         if let Some(participant_id) = speaker {
             self.send(
                 String::new(),
@@ -814,10 +820,12 @@ impl Session {
         // The sender's own entry goes with the answer (one write) when it is the next
         // one this client is owed; the hub's copy then finds it sent. Otherwise the hub
         // delivers it, in order.
-        if !sent.duplicate && sent.entry.seq == self.chat_seen + 1 {
-            self.chat_seen = sent.entry.seq;
-            let message = self.present(sent.entry);
-            self.send(String::new(), Msg::Chat(message));
+        if !sent.duplicate {
+            let chat = self.chat.clone();
+            chat.next(sent.entry.seq, false, || {
+                let message = self.present(sent.entry);
+                self.send(String::new(), Msg::Chat(message));
+            });
         }
         Ok(())
     }
@@ -909,7 +917,7 @@ impl Session {
     /// Before entry `seq` goes out: the entries between the last one sent and it, read
     /// from history (rare: the hub delivers in order; this covers a join's overlap).
     async fn deliver_chat(&mut self, seq: u64) {
-        if seq <= self.chat_seen + 1 {
+        if seq <= self.chat.seen() + 1 {
             return;
         }
         let Some(key) = self
@@ -920,23 +928,23 @@ impl Session {
         else {
             return;
         };
-        while self.chat_seen + 1 < seq {
+        let chat = self.chat.clone();
+        while chat.seen() + 1 < seq {
+            let before = chat.seen();
             let page = Page::After {
-                after: self.chat_seen,
+                after: before,
                 limit: confer_chat::api::MAX_PAGE,
             };
             let Ok(page) = self.state.chat.api.history(key.clone(), page).await else {
                 return;
             };
-            let before = self.chat_seen;
             for entry in page.entries.into_iter().take_while(|e| e.seq < seq) {
-                if entry.seq == self.chat_seen + 1 {
-                    self.chat_seen = entry.seq;
+                chat.next(entry.seq, false, || {
                     let message = self.present(entry);
                     self.send(String::new(), Msg::Chat(message));
-                }
+                });
             }
-            if self.chat_seen == before {
+            if chat.seen() == before {
                 return;
             }
         }
@@ -975,6 +983,7 @@ impl Session {
             return;
         };
         self.state.rooms.unregister(&member.id);
+        self.chat.close();
         if member.in_chat {
             self.state.chat.leave(&member.key);
         }
