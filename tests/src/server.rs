@@ -119,6 +119,14 @@ impl Drop for TestServer {
     }
 }
 
+/// Asserts each `(series, value)` in Prometheus text: a series as `metric` reads it.
+#[track_caller]
+pub fn assert_metrics(text: &str, expected: &[(&str, u64)]) {
+    for (name, value) in expected {
+        assert_eq!(metric(text, name), Some(*value), "{name} in:\n{text}");
+    }
+}
+
 /// The value of an unlabelled metric in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|line| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use confer_e2e::audio::write_tone_wav;
 use confer_e2e::browser::Driver;
-use confer_e2e::server::{TestServer, metric};
+use confer_e2e::server::{TestServer, assert_metrics};
 use confer_e2e::sip::{Bridge, Offer, Script, listen, opus_speech, run_sipp, scenario, send_voice};
 use tokio::net::UdpSocket;
 
@@ -124,18 +124,12 @@ async fn a_phone_caller_and_a_browser_hear_each_other() -> anyhow::Result<()> {
     let run = tokio::time::timeout(Duration::from_secs(30), call).await???;
     assert!(run.success, "the caller got no BYE:\n{}", run.output);
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
-        Some(1),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_call_ends_total{reason=\"room_closed\"}"
-        ),
-        Some(1),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_calls_total{outcome=\"answered\"}", 1),
+            ("confer_sip_call_ends_total{reason=\"room_closed\"}", 1),
+        ],
     );
     ada.close().await?;
     let _ = std::fs::remove_file(&wav);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, metric};
+use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, assert_metrics, metric};
 use confer_e2e::sip::{
     Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, create_room, listen, run_sipp,
     run_sipp_from, scenario,
@@ -119,23 +119,13 @@ async fn two_callers_join_the_room_and_one_hears_the_other() -> anyhow::Result<(
     assert_eq!(heard.payload, OPUS_SILENCE);
     wait_for_participants(&server, "dial-in", 0).await?;
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
-        Some(2),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_call_ends_total{reason=\"caller_hangup\"}"
-        ),
-        Some(2),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_active"),
-        Some(0),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_calls_total{outcome=\"answered\"}", 2),
+            ("confer_sip_call_ends_total{reason=\"caller_hangup\"}", 2),
+            ("confer_sip_calls_active", 0),
+        ],
     );
     // Every packet of the voice is bridged, or dropped while the room's media
     // connection was still coming up (a few at most).
@@ -182,18 +172,12 @@ async fn removing_a_caller_from_the_room_hangs_up_with_bye() -> anyhow::Result<(
     let caller = tokio::time::timeout(Duration::from_secs(30), caller).await???;
     assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_call_ends_total{reason=\"room_closed\"}"
-        ),
-        Some(1),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_active"),
-        Some(0),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_call_ends_total{reason=\"room_closed\"}", 1),
+            ("confer_sip_calls_active", 0),
+        ],
     );
     Ok(())
 }
@@ -216,10 +200,9 @@ async fn a_caller_waits_in_the_waiting_room_hearing_ringing_and_can_cancel() -> 
     );
     wait_for_participants(&server, "lobby", 0).await?;
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"cancelled\"}"),
-        Some(1),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[("confer_sip_calls_total{outcome=\"cancelled\"}", 1)],
     );
     assert_eq!(
         metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
@@ -300,23 +283,13 @@ async fn what_the_bridge_cannot_take_gets_a_clear_answer() -> anyhow::Result<()>
     assert!(receive(&probe).await?.starts_with("SIP/2.0 481 "));
 
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_calls_total{outcome=\"not_acceptable\"}"
-        ),
-        Some(1),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"not_found\"}"),
-        Some(1),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "confer_sip_bad_messages_total"),
-        Some(4),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_calls_total{outcome=\"not_acceptable\"}", 1),
+            ("confer_sip_calls_total{outcome=\"not_found\"}", 1),
+            ("confer_sip_bad_messages_total", 4),
+        ],
     );
     Ok(())
 }
@@ -378,15 +351,12 @@ async fn one_callers_wrong_pins_do_not_lock_out_the_others() -> anyhow::Result<(
         run.output
     );
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"forbidden\"}"),
-        Some(5),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
-        Some(1),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_calls_total{outcome=\"forbidden\"}", 5),
+            ("confer_sip_calls_total{outcome=\"answered\"}", 1),
+        ],
     );
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use confer_e2e::server::{DEV_TENANT, TOKEN_SECRET, metric};
+use confer_e2e::server::{DEV_TENANT, TOKEN_SECRET, assert_metrics, metric};
 use confer_e2e::sip::{Bridge, Offer, Script, listen, run_sipp_speaking, scenario};
 use confer_e2e::two_sfus::TwoSfus;
 use confer_room::api::{RoomApi as _, TenantCreated};
@@ -112,13 +112,9 @@ async fn calls_follow_their_room_to_another_sfu() -> anyhow::Result<()> {
         listener.output
     );
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_call_ends_total{reason=\"caller_hangup\"}"
-        ),
-        Some(2),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[("confer_sip_call_ends_total{reason=\"caller_hangup\"}", 2)],
     );
     assert_eq!(
         metric(

@@ -3,7 +3,7 @@
 //! decoded by its own Opus decoder, after the trip caller → bridge → SFU → bridge →
 //! caller. Neither hears itself.
 
-use confer_e2e::server::{TestServer, metric};
+use confer_e2e::server::{TestServer, assert_metrics};
 use confer_e2e::sip::{Bridge, create_room};
 use confer_e2e::softphone::{call, tone_hz};
 
@@ -35,18 +35,12 @@ async fn two_softphones_hear_each_other() -> anyhow::Result<()> {
         high.log
     );
     let metrics = bridge.metrics();
-    assert_eq!(
-        metric(&metrics, "confer_sip_calls_total{outcome=\"answered\"}"),
-        Some(2),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "confer_sip_call_ends_total{reason=\"caller_hangup\"}"
-        ),
-        Some(2),
-        "{metrics}"
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_calls_total{outcome=\"answered\"}", 2),
+            ("confer_sip_call_ends_total{reason=\"caller_hangup\"}", 2),
+        ],
     );
     Ok(())
 }
