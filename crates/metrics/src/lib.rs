@@ -13,7 +13,7 @@ mod labeled;
 
 use std::fmt::Write as _;
 
-pub use histogram::{Histogram, HistogramSnapshot};
+pub use histogram::{Histogram, HistogramSnapshot, Tally};
 pub use labeled::LabeledCounter;
 
 /// Which text format to write.

@@ -97,6 +97,7 @@ fn config(
         warmup: Duration::from_secs(2),
         duration: Duration::from_secs(10),
         server_pid: Some(pid),
+        server_metrics: None,
         client_ip,
     }
 }

@@ -138,6 +138,10 @@ pub struct DevArgs {
     /// Media workers, one event loop and UDP port each [default: one per core].
     #[arg(long, env = "CONFER_MEDIA_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub media_workers: Option<u16>,
+    /// Send a burst of equal-size packets to one peer as one system call (UDP GSO)
+    /// where the kernel allows it; `false` sends one datagram per call.
+    #[arg(long, env = "CONFER_MEDIA_GSO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub media_gso: bool,
     /// Address put in ICE candidates, when clients reach the media port by another one.
     #[arg(long, env = "CONFER_ANNOUNCE_IP")]
     pub announce_ip: Option<IpAddr>,
@@ -404,6 +408,10 @@ pub struct SfuArgs {
     /// Media workers, one event loop and UDP port each [default: one per core].
     #[arg(long, env = "CONFER_MEDIA_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub media_workers: Option<u16>,
+    /// Send a burst of equal-size packets to one peer as one system call (UDP GSO)
+    /// where the kernel allows it; `false` sends one datagram per call.
+    #[arg(long, env = "CONFER_MEDIA_GSO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub media_gso: bool,
     /// Address put in ICE candidates; required when the media port binds a wildcard.
     #[arg(long, env = "CONFER_ANNOUNCE_IP")]
     pub announce_ip: Option<IpAddr>,
@@ -570,6 +578,10 @@ pub struct LoadtestArgs {
     /// The server's process id: its CPU time over the measurement is reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The server's Prometheus `/metrics` (a Confer gateway's or SFU's): the SFU's own
+    /// forwarding delay over the measurement is reported from it.
+    #[arg(long)]
+    pub server_metrics: Option<String>,
     /// Address the clients bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub client_ip: IpAddr,

@@ -28,6 +28,7 @@ fn dev(media_workers: u16) -> anyhow::Result<Dev> {
 
 fn loadtest(dev: &Dev, extra: &[&str]) -> anyhow::Result<Value> {
     let signal_url = format!("ws://{}/v1/signal", dev.listen);
+    let metrics_url = format!("http://{}/metrics", dev.listen);
     let pid = dev.proc.id().to_string();
     let output = Command::new(CONFER)
         .args([
@@ -36,6 +37,8 @@ fn loadtest(dev: &Dev, extra: &[&str]) -> anyhow::Result<Value> {
             &signal_url,
             "--server-pid",
             &pid,
+            "--server-metrics",
+            &metrics_url,
             "--json",
         ])
         .args(["--warmup-secs", "1", "--duration-secs", "3"])
@@ -91,6 +94,23 @@ fn every_subscriber_gets_every_publisher_and_the_counts_add_up() -> anyhow::Resu
     assert!(
         report["server_cpu_secs"].as_f64().unwrap_or_default() > 0.0,
         "the SFU's CPU is read from /proc: {report}"
+    );
+    for worker in ["media-0", "media-1"] {
+        let cpu = report["server_threads_cpu_secs"][worker].as_f64();
+        assert!(cpu.is_some_and(|s| s > 0.0), "{worker}'s CPU: {report}");
+    }
+    // The SFU's own arrival-to-send delay: one observation per packet forwarded in the
+    // window, which are the deliveries give or take the packets in flight at its edges.
+    let delay = &report["forward_delay"];
+    let forwarded = delay["packets"].as_u64().unwrap_or_default();
+    assert!(
+        forwarded * 100 >= delivered * 95 && forwarded * 100 <= delivered * 105,
+        "{forwarded} forwarding delays for {delivered} deliveries: {report}"
+    );
+    let p99 = delay["p99_at_most_secs"].as_f64();
+    assert!(
+        p99.is_some_and(|s| s <= 0.05),
+        "in→out p99 on an idle machine: {report}"
     );
     let metrics = support::http_get(&dev.listen, "/metrics")?;
     for worker in ["0", "1"] {

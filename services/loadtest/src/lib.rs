@@ -13,6 +13,7 @@ mod cpu;
 mod janus;
 mod measure;
 pub mod peer;
+pub mod server_metrics;
 pub mod stamp;
 
 use std::net::IpAddr;
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-pub use cpu::process_cpu;
+pub use cpu::{process_cpu, threads_cpu};
 pub use measure::Report;
 use measure::{Clock, percentiles};
 use peer::{Peer, Publishing, Tally};
@@ -57,8 +58,11 @@ pub struct Config {
     pub warmup: Duration,
     /// The measurement window.
     pub duration: Duration,
-    /// The server process whose CPU is reported.
+    /// The server process whose CPU is reported, in all and per thread name.
     pub server_pid: Option<u32>,
+    /// The server's Prometheus `/metrics`: the SFU's own forwarding-delay histogram
+    /// over the window is reported from it.
+    pub server_metrics: Option<String>,
     /// Address the clients' sockets bind.
     pub client_ip: IpAddr,
 }
@@ -177,16 +181,53 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     .with_context(|| format!("not all {clients} clients connected in {CONNECT_TIMEOUT:?}"))??
     .forget();
     tokio::time::sleep(config.warmup).await;
-    let cpu_before = config.server_pid.map(process_cpu).transpose()?;
+    let before = ServerReading::take(&config, &http).await?;
     clock.open_window();
     tokio::time::sleep(config.duration).await;
     clock.close_window();
-    let cpu_after = config.server_pid.map(process_cpu).transpose()?;
+    let after = ServerReading::take(&config, &http).await?;
     tokio::time::sleep(GRACE).await;
     let _ = stop_tx.send(true);
-    let server_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
     let tallies = collect(tasks).await?;
-    Ok(report(&config, &clock, tallies, server_cpu))
+    let mut report = report(&config, &clock, tallies);
+    after.since(&before, &mut report);
+    Ok(report)
+}
+
+/// What is read off the server at each edge of the window.
+struct ServerReading {
+    cpu: Option<Duration>,
+    threads: Vec<(String, Duration)>,
+    forward_delay: Option<server_metrics::Buckets>,
+}
+
+impl ServerReading {
+    async fn take(config: &Config, http: &reqwest::Client) -> anyhow::Result<Self> {
+        let forward_delay = match &config.server_metrics {
+            Some(url) => {
+                Some(server_metrics::scrape(http, url, server_metrics::FORWARD_DELAY).await?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            cpu: config.server_pid.map(process_cpu).transpose()?,
+            threads: config
+                .server_pid
+                .map(threads_cpu)
+                .transpose()?
+                .unwrap_or_default(),
+            forward_delay,
+        })
+    }
+
+    fn since(self, before: &Self, report: &mut Report) {
+        report.server_cpu = self.cpu.zip(before.cpu).map(|(a, b)| a.saturating_sub(b));
+        report.server_threads_cpu = cpu::threads_cpu_delta(&before.threads, &self.threads);
+        report.forward_delay = self
+            .forward_delay
+            .zip(before.forward_delay.as_ref())
+            .map(|(a, b)| a.since(b));
+    }
 }
 
 /// Janus offers a feed only once its publisher's PeerConnection is up.
@@ -217,12 +258,7 @@ async fn collect(mut tasks: JoinSet<anyhow::Result<Tally>>) -> anyhow::Result<Ve
     Ok(tallies)
 }
 
-fn report(
-    config: &Config,
-    clock: &Clock,
-    tallies: Vec<Tally>,
-    server_cpu: Option<Duration>,
-) -> Report {
+fn report(config: &Config, clock: &Clock, tallies: Vec<Tally>) -> Report {
     let mut sent = 0;
     let mut dropped = 0;
     let mut delivered = 0;
@@ -254,6 +290,8 @@ fn report(
         duplicates,
         latency_us: percentiles(&mut latencies),
         jitter_us: jitters.iter().sum::<f64>() / jitters.len().max(1) as f64,
-        server_cpu,
+        server_cpu: None,
+        server_threads_cpu: Vec::new(),
+        forward_delay: None,
     }
 }

@@ -165,6 +165,11 @@ pub struct Report {
     pub jitter_us: f64,
     /// CPU the server process used in the window (user + system), when its pid is known.
     pub server_cpu: Option<Duration>,
+    /// The same per thread name, busiest first.
+    pub server_threads_cpu: Vec<(String, Duration)>,
+    /// The server's own arrival-to-send histogram over the window, when its metrics
+    /// address is known.
+    pub forward_delay: Option<crate::server_metrics::Buckets>,
 }
 
 impl Report {
@@ -175,6 +180,14 @@ impl Report {
     /// Share of expected deliveries that never arrived.
     pub fn loss(&self) -> f64 {
         1.0 - self.delivered as f64 / self.expected.max(1) as f64
+    }
+
+    /// CPU the server's threads named `name` used in the window.
+    pub fn thread_cpu(&self, name: &str) -> Option<Duration> {
+        self.server_threads_cpu
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, cpu)| *cpu)
     }
 
     /// Server CPU per million delivered packets.
@@ -244,9 +257,16 @@ mod tests {
             latency_us: [0; 4],
             jitter_us: 0.0,
             server_cpu: Some(Duration::from_millis(99)),
+            server_threads_cpu: vec![("media-0".into(), Duration::from_millis(60))],
+            forward_delay: None,
         };
         assert!((report.loss() - 0.01).abs() < 1e-9);
         assert!((report.delivered_per_second() - 4_950.0).abs() < 1e-9);
         assert_eq!(report.cpu_per_million(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            report.thread_cpu("media-0"),
+            Some(Duration::from_millis(60))
+        );
+        assert_eq!(report.thread_cpu("media-1"), None);
     }
 }

@@ -4,13 +4,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use confer_metrics::Histogram;
+use confer_metrics::{Histogram, HistogramSnapshot, Tally};
 
 /// Round-trip time buckets, seconds: same-city to intercontinental, and a struggling
 /// mobile link.
 const RTT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0];
 /// Interarrival jitter buckets, seconds.
 const JITTER_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25];
+
+/// Forwarding delay buckets, seconds: from a datagram's arrival to the moment each
+/// packet it caused has been handed to the kernel.
+pub(crate) const FORWARD_DELAY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+];
 
 /// Shared, lock-free counters. Cloning shares them.
 ///
@@ -41,6 +47,7 @@ struct Quality {
     rtt: Histogram,
     jitter: Histogram,
     relay_rtt: Histogram,
+    forward_delay: Histogram,
 }
 
 impl Default for Quality {
@@ -49,6 +56,7 @@ impl Default for Quality {
             rtt: Histogram::new(RTT_BUCKETS),
             jitter: Histogram::new(JITTER_BUCKETS),
             relay_rtt: Histogram::new(RTT_BUCKETS),
+            forward_delay: Histogram::new(FORWARD_DELAY_BUCKETS),
         }
     }
 }
@@ -236,6 +244,21 @@ impl SfuStats {
         (snapshot.count, snapshot.sum)
     }
 
+    /// An empty tally for [`SfuStats::absorb_forward_delays`].
+    pub(crate) fn forward_delay_tally() -> Tally {
+        Tally::new(FORWARD_DELAY_BUCKETS)
+    }
+
+    /// Adds a worker's forwarding delays counted since its last call.
+    pub(crate) fn absorb_forward_delays(&self, tally: &mut Tally) {
+        self.shared.quality.forward_delay.absorb(tally);
+    }
+
+    /// Forwarding delays (arrival to send) observed so far.
+    pub fn forward_delay(&self) -> HistogramSnapshot {
+        self.shared.quality.forward_delay.snapshot()
+    }
+
     /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.
     pub fn render_quality(&self, out: &mut confer_metrics::Exposition) {
         let c = &self.shared;
@@ -265,6 +288,11 @@ impl SfuStats {
             "confer_sfu_relay_rtt_seconds",
             "Round-trip time to the SFUs holding the same rooms in other regions, over the relay links (one observation per heartbeat answered).",
             &c.quality.relay_rtt.snapshot(),
+        );
+        out.histogram(
+            "confer_sfu_forward_delay_seconds",
+            "Time from an RTP or SRTP datagram's arrival at a media worker to each RTP packet it caused being sent (forwards and retransmissions; one observation per packet sent).",
+            &c.quality.forward_delay.snapshot(),
         );
         out.histogram(
             "confer_sfu_subscriber_jitter_seconds",

@@ -25,6 +25,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.media_bind,
         args.announce_ip,
         args.media_workers,
+        args.media_gso,
         &shutdown,
     )
     .await?;

@@ -33,6 +33,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         warmup: Duration::from_secs(args.warmup_secs),
         duration: Duration::from_secs(args.duration_secs),
         server_pid: args.server_pid,
+        server_metrics: args.server_metrics,
         client_ip: args.client_ip,
     };
     let report = confer_loadtest::run(config).await?;
@@ -60,6 +61,17 @@ fn print_json(report: &Report) {
         "jitter_us": report.jitter_us,
         "server_cpu_secs": report.server_cpu.map(|d| d.as_secs_f64()),
         "server_cpu_secs_per_million": report.cpu_per_million().map(|d| d.as_secs_f64()),
+        "server_threads_cpu_secs": report
+            .server_threads_cpu
+            .iter()
+            .map(|(name, cpu)| (name.clone(), serde_json::json!(cpu.as_secs_f64())))
+            .collect::<serde_json::Map<_, _>>(),
+        "forward_delay": report.forward_delay.as_ref().map(|d| serde_json::json!({
+            "packets": d.count(),
+            "p50_at_most_secs": d.quantile_bound(0.5),
+            "p99_at_most_secs": d.quantile_bound(0.99),
+            "share_within_1ms": d.share_within(0.001),
+        })),
     });
     println!("{json}");
 }
@@ -84,4 +96,26 @@ fn print(report: &Report) {
         println!("server CPU           {:.2} s", cpu.as_secs_f64());
         println!("CPU per 1M delivered {:.2} s", per_million.as_secs_f64());
     }
+    for (name, cpu) in report.server_threads_cpu.iter().take(THREADS_SHOWN) {
+        println!("  thread {name:<13} {:.2} s", cpu.as_secs_f64());
+    }
+    if let Some(delay) = &report.forward_delay {
+        let ms = |q| {
+            delay
+                .quantile_bound(q)
+                .map_or("over the last bucket".to_owned(), |s| {
+                    format!("≤ {:.2} ms", s * 1e3)
+                })
+        };
+        println!(
+            "SFU in→out           p50 {}  p99 {}  within 1 ms {:.2} % of {} packets",
+            ms(0.5),
+            ms(0.99),
+            delay.share_within(0.001).unwrap_or(0.0) * 100.0,
+            delay.count()
+        );
+    }
 }
+
+/// Busiest server threads printed.
+const THREADS_SHOWN: usize = 5;

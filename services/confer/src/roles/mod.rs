@@ -86,12 +86,14 @@ async fn start_sfu(
     media_bind: std::net::SocketAddr,
     announce_ip: Option<std::net::IpAddr>,
     media_workers: Option<u16>,
+    gso: bool,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<confer_sfu::SfuHandle> {
     let config = confer_sfu::SfuConfig {
         media_bind,
         announce_ip,
         workers: media_workers.map_or_else(confer_sfu::default_workers, usize::from),
+        gso,
         ..confer_sfu::SfuConfig::default()
     };
     confer_sfu::start(config, shutdown.clone()).await

@@ -17,6 +17,7 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
         args.media_bind,
         args.announce_ip,
         args.media_workers,
+        args.media_gso,
         &shutdown,
     )
     .await?;

@@ -100,6 +100,15 @@ impl MediaKind {
 pub struct Transmit {
     pub to: SocketAddr,
     pub bytes: BytesMut,
+    /// For an RTP packet a peer's stack produced (a forward, a retransmission): the
+    /// instant of the input that caused it, from which its forwarding delay counts.
+    pub rtp_since: Option<Instant>,
+}
+
+/// RTP, not RTCP, STUN or DTLS (RFC 7983 and RFC 5761: version 2, and a payload type
+/// outside RTCP's packet types 192–223 once the marker bit is masked).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(64..=95).contains(&(datagram[1] & 0x7f))
 }
 
 /// Timeouts for peers that never connect or go silent.
@@ -546,9 +555,11 @@ impl Sfu {
             return;
         };
         while let Some(out) = peer.pc.poll_write() {
+            let rtp_since = is_rtp(&out.message).then_some(out.now);
             self.transmits.push_back(Transmit {
                 to: out.transport.peer_addr,
                 bytes: out.message,
+                rtp_since,
             });
         }
         let next = peer.pc.poll_timeout();
@@ -879,6 +890,34 @@ impl Sfu {
                 participant: peer.participant,
                 reason: reason.to_owned(),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rtp;
+
+    #[test]
+    fn only_rtp_counts_as_rtp() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        for payload_type in [0u8, 96, 111, 127] {
+            rtp[1] = payload_type;
+            assert!(is_rtp(&rtp), "payload type {payload_type}");
+            rtp[1] = payload_type | 0x80; // the marker bit
+            assert!(is_rtp(&rtp), "payload type {payload_type} with the marker");
+        }
+        // RTCP: sender and receiver reports, SDES, BYE, feedback, XR.
+        for packet_type in [200u8, 201, 202, 203, 205, 206, 207] {
+            rtp[1] = packet_type;
+            assert!(!is_rtp(&rtp), "RTCP packet type {packet_type}");
+        }
+        rtp[1] = 96;
+        assert!(!is_rtp(&rtp[..11]), "shorter than an RTP header");
+        for first in [0u8, 1, 20, 23, 64] {
+            rtp[0] = first; // STUN, DTLS, TURN channel data
+            assert!(!is_rtp(&rtp), "first byte {first}");
         }
     }
 }

@@ -6,6 +6,8 @@
 //! room on the worker with the fewest peers. Each worker has its own media port (the
 //! configured port, then the ones after it), announced in its peers' ICE candidates.
 
+mod outbox;
+mod receive;
 mod router;
 mod worker;
 
@@ -33,6 +35,9 @@ pub struct SfuConfig {
     pub announce_ip: Option<IpAddr>,
     /// Media workers (event loops, each on its own thread); one per core is the rule.
     pub workers: usize,
+    /// Sends each peer's burst of equal-size packets in one system call (UDP GSO)
+    /// where the kernel allows it.
+    pub gso: bool,
     pub timeouts: Timeouts,
     /// Drops a share of RTP datagrams (fault injection for tests and experiments).
     pub impairment: Impairment,
@@ -44,6 +49,7 @@ impl Default for SfuConfig {
             media_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             announce_ip: None,
             workers: 1,
+            gso: true,
             timeouts: Timeouts::default(),
             impairment: Impairment::default(),
         }
@@ -86,6 +92,9 @@ pub async fn start(
             events: events.clone(),
             router: router.clone(),
             shutdown: shutdown.clone(),
+            delays: SfuStats::forward_delay_tally(),
+            outbox: outbox::Outbox::default(),
+            gso: config.gso,
         };
         std::thread::Builder::new()
             .name(format!("media-{index}"))
@@ -122,6 +131,10 @@ fn bind_all(config: &SfuConfig) -> anyhow::Result<Vec<(std::net::UdpSocket, Sock
             socket
                 .set_nonblocking(true)
                 .context("failed to make the media socket non-blocking")?;
+            // Only the forwarding-delay metric needs it: it then leaves out queueing.
+            if let Err(err) = receive::stamp_arrivals(&socket) {
+                tracing::warn!(%err, "no arrival stamps on the media socket: forwarding delay counts from reading");
+            }
             let bound = socket.local_addr().context("media socket has no address")?;
             let announce_ip = match config.announce_ip {
                 Some(ip) => ip,

@@ -537,6 +537,7 @@ impl Sfu {
         self.transmits.push_back(Transmit {
             to: *to,
             bytes: sealed,
+            rtp_since: None,
         });
     }
 
