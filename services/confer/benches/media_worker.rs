@@ -28,12 +28,7 @@ use confer_loadtest::{Config, Report, Target};
 use support::{free_port, wait_listening};
 
 /// Steps: rooms × (1 publisher → subscribers), publisher bitrate in kbit/s.
-const STEPS: &[(usize, usize, u32)] = &[
-    (4, 25, 1_000),
-    (4, 25, 2_000),
-    (4, 25, 4_000),
-    (4, 25, 8_000),
-];
+const STEPS: &[(usize, usize, u32)] = &[(4, 25, 1_000), (4, 25, 2_000), (4, 25, 4_000)];
 /// A step that loses more than this ends the ladder: the clients, not the SFU, are
 /// then the limit on this machine.
 const MAX_LOSS: f64 = 0.01;
@@ -115,7 +110,18 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &step in STEPS {
-        let report = confer_loadtest::run(config(&listen, confer.id(), step)).await?;
+        let report = match confer_loadtest::run(config(&listen, confer.id(), step)).await {
+            Ok(report) => report,
+            Err(err) => {
+                // On a machine this size the clients' own handshakes are the first to
+                // give out as the load climbs.
+                println!(
+                    "\n{} × 1→{} at {} kbit/s did not run: {err:#}; the ladder stops here",
+                    step.0, step.1, step.2
+                );
+                break;
+            }
+        };
         row(step, &report);
         if report.loss() > MAX_LOSS {
             println!(
