@@ -101,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
             "127.0.0.1:0",
             "--media-workers",
             "1",
+            // Every client joins from this machine's one address.
+            "--join-burst-per-address",
+            "1000",
         ],
         &[],
     )?;

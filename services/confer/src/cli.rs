@@ -132,6 +132,10 @@ pub struct DevArgs {
     /// HTTP address of the gateway (web app, signalling, tenant API).
     #[arg(long, env = "CONFER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Joins one client address may make in a burst (refilled over 2 s); raise it for
+    /// a load generator on this machine.
+    #[arg(long, env = "CONFER_JOIN_BURST_PER_ADDRESS", default_value_t = 30)]
+    pub join_burst_per_address: u32,
     /// UDP address of the first media worker's port (port 0: free ports).
     #[arg(long, env = "CONFER_MEDIA_BIND", default_value = "127.0.0.1:0")]
     pub media_bind: SocketAddr,

@@ -29,11 +29,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    let config = RoomConfig {
+    let mut config = RoomConfig {
         turn: args.turn.config(),
         anonymous_tenant: (!args.require_token).then(|| DEV_TENANT.to_owned()),
         ..RoomConfig::default()
     };
+    config.limits.joins_per_address.0 = args.join_burst_per_address.max(1);
     let registry = SfuRegistry::new(vec![SfuNode {
         id: "local".into(),
         region: config.default_region.clone(),
