@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use confer_metrics::{Histogram, HistogramSnapshot, Tally};
+use confer_metrics::{Histogram, Tally};
 
 /// Round-trip time buckets, seconds: same-city to intercontinental, and a struggling
 /// mobile link.
@@ -252,11 +252,6 @@ impl SfuStats {
     /// Adds a worker's forwarding delays counted since its last call.
     pub(crate) fn absorb_forward_delays(&self, tally: &mut Tally) {
         self.shared.quality.forward_delay.absorb(tally);
-    }
-
-    /// Forwarding delays (arrival to send) observed so far.
-    pub fn forward_delay(&self) -> HistogramSnapshot {
-        self.shared.quality.forward_delay.snapshot()
     }
 
     /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.

@@ -68,6 +68,7 @@ impl Worker {
 
     async fn run(mut self, socket: UdpSocket) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut control = receive::control_buffer();
         // The router's generation of each peer here, to report its end.
         let mut generations = HashMap::new();
         loop {
@@ -86,7 +87,7 @@ impl Worker {
                     None => break,
                 },
                 readable = socket.readable() => match readable {
-                    Ok(()) => self.receive_batch(&socket, &mut buf),
+                    Ok(()) => self.receive_batch(&socket, &mut buf, &mut control),
                     Err(err) => debug!(%err, "media socket not readable"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
@@ -95,9 +96,9 @@ impl Worker {
         info!(worker = self.index, "media worker stopped");
     }
 
-    fn receive_batch(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
+    fn receive_batch(&mut self, socket: &UdpSocket, buf: &mut [u8], control: &mut [u8]) {
         for _ in 0..RECEIVE_BATCH {
-            match receive::try_receive(socket, buf) {
+            match receive::try_receive(socket, buf, control) {
                 Ok(datagram) if self.impairer.drop_inbound(&buf[..datagram.len]) => {
                     self.sfu.stats().impaired_drop()
                 }
