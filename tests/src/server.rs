@@ -26,6 +26,10 @@ pub struct Options {
     pub sfu: SfuConfig,
     /// The gateway's configuration (its SFU counters are filled in).
     pub gateway: GatewayConfig,
+    /// The chat bus the gateway listens on, when not the chat service's own: a test
+    /// that plays the bus publishes there (reordering, losing), and the gateway hears
+    /// nothing else.
+    pub gateway_bus: Option<confer_chat::Bus>,
 }
 
 pub struct TestServer {
@@ -88,7 +92,13 @@ impl TestServer {
             listener,
             Arc::new(room.clone()),
             SfuDirectory::with_local(Arc::new(sfu.clone())),
-            ChatLink::local(chat.clone()),
+            match options.gateway_bus {
+                Some(bus) => ChatLink {
+                    bus,
+                    ..ChatLink::local(chat.clone())
+                },
+                None => ChatLink::local(chat.clone()),
+            },
             signal,
         ));
         Ok(Self {

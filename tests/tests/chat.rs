@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use confer_e2e::server::{TestServer, metric};
+use confer_chat::{Bus, ChatApi as _, Page};
+use confer_e2e::server::{DEV_TENANT, Options, TestServer, assert_metrics, metric};
 use confer_e2e::signal::SignalClient;
 use serde_json::{Value, json};
 
@@ -255,6 +256,67 @@ async fn bad_chat_input_gets_clear_errors_and_nothing_is_stored() -> anyhow::Res
         say(&mut ada, &mut Vec::new(), "ok", "still here").await?,
         1,
         "nothing was stored before"
+    );
+    Ok(())
+}
+
+/// The bus the gateway hears reorders entries and loses one. Members still get every
+/// entry once and in order: a reordering is put right without reading history, the
+/// lost entry is read from history once the reorder wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reordering_lossy_bus_still_delivers_each_entry_once_in_order() -> anyhow::Result<()> {
+    let bus = Bus::memory();
+    let server = TestServer::start_with(Options {
+        gateway_bus: Some(bus.clone()),
+        ..Options::default()
+    })
+    .await?;
+    let (mut ada, _) = join(&server, "talk", "Ada").await?;
+    let (mut bob, _) = join(&server, "talk", "Bob").await?;
+    // Stored and published on the chat service's own bus, which the gateway does not
+    // hear: what Bob gets comes from the test's bus or from history.
+    let mut own = Vec::new();
+    for i in 1..=6u64 {
+        assert_eq!(
+            say(&mut ada, &mut own, &format!("c{i}"), &format!("m{i}")).await?,
+            i
+        );
+    }
+    let stored = server
+        .chat
+        .history(
+            format!("{DEV_TENANT}/talk"),
+            Page::After {
+                after: 0,
+                limit: 10,
+            },
+        )
+        .await?
+        .entries;
+    assert_eq!(stored.len(), 6);
+    for seq in [2, 3, 1, 2] {
+        bus.publish(&stored[seq - 1]).await?;
+    }
+    let first = entries(&mut bob, 3).await?;
+    assert_eq!(seqs(&Value::Array(first.clone())), [1, 2, 3]);
+    assert_eq!(first[0]["text"], "m1");
+    // 4 is lost on the bus; 5 and 6 arrive.
+    for seq in [5, 6] {
+        bus.publish(&stored[seq - 1]).await?;
+    }
+    let rest = entries(&mut bob, 3).await?;
+    assert_eq!(seqs(&Value::Array(rest.clone())), [4, 5, 6]);
+    assert_eq!(rest[0]["text"], "m4");
+    // Nothing more: each went out once.
+    let extra = tokio::time::timeout(Duration::from_millis(300), bob.recv_kind("chat", WAIT)).await;
+    assert!(extra.is_err(), "a repeat reached Bob: {extra:?}");
+    assert_metrics(
+        &server.metrics().await?,
+        &[
+            // 2 and 3 waited for 1; 5 and 6 came from the history read that found 4.
+            ("confer_gateway_chat_reordered_total", 2),
+            ("confer_gateway_chat_gap_fills_total", 1),
+        ],
     );
     Ok(())
 }

@@ -12,8 +12,8 @@
 //! room's entries nearly always reach the bus in number order and gateways seldom have
 //! a gap to read from history.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument as _;
@@ -77,6 +77,7 @@ const IN_FLIGHT: usize = 4;
 
 async fn run(store: Store, bus: Bus, stats: ChatStats, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let slow = Arc::new(SlowBatches::default());
     // Fires when the batch before has published: batches publish in the order they
     // were taken.
     let mut published: Option<oneshot::Receiver<()>> = None;
@@ -93,20 +94,65 @@ async fn run(store: Store, bus: Bus, stats: ChatStats, mut jobs: mpsc::Unbounded
         }
         let (done, this_published) = oneshot::channel();
         let before = published.replace(this_published);
-        let (store, bus, stats) = (store.clone(), bus.clone(), stats.clone());
+        let (store, bus, stats, slow) = (store.clone(), bus.clone(), stats.clone(), slow.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let outcomes = store_batch(&store, &stats, &batch).await;
+            let stored = started.elapsed();
             if let Some(before) = before {
                 // An error means that batch's task ended early: nothing to wait for.
                 let _ = before.await;
             }
+            let publishing = Instant::now();
             publish(&bus, &stats, &batch, &outcomes).await;
+            let published = publishing.elapsed();
+            stats.batch_timed(stored, published);
+            slow.check(batch.len(), stored, published);
             let _ = done.send(());
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.reply.send(outcome);
             }
             drop(slot);
         });
+    }
+}
+
+/// A batch slower than this to store or to publish is logged: its members waited.
+const SLOW_BATCH: Duration = Duration::from_millis(50);
+
+/// Logs slow batches, at most once per [`SlowBatches::EVERY`], counting the rest.
+#[derive(Default)]
+struct SlowBatches(Mutex<SlowLog>);
+
+#[derive(Default)]
+struct SlowLog {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl SlowBatches {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn check(&self, sends: usize, stored: Duration, published: Duration) {
+        if stored < SLOW_BATCH && published < SLOW_BATCH {
+            return;
+        }
+        let mut log = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        log.unlogged += 1;
+        if log.logged_at.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            return;
+        }
+        tracing::warn!(
+            sends,
+            store_ms = stored.as_millis() as u64,
+            publish_ms = published.as_millis() as u64,
+            slow_batches = log.unlogged,
+            "chat batches are slow (counting those since the last warning)"
+        );
+        *log = SlowLog {
+            logged_at: Some(Instant::now()),
+            unlogged: 0,
+        };
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the chat service counts, for its `/metrics`: entries stored, duplicate sends,
 //! sends refused by reason (the error code the sender got), publishes that failed, the
-//! time from a send's arrival to its entry stored and published, commits shared by
-//! concurrent sends, entries expired.
+//! time from a send's arrival to its entry stored and published, how long each batch
+//! took to store and to publish, commits shared by concurrent sends, entries expired.
 //! Labels are error codes only: never rooms or senders.
 
 use std::sync::Arc;
@@ -27,6 +27,8 @@ struct Counters {
     batched: AtomicU64,
     expired: AtomicU64,
     send_duration: Histogram,
+    batch_store: Histogram,
+    batch_publish: Histogram,
 }
 
 impl Default for ChatStats {
@@ -40,6 +42,8 @@ impl Default for ChatStats {
             batched: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             send_duration: Histogram::new(SEND_BUCKETS),
+            batch_store: Histogram::new(SEND_BUCKETS),
+            batch_publish: Histogram::new(SEND_BUCKETS),
         }))
     }
 }
@@ -62,6 +66,12 @@ impl ChatStats {
     pub(crate) fn batch_stored(&self, entries: usize) {
         self.0.batches.fetch_add(1, Relaxed);
         self.0.batched.fetch_add(entries as u64, Relaxed);
+    }
+    /// A batch took `store` to store (every send in it, shared commit or one by one)
+    /// and `publish` to publish.
+    pub(crate) fn batch_timed(&self, store: Duration, publish: Duration) {
+        self.0.batch_store.observe(store);
+        self.0.batch_publish.observe(publish);
     }
     pub(crate) fn expired(&self, entries: u64) {
         self.0.expired.fetch_add(entries, Relaxed);
@@ -111,6 +121,16 @@ impl ChatStats {
             "From a send's arrival to its entry stored and published.",
             &c.send_duration.snapshot(),
         );
+        out.histogram(
+            "confer_chat_batch_store_duration_seconds",
+            "How long each batch of sends took to store, from its first statement to its last commit.",
+            &c.batch_store.snapshot(),
+        );
+        out.histogram(
+            "confer_chat_batch_publish_duration_seconds",
+            "How long each batch's entries took to publish on the bus (one pipeline).",
+            &c.batch_publish.snapshot(),
+        );
     }
 }
 
@@ -131,6 +151,7 @@ mod tests {
         stats.batch_stored(3);
         stats.batch_stored(5);
         stats.expired(5);
+        stats.batch_timed(Duration::from_millis(2), Duration::from_micros(300));
         let mut out = Exposition::new(confer_metrics::Format::Prometheus);
         stats.render(&mut out);
         let text = out.finish();
@@ -145,6 +166,9 @@ mod tests {
             "confer_chat_entries_expired_total 5",
             "confer_chat_send_duration_seconds_count 2",
             "confer_chat_send_duration_seconds_bucket{le=\"0.005\"} 1",
+            "confer_chat_batch_store_duration_seconds_bucket{le=\"0.001\"} 0",
+            "confer_chat_batch_store_duration_seconds_bucket{le=\"0.0025\"} 1",
+            "confer_chat_batch_publish_duration_seconds_bucket{le=\"0.001\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -100,7 +100,11 @@ struct Control {
     recording: AtomicBool,
     delivered: AtomicU64,
     sent: AtomicU64,
-    latencies_us: std::sync::Mutex<Vec<u64>>,
+    /// The benchmark's own worst timer lateness this phase, µs: how long its clients
+    /// could have been kept from reading.
+    worst_lag_us: AtomicU64,
+    /// (received at, latency), µs since the epoch.
+    latencies_us: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 async fn member(
@@ -184,7 +188,8 @@ async fn member(
                     if control.recording.load(Relaxed) {
                         let digits: String = text[at + 10..].chars().take_while(char::is_ascii_digit).collect();
                         if let Ok(sent) = digits.parse::<u64>() {
-                            latencies.push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
+                            let now = epoch.elapsed().as_micros() as u64;
+                            latencies.push((now, now.saturating_sub(sent)));
                         }
                     }
                 }
@@ -199,10 +204,158 @@ struct Measured {
     deliveries_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// p99 bounds of the servers' own stages over the phase.
+    stages: Stages,
+    /// Deliveries slower than [`STALL`], grouped by when their messages were sent.
+    stalls: Vec<Stall>,
+    /// The benchmark's own worst timer lateness.
+    worst_lag_ms: f64,
+    /// Each gateway's history reads to fill a gap, and entries put back in order
+    /// without one.
+    gap_fills: Vec<(u64, u64)>,
+}
+
+/// A delivery this late counts towards a stall.
+const STALL: Duration = Duration::from_millis(50);
+
+/// Messages sent within this of each other belong to one stall.
+const STALL_GAP: Duration = Duration::from_millis(200);
+
+struct Stall {
+    /// When its first late message was sent, from the phase's start.
+    sent_from_ms: f64,
+    sent_until_ms: f64,
+    deliveries: usize,
+    worst_ms: f64,
+}
+
+/// The servers' histograms a phase reads, as p99 bucket bounds ("<= 5 ms").
+struct Stages {
+    /// Chat service: a send's arrival to its entry stored and published.
+    send: String,
+    /// Chat service: one batch's store.
+    batch_store: String,
+    /// Chat service: one batch's publish.
+    batch_publish: String,
+    /// Each gateway: an entry stored to its hand-off to the members' writers.
+    gateway_fanout: String,
+}
+
+const STAGE_HISTOGRAMS: [&str; 4] = [
+    "confer_chat_send_duration_seconds",
+    "confer_chat_batch_store_duration_seconds",
+    "confer_chat_batch_publish_duration_seconds",
+    "confer_gateway_chat_fanout_seconds",
+];
+
+/// Each gateway's (gap fills, reordered entries) counters.
+async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {
+    let counter = |text: &str, name: &str| -> anyhow::Result<u64> {
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .ok_or_else(|| anyhow::anyhow!("no {name} on a gateway's /metrics"))?;
+        Ok(value.trim().parse()?)
+    };
+    let mut counts = Vec::new();
+    for gateway in &cluster.gateways {
+        let text = reqwest::get(format!("http://{gateway}/metrics"))
+            .await?
+            .text()
+            .await?;
+        counts.push((
+            counter(&text, "confer_gateway_chat_gap_fills_total")?,
+            counter(&text, "confer_gateway_chat_reordered_total")?,
+        ));
+    }
+    Ok(counts)
+}
+
+/// Every stage histogram, from the chat service and both gateways.
+async fn scrape_stages(
+    cluster: &ChatCluster,
+) -> anyhow::Result<Vec<confer_loadtest::server_metrics::Buckets>> {
+    use confer_loadtest::server_metrics::scrape;
+    let http = reqwest::Client::new();
+    let chat = format!("http://{}/metrics", cluster.chat_metrics[0]);
+    let mut all = Vec::new();
+    for name in &STAGE_HISTOGRAMS[..3] {
+        all.push(scrape(&http, &chat, name).await?);
+    }
+    for gateway in &cluster.gateways {
+        let url = format!("http://{gateway}/metrics");
+        all.push(scrape(&http, &url, STAGE_HISTOGRAMS[3]).await?);
+    }
+    Ok(all)
+}
+
+fn stages_between(
+    before: &[confer_loadtest::server_metrics::Buckets],
+    after: &[confer_loadtest::server_metrics::Buckets],
+) -> Stages {
+    let p99 = |i: usize| {
+        let window = after[i].since(&before[i]);
+        match window.quantile_bound(0.99) {
+            _ if window.count() == 0 => "none".to_owned(),
+            Some(seconds) => format!("<= {}", seconds * 1000.0),
+            None => "over the last bucket".to_owned(),
+        }
+    };
+    Stages {
+        send: p99(0),
+        batch_store: p99(1),
+        batch_publish: p99(2),
+        gateway_fanout: format!("{}, {}", p99(3), p99(4)),
+    }
+}
+
+/// Late deliveries, grouped by when their messages were sent (µs since the epoch).
+fn stalls(latencies: &[(u64, u64)], phase_start_us: u64) -> Vec<Stall> {
+    let mut late: Vec<(u64, u64)> = latencies
+        .iter()
+        .filter(|(_, latency)| *latency >= STALL.as_micros() as u64)
+        .map(|&(received, latency)| (received - latency, latency))
+        .collect();
+    late.sort_unstable();
+    let mut stalls: Vec<Stall> = Vec::new();
+    let ms = |us: u64| us.saturating_sub(phase_start_us) as f64 / 1000.0;
+    for (sent, latency) in late {
+        match stalls.last_mut() {
+            Some(stall) if ms(sent) - stall.sent_until_ms <= STALL_GAP.as_secs_f64() * 1000.0 => {
+                stall.sent_until_ms = ms(sent);
+                stall.deliveries += 1;
+                stall.worst_ms = stall.worst_ms.max(latency as f64 / 1000.0);
+            }
+            _ => stalls.push(Stall {
+                sent_from_ms: ms(sent),
+                sent_until_ms: ms(sent),
+                deliveries: 1,
+                worst_ms: latency as f64 / 1000.0,
+            }),
+        }
+    }
+    stalls
+}
+
+/// Sleeps 5 ms over and over, keeping the worst lateness: a stall of this process
+/// (its runtime or the CPU) shows here, one of the servers does not.
+async fn watch_lag(control: Arc<Control>) {
+    const TICK: Duration = Duration::from_millis(5);
+    while *control.mode.borrow() != STOP {
+        let asleep = Instant::now();
+        tokio::time::sleep(TICK).await;
+        let late = asleep.elapsed().saturating_sub(TICK).as_micros() as u64;
+        control.worst_lag_us.fetch_max(late, Relaxed);
+    }
 }
 
 /// Runs the senders in `mode` for `RUN` after a second of warm-up.
-async fn phase(control: &Control, mode: u64) -> Measured {
+async fn phase(
+    cluster: &ChatCluster,
+    control: &Control,
+    epoch: Instant,
+    mode: u64,
+) -> anyhow::Result<Measured> {
     control.mode.send_replace(mode);
     tokio::time::sleep(Duration::from_secs(1)).await;
     // On stderr, so a profiler can be pointed at one phase (`perf record -a` then).
@@ -210,25 +363,31 @@ async fn phase(control: &Control, mode: u64) -> Measured {
     if let Ok(mut all) = control.latencies_us.lock() {
         all.clear();
     }
+    let (before, gaps_before) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
+    control.worst_lag_us.store(0, Relaxed);
     control.recording.store(true, Relaxed);
     let (sent, delivered, started) = (
         control.sent.load(Relaxed),
         control.delivered.load(Relaxed),
         Instant::now(),
     );
+    let phase_start_us = epoch.elapsed().as_micros() as u64;
     tokio::time::sleep(RUN).await;
     let secs = started.elapsed().as_secs_f64();
     let sent = control.sent.load(Relaxed) - sent;
     let delivered = control.delivered.load(Relaxed) - delivered;
     control.recording.store(false, Relaxed);
+    let worst_lag_ms = control.worst_lag_us.load(Relaxed) as f64 / 1000.0;
+    let (after, gaps_after) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
     control.mode.send_replace(QUIET);
     // The members hand over their latencies when the mode changes.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut latencies = control
+    let recorded = control
         .latencies_us
         .lock()
         .map(|all| all.clone())
         .unwrap_or_default();
+    let mut latencies: Vec<u64> = recorded.iter().map(|(_, latency)| *latency).collect();
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -245,12 +404,20 @@ async fn phase(control: &Control, mode: u64) -> Measured {
         last = now;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Measured {
+    Ok(Measured {
         messages_per_sec: sent as f64 / secs,
         deliveries_per_sec: delivered as f64 / secs,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
-    }
+        stages: stages_between(&before, &after),
+        stalls: stalls(&recorded, phase_start_us),
+        worst_lag_ms,
+        gap_fills: gaps_after
+            .iter()
+            .zip(&gaps_before)
+            .map(|(after, before)| (after.0 - before.0, after.1 - before.1))
+            .collect(),
+    })
 }
 
 /// `rooms` x `members`, `senders` of them per room keeping `window` sends in flight:
@@ -270,8 +437,10 @@ async fn scenario(
         recording: AtomicBool::new(false),
         delivered: AtomicU64::new(0),
         sent: AtomicU64::new(0),
+        worst_lag_us: AtomicU64::new(0),
         latencies_us: std::sync::Mutex::new(Vec::new()),
     });
+    tokio::spawn(watch_lag(control.clone()));
     control.window.store(window, Relaxed);
     let epoch = Instant::now();
     let mut tasks = Vec::new();
@@ -292,26 +461,60 @@ async fn scenario(
             tasks.push(tokio::spawn(member(ws, sender, epoch, control.clone())));
         }
     }
-    let max = phase(&control, MAX).await;
+    let max = phase(cluster, &control, epoch, MAX).await?;
     let total_senders = (rooms * senders) as f64;
     let half_rate = (max.messages_per_sec / 2.0).max(1.0);
     control
         .interval_us
         .store((total_senders / half_rate * 1e6) as u64, Relaxed);
-    let half = phase(&control, PACED).await;
+    let half = phase(cluster, &control, epoch, PACED).await?;
     control.mode.send_replace(STOP);
     for task in tasks {
         task.await??;
     }
     println!(
-        "| {rooms} room(s) x {members} members, {senders} sender(s) per room, {window} in flight each | max | {:.0} | {:.0} | {:.1} | {:.1} |",
-        max.messages_per_sec, max.deliveries_per_sec, max.p50_ms, max.p99_ms
+        "| {rooms} room(s) x {members} members, {senders} sender(s) per room, {window} in flight each | max | {}",
+        max.row()
     );
-    println!(
-        "| | half of max | {:.0} | {:.0} | {:.1} | {:.1} |",
-        half.messages_per_sec, half.deliveries_per_sec, half.p50_ms, half.p99_ms
-    );
+    println!("| | half of max | {}", half.row());
+    for (name, measured) in [("max", &max), ("half of max", &half)] {
+        for stall in measured.stalls.iter().take(5) {
+            println!(
+                "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0}-{:.0} ms into the phase: {}, worst {:.1} ms",
+                STALL.as_millis(),
+                stall.sent_from_ms,
+                stall.sent_until_ms,
+                stall.deliveries,
+                stall.worst_ms
+            );
+        }
+        if measured.stalls.len() > 5 {
+            println!(
+                "  {label} {name}: … {} stalls in all",
+                measured.stalls.len()
+            );
+        }
+    }
     Ok(())
+}
+
+impl Measured {
+    /// The table's columns after the phase.
+    fn row(&self) -> String {
+        format!(
+            "{:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {:?} | {:.1} |",
+            self.messages_per_sec,
+            self.deliveries_per_sec,
+            self.p50_ms,
+            self.p99_ms,
+            self.stages.send,
+            self.stages.batch_store,
+            self.stages.batch_publish,
+            self.stages.gateway_fanout,
+            self.gap_fills,
+            self.worst_lag_ms,
+        )
+    }
 }
 
 /// `redis-benchmark` PUBLISH requests per second against the same Redis.
@@ -348,8 +551,10 @@ async fn main() -> anyhow::Result<()> {
         redis_publish(cluster.redis.port)?
     );
     println!();
-    println!("| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     scenario(&cluster, "one", 1, 1000, 8, 8).await?;
     scenario(&cluster, "many", 1000, 10, 1, 1).await?;
     println!();

@@ -1,15 +1,20 @@
 //! The gateway's side of chat: one bus subscription per room this gateway has members
 //! in, fanned out in-process to the room's sessions, in sequence order with nothing
 //! missing. The bus may drop, duplicate or reorder entries (Redis restarts, concurrent
-//! senders on different chat replicas); the history store never does. So the hub keeps
-//! the last seq it delivered per room, drops what it has seen, and when an entry skips
-//! ahead, or after a [`FeedEvent::Resync`], reads the missing ones from history first.
+//! batches or chat replicas); the history store never does. So the hub keeps each
+//! room's order ([`RoomOrder`]): it drops what it has delivered, holds an entry that
+//! skips ahead until the missing ones arrive, and reads them from history only when
+//! they do not come within the reorder wait, or after a [`FeedEvent::Resync`]. A
+//! reordering never makes the hub wait on the chat service.
 //!
 //! Sessions filter once more (`Session::on_event`): a joiner's history page and the
 //! live stream may overlap by a few entries.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent, Page};
@@ -17,9 +22,9 @@ use confer_proto::signal::{
     ChatMessage, ServerMessage, encode_server_message, server_message::Msg,
 };
 use tokio::sync::mpsc;
-use tracing::Instrument as _;
 
 use crate::AppState;
+use crate::chat_order::{Released, RoomOrder};
 use crate::rooms::message;
 
 /// What the gateway talks to for chat: the chat service's API, and the bus its entries
@@ -47,8 +52,8 @@ impl ChatLink {
 struct RoomChat {
     /// Local sessions in the room.
     members: usize,
-    /// The last seq delivered to them.
-    last_seq: u64,
+    /// Its live entries, in order.
+    order: RoomOrder,
 }
 
 pub(crate) struct ChatHub {
@@ -107,7 +112,7 @@ impl ChatHub {
             let mut rooms = self.lock();
             let chat = rooms.entry(room.to_owned()).or_insert(RoomChat {
                 members: 0,
-                last_seq: u64::MAX,
+                order: RoomOrder::default(),
             });
             chat.members += 1;
             chat.members == 1
@@ -121,11 +126,11 @@ impl ChatHub {
             .await?;
         let newest = page.entries.last().map_or(0, |e| e.seq);
         if let Some(chat) = self.lock().get_mut(room)
-            && chat.last_seq == u64::MAX
+            && chat.order.last().is_none()
         {
             // Entries published before the read are in the page (stored before
             // published); the ones published since were dropped and are read next.
-            chat.last_seq = newest;
+            chat.order.start(newest);
             let _ = self.catch_up.send(room.to_owned());
         }
         Ok((page.entries, page.more))
@@ -144,22 +149,34 @@ impl ChatHub {
         }
     }
 
-    /// Takes `entry` into the room's order: the entries to deliver now, in order.
-    async fn admit(&self, entry: Arc<ChatEntry>) -> Vec<ChatEntry> {
-        let last = match self.lock().get(&entry.room) {
-            Some(chat) if chat.last_seq != u64::MAX => chat.last_seq,
-            // Not here, or its first history read is under way and will include it.
-            _ => return Vec::new(),
-        };
-        if entry.seq <= last {
-            return Vec::new();
+    /// Takes a live `entry` into its room's order.
+    fn admit(&self, entry: &ChatEntry) -> Released {
+        match self.lock().get_mut(&entry.room) {
+            Some(chat) => chat.order.admit(entry, Instant::now()),
+            None => Released::default(),
         }
-        let batch = if entry.seq == last + 1 {
-            vec![(*entry).clone()]
-        } else {
-            self.read_after(&entry.room, last, entry.seq).await
+    }
+
+    /// Reads `room`'s gap from history if it is still open and its wait is over;
+    /// returns whether it read.
+    async fn fill_gap(&self, room: &str) -> (Released, bool) {
+        let gap = self
+            .lock()
+            .get(room)
+            .and_then(|chat| chat.order.gap(Instant::now()));
+        let Some((after, until)) = gap else {
+            return (Released::default(), false);
         };
-        self.advance(&entry.room, batch)
+        let entries = self.read_after(room, after, until).await;
+        (self.fill(room, entries), true)
+    }
+
+    /// Entries read from `room`'s history, into its order.
+    fn fill(&self, room: &str, entries: Vec<ChatEntry>) -> Released {
+        match self.lock().get_mut(room) {
+            Some(chat) => chat.order.fill(entries, Instant::now()),
+            None => Released::default(),
+        }
     }
 
     /// Entries after `last` from history, up to `until` if given.
@@ -194,92 +211,105 @@ impl ChatHub {
         }
     }
 
-    /// Moves the room's last seq over `batch` (dropping what was delivered meanwhile).
-    fn advance(&self, room: &str, batch: Vec<ChatEntry>) -> Vec<ChatEntry> {
-        let mut rooms = self.lock();
-        let Some(chat) = rooms.get_mut(room) else {
-            return Vec::new();
-        };
-        let mut fresh = Vec::with_capacity(batch.len());
-        for entry in batch {
-            if chat.last_seq != u64::MAX && entry.seq == chat.last_seq + 1 {
-                chat.last_seq = entry.seq;
-                fresh.push(entry);
-            }
-        }
-        fresh
-    }
-
     /// After a resync: every room's entries after its last seq (or only `room`'s).
-    async fn catch_up(&self, only: Option<&str>) -> Vec<ChatEntry> {
+    async fn catch_up(&self, only: Option<&str>) -> Vec<(String, Released)> {
         let rooms: Vec<(String, u64)> = self
             .lock()
             .iter()
-            .filter(|(room, chat)| {
-                chat.last_seq != u64::MAX && only.is_none_or(|only| only == room.as_str())
-            })
-            .map(|(room, chat)| (room.clone(), chat.last_seq))
+            .filter(|(room, _)| only.is_none_or(|only| only == room.as_str()))
+            .filter_map(|(room, chat)| Some((room.clone(), chat.order.last()?)))
             .collect();
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rooms.len());
         for (room, last) in rooms {
-            let batch = self.read_after(&room, last, u64::MAX).await;
-            out.extend(self.advance(&room, batch));
+            let entries = self.read_after(&room, last, u64::MAX).await;
+            let released = self.fill(&room, entries);
+            out.push((room, released));
         }
         out
     }
 }
 
+/// What wakes the hub.
+enum HubInput {
+    Bus(FeedEvent),
+    /// A room's first member has its page: read what was published meanwhile.
+    CatchUp(String),
+    /// A room's gap may have outlasted its wait.
+    Gap(String),
+}
+
 /// The hub's loop: bus events in, ordered deliveries to local sessions out.
 pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
+    // Rooms whose gap is to be looked at, by when.
+    let mut wakeups: BinaryHeap<Reverse<(Instant, String)>> = BinaryHeap::new();
     loop {
+        let next_wakeup = wakeups.peek().map(|Reverse((at, _))| *at);
         let input = tokio::select! {
-            event = inputs.events.recv() => event.map(Ok),
-            room = inputs.catch_up.recv() => room.map(Err),
+            event = inputs.events.recv() => event.map(HubInput::Bus),
+            room = inputs.catch_up.recv() => room.map(HubInput::CatchUp),
+            () = sleep_until(next_wakeup) => wakeups.pop().map(|Reverse((_, room))| HubInput::Gap(room)),
         };
         let Some(input) = input else { return };
         let Some(state) = state.upgrade() else { return };
-        // Catch-up after a resync or a gap delivers history: not fan-out latency.
-        let (deliveries, span, live) = match input {
-            Ok(FeedEvent::Entry(delivery)) => {
+        // Entries read from history (a gap, a resync, a catch-up) are not fan-out
+        // latency.
+        let (released, span, live) = match input {
+            HubInput::Bus(FeedEvent::Entry(delivery)) => {
                 let span = consumer_span(&delivery, inputs.messaging_system);
-                let entries = state
-                    .chat
-                    .admit(delivery.entry)
-                    .instrument(span.clone())
-                    .await;
-                (entries, span, true)
+                let released = span.in_scope(|| state.chat.admit(&delivery.entry));
+                (vec![(delivery.entry.room.clone(), released)], span, true)
             }
-            Ok(FeedEvent::Resync) => (
+            HubInput::Bus(FeedEvent::Resync) => (
                 state.chat.catch_up(None).await,
                 tracing::Span::none(),
                 false,
             ),
-            Err(room) => (
+            HubInput::CatchUp(room) => (
                 state.chat.catch_up(Some(&room)).await,
                 tracing::Span::none(),
                 false,
             ),
+            HubInput::Gap(room) => {
+                let (released, read) = state.chat.fill_gap(&room).await;
+                if read {
+                    state.metrics.chat_gap_fills.fetch_add(1, Relaxed);
+                }
+                (vec![(room, released)], tracing::Span::none(), false)
+            }
         };
-        let _entered = span.enter();
-        let now_ms = unix_ms();
-        for entry in deliveries {
+        let mut deliver = Vec::new();
+        for (room, released) in released {
+            if let Some(at) = released.wake_at {
+                wakeups.push(Reverse((at, room)));
+            }
             state
                 .metrics
-                .chat_delivered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .chat_reordered
+                .fetch_add(released.reordered as u64, Relaxed);
+            deliver.extend(released.deliver);
+        }
+        let _entered = span.enter();
+        let now_ms = unix_ms();
+        for entry in deliver {
+            state.metrics.chat_delivered.fetch_add(1, Relaxed);
             if live {
-                state
-                    .metrics
-                    .chat_fanout
-                    .observe(std::time::Duration::from_millis(
-                        now_ms.saturating_sub(entry.sent_at_ms),
-                    ));
+                state.metrics.chat_fanout.observe(Duration::from_millis(
+                    now_ms.saturating_sub(entry.sent_at_ms),
+                ));
             }
             let key = entry.room.clone();
             state
                 .rooms
                 .push_chat(&key, &Arc::new(ChatPush::new(to_message(entry))));
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod api;
 mod chat;
 mod chat_cursor;
+mod chat_order;
 mod client_addr;
 mod commands;
 mod config;

@@ -24,6 +24,12 @@ pub(crate) struct Metrics {
     /// An entry's store time to its delivery here (wall clocks of the chat service's
     /// and this host).
     pub(crate) chat_fanout: Histogram,
+    /// Live entries that arrived ahead of one not yet delivered: history was read to
+    /// fill the gap before delivering.
+    pub(crate) chat_gap_fills: AtomicU64,
+    /// Live entries that arrived ahead of a missing one and went out in order once it
+    /// came, without a history read.
+    pub(crate) chat_reordered: AtomicU64,
     /// Relay links set up between a joiner's SFU and the room's SFUs elsewhere.
     pub(crate) relay_links: AtomicU64,
     pub(crate) relay_link_failures: AtomicU64,
@@ -50,6 +56,8 @@ impl Default for Metrics {
             chat_messages: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
+            chat_gap_fills: AtomicU64::new(0),
+            chat_reordered: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
             relay_link_failures: AtomicU64::new(0),
         }
@@ -104,6 +112,16 @@ pub(crate) async fn render(
         "confer_gateway_chat_deliveries",
         "Chat entries fanned out to this gateway's rooms (once per room).",
         m.chat_delivered.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_chat_gap_fills",
+        "History reads to fill a gap in a room's live chat stream that outlasted the reorder wait (an entry lost on the bus).",
+        m.chat_gap_fills.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_chat_reordered",
+        "Live chat entries that arrived ahead of a missing one and went out in order when it came, without a history read.",
+        m.chat_reordered.load(Relaxed),
     );
     out.gauge1(
         "confer_gateway_participants",
