@@ -238,6 +238,10 @@ enum HubInput {
     Gap(String),
 }
 
+/// Bus events the hub takes in one pass at most. Entries published together (a
+/// batch's pipeline) then reach each member in one write.
+const PASS: usize = 64;
+
 /// The hub's loop: bus events in, ordered deliveries to local sessions out.
 pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
     // Rooms whose gap is to be looked at, by when.
@@ -251,56 +255,92 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
         };
         let Some(input) = input else { return };
         let Some(state) = state.upgrade() else { return };
-        // Entries read from history (a gap, a resync, a catch-up) are not fan-out
-        // latency.
-        let (released, span, live) = match input {
-            HubInput::Bus(FeedEvent::Entry(delivery)) => {
-                let span = consumer_span(&delivery, inputs.messaging_system);
-                let released = span.in_scope(|| state.chat.admit(&delivery.entry));
-                (vec![(delivery.entry.room.clone(), released)], span, true)
-            }
-            HubInput::Bus(FeedEvent::Resync) => (
-                state.chat.catch_up(None).await,
-                tracing::Span::none(),
-                false,
-            ),
-            HubInput::CatchUp(room) => (
-                state.chat.catch_up(Some(&room)).await,
-                tracing::Span::none(),
-                false,
-            ),
-            HubInput::Gap(room) => {
-                let (released, read) = state.chat.fill_gap(&room).await;
-                if read {
-                    state.metrics.chat_gap_fills.fetch_add(1, Relaxed);
+        let mut pass = Pass::default();
+        let mut next = Some(input);
+        let mut taken = 0;
+        while let Some(input) = next.take() {
+            for (room, released, live) in take(&state, input, inputs.messaging_system).await {
+                if let Some(at) = released.wake_at {
+                    wakeups.push(Reverse((at, room)));
                 }
-                (vec![(room, released)], tracing::Span::none(), false)
+                pass.add(&state, released, live);
             }
-        };
-        let mut deliver = Vec::new();
-        for (room, released) in released {
-            if let Some(at) = released.wake_at {
-                wakeups.push(Reverse((at, room)));
+            taken += 1;
+            if taken < PASS {
+                next = inputs.events.try_recv().ok().map(HubInput::Bus);
             }
-            state
-                .metrics
-                .chat_reordered
-                .fetch_add(released.reordered as u64, Relaxed);
-            deliver.extend(released.deliver);
         }
-        let _entered = span.enter();
+        pass.push(&state);
+    }
+}
+
+/// What one input releases, per room; `true` for live entries (fan-out latency is
+/// observed for those, not for history reads).
+async fn take(
+    state: &AppState,
+    input: HubInput,
+    messaging_system: &'static str,
+) -> Vec<(String, Released, bool)> {
+    match input {
+        HubInput::Bus(FeedEvent::Entry(delivery)) => {
+            let span = consumer_span(&delivery, messaging_system);
+            let released = span.in_scope(|| state.chat.admit(&delivery.entry));
+            vec![(delivery.entry.room.clone(), released, true)]
+        }
+        HubInput::Bus(FeedEvent::Resync) => history(state.chat.catch_up(None).await),
+        HubInput::CatchUp(room) => history(state.chat.catch_up(Some(&room)).await),
+        HubInput::Gap(room) => {
+            let (released, read) = state.chat.fill_gap(&room).await;
+            if read {
+                state.metrics.chat_gap_fills.fetch_add(1, Relaxed);
+            }
+            vec![(room, released, false)]
+        }
+    }
+}
+
+fn history(released: Vec<(String, Released)>) -> Vec<(String, Released, bool)> {
+    released
+        .into_iter()
+        .map(|(room, released)| (room, released, false))
+        .collect()
+}
+
+/// The entries one pass of the hub delivers, per room in order.
+#[derive(Default)]
+struct Pass {
+    rooms: Vec<(String, Vec<Arc<ChatPush>>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Pass {
+    fn add(&mut self, state: &AppState, released: Released, live: bool) {
+        state
+            .metrics
+            .chat_reordered
+            .fetch_add(released.reordered as u64, Relaxed);
         let now_ms = unix_ms();
-        for entry in deliver {
+        for entry in released.deliver {
             state.metrics.chat_delivered.fetch_add(1, Relaxed);
             if live {
                 state.metrics.chat_fanout.observe(Duration::from_millis(
                     now_ms.saturating_sub(entry.sent_at_ms),
                 ));
             }
-            let key = entry.room.clone();
-            state
-                .rooms
-                .push_chat(&key, &Arc::new(ChatPush::new(to_message(entry))));
+            let at = *self.index.entry(entry.room.clone()).or_insert_with(|| {
+                self.rooms.push((entry.room.clone(), Vec::new()));
+                self.rooms.len() - 1
+            });
+            self.rooms[at]
+                .1
+                .push(Arc::new(ChatPush::new(to_message(entry))));
+        }
+    }
+
+    /// Hands each room's entries to its local sessions.
+    fn push(self, state: &AppState) {
+        for (room, pushes) in self.rooms {
+            state.rooms.push_chat(&room, &pushes);
         }
     }
 }

@@ -134,26 +134,28 @@ impl Rooms {
         }
     }
 
-    /// A chat entry to the room's local members: to the client's writer when it is the
-    /// next one the client is owed, otherwise through its session (which fills gaps
-    /// and signs file links).
-    pub(crate) fn push_chat(&self, key: &str, push: &Arc<crate::chat::ChatPush>) {
+    /// A room's chat entries, in order, to its local members: each to the client's
+    /// writer when it is the next one the client is owed, otherwise through its
+    /// session (which fills gaps and signs file links).
+    pub(crate) fn push_chat(&self, key: &str, pushes: &[Arc<crate::chat::ChatPush>]) {
         let inner = self.lock();
         let Some(members) = inner.members.get(key) else {
             return;
         };
-        let seq = push.seq();
         for id in members {
             let Some(local) = inner.sessions.get(id) else {
                 continue;
             };
-            let direct = push.encoded().is_some_and(|text| {
-                local.chat.next(seq, true, || {
-                    let _ = local.outbox.send(Outgoing::Encoded(text.clone()));
-                })
-            });
-            if !direct {
-                let _ = local.tx.send(SessionEvent::Chat(push.clone()));
+            // One member's entries back to back: its writer sends them in one write.
+            for push in pushes {
+                let direct = push.encoded().is_some_and(|text| {
+                    local.chat.next(push.seq(), true, || {
+                        let _ = local.outbox.send(Outgoing::Encoded(text.clone()));
+                    })
+                });
+                if !direct {
+                    let _ = local.tx.send(SessionEvent::Chat(push.clone()));
+                }
             }
         }
     }
