@@ -30,7 +30,7 @@ type Ws =
 
 /// A room for more than the default 100 participants, through the tenant API.
 async fn create_room(cluster: &ChatCluster, room: &str, max: usize) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
+    let response = HTTP
         .post(format!("http://{}/v1/rooms", cluster.gateways[0]))
         .basic_auth(&cluster.api_key, Some(&cluster.api_secret))
         .json(&json!({"name": room, "settings": {"max_participants": max}}))
@@ -248,6 +248,10 @@ const STAGE_HISTOGRAMS: [&str; 4] = [
     "confer_gateway_chat_fanout_seconds",
 ];
 
+/// One HTTP client for every scrape, made before the clients join: making one loads
+/// TLS roots, long enough to stall the members sharing its thread.
+static HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(reqwest::Client::new);
+
 /// Each gateway's (gap fills, reordered entries) counters.
 async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {
     let counter = |text: &str, name: &str| -> anyhow::Result<u64> {
@@ -259,7 +263,9 @@ async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {
     };
     let mut counts = Vec::new();
     for gateway in &cluster.gateways {
-        let text = reqwest::get(format!("http://{gateway}/metrics"))
+        let text = HTTP
+            .get(format!("http://{gateway}/metrics"))
+            .send()
             .await?
             .text()
             .await?;
@@ -276,15 +282,15 @@ async fn scrape_stages(
     cluster: &ChatCluster,
 ) -> anyhow::Result<Vec<confer_loadtest::server_metrics::Buckets>> {
     use confer_loadtest::server_metrics::scrape;
-    let http = reqwest::Client::new();
+    let http = &*HTTP;
     let chat = format!("http://{}/metrics", cluster.chat_metrics[0]);
     let mut all = Vec::new();
     for name in &STAGE_HISTOGRAMS[..3] {
-        all.push(scrape(&http, &chat, name).await?);
+        all.push(scrape(http, &chat, name).await?);
     }
     for gateway in &cluster.gateways {
         let url = format!("http://{gateway}/metrics");
-        all.push(scrape(&http, &url, STAGE_HISTOGRAMS[3]).await?);
+        all.push(scrape(http, &url, STAGE_HISTOGRAMS[3]).await?);
     }
     Ok(all)
 }
@@ -545,6 +551,7 @@ fn redis_publish(port: u16) -> anyhow::Result<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    std::sync::LazyLock::force(&HTTP);
     let cluster = ChatCluster::start(1, &["--join-burst-per-address", "1000000"]).await?;
     println!(
         "redis-benchmark PUBLISH (50 clients, no pipelining): {}",
