@@ -7,6 +7,8 @@
 //!
 //! `cargo bench -p confer --bench chat_fanout` (needs redis-server, redis-benchmark and
 //! a PostgreSQL server at CONFER_TEST_DATABASE_URL; `scripts/test.sh` installs them).
+//! `CHAT_FANOUT_PACED=one=250,many=2500` paces the second phase at those rates
+//! instead of half of the maximum.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -469,7 +471,7 @@ async fn scenario(
     }
     let max = phase(cluster, &control, epoch, MAX).await?;
     let total_senders = (rooms * senders) as f64;
-    let half_rate = (max.messages_per_sec / 2.0).max(1.0);
+    let half_rate = paced_rate(label).unwrap_or((max.messages_per_sec / 2.0).max(1.0));
     control
         .interval_us
         .store((total_senders / half_rate * 1e6) as u64, Relaxed);
@@ -482,8 +484,8 @@ async fn scenario(
         "| {rooms} room(s) x {members} members, {senders} sender(s) per room, {window} in flight each | max | {}",
         max.row()
     );
-    println!("| | half of max | {}", half.row());
-    for (name, measured) in [("max", &max), ("half of max", &half)] {
+    println!("| | {} | {}", half_label(label), half.row());
+    for (name, measured) in [("max", &max), ("paced", &half)] {
         for stall in measured.stalls.iter().take(5) {
             println!(
                 "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0}-{:.0} ms into the phase: {}, worst {:.1} ms",
@@ -521,6 +523,25 @@ impl Measured {
             self.worst_lag_ms,
         )
     }
+}
+
+/// The second phase's name in the table.
+fn half_label(label: &str) -> &'static str {
+    if paced_rate(label).is_some() {
+        "paced (fixed)"
+    } else {
+        "half of max"
+    }
+}
+
+/// A paced rate (messages/s) for scenario `label` from `CHAT_FANOUT_PACED`
+/// (`one=250,many=2500`), to compare two builds at one rate rather than at half of
+/// each one's maximum.
+fn paced_rate(label: &str) -> Option<f64> {
+    std::env::var("CHAT_FANOUT_PACED")
+        .ok()?
+        .split(',')
+        .find_map(|pair| pair.strip_prefix(label)?.strip_prefix('=')?.parse().ok())
 }
 
 /// `redis-benchmark` PUBLISH requests per second against the same Redis.
