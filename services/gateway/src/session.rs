@@ -177,21 +177,11 @@ pub(crate) enum Outgoing {
 /// Most messages written to a client per flush.
 const WRITE_BATCH: usize = 64;
 
-/// A client's writes, at most one per this while messages keep coming: what arrives
-/// sooner after a write waits for the rest of it and goes in the next write. A busy
-/// room's chat then costs one system call per few entries per member, not one per
-/// entry; a quiet connection writes at once.
-const WRITE_GAP: std::time::Duration = std::time::Duration::from_millis(5);
-
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
-        let mut written_at: Option<tokio::time::Instant> = None;
         while let Some(first) = outgoing.recv().await {
-            if let Some(at) = written_at.filter(|at| at.elapsed() < WRITE_GAP) {
-                tokio::time::sleep_until(at + WRITE_GAP).await;
-            }
             // What queued up meanwhile (a burst of chat, say) goes out in one write.
             let mut next = Some(first);
             let mut batch = 0;
@@ -210,7 +200,6 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
             if !written || sink.flush().await.is_err() {
                 break;
             }
-            written_at = Some(tokio::time::Instant::now());
         }
         let _ = sink.close().await;
     });
