@@ -364,8 +364,19 @@ async fn phase(
     epoch: Instant,
     mode: u64,
 ) -> anyhow::Result<Measured> {
+    let warm_before = scrape_stages(cluster).await?;
+    control.worst_lag_us.store(0, Relaxed);
     control.mode.send_replace(mode);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let warm = stages_between(&warm_before, &scrape_stages(cluster).await?);
+    eprintln!(
+        "phase {mode} warm-up: send {}, store {}, publish {}, hand-off {}, own lag {:.1} ms",
+        warm.send,
+        warm.batch_store,
+        warm.batch_publish,
+        warm.gateway_fanout,
+        control.worst_lag_us.load(Relaxed) as f64 / 1000.0
+    );
     // On stderr, so a profiler can be pointed at one phase (`perf record -a` then).
     eprintln!("phase {mode} measuring for {}s", RUN.as_secs());
     if let Ok(mut all) = control.latencies_us.lock() {
