@@ -105,12 +105,22 @@ struct Control {
     /// The benchmark's own worst timer lateness this phase, µs: how long its clients
     /// could have been kept from reading.
     worst_lag_us: AtomicU64,
-    /// (received at, latency), µs since the epoch.
-    latencies_us: std::sync::Mutex<Vec<(u64, u64)>>,
+    latencies_us: std::sync::Mutex<Vec<Delivered>>,
+}
+
+/// One delivery to a member.
+#[derive(Clone, Copy)]
+struct Delivered {
+    /// When it was read, µs since the epoch.
+    received_us: u64,
+    latency_us: u64,
+    /// Which gateway the member is on.
+    gateway: u8,
 }
 
 async fn member(
     ws: Ws,
+    gateway: u8,
     sender: Option<String>,
     epoch: Instant,
     control: Arc<Control>,
@@ -191,7 +201,11 @@ async fn member(
                         let digits: String = text[at + 10..].chars().take_while(char::is_ascii_digit).collect();
                         if let Ok(sent) = digits.parse::<u64>() {
                             let now = epoch.elapsed().as_micros() as u64;
-                            latencies.push((now, now.saturating_sub(sent)));
+                            latencies.push(Delivered {
+                                received_us: now,
+                                latency_us: now.saturating_sub(sent),
+                                gateway,
+                            });
                         }
                     }
                 }
@@ -227,7 +241,8 @@ struct Stall {
     /// When its first late message was sent, from the phase's start.
     sent_from_ms: f64,
     sent_until_ms: f64,
-    deliveries: usize,
+    /// Per gateway.
+    deliveries: [usize; 2],
     worst_ms: f64,
 }
 
@@ -318,26 +333,27 @@ fn stages_between(
 }
 
 /// Late deliveries, grouped by when their messages were sent (µs since the epoch).
-fn stalls(latencies: &[(u64, u64)], phase_start_us: u64) -> Vec<Stall> {
-    let mut late: Vec<(u64, u64)> = latencies
+fn stalls(latencies: &[Delivered], phase_start_us: u64) -> Vec<Stall> {
+    let mut late: Vec<(u64, u64, u8)> = latencies
         .iter()
-        .filter(|(_, latency)| *latency >= STALL.as_micros() as u64)
-        .map(|&(received, latency)| (received - latency, latency))
+        .filter(|d| d.latency_us >= STALL.as_micros() as u64)
+        .map(|d| (d.received_us - d.latency_us, d.latency_us, d.gateway))
         .collect();
     late.sort_unstable();
     let mut stalls: Vec<Stall> = Vec::new();
     let ms = |us: u64| us.saturating_sub(phase_start_us) as f64 / 1000.0;
-    for (sent, latency) in late {
+    for (sent, latency, gateway) in late {
+        let gateway = usize::from(gateway.min(1));
         match stalls.last_mut() {
             Some(stall) if ms(sent) - stall.sent_until_ms <= STALL_GAP.as_secs_f64() * 1000.0 => {
                 stall.sent_until_ms = ms(sent);
-                stall.deliveries += 1;
+                stall.deliveries[gateway] += 1;
                 stall.worst_ms = stall.worst_ms.max(latency as f64 / 1000.0);
             }
             _ => stalls.push(Stall {
                 sent_from_ms: ms(sent),
                 sent_until_ms: ms(sent),
-                deliveries: 1,
+                deliveries: if gateway == 0 { [1, 0] } else { [0, 1] },
                 worst_ms: latency as f64 / 1000.0,
             }),
         }
@@ -406,7 +422,7 @@ async fn phase(
         .lock()
         .map(|all| all.clone())
         .unwrap_or_default();
-    let mut latencies: Vec<u64> = recorded.iter().map(|(_, latency)| *latency).collect();
+    let mut latencies: Vec<u64> = recorded.iter().map(|d| d.latency_us).collect();
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -477,7 +493,14 @@ async fn scenario(
         for (m, ws) in joins.into_iter().enumerate() {
             let ws = ws?;
             let sender = (m < senders).then(|| format!("{label}{r}s{m}"));
-            tasks.push(tokio::spawn(member(ws, sender, epoch, control.clone())));
+            let gateway = (m % 2) as u8;
+            tasks.push(tokio::spawn(member(
+                ws,
+                gateway,
+                sender,
+                epoch,
+                control.clone(),
+            )));
         }
     }
     let max = phase(cluster, &control, epoch, MAX).await?;
@@ -499,7 +522,7 @@ async fn scenario(
     for (name, measured) in [("max", &max), ("paced", &half)] {
         for stall in measured.stalls.iter().take(5) {
             println!(
-                "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0}-{:.0} ms into the phase: {}, worst {:.1} ms",
+                "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0}-{:.0} ms into the phase: {:?} (per gateway), worst {:.1} ms",
                 STALL.as_millis(),
                 stall.sent_from_ms,
                 stall.sent_until_ms,
