@@ -8,9 +8,10 @@
 //! resend's client id among them) are stored one at a time. The batch's entries are
 //! then published in the order they were numbered, as one pipeline, and only then are
 //! its sends answered: nothing is acknowledged before it is committed. Batches publish
-//! in the order they were taken, and their rooms' rows are locked in name order, so a
-//! room's entries nearly always reach the bus in number order and gateways seldom have
-//! a gap to read from history.
+//! in the order they were taken, and their rooms' rows are locked in name order; but
+//! two batches in flight may number one room's messages in the other order (their
+//! statements race for the room's row), so a room's entries can reach the bus out of
+//! number order. Gateways hold an early entry until the missing ones arrive.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};

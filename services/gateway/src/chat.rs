@@ -244,8 +244,7 @@ const PASS: usize = 64;
 
 /// The hub's loop: bus events in, ordered deliveries to local sessions out.
 pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
-    // Rooms whose gap is to be looked at, by when.
-    let mut wakeups: BinaryHeap<Reverse<(Instant, String)>> = BinaryHeap::new();
+    let mut wakeups = Wakeups::new();
     loop {
         let next_wakeup = wakeups.peek().map(|Reverse((at, _))| *at);
         let input = tokio::select! {
@@ -259,12 +258,14 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
         let mut next = Some(input);
         let mut taken = 0;
         while let Some(input) = next.take() {
-            for (room, released, live) in take(&state, input, inputs.messaging_system).await {
-                if let Some(at) = released.wake_at {
-                    wakeups.push(Reverse((at, room)));
-                }
-                pass.add(&state, released, live);
-            }
+            take(
+                &state,
+                input,
+                inputs.messaging_system,
+                &mut pass,
+                &mut wakeups,
+            )
+            .await;
             taken += 1;
             if taken < PASS {
                 next = inputs.events.try_recv().ok().map(HubInput::Bus);
@@ -274,36 +275,49 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
     }
 }
 
-/// What one input releases, per room; `true` for live entries (fan-out latency is
-/// observed for those, not for history reads).
+/// Rooms whose gap is to be looked at, by when.
+type Wakeups = BinaryHeap<Reverse<(Instant, String)>>;
+
+/// Takes one input into the pass: what it releases is delivered with the pass, and a
+/// gap it leaves open is looked at again when its wait is over.
 async fn take(
     state: &AppState,
     input: HubInput,
     messaging_system: &'static str,
-) -> Vec<(String, Released, bool)> {
+    pass: &mut Pass,
+    wakeups: &mut Wakeups,
+) {
+    // Entries read from history (a gap, a resync, a catch-up) are not fan-out latency.
+    let mut settle = |room: &str, released: Released, live: bool| {
+        if let Some(at) = released.wake_at {
+            wakeups.push(Reverse((at, room.to_owned())));
+        }
+        pass.add(state, released, live);
+    };
     match input {
         HubInput::Bus(FeedEvent::Entry(delivery)) => {
             let span = consumer_span(&delivery, messaging_system);
             let released = span.in_scope(|| state.chat.admit(&delivery.entry));
-            vec![(delivery.entry.room.clone(), released, true)]
+            settle(&delivery.entry.room, released, true);
         }
-        HubInput::Bus(FeedEvent::Resync) => history(state.chat.catch_up(None).await),
-        HubInput::CatchUp(room) => history(state.chat.catch_up(Some(&room)).await),
+        HubInput::Bus(FeedEvent::Resync) => {
+            for (room, released) in state.chat.catch_up(None).await {
+                settle(&room, released, false);
+            }
+        }
+        HubInput::CatchUp(room) => {
+            for (room, released) in state.chat.catch_up(Some(&room)).await {
+                settle(&room, released, false);
+            }
+        }
         HubInput::Gap(room) => {
             let (released, read) = state.chat.fill_gap(&room).await;
             if read {
                 state.metrics.chat_gap_fills.fetch_add(1, Relaxed);
             }
-            vec![(room, released, false)]
+            settle(&room, released, false);
         }
     }
-}
-
-fn history(released: Vec<(String, Released)>) -> Vec<(String, Released, bool)> {
-    released
-        .into_iter()
-        .map(|(room, released)| (room, released, false))
-        .collect()
 }
 
 /// The entries one pass of the hub delivers, per room in order.
@@ -327,10 +341,14 @@ impl Pass {
                     now_ms.saturating_sub(entry.sent_at_ms),
                 ));
             }
-            let at = *self.index.entry(entry.room.clone()).or_insert_with(|| {
-                self.rooms.push((entry.room.clone(), Vec::new()));
-                self.rooms.len() - 1
-            });
+            let at = match self.index.get(&entry.room) {
+                Some(&at) => at,
+                None => {
+                    self.index.insert(entry.room.clone(), self.rooms.len());
+                    self.rooms.push((entry.room.clone(), Vec::new()));
+                    self.rooms.len() - 1
+                }
+            };
             self.rooms[at]
                 .1
                 .push(Arc::new(ChatPush::new(to_message(entry))));

@@ -70,7 +70,7 @@ impl RoomOrder {
             return Released::default();
         }
         if entry.seq == last + 1 {
-            return self.release(vec![entry.clone()], now);
+            return self.release(std::iter::once(entry.clone()), now);
         }
         self.seen_until = self.seen_until.max(entry.seq);
         if self.ahead.len() < MAX_AHEAD {
@@ -111,7 +111,7 @@ impl RoomOrder {
     }
 
     /// Delivers `entries` and what they let through from `ahead`, in order.
-    fn release(&mut self, entries: Vec<ChatEntry>, now: Instant) -> Released {
+    fn release(&mut self, entries: impl IntoIterator<Item = ChatEntry>, now: Instant) -> Released {
         let Some(mut last) = self.last else {
             return Released::default();
         };
