@@ -10,8 +10,12 @@
 //! and the SFU's `confer_sfu_forward_delay_seconds` histogram over the window (from
 //! `/metrics`): from a datagram's arrival at the worker until each packet it caused
 //! has been handed to the kernel. Bucket bounds, so p50 and p99 are upper bounds.
-//! The clients share the machine's cores with the server, so the ladder stops where
-//! they can no longer deliver what the publishers send.
+//! The ladder runs twice: once with the clients sharing every core with the server,
+//! and once *apart* (`taskset`): the server on the last core, the clients on the
+//! others. Apart, the worker's core is its own, so the delay is the SFU's and not time
+//! spent preempted by the load generator. `MEDIA_WORKER_PLACEMENT=shared` or `apart`
+//! runs one of them. A ladder stops where the clients can no longer deliver what the
+//! publishers send.
 //!
 //! cargo bench -p confer --bench media_worker
 
@@ -22,6 +26,7 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
 use std::time::Duration;
 
 use confer_loadtest::{Config, Report, Target};
@@ -54,7 +59,67 @@ fn config(listen: &str, pid: u32, (rooms, subscribers, kbps): (usize, usize, u32
     }
 }
 
-fn row(step: (usize, usize, u32), report: &Report) {
+/// Where the server and the load generator run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Both on every core, as the scheduler likes.
+    Shared,
+    /// The server alone on the last core, the load generator on the others.
+    Apart,
+}
+
+impl Placement {
+    fn chosen() -> anyhow::Result<Vec<Placement>> {
+        Ok(match std::env::var("MEDIA_WORKER_PLACEMENT").as_deref() {
+            Err(_) => vec![Placement::Shared, Placement::Apart],
+            Ok("shared") => vec![Placement::Shared],
+            Ok("apart") => vec![Placement::Apart],
+            Ok(other) => anyhow::bail!("MEDIA_WORKER_PLACEMENT is shared or apart, not {other}"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Shared => "shared",
+            Placement::Apart => "apart",
+        }
+    }
+
+    /// Puts every thread of the server and of this process where the placement says.
+    fn apply(self, server: u32) -> anyhow::Result<()> {
+        let cores = std::thread::available_parallelism()?.get();
+        let (server_cores, own_cores) = match self {
+            Placement::Shared => {
+                let all = format!("0-{}", cores - 1);
+                (all.clone(), all)
+            }
+            Placement::Apart => {
+                anyhow::ensure!(cores >= 2, "placing the server apart needs two cores");
+                (format!("{}", cores - 1), format!("0-{}", cores - 2))
+            }
+        };
+        pin(server, &server_cores)?;
+        pin(std::process::id(), &own_cores)
+    }
+}
+
+/// Sets the CPU affinity of every thread of `pid` (later threads inherit it).
+fn pin(pid: u32, cores: &str) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args([
+            "--all-tasks",
+            "--cpu-list",
+            "--pid",
+            cores,
+            &pid.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset {cores} {pid}: {status}");
+    Ok(())
+}
+
+fn row(placement: Placement, step: (usize, usize, u32), report: &Report) {
     let window = report.window.as_secs_f64();
     let media_cpu = report
         .thread_cpu(MEDIA_THREAD)
@@ -74,7 +139,8 @@ fn row(step: (usize, usize, u32), report: &Report) {
         .and_then(|d| d.share_within(0.001))
         .map_or("-".to_owned(), |share| format!("{:.2} %", share * 100.0));
     println!(
-        "| {} × 1→{} at {} kbit/s | {:.0} | {:.3} % | {:.0} % | {:.0}k | {} | {} | {within_1ms} | {:.2} |",
+        "| {} | {} × 1→{} at {} kbit/s | {:.0} | {:.3} % | {:.0} % | {:.0}k | {} | {} | {within_1ms} | {:.2} |",
+        placement.name(),
         step.0,
         step.1,
         step.2,
@@ -90,6 +156,18 @@ fn row(step: (usize, usize, u32), report: &Report) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    println!(
+        "| placement | load | delivered/s | loss | {MEDIA_THREAD} CPU | delivered per {MEDIA_THREAD} CPU s | SFU in→out p50 ms | p99 ms | within 1 ms | end-to-end p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for placement in Placement::chosen()? {
+        ladder(placement).await?;
+    }
+    Ok(())
+}
+
+/// The steps, one after the other, on a fresh server placed as `placement` says.
+async fn ladder(placement: Placement) -> anyhow::Result<()> {
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let confer = support::spawn(
@@ -108,10 +186,7 @@ async fn main() -> anyhow::Result<()> {
         &[],
     )?;
     wait_listening(listen.parse()?)?;
-    println!(
-        "| load | delivered/s | loss | {MEDIA_THREAD} CPU | delivered per {MEDIA_THREAD} CPU s | SFU in→out p50 ms | p99 ms | within 1 ms | end-to-end p99 ms |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    placement.apply(confer.id())?;
     for &step in STEPS {
         let report = match confer_loadtest::run(config(&listen, confer.id(), step)).await {
             Ok(report) => report,
@@ -119,13 +194,16 @@ async fn main() -> anyhow::Result<()> {
                 // On a machine this size the clients' own handshakes are the first to
                 // give out as the load climbs.
                 println!(
-                    "\n{} × 1→{} at {} kbit/s did not run: {err:#}; the ladder stops here",
-                    step.0, step.1, step.2
+                    "\n{} × 1→{} at {} kbit/s did not run {}: {err:#}; the ladder stops here",
+                    step.0,
+                    step.1,
+                    step.2,
+                    placement.name()
                 );
                 break;
             }
         };
-        row(step, &report);
+        row(placement, step, &report);
         if report.loss() > MAX_LOSS {
             println!(
                 "\nloss over {:.0} %: the ladder stops here",
