@@ -1,5 +1,6 @@
 //! What the SFU reads from a client's SDP offer before handing it to the WebRTC stack:
-//! how many receive slots (recvonly m-lines) of each kind it asks for.
+//! how many receive slots (recvonly m-lines) of each kind it asks for, and whether it
+//! sends any media at all.
 
 /// Receive slots requested by an offer, in m-line order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +29,26 @@ pub(crate) fn requested_slots(sdp: &str) -> RequestedSlots {
     slots.audio = slots.audio.min(MAX_SLOTS_PER_KIND);
     slots.video = slots.video.min(MAX_SLOTS_PER_KIND);
     slots
+}
+
+/// Whether some audio or video m-line of the offer sends: `sendrecv` (also when no
+/// direction is given) or `sendonly`, and not rejected with port 0.
+pub(crate) fn sends_media(sdp: &str) -> bool {
+    sdp.split("\nm=").skip(1).any(|section| {
+        let mut words = section.split_whitespace();
+        let kind = words.next();
+        let port = words.next();
+        if !matches!(kind, Some("audio" | "video")) || port == Some("0") {
+            return false;
+        }
+        let direction = section.lines().map(str::trim_end).find(|line| {
+            matches!(
+                *line,
+                "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+            )
+        });
+        matches!(direction, None | Some("a=sendrecv" | "a=sendonly"))
+    })
 }
 
 /// Mids of the m-lines marked `a=content:slides` (RFC 4796): a shared screen.
@@ -99,6 +120,24 @@ mod tests {
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=recvonly\r\n\
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=recvonly\r\n";
         assert_eq!(requested_slots(sdp), RequestedSlots { audio: 1, video: 2 });
+    }
+
+    #[test]
+    fn tells_a_viewer_from_a_sender() {
+        let viewer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n\
+            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        assert!(!sends_media(viewer));
+        let rejected = "v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
+        assert!(!sends_media(rejected));
+        let inactive = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n";
+        assert!(!sends_media(inactive));
+        for direction in ["a=sendonly\r\n", "a=sendrecv\r\n", ""] {
+            let sender =
+                format!("{viewer}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\n{direction}");
+            assert!(sends_media(&sender), "{direction:?}");
+        }
+        assert!(!sends_media("a=sendonly\r\n"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 use rtc::interceptor::{
-    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, TwccSenderBuilder,
+    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, SenderReportBuilder,
+    TwccSenderBuilder,
 };
 use rtc::interceptor::{Registry, Slot as InterceptorSlot};
 use rtc::media_stream::MediaStreamTrack;
@@ -28,13 +29,14 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 
 use super::codecs::{self, Codec};
 use super::feedback::{self, EstimateCell, FeedbackCounter, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
-use super::offer::{requested_slots, simulcast_send_rids, slides_mids};
+use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
 use super::rewrite::Rewriter;
 use super::source::{Blocked, TrackSource};
@@ -156,28 +158,42 @@ const ESTIMATE_MAX_BPS: f64 = 50_000_000.0;
 /// publishers, transport-wide sequence numbers on what the SFU sends and send-side
 /// bandwidth estimation (GCC) from the subscriber's TWCC feedback, RTCP reports, and
 /// the SFU's own feedback tap and counter.
+///
+/// A peer whose offer sends no media (a viewer) gets only the sending half: nothing
+/// reaches it to ask again for, report on or acknowledge, and every interceptor is a
+/// hop each forwarded copy makes on its way out.
 fn interceptors(
     media_engine: &mut MediaEngine,
     stats: &SfuStats,
     estimates: &EstimateCell,
+    receives_media: bool,
 ) -> Result<Registry, rtc::shared::error::Error> {
     configure_simulcast_extension_headers(media_engine)?;
-    let registry = Registry::new()
-        .with(
-            InterceptorSlot::NackResponder,
-            NackResponderBuilder::new()
-                .with_size(RETRANSMIT_CACHE)
-                .build(),
-        )
-        .with(
+    let registry = Registry::new().with(
+        InterceptorSlot::NackResponder,
+        NackResponderBuilder::new()
+            .with_size(RETRANSMIT_CACHE)
+            .build(),
+    );
+    // Transport-cc is negotiated for both directions; the receiving half answers what
+    // a publisher sends, the sender numbers what goes out, and the controller reads the
+    // feedback that comes back.
+    let registry = if receives_media {
+        let registry = registry.with(
             InterceptorSlot::NackGenerator,
             NackGeneratorBuilder::new()
                 .with_interval(NACK_INTERVAL)
                 .build(),
         );
-    // Transport-cc is negotiated for both directions by this; the sender numbers what
-    // goes out, the controller reads the feedback that comes back.
-    let registry = configure_twcc_receiver_only(registry, media_engine)?
+        configure_rtcp_reports(configure_twcc_receiver_only(registry, media_engine)?)
+    } else {
+        negotiate_transport_cc(media_engine)?;
+        registry.with(
+            InterceptorSlot::SenderReport,
+            SenderReportBuilder::new().build(),
+        )
+    };
+    Ok(registry
         .with(
             InterceptorSlot::TwccSender,
             TwccSenderBuilder::new().build(),
@@ -190,8 +206,7 @@ fn interceptors(
                 ESTIMATE_MAX_BPS,
             ))
             .build(),
-        );
-    Ok(configure_rtcp_reports(registry)
+        )
         .with(
             InterceptorSlot::from(feedback::TAP_SLOT),
             FeedbackTap::with_estimates(estimates.clone()),
@@ -200,6 +215,31 @@ fn interceptors(
             InterceptorSlot::from(feedback::COUNTER_SLOT),
             FeedbackCounter::new(stats.clone()),
         ))
+}
+
+/// The RTCP feedback type of transport-wide congestion control (`a=rtcp-fb:* transport-cc`).
+const TRANSPORT_CC_FEEDBACK: &str = "transport-cc";
+
+/// Offers transport-wide congestion control feedback and its header extension, for
+/// both kinds, without the interceptor that would generate feedback on what arrives.
+fn negotiate_transport_cc(media_engine: &mut MediaEngine) -> Result<(), rtc::shared::error::Error> {
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TRANSPORT_CC_FEEDBACK.to_owned(),
+                ..Default::default()
+            },
+            kind,
+        );
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 fn random_token(len: usize) -> String {
@@ -230,8 +270,13 @@ impl Peer {
             .build();
         let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
         let estimates = EstimateCell::default();
-        let registry =
-            interceptors(&mut media_engine, &init.stats, &estimates).map_err(SfuError::internal)?;
+        let registry = interceptors(
+            &mut media_engine,
+            &init.stats,
+            &estimates,
+            sends_media(init.offer_sdp),
+        )
+        .map_err(SfuError::internal)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
