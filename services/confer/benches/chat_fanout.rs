@@ -8,7 +8,8 @@
 //! `cargo bench -p confer --bench chat_fanout` (needs redis-server, redis-benchmark and
 //! a PostgreSQL server at CONFER_TEST_DATABASE_URL; `scripts/test.sh` installs them).
 //! `CHAT_FANOUT_PACED=one=250,many=2500` paces the second phase at those rates
-//! instead of half of the maximum.
+//! instead of half of the maximum; `CHAT_FANOUT_WARMUP_SECS` sets each phase's warm-up
+//! (1 s by default).
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -106,6 +107,9 @@ struct Control {
     /// could have been kept from reading.
     worst_lag_us: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<Delivered>>,
+    /// Members that have handed over their latencies since the last mode change.
+    handed_over: AtomicU64,
+    members: AtomicU64,
 }
 
 /// One delivery to a member.
@@ -147,8 +151,21 @@ async fn member(
                 .into(),
         )
     };
+    let mut last_mode = *mode.borrow();
     loop {
         let current = *mode.borrow_and_update();
+        // Every change of mode, however it is noticed: a member reading a backlog may
+        // see the new mode here before `changed()` below could report it.
+        if current != last_mode {
+            last_mode = current;
+            if let Ok(mut all) = control.latencies_us.lock() {
+                all.append(&mut latencies);
+            }
+            control.handed_over.fetch_add(1, Relaxed);
+            if current == QUIET {
+                in_flight = 0;
+            }
+        }
         if current == STOP {
             break;
         }
@@ -168,17 +185,8 @@ async fn member(
         }
         pacing = paced.is_some();
         tokio::select! {
-            changed = mode.changed() => {
-                if let Ok(mut all) = control.latencies_us.lock() {
-                    all.append(&mut latencies);
-                }
-                if changed.is_err() {
-                    break;
-                }
-                if *mode.borrow() == QUIET {
-                    in_flight = 0;
-                }
-            }
+            // The next pass of the loop hands over and resets.
+            changed = mode.changed() => if changed.is_err() { break },
             () = tokio::time::sleep_until(next_at), if paced.is_some() => {
                 if let Some(prefix) = paced {
                     sink.send(message(n, prefix)).await?;
@@ -238,7 +246,8 @@ const STALL: Duration = Duration::from_millis(50);
 const STALL_GAP: Duration = Duration::from_millis(200);
 
 struct Stall {
-    /// When its first late message was sent, from the phase's start.
+    /// When its first late message was sent, from the start of measuring (negative:
+    /// during the warm-up).
     sent_from_ms: f64,
     sent_until_ms: f64,
     /// Per gateway.
@@ -341,7 +350,8 @@ fn stalls(latencies: &[Delivered], phase_start_us: u64) -> Vec<Stall> {
         .collect();
     late.sort_unstable();
     let mut stalls: Vec<Stall> = Vec::new();
-    let ms = |us: u64| us.saturating_sub(phase_start_us) as f64 / 1000.0;
+    // Negative: sent during the warm-up, delivered once measuring had begun.
+    let ms = |us: u64| (us as f64 - phase_start_us as f64) / 1000.0;
     for (sent, latency, gateway) in late {
         let gateway = usize::from(gateway.min(1));
         match stalls.last_mut() {
@@ -383,7 +393,7 @@ async fn phase(
     let warm_before = scrape_stages(cluster).await?;
     control.worst_lag_us.store(0, Relaxed);
     control.mode.send_replace(mode);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(warm_up()).await;
     let warm = stages_between(&warm_before, &scrape_stages(cluster).await?);
     eprintln!(
         "phase {mode} warm-up: send {}, store {}, publish {}, hand-off {}, own lag {:.1} ms",
@@ -413,15 +423,28 @@ async fn phase(
     let delivered = control.delivered.load(Relaxed) - delivered;
     control.recording.store(false, Relaxed);
     let worst_lag_ms = control.worst_lag_us.load(Relaxed) as f64 / 1000.0;
+    let phase_end_us = epoch.elapsed().as_micros() as u64;
     let (after, gaps_after) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
+    control.handed_over.store(0, Relaxed);
     control.mode.send_replace(QUIET);
-    // The members hand over their latencies when the mode changes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let recorded = control
+    // The members hand over their latencies when they see the mode change; the
+    // slowest readers are the last to, and must not be left out.
+    let members = control.members.load(Relaxed);
+    for _ in 0..200 {
+        if control.handed_over.load(Relaxed) >= members {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only what was read while measuring: nothing left over from an earlier phase.
+    let recorded: Vec<Delivered> = control
         .latencies_us
         .lock()
-        .map(|all| all.clone())
-        .unwrap_or_default();
+        .map(|mut all| std::mem::take(&mut *all))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| (phase_start_us..=phase_end_us).contains(&d.received_us))
+        .collect();
     let mut latencies: Vec<u64> = recorded.iter().map(|d| d.latency_us).collect();
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -474,6 +497,8 @@ async fn scenario(
         sent: AtomicU64::new(0),
         worst_lag_us: AtomicU64::new(0),
         latencies_us: std::sync::Mutex::new(Vec::new()),
+        handed_over: AtomicU64::new(0),
+        members: AtomicU64::new((rooms * members) as u64),
     });
     tokio::spawn(watch_lag(control.clone()));
     control.window.store(window, Relaxed);
@@ -522,7 +547,7 @@ async fn scenario(
     for (name, measured) in [("max", &max), ("paced", &half)] {
         for stall in measured.stalls.iter().take(5) {
             println!(
-                "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0}-{:.0} ms into the phase: {:?} (per gateway), worst {:.1} ms",
+                "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0} to {:.0} ms from the start of measuring: {:?} (per gateway), worst {:.1} ms",
                 STALL.as_millis(),
                 stall.sent_from_ms,
                 stall.sent_until_ms,
@@ -566,6 +591,15 @@ fn half_label(label: &str) -> &'static str {
     } else {
         "half of max"
     }
+}
+
+/// How long each phase runs before it is measured (`CHAT_FANOUT_WARMUP_SECS`, 1 s by
+/// default).
+fn warm_up() -> Duration {
+    std::env::var("CHAT_FANOUT_WARMUP_SECS")
+        .ok()
+        .and_then(|secs| secs.parse::<f64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs_f64)
 }
 
 /// A paced rate (messages/s) for scenario `label` from `CHAT_FANOUT_PACED`
