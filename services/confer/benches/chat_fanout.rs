@@ -228,7 +228,7 @@ struct Measured {
     deliveries_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// p99 bounds of the servers' own stages over the phase.
+    /// p50 and p99 bounds of the servers' own stages over the phase.
     stages: Stages,
     /// Deliveries slower than [`STALL`], grouped by when their messages were sent.
     stalls: Vec<Stall>,
@@ -255,7 +255,7 @@ struct Stall {
     worst_ms: f64,
 }
 
-/// The servers' histograms a phase reads, as p99 bucket bounds ("<= 5 ms").
+/// The servers' histograms a phase reads, as p50 and p99 bucket bounds ("<= 1 / <= 5").
 struct Stages {
     /// Chat service: a send's arrival to its entry stored and published.
     send: String,
@@ -325,13 +325,17 @@ fn stages_between(
     before: &[confer_loadtest::server_metrics::Buckets],
     after: &[confer_loadtest::server_metrics::Buckets],
 ) -> Stages {
+    // "p50 / p99", each a bucket bound.
     let p99 = |i: usize| {
         let window = after[i].since(&before[i]);
-        match window.quantile_bound(0.99) {
-            _ if window.count() == 0 => "none".to_owned(),
+        let bound = |q| match window.quantile_bound(q) {
             Some(seconds) => format!("<= {}", seconds * 1000.0),
             None => "over the last bucket".to_owned(),
+        };
+        if window.count() == 0 {
+            return "none".to_owned();
         }
+        format!("{} / {}", bound(0.5), bound(0.99))
     };
     Stages {
         send: p99(0),
@@ -648,7 +652,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway |"
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     scenario(&cluster, "one", 1, 1000, 8, 8).await?;
