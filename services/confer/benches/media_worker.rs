@@ -85,9 +85,10 @@ impl Placement {
         }
     }
 
-    /// Puts every thread of the server and of this process where the placement says.
-    fn apply(self, server: u32) -> anyhow::Result<()> {
-        let cores = std::thread::available_parallelism()?.get();
+    /// Puts every thread of the server and of this process where the placement says,
+    /// on a machine of `cores` cores (counted before any pinning: the count follows
+    /// this process's affinity).
+    fn apply(self, server: u32, cores: usize) -> anyhow::Result<()> {
         let (server_cores, own_cores) = match self {
             Placement::Shared => {
                 let all = format!("0-{}", cores - 1);
@@ -160,14 +161,15 @@ async fn main() -> anyhow::Result<()> {
         "| placement | load | delivered/s | loss | {MEDIA_THREAD} CPU | delivered per {MEDIA_THREAD} CPU s | SFU in→out p50 ms | p99 ms | within 1 ms | end-to-end p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let cores = std::thread::available_parallelism()?.get();
     for placement in Placement::chosen()? {
-        ladder(placement).await?;
+        ladder(placement, cores).await?;
     }
     Ok(())
 }
 
 /// The steps, one after the other, on a fresh server placed as `placement` says.
-async fn ladder(placement: Placement) -> anyhow::Result<()> {
+async fn ladder(placement: Placement, cores: usize) -> anyhow::Result<()> {
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let confer = support::spawn(
@@ -186,7 +188,7 @@ async fn ladder(placement: Placement) -> anyhow::Result<()> {
         &[],
     )?;
     wait_listening(listen.parse()?)?;
-    placement.apply(confer.id())?;
+    placement.apply(confer.id(), cores)?;
     for &step in STEPS {
         let report = match confer_loadtest::run(config(&listen, confer.id(), step)).await {
             Ok(report) => report,
