@@ -22,10 +22,40 @@ pub async fn fresh_postgres() -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on, for a process the test starts.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    unclaimed_port(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A UDP port on 127.0.0.1 that nothing is bound to, for a process the test starts.
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    unclaimed_port(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// Where ports for child processes are drawn from: below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999 by default). A port the kernel hands
+/// out for `bind(0)` or an outgoing connection comes from that range, so a port
+/// chosen there could be taken by any other test's socket between the check here and
+/// the child's bind; below it, only another explicit choice can collide, and the
+/// choice is random.
+const CHILD_PORTS: std::ops::Range<u16> = 10_000..32_768;
+
+fn unclaimed_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(CHILD_PORTS.end);
+    let end = CHILD_PORTS
+        .end
+        .min(ephemeral_start)
+        .max(CHILD_PORTS.start + 1_000);
+    for _ in 0..200 {
+        let port = rand::random_range(CHILD_PORTS.start..end);
+        if free(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {}..{end}", CHILD_PORTS.start)
 }
 
 /// A redis-server process on a fixed port, killed when dropped.

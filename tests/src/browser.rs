@@ -1,10 +1,11 @@
 //! Headless Chromium driven through chromedriver's W3C WebDriver HTTP API.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::backing::free_port;
 
 /// A chromedriver process; browsers are sessions on it.
 pub struct Driver {
@@ -26,10 +27,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Driver {

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::backing::free_udp_port;
 use crate::server::{DEV_TENANT, TOKEN_SECRET, TestServer};
 use serde_json::json;
 
@@ -462,10 +463,4 @@ fn scratch_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("confer-sipp-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -28,9 +28,7 @@ pub async fn call(
     let dir = std::env::temp_dir().join(format!("confer-baresip-{:016x}", rand::random::<u64>()));
     let dump = dir.join("dump");
     std::fs::create_dir_all(&dump)?;
-    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let sip_port = crate::backing::free_udp_port()?;
     std::fs::write(dir.join("config"), config(sip_port, tone_hz, &dump))?;
     std::fs::write(
         dir.join("accounts"),

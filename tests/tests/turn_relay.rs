@@ -5,6 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use confer_e2e::backing::free_udp_port;
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::server::{Options, TestServer};
 use confer_room::RoomConfig;
@@ -24,12 +25,6 @@ impl Drop for Coturn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn start_coturn() -> anyhow::Result<Coturn> {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use confer_e2e::backing::{free_port, fresh_postgres};
+use confer_e2e::backing::{free_port, free_udp_port, fresh_postgres};
 use confer_e2e::signal::SignalClient;
 use serde_json::{Value, json};
 use support::{Proc, create_tenant, host_token, join_for_port, spawn};
@@ -50,10 +50,7 @@ impl Cluster {
         let mut media_ports = [0u16; 2];
         for (i, media_port) in media_ports.iter_mut().enumerate() {
             let control = free_port()?;
-            *media_port = {
-                let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-                socket.local_addr()?.port()
-            };
+            *media_port = free_udp_port()?;
             others.push(spawn(
                 &[
                     "sfu",

@@ -13,12 +13,7 @@ pub use sip_deployment::SipDeployment;
 
 pub const CONFER: &str = env!("CARGO_BIN_EXE_confer");
 
-/// A TCP port free on loopback right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use confer_e2e::backing::{free_port, free_udp_port};
 
 /// Waits up to 30 s for something to accept TCP connections on `addr`.
 pub fn wait_listening(addr: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -216,9 +211,7 @@ pub fn sfu_with_consul(
     region: &str,
     capacity: u32,
 ) -> anyhow::Result<SfuProcess> {
-    let media = std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let media = free_udp_port()?;
     let (control, metrics) = (free_port()?, free_port()?);
     let process = spawn(
         &[

@@ -36,9 +36,7 @@ impl SipDeployment {
             &[],
         )?;
         wait_listening(http.parse()?)?;
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let udp = confer_e2e::backing::free_udp_port()?;
         let sip_addr: std::net::SocketAddr = format!("127.0.0.1:{udp}").parse()?;
         let metrics = format!("127.0.0.1:{}", free_port()?);
         let signal = format!("ws://{http}/v1/signal");
