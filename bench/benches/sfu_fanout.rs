@@ -9,7 +9,8 @@
 //! packets per second one core forwards at that cost, and the time from a datagram's
 //! arrival to its last copy leaving the core (p50/p99). The core handles one datagram
 //! at a time, so that time is its processing time; queueing in front of it is the
-//! event loop's and is not measured here.
+//! event loop's and is not measured here. Heap allocations (and bytes asked for) per
+//! forwarded packet are counted by the instrumented system allocator over the same span.
 //!
 //! cargo bench -p confer-bench --bench sfu_fanout
 
@@ -19,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use confer_bench::thread_cpu_time;
 use confer_testkit::Wire;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// RTP payload bytes of each video packet.
 const PAYLOAD: usize = 1100;
@@ -29,6 +34,8 @@ struct Run {
     forwarded: u64,
     cpu: Duration,
     latencies: Vec<Duration>,
+    allocations: usize,
+    allocated_bytes: usize,
 }
 
 fn setup(subscribers: usize) -> anyhow::Result<Wire> {
@@ -55,6 +62,7 @@ fn measure(wire: &mut Wire, subscribers: usize, gap: Duration) -> Run {
     let mut sent = 0u64;
     let mut now = wire.now;
     let cpu_start = thread_cpu_time();
+    let heap = Region::new(ALLOCATOR);
     for datagram in &input {
         now += gap;
         let arrived = Instant::now();
@@ -64,6 +72,7 @@ fn measure(wire: &mut Wire, subscribers: usize, gap: Duration) -> Run {
         }
         latencies.push(arrived.elapsed());
     }
+    let heap = heap.change();
     let cpu = thread_cpu_time() - cpu_start;
     wire.now = now;
     let forwarded = wire.stats.snapshot().rtp_forwarded - before;
@@ -74,6 +83,8 @@ fn measure(wire: &mut Wire, subscribers: usize, gap: Duration) -> Run {
         forwarded,
         cpu,
         latencies,
+        allocations: heap.allocations + heap.reallocations,
+        allocated_bytes: heap.bytes_allocated,
     }
 }
 
@@ -84,21 +95,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     println!(
-        "| subscribers | forwarded | CPU ns/forwarded packet | forwarded packets per core-second | in→out p50 µs | in→out p99 µs |"
+        "| subscribers | forwarded | CPU ns/forwarded packet | forwarded packets per core-second | in→out p50 µs | in→out p99 µs | allocations/forwarded packet | bytes allocated/forwarded packet |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for subscribers in [1, 10, 50] {
         let mut wire = setup(subscribers)?;
         let run = measure(&mut wire, subscribers, Duration::from_micros(100));
         let ns = run.cpu.as_nanos() as f64 / run.forwarded.max(1) as f64;
+        let per_packet = |n: usize| n as f64 / run.forwarded.max(1) as f64;
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} |",
             run.subscribers,
             run.forwarded,
             ns,
             1e9 / ns.max(f64::MIN_POSITIVE),
             percentile(&run.latencies, 0.50).as_secs_f64() * 1e6,
             percentile(&run.latencies, 0.99).as_secs_f64() * 1e6,
+            per_packet(run.allocations),
+            per_packet(run.allocated_bytes),
         );
     }
     Ok(())
