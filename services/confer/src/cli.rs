@@ -337,6 +337,11 @@ pub struct RoomArgs {
     /// PostgreSQL URL (or sqlite: for a single replica).
     #[arg(long, env = "CONFER_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Most PostgreSQL connections this replica opens; each join or leave holds one
+    /// for its transaction (mind the server's max_connections across replicas and
+    /// roles).
+    #[arg(long, env = "CONFER_DATABASE_CONNECTIONS", default_value_t = confer_room::store::DEFAULT_CONNECTIONS)]
+    pub database_connections: u32,
     /// Redis URL for state shared between replicas; without it, state stays in this process.
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,

@@ -16,6 +16,8 @@ pub struct Backends {
     /// Shared live state; `None` keeps it in this process (`confer dev`, one replica).
     pub redis_url: Option<String>,
     pub master_key: MasterKey,
+    /// Most PostgreSQL connections to open (SQLite always has one).
+    pub database_connections: u32,
 }
 
 impl Backends {
@@ -25,6 +27,7 @@ impl Backends {
             database_url: "sqlite::memory:".into(),
             redis_url: None,
             master_key: MasterKey::random(),
+            database_connections: crate::store::DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -37,7 +40,12 @@ pub async fn start(
     webhooks: WebhookConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<RoomService> {
-    let store = Store::connect(&backends.database_url, backends.master_key).await?;
+    let store = Store::connect_with(
+        &backends.database_url,
+        backends.master_key,
+        backends.database_connections,
+    )
+    .await?;
     if let Some(tenant) = &config.anonymous_tenant {
         store.ensure_tenant_row(tenant, "Anonymous").await?;
     }

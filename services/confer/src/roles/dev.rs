@@ -47,6 +47,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Some(key) => MasterKey::from_base64(key)?,
             None => MasterKey::random(),
         },
+        database_connections: confer_room::store::DEFAULT_CONNECTIONS,
     };
     let room = confer_room::start(
         config,

@@ -28,6 +28,7 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         database_url: args.database_url.clone(),
         redis_url: args.redis_url.clone(),
         master_key: MasterKey::from_base64(&args.master_key).context("CONFER_MASTER_KEY")?,
+        database_connections: args.database_connections,
     };
     let regions = Regions::parse(&args.nearest_regions)
         .map_err(anyhow::Error::msg)

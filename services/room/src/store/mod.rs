@@ -37,6 +37,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// PostgreSQL connections a room service replica opens unless told otherwise. Joins
+/// and leaves each take one for their transaction, so a burst of them (a big room
+/// ending at once) queues here.
+pub const DEFAULT_CONNECTIONS: u32 = 8;
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -47,10 +52,15 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`postgres://…` or `sqlite:…`) and applies pending migrations.
     pub async fn connect(url: &str, key: MasterKey) -> anyhow::Result<Self> {
+        Self::connect_with(url, key, DEFAULT_CONNECTIONS).await
+    }
+
+    /// As [`Store::connect`], with at most `connections` to PostgreSQL (SQLite: one).
+    pub async fn connect_with(url: &str, key: MasterKey, connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         // SQLite has one writer; one connection also keeps an in-memory database whole.
-        let max = if sqlite { 1 } else { 8 };
+        let max = if sqlite { 1 } else { connections.max(1) };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))

@@ -30,6 +30,24 @@ async fn tenants_keep_their_secret_sealed() {
     assert!(store.api_key("AKnope").await.expect("lookup").is_none());
 }
 
+/// A pool size asked for SQLite is ignored: a second connection to `sqlite::memory:`
+/// would be a second, empty database, and concurrent calls would land on either.
+#[tokio::test]
+async fn sqlite_keeps_one_connection_whatever_is_asked() {
+    let store = Store::connect_with("sqlite::memory:", MasterKey::random(), 16)
+        .await
+        .expect("in-memory SQLite opens");
+    let created = store.create_tenant("Acme").await.expect("created");
+    let lookups = (0..16).map(|_| store.api_key(&created.api_key));
+    for found in futures_util::future::join_all(lookups).await {
+        assert!(
+            found.expect("lookup").is_some(),
+            "every call sees the one database"
+        );
+    }
+    assert_eq!(store.pool().size(), 1);
+}
+
 #[tokio::test]
 async fn migrations_run_once() {
     let store = memory_store().await;
