@@ -40,15 +40,24 @@ pub fn free_udp_port() -> anyhow::Result<u16> {
 /// choice is random.
 const CHILD_PORTS: std::ops::Range<u16> = 10_000..32_768;
 
+/// The end of [`CHILD_PORTS`] on this machine: the start of its ephemeral range, read
+/// once (at least 1,000 ports above the start, should the range be set unusually low).
+fn child_ports_end() -> u16 {
+    static END: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *END.get_or_init(|| {
+        let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(CHILD_PORTS.end);
+        CHILD_PORTS
+            .end
+            .min(ephemeral_start)
+            .max(CHILD_PORTS.start + 1_000)
+    })
+}
+
 fn unclaimed_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(CHILD_PORTS.end);
-    let end = CHILD_PORTS
-        .end
-        .min(ephemeral_start)
-        .max(CHILD_PORTS.start + 1_000);
+    let end = child_ports_end();
     for _ in 0..200 {
         let port = rand::random_range(CHILD_PORTS.start..end);
         if free(port) {
