@@ -1,7 +1,8 @@
 //! Video survives a lossy network: 5 % of RTP is dropped on the way into the SFU (from
 //! the publisher) and 5 % on the way out (to the subscriber). The SFU asks the publisher
 //! to resend what it lost and answers the subscriber's NACKs from its packet cache; the
-//! subscriber's Chromium keeps decoding without long freezes.
+//! subscriber's Chromium keeps decoding without long freezes. The subscriber's resends
+//! arrive in their own RTX stream.
 
 use std::time::Duration;
 
@@ -22,6 +23,19 @@ stats.forEach((s) => {
   }
 });
 return {nacks, resent};
+"#;
+
+/// What the subscriber's Chromium received in RTX streams, and what it recovered.
+const RTX_RECEIVED: &str = r#"
+const stats = await window.conferClient.pc.getStats();
+let rtx = 0, received = 0;
+stats.forEach((s) => {
+  if (s.type === 'inbound-rtp' && s.kind === 'video') {
+    rtx += s.retransmittedPacketsReceived || 0;
+    received += s.packetsReceived || 0;
+  }
+});
+return {rtx, received};
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +65,10 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
     let window = window_since(&bob, since).await?;
     let stats = server.sfu.stats().snapshot();
     let resent = ada.eval(RESENT).await?;
-    eprintln!("10 s at 5 % loss each way: {window:?}; publisher {resent}; {stats:?}");
+    let rtx = bob.eval(RTX_RECEIVED).await?;
+    eprintln!(
+        "10 s at 5 % loss each way: {window:?}; publisher {resent}; subscriber {rtx}; {stats:?}"
+    );
     let inbound = bob.eval("const st = await window.conferClient.pc.getStats(); const o=[]; st.forEach(s => { if (s.type==='inbound-rtp' && s.kind==='video' && s.packetsReceived > 0) o.push(s); }); return o;").await?;
     let outbound = ada.eval("const st = await window.conferClient.pc.getStats(); const o=[]; st.forEach(s => { if (s.type==='outbound-rtp' && s.kind==='video') o.push([s.rid, s.framesEncoded, s.keyFramesEncoded, s.pliCount, s.nackCount, s.frameWidth, s.qualityLimitationReason]); }); return o;").await?;
     eprintln!(
@@ -78,6 +95,10 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
     assert!(
         stats.nacks_received > 0 && stats.retransmissions_sent > 0,
         "the SFU answered the subscriber's NACKs from its cache: {stats:?}"
+    );
+    assert!(
+        rtx["rtx"].as_u64() > Some(0),
+        "the subscriber's Chromium took the resends from their RTX stream: {rtx}"
     );
     let metrics = server.metrics().await?;
     for name in [

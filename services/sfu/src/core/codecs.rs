@@ -5,7 +5,7 @@
 //! publisher forwardable to any subscriber.
 
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -13,6 +13,9 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::shared::error::Result;
 
 const H264_PROFILES: [(u8, &str); 3] = [(102, "42001f"), (108, "42e01f"), (123, "4d001f")];
+
+/// Each video codec's payload type and the RTX payload type bound to it (`apt=`).
+const RTX_PAYLOAD_TYPES: [(u8, u8); 4] = [(96, 97), (102, 103), (108, 109), (123, 124)];
 
 fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
     RTCPFeedback {
@@ -70,6 +73,22 @@ pub(crate) fn media_engine() -> Result<MediaEngine> {
             format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}");
         engine.register_codec(
             video(MIME_TYPE_H264, payload_type, fmtp),
+            RtpCodecKind::Video,
+        )?;
+    }
+    // Resends to subscribers travel in their own stream (see `rtx.rs`).
+    for (payload_type, rtx) in RTX_PAYLOAD_TYPES {
+        engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={payload_type}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: rtx,
+            },
             RtpCodecKind::Video,
         )?;
     }

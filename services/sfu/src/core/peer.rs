@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 use rtc::interceptor::{
-    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, SenderReportBuilder,
-    TwccSenderBuilder,
+    CongestionControlBuilder, Gcc, NackGeneratorBuilder, SenderReportBuilder, TwccSenderBuilder,
 };
 use rtc::interceptor::{Registry, Slot as InterceptorSlot};
 use rtc::media_stream::MediaStreamTrack;
@@ -30,15 +29,17 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 
 use super::codecs::{self, Codec};
-use super::feedback::{self, EstimateCell, FeedbackCounter, FeedbackTap};
+use super::feedback::{self, EstimateCell, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
 use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
+use super::responder::Responder;
 use super::rewrite::Rewriter;
+use super::rtx::{self, RtxTypes};
 use super::source::{Blocked, TrackSource};
 use super::{MediaKind, PeerKey};
 use crate::control::SfuError;
@@ -144,8 +145,6 @@ pub(crate) struct PeerInit<'a> {
 /// the SFU for a lost packet a few times within a couple of round trips and then gives
 /// up; the SFU must have it from the publisher by then.
 const NACK_INTERVAL: Duration = Duration::from_millis(20);
-/// Packets kept per outgoing stream to answer subscribers' NACKs (a power of two).
-const RETRANSMIT_CACHE: u16 = 1024;
 
 /// Where the send-side estimate toward a subscriber starts, bits per second: about one
 /// mid simulcast layer. It only creeps up from here; what counts is when it falls.
@@ -154,10 +153,11 @@ const ESTIMATE_START_BPS: f64 = 1_000_000.0;
 const ESTIMATE_MIN_BPS: f64 = 50_000.0;
 const ESTIMATE_MAX_BPS: f64 = 50_000_000.0;
 
-/// The `rtc` interceptors a peer runs: NACK generator and responder, TWCC feedback to
-/// publishers, transport-wide sequence numbers on what the SFU sends and send-side
-/// bandwidth estimation (GCC) from the subscriber's TWCC feedback, RTCP reports, and
-/// the SFU's own feedback tap and counter.
+/// The `rtc` interceptors a peer runs: NACK generator, TWCC feedback to publishers,
+/// transport-wide sequence numbers on what the SFU sends and send-side bandwidth
+/// estimation (GCC) from the subscriber's TWCC feedback, RTCP reports, and the SFU's
+/// own NACK responder ([`Responder`], which also counts and measures round trips) and
+/// feedback tap.
 ///
 /// A peer whose offer sends no media (a viewer) gets only the sending half: nothing
 /// reaches it to ask again for, report on or acknowledge, and every interceptor is a
@@ -166,14 +166,13 @@ fn interceptors(
     media_engine: &mut MediaEngine,
     stats: &SfuStats,
     estimates: &EstimateCell,
+    rtx_types: &RtxTypes,
     receives_media: bool,
 ) -> Result<Registry, rtc::shared::error::Error> {
     configure_simulcast_extension_headers(media_engine)?;
     let registry = Registry::new().with(
         InterceptorSlot::NackResponder,
-        NackResponderBuilder::new()
-            .with_size(RETRANSMIT_CACHE)
-            .build(),
+        Responder::new(stats.clone(), rtx_types.clone()),
     );
     // Transport-cc is negotiated for both directions; the receiving half answers what
     // a publisher sends, the sender numbers what goes out, and the controller reads the
@@ -210,10 +209,6 @@ fn interceptors(
         .with(
             InterceptorSlot::from(feedback::TAP_SLOT),
             FeedbackTap::with_estimates(estimates.clone()),
-        )
-        .with(
-            InterceptorSlot::from(feedback::COUNTER_SLOT),
-            FeedbackCounter::new(stats.clone()),
         ))
 }
 
@@ -270,10 +265,12 @@ impl Peer {
             .build();
         let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
         let estimates = EstimateCell::default();
+        let rtx_types = RtxTypes::default();
         let registry = interceptors(
             &mut media_engine,
             &init.stats,
             &estimates,
+            &rtx_types,
             sends_media(init.offer_sdp),
         )
         .map_err(SfuError::internal)?;
@@ -316,15 +313,21 @@ impl Peer {
             .map_err(SfuError::internal)?;
         let answer = pc.create_answer(None).map_err(sdp_error)?;
         pc.set_local_description(now, answer).map_err(sdp_error)?;
+        // The client is told no RTX where it publishes, so it resends in the original
+        // stream; the stack, which refuses an edited answer, keeps its own, and no RTX
+        // ever reaches those receivers.
         let answer_sdp = pc
             .local_description()
-            .map(|description| description.sdp)
+            .map(|description| rtx::receive_without_rtx(&description.sdp))
             .ok_or_else(|| SfuError::Internal("no local description after answering".into()))?;
 
-        let slots = pending_slots
+        let slots: Vec<Slot> = pending_slots
             .into_iter()
             .filter_map(|pending| pending.negotiate(&mut pc))
             .collect();
+        if let Some(video) = slots.iter().find(|slot| slot.kind == MediaKind::Video) {
+            rtx_types.settle(&video.codecs);
+        }
         let peer = Peer {
             participant: init.participant,
             room: init.room,
@@ -372,6 +375,10 @@ fn add_slot_track(
         MediaKind::Video => (RtpCodecKind::Video, "video/VP8", 90_000, 0),
     };
     let ssrc = rand::random::<u32>();
+    // Video resends go in their own stream when the subscriber takes RTX.
+    let rtx = (kind == MediaKind::Video).then(|| RTCRtpRtxParameters {
+        ssrc: rand::random::<u32>(),
+    });
     let track_id = format!("{}{}-{}", kind.as_str(), index, key.0);
     let track = MediaStreamTrack::new(
         format!("slot-{track_id}"),
@@ -381,6 +388,7 @@ fn add_slot_track(
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
+                rtx,
                 ..Default::default()
             },
             codec: RTCRtpCodec {
@@ -434,5 +442,106 @@ impl PendingSlot {
             target: None,
             current: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Chromium-shaped offer: a simulcast camera it sends, and one video slot it
+    /// receives; both list RTX for VP8 and H.264.
+    const OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+a=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
+a=sendonly\r\n\
+a=msid:- cam\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:103 rtx/90000\r\n\
+a=fmtp:103 apt=102\r\n\
+a=rid:q send\r\n\
+a=rid:h send\r\n\
+a=rid:f send\r\n\
+a=simulcast:send q;h;f\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+a=setup:actpass\r\n\
+a=mid:1\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:103 rtx/90000\r\n\
+a=fmtp:103 apt=102\r\n";
+
+    /// The answer's m-sections, by mid.
+    fn section<'a>(answer: &'a str, mid: &str) -> &'a str {
+        answer
+            .split("m=")
+            .find(|section| section.contains(&format!("a=mid:{mid}\r\n")))
+            .unwrap_or_else(|| panic!("no m-line {mid} in {answer}"))
+    }
+
+    #[test]
+    fn slots_take_rtx_and_publications_do_not() {
+        let init = PeerInit {
+            key: PeerKey(1),
+            room: RoomId::new("r"),
+            participant: ParticipantId::new("p"),
+            offer_sdp: OFFER,
+            media_addr: "127.0.0.1:5000".parse().expect("address"),
+            stats: SfuStats::default(),
+        };
+        let (peer, answer) = Peer::answer_offer(Instant::now(), init).expect("answers");
+        let publication = section(&answer, "0");
+        assert!(publication.contains("VP8/90000"), "{publication}");
+        assert!(
+            !publication.contains("rtx/90000"),
+            "a publisher resends in its own stream: {publication}"
+        );
+        let slot = section(&answer, "1");
+        assert!(slot.contains("a=rtpmap:97 rtx/90000"), "{slot}");
+        assert!(slot.contains("apt=96"), "{slot}");
+        let [video] = &peer.slots[..] else {
+            panic!("one slot: {}", peer.slots.len())
+        };
+        let group = format!("a=ssrc-group:FID {} ", video.ssrc);
+        assert!(
+            slot.contains(&group),
+            "the slot declares its RTX stream: {slot}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Which retransmissions to one subscriber actually go out.
 //!
-//! The stack's NACK responder answers every NACK from its packet cache. A subscriber
+//! The SFU answers NACKs from its packet cache ([`super::responder`]). A subscriber
 //! behind a congested link loses many packets and asks again for each of them every
 //! few milliseconds; answered in full, the resends alone can exceed what the link
 //! carries and keep it congested. Two rules, as in libwebrtc's send-side history:
@@ -10,7 +10,8 @@
 //! - resends together stay within a quarter of the subscriber's bandwidth estimate
 //!   (a token bucket holding 100 ms of that rate).
 //!
-//! RTX is not negotiated, so a resend carries its original SSRC and sequence number.
+//! A resend is known by the packet it repeats (its stream and sequence number), whether
+//! it goes out on an RTX stream or as the packet again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

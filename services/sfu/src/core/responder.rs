@@ -1,0 +1,252 @@
+//! The interceptor that answers a subscriber's NACKs, in the stack's NACK responder slot.
+//!
+//! It keeps the last packets of every outgoing stream that negotiated NACK
+//! ([`SentPackets`]) and answers a NACK from them: on the slot's RTX stream when the
+//! answer bound one to the packet's payload type ([`super::rtx`]), else as the packet
+//! again. [`ResendGate`] holds back what would not help: a packet twice within a round
+//! trip, or resends beyond a quarter of the subscriber's estimate. On the way it counts
+//! NACKs received and sent and the resends into [`SfuStats`], and measures each
+//! outgoing stream's round trip and jitter from the reception reports that come back
+//! (see [`super::round_trip`]), for metrics.
+//!
+//! Where it sits: above the TWCC sender and the congestion controller, so its resends
+//! are numbered and recorded like any packet (an RTX stream is not numbered: the TWCC
+//! sender numbers the streams it bound, and the stack binds only the original); the
+//! controller's estimate rides up to it on the feedback that carried it; the sender
+//! reports and the NACK generator's requests pass down through it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use rtc::interceptor::{
+    Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
+};
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::sansio::Protocol;
+use rtc::shared::TransportContext;
+use rtc::shared::error::Error;
+use rtc::shared::marshal::MarshalSize as _;
+
+use super::resend_gate::ResendGate;
+use super::round_trip::RoundTrips;
+use super::rtx::{self, RtxTypes};
+use super::sent_packets::SentPackets;
+use crate::SfuStats;
+
+const ANY_TARGET: Attribute = Attribute::TargetBitrateChanged {
+    bits_per_second: 0.0,
+};
+
+/// One outgoing stream that answers NACKs.
+struct Outgoing {
+    sent: SentPackets,
+    /// Its RTX stream, if the slot declared one.
+    rtx: Option<RtxStream>,
+}
+
+struct RtxStream {
+    ssrc: u32,
+    next_sequence: u16,
+}
+
+pub(crate) struct Responder {
+    stats: SfuStats,
+    round_trips: RoundTrips,
+    gate: ResendGate,
+    rtx_types: RtxTypes,
+    streams: HashMap<u32, Outgoing>,
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl Responder {
+    pub(crate) fn new(stats: SfuStats, rtx_types: RtxTypes) -> Self {
+        Self {
+            stats,
+            round_trips: RoundTrips::default(),
+            gate: ResendGate::default(),
+            rtx_types,
+            streams: HashMap::new(),
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
+
+    fn answer(&mut self, now: Instant, nack: &TransportLayerNack) {
+        let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
+            return;
+        };
+        for sequence in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
+            let Some(original) = stream.sent.get(sequence) else {
+                continue;
+            };
+            let bytes = original.header.marshal_size() + original.payload.len();
+            if !self.gate.allow(now, nack.media_ssrc, sequence, bytes) {
+                self.stats.retransmission_suppressed();
+                continue;
+            }
+            let repairing = self.rtx_types.repairing(original.header.payload_type);
+            let packet = match (stream.rtx.as_mut(), repairing) {
+                (Some(rtx), Some(payload_type)) => {
+                    let sequence = rtx.next_sequence;
+                    rtx.next_sequence = sequence.wrapping_add(1);
+                    rtx::encapsulate(original, rtx.ssrc, payload_type, sequence)
+                }
+                _ => original.clone(),
+            };
+            self.stats.retransmission_sent();
+            self.writes.push_back(TaggedPacket {
+                now,
+                transport: TransportContext::default(),
+                message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::Retransmission),
+            });
+        }
+    }
+
+    fn on_reports(&mut self, now: Instant, packet: &Packet) {
+        let Packet::Rtcp(packets) = packet else {
+            return;
+        };
+        for packet in packets {
+            let any = packet.as_any();
+            let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
+            {
+                &rr.reports
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                &sr.reports
+            } else {
+                continue;
+            };
+            for report in reports {
+                if let Some(rtt) = self.round_trips.round_trip(
+                    now,
+                    report.ssrc,
+                    report.last_sender_report,
+                    report.delay,
+                ) {
+                    self.stats.subscriber_rtt(rtt);
+                    self.gate.on_round_trip(rtt);
+                }
+                if let Some(jitter) = self.round_trips.jitter(report.ssrc, report.jitter) {
+                    self.stats.subscriber_jitter(jitter);
+                }
+            }
+        }
+    }
+
+    fn on_reports_sent(&mut self, now: Instant, packet: &Packet) {
+        let Packet::Rtcp(packets) = packet else {
+            return;
+        };
+        for packet in packets {
+            if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
+                self.round_trips.report_sent(now, sr.ssrc, sr.ntp_time);
+            }
+        }
+    }
+}
+
+/// The NACKs in an RTCP compound.
+fn nacks(packet: &Packet) -> impl Iterator<Item = &TransportLayerNack> {
+    let packets = match packet {
+        Packet::Rtcp(packets) => packets.as_slice(),
+        _ => &[],
+    };
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for Responder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&ANY_TARGET)
+        {
+            self.gate.on_estimate(*bits_per_second);
+        }
+        let (mut count, mut lost) = (0, 0);
+        for nack in nacks(&msg.message.packet) {
+            count += 1;
+            lost += nack
+                .nacks
+                .iter()
+                .map(|pair| pair.packet_list().len() as u64)
+                .sum::<u64>();
+            self.answer(msg.now, nack);
+        }
+        if count > 0 {
+            self.stats.nacks_received(count, lost);
+        }
+        self.on_reports(msg.now, &msg.message.packet);
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        match &msg.message.packet {
+            Packet::Rtp(packet) => {
+                if let Some(stream) = self.streams.get_mut(&packet.header.ssrc) {
+                    stream.sent.keep(packet);
+                }
+            }
+            _ => {
+                self.on_reports_sent(msg.now, &msg.message.packet);
+                let sent = nacks(&msg.message.packet).count() as u64;
+                if sent > 0 {
+                    self.stats.nacks_sent(sent);
+                }
+            }
+        }
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.writes.pop_front()
+    }
+}
+
+/// Whether a stream negotiated generic NACK (`a=rtcp-fb:* nack`).
+fn answers_nacks(info: &StreamInfo) -> bool {
+    info.rtcp_feedback
+        .iter()
+        .any(|feedback| feedback.typ == "nack" && feedback.parameter.is_empty())
+}
+
+impl Interceptor for Responder {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.round_trips.stream_bound(info.ssrc, info.clock_rate);
+        if answers_nacks(info) {
+            let rtx = info.ssrc_rtx.map(|ssrc| RtxStream {
+                ssrc,
+                next_sequence: rand::random(),
+            });
+            self.streams.insert(
+                info.ssrc,
+                Outgoing {
+                    sent: SentPackets::default(),
+                    rtx,
+                },
+            );
+        }
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.round_trips.stream_unbound(info.ssrc);
+        self.streams.remove(&info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
