@@ -250,3 +250,170 @@ impl Interceptor for Responder {
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::codecs::Codec;
+    use rtc::interceptor::RTCPFeedback;
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
+    use rtc::rtp::header::Header;
+
+    const MEDIA: u32 = 1_000;
+    const REPAIR: u32 = 2_000;
+
+    fn responder(rtx: bool) -> (Responder, SfuStats) {
+        let stats = SfuStats::default();
+        let types = RtxTypes::default();
+        types.settle(&[
+            Codec {
+                payload_type: 96,
+                mime: "video/vp8".into(),
+                fmtp: String::new(),
+            },
+            Codec {
+                payload_type: 97,
+                mime: rtx::RTX_MIME.into(),
+                fmtp: "apt=96".into(),
+            },
+        ]);
+        let mut responder = Responder::new(stats.clone(), types);
+        responder.bind_local_stream(&StreamInfo {
+            ssrc: MEDIA,
+            ssrc_rtx: rtx.then_some(REPAIR),
+            payload_type: 96,
+            clock_rate: 90_000,
+            rtcp_feedback: vec![RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..StreamInfo::default()
+        });
+        (responder, stats)
+    }
+
+    fn tagged(now: Instant, packet: Packet) -> TaggedPacket {
+        TaggedPacket {
+            now,
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(packet),
+        }
+    }
+
+    fn media(sequence: u16, payload_type: u8) -> Packet {
+        Packet::Rtp(rtc::rtp::Packet {
+            header: Header {
+                version: 2,
+                payload_type,
+                sequence_number: sequence,
+                ssrc: MEDIA,
+                ..Header::default()
+            },
+            payload: vec![sequence as u8; 100].into(),
+        })
+    }
+
+    /// A NACK for `first` and the packets its bitmap names.
+    fn nack(now: Instant, first: u16, bitmap: u16) -> TaggedPacket {
+        tagged(
+            now,
+            Packet::Rtcp(vec![Box::new(TransportLayerNack {
+                sender_ssrc: 9,
+                media_ssrc: MEDIA,
+                nacks: vec![NackPair {
+                    packet_id: first,
+                    lost_packets: bitmap,
+                }],
+            })]),
+        )
+    }
+
+    /// Sends packets 10..20 through, then drains what went out.
+    fn send_some(responder: &mut Responder, now: Instant) {
+        for sequence in 10..20 {
+            responder
+                .handle_write(tagged(now, media(sequence, 96)))
+                .expect("writes");
+        }
+        while responder.poll_write().is_some() {}
+    }
+
+    fn resends(responder: &mut Responder) -> Vec<rtc::rtp::Packet> {
+        std::iter::from_fn(|| responder.poll_write())
+            .map(|msg| {
+                assert!(msg.message.has(&Attribute::Retransmission));
+                match msg.message.packet {
+                    Packet::Rtp(packet) => packet,
+                    other => panic!("a resend is RTP: {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn answers_on_the_rtx_stream_with_the_original_number_in_front() {
+        let now = Instant::now();
+        let (mut responder, stats) = responder(true);
+        send_some(&mut responder, now);
+        // 12, and 14 from the bitmap; 30 was never sent.
+        responder.handle_read(nack(now, 12, 0b10)).expect("reads");
+        responder.handle_read(nack(now, 30, 0)).expect("reads");
+        let sent = resends(&mut responder);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        for (packet, original) in sent.iter().zip([12u16, 14]) {
+            assert_eq!(
+                (packet.header.ssrc, packet.header.payload_type),
+                (REPAIR, 97)
+            );
+            assert_eq!(&packet.payload[..2], &original.to_be_bytes());
+            assert_eq!(packet.payload.len(), 102);
+            assert_eq!(packet.payload[2], original as u8);
+        }
+        assert_eq!(
+            sent[1].header.sequence_number,
+            sent[0].header.sequence_number.wrapping_add(1),
+            "the RTX stream numbers its own packets"
+        );
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.retransmissions_sent, 2);
+        assert_eq!(snapshot.nacks_received, 2);
+        assert!(responder.poll_read().is_some(), "the NACK goes on up");
+    }
+
+    #[test]
+    fn resends_the_packet_itself_without_rtx_and_not_twice_in_a_round_trip() {
+        let now = Instant::now();
+        let (mut responder, stats) = responder(false);
+        send_some(&mut responder, now);
+        responder.handle_read(nack(now, 15, 0)).expect("reads");
+        responder.handle_read(nack(now, 15, 0)).expect("reads");
+        let sent = resends(&mut responder);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(
+            (
+                sent[0].header.ssrc,
+                sent[0].header.sequence_number,
+                sent[0].header.payload_type
+            ),
+            (MEDIA, 15, 96)
+        );
+        assert_eq!(stats.snapshot().retransmissions_suppressed, 1);
+    }
+
+    #[test]
+    fn a_payload_type_without_rtx_goes_out_as_itself() {
+        let now = Instant::now();
+        let (mut responder, _) = responder(true);
+        responder
+            .handle_write(tagged(now, media(40, 102)))
+            .expect("writes");
+        while responder.poll_write().is_some() {}
+        responder.handle_read(nack(now, 40, 0)).expect("reads");
+        let sent = resends(&mut responder);
+        assert_eq!(
+            (sent[0].header.ssrc, sent[0].header.payload_type),
+            (MEDIA, 102),
+            "no RTX payload type was bound to 102"
+        );
+    }
+}
