@@ -136,6 +136,50 @@ fn multi_region_values_render_valid_objects_and_media_nodes() {
 }
 
 #[test]
+fn each_service_gets_the_database_pool_it_is_given() {
+    let env_of = |docs: &[Value], name: &str, var: &str| -> Option<String> {
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} deployment"));
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == var)
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
+    };
+    let defaults = documents(&template(&[]));
+    let pool = "CONFER_DATABASE_CONNECTIONS";
+    assert_eq!(env_of(&defaults, "confer-room", pool).as_deref(), Some("8"));
+    assert_eq!(
+        env_of(&defaults, "confer-chat", pool).as_deref(),
+        Some("32")
+    );
+    let rendered = template(&[
+        "--set",
+        "room.databaseConnections=24",
+        "--set",
+        "chat.databaseConnections=48",
+    ]);
+    validate_with_kubernetes_validate(&rendered, "pools");
+    let docs = documents(&rendered);
+    assert_eq!(env_of(&docs, "confer-room", pool).as_deref(), Some("24"));
+    assert_eq!(env_of(&docs, "confer-chat", pool).as_deref(), Some("48"));
+    let output = Command::new(helm())
+        .args([
+            "template",
+            "confer",
+            ".",
+            "--set",
+            "chat.databaseConnections=0",
+        ])
+        .current_dir(chart())
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success(), "a pool of none is refused");
+}
+
+#[test]
 fn crds_are_kept_on_uninstall_unless_asked_and_can_be_left_out() {
     let crds = |extra: &[&str]| -> Vec<Value> {
         documents(&template(extra))
