@@ -10,11 +10,13 @@
 
 mod histogram;
 mod labeled;
+mod pool;
 
 use std::fmt::Write as _;
 
 pub use histogram::{Histogram, HistogramSnapshot, Tally};
 pub use labeled::LabeledCounter;
+pub use pool::PoolUse;
 
 /// Which text format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

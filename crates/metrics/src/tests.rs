@@ -81,3 +81,27 @@ fn a_labeled_counter_counts_per_label() {
         vec![("invalid_token".into(), 2), ("room_full".into(), 1)]
     );
 }
+
+#[test]
+fn a_pool_shows_busy_idle_and_its_ceiling() {
+    let mut out = Exposition::new(Format::Prometheus);
+    PoolUse {
+        open: 7,
+        idle: 2,
+        max: 8,
+    }
+    .render(&mut out, "room");
+    let text = out.finish();
+    assert!(
+        text.contains("confer_room_database_connections{state=\"busy\"} 5\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("confer_room_database_connections{state=\"idle\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("confer_room_database_connections_max 8\n"),
+        "{text}"
+    );
+}

@@ -44,6 +44,11 @@ impl ChatService {
         &self.bus
     }
 
+    /// How the history's connection pool is used now, for `/metrics`.
+    pub fn pool_use(&self) -> confer_metrics::PoolUse {
+        self.store.pool_use()
+    }
+
     pub fn stats(&self) -> &ChatStats {
         &self.stats
     }

@@ -106,6 +106,15 @@ impl Store {
         }
     }
 
+    /// How the connection pool is used now, for `/metrics`.
+    pub fn pool_use(&self) -> confer_metrics::PoolUse {
+        confer_metrics::PoolUse {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS confer_chat_migrations (version BIGINT PRIMARY KEY)",

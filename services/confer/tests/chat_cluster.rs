@@ -170,6 +170,16 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
             page.contains("confer_chat_send_duration_seconds_count"),
             "{page}"
         );
+        // Its PostgreSQL pool: the default ceiling, and the connections it opened.
+        assert_eq!(
+            confer_e2e::server::metric(&page, "confer_chat_database_connections_max"),
+            Some(32),
+            "{page}"
+        );
+        assert!(
+            page.contains("confer_chat_database_connections{state=\"idle\"}"),
+            "{page}"
+        );
     }
     assert_eq!(stored, TOTAL as u64, "entries stored across chat services");
     Ok(())

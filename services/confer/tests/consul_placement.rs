@@ -156,6 +156,12 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
         metrics.contains("confer_room_placements_total{outcome=\"placed\"} 11\n"),
         "every room placed once: {metrics}"
     );
+    // Its PostgreSQL pool, at the default ceiling.
+    assert!(
+        metrics.contains("confer_room_database_connections_max 8\n")
+            && metrics.contains("confer_room_database_connections{state=\"busy\"}"),
+        "{metrics}"
+    );
     // Prometheus's scraper asks for OpenMetrics, and gets it.
     let open_metrics = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/metrics", cluster.room_metrics))

@@ -22,6 +22,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         "chat service ready"
     );
     let stats = service.stats().clone();
-    tokio::spawn(super::metrics::serve(metrics, move |out| stats.render(out)));
+    let pool = service.clone();
+    tokio::spawn(super::metrics::serve(metrics, move |out| {
+        stats.render(out);
+        pool.pool_use().render(out, "chat");
+    }));
     confer_chat::grpc::serve(service, listener, shutdown).await
 }
