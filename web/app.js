@@ -1,5 +1,5 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
-// [&relay=1 to force TURN relay].
+// [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
 import { Stage, renderParticipants, appendChat } from './ui.js';
 
@@ -18,6 +18,7 @@ const client = new ConferClient({
   room, name, token,
   tenant: params.get('tenant') || '',
   iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+  videoCodec: params.get('codec') || '',
 });
 window.conferClient = client;
 

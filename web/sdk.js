@@ -26,12 +26,15 @@ const SIMULCAST_LAYERS = [
 ];
 
 export class ConferClient extends EventTarget {
+  // `videoCodec`: 'vp8' or 'h264' to send the camera in that codec (the browser's
+  // choice when empty); subscribers get it whatever they prefer, as long as their
+  // browser decodes it.
   // `traceparent`: an optional function returning the W3C traceparent of the app's own
   // current span (e.g. from OpenTelemetry JS); each request then carries it and the
   // server's spans for the join and offer become its children.
-  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true, traceparent = null }) {
+  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true, videoCodec = '', traceparent = null }) {
     super();
-    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, traceparent });
+    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, videoCodec, traceparent });
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
     this.self = null;
@@ -72,7 +75,8 @@ export class ConferClient extends EventTarget {
     for (const track of localStream.getTracks()) {
       const init = { direction: 'sendonly', streams: [localStream] };
       if (track.kind === 'video' && this.simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
-      this.pc.addTransceiver(track, init);
+      const transceiver = this.pc.addTransceiver(track, init);
+      if (track.kind === 'video') preferVideoCodec(transceiver, this.videoCodec);
     }
     // Empty until the screen is shared; filled with replaceTrack, so sharing never renegotiates.
     const screenIndex = this.pc.getTransceivers().length;
@@ -362,4 +366,16 @@ function markSlides(sdp, index) {
 function defaultSignalUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/v1/signal`;
+}
+
+// Puts the codec named `codec` ('vp8', 'h264') first in what a sending transceiver
+// offers, so the browser sends it (the SFU answers in the offer's order). Unknown or
+// empty: the browser's own order.
+function preferVideoCodec(transceiver, codec) {
+  if (!codec || !transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+  const wanted = `video/${codec}`.toLowerCase();
+  const codecs = RTCRtpSender.getCapabilities('video').codecs;
+  const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+  if (!first.length) return;
+  transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== wanted)]);
 }

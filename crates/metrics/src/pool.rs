@@ -13,13 +13,14 @@ pub struct PoolUse {
 }
 
 impl PoolUse {
-    /// `confer_<service>_database_connections{state="busy"|"idle"}` and
-    /// `confer_<service>_database_connections_max`. Busy at max for long means work
-    /// queues for a connection: raise the pool, or the server's `max_connections`.
-    pub fn render(&self, out: &mut Exposition, service: &str) {
+    /// `<connections>{state="busy"|"idle"}` and `<max>`, as
+    /// `confer_room_database_connections` and `confer_room_database_connections_max`.
+    /// Busy at max for long means work queues for a connection: raise the pool, or the
+    /// server's `max_connections`.
+    pub fn render(&self, out: &mut Exposition, connections: &str, max: &str) {
         let busy = self.open.saturating_sub(self.idle);
         out.gauge(
-            &format!("confer_{service}_database_connections"),
+            connections,
             "Database connections of this replica's pool, by state.",
             &[
                 (&[("state", "busy")], f64::from(busy)),
@@ -27,7 +28,7 @@ impl PoolUse {
             ],
         );
         out.gauge1(
-            &format!("confer_{service}_database_connections_max"),
+            max,
             "The most database connections this replica's pool opens.",
             f64::from(self.max),
         );

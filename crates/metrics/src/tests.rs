@@ -90,7 +90,11 @@ fn a_pool_shows_busy_idle_and_its_ceiling() {
         idle: 2,
         max: 8,
     }
-    .render(&mut out, "room");
+    .render(
+        &mut out,
+        "confer_room_database_connections",
+        "confer_room_database_connections_max",
+    );
     let text = out.finish();
     assert!(
         text.contains("confer_room_database_connections{state=\"busy\"} 5\n"),

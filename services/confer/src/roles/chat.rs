@@ -25,7 +25,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let pool = service.clone();
     tokio::spawn(super::metrics::serve(metrics, move |out| {
         stats.render(out);
-        pool.pool_use().render(out, "chat");
+        pool.pool_use().render(
+            out,
+            "confer_chat_database_connections",
+            "confer_chat_database_connections_max",
+        );
     }));
     confer_chat::grpc::serve(service, listener, shutdown).await
 }

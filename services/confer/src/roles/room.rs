@@ -69,7 +69,11 @@ fn render_metrics(
     snapshots: Option<&tokio::sync::watch::Receiver<confer_discovery::Snapshot>>,
 ) {
     service.webhook_stats().counts().render(out);
-    service.store().pool_use().render(out, "room");
+    service.store().pool_use().render(
+        out,
+        "confer_room_database_connections",
+        "confer_room_database_connections_max",
+    );
     out.counter_by(
         "confer_room_placements",
         "Placement decisions: existing (the room already had its SFU in the region), placed (a new choice), or the error code.",
