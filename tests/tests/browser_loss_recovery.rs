@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use confer_e2e::browser::Driver;
-use confer_e2e::room::{join, wait_for_remote_video};
+use confer_e2e::room::{join, open_join_link, wait_for_remote_video};
 use confer_e2e::server::{Options, TestServer, metric};
 use confer_e2e::video::{START_SAMPLER, page_now, window_since};
 use confer_sfu::{Impairment, SfuConfig};
@@ -25,22 +25,24 @@ stats.forEach((s) => {
 return {nacks, resent};
 "#;
 
-/// What the subscriber's Chromium received in RTX streams, and what it recovered.
+/// What the subscriber's Chromium received in RTX streams, and the codecs it decoded.
 const RTX_RECEIVED: &str = r#"
 const stats = await window.conferClient.pc.getStats();
 let rtx = 0, received = 0;
+const codecs = [];
 stats.forEach((s) => {
-  if (s.type === 'inbound-rtp' && s.kind === 'video') {
+  if (s.type === 'inbound-rtp' && s.kind === 'video' && s.packetsReceived > 0) {
     rtx += s.retransmittedPacketsReceived || 0;
     received += s.packetsReceived || 0;
+    const codec = stats.get(s.codecId);
+    if (codec) codecs.push(codec.mimeType);
   }
 });
-return {rtx, received};
+return {rtx, received, codecs};
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
-    let server = TestServer::start_with(Options {
+fn lossy_server_options() -> Options {
+    Options {
         sfu: SfuConfig {
             impairment: Impairment {
                 inbound_rtp_loss: 0.05,
@@ -50,8 +52,12 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
             ..SfuConfig::default()
         },
         ..Options::default()
-    })
-    .await?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
+    let server = TestServer::start_with(lossy_server_options()).await?;
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
@@ -115,6 +121,56 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
             "{name} is counted on /metrics"
         );
     }
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
+
+/// A camera sent in H.264 reaches a subscriber as H.264 through the same loss, and the
+/// resends of its packets travel under the RTX payload type bound to H.264's (a slot
+/// may carry any negotiated codec, so the RTX type is chosen per packet).
+///
+/// Freezes are not asserted here: H.264 at 5 % loss each way froze 5–12 times in 10 s
+/// in runs with and without RTX alike (VP8: none), which is how the SFU recovers H.264
+/// from loss (every unrepaired gap asks for a keyframe), not the resends; the decoder
+/// taking the resends is what this checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_video_keeps_decoding_with_its_resends_in_rtx() -> anyhow::Result<()> {
+    let server = TestServer::start_with(lossy_server_options()).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    open_join_link(
+        &ada,
+        &server.url("/r/lossy-h264?name=Ada&codec=h264"),
+        "Ada",
+    )
+    .await?;
+    join(&bob, &server, "lossy-h264", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
+    bob.eval(START_SAMPLER).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = page_now(&bob).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let window = window_since(&bob, since).await?;
+    let rtx = bob.eval(RTX_RECEIVED).await?;
+    let stats = server.sfu.stats().snapshot();
+    eprintln!("H.264, 10 s at 5 % loss each way: {window:?}; subscriber {rtx}; {stats:?}");
+
+    assert_eq!(
+        rtx["codecs"],
+        serde_json::json!(["video/H264"]),
+        "the subscriber decodes H.264: {rtx}"
+    );
+    assert!(
+        window.frames_decoded >= 50,
+        "the subscriber kept decoding: {window:?}"
+    );
+    assert!(
+        stats.retransmissions_sent > 0 && rtx["rtx"].as_u64() > Some(0),
+        "resends reached the subscriber in its RTX stream, as H.264: {rtx}; {stats:?}"
+    );
     for browser in [ada, bob] {
         browser.close().await?;
     }
