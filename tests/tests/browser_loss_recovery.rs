@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use confer_e2e::browser::Driver;
+use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::room::{join, open_join_link, wait_for_remote_video};
 use confer_e2e::server::{Options, TestServer, metric};
-use confer_e2e::video::{START_SAMPLER, page_now, window_since};
+use confer_e2e::video::{START_SAMPLER, VideoWindow, page_now, window_since};
 use confer_sfu::{Impairment, SfuConfig};
 
 /// What the publisher's Chromium resent in answer to NACKs.
@@ -55,20 +55,49 @@ fn lossy_server_options() -> Options {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
+/// A call through the lossy SFU, and what its subscriber saw.
+struct LossyCall {
+    server: TestServer,
+    _driver: Driver,
+    ada: Browser,
+    bob: Browser,
+    window: VideoWindow,
+}
+
+/// Ada publishes with `query` added to her join link, Bob watches; returns once Bob has
+/// watched for 10 s.
+async fn lossy_call(room: &str, query: &str) -> anyhow::Result<LossyCall> {
     let server = TestServer::start_with(lossy_server_options()).await?;
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
-    join(&ada, &server, "lossy", "Ada").await?;
-    join(&bob, &server, "lossy", "Bob").await?;
+    let link = server.url(&format!("/r/{room}?name=Ada{query}"));
+    open_join_link(&ada, &link, "Ada").await?;
+    join(&bob, &server, room, "Bob").await?;
     wait_for_remote_video(&bob).await?;
     bob.eval(START_SAMPLER).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let since = page_now(&bob).await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let window = window_since(&bob, since).await?;
+    Ok(LossyCall {
+        server,
+        _driver: driver,
+        ada,
+        bob,
+        window,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Result<()> {
+    let LossyCall {
+        server,
+        _driver,
+        ada,
+        bob,
+        window,
+    } = lossy_call("lossy", "").await?;
     let stats = server.sfu.stats().snapshot();
     let resent = ada.eval(RESENT).await?;
     let rtx = bob.eval(RTX_RECEIVED).await?;
@@ -137,23 +166,13 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
 /// taking the resends is what this checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_video_keeps_decoding_with_its_resends_in_rtx() -> anyhow::Result<()> {
-    let server = TestServer::start_with(lossy_server_options()).await?;
-    let driver = Driver::start().await?;
-    let ada = driver.browser().await?;
-    let bob = driver.browser().await?;
-    open_join_link(
-        &ada,
-        &server.url("/r/lossy-h264?name=Ada&codec=h264"),
-        "Ada",
-    )
-    .await?;
-    join(&bob, &server, "lossy-h264", "Bob").await?;
-    wait_for_remote_video(&bob).await?;
-    bob.eval(START_SAMPLER).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let since = page_now(&bob).await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let window = window_since(&bob, since).await?;
+    let LossyCall {
+        server,
+        _driver,
+        ada,
+        bob,
+        window,
+    } = lossy_call("lossy-h264", "&codec=h264").await?;
     let rtx = bob.eval(RTX_RECEIVED).await?;
     let stats = server.sfu.stats().snapshot();
     eprintln!("H.264, 10 s at 5 % loss each way: {window:?}; subscriber {rtx}; {stats:?}");

@@ -449,52 +449,15 @@ impl PendingSlot {
 mod tests {
     use super::*;
 
-    /// A Chromium-shaped offer: a simulcast camera it sends, and one video slot it
-    /// receives; both list RTX for VP8 and H.264.
-    const OFFER: &str = "v=0\r\n\
-o=- 1 2 IN IP4 127.0.0.1\r\n\
-s=-\r\n\
-t=0 0\r\n\
-a=group:BUNDLE 0 1\r\n\
-a=msid-semantic: WMS\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n\
+    /// What both m-sections of [`offer`] share: transport, and VP8 and H.264 with RTX.
+    const SECTION: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n\
 c=IN IP4 0.0.0.0\r\n\
 a=rtcp:9 IN IP4 0.0.0.0\r\n\
 a=ice-ufrag:abcd\r\n\
 a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
 a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
 a=setup:actpass\r\n\
-a=mid:0\r\n\
 a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
-a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
-a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
-a=sendonly\r\n\
-a=msid:- cam\r\n\
-a=rtcp-mux\r\n\
-a=rtpmap:96 VP8/90000\r\n\
-a=rtcp-fb:96 nack\r\n\
-a=rtcp-fb:96 nack pli\r\n\
-a=rtpmap:97 rtx/90000\r\n\
-a=fmtp:97 apt=96\r\n\
-a=rtpmap:102 H264/90000\r\n\
-a=rtcp-fb:102 nack\r\n\
-a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
-a=rtpmap:103 rtx/90000\r\n\
-a=fmtp:103 apt=102\r\n\
-a=rid:q send\r\n\
-a=rid:h send\r\n\
-a=rid:f send\r\n\
-a=simulcast:send q;h;f\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\n\
-c=IN IP4 0.0.0.0\r\n\
-a=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:abcd\r\n\
-a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
-a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
-a=setup:actpass\r\n\
-a=mid:1\r\n\
-a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
-a=recvonly\r\n\
 a=rtcp-mux\r\n\
 a=rtpmap:96 VP8/90000\r\n\
 a=rtcp-fb:96 nack\r\n\
@@ -506,6 +469,21 @@ a=rtcp-fb:102 nack\r\n\
 a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
 a=rtpmap:103 rtx/90000\r\n\
 a=fmtp:103 apt=102\r\n";
+
+    /// A Chromium-shaped offer: a simulcast camera it sends (mid 0), and one video slot
+    /// it receives (mid 1); both list RTX for VP8 and H.264.
+    fn offer() -> String {
+        format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n\
+             {SECTION}a=mid:0\r\n\
+             a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+             a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
+             a=sendonly\r\na=msid:- cam\r\n\
+             a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n\
+             {SECTION}a=mid:1\r\na=recvonly\r\n"
+        )
+    }
 
     /// The answer's m-sections, by mid.
     fn section<'a>(answer: &'a str, mid: &str) -> &'a str {
@@ -521,7 +499,7 @@ a=fmtp:103 apt=102\r\n";
             key: PeerKey(1),
             room: RoomId::new("r"),
             participant: ParticipantId::new("p"),
-            offer_sdp: OFFER,
+            offer_sdp: &offer(),
             media_addr: "127.0.0.1:5000".parse().expect("address"),
             stats: SfuStats::default(),
         };
