@@ -123,17 +123,19 @@ pub(crate) fn map_payload_type(ours: &Codec, theirs: &[Codec]) -> Option<u8> {
         .map(|codec| codec.payload_type)
 }
 
+/// A negotiated codec, for tests.
+#[cfg(test)]
+pub(crate) fn codec(payload_type: u8, mime: &str, fmtp: &str) -> Codec {
+    Codec {
+        payload_type,
+        mime: mime.into(),
+        fmtp: fmtp.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn codec(payload_type: u8, mime: &str, fmtp: &str) -> Codec {
-        Codec {
-            payload_type,
-            mime: mime.into(),
-            fmtp: fmtp.into(),
-        }
-    }
 
     #[test]
     fn maps_by_name_preferring_the_same_profile() {

@@ -254,7 +254,7 @@ impl Interceptor for Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::codecs::Codec;
+    use crate::core::codecs::codec;
     use rtc::interceptor::RTCPFeedback;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
     use rtc::rtp::header::Header;
@@ -266,16 +266,8 @@ mod tests {
         let stats = SfuStats::default();
         let types = RtxTypes::default();
         types.settle(&[
-            Codec {
-                payload_type: 96,
-                mime: "video/vp8".into(),
-                fmtp: String::new(),
-            },
-            Codec {
-                payload_type: 97,
-                mime: rtx::RTX_MIME.into(),
-                fmtp: "apt=96".into(),
-            },
+            codec(96, "video/vp8", ""),
+            codec(97, rtx::RTX_MIME, "apt=96"),
         ]);
         let mut responder = Responder::new(stats.clone(), types);
         responder.bind_local_stream(&StreamInfo {

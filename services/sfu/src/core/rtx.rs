@@ -132,16 +132,9 @@ fn section_without_rtx(section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::codecs::codec;
     use rtc::rtp::header::Header;
     use rtc::shared::marshal::{Marshal as _, Unmarshal as _};
-
-    fn codec(payload_type: u8, mime: &str, fmtp: &str) -> Codec {
-        Codec {
-            payload_type,
-            mime: mime.into(),
-            fmtp: fmtp.into(),
-        }
-    }
 
     const ANSWER: &str = "v=0\r\n\
 s=-\r\n\

@@ -114,6 +114,11 @@ mod tests {
         sender
             .send_to(b"hello", receiver.local_addr().expect("addr"))
             .expect("send");
+        // Loopback may hand the datagram over later (the kernel defers the delivery on
+        // a busy machine), and the stamp is taken when it arrives: wait until it is in
+        // the queue, then leave it there.
+        let mut peek = [0u8; 8];
+        receiver.peek_from(&mut peek).await.expect("queued");
         std::thread::sleep(Duration::from_millis(30));
         receiver.readable().await.expect("readable");
         let received = try_receive(&receiver, &mut buf, &mut control).expect("a datagram");
