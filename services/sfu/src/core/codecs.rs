@@ -12,10 +12,14 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::shared::error::Result;
 
-const H264_PROFILES: [(u8, &str); 3] = [(102, "42001f"), (108, "42e01f"), (123, "4d001f")];
-
-/// Each video codec's payload type and the RTX payload type bound to it (`apt=`).
-const RTX_PAYLOAD_TYPES: [(u8, u8); 4] = [(96, 97), (102, 103), (108, 109), (123, 124)];
+/// VP8's payload type, and that of the RTX codec bound to it (`apt=`).
+const VP8: (u8, u8) = (96, 97);
+/// Each H.264 profile: its payload type, its RTX payload type, `profile-level-id`.
+const H264_PROFILES: [(u8, u8, &str); 3] = [
+    (102, 103, "42001f"),
+    (108, 109, "42e01f"),
+    (123, 124, "4d001f"),
+];
 
 fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
     RTCPFeedback {
@@ -67,32 +71,37 @@ pub(crate) fn media_engine() -> Result<MediaEngine> {
         RtpCodecKind::Audio,
         None,
     )?;
-    engine.register_codec(video(MIME_TYPE_VP8, 96, String::new()), RtpCodecKind::Video)?;
-    for (payload_type, profile) in H264_PROFILES {
+    let (vp8, vp8_rtx) = VP8;
+    engine.register_codec(
+        video(MIME_TYPE_VP8, vp8, String::new()),
+        RtpCodecKind::Video,
+    )?;
+    engine.register_codec(rtx(vp8, vp8_rtx), RtpCodecKind::Video)?;
+    for (payload_type, rtx_payload_type, profile) in H264_PROFILES {
         let fmtp =
             format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}");
         engine.register_codec(
             video(MIME_TYPE_H264, payload_type, fmtp),
             RtpCodecKind::Video,
         )?;
-    }
-    // Resends to subscribers travel in their own stream (see `rtx.rs`).
-    for (payload_type, rtx) in RTX_PAYLOAD_TYPES {
-        engine.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: MIME_TYPE_RTX.to_owned(),
-                    clock_rate: 90_000,
-                    channels: 0,
-                    sdp_fmtp_line: format!("apt={payload_type}"),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: rtx,
-            },
-            RtpCodecKind::Video,
-        )?;
+        engine.register_codec(rtx(payload_type, rtx_payload_type), RtpCodecKind::Video)?;
     }
     Ok(engine)
+}
+
+/// The RTX codec that repairs `repaired` (resends to subscribers travel in their own
+/// stream: see `rtx.rs`).
+fn rtx(repaired: u8, payload_type: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_RTX.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("apt={repaired}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+    }
 }
 
 /// One negotiated codec of a sender or receiver, as the forwarding path needs it.

@@ -75,11 +75,16 @@ impl Responder {
         }
     }
 
-    fn answer(&mut self, now: Instant, nack: &TransportLayerNack) {
-        let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
-            return;
-        };
+    /// Resends what `nack` names and the stream still holds; returns how many packets
+    /// it named.
+    fn answer(&mut self, now: Instant, nack: &TransportLayerNack) -> u64 {
+        let mut named = 0;
+        let mut stream = self.streams.get_mut(&nack.media_ssrc);
         for sequence in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
+            named += 1;
+            let Some(stream) = stream.as_mut() else {
+                continue;
+            };
             let Some(original) = stream.sent.get(sequence) else {
                 continue;
             };
@@ -104,6 +109,7 @@ impl Responder {
                 message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::Retransmission),
             });
         }
+        named
     }
 
     fn on_reports(&mut self, now: Instant, packet: &Packet) {
@@ -176,12 +182,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Responder {
         let (mut count, mut lost) = (0, 0);
         for nack in nacks(&msg.message.packet) {
             count += 1;
-            lost += nack
-                .nacks
-                .iter()
-                .map(|pair| pair.packet_list().len() as u64)
-                .sum::<u64>();
-            self.answer(msg.now, nack);
+            lost += self.answer(msg.now, nack);
         }
         if count > 0 {
             self.stats.nacks_received(count, lost);

@@ -18,8 +18,8 @@ use rtc::rtp::Packet;
 
 use super::codecs::Codec;
 
-/// The RTX codec's MIME type, as [`Codec`] holds it (lower case).
-pub(crate) const RTX_MIME: &str = "video/rtx";
+/// The RTX codec's MIME type (lower case, as [`Codec`] holds MIME types).
+pub(crate) use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX as RTX_MIME;
 
 /// One peer's negotiated RTX payload types, by the payload type they repair. Set once
 /// its answer is made; shared with the interceptor that resends, built before that.
