@@ -86,18 +86,22 @@ impl Sfu {
         // has stopped encoding; they must not make it look alive.
         let carries_media = !packet.payload.is_empty();
         let mut unrepaired = false;
+        let mut lost_padding = 0;
         if let Some(layer) = published.layers.iter_mut().find(|l| l.ssrc == ssrc) {
             if kind == MediaKind::Video {
-                let around = carries_media.then(|| Around {
+                let around = Around {
                     timestamp: packet.header.timestamp,
                     marker: packet.header.marker,
+                    padding: !carries_media,
                     vp8: (format == PayloadFormat::Vp8)
                         .then(|| frame::vp8_position(&packet.payload))
                         .flatten(),
-                });
-                unrepaired = layer
+                };
+                let seen = layer
                     .losses
-                    .on_packet(now, packet.header.sequence_number, around);
+                    .on_packet(now, packet.header.sequence_number, Some(around));
+                unrepaired = seen.broken;
+                lost_padding = seen.lost_padding;
             }
             if carries_media {
                 layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);
@@ -165,13 +169,17 @@ impl Sfu {
                 let Some(payload_type) = map_payload_type(codec, &slot.codecs) else {
                     continue;
                 };
-                let mut out = packet.clone();
-                let (sequence_number, timestamp) = slot.rewriter.rewrite(
-                    packet.header.ssrc,
+                slot.rewriter
+                    .take_out(ssrc, packet.header.sequence_number, lost_padding);
+                let Some((sequence_number, timestamp)) = slot.rewriter.rewrite(
+                    ssrc,
                     packet.header.sequence_number,
                     packet.header.timestamp,
                     ts_gap,
-                );
+                ) else {
+                    continue;
+                };
+                let mut out = packet.clone();
                 if format == PayloadFormat::Vp8 {
                     out.payload = slot.picture_ids.rewrite(ssrc, &packet.payload, vp8_fields);
                 }

@@ -7,6 +7,15 @@
 //! its own sequence numbers: a gap that stays open for [`REPAIR_WAIT`] means the layer
 //! needs a keyframe now.
 //!
+//! Not every gap is lost media. A publisher answered without RTX (see `rtx.rs`) probes
+//! bandwidth with padding-only packets in the media stream itself, and padding is never
+//! resent. A sender pads only after the last packet of a picture, under that picture's
+//! timestamp, so a gap between a picture's end (or padding) and padding of the same
+//! timestamp can only have held padding, whatever the codec: it is not watched, and
+//! the slots that forward the layer take it out of their numbering (`rewrite.rs`), so
+//! no subscriber waits for what will never come. VP8 tells more of the other gaps
+//! (below).
+//!
 //! Sequence numbers come from the network; any order, wrap or jump is handled.
 
 use std::collections::VecDeque;
@@ -22,11 +31,13 @@ const MAX_MISSING: usize = 256;
 /// VP8 PictureIDs count modulo 2^15.
 const PICTURE_ID_MODULUS: u16 = 1 << 15;
 
-/// A received media packet, as far as judging the gap next to it goes.
+/// A received packet, as far as judging the gap next to it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Around {
     pub(crate) timestamp: u32,
     pub(crate) marker: bool,
+    /// Padding only: a bandwidth probe, no media.
+    pub(crate) padding: bool,
     pub(crate) vp8: Option<Vp8Position>,
 }
 
@@ -38,12 +49,24 @@ struct Gap {
     after: Option<Around>,
 }
 
+/// What one packet told of its layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// A packet that may have held a referenced picture has been missing longer than
+    /// [`REPAIR_WAIT`] (or too many are): the layer needs a keyframe.
+    pub(crate) broken: bool,
+    /// How many sequence numbers just before this packet were padding that never came.
+    pub(crate) lost_padding: u16,
+}
+
 /// Open gaps of one incoming stream.
 #[derive(Debug, Default)]
 pub(crate) struct LossWatch {
     highest: Option<u16>,
     /// The newest media packet received in order: what precedes any new gap.
     last_media: Option<Around>,
+    /// The newest packet received in order, media or padding.
+    last: Option<Around>,
     /// Missing sequence numbers, oldest first: when each went missing, and its gap.
     missing: VecDeque<(u16, Instant, u64)>,
     gaps: VecDeque<Gap>,
@@ -53,16 +76,32 @@ pub(crate) struct LossWatch {
 }
 
 impl LossWatch {
-    /// Records packet `seq` (`media` is `None` for padding); `true` when a packet that
-    /// may have held a referenced picture has been missing longer than [`REPAIR_WAIT`]
-    /// (or too many are), so the layer needs a keyframe. Each break answers once.
-    pub(crate) fn on_packet(&mut self, now: Instant, seq: u16, media: Option<Around>) -> bool {
+    /// Records packet `seq` (`packet` is `None` when nothing is known of it). Each
+    /// break answers once.
+    pub(crate) fn on_packet(&mut self, now: Instant, seq: u16, packet: Option<Around>) -> Seen {
+        let mut lost_padding = 0;
+        let broken = self.record(now, seq, packet, &mut lost_padding);
+        Seen {
+            broken,
+            lost_padding,
+        }
+    }
+
+    fn record(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        packet: Option<Around>,
+        lost_padding: &mut u16,
+    ) -> bool {
+        let media = packet.filter(|p| !p.padding);
         if let Some(tid) = media.and_then(|m| m.vp8).and_then(|v| v.temporal_id) {
             self.top_temporal_id = self.top_temporal_id.max(tid);
         }
         let Some(highest) = self.highest else {
             self.highest = Some(seq);
             self.last_media = media;
+            self.last = packet;
             return false;
         };
         let ahead = seq.wrapping_sub(highest);
@@ -72,10 +111,13 @@ impl LossWatch {
             if self.missing.len() + usize::from(ahead) > MAX_MISSING {
                 self.highest = Some(seq);
                 self.last_media = media;
+                self.last = packet;
                 self.forget();
                 return true;
             }
-            if ahead > 1 {
+            if ahead > 1 && only_padding_fits(self.last, packet) {
+                *lost_padding = ahead - 1;
+            } else if ahead > 1 {
                 let id = self.next_gap;
                 self.next_gap += 1;
                 self.gaps.push_back(Gap {
@@ -89,6 +131,7 @@ impl LossWatch {
                 }
             }
             self.highest = Some(seq);
+            self.last = packet;
             if media.is_some() {
                 for gap in self.gaps.iter_mut().rev() {
                     if gap.after.is_some() {
@@ -143,9 +186,9 @@ impl LossWatch {
 }
 
 /// Whether what a gap lost may be a picture others are decoded from. Only VP8 says
-/// enough to tell otherwise: a gap inside one picture, or at the edge of adjacent
-/// pictures, of the top temporal layer (never referenced), or between whole pictures
-/// (padding), is harmless; anything else, or not knowing, matters.
+/// enough to tell: a gap inside one picture, or at the edge of adjacent pictures, of
+/// the top temporal layer (never referenced), or between whole pictures (padding), is
+/// harmless; anything else, or not knowing, matters.
 fn may_be_referenced(gap: &Gap, top_temporal_id: u8) -> bool {
     let (Some(before), Some(after)) = (gap.before, gap.after) else {
         return true;
@@ -173,10 +216,25 @@ fn may_be_referenced(gap: &Gap, top_temporal_id: u8) -> bool {
     !harmless
 }
 
+/// Padding comes after a picture's last packet and carries its timestamp, so between
+/// a picture's end (or padding) and padding of the same timestamp nothing else was sent.
+fn only_padding_fits(prev: Option<Around>, next: Option<Around>) -> bool {
+    let (Some(prev), Some(next)) = (prev, next) else {
+        return false;
+    };
+    next.padding && (prev.marker || prev.padding) && prev.timestamp == next.timestamp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    impl LossWatch {
+        fn broken(&mut self, now: Instant, seq: u16, packet: Option<Around>) -> bool {
+            self.on_packet(now, seq, packet).broken
+        }
+    }
 
     fn ms(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
@@ -186,32 +244,32 @@ mod tests {
     fn a_gap_that_is_filled_in_time_is_not_a_break() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        assert!(!watch.on_packet(t, 10, None));
-        assert!(!watch.on_packet(ms(t, 10), 12, None));
+        assert!(!watch.broken(t, 10, None));
+        assert!(!watch.broken(ms(t, 10), 12, None));
         assert!(
-            !watch.on_packet(ms(t, 50), 11, None),
+            !watch.broken(ms(t, 50), 11, None),
             "the resend fills the gap"
         );
-        assert!(!watch.on_packet(ms(t, 1000), 13, None));
+        assert!(!watch.broken(ms(t, 1000), 13, None));
     }
 
     #[test]
     fn a_gap_left_open_is_one_break() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 65_534, None);
+        watch.broken(t, 65_534, None);
         assert!(
-            !watch.on_packet(ms(t, 10), 1, None),
+            !watch.broken(ms(t, 10), 1, None),
             "65535 and 0 are missing, across the wrap"
         );
-        assert!(!watch.on_packet(ms(t, 200), 2, None));
+        assert!(!watch.broken(ms(t, 200), 2, None));
         assert!(
-            watch.on_packet(ms(t, 400), 3, None),
+            watch.broken(ms(t, 400), 3, None),
             "still missing after the wait"
         );
-        assert!(!watch.on_packet(ms(t, 800), 4, None), "reported once");
+        assert!(!watch.broken(ms(t, 800), 4, None), "reported once");
         assert!(
-            !watch.on_packet(ms(t, 810), 65_535, None),
+            !watch.broken(ms(t, 810), 65_535, None),
             "a late resend is harmless"
         );
     }
@@ -220,9 +278,9 @@ mod tests {
     fn a_jump_is_a_break_at_once() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 100, None);
-        assert!(watch.on_packet(ms(t, 1), 100 + 1000, None));
-        assert!(!watch.on_packet(ms(t, 2), 100 + 1001, None));
+        watch.broken(t, 100, None);
+        assert!(watch.broken(ms(t, 1), 100 + 1000, None));
+        assert!(!watch.broken(ms(t, 2), 100 + 1001, None));
     }
 
     /// A VP8 packet of picture `picture_id` in temporal layer `tid` (of 0..=2).
@@ -230,6 +288,7 @@ mod tests {
         Some(Around {
             timestamp,
             marker,
+            padding: false,
             vp8: Some(Vp8Position {
                 picture_id: Some(picture_id),
                 temporal_id: Some(tid),
@@ -243,35 +302,98 @@ mod tests {
         let t = Instant::now();
         let mut watch = LossWatch::default();
         // Picture 1 (TL0) whole, picture 2 (TL2) loses its middle packet (seq 4).
-        watch.on_packet(t, 1, vp8(0, 1, 0, true, true));
-        watch.on_packet(t, 2, vp8(3000, 2, 2, true, false));
-        watch.on_packet(t, 3, vp8(3000, 2, 2, false, false));
-        watch.on_packet(t, 5, vp8(3000, 2, 2, false, true));
+        watch.broken(t, 1, vp8(0, 1, 0, true, true));
+        watch.broken(t, 2, vp8(3000, 2, 2, true, false));
+        watch.broken(t, 3, vp8(3000, 2, 2, false, false));
+        watch.broken(t, 5, vp8(3000, 2, 2, false, true));
         // The tail of picture 3 (TL2) and padding between pictures 4 and 5.
-        watch.on_packet(t, 6, vp8(6000, 3, 2, true, false));
-        watch.on_packet(t, 8, vp8(9000, 4, 1, true, true));
-        watch.on_packet(t, 10, vp8(12000, 5, 2, true, true));
-        assert!(!watch.on_packet(ms(t, 400), 11, vp8(15000, 6, 0, true, true)));
+        watch.broken(t, 6, vp8(6000, 3, 2, true, false));
+        watch.broken(t, 8, vp8(9000, 4, 1, true, true));
+        watch.broken(t, 10, vp8(12000, 5, 2, true, true));
+        assert!(!watch.broken(ms(t, 400), 11, vp8(15000, 6, 0, true, true)));
     }
 
     #[test]
     fn a_lost_base_layer_packet_needs_a_keyframe() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 1, vp8(0, 1, 2, true, true));
+        watch.broken(t, 1, vp8(0, 1, 2, true, true));
         // Picture 2 (TL0) loses its last packet.
-        watch.on_packet(t, 2, vp8(3000, 2, 0, true, false));
-        watch.on_packet(t, 4, vp8(6000, 3, 2, true, true));
-        assert!(watch.on_packet(ms(t, 400), 5, vp8(9000, 4, 1, true, true)));
+        watch.broken(t, 2, vp8(3000, 2, 0, true, false));
+        watch.broken(t, 4, vp8(6000, 3, 2, true, true));
+        assert!(watch.broken(ms(t, 400), 5, vp8(9000, 4, 1, true, true)));
     }
 
     #[test]
     fn a_whole_lost_picture_needs_a_keyframe() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
-        watch.on_packet(t, 1, vp8(0, 1, 2, true, true));
-        watch.on_packet(t, 3, vp8(6000, 3, 2, true, true));
-        assert!(watch.on_packet(ms(t, 400), 4, vp8(9000, 4, 2, true, true)));
+        watch.broken(t, 1, vp8(0, 1, 2, true, true));
+        watch.broken(t, 3, vp8(6000, 3, 2, true, true));
+        assert!(watch.broken(ms(t, 400), 4, vp8(9000, 4, 2, true, true)));
+    }
+
+    /// A packet of a codec that says nothing of its pictures (H.264, say).
+    fn media(timestamp: u32, marker: bool) -> Option<Around> {
+        Some(Around {
+            timestamp,
+            marker,
+            padding: false,
+            vp8: None,
+        })
+    }
+
+    /// A padding-only packet under `timestamp`.
+    fn padding(timestamp: u32) -> Option<Around> {
+        Some(Around {
+            timestamp,
+            marker: false,
+            padding: true,
+            vp8: None,
+        })
+    }
+
+    #[test]
+    fn lost_probes_between_a_picture_and_its_padding_are_taken_out() {
+        let t = Instant::now();
+        let mut watch = LossWatch::default();
+        watch.on_packet(t, 1, media(0, false));
+        watch.on_packet(t, 2, media(0, true));
+        // Probes after picture 0: seq 3 lost between its end and padding, 5 and 6
+        // between two paddings; none is ever resent.
+        assert_eq!(watch.on_packet(t, 4, padding(0)).lost_padding, 1);
+        assert_eq!(watch.on_packet(t, 7, padding(0)).lost_padding, 2);
+        assert_eq!(watch.on_packet(t, 8, media(3000, false)), Seen::default());
+        assert_eq!(
+            watch.on_packet(ms(t, 400), 9, media(3000, true)),
+            Seen::default(),
+            "no keyframe needed"
+        );
+    }
+
+    #[test]
+    fn a_gap_that_may_have_held_media_still_needs_a_keyframe() {
+        let cases = [
+            // The end of a picture, then the next one: a whole picture may be gone.
+            ("after a picture's end", media(0, true), media(3000, false)),
+            // Padding, then media: the lost packet may have started that picture.
+            ("between padding and media", padding(0), media(3000, true)),
+            // Padding of another timestamp: a picture was sent in between.
+            (
+                "between paddings of two pictures",
+                padding(0),
+                padding(3000),
+            ),
+            // Inside a picture: its own media is missing.
+            ("inside a picture", media(0, false), padding(0)),
+        ];
+        for (case, before, after) in cases {
+            let t = Instant::now();
+            let mut watch = LossWatch::default();
+            watch.broken(t, 1, before);
+            assert_eq!(watch.on_packet(t, 3, after).lost_padding, 0, "{case}");
+            assert!(watch.broken(ms(t, 400), 4, media(6000, true)), "{case}");
+        }
     }
 
     proptest! {
@@ -280,7 +402,7 @@ mod tests {
             let t = Instant::now();
             let mut watch = LossWatch::default();
             for i in 0..len {
-                prop_assert!(!watch.on_packet(ms(t, u64::from(i) * 5), start.wrapping_add(i), None));
+                prop_assert!(!watch.broken(ms(t, u64::from(i) * 5), start.wrapping_add(i), None));
             }
         }
 
@@ -293,7 +415,7 @@ mod tests {
             let mut clock = 0;
             for (seq, step) in seqs {
                 clock += step;
-                watch.on_packet(ms(t, clock), seq, None);
+                watch.broken(ms(t, clock), seq, None);
                 prop_assert!(watch.missing.len() <= MAX_MISSING);
             }
         }

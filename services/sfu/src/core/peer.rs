@@ -35,6 +35,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use super::codecs::{self, Codec};
 use super::feedback::{self, EstimateCell, FeedbackTap};
 use super::layers::{Congestion, Layer, Wanted};
+use super::loss_watch::REPAIR_WAIT;
 use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
 use super::responder::Responder;
@@ -145,6 +146,10 @@ pub(crate) struct PeerInit<'a> {
 /// the SFU for a lost packet a few times within a couple of round trips and then gives
 /// up; the SFU must have it from the publisher by then.
 const NACK_INTERVAL: Duration = Duration::from_millis(20);
+/// How many times one packet is asked for: until the loss watch stops waiting for it
+/// ([`REPAIR_WAIT`]). Padding lost on the way in is never resent, and asking for it
+/// every round for as long as the stack remembers the stream only costs uplink.
+const NACKS_PER_PACKET: u16 = (REPAIR_WAIT.as_millis() / NACK_INTERVAL.as_millis()) as u16;
 
 /// Where the send-side estimate toward a subscriber starts, bits per second: about one
 /// mid simulcast layer. It only creeps up from here; what counts is when it falls.
@@ -182,6 +187,7 @@ fn interceptors(
             InterceptorSlot::NackGenerator,
             NackGeneratorBuilder::new()
                 .with_interval(NACK_INTERVAL)
+                .with_max_nacks_per_packet(NACKS_PER_PACKET)
                 .build(),
         );
         configure_rtcp_reports(configure_twcc_receiver_only(registry, media_engine)?)
