@@ -64,6 +64,19 @@ struct LossyCall {
     window: VideoWindow,
 }
 
+/// The subscriber decoded most of 10 s of video (about 20 pictures a second here),
+/// with few and short freezes.
+fn assert_kept_decoding(window: &VideoWindow) {
+    assert!(
+        window.frames_decoded >= 80,
+        "the subscriber kept decoding: {window:?}"
+    );
+    assert!(
+        window.freezes <= 3 && window.freeze_seconds < 1.5,
+        "few and short freezes: {window:?}"
+    );
+}
+
 /// Ada publishes with `query` added to her join link, Bob watches; returns once Bob has
 /// watched for 10 s.
 async fn lossy_call(room: &str, query: &str) -> anyhow::Result<LossyCall> {
@@ -110,14 +123,7 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
         "subscriber inbound video: {inbound}\npublisher outbound video [rid, frames, keyframes, PLIs, NACKs, width, limit]: {outbound}"
     );
 
-    assert!(
-        window.frames_decoded >= 80,
-        "the subscriber kept decoding: {window:?}"
-    );
-    assert!(
-        window.freezes <= 3 && window.freeze_seconds < 1.5,
-        "few and short freezes: {window:?}"
-    );
+    assert_kept_decoding(&window);
     assert!(stats.impaired_dropped > 0, "loss was injected: {stats:?}");
     assert!(
         stats.nacks_sent > 0,
@@ -126,6 +132,10 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
     assert!(
         resent["resent"].as_u64() > Some(0),
         "the publisher resent packets: {resent}"
+    );
+    assert!(
+        stats.rtx_received > 0,
+        "the publisher resent (and probed) in its RTX streams: {stats:?}"
     );
     assert!(
         stats.nacks_received > 0 && stats.retransmissions_sent > 0,
@@ -156,14 +166,12 @@ async fn video_keeps_decoding_with_five_percent_loss_each_way() -> anyhow::Resul
     Ok(())
 }
 
-/// A camera sent in H.264 reaches a subscriber as H.264 through the same loss, and the
-/// resends of its packets travel under the RTX payload type bound to H.264's (a slot
-/// may carry any negotiated codec, so the RTX type is chosen per packet).
-///
-/// Freezes are not asserted here: H.264 at 5 % loss each way froze 5–12 times in 10 s
-/// in runs with and without RTX alike (VP8: none), which is how the SFU recovers H.264
-/// from loss (every unrepaired gap asks for a keyframe), not the resends; the decoder
-/// taking the resends is what this checks.
+/// A camera sent in H.264 reaches a subscriber as H.264 through the same loss, as
+/// smoothly as VP8, and the resends of its packets travel under the RTX payload type
+/// bound to H.264's (a slot may carry any negotiated codec, so the RTX type is chosen
+/// per packet). H.264 says nothing of which pictures depend on which, and Chromium
+/// orders its pictures by sequence number alone: every hole in the stream it is sent
+/// holds up decoding until it is filled or a keyframe comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_video_keeps_decoding_with_its_resends_in_rtx() -> anyhow::Result<()> {
     let LossyCall {
@@ -182,10 +190,7 @@ async fn h264_video_keeps_decoding_with_its_resends_in_rtx() -> anyhow::Result<(
         serde_json::json!(["video/H264"]),
         "the subscriber decodes H.264: {rtx}"
     );
-    assert!(
-        window.frames_decoded >= 50,
-        "the subscriber kept decoding: {window:?}"
-    );
+    assert_kept_decoding(&window);
     assert!(
         stats.retransmissions_sent > 0 && rtx["rtx"].as_u64() > Some(0),
         "resends reached the subscriber in its RTX stream, as H.264: {rtx}; {stats:?}"

@@ -76,6 +76,8 @@ struct Counters {
     nacks_sent: AtomicU64,
     retransmissions_sent: AtomicU64,
     retransmissions_suppressed: AtomicU64,
+    rtx_received: AtomicU64,
+    padding_lost: AtomicU64,
     estimates_twcc: AtomicU64,
     estimates_remb: AtomicU64,
     layer_switches: AtomicU64,
@@ -116,6 +118,12 @@ pub struct StatsSnapshot {
     /// Resends held back: the same packet again within a round trip, or resends past a
     /// quarter of the subscriber's bandwidth estimate.
     pub retransmissions_suppressed: u64,
+    /// Packets publishers sent in RTX streams that carried an original: resends, and
+    /// bandwidth probes that repeat packets already sent (dropped as duplicates).
+    pub rtx_received: u64,
+    /// Padding publishers sent that was lost on the way in: never resent, and taken out
+    /// of the subscribers' numbering instead.
+    pub padding_lost: u64,
     /// Subscriber bandwidth estimates taken: the SFU's own from TWCC feedback (GCC),
     /// and receivers' REMB.
     pub estimates_twcc: u64,
@@ -181,6 +189,8 @@ impl SfuStats {
             total.nacks_sent += c.nacks_sent.load(Relaxed);
             total.retransmissions_sent += c.retransmissions_sent.load(Relaxed);
             total.retransmissions_suppressed += c.retransmissions_suppressed.load(Relaxed);
+            total.rtx_received += c.rtx_received.load(Relaxed);
+            total.padding_lost += c.padding_lost.load(Relaxed);
             total.estimates_twcc += c.estimates_twcc.load(Relaxed);
             total.estimates_remb += c.estimates_remb.load(Relaxed);
             total.layer_switches += c.layer_switches.load(Relaxed);
@@ -323,6 +333,14 @@ impl SfuStats {
     pub(crate) fn retransmission_suppressed(&self) {
         self.mine().retransmissions_suppressed.fetch_add(1, Relaxed);
     }
+    pub(crate) fn rtx_received(&self) {
+        self.mine().rtx_received.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn padding_lost(&self, packets: u16) {
+        self.mine()
+            .padding_lost
+            .fetch_add(u64::from(packets), Relaxed);
+    }
     pub(crate) fn layer_switched(&self) {
         self.mine().layer_switches.fetch_add(1, Relaxed);
     }
@@ -427,6 +445,16 @@ impl StatsSnapshot {
                 "confer_sfu_retransmissions_suppressed",
                 "Resends held back: a packet again within a round trip, or past a quarter of the subscriber's bandwidth estimate.",
                 self.retransmissions_suppressed,
+            ),
+            (
+                "confer_sfu_rtx_received",
+                "Packets from publishers' RTX streams carrying an original: resends, and probes that repeat packets already sent.",
+                self.rtx_received,
+            ),
+            (
+                "confer_sfu_padding_lost",
+                "Publishers' padding lost on the way in, taken out of subscribers' sequence numbers.",
+                self.padding_lost,
             ),
             (
                 "confer_sfu_layer_switches",

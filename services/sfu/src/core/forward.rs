@@ -100,8 +100,14 @@ impl Sfu {
                 let seen = layer
                     .losses
                     .on_packet(now, packet.header.sequence_number, Some(around));
+                if seen.duplicate {
+                    return;
+                }
                 unrepaired = seen.broken;
                 lost_padding = seen.lost_padding;
+                if lost_padding > 0 {
+                    self.stats.padding_lost(lost_padding);
+                }
             }
             if carries_media {
                 layer.rate.add(now, packet.payload.len() + RTP_HEADER_BYTES);

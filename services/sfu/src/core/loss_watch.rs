@@ -57,6 +57,9 @@ pub(crate) struct Seen {
     pub(crate) broken: bool,
     /// How many sequence numbers just before this packet were padding that never came.
     pub(crate) lost_padding: u16,
+    /// The packet had come before, or is older than anything still awaited: not to be
+    /// forwarded again.
+    pub(crate) duplicate: bool,
 }
 
 /// Open gaps of one incoming stream.
@@ -79,21 +82,12 @@ impl LossWatch {
     /// Records packet `seq` (`packet` is `None` when nothing is known of it). Each
     /// break answers once.
     pub(crate) fn on_packet(&mut self, now: Instant, seq: u16, packet: Option<Around>) -> Seen {
-        let mut lost_padding = 0;
-        let broken = self.record(now, seq, packet, &mut lost_padding);
-        Seen {
-            broken,
-            lost_padding,
-        }
+        let mut seen = Seen::default();
+        seen.broken = self.record(now, seq, packet, &mut seen);
+        seen
     }
 
-    fn record(
-        &mut self,
-        now: Instant,
-        seq: u16,
-        packet: Option<Around>,
-        lost_padding: &mut u16,
-    ) -> bool {
+    fn record(&mut self, now: Instant, seq: u16, packet: Option<Around>, seen: &mut Seen) -> bool {
         let media = packet.filter(|p| !p.padding);
         if let Some(tid) = media.and_then(|m| m.vp8).and_then(|v| v.temporal_id) {
             self.top_temporal_id = self.top_temporal_id.max(tid);
@@ -106,7 +100,7 @@ impl LossWatch {
         };
         let ahead = seq.wrapping_sub(highest);
         if ahead == 0 {
-            // A duplicate.
+            seen.duplicate = true;
         } else if ahead < 0x8000 {
             if self.missing.len() + usize::from(ahead) > MAX_MISSING {
                 self.highest = Some(seq);
@@ -116,7 +110,7 @@ impl LossWatch {
                 return true;
             }
             if ahead > 1 && only_padding_fits(self.last, packet) {
-                *lost_padding = ahead - 1;
+                seen.lost_padding = ahead - 1;
             } else if ahead > 1 {
                 let id = self.next_gap;
                 self.next_gap += 1;
@@ -147,6 +141,10 @@ impl LossWatch {
             .position(|(missing, _, _)| *missing == seq)
         {
             self.missing.remove(at);
+        } else {
+            // Older and not missing: had already come (a resend sent as a bandwidth
+            // probe, say), or is from before a break.
+            seen.duplicate = true;
         }
         self.expire(now)
     }
@@ -272,6 +270,18 @@ mod tests {
             !watch.broken(ms(t, 810), 65_535, None),
             "a late resend is harmless"
         );
+    }
+
+    #[test]
+    fn a_packet_that_came_before_is_a_duplicate() {
+        let t = Instant::now();
+        let mut watch = LossWatch::default();
+        assert!(!watch.on_packet(t, 10, None).duplicate);
+        watch.on_packet(t, 13, None);
+        assert!(watch.on_packet(t, 13, None).duplicate, "the newest again");
+        assert!(watch.on_packet(t, 10, None).duplicate, "an older one again");
+        assert!(!watch.on_packet(t, 11, None).duplicate, "a missing one");
+        assert!(watch.on_packet(t, 11, None).duplicate, "and again");
     }
 
     #[test]

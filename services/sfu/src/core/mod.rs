@@ -29,6 +29,7 @@ mod responder;
 mod rewrite;
 mod round_trip;
 mod rtx;
+mod rtx_receiver;
 mod sent_packets;
 mod simulcast;
 mod source;
@@ -691,6 +692,9 @@ impl Sfu {
             .iter()
             .map(Codec::from_parameters)
             .collect();
+        if kind == MediaKind::Video {
+            peer.rtx_types.settle(&codecs);
+        }
         let audio_level_ext = parameters
             .header_extensions
             .iter()

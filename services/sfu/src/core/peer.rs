@@ -40,7 +40,8 @@ use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mid
 use super::picture_ids::PictureIds;
 use super::responder::Responder;
 use super::rewrite::Rewriter;
-use super::rtx::{self, RtxTypes};
+use super::rtx::RtxTypes;
+use super::rtx_receiver::{RTX_RECEIVER_SLOT, RtxReceiver};
 use super::source::{Blocked, TrackSource};
 use super::{MediaKind, PeerKey};
 use crate::control::SfuError;
@@ -130,6 +131,9 @@ pub(crate) struct Peer {
     pub(crate) congestion: Congestion,
     /// Send-side estimates from the peer's congestion controller (TWCC feedback).
     pub(crate) estimates: EstimateCell,
+    /// The RTX payload types negotiated, shared with the interceptors that send and
+    /// receive resends.
+    pub(crate) rtx_types: RtxTypes,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -183,13 +187,18 @@ fn interceptors(
     // a publisher sends, the sender numbers what goes out, and the controller reads the
     // feedback that comes back.
     let registry = if receives_media {
-        let registry = registry.with(
-            InterceptorSlot::NackGenerator,
-            NackGeneratorBuilder::new()
-                .with_interval(NACK_INTERVAL)
-                .with_max_nacks_per_packet(NACKS_PER_PACKET)
-                .build(),
-        );
+        let registry = registry
+            .with(
+                InterceptorSlot::from(RTX_RECEIVER_SLOT),
+                RtxReceiver::new(stats.clone(), rtx_types.clone()),
+            )
+            .with(
+                InterceptorSlot::NackGenerator,
+                NackGeneratorBuilder::new()
+                    .with_interval(NACK_INTERVAL)
+                    .with_max_nacks_per_packet(NACKS_PER_PACKET)
+                    .build(),
+            );
         configure_rtcp_reports(configure_twcc_receiver_only(registry, media_engine)?)
     } else {
         negotiate_transport_cc(media_engine)?;
@@ -319,12 +328,9 @@ impl Peer {
             .map_err(SfuError::internal)?;
         let answer = pc.create_answer(None).map_err(sdp_error)?;
         pc.set_local_description(now, answer).map_err(sdp_error)?;
-        // The client is told no RTX where it publishes, so it resends in the original
-        // stream; the stack, which refuses an edited answer, keeps its own, and no RTX
-        // ever reaches those receivers.
         let answer_sdp = pc
             .local_description()
-            .map(|description| rtx::receive_without_rtx(&description.sdp))
+            .map(|description| description.sdp.clone())
             .ok_or_else(|| SfuError::Internal("no local description after answering".into()))?;
 
         let slots: Vec<Slot> = pending_slots
@@ -349,6 +355,7 @@ impl Peer {
             rid_order: simulcast_send_rids(init.offer_sdp),
             congestion: Congestion::default(),
             estimates,
+            rtx_types: rtx_types.clone(),
             slots,
         };
         Ok((peer, answer_sdp))
@@ -500,7 +507,7 @@ a=fmtp:103 apt=102\r\n";
     }
 
     #[test]
-    fn slots_take_rtx_and_publications_do_not() {
+    fn slots_and_publications_both_take_rtx() {
         let init = PeerInit {
             key: PeerKey(1),
             room: RoomId::new("r"),
@@ -513,8 +520,8 @@ a=fmtp:103 apt=102\r\n";
         let publication = section(&answer, "0");
         assert!(publication.contains("VP8/90000"), "{publication}");
         assert!(
-            !publication.contains("rtx/90000"),
-            "a publisher resends in its own stream: {publication}"
+            publication.contains("a=rtpmap:97 rtx/90000"),
+            "a publisher resends and probes in an RTX stream: {publication}"
         );
         let slot = section(&answer, "1");
         assert!(slot.contains("a=rtpmap:97 rtx/90000"), "{slot}");
