@@ -24,6 +24,7 @@ mod offer;
 mod peer;
 mod picture_ids;
 mod relay;
+mod repair_stream;
 mod resend_gate;
 mod responder;
 mod rewrite;

@@ -38,6 +38,7 @@ use super::layers::{Congestion, Layer, Wanted};
 use super::loss_watch::REPAIR_WAIT;
 use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
+use super::repair_stream::WithRepairStream;
 use super::responder::Responder;
 use super::rewrite::Rewriter;
 use super::rtx::RtxTypes;
@@ -210,16 +211,18 @@ fn interceptors(
     Ok(registry
         .with(
             InterceptorSlot::TwccSender,
-            TwccSenderBuilder::new().build(),
+            WithRepairStream(TwccSenderBuilder::new().build()),
         )
         .with(
             InterceptorSlot::CongestionControl,
-            CongestionControlBuilder::new(Gcc::new(
-                ESTIMATE_START_BPS,
-                ESTIMATE_MIN_BPS,
-                ESTIMATE_MAX_BPS,
-            ))
-            .build(),
+            WithRepairStream(
+                CongestionControlBuilder::new(Gcc::new(
+                    ESTIMATE_START_BPS,
+                    ESTIMATE_MIN_BPS,
+                    ESTIMATE_MAX_BPS,
+                ))
+                .build(),
+            ),
         )
         .with(
             InterceptorSlot::from(feedback::TAP_SLOT),
