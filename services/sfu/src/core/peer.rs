@@ -42,7 +42,6 @@ use super::repair_stream::WithRepairStream;
 use super::responder::Responder;
 use super::rewrite::Rewriter;
 use super::rtx::RtxTypes;
-use super::rtx_receiver::{RTX_RECEIVER_SLOT, RtxReceiver};
 use super::source::{Blocked, TrackSource};
 use super::{MediaKind, PeerKey};
 use crate::control::SfuError;
@@ -188,18 +187,13 @@ fn interceptors(
     // a publisher sends, the sender numbers what goes out, and the controller reads the
     // feedback that comes back.
     let registry = if receives_media {
-        let registry = registry
-            .with(
-                InterceptorSlot::from(RTX_RECEIVER_SLOT),
-                RtxReceiver::new(stats.clone(), rtx_types.clone()),
-            )
-            .with(
-                InterceptorSlot::NackGenerator,
-                NackGeneratorBuilder::new()
-                    .with_interval(NACK_INTERVAL)
-                    .with_max_nacks_per_packet(NACKS_PER_PACKET)
-                    .build(),
-            );
+        let registry = registry.with(
+            InterceptorSlot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                .with_max_nacks_per_packet(NACKS_PER_PACKET)
+                .build(),
+        );
         configure_rtcp_reports(configure_twcc_receiver_only(registry, media_engine)?)
     } else {
         negotiate_transport_cc(media_engine)?;

@@ -7,13 +7,15 @@
 //! trip, or resends beyond a quarter of the subscriber's estimate. On the way it counts
 //! NACKs received and sent and the resends into [`SfuStats`], and measures each
 //! outgoing stream's round trip and jitter from the reception reports that come back
-//! (see [`super::round_trip`]), for metrics.
+//! (see [`super::round_trip`]), for metrics. On the way in it also turns the peer's own
+//! resends, sent in RTX streams, back into the packets they repair
+//! ([`super::rtx_receiver`]).
 //!
 //! Where it sits: above the TWCC sender and the congestion controller, so its resends
-//! are numbered and recorded like any packet (an RTX stream is not numbered: the TWCC
-//! sender numbers the streams it bound, and the stack binds only the original); the
-//! controller's estimate rides up to it on the feedback that carried it; the sender
-//! reports and the NACK generator's requests pass down through it.
+//! are numbered and recorded like any packet (`repair_stream.rs` binds the RTX streams
+//! to both); the controller's estimate rides up to it on the feedback that carried it;
+//! the sender reports and the NACK generator's requests pass down through it; and it
+//! reads packets before the NACK generator does.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -33,6 +35,7 @@ use rtc::shared::marshal::MarshalSize as _;
 use super::resend_gate::ResendGate;
 use super::round_trip::RoundTrips;
 use super::rtx::{self, RtxTypes};
+use super::rtx_receiver::RtxReceiver;
 use super::sent_packets::SentPackets;
 use crate::SfuStats;
 
@@ -57,6 +60,7 @@ pub(crate) struct Responder {
     round_trips: RoundTrips,
     gate: ResendGate,
     rtx_types: RtxTypes,
+    incoming_rtx: RtxReceiver,
     streams: HashMap<u32, Outgoing>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
@@ -65,6 +69,7 @@ pub(crate) struct Responder {
 impl Responder {
     pub(crate) fn new(stats: SfuStats, rtx_types: RtxTypes) -> Self {
         Self {
+            incoming_rtx: RtxReceiver::new(stats.clone(), rtx_types.clone()),
             stats,
             round_trips: RoundTrips::default(),
             gate: ResendGate::default(),
@@ -173,7 +178,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Responder {
     type Error = Error;
     type Time = Instant;
 
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtp(packet) = &mut msg.message.packet {
+            self.incoming_rtx.unwrap(packet);
+        }
         if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
             msg.message.get(&ANY_TARGET)
         {
@@ -248,8 +256,12 @@ impl Interceptor for Responder {
         self.round_trips.stream_unbound(info.ssrc);
         self.streams.remove(&info.ssrc);
     }
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.incoming_rtx.bind_remote_stream(info);
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.incoming_rtx.unbind_remote_stream(info);
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +353,43 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_peers_own_resends_are_read_as_the_packets_they_repair() {
+        let (mut responder, stats) = responder(true);
+        responder.bind_remote_stream(&StreamInfo {
+            ssrc: 5_000,
+            ssrc_rtx: Some(5_001),
+            payload_type: 96,
+            ..StreamInfo::default()
+        });
+        let resend = rtc::rtp::Packet {
+            header: Header {
+                version: 2,
+                payload_type: 97,
+                sequence_number: 3,
+                ssrc: 5_001,
+                ..Header::default()
+            },
+            payload: vec![0x10, 0x20, 7].into(),
+        };
+        let now = Instant::now();
+        responder
+            .handle_read(tagged(now, Packet::Rtp(resend)))
+            .expect("reads");
+        let Some(Packet::Rtp(read)) = responder.poll_read().map(|m| m.message.packet) else {
+            panic!("an RTP packet passes on");
+        };
+        assert_eq!(
+            (
+                read.header.ssrc,
+                read.header.payload_type,
+                read.header.sequence_number
+            ),
+            (5_000, 96, 0x1020)
+        );
+        assert_eq!(stats.snapshot().rtx_received, 1);
     }
 
     #[test]

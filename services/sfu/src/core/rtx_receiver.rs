@@ -4,31 +4,27 @@
 //! The stack ties an RTX stream to its original only through `a=ssrc-group:FID`. A
 //! simulcast layer's RTX stream is named instead by the `repaired-rtp-stream-id` header
 //! extension (RFC 8852), carrying the `rid` of the layer it repairs, and the stack drops
-//! such packets. [`RtxReceiver`], between the wire and the NACK generator, learns each
-//! layer's SSRC from its `mid` and `rid` extensions, ties RTX streams to layers by
-//! theirs (or by the FID group the stack bound), and gives each resend back its
-//! original SSRC, payload type and sequence number.
+//! such packets. [`RtxReceiver`] learns each layer's SSRC from its `mid` and `rid`
+//! extensions, ties RTX streams to layers by theirs (or by the FID group the stack
+//! bound), and gives each resend back its original SSRC, payload type and sequence
+//! number. It runs inside the SFU's NACK responder (`responder.rs`), which reads
+//! packets nearer the wire than the NACK generator, so the generator sees a resend as
+//! the packet it asked for; one interceptor rather than two also spares every packet
+//! written to the peer a hop.
 //!
 //! Answering publishers with RTX also moves their bandwidth probes out of the media
 //! stream: padding in an RTX stream passes through untouched (transport-wide feedback
 //! still counts it) and ends at the stack, where no stream claims it.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::collections::HashMap;
 
 use bytes::Bytes;
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::StreamInfo;
 use rtc::rtp::header::Header;
-use rtc::sansio::Protocol;
 use rtc::sdp::extmap::{SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI};
-use rtc::shared::error::Error;
 
 use super::rtx::RtxTypes;
 use crate::stats::SfuStats;
-
-/// Registry slot of [`RtxReceiver`]: nearer the wire than the NACK generator (7,000),
-/// which must see a resend as the packet it asked for.
-pub(crate) const RTX_RECEIVER_SLOT: usize = 6_500;
 
 /// Header extension IDs of the stream names, as negotiated.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,7 +34,6 @@ struct NameIds {
     rrid: Option<u8>,
 }
 
-#[derive(Default)]
 pub(crate) struct RtxReceiver {
     stats: SfuStats,
     types: RtxTypes,
@@ -47,8 +42,6 @@ pub(crate) struct RtxReceiver {
     layers: Vec<(Bytes, Bytes, u32)>,
     /// The stream each RTX stream repairs, by SSRC.
     repairs: HashMap<u32, u32>,
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
 }
 
 impl RtxReceiver {
@@ -56,13 +49,15 @@ impl RtxReceiver {
         Self {
             stats,
             types,
-            ..Self::default()
+            ids: NameIds::default(),
+            layers: Vec::new(),
+            repairs: HashMap::new(),
         }
     }
 
     /// `packet` as the packet it repairs, if it is a resend in a known RTX stream;
     /// anything else unchanged.
-    fn unwrap(&mut self, packet: &mut rtc::rtp::Packet) {
+    pub(crate) fn unwrap(&mut self, packet: &mut rtc::rtp::Packet) {
         let Some(payload_type) = self.types.original(packet.header.payload_type) else {
             self.learn_layer(&packet.header);
             return;
@@ -121,40 +116,9 @@ fn extension(header: &Header, id: Option<u8>) -> Option<Bytes> {
     header.get_extension(id?).filter(|value| !value.is_empty())
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxReceiver {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(packet) = &mut msg.message.packet {
-            self.unwrap(packet);
-        }
-        self.reads.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.writes.pop_front()
-    }
-}
-
-impl Interceptor for RtxReceiver {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-
-    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+impl RtxReceiver {
+    /// The stack bound a stream the peer sends.
+    pub(crate) fn bind_remote_stream(&mut self, info: &StreamInfo) {
         for extension in &info.rtp_header_extensions {
             let id = u8::try_from(extension.id).ok();
             match extension.uri.as_str() {
@@ -169,7 +133,7 @@ impl Interceptor for RtxReceiver {
         }
     }
 
-    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+    pub(crate) fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         self.repairs
             .retain(|rtx, original| *original != info.ssrc && *rtx != info.ssrc);
         self.layers.retain(|&(_, _, ssrc)| ssrc != info.ssrc);
@@ -182,8 +146,7 @@ mod tests {
     use crate::core::codecs::codec;
     use crate::core::rtx::RTX_MIME;
     use proptest::prelude::*;
-    use rtc::interceptor::{AttributedPacket, RTPHeaderExtension};
-    use rtc::shared::TransportContext;
+    use rtc::interceptor::RTPHeaderExtension;
 
     const LAYER: u32 = 1_000;
     const LAYER_RTX: u32 = 2_000;
@@ -238,19 +201,10 @@ mod tests {
         }
     }
 
-    /// What comes out of the receiver for `packet`.
-    fn through(receiver: &mut RtxReceiver, packet: rtc::rtp::Packet) -> rtc::rtp::Packet {
-        receiver
-            .handle_read(TaggedPacket {
-                now: Instant::now(),
-                transport: TransportContext::default(),
-                message: AttributedPacket::new(Packet::Rtp(packet)),
-            })
-            .expect("reads");
-        match receiver.poll_read().expect("passed on").message.packet {
-            Packet::Rtp(packet) => packet,
-            _ => panic!("RTP in, something else out"),
-        }
+    /// `packet` after the receiver.
+    fn through(receiver: &mut RtxReceiver, mut packet: rtc::rtp::Packet) -> rtc::rtp::Packet {
+        receiver.unwrap(&mut packet);
+        packet
     }
 
     #[test]
