@@ -240,6 +240,16 @@ impl Sfu {
         if peer.blocked.contains(published.source) {
             return;
         }
+        // Video that came before (a probe repeating a packet) would be dropped there.
+        let seen_before = published.kind == MediaKind::Video
+            && published
+                .layers
+                .iter()
+                .find(|layer| layer.ssrc == packet.header.ssrc)
+                .is_some_and(|layer| layer.losses.already_seen(packet.header.sequence_number));
+        if seen_before {
+            return;
+        }
         let (room, track) = (peer.room.clone(), published.relay_track);
         self.relay_out(&room, track, packet);
     }

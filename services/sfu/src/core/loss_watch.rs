@@ -87,7 +87,23 @@ impl LossWatch {
         seen
     }
 
+    /// Whether packet `seq` came before, or is older than anything still awaited:
+    /// forwarding it (again) helps no one.
+    pub(crate) fn already_seen(&self, seq: u16) -> bool {
+        let Some(highest) = self.highest else {
+            return false;
+        };
+        let ahead = seq.wrapping_sub(highest);
+        ahead == 0 || (ahead >= 0x8000 && !self.missing.iter().any(|(m, _, _)| *m == seq))
+    }
+
     fn record(&mut self, now: Instant, seq: u16, packet: Option<Around>, seen: &mut Seen) -> bool {
+        if self.already_seen(seq) {
+            // Had already come (a resend sent as a bandwidth probe, say), or is from
+            // before a break.
+            seen.duplicate = true;
+            return self.expire(now);
+        }
         let media = packet.filter(|p| !p.padding);
         if let Some(tid) = media.and_then(|m| m.vp8).and_then(|v| v.temporal_id) {
             self.top_temporal_id = self.top_temporal_id.max(tid);
@@ -99,9 +115,7 @@ impl LossWatch {
             return false;
         };
         let ahead = seq.wrapping_sub(highest);
-        if ahead == 0 {
-            seen.duplicate = true;
-        } else if ahead < 0x8000 {
+        if ahead < 0x8000 {
             if self.missing.len() + usize::from(ahead) > MAX_MISSING {
                 self.highest = Some(seq);
                 self.last_media = media;
@@ -141,10 +155,6 @@ impl LossWatch {
             .position(|(missing, _, _)| *missing == seq)
         {
             self.missing.remove(at);
-        } else {
-            // Older and not missing: had already come (a resend sent as a bandwidth
-            // probe, say), or is from before a break.
-            seen.duplicate = true;
         }
         self.expire(now)
     }
@@ -276,8 +286,14 @@ mod tests {
     fn a_packet_that_came_before_is_a_duplicate() {
         let t = Instant::now();
         let mut watch = LossWatch::default();
+        assert!(!watch.already_seen(10), "nothing seen yet");
         assert!(!watch.on_packet(t, 10, None).duplicate);
         watch.on_packet(t, 13, None);
+        assert!(watch.already_seen(10) && watch.already_seen(13));
+        assert!(
+            !watch.already_seen(11) && !watch.already_seen(14),
+            "missing, and new"
+        );
         assert!(watch.on_packet(t, 13, None).duplicate, "the newest again");
         assert!(watch.on_packet(t, 10, None).duplicate, "an older one again");
         assert!(!watch.on_packet(t, 11, None).duplicate, "a missing one");
