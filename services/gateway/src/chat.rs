@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::chat_order::{Released, RoomOrder};
+use crate::chat_pace::RoomPacer;
 use crate::rooms::message;
 
 /// What the gateway talks to for chat: the chat service's API, and the bus its entries
@@ -245,12 +246,21 @@ const PASS: usize = 64;
 /// The hub's loop: bus events in, ordered deliveries to local sessions out.
 pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
     let mut wakeups = Wakeups::new();
+    let mut pacer = RoomPacer::default();
     loop {
         let next_wakeup = wakeups.peek().map(|Reverse((at, _))| *at);
+        let next_due = pacer.next_due();
         let input = tokio::select! {
             event = inputs.events.recv() => event.map(HubInput::Bus),
             room = inputs.catch_up.recv() => room.map(HubInput::CatchUp),
             () = sleep_until(next_wakeup) => wakeups.pop().map(|Reverse((_, room))| HubInput::Gap(room)),
+            () = sleep_until(next_due) => {
+                let Some(state) = state.upgrade() else { return };
+                for (room, pushes) in pacer.take_due(Instant::now()) {
+                    hand_off(&state, &room, &pushes);
+                }
+                continue;
+            }
         };
         let Some(input) = input else { return };
         let Some(state) = state.upgrade() else { return };
@@ -271,7 +281,7 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
                 next = inputs.events.try_recv().ok().map(HubInput::Bus);
             }
         }
-        pass.push(&state);
+        pass.push(&state, &mut pacer);
     }
 }
 
@@ -333,14 +343,8 @@ impl Pass {
             .metrics
             .chat_reordered
             .fetch_add(released.reordered as u64, Relaxed);
-        let now_ms = unix_ms();
         for entry in released.deliver {
             state.metrics.chat_delivered.fetch_add(1, Relaxed);
-            if live {
-                state.metrics.chat_fanout.observe(Duration::from_millis(
-                    now_ms.saturating_sub(entry.sent_at_ms),
-                ));
-            }
             let at = match self.index.get(&entry.room) {
                 Some(&at) => at,
                 None => {
@@ -351,16 +355,32 @@ impl Pass {
             };
             self.rooms[at]
                 .1
-                .push(Arc::new(ChatPush::new(to_message(entry))));
+                .push(Arc::new(ChatPush::new(to_message(entry), live)));
         }
     }
 
-    /// Hands each room's entries to its local sessions.
-    fn push(self, state: &AppState) {
+    /// Hands each room's entries to its local sessions, now or when the room's pacing
+    /// interval is over.
+    fn push(self, state: &AppState, pacer: &mut RoomPacer<Arc<ChatPush>>) {
+        let now = Instant::now();
         for (room, pushes) in self.rooms {
-            state.rooms.push_chat(&room, &pushes);
+            if let Some(pushes) = pacer.offer(&room, pushes, now) {
+                hand_off(state, &room, &pushes);
+            }
         }
     }
+}
+
+/// Hands `room`'s entries to its local sessions; a live entry's time from stored to
+/// here is the gateway's fan-out latency.
+fn hand_off(state: &AppState, room: &str, pushes: &[Arc<ChatPush>]) {
+    let now_ms = unix_ms();
+    for push in pushes.iter().filter(|push| push.live) {
+        state.metrics.chat_fanout.observe(Duration::from_millis(
+            now_ms.saturating_sub(push.sent_at_ms()),
+        ));
+    }
+    state.rooms.push_chat(room, pushes);
 }
 
 /// Sleeps until `at`; forever without one.
@@ -405,21 +425,35 @@ fn consumer_span(delivery: &Delivery, messaging_system: &'static str) -> tracing
 pub(crate) struct ChatPush {
     message: ServerMessage,
     encoded: Option<Utf8Bytes>,
+    /// Published on the bus (not read from history to fill a gap or catch up).
+    live: bool,
 }
 
 impl ChatPush {
-    fn new(entry: ChatMessage) -> Self {
+    fn new(entry: ChatMessage, live: bool) -> Self {
         let personal = !entry.file_type.is_empty();
         let message = message(Msg::Chat(entry));
         let encoded = (!personal).then(|| encode_server_message(&message).into());
-        Self { message, encoded }
+        Self {
+            message,
+            encoded,
+            live,
+        }
+    }
+
+    fn entry(&self) -> Option<&ChatMessage> {
+        match &self.message.msg {
+            Some(Msg::Chat(entry)) => Some(entry),
+            _ => None,
+        }
     }
 
     pub(crate) fn seq(&self) -> u64 {
-        match &self.message.msg {
-            Some(Msg::Chat(entry)) => entry.seq,
-            _ => 0,
-        }
+        self.entry().map_or(0, |entry| entry.seq)
+    }
+
+    fn sent_at_ms(&self) -> u64 {
+        self.entry().map_or(0, |entry| entry.sent_at_ms)
     }
 
     pub(crate) fn message(&self) -> &ServerMessage {

@@ -14,6 +14,7 @@ pub mod api;
 mod chat;
 mod chat_cursor;
 mod chat_order;
+mod chat_pace;
 mod client_addr;
 mod commands;
 mod config;
