@@ -82,6 +82,8 @@ impl<T> RoomPacer<T> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -165,5 +167,70 @@ mod tests {
         // Most were held: the room had a hand-off within the interval.
         let held = out.iter().filter(|(_, waited)| !waited.is_zero()).count();
         assert!(held > out.len() * 3 / 4, "{held} of {}", out.len());
+    }
+
+    proptest! {
+        /// Whatever rooms entries come for and whenever the hub runs: every entry is
+        /// handed off once, each room's in order; none waits past its room's interval
+        /// by more than the hub took to run; and no room is handed off twice within an
+        /// interval.
+        #[test]
+        fn every_entry_once_in_order_spaced_and_never_late(
+            arrivals in proptest::collection::vec((0u8..4, 0u64..3_000, any::<bool>()), 1..300),
+        ) {
+            let t0 = Instant::now();
+            let us = Duration::from_micros;
+            let mut pacer = RoomPacer::default();
+            let mut next_seq = [0u32; 4];
+            let mut out: Vec<(String, u32, Duration)> = Vec::new();
+            let mut handed_at: HashMap<String, Vec<Instant>> = HashMap::new();
+            let mut hand_off = |room: String, entries: Vec<(u32, Instant)>, now: Instant| {
+                handed_at.entry(room.clone()).or_default().push(now);
+                for (seq, at) in entries {
+                    out.push((room.clone(), seq, now - at));
+                }
+            };
+            let mut now = t0;
+            for (room, gap_us, hub_runs) in arrivals {
+                now += us(gap_us);
+                // The hub may or may not have run at its timer before this arrival.
+                if hub_runs {
+                    while let Some(due) = pacer.next_due().filter(|due| *due <= now) {
+                        for (room, entries) in pacer.take_due(due) {
+                            hand_off(room, entries, due);
+                        }
+                    }
+                }
+                for (room, entries) in pacer.take_due(now) {
+                    hand_off(room, entries, now);
+                }
+                let name = format!("room-{room}");
+                let seq = next_seq[usize::from(room)];
+                next_seq[usize::from(room)] += 1;
+                if let Some(entries) = pacer.offer(&name, vec![(seq, now)], now) {
+                    hand_off(name, entries, now);
+                }
+            }
+            while let Some(due) = pacer.next_due() {
+                for (room, entries) in pacer.take_due(due) {
+                    hand_off(room, entries, due);
+                }
+            }
+            for (room, count) in next_seq.iter().enumerate() {
+                let name = format!("room-{room}");
+                let seqs: Vec<u32> = out.iter().filter(|(r, ..)| *r == name).map(|(_, seq, _)| *seq).collect();
+                prop_assert_eq!(seqs, (0..*count).collect::<Vec<_>>());
+            }
+            // The hub that runs at every arrival (or at its timer) holds nothing past
+            // the interval plus the longest gap between two of its runs.
+            for (_, _, waited) in &out {
+                prop_assert!(*waited <= ROOM_PASS_INTERVAL + us(3_000), "{waited:?}");
+            }
+            for times in handed_at.values() {
+                for pair in times.windows(2) {
+                    prop_assert!(pair[1] - pair[0] >= ROOM_PASS_INTERVAL);
+                }
+            }
+        }
     }
 }
