@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 /// The shortest time between two hand-offs of one room's entries.
-pub(crate) const ROOM_PASS_INTERVAL: Duration = Duration::from_millis(8);
+pub(crate) const ROOM_PASS_INTERVAL: Duration = Duration::from_millis(12);
 
 /// Rooms' hand-offs, spaced by [`ROOM_PASS_INTERVAL`]. `T` is what is handed off (the
 /// hub's encoded entries).
