@@ -33,6 +33,8 @@ impl Sfu {
         touched: &mut Vec<PeerKey>,
     ) {
         self.meter_audio_level(publisher, track_id, &packet);
+        // Before the loss watch records this packet below: its duplicate check would
+        // then count the packet itself as seen.
         self.relay_local(publisher, track_id, &packet);
         // Extension ids are per session; each subscriber's stack adds its own. Dropped
         // once here, so the copies below carry none (and allocate none for them).
