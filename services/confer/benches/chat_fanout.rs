@@ -96,7 +96,11 @@ const STOP: u64 = 3;
 
 /// What the members share: the senders' mode and the tallies.
 struct Control {
+    /// Wakes the members when the mode changes.
     mode: tokio::sync::watch::Sender<u64>,
+    /// The mode, read once per frame: an atomic load, where reading the channel
+    /// takes its lock.
+    mode_now: AtomicU64,
     interval_us: AtomicU64,
     /// Sends in flight per sender in the maximum-rate phase.
     window: AtomicU64,
@@ -110,6 +114,13 @@ struct Control {
     /// Members that have handed over their latencies since the last mode change.
     handed_over: AtomicU64,
     members: u64,
+}
+
+impl Control {
+    fn set_mode(&self, mode: u64) {
+        self.mode_now.store(mode, Relaxed);
+        self.mode.send_replace(mode);
+    }
 }
 
 /// One delivery to a member.
@@ -129,21 +140,117 @@ async fn member(
     epoch: Instant,
     control: Arc<Control>,
 ) -> anyhow::Result<()> {
+    let reader = Reader {
+        gateway,
+        epoch,
+        mode: QUIET,
+        latencies: Vec::new(),
+        control,
+    };
+    match sender {
+        Some(prefix) => send_and_read(ws, prefix, reader).await,
+        None => read(ws, reader).await,
+    }
+}
+
+/// What a member reads: the senders' mode, and the chat entries it is delivered.
+struct Reader {
+    gateway: u8,
+    epoch: Instant,
+    /// The mode last seen.
+    mode: u64,
+    /// Latencies gather here and go to the shared list when the mode changes.
+    latencies: Vec<Delivered>,
+    control: Arc<Control>,
+}
+
+impl Reader {
+    /// The senders' mode, and whether it changed since the last look (the latencies
+    /// gathered meanwhile are then handed over). Every change counts, however it is
+    /// noticed: a member reading a backlog may see the new mode before its waiter for
+    /// changes could report it.
+    fn mode(&mut self) -> (u64, bool) {
+        let current = self.control.mode_now.load(Relaxed);
+        if current == self.mode {
+            return (current, false);
+        }
+        self.mode = current;
+        if let Ok(mut all) = self.control.latencies_us.lock() {
+            all.append(&mut self.latencies);
+        }
+        self.control.handed_over.fetch_add(1, Relaxed);
+        (current, true)
+    }
+
+    /// Counts (and while recording, times) `text` if it is a chat entry the bench
+    /// sent; returns whether it was.
+    fn delivered(&mut self, text: &str) -> bool {
+        // A field check, not parsing: nearly every frame is a chat entry.
+        let Some(at) = text.find("\"text\":\"t=") else {
+            return false;
+        };
+        self.control.delivered.fetch_add(1, Relaxed);
+        if self.control.recording.load(Relaxed) {
+            let digits = text.as_bytes()[at + 10..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit());
+            let sent = digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+            let now = self.epoch.elapsed().as_micros() as u64;
+            self.latencies.push(Delivered {
+                received_us: now,
+                latency_us: now.saturating_sub(sent),
+                gateway: self.gateway,
+            });
+        }
+        true
+    }
+}
+
+/// One waiter for mode changes for a member's whole life: a `changed()` made per frame
+/// would register and unregister a waiter under a lock each time, a cost of the load
+/// generator's, not of the servers'.
+fn mode_changes(mode: tokio::sync::watch::Receiver<u64>) -> impl futures_util::Stream<Item = ()> {
+    futures_util::stream::unfold(mode, |mut mode| async move {
+        mode.changed().await.ok().map(|()| ((), mode))
+    })
+}
+
+/// A member that only reads: one task on the whole socket.
+async fn read(mut ws: Ws, mut reader: Reader) -> anyhow::Result<()> {
+    let mut changes = std::pin::pin!(mode_changes(reader.control.mode.subscribe()));
+    while reader.mode().0 != STOP {
+        tokio::select! {
+            biased;
+            frame = ws.next() => {
+                let Some(frame) = frame else { break };
+                if let Message::Text(text) = frame? {
+                    reader.delivered(&text);
+                }
+            }
+            // The next pass of the loop hands over.
+            changed = changes.next() => if changed.is_none() { break },
+        }
+    }
+    Ok(())
+}
+
+/// A member that sends (a window of sends in flight, or paced) and reads.
+async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
-    let mut mode = control.mode.subscribe();
+    let control = reader.control.clone();
+    let mut changes = std::pin::pin!(mode_changes(control.mode.subscribe()));
     let mut in_flight = 0usize;
     let mut n = 0u64;
     let mut next_at = tokio::time::Instant::now();
     let mut pacing = false;
     // Where in each paced interval this sender sends: spread evenly over senders.
-    let phase = sender.as_deref().map_or(0.0, |prefix| {
+    let phase = {
         use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(prefix);
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&prefix);
         (hash % 10_000) as f64 / 10_000.0
-    });
-    // Latencies gather here and go to the shared list when the mode changes.
-    let mut latencies = Vec::new();
-    let message = |n: u64, prefix: &str| {
+    };
+    let epoch = reader.epoch;
+    let message = |n: u64| {
         let now = epoch.elapsed().as_micros() as u64;
         Message::Text(
             json!({"chat": {"text": format!("t={now}"), "client_id": format!("{prefix}-{n}")}})
@@ -151,47 +258,34 @@ async fn member(
                 .into(),
         )
     };
-    let mut last_mode = *mode.borrow();
     loop {
-        let current = *mode.borrow_and_update();
-        // Every change of mode, however it is noticed: a member reading a backlog may
-        // see the new mode here before `changed()` below could report it.
-        if current != last_mode {
-            last_mode = current;
-            if let Ok(mut all) = control.latencies_us.lock() {
-                all.append(&mut latencies);
-            }
-            control.handed_over.fetch_add(1, Relaxed);
-            if current == QUIET {
-                in_flight = 0;
-            }
+        let (current, changed) = reader.mode();
+        if changed && current == QUIET {
+            in_flight = 0;
         }
         if current == STOP {
             break;
         }
-        let sending = sender.as_ref().filter(|_| current != QUIET);
-        if let (Some(prefix), MAX) = (sending, current) {
+        if current == MAX {
             while in_flight < control.window.load(Relaxed) as usize {
-                sink.send(message(n, prefix)).await?;
+                sink.send(message(n)).await?;
                 (n, in_flight) = (n + 1, in_flight + 1);
             }
         }
-        let paced = sending.filter(|_| current == PACED);
-        if paced.is_some() && !pacing {
+        let paced = current == PACED;
+        if paced && !pacing {
             // Senders start pacing at their own point of the interval, as people do,
             // not all at once.
             let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
             next_at = tokio::time::Instant::now() + interval.mul_f64(phase);
         }
-        pacing = paced.is_some();
+        pacing = paced;
         tokio::select! {
             // The next pass of the loop hands over and resets.
-            changed = mode.changed() => if changed.is_err() { break },
-            () = tokio::time::sleep_until(next_at), if paced.is_some() => {
-                if let Some(prefix) = paced {
-                    sink.send(message(n, prefix)).await?;
-                    n += 1;
-                }
+            changed = changes.next() => if changed.is_none() { break },
+            () = tokio::time::sleep_until(next_at), if paced => {
+                sink.send(message(n)).await?;
+                n += 1;
                 let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
                 let now = tokio::time::Instant::now();
                 next_at = if now > next_at + interval { now + interval } else { next_at + interval };
@@ -199,23 +293,9 @@ async fn member(
             frame = stream.next() => {
                 let Some(frame) = frame else { break };
                 let Message::Text(text) = frame? else { continue };
-                // Field checks before any parsing: nearly every frame is a chat entry.
-                if text.contains("\"chat_sent\"") {
+                if !reader.delivered(&text) && text.contains("\"chat_sent\"") {
                     in_flight = in_flight.saturating_sub(1);
                     control.sent.fetch_add(1, Relaxed);
-                } else if let Some(at) = text.find("\"text\":\"t=") {
-                    control.delivered.fetch_add(1, Relaxed);
-                    if control.recording.load(Relaxed) {
-                        let digits: String = text[at + 10..].chars().take_while(char::is_ascii_digit).collect();
-                        if let Ok(sent) = digits.parse::<u64>() {
-                            let now = epoch.elapsed().as_micros() as u64;
-                            latencies.push(Delivered {
-                                received_us: now,
-                                latency_us: now.saturating_sub(sent),
-                                gateway,
-                            });
-                        }
-                    }
                 }
             }
         }
@@ -379,7 +459,7 @@ fn stalls(latencies: &[Delivered], phase_start_us: u64) -> Vec<Stall> {
 /// (its runtime or the CPU) shows here, one of the servers does not.
 async fn watch_lag(control: Arc<Control>) {
     const TICK: Duration = Duration::from_millis(5);
-    while *control.mode.borrow() != STOP {
+    while control.mode_now.load(Relaxed) != STOP {
         let asleep = Instant::now();
         tokio::time::sleep(TICK).await;
         let late = asleep.elapsed().saturating_sub(TICK).as_micros() as u64;
@@ -396,7 +476,7 @@ async fn phase(
 ) -> anyhow::Result<Measured> {
     let warm_before = scrape_stages(cluster).await?;
     control.worst_lag_us.store(0, Relaxed);
-    control.mode.send_replace(mode);
+    control.set_mode(mode);
     tokio::time::sleep(warm_up()).await;
     let warm = stages_between(&warm_before, &scrape_stages(cluster).await?);
     eprintln!(
@@ -430,7 +510,7 @@ async fn phase(
     let phase_end_us = epoch.elapsed().as_micros() as u64;
     let (after, gaps_after) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
     control.handed_over.store(0, Relaxed);
-    control.mode.send_replace(QUIET);
+    control.set_mode(QUIET);
     // The members hand over their latencies when they see the mode change; the
     // slowest readers are the last to, and must not be left out.
     for _ in 0..200 {
@@ -493,6 +573,7 @@ async fn scenario(
 ) -> anyhow::Result<()> {
     let control = Arc::new(Control {
         mode: tokio::sync::watch::channel(QUIET).0,
+        mode_now: AtomicU64::new(QUIET),
         interval_us: AtomicU64::new(0),
         window: AtomicU64::new(0),
         recording: AtomicBool::new(false),
@@ -538,7 +619,7 @@ async fn scenario(
         .interval_us
         .store((total_senders / half_rate * 1e6) as u64, Relaxed);
     let half = phase(cluster, &control, epoch, PACED).await?;
-    control.mode.send_replace(STOP);
+    control.set_mode(STOP);
     for task in tasks {
         task.await??;
     }
