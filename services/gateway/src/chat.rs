@@ -435,7 +435,10 @@ impl ChatWrite {
 
     /// A member's writer has the run: its last write is worth timing.
     pub(crate) fn taken(&self) {
-        self.taken.store(true, Relaxed);
+        // Read first: a store per member would pull the line from the writers' cores.
+        if !self.taken.load(Relaxed) {
+            self.taken.store(true, Relaxed);
+        }
     }
 }
 
