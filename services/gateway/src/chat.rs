@@ -380,74 +380,7 @@ fn hand_off(state: &AppState, room: &str, pushes: &[Arc<ChatPush>]) {
             now_ms.saturating_sub(push.sent_at_ms()),
         ));
     }
-    let live = pushes.iter().any(|push| push.live);
-    let write = ChatWrite::new(pushes, live.then(|| state.metrics.chat_write.clone()));
-    state.rooms.push_chat(room, pushes, write.as_ref());
-}
-
-/// The leading run of a hand-off that every member owed it gets alike, encoded once:
-/// consecutive entries that share no file. Each member's writer gets the run (or its
-/// tail) in one message. When the last writer has written it, the time since the
-/// hand-off is observed (live entries only).
-pub(crate) struct ChatWrite {
-    texts: Vec<Utf8Bytes>,
-    first_seq: u64,
-    handed_off: Instant,
-    /// Where to observe, once a writer has taken the run.
-    observe: Option<Arc<confer_metrics::Histogram>>,
-    taken: std::sync::atomic::AtomicBool,
-}
-
-impl ChatWrite {
-    fn new(
-        pushes: &[Arc<ChatPush>],
-        observe: Option<Arc<confer_metrics::Histogram>>,
-    ) -> Option<Arc<Self>> {
-        let first_seq = pushes.first()?.seq();
-        let texts: Vec<Utf8Bytes> = pushes
-            .iter()
-            .zip(first_seq..)
-            .map_while(|(push, seq)| push.encoded().filter(|_| push.seq() == seq).cloned())
-            .collect();
-        (!texts.is_empty()).then(|| {
-            Arc::new(Self {
-                texts,
-                first_seq,
-                handed_off: Instant::now(),
-                observe,
-                taken: std::sync::atomic::AtomicBool::new(false),
-            })
-        })
-    }
-
-    pub(crate) fn first_seq(&self) -> u64 {
-        self.first_seq
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.texts.len()
-    }
-
-    /// The run from its `from`th entry on, for one member's writer.
-    pub(crate) fn texts(&self, from: usize) -> &[Utf8Bytes] {
-        self.texts.get(from..).unwrap_or_default()
-    }
-
-    /// A member's writer has the run: its last write is worth timing.
-    pub(crate) fn taken(&self) {
-        // Read first: a store per member would pull the line from the writers' cores.
-        if !self.taken.load(Relaxed) {
-            self.taken.store(true, Relaxed);
-        }
-    }
-}
-
-impl Drop for ChatWrite {
-    fn drop(&mut self) {
-        if let Some(histogram) = self.observe.as_ref().filter(|_| *self.taken.get_mut()) {
-            histogram.observe(self.handed_off.elapsed());
-        }
-    }
+    state.rooms.push_chat(room, pushes);
 }
 
 /// Sleeps until `at`; forever without one.

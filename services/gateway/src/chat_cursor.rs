@@ -53,25 +53,6 @@ impl ChatCursor {
         send();
         true
     }
-
-    /// From the hub: entries `first..first + n`, consecutive. When the client is owed
-    /// one of them next, runs `send(i)` to send the run from its `i`th entry on and
-    /// returns true; also true when the client already has them all. False (the
-    /// session's path, entry by entry) when the cursor is closed or the client is owed
-    /// an entry before the run.
-    pub(crate) fn next_run(&self, first: u64, n: usize, send: impl FnOnce(usize)) -> bool {
-        let mut cursor = self.lock();
-        let owed = cursor.seen + 1;
-        if !cursor.open || owed < first {
-            return false;
-        }
-        let end = first + n as u64;
-        if owed < end {
-            cursor.seen = end - 1;
-            send((owed - first) as usize);
-        }
-        true
-    }
 }
 
 #[cfg(test)]
@@ -94,25 +75,5 @@ mod tests {
         assert!(cursor.next(7, false, || sent.push(7)));
         assert_eq!(sent, [0, 5, 6, 7]);
         assert_eq!(cursor.seen(), 7);
-    }
-
-    #[test]
-    fn a_run_goes_from_the_entry_owed_and_only_when_one_is_owed() {
-        let cursor = ChatCursor::default();
-        let mut sent = Vec::new();
-        assert!(
-            !cursor.next_run(1, 3, |i| sent.push(i)),
-            "closed to the hub"
-        );
-        cursor.open(4, || {});
-        assert!(!cursor.next_run(6, 2, |i| sent.push(i)), "5 is missing");
-        assert!(cursor.next_run(3, 4, |i| sent.push(i)), "3 and 4 were sent");
-        assert_eq!(cursor.seen(), 6);
-        assert!(cursor.next_run(5, 2, |i| sent.push(i)), "has them all");
-        assert!(cursor.next_run(7, 1, |i| sent.push(i)));
-        assert_eq!(sent, [2, 0], "from 5 (index 2), then 7 (index 0)");
-        assert_eq!(cursor.seen(), 7);
-        cursor.close();
-        assert!(!cursor.next_run(8, 1, |i| sent.push(i)), "left the room");
     }
 }

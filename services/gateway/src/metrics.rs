@@ -24,9 +24,6 @@ pub(crate) struct Metrics {
     /// An entry's store time to its delivery here (wall clocks of the chat service's
     /// and this host).
     pub(crate) chat_fanout: Histogram,
-    /// A room's chat entries handed to this gateway's members' writers, to the last of
-    /// those writers having written them ([`crate::chat::ChatWrite`]).
-    pub(crate) chat_write: Arc<Histogram>,
     /// Live entries that arrived ahead of one not yet delivered: history was read to
     /// fill the gap before delivering.
     pub(crate) chat_gap_fills: AtomicU64,
@@ -59,7 +56,6 @@ impl Default for Metrics {
             chat_messages: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
-            chat_write: Arc::new(Histogram::new(FANOUT_BUCKETS)),
             chat_gap_fills: AtomicU64::new(0),
             chat_reordered: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
@@ -136,11 +132,6 @@ pub(crate) async fn render(
         "confer_gateway_chat_fanout_seconds",
         "From a chat entry stored (the chat service's clock) to its live delivery to this gateway's members (this gateway's clock; history caught up after a gap or resync is not counted).",
         &m.chat_fanout.snapshot(),
-    );
-    out.histogram(
-        "confer_gateway_chat_write_seconds",
-        "From a room's live chat entries handed to this gateway's members' connection writers to the last of those writers having written them (or given up on a closed connection): how long one hand-off takes to reach every member here.",
-        &m.chat_write.snapshot(),
     );
     out.counter(
         "confer_gateway_relay_links",

@@ -135,15 +135,9 @@ impl Rooms {
     }
 
     /// A room's chat entries, in order, to its local members: each to the client's
-    /// writer when it is the next one the client is owed (the leading `write` run in
-    /// one message), otherwise through its session (which fills gaps and signs file
-    /// links).
-    pub(crate) fn push_chat(
-        &self,
-        key: &str,
-        pushes: &[Arc<crate::chat::ChatPush>],
-        write: Option<&Arc<crate::chat::ChatWrite>>,
-    ) {
+    /// writer when it is the next one the client is owed, otherwise through its
+    /// session (which fills gaps and signs file links).
+    pub(crate) fn push_chat(&self, key: &str, pushes: &[Arc<crate::chat::ChatPush>]) {
         let inner = self.lock();
         let Some(members) = inner.members.get(key) else {
             return;
@@ -152,24 +146,8 @@ impl Rooms {
             let Some(local) = inner.sessions.get(id) else {
                 continue;
             };
-            let run = write.is_some_and(|write| {
-                local.chat.next_run(write.first_seq(), write.len(), |from| {
-                    write.taken();
-                    let _ = local.outbox.send(Outgoing::Chat {
-                        write: write.clone(),
-                        from,
-                    });
-                })
-            });
-            let rest = if run {
-                pushes
-                    .get(write.map_or(0, |w| w.len())..)
-                    .unwrap_or_default()
-            } else {
-                pushes
-            };
             // One member's entries back to back: its writer sends them in one write.
-            for push in rest {
+            for push in pushes {
                 let direct = push.encoded().is_some_and(|text| {
                     local.chat.next(push.seq(), true, || {
                         let _ = local.outbox.send(Outgoing::Encoded(text.clone()));

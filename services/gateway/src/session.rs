@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument as _, debug, info};
 
 use crate::AppState;
-use crate::chat::{self, ChatWrite};
+use crate::chat;
 use crate::chat_cursor::ChatCursor;
 use crate::convert;
 use crate::file_sweep;
@@ -167,22 +167,42 @@ struct Session {
     join_trace: Option<confer_telemetry::TraceContext>,
 }
 
-/// What the writer sends a client: a message to encode, one encoded already (a chat
-/// entry, encoded once for all its room's members here), or a hand-off's run of chat
-/// entries from its `from`th on.
+/// What the writer sends a client: a message to encode, or one encoded already (a
+/// chat entry, encoded once for all its room's members here).
 pub(crate) enum Outgoing {
     Message(Box<ServerMessage>),
     Encoded(Utf8Bytes),
-    Chat { write: Arc<ChatWrite>, from: usize },
 }
 
 /// Most messages written to a client per flush.
 const WRITE_BATCH: usize = 64;
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
-    let (sink, mut stream) = socket.split();
-    let (outbox, outgoing) = mpsc::unbounded_channel::<Outgoing>();
-    let writer = tokio::spawn(write_client(sink, outgoing));
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+    let writer = tokio::spawn(async move {
+        while let Some(first) = outgoing.recv().await {
+            // What queued up meanwhile (a burst of chat, say) goes out in one write.
+            let mut next = Some(first);
+            let mut batch = 0;
+            let mut written = true;
+            while let Some(out) = next.take() {
+                let text = match out {
+                    Outgoing::Message(msg) => encode_server_message(&msg).into(),
+                    Outgoing::Encoded(text) => text,
+                };
+                written = sink.feed(Message::Text(text)).await.is_ok();
+                batch += 1;
+                if written && batch < WRITE_BATCH {
+                    next = outgoing.try_recv().ok();
+                }
+            }
+            if !written || sink.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut session = Session {
         state,
@@ -220,57 +240,6 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     session.leave().await;
     drop(session);
     let _ = writer.await;
-}
-
-/// The client's writer: what queued up while it wrote (a burst of chat, say) goes out
-/// in one write.
-async fn write_client(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-) {
-    // Chat runs written since the last flush: each is timed when its last writer is done.
-    let mut runs = Vec::new();
-    while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        let mut batch = 0;
-        let mut written = true;
-        while let Some(out) = next.take() {
-            written = feed(&mut sink, out, &mut runs).await;
-            batch += 1;
-            if written && batch < WRITE_BATCH {
-                next = outgoing.try_recv().ok();
-            }
-        }
-        if !written || sink.flush().await.is_err() {
-            break;
-        }
-        runs.clear();
-    }
-    let _ = sink.close().await;
-}
-
-/// Queues `out` for the next flush; false once the connection is gone.
-async fn feed(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    out: Outgoing,
-    runs: &mut Vec<Arc<ChatWrite>>,
-) -> bool {
-    match out {
-        Outgoing::Message(msg) => sink
-            .feed(Message::Text(encode_server_message(&msg).into()))
-            .await
-            .is_ok(),
-        Outgoing::Encoded(text) => sink.feed(Message::Text(text)).await.is_ok(),
-        Outgoing::Chat { write, from } => {
-            for text in write.texts(from) {
-                if sink.feed(Message::Text(text.clone())).await.is_err() {
-                    return false;
-                }
-            }
-            runs.push(write);
-            true
-        }
-    }
 }
 
 impl Session {
