@@ -345,13 +345,16 @@ struct Stages {
     batch_publish: String,
     /// Each gateway: an entry stored to its hand-off to the members' writers.
     gateway_fanout: String,
+    /// Each gateway: a room's hand-off to its last member's write.
+    gateway_write: String,
 }
 
-const STAGE_HISTOGRAMS: [&str; 4] = [
+const STAGE_HISTOGRAMS: [&str; 5] = [
     "confer_chat_send_duration_seconds",
     "confer_chat_batch_store_duration_seconds",
     "confer_chat_batch_publish_duration_seconds",
     "confer_gateway_chat_fanout_seconds",
+    "confer_gateway_chat_write_seconds",
 ];
 
 /// One HTTP client for every scrape, made before the clients join: making one loads
@@ -397,6 +400,7 @@ async fn scrape_stages(
     for gateway in &cluster.gateways {
         let url = format!("http://{gateway}/metrics");
         all.push(scrape(http, &url, STAGE_HISTOGRAMS[3]).await?);
+        all.push(scrape(http, &url, STAGE_HISTOGRAMS[4]).await?);
     }
     Ok(all)
 }
@@ -421,7 +425,9 @@ fn stages_between(
         send: bounds(0),
         batch_store: bounds(1),
         batch_publish: bounds(2),
-        gateway_fanout: format!("{}, {}", bounds(3), bounds(4)),
+        // Per gateway: its fan-out, then its writes.
+        gateway_fanout: format!("{}, {}", bounds(3), bounds(5)),
+        gateway_write: format!("{}, {}", bounds(4), bounds(6)),
     }
 }
 
@@ -480,11 +486,12 @@ async fn phase(
     tokio::time::sleep(warm_up()).await;
     let warm = stages_between(&warm_before, &scrape_stages(cluster).await?);
     eprintln!(
-        "phase {mode} warm-up: send {}, store {}, publish {}, hand-off {}, own lag {:.1} ms",
+        "phase {mode} warm-up: send {}, store {}, publish {}, hand-off {}, writes {}, own lag {:.1} ms",
         warm.send,
         warm.batch_store,
         warm.batch_publish,
         warm.gateway_fanout,
+        warm.gateway_write,
         control.worst_lag_us.load(Relaxed) as f64 / 1000.0
     );
     // On stderr, so a profiler can be pointed at one phase (`perf record -a` then).
@@ -653,7 +660,7 @@ impl Measured {
     /// The table's columns after the phase.
     fn row(&self) -> String {
         format!(
-            "{:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {:?} | {:.1} |",
+            "{:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:?} | {:.1} |",
             self.messages_per_sec,
             self.deliveries_per_sec,
             self.p50_ms,
@@ -662,6 +669,7 @@ impl Measured {
             self.stages.batch_store,
             self.stages.batch_publish,
             self.stages.gateway_fanout,
+            self.stages.gateway_write,
             self.gap_fills,
             self.worst_lag_ms,
         )
@@ -732,9 +740,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms |"
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     scenario(&cluster, "one", 1, 1000, 8, 8).await?;
     scenario(&cluster, "many", 1000, 10, 1, 1).await?;
     println!();

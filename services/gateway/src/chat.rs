@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::chat_order::{Released, RoomOrder};
-use crate::chat_pace::RoomPacer;
+use crate::chat_pace::{HandOff, RoomPacer};
 use crate::rooms::message;
 
 /// What the gateway talks to for chat: the chat service's API, and the bus its entries
@@ -247,6 +247,7 @@ const PASS: usize = 64;
 pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
     let mut wakeups = Wakeups::new();
     let mut pacer = RoomPacer::default();
+    let (written_tx, mut written) = mpsc::unbounded_channel();
     loop {
         let next_wakeup = wakeups.peek().map(|Reverse((at, _))| *at);
         let next_due = pacer.next_due();
@@ -256,8 +257,16 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
             () = sleep_until(next_wakeup) => wakeups.pop().map(|Reverse((_, room))| HubInput::Gap(room)),
             () = sleep_until(next_due) => {
                 let Some(state) = state.upgrade() else { return };
-                for (room, pushes) in pacer.take_due(Instant::now()) {
-                    hand_off(&state, &room, &pushes);
+                for due in pacer.take_due(Instant::now()) {
+                    hand_off(&state, due, &written_tx);
+                }
+                continue;
+            }
+            Some(done) = written.recv() => {
+                let Some(state) = state.upgrade() else { return };
+                state.metrics.chat_write.observe(done.took);
+                if let Some(held) = pacer.written(&done.room, done.id, Instant::now()) {
+                    hand_off(&state, held, &written_tx);
                 }
                 continue;
             }
@@ -281,7 +290,7 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
                 next = inputs.events.try_recv().ok().map(HubInput::Bus);
             }
         }
-        pass.push(&state, &mut pacer);
+        pass.push(&state, &mut pacer, &written_tx);
     }
 }
 
@@ -359,28 +368,71 @@ impl Pass {
         }
     }
 
-    /// Hands each room's entries to its local sessions, now or when the room's pacing
-    /// interval is over.
-    fn push(self, state: &AppState, pacer: &mut RoomPacer<Arc<ChatPush>>) {
+    /// Hands each room's entries to its local sessions, now or when the room's last
+    /// hand-off is written.
+    fn push(
+        self,
+        state: &AppState,
+        pacer: &mut RoomPacer<Arc<ChatPush>>,
+        written: &mpsc::UnboundedSender<Written>,
+    ) {
         let now = Instant::now();
         for (room, pushes) in self.rooms {
-            if let Some(pushes) = pacer.offer(&room, pushes, now) {
-                hand_off(state, &room, &pushes);
+            if let Some(ready) = pacer.offer(&room, pushes, now) {
+                hand_off(state, ready, written);
             }
         }
     }
 }
 
-/// Hands `room`'s entries to its local sessions; a live entry's time from stored to
-/// here is the gateway's fan-out latency.
-fn hand_off(state: &AppState, room: &str, pushes: &[Arc<ChatPush>]) {
+/// Hands a room's entries to its local sessions; a live entry's time from stored to
+/// here is the gateway's fan-out latency. The members' writers report when they have
+/// written them all.
+fn hand_off(
+    state: &AppState,
+    ready: HandOff<Arc<ChatPush>>,
+    written: &mpsc::UnboundedSender<Written>,
+) {
     let now_ms = unix_ms();
-    for push in pushes.iter().filter(|push| push.live) {
+    for push in ready.entries.iter().filter(|push| push.live) {
         state.metrics.chat_fanout.observe(Duration::from_millis(
             now_ms.saturating_sub(push.sent_at_ms()),
         ));
     }
-    state.rooms.push_chat(room, pushes);
+    let writes = Arc::new(HandOffWrites {
+        room: ready.room,
+        id: ready.id,
+        at: Instant::now(),
+        report: written.clone(),
+    });
+    state.rooms.push_chat(&writes.room, &ready.entries, &writes);
+}
+
+/// A hand-off's writes: each member's writer holds a clone until it has written the
+/// hand-off's entries, and the last one dropped tells the hub.
+pub(crate) struct HandOffWrites {
+    room: String,
+    id: u64,
+    at: Instant,
+    report: mpsc::UnboundedSender<Written>,
+}
+
+impl Drop for HandOffWrites {
+    fn drop(&mut self) {
+        let _ = self.report.send(Written {
+            room: std::mem::take(&mut self.room),
+            id: self.id,
+            took: self.at.elapsed(),
+        });
+    }
+}
+
+/// A room's hand-off written by all its members' writers.
+pub(crate) struct Written {
+    room: String,
+    id: u64,
+    /// From the hand-off to its last write.
+    took: Duration,
 }
 
 /// Sleeps until `at`; forever without one.

@@ -1,82 +1,191 @@
-//! How often the hub hands one room's entries to its members: at most once per
-//! [`ROOM_PASS_INTERVAL`]. A room whose last hand-off was longer ago than that gets its
-//! entries at once; one that had a hand-off within it gets them when the interval is
-//! over, together with whatever else arrives meanwhile. In a busy room each member then
-//! receives a few entries per write instead of one write per entry: the write (and the
-//! client's read) is what a delivery costs, so at a few hundred messages a second to a
-//! thousand members this holds the machine back from the saturation where latency grows
-//! without bound. A quiet room, or a room's first entry after a pause, is never held.
+//! When the hub hands one room's entries to its members: no sooner than
+//! [`MIN_SPACING`] after the room's previous hand-off, and not before its members'
+//! writers have written that one ([`RoomPacer::written`]), but never later than
+//! [`MAX_HOLD`] after it. Entries that come for the room meanwhile are held and go out
+//! together, so each member gets them in one write: a delivery's cost is the write (and
+//! the client's read), whatever it carries. The spacing alone would fix the rate of
+//! writes whatever the machine can do; waiting for the writes makes it follow the
+//! machine: the busier the gateway, the longer a round of writes takes and the more the
+//! next one carries. A quiet room, or a room's first entry after a pause, is never held;
+//! a member whose writes stall holds its room at most [`MAX_HOLD`].
 //!
-//! Sans-IO: time is passed in; the hub arms its timer at [`RoomPacer::next_due`].
+//! Sans-IO: time is passed in; the hub arms its timer at [`RoomPacer::next_due`] and
+//! reports each hand-off's writes done with its id.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-/// The shortest time between two hand-offs of one room's entries.
-pub(crate) const ROOM_PASS_INTERVAL: Duration = Duration::from_millis(12);
+/// The shortest time between two hand-offs of one room.
+pub(crate) const MIN_SPACING: Duration = Duration::from_millis(8);
 
-/// Rooms' hand-offs, spaced by [`ROOM_PASS_INTERVAL`]. `T` is what is handed off (the
-/// hub's encoded entries).
+/// The longest a room's entries wait for its previous hand-off's writes.
+pub(crate) const MAX_HOLD: Duration = Duration::from_millis(24);
+
+/// Entries to hand to a room's members now. `id` names the hand-off for
+/// [`RoomPacer::written`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct HandOff<T> {
+    pub(crate) room: String,
+    pub(crate) id: u64,
+    pub(crate) entries: Vec<T>,
+}
+
+/// A room handed off lately.
+#[derive(Debug)]
+struct Recent<T> {
+    /// Its last hand-off.
+    id: u64,
+    /// Which its members' writers have written.
+    written: bool,
+    /// Its spacing is over.
+    spaced: bool,
+    /// What came since, in order.
+    held: Vec<T>,
+}
+
+/// A timer of a hand-off: the end of its spacing, or of its hold.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    id: u64,
+    room: String,
+    hold_over: bool,
+}
+
+/// Rooms' hand-offs, spaced and each after the one before it is written. `T` is what
+/// is handed off (the hub's encoded entries).
 #[derive(Debug)]
 pub(crate) struct RoomPacer<T> {
-    /// Rooms handed off within the interval, and what is held for when it is over.
-    recent: HashMap<String, Vec<T>>,
-    /// When each recent room's interval is over, earliest first.
-    due: BinaryHeap<Reverse<(Instant, String)>>,
+    spacing: Duration,
+    hold: Duration,
+    recent: HashMap<String, Recent<T>>,
+    /// Earliest first; some are for hand-offs already superseded.
+    timers: BinaryHeap<Reverse<Timer>>,
+    next_id: u64,
 }
 
 impl<T> Default for RoomPacer<T> {
     fn default() -> Self {
-        Self {
-            recent: HashMap::new(),
-            due: BinaryHeap::new(),
-        }
+        Self::new(MIN_SPACING, MAX_HOLD)
     }
 }
 
 impl<T> RoomPacer<T> {
+    /// Hand-offs at least `spacing` apart; held entries wait at most `hold`.
+    pub(crate) fn new(spacing: Duration, hold: Duration) -> Self {
+        Self {
+            spacing,
+            hold: hold.max(spacing),
+            recent: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 0,
+        }
+    }
+
     /// `room`'s next entries, in order: returned to hand off now, or held until the
-    /// room's interval is over (`None`).
-    pub(crate) fn offer(&mut self, room: &str, entries: Vec<T>, now: Instant) -> Option<Vec<T>> {
-        if let Some(held) = self.recent.get_mut(room) {
-            held.extend(entries);
+    /// room's last hand-off is spaced and written, or its hold is over (`None`).
+    pub(crate) fn offer(
+        &mut self,
+        room: &str,
+        entries: Vec<T>,
+        now: Instant,
+    ) -> Option<HandOff<T>> {
+        if let Some(recent) = self.recent.get_mut(room) {
+            recent.held.extend(entries);
             return None;
         }
-        self.start_interval(room.to_owned(), now);
-        Some(entries)
+        Some(self.hand_off(room.to_owned(), entries, now))
+    }
+
+    /// Hand-off `id` of `room` is written: what the room held meanwhile, to hand off
+    /// now if its spacing is over. A hand-off superseded already is ignored.
+    pub(crate) fn written(&mut self, room: &str, id: u64, now: Instant) -> Option<HandOff<T>> {
+        let recent = self.recent.get_mut(room).filter(|r| r.id == id)?;
+        recent.written = true;
+        if !recent.spaced {
+            return None;
+        }
+        self.release(room.to_owned(), now)
     }
 
     /// When the hub should call [`RoomPacer::take_due`] next.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.due.peek().map(|Reverse((at, _))| *at)
+    pub(crate) fn next_due(&mut self) -> Option<Instant> {
+        while let Some(Reverse(timer)) = self.timers.peek() {
+            if self.current(timer) {
+                return Some(timer.at);
+            }
+            self.timers.pop();
+        }
+        None
     }
 
-    /// Rooms whose interval is over and that held entries meanwhile, with those
-    /// entries; each starts a new interval. Rooms that held nothing are forgotten.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<(String, Vec<T>)> {
+    /// Rooms whose spacing is over with their last hand-off written, or whose hold is
+    /// over, and what they held meanwhile; rooms that held nothing are forgotten.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<HandOff<T>> {
         let mut out = Vec::new();
-        while let Some(Reverse((at, _))) = self.due.peek()
-            && *at <= now
+        while let Some(Reverse(timer)) = self.timers.peek()
+            && timer.at <= now
         {
-            let Some(Reverse((_, room))) = self.due.pop() else {
+            let Some(Reverse(timer)) = self.timers.pop() else {
                 break;
             };
-            let Some(held) = self.recent.remove(&room) else {
+            if !self.current(&timer) {
+                continue;
+            }
+            let Some(recent) = self.recent.get_mut(&timer.room) else {
                 continue;
             };
-            if !held.is_empty() {
-                self.start_interval(room.clone(), now);
-                out.push((room, held));
+            recent.spaced = true;
+            if timer.hold_over || recent.written {
+                out.extend(self.release(timer.room, now));
+            } else {
+                let at = timer.at - self.spacing + self.hold;
+                self.timers.push(Reverse(Timer {
+                    hold_over: true,
+                    at,
+                    ..timer
+                }));
             }
         }
         out
     }
 
-    fn start_interval(&mut self, room: String, now: Instant) {
-        self.due
-            .push(Reverse((now + ROOM_PASS_INTERVAL, room.clone())));
-        self.recent.insert(room, Vec::new());
+    fn current(&self, timer: &Timer) -> bool {
+        self.recent
+            .get(&timer.room)
+            .is_some_and(|r| r.id == timer.id)
+    }
+
+    /// `room` may be handed off again: what it held goes now, or it is forgotten.
+    fn release(&mut self, room: String, now: Instant) -> Option<HandOff<T>> {
+        let held = std::mem::take(&mut self.recent.get_mut(&room)?.held);
+        if held.is_empty() {
+            self.recent.remove(&room);
+            return None;
+        }
+        Some(self.hand_off(room, held, now))
+    }
+
+    fn hand_off(&mut self, room: String, entries: Vec<T>, now: Instant) -> HandOff<T> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.timers.push(Reverse(Timer {
+            at: now + self.spacing,
+            id,
+            room: room.clone(),
+            hold_over: false,
+        }));
+        self.recent.insert(
+            room.clone(),
+            Recent {
+                id,
+                written: false,
+                spaced: false,
+                held: Vec::new(),
+            },
+        );
+        HandOff { room, id, entries }
     }
 }
 
@@ -87,149 +196,215 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const SPACING: Duration = Duration::from_millis(4);
+    const HOLD: Duration = Duration::from_millis(12);
+
+    fn pacer() -> RoomPacer<u32> {
+        RoomPacer::new(SPACING, HOLD)
+    }
+
+    fn entries<T>(hand_off: Option<HandOff<T>>) -> Option<Vec<T>> {
+        hand_off.map(|h| h.entries)
+    }
 
     #[test]
     fn a_quiet_rooms_entry_goes_out_at_once() {
-        let mut pacer = RoomPacer::default();
+        let mut pacer = pacer();
         let t0 = Instant::now();
-        assert_eq!(pacer.offer("a", vec![1], t0), Some(vec![1]));
+        let first = pacer.offer("a", vec![1], t0).expect("at once");
+        assert_eq!(first.entries, vec![1]);
         // Another room is not held by the first.
-        assert_eq!(pacer.offer("b", vec![2], t0), Some(vec![2]));
-        // After the interval with nothing held, the room is forgotten and the next entry
-        // goes out at once.
-        assert!(pacer.take_due(t0 + ROOM_PASS_INTERVAL).is_empty());
-        assert!(pacer.recent.is_empty());
-        assert_eq!(pacer.next_due(), None);
+        assert_eq!(entries(pacer.offer("b", vec![2], t0)), Some(vec![2]));
+        // Written with nothing held: once spaced, the room is forgotten, and its next
+        // entry goes out at once, long before the hold would have ended.
+        assert_eq!(pacer.written("a", first.id, t0 + MS), None);
+        assert!(pacer.take_due(t0 + SPACING).is_empty());
+        assert!(!pacer.recent.contains_key("a"));
         assert_eq!(
-            pacer.offer("a", vec![3], t0 + ROOM_PASS_INTERVAL + MS),
+            entries(pacer.offer("a", vec![3], t0 + SPACING)),
             Some(vec![3])
         );
+        // A room whose hold ends unwritten with nothing held is forgotten too.
+        assert!(pacer.take_due(t0 + HOLD).is_empty());
+        assert!(!pacer.recent.contains_key("b"));
+        assert!(pacer.take_due(t0 + SPACING + HOLD).is_empty());
+        assert!(pacer.recent.is_empty());
+        assert_eq!(pacer.next_due(), None);
     }
 
     #[test]
-    fn entries_within_the_interval_go_out_together_in_order_when_it_is_over() {
-        let mut pacer = RoomPacer::default();
+    fn entries_that_come_meanwhile_go_out_together_once_spaced_and_written() {
+        let mut pacer = pacer();
         let t0 = Instant::now();
-        assert_eq!(pacer.offer("a", vec![1], t0), Some(vec![1]));
+        let first = pacer.offer("a", vec![1], t0).expect("at once");
         assert_eq!(pacer.offer("a", vec![2, 3], t0 + MS), None);
-        assert_eq!(pacer.offer("a", vec![4], t0 + 2 * MS), None);
-        assert_eq!(pacer.next_due(), Some(t0 + ROOM_PASS_INTERVAL));
-        // Not before it is due.
-        assert!(pacer.take_due(t0 + 3 * MS).is_empty());
-        let due_at = t0 + ROOM_PASS_INTERVAL;
+        // Written before its spacing is over: the held ones wait for the spacing.
+        assert_eq!(pacer.written("a", first.id, t0 + 2 * MS), None);
+        assert_eq!(pacer.next_due(), Some(t0 + SPACING));
+        let second = pacer.take_due(t0 + SPACING);
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].entries, vec![2, 3]);
+        let t1 = t0 + SPACING;
+        // Spaced before it is written: the held one waits for the write.
+        assert_eq!(pacer.offer("a", vec![4], t1 + MS), None);
+        assert!(pacer.take_due(t1 + SPACING).is_empty());
         assert_eq!(
-            pacer.take_due(due_at),
-            vec![("a".to_owned(), vec![2, 3, 4])]
+            pacer.next_due(),
+            Some(t1 + HOLD),
+            "the hold still bounds it"
         );
-        // Handing those off started a new interval: the next entry waits again.
-        assert_eq!(pacer.offer("a", vec![5], due_at + MS), None);
-        assert_eq!(pacer.next_due(), Some(due_at + ROOM_PASS_INTERVAL));
         assert_eq!(
-            pacer.take_due(due_at + ROOM_PASS_INTERVAL),
-            vec![("a".to_owned(), vec![5])]
+            pacer.written("a", first.id, t1 + SPACING),
+            None,
+            "superseded"
         );
+        let third = pacer.written("a", second[0].id, t1 + SPACING + MS);
+        assert_eq!(entries(third), Some(vec![4]));
     }
 
     #[test]
-    fn no_entry_waits_longer_than_the_interval_and_none_is_lost_or_reordered() {
-        // A busy room: an entry every 0.3 ms for 50 ms, the hub taking what is due
-        // whenever it runs (every 0.1 ms here).
-        let mut pacer = RoomPacer::default();
+    fn a_write_that_stalls_holds_its_room_no_longer_than_the_hold() {
+        let mut pacer = pacer();
         let t0 = Instant::now();
-        let step = Duration::from_micros(100);
-        let mut out: Vec<(u32, Duration)> = Vec::new();
-        let mut hand_off = |entries: Vec<(u32, Instant)>, now: Instant| {
-            out.extend(entries.into_iter().map(|(seq, sent)| (seq, now - sent)));
-        };
-        let mut seq = 0;
-        for i in 0..=500u32 {
-            let now = t0 + step * i;
-            for (_, entries) in pacer.take_due(now) {
-                hand_off(entries, now);
-            }
-            if i % 3 == 0 && i < 500 {
-                if let Some(entries) = pacer.offer("a", vec![(seq, now)], now) {
-                    hand_off(entries, now);
-                }
-                seq += 1;
-            }
-        }
-        let end = pacer.next_due().expect("the last interval");
-        for (_, entries) in pacer.take_due(end) {
-            hand_off(entries, end);
-        }
-        let seqs: Vec<u32> = out.iter().map(|(seq, _)| *seq).collect();
-        assert_eq!(seqs, (0..seq).collect::<Vec<_>>());
+        let first = pacer.offer("a", vec![1], t0).expect("at once");
+        assert_eq!(pacer.offer("a", vec![2], t0 + MS), None);
+        assert!(pacer.take_due(t0 + HOLD - MS).is_empty());
+        let due = pacer.take_due(t0 + HOLD);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].entries, vec![2]);
+        // The stalled hand-off's late report changes nothing: the room waits for the
+        // hand-off that went out at the end of the hold.
+        assert_eq!(pacer.offer("a", vec![3], t0 + HOLD + MS), None);
         assert!(
-            out.iter().all(|(_, waited)| *waited <= ROOM_PASS_INTERVAL),
-            "{out:?}"
+            pacer.take_due(t0 + HOLD + SPACING).is_empty(),
+            "not written"
         );
-        // Most were held: the room had a hand-off within the interval.
-        let held = out.iter().filter(|(_, waited)| !waited.is_zero()).count();
-        assert!(held > out.len() * 3 / 4, "{held} of {}", out.len());
+        assert_eq!(pacer.written("a", first.id, t0 + HOLD + SPACING), None);
+        let after = pacer.written("a", due[0].id, t0 + HOLD + SPACING + MS);
+        assert_eq!(entries(after), Some(vec![3]));
+    }
+
+    /// A hand-off the simulated hub made: room, id, when, entries' seq and wait.
+    type Made = (String, u64, Instant, Vec<(u32, Duration)>);
+
+    /// A simulated hub: entries arrive, each hand-off is written after its own delay
+    /// (or never), and the hub runs at every arrival, write report and timer.
+    struct Hub {
+        pacer: RoomPacer<(u32, Instant)>,
+        /// Write reports to come: when, room, hand-off.
+        reports: Vec<(Instant, String, u64)>,
+        delays: Vec<Option<u64>>,
+        /// Hand-offs made, in order.
+        out: Vec<Made>,
+        /// When each hand-off was written (`None`: never).
+        written: HashMap<u64, Option<Instant>>,
+    }
+
+    impl Hub {
+        fn hand_off(&mut self, hand_off: HandOff<(u32, Instant)>, now: Instant) {
+            let delay = self.delays[self.out.len() % self.delays.len()];
+            let written = delay.map(|us| now + Duration::from_micros(us));
+            if let Some(at) = written {
+                self.reports.push((at, hand_off.room.clone(), hand_off.id));
+            }
+            self.written.insert(hand_off.id, written);
+            let waits = hand_off
+                .entries
+                .iter()
+                .map(|(seq, at)| (*seq, now - *at))
+                .collect();
+            self.out.push((hand_off.room, hand_off.id, now, waits));
+        }
+
+        /// Runs every report and timer up to `until`, in time order.
+        fn run_until(&mut self, until: Instant) {
+            loop {
+                self.reports.sort_by_key(|(at, ..)| *at);
+                let report = self.reports.first().map(|(at, ..)| *at);
+                let timer = self.pacer.next_due();
+                let next = match (report, timer) {
+                    (Some(r), Some(t)) => r.min(t),
+                    (Some(r), None) => r,
+                    (None, Some(t)) => t,
+                    (None, None) => return,
+                };
+                if next > until {
+                    return;
+                }
+                if report == Some(next) {
+                    let (_, room, id) = self.reports.remove(0);
+                    if let Some(h) = self.pacer.written(&room, id, next) {
+                        self.hand_off(h, next);
+                    }
+                } else {
+                    for h in self.pacer.take_due(next) {
+                        self.hand_off(h, next);
+                    }
+                }
+            }
+        }
     }
 
     proptest! {
-        /// Whatever rooms entries come for and whenever the hub runs: every entry is
-        /// handed off once, each room's in order; none waits past its room's interval
-        /// by more than the hub took to run; and no room is handed off twice within an
-        /// interval.
+        /// Whatever rooms entries come for, and however long each hand-off takes to be
+        /// written (or if it never is): every entry is handed off once, each room's in
+        /// order; none waits longer than the hold; and a room is handed off again only
+        /// once its last hand-off is written or its hold is over.
         #[test]
-        fn every_entry_once_in_order_spaced_and_never_late(
-            arrivals in proptest::collection::vec((0u8..4, 0u64..3_000, any::<bool>()), 1..300),
+        fn every_entry_once_in_order_never_past_the_hold_and_one_write_at_a_time(
+            arrivals in proptest::collection::vec((0u8..4, 0u64..3_000), 1..300),
+            delays in proptest::collection::vec(proptest::option::weighted(0.9, 0u64..20_000), 1..20),
+            spacing_us in prop_oneof![Just(0u64), 0u64..12_000, Just(12_000)],
+            hold_us in 0u64..24_000,
         ) {
             let t0 = Instant::now();
-            let us = Duration::from_micros;
-            let mut pacer = RoomPacer::default();
-            let mut next_seq = [0u32; 4];
-            let mut out: Vec<(String, u32, Duration)> = Vec::new();
-            let mut handed_at: HashMap<String, Vec<Instant>> = HashMap::new();
-            let mut hand_off = |room: String, entries: Vec<(u32, Instant)>, now: Instant| {
-                handed_at.entry(room.clone()).or_default().push(now);
-                for (seq, at) in entries {
-                    out.push((room.clone(), seq, now - at));
-                }
+            let spacing = Duration::from_micros(spacing_us);
+            let hold = Duration::from_micros(hold_us).max(spacing);
+            let mut hub = Hub {
+                pacer: RoomPacer::new(spacing, hold),
+                reports: Vec::new(),
+                delays,
+                out: Vec::new(),
+                written: HashMap::new(),
             };
+            let mut next_seq = [0u32; 4];
             let mut now = t0;
-            for (room, gap_us, hub_runs) in arrivals {
-                now += us(gap_us);
-                // The hub may or may not have run at its timer before this arrival.
-                if hub_runs {
-                    while let Some(due) = pacer.next_due().filter(|due| *due <= now) {
-                        for (room, entries) in pacer.take_due(due) {
-                            hand_off(room, entries, due);
-                        }
-                    }
-                }
-                for (room, entries) in pacer.take_due(now) {
-                    hand_off(room, entries, now);
-                }
+            for (room, gap_us) in arrivals {
+                now += Duration::from_micros(gap_us);
+                hub.run_until(now);
                 let name = format!("room-{room}");
                 let seq = next_seq[usize::from(room)];
                 next_seq[usize::from(room)] += 1;
-                if let Some(entries) = pacer.offer(&name, vec![(seq, now)], now) {
-                    hand_off(name, entries, now);
+                if let Some(h) = hub.pacer.offer(&name, vec![(seq, now)], now) {
+                    hub.hand_off(h, now);
                 }
             }
-            while let Some(due) = pacer.next_due() {
-                for (room, entries) in pacer.take_due(due) {
-                    hand_off(room, entries, due);
-                }
-            }
+            hub.run_until(now + Duration::from_secs(1));
+            prop_assert!(hub.pacer.recent.is_empty());
             for (room, count) in next_seq.iter().enumerate() {
                 let name = format!("room-{room}");
-                let seqs: Vec<u32> = out.iter().filter(|(r, ..)| *r == name).map(|(_, seq, _)| *seq).collect();
+                let seqs: Vec<u32> = hub.out.iter()
+                    .filter(|(r, ..)| *r == name)
+                    .flat_map(|(.., waits)| waits.iter().map(|(seq, _)| *seq))
+                    .collect();
                 prop_assert_eq!(seqs, (0..*count).collect::<Vec<_>>());
             }
-            // The hub that runs at every arrival (or at its timer) holds nothing past
-            // the interval plus the longest gap between two of its runs.
-            for (_, _, waited) in &out {
-                prop_assert!(*waited <= ROOM_PASS_INTERVAL + us(3_000), "{waited:?}");
-            }
-            for times in handed_at.values() {
-                for pair in times.windows(2) {
-                    prop_assert!(pair[1] - pair[0] >= ROOM_PASS_INTERVAL);
+            for (.., waits) in &hub.out {
+                for (_, waited) in waits {
+                    prop_assert!(*waited <= hold, "{waited:?}");
                 }
+            }
+            // Consecutive hand-offs of a room: the later one no earlier than the
+            // earlier one's spacing and write, or the end of its hold.
+            let mut last: HashMap<&str, Instant> = HashMap::new();
+            for (room, id, at, _) in &hub.out {
+                if let Some(free) = last.get(room.as_str()) {
+                    prop_assert!(at >= free, "{room}: at {at:?}, free at {free:?}");
+                }
+                let hold_over = *at + hold;
+                let free = hub.written[id]
+                    .map_or(hold_over, |written| written.max(*at + spacing).min(hold_over));
+                last.insert(room.as_str(), free);
             }
         }
     }

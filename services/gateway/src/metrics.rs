@@ -24,6 +24,8 @@ pub(crate) struct Metrics {
     /// An entry's store time to its delivery here (wall clocks of the chat service's
     /// and this host).
     pub(crate) chat_fanout: Histogram,
+    /// A room's hand-off of chat entries to its last member's write of them.
+    pub(crate) chat_write: Histogram,
     /// Live entries that arrived ahead of one not yet delivered: history was read to
     /// fill the gap before delivering.
     pub(crate) chat_gap_fills: AtomicU64,
@@ -56,6 +58,7 @@ impl Default for Metrics {
             chat_messages: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
+            chat_write: Histogram::new(FANOUT_BUCKETS),
             chat_gap_fills: AtomicU64::new(0),
             chat_reordered: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
@@ -132,6 +135,11 @@ pub(crate) async fn render(
         "confer_gateway_chat_fanout_seconds",
         "From a chat entry stored (the chat service's clock) to its live delivery to this gateway's members (this gateway's clock; history caught up after a gap or resync is not counted).",
         &m.chat_fanout.snapshot(),
+    );
+    out.histogram(
+        "confer_gateway_chat_write_seconds",
+        "From a room's chat entries handed to its members here to the last member's writer having written them: a busy room's next entries wait for this.",
+        &m.chat_write.snapshot(),
     );
     out.counter(
         "confer_gateway_relay_links",

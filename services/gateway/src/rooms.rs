@@ -137,7 +137,12 @@ impl Rooms {
     /// A room's chat entries, in order, to its local members: each to the client's
     /// writer when it is the next one the client is owed, otherwise through its
     /// session (which fills gaps and signs file links).
-    pub(crate) fn push_chat(&self, key: &str, pushes: &[Arc<crate::chat::ChatPush>]) {
+    pub(crate) fn push_chat(
+        &self,
+        key: &str,
+        pushes: &[Arc<crate::chat::ChatPush>],
+        writes: &Arc<crate::chat::HandOffWrites>,
+    ) {
         let inner = self.lock();
         let Some(members) = inner.members.get(key) else {
             return;
@@ -146,11 +151,14 @@ impl Rooms {
             let Some(local) = inner.sessions.get(id) else {
                 continue;
             };
-            // One member's entries back to back: its writer sends them in one write.
-            for push in pushes {
+            // One member's entries back to back: its writer sends them in one write,
+            // and holds the hand-off's `writes` until it has.
+            for (i, push) in pushes.iter().enumerate() {
                 let direct = push.encoded().is_some_and(|text| {
                     local.chat.next(push.seq(), true, || {
-                        let _ = local.outbox.send(Outgoing::Encoded(text.clone()));
+                        let last = i + 1 == pushes.len();
+                        let writes = last.then(|| writes.clone());
+                        let _ = local.outbox.send(Outgoing::Encoded(text.clone(), writes));
                     })
                 });
                 if !direct {

@@ -31,6 +31,7 @@ use tracing::{Instrument as _, debug, info};
 
 use crate::AppState;
 use crate::chat;
+use crate::chat::HandOffWrites;
 use crate::chat_cursor::ChatCursor;
 use crate::convert;
 use crate::file_sweep;
@@ -168,10 +169,11 @@ struct Session {
 }
 
 /// What the writer sends a client: a message to encode, or one encoded already (a
-/// chat entry, encoded once for all its room's members here).
+/// chat entry, encoded once for all its room's members here, with the hand-off it
+/// ends, which the writer holds until it has written it).
 pub(crate) enum Outgoing {
     Message(Box<ServerMessage>),
-    Encoded(Utf8Bytes),
+    Encoded(Utf8Bytes, Option<Arc<HandOffWrites>>),
 }
 
 /// Most messages written to a client per flush.
@@ -181,6 +183,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
+        let mut hand_offs = Vec::new();
         while let Some(first) = outgoing.recv().await {
             // What queued up meanwhile (a burst of chat, say) goes out in one write.
             let mut next = Some(first);
@@ -189,7 +192,10 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
             while let Some(out) = next.take() {
                 let text = match out {
                     Outgoing::Message(msg) => encode_server_message(&msg).into(),
-                    Outgoing::Encoded(text) => text,
+                    Outgoing::Encoded(text, hand_off) => {
+                        hand_offs.extend(hand_off);
+                        text
+                    }
                 };
                 written = sink.feed(Message::Text(text)).await.is_ok();
                 batch += 1;
@@ -200,6 +206,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
             if !written || sink.flush().await.is_err() {
                 break;
             }
+            hand_offs.clear();
         }
         let _ = sink.close().await;
     });
@@ -336,7 +343,7 @@ impl Session {
                 let chat = self.chat.clone();
                 chat.next(seq, false, || {
                     let out = match push.encoded() {
-                        Some(text) => Outgoing::Encoded(text.clone()),
+                        Some(text) => Outgoing::Encoded(text.clone(), None),
                         None => {
                             let mut msg = push.message().clone();
                             if let Some(Msg::Chat(entry)) = &mut msg.msg {
