@@ -293,6 +293,7 @@ mod tests {
         pacer: RoomPacer<(u32, Instant)>,
         /// Write reports to come: when, room, hand-off.
         reports: Vec<(Instant, String, u64)>,
+        /// Each hand-off's time to be written, µs, in turn (`None`: never).
         delays: Vec<Option<u64>>,
         /// Hand-offs made, in order.
         out: Vec<Made>,
@@ -349,7 +350,7 @@ mod tests {
         /// Whatever rooms entries come for, and however long each hand-off takes to be
         /// written (or if it never is): every entry is handed off once, each room's in
         /// order; none waits longer than the hold; and a room is handed off again only
-        /// once its last hand-off is written or its hold is over.
+        /// once its last hand-off is spaced and written, or its hold is over.
         #[test]
         fn every_entry_once_in_order_never_past_the_hold_and_one_write_at_a_time(
             arrivals in proptest::collection::vec((0u8..4, 0u64..3_000), 1..300),
