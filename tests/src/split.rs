@@ -1,9 +1,10 @@
-//! Gateway, room service and SFU as separate services talking gRPC, as in a split
-//! deployment, all on loopback ports of this process.
+//! Gateway, room service, chat service and SFU as separate services talking gRPC, as
+//! in a split deployment, all on loopback ports of this process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use confer_chat::grpc::GrpcChat;
 use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
 use confer_room::grpc::GrpcRoom;
 use confer_room::registry::{SfuNode, SfuRegistry};
@@ -22,7 +23,8 @@ pub struct SplitServices {
 
 impl SplitServices {
     /// SFU (control over gRPC) ← room service (over gRPC, anonymous joins into `dev`)
-    /// ← gateway; stopped when dropped.
+    /// ← gateway → chat service (over gRPC, on SQLite in memory, its bus in-process);
+    /// stopped when dropped.
     pub async fn start() -> anyhow::Result<Self> {
         let (shutdown, signal) = watch::channel(false);
         let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
@@ -55,6 +57,16 @@ impl SplitServices {
             signal.clone(),
         ));
 
+        let chat = confer_chat::connect("sqlite::memory:", None).await?;
+        let chat_bus = chat.bus().clone();
+        let chat_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let chat_addr = chat_listener.local_addr()?;
+        tokio::spawn(confer_chat::grpc::serve(
+            chat,
+            chat_listener,
+            signal.clone(),
+        ));
+
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let signal_url = format!("ws://{}/v1/signal", http.local_addr()?);
         tokio::spawn(confer_gateway::run(
@@ -62,7 +74,11 @@ impl SplitServices {
             http,
             Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
             SfuDirectory::remote(),
-            ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?),
+            ChatLink {
+                api: Arc::new(GrpcChat::connect(&chat_addr.to_string())?),
+                bus: chat_bus,
+                stats: None,
+            },
             signal,
         ));
         Ok(Self {

@@ -245,9 +245,11 @@ async fn a_join_is_one_trace_across_gateway_room_service_and_sfu() -> anyhow::Re
     Ok(())
 }
 
-/// A chat message is one trace from the sender's request through the store and the bus
-/// to the gateway that delivers it: the publish is a producer span, the delivery a
-/// consumer span continuing it from the context the entry carried on the bus.
+/// A chat message is one trace from the sender's request, over the gateway's send
+/// stream to the chat service, through the store and the bus to the gateway that
+/// delivers it: the send is a server span of its own although its stream is shared, the
+/// publish is a producer span, the delivery a consumer span continuing it from the
+/// context the entry carried on the bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> anyhow::Result<()> {
     let (collector, telemetry) = collect().await?;
@@ -267,6 +269,7 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
         &telemetry,
         &[
             "signal.chat",
+            "confer.chat.v1.ChatService/Send",
             "chat.send",
             "chat.persist",
             "publish chat",
@@ -276,11 +279,12 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
     .await;
     let find = |name: &str| find(&spans, name);
     let request = find("signal.chat");
+    let server = find("confer.chat.v1.ChatService/Send");
     let send = find("chat.send");
     let persist = find("chat.persist");
     let publish = find("publish chat");
     let process = find("process chat");
-    for span in [send, persist, publish, process] {
+    for span in [server, send, persist, publish, process] {
         assert_eq!(
             span.trace, request.trace,
             "{} is in the request's trace",
@@ -288,8 +292,12 @@ async fn a_chat_message_is_one_trace_from_send_through_the_bus_to_delivery() -> 
         );
     }
     assert_eq!(
-        send.parent, request.id,
-        "the chat service's send is the request's child"
+        server.parent, request.id,
+        "the send's server span, on the gateway's send stream, is the request's child"
+    );
+    assert_eq!(
+        send.parent, server.id,
+        "the chat service's send runs inside its server span"
     );
     assert_eq!(persist.parent, send.id, "storing is part of the send");
     assert_eq!(publish.parent, send.id, "publishing is part of the send");

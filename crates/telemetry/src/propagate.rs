@@ -1,4 +1,7 @@
-//! W3C trace context (`traceparent`, `tracestate`) in gRPC metadata.
+//! W3C trace context (`traceparent`, `tracestate`) in gRPC metadata, and in the
+//! messages of a long-lived stream, where each message is a call of its own.
+
+use std::collections::HashMap;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -29,20 +32,50 @@ pub fn traced<S>(channel: S) -> Traced<S> {
 /// request carries a `traceparent`.
 pub fn server_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
     let path = request.uri().path().trim_start_matches('/');
+    let span = rpc_span(path);
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&Headers(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// The current span's trace context as W3C fields (`traceparent`, `tracestate`), for
+/// a message that is a call of its own on a long-lived stream. Empty when nothing is
+/// traced.
+pub fn current_fields() -> HashMap<String, String> {
+    let context = tracing::Span::current().context();
+    let mut fields = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut fields);
+    });
+    fields
+}
+
+/// A server span for one call carried by a message of a long-lived stream (`path` is
+/// `package.Service/Method`): as [`server_span`], the child of the caller's span whose
+/// context the message carried ([`current_fields`]).
+pub fn stream_call_span(path: &str, fields: &HashMap<String, String>) -> tracing::Span {
+    let span = rpc_span(path);
+    if !fields.is_empty() {
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(fields));
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// A span following OpenTelemetry's RPC conventions for `package.Service/Method`.
+fn rpc_span(path: &str) -> tracing::Span {
     let (service, method) = path.split_once('/').unwrap_or((path, ""));
-    let span = tracing::info_span!(
+    tracing::info_span!(
         "grpc.server",
         otel.name = %path,
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.service = %service,
         rpc.method = %method,
-    );
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&Headers(request.headers()))
-    });
-    let _ = span.set_parent(parent);
-    span
+    )
 }
 
 struct Metadata<'a>(&'a mut MetadataMap);

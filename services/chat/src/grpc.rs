@@ -1,6 +1,11 @@
 //! The chat service over gRPC: [`serve`] exposes a [`ChatService`]; [`GrpcChat`] is the
 //! gateway's client and implements [`ChatApi`] like the in-process service. Calls carry
-//! the API's own types as JSON (see `proto/confer/chat/v1/chat.proto`).
+//! the API's own types as JSON (see `proto/confer/chat/v1/chat.proto`). Sends, the hot
+//! path, share one long-lived stream per gateway ([`send_link`] and [`sends`]); the
+//! rest are unary calls.
+
+mod send_link;
+mod sends;
 
 use std::time::Duration;
 
@@ -29,7 +34,10 @@ pub async fn serve(
     let incoming = confer_proto::grpc_incoming(listener);
     Server::builder()
         .trace_fn(confer_telemetry::propagate::server_span)
-        .add_service(ChatServiceServer::new(Rpc(service)))
+        .add_service(ChatServiceServer::new(Rpc {
+            service,
+            shutdown: shutdown.clone(),
+        }))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
         })
@@ -37,7 +45,12 @@ pub async fn serve(
     Ok(())
 }
 
-struct Rpc(ChatService);
+struct Rpc {
+    service: ChatService,
+    /// Ends the send streams, which would otherwise hold the server's graceful
+    /// shutdown open for as long as their gateways live.
+    shutdown: watch::Receiver<bool>,
+}
 
 fn arg<T: DeserializeOwned>(args: &mut std::vec::IntoIter<Value>) -> ChatResult<T> {
     let value = args
@@ -53,7 +66,7 @@ fn answer<T: Serialize>(value: ChatResult<T>) -> ChatResult<Value> {
 
 impl Rpc {
     async fn dispatch(&self, method: &str, args: Vec<Value>) -> ChatResult<Value> {
-        let s = &self.0;
+        let s = &self.service;
         let mut a = args.into_iter();
         let a = &mut a;
         match method {
@@ -82,63 +95,97 @@ impl ChatServiceRpc for Rpc {
             Ok(args) => self.dispatch(&request.method, args).await,
             Err(err) => Err(ChatError::invalid("invalid_request", err.to_string())),
         };
-        let result = match result {
-            Ok(value) => pb::call_response::Result::Ok(value.to_string().into_bytes()),
-            Err(err) => {
-                pb::call_response::Result::Error(serde_json::to_vec(&err).unwrap_or_default())
-            }
-        };
-        Ok(Response::new(pb::CallResponse {
-            result: Some(result),
-        }))
+        Ok(Response::new(encode_answer(result)))
     }
+
+    type SendsStream = sends::Answers;
+
+    async fn sends(
+        &self,
+        request: Request<tonic::Streaming<pb::SendCall>>,
+    ) -> Result<Response<Self::SendsStream>, Status> {
+        Ok(Response::new(sends::answer_sends(
+            self.service.clone(),
+            request.into_inner(),
+            self.shutdown.clone(),
+        )))
+    }
+}
+
+/// A result as it crosses gRPC: the answer's JSON, or the error's.
+fn encode_answer<T: Serialize>(result: ChatResult<T>) -> pb::CallResponse {
+    let result = match result.and_then(|v| serde_json::to_vec(&v).map_err(ChatError::internal)) {
+        Ok(json) => pb::call_response::Result::Ok(json),
+        Err(err) => pb::call_response::Result::Error(serde_json::to_vec(&err).unwrap_or_default()),
+    };
+    pb::CallResponse {
+        result: Some(result),
+    }
+}
+
+/// The result [`encode_answer`] sent.
+fn decode_answer<R: DeserializeOwned>(answer: pb::CallResponse) -> ChatResult<R> {
+    match answer.result {
+        Some(pb::call_response::Result::Ok(json)) => {
+            serde_json::from_slice(&json).map_err(ChatError::internal)
+        }
+        Some(pb::call_response::Result::Error(json)) => {
+            Err(serde_json::from_slice(&json).unwrap_or_else(ChatError::internal))
+        }
+        None => Err(ChatError::internal("empty answer from the chat service")),
+    }
+}
+
+/// The chat service could not be reached, or did not answer.
+fn unavailable(why: &str) -> ChatError {
+    ChatError::new(
+        ErrorKind::Unavailable,
+        "chat_unavailable",
+        format!("the chat service is unavailable: {why}"),
+    )
 }
 
 /// Client for a remote chat service.
 #[derive(Clone)]
 pub struct GrpcChat {
     client: ChatServiceClient<Traced<Channel>>,
+    sends: send_link::SendLink,
 }
 
 impl GrpcChat {
-    /// Connects lazily to `addr` (`host:port`).
+    /// Connects lazily to `addr` (`host:port`). Sends go on one stream, opened with the
+    /// first; HTTP/2 keep-alive finds a connection that died under it.
     pub fn connect(addr: &str) -> anyhow::Result<Self> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10));
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
         Ok(Self {
-            client: ChatServiceClient::new(traced(endpoint.connect_lazy())),
+            client: ChatServiceClient::new(traced(channel.clone())),
+            sends: send_link::SendLink::start(ChatServiceClient::new(channel)),
         })
     }
 
     async fn call<R: DeserializeOwned>(&self, method: &str, args: Vec<Value>) -> ChatResult<R> {
         let body = serde_json::to_vec(&args).map_err(ChatError::internal)?;
+        let mut request = Request::new(pb::CallRequest {
+            method: method.to_owned(),
+            body,
+        });
+        request.set_timeout(CALL_TIMEOUT);
         let response = self
             .client
             .clone()
-            .call(pb::CallRequest {
-                method: method.to_owned(),
-                body,
-            })
+            .call(request)
             .await
-            .map_err(|status| {
-                ChatError::new(
-                    ErrorKind::Unavailable,
-                    "chat_unavailable",
-                    format!("the chat service is unavailable: {}", status.message()),
-                )
-            })?;
-        match response.into_inner().result {
-            Some(pb::call_response::Result::Ok(json)) => {
-                serde_json::from_slice(&json).map_err(ChatError::internal)
-            }
-            Some(pb::call_response::Result::Error(json)) => {
-                Err(serde_json::from_slice(&json).unwrap_or_else(ChatError::internal))
-            }
-            None => Err(ChatError::internal("empty answer from the chat service")),
-        }
+            .map_err(|status| unavailable(status.message()))?;
+        decode_answer(response.into_inner())
     }
 }
+
+/// A unary call's deadline.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn v<T: Serialize>(value: T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
@@ -146,7 +193,7 @@ fn v<T: Serialize>(value: T) -> Value {
 
 impl ChatApi for GrpcChat {
     fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
-        Box::pin(async move { self.call("send", vec![v(req)]).await })
+        Box::pin(async move { self.sends.send(&req).await })
     }
 
     fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {

@@ -1,0 +1,168 @@
+//! The gateway's side of `Sends`: every send of this gateway goes on one long-lived
+//! stream, opened when the first send comes and again after it breaks. A task owns the
+//! stream; callers hand it their send and wait for the answer that carries its id.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use confer_proto::chat as pb;
+use confer_proto::chat::chat_service_client::ChatServiceClient;
+use futures_util::StreamExt as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+use super::{decode_answer, unavailable};
+use crate::api::{SendRequest, Sent};
+use crate::error::{ChatError, ChatResult};
+
+/// The most sends waiting for their answers on the stream; callers past it wait.
+const MAX_WAITING: usize = 4096;
+
+/// How long a caller waits for its answer, as a unary call's deadline.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends handed to the stream's task.
+#[derive(Clone)]
+pub(super) struct SendLink {
+    calls: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    body: Vec<u8>,
+    trace: HashMap<String, String>,
+    reply: oneshot::Sender<Result<pb::CallResponse, ChatError>>,
+}
+
+impl SendLink {
+    /// Starts the stream's task on the current runtime; it ends when every clone of the
+    /// link is dropped.
+    pub(super) fn start(client: ChatServiceClient<Channel>) -> Self {
+        let (calls, waiting) = mpsc::channel(MAX_WAITING);
+        tokio::spawn(drive(client, waiting));
+        Self { calls }
+    }
+
+    pub(super) async fn send(&self, request: &SendRequest) -> ChatResult<Sent> {
+        let body = serde_json::to_vec(request).map_err(ChatError::internal)?;
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            body,
+            trace: confer_telemetry::propagate::current_fields(),
+            reply,
+        };
+        self.calls
+            .send(pending)
+            .await
+            .map_err(|_| unavailable("the gateway is shutting down"))?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(answer)) => decode_answer(answer?),
+            Ok(Err(_)) => Err(unavailable("the send stream closed")),
+            Err(_) => Err(unavailable("no answer within 10 s")),
+        }
+    }
+}
+
+/// Opens a stream when a send comes, and carries sends and answers on it until it ends
+/// or breaks; the sends it leaves unanswered fail as unavailable (a resend with the same
+/// client id cannot duplicate). Returns when every link is dropped.
+async fn drive(mut client: ChatServiceClient<Channel>, mut calls: mpsc::Receiver<Pending>) {
+    let mut stream = Stream::default();
+    while let Some(first) = calls.recv().await {
+        let (out, requests) = mpsc::channel(MAX_WAITING);
+        stream.hand_over(first, &out);
+        let answers = match client.sends(ReceiverStream::new(requests)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                stream.fail_all(status.message());
+                continue;
+            }
+        };
+        let links_left = stream.carry(&mut calls, out, answers).await;
+        stream.fail_all("the send stream to the chat service ended");
+        if !links_left {
+            return;
+        }
+    }
+}
+
+/// The sends on the current stream waiting for their answers, by id.
+#[derive(Default)]
+struct Stream {
+    next_id: u64,
+    waiting: HashMap<u64, oneshot::Sender<Result<pb::CallResponse, ChatError>>>,
+}
+
+impl Stream {
+    /// Puts `pending` on the stream. `out` has room: it holds at most the sends waiting,
+    /// and no more than [`MAX_WAITING`] wait.
+    fn hand_over(&mut self, pending: Pending, out: &mpsc::Sender<pb::SendCall>) {
+        self.next_id += 1;
+        let call = pb::SendCall {
+            id: self.next_id,
+            body: pending.body,
+            trace: pending.trace,
+        };
+        match out.try_send(call) {
+            Ok(()) => {
+                self.waiting.insert(self.next_id, pending.reply);
+            }
+            Err(_) => {
+                let _ = pending.reply.send(Err(unavailable(
+                    "the send stream to the chat service ended",
+                )));
+            }
+        }
+    }
+
+    /// Carries sends and answers until the stream ends or breaks. Returns whether any
+    /// link is left to send more.
+    async fn carry(
+        &mut self,
+        calls: &mut mpsc::Receiver<Pending>,
+        out: mpsc::Sender<pb::SendCall>,
+        mut answers: Streaming<pb::SendAnswer>,
+    ) -> bool {
+        let mut out = Some(out);
+        loop {
+            tokio::select! {
+                pending = calls.recv(), if out.is_some() && self.waiting.len() < MAX_WAITING => {
+                    match (pending, &out) {
+                        (Some(pending), Some(sender)) => self.hand_over(pending, sender),
+                        // Every link is gone: end the stream once the answers are in.
+                        _ => out = None,
+                    }
+                }
+                answer = answers.next() => match answer {
+                    Some(Ok(answer)) => self.answer(answer),
+                    Some(Err(status)) => {
+                        tracing::warn!(error = %status, "the send stream to the chat service broke");
+                        return out.is_some();
+                    }
+                    None => return out.is_some(),
+                },
+            }
+        }
+    }
+
+    fn answer(&mut self, answer: pb::SendAnswer) {
+        let Some(reply) = self.waiting.remove(&answer.id) else {
+            tracing::warn!(
+                id = answer.id,
+                "the chat service answered a send nobody waits for"
+            );
+            return;
+        };
+        let answer = answer
+            .answer
+            .ok_or_else(|| ChatError::internal("empty answer from the chat service"));
+        let _ = reply.send(answer);
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(unavailable(why)));
+        }
+    }
+}
