@@ -2,7 +2,8 @@
 //! and each gets its own answer; a bad send is refused on its own and the stream goes
 //! on; a shutdown answers what was read, ends the stream (so the server stops), and the
 //! next send after a restart opens a new stream. Nothing acknowledged is lost, and a
-//! resend of what failed is stored once.
+//! resend of what failed is stored once. A chat service of the release before the
+//! stream gets the sends as unary calls.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use confer_chat::grpc::GrpcChat;
 use confer_chat::{ChatAction, ChatApi, ChatService, ErrorKind, Page, SendRequest};
 use confer_proto::chat as pb;
 use confer_proto::chat::chat_service_client::ChatServiceClient;
+use confer_proto::chat::chat_service_server::{ChatService as ChatServiceRpc, ChatServiceServer};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
@@ -231,4 +233,75 @@ async fn a_restart_mid_stream_loses_no_acknowledged_send_and_resends_store_once(
         "numbered without gaps"
     );
     served.stop().await
+}
+
+/// A chat service of the release before the send stream: sends only as unary calls
+/// (a real service behind the calls).
+struct CallsOnly(ChatService);
+
+#[tonic::async_trait]
+impl ChatServiceRpc for CallsOnly {
+    async fn call(
+        &self,
+        request: tonic::Request<pb::CallRequest>,
+    ) -> Result<tonic::Response<pb::CallResponse>, tonic::Status> {
+        let request = request.into_inner();
+        if request.method != "send" {
+            return Err(tonic::Status::unimplemented(request.method));
+        }
+        let (send,): (SendRequest,) = serde_json::from_slice(&request.body)
+            .map_err(|err| tonic::Status::invalid_argument(err.to_string()))?;
+        let result = match self.0.send(send).await {
+            Ok(sent) => {
+                pb::call_response::Result::Ok(serde_json::to_vec(&sent).unwrap_or_default())
+            }
+            Err(err) => {
+                pb::call_response::Result::Error(serde_json::to_vec(&err).unwrap_or_default())
+            }
+        };
+        Ok(tonic::Response::new(pb::CallResponse {
+            result: Some(result),
+        }))
+    }
+
+    type SendsStream = futures_util::stream::Empty<Result<pb::SendAnswer, tonic::Status>>;
+
+    async fn sends(
+        &self,
+        _: tonic::Request<tonic::Streaming<pb::SendCall>>,
+    ) -> Result<tonic::Response<Self::SendsStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "no send stream in this release",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_service_without_the_send_stream_gets_sends_as_calls() -> anyhow::Result<()> {
+    let service = confer_chat::connect("sqlite::memory:", None).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ChatServiceServer::new(CallsOnly(service.clone())))
+            .serve_with_incoming(confer_proto::grpc_incoming(listener)),
+    );
+    let chat = GrpcChat::connect(&addr.to_string())?;
+    assert_eq!(chat.send(text("r", "first", "hi")).await?.entry.seq, 1);
+    let mut sends: FuturesUnordered<_> = (0..50)
+        .map(|i| {
+            let chat = chat.clone();
+            async move { chat.send(text("r", &format!("m{i}"), "hi")).await }
+        })
+        .collect();
+    while let Some(sent) = sends.next().await {
+        sent?;
+    }
+    let stored: BTreeSet<u64> = stored_seqs(&service, "r")
+        .await?
+        .into_iter()
+        .map(|(_, seq)| seq)
+        .collect();
+    assert_eq!(stored, (1..=51).collect(), "every send stored once");
+    Ok(())
 }

@@ -193,7 +193,12 @@ fn v<T: Serialize>(value: T) -> Value {
 
 impl ChatApi for GrpcChat {
     fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
-        Box::pin(async move { self.sends.send(&req).await })
+        Box::pin(async move {
+            match self.sends.send(&req).await {
+                Some(answer) => answer,
+                None => self.call("send", vec![v(req)]).await,
+            }
+        })
     }
 
     fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {

@@ -1,9 +1,12 @@
 //! The gateway's side of `Sends`: every send of this gateway goes on one long-lived
 //! stream, opened when the first send comes and again after it breaks. A task owns the
 //! stream; callers hand it their send and wait for the answer that carries its id.
+//! A chat service of a release before the stream refuses to open it: then sends go as
+//! unary calls, and the stream is tried again a minute later.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use confer_proto::chat as pb;
 use confer_proto::chat::chat_service_client::ChatServiceClient;
@@ -23,16 +26,28 @@ const MAX_WAITING: usize = 4096;
 /// How long a caller waits for its answer, as a unary call's deadline.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long sends go as unary calls after the chat service refused the stream.
+const RETRY_STREAM_AFTER: Duration = Duration::from_secs(60);
+
 /// Sends handed to the stream's task.
 #[derive(Clone)]
 pub(super) struct SendLink {
     calls: mpsc::Sender<Pending>,
+    /// When the chat service last refused to open the stream (it has none).
+    refused: Arc<Mutex<Option<Instant>>>,
 }
 
 struct Pending {
     body: Vec<u8>,
     trace: HashMap<String, String>,
-    reply: oneshot::Sender<Result<pb::CallResponse, ChatError>>,
+    reply: oneshot::Sender<Result<pb::CallResponse, NoAnswer>>,
+}
+
+/// Why a send got no answer on the stream.
+enum NoAnswer {
+    Unavailable(String),
+    /// The chat service has no send stream: nothing was read, send it as a call.
+    NoStream,
 }
 
 impl SendLink {
@@ -40,11 +55,27 @@ impl SendLink {
     /// link is dropped.
     pub(super) fn start(client: ChatServiceClient<Channel>) -> Self {
         let (calls, waiting) = mpsc::channel(MAX_WAITING);
-        tokio::spawn(drive(client, waiting));
-        Self { calls }
+        let refused = Arc::new(Mutex::new(None));
+        tokio::spawn(drive(client, waiting, refused.clone()));
+        Self { calls, refused }
     }
 
-    pub(super) async fn send(&self, request: &SendRequest) -> ChatResult<Sent> {
+    /// The send's answer, or `None` when the chat service has no send stream and the
+    /// send is to go as a unary call.
+    pub(super) async fn send(&self, request: &SendRequest) -> Option<ChatResult<Sent>> {
+        if self.stream_refused_lately() {
+            return None;
+        }
+        self.send_on_stream(request).await.transpose()
+    }
+
+    fn stream_refused_lately(&self) -> bool {
+        let refused = *self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.is_some_and(|at| at.elapsed() < RETRY_STREAM_AFTER)
+    }
+
+    /// `Ok(None)`: the stream was refused, nothing was read.
+    async fn send_on_stream(&self, request: &SendRequest) -> ChatResult<Option<Sent>> {
         let body = serde_json::to_vec(request).map_err(ChatError::internal)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
@@ -57,7 +88,9 @@ impl SendLink {
             .await
             .map_err(|_| unavailable("the gateway is shutting down"))?;
         match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
-            Ok(Ok(answer)) => decode_answer(answer?),
+            Ok(Ok(Ok(answer))) => decode_answer(answer).map(Some),
+            Ok(Ok(Err(NoAnswer::NoStream))) => Ok(None),
+            Ok(Ok(Err(NoAnswer::Unavailable(why)))) => Err(unavailable(&why)),
             Ok(Err(_)) => Err(unavailable("the send stream closed")),
             Err(_) => Err(unavailable("no answer within 10 s")),
         }
@@ -67,20 +100,33 @@ impl SendLink {
 /// Opens a stream when a send comes, and carries sends and answers on it until it ends
 /// or breaks; the sends it leaves unanswered fail as unavailable (a resend with the same
 /// client id cannot duplicate). Returns when every link is dropped.
-async fn drive(mut client: ChatServiceClient<Channel>, mut calls: mpsc::Receiver<Pending>) {
+async fn drive(
+    mut client: ChatServiceClient<Channel>,
+    mut calls: mpsc::Receiver<Pending>,
+    refused: Arc<Mutex<Option<Instant>>>,
+) {
     let mut stream = Stream::default();
     while let Some(first) = calls.recv().await {
         let (out, requests) = mpsc::channel(MAX_WAITING);
         stream.hand_over(first, &out);
         let answers = match client.sends(ReceiverStream::new(requests)).await {
             Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::warn!(
+                    "the chat service has no send stream (a release before it): sends go as calls for a minute"
+                );
+                *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                stream.fail_all(|| NoAnswer::NoStream);
+                continue;
+            }
             Err(status) => {
-                stream.fail_all(status.message());
+                stream.fail_all(|| NoAnswer::Unavailable(status.message().to_owned()));
                 continue;
             }
         };
         let links_left = stream.carry(&mut calls, out, answers).await;
-        stream.fail_all("the send stream to the chat service ended");
+        stream
+            .fail_all(|| NoAnswer::Unavailable("the send stream to the chat service ended".into()));
         if !links_left {
             return;
         }
@@ -91,7 +137,7 @@ async fn drive(mut client: ChatServiceClient<Channel>, mut calls: mpsc::Receiver
 #[derive(Default)]
 struct Stream {
     next_id: u64,
-    waiting: HashMap<u64, oneshot::Sender<Result<pb::CallResponse, ChatError>>>,
+    waiting: HashMap<u64, oneshot::Sender<Result<pb::CallResponse, NoAnswer>>>,
 }
 
 impl Stream {
@@ -109,8 +155,8 @@ impl Stream {
                 self.waiting.insert(self.next_id, pending.reply);
             }
             Err(_) => {
-                let _ = pending.reply.send(Err(unavailable(
-                    "the send stream to the chat service ended",
+                let _ = pending.reply.send(Err(NoAnswer::Unavailable(
+                    "the send stream to the chat service ended".into(),
                 )));
             }
         }
@@ -154,15 +200,13 @@ impl Stream {
             );
             return;
         };
-        let answer = answer
-            .answer
-            .ok_or_else(|| ChatError::internal("empty answer from the chat service"));
-        let _ = reply.send(answer);
+        // An answer without a result decodes as an internal error.
+        let _ = reply.send(Ok(answer.answer.unwrap_or_default()));
     }
 
-    fn fail_all(&mut self, why: &str) {
+    fn fail_all(&mut self, why: impl Fn() -> NoAnswer) {
         for (_, reply) in self.waiting.drain() {
-            let _ = reply.send(Err(unavailable(why)));
+            let _ = reply.send(Err(why()));
         }
     }
 }
