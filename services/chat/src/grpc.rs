@@ -153,8 +153,9 @@ pub struct GrpcChat {
 }
 
 impl GrpcChat {
-    /// Connects lazily to `addr` (`host:port`). Sends go on one stream, opened with the
-    /// first; HTTP/2 keep-alive finds a connection that died under it.
+    /// Connects lazily to `addr` (`host:port`), within a Tokio runtime (the send
+    /// stream's task runs on it). Sends go on one stream, opened with the first; HTTP/2
+    /// keep-alive finds a connection that died under it.
     pub fn connect(addr: &str) -> anyhow::Result<Self> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(3))
