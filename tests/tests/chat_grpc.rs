@@ -58,6 +58,18 @@ impl Served {
     }
 }
 
+/// The gateway's send stream metrics, by name (counters with their `_total`).
+fn link_metrics(chat: &GrpcChat) -> BTreeMap<String, f64> {
+    let mut out = confer_metrics::Exposition::new(confer_metrics::Format::Prometheus);
+    chat.render_link_metrics(&mut out);
+    out.finish()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
+        .collect()
+}
+
 /// Every stored entry of `room` as (client id, seq), paging through the history.
 async fn stored_seqs(service: &ChatService, room: &str) -> anyhow::Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
@@ -105,6 +117,23 @@ async fn many_sends_at_once_each_get_their_own_answer() -> anyhow::Result<()> {
     for (room, seqs) in seqs {
         assert_eq!(seqs, (1..=100).collect(), "{room} is numbered without gaps");
     }
+    let metrics = link_metrics(&chat);
+    assert_eq!(
+        metrics["confer_gateway_chat_send_streams_opened_total"], 1.0,
+        "one stream: {metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_send_streams_broken_total"], 0.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_sends_unanswered_total"], 0.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_sends_waiting"], 0.0,
+        "{metrics:?}"
+    );
     served.stop().await
 }
 
@@ -214,6 +243,7 @@ async fn a_restart_mid_stream_loses_no_acknowledged_send_and_resends_store_once(
 
     // Back on the same address: the next sends open a new stream.
     let served = serve(&service, &addr.to_string()).await?;
+    let failed_count = failed.len();
     for request in failed {
         let sent = chat.send(request.clone()).await?;
         acked.insert(request.client_id, sent.entry.seq);
@@ -231,6 +261,27 @@ async fn a_restart_mid_stream_loses_no_acknowledged_send_and_resends_store_once(
         stored.values().copied().collect::<BTreeSet<_>>(),
         (1..=issued as u64 + 1).collect(),
         "numbered without gaps"
+    );
+    let metrics = link_metrics(&chat);
+    assert!(
+        metrics["confer_gateway_chat_send_streams_opened_total"] >= 2.0,
+        "a stream before the restart and one after: {metrics:?}"
+    );
+    assert!(
+        metrics["confer_gateway_chat_send_streams_broken_total"] >= 1.0,
+        "the send while it was down could not open one: {metrics:?}"
+    );
+    assert!(
+        metrics["confer_gateway_chat_sends_unanswered_total"] <= failed_count as f64,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_sends_waiting"], 0.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_send_streams_refused_total"], 0.0,
+        "{metrics:?}"
     );
     served.stop().await
 }
@@ -303,5 +354,14 @@ async fn a_chat_service_without_the_send_stream_gets_sends_as_calls() -> anyhow:
         .map(|(_, seq)| seq)
         .collect();
     assert_eq!(stored, (1..=51).collect(), "every send stored once");
+    let metrics = link_metrics(&chat);
+    assert!(
+        metrics["confer_gateway_chat_send_streams_refused_total"] >= 1.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics["confer_gateway_chat_send_streams_opened_total"], 0.0,
+        "{metrics:?}"
+    );
     Ok(())
 }

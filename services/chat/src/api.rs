@@ -152,4 +152,7 @@ pub trait ChatApi: Send + Sync + 'static {
     /// [`ChatApi::files_removed`].
     fn files_to_remove(&self, limit: u32) -> BoxFuture<'_, ChatResult<Vec<String>>>;
     fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>>;
+    /// What a client of the service counts about its link to it, for the gateway's
+    /// `/metrics` (the gRPC client's send stream; nothing in-process).
+    fn render_link_metrics(&self, _out: &mut confer_metrics::Exposition) {}
 }

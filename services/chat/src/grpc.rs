@@ -221,4 +221,8 @@ impl ChatApi for GrpcChat {
     fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>> {
         Box::pin(async move { self.call("files_removed", vec![v(files)]).await })
     }
+
+    fn render_link_metrics(&self, out: &mut confer_metrics::Exposition) {
+        self.sends.stats().render(out);
+    }
 }

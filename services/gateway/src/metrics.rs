@@ -156,6 +156,7 @@ pub(crate) async fn render(
     if let Some(stats) = &state.chat.stats {
         stats.render(&mut out);
     }
+    state.chat.api.render_link_metrics(&mut out);
     for render in &state.config.extra_metrics {
         render(&mut out);
     }

@@ -5,6 +5,7 @@
 //! unary calls, and the stream is tried again a minute later.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,51 @@ pub(super) struct SendLink {
     calls: mpsc::Sender<Pending>,
     /// When the chat service last refused to open the stream (it has none).
     refused: Arc<Mutex<Option<Instant>>>,
+    stats: SendStreamStats,
+}
+
+/// What the send stream counts, for the gateway's `/metrics`.
+#[derive(Clone, Default)]
+pub(super) struct SendStreamStats(Arc<StreamCounts>);
+
+#[derive(Default)]
+struct StreamCounts {
+    opened: AtomicU64,
+    refused: AtomicU64,
+    broken: AtomicU64,
+    unanswered: AtomicU64,
+    waiting: AtomicU64,
+}
+
+impl SendStreamStats {
+    pub(super) fn render(&self, out: &mut confer_metrics::Exposition) {
+        let c = &self.0;
+        out.counter1(
+            "confer_gateway_chat_send_streams_opened",
+            "Send streams opened to the chat service (one is open while sends come; more mean it broke or the service restarted).",
+            c.opened.load(Relaxed),
+        );
+        out.counter1(
+            "confer_gateway_chat_send_streams_broken",
+            "Send streams that failed or could not be opened (not counting a refusal by a chat service without the stream).",
+            c.broken.load(Relaxed),
+        );
+        out.counter1(
+            "confer_gateway_chat_send_streams_refused",
+            "Send streams refused by a chat service of a release without them; its sends then go as unary calls for a minute.",
+            c.refused.load(Relaxed),
+        );
+        out.counter1(
+            "confer_gateway_chat_sends_unanswered",
+            "Sends the stream left unanswered when it ended or broke, failed as chat_unavailable (the client resends).",
+            c.unanswered.load(Relaxed),
+        );
+        out.gauge1(
+            "confer_gateway_chat_sends_waiting",
+            "Sends on the stream waiting for the chat service's answer.",
+            c.waiting.load(Relaxed) as f64,
+        );
+    }
 }
 
 struct Pending {
@@ -56,8 +102,21 @@ impl SendLink {
     pub(super) fn start(client: ChatServiceClient<Channel>) -> Self {
         let (calls, waiting) = mpsc::channel(MAX_WAITING);
         let refused = Arc::new(Mutex::new(None));
-        tokio::spawn(drive(client, waiting, refused.clone()));
-        Self { calls, refused }
+        let stats = SendStreamStats::default();
+        let stream = Stream {
+            stats: stats.clone(),
+            ..Stream::default()
+        };
+        tokio::spawn(drive(client, waiting, refused.clone(), stream));
+        Self {
+            calls,
+            refused,
+            stats,
+        }
+    }
+
+    pub(super) fn stats(&self) -> &SendStreamStats {
+        &self.stats
     }
 
     /// The send's answer, or `None` when the chat service has no send stream and the
@@ -104,27 +163,34 @@ async fn drive(
     mut client: ChatServiceClient<Channel>,
     mut calls: mpsc::Receiver<Pending>,
     refused: Arc<Mutex<Option<Instant>>>,
+    mut stream: Stream,
 ) {
-    let mut stream = Stream::default();
     while let Some(first) = calls.recv().await {
         let (out, requests) = mpsc::channel(MAX_WAITING);
         stream.hand_over(first, &out);
         let answers = match client.sends(ReceiverStream::new(requests)).await {
-            Ok(response) => response.into_inner(),
+            Ok(response) => {
+                stream.stats.0.opened.fetch_add(1, Relaxed);
+                response.into_inner()
+            }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 tracing::warn!(
                     "the chat service has no send stream (a release before it): sends go as calls for a minute"
                 );
                 *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                stream.stats.0.refused.fetch_add(1, Relaxed);
                 stream.fail_all(|| NoAnswer::NoStream);
                 continue;
             }
             Err(status) => {
+                stream.stats.0.broken.fetch_add(1, Relaxed);
                 stream.fail_all(|| NoAnswer::Unavailable(status.message().to_owned()));
                 continue;
             }
         };
         let links_left = stream.carry(&mut calls, out, answers).await;
+        let unanswered = stream.waiting.len() as u64;
+        stream.stats.0.unanswered.fetch_add(unanswered, Relaxed);
         stream
             .fail_all(|| NoAnswer::Unavailable("the send stream to the chat service ended".into()));
         if !links_left {
@@ -138,6 +204,7 @@ async fn drive(
 struct Stream {
     next_id: u64,
     waiting: HashMap<u64, oneshot::Sender<Result<pb::CallResponse, NoAnswer>>>,
+    stats: SendStreamStats,
 }
 
 impl Stream {
@@ -153,6 +220,7 @@ impl Stream {
         match out.try_send(call) {
             Ok(()) => {
                 self.waiting.insert(self.next_id, pending.reply);
+                self.stats.0.waiting.fetch_add(1, Relaxed);
             }
             Err(_) => {
                 let _ = pending.reply.send(Err(NoAnswer::Unavailable(
@@ -183,6 +251,7 @@ impl Stream {
                 answer = answers.next() => match answer {
                     Some(Ok(answer)) => self.answer(answer),
                     Some(Err(status)) => {
+                        self.stats.0.broken.fetch_add(1, Relaxed);
                         tracing::warn!(error = %status, "the send stream to the chat service broke");
                         return out.is_some();
                     }
@@ -200,11 +269,16 @@ impl Stream {
             );
             return;
         };
+        self.stats.0.waiting.fetch_sub(1, Relaxed);
         // An answer without a result decodes as an internal error.
         let _ = reply.send(Ok(answer.answer.unwrap_or_default()));
     }
 
     fn fail_all(&mut self, why: impl Fn() -> NoAnswer) {
+        self.stats
+            .0
+            .waiting
+            .fetch_sub(self.waiting.len() as u64, Relaxed);
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err(why()));
         }
