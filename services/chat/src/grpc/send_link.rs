@@ -220,7 +220,7 @@ impl Stream {
         match out.try_send(call) {
             Ok(()) => {
                 self.waiting.insert(self.next_id, pending.reply);
-                self.stats.0.waiting.fetch_add(1, Relaxed);
+                self.show_waiting();
             }
             Err(_) => {
                 let _ = pending.reply.send(Err(NoAnswer::Unavailable(
@@ -269,18 +269,23 @@ impl Stream {
             );
             return;
         };
-        self.stats.0.waiting.fetch_sub(1, Relaxed);
+        self.show_waiting();
         // An answer without a result decodes as an internal error.
         let _ = reply.send(Ok(answer.answer.unwrap_or_default()));
     }
 
     fn fail_all(&mut self, why: impl Fn() -> NoAnswer) {
-        self.stats
-            .0
-            .waiting
-            .fetch_sub(self.waiting.len() as u64, Relaxed);
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err(why()));
         }
+        self.show_waiting();
+    }
+
+    /// The `waiting` gauge is the map's size, set whenever it changes.
+    fn show_waiting(&self) {
+        self.stats
+            .0
+            .waiting
+            .store(self.waiting.len() as u64, Relaxed);
     }
 }

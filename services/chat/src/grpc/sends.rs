@@ -17,7 +17,7 @@ use crate::service::ChatService;
 
 /// The most sends of one stream in the service at once. Past it the stream is not read
 /// until some are answered, and HTTP/2 flow control holds the gateway back.
-pub(super) const MAX_IN_FLIGHT: usize = 4096;
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// Answers buffered for the stream's writer.
 const ANSWER_BUFFER: usize = 256;
