@@ -14,12 +14,16 @@
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
 
+#[path = "chat_client/arrival.rs"]
+mod arrival;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrival::{Arrival, ArrivalStream};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -28,8 +32,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 const RUN: Duration = Duration::from_secs(6);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<ArrivalStream>;
+
+/// Now, µs since the Unix epoch: the clock of the messages' send times and of the
+/// kernel's receive timestamps alike.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
 
 /// A room for more than the default 100 participants, through the tenant API.
 async fn create_room(cluster: &ChatCluster, room: &str, max: usize) -> anyhow::Result<()> {
@@ -48,7 +60,12 @@ async fn create_room(cluster: &ChatCluster, room: &str, max: usize) -> anyhow::R
 }
 
 /// Joins, waiting out the tenant's join rate limit (a burst of 500).
-async fn join(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+async fn join(
+    cluster: &ChatCluster,
+    g: usize,
+    room: &str,
+    who: String,
+) -> anyhow::Result<(Ws, Arrival)> {
     loop {
         match join_once(cluster, g, room, who.clone()).await {
             Err(err)
@@ -62,11 +79,19 @@ async fn join(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyho
     }
 }
 
-async fn join_once(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
+async fn join_once(
+    cluster: &ChatCluster,
+    g: usize,
+    room: &str,
+    who: String,
+) -> anyhow::Result<(Ws, Arrival)> {
     let token = cluster.token(room, &who);
     let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
+    let tcp = tokio::net::TcpStream::connect(cluster.gateways[g].as_str()).await?;
+    tcp.set_nodelay(true)?;
+    let (stream, arrival) = ArrivalStream::new(tcp)?;
     let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(&url, Some(small_reads()), true).await?;
+        tokio_tungstenite::client_async_with_config(&url, stream, Some(small_reads())).await?;
     ws.send(Message::Text(
         json!({"request_id": "j", "join": {"room": room, "token": token}})
             .to_string()
@@ -80,7 +105,7 @@ async fn join_once(cluster: &ChatCluster, g: usize, room: &str, who: String) -> 
         if let Message::Text(text) = frame? {
             let reply: Value = serde_json::from_str(&text)?;
             if reply.get("joined").is_some() {
-                return Ok(ws);
+                return Ok((ws, arrival));
             }
             anyhow::ensure!(reply.get("error").is_none(), "{who}: {reply}");
         }
@@ -126,23 +151,25 @@ impl Control {
 /// One delivery to a member.
 #[derive(Clone, Copy)]
 struct Delivered {
-    /// When it was read, µs since the epoch.
+    /// When it was read, µs since the Unix epoch.
     received_us: u64,
+    /// From its send to the member's read.
     latency_us: u64,
+    /// From its send to its last bytes reaching the member's socket.
+    socket_latency_us: u64,
     /// Which gateway the member is on.
     gateway: u8,
 }
 
 async fn member(
-    ws: Ws,
+    (ws, arrival): (Ws, Arrival),
     gateway: u8,
     sender: Option<String>,
-    epoch: Instant,
     control: Arc<Control>,
 ) -> anyhow::Result<()> {
     let reader = Reader {
         gateway,
-        epoch,
+        arrival,
         mode: QUIET,
         latencies: Vec::new(),
         control,
@@ -156,7 +183,8 @@ async fn member(
 /// What a member reads: the senders' mode, and the chat entries it is delivered.
 struct Reader {
     gateway: u8,
-    epoch: Instant,
+    /// When the bytes of the socket's latest read arrived.
+    arrival: Arrival,
     /// The mode last seen.
     mode: u64,
     /// Latencies gather here and go to the shared list when the mode changes.
@@ -195,10 +223,12 @@ impl Reader {
                 .iter()
                 .take_while(|b| b.is_ascii_digit());
             let sent = digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
-            let now = self.epoch.elapsed().as_micros() as u64;
+            let now = now_us();
+            let arrived = self.arrival.load(Relaxed);
             self.latencies.push(Delivered {
                 received_us: now,
                 latency_us: now.saturating_sub(sent),
+                socket_latency_us: arrived.saturating_sub(sent),
                 gateway: self.gateway,
             });
         }
@@ -249,9 +279,8 @@ async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Re
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&prefix);
         (hash % 10_000) as f64 / 10_000.0
     };
-    let epoch = reader.epoch;
     let message = |n: u64| {
-        let now = epoch.elapsed().as_micros() as u64;
+        let now = now_us();
         Message::Text(
             json!({"chat": {"text": format!("t={now}"), "client_id": format!("{prefix}-{n}")}})
                 .to_string()
@@ -306,8 +335,12 @@ async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Re
 struct Measured {
     messages_per_sec: f64,
     deliveries_per_sec: f64,
+    /// Send to the member's read.
     p50_ms: f64,
     p99_ms: f64,
+    /// Send to the delivery's arrival at the member's socket.
+    socket_p50_ms: f64,
+    socket_p99_ms: f64,
     /// p50 and p99 bounds of the servers' own stages over the phase.
     stages: Stages,
     /// Deliveries slower than [`STALL`], grouped by when their messages were sent.
@@ -317,6 +350,18 @@ struct Measured {
     /// Each gateway's history reads to fill a gap, and entries put back in order
     /// without one.
     gap_fills: Vec<(u64, u64)>,
+}
+
+/// The median and 99th percentile of latencies in µs, in ms.
+fn p50_p99_ms(latencies_us: impl Iterator<Item = u64>) -> (f64, f64) {
+    let mut sorted: Vec<u64> = latencies_us.collect();
+    sorted.sort_unstable();
+    let pct = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    (pct(0.50), pct(0.99))
 }
 
 /// A delivery this late counts towards a stall.
@@ -474,12 +519,7 @@ async fn watch_lag(control: Arc<Control>) {
 }
 
 /// Runs the senders in `mode` for `RUN` after a second of warm-up.
-async fn phase(
-    cluster: &ChatCluster,
-    control: &Control,
-    epoch: Instant,
-    mode: u64,
-) -> anyhow::Result<Measured> {
+async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::Result<Measured> {
     let warm_before = scrape_stages(cluster).await?;
     control.worst_lag_us.store(0, Relaxed);
     control.set_mode(mode);
@@ -507,14 +547,14 @@ async fn phase(
         control.delivered.load(Relaxed),
         Instant::now(),
     );
-    let phase_start_us = epoch.elapsed().as_micros() as u64;
+    let phase_start_us = now_us();
     tokio::time::sleep(RUN).await;
     let secs = started.elapsed().as_secs_f64();
     let sent = control.sent.load(Relaxed) - sent;
     let delivered = control.delivered.load(Relaxed) - delivered;
     control.recording.store(false, Relaxed);
     let worst_lag_ms = control.worst_lag_us.load(Relaxed) as f64 / 1000.0;
-    let phase_end_us = epoch.elapsed().as_micros() as u64;
+    let phase_end_us = now_us();
     let (after, gaps_after) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
     control.handed_over.store(0, Relaxed);
     control.set_mode(QUIET);
@@ -535,13 +575,8 @@ async fn phase(
         .into_iter()
         .filter(|d| (phase_start_us..=phase_end_us).contains(&d.received_us))
         .collect();
-    let mut latencies: Vec<u64> = recorded.iter().map(|d| d.latency_us).collect();
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
+    let read = p50_p99_ms(recorded.iter().map(|d| d.latency_us));
+    let at_socket = p50_p99_ms(recorded.iter().map(|d| d.socket_latency_us));
     // Drain: whatever is still queued is delivered before the next phase starts.
     let mut last = (u64::MAX, u64::MAX);
     for _ in 0..60 {
@@ -555,8 +590,10 @@ async fn phase(
     Ok(Measured {
         messages_per_sec: sent as f64 / secs,
         deliveries_per_sec: delivered as f64 / secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: read.0,
+        p99_ms: read.1,
+        socket_p50_ms: at_socket.0,
+        socket_p99_ms: at_socket.1,
         stages: stages_between(&before, &after),
         stalls: stalls(&recorded, phase_start_us),
         worst_lag_ms,
@@ -593,7 +630,6 @@ async fn scenario(
     });
     tokio::spawn(watch_lag(control.clone()));
     control.window.store(window, Relaxed);
-    let epoch = Instant::now();
     let mut tasks = Vec::new();
     for r in 0..rooms {
         let room = format!("{label}-{r}");
@@ -610,22 +646,16 @@ async fn scenario(
             let ws = ws?;
             let sender = (m < senders).then(|| format!("{label}{r}s{m}"));
             let gateway = (m % 2) as u8;
-            tasks.push(tokio::spawn(member(
-                ws,
-                gateway,
-                sender,
-                epoch,
-                control.clone(),
-            )));
+            tasks.push(tokio::spawn(member(ws, gateway, sender, control.clone())));
         }
     }
-    let max = phase(cluster, &control, epoch, MAX).await?;
+    let max = phase(cluster, &control, MAX).await?;
     let total_senders = (rooms * senders) as f64;
     let half_rate = paced_rate(label).unwrap_or((max.messages_per_sec / 2.0).max(1.0));
     control
         .interval_us
         .store((total_senders / half_rate * 1e6) as u64, Relaxed);
-    let half = phase(cluster, &control, epoch, PACED).await?;
+    let half = phase(cluster, &control, PACED).await?;
     control.set_mode(STOP);
     for task in tasks {
         task.await??;
@@ -660,11 +690,13 @@ impl Measured {
     /// The table's columns after the phase.
     fn row(&self) -> String {
         format!(
-            "{:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:?} | {:.1} |",
+            "{:.0} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} | {} | {:?} | {:.1} |",
             self.messages_per_sec,
             self.deliveries_per_sec,
             self.p50_ms,
             self.p99_ms,
+            self.socket_p50_ms,
+            self.socket_p99_ms,
             self.stages.send,
             self.stages.batch_store,
             self.stages.batch_publish,
@@ -740,9 +772,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms |"
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms to the member's socket | p50 / p99 ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     scenario(&cluster, "one", 1, 1000, 8, 8).await?;
     scenario(&cluster, "many", 1000, 10, 1, 1).await?;
     println!();
