@@ -7,10 +7,12 @@ use anyhow::Context as _;
 /// The SFU's arrival-to-send histogram.
 pub const FORWARD_DELAY: &str = "confer_sfu_forward_delay_seconds";
 
-/// One histogram's cumulative buckets (`le` in seconds, ascending, `+Inf` last).
+/// One histogram's cumulative buckets (`le` in seconds, ascending, `+Inf` last) and
+/// the sum of what it observed (0 where the text has no `_sum`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buckets {
     pub cumulative: Vec<(f64, u64)>,
+    pub sum: f64,
 }
 
 impl Buckets {
@@ -38,7 +40,10 @@ impl Buckets {
         }
         anyhow::ensure!(!cumulative.is_empty(), "no {name} histogram in the metrics");
         cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(Self { cumulative })
+        Ok(Self {
+            cumulative,
+            sum: sum_of(text, name)?,
+        })
     }
 
     /// What was observed after `earlier` was read (same histogram).
@@ -55,7 +60,16 @@ impl Buckets {
                 (le, n.saturating_sub(before))
             })
             .collect();
-        Self { cumulative }
+        Self {
+            cumulative,
+            sum: (self.sum - earlier.sum).max(0.0),
+        }
+    }
+
+    /// The mean of what was observed, in the histogram's unit; `None` when nothing was.
+    pub fn mean(&self) -> Option<f64> {
+        let count = self.count();
+        (count > 0).then(|| self.sum / count as f64)
     }
 
     pub fn count(&self) -> u64 {
@@ -84,6 +98,29 @@ impl Buckets {
         let within = self.cumulative.iter().find(|(le, _)| *le == bound)?.1;
         (count > 0).then(|| within as f64 / count as f64)
     }
+}
+
+/// The sum of histogram `name` over its series (`{name}_sum`); 0 where there is none.
+fn sum_of(text: &str, name: &str) -> anyhow::Result<f64> {
+    let prefix = format!("{name}_sum");
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let value = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ").map(|(_, value)| value),
+            None => rest.strip_prefix(' '),
+        };
+        let Some(value) = value else {
+            continue;
+        };
+        let value = value.split_whitespace().next().unwrap_or_default();
+        sum += value
+            .parse::<f64>()
+            .with_context(|| format!("bad sum in: {line}"))?;
+    }
+    Ok(sum)
 }
 
 /// Fetches `url` and reads histogram `name` from it.
@@ -119,6 +156,7 @@ confer_sfu_other_bucket{le=\"1\"} 5
 confer_sfu_forward_delay_seconds_bucket{le=\"0.0001\"} 910
 confer_sfu_forward_delay_seconds_bucket{le=\"0.001\"} 1015
 confer_sfu_forward_delay_seconds_bucket{le=\"+Inf\"} 1020
+confer_sfu_forward_delay_seconds_sum 0.51
 ";
 
     #[test]
@@ -132,6 +170,8 @@ confer_sfu_forward_delay_seconds_bucket{le=\"+Inf\"} 1020
             .expect("parses")
             .since(&before);
         assert_eq!(window.count(), 1000);
+        let mean = window.mean().expect("observations");
+        assert!((mean - 0.0005).abs() < 1e-12, "mean {mean}");
         assert_eq!(window.quantile_bound(0.5), Some(0.0001));
         assert_eq!(window.quantile_bound(0.9), Some(0.0001));
         assert_eq!(window.quantile_bound(0.99), Some(0.001));
@@ -139,6 +179,18 @@ confer_sfu_forward_delay_seconds_bucket{le=\"+Inf\"} 1020
         assert_eq!(window.quantile_bound(0.999), None);
         assert_eq!(window.share_within(0.001), Some(0.995));
         assert_eq!(window.share_within(0.5), None, "not a bucket bound");
+    }
+
+    #[test]
+    fn sums_every_series_of_a_labelled_histogram() {
+        let text = "\
+confer_sfu_forward_delay_seconds_bucket{worker=\"0\",le=\"+Inf\"} 2
+confer_sfu_forward_delay_seconds_sum{worker=\"0\"} 0.25
+confer_sfu_forward_delay_seconds_sum{worker=\"1\"} 0.5
+confer_sfu_forward_delay_seconds_sum_other 9
+";
+        let buckets = Buckets::parse(text, FORWARD_DELAY).expect("parses");
+        assert!((buckets.sum - 0.75).abs() < 1e-12, "sum {}", buckets.sum);
     }
 
     #[test]
@@ -164,6 +216,14 @@ confer_sfu_forward_delay_seconds_bucket{le=\"+Inf\"} 1020
         )
         .expect("parses");
         assert_eq!(empty.quantile_bound(0.99), None);
+        assert_eq!(empty.mean(), None);
+        assert!(
+            Buckets::parse(
+                "confer_sfu_forward_delay_seconds_bucket{le=\"1\"} 1\nconfer_sfu_forward_delay_seconds_sum lots\n",
+                FORWARD_DELAY
+            )
+            .is_err()
+        );
         assert_eq!(empty.share_within(f64::INFINITY), None);
     }
 }
