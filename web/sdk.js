@@ -26,9 +26,9 @@ const SIMULCAST_LAYERS = [
 ];
 
 export class ConferClient extends EventTarget {
-  // `videoCodec`: 'vp8' or 'h264' to send the camera in that codec (the browser's
-  // choice when empty); subscribers get it whatever they prefer, as long as their
-  // browser decodes it.
+  // `videoCodec`: 'vp8' or 'h264' to send video (the camera and a shared screen) in
+  // that codec (the browser's choice when empty); subscribers get it whatever they
+  // prefer, as long as their browser decodes it.
   // `traceparent`: an optional function returning the W3C traceparent of the app's own
   // current span (e.g. from OpenTelemetry JS); each request then carries it and the
   // server's spans for the join and offer become its children.
@@ -81,6 +81,7 @@ export class ConferClient extends EventTarget {
     // Empty until the screen is shared; filled with replaceTrack, so sharing never renegotiates.
     const screenIndex = this.pc.getTransceivers().length;
     this.screenTransceiver = this.pc.addTransceiver('video', { direction: 'sendonly' });
+    preferVideoCodec(this.screenTransceiver, this.videoCodec);
     for (let i = 0; i < this.audioSlots; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
     for (let i = 0; i < this.videoSlots; i++) this.pc.addTransceiver('video', { direction: 'recvonly' });
     this.pc.ontrack = (event) => {

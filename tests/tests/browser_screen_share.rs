@@ -2,12 +2,16 @@
 //! canvas, since headless Chromium has no screen to pick) as a second video next to
 //! the camera, without renegotiating. The others see it in its own large tile, camera
 //! still playing; when sharing stops, the tile goes away. A host who denies screen
-//! sharing stops a guest's screen at the SFU; allowing it again brings it back.
+//! sharing stops a guest's screen at the SFU; allowing it again brings it back. A
+//! client that asks for H.264 (`videoCodec`) sends its screen in H.264 as well as its
+//! camera.
 
 use std::time::Duration;
 
 use confer_e2e::browser::Driver;
-use confer_e2e::room::{REMOTE_VIDEO_PLAYING, join, self_id, wait_for_remote_video};
+use confer_e2e::room::{
+    REMOTE_VIDEO_PLAYING, join, open_join_link, self_id, wait_for_remote_video,
+};
 use confer_e2e::server::TestServer;
 
 /// An animated canvas as the shared "screen" (captureStream only emits on changes).
@@ -98,6 +102,82 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
         Duration::from_secs(10),
     )
     .await?;
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
+
+/// The codecs of the video streams this browser decodes.
+const DECODED_CODECS: &str = r#"
+const stats = await window.conferClient.pc.getStats();
+const codecs = [];
+stats.forEach((s) => {
+  if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) {
+    codecs.push((stats.get(s.codecId) || {}).mimeType || 'none');
+  }
+});
+return codecs;
+"#;
+
+/// The codec of each stream the screen's sender sends.
+const SCREEN_SENT_CODECS: &str = r#"
+const stats = await window.conferClient.screenTransceiver.sender.getStats();
+const codecs = [];
+stats.forEach((s) => {
+  if (s.type === 'outbound-rtp') codecs.push((stats.get(s.codecId) || {}).mimeType || 'none');
+});
+return codecs;
+"#;
+
+/// Whether this browser decodes two video streams.
+const TWO_VIDEOS_DECODED: &str = r#"
+const stats = await window.conferClient.pc.getStats();
+let decoded = 0;
+stats.forEach((s) => {
+  if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) decoded++;
+});
+return decoded >= 2;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_h264_shares_its_screen_in_h264() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    let link = server.url("/r/slides-h264?name=Ada&codec=h264");
+    open_join_link(&ada, &link, "Ada").await?;
+    join(&bob, &server, "slides-h264", "Bob").await?;
+    wait_for_remote_video(&bob).await?;
+
+    ada.eval(SHARE_CANVAS).await?;
+    bob.wait_for(
+        "Ada's screen playing at Bob",
+        "const t = document.querySelector('.tile.screen');
+         return !!t && t.querySelector('video').videoWidth > 0;",
+        Duration::from_secs(10),
+    )
+    .await?;
+    // The camera and the screen, both decoded (the stats lag the picture a little).
+    bob.wait_for(
+        "two video streams decoded at Bob",
+        TWO_VIDEOS_DECODED,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let screen = ada.eval(SCREEN_SENT_CODECS).await?;
+    assert_eq!(
+        screen,
+        serde_json::json!(["video/H264"]),
+        "Ada's screen is sent in H.264"
+    );
+    let decoded = bob.eval(DECODED_CODECS).await?;
+    let decoded = decoded.as_array().cloned().unwrap_or_default();
+    assert!(
+        decoded.len() >= 2 && decoded.iter().all(|codec| codec == "video/H264"),
+        "Bob decodes Ada's camera and screen, both H.264: {decoded:?}"
+    );
     for browser in [ada, bob] {
         browser.close().await?;
     }
