@@ -354,14 +354,11 @@ struct Measured {
 
 /// The median and 99th percentile of latencies in µs, in ms.
 fn p50_p99_ms(latencies_us: impl Iterator<Item = u64>) -> (f64, f64) {
-    let mut sorted: Vec<u64> = latencies_us.collect();
-    sorted.sort_unstable();
-    let pct = |p: f64| {
-        sorted
-            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
-    (pct(0.50), pct(0.99))
+    let mut us: Vec<u32> = latencies_us
+        .map(|us| u32::try_from(us).unwrap_or(u32::MAX))
+        .collect();
+    let [p50, _, p99, _] = confer_loadtest::percentiles(&mut us);
+    (f64::from(p50) / 1000.0, f64::from(p99) / 1000.0)
 }
 
 /// A delivery this late counts towards a stall.

@@ -25,8 +25,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use cpu::{process_cpu, threads_cpu};
-pub use measure::Report;
-use measure::{Clock, percentiles};
+use measure::Clock;
+pub use measure::{Report, percentiles};
 use peer::{Peer, Publishing, Tally};
 
 /// Which server the clients talk to.

@@ -47,16 +47,19 @@ impl ArrivalStream {
 }
 
 /// Reads into `buf`; the receive timestamp of the last bytes read, µs since the Unix
-/// epoch, if the kernel gave one.
+/// epoch, if the kernel gave one. The bytes read are returned even when the control
+/// message is unreadable, which then only costs the timestamp.
 fn read_stamped(fd: i32, buf: &mut [u8], control: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(fd, &mut iov, Some(control), MsgFlags::empty())?;
-    let stamp = msg.cmsgs()?.find_map(|cmsg| match cmsg {
-        ControlMessageOwned::ScmTimestampsns(stamps) => {
-            let at = stamps.system;
-            Some(at.tv_sec() as u64 * 1_000_000 + at.tv_nsec() as u64 / 1_000)
-        }
-        _ => None,
+    let stamp = msg.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampsns(stamps) => {
+                let at = stamps.system;
+                Some(at.tv_sec() as u64 * 1_000_000 + at.tv_nsec() as u64 / 1_000)
+            }
+            _ => None,
+        })
     });
     Ok((msg.bytes, stamp))
 }
