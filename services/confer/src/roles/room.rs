@@ -69,6 +69,7 @@ fn render_metrics(
     snapshots: Option<&tokio::sync::watch::Receiver<confer_discovery::Snapshot>>,
 ) {
     service.webhook_stats().counts().render(out);
+    service.presence_stats().render(out);
     service.store().pool_use().render(
         out,
         "confer_room_database_connections",

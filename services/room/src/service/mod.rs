@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::live::Live;
 use crate::ratelimit::RateLimiter;
 use crate::registry::SfuRegistry;
-use crate::store::Store;
+use crate::store::{PresenceLog, PresenceStats, Store};
 use crate::turn::TurnConfig;
 
 pub use admission::{validate_name, validate_room};
@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     webhook_stats: crate::webhook::WebhookStats,
     /// Placement decisions by outcome: `existing`, `placed`, or the error code.
     placements: confer_metrics::LabeledCounter,
+    /// Joins and leaves, committed in groups; started with the first.
+    presence_log: std::sync::OnceLock<PresenceLog>,
+    presence_stats: PresenceStats,
 }
 
 /// The room service. Cheap to clone.
@@ -108,6 +111,8 @@ impl RoomService {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_stats: crate::webhook::WebhookStats::default(),
             placements: confer_metrics::LabeledCounter::default(),
+            presence_log: std::sync::OnceLock::new(),
+            presence_stats: PresenceStats::default(),
         }))
     }
 
@@ -125,6 +130,19 @@ impl RoomService {
     /// `no_media_server`).
     pub fn placements(&self) -> Vec<(String, u64)> {
         self.0.placements.snapshot()
+    }
+
+    /// How joins and leaves have been committed: groups and the changes in them.
+    pub fn presence_stats(&self) -> &PresenceStats {
+        &self.0.presence_stats
+    }
+
+    /// Where joins and leaves are recorded (its task starts on the current runtime
+    /// with the first).
+    pub(crate) fn presence_log(&self) -> &PresenceLog {
+        self.0
+            .presence_log
+            .get_or_init(|| PresenceLog::start(self.0.store.clone(), self.0.presence_stats.clone()))
     }
 
     pub(crate) fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {

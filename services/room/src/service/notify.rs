@@ -10,7 +10,7 @@ use crate::api::{GatewayCommand, RoomEvent};
 use crate::clock::unix_secs;
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState, TrackKind};
-use crate::store::{OutboxEvent, Presence, tenants_random_token};
+use crate::store::{OutboxEvent, Presence, PresenceChange, tenants_random_token};
 
 /// Who in a room hears an event.
 pub(crate) enum Audience {
@@ -133,19 +133,15 @@ impl RoomService {
         events: &[WebhookEvent],
     ) -> RoomResult<Presence> {
         let (tenant, room) = split_room_key(key);
-        let events: Vec<OutboxEvent> = events.iter().map(|e| outbox_event(room, e)).collect();
-        let presence = self
-            .0
-            .store
-            .record_presence(
-                tenant,
-                room,
-                delta,
-                &events,
-                &outbox_event(room, &WebhookEvent::RoomStarted),
-                &outbox_event(room, &WebhookEvent::RoomFinished),
-            )
-            .await?;
+        let change = PresenceChange {
+            tenant: tenant.to_owned(),
+            room: room.to_owned(),
+            delta,
+            events: events.iter().map(|e| outbox_event(room, e)).collect(),
+            started: outbox_event(room, &WebhookEvent::RoomStarted),
+            finished: outbox_event(room, &WebhookEvent::RoomFinished),
+        };
+        let presence = self.presence_log().record(change).await?;
         self.0.outbox_wake.notify_one();
         Ok(presence)
     }

@@ -4,6 +4,7 @@
 //! one migration directory per dialect.
 
 mod audit;
+mod presence;
 mod rooms;
 mod seal;
 mod tenants;
@@ -16,10 +17,11 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use audit::AuditEntry;
+pub use presence::{MAX_GROUP, Presence, PresenceChange, PresenceLog, PresenceStats};
 pub use rooms::RoomRecord;
 pub use seal::MasterKey;
 pub use tenants::random_token as tenants_random_token;
-pub use webhooks::{Delivery, OutboxEvent, Presence};
+pub use webhooks::{Delivery, OutboxEvent};
 
 /// Migrations per dialect, in order: (version, SQL).
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
@@ -38,8 +40,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// PostgreSQL connections a room service replica opens unless told otherwise. Joins
-/// and leaves each take one for their transaction, so a burst of them (a big room
-/// ending at once) queues here.
+/// and leaves share one for each group of presence changes ([`PresenceLog`]).
 pub const DEFAULT_CONNECTIONS: u32 = 8;
 
 #[derive(Clone)]

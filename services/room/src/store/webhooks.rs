@@ -30,14 +30,6 @@ pub struct OutboxEvent {
     pub body: String,
 }
 
-/// What a change in a room's presence did to its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    Started,
-    Continued,
-    Finished,
-}
-
 fn webhook((id, url, created_at): WebhookRow) -> Webhook {
     Webhook {
         id,
@@ -99,58 +91,6 @@ impl Store {
     pub async fn enqueue(&self, tenant: &str, room: &str, event: &OutboxEvent) -> RoomResult<()> {
         let mut conn = self.pool().acquire().await?;
         insert_event(&mut conn, tenant, room, event).await
-    }
-
-    /// Counts a participant in (`delta` 1) or out (-1) of a room and queues `events`
-    /// with it, in one transaction that holds the room's row: the first one in is
-    /// preceded by `started`, the last one out followed by `finished`. However many
-    /// replicas race, each room's events are queued in the order they happened.
-    pub async fn record_presence(
-        &self,
-        tenant: &str,
-        room: &str,
-        delta: i64,
-        events: &[OutboxEvent],
-        started: &OutboxEvent,
-        finished: &OutboxEvent,
-    ) -> RoomResult<Presence> {
-        let mut tx = self.pool().begin().await?;
-        let lock = if self.sqlite {
-            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2"
-        } else {
-            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
-        };
-        let before: Option<i64> = sqlx::query_scalar(lock)
-            .bind(tenant)
-            .bind(room)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let before = before.unwrap_or(0);
-        let after = (before + delta).max(0);
-        sqlx::query("UPDATE rooms SET active_participants = $1 WHERE tenant_id = $2 AND name = $3")
-            .bind(after)
-            .bind(tenant)
-            .bind(room)
-            .execute(&mut *tx)
-            .await?;
-        let presence = match (before, after) {
-            (0, a) if a > 0 => Presence::Started,
-            (b, 0) if b > 0 => Presence::Finished,
-            _ => Presence::Continued,
-        };
-        let mut queue: Vec<&OutboxEvent> = Vec::new();
-        if presence == Presence::Started {
-            queue.push(started);
-        }
-        queue.extend(events);
-        if presence == Presence::Finished {
-            queue.push(finished);
-        }
-        for event in queue {
-            insert_event(&mut tx, tenant, room, event).await?;
-        }
-        tx.commit().await?;
-        Ok(presence)
     }
 
     /// Deliveries that are due: the oldest pending one per (endpoint, room), so that a
@@ -260,7 +200,7 @@ impl Store {
     }
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
     room: &str,

@@ -1,0 +1,233 @@
+//! A room's presence: how many participants are active in it, counted in and out
+//! together with the webhook events each change queues. A change holds the room's row
+//! until it commits, so however many replicas race, a room's events are queued in the
+//! order they happened: the first one in is preceded by `room_started`, the last one
+//! out followed by `room_finished`.
+//!
+//! [`PresenceLog`] commits changes in groups. A big room's participants coming or going
+//! at once (a webinar starting, a meeting ending, a gateway going away) would otherwise
+//! take one transaction and one commit each, one after another on the room's row,
+//! while the rest queue for the connection pool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Store;
+use super::webhooks::{OutboxEvent, insert_event};
+use crate::error::{RoomError, RoomResult};
+
+/// What a change in a room's presence did to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Started,
+    Continued,
+    Finished,
+}
+
+/// One participant counted in or out of a room, with the events it queues.
+#[derive(Debug, Clone)]
+pub struct PresenceChange {
+    pub tenant: String,
+    pub room: String,
+    /// 1: a participant in; -1: one out.
+    pub delta: i64,
+    /// The change's own events, in order.
+    pub events: Vec<OutboxEvent>,
+    /// Queued before `events` when this change starts the room's session.
+    pub started: OutboxEvent,
+    /// Queued after `events` when this change finishes it.
+    pub finished: OutboxEvent,
+}
+
+/// Changes one group commits at most.
+pub const MAX_GROUP: usize = 256;
+
+impl Store {
+    /// Records one change in a transaction of its own.
+    pub async fn record_presence(&self, change: &PresenceChange) -> RoomResult<Presence> {
+        self.record_presences(std::slice::from_ref(change))
+            .await?
+            .pop()
+            .ok_or_else(|| RoomError::internal("a presence change went unrecorded"))
+    }
+
+    /// Records `changes` in order, in one transaction: each room's row is locked once
+    /// (in key order, so two replicas' groups cannot deadlock), its count carried from
+    /// one change to the next and written once. Returns what each change did.
+    pub async fn record_presences(&self, changes: &[PresenceChange]) -> RoomResult<Vec<Presence>> {
+        let lock = if self.sqlite {
+            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2"
+        } else {
+            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
+        };
+        let mut tx = self.pool().begin().await?;
+        let mut counts: BTreeMap<(&str, &str), i64> = changes
+            .iter()
+            .map(|c| ((c.tenant.as_str(), c.room.as_str()), 0))
+            .collect();
+        for ((tenant, room), count) in &mut counts {
+            let stored: Option<i64> = sqlx::query_scalar(lock)
+                .bind(*tenant)
+                .bind(*room)
+                .fetch_optional(&mut *tx)
+                .await?;
+            *count = stored.unwrap_or(0);
+        }
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            let key = (change.tenant.as_str(), change.room.as_str());
+            let count = counts
+                .get_mut(&key)
+                .ok_or_else(|| RoomError::internal("a presence change's room was not locked"))?;
+            let before = *count;
+            *count = (before + change.delta).max(0);
+            let presence = match (before, *count) {
+                (0, after) if after > 0 => Presence::Started,
+                (before, 0) if before > 0 => Presence::Finished,
+                _ => Presence::Continued,
+            };
+            let started = (presence == Presence::Started).then_some(&change.started);
+            let finished = (presence == Presence::Finished).then_some(&change.finished);
+            for event in started.into_iter().chain(&change.events).chain(finished) {
+                insert_event(&mut tx, key.0, key.1, event).await?;
+            }
+            outcomes.push(presence);
+        }
+        for ((tenant, room), count) in counts {
+            sqlx::query(
+                "UPDATE rooms SET active_participants = $1 WHERE tenant_id = $2 AND name = $3",
+            )
+            .bind(count)
+            .bind(tenant)
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// How many groups a [`PresenceLog`] has committed, and the changes in them.
+#[derive(Clone, Debug, Default)]
+pub struct PresenceStats {
+    commits: Arc<AtomicU64>,
+    changes: Arc<AtomicU64>,
+}
+
+impl PresenceStats {
+    /// Transactions committed (a group, or one change of a group that failed).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
+    }
+
+    /// Changes recorded.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Relaxed)
+    }
+
+    pub fn render(&self, out: &mut confer_metrics::Exposition) {
+        out.counter1(
+            "confer_room_presence_commits",
+            "Transactions that counted participants in or out of rooms (a group of changes, or one change of a group that failed).",
+            self.commits(),
+        );
+        out.counter1(
+            "confer_room_presence_changes",
+            "Participants counted in or out of rooms.",
+            self.changes(),
+        );
+    }
+
+    fn committed(&self, changes: usize) {
+        self.commits.fetch_add(1, Relaxed);
+        self.changes.fetch_add(changes as u64, Relaxed);
+    }
+}
+
+/// One change waiting for its group.
+struct Job {
+    change: PresenceChange,
+    reply: oneshot::Sender<RoomResult<Presence>>,
+}
+
+/// Presence changes committed in groups: the changes that arrive while one group
+/// commits go together in the next (at most [`MAX_GROUP`]), in the order they came.
+/// Cloning shares it; its task ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct PresenceLog {
+    jobs: mpsc::UnboundedSender<Job>,
+    store: Store,
+}
+
+impl PresenceLog {
+    /// Starts the committing task on the current tokio runtime.
+    pub fn start(store: Store, stats: PresenceStats) -> Self {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run(store.clone(), stats, receiver));
+        Self { jobs, store }
+    }
+
+    /// Records `change` with whatever else is waiting; answers once it is committed.
+    /// The change is recorded even if the caller stops waiting.
+    pub async fn record(&self, change: PresenceChange) -> RoomResult<Presence> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { change, reply }) {
+            // The task's runtime has gone (a service that outlived it): on its own.
+            return self.store.record_presence(&job.change).await;
+        }
+        answer
+            .await
+            .map_err(|_| RoomError::internal("the presence log dropped a change"))?
+    }
+}
+
+async fn run(store: Store, stats: PresenceStats, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP
+            && let Ok(job) = jobs.try_recv()
+        {
+            group.push(job);
+        }
+        commit(&store, &stats, group).await;
+    }
+}
+
+/// Commits `group` in one transaction; if that fails, each change in a transaction of
+/// its own, so one change the database refuses does not fail the others.
+async fn commit(store: &Store, stats: &PresenceStats, group: Vec<Job>) {
+    let (changes, replies): (Vec<PresenceChange>, Vec<_>) =
+        group.into_iter().map(|job| (job.change, job.reply)).unzip();
+    let err = match store.record_presences(&changes).await {
+        Ok(outcomes) => {
+            stats.committed(changes.len());
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+            return;
+        }
+        Err(err) => err,
+    };
+    if changes.len() == 1 {
+        for reply in replies {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    tracing::warn!(
+        changes = changes.len(),
+        error = %err,
+        "a group of presence changes failed; recording them one at a time"
+    );
+    for (change, reply) in changes.iter().zip(replies) {
+        let outcome = store.record_presence(change).await;
+        if outcome.is_ok() {
+            stats.committed(1);
+        }
+        let _ = reply.send(outcome);
+    }
+}
