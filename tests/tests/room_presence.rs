@@ -226,3 +226,84 @@ async fn a_change_the_database_refuses_fails_alone() -> anyhow::Result<()> {
     assert_eq!((stats.commits(), stats.changes()), (2, 2));
     Ok(())
 }
+
+/// A draining SFU's full room, evacuated: every participant is told to move and
+/// counted out, and their leaves share presence commits instead of taking one each.
+#[tokio::test]
+async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits()
+-> anyhow::Result<()> {
+    use confer_room::RoomApi as _;
+    use confer_room::api::{GatewayCommand, JoinRequest};
+    use futures_util::StreamExt as _;
+
+    const PARTICIPANTS: usize = 100;
+    let config = confer_room::RoomConfig {
+        anonymous_tenant: Some("anon".into()),
+        limits: confer_room::Limits {
+            joins_per_address: (1_000, std::time::Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let registry = confer_room::registry::SfuRegistry::new(vec![
+        confer_room::registry::SfuNode::parse("sfu-1@local=127.0.0.1:9")
+            .map_err(anyhow::Error::msg)?,
+    ]);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let rooms = confer_room::start(
+        config,
+        confer_room::Backends::in_memory(),
+        registry,
+        confer_room::webhook::WebhookConfig::default(),
+        shutdown,
+    )
+    .await?;
+    let mut commands = rooms.watch("gw-1".into()).await?;
+    for i in 0..PARTICIPANTS {
+        let decision = rooms
+            .join(JoinRequest {
+                gateway: "gw-1".into(),
+                participant_id: format!("part-{i}"),
+                room: "big".into(),
+                tenant: None,
+                token: None,
+                name: format!("P{i}"),
+                password: None,
+                client_addr: "127.0.0.1".parse()?,
+                region: None,
+            })
+            .await?;
+        assert!(decision.admission.is_some(), "part-{i} admitted");
+    }
+
+    let before = rooms.presence_stats().commits();
+    assert_eq!(rooms.evacuate("sfu-1".into()).await?, 1);
+    let commits = rooms.presence_stats().commits() - before;
+    assert!(
+        rooms
+            .list_participants("anon".into(), "big".into())
+            .await?
+            .is_empty(),
+        "everyone counted out"
+    );
+    let mut moved = std::collections::BTreeSet::new();
+    while moved.len() < PARTICIPANTS {
+        let command = tokio::time::timeout(std::time::Duration::from_secs(5), commands.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the command stream ended"))?;
+        if let GatewayCommand::Move { participant } = command {
+            assert!(
+                moved.insert(participant.clone()),
+                "{participant} moved twice"
+            );
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        (0..PARTICIPANTS).map(|i| format!("part-{i}")).collect();
+    assert_eq!(moved, expected);
+    assert!(
+        commits <= (PARTICIPANTS / 10) as u64,
+        "{PARTICIPANTS} leaves took {commits} commits"
+    );
+    Ok(())
+}

@@ -1,11 +1,16 @@
 //! Host controls and what participants change about themselves.
 
+use futures_util::StreamExt as _;
+
 use super::notify::{Audience, WebhookEvent};
 use super::{RoomService, split_room_key};
 use crate::api::{GatewayCommand, HostAction, RoomEvent, SelfUpdate};
 use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, TrackKind};
 use crate::store::AuditEntry;
+
+/// Participants of one room an evacuation moves at once.
+const EVACUATION_LEAVES: usize = 64;
 
 fn not_joined() -> RoomError {
     RoomError::not_found("not_joined", "join a room first")
@@ -192,24 +197,34 @@ impl RoomService {
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away
-    /// from the draining node), then each participant is told to join again.
+    /// from the draining node), then each participant is told to join again and left.
+    /// A room's participants move [`EVACUATION_LEAVES`] at a time, so their leaves share
+    /// presence commits; every one is tried, and the first failure is returned.
     pub(crate) async fn do_evacuate(&self, sfu: &str) -> RoomResult<u32> {
         let rooms = self.0.live.rooms_placed_on(sfu).await?;
         for (key, region) in &rooms {
             self.0.live.clear_placement(key, region).await?;
-            for participant in self.0.live.participants(key).await? {
-                let id = participant.id.clone();
-                self.command(
-                    &participant,
-                    GatewayCommand::Move {
-                        participant: id.clone(),
-                    },
-                )
-                .await?;
-                self.do_leave(&id).await?;
-            }
+            let participants = self.0.live.participants(key).await?;
+            let moved: Vec<RoomResult<()>> = futures_util::stream::iter(participants)
+                .map(|participant| self.evacuate_one(participant))
+                .buffer_unordered(EVACUATION_LEAVES)
+                .collect()
+                .await;
+            moved.into_iter().collect::<RoomResult<()>>()?;
         }
         Ok(u32::try_from(rooms.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn evacuate_one(&self, participant: ParticipantInfo) -> RoomResult<()> {
+        let id = participant.id.clone();
+        self.command(
+            &participant,
+            GatewayCommand::Move {
+                participant: id.clone(),
+            },
+        )
+        .await?;
+        self.do_leave(&id).await
     }
 
     pub(crate) async fn remove(&self, key: &str, id: &str) -> RoomResult<()> {
