@@ -53,6 +53,23 @@ impl ChatCursor {
         send();
         true
     }
+
+    /// As [`ChatCursor::next`] for the consecutive entries `first..=last` at once.
+    pub(crate) fn next_run(
+        &self,
+        first: u64,
+        last: u64,
+        from_hub: bool,
+        send: impl FnOnce(),
+    ) -> bool {
+        let mut cursor = self.lock();
+        if first != cursor.seen + 1 || last < first || (from_hub && !cursor.open) {
+            return false;
+        }
+        cursor.seen = last;
+        send();
+        true
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +92,30 @@ mod tests {
         assert!(cursor.next(7, false, || sent.push(7)));
         assert_eq!(sent, [0, 5, 6, 7]);
         assert_eq!(cursor.seen(), 7);
+    }
+
+    #[test]
+    fn a_run_goes_whole_only_to_a_client_owed_its_first_entry() {
+        let cursor = ChatCursor::default();
+        let mut sent = Vec::new();
+        assert!(
+            !cursor.next_run(1, 3, true, || sent.push((1, 3))),
+            "closed to the hub"
+        );
+        cursor.open(2, || {});
+        assert!(
+            !cursor.next_run(1, 3, true, || sent.push((1, 3))),
+            "overlaps the join page"
+        );
+        assert!(!cursor.next_run(4, 5, true, || sent.push((4, 5))), "a gap");
+        assert!(
+            !cursor.next_run(3, 2, true, || sent.push((3, 2))),
+            "an empty run"
+        );
+        assert!(cursor.next_run(3, 5, true, || sent.push((3, 5))));
+        assert_eq!(cursor.seen(), 5);
+        assert!(!cursor.next(5, false, || sent.push((5, 5))), "sent once");
+        assert!(cursor.next(6, true, || sent.push((6, 6))));
+        assert_eq!(sent, [(3, 5), (6, 6)]);
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use confer_proto::signal::{ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
 
@@ -147,10 +148,22 @@ impl Rooms {
         let Some(members) = inner.members.get(key) else {
             return;
         };
+        let run = EncodedRun::of(pushes);
         for id in members {
             let Some(local) = inner.sessions.get(id) else {
                 continue;
             };
+            // The usual case: every entry encoded once for all, and the member owed
+            // the first: one message to its writer for the lot.
+            if let Some(run) = &run
+                && local.chat.next_run(run.first, run.last, true, || {
+                    let _ = local
+                        .outbox
+                        .send(Outgoing::Entries(run.texts.clone(), writes.clone()));
+                })
+            {
+                continue;
+            }
             // One member's entries back to back: its writer sends them in one write,
             // and holds the hand-off's `writes` until it has.
             for (i, push) in pushes.iter().enumerate() {
@@ -183,5 +196,31 @@ impl Rooms {
 
     pub(crate) fn n_participants(&self) -> usize {
         self.lock().members.values().map(HashSet::len).sum()
+    }
+}
+
+/// A hand-off's entries when all are encoded once for every member and their seqs run
+/// without a gap: what a member owed the first is sent as one.
+struct EncodedRun {
+    first: u64,
+    last: u64,
+    texts: Arc<[Utf8Bytes]>,
+}
+
+impl EncodedRun {
+    fn of(pushes: &[Arc<crate::chat::ChatPush>]) -> Option<Self> {
+        let first = pushes.first()?.seq();
+        let mut texts = Vec::with_capacity(pushes.len());
+        for (i, push) in pushes.iter().enumerate() {
+            if push.seq() != first + i as u64 {
+                return None;
+            }
+            texts.push(push.encoded()?.clone());
+        }
+        Some(Self {
+            first,
+            last: first + pushes.len() as u64 - 1,
+            texts: texts.into(),
+        })
     }
 }

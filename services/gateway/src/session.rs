@@ -174,6 +174,8 @@ struct Session {
 pub(crate) enum Outgoing {
     Message(Box<ServerMessage>),
     Encoded(Utf8Bytes, Option<Arc<HandOffWrites>>),
+    /// A hand-off's entries, shared by all the room's members.
+    Entries(Arc<[Utf8Bytes]>, Arc<HandOffWrites>),
 }
 
 /// Most messages written to a client per flush.
@@ -190,14 +192,25 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
             let mut batch = 0;
             let mut written = true;
             while let Some(out) = next.take() {
-                let text = match out {
-                    Outgoing::Message(msg) => encode_server_message(&msg).into(),
+                match out {
+                    Outgoing::Message(msg) => {
+                        let text = encode_server_message(&msg).into();
+                        written = sink.feed(Message::Text(text)).await.is_ok();
+                    }
                     Outgoing::Encoded(text, hand_off) => {
                         hand_offs.extend(hand_off);
-                        text
+                        written = sink.feed(Message::Text(text)).await.is_ok();
                     }
-                };
-                written = sink.feed(Message::Text(text)).await.is_ok();
+                    Outgoing::Entries(texts, hand_off) => {
+                        hand_offs.push(hand_off);
+                        for text in texts.iter() {
+                            written = sink.feed(Message::Text(text.clone())).await.is_ok();
+                            if !written {
+                                break;
+                            }
+                        }
+                    }
+                }
                 batch += 1;
                 if written && batch < WRITE_BATCH {
                     next = outgoing.try_recv().ok();
