@@ -25,9 +25,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
-use std::time::Duration;
 
 use confer_loadtest::{Config, Report, Target};
 use support::{free_port, wait_listening};
@@ -39,23 +37,15 @@ const STEPS: &[(usize, usize, u32)] = &[(4, 25, 1_000), (4, 25, 2_000), (4, 25, 
 const MAX_LOSS: f64 = 0.01;
 const MEDIA_THREAD: &str = "media-0";
 
-fn config(listen: &str, pid: u32, (rooms, subscribers, kbps): (usize, usize, u32)) -> Config {
+fn config(listen: &str, pid: u32, shape: (usize, usize, u32)) -> Config {
+    let target = Target::Confer {
+        signal_url: format!("ws://{listen}/v1/signal"),
+        key: None,
+    };
     Config {
-        target: Target::Confer {
-            signal_url: format!("ws://{listen}/v1/signal"),
-            key: None,
-        },
-        rooms,
-        publishers: 1,
-        subscribers,
-        bitrate_kbps: kbps,
-        payload_len: 1100,
-        loss: 0.0,
-        warmup: Duration::from_secs(2),
-        duration: Duration::from_secs(10),
         server_pid: Some(pid),
         server_metrics: Some(format!("http://{listen}/metrics")),
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ..Config::one_publisher_rooms(target, shape)
     }
 }
 

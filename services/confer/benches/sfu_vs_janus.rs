@@ -21,7 +21,6 @@ mod support;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use confer_loadtest::{Config, Report, Target};
 use support::{free_port, wait_listening};
@@ -80,25 +79,11 @@ fn start_janus(dir: &Path, port: u16, media_ip: IpAddr) -> anyhow::Result<std::p
     Ok(child)
 }
 
-fn config(
-    target: Target,
-    pid: u32,
-    client_ip: IpAddr,
-    (rooms, subscribers, kbps): (usize, usize, u32),
-) -> Config {
+fn config(target: Target, pid: u32, client_ip: IpAddr, shape: (usize, usize, u32)) -> Config {
     Config {
-        target,
-        rooms,
-        publishers: 1,
-        subscribers,
-        bitrate_kbps: kbps,
-        payload_len: 1100,
-        loss: 0.0,
-        warmup: Duration::from_secs(2),
-        duration: Duration::from_secs(10),
         server_pid: Some(pid),
-        server_metrics: None,
         client_ip,
+        ..Config::one_publisher_rooms(target, shape)
     }
 }
 

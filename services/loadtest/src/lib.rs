@@ -68,6 +68,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// The load the benchmarks put on a server: `rooms` rooms of one publisher at
+    /// `bitrate_kbps` and `subscribers` each, 1,100-byte payloads, no loss, 2 s of
+    /// warm-up and a 10 s window, clients on 127.0.0.1, nothing read off the server.
+    pub fn one_publisher_rooms(
+        target: Target,
+        (rooms, subscribers, bitrate_kbps): (usize, usize, u32),
+    ) -> Self {
+        Self {
+            target,
+            rooms,
+            publishers: 1,
+            subscribers,
+            bitrate_kbps,
+            payload_len: 1100,
+            loss: 0.0,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(10),
+            server_pid: None,
+            server_metrics: None,
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        }
+    }
+
     fn packets_per_second(&self) -> u32 {
         let bytes_per_second = u64::from(self.bitrate_kbps) * 1000 / 8;
         u32::try_from(bytes_per_second / self.payload_len.max(1) as u64).unwrap_or(u32::MAX)
