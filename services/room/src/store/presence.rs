@@ -58,6 +58,15 @@ impl Store {
     /// (in key order, so two replicas' groups cannot deadlock), its count carried from
     /// one change to the next and written once. Returns what each change did.
     pub async fn record_presences(&self, changes: &[PresenceChange]) -> RoomResult<Vec<Presence>> {
+        Ok(self.apply_presences(changes).await?)
+    }
+
+    /// [`Store::record_presences`], with the database's own error: whether it refused
+    /// a statement or could not be reached.
+    async fn apply_presences(
+        &self,
+        changes: &[PresenceChange],
+    ) -> Result<Vec<Presence>, sqlx::Error> {
         let lock = if self.sqlite {
             "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2"
         } else {
@@ -79,9 +88,8 @@ impl Store {
         let mut outcomes = Vec::with_capacity(changes.len());
         for change in changes {
             let key = (change.tenant.as_str(), change.room.as_str());
-            let count = counts
-                .get_mut(&key)
-                .ok_or_else(|| RoomError::internal("a presence change's room was not locked"))?;
+            // Every change's room was locked above.
+            let count = counts.entry(key).or_insert(0);
             let before = *count;
             *count = (before + change.delta).max(0);
             let presence = match (before, *count) {
@@ -197,12 +205,14 @@ async fn run(store: Store, stats: PresenceStats, mut jobs: mpsc::UnboundedReceiv
     }
 }
 
-/// Commits `group` in one transaction; if that fails, each change in a transaction of
-/// its own, so one change the database refuses does not fail the others.
+/// Commits `group` in one transaction. If the database refused a statement of it, each
+/// change is retried in a transaction of its own, so one bad change does not fail the
+/// others; if it could not be reached, the whole group fails at once (retrying each
+/// change would wait for a connection once per change).
 async fn commit(store: &Store, stats: &PresenceStats, group: Vec<Job>) {
     let (changes, replies): (Vec<PresenceChange>, Vec<_>) =
         group.into_iter().map(|job| (job.change, job.reply)).unzip();
-    let err = match store.record_presences(&changes).await {
+    let err = match store.apply_presences(&changes).await {
         Ok(outcomes) => {
             stats.committed(changes.len());
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -212,7 +222,9 @@ async fn commit(store: &Store, stats: &PresenceStats, group: Vec<Job>) {
         }
         Err(err) => err,
     };
-    if changes.len() == 1 {
+    let refused = matches!(err, sqlx::Error::Database(_));
+    let err = RoomError::from(err);
+    if changes.len() == 1 || !refused {
         for reply in replies {
             let _ = reply.send(Err(err.clone()));
         }

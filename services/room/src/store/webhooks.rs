@@ -90,7 +90,7 @@ impl Store {
     /// Queues one event for every endpoint of the tenant.
     pub async fn enqueue(&self, tenant: &str, room: &str, event: &OutboxEvent) -> RoomResult<()> {
         let mut conn = self.pool().acquire().await?;
-        insert_event(&mut conn, tenant, room, event).await
+        Ok(insert_event(&mut conn, tenant, room, event).await?)
     }
 
     /// Deliveries that are due: the oldest pending one per (endpoint, room), so that a
@@ -205,7 +205,7 @@ pub(super) async fn insert_event(
     tenant: &str,
     room: &str,
     event: &OutboxEvent,
-) -> RoomResult<()> {
+) -> Result<(), sqlx::Error> {
     let now = unix_millis_i64();
     sqlx::query(
         "INSERT INTO webhook_outbox (event_id, webhook_id, tenant_id, room, event, body, created_at, next_attempt_at) \
