@@ -6,8 +6,12 @@
 //! the client's read), whatever it carries. The spacing alone would fix the rate of
 //! writes whatever the machine can do; waiting for the writes makes it follow the
 //! machine: the busier the gateway, the longer a round of writes takes and the more the
-//! next one carries. A quiet room, or a room's first entry after a pause, is never held;
-//! a member whose writes stall holds its room at most [`MAX_HOLD`].
+//! next one carries. A round that takes longer than the spacing is followed by a
+//! [`REST`] before the next: a big room's rounds would otherwise follow each other
+//! back to back and take all the gateway's time, leaving none for other rooms and
+//! signalling. A quiet room, or a room's first entry after a pause, is never held; a
+//! member whose writes stall holds its room at most [`MAX_HOLD`], and no rest
+//! outlasts it.
 //!
 //! Sans-IO: time is passed in; the hub arms its timer at [`RoomPacer::next_due`] and
 //! reports each hand-off's writes done with its id.
@@ -21,6 +25,10 @@ pub(crate) const MIN_SPACING: Duration = Duration::from_millis(8);
 
 /// The longest a room's entries wait for its previous hand-off's writes.
 pub(crate) const MAX_HOLD: Duration = Duration::from_millis(24);
+
+/// The least time between a room's hand-off being written and its next, when writing
+/// it took longer than [`MIN_SPACING`] less this. Shorter rounds are only spaced.
+pub(crate) const REST: Duration = Duration::from_millis(4);
 
 /// Entries to hand to a room's members now. `id` names the hand-off for
 /// [`RoomPacer::written`].
@@ -42,15 +50,28 @@ struct Recent<T> {
     spaced: bool,
     /// What came since, in order.
     held: Vec<T>,
+    /// When its last hand-off went out.
+    handed_at: Instant,
+    /// Written late in its spacing: it rests until then.
+    rest_until: Option<Instant>,
 }
 
-/// A timer of a hand-off: the end of its spacing, or of its hold.
+/// What ends when a [`Timer`] fires.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ends {
+    Spacing,
+    Hold,
+    Rest,
+}
+
+/// A timer of a hand-off: the end of its spacing, of its hold, or of the rest after
+/// its writes.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     at: Instant,
     id: u64,
     room: String,
-    hold_over: bool,
+    ends: Ends,
 }
 
 /// Rooms' hand-offs, spaced and each after the one before it is written. `T` is what
@@ -59,6 +80,7 @@ struct Timer {
 pub(crate) struct RoomPacer<T> {
     spacing: Duration,
     hold: Duration,
+    rest: Duration,
     recent: HashMap<String, Recent<T>>,
     /// Earliest first; some are for hand-offs already superseded.
     timers: BinaryHeap<Reverse<Timer>>,
@@ -67,16 +89,18 @@ pub(crate) struct RoomPacer<T> {
 
 impl<T> Default for RoomPacer<T> {
     fn default() -> Self {
-        Self::new(MIN_SPACING, MAX_HOLD)
+        Self::new(MIN_SPACING, MAX_HOLD, REST)
     }
 }
 
 impl<T> RoomPacer<T> {
-    /// Hand-offs at least `spacing` apart; held entries wait at most `hold`.
-    pub(crate) fn new(spacing: Duration, hold: Duration) -> Self {
+    /// Hand-offs at least `spacing` apart and `rest` after the last is written; held
+    /// entries wait at most `hold`.
+    pub(crate) fn new(spacing: Duration, hold: Duration, rest: Duration) -> Self {
         Self {
             spacing,
             hold: hold.max(spacing),
+            rest,
             recent: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 0,
@@ -99,10 +123,22 @@ impl<T> RoomPacer<T> {
     }
 
     /// Hand-off `id` of `room` is written: what the room held meanwhile, to hand off
-    /// now if its spacing is over. A hand-off superseded already is ignored.
+    /// now if its spacing is over and it need not rest. A hand-off superseded already
+    /// is ignored.
     pub(crate) fn written(&mut self, room: &str, id: u64, now: Instant) -> Option<HandOff<T>> {
         let recent = self.recent.get_mut(room).filter(|r| r.id == id)?;
         recent.written = true;
+        let rest_over = (now + self.rest).min(recent.handed_at + self.hold);
+        if rest_over > now && rest_over > recent.handed_at + self.spacing {
+            recent.rest_until = Some(rest_over);
+            self.timers.push(Reverse(Timer {
+                at: rest_over,
+                id,
+                room: room.to_owned(),
+                ends: Ends::Rest,
+            }));
+            return None;
+        }
         if !recent.spaced {
             return None;
         }
@@ -120,8 +156,9 @@ impl<T> RoomPacer<T> {
         None
     }
 
-    /// Rooms whose spacing is over with their last hand-off written, or whose hold is
-    /// over, and what they held meanwhile; rooms that held nothing are forgotten.
+    /// Rooms whose spacing (or rest) is over with their last hand-off written, or whose
+    /// hold is over, and what they held meanwhile; rooms that held nothing are
+    /// forgotten.
     pub(crate) fn take_due(&mut self, now: Instant) -> Vec<HandOff<T>> {
         let mut out = Vec::new();
         while let Some(Reverse(timer)) = self.timers.peek()
@@ -137,15 +174,19 @@ impl<T> RoomPacer<T> {
                 continue;
             };
             recent.spaced = true;
-            if timer.hold_over || recent.written {
-                out.extend(self.release(timer.room, now));
-            } else {
-                let at = timer.at - self.spacing + self.hold;
-                self.timers.push(Reverse(Timer {
-                    hold_over: true,
-                    at,
-                    ..timer
-                }));
+            match timer.ends {
+                Ends::Hold | Ends::Rest => out.extend(self.release(timer.room, now)),
+                // Its rest ends later, and releases it then.
+                Ends::Spacing if recent.rest_until.is_some() => {}
+                Ends::Spacing if recent.written => out.extend(self.release(timer.room, now)),
+                Ends::Spacing => {
+                    let at = recent.handed_at + self.hold;
+                    self.timers.push(Reverse(Timer {
+                        ends: Ends::Hold,
+                        at,
+                        ..timer
+                    }));
+                }
             }
         }
         out
@@ -174,7 +215,7 @@ impl<T> RoomPacer<T> {
             at: now + self.spacing,
             id,
             room: room.clone(),
-            hold_over: false,
+            ends: Ends::Spacing,
         }));
         self.recent.insert(
             room.clone(),
@@ -183,6 +224,8 @@ impl<T> RoomPacer<T> {
                 written: false,
                 spaced: false,
                 held: Vec::new(),
+                handed_at: now,
+                rest_until: None,
             },
         );
         HandOff { room, id, entries }
@@ -199,8 +242,12 @@ mod tests {
     const SPACING: Duration = Duration::from_millis(4);
     const HOLD: Duration = Duration::from_millis(12);
 
+    /// Rounds written late in their spacing rest this long.
+    const RESTING: Duration = Duration::from_millis(3);
+
+    /// A pacer whose rounds are only spaced.
     fn pacer() -> RoomPacer<u32> {
-        RoomPacer::new(SPACING, HOLD)
+        RoomPacer::new(SPACING, HOLD, Duration::ZERO)
     }
 
     fn entries<T>(hand_off: Option<HandOff<T>>) -> Option<Vec<T>> {
@@ -284,6 +331,40 @@ mod tests {
         assert_eq!(entries(after), Some(vec![3]));
     }
 
+    #[test]
+    fn a_round_written_late_in_its_spacing_rests_before_the_next() {
+        let mut pacer = RoomPacer::new(SPACING, HOLD, RESTING);
+        let t0 = Instant::now();
+        let first = pacer.offer("a", vec![1], t0).expect("at once");
+        assert_eq!(pacer.offer("a", vec![2], t0 + MS), None);
+        // Written at 3 ms: its rest ends at 6 ms, after its spacing.
+        assert_eq!(pacer.written("a", first.id, t0 + 3 * MS), None);
+        assert!(pacer.take_due(t0 + SPACING).is_empty(), "resting");
+        assert_eq!(pacer.next_due(), Some(t0 + 6 * MS));
+        let second = pacer.take_due(t0 + 6 * MS);
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].entries, vec![2]);
+        // Written early in its spacing: it rests no longer than the spacing.
+        let t1 = t0 + 6 * MS;
+        assert_eq!(pacer.offer("a", vec![3], t1 + MS), None);
+        assert_eq!(pacer.written("a", second[0].id, t1 + MS), None);
+        assert_eq!(pacer.next_due(), Some(t1 + SPACING));
+        let third = pacer.take_due(t1 + SPACING);
+        assert_eq!(third.len(), 1);
+        assert_eq!(third[0].entries, vec![3]);
+        // Written just before its hold ends: the rest ends with the hold, and the
+        // room is handed off once.
+        let t2 = t1 + SPACING;
+        assert_eq!(pacer.offer("a", vec![4], t2 + MS), None);
+        assert!(pacer.take_due(t2 + SPACING).is_empty(), "not written");
+        assert_eq!(pacer.written("a", third[0].id, t2 + HOLD - MS), None);
+        assert!(pacer.take_due(t2 + HOLD - MS).is_empty(), "resting");
+        let fourth = pacer.take_due(t2 + HOLD);
+        assert_eq!(fourth.len(), 1);
+        assert_eq!(fourth[0].entries, vec![4]);
+        assert!(pacer.take_due(t2 + HOLD + RESTING).is_empty());
+    }
+
     /// A hand-off the simulated hub made: room, id, when, entries' seq and wait.
     type Made = (String, u64, Instant, Vec<(u32, Duration)>);
 
@@ -350,19 +431,21 @@ mod tests {
         /// Whatever rooms entries come for, and however long each hand-off takes to be
         /// written (or if it never is): every entry is handed off once, each room's in
         /// order; none waits longer than the hold; and a room is handed off again only
-        /// once its last hand-off is spaced and written, or its hold is over.
+        /// once its last hand-off is spaced, written and rested, or its hold is over.
         #[test]
         fn every_entry_once_in_order_never_past_the_hold_and_one_write_at_a_time(
             arrivals in proptest::collection::vec((0u8..4, 0u64..3_000), 1..300),
             delays in proptest::collection::vec(proptest::option::weighted(0.9, 0u64..20_000), 1..20),
             spacing_us in prop_oneof![Just(0u64), 0u64..12_000, Just(12_000)],
             hold_us in 0u64..24_000,
+            rest_us in prop_oneof![Just(0u64), 0u64..8_000],
         ) {
             let t0 = Instant::now();
             let spacing = Duration::from_micros(spacing_us);
             let hold = Duration::from_micros(hold_us).max(spacing);
+            let rest = Duration::from_micros(rest_us);
             let mut hub = Hub {
-                pacer: RoomPacer::new(spacing, hold),
+                pacer: RoomPacer::new(spacing, hold, rest),
                 reports: Vec::new(),
                 delays,
                 out: Vec::new(),
@@ -396,7 +479,7 @@ mod tests {
                 }
             }
             // Consecutive hand-offs of a room: the later one no earlier than the
-            // earlier one's spacing and write, or the end of its hold.
+            // earlier one's spacing and its write's rest, or the end of its hold.
             let mut last: HashMap<&str, Instant> = HashMap::new();
             for (room, id, at, _) in &hub.out {
                 if let Some(free) = last.get(room.as_str()) {
@@ -404,7 +487,7 @@ mod tests {
                 }
                 let hold_over = *at + hold;
                 let free = hub.written[id]
-                    .map_or(hold_over, |written| written.max(*at + spacing).min(hold_over));
+                    .map_or(hold_over, |written| (written + rest).max(*at + spacing).min(hold_over));
                 last.insert(room.as_str(), free);
             }
         }
