@@ -6,8 +6,8 @@
 //! the client's read), whatever it carries. The spacing alone would fix the rate of
 //! writes whatever the machine can do; waiting for the writes makes it follow the
 //! machine: the busier the gateway, the longer a round of writes takes and the more the
-//! next one carries. A round that takes longer than the spacing is followed by a
-//! [`REST`] before the next: a big room's rounds would otherwise follow each other
+//! next one carries. A round whose writes end less than a [`REST`] before its spacing
+//! does, or later, is followed by that rest before the next: a big room's rounds would otherwise follow each other
 //! back to back and take all the gateway's time, leaving none for other rooms and
 //! signalling. A quiet room, or a room's first entry after a pause, is never held; a
 //! member whose writes stall holds its room at most [`MAX_HOLD`], and no rest
@@ -52,8 +52,8 @@ struct Recent<T> {
     held: Vec<T>,
     /// When its last hand-off went out.
     handed_at: Instant,
-    /// Written late in its spacing: it rests until then.
-    rest_until: Option<Instant>,
+    /// Written late in its spacing: released when its rest ends, not its spacing.
+    resting: bool,
 }
 
 /// What ends when a [`Timer`] fires.
@@ -130,7 +130,7 @@ impl<T> RoomPacer<T> {
         recent.written = true;
         let rest_over = (now + self.rest).min(recent.handed_at + self.hold);
         if rest_over > now && rest_over > recent.handed_at + self.spacing {
-            recent.rest_until = Some(rest_over);
+            recent.resting = true;
             self.timers.push(Reverse(Timer {
                 at: rest_over,
                 id,
@@ -177,7 +177,7 @@ impl<T> RoomPacer<T> {
             match timer.ends {
                 Ends::Hold | Ends::Rest => out.extend(self.release(timer.room, now)),
                 // Its rest ends later, and releases it then.
-                Ends::Spacing if recent.rest_until.is_some() => {}
+                Ends::Spacing if recent.resting => {}
                 Ends::Spacing if recent.written => out.extend(self.release(timer.room, now)),
                 Ends::Spacing => {
                     let at = recent.handed_at + self.hold;
@@ -225,7 +225,7 @@ impl<T> RoomPacer<T> {
                 spaced: false,
                 held: Vec::new(),
                 handed_at: now,
-                rest_until: None,
+                resting: false,
             },
         );
         HandOff { room, id, entries }
