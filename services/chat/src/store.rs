@@ -34,6 +34,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// Which versions are applied.
+const LEDGER: confer_migrate::Ledger = confer_migrate::Ledger {
+    table: "confer_chat_migrations",
+    service: "chat",
+    timed: false,
+};
+
 /// PostgreSQL connections per chat replica unless configured.
 pub const DEFAULT_CONNECTIONS: u32 = 32;
 
@@ -91,19 +98,8 @@ impl Store {
         } else {
             POSTGRES_MIGRATIONS
         };
-        // Replicas starting together race to migrate; the losers look again.
-        let mut attempt = 0;
-        loop {
-            match store.migrate(migrations).await {
-                Ok(()) => return Ok(store),
-                Err(err) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::debug!(error = %err, attempt, "chat migration raced; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        confer_migrate::apply(&store.pool, LEDGER, migrations).await?;
+        Ok(store)
     }
 
     /// How the connection pool is used now, for `/metrics`.
@@ -113,39 +109,6 @@ impl Store {
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
         }
-    }
-
-    async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS confer_chat_migrations (version BIGINT PRIMARY KEY)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, sql) in migrations {
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM confer_chat_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if applied.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("chat migration {version} failed"))?;
-            }
-            // Two replicas starting together: the loser's insert fails and rolls back.
-            sqlx::query("INSERT INTO confer_chat_migrations (version) VALUES ($1)")
-                .bind(*version)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("chat migration {version} raced another instance"))?;
-            tx.commit().await?;
-        }
-        Ok(())
     }
 
     /// Stores `req` under the room's next number, or returns what the same client id

@@ -39,6 +39,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// Which versions are applied, with when.
+const LEDGER: confer_migrate::Ledger = confer_migrate::Ledger {
+    table: "confer_migrations",
+    service: "room",
+    timed: true,
+};
+
 /// PostgreSQL connections a room service replica opens unless told otherwise. Joins
 /// and leaves share one for each group of presence changes ([`PresenceLog`]).
 pub const DEFAULT_CONNECTIONS: u32 = 8;
@@ -87,38 +94,8 @@ impl Store {
         }
     }
 
-    async fn migrate(&self, migrations: &'static [(i64, &'static str)]) -> anyhow::Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS confer_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, sql) in migrations {
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM confer_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if applied.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .with_context(|| format!("migration {version} failed"))?;
-            }
-            // Two replicas starting together: the loser's insert fails and rolls back.
-            sqlx::query("INSERT INTO confer_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(crate::clock::unix_secs_i64())
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("migration {version} raced another instance"))?;
-            tx.commit().await?;
-        }
-        Ok(())
+    async fn migrate(&self, migrations: confer_migrate::Migrations) -> anyhow::Result<()> {
+        confer_migrate::apply(&self.pool, LEDGER, migrations).await
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
