@@ -216,6 +216,12 @@ async fn every_member_gets_every_message_once_in_order_and_late_joiners_page_bac
         written.is_some_and(|n| (1..=122).contains(&n)),
         "{written:?}"
     );
+    // Rests follow only rounds that were written late: never more than the rounds.
+    let rests = metric(&metrics, "confer_gateway_chat_rests_total");
+    assert!(
+        rests.zip(written).is_some_and(|(r, w)| r <= w),
+        "{rests:?} of {written:?}"
+    );
     Ok(())
 }
 

@@ -265,7 +265,9 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
             Some(done) = written.recv() => {
                 let Some(state) = state.upgrade() else { return };
                 state.metrics.chat_write.observe(done.took);
-                if let Some(held) = pacer.written(&done.room, done.id, Instant::now()) {
+                let held = pacer.written(&done.room, done.id, Instant::now());
+                state.metrics.chat_rests.store(pacer.rests(), Relaxed);
+                if let Some(held) = held {
                     hand_off(&state, held, &written_tx);
                 }
                 continue;

@@ -85,6 +85,8 @@ pub(crate) struct RoomPacer<T> {
     /// Earliest first; some are for hand-offs already superseded.
     timers: BinaryHeap<Reverse<Timer>>,
     next_id: u64,
+    /// Rounds followed by a rest, since the start.
+    rests: u64,
 }
 
 impl<T> Default for RoomPacer<T> {
@@ -104,6 +106,7 @@ impl<T> RoomPacer<T> {
             recent: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 0,
+            rests: 0,
         }
     }
 
@@ -131,6 +134,7 @@ impl<T> RoomPacer<T> {
         let rest_over = (now + self.rest).min(recent.handed_at + self.hold);
         if rest_over > now && rest_over > recent.handed_at + self.spacing {
             recent.resting = true;
+            self.rests += 1;
             self.timers.push(Reverse(Timer {
                 at: rest_over,
                 id,
@@ -143,6 +147,11 @@ impl<T> RoomPacer<T> {
             return None;
         }
         self.release(room.to_owned(), now)
+    }
+
+    /// Rounds of writes followed by a rest so far.
+    pub(crate) fn rests(&self) -> u64 {
+        self.rests
     }
 
     /// When the hub should call [`RoomPacer::take_due`] next.
@@ -339,6 +348,7 @@ mod tests {
         assert_eq!(pacer.offer("a", vec![2], t0 + MS), None);
         // Written at 3 ms: its rest ends at 6 ms, after its spacing.
         assert_eq!(pacer.written("a", first.id, t0 + 3 * MS), None);
+        assert_eq!(pacer.rests(), 1);
         assert!(pacer.take_due(t0 + SPACING).is_empty(), "resting");
         assert_eq!(pacer.next_due(), Some(t0 + 6 * MS));
         let second = pacer.take_due(t0 + 6 * MS);
@@ -348,6 +358,7 @@ mod tests {
         let t1 = t0 + 6 * MS;
         assert_eq!(pacer.offer("a", vec![3], t1 + MS), None);
         assert_eq!(pacer.written("a", second[0].id, t1 + MS), None);
+        assert_eq!(pacer.rests(), 1, "only spaced");
         assert_eq!(pacer.next_due(), Some(t1 + SPACING));
         let third = pacer.take_due(t1 + SPACING);
         assert_eq!(third.len(), 1);
@@ -358,6 +369,7 @@ mod tests {
         assert_eq!(pacer.offer("a", vec![4], t2 + MS), None);
         assert!(pacer.take_due(t2 + SPACING).is_empty(), "not written");
         assert_eq!(pacer.written("a", third[0].id, t2 + HOLD - MS), None);
+        assert_eq!(pacer.rests(), 2);
         assert!(pacer.take_due(t2 + HOLD - MS).is_empty(), "resting");
         let fourth = pacer.take_due(t2 + HOLD);
         assert_eq!(fourth.len(), 1);

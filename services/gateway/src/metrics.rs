@@ -32,6 +32,9 @@ pub(crate) struct Metrics {
     /// Live entries that arrived ahead of a missing one and went out in order once it
     /// came, without a history read.
     pub(crate) chat_reordered: AtomicU64,
+    /// Rooms' rounds of chat writes that ended late in their spacing and were followed
+    /// by a rest (the hub's pacer's count).
+    pub(crate) chat_rests: AtomicU64,
     /// Relay links set up between a joiner's SFU and the room's SFUs elsewhere.
     pub(crate) relay_links: AtomicU64,
     pub(crate) relay_link_failures: AtomicU64,
@@ -61,6 +64,7 @@ impl Default for Metrics {
             chat_write: Histogram::new(FANOUT_BUCKETS),
             chat_gap_fills: AtomicU64::new(0),
             chat_reordered: AtomicU64::new(0),
+            chat_rests: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
             relay_link_failures: AtomicU64::new(0),
         }
@@ -125,6 +129,11 @@ pub(crate) async fn render(
         "confer_gateway_chat_reordered",
         "Live chat entries that arrived ahead of a missing one and went out in order when it came, without a history read.",
         m.chat_reordered.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_chat_rests",
+        "Rounds of a room's chat writes that ended late in the room's spacing and were followed by a rest before its next hand-off: a big, busy room pacing itself.",
+        m.chat_rests.load(Relaxed),
     );
     out.gauge1(
         "confer_gateway_participants",
