@@ -55,22 +55,6 @@ fn time_of_day(unix_us: u64) -> String {
     )
 }
 
-/// A room for more than the default 100 participants, through the tenant API.
-async fn create_room(cluster: &ChatCluster, room: &str, max: usize) -> anyhow::Result<()> {
-    let response = HTTP
-        .post(format!("http://{}/v1/rooms", cluster.gateways[0]))
-        .basic_auth(&cluster.api_key, Some(&cluster.api_secret))
-        .json(&json!({"name": room, "settings": {"max_participants": max}}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "create {room}: {}",
-        response.text().await?
-    );
-    Ok(())
-}
-
 /// Joins, waiting out the tenant's join rate limit (a burst of 500).
 async fn join(
     cluster: &ChatCluster,
@@ -648,7 +632,7 @@ async fn scenario(
     for r in 0..rooms {
         let room = format!("{label}-{r}");
         if members > 100 {
-            create_room(cluster, &room, members).await?;
+            cluster.create_room(&room, members).await?;
         }
         // 50 joins at a time: the bench measures chat, not a join stampede.
         let joins = futures_util::stream::iter(0..members)

@@ -185,6 +185,41 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
     Ok(())
 }
 
+/// A big room's members on a gateway are split into lanes of 64 that take turns
+/// (`chat_pace.rs`): 80 members on each gateway make two lanes there, handed different
+/// runs of entries at different times. Every member still gets every message once and
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_rooms_members_in_lanes_get_every_message_once_and_in_order() -> anyhow::Result<()> {
+    // All members join from this one address.
+    let cluster = ChatCluster::start(1, &["--join-burst-per-address", "1000"]).await?;
+    const MEMBERS: usize = 160;
+    const PER_SENDER: usize = 250;
+    const TOTAL: usize = 4 * PER_SENDER;
+    cluster.create_room("hall", MEMBERS).await?;
+    let mut joined = Vec::new();
+    for i in 0..MEMBERS {
+        joined.push(join(&cluster, i % 2, "hall", &format!("h{i}")).await?);
+    }
+    let mut tasks = Vec::new();
+    for (i, client) in joined.into_iter().enumerate() {
+        let sends = if i < 4 { PER_SENDER } else { 0 };
+        tasks.push(tokio::spawn(member(
+            client,
+            format!("h{i}"),
+            sends,
+            8,
+            TOTAL,
+        )));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.push(task.await??);
+    }
+    check(&all, TOTAL as u64);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::Result<()> {
     let mut cluster = ChatCluster::start(2, &[]).await?;

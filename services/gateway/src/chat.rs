@@ -265,10 +265,10 @@ pub(crate) async fn run_hub(state: Weak<AppState>, mut inputs: HubInputs) {
             Some(done) = written.recv() => {
                 let Some(state) = state.upgrade() else { return };
                 state.metrics.chat_write.observe(done.took);
-                let held = pacer.written(&done.room, done.id, Instant::now());
+                let turns = pacer.written(&done.room, done.id, Instant::now());
                 state.metrics.chat_rests.store(pacer.rests(), Relaxed);
-                if let Some(held) = held {
-                    hand_off(&state, held, &written_tx);
+                for turn in turns {
+                    hand_off(&state, turn, &written_tx);
                 }
                 continue;
             }
@@ -380,7 +380,8 @@ impl Pass {
     ) {
         let now = Instant::now();
         for (room, pushes) in self.rooms {
-            if let Some(ready) = pacer.offer(&room, pushes, now) {
+            let lanes = state.rooms.lanes(&room);
+            for ready in pacer.offer(&room, lanes, pushes, now) {
                 hand_off(state, ready, written);
             }
         }
@@ -407,7 +408,9 @@ fn hand_off(
         at: Instant::now(),
         report: written.clone(),
     });
-    state.rooms.push_chat(&writes.room, &ready.entries, &writes);
+    state
+        .rooms
+        .push_chat(&writes.room, ready.lane, &ready.entries, &writes);
 }
 
 /// A hand-off's writes: each member's writer holds a clone until it has written the

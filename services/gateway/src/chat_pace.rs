@@ -1,243 +1,357 @@
-//! When the hub hands one room's entries to its members: no sooner than
-//! [`MIN_SPACING`] after the room's previous hand-off, and not before its members'
-//! writers have written that one ([`RoomPacer::written`]), but never later than
-//! [`MAX_HOLD`] after it. Entries that come for the room meanwhile are held and go out
-//! together, so each member gets them in one write: a delivery's cost is the write (and
-//! the client's read), whatever it carries. The spacing alone would fix the rate of
-//! writes whatever the machine can do; waiting for the writes makes it follow the
-//! machine: the busier the gateway, the longer a round of writes takes and the more the
-//! next one carries. A round whose writes end less than a [`REST`] before its spacing
-//! does, or later, is followed by that rest before the next: a big room's rounds would otherwise follow each other
-//! back to back and take all the gateway's time, leaving none for other rooms and
-//! signalling. A quiet room, or a room's first entry after a pause, is never held; a
-//! member whose writes stall holds its room at most [`MAX_HOLD`], and no rest
-//! outlasts it.
+//! When the hub hands one room's entries to its members.
+//!
+//! A room's local members are split into lanes (`Rooms` decides how many: one for
+//! up to 64 members). A quiet room's entry, or its first after a pause, goes to every
+//! lane at once. In a busy room the lanes take turns: each turn hands one lane what
+//! came since its last, and the next turn comes a gap later, the room's period over
+//! its lanes. So every member gets at most one write per period, whatever it carries,
+//! and a big room's writes are spread over the period instead of going out all
+//! together: no member's write waits behind the whole room's, and the gateway is never
+//! busy with one room's round while everything else waits.
+//!
+//! The period is [`MIN_SPACING`], or, when writing the whole room takes longer than
+//! the spacing less a [`REST`], that writing time and the rest (a lane's writing time
+//! times the lanes stands for the room's). A lane's turn also waits for its last
+//! hand-off to be written ([`RoomPacer::written`]) and its share of the rest, never
+//! longer than [`MAX_HOLD`] after that hand-off: the busier the gateway, the more each
+//! turn carries. A member whose writes stall holds its lane at most [`MAX_HOLD`].
+//!
+//! With one lane this is: no sooner than the spacing after the last hand-off, and not
+//! before that one is written and rested, but never later than its hold.
 //!
 //! Sans-IO: time is passed in; the hub arms its timer at [`RoomPacer::next_due`] and
 //! reports each hand-off's writes done with its id.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The shortest time between two hand-offs of one room.
+/// The shortest period of a room: between two hand-offs to a member.
 pub(crate) const MIN_SPACING: Duration = Duration::from_millis(8);
 
-/// The longest a room's entries wait for its previous hand-off's writes.
+/// The longest a lane's entries wait for its previous hand-off's writes.
 pub(crate) const MAX_HOLD: Duration = Duration::from_millis(24);
 
-/// The least time between a room's hand-off being written and its next, when writing
-/// it took longer than [`MIN_SPACING`] less this. Shorter rounds are only spaced.
+/// Added to a room's period when writing it all took longer than [`MIN_SPACING`]
+/// less this; shorter rounds are only spaced.
 pub(crate) const REST: Duration = Duration::from_millis(4);
 
-/// Entries to hand to a room's members now. `id` names the hand-off for
+/// Entries to hand to one lane of a room's members now. `id` names the hand-off for
 /// [`RoomPacer::written`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct HandOff<T> {
     pub(crate) room: String,
+    pub(crate) lane: usize,
     pub(crate) id: u64,
     pub(crate) entries: Vec<T>,
 }
 
-/// A room handed off lately.
+/// One lane of a busy room.
 #[derive(Debug)]
-struct Recent<T> {
+struct Lane {
+    /// How many of the room's entries it was handed, since the room got busy.
+    got: u64,
     /// Its last hand-off.
     id: u64,
-    /// Which its members' writers have written.
-    written: bool,
-    /// Its spacing is over.
-    spaced: bool,
-    /// What came since, in order.
-    held: Vec<T>,
-    /// When its last hand-off went out.
     handed_at: Instant,
-    /// Written late in its spacing: released when its rest ends, not its spacing.
-    resting: bool,
+    /// That hand-off went to every lane at once.
+    whole_room: bool,
+    /// When its members' writers had written it.
+    written_at: Option<Instant>,
 }
 
-/// What ends when a [`Timer`] fires.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Ends {
-    Spacing,
-    Hold,
-    Rest,
+/// A room handed off lately: its lanes and whose turn is next.
+#[derive(Debug)]
+struct Wheel<T> {
+    /// Entries a lane has still to be handed, in order; the first is number `base`.
+    log: VecDeque<T>,
+    base: u64,
+    lanes: Vec<Lane>,
+    /// The lane whose turn is next.
+    turn: usize,
+    /// When the last turn went.
+    turned_at: Instant,
+    /// Between two hand-offs to a lane; turns are this over the lanes apart.
+    period: Duration,
+    /// When the room is next looked at, and that timer's number (others are stale).
+    due: Instant,
+    timer: u64,
 }
 
-/// A timer of a hand-off: the end of its spacing, of its hold, or of the rest after
-/// its writes.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    at: Instant,
-    id: u64,
-    room: String,
-    ends: Ends,
+impl<T> Wheel<T> {
+    fn end(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+
+    /// The next lane, from the turn on, with entries to be handed.
+    fn next_lane(&self) -> Option<usize> {
+        let n = self.lanes.len();
+        (0..n)
+            .map(|i| (self.turn + i) % n)
+            .find(|&lane| self.lanes[lane].got < self.end())
+    }
 }
 
-/// Rooms' hand-offs, spaced and each after the one before it is written. `T` is what
-/// is handed off (the hub's encoded entries).
+/// Rooms' hand-offs, lane by lane, spaced and each after that lane's last is written.
+/// `T` is what is handed off (the hub's encoded entries).
 #[derive(Debug)]
 pub(crate) struct RoomPacer<T> {
     spacing: Duration,
     hold: Duration,
     rest: Duration,
-    recent: HashMap<String, Recent<T>>,
-    /// Earliest first; some are for hand-offs already superseded.
-    timers: BinaryHeap<Reverse<Timer>>,
+    rooms: HashMap<String, Wheel<T>>,
+    /// Earliest first: when, the timer's number, the room.
+    timers: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_id: u64,
-    /// Rounds followed by a rest, since the start.
+    next_timer: u64,
+    /// Hand-offs whose writes made their room's period longer than the spacing.
     rests: u64,
 }
 
-impl<T> Default for RoomPacer<T> {
+impl<T: Clone> Default for RoomPacer<T> {
     fn default() -> Self {
         Self::new(MIN_SPACING, MAX_HOLD, REST)
     }
 }
 
-impl<T> RoomPacer<T> {
-    /// Hand-offs at least `spacing` apart and `rest` after the last is written; held
-    /// entries wait at most `hold`.
+impl<T: Clone> RoomPacer<T> {
+    /// Periods of at least `spacing`, and `rest` longer than writing the room when
+    /// that is not shorter than the spacing; a lane waits at most `hold` for its last
+    /// hand-off's writes.
     pub(crate) fn new(spacing: Duration, hold: Duration, rest: Duration) -> Self {
         Self {
             spacing,
             hold: hold.max(spacing),
             rest,
-            recent: HashMap::new(),
+            rooms: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 0,
+            next_timer: 0,
             rests: 0,
         }
     }
 
-    /// `room`'s next entries, in order: returned to hand off now, or held until the
-    /// room's last hand-off is spaced and written, or its hold is over (`None`).
+    /// `room`'s next entries, in order, with the room's lane count now: handed to
+    /// every lane now if the room is quiet, otherwise held for the lanes' turns (any
+    /// turn due already goes now).
     pub(crate) fn offer(
         &mut self,
         room: &str,
+        lanes: usize,
         entries: Vec<T>,
         now: Instant,
-    ) -> Option<HandOff<T>> {
-        if let Some(recent) = self.recent.get_mut(room) {
-            recent.held.extend(entries);
-            return None;
+    ) -> Vec<HandOff<T>> {
+        let lanes = lanes.max(1);
+        if let Some(wheel) = self.rooms.get_mut(room) {
+            let base = wheel.base;
+            // A lane added meanwhile is owed everything still held.
+            while wheel.lanes.len() < lanes {
+                wheel.lanes.push(Lane {
+                    got: base,
+                    id: u64::MAX,
+                    handed_at: now,
+                    whole_room: false,
+                    written_at: Some(now),
+                });
+            }
+            wheel.log.extend(entries);
+            // A turn may be due at once: the room may only have been waiting for a
+            // lane's writes before being forgotten.
+            return self.step(room, now);
         }
-        Some(self.hand_off(room.to_owned(), entries, now))
-    }
-
-    /// Hand-off `id` of `room` is written: what the room held meanwhile, to hand off
-    /// now if its spacing is over and it need not rest. A hand-off superseded already
-    /// is ignored.
-    pub(crate) fn written(&mut self, room: &str, id: u64, now: Instant) -> Option<HandOff<T>> {
-        let recent = self.recent.get_mut(room).filter(|r| r.id == id)?;
-        recent.written = true;
-        let rest_over = (now + self.rest).min(recent.handed_at + self.hold);
-        if rest_over > now && rest_over > recent.handed_at + self.spacing {
-            recent.resting = true;
-            self.rests += 1;
-            self.timers.push(Reverse(Timer {
-                at: rest_over,
+        let count = entries.len() as u64;
+        let mut hand_offs = Vec::with_capacity(lanes);
+        let mut lane_states = Vec::with_capacity(lanes);
+        let mut entries = Some(entries);
+        for lane in 0..lanes {
+            let id = self.next_id;
+            self.next_id += 1;
+            lane_states.push(Lane {
+                got: count,
                 id,
+                handed_at: now,
+                whole_room: true,
+                written_at: None,
+            });
+            hand_offs.push(HandOff {
                 room: room.to_owned(),
-                ends: Ends::Rest,
-            }));
-            return None;
+                lane,
+                id,
+                entries: if lane + 1 == lanes {
+                    entries.take().unwrap_or_default()
+                } else {
+                    entries.clone().unwrap_or_default()
+                },
+            });
         }
-        if !recent.spaced {
-            return None;
-        }
-        self.release(room.to_owned(), now)
+        self.rooms.insert(
+            room.to_owned(),
+            Wheel {
+                log: VecDeque::new(),
+                base: count,
+                lanes: lane_states,
+                turn: 0,
+                turned_at: now,
+                period: self.spacing,
+                due: now,
+                timer: u64::MAX,
+            },
+        );
+        self.arm(room);
+        hand_offs
     }
 
-    /// Rounds of writes followed by a rest so far.
+    /// Hand-off `id` of `room` is written: what its lanes are owed and due now. A
+    /// hand-off superseded already is ignored.
+    pub(crate) fn written(&mut self, room: &str, id: u64, now: Instant) -> Vec<HandOff<T>> {
+        let Some(wheel) = self.rooms.get_mut(room) else {
+            return Vec::new();
+        };
+        let lanes = wheel.lanes.len() as u32;
+        let Some(lane) = wheel
+            .lanes
+            .iter_mut()
+            .find(|lane| lane.id == id && lane.written_at.is_none())
+        else {
+            return Vec::new();
+        };
+        lane.written_at = Some(now);
+        let took = now - lane.handed_at;
+        let room_took = if lane.whole_room { took } else { took * lanes };
+        if took < self.hold && self.hold > self.spacing && room_took + self.rest > self.spacing {
+            self.rests += 1;
+        }
+        wheel.period = (room_took + self.rest).clamp(self.spacing, self.hold);
+        self.arm(room);
+        self.step(room, now)
+    }
+
+    /// Hand-offs whose writes lengthened their room's period so far.
     pub(crate) fn rests(&self) -> u64 {
         self.rests
     }
 
     /// When the hub should call [`RoomPacer::take_due`] next.
     pub(crate) fn next_due(&mut self) -> Option<Instant> {
-        while let Some(Reverse(timer)) = self.timers.peek() {
-            if self.current(timer) {
-                return Some(timer.at);
+        while let Some(Reverse((at, timer, room))) = self.timers.peek() {
+            if self.rooms.get(room).is_some_and(|w| w.timer == *timer) {
+                return Some(*at);
             }
             self.timers.pop();
         }
         None
     }
 
-    /// Rooms whose spacing (or rest) is over with their last hand-off written, or whose
-    /// hold is over, and what they held meanwhile; rooms that held nothing are
-    /// forgotten.
+    /// The lanes whose turn has come, and what they are owed; rooms with nothing left
+    /// to hand whose lanes are all written (or past their hold) are forgotten.
     pub(crate) fn take_due(&mut self, now: Instant) -> Vec<HandOff<T>> {
         let mut out = Vec::new();
-        while let Some(Reverse(timer)) = self.timers.peek()
-            && timer.at <= now
+        while let Some(Reverse((at, timer, room))) = self.timers.peek()
+            && *at <= now
         {
-            let Some(Reverse(timer)) = self.timers.pop() else {
+            let current = self.rooms.get(room).is_some_and(|w| w.timer == *timer);
+            let Some(Reverse((_, _, room))) = self.timers.pop() else {
                 break;
             };
-            if !self.current(&timer) {
-                continue;
-            }
-            let Some(recent) = self.recent.get_mut(&timer.room) else {
-                continue;
-            };
-            recent.spaced = true;
-            match timer.ends {
-                Ends::Hold | Ends::Rest => out.extend(self.release(timer.room, now)),
-                // Its rest ends later, and releases it then.
-                Ends::Spacing if recent.resting => {}
-                Ends::Spacing if recent.written => out.extend(self.release(timer.room, now)),
-                Ends::Spacing => {
-                    let at = recent.handed_at + self.hold;
-                    self.timers.push(Reverse(Timer {
-                        ends: Ends::Hold,
-                        at,
-                        ..timer
-                    }));
-                }
+            if current {
+                out.extend(self.step(&room, now));
             }
         }
         out
     }
 
-    fn current(&self, timer: &Timer) -> bool {
-        self.recent
-            .get(&timer.room)
-            .is_some_and(|r| r.id == timer.id)
+    /// When `lane` may be handed off again: once written and rested (a whole-room
+    /// hand-off the whole rest, a turn its lane's share), or when its hold is over.
+    fn ready(&self, lane: &Lane, lanes: usize) -> Instant {
+        let hold_over = lane.handed_at + self.hold;
+        let rest = if lane.whole_room {
+            self.rest
+        } else {
+            self.rest / lanes as u32
+        };
+        lane.written_at
+            .map_or(hold_over, |written| (written + rest).min(hold_over))
     }
 
-    /// `room` may be handed off again: what it held goes now, or it is forgotten.
-    fn release(&mut self, room: String, now: Instant) -> Option<HandOff<T>> {
-        let held = std::mem::take(&mut self.recent.get_mut(&room)?.held);
-        if held.is_empty() {
-            self.recent.remove(&room);
-            return None;
+    /// When `wheel` is next looked at: its next turn, or, with nothing to hand, when it
+    /// may be forgotten.
+    fn due(&self, wheel: &Wheel<T>) -> Instant {
+        let lanes = wheel.lanes.len();
+        let spaced = wheel.turned_at + wheel.period / lanes as u32;
+        match wheel.next_lane() {
+            Some(lane) => spaced.max(self.ready(&wheel.lanes[lane], lanes)),
+            None => wheel
+                .lanes
+                .iter()
+                .map(|lane| self.ready(lane, lanes))
+                .fold(spaced, Instant::max),
         }
-        Some(self.hand_off(room, held, now))
     }
 
-    fn hand_off(&mut self, room: String, entries: Vec<T>, now: Instant) -> HandOff<T> {
+    /// Arms `room`'s timer at its due time, unless it is armed there already.
+    fn arm(&mut self, room: &str) {
+        let Some(wheel) = self.rooms.get(room) else {
+            return;
+        };
+        let due = self.due(wheel);
+        if wheel.timer != u64::MAX && wheel.due == due {
+            return;
+        }
+        let timer = self.next_timer;
+        self.next_timer += 1;
+        if let Some(wheel) = self.rooms.get_mut(room) {
+            wheel.due = due;
+            wheel.timer = timer;
+        }
+        self.timers.push(Reverse((due, timer, room.to_owned())));
+    }
+
+    /// Takes `room`'s turns that are due by `now`, or forgets it.
+    fn step(&mut self, room: &str, now: Instant) -> Vec<HandOff<T>> {
+        let mut out = Vec::new();
+        loop {
+            let Some(wheel) = self.rooms.get(room) else {
+                return out;
+            };
+            if self.due(wheel) > now {
+                self.arm(room);
+                return out;
+            }
+            let Some(lane) = wheel.next_lane() else {
+                self.rooms.remove(room);
+                return out;
+            };
+            out.push(self.turn(room, lane, now));
+        }
+    }
+
+    /// Hands `lane` of `room` what it is owed.
+    fn turn(&mut self, room: &str, lane: usize, now: Instant) -> HandOff<T> {
         let id = self.next_id;
         self.next_id += 1;
-        self.timers.push(Reverse(Timer {
-            at: now + self.spacing,
+        let wheel = self.rooms.get_mut(room).expect("a busy room");
+        let from = (wheel.lanes[lane].got - wheel.base) as usize;
+        let entries: Vec<T> = wheel.log.range(from..).cloned().collect();
+        let end = wheel.end();
+        wheel.lanes[lane] = Lane {
+            got: end,
             id,
-            room: room.clone(),
-            ends: Ends::Spacing,
-        }));
-        self.recent.insert(
-            room.clone(),
-            Recent {
-                id,
-                written: false,
-                spaced: false,
-                held: Vec::new(),
-                handed_at: now,
-                resting: false,
-            },
-        );
-        HandOff { room, id, entries }
+            handed_at: now,
+            whole_room: false,
+            written_at: None,
+        };
+        wheel.turn = (lane + 1) % wheel.lanes.len();
+        wheel.turned_at = now;
+        // What every lane has now is held no longer.
+        let all_got = wheel.lanes.iter().map(|l| l.got).min().unwrap_or(end);
+        wheel.log.drain(..(all_got - wheel.base) as usize);
+        wheel.base = all_got;
+        HandOff {
+            room: room.to_owned(),
+            lane,
+            id,
+            entries,
+        }
     }
 }
 
@@ -259,32 +373,40 @@ mod tests {
         RoomPacer::new(SPACING, HOLD, Duration::ZERO)
     }
 
-    fn entries<T>(hand_off: Option<HandOff<T>>) -> Option<Vec<T>> {
-        hand_off.map(|h| h.entries)
+    /// The entries of a one-lane room's hand-off, if there was one.
+    fn entries<T>(mut hand_offs: Vec<HandOff<T>>) -> Option<Vec<T>> {
+        assert!(hand_offs.len() <= 1, "one lane");
+        hand_offs.pop().map(|h| h.entries)
+    }
+
+    /// The hand-off of a one-lane room.
+    fn one<T>(mut hand_offs: Vec<HandOff<T>>) -> HandOff<T> {
+        assert_eq!(hand_offs.len(), 1, "one lane, at once");
+        hand_offs.pop().expect("one")
     }
 
     #[test]
     fn a_quiet_rooms_entry_goes_out_at_once() {
         let mut pacer = pacer();
         let t0 = Instant::now();
-        let first = pacer.offer("a", vec![1], t0).expect("at once");
+        let first = one(pacer.offer("a", 1, vec![1], t0));
         assert_eq!(first.entries, vec![1]);
         // Another room is not held by the first.
-        assert_eq!(entries(pacer.offer("b", vec![2], t0)), Some(vec![2]));
+        assert_eq!(entries(pacer.offer("b", 1, vec![2], t0)), Some(vec![2]));
         // Written with nothing held: once spaced, the room is forgotten, and its next
         // entry goes out at once, long before the hold would have ended.
-        assert_eq!(pacer.written("a", first.id, t0 + MS), None);
+        assert!(pacer.written("a", first.id, t0 + MS).is_empty());
         assert!(pacer.take_due(t0 + SPACING).is_empty());
-        assert!(!pacer.recent.contains_key("a"));
+        assert!(!pacer.rooms.contains_key("a"));
         assert_eq!(
-            entries(pacer.offer("a", vec![3], t0 + SPACING)),
+            entries(pacer.offer("a", 1, vec![3], t0 + SPACING)),
             Some(vec![3])
         );
         // A room whose hold ends unwritten with nothing held is forgotten too.
         assert!(pacer.take_due(t0 + HOLD).is_empty());
-        assert!(!pacer.recent.contains_key("b"));
+        assert!(!pacer.rooms.contains_key("b"));
         assert!(pacer.take_due(t0 + SPACING + HOLD).is_empty());
-        assert!(pacer.recent.is_empty());
+        assert!(pacer.rooms.is_empty());
         assert_eq!(pacer.next_due(), None);
     }
 
@@ -292,26 +414,25 @@ mod tests {
     fn entries_that_come_meanwhile_go_out_together_once_spaced_and_written() {
         let mut pacer = pacer();
         let t0 = Instant::now();
-        let first = pacer.offer("a", vec![1], t0).expect("at once");
-        assert_eq!(pacer.offer("a", vec![2, 3], t0 + MS), None);
+        let first = one(pacer.offer("a", 1, vec![1], t0));
+        assert!(pacer.offer("a", 1, vec![2, 3], t0 + MS).is_empty());
         // Written before its spacing is over: the held ones wait for the spacing.
-        assert_eq!(pacer.written("a", first.id, t0 + 2 * MS), None);
+        assert!(pacer.written("a", first.id, t0 + 2 * MS).is_empty());
         assert_eq!(pacer.next_due(), Some(t0 + SPACING));
         let second = pacer.take_due(t0 + SPACING);
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].entries, vec![2, 3]);
         let t1 = t0 + SPACING;
         // Spaced before it is written: the held one waits for the write.
-        assert_eq!(pacer.offer("a", vec![4], t1 + MS), None);
+        assert!(pacer.offer("a", 1, vec![4], t1 + MS).is_empty());
         assert!(pacer.take_due(t1 + SPACING).is_empty());
         assert_eq!(
             pacer.next_due(),
             Some(t1 + HOLD),
             "the hold still bounds it"
         );
-        assert_eq!(
-            pacer.written("a", first.id, t1 + SPACING),
-            None,
+        assert!(
+            pacer.written("a", first.id, t1 + SPACING).is_empty(),
             "superseded"
         );
         let third = pacer.written("a", second[0].id, t1 + SPACING + MS);
@@ -322,20 +443,20 @@ mod tests {
     fn a_write_that_stalls_holds_its_room_no_longer_than_the_hold() {
         let mut pacer = pacer();
         let t0 = Instant::now();
-        let first = pacer.offer("a", vec![1], t0).expect("at once");
-        assert_eq!(pacer.offer("a", vec![2], t0 + MS), None);
+        let first = one(pacer.offer("a", 1, vec![1], t0));
+        assert!(pacer.offer("a", 1, vec![2], t0 + MS).is_empty());
         assert!(pacer.take_due(t0 + HOLD - MS).is_empty());
         let due = pacer.take_due(t0 + HOLD);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].entries, vec![2]);
         // The stalled hand-off's late report changes nothing: the room waits for the
         // hand-off that went out at the end of the hold.
-        assert_eq!(pacer.offer("a", vec![3], t0 + HOLD + MS), None);
+        assert!(pacer.offer("a", 1, vec![3], t0 + HOLD + MS).is_empty());
         assert!(
             pacer.take_due(t0 + HOLD + SPACING).is_empty(),
             "not written"
         );
-        assert_eq!(pacer.written("a", first.id, t0 + HOLD + SPACING), None);
+        assert!(pacer.written("a", first.id, t0 + HOLD + SPACING).is_empty());
         let after = pacer.written("a", due[0].id, t0 + HOLD + SPACING + MS);
         assert_eq!(entries(after), Some(vec![3]));
     }
@@ -344,10 +465,10 @@ mod tests {
     fn a_round_written_late_in_its_spacing_rests_before_the_next() {
         let mut pacer = RoomPacer::new(SPACING, HOLD, RESTING);
         let t0 = Instant::now();
-        let first = pacer.offer("a", vec![1], t0).expect("at once");
-        assert_eq!(pacer.offer("a", vec![2], t0 + MS), None);
+        let first = one(pacer.offer("a", 1, vec![1], t0));
+        assert!(pacer.offer("a", 1, vec![2], t0 + MS).is_empty());
         // Written at 3 ms: its rest ends at 6 ms, after its spacing.
-        assert_eq!(pacer.written("a", first.id, t0 + 3 * MS), None);
+        assert!(pacer.written("a", first.id, t0 + 3 * MS).is_empty());
         assert_eq!(pacer.rests(), 1);
         assert!(pacer.take_due(t0 + SPACING).is_empty(), "resting");
         assert_eq!(pacer.next_due(), Some(t0 + 6 * MS));
@@ -356,8 +477,8 @@ mod tests {
         assert_eq!(second[0].entries, vec![2]);
         // Written early in its spacing: it rests no longer than the spacing.
         let t1 = t0 + 6 * MS;
-        assert_eq!(pacer.offer("a", vec![3], t1 + MS), None);
-        assert_eq!(pacer.written("a", second[0].id, t1 + MS), None);
+        assert!(pacer.offer("a", 1, vec![3], t1 + MS).is_empty());
+        assert!(pacer.written("a", second[0].id, t1 + MS).is_empty());
         assert_eq!(pacer.rests(), 1, "only spaced");
         assert_eq!(pacer.next_due(), Some(t1 + SPACING));
         let third = pacer.take_due(t1 + SPACING);
@@ -366,9 +487,9 @@ mod tests {
         // Written just before its hold ends: the rest ends with the hold, and the
         // room is handed off once.
         let t2 = t1 + SPACING;
-        assert_eq!(pacer.offer("a", vec![4], t2 + MS), None);
+        assert!(pacer.offer("a", 1, vec![4], t2 + MS).is_empty());
         assert!(pacer.take_due(t2 + SPACING).is_empty(), "not written");
-        assert_eq!(pacer.written("a", third[0].id, t2 + HOLD - MS), None);
+        assert!(pacer.written("a", third[0].id, t2 + HOLD - MS).is_empty());
         assert_eq!(pacer.rests(), 2);
         assert!(pacer.take_due(t2 + HOLD - MS).is_empty(), "resting");
         let fourth = pacer.take_due(t2 + HOLD);
@@ -377,8 +498,124 @@ mod tests {
         assert!(pacer.take_due(t2 + HOLD + RESTING).is_empty());
     }
 
-    /// A hand-off the simulated hub made: room, id, when, entries' seq and wait.
-    type Made = (String, u64, Instant, Vec<(u32, Duration)>);
+    /// Lanes and what each was handed.
+    fn lanes<T: Clone>(hand_offs: &[HandOff<T>]) -> Vec<(usize, Vec<T>)> {
+        hand_offs
+            .iter()
+            .map(|h| (h.lane, h.entries.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_rooms_lanes_take_turns_spread_over_its_period() {
+        let mut pacer = pacer();
+        let t0 = Instant::now();
+        // Quiet: every lane at once.
+        let round = pacer.offer("a", 4, vec![1], t0);
+        assert_eq!(
+            lanes(&round),
+            [(0, vec![1]), (1, vec![1]), (2, vec![1]), (3, vec![1])]
+        );
+        for h in &round {
+            assert!(pacer.written("a", h.id, t0 + MS / 4).is_empty());
+        }
+        // Busy: one lane a turn, a quarter of the 4 ms spacing apart, each with what
+        // came since its own last turn.
+        assert!(pacer.offer("a", 4, vec![2], t0 + MS / 2).is_empty());
+        assert_eq!(pacer.next_due(), Some(t0 + MS));
+        let mut turns = Vec::new();
+        for (at, entry) in [(1, Some(3)), (2, None), (3, Some(4)), (4, None), (5, None)] {
+            let now = t0 + at * MS;
+            let turn = pacer.take_due(now);
+            assert_eq!(turn.len(), 1, "one lane at {at} ms");
+            // Written in a quarter of a millisecond: the room takes 1 ms to write,
+            // well within its spacing.
+            assert!(pacer.written("a", turn[0].id, now + MS / 4).is_empty());
+            turns.extend(lanes(&turn));
+            if let Some(entry) = entry {
+                assert!(pacer.offer("a", 4, vec![entry], now + MS / 2).is_empty());
+            }
+        }
+        assert_eq!(
+            turns,
+            [
+                (0, vec![2]),
+                (1, vec![2, 3]),
+                (2, vec![2, 3]),
+                (3, vec![2, 3, 4]),
+                (0, vec![3, 4]),
+            ]
+        );
+        assert_eq!(pacer.rests(), 0);
+        // Lane 1 is owed entry 4 still; the others have everything.
+        assert_eq!(pacer.next_due(), Some(t0 + 6 * MS));
+        assert_eq!(lanes(&pacer.take_due(t0 + 6 * MS)), [(1, vec![4])]);
+    }
+
+    #[test]
+    fn a_room_whose_lanes_write_slowly_turns_less_often() {
+        let mut pacer = RoomPacer::new(SPACING, HOLD, RESTING);
+        let t0 = Instant::now();
+        let round = pacer.offer("a", 4, vec![1], t0);
+        // The whole room written in 2 ms: its period is that and the 3 ms rest, 5 ms.
+        for h in &round {
+            assert!(pacer.written("a", h.id, t0 + 2 * MS).is_empty());
+        }
+        assert_eq!(pacer.rests(), 4, "each lane's write lengthened the period");
+        assert!(pacer.offer("a", 4, vec![2], t0 + 3 * MS).is_empty());
+        // Lane 0 rests the whole rest after the round's writes.
+        assert_eq!(pacer.next_due(), Some(t0 + 5 * MS));
+        let turn = pacer.take_due(t0 + 5 * MS);
+        assert_eq!(lanes(&turn), [(0, vec![2])]);
+        // That lane took 1 ms: a room of four such lanes takes 4 ms to write, so its
+        // period is 7 ms, a turn every 1.75 ms.
+        assert!(pacer.written("a", turn[0].id, t0 + 6 * MS).is_empty());
+        assert_eq!(pacer.next_due(), Some(t0 + 5 * MS + 7 * MS / 4));
+        // A lane not yet written holds the turns up, at most its hold.
+        let turn = pacer.take_due(t0 + 5 * MS + 7 * MS / 4);
+        assert_eq!(lanes(&turn), [(1, vec![2])]);
+        assert!(pacer.offer("a", 4, vec![3], t0 + 7 * MS).is_empty());
+        let mut at = t0 + 5 * MS + 7 * MS / 4;
+        for lane in [2, 3] {
+            at += 7 * MS / 4;
+            assert_eq!(lanes(&pacer.take_due(at)), [(lane, vec![2, 3])]);
+        }
+        let lane_1_handed = t0 + 5 * MS + 7 * MS / 4;
+        // Lane 0 was written: its turn comes. Lane 1 never is: its turn waits for the
+        // end of its hold.
+        at += 7 * MS / 4;
+        let turn = pacer.take_due(at);
+        assert_eq!(lanes(&turn), [(0, vec![3])]);
+        assert_eq!(pacer.next_due(), Some(lane_1_handed + HOLD));
+        assert!(pacer.take_due(lane_1_handed + HOLD - MS).is_empty());
+        assert_eq!(lanes(&pacer.take_due(lane_1_handed + HOLD)), [(1, vec![3])]);
+    }
+
+    #[test]
+    fn a_lane_added_to_a_busy_room_is_owed_what_is_held() {
+        let mut pacer = pacer();
+        let t0 = Instant::now();
+        let round = pacer.offer("a", 1, vec![1], t0);
+        assert!(pacer.written("a", round[0].id, t0 + MS).is_empty());
+        // Two lanes now: turns half the spacing apart, the first one due already.
+        assert_eq!(
+            lanes(&pacer.offer("a", 2, vec![2], t0 + SPACING / 2)),
+            [(0, vec![2])]
+        );
+        assert_eq!(pacer.next_due(), Some(t0 + SPACING));
+        assert_eq!(lanes(&pacer.take_due(t0 + SPACING)), [(1, vec![2])]);
+    }
+
+    /// A hand-off the simulated hub made: room, lane, id, when, whether it went to
+    /// the whole room at once, and its entries' seq and wait.
+    struct Made {
+        room: String,
+        lane: usize,
+        id: u64,
+        at: Instant,
+        whole_room: bool,
+        waits: Vec<(u32, Duration)>,
+    }
 
     /// A simulated hub: entries arrive, each hand-off is written after its own delay
     /// (or never), and the hub runs at every arrival, write report and timer.
@@ -395,7 +632,7 @@ mod tests {
     }
 
     impl Hub {
-        fn hand_off(&mut self, hand_off: HandOff<(u32, Instant)>, now: Instant) {
+        fn hand_off(&mut self, hand_off: HandOff<(u32, Instant)>, now: Instant, whole_room: bool) {
             let delay = self.delays[self.out.len() % self.delays.len()];
             let written = delay.map(|us| now + Duration::from_micros(us));
             if let Some(at) = written {
@@ -407,7 +644,14 @@ mod tests {
                 .iter()
                 .map(|(seq, at)| (*seq, now - *at))
                 .collect();
-            self.out.push((hand_off.room, hand_off.id, now, waits));
+            self.out.push(Made {
+                room: hand_off.room,
+                lane: hand_off.lane,
+                id: hand_off.id,
+                at: now,
+                whole_room,
+                waits,
+            });
         }
 
         /// Runs every report and timer up to `until`, in time order.
@@ -425,32 +669,35 @@ mod tests {
                 if next > until {
                     return;
                 }
-                if report == Some(next) {
+                let made = if report == Some(next) {
                     let (_, room, id) = self.reports.remove(0);
-                    if let Some(h) = self.pacer.written(&room, id, next) {
-                        self.hand_off(h, next);
-                    }
+                    self.pacer.written(&room, id, next)
                 } else {
-                    for h in self.pacer.take_due(next) {
-                        self.hand_off(h, next);
-                    }
+                    self.pacer.take_due(next)
+                };
+                for h in made {
+                    self.hand_off(h, next, false);
                 }
             }
         }
     }
 
     proptest! {
-        /// Whatever rooms entries come for, and however long each hand-off takes to be
-        /// written (or if it never is): every entry is handed off once, each room's in
-        /// order; none waits longer than the hold; and a room is handed off again only
-        /// once its last hand-off is spaced, written and rested, or its hold is over.
+        /// Whatever rooms entries come for, in however many lanes, and however long
+        /// each hand-off takes to be written (or if it never is): every entry is
+        /// handed to each lane of its room once, in order; none waits longer than the
+        /// hold (plus the turns of the other lanes, each at most the hold over the
+        /// lanes); a lane is handed off again only once its last hand-off is written
+        /// and rested, or its hold is over, and no sooner than its share of the
+        /// spacing; and a room's turns are that share apart.
         #[test]
-        fn every_entry_once_in_order_never_past_the_hold_and_one_write_at_a_time(
+        fn every_entry_once_in_order_to_every_lane_within_the_hold_and_one_write_at_a_time(
             arrivals in proptest::collection::vec((0u8..4, 0u64..3_000), 1..300),
             delays in proptest::collection::vec(proptest::option::weighted(0.9, 0u64..20_000), 1..20),
             spacing_us in prop_oneof![Just(0u64), 0u64..12_000, Just(12_000)],
             hold_us in 0u64..24_000,
             rest_us in prop_oneof![Just(0u64), 0u64..8_000],
+            lanes in prop_oneof![Just(vec![1usize; 4]), proptest::collection::vec(1usize..=4, 4)],
         ) {
             let t0 = Instant::now();
             let spacing = Duration::from_micros(spacing_us);
@@ -468,39 +715,60 @@ mod tests {
             for (room, gap_us) in arrivals {
                 now += Duration::from_micros(gap_us);
                 hub.run_until(now);
+                let room = usize::from(room);
                 let name = format!("room-{room}");
-                let seq = next_seq[usize::from(room)];
-                next_seq[usize::from(room)] += 1;
-                if let Some(h) = hub.pacer.offer(&name, vec![(seq, now)], now) {
-                    hub.hand_off(h, now);
+                let seq = next_seq[room];
+                next_seq[room] += 1;
+                let quiet = !hub.pacer.rooms.contains_key(&name);
+                for h in hub.pacer.offer(&name, lanes[room], vec![(seq, now)], now) {
+                    hub.hand_off(h, now, quiet);
                 }
             }
             hub.run_until(now + Duration::from_secs(1));
-            prop_assert!(hub.pacer.recent.is_empty());
+            prop_assert!(hub.pacer.rooms.is_empty());
+            prop_assert_eq!(hub.pacer.next_due(), None);
             for (room, count) in next_seq.iter().enumerate() {
                 let name = format!("room-{room}");
-                let seqs: Vec<u32> = hub.out.iter()
-                    .filter(|(r, ..)| *r == name)
-                    .flat_map(|(.., waits)| waits.iter().map(|(seq, _)| *seq))
-                    .collect();
-                prop_assert_eq!(seqs, (0..*count).collect::<Vec<_>>());
-            }
-            for (.., waits) in &hub.out {
-                for (_, waited) in waits {
-                    prop_assert!(*waited <= hold, "{waited:?}");
+                for lane in 0..lanes[room] {
+                    let seqs: Vec<u32> = hub.out.iter()
+                        .filter(|made| made.room == name && made.lane == lane)
+                        .flat_map(|made| made.waits.iter().map(|(seq, _)| *seq))
+                        .collect();
+                    prop_assert_eq!(seqs, (0..*count).collect::<Vec<_>>(), "{} lane {}", name, lane);
                 }
             }
-            // Consecutive hand-offs of a room: the later one no earlier than the
-            // earlier one's spacing and its write's rest, or the end of its hold.
-            let mut last: HashMap<&str, Instant> = HashMap::new();
-            for (room, id, at, _) in &hub.out {
-                if let Some(free) = last.get(room.as_str()) {
-                    prop_assert!(at >= free, "{room}: at {at:?}, free at {free:?}");
+            let share = |room: &str| {
+                let n: usize = room["room-".len()..].parse().expect("a room number");
+                lanes[n] as u32
+            };
+            for made in &hub.out {
+                let n = share(&made.room);
+                let longest = hold + hold / n * (n - 1);
+                for (_, waited) in &made.waits {
+                    prop_assert!(*waited <= longest, "{waited:?} over {longest:?}");
                 }
-                let hold_over = *at + hold;
-                let free = hub.written[id]
-                    .map_or(hold_over, |written| (written + rest).max(*at + spacing).min(hold_over));
-                last.insert(room.as_str(), free);
+            }
+            // Consecutive hand-offs of a lane: the later one no earlier than the
+            // earlier one's share of the spacing and its write's rest, or the end of
+            // its hold. Consecutive turns of a room: that share of the spacing apart.
+            let mut free: HashMap<(&str, usize), Instant> = HashMap::new();
+            let mut turned: HashMap<&str, Instant> = HashMap::new();
+            for made in &hub.out {
+                let n = share(&made.room);
+                let room = made.room.as_str();
+                if let Some(free) = free.get(&(room, made.lane)) {
+                    prop_assert!(made.at >= *free, "{room}/{}: at {:?}, free at {free:?}", made.lane, made.at);
+                }
+                if !made.whole_room && let Some(last) = turned.get(room) {
+                    prop_assert!(made.at >= *last + spacing / n, "{room}: turns too close");
+                }
+                turned.insert(room, made.at);
+                let hold_over = made.at + hold;
+                let rested = if made.whole_room { rest } else { rest / n };
+                let lane_free = hub.written[&made.id].map_or(hold_over, |written| {
+                    (written + rested).max(made.at + spacing / n).min(hold_over)
+                });
+                free.insert((room, made.lane), lane_free);
             }
         }
     }

@@ -132,7 +132,7 @@ pub(crate) async fn render(
     );
     out.counter1(
         "confer_gateway_chat_rests",
-        "Rounds of a room's chat writes that ended late in the room's spacing and were followed by a rest before its next hand-off: a big, busy room pacing itself.",
+        "Hand-offs of a room's chat whose writes (one lane's, times the room's lanes) took longer than the room's spacing less a rest, so that the room's period grew to that and the rest: a big, busy room pacing itself.",
         m.chat_rests.load(Relaxed),
     );
     out.gauge1(
@@ -142,12 +142,12 @@ pub(crate) async fn render(
     );
     out.histogram(
         "confer_gateway_chat_fanout_seconds",
-        "From a chat entry stored (the chat service's clock) to its live delivery to this gateway's members (this gateway's clock; history caught up after a gap or resync is not counted).",
+        "From a chat entry stored (the chat service's clock) to its live hand-off to this gateway's members, once per lane of a big room's members (this gateway's clock; history caught up after a gap or resync is not counted).",
         &m.chat_fanout.snapshot(),
     );
     out.histogram(
         "confer_gateway_chat_write_seconds",
-        "From a room's chat entries handed to its members here to the last member's writer having written them: a busy room's next entries wait for this.",
+        "From a room's chat entries handed to its members here (or to one lane of a big room's members) to the last of them having written them: that lane's next turn waits for this.",
         &m.chat_write.snapshot(),
     );
     out.counter(

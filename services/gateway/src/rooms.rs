@@ -21,24 +21,63 @@ struct Local {
     /// come next go there straight from the hub.
     outbox: mpsc::UnboundedSender<Outgoing>,
     chat: Arc<ChatCursor>,
-    /// `tenant/room` once in a room (not while waiting).
-    room: Option<String>,
+    /// `tenant/room` once in a room (not while waiting), and its lane there.
+    room: Option<(String, usize)>,
+}
+
+/// A room's local members, in lanes that take turns for its chat (`chat_pace`).
+#[derive(Default)]
+struct RoomMembers {
+    lanes: Vec<HashSet<String>>,
+}
+
+/// Members per lane before a room gets another: a lane is written in one turn.
+const LANE_MEMBERS: usize = 64;
+
+/// The most lanes a room has.
+const MAX_LANES: usize = 8;
+
+impl RoomMembers {
+    fn len(&self) -> usize {
+        self.lanes.iter().map(HashSet::len).sum()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &String> {
+        self.lanes.iter().flatten()
+    }
+
+    /// Adds `id` to the lane with the fewest members, first adding a lane when the
+    /// room has outgrown its lanes. A member never changes lanes, and a room's lanes
+    /// are only ever added to, so a lane's turns reach each of its members in order.
+    fn add(&mut self, id: &str) -> usize {
+        let wanted = (self.len() / LANE_MEMBERS + 1).min(MAX_LANES);
+        if self.lanes.len() < wanted {
+            self.lanes.push(HashSet::new());
+        }
+        let lane = (0..self.lanes.len())
+            .min_by_key(|&lane| self.lanes[lane].len())
+            .unwrap_or(0);
+        self.lanes[lane].insert(id.to_owned());
+        lane
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Local>,
     /// Room key → its local sessions' ids: a room's fan-out touches only its members.
-    members: HashMap<String, HashSet<String>>,
+    members: HashMap<String, RoomMembers>,
     /// Room key → its current active speaker, for members who enter after it spoke up.
     speakers: HashMap<String, String>,
 }
 
 impl Inner {
-    fn leave_room(&mut self, id: &str, room: &str) {
+    fn leave_room(&mut self, id: &str, (room, lane): &(String, usize)) {
         if let Some(members) = self.members.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
+            if let Some(lane) = members.lanes.get_mut(*lane) {
+                lane.remove(id);
+            }
+            if members.len() == 0 {
                 self.members.remove(room);
             }
         }
@@ -84,18 +123,16 @@ impl Rooms {
     /// The session is in room `key` now.
     pub(crate) fn enter(&self, id: &str, key: &str) {
         let mut inner = self.lock();
-        let Some(local) = inner.sessions.get_mut(id) else {
+        let Some(previous) = inner.sessions.get_mut(id).map(|local| local.room.take()) else {
             return;
         };
-        let previous = local.room.replace(key.to_owned());
         if let Some(previous) = previous {
             inner.leave_room(id, &previous);
         }
-        inner
-            .members
-            .entry(key.to_owned())
-            .or_default()
-            .insert(id.to_owned());
+        let lane = inner.members.entry(key.to_owned()).or_default().add(id);
+        if let Some(local) = inner.sessions.get_mut(id) {
+            local.room = Some((key.to_owned(), lane));
+        }
     }
 
     pub(crate) fn unregister(&self, id: &str) {
@@ -128,24 +165,33 @@ impl Rooms {
         let Some(members) = inner.members.get(key) else {
             return;
         };
-        for id in members {
+        for id in members.all() {
             if let Some(local) = inner.sessions.get(id) {
                 let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
             }
         }
     }
 
-    /// A room's chat entries, in order, to its local members: each to the client's
-    /// writer when it is the next one the client is owed, otherwise through its
-    /// session (which fills gaps and signs file links).
+    /// How many lanes room `key`'s local members are in (none when it has none here).
+    pub(crate) fn lanes(&self, key: &str) -> usize {
+        self.lock()
+            .members
+            .get(key)
+            .map_or(0, |members| members.lanes.len())
+    }
+
+    /// A room's chat entries, in order, to the local members in one of its lanes: each
+    /// to the client's writer when it is the next one the client is owed, otherwise
+    /// through its session (which fills gaps and signs file links).
     pub(crate) fn push_chat(
         &self,
         key: &str,
+        lane: usize,
         pushes: &[Arc<crate::chat::ChatPush>],
         writes: &Arc<crate::chat::HandOffWrites>,
     ) {
         let inner = self.lock();
-        let Some(members) = inner.members.get(key) else {
+        let Some(members) = inner.members.get(key).and_then(|m| m.lanes.get(lane)) else {
             return;
         };
         let run = EncodedRun::of(pushes);
@@ -195,7 +241,7 @@ impl Rooms {
     }
 
     pub(crate) fn n_participants(&self) -> usize {
-        self.lock().members.values().map(HashSet::len).sum()
+        self.lock().members.values().map(RoomMembers::len).sum()
     }
 }
 
@@ -222,5 +268,66 @@ impl EncodedRun {
             last: first + pushes.len() as u64 - 1,
             texts: texts.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(rooms: &Rooms, id: &str) {
+        let (tx, _) = mpsc::unbounded_channel();
+        let (outbox, _) = mpsc::unbounded_channel();
+        rooms.register(id, tx, outbox, Arc::default());
+    }
+
+    fn lane_sizes(rooms: &Rooms, key: &str) -> Vec<usize> {
+        rooms.lock().members[key]
+            .lanes
+            .iter()
+            .map(HashSet::len)
+            .collect()
+    }
+
+    #[test]
+    fn a_big_rooms_members_fill_lanes_of_64_up_to_8_and_never_change_lanes() {
+        let rooms = Rooms::default();
+        for i in 0..64 {
+            session(&rooms, &format!("p{i}"));
+            rooms.enter(&format!("p{i}"), "t/big");
+        }
+        assert_eq!(rooms.lanes("t/big"), 1);
+        session(&rooms, "p64");
+        rooms.enter("p64", "t/big");
+        assert_eq!(lane_sizes(&rooms, "t/big"), [64, 1]);
+        // Newcomers go to the emptiest lane; those already in stay where they are.
+        for i in 65..128 {
+            session(&rooms, &format!("p{i}"));
+            rooms.enter(&format!("p{i}"), "t/big");
+        }
+        assert_eq!(lane_sizes(&rooms, "t/big"), [64, 64]);
+        for i in 0..10 {
+            rooms.unregister(&format!("p{i}"));
+        }
+        assert_eq!(lane_sizes(&rooms, "t/big"), [54, 64]);
+        session(&rooms, "again");
+        rooms.enter("again", "t/big");
+        assert_eq!(lane_sizes(&rooms, "t/big"), [55, 64]);
+        for i in 128..1_000 {
+            session(&rooms, &format!("p{i}"));
+            rooms.enter(&format!("p{i}"), "t/big");
+        }
+        let sizes = lane_sizes(&rooms, "t/big");
+        assert_eq!(sizes.len(), 8);
+        assert_eq!(sizes.iter().sum::<usize>(), 991);
+        assert!(sizes.iter().all(|&n| (123..=124).contains(&n)), "{sizes:?}");
+        assert_eq!(rooms.n_participants(), 991);
+        // A small room has one lane; moving rooms leaves the old one's lane.
+        rooms.enter("again", "t/small");
+        assert_eq!(rooms.lanes("t/small"), 1);
+        assert_eq!(rooms.lanes("t/big"), 8);
+        assert_eq!(lane_sizes(&rooms, "t/big").iter().sum::<usize>(), 990);
+        rooms.unregister("again");
+        assert_eq!(rooms.lanes("t/small"), 0);
     }
 }

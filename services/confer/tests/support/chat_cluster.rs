@@ -16,6 +16,8 @@ pub struct ChatCluster {
     pub chat_metrics: Vec<String>,
     pub api_key: String,
     pub api_secret: String,
+    /// One client for the tenant API: making one loads TLS roots.
+    http: reqwest::Client,
     _procs: Vec<Proc>,
 }
 
@@ -102,10 +104,29 @@ impl ChatCluster {
             chat_metrics,
             api_key,
             api_secret,
+            http: reqwest::Client::new(),
             _procs: procs,
         };
         cluster.wait_ready(&chats).await?;
         Ok(cluster)
+    }
+
+    /// Creates `room` for up to `max` participants (more than the default 100),
+    /// through the tenant API.
+    pub async fn create_room(&self, room: &str, max: usize) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("http://{}/v1/rooms", self.gateways[0]))
+            .basic_auth(&self.api_key, Some(&self.api_secret))
+            .json(&serde_json::json!({"name": room, "settings": {"max_participants": max}}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "create {room}: {}",
+            response.text().await?
+        );
+        Ok(())
     }
 
     /// A host token for `room` (no waiting room).
@@ -117,7 +138,7 @@ impl ChatCluster {
     /// and the chat services accept connections.
     async fn wait_ready(&self, chats: &[String]) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
+        let http = &self.http;
         for gateway in &self.gateways {
             loop {
                 let status = http
