@@ -127,33 +127,65 @@ fn check(all: &[Seen], n: u64) {
     }
 }
 
+/// A room's members: they join it in turn on alternating gateways (ids
+/// `{room}-{i}`), the first `senders` send `per_sender` messages each keeping `window`
+/// in flight, and everyone reads until it has seen them all.
+struct Crowd {
+    room: &'static str,
+    members: usize,
+    senders: usize,
+    per_sender: usize,
+    window: usize,
+}
+
+type Running = Vec<tokio::task::JoinHandle<anyhow::Result<Seen>>>;
+
+impl Crowd {
+    fn total(&self) -> usize {
+        self.senders * self.per_sender
+    }
+
+    /// Everyone joins before the first message (a later joiner gets the newest page
+    /// and pages back; `tests/tests/chat.rs` covers that), then all start.
+    async fn start(&self, cluster: &ChatCluster) -> anyhow::Result<Running> {
+        let mut joined = Vec::new();
+        for i in 0..self.members {
+            let who = format!("{}-{i}", self.room);
+            joined.push(join(cluster, i % 2, self.room, &who).await?);
+        }
+        Ok(joined
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let sends = if i < self.senders { self.per_sender } else { 0 };
+                let prefix = format!("{}-{i}", self.room);
+                tokio::spawn(member(client, prefix, sends, self.window, self.total()))
+            })
+            .collect())
+    }
+
+    /// Waits for everyone, and checks that each saw every message once and in order.
+    async fn finish(&self, running: Running) -> anyhow::Result<()> {
+        let mut all = Vec::new();
+        for task in running {
+            all.push(task.await??);
+        }
+        check(&all, self.total() as u64);
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow::Result<()> {
     let cluster = ChatCluster::start(2, &[]).await?;
-    const PER_SENDER: usize = 2_500;
-    const TOTAL: usize = 4 * PER_SENDER;
-    // Everyone is in before the first message (a later joiner gets the newest page
-    // and pages back; `tests/tests/chat.rs` covers that).
-    let mut joined = Vec::new();
-    for i in 0..6 {
-        joined.push(join(&cluster, i % 2, "town", &format!("m{i}")).await?);
-    }
-    let mut tasks = Vec::new();
-    for (i, client) in joined.into_iter().enumerate() {
-        let sends = if i < 4 { PER_SENDER } else { 0 };
-        tasks.push(tokio::spawn(member(
-            client,
-            format!("m{i}"),
-            sends,
-            16,
-            TOTAL,
-        )));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.push(task.await??);
-    }
-    check(&all, TOTAL as u64);
+    let crowd = Crowd {
+        room: "town",
+        members: 6,
+        senders: 4,
+        per_sender: 2_500,
+        window: 16,
+    };
+    crowd.finish(crowd.start(&cluster).await?).await?;
     // The chat services' own /metrics account for every message, between them.
     let http = reqwest::Client::new();
     let mut stored = 0;
@@ -181,7 +213,11 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
             "{page}"
         );
     }
-    assert_eq!(stored, TOTAL as u64, "entries stored across chat services");
+    assert_eq!(
+        stored,
+        crowd.total() as u64,
+        "entries stored across chat services"
+    );
     Ok(())
 }
 
@@ -193,62 +229,32 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
 async fn a_big_rooms_members_in_lanes_get_every_message_once_and_in_order() -> anyhow::Result<()> {
     // All members join from this one address.
     let cluster = ChatCluster::start(1, &["--join-burst-per-address", "1000"]).await?;
-    const MEMBERS: usize = 160;
-    const PER_SENDER: usize = 250;
-    const TOTAL: usize = 4 * PER_SENDER;
-    cluster.create_room("hall", MEMBERS).await?;
-    let mut joined = Vec::new();
-    for i in 0..MEMBERS {
-        joined.push(join(&cluster, i % 2, "hall", &format!("h{i}")).await?);
-    }
-    let mut tasks = Vec::new();
-    for (i, client) in joined.into_iter().enumerate() {
-        let sends = if i < 4 { PER_SENDER } else { 0 };
-        tasks.push(tokio::spawn(member(
-            client,
-            format!("h{i}"),
-            sends,
-            8,
-            TOTAL,
-        )));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.push(task.await??);
-    }
-    check(&all, TOTAL as u64);
-    Ok(())
+    let crowd = Crowd {
+        room: "hall",
+        members: 160,
+        senders: 4,
+        per_sender: 250,
+        window: 8,
+    };
+    cluster.create_room(crowd.room, crowd.members).await?;
+    crowd.finish(crowd.start(&cluster).await?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::Result<()> {
     let mut cluster = ChatCluster::start(2, &[]).await?;
-    const PER_SENDER: usize = 1_500;
-    const TOTAL: usize = 2 * PER_SENDER;
-    let mut joined = Vec::new();
-    for i in 0..4 {
-        joined.push(join(&cluster, i % 2, "storm", &format!("s{i}")).await?);
-    }
-    let mut tasks = Vec::new();
-    for (i, client) in joined.into_iter().enumerate() {
-        let sends = if i < 2 { PER_SENDER } else { 0 };
-        tasks.push(tokio::spawn(member(
-            client,
-            format!("s{i}"),
-            sends,
-            4,
-            TOTAL,
-        )));
-    }
+    let crowd = Crowd {
+        room: "storm",
+        members: 4,
+        senders: 2,
+        per_sender: 1_500,
+        window: 4,
+    };
+    let running = crowd.start(&cluster).await?;
     // Restart Redis while the senders are in full flow.
     tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.redis.stop();
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.redis.restart().await?;
-    let mut all = Vec::new();
-    for task in tasks {
-        all.push(task.await??);
-    }
-    check(&all, TOTAL as u64);
-    Ok(())
+    crowd.finish(running).await
 }

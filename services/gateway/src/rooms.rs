@@ -281,6 +281,14 @@ mod tests {
         rooms.register(id, tx, outbox, Arc::default());
     }
 
+    /// Sessions `p{i}` for each `i` of `ids`, each entering room `key`.
+    fn enter_all(rooms: &Rooms, ids: std::ops::Range<usize>, key: &str) {
+        for i in ids {
+            session(rooms, &format!("p{i}"));
+            rooms.enter(&format!("p{i}"), key);
+        }
+    }
+
     fn lane_sizes(rooms: &Rooms, key: &str) -> Vec<usize> {
         rooms.lock().members[key]
             .lanes
@@ -292,19 +300,12 @@ mod tests {
     #[test]
     fn a_big_rooms_members_fill_lanes_of_64_up_to_8_and_never_change_lanes() {
         let rooms = Rooms::default();
-        for i in 0..64 {
-            session(&rooms, &format!("p{i}"));
-            rooms.enter(&format!("p{i}"), "t/big");
-        }
+        enter_all(&rooms, 0..64, "t/big");
         assert_eq!(rooms.lanes("t/big"), 1);
-        session(&rooms, "p64");
-        rooms.enter("p64", "t/big");
+        enter_all(&rooms, 64..65, "t/big");
         assert_eq!(lane_sizes(&rooms, "t/big"), [64, 1]);
         // Newcomers go to the emptiest lane; those already in stay where they are.
-        for i in 65..128 {
-            session(&rooms, &format!("p{i}"));
-            rooms.enter(&format!("p{i}"), "t/big");
-        }
+        enter_all(&rooms, 65..128, "t/big");
         assert_eq!(lane_sizes(&rooms, "t/big"), [64, 64]);
         for i in 0..10 {
             rooms.unregister(&format!("p{i}"));
@@ -313,10 +314,7 @@ mod tests {
         session(&rooms, "again");
         rooms.enter("again", "t/big");
         assert_eq!(lane_sizes(&rooms, "t/big"), [55, 64]);
-        for i in 128..1_000 {
-            session(&rooms, &format!("p{i}"));
-            rooms.enter(&format!("p{i}"), "t/big");
-        }
+        enter_all(&rooms, 128..1_000, "t/big");
         let sizes = lane_sizes(&rooms, "t/big");
         assert_eq!(sizes.len(), 8);
         assert_eq!(sizes.iter().sum::<usize>(), 991);
