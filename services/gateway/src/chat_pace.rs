@@ -222,7 +222,6 @@ impl<T: Clone> RoomPacer<T> {
             self.rests += 1;
         }
         wheel.period = (room_took + self.rest).clamp(self.spacing, self.hold);
-        self.arm(room);
         self.step(room, now)
     }
 
