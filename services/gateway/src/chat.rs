@@ -388,9 +388,9 @@ impl Pass {
     }
 }
 
-/// Hands a room's entries to its local sessions; a live entry's time from stored to
-/// here is the gateway's fan-out latency. The members' writers report when they have
-/// written them all.
+/// Hands a room's entries to its local sessions in one lane (every local session of a
+/// room of up to 64); a live entry's time from stored to here is the gateway's fan-out
+/// latency. The lane's writers report when they have written them all.
 fn hand_off(
     state: &AppState,
     ready: HandOff<Arc<ChatPush>>,
@@ -432,7 +432,7 @@ impl Drop for HandOffWrites {
     }
 }
 
-/// A room's hand-off written by all its members' writers.
+/// A hand-off written by all its lane's writers.
 pub(crate) struct Written {
     room: String,
     id: u64,

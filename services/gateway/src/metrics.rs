@@ -32,8 +32,8 @@ pub(crate) struct Metrics {
     /// Live entries that arrived ahead of a missing one and went out in order once it
     /// came, without a history read.
     pub(crate) chat_reordered: AtomicU64,
-    /// Rooms' rounds of chat writes that ended late in their spacing and were followed
-    /// by a rest (the hub's pacer's count).
+    /// Hand-offs of a room's chat whose writes lengthened the room's period past its
+    /// spacing (the hub's pacer's count).
     pub(crate) chat_rests: AtomicU64,
     /// Relay links set up between a joiner's SFU and the room's SFUs elsewhere.
     pub(crate) relay_links: AtomicU64,
