@@ -42,7 +42,7 @@ impl Driver {
             })?;
         // No WebDriver call takes this long (scripts time out after 30 s in the
         // browser): a browser that stops answering fails the test instead of hanging it.
-        let http = reqwest::Client::builder()
+        let http = confer_http::builder()
             .timeout(Duration::from_secs(90))
             .build()?;
         let driver = Self {

@@ -119,7 +119,12 @@ impl TestServer {
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(self.url("/metrics")).await?.text().await?)
+        Ok(confer_http::client()?
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn create_room(
     room: &str,
     waiting_room: bool,
 ) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
+    let response = confer_http::client()?
         .post(server.url("/v1/rooms"))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .json(&json!({"name": room, "settings": {"waiting_room": waiting_room}}))

@@ -44,7 +44,7 @@ async fn ask(
 }
 
 async fn put(server: &TestServer, url: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
-    let response = reqwest::Client::new()
+    let response = confer_http::client()?
         .put(server.url(url))
         .body(body.to_vec())
         .send()
@@ -94,7 +94,7 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let response = reqwest::get(server.url(&link)).await?;
+    let response = confer_http::client()?.get(server.url(&link)).send().await?;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "image/png");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
@@ -118,11 +118,17 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
 
     // Links are not keys to anything else: an upload link does not download, a
     // tampered link is refused, and a non-member has no way to get one.
-    let wrong_use = reqwest::get(server.url(&upload.replace("/upload/", "/download/"))).await?;
+    let wrong_use = confer_http::client()?
+        .get(server.url(&upload.replace("/upload/", "/download/")))
+        .send()
+        .await?;
     assert_eq!(wrong_use.status().as_u16(), 403);
     let mut tampered = link.clone();
     tampered.insert(link.len() - 3, 'x');
-    let refused = reqwest::get(server.url(&tampered)).await?;
+    let refused = confer_http::client()?
+        .get(server.url(&tampered))
+        .send()
+        .await?;
     assert_eq!(refused.status().as_u16(), 403);
     assert_eq!(
         refused.json::<Value>().await?["error"]["code"],
@@ -178,7 +184,7 @@ async fn members_share_files_and_only_members_can_read_them() -> anyhow::Result<
     ada.send(&json!({"request_id": "d", "chat_delete": {"seq": 1}}))
         .await?;
     ada.recv_kind("chat_sent", WAIT).await?;
-    let gone = reqwest::get(server.url(&link)).await?;
+    let gone = confer_http::client()?.get(server.url(&link)).send().await?;
     assert_eq!(gone.status().as_u16(), 404);
     assert_eq!(
         gone.json::<Value>().await?["error"]["code"],
@@ -250,9 +256,9 @@ async fn files_go_with_expired_messages_and_deleted_rooms() -> anyhow::Result<()
         ..Options::default()
     })
     .await?;
+    let http = confer_http::client()?;
     let tenant_api = |method: reqwest::Method, path: &str| {
-        reqwest::Client::new()
-            .request(method, server.url(path))
+        http.request(method, server.url(path))
             .basic_auth("dev", Some(confer_e2e::server::TOKEN_SECRET))
     };
     let mut ada = join_room(&server, "brief", "Ada").await?;

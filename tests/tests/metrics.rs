@@ -82,7 +82,7 @@ async fn a_scripted_session_shows_in_metrics_in_both_formats() -> anyhow::Result
     let promtool = std::env::var("CONFER_PROMTOOL").unwrap_or_else(|_| "promtool".into());
     check(&promtool, &["check", "metrics"], &text)?;
 
-    let response = reqwest::Client::new()
+    let response = confer_http::client()?
         .get(server.url("/metrics"))
         .header(
             "accept",

@@ -21,7 +21,7 @@ async fn participants(
     server: &TestServer,
     room: &str,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
-    let body: Value = reqwest::Client::new()
+    let body: Value = confer_http::client()?
         .get(server.url(&format!("/v1/rooms/{room}/participants")))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .send()
@@ -163,7 +163,7 @@ async fn removing_a_caller_from_the_room_hangs_up_with_bye() -> anyhow::Result<(
     // Answered first: removed before the answer, the caller would get 403 instead.
     bridge.until_active(1).await?;
     let members = wait_for_participants(&server, "removal", 1).await?;
-    let response = reqwest::Client::new()
+    let response = confer_http::client()?
         .delete(server.url(&format!("/v1/rooms/removal/participants/{}", members[0].0)))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .send()
@@ -323,7 +323,7 @@ async fn one_callers_wrong_pins_do_not_lock_out_the_others() -> anyhow::Result<(
     })
     .await?;
     let bridge = Bridge::start(&server).await?;
-    let created = reqwest::Client::new()
+    let created = confer_http::client()?
         .post(server.url("/v1/rooms"))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .json(&serde_json::json!({"name": "board", "password": "4321", "settings": {"waiting_room": false}}))

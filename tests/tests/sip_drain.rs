@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 
 async fn participants(deployment: &TwoSfus, room: &str) -> anyhow::Result<usize> {
-    let body: Value = reqwest::Client::new()
+    let body: Value = confer_http::client()?
         .get(deployment.url(&format!("/v1/rooms/{room}/participants")))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .send()
@@ -52,7 +52,7 @@ async fn calls_follow_their_room_to_another_sfu() -> anyhow::Result<()> {
             "Development",
         )
         .await?;
-    let created = reqwest::Client::new()
+    let created = confer_http::client()?
         .post(deployment.url("/v1/rooms"))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .json(&json!({"name": "moving", "settings": {"waiting_room": false}}))

@@ -90,7 +90,7 @@ async fn api_for(
         base: server.url(""),
         key: tenant.api_key,
         secret: tenant.api_secret,
-        http: reqwest::Client::new(),
+        http: confer_http::client()?,
         covered: covered.clone(),
     })
 }
@@ -173,7 +173,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         .raw(Method::POST, "/v1/rooms", r#"{"name": "no spaces"}"#)
         .await?;
     assert_eq!((status, code(&body)), (400, "invalid_room"));
-    let unauthorized = reqwest::Client::new()
+    let unauthorized = confer_http::client()?
         .get(server.url("/v1/rooms"))
         .basic_auth(&api.key, Some("wrong"))
         .send()

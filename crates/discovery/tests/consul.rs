@@ -97,7 +97,8 @@ async fn registered_nodes_their_load_and_state_reach_every_watcher() {
     );
 
     // A critical check (a node that missed its TTL) takes the node out.
-    reqwest::Client::new()
+    confer_http::client()
+        .expect("an HTTP client")
         .put(format!(
             "{}/v1/agent/check/update/confer-sfu:sfu-0",
             consul.url()
@@ -227,7 +228,8 @@ async fn an_announcing_node_registers_again_when_the_agent_forgets_it() {
         Some(CheckStatus::Passing)
     );
 
-    reqwest::Client::new()
+    confer_http::client()
+        .expect("an HTTP client")
         .put(format!(
             "{}/v1/agent/service/deregister/sfu-0",
             consul.url()

@@ -397,7 +397,8 @@ const STAGE_HISTOGRAMS: [&str; 5] = [
 
 /// One HTTP client for every scrape, made before the clients join: making one loads
 /// TLS roots, long enough to stall the members sharing its thread.
-static HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(reqwest::Client::new);
+static HTTP: std::sync::LazyLock<reqwest::Client> =
+    std::sync::LazyLock::new(|| confer_http::client().expect("an HTTP client"));
 
 /// Each gateway's (gap fills, reordered entries) counters.
 async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {

@@ -187,7 +187,7 @@ async fn ten_thousand_messages_reach_every_member_once_and_in_order() -> anyhow:
     };
     crowd.finish(crowd.start(&cluster).await?).await?;
     // The chat services' own /metrics account for every message, between them.
-    let http = reqwest::Client::new();
+    let http = confer_http::client()?;
     let mut stored = 0;
     for metrics in &cluster.chat_metrics {
         let page = http

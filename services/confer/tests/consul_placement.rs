@@ -110,7 +110,13 @@ impl Cluster {
     /// The room service's `/metrics`.
     async fn metrics(&self) -> anyhow::Result<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.room_metrics);
-        Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
+        Ok(confer_http::client()?
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
     }
 
     fn media_ports(&self) -> Vec<u16> {
@@ -163,7 +169,7 @@ async fn rooms_go_to_registered_sfus_and_never_to_one_that_stopped_reporting() -
         "{metrics}"
     );
     // Prometheus's scraper asks for OpenMetrics, and gets it.
-    let open_metrics = reqwest::Client::new()
+    let open_metrics = confer_http::client()?
         .get(format!("http://127.0.0.1:{}/metrics", cluster.room_metrics))
         .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
@@ -252,7 +258,9 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
         "{metrics}"
     );
     // The SFU's own /metrics says it is draining, and what it holds.
-    let sfu_metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", drained.metrics))
+    let sfu_metrics = confer_http::client()?
+        .get(format!("http://127.0.0.1:{}/metrics", drained.metrics))
+        .send()
         .await?
         .text()
         .await?;
@@ -287,7 +295,9 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
 
 /// `confer_sfu_peers` on the SFU's own `/metrics`.
 async fn sfu_peers(sfu: &Sfu) -> anyhow::Result<u64> {
-    let page = reqwest::get(format!("http://127.0.0.1:{}/metrics", sfu.metrics))
+    let page = confer_http::client()?
+        .get(format!("http://127.0.0.1:{}/metrics", sfu.metrics))
+        .send()
         .await?
         .text()
         .await?;

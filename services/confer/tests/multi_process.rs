@@ -153,7 +153,7 @@ impl Cluster {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut request = reqwest::Client::new()
+        let mut request = confer_http::client()?
             .request(method, format!("http://{gateway}{path}"))
             .basic_auth(&self.api_key, Some(&self.api_secret));
         if let Some(body) = body {

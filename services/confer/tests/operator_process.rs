@@ -52,7 +52,10 @@ async fn the_operator_binary_wins_the_lease_and_serves_metrics() -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_listening(metrics.parse()?)?;
-    let page = reqwest::get(format!("http://{metrics}/metrics")).await?;
+    let page = confer_http::client()?
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await?;
     assert!(page.status().is_success(), "{}", page.status());
     // Still up, still the holder, a few seconds on.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -20,7 +20,9 @@ use confer_e2e::backing::free_port;
 use support::{host_token, join_for_port, room_with_consul, sfu_with_consul, spawn};
 
 async fn metric(port: u16, line_start: &str) -> anyhow::Result<Option<f64>> {
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    let page = confer_http::client()?
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
         .await?
         .text()
         .await?;
@@ -81,7 +83,7 @@ async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> a
     }
 
     // The room, through the tenant API, once the services are up and both SFUs report.
-    let http = reqwest::Client::new();
+    let http = confer_http::client()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let created = http

@@ -57,7 +57,7 @@ async fn the_sip_role_counts_its_calls_in_both_metric_formats() -> anyhow::Resul
     let promtool = std::env::var("CONFER_PROMTOOL").unwrap_or_else(|_| "promtool".into());
     check(&promtool, &["check", "metrics"], &text)?;
 
-    let open = reqwest::Client::new()
+    let open = confer_http::client()?
         .get(format!("http://{}/metrics", deployment.metrics))
         .header("accept", "application/openmetrics-text;version=1.0.0")
         .send()

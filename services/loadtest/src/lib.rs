@@ -110,7 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     let connected = Arc::new(Semaphore::new(0));
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let http = reqwest::Client::new();
+    let http = confer_http::client()?;
     let run_id = rand::random::<u32>();
     for room in 0..config.rooms {
         let room_name = format!("load-{run_id:08x}-{room}");

@@ -110,7 +110,7 @@ impl WebhookCounts {
 
 /// The client deliveries go through: HTTPS (rustls, the system's roots) or HTTP.
 fn http_client(config: &WebhookConfig) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    confer_http::builder()
         .timeout(config.request_timeout)
         .user_agent("confer-webhooks/1")
         .https_only(false)

@@ -53,7 +53,7 @@ impl ConsulRegistry {
     /// `address` is the agent's HTTP address (`http://127.0.0.1:8500`); `token` an ACL
     /// token, if the cluster uses ACLs.
     pub fn new(address: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = confer_http::builder()
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .build()?;

@@ -104,7 +104,7 @@ impl ChatCluster {
             chat_metrics,
             api_key,
             api_secret,
-            http: reqwest::Client::new(),
+            http: confer_http::client()?,
             _procs: procs,
         };
         cluster.wait_ready(&chats).await?;

@@ -68,7 +68,7 @@ impl SipDeployment {
     /// Opens `room` without a waiting room, through the tenant API: callers are
     /// answered at once.
     pub async fn open_room(&self, room: &str) -> anyhow::Result<()> {
-        let response = reqwest::Client::new()
+        let response = confer_http::client()?
             .post(format!("http://{}/v1/rooms", self.http))
             .basic_auth("dev", Some(SECRET))
             .json(&json!({"name": room, "settings": {"waiting_room": false}}))
