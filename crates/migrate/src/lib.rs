@@ -2,7 +2,9 @@
 //! replicas start together (a first install's pods all do). Each version is applied in
 //! its own transaction together with its row in the service's ledger table; a replica
 //! that loses the race (its statements or its ledger row collide with the winner's)
-//! rolls back, waits a moment and looks again, and finds the version applied.
+//! rolls back, waits a moment and looks again, and finds the version applied. Any
+//! other failure (a broken statement, a refused login, no database) is returned at
+//! once: looking again would only repeat it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +35,7 @@ pub async fn apply(pool: &AnyPool, ledger: Ledger, migrations: Migrations) -> an
     loop {
         match apply_once(pool, ledger, migrations).await {
             Ok(()) => return Ok(()),
-            Err(err) if attempt < RACE_RETRIES => {
+            Err(err) if attempt < RACE_RETRIES && lost_race(&err) => {
                 attempt += 1;
                 tracing::debug!(service = ledger.service, error = %format!("{err:#}"), attempt, "migration raced another replica; looking again");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
@@ -93,6 +95,31 @@ async fn apply_once(pool: &AnyPool, ledger: Ledger, migrations: Migrations) -> a
     }
     Ok(())
 }
+
+/// Whether `err` is what a replica gets when another applies the same version at the
+/// same moment: its ledger row or one of its tables, indexes or columns exists
+/// already, or the database broke a deadlock or a serialization conflict between the
+/// two (PostgreSQL), or the database was locked by the other (SQLite).
+pub fn lost_race(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(|cause| match cause {
+            sqlx::Error::Database(db) => {
+                db.is_unique_violation()
+                    || db
+                        .code()
+                        .is_some_and(|code| RACE_CODES.contains(&code.as_ref()))
+                    || db.message().contains("already exists")
+            }
+            _ => false,
+        })
+}
+
+/// Error codes of a lost race. PostgreSQL: serialization failure, deadlock, and a
+/// table, object, schema or column that exists already. SQLite: busy, locked.
+const RACE_CODES: [&str; 8] = [
+    "40001", "40P01", "42P07", "42710", "42P06", "42701", "5", "6",
+];
 
 fn unix_secs() -> i64 {
     SystemTime::now()
