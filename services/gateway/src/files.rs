@@ -475,6 +475,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A link is a token from the network: whatever it holds, it is refused
+        /// unless it is one the gateway signed, and then only unchanged.
+        #[test]
+        fn any_token_but_a_signed_one_unchanged_is_refused(
+            garbage in ".{0,300}",
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            replacement in proptest::prelude::any::<char>(),
+        ) {
+            let key = b"k".repeat(32);
+            let refused = verify(&key, &garbage, "down", 0);
+            proptest::prop_assert_eq!(refused.map(|g| g.file).map_err(|e| e.code), Err("invalid_link"));
+            let token = sign(&key, &grant("down", 100));
+            let chars: Vec<char> = token.chars().collect();
+            let i = at.index(chars.len());
+            proptest::prop_assume!(chars[i] != replacement);
+            let mut changed = chars;
+            changed[i] = replacement;
+            let changed: String = changed.into_iter().collect();
+            let outcome = verify(&key, &changed, "down", 0).map_err(|e| e.code);
+            proptest::prop_assert_eq!(outcome.map(|g| g.file), Err("invalid_link"), "{}", changed);
+        }
+    }
+
     #[test]
     fn declared_types_must_match_the_bytes() {
         let check = |ty: &str, bytes: &[u8]| {
