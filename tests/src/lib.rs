@@ -12,5 +12,6 @@ pub mod signal;
 pub mod sip;
 pub mod softphone;
 pub mod split;
+pub mod tenant;
 pub mod two_sfus;
 pub mod video;

@@ -88,18 +88,13 @@ pub async fn create_room(
     room: &str,
     waiting_room: bool,
 ) -> anyhow::Result<()> {
-    let response = confer_http::client()?
-        .post(server.url("/v1/rooms"))
-        .basic_auth("dev", Some(TOKEN_SECRET))
-        .json(&json!({"name": room, "settings": {"waiting_room": waiting_room}}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "room not created: {}",
-        response.text().await?
-    );
-    Ok(())
+    crate::tenant::create_room(
+        &confer_http::client()?,
+        &server.url(""),
+        ("dev", TOKEN_SECRET),
+        json!({"name": room, "settings": {"waiting_room": waiting_room}}),
+    )
+    .await
 }
 
 /// What a scripted caller offers as its audio.

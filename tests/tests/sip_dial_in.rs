@@ -323,13 +323,13 @@ async fn one_callers_wrong_pins_do_not_lock_out_the_others() -> anyhow::Result<(
     })
     .await?;
     let bridge = Bridge::start(&server).await?;
-    let created = confer_http::client()?
-        .post(server.url("/v1/rooms"))
-        .basic_auth("dev", Some(TOKEN_SECRET))
-        .json(&serde_json::json!({"name": "board", "password": "4321", "settings": {"waiting_room": false}}))
-        .send()
-        .await?;
-    anyhow::ensure!(created.status().is_success(), "{}", created.text().await?);
+    confer_e2e::tenant::create_room(
+        &confer_http::client()?,
+        &server.url(""),
+        ("dev", TOKEN_SECRET),
+        serde_json::json!({"name": "board", "password": "4321", "settings": {"waiting_room": false}}),
+    )
+    .await?;
     let refused = |status| scenario(Offer::Speak, Script::Refused { status });
     // A guesser at 127.0.0.2: five wrong PINs are refused, then the guessing is.
     for _ in 0..5 {

@@ -52,13 +52,13 @@ async fn calls_follow_their_room_to_another_sfu() -> anyhow::Result<()> {
             "Development",
         )
         .await?;
-    let created = confer_http::client()?
-        .post(deployment.url("/v1/rooms"))
-        .basic_auth("dev", Some(TOKEN_SECRET))
-        .json(&json!({"name": "moving", "settings": {"waiting_room": false}}))
-        .send()
-        .await?;
-    anyhow::ensure!(created.status().is_success(), "{}", created.text().await?);
+    confer_e2e::tenant::create_room(
+        &confer_http::client()?,
+        &deployment.url(""),
+        ("dev", TOKEN_SECRET),
+        json!({"name": "moving", "settings": {"waiting_room": false}}),
+    )
+    .await?;
     let bridge = Bridge::joining_through(format!("ws://{}/v1/signal", deployment.http)).await?;
 
     let ear = UdpSocket::bind("127.0.0.1:0").await?;

@@ -114,19 +114,13 @@ impl ChatCluster {
     /// Creates `room` for up to `max` participants (more than the default 100),
     /// through the tenant API.
     pub async fn create_room(&self, room: &str, max: usize) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(format!("http://{}/v1/rooms", self.gateways[0]))
-            .basic_auth(&self.api_key, Some(&self.api_secret))
-            .json(&serde_json::json!({"name": room, "settings": {"max_participants": max}}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "create {room}: {}",
-            response.text().await?
-        );
-        Ok(())
+        confer_e2e::tenant::create_room(
+            &self.http,
+            &format!("http://{}", self.gateways[0]),
+            (&self.api_key, &self.api_secret),
+            serde_json::json!({"name": room, "settings": {"max_participants": max}}),
+        )
+        .await
     }
 
     /// A host token for `room` (no waiting room).
