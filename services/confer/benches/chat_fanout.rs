@@ -3,7 +3,8 @@
 //! 1 room x 1,000 members and 1,000 rooms x 10 members: the most messages delivered
 //! per second (senders keep a window of sends in flight), then p50/p99 send-to-delivery
 //! latency at half that rate. Next to it, in the same run, `redis-benchmark` PUBLISH
-//! throughput on the same machine.
+//! throughput on the same machine. Each phase also says how busy the machine's CPUs
+//! were (`/proc/stat`): everything runs on them, the load generator included.
 //!
 //! `cargo bench -p confer --bench chat_fanout` (needs redis-server, redis-benchmark and
 //! a PostgreSQL server at CONFER_TEST_DATABASE_URL; `scripts/test.sh` installs them).
@@ -346,6 +347,9 @@ struct Measured {
     stalls: Vec<Stall>,
     /// The benchmark's own worst timer lateness.
     worst_lag_ms: f64,
+    /// How busy the machine's CPUs were over the phase, %, from `/proc/stat` (where
+    /// there is one).
+    busy_percent: Option<f64>,
     /// Each gateway's history reads to fill a gap, and entries put back in order
     /// without one.
     gap_fills: Vec<(u64, u64)>,
@@ -503,6 +507,30 @@ fn stalls(latencies: &[Delivered], phase_start_us: u64) -> Vec<Stall> {
     stalls
 }
 
+/// The machine's CPU time so far, in clock ticks: (busy, all), from the first line of
+/// `/proc/stat` (idle and I/O wait are not busy).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((all - idle, all))
+}
+
+/// The busy share between two readings of [`cpu_times`], %.
+fn busy_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, all0), (busy1, all1)) = (before?, after?);
+    let all = all1.checked_sub(all0).filter(|&all| all > 0)?;
+    Some(100.0 * busy1.saturating_sub(busy0) as f64 / all as f64)
+}
+
 /// Sleeps 5 ms over and over, keeping the worst lateness: a stall of this process
 /// (its runtime or the CPU) shows here, one of the servers does not.
 async fn watch_lag(control: Arc<Control>) {
@@ -550,6 +578,7 @@ async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::R
         Instant::now(),
     );
     let phase_start_us = now_us();
+    let cpu_before = cpu_times();
     tokio::time::sleep(RUN).await;
     let secs = started.elapsed().as_secs_f64();
     let sent = control.sent.load(Relaxed) - sent;
@@ -557,6 +586,7 @@ async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::R
     control.recording.store(false, Relaxed);
     let worst_lag_ms = control.worst_lag_us.load(Relaxed) as f64 / 1000.0;
     let phase_end_us = now_us();
+    let busy_percent = busy_percent(cpu_before, cpu_times());
     let (after, gaps_after) = (scrape_stages(cluster).await?, gap_fills(cluster).await?);
     control.handed_over.store(0, Relaxed);
     control.set_mode(QUIET);
@@ -599,6 +629,7 @@ async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::R
         stages: stages_between(&before, &after),
         stalls: stalls(&recorded, phase_start_us),
         worst_lag_ms,
+        busy_percent,
         gap_fills: gaps_after
             .iter()
             .zip(&gaps_before)
@@ -692,7 +723,7 @@ impl Measured {
     /// The table's columns after the phase.
     fn row(&self) -> String {
         format!(
-            "{:.0} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} | {} | {:?} | {:.1} |",
+            "{:.0} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} | {} | {:?} | {:.1} | {} |",
             self.messages_per_sec,
             self.deliveries_per_sec,
             self.p50_ms,
@@ -706,6 +737,8 @@ impl Measured {
             self.stages.gateway_write,
             self.gap_fills,
             self.worst_lag_ms,
+            self.busy_percent
+                .map_or_else(|| "n/a".to_owned(), |busy| format!("{busy:.0}")),
         )
     }
 }
@@ -782,9 +815,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms to the member's socket | p50 / p99 (mean) ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms |"
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms to the member's socket | p50 / p99 (mean) ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms | machine busy % |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if runs("one") {
         scenario(&cluster, "one", 1, 1000, 8, 8).await?;
     }
