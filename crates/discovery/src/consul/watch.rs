@@ -235,4 +235,41 @@ mod tests {
         assert!(load_report(&entry("other/a", Some(report("a")))).is_none());
         assert!(load_report(&entry("confer/sfu-load/a", Some("!!".into()))).is_none());
     }
+    /// One serving SFU, as Consul's health endpoint lists it.
+    const HEALTHY: &str = r#"[{"Service":{"ID":"sfu-0","Meta":{"region":"eu","control":"http://sfu-0:7000","capacity":"100"}},"Checks":[{"Status":"passing"}]}]"#;
+
+    fn arbitrary_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            // JSON-shaped: arrays of objects with Consul's field names, in any state.
+            r#"\[(\{("Service"|"Checks"|"Key"|"Value"|"ID"|"Meta"|[a-z]{1,3})?:?[\[\]{}",:0-9a-z]{0,40}\}?,?){0,4}\]?"#
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Consul's answers come from the network: whatever a body holds, it is taken
+        /// whole or refused as malformed, and a refused one leaves the snapshot as it
+        /// was (the last good members stay).
+        #[test]
+        fn a_body_is_taken_whole_or_refused_leaving_the_snapshot(
+            body in arbitrary_body(),
+            health in proptest::prelude::any::<bool>(),
+        ) {
+            let (sender, receiver) = watch::channel(Snapshot::default());
+            let shared: Shared = Arc::new((Mutex::new(State::default()), sender));
+            proptest::prop_assert!(apply(&shared, Query::Health, HEALTHY.as_bytes()).is_ok());
+            let before = receiver.borrow().clone();
+            proptest::prop_assert_eq!(before.members.len(), 1);
+            let query = if health { Query::Health } else { Query::Load };
+            match apply(&shared, query, &body) {
+                Err(DiscoveryError::Malformed { .. }) => {
+                    proptest::prop_assert_eq!(&*receiver.borrow(), &before);
+                }
+                Err(other) => proptest::prop_assert!(false, "not a malformed answer: {other}"),
+                Ok(()) => {}
+            }
+        }
+    }
 }
