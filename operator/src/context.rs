@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use confer_discovery::Snapshot;
 use confer_proto::sfu::{SetDrainingRequest, sfu_control_client::SfuControlClient};
+use confer_proto::tls::GrpcTls;
 use futures_util::future::BoxFuture;
 use kube::Resource;
 use kube::runtime::controller::Action;
@@ -26,17 +27,21 @@ pub trait NodeControl: Send + Sync {
 }
 
 /// The SFU's control API over gRPC.
-pub struct GrpcNodeControl;
+pub struct GrpcNodeControl {
+    /// Mutual TLS toward the SFUs, when they serve it.
+    pub tls: Option<GrpcTls>,
+}
 
 impl NodeControl for GrpcNodeControl {
     fn set_draining(&self, control: &str, draining: bool) -> BoxFuture<'_, Result<()>> {
         let address = control.to_owned();
+        let tls = self.tls.clone();
         Box::pin(async move {
             let failed = |message: String| Error::NodeControl {
                 address: address.clone(),
                 message,
             };
-            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            let endpoint = confer_proto::tls::endpoint(&address, tls.as_ref())
                 .map_err(|e| failed(e.to_string()))?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(5));

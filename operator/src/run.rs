@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use confer_discovery::ConsulRegistry;
+use confer_proto::tls::GrpcTls;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::{Controller, watcher};
@@ -18,7 +19,10 @@ use crate::conference::{self, rooms::RoomService};
 use crate::context::{Context, GrpcNodeControl};
 use crate::crd::{Conference, MediaNode};
 use crate::leader::{self, LeaseConfig, stopped};
-use crate::medianode::{self, resources::PodDefaults};
+use crate::medianode::{
+    self,
+    resources::{PodDefaults, SfuTls},
+};
 use crate::metrics::Metrics;
 
 pub struct OperatorConfig {
@@ -36,6 +40,10 @@ pub struct OperatorConfig {
     pub lease_namespace: String,
     /// This replica's name in the Lease (the pod name).
     pub identity: String,
+    /// Mutual TLS toward the room service and the SFUs' control APIs.
+    pub tls: Option<GrpcTls>,
+    /// What SFU pods serve their control API with, when over TLS.
+    pub sfu_tls: Option<SfuTls>,
 }
 
 pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -45,15 +53,19 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
         .context("no Kubernetes API: in-cluster service account or kubeconfig needed")?;
     let registry = ConsulRegistry::new(&config.consul_addr, config.consul_token.clone())?;
     let metrics = Arc::new(Metrics::default());
-    let room_service = confer_room::grpc::GrpcRoom::connect(&config.room_service)?;
+    let room_service =
+        confer_room::grpc::GrpcRoom::connect(&config.room_service, config.tls.as_ref())?;
     let ctx = Arc::new(Context::new(
         client.clone(),
         Arc::new(RoomService(Arc::new(room_service))),
         registry.watch(),
-        Arc::new(GrpcNodeControl),
+        Arc::new(GrpcNodeControl {
+            tls: config.tls.clone(),
+        }),
         PodDefaults {
             image: config.sfu_image.clone(),
             consul_addr: config.consul_addr.clone(),
+            tls: config.sfu_tls.clone(),
         },
         metrics.clone(),
     ));

@@ -61,10 +61,11 @@ async fn cluster() -> anyhow::Result<Cluster> {
         client.clone(),
         Arc::new(RoomService(Arc::new(room.clone()))),
         watch::channel(Default::default()).1,
-        Arc::new(GrpcNodeControl),
+        Arc::new(GrpcNodeControl { tls: None }),
         PodDefaults {
             image: "confer:test".into(),
             consul_addr: "http://consul:8500".into(),
+            tls: None,
         },
         Arc::new(Metrics::default()),
     ));

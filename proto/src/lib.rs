@@ -7,8 +7,11 @@
 //! - [`room`]: the internal gateway -> room service API (gRPC).
 //! - [`chat`]: the internal gateway -> chat service API (gRPC).
 //!
-//! This crate knows nothing about rooms or media; it defines shapes, plus the one
-//! transport detail every internal gRPC server shares ([`grpc_incoming`]).
+//! This crate knows nothing about rooms or media; it defines shapes, plus the
+//! transport every internal gRPC server and client shares: [`grpc_incoming`], and
+//! mutual TLS ([`tls`]).
+
+pub mod tls;
 
 pub mod signal {
     //! Client signalling protocol, `confer.signal.v1`.

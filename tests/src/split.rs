@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use confer_chat::grpc::GrpcChat;
 use confer_gateway::{ChatLink, GatewayConfig, SfuDirectory};
+use confer_proto::tls::GrpcTls;
 use confer_room::grpc::GrpcRoom;
 use confer_room::registry::{SfuNode, SfuRegistry};
 use confer_room::{Backends, RoomConfig};
@@ -18,6 +19,8 @@ pub struct SplitServices {
     pub sfu: SfuHandle,
     /// The SFU's gRPC control API.
     pub sfu_control: SocketAddr,
+    /// The room service's gRPC API.
+    pub room_addr: SocketAddr,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -26,11 +29,21 @@ impl SplitServices {
     /// ← gateway → chat service (over gRPC, on SQLite in memory, its bus in-process);
     /// stopped when dropped.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// The same, every gRPC API over mutual TLS with `tls` when given.
+    pub async fn start_with(tls: Option<GrpcTls>) -> anyhow::Result<Self> {
         let (shutdown, signal) = watch::channel(false);
         let sfu = confer_sfu::start(SfuConfig::default(), signal.clone()).await?;
         let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let sfu_control = control.local_addr()?;
-        tokio::spawn(grpc::serve(sfu.clone(), control, signal.clone()));
+        tokio::spawn(grpc::serve(
+            sfu.clone(),
+            control,
+            tls.clone(),
+            signal.clone(),
+        ));
 
         let room_config = RoomConfig {
             anonymous_tenant: Some("dev".into()),
@@ -54,6 +67,7 @@ impl SplitServices {
         tokio::spawn(confer_room::grpc::serve(
             room,
             room_listener,
+            tls.clone(),
             signal.clone(),
         ));
 
@@ -64,6 +78,7 @@ impl SplitServices {
         tokio::spawn(confer_chat::grpc::serve(
             chat,
             chat_listener,
+            tls.clone(),
             signal.clone(),
         ));
 
@@ -72,10 +87,10 @@ impl SplitServices {
         tokio::spawn(confer_gateway::run(
             GatewayConfig::default(),
             http,
-            Arc::new(GrpcRoom::connect(&room_addr.to_string())?),
-            SfuDirectory::remote(),
+            Arc::new(GrpcRoom::connect(&room_addr.to_string(), tls.as_ref())?),
+            SfuDirectory::remote(tls.clone()),
             ChatLink {
-                api: Arc::new(GrpcChat::connect(&chat_addr.to_string())?),
+                api: Arc::new(GrpcChat::connect(&chat_addr.to_string(), tls.as_ref())?),
                 bus: chat_bus,
                 stats: None,
             },
@@ -85,6 +100,7 @@ impl SplitServices {
             signal_url,
             sfu,
             sfu_control,
+            room_addr,
             _shutdown: shutdown,
         })
     }

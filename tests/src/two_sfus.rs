@@ -74,7 +74,7 @@ impl TwoSfus {
                 control: control.local_addr()?.to_string(),
                 capacity: 100,
             };
-            tokio::spawn(grpc::serve(handle.clone(), control, signal.clone()));
+            tokio::spawn(grpc::serve(handle.clone(), control, None, signal.clone()));
             registry.register(&registration)?;
             tokio::spawn(report_load(registry.clone(), registration, handle.clone()));
             nodes.push(SfuNode {
@@ -104,7 +104,7 @@ impl TwoSfus {
                 config,
                 listener,
                 Arc::new(room.clone()),
-                SfuDirectory::remote(),
+                SfuDirectory::remote(None),
                 chat.clone(),
                 signal.clone(),
             ));

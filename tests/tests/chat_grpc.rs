@@ -43,7 +43,12 @@ async fn serve(service: &ChatService, addr: &str) -> anyhow::Result<Served> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(confer_chat::grpc::serve(service.clone(), listener, stopped));
+    let task = tokio::spawn(confer_chat::grpc::serve(
+        service.clone(),
+        listener,
+        None,
+        stopped,
+    ));
     Ok(Served { addr, stop, task })
 }
 
@@ -90,7 +95,7 @@ async fn stored_seqs(service: &ChatService, room: &str) -> anyhow::Result<Vec<(S
 async fn many_sends_at_once_each_get_their_own_answer() -> anyhow::Result<()> {
     let service = confer_chat::connect("sqlite::memory:", None).await?;
     let served = serve(&service, "127.0.0.1:0").await?;
-    let chat = GrpcChat::connect(&served.addr.to_string())?;
+    let chat = GrpcChat::connect(&served.addr.to_string(), None)?;
     let mut sends = FuturesUnordered::new();
     for room in 0..20 {
         for i in 0..100 {
@@ -141,7 +146,7 @@ async fn many_sends_at_once_each_get_their_own_answer() -> anyhow::Result<()> {
 async fn a_bad_send_is_refused_alone_and_the_stream_goes_on() -> anyhow::Result<()> {
     let service = confer_chat::connect("sqlite::memory:", None).await?;
     let served = serve(&service, "127.0.0.1:0").await?;
-    let chat = GrpcChat::connect(&served.addr.to_string())?;
+    let chat = GrpcChat::connect(&served.addr.to_string(), None)?;
     let long = "x".repeat(confer_chat::api::MAX_TEXT_CHARS + 1);
     let err = chat.send(text("r", "too-long", &long)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Invalid, "{err}");
@@ -194,7 +199,7 @@ async fn a_restart_mid_stream_loses_no_acknowledged_send_and_resends_store_once(
     let service = confer_chat::connect("sqlite::memory:", None).await?;
     let served = serve(&service, "127.0.0.1:0").await?;
     let addr = served.addr;
-    let chat = GrpcChat::connect(&addr.to_string())?;
+    let chat = GrpcChat::connect(&addr.to_string(), None)?;
     assert_eq!(chat.send(text("r", "first", "hi")).await?.entry.seq, 1);
 
     // Sends keep coming, 32 at a time, until the server has stopped and turned some
@@ -337,7 +342,7 @@ async fn a_chat_service_without_the_send_stream_gets_sends_as_calls() -> anyhow:
             .add_service(ChatServiceServer::new(CallsOnly(service.clone())))
             .serve_with_incoming(confer_proto::grpc_incoming(listener)),
     );
-    let chat = GrpcChat::connect(&addr.to_string())?;
+    let chat = GrpcChat::connect(&addr.to_string(), None)?;
     assert_eq!(chat.send(text("r", "first", "hi")).await?.entry.seq, 1);
     let mut sends: FuturesUnordered<_> = (0..50)
         .map(|i| {

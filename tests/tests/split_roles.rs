@@ -70,7 +70,7 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
         }
     }
 
-    let remote = grpc::GrpcSfu::connect(control_addr)?;
+    let remote = grpc::GrpcSfu::connect(control_addr, None)?;
     for (participant, result) in [
         (bob_id.clone(), Ok(())),
         ("nobody".to_owned(), Err(SfuError::UnknownPeer)),

@@ -176,10 +176,11 @@ fn harness_with(rooms: Arc<FakeRooms>) -> (Arc<Context>, Handle) {
         kube::Client::new(service, "default"),
         rooms.clone(),
         watch::channel(Default::default()).1,
-        Arc::new(crate::context::GrpcNodeControl),
+        Arc::new(crate::context::GrpcNodeControl { tls: None }),
         PodDefaults {
             image: "confer:test".into(),
             consul_addr: "http://consul:8500".into(),
+            tls: None,
         },
         Arc::new(Metrics::default()),
     );

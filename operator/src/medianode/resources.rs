@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -24,7 +24,21 @@ pub struct PodDefaults {
     pub image: String,
     /// Consul agent address the SFUs register with.
     pub consul_addr: String,
+    /// Mutual TLS on the SFUs' control API, when the deployment uses it.
+    pub tls: Option<SfuTls>,
 }
+
+/// The Secret SFU pods serve their control API with: `tls.crt`, `tls.key` and
+/// `ca.crt` (as cert-manager writes them), in the MediaNode's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfuTls {
+    pub secret: String,
+    /// The name its certificate carries, which clients check.
+    pub name: String,
+}
+
+/// Where SFU pods mount [`SfuTls::secret`].
+pub const TLS_MOUNT: &str = "/etc/confer/grpc-tls";
 
 pub const NODE_LABEL: &str = "confer.dev/medianode";
 
@@ -146,6 +160,21 @@ pub fn disruption_budget(node: &MediaNode) -> PodDisruptionBudget {
     }
 }
 
+/// The SFU's TLS flags, pointing into [`TLS_MOUNT`].
+fn tls_env(tls: &SfuTls) -> Vec<EnvVar> {
+    let value = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    };
+    vec![
+        value("CONFER_GRPC_TLS_CERT", format!("{TLS_MOUNT}/tls.crt")),
+        value("CONFER_GRPC_TLS_KEY", format!("{TLS_MOUNT}/tls.key")),
+        value("CONFER_GRPC_TLS_CA", format!("{TLS_MOUNT}/ca.crt")),
+        value("CONFER_GRPC_TLS_NAME", tls.name.clone()),
+    ]
+}
+
 fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -181,10 +210,23 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             }),
             ..EnvFromSource::default()
         }]),
-        env: Some(vec![
-            field_env("CONFER_NODE_ID", "metadata.name"),
-            field_env("CONFER_ANNOUNCE_IP", address_field),
-        ]),
+        env: Some(
+            [
+                field_env("CONFER_NODE_ID", "metadata.name"),
+                field_env("CONFER_ANNOUNCE_IP", address_field),
+            ]
+            .into_iter()
+            .chain(defaults.tls.as_ref().map(tls_env).into_iter().flatten())
+            .collect(),
+        ),
+        volume_mounts: defaults.tls.as_ref().map(|_| {
+            vec![VolumeMount {
+                name: "grpc-tls".to_owned(),
+                mount_path: TLS_MOUNT.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]
+        }),
         ports: Some(container_ports(spec, host_network)),
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
@@ -206,6 +248,16 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             .then(|| placement.node_selector.clone()),
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         affinity: placement.affinity.clone(),
+        volumes: defaults.tls.as_ref().map(|tls| {
+            vec![Volume {
+                name: "grpc-tls".to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(tls.secret.clone()),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]
+        }),
         // The operator drains before it scales down; this covers a node going away.
         termination_grace_period_seconds: Some(spec.drain_deadline_seconds.min(3_600) + 30),
         ..PodSpec::default()

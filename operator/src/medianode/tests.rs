@@ -112,6 +112,7 @@ fn harness(members: Vec<Member>) -> Harness {
         PodDefaults {
             image: "confer:test".into(),
             consul_addr: "http://consul:8500".into(),
+            tls: None,
         },
         Arc::new(Metrics::default()),
     );
@@ -518,6 +519,7 @@ fn each_media_worker_gets_its_own_udp_port() {
     let defaults = PodDefaults {
         image: "confer:test".into(),
         consul_addr: "http://consul:8500".into(),
+        tls: None,
     };
     let config = resources::config_map(&node, &defaults);
     let data = config.data.expect("config map data");
@@ -549,4 +551,66 @@ fn each_media_worker_gets_its_own_udp_port() {
     );
     assert_eq!(ports[1]["name"], "control");
     assert_eq!(ports[2]["name"], "metrics");
+}
+
+#[test]
+fn with_tls_sfu_pods_mount_the_secret_and_point_their_flags_into_it() {
+    let node = media_node(1);
+    let plain = PodDefaults {
+        image: "confer:test".into(),
+        consul_addr: "http://consul:8500".into(),
+        tls: None,
+    };
+    let tls = PodDefaults {
+        tls: Some(resources::SfuTls {
+            secret: "confer-grpc-tls".into(),
+            name: "confer.internal".into(),
+        }),
+        ..plain.clone()
+    };
+    let pod = |defaults: &PodDefaults| {
+        let set = serde_json::to_value(resources::stateful_set(&node, defaults, 1)).unwrap();
+        set["spec"]["template"]["spec"].clone()
+    };
+
+    let plain = pod(&plain);
+    assert!(plain.get("volumes").is_none(), "{plain}");
+    assert!(plain["containers"][0].get("volumeMounts").is_none());
+    let env = plain["containers"][0]["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .all(|e| !e["name"].as_str().unwrap().starts_with("CONFER_GRPC_TLS")),
+        "{plain}"
+    );
+
+    let secured = pod(&tls);
+    assert_eq!(
+        secured["volumes"],
+        json!([{"name": "grpc-tls", "secret": {"secretName": "confer-grpc-tls"}}])
+    );
+    assert_eq!(
+        secured["containers"][0]["volumeMounts"],
+        json!([{"name": "grpc-tls", "mountPath": "/etc/confer/grpc-tls", "readOnly": true}])
+    );
+    let env: Vec<(String, String)> = secured["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("CONFER_GRPC_TLS_CERT", "/etc/confer/grpc-tls/tls.crt"),
+            ("CONFER_GRPC_TLS_KEY", "/etc/confer/grpc-tls/tls.key"),
+            ("CONFER_GRPC_TLS_CA", "/etc/confer/grpc-tls/ca.crt"),
+            ("CONFER_GRPC_TLS_NAME", "confer.internal"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
 }

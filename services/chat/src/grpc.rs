@@ -12,11 +12,12 @@ use std::time::Duration;
 use confer_proto::chat as pb;
 use confer_proto::chat::chat_service_client::ChatServiceClient;
 use confer_proto::chat::chat_service_server::{ChatService as ChatServiceRpc, ChatServiceServer};
+use confer_proto::tls::GrpcTls;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use confer_telemetry::propagate::{Traced, traced};
@@ -25,14 +26,15 @@ use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, SendRequest, Sent};
 use crate::error::{ChatError, ChatResult, ErrorKind};
 use crate::service::ChatService;
 
-/// Serves `service` on `listener` until `shutdown` fires.
+/// Serves `service` on `listener` until `shutdown` fires; over mutual TLS with `tls`.
 pub async fn serve(
     service: ChatService,
     listener: tokio::net::TcpListener,
+    tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
-    Server::builder()
+    confer_proto::tls::server(tls.as_ref())?
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(ChatServiceServer::new(Rpc {
             service,
@@ -153,11 +155,11 @@ pub struct GrpcChat {
 }
 
 impl GrpcChat {
-    /// Connects lazily to `addr` (`host:port`), within a Tokio runtime (the send
-    /// stream's task runs on it). Sends go on one stream, opened with the first; HTTP/2
-    /// keep-alive finds a connection that died under it.
-    pub fn connect(addr: &str) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+    /// Connects lazily to `addr` (`host:port`), over mutual TLS with `tls`, within a
+    /// Tokio runtime (the send stream's task runs on it). Sends go on one stream,
+    /// opened with the first; HTTP/2 keep-alive finds a connection that died under it.
+    pub fn connect(addr: &str, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
+        let endpoint = confer_proto::tls::endpoint(addr, tls)?
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));

@@ -1,6 +1,7 @@
 //! Command-line interface. Every flag has a `CONFER_*` environment variable.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -65,6 +66,56 @@ impl Command {
             Command::Crd(_) => "crd",
             Command::Loadtest(_) => "loadtest",
         }
+    }
+}
+
+/// Mutual TLS on the internal gRPC APIs (room, chat, SFU control): every service
+/// presents this certificate and accepts only peers the CA signed. All three files
+/// together, or none for plaintext.
+#[derive(Args, Clone)]
+pub struct GrpcTlsArgs {
+    /// This process's certificate chain (PEM), issued for `--grpc-tls-name`.
+    #[arg(
+        long,
+        env = "CONFER_GRPC_TLS_CERT",
+        requires_all = ["grpc_tls_key", "grpc_tls_ca"]
+    )]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long,
+        env = "CONFER_GRPC_TLS_KEY",
+        requires_all = ["grpc_tls_cert", "grpc_tls_ca"]
+    )]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// The CA that signs every service's certificate (PEM).
+    #[arg(
+        long,
+        env = "CONFER_GRPC_TLS_CA",
+        requires_all = ["grpc_tls_cert", "grpc_tls_key"]
+    )]
+    pub grpc_tls_ca: Option<PathBuf>,
+    /// The name services' certificates carry; clients check it instead of the
+    /// address they dial.
+    #[arg(long, env = "CONFER_GRPC_TLS_NAME", default_value = confer_proto::tls::DEFAULT_NAME)]
+    pub grpc_tls_name: String,
+}
+
+impl GrpcTlsArgs {
+    /// The checked files, when TLS is set up.
+    pub fn load(&self) -> anyhow::Result<Option<confer_proto::tls::GrpcTls>> {
+        let (Some(cert), Some(key), Some(ca)) =
+            (&self.grpc_tls_cert, &self.grpc_tls_key, &self.grpc_tls_ca)
+        else {
+            return Ok(None);
+        };
+        let files = confer_proto::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+            name: self.grpc_tls_name.clone(),
+        };
+        Ok(Some(confer_proto::tls::GrpcTls::load(&files)?))
     }
 }
 
@@ -269,6 +320,8 @@ pub struct GatewayArgs {
     pub trusted_proxies: Vec<confer_netaddr::Network>,
     #[command(flatten)]
     pub files: FileArgs,
+    #[command(flatten)]
+    pub tls: GrpcTlsArgs,
 }
 
 /// Files shared in chat.
@@ -327,6 +380,8 @@ pub struct ChatArgs {
     /// send time).
     #[arg(long, env = "CONFER_METRICS_LISTEN", default_value = "0.0.0.0:9093")]
     pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub tls: GrpcTlsArgs,
 }
 
 #[derive(Args)]
@@ -385,6 +440,8 @@ pub struct RoomArgs {
     pub turn: TurnArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    #[command(flatten)]
+    pub tls: GrpcTlsArgs,
 }
 
 #[derive(Args)]
@@ -452,6 +509,8 @@ pub struct SfuArgs {
     /// control port).
     #[arg(long, env = "CONFER_CONTROL_ADVERTISE")]
     pub control_advertise: Option<String>,
+    #[command(flatten)]
+    pub tls: GrpcTlsArgs,
 }
 
 #[derive(Args)]
@@ -480,6 +539,12 @@ pub struct OperatorArgs {
     /// This replica's name in the Lease (default: the pod's hostname).
     #[arg(long, env = "HOSTNAME")]
     pub identity: String,
+    /// Secret (`tls.crt`, `tls.key`, `ca.crt`, in each MediaNode's namespace) that SFU
+    /// pods serve their control API with, over mutual TLS; with `--grpc-tls-cert`.
+    #[arg(long, env = "CONFER_SFU_GRPC_TLS_SECRET")]
+    pub sfu_grpc_tls_secret: Option<String>,
+    #[command(flatten)]
+    pub tls: GrpcTlsArgs,
 }
 
 #[derive(Args)]

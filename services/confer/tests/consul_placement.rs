@@ -281,7 +281,7 @@ async fn a_draining_sfu_takes_no_new_rooms_and_its_rooms_move_when_evacuated() -
 
     // The deadline: the rooms still on SFU 0 move. Everyone there is told to join
     // again, and does, landing on SFU 1.
-    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port))?;
+    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port), None)?;
     let moved = rooms.evacuate(drained.id.clone()).await?;
     assert_eq!(moved as usize, on_drained.len());
     for (room, mut client) in on_drained {
@@ -379,7 +379,7 @@ async fn a_call_on_an_evacuated_sfu_process_goes_on_on_the_other() -> anyhow::Re
         cluster.consul.check_status(&check) == Some(CheckStatus::Warning)
     })
     .await?;
-    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port))?;
+    let rooms = GrpcRoom::connect(&format!("127.0.0.1:{}", cluster.room_port), None)?;
     assert_eq!(rooms.evacuate(drained.id.clone()).await?, 1);
 
     // Both browsers join again by themselves, on the other SFU process, and decode

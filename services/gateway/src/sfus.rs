@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use confer_proto::tls::GrpcTls;
 use confer_room::model::Placement;
 use confer_sfu::{SfuApi, SfuError, grpc::GrpcSfu};
 
@@ -16,14 +17,17 @@ pub const LOCAL_SFU: &str = "local";
 pub struct SfuDirectory {
     local: Option<Arc<dyn SfuApi>>,
     remote: Mutex<HashMap<String, Arc<dyn SfuApi>>>,
+    /// How SFUs' control APIs are reached: over mutual TLS, or plaintext.
+    tls: Option<GrpcTls>,
 }
 
 impl SfuDirectory {
-    /// SFUs reached over gRPC only.
-    pub fn remote() -> Self {
+    /// SFUs reached over gRPC only, over mutual TLS with `tls`.
+    pub fn remote(tls: Option<GrpcTls>) -> Self {
         Self {
             local: None,
             remote: Mutex::new(HashMap::new()),
+            tls,
         }
     }
 
@@ -32,6 +36,7 @@ impl SfuDirectory {
         Self {
             local: Some(sfu),
             remote: Mutex::new(HashMap::new()),
+            tls: None,
         }
     }
 
@@ -61,8 +66,8 @@ impl SfuDirectory {
             .ok_or_else(|| {
                 SfuError::Unavailable(format!("cannot resolve {}", placement.control))
             })?;
-        let client =
-            GrpcSfu::connect(addr).map_err(|err| SfuError::Unavailable(err.to_string()))?;
+        let client = GrpcSfu::connect(addr, self.tls.as_ref())
+            .map_err(|err| SfuError::Unavailable(err.to_string()))?;
         let mut remote = self.lock();
         if let Some(existing) = remote.get(&placement.control) {
             return Ok(existing.clone());

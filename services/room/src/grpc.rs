@@ -8,6 +8,7 @@ use std::time::Duration;
 use confer_proto::room as pb;
 use confer_proto::room::room_service_client::RoomServiceClient;
 use confer_proto::room::room_service_server::{RoomService as RoomServiceRpc, RoomServiceServer};
+use confer_proto::tls::GrpcTls;
 use confer_telemetry::propagate::{Traced, traced};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
@@ -15,21 +16,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::api::{BoxFuture, GatewayCommand, RoomApi};
 use crate::error::{ErrorKind, RoomError, RoomResult};
 use crate::{RoomService, api};
 
-/// Serves `service` on `listener` until `shutdown` fires.
+/// Serves `service` on `listener` until `shutdown` fires; over mutual TLS with `tls`.
 pub async fn serve(
     service: RoomService,
     listener: tokio::net::TcpListener,
+    tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
-    Server::builder()
+    confer_proto::tls::server(tls.as_ref())?
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(RoomServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {
@@ -147,9 +149,10 @@ pub struct GrpcRoom {
 }
 
 impl GrpcRoom {
-    /// Connects lazily to `addr` (`host:port`; a DNS name such as a Kubernetes Service).
-    pub fn connect(addr: &str) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+    /// Connects lazily to `addr` (`host:port`; a DNS name such as a Kubernetes Service),
+    /// over mutual TLS with `tls`.
+    pub fn connect(addr: &str, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
+        let endpoint = confer_proto::tls::endpoint(addr, tls)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(15));
         Ok(Self {

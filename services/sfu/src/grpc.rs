@@ -8,10 +8,11 @@ use std::time::Duration;
 use confer_proto::sfu as pb;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
 use confer_proto::sfu::sfu_control_server::{SfuControl, SfuControlServer};
+use confer_proto::tls::GrpcTls;
 use confer_telemetry::propagate::{Traced, traced};
 use tokio::sync::{broadcast, watch};
 use tokio_stream::{Stream, StreamExt as _, wrappers::BroadcastStream};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
@@ -21,14 +22,16 @@ use crate::control::{
 use crate::core::{MediaKind, TrackSource, Wanted};
 use crate::{ParticipantId, RoomId};
 
-/// Serves the control API for `sfu` on `listener` until `shutdown` fires.
+/// Serves the control API for `sfu` on `listener` until `shutdown` fires; over mutual
+/// TLS with `tls`.
 pub async fn serve(
     sfu: SfuHandle,
     listener: tokio::net::TcpListener,
+    tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let incoming = confer_proto::grpc_incoming(listener);
-    tonic::transport::Server::builder()
+    confer_proto::tls::server(tls.as_ref())?
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(SfuControlServer::new(ControlService { sfu }))
         .serve_with_incoming_shutdown(incoming, async move {
@@ -329,10 +332,10 @@ pub struct GrpcSfu {
 }
 
 impl GrpcSfu {
-    /// Connects lazily to `addr` and starts relaying its event stream, reconnecting
-    /// when it breaks.
-    pub fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+    /// Connects lazily to `addr`, over mutual TLS with `tls`, and starts relaying its
+    /// event stream, reconnecting when it breaks.
+    pub fn connect(addr: SocketAddr, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
+        let endpoint = confer_proto::tls::endpoint(&addr.to_string(), tls)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10));
         let client = SfuControlClient::new(traced(endpoint.connect_lazy()));

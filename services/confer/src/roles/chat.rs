@@ -7,6 +7,7 @@ use crate::cli::ChatArgs;
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
+    let tls = args.tls.load()?;
     let service = confer_chat::connect_with(
         &args.database_url,
         Some(&args.redis_url),
@@ -19,6 +20,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     info!(
         listen = %listener.local_addr()?,
         metrics = %metrics.local_addr()?,
+        grpc_tls = tls.is_some(),
         "chat service ready"
     );
     let stats = service.stats().clone();
@@ -31,5 +33,5 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             "confer_chat_database_connections_max",
         );
     }));
-    confer_chat::grpc::serve(service, listener, shutdown).await
+    confer_chat::grpc::serve(service, listener, tls, shutdown).await
 }

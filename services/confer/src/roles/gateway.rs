@@ -12,7 +12,8 @@ use crate::cli::GatewayArgs;
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
-    let room = GrpcRoom::connect(&args.room_service)?;
+    let tls = args.tls.load()?;
+    let room = GrpcRoom::connect(&args.room_service, tls.as_ref())?;
     let listener = super::bind(args.listen).await?;
     let mut config = GatewayConfig {
         files: args.files.config()?,
@@ -25,7 +26,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     }
     let chat = match (&args.chat_service, &args.redis_url) {
         (Some(addr), Some(redis)) => ChatLink {
-            api: Arc::new(GrpcChat::connect(addr)?),
+            api: Arc::new(GrpcChat::connect(addr, tls.as_ref())?),
             bus: confer_chat::Bus::redis(redis)?,
             stats: None,
         },
@@ -34,12 +35,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             ChatLink::local(confer_chat::connect("sqlite::memory:", None).await?)
         }
     };
-    info!(http = %listener.local_addr()?, room = %args.room_service, gateway = %config.gateway_id, "gateway ready");
+    info!(http = %listener.local_addr()?, room = %args.room_service, gateway = %config.gateway_id, grpc_tls = tls.is_some(), "gateway ready");
     confer_gateway::run(
         config,
         listener,
         Arc::new(room),
-        SfuDirectory::remote(),
+        SfuDirectory::remote(tls),
         chat,
         shutdown,
     )

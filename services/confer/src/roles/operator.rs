@@ -1,11 +1,24 @@
 //! `confer operator`: the Kubernetes operator.
 
+use confer_operator::medianode::resources::SfuTls;
 use confer_operator::run::OperatorConfig;
 
 use crate::cli::OperatorArgs;
 
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
+    let tls = args.tls.load()?;
+    let sfu_tls = match (&tls, args.sfu_grpc_tls_secret) {
+        (Some(tls), Some(secret)) => Some(SfuTls {
+            secret,
+            name: tls.name().to_owned(),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "--sfu-grpc-tls-secret and --grpc-tls-cert go together: the operator reaches \
+             SFUs over mutual TLS exactly when they serve it"
+        ),
+    };
     let config = OperatorConfig {
         consul_addr: args.consul_addr,
         consul_token: args.consul_token,
@@ -15,6 +28,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         room_service: args.room_service,
         lease_namespace: args.lease_namespace,
         identity: args.identity,
+        tls,
+        sfu_tls,
     };
     confer_operator::run::run(config, shutdown).await
 }

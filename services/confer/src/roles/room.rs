@@ -12,6 +12,7 @@ use crate::cli::RoomArgs;
 
 pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
+    let tls = args.tls.load()?;
     let nodes = args
         .sfu
         .iter()
@@ -56,8 +57,8 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         render_metrics(out, &rendered, snapshots.as_ref());
     }));
     let listener = super::bind(args.listen).await?;
-    info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), "room service ready");
-    confer_room::grpc::serve(service, listener, shutdown).await
+    info!(listen = %listener.local_addr()?, sfus = args.sfu.len(), grpc_tls = tls.is_some(), "room service ready");
+    confer_room::grpc::serve(service, listener, tls, shutdown).await
 }
 
 /// `/metrics`: webhook delivery, placement decisions, and with Consul how fresh this

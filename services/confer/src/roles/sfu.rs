@@ -13,6 +13,7 @@ use crate::cli::SfuArgs;
 
 pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
+    let tls = args.tls.load()?;
     let sfu = super::start_sfu(
         args.media_bind,
         args.announce_ip,
@@ -28,7 +29,7 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
     tokio::spawn(super::metrics::serve(metrics, move |out| {
         render_metrics(out, &rendered);
     }));
-    info!(control = %control, media = ?sfu.media_addrs(), "sfu ready");
+    info!(control = %control, media = ?sfu.media_addrs(), grpc_tls = tls.is_some(), "sfu ready");
     if let Some(consul) = &args.consul_addr {
         let registry = Registry::Consul(ConsulRegistry::new(consul, args.consul_token.clone())?);
         let registration = registration(&args, control)?;
@@ -39,7 +40,7 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
             stopped(shutdown.clone()),
         ));
     }
-    grpc::serve(sfu, listener, shutdown).await
+    grpc::serve(sfu, listener, tls, shutdown).await
 }
 
 /// `/metrics`: forwarding, loss repair and layer counters, peers, and whether this
