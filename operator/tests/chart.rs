@@ -275,3 +275,80 @@ fn the_sip_bridge_renders_with_its_tenant_key_and_media_settings() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("sip.tenantSecret is required"));
 }
+
+#[test]
+fn grpc_tls_mounts_one_secret_into_every_service_that_speaks_grpc() {
+    let plain = template(&[]);
+    assert!(
+        !plain.contains("GRPC_TLS") && !plain.contains("grpc-tls"),
+        "plaintext unless asked"
+    );
+    let rendered = template(&[
+        "--set",
+        "grpcTls.enabled=true",
+        "--set",
+        "grpcTls.secretName=internal-tls",
+        "--set",
+        "grpcTls.serverName=confer.example.internal",
+    ]);
+    validate_with_kubernetes_validate(&rendered, "grpc-tls");
+    let docs = documents(&rendered);
+    for name in [
+        "confer-gateway",
+        "confer-room",
+        "confer-chat",
+        "confer-operator",
+    ] {
+        let pod = &docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} deployment"))["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let env: Vec<(String, String)> = container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter(|e| e["name"].as_str().unwrap_or_default().contains("GRPC_TLS"))
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_owned(),
+                    e["value"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let mut expected = vec![
+            ("CONFER_GRPC_TLS_CERT", "/etc/confer/grpc-tls/tls.crt"),
+            ("CONFER_GRPC_TLS_KEY", "/etc/confer/grpc-tls/tls.key"),
+            ("CONFER_GRPC_TLS_CA", "/etc/confer/grpc-tls/ca.crt"),
+            ("CONFER_GRPC_TLS_NAME", "confer.example.internal"),
+        ];
+        if name == "confer-operator" {
+            expected.push(("CONFER_SFU_GRPC_TLS_SECRET", "internal-tls"));
+        }
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(env, expected, "{name}");
+        let mounts = container["volumeMounts"].as_array().expect("mounts");
+        assert!(
+            mounts.iter().any(|m| m["name"] == "grpc-tls"
+                && m["mountPath"] == "/etc/confer/grpc-tls"
+                && m["readOnly"] == true),
+            "{name}: {mounts:?}"
+        );
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["name"] == "grpc-tls" && v["secret"]["secretName"] == "internal-tls"),
+            "{name}: {volumes:?}"
+        );
+    }
+    let output = Command::new(helm())
+        .args(["template", "confer", ".", "--set", "grpcTls.serverName="])
+        .current_dir(chart())
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success(), "an empty name is refused");
+}

@@ -32,6 +32,32 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom: {secretKeyRef: {name: {{ .Values.secrets.existingSecret }}, key: redis-url}}
 {{- end -}}
 
+{{- define "confer.grpcTlsEnv" -}}
+{{- if .Values.grpcTls.enabled }}
+- name: CONFER_GRPC_TLS_CERT
+  value: /etc/confer/grpc-tls/tls.crt
+- name: CONFER_GRPC_TLS_KEY
+  value: /etc/confer/grpc-tls/tls.key
+- name: CONFER_GRPC_TLS_CA
+  value: /etc/confer/grpc-tls/ca.crt
+- name: CONFER_GRPC_TLS_NAME
+  value: {{ .Values.grpcTls.serverName | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "confer.grpcTlsMount" -}}
+{{- if .Values.grpcTls.enabled }}
+- {name: grpc-tls, mountPath: /etc/confer/grpc-tls, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "confer.grpcTlsVolume" -}}
+{{- if .Values.grpcTls.enabled }}
+- name: grpc-tls
+  secret: {secretName: {{ .Values.grpcTls.secretName }}}
+{{- end }}
+{{- end -}}
+
 {{- define "confer.consulEnv" -}}
 - name: CONFER_CONSUL_ADDR
   value: {{ .Values.consul.address | quote }}
