@@ -41,12 +41,11 @@ impl NodeControl for GrpcNodeControl {
                 address: address.clone(),
                 message,
             };
-            let endpoint = confer_proto::tls::endpoint(&address, tls.as_ref())
+            let endpoint = confer_proto::tls::endpoint(&address)
                 .map_err(|e| failed(e.to_string()))?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(5));
-            let channel = endpoint
-                .connect()
+            let channel = confer_proto::tls::channel(&endpoint, tls.as_ref())
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             SfuControlClient::new(channel)

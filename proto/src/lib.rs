@@ -8,8 +8,8 @@
 //! - [`chat`]: the internal gateway -> chat service API (gRPC).
 //!
 //! This crate knows nothing about rooms or media; it defines shapes, plus the
-//! transport every internal gRPC server and client shares: [`grpc_incoming`], and
-//! mutual TLS ([`tls`]).
+//! transport every internal gRPC server and client shares ([`tls`]): accepted
+//! connections with TCP_NODELAY, and mutual TLS when it is set up.
 
 pub mod tls;
 
@@ -37,19 +37,4 @@ pub mod sfu {
 pub mod chat {
     //! Internal chat-service API, `confer.chat.v1`.
     tonic::include_proto!("confer.chat.v1");
-}
-
-/// The connections a gRPC server of the internal APIs accepts on `listener`, with
-/// TCP_NODELAY set: calls are small messages, and Nagle's algorithm would hold an
-/// answer back until the peer acknowledges the previous one (tens of milliseconds
-/// with delayed ACKs).
-pub fn grpc_incoming(
-    listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt as _;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }

@@ -340,7 +340,7 @@ async fn a_chat_service_without_the_send_stream_gets_sends_as_calls() -> anyhow:
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(ChatServiceServer::new(CallsOnly(service.clone())))
-            .serve_with_incoming(confer_proto::grpc_incoming(listener)),
+            .serve_with_incoming(confer_proto::tls::incoming(listener, None)),
     );
     let chat = GrpcChat::connect(&addr.to_string(), None)?;
     assert_eq!(chat.send(text("r", "first", "hi")).await?.entry.seq, 1);

@@ -97,3 +97,46 @@ async fn only_a_client_the_ca_signed_for_the_name_is_answered() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_renewed_in_place_is_presented_without_a_restart() -> anyhow::Result<()> {
+    let ca = TestCa::new()?;
+    let files = ca.issue("services", DEFAULT_NAME)?;
+    let tls = GrpcTls::load_rechecking_every(&files, Duration::ZERO)?;
+    let services = confer_e2e::split::SplitServices::start_with(Some(tls)).await?;
+    let room_addr = services.room_addr.to_string();
+    // A client expecting the old name, and one expecting the renewed certificate's.
+    let old_name = GrpcTls::load(&ca.issue("old-name", DEFAULT_NAME)?)?;
+    let new_name = GrpcTls::load(&ca.issue("new-name", "renewed.internal")?)?;
+    let answered = |tls: GrpcTls| {
+        let addr = room_addr.clone();
+        async move {
+            GrpcRoom::connect(&addr, Some(&tls))?
+                .list_rooms("dev".into())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+    assert!(answered(old_name.clone()).await.is_ok());
+    assert!(answered(new_name.clone()).await.is_err());
+
+    // Renewed in place, as cert-manager and the kubelet do: new files, same paths.
+    ca.issue("services", "renewed.internal")?;
+    assert!(
+        answered(new_name).await.is_ok(),
+        "the renewed certificate is presented"
+    );
+    assert!(
+        answered(old_name).await.is_err(),
+        "the old one is no longer presented"
+    );
+
+    // A renewal that cannot be used (a key that is not one) keeps the last good pair.
+    std::fs::write(
+        &files.key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )?;
+    let renewed = GrpcTls::load(&ca.issue("renewed", "renewed.internal")?)?;
+    assert!(answered(renewed).await.is_ok());
+    Ok(())
+}

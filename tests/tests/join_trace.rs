@@ -81,7 +81,7 @@ async fn collect() -> anyhow::Result<(Collector, confer_telemetry::Guard)> {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(confer_proto::grpc_incoming(listener)),
+            .serve_with_incoming(confer_proto::tls::incoming(listener, None)),
     );
     let telemetry = confer_telemetry::init(confer_telemetry::Options {
         service: "confer-test".into(),

@@ -33,8 +33,8 @@ pub async fn serve(
     tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let incoming = confer_proto::grpc_incoming(listener);
-    confer_proto::tls::server(tls.as_ref())?
+    let incoming = confer_proto::tls::incoming(listener, tls.as_ref());
+    tonic::transport::Server::builder()
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(ChatServiceServer::new(Rpc {
             service,
@@ -159,11 +159,11 @@ impl GrpcChat {
     /// Tokio runtime (the send stream's task runs on it). Sends go on one stream,
     /// opened with the first; HTTP/2 keep-alive finds a connection that died under it.
     pub fn connect(addr: &str, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
-        let endpoint = confer_proto::tls::endpoint(addr, tls)?
+        let endpoint = confer_proto::tls::endpoint(addr)?
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
+        let channel = confer_proto::tls::lazy_channel(&endpoint, tls);
         Ok(Self {
             client: ChatServiceClient::new(traced(channel.clone())),
             sends: send_link::SendLink::start(ChatServiceClient::new(channel)),

@@ -30,8 +30,8 @@ pub async fn serve(
     tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let incoming = confer_proto::grpc_incoming(listener);
-    confer_proto::tls::server(tls.as_ref())?
+    let incoming = confer_proto::tls::incoming(listener, tls.as_ref());
+    tonic::transport::Server::builder()
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(RoomServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {
@@ -152,11 +152,11 @@ impl GrpcRoom {
     /// Connects lazily to `addr` (`host:port`; a DNS name such as a Kubernetes Service),
     /// over mutual TLS with `tls`.
     pub fn connect(addr: &str, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
-        let endpoint = confer_proto::tls::endpoint(addr, tls)?
+        let endpoint = confer_proto::tls::endpoint(addr)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(15));
         Ok(Self {
-            client: RoomServiceClient::new(traced(endpoint.connect_lazy())),
+            client: RoomServiceClient::new(traced(confer_proto::tls::lazy_channel(&endpoint, tls))),
         })
     }
 

@@ -30,8 +30,8 @@ pub async fn serve(
     tls: Option<GrpcTls>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let incoming = confer_proto::grpc_incoming(listener);
-    confer_proto::tls::server(tls.as_ref())?
+    let incoming = confer_proto::tls::incoming(listener, tls.as_ref());
+    tonic::transport::Server::builder()
         .trace_fn(confer_telemetry::propagate::server_span)
         .add_service(SfuControlServer::new(ControlService { sfu }))
         .serve_with_incoming_shutdown(incoming, async move {
@@ -335,10 +335,10 @@ impl GrpcSfu {
     /// Connects lazily to `addr`, over mutual TLS with `tls`, and starts relaying its
     /// event stream, reconnecting when it breaks.
     pub fn connect(addr: SocketAddr, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
-        let endpoint = confer_proto::tls::endpoint(&addr.to_string(), tls)?
+        let endpoint = confer_proto::tls::endpoint(&addr.to_string())?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10));
-        let client = SfuControlClient::new(traced(endpoint.connect_lazy()));
+        let client = SfuControlClient::new(traced(confer_proto::tls::lazy_channel(&endpoint, tls)));
         let (events, _) = broadcast::channel(1024);
         tokio::spawn(relay_events(client.clone(), events.clone()));
         Ok(Self { client, events })

@@ -11,7 +11,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let sfu_tls = match (&tls, args.sfu_grpc_tls_secret) {
         (Some(tls), Some(secret)) => Some(SfuTls {
             secret,
-            name: tls.name().to_owned(),
+            name: tls.name(),
         }),
         (None, None) => None,
         _ => anyhow::bail!(
