@@ -102,7 +102,11 @@ fn certified(
         .map_err(|err| malformed("key", files, err.to_string()))?;
     CertifiedKey::from_der(chain, key, provider)
         .map(Arc::new)
-        .map_err(|err| malformed("key", files, err.to_string()))
+        .map_err(|err| TlsError::Unusable {
+            key: files.key.clone(),
+            cert: files.cert.clone(),
+            message: err.to_string(),
+        })
 }
 
 fn malformed(what: &'static str, files: &TlsFiles, message: String) -> TlsError {

@@ -8,8 +8,9 @@
 //! IP through Consul, so a certificate cannot name every address.
 //!
 //! Without it the APIs speak plaintext HTTP/2, as `confer dev` and single-host setups
-//! do. The PEM files are read and checked once, at start-up, so that a missing or
-//! malformed file is a clear error there and not a failed handshake later.
+//! do. The PEM files are read and checked at start-up, so that a missing or malformed
+//! file is a clear error there and not a failed handshake later; the certificate and
+//! key are read again when they change (`identity.rs`).
 
 mod connector;
 mod identity;
@@ -51,6 +52,12 @@ pub enum TlsError {
     Malformed {
         what: &'static str,
         path: PathBuf,
+        message: String,
+    },
+    #[error("key {key} cannot be used with certificate {cert}: {message}")]
+    Unusable {
+        key: PathBuf,
+        cert: PathBuf,
         message: String,
     },
     #[error("{0:?} is not a name a certificate can carry")]

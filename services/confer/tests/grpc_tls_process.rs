@@ -1,6 +1,7 @@
 //! `confer sfu` as its own process with `--grpc-tls-*`: its control API answers a
-//! client holding the deployment's certificate and nothing else; a role given a file
-//! that is not what it should be refuses to start and names the file.
+//! client holding the deployment's certificate and nothing else. A role given a file
+//! that is not what it should be, a key that is not its certificate's, or TLS flags
+//! that do not fit together refuses to start and says why.
 
 mod support;
 
@@ -61,7 +62,7 @@ async fn an_sfu_process_serves_its_control_api_over_mutual_tls() -> anyhow::Resu
 }
 
 #[test]
-fn a_role_refuses_to_start_on_a_broken_certificate_and_names_it() -> anyhow::Result<()> {
+fn roles_refuse_to_start_on_tls_files_or_flags_that_do_not_fit() -> anyhow::Result<()> {
     let ca = TestCa::new()?;
     let files = ca.issue("sfu", DEFAULT_NAME)?;
     std::fs::write(&files.key, "not a key")?;
@@ -90,6 +91,55 @@ fn a_role_refuses_to_start_on_a_broken_certificate_and_names_it() -> anyhow::Res
             "key {} holds no PEM private key",
             path(&files.key)
         )),
+        "{stderr}"
+    );
+
+    // A key that is not the certificate's.
+    let other = ca.issue("other", DEFAULT_NAME)?;
+    let output = Command::new(CONFER)
+        .args([
+            "sfu",
+            "--grpc-tls-cert",
+            path(&files.cert),
+            "--grpc-tls-key",
+            path(&other.key),
+            "--grpc-tls-ca",
+            path(&files.ca),
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "key {} cannot be used with certificate {}",
+            path(&other.key),
+            path(&files.cert)
+        )),
+        "{stderr}"
+    );
+
+    // An operator told to give SFU pods TLS must speak it itself.
+    let output = Command::new(CONFER)
+        .args([
+            "operator",
+            "--consul-addr",
+            "http://127.0.0.1:1",
+            "--room-service",
+            "127.0.0.1:1",
+            "--sfu-image",
+            "confer:test",
+            "--identity",
+            "operator-0",
+            "--sfu-grpc-tls-secret",
+            "confer-grpc-tls",
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--sfu-grpc-tls-secret and --grpc-tls-cert go together"),
         "{stderr}"
     );
 

@@ -329,19 +329,31 @@ fn address_from_pb(address: pb::RelayAddress) -> Result<RelayAddress, String> {
 pub struct GrpcSfu {
     client: SfuControlClient<Traced<Channel>>,
     events: broadcast::Sender<SfuEvent>,
+    /// The task relaying the SFU's events; it ends with this client.
+    relay: tokio::task::AbortHandle,
+}
+
+impl Drop for GrpcSfu {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
 }
 
 impl GrpcSfu {
     /// Connects lazily to `addr`, over mutual TLS with `tls`, and starts relaying its
-    /// event stream, reconnecting when it breaks.
+    /// event stream, reconnecting when it breaks, for as long as this client lives.
     pub fn connect(addr: SocketAddr, tls: Option<&GrpcTls>) -> anyhow::Result<Self> {
         let endpoint = confer_proto::tls::endpoint(&addr.to_string())?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10));
         let client = SfuControlClient::new(traced(confer_proto::tls::lazy_channel(&endpoint, tls)));
         let (events, _) = broadcast::channel(1024);
-        tokio::spawn(relay_events(client.clone(), events.clone()));
-        Ok(Self { client, events })
+        let relay = tokio::spawn(relay_events(client.clone(), events.clone())).abort_handle();
+        Ok(Self {
+            client,
+            events,
+            relay,
+        })
     }
 }
 
@@ -514,5 +526,49 @@ impl SfuApi for GrpcSfu {
 
     fn subscribe(&self) -> broadcast::Receiver<SfuEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A listener that counts the connections made to it and never answers.
+    async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(tcp);
+            }
+        });
+        (addr, count)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_client_stops_watching_its_sfu() {
+        let (addr, count) = counting_listener().await;
+        let sfu = GrpcSfu::connect(addr, None).expect("client");
+        // The relay keeps trying an SFU that does not answer.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let while_alive = count.load(Ordering::SeqCst);
+        assert!(while_alive >= 2, "the relay retries: {while_alive}");
+        drop(sfu);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let at_drop = count.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            at_drop,
+            "no connection after the client is gone"
+        );
     }
 }
