@@ -65,9 +65,9 @@ async fn an_sfu_process_serves_its_control_api_over_mutual_tls() -> anyhow::Resu
 fn roles_refuse_to_start_on_tls_files_or_flags_that_do_not_fit() -> anyhow::Result<()> {
     let ca = TestCa::new()?;
     let files = ca.issue("sfu", DEFAULT_NAME)?;
-    std::fs::write(&files.key, "not a key")?;
-    let output = Command::new(CONFER)
-        .args([
+    let other = ca.issue("other", DEFAULT_NAME)?;
+    let sfu = |key: &std::path::Path| {
+        refused(&[
             "sfu",
             "--metrics-listen",
             "127.0.0.1:0",
@@ -78,80 +78,61 @@ fn roles_refuse_to_start_on_tls_files_or_flags_that_do_not_fit() -> anyhow::Resu
             "--grpc-tls-cert",
             path(&files.cert),
             "--grpc-tls-key",
-            path(&files.key),
+            path(key),
             "--grpc-tls-ca",
             path(&files.ca),
         ])
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "key {} holds no PEM private key",
-            path(&files.key)
-        )),
-        "{stderr}"
-    );
+    };
 
     // A key that is not the certificate's.
-    let other = ca.issue("other", DEFAULT_NAME)?;
-    let output = Command::new(CONFER)
-        .args([
-            "sfu",
-            "--grpc-tls-cert",
-            path(&files.cert),
-            "--grpc-tls-key",
-            path(&other.key),
-            "--grpc-tls-ca",
-            path(&files.ca),
-        ])
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "key {} cannot be used with certificate {}",
-            path(&other.key),
-            path(&files.cert)
-        )),
-        "{stderr}"
+    let stderr = sfu(&other.key)?;
+    let expected = format!(
+        "key {} cannot be used with certificate {}",
+        path(&other.key),
+        path(&files.cert)
     );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    // A key file that holds no key.
+    std::fs::write(&files.key, "not a key")?;
+    let stderr = sfu(&files.key)?;
+    let expected = format!("key {} holds no PEM private key", path(&files.key));
+    assert!(stderr.contains(&expected), "{stderr}");
 
     // An operator told to give SFU pods TLS must speak it itself.
-    let output = Command::new(CONFER)
-        .args([
-            "operator",
-            "--consul-addr",
-            "http://127.0.0.1:1",
-            "--room-service",
-            "127.0.0.1:1",
-            "--sfu-image",
-            "confer:test",
-            "--identity",
-            "operator-0",
-            "--sfu-grpc-tls-secret",
-            "confer-grpc-tls",
-        ])
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = refused(&[
+        "operator",
+        "--consul-addr",
+        "http://127.0.0.1:1",
+        "--room-service",
+        "127.0.0.1:1",
+        "--sfu-image",
+        "confer:test",
+        "--identity",
+        "operator-0",
+        "--sfu-grpc-tls-secret",
+        "confer-grpc-tls",
+    ])?;
     assert!(
         stderr.contains("--sfu-grpc-tls-secret and --grpc-tls-cert go together"),
         "{stderr}"
     );
 
     // A certificate without its key is refused before anything starts.
-    let output = Command::new(CONFER)
-        .args(["sfu", "--grpc-tls-cert", path(&files.cert)])
-        .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = refused(&["sfu", "--grpc-tls-cert", path(&files.cert)])?;
     assert!(stderr.contains("--grpc-tls-key"), "{stderr}");
     Ok(())
+}
+
+/// Runs `confer <args>`, which must fail; what it wrote to stderr.
+fn refused(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(CONFER)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    anyhow::ensure!(!output.status.success(), "{args:?} started: {stderr}");
+    Ok(stderr)
 }
 
 fn path(path: &std::path::Path) -> &str {
