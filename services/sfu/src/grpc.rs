@@ -357,13 +357,28 @@ impl GrpcSfu {
     }
 }
 
+/// After a broken event stream, or a first failure to open one, the relay tries again
+/// this soon; each further failure doubles the wait, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Relays the SFU's events. An SFU that cannot be reached is tried again less and
+/// less often, and logged at the 1st, 2nd, 4th, 8th… failure in a row, so an SFU
+/// gone for good costs a few log lines, not one every half second.
 async fn relay_events(
     mut client: SfuControlClient<Traced<Channel>>,
     events: broadcast::Sender<SfuEvent>,
 ) {
+    let mut failures: u64 = 0;
+    let mut retry = RETRY_FIRST;
     loop {
         match client.watch_events(pb::WatchEventsRequest {}).await {
             Ok(response) => {
+                if failures > 0 {
+                    tracing::info!(failures, "sfu event stream open again");
+                }
+                failures = 0;
+                retry = RETRY_FIRST;
                 let mut stream = response.into_inner();
                 while let Some(item) = stream.next().await {
                     match item {
@@ -379,9 +394,17 @@ async fn relay_events(
                     }
                 }
             }
-            Err(err) => warn!(%err, "cannot watch sfu events"),
+            Err(err) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    warn!(%err, failures, "cannot watch sfu events");
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(retry).await;
+        if failures > 0 {
+            retry = (retry * 2).min(RETRY_MAX);
+        }
     }
 }
 
@@ -551,6 +574,16 @@ mod relay_tests {
             }
         });
         (addr, count)
+    }
+
+    #[tokio::test]
+    async fn an_sfu_that_cannot_be_reached_is_tried_less_and_less_often() {
+        let (addr, count) = counting_listener().await;
+        let _sfu = GrpcSfu::connect(addr, None).expect("client");
+        // Tries at 0, 0.5, 1.5 and 3.5 s; every 0.5 s would be 8 by now.
+        tokio::time::sleep(Duration::from_millis(3_300)).await;
+        let tries = count.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&tries), "tries in 3.3 s: {tries}");
     }
 
     #[tokio::test]
