@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use confer_proto::sfu as pb;
 use confer_proto::sfu::sfu_control_client::SfuControlClient;
@@ -331,6 +332,8 @@ pub struct GrpcSfu {
     events: broadcast::Sender<SfuEvent>,
     /// The task relaying the SFU's events; it ends with this client.
     relay: tokio::task::AbortHandle,
+    /// Since when the relay has failed to watch the SFU's events, while it fails.
+    unreachable: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Drop for GrpcSfu {
@@ -348,12 +351,28 @@ impl GrpcSfu {
             .timeout(Duration::from_secs(10));
         let client = SfuControlClient::new(traced(confer_proto::tls::lazy_channel(&endpoint, tls)));
         let (events, _) = broadcast::channel(1024);
-        let relay = tokio::spawn(relay_events(client.clone(), events.clone())).abort_handle();
+        let unreachable = Arc::new(Mutex::new(None));
+        let relay = tokio::spawn(relay_events(
+            client.clone(),
+            events.clone(),
+            unreachable.clone(),
+        ))
+        .abort_handle();
         Ok(Self {
             client,
             events,
             relay,
+            unreachable,
         })
+    }
+
+    /// How long the SFU's events have not been watched, while the relay cannot
+    /// reach it.
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|since| since.elapsed())
     }
 }
 
@@ -368,7 +387,13 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 async fn relay_events(
     mut client: SfuControlClient<Traced<Channel>>,
     events: broadcast::Sender<SfuEvent>,
+    unreachable: Arc<Mutex<Option<Instant>>>,
 ) {
+    let since = |at: Option<Instant>| {
+        *unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    };
     let mut failures: u64 = 0;
     let mut retry = RETRY_FIRST;
     loop {
@@ -379,6 +404,7 @@ async fn relay_events(
                 }
                 failures = 0;
                 retry = RETRY_FIRST;
+                since(None);
                 let mut stream = response.into_inner();
                 while let Some(item) = stream.next().await {
                     match item {
@@ -395,6 +421,9 @@ async fn relay_events(
                 }
             }
             Err(err) => {
+                if failures == 0 {
+                    since(Some(Instant::now()));
+                }
                 failures += 1;
                 if failures.is_power_of_two() {
                     warn!(%err, failures, "cannot watch sfu events");
