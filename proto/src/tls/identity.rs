@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::{TlsError, TlsFiles, check_certs, check_key, read};
+use super::{TlsError, TlsFiles, certs, private_key, read};
 
 #[derive(Debug)]
 pub(super) struct Identity {
@@ -25,11 +23,14 @@ pub(super) struct Identity {
     state: Mutex<Loaded>,
 }
 
+/// A certificate file's bytes, then its key file's.
+type Source = (Vec<u8>, Vec<u8>);
+
 #[derive(Debug)]
 struct Loaded {
     key: Arc<CertifiedKey>,
-    /// The files' bytes it was made from, certificate then key.
-    source: (Vec<u8>, Vec<u8>),
+    /// The files' bytes it was made from.
+    source: Source,
     checked: Instant,
 }
 
@@ -39,8 +40,7 @@ impl Identity {
         provider: Arc<CryptoProvider>,
         recheck: Duration,
     ) -> Result<Self, TlsError> {
-        let source = read_pair(files)?;
-        let key = certified(files, &source, &provider)?;
+        let (source, key) = load_pair(files, &provider)?;
         Ok(Self {
             files: files.clone(),
             provider,
@@ -60,8 +60,8 @@ impl Identity {
             state.checked = Instant::now();
             match read_pair(&self.files) {
                 Ok(source) if source != state.source => {
-                    match certified(&self.files, &source, &self.provider) {
-                        Ok(key) => {
+                    match load_pair(&self.files, &self.provider) {
+                        Ok((source, key)) => {
                             tracing::info!(cert = %self.files.cert.display(), "gRPC TLS certificate reloaded");
                             state.key = key;
                             state.source = source;
@@ -81,44 +81,28 @@ impl Identity {
     }
 }
 
-/// The certificate and key files' bytes, each checked to hold what it should.
-fn read_pair(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let cert = read("certificate", &files.cert)?;
-    check_certs("certificate", &files.cert, &cert)?;
-    let key = read("key", &files.key)?;
-    check_key(&files.key, &key)?;
-    Ok((cert, key))
+/// The certificate and key files' bytes, as they are now.
+fn read_pair(files: &TlsFiles) -> Result<Source, TlsError> {
+    Ok((read("certificate", &files.cert)?, read("key", &files.key)?))
 }
 
-fn certified(
+/// The certificate and key files, each read and checked in turn, and the pair they
+/// make.
+fn load_pair(
     files: &TlsFiles,
-    (cert, key): &(Vec<u8>, Vec<u8>),
     provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| malformed("certificate", files, err.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|err| malformed("key", files, err.to_string()))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map(Arc::new)
-        .map_err(|err| TlsError::Unusable {
+) -> Result<(Source, Arc<CertifiedKey>), TlsError> {
+    let cert = read("certificate", &files.cert)?;
+    let chain = certs("certificate", &files.cert, &cert)?;
+    let key = read("key", &files.key)?;
+    let der = private_key(&files.key, &key)?;
+    let certified =
+        CertifiedKey::from_der(chain, der, provider).map_err(|err| TlsError::Unusable {
             key: files.key.clone(),
             cert: files.cert.clone(),
             message: err.to_string(),
-        })
-}
-
-fn malformed(what: &'static str, files: &TlsFiles, message: String) -> TlsError {
-    TlsError::Malformed {
-        what,
-        path: if what == "key" {
-            files.key.clone()
-        } else {
-            files.cert.clone()
-        },
-        message,
-    }
+        })?;
+    Ok(((cert, key), Arc::new(certified)))
 }
 
 impl ResolvesServerCert for Identity {

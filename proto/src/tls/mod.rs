@@ -111,21 +111,18 @@ impl GrpcTls {
     pub fn load_rechecking_every(files: &TlsFiles, recheck: Duration) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let identity = Arc::new(identity::Identity::load(files, provider.clone(), recheck)?);
+        let malformed_ca = |err| TlsError::malformed("CA certificate", &files.ca, err);
         let ca = read("CA certificate", &files.ca)?;
-        check_certs("CA certificate", &files.ca, &ca)?;
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&ca) {
-            let cert = cert.map_err(|err| malformed_ca(files, err.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|err| malformed_ca(files, err.to_string()))?;
+        for cert in certs("CA certificate", &files.ca, &ca)? {
+            roots.add(cert).map_err(malformed_ca)?;
         }
         let roots = Arc::new(roots);
         let name = ServerName::try_from(files.name.trim().to_owned())
             .map_err(|_| TlsError::BadName(files.name.clone()))?;
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
-            .map_err(|err| malformed_ca(files, err.to_string()))?;
+            .map_err(|err| TlsError::malformed("CA certificate", &files.ca, err))?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError::Setup(err.to_string()))?
@@ -201,11 +198,13 @@ impl GrpcTls {
     }
 }
 
-fn malformed_ca(files: &TlsFiles, message: String) -> TlsError {
-    TlsError::Malformed {
-        what: "CA certificate",
-        path: files.ca.clone(),
-        message,
+impl TlsError {
+    fn malformed(what: &'static str, path: &Path, err: impl std::fmt::Display) -> Self {
+        TlsError::Malformed {
+            what,
+            path: path.to_owned(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -217,41 +216,35 @@ pub(super) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError>
     })
 }
 
-pub(super) fn check_certs(what: &'static str, path: &Path, pem: &[u8]) -> Result<(), TlsError> {
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        cert.map_err(|err| TlsError::Malformed {
-            what,
-            path: path.to_owned(),
-            message: err.to_string(),
-        })?;
-        count += 1;
-    }
-    if count == 0 {
+/// The certificates in `pem`: at least one, each well-formed.
+pub(super) fn certs(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TlsError::malformed(what, path, err))?;
+    if certs.is_empty() {
         return Err(TlsError::Empty {
             what,
             path: path.to_owned(),
             expected: "certificate",
         });
     }
-    Ok(())
+    Ok(certs)
 }
 
-pub(super) fn check_key(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
-    PrivateKeyDer::from_pem_slice(pem)
-        .map(drop)
-        .map_err(|err| match err {
-            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
-                what: "key",
-                path: path.to_owned(),
-                expected: "private key",
-            },
-            err => TlsError::Malformed {
-                what: "key",
-                path: path.to_owned(),
-                message: err.to_string(),
-            },
-        })
+/// The private key in `pem`.
+pub(super) fn private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|err| match err {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
+            what: "key",
+            path: path.to_owned(),
+            expected: "private key",
+        },
+        err => TlsError::malformed("key", path, err),
+    })
 }
 
 #[cfg(test)]
