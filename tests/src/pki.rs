@@ -36,6 +36,11 @@ impl TestCa {
         Ok(Self { issuer, dir })
     }
 
+    /// Its own certificate, PEM: what a CA bundle holds.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
     /// A certificate for `name`, good for serving and for connecting, written as
     /// `<stem>.crt` and `<stem>.key` beside the CA's `ca.crt`.
     pub fn issue(&self, stem: &str, name: &str) -> anyhow::Result<TlsFiles> {

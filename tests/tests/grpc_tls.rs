@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confer_e2e::pki::TestCa;
 use confer_e2e::signal::{SignalClient, client_offer};
-use confer_proto::tls::{DEFAULT_NAME, GrpcTls};
+use confer_proto::tls::{DEFAULT_NAME, GrpcTls, TlsFiles};
 use confer_room::api::RoomApi as _;
 use confer_room::error::ErrorKind;
 use confer_room::grpc::GrpcRoom;
@@ -139,4 +139,82 @@ async fn a_certificate_renewed_in_place_is_presented_without_a_restart() -> anyh
     let renewed = GrpcTls::load(&ca.issue("renewed", "renewed.internal")?)?;
     assert!(answered(renewed).await.is_ok());
     Ok(())
+}
+
+/// A CA rotated as cert-manager and trust-manager do it, on files the services keep
+/// open: the bundle gains the new CA, certificates are renewed under it, the old CA
+/// leaves the bundle. Each step holds from the next connection, on the servers' side
+/// (which clients they accept) and on the clients' (which servers they believe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotated_through_a_bundle_is_followed_without_a_restart() -> anyhow::Result<()> {
+    let (old, new) = (TestCa::new()?, TestCa::new()?);
+    let bundle = [old.pem(), new.pem()].concat();
+    // The services: a certificate from the old CA, trusting only it.
+    let services_files = trusting(old.issue("services", DEFAULT_NAME)?, &old.pem())?;
+    let tls = GrpcTls::load_rechecking_every(&services_files, Duration::ZERO)?;
+    let services = confer_e2e::split::SplitServices::start_with(Some(tls)).await?;
+    let room_addr = services.room_addr.to_string();
+    let answered = |tls: &GrpcTls| {
+        let client = GrpcRoom::connect(&room_addr, Some(tls));
+        async move {
+            client?
+                .list_rooms("dev".into())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+
+    // A client renewed early (the new CA's certificate, the bundle): the services do
+    // not know its CA yet.
+    let renewed = GrpcTls::load(&trusting(new.issue("renewed", DEFAULT_NAME)?, &bundle)?)?;
+    assert!(
+        answered(&renewed).await.is_err(),
+        "the new CA is not trusted yet"
+    );
+    // A client of the new CA that trusts only it, its CA file rewritten later in place.
+    let late_files = trusting(new.issue("late", DEFAULT_NAME)?, &new.pem())?;
+    let late = GrpcTls::load_rechecking_every(&late_files, Duration::ZERO)?;
+
+    // 1. The bundle reaches the services: the new CA's clients are answered.
+    std::fs::write(&services_files.ca, &bundle)?;
+    assert!(
+        answered(&renewed).await.is_ok(),
+        "the services trust the new CA"
+    );
+    // The client trusting only the new CA does not believe the services' certificate
+    // from the old one, until its own CA file holds the bundle.
+    assert!(answered(&late).await.is_err(), "the old CA is not its own");
+    std::fs::write(&late_files.ca, &bundle)?;
+    assert!(
+        answered(&late).await.is_ok(),
+        "the client trusts the bundle it was given"
+    );
+
+    // 2. The services are renewed under the new CA, and the old CA leaves their
+    // bundle: a client still holding the old CA's certificate is refused.
+    let stale = GrpcTls::load(&trusting(old.issue("stale", DEFAULT_NAME)?, &bundle)?)?;
+    assert!(answered(&stale).await.is_ok());
+    let reissued = new.issue("services-new", DEFAULT_NAME)?;
+    std::fs::copy(&reissued.key, &services_files.key)?;
+    std::fs::copy(&reissued.cert, &services_files.cert)?;
+    std::fs::write(&services_files.ca, new.pem())?;
+    assert!(
+        answered(&stale).await.is_err(),
+        "the old CA is no longer trusted"
+    );
+    assert!(answered(&renewed).await.is_ok());
+    assert!(answered(&late).await.is_ok());
+
+    // 3. A CA file that cannot be used keeps the last good roots.
+    std::fs::write(&services_files.ca, "no certificate here")?;
+    assert!(answered(&renewed).await.is_ok());
+    assert!(answered(&stale).await.is_err());
+    Ok(())
+}
+
+/// `files` with a CA file of their own, holding `pem`.
+fn trusting(files: TlsFiles, pem: &str) -> anyhow::Result<TlsFiles> {
+    let ca = files.cert.with_extension("ca.crt");
+    std::fs::write(&ca, pem)?;
+    Ok(TlsFiles { ca, ..files })
 }

@@ -9,12 +9,15 @@
 //!
 //! Without it the APIs speak plaintext HTTP/2, as `confer dev` and single-host setups
 //! do. The PEM files are read and checked at start-up, so that a missing or malformed
-//! file is a clear error there and not a failed handshake later; the certificate and
-//! key are read again when they change (`identity.rs`).
+//! file is a clear error there and not a failed handshake later; all three are read
+//! again when they change (`reload.rs`): a certificate renewed, or a CA rotated, in
+//! place is used without a restart.
 
 mod connector;
 mod identity;
 mod incoming;
+mod reload;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -24,8 +27,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use tonic::transport::{Channel, Endpoint};
 
 pub use incoming::Conn;
@@ -79,12 +81,11 @@ pub struct TlsFiles {
     pub name: String,
 }
 
-/// How often the certificate and key files are compared with what is presented.
+/// How often the certificate, key and CA files are compared with what is in use.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
-/// A checked TLS identity and CA, for internal gRPC servers and clients. The
-/// certificate and key are read again when their files change (see `identity.rs`);
-/// the CA is read once.
+/// A checked TLS identity and CA, for internal gRPC servers and clients. Each is read
+/// again when its files change (see `reload.rs`).
 #[derive(Clone)]
 pub struct GrpcTls {
     server: Arc<ServerConfig>,
@@ -106,33 +107,37 @@ impl GrpcTls {
         Self::load_rechecking_every(files, RECHECK)
     }
 
-    /// The same, comparing the certificate and key files with what is presented at
-    /// most every `recheck`.
+    /// The same, comparing the files with what is in use at most every `recheck`.
     pub fn load_rechecking_every(files: &TlsFiles, recheck: Duration) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let identity = Arc::new(identity::Identity::load(files, provider.clone(), recheck)?);
-        let malformed_ca = |err| TlsError::malformed("CA certificate", &files.ca, err);
-        let ca = read("CA certificate", &files.ca)?;
-        let mut roots = RootCertStore::empty();
-        for cert in certs("CA certificate", &files.ca, &ca)? {
-            roots.add(cert).map_err(malformed_ca)?;
-        }
-        let roots = Arc::new(roots);
+        let identity = Arc::new(identity::Identity::load(
+            identity::KeyFiles {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                provider: provider.clone(),
+            },
+            recheck,
+        )?);
+        let trust = Arc::new(trust::Trust::load(
+            trust::CaFile {
+                path: files.ca.clone(),
+                provider: provider.clone(),
+            },
+            recheck,
+        )?);
         let name = ServerName::try_from(files.name.trim().to_owned())
             .map_err(|_| TlsError::BadName(files.name.clone()))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|err| TlsError::malformed("CA certificate", &files.ca, err))?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError::Setup(err.to_string()))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(trust.clone())
             .with_cert_resolver(identity.clone());
         server.alpn_protocols = vec![b"h2".to_vec()];
         let mut client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError::Setup(err.to_string()))?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(trust)
             .with_client_cert_resolver(identity);
         client.alpn_protocols = vec![b"h2".to_vec()];
         // Every new connection checks the certificates of now: a resumed session
