@@ -1,7 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
-import { Stage, renderParticipants, appendChat } from './ui.js';
+import { Stage, renderParticipants, renderRoomControls, appendChat } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
@@ -23,13 +23,32 @@ const client = new ConferClient({
 window.conferClient = client;
 
 const everyone = () => new Map([[client.self.id, client.self], ...client.participants]);
-const refreshPeople = () => renderParticipants($('participants'), everyone(), client.self, client.knocks, hostAction);
+const refreshPeople = () => {
+  renderParticipants($('participants'), everyone(), client.self, client.knocks, hostAction);
+  refreshRoomControls();
+};
 const hostAction = (action, id, extra) => client.host(action, id, extra).catch((err) => status(`Error: ${err.message}`));
 
 client.addEventListener('waiting', () => status('Waiting for a host to let you in…'));
 client.addEventListener('knock', refreshPeopleIfJoined);
 client.addEventListener('knock-resolved', refreshPeopleIfJoined);
-client.addEventListener('room-state', ({ detail }) => { $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`; });
+client.addEventListener('room-state', ({ detail }) => {
+  $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`;
+  refreshRoomControls();
+});
+
+// The hosts' room switches, and whether this member may post in the chat now.
+function refreshRoomControls() {
+  const state = client.roomState || {};
+  const isHost = client.self?.role === 'host';
+  renderRoomControls($('room-controls'), state, isHost, (action) => hostAction(action));
+  const mayPost = isHost || state.allow_chat !== false;
+  const input = $('chat-input');
+  input.disabled = !mayPost;
+  input.placeholder = mayPost ? 'Message everyone' : 'Only hosts can send messages now';
+  $('chat-file').disabled = !mayPost;
+  $('chat-form').querySelector('button[type="submit"]').disabled = !mayPost;
+}
 function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {

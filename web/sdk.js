@@ -107,7 +107,8 @@ export class ConferClient extends EventTarget {
   }
 
   // Host controls: admit, deny, mute, unmute, remove, set_role, lock, unlock,
-  // allow_screen_share, deny_screen_share, approve_name, reject_name.
+  // allow_screen_share, deny_screen_share, allow_chat, deny_chat, approve_name,
+  // reject_name.
   host(action, participantId = '', { kind = '', role = '' } = {}) {
     return this.request({ host: { action, participant_id: participantId, kind, role } });
   }

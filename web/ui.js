@@ -123,6 +123,26 @@ export function renderParticipants(list, participants, self, knocks, act) {
   list.replaceChildren(...waiting, ...people);
 }
 
+// Hosts' switches for the whole room: the lock, screen sharing, who may chat.
+export function renderRoomControls(box, state, isHost, act) {
+  box.hidden = !isHost;
+  if (!isHost) {
+    box.replaceChildren();
+    return;
+  }
+  const locked = state.locked === true;
+  const screens = state.allow_screen_share !== false;
+  const chat = state.allow_chat !== false;
+  const lockButton = button(locked ? 'Unlock room' : 'Lock room', () => act(locked ? 'unlock' : 'lock'));
+  const screenButton = button(screens ? 'Stop screen sharing' : 'Allow screen sharing',
+    () => act(screens ? 'deny_screen_share' : 'allow_screen_share'));
+  const chatButton = button(chat ? 'Chat: hosts only' : 'Let everyone chat', () => act(chat ? 'deny_chat' : 'allow_chat'));
+  lockButton.dataset.control = 'lock';
+  screenButton.dataset.control = 'screen-share';
+  chatButton.dataset.control = 'chat';
+  box.replaceChildren(lockButton, screenButton, chatButton);
+}
+
 // Emoji shortcodes people type, shown as the emoji.
 const EMOJI = {
   ':)': '🙂', ':-)': '🙂', ':(': '🙁', ':D': '😄', ';)': '😉', '<3': '❤️',

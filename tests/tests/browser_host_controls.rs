@@ -50,7 +50,8 @@ async fn self_id(browser: &Browser) -> anyhow::Result<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_host_admits_a_waiting_guest_then_mutes_them() -> anyhow::Result<()> {
+async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts()
+-> anyhow::Result<()> {
     let server = TestServer::start(true).await?;
     let driver = Driver::start().await?;
     let page = |identity: &str, admin: bool| {
@@ -148,6 +149,49 @@ async fn the_host_admits_a_waiting_guest_then_mutes_them() -> anyhow::Result<()>
     );
     let blocked = server.sfu.stats().snapshot().rtp_blocked;
     assert!(blocked > 0, "the SFU dropped the guest's packets");
+
+    // The host keeps the chat to hosts from the room's switches: the guest's chat box
+    // closes and the server refuses a send; reopened, the box opens again.
+    let chat_switch = "document.querySelector('#room-controls button[data-control=\"chat\"]')";
+    host.wait_for(
+        "the host's chat switch",
+        &format!("return !!{chat_switch} && {chat_switch}.textContent === 'Chat: hosts only';"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(
+        guest
+            .eval("return document.getElementById('room-controls').hidden;")
+            .await?,
+        Value::Bool(true),
+        "no room switches for a guest"
+    );
+    host.eval(&format!("{chat_switch}.click();")).await?;
+    guest
+        .wait_for(
+            "the guest's chat box closed",
+            "return document.getElementById('chat-input').disabled === true;",
+            Duration::from_secs(5),
+        )
+        .await?;
+    let refused = guest
+        .eval("return await window.conferClient.sendChat('psst').then(() => 'sent', (err) => err.code || err.message);")
+        .await?;
+    assert_eq!(refused, Value::String("chat_restricted".into()));
+    host.wait_for(
+        "the switch turned",
+        &format!("return {chat_switch}.textContent === 'Let everyone chat';"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    host.eval(&format!("{chat_switch}.click();")).await?;
+    guest
+        .wait_for(
+            "the guest's chat box open again",
+            "return document.getElementById('chat-input').disabled === false;",
+            Duration::from_secs(5),
+        )
+        .await?;
 
     for browser in [host, guest, third] {
         browser.close().await?;

@@ -449,3 +449,107 @@ async fn name_changes_wait_for_a_host_when_the_room_says_so() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// The next `chat` entry whose text is `text`, skipping other pushes.
+async fn chat_entry(client: &mut SignalClient, text: &str) -> anyhow::Result<Value> {
+    loop {
+        let entry = client.recv_kind("chat", WAIT).await?;
+        if entry["chat"]["text"] == text {
+            return Ok(entry);
+        }
+    }
+}
+
+/// A chat message as a client sends it.
+fn chat(request_id: &str, text: &str) -> Value {
+    json!({"request_id": request_id, "chat": {"text": text}})
+}
+
+#[tokio::test]
+async fn hosts_can_keep_the_chat_to_hosts() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    for (name, allow_chat) in [("townhall", true), ("quiet", false)] {
+        server
+            .room
+            .create_room(
+                "dev".into(),
+                CreateRoom {
+                    name: name.into(),
+                    settings: RoomSettings {
+                        waiting_room: false,
+                        allow_chat,
+                        ..RoomSettings::default()
+                    },
+                    password: None,
+                },
+            )
+            .await?;
+    }
+    let (mut host, _) = join_host(&server, "townhall").await?;
+    let mut guest = connect(&server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": "townhall", "token": guest_token("townhall", "gus")}),
+    )
+    .await?;
+    let joined = reply(&mut guest, "join").await?;
+    assert_eq!(
+        joined["joined"]["room_state"]["allow_chat"], true,
+        "{joined}"
+    );
+    guest.send(&chat("c1", "before")).await?;
+    let before = reply(&mut guest, "c1").await?["chat_sent"]["seq"].clone();
+    assert!(before.as_u64().is_some_and(|seq| seq > 0), "{before}");
+
+    // Chat for hosts only: everyone is told; a participant may read and delete their
+    // own messages, not post, edit or share files.
+    let denied = host_control(&mut host, "deny_chat", "", "").await?;
+    assert!(denied.get("ack").is_some(), "{denied}");
+    let state = guest.recv_kind("room_state", WAIT).await?;
+    assert_eq!(state["room_state"]["allow_chat"], false, "{state}");
+    guest.send(&chat("c2", "during")).await?;
+    assert_eq!(error_of(&mut guest, "c2").await?, "chat_restricted");
+    guest
+        .send(&json!({"request_id": "e", "chat_edit": {"seq": before, "text": "edited"}}))
+        .await?;
+    assert_eq!(error_of(&mut guest, "e").await?, "chat_restricted");
+    guest
+        .send(&json!({"request_id": "f", "file_upload": {"name": "a.txt", "content_type": "text/plain", "size": 3}}))
+        .await?;
+    assert_eq!(error_of(&mut guest, "f").await?, "chat_restricted");
+    host.send(&chat("h1", "hosts only")).await?;
+    assert!(reply(&mut host, "h1").await?.get("chat_sent").is_some());
+    chat_entry(&mut guest, "hosts only").await?;
+    guest
+        .send(&json!({"request_id": "d", "chat_delete": {"seq": before}}))
+        .await?;
+    let deleted = reply(&mut guest, "d").await?;
+    assert!(deleted.get("chat_sent").is_some(), "{deleted}");
+
+    // A participant cannot turn it back on; a host can.
+    let refused = host_control(&mut guest, "allow_chat", "", "").await?;
+    assert_eq!(refused["error"]["code"], "not_host", "{refused}");
+    let allowed = host_control(&mut host, "allow_chat", "", "").await?;
+    assert!(allowed.get("ack").is_some(), "{allowed}");
+    let state = guest.recv_kind("room_state", WAIT).await?;
+    assert_eq!(state["room_state"]["allow_chat"], true, "{state}");
+    guest.send(&chat("c3", "after")).await?;
+    assert!(reply(&mut guest, "c3").await?.get("chat_sent").is_some());
+    chat_entry(&mut host, "after").await?;
+
+    // A room created with chat for hosts only says so at the join, and holds to it.
+    let mut quiet = connect(&server).await?;
+    send_join(
+        &mut quiet,
+        json!({"room": "quiet", "token": guest_token("quiet", "quin")}),
+    )
+    .await?;
+    let joined = reply(&mut quiet, "join").await?;
+    assert_eq!(
+        joined["joined"]["room_state"]["allow_chat"], false,
+        "{joined}"
+    );
+    quiet.send(&chat("q", "hello?")).await?;
+    assert_eq!(error_of(&mut quiet, "q").await?, "chat_restricted");
+    Ok(())
+}

@@ -139,6 +139,8 @@ struct Member {
     has_peer: bool,
     /// The room's setting; hosts may share regardless.
     allow_screen_share: bool,
+    /// The room's setting: others than hosts may post in the chat.
+    allow_chat: bool,
     /// Receiving the room's chat through the gateway's hub.
     in_chat: bool,
 }
@@ -152,6 +154,18 @@ impl Member {
             || !info.permissions.may_publish(Source::ScreenShare)
             || info.video_blocked
             || !(self.allow_screen_share || info.role == Role::Host)
+    }
+
+    /// Whether the room's chat is open to this member now (`what`: "send messages",
+    /// "share files"): to hosts always, to everyone else while the room allows it.
+    fn chat_open(&self, what: &str) -> Result<(), Reject> {
+        if self.allow_chat || self.info.role == Role::Host {
+            return Ok(());
+        }
+        Err(Reject::new(
+            "chat_restricted",
+            format!("only hosts may {what} in this room now"),
+        ))
     }
 }
 
@@ -342,6 +356,9 @@ impl Session {
         match event {
             SessionEvent::Push(msg) => {
                 if let Some(Msg::RoomState(state)) = &msg.msg {
+                    if let Some(member) = self.member.as_mut() {
+                        member.allow_chat = state.allow_chat;
+                    }
                     self.apply_screen_share_setting(state.allow_screen_share)
                         .await;
                 }
@@ -572,6 +589,7 @@ impl Session {
             relays: Vec::new(),
             has_peer: false,
             allow_screen_share: true,
+            allow_chat: true,
             in_chat: false,
             id,
         });
@@ -607,6 +625,7 @@ impl Session {
         member.placement = Some(admission.placement.clone());
         member.relays = admission.relays.clone();
         member.allow_screen_share = admission.settings.allow_screen_share;
+        member.allow_chat = admission.settings.allow_chat;
         member.info.state = confer_room::model::ParticipantState::Active;
         let offer = member.offer.take();
         let answer = match offer {
@@ -807,6 +826,12 @@ impl Session {
         action: ChatAction,
     ) -> Result<(), Reject> {
         let member = self.chat_poster("send messages")?;
+        match action {
+            // Taking back one's own words is never closed.
+            ChatAction::Delete { .. } => {}
+            ChatAction::Edit { .. } => member.chat_open("edit messages")?,
+            _ => member.chat_open("send messages")?,
+        }
         let deleting = match action {
             ChatAction::Delete { seq } => Some(seq),
             _ => None,
@@ -915,6 +940,7 @@ impl Session {
         file: &signal::FileUploadRequest,
     ) -> Result<(), Reject> {
         let member = self.chat_poster("share files")?;
+        member.chat_open("share files")?;
         let url = files::upload_url(
             &self.state.config.files,
             files::Declared {
@@ -1107,6 +1133,9 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
         },
         "allow_screen_share" | "deny_screen_share" => HostAction::AllowScreenShare {
             allowed: control.action == "allow_screen_share",
+        },
+        "allow_chat" | "deny_chat" => HostAction::AllowChat {
+            allowed: control.action == "allow_chat",
         },
         "approve_name" | "reject_name" => HostAction::ResolveNameChange {
             participant: needs_participant()?,

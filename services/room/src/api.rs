@@ -83,6 +83,9 @@ pub enum HostAction {
     AllowScreenShare {
         allowed: bool,
     },
+    AllowChat {
+        allowed: bool,
+    },
     ResolveNameChange {
         participant: String,
         approve: bool,
@@ -99,6 +102,7 @@ impl HostAction {
             HostAction::SetRole { .. } => "set_role",
             HostAction::LockRoom { .. } => "lock_room",
             HostAction::AllowScreenShare { .. } => "allow_screen_share",
+            HostAction::AllowChat { .. } => "allow_chat",
             HostAction::ResolveNameChange { .. } => "resolve_name_change",
         }
     }

@@ -17,6 +17,9 @@ pub struct RoomSettings {
     pub allow_screen_share: bool,
     /// A participant muted by a host may unmute themselves.
     pub allow_self_unmute: bool,
+    /// Participants and viewers may post in the chat (send, edit, share files); when
+    /// not, only hosts may. Everyone still reads it.
+    pub allow_chat: bool,
     /// Display name changes wait for a host's approval.
     pub name_changes_need_approval: bool,
     /// Seconds an empty room is kept active before `room_finished`.
@@ -38,6 +41,7 @@ impl Default for RoomSettings {
             max_participants: 100,
             allow_screen_share: true,
             allow_self_unmute: true,
+            allow_chat: true,
             name_changes_need_approval: false,
             empty_timeout_secs: 0,
             region: String::new(),

@@ -135,6 +135,7 @@ fn schemas() -> Value {
             "waiting_room": boolean, "locked": boolean,
             "max_participants": {"type": "integer", "minimum": 1},
             "allow_screen_share": boolean, "allow_self_unmute": boolean,
+            "allow_chat": {"type": "boolean", "description": "Participants may post in the chat; when false only hosts may (everyone still reads it)"},
             "name_changes_need_approval": boolean, "empty_timeout_secs": int,
             "region": string,
             "regions": {"type": "array", "maxItems": 8, "items": {"type": "string", "minLength": 1, "maxLength": 64},

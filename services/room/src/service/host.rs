@@ -72,6 +72,9 @@ impl RoomService {
                 self.change_settings(&key, |s| s.allow_screen_share = allowed)
                     .await
             }
+            HostAction::AllowChat { allowed } => {
+                self.change_settings(&key, |s| s.allow_chat = allowed).await
+            }
             HostAction::ResolveNameChange {
                 participant,
                 approve,
