@@ -16,6 +16,11 @@
 //! longer than [`MAX_HOLD`] after that hand-off: the busier the gateway, the more each
 //! turn carries. A member whose writes stall holds its lane at most [`MAX_HOLD`].
 //!
+//! Turns are spaced from when they were due, not from when the hub's timer (which
+//! rounds up to its next millisecond) brought them: otherwise every turn of a room
+//! of 8 lanes would come most of a millisecond late and its period would grow by
+//! the lateness of all 8.
+//!
 //! With one lane this is: no sooner than the spacing after the last hand-off, and not
 //! before that one is written and rested, but never later than its hold.
 //!
@@ -35,6 +40,9 @@ pub(crate) const MAX_HOLD: Duration = Duration::from_millis(24);
 /// Added to a room's period when writing it all took longer than [`MIN_SPACING`]
 /// less this; shorter rounds are only spaced.
 pub(crate) const REST: Duration = Duration::from_millis(4);
+
+/// How late the hub's timer may fire: it rounds a wake-up up to its next millisecond.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Entries to hand to one lane of a room's members now. `id` names the hand-off for
 /// [`RoomPacer::written`].
@@ -157,7 +165,7 @@ impl<T: Clone> RoomPacer<T> {
             wheel.log.extend(entries);
             // A turn may be due at once: the room may only have been waiting for a
             // lane's writes before being forgotten.
-            return self.step(room, now);
+            return self.step(room, now, false);
         }
         let count = entries.len() as u64;
         let mut hand_offs = Vec::with_capacity(lanes);
@@ -222,7 +230,7 @@ impl<T: Clone> RoomPacer<T> {
             self.rests += 1;
         }
         wheel.period = (room_took + self.rest).clamp(self.spacing, self.hold);
-        self.step(room, now)
+        self.step(room, now, false)
     }
 
     /// Hand-offs whose writes lengthened their room's period so far.
@@ -253,7 +261,7 @@ impl<T: Clone> RoomPacer<T> {
                 break;
             };
             if current {
-                out.extend(self.step(&room, now));
+                out.extend(self.step(&room, now, true));
             }
         }
         out
@@ -305,14 +313,16 @@ impl<T: Clone> RoomPacer<T> {
         self.timers.push(Reverse((due, timer, room.to_owned())));
     }
 
-    /// Takes `room`'s turns that are due by `now`, or forgets it.
-    fn step(&mut self, room: &str, now: Instant) -> Vec<HandOff<T>> {
+    /// Takes `room`'s turns that are due by `now`, or forgets it. `on_timer`: the
+    /// hub's timer for the room fired (`now` may be up to its tick past the due time).
+    fn step(&mut self, room: &str, now: Instant, on_timer: bool) -> Vec<HandOff<T>> {
         let mut out = Vec::new();
         loop {
             let Some(wheel) = self.rooms.get(room) else {
                 return out;
             };
-            if self.due(wheel) > now {
+            let due = self.due(wheel);
+            if due > now {
                 self.arm(room);
                 return out;
             }
@@ -320,12 +330,19 @@ impl<T: Clone> RoomPacer<T> {
                 self.rooms.remove(room);
                 return out;
             };
-            out.push(self.turn(room, lane, now));
+            out.push(self.turn(room, lane, on_timer.then_some(due), now));
         }
     }
 
-    /// Hands `lane` of `room` what it is owed.
-    fn turn(&mut self, room: &str, lane: usize, now: Instant) -> HandOff<T> {
+    /// Hands `lane` of `room` what it is owed. `timed`: when the turn was due, if its
+    /// timer brought it.
+    fn turn(
+        &mut self,
+        room: &str,
+        lane: usize,
+        timed: Option<Instant>,
+        now: Instant,
+    ) -> HandOff<T> {
         let id = self.next_id;
         self.next_id += 1;
         let wheel = self.rooms.get_mut(room).expect("a busy room");
@@ -340,7 +357,15 @@ impl<T: Clone> RoomPacer<T> {
             written_at: None,
         };
         wheel.turn = (lane + 1) % wheel.lanes.len();
-        wheel.turned_at = now;
+        // A turn its timer brought a tick late keeps its place: the next is spaced
+        // from when this one was due, so the timer's rounding up does not lengthen
+        // every turn of a busy room's period (8 lanes, 1 ms apart, would otherwise
+        // turn every 2). Never so that the next turn would be due already.
+        let gap = wheel.period / wheel.lanes.len() as u32;
+        wheel.turned_at = match timed {
+            Some(due) if now - due <= TIMER_TICK && now - due < gap => due,
+            _ => now,
+        };
         // What every lane has now is held no longer.
         let all_got = wheel.lanes.iter().map(|l| l.got).min().unwrap_or(end);
         wheel.log.drain(..(all_got - wheel.base) as usize);
@@ -549,6 +574,40 @@ mod tests {
         // Lane 1 is owed entry 4 still; the others have everything.
         assert_eq!(pacer.next_due(), Some(t0 + 6 * MS));
         assert_eq!(lanes(&pacer.take_due(t0 + 6 * MS)), [(1, vec![4])]);
+    }
+
+    #[test]
+    fn a_turn_its_timer_brings_a_tick_late_keeps_its_place() {
+        let mut pacer = pacer();
+        let t0 = Instant::now();
+        let round = pacer.offer("a", 4, vec![0], t0);
+        for h in &round {
+            assert!(pacer.written("a", h.id, t0 + MS / 4).is_empty());
+        }
+        // Busy, turns 1 ms apart; every timer fires 0.9 ms late.
+        assert!(pacer.offer("a", 4, vec![1], t0 + MS / 2).is_empty());
+        let late = MS * 9 / 10;
+        let mut at = Vec::new();
+        for entry in 2..10 {
+            let due = pacer.next_due().expect("a turn to come");
+            let now = due + late;
+            let turn = pacer.take_due(now);
+            assert_eq!(turn.len(), 1, "one lane at a time");
+            // Written, and the next entry in, before the next turn is due.
+            assert!(pacer.written("a", turn[0].id, now + MS / 20).is_empty());
+            assert!(pacer.offer("a", 4, vec![entry], now + MS / 20).is_empty());
+            at.push(now - t0);
+        }
+        // Each turn comes when it was due plus the lateness: the room's period stays
+        // its spacing instead of growing by the lateness at every turn.
+        let expected: Vec<Duration> = (1..9).map(|k| k * MS + late).collect();
+        assert_eq!(at, expected);
+
+        // A turn later than the timer's tick counts from when it came.
+        let due = pacer.next_due().expect("a turn to come");
+        let now = due + 2 * MS;
+        assert_eq!(pacer.take_due(now).len(), 1);
+        assert_eq!(pacer.next_due(), Some(now + MS));
     }
 
     #[test]
