@@ -313,3 +313,64 @@ fn rand_u32() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or_default()
 }
+
+/// An upload link outlives the moment it was given: its sender must still be in the
+/// room, and the chat still open to them, when the bytes arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_link_holds_only_while_its_sender_may_post() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("confer-files-test-{:08x}", rand_u32()));
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            files: FileConfig {
+                dir: dir.clone(),
+                ..FileConfig::default()
+            },
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    // The first in is the host.
+    let mut ada = join_room(&server, "rights", "Ada").await?;
+    let mut bob = join_room(&server, "rights", "Bob").await?;
+    let url = |reply: Value| {
+        reply["file_upload"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let link = url(ask(&mut bob, "tiny.png", "image/png", PNG.len()).await?);
+    assert!(link.starts_with("/files/upload/"), "{link}");
+
+    // The host keeps the chat to hosts before the bytes arrive: refused, nothing kept.
+    ada.send(&json!({"request_id": "h", "host": {"action": "deny_chat"}}))
+        .await?;
+    ada.recv_kind("ack", WAIT).await?;
+    let (status, body) = put(&server, &link, PNG).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("chat_restricted")),
+        "{body}"
+    );
+    assert!(stored(&dir).is_empty(), "{:?}", stored(&dir));
+
+    // Open again, the same link shares the file.
+    ada.send(&json!({"request_id": "h", "host": {"action": "allow_chat"}}))
+        .await?;
+    ada.recv_kind("ack", WAIT).await?;
+    let (status, body) = put(&server, &link, PNG).await?;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+
+    // A sender who has left cannot use a link given before.
+    let link = url(ask(&mut bob, "tiny.png", "image/png", PNG.len()).await?);
+    bob.send(&json!({"request_id": "l", "leave": {}})).await?;
+    ada.recv_kind("participant_left", WAIT).await?;
+    let (status, body) = put(&server, &link, PNG).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_a_member")),
+        "{body}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

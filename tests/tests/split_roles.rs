@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use confer_e2e::signal::{SignalClient, client_offer};
+use confer_room::RoomApi as _;
 use confer_sfu::core::TrackSource;
 use confer_sfu::{ParticipantId, SfuApi as _, SfuError, grpc};
 use serde_json::json;
@@ -40,6 +41,17 @@ async fn the_gateway_joins_and_leaves_through_a_remote_sfu() -> anyhow::Result<(
         clients.push(client);
     }
     assert_eq!(sfu.occupancy().await?.peers, 2);
+
+    // Who may post in the chat is asked of the room service over gRPC too (a shared
+    // file's upload may reach any gateway).
+    let room = confer_room::grpc::GrpcRoom::connect(&services.room_addr.to_string(), None)?;
+    room.check_chat_poster("dev/split".into(), ids[1].clone())
+        .await?;
+    let stranger = room
+        .check_chat_poster("dev/split".into(), "nobody".into())
+        .await
+        .expect_err("not a member");
+    assert_eq!(stranger.code, "not_a_member", "{stranger}");
 
     // Layer choice and per-source blocks cross the gRPC control API too.
     let bob_id = ids[1].clone();

@@ -302,6 +302,7 @@ async fn upload(
 ) -> Result<Response, FileError> {
     let config = &state.config.files;
     let grant = verify(&config.key, &token, "up", unix_secs())?;
+    still_may_post(&state, &grant).await?;
     let limit = usize::try_from(grant.size).unwrap_or(usize::MAX);
     let bytes = axum::body::to_bytes(body, limit.saturating_add(1))
         .await
@@ -378,6 +379,32 @@ async fn upload(
         }
     };
     Ok((StatusCode::CREATED, Json(json!({"seq": sent.entry.seq}))).into_response())
+}
+
+/// Whether an upload link's sender may still post in its room's chat: the link
+/// outlives the moment it was given (the sender removed or gone since, or the chat
+/// kept to hosts), and the upload may reach another gateway than the sender's.
+async fn still_may_post(state: &AppState, grant: &Grant) -> Result<(), FileError> {
+    let Err(err) = state
+        .room
+        .check_chat_poster(grant.room.clone(), grant.participant.clone())
+        .await
+    else {
+        return Ok(());
+    };
+    let code = match err.code.as_str() {
+        "not_a_member" => "not_a_member",
+        "chat_restricted" => "chat_restricted",
+        _ => {
+            tracing::warn!(error = %err, "cannot check a file's sender with the room service");
+            return Err(FileError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "room_service_unavailable",
+                "the room service cannot be reached; upload again",
+            ));
+        }
+    };
+    Err(FileError::new(StatusCode::FORBIDDEN, code, err.message))
 }
 
 async fn download(

@@ -279,6 +279,14 @@ pub trait RoomApi: Send + Sync {
         kind: TrackKind,
         published: bool,
     ) -> BoxFuture<'_, RoomResult<()>>;
+    /// `Ok` when `participant` is an active member of room `room_key` (`tenant/room`)
+    /// and may post in its chat now; forbidden (`not_a_member`, `chat_restricted`)
+    /// when not.
+    fn check_chat_poster(
+        &self,
+        room_key: String,
+        participant: String,
+    ) -> BoxFuture<'_, RoomResult<()>>;
     /// Commands for `gateway`'s participants, for as long as the stream is held.
     fn watch(
         &self,

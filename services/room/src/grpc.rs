@@ -64,6 +64,7 @@ impl Rpc {
             "join" => answer(s.join(arg(a)?).await),
             "leave" => answer(s.leave(arg(a)?).await),
             "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
+            "check_chat_poster" => answer(s.check_chat_poster(arg(a)?, arg(a)?).await),
             "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
             "track_event" => answer(s.track_event(arg(a)?, arg(a)?, arg(a)?).await),
             "authenticate" => answer(s.authenticate(arg(a)?, arg(a)?).await),
@@ -205,6 +206,7 @@ impl RoomApi for GrpcRoom {
     remote!(join(req: api::JoinRequest) -> api::JoinDecision);
     remote!(leave(participant: String) -> ());
     remote!(host_action(actor: String, action: api::HostAction) -> ());
+    remote!(check_chat_poster(room_key: String, participant: String) -> ());
     remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);
     remote!(track_event(participant: String, kind: crate::model::TrackKind, published: bool) -> ());
     remote!(authenticate(api_key: String, secret: String) -> String);

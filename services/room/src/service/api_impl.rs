@@ -24,6 +24,14 @@ impl RoomApi for RoomService {
         Box::pin(async move { self.do_host_action(&actor, action).await })
     }
 
+    fn check_chat_poster(
+        &self,
+        room_key: String,
+        participant: String,
+    ) -> BoxFuture<'_, RoomResult<()>> {
+        Box::pin(async move { self.do_check_chat_poster(&room_key, &participant).await })
+    }
+
     fn self_update(
         &self,
         participant: String,

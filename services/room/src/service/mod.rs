@@ -4,6 +4,7 @@
 
 mod admission;
 mod api_impl;
+mod chat_rights;
 mod host;
 mod notify;
 mod tenant_api;
