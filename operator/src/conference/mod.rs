@@ -61,7 +61,11 @@ fn key(conference: &Conference) -> String {
     )
 }
 
-fn settings(conference: &Conference) -> RoomSettings {
+/// The room's settings as the conference declares them. What it does not declare
+/// (the lock, screen sharing, chat for hosts only, self-unmute, metadata) stays as the
+/// room has it (`current`): hosts change those during the call, and a reconcile must
+/// not undo them.
+fn settings(conference: &Conference, current: Option<&RoomSettings>) -> RoomSettings {
     let spec = &conference.spec;
     RoomSettings {
         waiting_room: spec.waiting_room,
@@ -73,7 +77,7 @@ fn settings(conference: &Conference) -> RoomSettings {
             .filter(|region| **region != spec.home_region)
             .cloned()
             .collect(),
-        ..RoomSettings::default()
+        ..current.cloned().unwrap_or_default()
     }
 }
 
@@ -104,7 +108,6 @@ async fn password(
 
 async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Result<Action> {
     let (tenant, name) = (&conference.spec.tenant, conference.name_any());
-    let wanted = settings(conference);
     let password = password(conference, ctx, namespace).await?;
     let version = password.as_ref().map(|(_, v)| v.clone());
     let recorded = conference
@@ -113,6 +116,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
         .and_then(|s| s.password_secret_version.clone());
     let view = match ctx.rooms.get(tenant, &name).await? {
         None => {
+            let wanted = settings(conference, None);
             info!(conference = %name, %tenant, "creating the room");
             let create = CreateRoom {
                 name: name.clone(),
@@ -125,6 +129,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             view
         }
         Some(view) => {
+            let wanted = settings(conference, Some(&view.settings));
             let mut update = UpdateRoom::default();
             if view.settings != wanted {
                 update.settings = Some(wanted);

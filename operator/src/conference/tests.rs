@@ -511,6 +511,68 @@ fn member(node: &str, region: &str, reported_at_ms: u64) -> confer_discovery::Me
     }
 }
 
+#[tokio::test]
+async fn what_hosts_change_during_the_call_survives_the_reconciles() {
+    let (ctx, rooms, api) = harness();
+    let server = serve(
+        api,
+        vec![
+            Step::GetSecret("7"),
+            Step::Event("RoomCreated"),
+            Step::PatchStatus,
+        ],
+    );
+    reconcile(Arc::new(conference(true)), ctx)
+        .await
+        .expect("creates");
+    let seen = server.await.expect("scenario");
+    // A host locks the room, stops screen sharing and keeps the chat to hosts.
+    if let Some((view, _)) = rooms
+        .rooms
+        .lock()
+        .expect("rooms")
+        .get_mut(&("acme".to_owned(), "all-hands".to_owned()))
+    {
+        view.settings.locked = true;
+        view.settings.allow_screen_share = false;
+        view.settings.allow_chat = false;
+    }
+    let status = serde_json::from_value(seen[2]["status"].clone()).expect("status");
+
+    // Unchanged: nothing is sent to the room service.
+    let mut same = conference(true);
+    same.status = Some(status);
+    let (ctx, api) = harness_with(rooms.clone());
+    let server = serve(api, vec![Step::GetSecret("7")]);
+    reconcile(Arc::new(same.clone()), ctx)
+        .await
+        .expect("nothing to do");
+    server.await.expect("scenario");
+    // The spec changes: what it declares is updated, what the hosts set is kept.
+    let mut changed = same;
+    changed.spec.max_participants = 50;
+    let (ctx, api) = harness_with(rooms.clone());
+    let server = serve(api, vec![Step::GetSecret("7")]);
+    reconcile(Arc::new(changed), ctx).await.expect("updates");
+    server.await.expect("scenario");
+    let (view, _) = rooms.room("acme", "all-hands").expect("room");
+    assert_eq!(view.settings.max_participants, 50);
+    assert!(view.settings.locked);
+    assert!(!view.settings.allow_screen_share);
+    assert!(!view.settings.allow_chat);
+    let calls = rooms.calls.lock().expect("calls").clone();
+    assert_eq!(
+        calls,
+        [
+            "get acme/all-hands",
+            "create acme/all-hands",
+            "get acme/all-hands",
+            "get acme/all-hands",
+            "update acme/all-hands"
+        ]
+    );
+}
+
 #[test]
 fn a_room_placed_in_two_regions_shows_both_placements_and_the_relay_between_them() {
     let now = 1_800_000_000_000i64;
@@ -521,7 +583,7 @@ fn a_room_placed_in_two_regions_shows_both_placements_and_the_relay_between_them
     };
     let view = RoomView {
         name: "all-hands".into(),
-        settings: settings(&conference(true)),
+        settings: settings(&conference(true), None),
         has_password: false,
         created_at: 0,
         active: true,
