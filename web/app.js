@@ -1,7 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
-import { Stage, renderParticipants, renderRoomControls, appendChat } from './ui.js';
+import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
@@ -32,8 +32,15 @@ const hostAction = (action, id, extra) => client.host(action, id, extra).catch((
 client.addEventListener('waiting', () => status('Waiting for a host to let you in…'));
 client.addEventListener('knock', refreshPeopleIfJoined);
 client.addEventListener('knock-resolved', refreshPeopleIfJoined);
+// Whether the chat was open to everyone when last seen: a change is noted in the chat.
+let chatOpen = null;
 client.addEventListener('room-state', ({ detail }) => {
   $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`;
+  const open = detail.allow_chat !== false;
+  if (chatOpen !== null && open !== chatOpen) {
+    chatNotice($('messages'), open ? 'A host opened the chat to everyone' : 'A host kept the chat to hosts');
+  }
+  chatOpen = open;
   refreshRoomControls();
 });
 
@@ -52,6 +59,7 @@ function refreshRoomControls() {
 function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {
+  chatOpen = client.roomState.allow_chat !== false;
   stage.tile(client.self.id, { local: true });
   stage.setName(client.self.id, `${client.self.name} (you)`);
   for (const p of client.participants.values()) {

@@ -207,6 +207,15 @@ function fileNodes(message) {
 // Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
 // of one already shown. `actions` decides which buttons a message gets:
 // { selfId, isHost, reply(message), edit(message), remove(message) }.
+// A line in the chat from the room itself, not from anyone in it.
+export function chatNotice(log, text) {
+  const item = document.createElement('li');
+  item.className = 'notice';
+  item.textContent = text;
+  log.append(item);
+  log.scrollTop = log.scrollHeight;
+}
+
 export function appendChat(log, message, actions = {}) {
   if (message.kind === 'edit' || message.kind === 'delete') {
     const item = log.querySelector(`li[data-seq="${message.target_seq}"]`);

@@ -169,8 +169,9 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
     host.eval(&format!("{chat_switch}.click();")).await?;
     guest
         .wait_for(
-            "the guest's chat box closed",
-            "return document.getElementById('chat-input').disabled === true;",
+            "the guest's chat box closed, and a note of it in the chat",
+            "return document.getElementById('chat-input').disabled === true \
+             && [...document.querySelectorAll('#messages li.notice')].some((n) => n.textContent === 'A host kept the chat to hosts');",
             Duration::from_secs(5),
         )
         .await?;
