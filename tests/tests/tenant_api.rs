@@ -137,6 +137,47 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         (200, &json!(true)),
         "{body}"
     );
+    // A patch of settings changes the ones it names; the others stay.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/v1/rooms/{room}",
+            "/v1/rooms/town-hall",
+            Some(json!({"settings": {"allow_chat": false}})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["allow_chat"], false, "{body}");
+    assert_eq!(body["settings"]["waiting_room"], false, "{body}");
+    assert_eq!(body["settings"]["max_participants"], 50, "{body}");
+    assert_eq!(body["has_password"], true, "{body}");
+    for bad in [
+        json!({"allow_chatt": true}),
+        json!({"max_participants": "many"}),
+        json!({"max_participants": 0}),
+    ] {
+        let (status, body) = api
+            .call(
+                Method::PATCH,
+                "/v1/rooms/{room}",
+                "/v1/rooms/town-hall",
+                Some(json!({ "settings": bad })),
+            )
+            .await?;
+        assert_eq!((status, code(&body)), (400, "invalid_settings"), "{body}");
+    }
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/v1/rooms/{room}",
+            "/v1/rooms/town-hall",
+            Some(json!({"settings": {"allow_chat": true}})),
+        )
+        .await?;
+    assert_eq!(
+        (status, &body["settings"]["allow_chat"]),
+        (200, &json!(true))
+    );
 
     // Tenants see only their own rooms.
     let (status, body) = other

@@ -81,6 +81,20 @@ fn settings(conference: &Conference, current: Option<&RoomSettings>) -> RoomSett
     }
 }
 
+/// The settings a conference declares, as changes to its room: an update names only
+/// these, so a host's change made meanwhile is not overwritten either.
+fn declared_changes(settings: &RoomSettings) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::json!({
+        "waiting_room": settings.waiting_room,
+        "max_participants": settings.max_participants,
+        "region": settings.region,
+        "regions": settings.regions,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
 /// The password and the Secret's version, when the conference has one.
 async fn password(
     conference: &Conference,
@@ -132,7 +146,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             let wanted = settings(conference, Some(&view.settings));
             let mut update = UpdateRoom::default();
             if view.settings != wanted {
-                update.settings = Some(wanted);
+                update.settings = Some(declared_changes(&wanted));
             }
             if version != recorded || (password.is_none() && view.has_password) {
                 // A changed Secret sets the new password; a removed reference clears it.

@@ -100,22 +100,24 @@ impl Rooms for FakeRooms {
         room: &str,
         update: UpdateRoom,
     ) -> BoxFuture<'_, Result<RoomView, RoomError>> {
-        let result = self
-            .record(format!("update {tenant}/{room}"))
-            .and_then(|()| {
-                let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-                let (view, password) = rooms
-                    .get_mut(&(tenant.to_owned(), room.to_owned()))
-                    .ok_or_else(|| RoomError::not_found("room_not_found", "no such room"))?;
-                if let Some(settings) = update.settings {
-                    view.settings = settings;
-                }
-                if let Some(new) = update.password {
-                    view.has_password = !new.is_empty();
-                    *password = (!new.is_empty()).then_some(new);
-                }
-                Ok(view.clone())
-            });
+        let result =
+            self.record(format!("update {tenant}/{room}"))
+                .and_then(|()| {
+                    let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+                    let (view, password) = rooms
+                        .get_mut(&(tenant.to_owned(), room.to_owned()))
+                        .ok_or_else(|| RoomError::not_found("room_not_found", "no such room"))?;
+                    if let Some(changes) = update.settings {
+                        view.settings = view.settings.patched(&changes).map_err(|err| {
+                            RoomError::invalid("invalid_settings", err.to_string())
+                        })?;
+                    }
+                    if let Some(new) = update.password {
+                        view.has_password = !new.is_empty();
+                        *password = (!new.is_empty()).then_some(new);
+                    }
+                    Ok(view.clone())
+                });
         Box::pin(async move { result })
     }
 
@@ -509,6 +511,17 @@ fn member(node: &str, region: &str, reported_at_ms: u64) -> confer_discovery::Me
             reported_at_ms,
         }),
     }
+}
+
+#[test]
+fn an_update_names_only_what_a_conference_declares() {
+    let changes = declared_changes(&settings(&conference(true), None));
+    let mut names: Vec<&str> = changes.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["max_participants", "region", "regions", "waiting_room"]
+    );
 }
 
 #[tokio::test]

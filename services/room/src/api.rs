@@ -188,12 +188,14 @@ pub struct CreateRoom {
     pub password: Option<String>,
 }
 
-/// `PATCH /v1/rooms/{name}`: fields present are changed.
+/// `PATCH /v1/rooms/{name}`: fields present are changed, within `settings` too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoom {
+    /// Settings to change, by their names in [`RoomSettings`]; those not named stay
+    /// as they are (a host's lock, say). See [`RoomSettings::patched`].
     #[serde(default)]
-    pub settings: Option<RoomSettings>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// A new password; an empty string removes it.
     #[serde(default)]
     pub password: Option<String>,

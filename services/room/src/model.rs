@@ -52,6 +52,22 @@ impl Default for RoomSettings {
 }
 
 impl RoomSettings {
+    /// These settings with those `changes` names set to its values: an unknown name or
+    /// a value of the wrong type is an error that names it.
+    pub fn patched(
+        &self,
+        changes: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut merged = match serde_json::to_value(self)? {
+            serde_json::Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        };
+        for (name, value) in changes {
+            merged.insert(name.clone(), value.clone());
+        }
+        serde_json::from_value(serde_json::Value::Object(merged))
+    }
+
     /// The region the room lives in: its own, or `default` when it names none.
     pub fn home_region<'a>(&'a self, default: &'a str) -> &'a str {
         if self.region.is_empty() {
@@ -275,6 +291,39 @@ pub struct IceServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_changes_the_settings_it_names_and_refuses_what_it_cannot() {
+        let current = RoomSettings {
+            locked: true,
+            waiting_room: false,
+            ..RoomSettings::default()
+        };
+        let changes = |value: serde_json::Value| value.as_object().cloned().unwrap_or_default();
+        let patched = current
+            .patched(&changes(
+                serde_json::json!({"allow_chat": false, "max_participants": 7}),
+            ))
+            .expect("valid");
+        assert_eq!(
+            patched,
+            RoomSettings {
+                allow_chat: false,
+                max_participants: 7,
+                ..current.clone()
+            }
+        );
+        let unknown = current
+            .patched(&changes(serde_json::json!({"lockd": true})))
+            .expect_err("unknown");
+        assert!(unknown.to_string().contains("lockd"), "{unknown}");
+        assert!(
+            current
+                .patched(&changes(serde_json::json!({"locked": "yes"})))
+                .is_err()
+        );
+        assert_eq!(current.patched(&serde_json::Map::new()).ok(), Some(current));
+    }
 
     fn spanning() -> RoomSettings {
         RoomSettings {

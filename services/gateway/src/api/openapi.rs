@@ -145,7 +145,9 @@ fn schemas() -> Value {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
             "settings": schema("RoomSettings"),
             "password": {"type": "string", "nullable": true, "maxLength": 128}}},
-        "UpdateRoom": {"type": "object", "additionalProperties": false, "properties": {
+        "UpdateRoom": {"type": "object", "additionalProperties": false,
+            "description": "Fields present are changed; within settings, only the settings named (the others, such as a host's lock, stay)",
+            "properties": {
             "settings": schema("RoomSettings"),
             "password": {"type": "string", "nullable": true, "description": "Empty removes the password"}}},
         "Placement": {"type": "object", "properties": {"region": string, "sfu": string, "control": string}},

@@ -156,7 +156,12 @@ impl RoomService {
         req: UpdateRoom,
     ) -> RoomResult<RoomView> {
         let record = self.record(tenant, room).await?;
-        let settings = req.settings.unwrap_or(record.settings.clone());
+        let settings = match &req.settings {
+            Some(changes) => record.settings.patched(changes).map_err(|err| {
+                RoomError::invalid("invalid_settings", format!("settings: {err}"))
+            })?,
+            None => record.settings.clone(),
+        };
         validate_settings(&settings)?;
         let hash = match req.password.as_deref() {
             None => record.password_hash.clone(),
