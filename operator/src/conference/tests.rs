@@ -317,8 +317,9 @@ async fn the_room_is_created_with_the_declared_settings_and_password() {
     );
 }
 
-#[tokio::test]
-async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
+/// The example conference reconciled into a new room: the fake room service, and the
+/// conference with the status that reconcile wrote.
+async fn created() -> (Arc<FakeRooms>, Conference) {
     let (ctx, rooms, api) = harness();
     let server = serve(
         api,
@@ -332,23 +333,36 @@ async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
         .await
         .expect("creates");
     let seen = server.await.expect("scenario");
-    // Someone joined: the room service placed the room.
+    let mut conference = conference(true);
+    conference.status = serde_json::from_value(seen[2]["status"].clone()).expect("status");
+    (rooms, conference)
+}
+
+/// Changes the example room as the room service would (joins, host controls).
+fn change_room(rooms: &FakeRooms, change: impl FnOnce(&mut RoomView)) {
     if let Some((view, _)) = rooms
         .rooms
         .lock()
         .expect("rooms")
         .get_mut(&("acme".to_owned(), "all-hands".to_owned()))
     {
+        change(view);
+    }
+}
+
+#[tokio::test]
+async fn a_changed_spec_updates_the_room_and_status_shows_its_placement() {
+    let (rooms, mut changed) = created().await;
+    // Someone joined: the room service placed the room.
+    change_room(&rooms, |view| {
         view.num_participants = 12;
         view.placement = Some(Placement {
             region: "eu-west".into(),
             sfu: "eu-sfu-1".into(),
             control: "x:1".into(),
         });
-    }
-    let mut changed = conference(true);
+    });
     changed.spec.max_participants = 50;
-    changed.status = serde_json::from_value(seen[2]["status"].clone()).expect("status");
 
     let (ctx, api) = harness_with(rooms.clone());
     // Same Secret version: the password is not sent again.
@@ -526,35 +540,15 @@ fn an_update_names_only_what_a_conference_declares() {
 
 #[tokio::test]
 async fn what_hosts_change_during_the_call_survives_the_reconciles() {
-    let (ctx, rooms, api) = harness();
-    let server = serve(
-        api,
-        vec![
-            Step::GetSecret("7"),
-            Step::Event("RoomCreated"),
-            Step::PatchStatus,
-        ],
-    );
-    reconcile(Arc::new(conference(true)), ctx)
-        .await
-        .expect("creates");
-    let seen = server.await.expect("scenario");
+    let (rooms, same) = created().await;
     // A host locks the room, stops screen sharing and keeps the chat to hosts.
-    if let Some((view, _)) = rooms
-        .rooms
-        .lock()
-        .expect("rooms")
-        .get_mut(&("acme".to_owned(), "all-hands".to_owned()))
-    {
+    change_room(&rooms, |view| {
         view.settings.locked = true;
         view.settings.allow_screen_share = false;
         view.settings.allow_chat = false;
-    }
-    let status = serde_json::from_value(seen[2]["status"].clone()).expect("status");
+    });
 
     // Unchanged: nothing is sent to the room service.
-    let mut same = conference(true);
-    same.status = Some(status);
     let (ctx, api) = harness_with(rooms.clone());
     let server = serve(api, vec![Step::GetSecret("7")]);
     reconcile(Arc::new(same.clone()), ctx)
