@@ -61,38 +61,33 @@ fn key(conference: &Conference) -> String {
     )
 }
 
-/// The room's settings as the conference declares them. What it does not declare
-/// (the lock, screen sharing, chat for hosts only, self-unmute, metadata) stays as the
-/// room has it (`current`): hosts change those during the call, and a reconcile must
-/// not undo them.
-fn settings(conference: &Conference, current: Option<&RoomSettings>) -> RoomSettings {
+/// The settings a conference declares, as changes to its room's: an update names only
+/// these, so what hosts change during the call (the lock, screen sharing, chat for
+/// hosts only) is neither undone nor overwritten by an update racing theirs.
+fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Value> {
     let spec = &conference.spec;
-    RoomSettings {
-        waiting_room: spec.waiting_room,
-        max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
-        region: spec.home_region.clone(),
-        regions: spec
-            .allowed_regions
-            .iter()
-            .filter(|region| **region != spec.home_region)
-            .cloned()
-            .collect(),
-        ..current.cloned().unwrap_or_default()
-    }
-}
-
-/// The settings a conference declares, as changes to its room: an update names only
-/// these, so a host's change made meanwhile is not overwritten either.
-fn declared_changes(settings: &RoomSettings) -> serde_json::Map<String, serde_json::Value> {
+    let regions: Vec<&String> = spec
+        .allowed_regions
+        .iter()
+        .filter(|region| **region != spec.home_region)
+        .collect();
     serde_json::json!({
-        "waiting_room": settings.waiting_room,
-        "max_participants": settings.max_participants,
-        "region": settings.region,
-        "regions": settings.regions,
+        "waiting_room": spec.waiting_room,
+        "max_participants": u32::try_from(spec.max_participants).unwrap_or(1),
+        "region": spec.home_region,
+        "regions": regions,
     })
     .as_object()
     .cloned()
     .unwrap_or_default()
+}
+
+/// The room's settings with the conference's declared ones applied; the others stay
+/// as the room has them (`current`), or at their defaults for a new room.
+fn settings(conference: &Conference, current: Option<&RoomSettings>) -> RoomSettings {
+    let current = current.cloned().unwrap_or_default();
+    // Every declared name is a setting, with a value of its type: this cannot fail.
+    current.patched(&declared(conference)).unwrap_or(current)
 }
 
 /// The password and the Secret's version, when the conference has one.
@@ -146,7 +141,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             let wanted = settings(conference, Some(&view.settings));
             let mut update = UpdateRoom::default();
             if view.settings != wanted {
-                update.settings = Some(declared_changes(&wanted));
+                update.settings = Some(declared(conference));
             }
             if version != recorded || (password.is_none() && view.has_password) {
                 // A changed Secret sets the new password; a removed reference clears it.

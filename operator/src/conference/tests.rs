@@ -529,7 +529,7 @@ fn member(node: &str, region: &str, reported_at_ms: u64) -> confer_discovery::Me
 
 #[test]
 fn an_update_names_only_what_a_conference_declares() {
-    let changes = declared_changes(&settings(&conference(true), None));
+    let changes = declared(&conference(true));
     let mut names: Vec<&str> = changes.keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(
