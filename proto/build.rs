@@ -22,7 +22,8 @@ const CLIENT_BODIES: [&str; 16] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 21] = [
+const SERVER_BODIES: [&str; 22] = [
+    "ChatBatch",
     "FileUpload",
     "ChatSent",
     "ChatHistory",

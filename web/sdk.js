@@ -56,7 +56,7 @@ export class ConferClient extends EventTarget {
   async join(localStream) {
     this.localStream = localStream;
     await this.#connect();
-    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '' } });
+    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true } });
     this.self = joined.you;
     this.roomState = joined.room_state || {};
     // After a reconnect, everything since the last message seen fills the gap.
@@ -332,6 +332,9 @@ export class ConferClient extends EventTarget {
       this.#emit('data', message.data);
     } else if (message.chat) {
       this.#takeChat(message.chat);
+    } else if (message.chat_batch) {
+      // A busy room's entries that went out together, in order.
+      for (const entry of message.chat_batch.entries) this.#takeChat(entry);
     } else if (message.error?.code === 'node_draining') {
       this.#moveToAnotherServer();
     } else if (message.error) {

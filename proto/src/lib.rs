@@ -19,8 +19,8 @@ pub mod signal {
 
     mod codec;
     pub use codec::{
-        DecodeError, MAX_MESSAGE_BYTES, decode_client_message, encode_server_message,
-        is_traceparent,
+        DecodeError, MAX_MESSAGE_BYTES, chat_batch_text, chat_text, decode_client_message,
+        encode_chat_entry, encode_server_message, is_traceparent,
     };
 }
 

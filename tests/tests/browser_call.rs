@@ -88,6 +88,7 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
             .wait_for("Ada's chat message", chat_arrived, Duration::from_secs(5))
             .await?;
     }
+    chat_burst(&bob, [&ada, &bob, &cyd]).await?;
 
     cyd.eval("document.getElementById('leave').click();")
         .await?;
@@ -106,5 +107,50 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
     for browser in [ada, bob, cyd] {
         browser.close().await?;
     }
+    Ok(())
+}
+
+/// Messages a browser sends at once in [`chat_burst`].
+const BURST: usize = 40;
+
+/// `sender` sends [`BURST`] chat messages at once: a busy moment, whose entries the
+/// gateway hands each member together, as a `chat_batch` to the JS SDK. Every browser
+/// shows them all, once and in order, and at least one browser got a `chat_batch`.
+async fn chat_burst(sender: &Browser, browsers: [&Browser; 3]) -> anyhow::Result<()> {
+    const COUNT_BATCHES: &str = "window.chatBatches = 0;
+        window.conferClient.ws.addEventListener('message', (event) => {
+          if (event.data.startsWith('{\"chat_batch\"')) window.chatBatches += 1;
+        });";
+    for browser in browsers {
+        browser.eval(COUNT_BATCHES).await?;
+    }
+    let sent = sender
+        .eval(&format!(
+            "const sends = [...Array({BURST}).keys()].map((i) => window.conferClient.sendChat(`burst ${{i}}`));
+             return (await Promise.all(sends)).length;"
+        ))
+        .await?;
+    assert_eq!(sent, serde_json::json!(BURST), "every send answered");
+    let in_order = format!(
+        "const shown = [...document.querySelectorAll('#messages .text')]
+           .map((e) => e.textContent).filter((t) => t.startsWith('burst '));
+         return shown.length === {BURST} && shown.every((t, i) => t === `burst ${{i}}`);"
+    );
+    let mut batches = 0;
+    for browser in browsers {
+        browser
+            .wait_for(
+                "the burst, once and in order",
+                &in_order,
+                Duration::from_secs(10),
+            )
+            .await?;
+        batches += browser
+            .eval("return window.chatBatches;")
+            .await?
+            .as_u64()
+            .unwrap_or_default();
+    }
+    assert!(batches > 0, "no browser got a chat_batch");
     Ok(())
 }

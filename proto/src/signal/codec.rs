@@ -5,7 +5,7 @@
 //! at most one message key and no unknown ones. Every failure is a [`DecodeError`]
 //! whose [`code`](DecodeError::code) the gateway sends back to the client.
 
-use super::{ClientMessage, ServerMessage, client_message};
+use super::{ChatMessage, ClientMessage, ServerMessage, client_message};
 
 /// Largest signalling frame accepted. An SDP offer with a few dozen m-lines is ~20 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -139,6 +139,31 @@ pub fn is_traceparent(value: &str) -> bool {
             && hex(trace, 32) && nonzero(trace)
             && hex(span, 16) && nonzero(span)
             && hex(flags, 2))
+}
+
+/// One chat entry's JSON object, for [`chat_text`] and [`chat_batch_text`]: encoded
+/// once, it goes to every member of the room.
+pub fn encode_chat_entry(entry: &ChatMessage) -> String {
+    // A generated struct of strings, numbers and booleans always serialises.
+    serde_json::to_string(entry).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The `chat` frame of one entry encoded by [`encode_chat_entry`].
+pub fn chat_text(entry: &str) -> String {
+    format!(r#"{{"chat":{entry}}}"#)
+}
+
+/// The `chat_batch` frame of consecutive entries encoded by [`encode_chat_entry`].
+pub fn chat_batch_text<'a>(entries: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = String::from(r#"{"chat_batch":{"entries":["#);
+    for (i, entry) in entries.into_iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(entry);
+    }
+    text.push_str("]}}");
+    text
 }
 
 /// Encodes one server frame as JSON text.

@@ -10,7 +10,8 @@
 //! a PostgreSQL server at CONFER_TEST_DATABASE_URL; `scripts/test.sh` installs them).
 //! `CHAT_FANOUT_PACED=one=250,many=2500` paces the second phase at those rates
 //! instead of half of the maximum; `CHAT_FANOUT_WARMUP_SECS` sets each phase's warm-up
-//! (1 s by default); `CHAT_FANOUT_SCENARIOS=one` (or `many`) runs only that scenario.
+//! (1 s by default); `CHAT_FANOUT_SCENARIOS=one` (or `many`) runs only that scenario;
+//! `CHAT_FANOUT_BATCHES=0` has the members join without `chat_batches`.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -90,7 +91,7 @@ async fn join_once(
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(&url, stream, Some(small_reads())).await?;
     ws.send(Message::Text(
-        json!({"request_id": "j", "join": {"room": room, "token": token}})
+        json!({"request_id": "j", "join": {"room": room, "token": token, "chat_batches": batches()}})
             .to_string()
             .into(),
     ))
@@ -207,32 +208,37 @@ impl Reader {
         (current, true)
     }
 
-    /// Counts (and while recording, times) `text` if it is a chat entry the bench
-    /// sent; returns whether it was.
+    /// Counts (and while recording, times) the chat entries the bench sent in `text`
+    /// (a `chat`, or a `chat_batch` of several); returns whether there were any.
     fn delivered(&mut self, text: &str) -> bool {
-        // A field check, not parsing: nearly every frame is a chat entry. One searcher
-        // for all: `str::find` builds its own on every call.
+        // A field check, not parsing: nearly every frame holds chat entries. One
+        // searcher for all: `str::find` builds its own on every call.
         static SENT_AT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"text\":\"t="));
-        let Some(at) = SENT_AT.find(text.as_bytes()) else {
-            return false;
+        let recording = self.control.recording.load(Relaxed);
+        let (now, arrived) = if recording {
+            (now_us(), self.arrival.load(Relaxed))
+        } else {
+            (0, 0)
         };
-        self.control.delivered.fetch_add(1, Relaxed);
-        if self.control.recording.load(Relaxed) {
-            let digits = text.as_bytes()[at + 10..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit());
-            let sent = digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
-            let now = now_us();
-            let arrived = self.arrival.load(Relaxed);
-            self.latencies.push(Delivered {
-                received_us: now,
-                latency_us: now.saturating_sub(sent),
-                socket_latency_us: arrived.saturating_sub(sent),
-                gateway: self.gateway,
-            });
+        let mut entries = 0;
+        for at in SENT_AT.find_iter(text.as_bytes()) {
+            entries += 1;
+            if recording {
+                let digits = text.as_bytes()[at + 10..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit());
+                let sent = digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+                self.latencies.push(Delivered {
+                    received_us: now,
+                    latency_us: now.saturating_sub(sent),
+                    socket_latency_us: arrived.saturating_sub(sent),
+                    gateway: self.gateway,
+                });
+            }
         }
-        true
+        self.control.delivered.fetch_add(entries, Relaxed);
+        entries > 0
     }
 }
 
@@ -750,6 +756,12 @@ fn half_label(label: &str) -> &'static str {
     } else {
         "half of max"
     }
+}
+
+/// Whether the members read `chat_batch`, as the JS SDK does (`CHAT_FANOUT_BATCHES=0`:
+/// one `chat` frame per entry, as a client that does not).
+fn batches() -> bool {
+    std::env::var("CHAT_FANOUT_BATCHES").map_or(true, |value| value != "0")
 }
 
 /// How long each phase runs before it is measured (`CHAT_FANOUT_WARMUP_SECS`, 1 s by

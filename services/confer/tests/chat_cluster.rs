@@ -2,7 +2,8 @@
 //! gateways (each gateway talks to its own chat service), members on both. 10,000
 //! messages from four senders reach every member once and in sequence order; a Redis
 //! restart in the middle of a stream loses no acknowledged message, and nobody does
-//! anything special to catch up.
+//! anything special to catch up. Some members read a busy room's entries in
+//! `chat_batch` frames, the others one `chat` frame each.
 
 mod support;
 
@@ -16,18 +17,20 @@ use support::ChatCluster;
 /// The longest quiet spell a member tolerates while messages are still due.
 const QUIET: Duration = Duration::from_secs(30);
 
-/// Joins `room` through gateway `g`; returns the client and the seqs of the chat
-/// history its `joined` carried.
+/// Joins `room` through gateway `g`, reading `chat_batch` if `batches`; returns the
+/// client and the seqs of the chat history its `joined` carried.
 async fn join(
     cluster: &ChatCluster,
     g: usize,
     room: &str,
     identity: &str,
+    batches: bool,
 ) -> anyhow::Result<(SignalClient, Vec<u64>)> {
     let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
     let mut client = SignalClient::connect(&url).await?;
+    let token = cluster.token(room, identity);
     client
-        .send(&json!({"request_id": "j", "join": {"room": room, "token": cluster.token(room, identity)}}))
+        .send(&json!({"request_id": "j", "join": {"room": room, "token": token, "chat_batches": batches}}))
         .await?;
     let reply = client.recv(Duration::from_secs(10)).await?;
     anyhow::ensure!(
@@ -44,11 +47,14 @@ async fn join(
 }
 
 /// What one member saw: every chat seq in arrival order, and (for a sender) the
-/// (client id, seq) of each acknowledged send.
+/// (client id, seq) of each acknowledged send; whether it joined reading `chat_batch`,
+/// and how many it read.
 #[derive(Default)]
 struct Seen {
     seqs: Vec<u64>,
     acked: Vec<(String, u64)>,
+    reads_batches: bool,
+    batches: usize,
 }
 
 /// Runs a member that joined with `history`: sends `to_send` messages (ids
@@ -56,6 +62,7 @@ struct Seen {
 /// entries.
 async fn member(
     (mut client, history): (SignalClient, Vec<u64>),
+    reads_batches: bool,
     prefix: String,
     to_send: usize,
     window: usize,
@@ -63,7 +70,8 @@ async fn member(
 ) -> anyhow::Result<Seen> {
     let mut seen = Seen {
         seqs: history,
-        acked: Vec::new(),
+        reads_batches,
+        ..Seen::default()
     };
     let (mut next, mut in_flight) = (0, 0);
     while seen.seqs.len() < expect || seen.acked.len() < to_send {
@@ -89,6 +97,11 @@ async fn member(
         })?;
         if let Some(entry) = message.get("chat") {
             seen.seqs.push(entry["seq"].as_u64().unwrap_or_default());
+        } else if let Some(batch) = message.get("chat_batch") {
+            seen.batches += 1;
+            let entries = batch["entries"].as_array().into_iter().flatten();
+            seen.seqs
+                .extend(entries.map(|entry| entry["seq"].as_u64().unwrap_or_default()));
         } else if let Some(sent) = message.get("chat_sent") {
             in_flight -= 1;
             seen.acked.push((
@@ -115,6 +128,21 @@ fn check(all: &[Seen], n: u64) {
         acked,
         (1..=n).collect::<BTreeSet<_>>(),
         "acknowledged seqs are 1..={n}"
+    );
+    // A busy room's entries go out together: as one `chat_batch` to those that read
+    // it, and never to the others.
+    let batches = |reads: bool| -> usize {
+        let members = all.iter().filter(|s| s.reads_batches == reads);
+        members.map(|s| s.batches).sum()
+    };
+    assert!(
+        batches(true) > 0,
+        "no chat_batch reached a member reading them"
+    );
+    assert_eq!(
+        batches(false),
+        0,
+        "chat_batch to a member that does not read it"
     );
     for (i, seen) in all.iter().enumerate() {
         let in_order = seen.seqs.iter().copied().eq(1..=n);
@@ -146,20 +174,26 @@ impl Crowd {
     }
 
     /// Everyone joins before the first message (a later joiner gets the newest page
-    /// and pages back; `tests/tests/chat.rs` covers that), then all start.
+    /// and pages back; `tests/tests/chat.rs` covers that), then all start. Members 2
+    /// and 3 of every 4 read `chat_batch` (as the JS SDK does), one on each gateway.
     async fn start(&self, cluster: &ChatCluster) -> anyhow::Result<Running> {
         let mut joined = Vec::new();
         for i in 0..self.members {
             let who = format!("{}-{i}", self.room);
-            joined.push(join(cluster, i % 2, self.room, &who).await?);
+            let batches = i % 4 >= 2;
+            joined.push((
+                join(cluster, i % 2, self.room, &who, batches).await?,
+                batches,
+            ));
         }
         Ok(joined
             .into_iter()
             .enumerate()
-            .map(|(i, client)| {
+            .map(|(i, (client, batches))| {
                 let sends = if i < self.senders { self.per_sender } else { 0 };
                 let prefix = format!("{}-{i}", self.room);
-                tokio::spawn(member(client, prefix, sends, self.window, self.total()))
+                let total = self.total();
+                tokio::spawn(member(client, batches, prefix, sends, self.window, total))
             })
             .collect())
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent, Page};
 use confer_proto::signal::{
-    ChatMessage, ServerMessage, encode_server_message, server_message::Msg,
+    ChatMessage, ServerMessage, chat_text, encode_chat_entry, server_message::Msg,
 };
 use tokio::sync::mpsc;
 
@@ -402,12 +402,7 @@ fn hand_off(
             now_ms.saturating_sub(push.sent_at_ms()),
         ));
     }
-    let writes = Arc::new(HandOffWrites {
-        room: ready.room,
-        id: ready.id,
-        at: Instant::now(),
-        report: written.clone(),
-    });
+    let writes = Arc::new(HandOffWrites::new(ready.room, ready.id, written.clone()));
     state
         .rooms
         .push_chat(&writes.room, ready.lane, &ready.entries, &writes);
@@ -420,6 +415,18 @@ pub(crate) struct HandOffWrites {
     id: u64,
     at: Instant,
     report: mpsc::UnboundedSender<Written>,
+}
+
+impl HandOffWrites {
+    /// Hand-off `id` of `room`, from now; `report` hears when it is written.
+    pub(crate) fn new(room: String, id: u64, report: mpsc::UnboundedSender<Written>) -> Self {
+        Self {
+            room,
+            id,
+            at: Instant::now(),
+            report,
+        }
+    }
 }
 
 impl Drop for HandOffWrites {
@@ -481,18 +488,23 @@ fn consumer_span(delivery: &Delivery, messaging_system: &'static str) -> tracing
 /// unless it shares a file (each member's download link is signed for that member).
 pub(crate) struct ChatPush {
     message: ServerMessage,
-    encoded: Option<Utf8Bytes>,
+    /// The entry's JSON object, and its `chat` frame (for a `chat_batch`, the objects
+    /// of the entries that go out together).
+    encoded: Option<(String, Utf8Bytes)>,
     /// Published on the bus (not read from history to fill a gap or catch up).
     live: bool,
 }
 
 impl ChatPush {
-    fn new(entry: ChatMessage, live: bool) -> Self {
+    pub(crate) fn new(entry: ChatMessage, live: bool) -> Self {
         let personal = !entry.file_type.is_empty();
-        let message = message(Msg::Chat(entry));
-        let encoded = (!personal).then(|| encode_server_message(&message).into());
+        let encoded = (!personal).then(|| {
+            let object = encode_chat_entry(&entry);
+            let frame = chat_text(&object).into();
+            (object, frame)
+        });
         Self {
-            message,
+            message: message(Msg::Chat(entry)),
             encoded,
             live,
         }
@@ -517,8 +529,14 @@ impl ChatPush {
         &self.message
     }
 
+    /// Its `chat` frame, when encoded once for every member.
     pub(crate) fn encoded(&self) -> Option<&Utf8Bytes> {
-        self.encoded.as_ref()
+        self.encoded.as_ref().map(|(_, frame)| frame)
+    }
+
+    /// Its JSON object, when encoded once for every member.
+    pub(crate) fn encoded_entry(&self) -> Option<&str> {
+        self.encoded.as_ref().map(|(object, _)| object.as_str())
     }
 }
 

@@ -16,6 +16,8 @@ struct Cursor {
     seen: u64,
     /// The client has its join page: the hub may send to it directly.
     open: bool,
+    /// The client reads `chat_batch` (it joined with `chat_batches`).
+    batches: bool,
 }
 
 impl ChatCursor {
@@ -29,10 +31,12 @@ impl ChatCursor {
     }
 
     /// The client entered a room: `send_joined` sends its join page, which ends at
-    /// `seen`; from then on the hub may deliver.
-    pub(crate) fn open(&self, seen: u64, send_joined: impl FnOnce()) {
+    /// `seen`; from then on the hub may deliver (entries that go out together in one
+    /// `chat_batch` if the client reads `batches`).
+    pub(crate) fn open(&self, seen: u64, batches: bool, send_joined: impl FnOnce()) {
         let mut cursor = self.lock();
         cursor.seen = seen;
+        cursor.batches = batches;
         send_joined();
         cursor.open = true;
     }
@@ -54,20 +58,21 @@ impl ChatCursor {
         true
     }
 
-    /// As [`ChatCursor::next`] for the consecutive entries `first..=last` at once.
+    /// As [`ChatCursor::next`] for the consecutive entries `first..=last` at once;
+    /// `send` is told whether the client reads them as one `chat_batch`.
     pub(crate) fn next_run(
         &self,
         first: u64,
         last: u64,
         from_hub: bool,
-        send: impl FnOnce(),
+        send: impl FnOnce(bool),
     ) -> bool {
         let mut cursor = self.lock();
         if first != cursor.seen + 1 || last < first || (from_hub && !cursor.open) {
             return false;
         }
         cursor.seen = last;
-        send();
+        send(cursor.batches);
         true
     }
 }
@@ -81,7 +86,7 @@ mod tests {
         let cursor = ChatCursor::default();
         let mut sent = Vec::new();
         assert!(!cursor.next(1, true, || sent.push(1)), "closed to the hub");
-        cursor.open(4, || sent.push(0));
+        cursor.open(4, false, || sent.push(0));
         assert!(!cursor.next(4, true, || sent.push(4)), "in the join page");
         assert!(!cursor.next(6, true, || sent.push(6)), "a gap");
         assert!(cursor.next(5, true, || sent.push(5)));
@@ -99,20 +104,25 @@ mod tests {
         let cursor = ChatCursor::default();
         let mut sent = Vec::new();
         assert!(
-            !cursor.next_run(1, 3, true, || sent.push((1, 3))),
+            !cursor.next_run(1, 3, true, |_| sent.push((1, 3))),
             "closed to the hub"
         );
-        cursor.open(2, || {});
+        cursor.open(2, true, || {});
         assert!(
-            !cursor.next_run(1, 3, true, || sent.push((1, 3))),
+            !cursor.next_run(1, 3, true, |_| sent.push((1, 3))),
             "overlaps the join page"
         );
-        assert!(!cursor.next_run(4, 5, true, || sent.push((4, 5))), "a gap");
+        assert!(!cursor.next_run(4, 5, true, |_| sent.push((4, 5))), "a gap");
         assert!(
-            !cursor.next_run(3, 2, true, || sent.push((3, 2))),
+            !cursor.next_run(3, 2, true, |_| sent.push((3, 2))),
             "an empty run"
         );
-        assert!(cursor.next_run(3, 5, true, || sent.push((3, 5))));
+        let mut batched = None;
+        assert!(cursor.next_run(3, 5, true, |batches| {
+            sent.push((3, 5));
+            batched = Some(batches);
+        }));
+        assert_eq!(batched, Some(true), "the client reads batches");
         assert_eq!(cursor.seen(), 5);
         assert!(!cursor.next(5, false, || sent.push((5, 5))), "sent once");
         assert!(cursor.next(6, true, || sent.push((6, 6))));

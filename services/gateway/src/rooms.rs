@@ -202,10 +202,13 @@ impl Rooms {
             // The usual case: every entry encoded once for all, and the member owed
             // the first: one message to its writer for the lot.
             if let Some(run) = &run
-                && local.chat.next_run(run.first, run.last, true, || {
-                    let _ = local
-                        .outbox
-                        .send(Outgoing::Entries(run.texts.clone(), writes.clone()));
+                && local.chat.next_run(run.first, run.last, true, |batches| {
+                    let out = if batches {
+                        Outgoing::Encoded(run.one_frame().clone(), Some(writes.clone()))
+                    } else {
+                        Outgoing::Entries(run.texts.clone(), writes.clone())
+                    };
+                    let _ = local.outbox.send(out);
                 })
             {
                 continue;
@@ -246,15 +249,19 @@ impl Rooms {
 }
 
 /// A hand-off's entries when all are encoded once for every member and their seqs run
-/// without a gap: what a member owed the first is sent as one.
-struct EncodedRun {
+/// without a gap: what a member owed the first is sent as one writer message, and as
+/// one frame to a client that reads `chat_batch`.
+struct EncodedRun<'a> {
     first: u64,
     last: u64,
     texts: Arc<[Utf8Bytes]>,
+    pushes: &'a [Arc<crate::chat::ChatPush>],
+    /// The run as one frame, made for the first member that reads it.
+    frame: std::cell::OnceCell<Utf8Bytes>,
 }
 
-impl EncodedRun {
-    fn of(pushes: &[Arc<crate::chat::ChatPush>]) -> Option<Self> {
+impl<'a> EncodedRun<'a> {
+    fn of(pushes: &'a [Arc<crate::chat::ChatPush>]) -> Option<Self> {
         let first = pushes.first()?.seq();
         let mut texts = Vec::with_capacity(pushes.len());
         for (i, push) in pushes.iter().enumerate() {
@@ -267,6 +274,19 @@ impl EncodedRun {
             first,
             last: first + pushes.len() as u64 - 1,
             texts: texts.into(),
+            pushes,
+            frame: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The run in one frame: its entry's `chat`, or a `chat_batch` of them all.
+    fn one_frame(&self) -> &Utf8Bytes {
+        self.frame.get_or_init(|| match &*self.texts {
+            [one] => one.clone(),
+            _ => confer_proto::signal::chat_batch_text(
+                self.pushes.iter().filter_map(|push| push.encoded_entry()),
+            )
+            .into(),
         })
     }
 }
@@ -287,6 +307,70 @@ mod tests {
             session(rooms, &format!("p{i}"));
             rooms.enter(&format!("p{i}"), key);
         }
+    }
+
+    #[test]
+    fn a_run_goes_as_one_chat_batch_to_a_client_that_reads_them() {
+        use crate::chat::{ChatPush, HandOffWrites};
+        let rooms = Rooms::default();
+        let mut outboxes = Vec::new();
+        for (id, batches) in [("plain", false), ("batched", true)] {
+            let (tx, _) = mpsc::unbounded_channel();
+            let (outbox, outgoing) = mpsc::unbounded_channel();
+            let cursor = Arc::new(ChatCursor::default());
+            cursor.open(0, batches, || {});
+            rooms.register(id, tx, outbox, cursor);
+            rooms.enter(id, "t/room");
+            outboxes.push(outgoing);
+        }
+        let pushes: Vec<_> = (1..=3)
+            .map(|seq| {
+                let entry = confer_proto::signal::ChatMessage {
+                    seq,
+                    text: format!("m{seq}"),
+                    kind: "text".into(),
+                    ..Default::default()
+                };
+                Arc::new(ChatPush::new(entry, true))
+            })
+            .collect();
+        let (report, mut reported) = mpsc::unbounded_channel();
+        let writes = Arc::new(HandOffWrites::new("t/room".into(), 1, report));
+        rooms.push_chat("t/room", 0, &pushes, &writes);
+        drop(writes);
+
+        let Ok(Outgoing::Entries(texts, plain_writes)) = outboxes[0].try_recv() else {
+            panic!("a client that does not read batches gets the entries one by one");
+        };
+        assert_eq!(texts.len(), 3);
+        let Ok(Outgoing::Encoded(frame, Some(batched_writes))) = outboxes[1].try_recv() else {
+            panic!("a client that reads batches gets one frame, holding the hand-off");
+        };
+        let frame: serde_json::Value = serde_json::from_str(&frame).expect("JSON");
+        let seqs: Vec<_> = frame["chat_batch"]["entries"]
+            .as_array()
+            .expect("a chat_batch")
+            .iter()
+            .map(|entry| (entry["seq"].as_u64(), entry["text"].as_str()))
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                (Some(1), Some("m1")),
+                (Some(2), Some("m2")),
+                (Some(3), Some("m3"))
+            ]
+        );
+        for outgoing in &mut outboxes {
+            assert!(outgoing.try_recv().is_err(), "one writer message each");
+        }
+        drop(plain_writes);
+        assert!(
+            reported.try_recv().is_err(),
+            "written once both writers are"
+        );
+        drop(batched_writes);
+        assert!(reported.try_recv().is_ok());
     }
 
     fn lane_sizes(rooms: &Rooms, key: &str) -> Vec<usize> {

@@ -130,6 +130,8 @@ struct Member {
     ice_servers: Vec<signal::IceServer>,
     /// The join's request id, answered with `joined` once admitted.
     join_request: String,
+    /// The client reads `chat_batch`.
+    chat_batches: bool,
     /// An offer that came with the join, used once admitted.
     offer: Option<String>,
     sfu: Option<Arc<dyn SfuApi>>,
@@ -583,6 +585,7 @@ impl Session {
             info: decision.participant.clone(),
             ice_servers: convert::ice_servers(&decision.ice_servers),
             join_request: request_id.to_owned(),
+            chat_batches: join.chat_batches,
             offer,
             sfu: None,
             placement: None,
@@ -672,7 +675,9 @@ impl Session {
         });
         // The hub delivers from here on, after the join page.
         let chat = self.chat.clone();
-        chat.open(seen, || self.send(member.join_request.clone(), joined));
+        chat.open(seen, member.chat_batches, || {
+            self.send(member.join_request.clone(), joined);
+        });
         if let Some(participant_id) = speaker {
             self.send(
                 String::new(),

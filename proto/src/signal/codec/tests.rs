@@ -95,6 +95,49 @@ fn server_messages_flatten_their_type_and_omit_an_empty_request_id() {
     );
 }
 
+fn chat_entry(seq: u64, text: &str) -> crate::signal::ChatMessage {
+    crate::signal::ChatMessage {
+        seq,
+        participant_id: "p1".into(),
+        name: "Ada \"the\" first".into(),
+        text: text.into(),
+        kind: "text".into(),
+        ..Default::default()
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("valid JSON")
+}
+
+#[test]
+fn chat_frames_built_from_encoded_entries_are_the_server_messages() {
+    let entries = [chat_entry(7, "hello, \u{1F600}"), chat_entry(8, "]}\"{")];
+    let encoded: Vec<String> = entries.iter().map(encode_chat_entry).collect();
+    let one = ServerMessage {
+        request_id: String::new(),
+        msg: Some(server_message::Msg::Chat(entries[0].clone())),
+    };
+    assert_eq!(
+        json(&chat_text(&encoded[0])),
+        json(&encode_server_message(&one))
+    );
+    let batch = ServerMessage {
+        request_id: String::new(),
+        msg: Some(server_message::Msg::ChatBatch(crate::signal::ChatBatch {
+            entries: entries.to_vec(),
+        })),
+    };
+    assert_eq!(
+        json(&chat_batch_text(encoded.iter().map(String::as_str))),
+        json(&encode_server_message(&batch))
+    );
+    assert_eq!(
+        json(&chat_batch_text(encoded.iter().map(String::as_str)))["chat_batch"]["entries"][1]["text"],
+        "]}\"{"
+    );
+}
+
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 #[test]
