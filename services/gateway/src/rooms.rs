@@ -203,12 +203,12 @@ impl Rooms {
             // the first: one message to its writer for the lot.
             if let Some(run) = &run
                 && local.chat.next_run(run.first, run.last, true, |batches| {
-                    let out = if batches {
-                        Outgoing::Encoded(run.one_frame().clone(), Some(writes.clone()))
+                    let frames = if batches {
+                        run.batches().clone()
                     } else {
-                        Outgoing::Entries(run.texts.clone(), writes.clone())
+                        run.texts.clone()
                     };
-                    let _ = local.outbox.send(out);
+                    let _ = local.outbox.send(Outgoing::Entries(frames, writes.clone()));
                 })
             {
                 continue;
@@ -248,16 +248,20 @@ impl Rooms {
     }
 }
 
+/// Most entries in one `chat_batch` frame: a hand-off of entries read from history
+/// (after a resync, say) may hold thousands.
+const BATCH_ENTRIES: usize = 200;
+
 /// A hand-off's entries when all are encoded once for every member and their seqs run
-/// without a gap: what a member owed the first is sent as one writer message, and as
-/// one frame to a client that reads `chat_batch`.
+/// without a gap: what a member owed the first is sent as one writer message, and
+/// as one frame (per [`BATCH_ENTRIES`]) to a client that reads `chat_batch`.
 struct EncodedRun<'a> {
     first: u64,
     last: u64,
     texts: Arc<[Utf8Bytes]>,
     pushes: &'a [Arc<crate::chat::ChatPush>],
-    /// The run as one frame, made for the first member that reads it.
-    frame: std::cell::OnceCell<Utf8Bytes>,
+    /// The run's `chat_batch` frames, made for the first member that reads them.
+    batches: std::cell::OnceCell<Arc<[Utf8Bytes]>>,
 }
 
 impl<'a> EncodedRun<'a> {
@@ -275,18 +279,24 @@ impl<'a> EncodedRun<'a> {
             last: first + pushes.len() as u64 - 1,
             texts: texts.into(),
             pushes,
-            frame: std::cell::OnceCell::new(),
+            batches: std::cell::OnceCell::new(),
         })
     }
 
-    /// The run in one frame: its entry's `chat`, or a `chat_batch` of them all.
-    fn one_frame(&self) -> &Utf8Bytes {
-        self.frame.get_or_init(|| match &*self.texts {
-            [one] => one.clone(),
-            _ => confer_proto::signal::chat_batch_text(
-                self.pushes.iter().filter_map(|push| push.encoded_entry()),
-            )
-            .into(),
+    /// The run as a client that reads `chat_batch` gets it: one entry as its `chat`,
+    /// more as `chat_batch` frames of up to [`BATCH_ENTRIES`].
+    fn batches(&self) -> &Arc<[Utf8Bytes]> {
+        self.batches.get_or_init(|| {
+            if self.texts.len() == 1 {
+                return self.texts.clone();
+            }
+            let chunks = self.pushes.chunks(BATCH_ENTRIES);
+            chunks
+                .map(|chunk| {
+                    let entries = chunk.iter().filter_map(|push| push.encoded_entry());
+                    confer_proto::signal::chat_batch_text(entries).into()
+                })
+                .collect()
         })
     }
 }
@@ -311,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_run_goes_as_one_chat_batch_to_a_client_that_reads_them() {
-        use crate::chat::{ChatPush, HandOffWrites};
+        use crate::chat::HandOffWrites;
         let rooms = Rooms::default();
         let mut outboxes = Vec::new();
         for (id, batches) in [("plain", false), ("batched", true)] {
@@ -323,17 +333,7 @@ mod tests {
             rooms.enter(id, "t/room");
             outboxes.push(outgoing);
         }
-        let pushes: Vec<_> = (1..=3)
-            .map(|seq| {
-                let entry = confer_proto::signal::ChatMessage {
-                    seq,
-                    text: format!("m{seq}"),
-                    kind: "text".into(),
-                    ..Default::default()
-                };
-                Arc::new(ChatPush::new(entry, true))
-            })
-            .collect();
+        let pushes = entries(1..=3);
         let (report, mut reported) = mpsc::unbounded_channel();
         let writes = Arc::new(HandOffWrites::new("t/room".into(), 1, report));
         rooms.push_chat("t/room", 0, &pushes, &writes);
@@ -343,24 +343,10 @@ mod tests {
             panic!("a client that does not read batches gets the entries one by one");
         };
         assert_eq!(texts.len(), 3);
-        let Ok(Outgoing::Encoded(frame, Some(batched_writes))) = outboxes[1].try_recv() else {
-            panic!("a client that reads batches gets one frame, holding the hand-off");
+        let Ok(Outgoing::Entries(frames, batched_writes)) = outboxes[1].try_recv() else {
+            panic!("a client that reads batches gets the run in one writer message");
         };
-        let frame: serde_json::Value = serde_json::from_str(&frame).expect("JSON");
-        let seqs: Vec<_> = frame["chat_batch"]["entries"]
-            .as_array()
-            .expect("a chat_batch")
-            .iter()
-            .map(|entry| (entry["seq"].as_u64(), entry["text"].as_str()))
-            .collect();
-        assert_eq!(
-            seqs,
-            [
-                (Some(1), Some("m1")),
-                (Some(2), Some("m2")),
-                (Some(3), Some("m3"))
-            ]
-        );
+        assert_eq!(batch_contents(&frames), [vec![1, 2, 3]], "one frame");
         for outgoing in &mut outboxes {
             assert!(outgoing.try_recv().is_err(), "one writer message each");
         }
@@ -371,6 +357,55 @@ mod tests {
         );
         drop(batched_writes);
         assert!(reported.try_recv().is_ok());
+
+        // A long run (entries read from history) goes in frames of up to 200.
+        let (report, _) = mpsc::unbounded_channel();
+        let writes = Arc::new(HandOffWrites::new("t/room".into(), 2, report));
+        rooms.push_chat("t/room", 0, &entries(4..=453), &writes);
+        let Ok(Outgoing::Entries(frames, _)) = outboxes[1].try_recv() else {
+            panic!("the long run in one writer message");
+        };
+        let sizes: Vec<_> = batch_contents(&frames).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [200, 200, 50]);
+        let seqs: Vec<u64> = batch_contents(&frames).concat();
+        assert!(seqs.iter().copied().eq(4..=453), "in order, each once");
+
+        // A run of one is its `chat` frame.
+        rooms.push_chat("t/room", 0, &entries(454..=454), &writes);
+        let Ok(Outgoing::Entries(frames, _)) = outboxes[1].try_recv() else {
+            panic!("one entry in one writer message");
+        };
+        let frame: serde_json::Value = serde_json::from_str(&frames[0]).expect("JSON");
+        assert_eq!(
+            (frames.len(), frame["chat"]["seq"].as_u64()),
+            (1, Some(454))
+        );
+    }
+
+    /// Chat entries `seqs`, as the hub pushes them.
+    fn entries(seqs: std::ops::RangeInclusive<u64>) -> Vec<Arc<crate::chat::ChatPush>> {
+        seqs.map(|seq| {
+            let entry = confer_proto::signal::ChatMessage {
+                seq,
+                text: format!("m{seq}"),
+                kind: "text".into(),
+                ..Default::default()
+            };
+            Arc::new(crate::chat::ChatPush::new(entry, true))
+        })
+        .collect()
+    }
+
+    /// The seqs in each `chat_batch` frame.
+    fn batch_contents(frames: &[Utf8Bytes]) -> Vec<Vec<u64>> {
+        frames
+            .iter()
+            .map(|frame| {
+                let frame: serde_json::Value = serde_json::from_str(frame).expect("JSON");
+                let entries = frame["chat_batch"]["entries"].as_array().expect("a batch");
+                entries.iter().filter_map(|e| e["seq"].as_u64()).collect()
+            })
+            .collect()
     }
 
     fn lane_sizes(rooms: &Rooms, key: &str) -> Vec<usize> {
