@@ -190,7 +190,8 @@ struct Session {
 pub(crate) enum Outgoing {
     Message(Box<ServerMessage>),
     Encoded(Utf8Bytes, Option<Arc<HandOffWrites>>),
-    /// A hand-off's entries, shared by all the room's members.
+    /// A hand-off's entries, shared by its lane's members: a `chat` frame each, or
+    /// (to a client that reads them) `chat_batch` frames.
     Entries(Arc<[Utf8Bytes]>, Arc<HandOffWrites>),
 }
 
