@@ -22,7 +22,8 @@ const CLIENT_BODIES: [&str; 16] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 22] = [
+const SERVER_BODIES: [&str; 23] = [
+    "ChatLimit",
     "ChatBatch",
     "FileUpload",
     "ChatSent",
@@ -85,6 +86,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
         );
     }
+    // Fields most messages leave unset are left out of their JSON.
+    config = config
+        .field_attribute(
+            ".confer.signal.v1.Error.retry_after_ms",
+            "#[serde(skip_serializing_if = \"crate::signal::is_zero\")]",
+        )
+        .field_attribute(
+            ".confer.signal.v1.Joined.chat_limit",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        );
     config.compile_fds(descriptors)?;
     Ok(())
 }

@@ -48,6 +48,8 @@ export class ConferClient extends EventTarget {
     this.chatFirst = 0;
     this.chatLast = 0;
     this.chatMore = false;
+    this.chatLimit = null; // {per_second, burst} from `joined`: how fast this member may post
+    this.chatNextAt = 0; // when the next post is on time at the steady rate (performance.now())
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -59,6 +61,7 @@ export class ConferClient extends EventTarget {
     const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true } });
     this.self = joined.you;
     this.roomState = joined.room_state || {};
+    this.chatLimit = joined.chat_limit || null;
     // After a reconnect, everything since the last message seen fills the gap.
     const lastSeen = this.chatLast;
     const gap = lastSeen && (!joined.chat_history.length || joined.chat_history[0].seq > lastSeen + 1);
@@ -148,32 +151,62 @@ export class ConferClient extends EventTarget {
 
   // Sends a chat message; resolves with {client_id, seq} once the server has stored it.
   // A resend after a lost answer carries the same client id, so it is stored once.
+  // Messages sent together wait their turns under the room's chat limit, in order.
   async sendChat(text, { replyTo = 0 } = {}) {
     const clientId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
     const message = { chat: { text, client_id: clientId, reply_to: replyTo } };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return (await this.request(message, 5000)).chat_sent;
-      } catch (err) {
-        if (attempt >= 2 || err.code !== 'timeout') throw err;
-      }
-    }
+    return (await this.#post(message, { idempotent: true })).chat_sent;
   }
 
-  editChat(seq, text) { return this.request({ chat_edit: { seq, text } }); }
+  editChat(seq, text) { return this.#post({ chat_edit: { seq, text } }); }
 
   // Shares a File (from an <input type=file> or a drop) in the chat; resolves with
   // {seq} once it is stored. Allowed: PNG, JPEG, GIF, WebP, PDF, plain text.
   async shareFile(file) {
     const content_type = file.type || (file.name.endsWith('.txt') ? 'text/plain' : 'application/octet-stream');
-    const { file_upload } = await this.request({ file_upload: { name: file.name, content_type, size: file.size } });
+    const { file_upload } = await this.#post({ file_upload: { name: file.name, content_type, size: file.size } });
     const base = new URL(this.url.replace(/^ws/, 'http'));
     const response = await fetch(new URL(file_upload.url, base), { method: 'PUT', body: file });
     const answer = await response.json();
     if (!response.ok) throw Object.assign(new Error(answer.error?.message || 'upload failed'), { code: answer.error?.code });
     return answer;
   }
-  deleteChat(seq) { return this.request({ chat_delete: { seq } }); }
+  deleteChat(seq) { return this.request({ chat_delete: { seq } }); } // never rate limited
+
+  // A chat post (send, edit, file share), in its turn under the chat limit. Sent again
+  // when the server says it came too soon (`chat_rate_limited`, after its
+  // `retry_after_ms`: network jitter can bunch posts up), and, when `idempotent`, after
+  // a lost answer.
+  async #post(message, { idempotent = false } = {}) {
+    await this.#chatTurn();
+    let timeouts = 0;
+    for (let limited = 0; ; ) {
+      try {
+        return await this.request(message, idempotent ? 5000 : 0);
+      } catch (err) {
+        if (err.code === 'chat_rate_limited' && ++limited <= 10) {
+          await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs || 100));
+        } else if (!(err.code === 'timeout' && idempotent && ++timeouts <= 2)) {
+          throw err;
+        }
+      }
+    }
+  }
+
+  // Waits for a post's turn under the limit `joined` announced (`chat_limit`): `burst`
+  // posts at once, then `per_second`. Turns are handed out in call order, so posts
+  // made together keep their order; one post of the burst is kept back for jitter.
+  #chatTurn() {
+    const limit = this.chatLimit;
+    if (!limit?.per_second) return Promise.resolve();
+    const period = 1000 / limit.per_second;
+    const ahead = Math.max(0, (limit.burst || 1) - 2) * period;
+    const now = performance.now();
+    const next = Math.max(this.chatNextAt, now);
+    this.chatNextAt = next + period;
+    const wait = next - ahead - now;
+    return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : Promise.resolve();
+  }
 
   // Older messages, before the oldest one this client has; false when there are none.
   async loadEarlierChat(limit = 50) {
@@ -283,7 +316,7 @@ export class ConferClient extends EventTarget {
     }
     if (waiter) {
       this.pending.delete(message.request_id);
-      if (message.error) waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      if (message.error) waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code, retryAfterMs: message.error.retry_after_ms || 0 }));
       else waiter.resolve(message.joined ?? message);
       return;
     }

@@ -135,19 +135,63 @@ fn multi_region_values_render_valid_objects_and_media_nodes() {
     assert!(env.contains("eu-west=us-east;us-east=eu-west"), "{env}");
 }
 
+/// The value of `var` in Deployment `name`'s first container, if it is set there.
+fn env_of(docs: &[Value], name: &str, var: &str) -> Option<String> {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{name} deployment"));
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+/// `helm template` with `extra` fails, and says `why` on stderr.
+fn refused(extra: &[&str], why: &str) {
+    let output = Command::new(helm())
+        .args(["template", "confer", "."])
+        .args(extra)
+        .current_dir(chart())
+        .output()
+        .expect("helm runs");
+    assert!(!output.status.success(), "{extra:?} rendered");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(why), "{extra:?}: {stderr}");
+}
+
+#[test]
+fn gateways_get_the_chat_rate_they_are_given() {
+    let (rate, burst) = ("CONFER_CHAT_RATE", "CONFER_CHAT_BURST");
+    let defaults = documents(&template(&[]));
+    assert_eq!(
+        env_of(&defaults, "confer-gateway", rate).as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        env_of(&defaults, "confer-gateway", burst).as_deref(),
+        Some("20")
+    );
+    let rendered = template(&[
+        "--set",
+        "gateway.chat.perSecond=0",
+        "--set",
+        "gateway.chat.burst=50",
+    ]);
+    validate_with_kubernetes_validate(&rendered, "chat-rate");
+    let docs = documents(&rendered);
+    assert_eq!(env_of(&docs, "confer-gateway", rate).as_deref(), Some("0"));
+    assert_eq!(
+        env_of(&docs, "confer-gateway", burst).as_deref(),
+        Some("50")
+    );
+    refused(&["--set", "gateway.chat.burst=0"], "minimum");
+    refused(&["--set", "gateway.chat.perSecond=-1"], "minimum");
+}
+
 #[test]
 fn each_service_gets_the_database_pool_it_is_given() {
-    let env_of = |docs: &[Value], name: &str, var: &str| -> Option<String> {
-        let deployment = docs
-            .iter()
-            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("{name} deployment"));
-        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()?
-            .iter()
-            .find(|e| e["name"] == var)
-            .and_then(|e| e["value"].as_str().map(str::to_owned))
-    };
     let defaults = documents(&template(&[]));
     let pool = "CONFER_DATABASE_CONNECTIONS";
     assert_eq!(env_of(&defaults, "confer-room", pool).as_deref(), Some("8"));

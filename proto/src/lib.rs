@@ -22,6 +22,11 @@ pub mod signal {
         DecodeError, MAX_MESSAGE_BYTES, chat_batch_text, chat_text, decode_client_message,
         encode_chat_entry, encode_server_message, is_traceparent,
     };
+
+    /// A number the JSON leaves out when unset.
+    pub(crate) fn is_zero(value: &u32) -> bool {
+        *value == 0
+    }
 }
 
 pub mod room {

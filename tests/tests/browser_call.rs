@@ -112,14 +112,19 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
 
 /// Messages a browser sends at once in [`chat_burst`].
 const BURST: usize = 40;
+const _: () = assert!(BURST as u32 > confer_gateway::ChatRate::DEFAULT.burst);
 
 /// `sender` sends [`BURST`] chat messages at once: a busy moment, whose entries the
 /// gateway hands each member together, as a `chat_batch` to the JS SDK. Every browser
 /// shows them all, once and in order, and at least one browser got a `chat_batch`.
+/// The burst is twice the gateway's default chat burst: the SDK spaces the rest to
+/// the rate `joined` announced, so the gateway refuses none.
 async fn chat_burst(sender: &Browser, browsers: [&Browser; 3]) -> anyhow::Result<()> {
     const COUNT_BATCHES: &str = "window.chatBatches = 0;
+        window.chatRefused = 0;
         window.conferClient.ws.addEventListener('message', (event) => {
           if (event.data.startsWith('{\"chat_batch\"')) window.chatBatches += 1;
+          if (event.data.includes('\"chat_rate_limited\"')) window.chatRefused += 1;
         });";
     for browser in browsers {
         browser.eval(COUNT_BATCHES).await?;
@@ -131,6 +136,11 @@ async fn chat_burst(sender: &Browser, browsers: [&Browser; 3]) -> anyhow::Result
         ))
         .await?;
     assert_eq!(sent, serde_json::json!(BURST), "every send answered");
+    assert_eq!(
+        sender.eval("return window.chatRefused;").await?,
+        serde_json::json!(0),
+        "the SDK kept to the chat rate"
+    );
     let in_order = format!(
         "const shown = [...document.querySelectorAll('#messages .text')]
            .map((e) => e.textContent).filter((t) => t.startsWith('burst '));

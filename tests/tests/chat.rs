@@ -9,6 +9,7 @@ use std::time::Duration;
 use confer_chat::{Bus, ChatApi as _, Page};
 use confer_e2e::server::{DEV_TENANT, Options, TestServer, assert_metrics, metric};
 use confer_e2e::signal::SignalClient;
+use confer_gateway::{ChatRate, GatewayConfig};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -85,7 +86,16 @@ fn seqs(list: &Value) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_gets_every_message_once_in_order_and_late_joiners_page_back()
 -> anyhow::Result<()> {
-    let server = TestServer::start(false).await?;
+    // One member sends 120 messages as fast as they are answered: order, resends and
+    // paging are under test here, not the per-member chat rate (`chat_rate.rs`).
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            chat_rate: ChatRate::UNLIMITED,
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
     let (mut ada, _) = join(&server, "talk", "Ada").await?;
     let (mut bob, _) = join(&server, "talk", "Bob").await?;
     let mut own = Vec::new();

@@ -213,6 +213,8 @@ pub struct DevArgs {
     #[arg(long, env = "CONFER_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
     #[command(flatten)]
+    pub chat_rate: ChatRateArgs,
+    #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
     pub turn: TurnArgs,
@@ -319,9 +321,34 @@ pub struct GatewayArgs {
     #[arg(long, env = "CONFER_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<confer_netaddr::Network>,
     #[command(flatten)]
+    pub chat_rate: ChatRateArgs,
+    #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
     pub tls: GrpcTlsArgs,
+}
+
+/// How fast each member may post in a room's chat.
+#[derive(Args, Clone)]
+pub struct ChatRateArgs {
+    /// Chat posts (sends, edits, file shares; not deletes) each member may make per
+    /// second, steady; 0: no limit. A post over it is refused with
+    /// `chat_rate_limited` and when to retry.
+    #[arg(long, env = "CONFER_CHAT_RATE", default_value_t = confer_gateway::ChatRate::DEFAULT.per_second)]
+    pub chat_rate: u32,
+    /// Chat posts each member may make at once, after a quiet moment.
+    #[arg(long, env = "CONFER_CHAT_BURST", default_value_t = confer_gateway::ChatRate::DEFAULT.burst,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub chat_burst: u32,
+}
+
+impl ChatRateArgs {
+    pub fn rate(&self) -> confer_gateway::ChatRate {
+        confer_gateway::ChatRate {
+            per_second: self.chat_rate,
+            burst: self.chat_burst,
+        }
+    }
 }
 
 /// Files shared in chat.

@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     /// Proxies whose `X-Forwarded-For` names the client (an ingress, the SIP bridge):
     /// the room service's per-address limits then count the client, not the proxy.
     pub trusted_proxies: Vec<confer_netaddr::Network>,
+    /// How fast each member may post in a room's chat.
+    pub chat_rate: crate::ChatRate,
 }
 
 /// Writes one role's families on a `/metrics` page.
@@ -32,6 +34,7 @@ impl Default for GatewayConfig {
             region: None,
             extra_metrics: Vec::new(),
             trusted_proxies: Vec::new(),
+            chat_rate: crate::ChatRate::DEFAULT,
         }
     }
 }

@@ -80,3 +80,11 @@ pub(crate) fn room_event(event: RoomEvent) -> Msg {
         }),
     }
 }
+
+/// The chat rate a member is told at its join; none when posts are not limited.
+pub(crate) fn chat_limit(rate: crate::ChatRate) -> Option<signal::ChatLimit> {
+    rate.is_limited().then(|| signal::ChatLimit {
+        per_second: rate.per_second,
+        burst: rate.burst.max(1),
+    })
+}

@@ -15,6 +15,7 @@ mod chat;
 mod chat_cursor;
 mod chat_order;
 mod chat_pace;
+mod chat_rate;
 mod client_addr;
 mod commands;
 mod config;
@@ -39,6 +40,7 @@ use confer_room::RoomApi;
 use tokio::sync::watch;
 
 pub use chat::ChatLink;
+pub use chat_rate::ChatRate;
 pub use config::{ExtraMetrics, GatewayConfig};
 pub use files::FileConfig;
 pub use sfus::{LOCAL_SFU, SfuDirectory};

@@ -20,6 +20,8 @@ pub(crate) struct Metrics {
     pub(crate) join_duration: Histogram,
     pub(crate) signal_errors: AtomicU64,
     pub(crate) chat_messages: AtomicU64,
+    /// Chat posts refused for coming faster than the gateway's chat rate.
+    pub(crate) chat_rate_limited: AtomicU64,
     pub(crate) chat_delivered: AtomicU64,
     /// An entry's store time to its delivery here (wall clocks of the chat service's
     /// and this host).
@@ -59,6 +61,7 @@ impl Default for Metrics {
             join_duration: Histogram::new(JOIN_BUCKETS),
             signal_errors: AtomicU64::new(0),
             chat_messages: AtomicU64::new(0),
+            chat_rate_limited: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
             chat_write: Histogram::new(FANOUT_BUCKETS),
@@ -114,6 +117,11 @@ pub(crate) async fn render(
         "confer_gateway_chat_messages",
         "Chat messages stored for senders on this gateway.",
         m.chat_messages.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_chat_rate_limited",
+        "Chat posts refused because their member posted faster than the chat rate allows.",
+        m.chat_rate_limited.load(Relaxed),
     );
     out.counter1(
         "confer_gateway_chat_deliveries",

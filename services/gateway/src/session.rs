@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -33,6 +34,7 @@ use crate::AppState;
 use crate::chat;
 use crate::chat::HandOffWrites;
 use crate::chat_cursor::ChatCursor;
+use crate::chat_rate::{ChatAllowance, OverLimit};
 use crate::convert;
 use crate::file_sweep;
 use crate::files;
@@ -85,6 +87,8 @@ pub(crate) enum SessionEvent {
 pub(crate) struct Reject {
     code: String,
     message: String,
+    /// When the request may be sent again (`chat_rate_limited`); 0 otherwise.
+    retry_after_ms: u32,
 }
 
 impl Reject {
@@ -92,6 +96,16 @@ impl Reject {
         Self {
             code: code.to_owned(),
             message: message.into(),
+            retry_after_ms: 0,
+        }
+    }
+}
+
+impl From<OverLimit> for Reject {
+    fn from(over: OverLimit) -> Self {
+        Reject {
+            retry_after_ms: over.retry_after_ms(),
+            ..Reject::new("chat_rate_limited", over.to_string())
         }
     }
 }
@@ -107,6 +121,7 @@ impl From<ChatError> for Reject {
         Reject {
             code: err.code,
             message: err.message,
+            retry_after_ms: 0,
         }
     }
 }
@@ -116,6 +131,7 @@ impl From<RoomError> for Reject {
         Reject {
             code: err.code,
             message: err.message,
+            retry_after_ms: 0,
         }
     }
 }
@@ -145,6 +161,8 @@ struct Member {
     allow_chat: bool,
     /// Receiving the room's chat through the gateway's hub.
     in_chat: bool,
+    /// Its chat posts against the gateway's chat rate.
+    chat_allowance: ChatAllowance,
 }
 
 impl Member {
@@ -295,6 +313,7 @@ impl Session {
             Msg::Error(signal::Error {
                 code: reject.code,
                 message: reject.message,
+                retry_after_ms: reject.retry_after_ms,
             }),
         );
     }
@@ -506,7 +525,7 @@ impl Session {
         join: Join,
         client_trace: Option<confer_telemetry::TraceContext>,
     ) -> Result<(), Reject> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let span = tracing::info_span!(
             "signal.join",
             otel.kind = "server",
@@ -595,6 +614,7 @@ impl Session {
             allow_screen_share: true,
             allow_chat: true,
             in_chat: false,
+            chat_allowance: ChatAllowance::new(self.state.config.chat_rate, Instant::now()),
             id,
         });
         match decision.admission {
@@ -673,6 +693,7 @@ impl Session {
             chat_history_more,
             ice_servers: member.ice_servers.clone(),
             room_state: Some(convert::room_state(&admission.settings)),
+            chat_limit: convert::chat_limit(self.state.config.chat_rate),
         });
         // The hub delivers from here on, after the join page.
         let chat = self.chat.clone();
@@ -833,11 +854,15 @@ impl Session {
     ) -> Result<(), Reject> {
         let member = self.chat_poster("send messages")?;
         match action {
-            // Taking back one's own words is never closed.
+            // Taking back one's own words is never closed, nor held.
             ChatAction::Delete { .. } => {}
             ChatAction::Edit { .. } => member.chat_open("edit messages")?,
             _ => member.chat_open("send messages")?,
         }
+        if !matches!(action, ChatAction::Delete { .. }) {
+            self.count_chat_post()?;
+        }
+        let member = self.member()?;
         let deleting = match action {
             ChatAction::Delete { seq } => Some(seq),
             _ => None,
@@ -941,12 +966,13 @@ impl Session {
 
     /// A member asks to share a file: where to upload it.
     fn file_upload(
-        &self,
+        &mut self,
         request_id: &str,
         file: &signal::FileUploadRequest,
     ) -> Result<(), Reject> {
-        let member = self.chat_poster("share files")?;
-        member.chat_open("share files")?;
+        self.chat_poster("share files")?.chat_open("share files")?;
+        self.count_chat_post()?;
+        let member = self.member()?;
         let url = files::upload_url(
             &self.state.config.files,
             files::Declared {
@@ -964,6 +990,18 @@ impl Session {
             Msg::FileUpload(signal::FileUpload { url }),
         );
         Ok(())
+    }
+
+    /// Counts a post (a send, an edit, a file share) against the member's chat rate.
+    fn count_chat_post(&mut self) -> Result<(), Reject> {
+        let member = self
+            .member
+            .as_mut()
+            .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
+        member.chat_allowance.take(Instant::now()).map_err(|over| {
+            self.state.metrics.chat_rate_limited.fetch_add(1, Relaxed);
+            Reject::from(over)
+        })
     }
 
     /// Before entry `seq` goes out: the entries between the last one sent and it, read

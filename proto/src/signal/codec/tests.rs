@@ -86,12 +86,25 @@ fn server_messages_flatten_their_type_and_omit_an_empty_request_id() {
         msg: Some(server_message::Msg::Error(crate::signal::Error {
             code: "unknown_message".into(),
             message: "unknown message type `dance`".into(),
+            retry_after_ms: 0,
         })),
     };
     let json = encode_server_message(&message);
     assert_eq!(
         json,
         r#"{"error":{"code":"unknown_message","message":"unknown message type `dance`"}}"#
+    );
+    let limited = ServerMessage {
+        request_id: "7".into(),
+        msg: Some(server_message::Msg::Error(crate::signal::Error {
+            code: "chat_rate_limited".into(),
+            message: "slow down".into(),
+            retry_after_ms: 150,
+        })),
+    };
+    assert_eq!(
+        encode_server_message(&limited),
+        r#"{"error":{"code":"chat_rate_limited","message":"slow down","retry_after_ms":150},"request_id":"7"}"#
     );
 }
 

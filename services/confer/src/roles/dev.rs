@@ -74,6 +74,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let gateway = GatewayConfig {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
+        chat_rate: args.chat_rate.rate(),
         // The in-process SIP bridge joins over loopback for its callers.
         trusted_proxies: if sip.is_some() {
             ["127.0.0.1", "::1"]

@@ -19,6 +19,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         files: args.files.config()?,
         region: args.region.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
+        chat_rate: args.chat_rate.rate(),
         ..GatewayConfig::default()
     };
     if let Some(id) = args.gateway_id {

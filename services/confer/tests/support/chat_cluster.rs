@@ -94,6 +94,10 @@ impl ChatCluster {
                     &chats[i % chats.len()],
                     "--redis-url",
                     &redis.url(),
+                    // The fan-out under load, not the per-member limit: the senders
+                    // here post hundreds of messages a second each.
+                    "--chat-rate",
+                    "0",
                 ],
                 &[],
             )?);
