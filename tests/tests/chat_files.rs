@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 use confer_e2e::server::{Options, TestServer};
 use confer_e2e::signal::SignalClient;
 use confer_gateway::{FileConfig, GatewayConfig};
@@ -315,7 +317,7 @@ fn rand_u32() -> u32 {
 }
 
 /// An upload link outlives the moment it was given: its sender must still be in the
-/// room, and the chat still open to them, when the bytes arrive.
+/// room, and the chat still open to them, when the bytes arrive and when they are in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_link_holds_only_while_its_sender_may_post() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("confer-files-test-{:08x}", rand_u32()));
@@ -360,6 +362,31 @@ async fn an_upload_link_holds_only_while_its_sender_may_post() -> anyhow::Result
     ada.recv_kind("ack", WAIT).await?;
     let (status, body) = put(&server, &link, PNG).await?;
     assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    let shared = stored(&dir);
+
+    // An upload under way when the chat is kept to hosts is refused at its end.
+    let link = url(ask(&mut bob, "slow.png", "image/png", PNG.len()).await?);
+    let mut upload = tokio::net::TcpStream::connect(server.http).await?;
+    let head = format!(
+        "PUT {link} HTTP/1.1\r\nhost: confer\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        PNG.len()
+    );
+    upload.write_all(head.as_bytes()).await?;
+    upload.write_all(&PNG[..8]).await?;
+    // The upload has begun (its link was checked as the request came).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ada.send(&json!({"request_id": "h", "host": {"action": "deny_chat"}}))
+        .await?;
+    ada.recv_kind("ack", WAIT).await?;
+    upload.write_all(&PNG[8..]).await?;
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).await?;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("chat_restricted"), "{answer}");
+    assert_eq!(stored(&dir), shared, "nothing more kept");
+    ada.send(&json!({"request_id": "h", "host": {"action": "allow_chat"}}))
+        .await?;
+    ada.recv_kind("ack", WAIT).await?;
 
     // A sender who has left cannot use a link given before.
     let link = url(ask(&mut bob, "tiny.png", "image/png", PNG.len()).await?);

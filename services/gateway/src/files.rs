@@ -335,6 +335,9 @@ async fn upload(
             format!("the file is not `{}`", grant.content_type),
         ));
     }
+    // The bytes took their time (a large file, a slow link): the sender may have left,
+    // or the chat been kept to hosts, since they began.
+    still_may_post(&state, &grant).await?;
     let path = stored_path(config, &grant.file)?;
     let unavailable = |err: std::io::Error| {
         tracing::warn!(%err, "cannot store a shared file");
