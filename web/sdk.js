@@ -175,8 +175,8 @@ export class ConferClient extends EventTarget {
 
   // A chat post (send, edit, file share), in its turn under the chat limit. Sent again
   // when the server says it came too soon (`chat_rate_limited`, after its
-  // `retry_after_ms`: network jitter can bunch posts up), and, when `idempotent`, after
-  // a lost answer.
+  // `retry_after_ms`: network jitter can bunch posts up; a post resent so may land
+  // after one made later), and, when `idempotent`, after a lost answer.
   async #post(message, { idempotent = false } = {}) {
     await this.#chatTurn();
     let timeouts = 0;
