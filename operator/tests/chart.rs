@@ -161,30 +161,45 @@ fn refused(extra: &[&str], why: &str) {
     assert!(stderr.contains(why), "{extra:?}: {stderr}");
 }
 
+/// Renders with `extra` (valid objects, checked as `name`) and finds each
+/// `(deployment, variable, value)` set so.
+fn renders_env(extra: &[&str], name: &str, expected: &[(&str, &str, &str)]) {
+    let rendered = template(extra);
+    validate_with_kubernetes_validate(&rendered, name);
+    let docs = documents(&rendered);
+    for (deployment, var, value) in expected {
+        assert_eq!(
+            env_of(&docs, deployment, var).as_deref(),
+            Some(*value),
+            "{deployment} {var} with {extra:?}"
+        );
+    }
+}
+
 #[test]
 fn gateways_get_the_chat_rate_they_are_given() {
     let (rate, burst) = ("CONFER_CHAT_RATE", "CONFER_CHAT_BURST");
-    let defaults = documents(&template(&[]));
-    assert_eq!(
-        env_of(&defaults, "confer-gateway", rate).as_deref(),
-        Some("5")
+    renders_env(
+        &[],
+        "chat-rate-default",
+        &[
+            ("confer-gateway", rate, "5"),
+            ("confer-gateway", burst, "20"),
+        ],
     );
-    assert_eq!(
-        env_of(&defaults, "confer-gateway", burst).as_deref(),
-        Some("20")
-    );
-    let rendered = template(&[
+    let set = [
         "--set",
         "gateway.chat.perSecond=0",
         "--set",
         "gateway.chat.burst=50",
-    ]);
-    validate_with_kubernetes_validate(&rendered, "chat-rate");
-    let docs = documents(&rendered);
-    assert_eq!(env_of(&docs, "confer-gateway", rate).as_deref(), Some("0"));
-    assert_eq!(
-        env_of(&docs, "confer-gateway", burst).as_deref(),
-        Some("50")
+    ];
+    renders_env(
+        &set,
+        "chat-rate",
+        &[
+            ("confer-gateway", rate, "0"),
+            ("confer-gateway", burst, "50"),
+        ],
     );
     refused(&["--set", "gateway.chat.burst=0"], "minimum");
     refused(&["--set", "gateway.chat.perSecond=-1"], "minimum");
@@ -192,35 +207,24 @@ fn gateways_get_the_chat_rate_they_are_given() {
 
 #[test]
 fn each_service_gets_the_database_pool_it_is_given() {
-    let defaults = documents(&template(&[]));
     let pool = "CONFER_DATABASE_CONNECTIONS";
-    assert_eq!(env_of(&defaults, "confer-room", pool).as_deref(), Some("8"));
-    assert_eq!(
-        env_of(&defaults, "confer-chat", pool).as_deref(),
-        Some("32")
+    renders_env(
+        &[],
+        "pools-default",
+        &[("confer-room", pool, "8"), ("confer-chat", pool, "32")],
     );
-    let rendered = template(&[
+    let set = [
         "--set",
         "room.databaseConnections=24",
         "--set",
         "chat.databaseConnections=48",
-    ]);
-    validate_with_kubernetes_validate(&rendered, "pools");
-    let docs = documents(&rendered);
-    assert_eq!(env_of(&docs, "confer-room", pool).as_deref(), Some("24"));
-    assert_eq!(env_of(&docs, "confer-chat", pool).as_deref(), Some("48"));
-    let output = Command::new(helm())
-        .args([
-            "template",
-            "confer",
-            ".",
-            "--set",
-            "chat.databaseConnections=0",
-        ])
-        .current_dir(chart())
-        .output()
-        .expect("helm runs");
-    assert!(!output.status.success(), "a pool of none is refused");
+    ];
+    renders_env(
+        &set,
+        "pools",
+        &[("confer-room", pool, "24"), ("confer-chat", pool, "48")],
+    );
+    refused(&["--set", "chat.databaseConnections=0"], "minimum");
 }
 
 #[test]

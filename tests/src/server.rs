@@ -32,6 +32,19 @@ pub struct Options {
     pub gateway_bus: Option<confer_chat::Bus>,
 }
 
+impl Options {
+    /// The defaults, with each member's chat posts held to `rate`.
+    pub fn chat_rate(rate: confer_gateway::ChatRate) -> Self {
+        Self {
+            gateway: GatewayConfig {
+                chat_rate: rate,
+                ..GatewayConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 pub struct TestServer {
     pub http: SocketAddr,
     pub sfu: SfuHandle,

@@ -53,6 +53,26 @@ impl SignalClient {
         }
     }
 
+    /// Sends `body` as request `id` and returns the server's answer to it (an answer or
+    /// an error), skipping what is pushed meanwhile.
+    pub async fn request(
+        &mut self,
+        id: &str,
+        mut body: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        body["request_id"] = Value::from(id);
+        self.send(&body).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.recv(left).await?;
+            if message["request_id"] == id {
+                return Ok(message);
+            }
+        }
+    }
+
     /// Skips server pushes until a message with `key` arrives.
     pub async fn recv_kind(&mut self, key: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;

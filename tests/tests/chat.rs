@@ -9,7 +9,7 @@ use std::time::Duration;
 use confer_chat::{Bus, ChatApi as _, Page};
 use confer_e2e::server::{DEV_TENANT, Options, TestServer, assert_metrics, metric};
 use confer_e2e::signal::SignalClient;
-use confer_gateway::{ChatRate, GatewayConfig};
+use confer_gateway::ChatRate;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -64,15 +64,7 @@ async fn entries(client: &mut SignalClient, n: usize) -> anyhow::Result<Vec<Valu
 }
 
 async fn request(client: &mut SignalClient, id: &str, body: Value) -> anyhow::Result<Value> {
-    let mut message = body;
-    message["request_id"] = json!(id);
-    client.send(&message).await?;
-    loop {
-        let reply = client.recv(WAIT).await?;
-        if reply["request_id"] == id {
-            return Ok(reply);
-        }
-    }
+    client.request(id, body, WAIT).await
 }
 
 fn seqs(list: &Value) -> Vec<u64> {
@@ -88,14 +80,7 @@ async fn every_member_gets_every_message_once_in_order_and_late_joiners_page_bac
 -> anyhow::Result<()> {
     // One member sends 120 messages as fast as they are answered: order, resends and
     // paging are under test here, not the per-member chat rate (`chat_rate.rs`).
-    let server = TestServer::start_with(Options {
-        gateway: GatewayConfig {
-            chat_rate: ChatRate::UNLIMITED,
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let server = TestServer::start_with(Options::chat_rate(ChatRate::UNLIMITED)).await?;
     let (mut ada, _) = join(&server, "talk", "Ada").await?;
     let (mut bob, _) = join(&server, "talk", "Bob").await?;
     let mut own = Vec::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use confer_chat::{ChatApi as _, Page};
 use confer_e2e::server::{DEV_TENANT, Options, TestServer, metric};
 use confer_e2e::signal::SignalClient;
-use confer_gateway::{ChatRate, GatewayConfig};
+use confer_gateway::ChatRate;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -28,17 +28,8 @@ async fn join(server: &TestServer, name: &str) -> anyhow::Result<(SignalClient, 
     Ok((client, joined["joined"].clone()))
 }
 
-/// The answer to `body` sent as request `id` (chat entries pushed meanwhile skipped).
 async fn request(client: &mut SignalClient, id: &str, body: Value) -> anyhow::Result<Value> {
-    let mut message = body;
-    message["request_id"] = json!(id);
-    client.send(&message).await?;
-    loop {
-        let reply = client.recv(WAIT).await?;
-        if reply["request_id"] == id {
-            return Ok(reply);
-        }
-    }
+    client.request(id, body, WAIT).await
 }
 
 fn send(id: &str, text: &str) -> Value {
@@ -71,14 +62,7 @@ fn refused(reply: &Value) -> anyhow::Result<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_over_the_chat_rate_are_refused_with_when_to_retry_and_not_stored()
 -> anyhow::Result<()> {
-    let server = TestServer::start_with(Options {
-        gateway: GatewayConfig {
-            chat_rate: RATE,
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let server = TestServer::start_with(Options::chat_rate(RATE)).await?;
     let (mut ada, joined) = join(&server, "Ada").await?;
     assert_eq!(joined["chat_limit"], json!({"per_second": 2, "burst": 3}));
     let (mut bob, _) = join(&server, "Bob").await?;
@@ -149,14 +133,7 @@ async fn the_default_limit_is_announced_and_none_when_posts_are_not_limited() ->
         joined["chat_limit"],
         json!({"per_second": ChatRate::DEFAULT.per_second, "burst": ChatRate::DEFAULT.burst})
     );
-    let unlimited = TestServer::start_with(Options {
-        gateway: GatewayConfig {
-            chat_rate: ChatRate::UNLIMITED,
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let unlimited = TestServer::start_with(Options::chat_rate(ChatRate::UNLIMITED)).await?;
     let (mut ada, joined) = join(&unlimited, "Ada").await?;
     assert!(joined.get("chat_limit").is_none(), "{joined}");
     for i in 0..50 {
