@@ -619,6 +619,38 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The chat rate `args` give `confer gateway` and `confer dev`, or the error.
+    fn chat_rates(args: &[&str]) -> Result<[confer_gateway::ChatRate; 2], clap::Error> {
+        let gateway = ["confer", "gateway", "--room-service", "127.0.0.1:1"];
+        let Command::Gateway(gateway) = Cli::try_parse_from(gateway.iter().chain(args))?.command
+        else {
+            unreachable!("a gateway command")
+        };
+        let Command::Dev(dev) = Cli::try_parse_from(["confer", "dev"].iter().chain(args))?.command
+        else {
+            unreachable!("a dev command")
+        };
+        Ok([gateway.chat_rate.rate(), dev.chat_rate.rate()])
+    }
+
+    #[test]
+    fn the_chat_rate_is_the_default_unless_set_and_a_burst_is_at_least_one() {
+        use confer_gateway::ChatRate;
+        assert_eq!(chat_rates(&[]).ok(), Some([ChatRate::DEFAULT; 2]));
+        let set = ChatRate {
+            per_second: 2,
+            burst: 7,
+        };
+        assert_eq!(
+            chat_rates(&["--chat-rate", "2", "--chat-burst", "7"]).ok(),
+            Some([set; 2])
+        );
+        let off = chat_rates(&["--chat-rate", "0"]).expect("parses");
+        assert!(off.iter().all(|rate| !rate.is_limited()));
+        assert!(chat_rates(&["--chat-burst", "0"]).is_err());
+        assert!(chat_rates(&["--chat-rate", "-1"]).is_err());
+    }
+
     #[test]
     fn every_subcommand_explains_itself() {
         for sub in Cli::command().get_subcommands() {
