@@ -34,19 +34,10 @@ impl ChatRate {
     }
 }
 
-impl Default for ChatRate {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
 /// One member's posts so far, against its [`ChatRate`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ChatAllowance {
     rate: ChatRate,
-    /// Between two posts at the steady rate, and how far ahead of now the next may
-    /// be allowed (the burst); `None`: no limit.
-    cell: Option<(Duration, Duration)>,
     /// When the next post would be on time at the steady rate.
     next: Instant,
 }
@@ -81,22 +72,18 @@ impl OverLimit {
 
 impl ChatAllowance {
     pub(crate) fn new(rate: ChatRate, now: Instant) -> Self {
-        let cell = rate.is_limited().then(|| {
-            let period = Duration::from_secs(1) / rate.per_second;
-            (period, period * (rate.burst.max(1) - 1))
-        });
-        Self {
-            rate,
-            cell,
-            next: now,
-        }
+        Self { rate, next: now }
     }
 
     /// Counts one post at `now`, or refuses it (counting nothing).
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), OverLimit> {
-        let Some((period, burst)) = self.cell else {
+        if !self.rate.is_limited() {
             return Ok(());
-        };
+        }
+        // Between two posts at the steady rate, and how far ahead of now the next may
+        // be allowed (the burst).
+        let period = Duration::from_secs(1) / self.rate.per_second;
+        let burst = period * (self.rate.burst.max(1) - 1);
         let next = self.next.max(now);
         let early = next - now;
         if early > burst {
@@ -188,7 +175,7 @@ mod tests {
                     Ok(()) => accepted.push(now),
                     Err(over) => {
                         prop_assert!(over.retry_after > Duration::ZERO);
-                        let mut probe = ChatAllowance { rate, cell: allowance.cell, next: allowance.next };
+                        let mut probe = allowance.clone();
                         prop_assert_eq!(probe.take(now + over.retry_after), Ok(()));
                     }
                 }
