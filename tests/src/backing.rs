@@ -60,11 +60,36 @@ fn unclaimed_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
     let end = child_ports_end();
     for _ in 0..200 {
         let port = rand::random_range(CHILD_PORTS.start..end);
-        if free(port) {
+        if free(port) && claim(port)? {
             return Ok(port);
         }
     }
     anyhow::bail!("no free port in {}..{end}", CHILD_PORTS.start)
+}
+
+/// Claims `port` for this test process until it exits: an exclusive lock on a file
+/// named after the port, kept open. A port is free between the check above and the
+/// child's bind, so without a claim two draws in one test (an SFU's control and
+/// metrics ports) or in two tests running side by side could hand out the same port,
+/// and one child would fail to bind. The kernel drops the lock when the process
+/// ends, however it ends, so nothing is left to clean up.
+fn claim(port: u16) -> anyhow::Result<bool> {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("confer-test-ports");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            Ok(true)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(err)) => Err(err.into()),
+    }
 }
 
 /// A redis-server process on a fixed port, killed when dropped.
@@ -174,5 +199,21 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_port_is_handed_out_once_while_its_claimant_lives() -> anyhow::Result<()> {
+        let ports = (0..100)
+            .map(|_| super::free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for port in ports {
+            assert!(!super::claim(port)?, "port {port} was claimed again");
+        }
+        Ok(())
     }
 }
