@@ -228,6 +228,19 @@ fn each_service_gets_the_database_pool_it_is_given() {
 }
 
 #[test]
+fn the_chat_service_gets_the_default_retention_it_is_given() {
+    let retention = "CONFER_CHAT_DEFAULT_RETENTION";
+    renders_env(&[], "retention-default", &[("confer-chat", retention, "0")]);
+    let thirty_days = ["--set", "chat.defaultRetentionSeconds=2592000"];
+    renders_env(
+        &thirty_days,
+        "retention",
+        &[("confer-chat", retention, "2592000")],
+    );
+    refused(&["--set", "chat.defaultRetentionSeconds=-1"], "minimum");
+}
+
+#[test]
 fn crds_are_kept_on_uninstall_unless_asked_and_can_be_left_out() {
     let crds = |extra: &[&str]| -> Vec<Value> {
         documents(&template(extra))

@@ -468,6 +468,35 @@ async fn retention_expires_old_entries_of_that_room_only() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A room whose tenant set no retention goes by the chat service's default; a room
+/// whose tenant set one keeps it, 0 (kept for good) included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_without_a_retention_of_their_own_go_by_the_default() -> anyhow::Result<()> {
+    let urls = [
+        ("sqlite", "sqlite::memory:".to_owned()),
+        ("postgres", confer_e2e::backing::fresh_postgres().await?),
+    ];
+    for (db, url) in urls {
+        let default = Some(std::time::Duration::from_secs(1));
+        let chat = confer_chat::connect_with(&url, None, 4, default).await?;
+        chat.set_retention("t/for-good".into(), 0).await?;
+        chat.set_retention("t/a-day".into(), 86_400).await?;
+        for room in ["t/default", "t/for-good", "t/a-day"] {
+            chat.send(text(room, "ada", "old", "old")).await?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        chat.send(text("t/default", "ada", "new", "new")).await?;
+        assert_eq!(chat.expire().await?, 1, "{db}");
+        let texts = |entries: Vec<ChatEntry>| -> Vec<String> {
+            entries.into_iter().map(|e| e.text).collect()
+        };
+        assert_eq!(texts(all(&chat, "t/default").await?), ["new"], "{db}");
+        assert_eq!(texts(all(&chat, "t/for-good").await?), ["old"], "{db}");
+        assert_eq!(texts(all(&chat, "t/a-day").await?), ["old"], "{db}");
+    }
+    Ok(())
+}
+
 fn file(room: &str, sender: &str, file_id: &str) -> SendRequest {
     SendRequest {
         client_id: file_id.into(),

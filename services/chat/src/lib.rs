@@ -29,16 +29,20 @@ pub use store::Store;
 
 /// Connects the store at `database_url` and the bus (`redis_url`, or in-process).
 pub async fn connect(database_url: &str, redis_url: Option<&str>) -> anyhow::Result<ChatService> {
-    connect_with(database_url, redis_url, store::DEFAULT_CONNECTIONS).await
+    connect_with(database_url, redis_url, store::DEFAULT_CONNECTIONS, None).await
 }
 
-/// As [`connect`], with at most `connections` database connections.
+/// As [`connect`], with at most `connections` database connections, and the chat of
+/// rooms whose tenant set no retention kept for `default_retention` (none: for good).
 pub async fn connect_with(
     database_url: &str,
     redis_url: Option<&str>,
     connections: u32,
+    default_retention: Option<std::time::Duration>,
 ) -> anyhow::Result<ChatService> {
-    let store = Store::connect_with(database_url, connections).await?;
+    let store = Store::connect_with(database_url, connections)
+        .await?
+        .with_default_retention(default_retention);
     let bus = match redis_url {
         Some(url) => Bus::redis(url)?,
         None => Bus::memory(),

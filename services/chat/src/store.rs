@@ -24,6 +24,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/postgres/0003_file_removals.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_room_retention_set.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_chat.sql")),
@@ -31,6 +35,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/sqlite/0003_file_removals.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_room_retention_set.sql"),
     ),
 ];
 
@@ -59,6 +67,9 @@ pub(crate) use batch::{BatchError, MAX_BATCH};
 pub struct Store {
     pool: AnyPool,
     sqlite: bool,
+    /// The retention of a room whose tenant has not set one, in seconds; 0 keeps
+    /// such rooms' chat for good.
+    default_retention_secs: u64,
 }
 
 /// The outcome of storing a send.
@@ -92,7 +103,11 @@ impl Store {
             .with_context(|| {
                 format!("failed to connect to the chat database at {}", redact(url))
             })?;
-        let store = Self { pool, sqlite };
+        let store = Self {
+            pool,
+            sqlite,
+            default_retention_secs: 0,
+        };
         let migrations = if sqlite {
             SQLITE_MIGRATIONS
         } else {
@@ -100,6 +115,15 @@ impl Store {
         };
         confer_migrate::apply(&store.pool, LEDGER, migrations).await?;
         Ok(store)
+    }
+
+    /// This store, expiring the chat of rooms whose tenant set no retention after
+    /// `default` (none: kept for good).
+    pub fn with_default_retention(self, default: Option<Duration>) -> Self {
+        Self {
+            default_retention_secs: default.map_or(0, |d| d.as_secs().max(1)),
+            ..self
+        }
     }
 
     /// How the connection pool is used now, for `/metrics`.
@@ -267,8 +291,8 @@ impl Store {
 
     pub(crate) async fn set_retention(&self, room: &str, secs: u64) -> ChatResult<()> {
         sqlx::query(
-            "INSERT INTO chat_rooms (room, last_seq, retention_secs) VALUES ($1, 0, $2) \
-             ON CONFLICT (room) DO UPDATE SET retention_secs = $2",
+            "INSERT INTO chat_rooms (room, last_seq, retention_secs, retention_set) VALUES ($1, 0, $2, 1) \
+             ON CONFLICT (room) DO UPDATE SET retention_secs = $2, retention_set = 1",
         )
         .bind(room)
         .bind(secs.min(i64::MAX as u64) as i64)
@@ -278,15 +302,28 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes entries older than their room's retention; returns how many.
+    /// Deletes entries older than their room's retention (its own, or the default
+    /// for a room whose tenant set none); returns how many.
     pub(crate) async fn expire(&self, now_ms: u64) -> ChatResult<u64> {
+        /// A room's retention, seconds, given the default as `$2`.
+        macro_rules! retention {
+            () => {
+                "(CASE WHEN retention_set = 1 THEN retention_secs ELSE $2 END)"
+            };
+        }
         /// Entries past their room's retention at `$1`.
         macro_rules! expired {
             () => {
-                "room IN (SELECT room FROM chat_rooms WHERE retention_secs > 0) \
-                 AND sent_at_ms < $1 - 1000 * (SELECT retention_secs FROM chat_rooms WHERE chat_rooms.room = chat_entries.room)"
+                concat!(
+                    "room IN (SELECT room FROM chat_rooms WHERE ",
+                    retention!(),
+                    " > 0) AND sent_at_ms < $1 - 1000 * (SELECT ",
+                    retention!(),
+                    " FROM chat_rooms WHERE chat_rooms.room = chat_entries.room)"
+                )
             };
         }
+        let default = self.default_retention_secs.min(i64::MAX as u64 / 1000) as i64;
         let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
         sqlx::query(concat!(
             "INSERT INTO chat_file_removals (file_id, queued_at_ms) \
@@ -295,11 +332,13 @@ impl Store {
             " AND kind = 'file' AND deleted = 0 ON CONFLICT (file_id) DO NOTHING"
         ))
         .bind(now_ms as i64)
+        .bind(default)
         .execute(&mut *tx)
         .await
         .map_err(ChatError::store)?;
         let done = sqlx::query(concat!("DELETE FROM chat_entries WHERE ", expired!()))
             .bind(now_ms as i64)
+            .bind(default)
             .execute(&mut *tx)
             .await
             .map_err(ChatError::store)?;

@@ -400,6 +400,11 @@ pub struct ChatArgs {
     /// across replicas and roles).
     #[arg(long, env = "CONFER_DATABASE_CONNECTIONS", default_value_t = confer_chat::store::DEFAULT_CONNECTIONS)]
     pub database_connections: u32,
+    /// Seconds the chat of a room is kept when its tenant set no retention for it
+    /// (`PUT /v1/rooms/{room}/chat/retention`, where 0 keeps a room's chat for good);
+    /// 0 here keeps such rooms' chat for good too.
+    #[arg(long, env = "CONFER_CHAT_DEFAULT_RETENTION", default_value_t = 0)]
+    pub default_retention: u64,
     /// Redis URL for the fan-out to gateways (sharded pub/sub, one channel per room).
     #[arg(long, env = "CONFER_REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
@@ -409,6 +414,13 @@ pub struct ChatArgs {
     pub metrics_listen: SocketAddr,
     #[command(flatten)]
     pub tls: GrpcTlsArgs,
+}
+
+impl ChatArgs {
+    /// The retention of rooms whose tenant set none; `None` keeps their chat for good.
+    pub fn default_retention(&self) -> Option<std::time::Duration> {
+        (self.default_retention > 0).then(|| std::time::Duration::from_secs(self.default_retention))
+    }
 }
 
 #[derive(Args)]
@@ -649,6 +661,27 @@ mod tests {
         assert!(off.iter().all(|rate| !rate.is_limited()));
         assert!(chat_rates(&["--chat-burst", "0"]).is_err());
         assert!(chat_rates(&["--chat-rate", "-1"]).is_err());
+    }
+
+    #[test]
+    fn the_chat_services_default_retention_is_none_unless_set() {
+        let parse = |extra: &[&str]| -> Result<Option<std::time::Duration>, clap::Error> {
+            let chat = ["confer", "chat", "--database-url", "sqlite::memory:"];
+            let chat = chat.iter().chain(&["--redis-url", "redis://127.0.0.1:1"]);
+            let Command::Chat(chat) = Cli::try_parse_from(chat.chain(extra))?.command else {
+                unreachable!("a chat command")
+            };
+            Ok(chat.default_retention())
+        };
+        assert_eq!(parse(&[]).ok(), Some(None));
+        assert_eq!(parse(&["--default-retention", "0"]).ok(), Some(None));
+        let month = std::time::Duration::from_secs(30 * 86_400);
+        assert_eq!(
+            parse(&["--default-retention", "2592000"]).ok(),
+            Some(Some(month))
+        );
+        assert!(parse(&["--default-retention", "-1"]).is_err());
+        assert!(parse(&["--default-retention", "30d"]).is_err());
     }
 
     #[test]

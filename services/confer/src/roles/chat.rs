@@ -12,6 +12,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         &args.database_url,
         Some(&args.redis_url),
         args.database_connections,
+        args.default_retention(),
     )
     .await?;
     service.spawn_expiry(shutdown.clone());

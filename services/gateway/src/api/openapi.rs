@@ -191,7 +191,7 @@ fn schemas() -> Value {
             "messages": array_of("ChatMessage"), "more": boolean,
             "next_after": {"type": "integer", "minimum": 0, "description": "Pass as `after` for the next page"}}},
         "ChatRetention": {"type": "object", "additionalProperties": false, "required": ["seconds"], "properties": {
-            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists"}}},
+            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists; a room whose retention was never set keeps its chat for the deployment's default retention"}}},
         "DeadLetter": {"type": "object", "properties": {
             "event_id": string, "webhook_id": string, "event": string, "room": string,
             "attempts": int, "last_error": string, "created_at": int}},
