@@ -16,8 +16,8 @@
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
 
-#[path = "chat_client/arrival.rs"]
-mod arrival;
+#[path = "chat_client/socket.rs"]
+mod socket;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -25,16 +25,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrival::{Arrival, ArrivalStream};
-
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
+use socket::MemberSocket;
 use support::ChatCluster;
-use tokio_tungstenite::tungstenite::Message;
 
 const RUN: Duration = Duration::from_secs(6);
 
-type Ws = tokio_tungstenite::WebSocketStream<ArrivalStream>;
+type Ws = MemberSocket;
 
 /// Now, µs since the Unix epoch: the clock of the messages' send times and of the
 /// kernel's receive timestamps alike.
@@ -58,12 +56,7 @@ fn time_of_day(unix_us: u64) -> String {
 }
 
 /// Joins, waiting out the tenant's join rate limit (a burst of 500).
-async fn join(
-    cluster: &ChatCluster,
-    g: usize,
-    room: &str,
-    who: String,
-) -> anyhow::Result<(Ws, Arrival)> {
+async fn join(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
     loop {
         match join_once(cluster, g, room, who.clone()).await {
             Err(err)
@@ -77,35 +70,32 @@ async fn join(
     }
 }
 
-async fn join_once(
-    cluster: &ChatCluster,
-    g: usize,
-    room: &str,
-    who: String,
-) -> anyhow::Result<(Ws, Arrival)> {
+async fn join_once(cluster: &ChatCluster, g: usize, room: &str, who: String) -> anyhow::Result<Ws> {
     let token = cluster.token(room, &who);
-    let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
-    let tcp = tokio::net::TcpStream::connect(cluster.gateways[g].as_str()).await?;
-    tcp.set_nodelay(true)?;
-    let (stream, arrival) = ArrivalStream::new(tcp)?;
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(&url, stream, Some(small_reads())).await?;
-    ws.send(Message::Text(
-        json!({"request_id": "j", "join": {"room": room, "token": token, "chat_batches": batches()}})
-            .to_string()
-            .into(),
-    ))
-    .await?;
+    let mut ws = MemberSocket::connect(&cluster.gateways[g], "/v1/signal").await?;
+    let join = json!({"request_id": "j", "join": {"room": room, "token": token, "chat_batches": batches()}});
+    ws.send_text(&join.to_string()).await?;
     loop {
-        let Some(frame) = ws.next().await else {
-            anyhow::bail!("closed")
-        };
-        if let Message::Text(text) = frame? {
-            let reply: Value = serde_json::from_str(&text)?;
-            if reply.get("joined").is_some() {
-                return Ok((ws, arrival));
-            }
-            anyhow::ensure!(reply.get("error").is_none(), "{who}: {reply}");
+        // Frames after `joined` in the same read (presence) are not chat entries.
+        let mut answer: Option<anyhow::Result<()>> = None;
+        let open = ws
+            .read_frames(|frame| {
+                let Some(text) = frame.text.filter(|_| answer.is_none()) else {
+                    return;
+                };
+                answer = match serde_json::from_slice::<Value>(text) {
+                    Ok(reply) if reply.get("joined").is_some() => Some(Ok(())),
+                    Ok(reply) if reply.get("error").is_some() => {
+                        Some(Err(anyhow::anyhow!("{who}: {reply}")))
+                    }
+                    Ok(_) => None,
+                    Err(err) => Some(Err(err.into())),
+                };
+            })
+            .await?;
+        match answer {
+            Some(joined) => return joined.map(|()| ws),
+            None => anyhow::ensure!(open, "closed"),
         }
     }
 }
@@ -160,14 +150,13 @@ struct Delivered {
 }
 
 async fn member(
-    (ws, arrival): (Ws, Arrival),
+    ws: Ws,
     gateway: u8,
     sender: Option<String>,
     control: Arc<Control>,
 ) -> anyhow::Result<()> {
     let reader = Reader {
         gateway,
-        arrival,
         mode: QUIET,
         latencies: Vec::new(),
         control,
@@ -181,8 +170,6 @@ async fn member(
 /// What a member reads: the senders' mode, and the chat entries it is delivered.
 struct Reader {
     gateway: u8,
-    /// When the bytes of the socket's latest read arrived.
-    arrival: Arrival,
     /// The mode last seen.
     mode: u64,
     /// Latencies gather here and go to the shared list when the mode changes.
@@ -209,25 +196,24 @@ impl Reader {
     }
 
     /// Counts (and while recording, times) the chat entries the bench sent in `text`
-    /// (a `chat`, or a `chat_batch` of several); returns whether there were any.
-    fn delivered(&mut self, text: &str) -> bool {
+    /// (a `chat`, or a `chat_batch` of several), whose bytes reached the socket at
+    /// `arrived_us`; returns whether there were any.
+    fn delivered(&mut self, text: &[u8], arrived_us: u64) -> bool {
         // A field check, not parsing: nearly every frame holds chat entries. One
         // searcher for all: `str::find` builds its own on every call.
         static SENT_AT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"text\":\"t="));
         let recording = self.control.recording.load(Relaxed);
         let (now, arrived) = if recording {
-            (now_us(), self.arrival.load(Relaxed))
+            (now_us(), arrived_us)
         } else {
             (0, 0)
         };
         let mut entries = 0;
-        for at in SENT_AT.find_iter(text.as_bytes()) {
+        for at in SENT_AT.find_iter(text) {
             entries += 1;
             if recording {
-                let digits = text.as_bytes()[at + 10..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_digit());
+                let digits = text[at + 10..].iter().take_while(|b| b.is_ascii_digit());
                 let sent = digits.fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
                 self.latencies.push(Delivered {
                     received_us: now,
@@ -257,12 +243,11 @@ async fn read(mut ws: Ws, mut reader: Reader) -> anyhow::Result<()> {
     while reader.mode().0 != STOP {
         tokio::select! {
             biased;
-            frame = ws.next() => {
-                let Some(frame) = frame else { break };
-                if let Message::Text(text) = frame? {
-                    reader.delivered(&text);
+            open = ws.read_frames(|frame| {
+                if let Some(text) = frame.text {
+                    reader.delivered(text, frame.arrived_us);
                 }
-            }
+            }) => if !open? { break },
             // The next pass of the loop hands over.
             changed = changes.next() => if changed.is_none() { break },
         }
@@ -271,8 +256,7 @@ async fn read(mut ws: Ws, mut reader: Reader) -> anyhow::Result<()> {
 }
 
 /// A member that sends (a window of sends in flight, or paced) and reads.
-async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Result<()> {
-    let (mut sink, mut stream) = ws.split();
+async fn send_and_read(mut ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Result<()> {
     let control = reader.control.clone();
     let mut changes = std::pin::pin!(mode_changes(control.mode.subscribe()));
     let mut in_flight = 0usize;
@@ -287,11 +271,8 @@ async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Re
     };
     let message = |n: u64| {
         let now = now_us();
-        Message::Text(
-            json!({"chat": {"text": format!("t={now}"), "client_id": format!("{prefix}-{n}")}})
-                .to_string()
-                .into(),
-        )
+        json!({"chat": {"text": format!("t={now}"), "client_id": format!("{prefix}-{n}")}})
+            .to_string()
     };
     loop {
         let (current, changed) = reader.mode();
@@ -303,7 +284,7 @@ async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Re
         }
         if current == MAX {
             while in_flight < control.window.load(Relaxed) as usize {
-                sink.send(message(n)).await?;
+                ws.send_text(&message(n)).await?;
                 (n, in_flight) = (n + 1, in_flight + 1);
             }
         }
@@ -319,20 +300,21 @@ async fn send_and_read(ws: Ws, prefix: String, mut reader: Reader) -> anyhow::Re
             // The next pass of the loop hands over and resets.
             changed = changes.next() => if changed.is_none() { break },
             () = tokio::time::sleep_until(next_at), if paced => {
-                sink.send(message(n)).await?;
+                ws.send_text(&message(n)).await?;
                 n += 1;
                 let interval = Duration::from_micros(control.interval_us.load(Relaxed).max(1));
                 let now = tokio::time::Instant::now();
                 next_at = if now > next_at + interval { now + interval } else { next_at + interval };
             }
-            frame = stream.next() => {
-                let Some(frame) = frame else { break };
-                let Message::Text(text) = frame? else { continue };
-                if !reader.delivered(&text) && text.contains("\"chat_sent\"") {
+            open = ws.read_frames(|frame| {
+                let Some(text) = frame.text else { return };
+                if !reader.delivered(text, frame.arrived_us)
+                    && memchr::memmem::find(text, b"\"chat_sent\"").is_some()
+                {
                     in_flight = in_flight.saturating_sub(1);
                     control.sent.fetch_add(1, Relaxed);
                 }
-            }
+            }) => if !open? { break },
         }
     }
     Ok(())
@@ -842,11 +824,4 @@ async fn main() -> anyhow::Result<()> {
         redis_publish(cluster.redis.port)?
     );
     Ok(())
-}
-
-/// A WebSocket client reading 4 KiB at a time: the library zero-fills its whole read
-/// buffer (128 KiB by default) before every read, which at thousands of clients costs
-/// more CPU than the messages themselves.
-fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
 }
