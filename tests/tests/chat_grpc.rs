@@ -370,3 +370,19 @@ async fn a_chat_service_without_the_send_stream_gets_sends_as_calls() -> anyhow:
     );
     Ok(())
 }
+
+/// A room's retention over gRPC: set, read back, dropped for the service's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_retention_is_set_read_and_cleared_over_grpc() -> anyhow::Result<()> {
+    let hour = Some(std::time::Duration::from_secs(3_600));
+    let service = confer_chat::connect_with("sqlite::memory:", None, 1, hour).await?;
+    let served = serve(&service, "127.0.0.1:0").await?;
+    let chat = GrpcChat::connect(&served.addr.to_string(), None)?;
+    let by = |seconds, own| confer_chat::Retention { seconds, own };
+    assert_eq!(chat.retention("t/r".into()).await?, by(3_600, false));
+    chat.set_retention("t/r".into(), 0).await?;
+    assert_eq!(chat.retention("t/r".into()).await?, by(0, true));
+    chat.clear_retention("t/r".into()).await?;
+    assert_eq!(chat.retention("t/r".into()).await?, by(3_600, false));
+    served.stop().await
+}

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use confer_chat::{
-    ChatAction, ChatApi, ChatEntry, ChatService, EntryKind, HistoryPage, Page, SendRequest,
+    ChatAction, ChatApi, ChatEntry, ChatService, EntryKind, HistoryPage, Page, Retention,
+    SendRequest,
 };
 
 fn text(room: &str, sender: &str, client_id: &str, text: &str) -> SendRequest {
@@ -493,6 +494,21 @@ async fn rooms_without_a_retention_of_their_own_go_by_the_default() -> anyhow::R
         assert_eq!(texts(all(&chat, "t/default").await?), ["new"], "{db}");
         assert_eq!(texts(all(&chat, "t/for-good").await?), ["old"], "{db}");
         assert_eq!(texts(all(&chat, "t/a-day").await?), ["old"], "{db}");
+
+        // What each room goes by, and a room's own retention dropped: the default again.
+        let by = |seconds, own| Retention { seconds, own };
+        assert_eq!(chat.retention("t/default".into()).await?, by(1, false));
+        assert_eq!(chat.retention("t/for-good".into()).await?, by(0, true));
+        assert_eq!(chat.retention("t/a-day".into()).await?, by(86_400, true));
+        assert_eq!(chat.retention("t/unknown".into()).await?, by(1, false));
+        chat.clear_retention("t/a-day".into()).await?;
+        assert_eq!(chat.retention("t/a-day".into()).await?, by(1, false));
+        assert_eq!(
+            chat.expire().await?,
+            1,
+            "{db}: a-day's old entry, by the default"
+        );
+        assert!(all(&chat, "t/a-day").await?.is_empty(), "{db}");
     }
     Ok(())
 }

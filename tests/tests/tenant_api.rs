@@ -340,15 +340,58 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         (404, "room_not_found"),
         "another tenant's room: {body}"
     );
+    let retention = "/v1/rooms/town-hall/chat/retention";
+    let default = json!({"seconds": 0, "source": "default"});
+    let (status, body) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat/retention",
+            retention,
+            None,
+        )
+        .await?;
+    assert_eq!((status, &body), (200, &default), "never set: the default");
     let (status, body) = api
         .call(
             Method::PUT,
             "/v1/rooms/{room}/chat/retention",
-            "/v1/rooms/town-hall/chat/retention",
+            retention,
             Some(json!({"seconds": 86_400})),
         )
         .await?;
-    assert_eq!((status, &body["seconds"]), (200, &json!(86_400)), "{body}");
+    let a_day = json!({"seconds": 86_400, "source": "room"});
+    assert_eq!((status, &body), (200, &a_day), "{body}");
+    let (_, body) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat/retention",
+            retention,
+            None,
+        )
+        .await?;
+    assert_eq!(body, a_day, "read back");
+    let (status, body) = other
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/chat/retention",
+            retention,
+            None,
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (404, "room_not_found"), "{body}");
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            "/v1/rooms/{room}/chat/retention",
+            retention,
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, &body),
+        (200, &default),
+        "cleared: the default again"
+    );
     let (status, body) = api
         .raw(
             Method::PUT,

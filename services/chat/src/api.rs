@@ -138,13 +138,27 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// How long a room's chat is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Seconds; 0: for as long as the room exists.
+    pub seconds: u64,
+    /// The room's own setting; false: the chat service's default.
+    pub own: bool,
+}
+
 pub trait ChatApi: Send + Sync + 'static {
     /// Stores the action under the room's next sequence number, then publishes it to
     /// the gateways. Returns once it is durable.
     fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>>;
     fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>>;
-    /// Keep a room's chat for `secs` seconds (0: for as long as the room exists).
+    /// Keep a room's chat for `secs` seconds (0: for as long as the room exists),
+    /// whatever the service's default.
     fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>>;
+    /// How long a room's chat is kept: its own setting, or the service's default.
+    fn retention(&self, room: String) -> BoxFuture<'_, ChatResult<Retention>>;
+    /// Drop a room's own retention: its chat goes by the service's default again.
+    fn clear_retention(&self, room: String) -> BoxFuture<'_, ChatResult<()>>;
     /// Forget a room's chat (the room was deleted).
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>>;
     /// Up to `limit` shared files whose entries are gone (deleted, expired, their room

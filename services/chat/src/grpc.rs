@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use confer_telemetry::propagate::{Traced, traced};
 
-use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, SendRequest, Sent};
+use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, Retention, SendRequest, Sent};
 use crate::error::{ChatError, ChatResult, ErrorKind};
 use crate::service::ChatService;
 
@@ -75,6 +75,8 @@ impl Rpc {
             "send" => answer(s.send(arg(a)?).await),
             "history" => answer(s.history(arg(a)?, arg(a)?).await),
             "set_retention" => answer(s.set_retention(arg(a)?, arg(a)?).await),
+            "retention" => answer(s.retention(arg(a)?).await),
+            "clear_retention" => answer(s.clear_retention(arg(a)?).await),
             "delete_room" => answer(s.delete_room(arg(a)?).await),
             "files_to_remove" => answer(s.files_to_remove(arg(a)?).await),
             "files_removed" => answer(s.files_removed(arg(a)?).await),
@@ -210,6 +212,14 @@ impl ChatApi for GrpcChat {
 
     fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>> {
         Box::pin(async move { self.call("set_retention", vec![v(room), v(secs)]).await })
+    }
+
+    fn retention(&self, room: String) -> BoxFuture<'_, ChatResult<Retention>> {
+        Box::pin(async move { self.call("retention", vec![v(room)]).await })
+    }
+
+    fn clear_retention(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move { self.call("clear_retention", vec![v(room)]).await })
     }
 
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {

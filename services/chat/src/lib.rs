@@ -20,7 +20,9 @@ mod stats;
 pub mod store;
 mod validate;
 
-pub use api::{ChatAction, ChatApi, ChatEntry, EntryKind, HistoryPage, Page, SendRequest, Sent};
+pub use api::{
+    ChatAction, ChatApi, ChatEntry, EntryKind, HistoryPage, Page, Retention, SendRequest, Sent,
+};
 pub use bus::{Bus, Delivery, Feed, FeedEvent};
 pub use error::{ChatError, ChatResult, ErrorKind};
 pub use service::ChatService;

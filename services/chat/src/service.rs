@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, SendRequest, Sent};
+use crate::api::{BoxFuture, ChatApi, HistoryPage, Page, Retention, SendRequest, Sent};
 use crate::bus::Bus;
 use crate::error::{ChatError, ChatResult};
 use crate::pipeline::Pipeline;
@@ -111,6 +111,14 @@ impl ChatApi for ChatService {
 
     fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>> {
         Box::pin(async move { self.store.set_retention(&room, secs).await })
+    }
+
+    fn retention(&self, room: String) -> BoxFuture<'_, ChatResult<Retention>> {
+        Box::pin(async move { self.store.retention(&room).await })
+    }
+
+    fn clear_retention(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
+        Box::pin(async move { self.store.clear_retention(&room).await })
     }
 
     fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row as _};
 
-use crate::api::{ChatAction, ChatEntry, EntryKind, HistoryPage, Page, SendRequest};
+use crate::api::{ChatAction, ChatEntry, EntryKind, HistoryPage, Page, Retention, SendRequest};
 use crate::error::{ChatError, ChatResult};
 
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
@@ -299,6 +299,34 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(ChatError::store)?;
+        Ok(())
+    }
+
+    pub(crate) async fn retention(&self, room: &str) -> ChatResult<Retention> {
+        let own: Option<(i64, i64)> =
+            sqlx::query_as("SELECT retention_secs, retention_set FROM chat_rooms WHERE room = $1")
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(ChatError::store)?;
+        Ok(match own {
+            Some((secs, 1)) => Retention {
+                seconds: u64::try_from(secs).unwrap_or_default(),
+                own: true,
+            },
+            _ => Retention {
+                seconds: self.default_retention_secs,
+                own: false,
+            },
+        })
+    }
+
+    pub(crate) async fn clear_retention(&self, room: &str) -> ChatResult<()> {
+        sqlx::query("UPDATE chat_rooms SET retention_secs = 0, retention_set = 0 WHERE room = $1")
+            .bind(room)
+            .execute(&self.pool)
+            .await
+            .map_err(ChatError::store)?;
         Ok(())
     }
 

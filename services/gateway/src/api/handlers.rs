@@ -149,11 +149,37 @@ pub(crate) async fn set_chat_retention(
     Body(req): Body<ChatRetention>,
 ) -> Result<Response> {
     s.room.get_room(t.clone(), room.clone()).await?;
-    s.chat
-        .api
-        .set_retention(chat_key(&t, &room), req.seconds)
-        .await?;
-    Ok(Json(json!({"seconds": req.seconds})).into_response())
+    let key = chat_key(&t, &room);
+    s.chat.api.set_retention(key.clone(), req.seconds).await?;
+    retention_now(&s, key).await
+}
+
+pub(crate) async fn get_chat_retention(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    s.room.get_room(t.clone(), room.clone()).await?;
+    retention_now(&s, chat_key(&t, &room)).await
+}
+
+pub(crate) async fn clear_chat_retention(
+    State(s): St,
+    Tenant(t): Tenant,
+    Path(room): Path<String>,
+) -> Result<Response> {
+    s.room.get_room(t.clone(), room.clone()).await?;
+    let key = chat_key(&t, &room);
+    s.chat.api.clear_retention(key.clone()).await?;
+    retention_now(&s, key).await
+}
+
+/// How long the room's chat is kept now, and whether that is its own setting or the
+/// deployment's default.
+async fn retention_now(s: &AppState, key: String) -> Result<Response> {
+    let now = s.chat.api.retention(key).await?;
+    let source = if now.own { "room" } else { "default" };
+    Ok(Json(json!({"seconds": now.seconds, "source": source})).into_response())
 }
 
 pub(crate) async fn list_participants(

@@ -80,10 +80,22 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Export the room's chat history, oldest first, a page at a time",
     ),
     (
+        "get",
+        "/v1/rooms/{room}/chat/retention",
+        "getChatRetention",
+        "How long the room's chat is kept: its own setting or the deployment's default",
+    ),
+    (
         "put",
         "/v1/rooms/{room}/chat/retention",
         "setChatRetention",
         "Keep the room's chat for so many seconds (0: as long as the room exists)",
+    ),
+    (
+        "delete",
+        "/v1/rooms/{room}/chat/retention",
+        "clearChatRetention",
+        "Drop the room's own retention: its chat is kept for the deployment's default",
     ),
     (
         "get",
@@ -135,7 +147,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/rooms/{room}/chat", get(export_chat))
         .route(
             "/rooms/{room}/chat/retention",
-            axum::routing::put(set_chat_retention),
+            get(get_chat_retention)
+                .put(set_chat_retention)
+                .delete(clear_chat_retention),
         )
         .route("/webhooks", get(list_webhooks).post(create_webhook))
         .route("/webhooks/dead-letters", get(dead_letters))

@@ -42,10 +42,11 @@ fn io(operation: &str) -> (Option<Value>, &'static str, Option<Value>) {
         ),
         "listDeadLetters" => (None, "200", Some(array_of("DeadLetter"))),
         "exportChat" => (None, "200", Some(schema("ChatExport"))),
+        "getChatRetention" | "clearChatRetention" => (None, "200", Some(schema("RetentionNow"))),
         "setChatRetention" => (
             Some(schema("ChatRetention")),
             "200",
-            Some(schema("ChatRetention")),
+            Some(schema("RetentionNow")),
         ),
         "openapi" => (None, "200", Some(json!({"type": "object"}))),
         _ => (None, "204", None),
@@ -191,7 +192,10 @@ fn schemas() -> Value {
             "messages": array_of("ChatMessage"), "more": boolean,
             "next_after": {"type": "integer", "minimum": 0, "description": "Pass as `after` for the next page"}}},
         "ChatRetention": {"type": "object", "additionalProperties": false, "required": ["seconds"], "properties": {
-            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists; a room whose retention was never set keeps its chat for the deployment's default retention"}}},
+            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists"}}},
+        "RetentionNow": {"type": "object", "required": ["seconds", "source"], "properties": {
+            "seconds": {"type": "integer", "minimum": 0, "description": "0 keeps the chat as long as the room exists"},
+            "source": {"enum": ["room", "default"], "description": "the room's own setting, or the deployment's default (a room whose retention was never set, or was cleared)"}}},
         "DeadLetter": {"type": "object", "properties": {
             "event_id": string, "webhook_id": string, "event": string, "room": string,
             "attempts": int, "last_error": string, "created_at": int}},
