@@ -12,6 +12,19 @@ use confer_room::webhook::WebhookConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// `method` on the chat retention of the room `town-hall`, as `api`'s tenant.
+async fn town_hall_retention(
+    api: &Api,
+    method: Method,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let (route, path) = (
+        "/v1/rooms/{room}/chat/retention",
+        "/v1/rooms/town-hall/chat/retention",
+    );
+    api.call(method, route, path, body).await
+}
+
 /// A tenant's API client that records which routes it has called.
 struct Api {
     base: String,
@@ -340,53 +353,18 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         (404, "room_not_found"),
         "another tenant's room: {body}"
     );
-    let retention = "/v1/rooms/town-hall/chat/retention";
     let default = json!({"seconds": 0, "source": "default"});
-    let (status, body) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/chat/retention",
-            retention,
-            None,
-        )
-        .await?;
+    let (status, body) = town_hall_retention(&api, Method::GET, None).await?;
     assert_eq!((status, &body), (200, &default), "never set: the default");
-    let (status, body) = api
-        .call(
-            Method::PUT,
-            "/v1/rooms/{room}/chat/retention",
-            retention,
-            Some(json!({"seconds": 86_400})),
-        )
-        .await?;
+    let a_day = Some(json!({"seconds": 86_400}));
+    let (status, body) = town_hall_retention(&api, Method::PUT, a_day).await?;
     let a_day = json!({"seconds": 86_400, "source": "room"});
     assert_eq!((status, &body), (200, &a_day), "{body}");
-    let (_, body) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/chat/retention",
-            retention,
-            None,
-        )
-        .await?;
+    let (_, body) = town_hall_retention(&api, Method::GET, None).await?;
     assert_eq!(body, a_day, "read back");
-    let (status, body) = other
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/chat/retention",
-            retention,
-            None,
-        )
-        .await?;
+    let (status, body) = town_hall_retention(&other, Method::GET, None).await?;
     assert_eq!((status, code(&body)), (404, "room_not_found"), "{body}");
-    let (status, body) = api
-        .call(
-            Method::DELETE,
-            "/v1/rooms/{room}/chat/retention",
-            retention,
-            None,
-        )
-        .await?;
+    let (status, body) = town_hall_retention(&api, Method::DELETE, None).await?;
     assert_eq!(
         (status, &body),
         (200, &default),
