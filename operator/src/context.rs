@@ -60,6 +60,9 @@ impl NodeControl for GrpcNodeControl {
 pub struct Context {
     pub client: kube::Client,
     pub rooms: Arc<dyn Rooms>,
+    /// Where a conference's declared chat retention goes; none without
+    /// `--chat-service`.
+    pub chat: Option<Arc<dyn confer_chat::ChatApi>>,
     pub snapshots: watch::Receiver<Snapshot>,
     pub nodes: Arc<dyn NodeControl>,
     pub defaults: PodDefaults,
@@ -88,12 +91,21 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             rooms,
+            chat: None,
             snapshots,
             nodes,
             defaults,
             metrics,
             clock: || confer_discovery::unix_ms() as i64,
             failures: Mutex::default(),
+        }
+    }
+
+    /// This context, giving conferences' chat retention to `chat`.
+    pub fn with_chat(self, chat: Arc<dyn confer_chat::ChatApi>) -> Self {
+        Self {
+            chat: Some(chat),
+            ..self
         }
     }
 

@@ -14,6 +14,8 @@ pub enum Error {
     Secret(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("chat service: {0}")]
+    ChatService(String),
 }
 
 impl Error {
@@ -32,6 +34,7 @@ impl Error {
             Self::RoomService(_) => "RoomServiceRejected",
             Self::Secret(_) => "SecretInvalid",
             Self::Finalizer(_) => "FinalizerFailed",
+            Self::ChatService(_) => "ChatServiceFailed",
         }
     }
 }

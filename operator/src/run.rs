@@ -36,6 +36,8 @@ pub struct OperatorConfig {
     pub namespace: Option<String>,
     /// `host:port` of the room service's gRPC API.
     pub room_service: String,
+    /// `host:port` of the chat service's gRPC API, for conferences' chat retention.
+    pub chat_service: Option<String>,
     /// Namespace of the leader-election Lease (the operator's own).
     pub lease_namespace: String,
     /// This replica's name in the Lease (the pod name).
@@ -55,7 +57,7 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
     let metrics = Arc::new(Metrics::default());
     let room_service =
         confer_room::grpc::GrpcRoom::connect(&config.room_service, config.tls.as_ref())?;
-    let ctx = Arc::new(Context::new(
+    let ctx = Context::new(
         client.clone(),
         Arc::new(RoomService(Arc::new(room_service))),
         registry.watch(),
@@ -68,7 +70,14 @@ pub async fn run(config: OperatorConfig, shutdown: watch::Receiver<bool>) -> any
             tls: config.sfu_tls.clone(),
         },
         metrics.clone(),
-    ));
+    );
+    let ctx = Arc::new(match &config.chat_service {
+        Some(address) => ctx.with_chat(Arc::new(confer_chat::grpc::GrpcChat::connect(
+            address,
+            config.tls.as_ref(),
+        )?)),
+        None => ctx,
+    });
     tokio::spawn(serve_metrics(config.metrics_listen, metrics));
     let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
     let leading = leader::campaign(client.clone(), &lease).await?;

@@ -230,7 +230,15 @@ fn each_service_gets_the_database_pool_it_is_given() {
 #[test]
 fn the_chat_service_gets_the_default_retention_it_is_given() {
     let retention = "CONFER_CHAT_DEFAULT_RETENTION";
-    renders_env(&[], "retention-default", &[("confer-chat", retention, "0")]);
+    renders_env(
+        &[],
+        "retention-default",
+        &[
+            ("confer-chat", retention, "0"),
+            // Where the operator gives Conferences' chatRetentionSeconds.
+            ("confer-operator", "CONFER_CHAT_SERVICE", "confer-chat:7891"),
+        ],
+    );
     let thirty_days = ["--set", "chat.defaultRetentionSeconds=2592000"];
     renders_env(
         &thirty_days,

@@ -35,6 +35,7 @@ struct Cluster {
     double: KubeDouble,
     client: kube::Client,
     room: confer_room::RoomService,
+    chat: confer_chat::ChatService,
     _stop: watch::Sender<bool>,
 }
 
@@ -57,7 +58,8 @@ async fn cluster() -> anyhow::Result<Cluster> {
         stopped.clone(),
     )
     .await?;
-    let ctx = Arc::new(Context::new(
+    let chat = confer_chat::connect("sqlite::memory:", None).await?;
+    let ctx = Context::new(
         client.clone(),
         Arc::new(RoomService(Arc::new(room.clone()))),
         watch::channel(Default::default()).1,
@@ -68,17 +70,19 @@ async fn cluster() -> anyhow::Result<Cluster> {
             tls: None,
         },
         Arc::new(Metrics::default()),
-    ));
+    )
+    .with_chat(Arc::new(chat.clone()));
     tokio::spawn(confer_operator::run::controllers(
         client.clone(),
         Some(NAMESPACE.into()),
-        ctx,
+        Arc::new(ctx),
         stopped,
     ));
     Ok(Cluster {
         double,
         client,
         room,
+        chat,
         _stop: stop,
     })
 }
@@ -246,6 +250,16 @@ async fn a_conference_is_a_room_until_it_is_deleted() -> anyhow::Result<()> {
     assert!(
         room.has_password,
         "the Secret's password reached the room service"
+    );
+    // The declared chat retention reached the chat service.
+    assert_eq!(ready["status"]["chatRetentionSeconds"], 2_592_000);
+    let key = confer_chat::api::room_key("acme", "all-hands");
+    assert_eq!(
+        confer_chat::ChatApi::retention(&cluster.chat, key).await?,
+        confer_chat::Retention {
+            seconds: 2_592_000,
+            own: true
+        }
     );
     let events = cluster
         .double

@@ -151,6 +151,12 @@ fn conference_rules_reject_bad_specs() {
         None,
         "tenant must not be empty",
     );
+    expect_rejected(
+        "conferences",
+        &with(conference.clone(), "/spec/chatRetentionSeconds", json!(-1)),
+        None,
+        "chatRetentionSeconds must not be negative",
+    );
     let retenanted = with(conference.clone(), "/spec/tenant", json!("globex"));
     expect_rejected(
         "conferences",

@@ -154,8 +154,10 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             }
         }
     };
+    let chat_retention = chat_retention(conference, ctx).await?;
     let snapshot = ctx.snapshots.borrow().clone();
-    let status = status(conference, &view, version, &snapshot, (ctx.clock)());
+    let mut status = status(conference, &view, version, &snapshot, (ctx.clock)());
+    status.chat_retention_seconds = chat_retention;
     if conference.status.as_ref() != Some(&status) {
         let api: Api<Conference> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = serde_json::json!({ "status": status });
@@ -163,6 +165,33 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             .await?;
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// Gives the chat service the conference's declared chat retention when it differs
+/// from the one given last (recorded in the status): set when declared, dropped for
+/// the deployment's default when no longer declared. Between changes a tenant's own
+/// setting through the API stands. Returns the retention now given.
+async fn chat_retention(conference: &Conference, ctx: &Context) -> Result<Option<i64>> {
+    let wanted = conference.spec.chat_retention_seconds;
+    let given = conference
+        .status
+        .as_ref()
+        .and_then(|s| s.chat_retention_seconds);
+    if wanted == given {
+        return Ok(given);
+    }
+    let Some(chat) = &ctx.chat else {
+        return Err(Error::ChatService(
+            "chatRetentionSeconds needs the operator's --chat-service".into(),
+        ));
+    };
+    let key = confer_chat::api::room_key(&conference.spec.tenant, &conference.name_any());
+    let done = match wanted {
+        Some(seconds) => chat.set_retention(key, seconds.max(0) as u64).await,
+        None => chat.clear_retention(key).await,
+    };
+    done.map_err(|err| Error::ChatService(err.to_string()))?;
+    Ok(wanted)
 }
 
 async fn cleanup(conference: &Conference, ctx: &Context) -> Result<Action> {

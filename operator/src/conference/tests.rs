@@ -155,6 +155,7 @@ fn conference(finalized: bool) -> Conference {
             }),
             recording: false,
             sip_dial_in: true,
+            chat_retention_seconds: None,
         },
     );
     conference.metadata.namespace = Some("confer".into());
@@ -173,6 +174,11 @@ fn harness() -> (Arc<Context>, Arc<FakeRooms>, Handle) {
 }
 
 fn harness_with(rooms: Arc<FakeRooms>) -> (Arc<Context>, Handle) {
+    let (ctx, api) = context(rooms);
+    (Arc::new(ctx), api)
+}
+
+fn context(rooms: Arc<FakeRooms>) -> (Context, Handle) {
     let (service, api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let mut ctx = Context::new(
         kube::Client::new(service, "default"),
@@ -187,7 +193,67 @@ fn harness_with(rooms: Arc<FakeRooms>) -> (Arc<Context>, Handle) {
         Arc::new(Metrics::default()),
     );
     ctx.clock = || 1_800_000_000_000;
-    (Arc::new(ctx), api)
+    (ctx, api)
+}
+
+/// The chat service, in memory, recording the retentions it was given.
+#[derive(Default)]
+struct FakeChat {
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeChat {
+    fn record(&self, call: String) -> confer_chat::ChatResult<()> {
+        self.calls.lock().expect("calls").push(call);
+        Ok(())
+    }
+}
+
+/// Only retentions are the operator's to give.
+fn not_the_operators<T>() -> BoxFuture<'static, confer_chat::ChatResult<T>> {
+    Box::pin(async {
+        Err(confer_chat::ChatError::invalid(
+            "unexpected",
+            "not the operator's",
+        ))
+    })
+}
+
+impl confer_chat::ChatApi for FakeChat {
+    fn send(
+        &self,
+        _: confer_chat::SendRequest,
+    ) -> BoxFuture<'_, confer_chat::ChatResult<confer_chat::Sent>> {
+        not_the_operators()
+    }
+    fn history(
+        &self,
+        _: String,
+        _: confer_chat::Page,
+    ) -> BoxFuture<'_, confer_chat::ChatResult<confer_chat::HistoryPage>> {
+        not_the_operators()
+    }
+    fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, confer_chat::ChatResult<()>> {
+        Box::pin(async move { self.record(format!("set {room} {secs}")) })
+    }
+    fn retention(
+        &self,
+        _: String,
+    ) -> BoxFuture<'_, confer_chat::ChatResult<confer_chat::Retention>> {
+        not_the_operators()
+    }
+    fn clear_retention(&self, room: String) -> BoxFuture<'_, confer_chat::ChatResult<()>> {
+        Box::pin(async move { self.record(format!("clear {room}")) })
+    }
+    fn delete_room(&self, _: String) -> BoxFuture<'_, confer_chat::ChatResult<()>> {
+        not_the_operators()
+    }
+    fn files_to_remove(&self, _: u32) -> BoxFuture<'_, confer_chat::ChatResult<Vec<String>>> {
+        not_the_operators()
+    }
+    fn files_removed(&self, _: Vec<String>) -> BoxFuture<'_, confer_chat::ChatResult<()>> {
+        not_the_operators()
+    }
 }
 
 enum Step {
@@ -643,4 +709,66 @@ fn status_relays_healthy(view: &RoomView, snapshot: &confer_discovery::Snapshot,
         .relays
         .iter()
         .all(|relay| relay.healthy)
+}
+
+#[tokio::test]
+async fn a_declared_chat_retention_is_given_once_and_dropped_when_no_longer_declared() {
+    let (rooms, mut declared) = created().await;
+    declared.spec.chat_retention_seconds = Some(86_400);
+    let chat = Arc::new(FakeChat::default());
+    let with_chat = |rooms: &Arc<FakeRooms>| {
+        let (ctx, api) = context(rooms.clone());
+        (Arc::new(ctx.with_chat(chat.clone())), api)
+    };
+
+    // Declared: given to the chat service, and recorded in the status.
+    let (ctx, api) = with_chat(&rooms);
+    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    reconcile(Arc::new(declared.clone()), ctx)
+        .await
+        .expect("gives the retention");
+    let seen = server.await.expect("scenario");
+    assert_eq!(seen[1]["status"]["chatRetentionSeconds"], 86_400);
+    declared.status = serde_json::from_value(seen[1]["status"].clone()).expect("status");
+
+    // Unchanged: not given again (a tenant's own change through the API stands).
+    let (ctx, api) = with_chat(&rooms);
+    let server = serve(api, vec![Step::GetSecret("7")]);
+    reconcile(Arc::new(declared.clone()), ctx)
+        .await
+        .expect("nothing to do");
+    server.await.expect("scenario");
+
+    // No longer declared: the room goes by the deployment's default again.
+    let mut undeclared = declared;
+    undeclared.spec.chat_retention_seconds = None;
+    let (ctx, api) = with_chat(&rooms);
+    let server = serve(api, vec![Step::GetSecret("7"), Step::PatchStatus]);
+    reconcile(Arc::new(undeclared), ctx)
+        .await
+        .expect("drops the retention");
+    let seen = server.await.expect("scenario");
+    assert!(
+        seen[1]["status"].get("chatRetentionSeconds").is_none(),
+        "{}",
+        seen[1]
+    );
+    assert_eq!(
+        *chat.calls.lock().expect("calls"),
+        ["set acme/all-hands 86400", "clear acme/all-hands"]
+    );
+}
+
+#[tokio::test]
+async fn a_declared_chat_retention_without_a_chat_service_fails_clearly() {
+    let (rooms, mut declared) = created().await;
+    declared.spec.chat_retention_seconds = Some(0);
+    let (ctx, api) = harness_with(rooms);
+    let server = serve(api, vec![Step::GetSecret("7")]);
+    let err = reconcile(Arc::new(declared), ctx)
+        .await
+        .expect_err("no chat service");
+    server.await.expect("scenario");
+    assert_eq!(err.reason(), "ChatServiceFailed");
+    assert!(err.to_string().contains("--chat-service"), "{err}");
 }

@@ -66,6 +66,13 @@ pub struct ConferenceSpec {
     pub recording: bool,
     #[serde(default)]
     pub sip_dial_in: bool,
+    /// How long the room's chat is kept, in seconds (0: for as long as the room
+    /// exists). Applied when it changes; unset, the room keeps what its tenant set
+    /// through the API, or else the deployment's default, and removing it returns the
+    /// room to that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("chatRetentionSeconds must not be negative"))]
+    pub chat_retention_seconds: Option<i64>,
 }
 
 fn default_max_participants() -> i32 {
@@ -87,6 +94,9 @@ pub struct ConferenceStatus {
     /// `resourceVersion` of the password Secret last given to the room service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_version: Option<String>,
+    /// The chat retention last given to the chat service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_retention_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -138,6 +138,11 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// The chat service's name for `tenant`'s `room`: its history, retention and channel.
+pub fn room_key(tenant: &str, room: &str) -> String {
+    format!("{tenant}/{room}")
+}
+
 /// How long a room's chat is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {

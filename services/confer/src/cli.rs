@@ -572,6 +572,11 @@ pub struct OperatorArgs {
     /// The room service's gRPC address (`host:port`), where Conferences become rooms.
     #[arg(long, env = "CONFER_ROOM_SERVICE")]
     pub room_service: String,
+    /// The chat service's gRPC address (`host:port`), where a Conference's
+    /// `chatRetentionSeconds` goes; without it, a Conference that sets one fails to
+    /// reconcile.
+    #[arg(long, env = "CONFER_CHAT_SERVICE")]
+    pub chat_service: Option<String>,
     /// Namespace of the leader-election Lease (normally the operator's own).
     #[arg(long, env = "CONFER_LEASE_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,

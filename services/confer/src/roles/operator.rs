@@ -26,6 +26,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         namespace: args.namespace,
         room_service: args.room_service,
+        chat_service: args.chat_service,
         lease_namespace: args.lease_namespace,
         identity: args.identity,
         tls,

@@ -70,7 +70,7 @@ pub(crate) async fn delete_room(
 
 /// The chat service's name for a tenant's room, as sessions use it.
 fn chat_key(tenant: &str, room: &str) -> String {
-    format!("{tenant}/{room}")
+    confer_chat::api::room_key(tenant, room)
 }
 
 #[derive(Deserialize)]
