@@ -482,7 +482,9 @@ async fn rooms_without_a_retention_of_their_own_go_by_the_default() -> anyhow::R
         let chat = confer_chat::connect_with(&url, None, 4, default).await?;
         chat.set_retention("t/for-good".into(), 0).await?;
         chat.set_retention("t/a-day".into(), 86_400).await?;
-        for room in ["t/default", "t/for-good", "t/a-day"] {
+        // Longer than the sweep's millisecond arithmetic holds: kept, not an error.
+        chat.set_retention("t/ages".into(), u64::MAX).await?;
+        for room in ["t/default", "t/for-good", "t/a-day", "t/ages"] {
             chat.send(text(room, "ada", "old", "old")).await?;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -494,6 +496,7 @@ async fn rooms_without_a_retention_of_their_own_go_by_the_default() -> anyhow::R
         assert_eq!(texts(all(&chat, "t/default").await?), ["new"], "{db}");
         assert_eq!(texts(all(&chat, "t/for-good").await?), ["old"], "{db}");
         assert_eq!(texts(all(&chat, "t/a-day").await?), ["old"], "{db}");
+        assert_eq!(texts(all(&chat, "t/ages").await?), ["old"], "{db}");
 
         // What each room goes by, and a room's own retention dropped: the default again.
         let by = |seconds, own| Retention { seconds, own };

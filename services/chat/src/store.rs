@@ -42,6 +42,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// The longest retention kept, seconds (some 292,000 years): the sweep compares
+/// `now - 1000 * retention` in milliseconds, which must not overflow.
+const MAX_RETENTION_SECS: u64 = i64::MAX as u64 / 1000;
+
 /// Which versions are applied.
 const LEDGER: confer_migrate::Ledger = confer_migrate::Ledger {
     table: "confer_chat_migrations",
@@ -295,7 +299,7 @@ impl Store {
              ON CONFLICT (room) DO UPDATE SET retention_secs = $2, retention_set = 1",
         )
         .bind(room)
-        .bind(secs.min(i64::MAX as u64) as i64)
+        .bind(secs.min(MAX_RETENTION_SECS) as i64)
         .execute(&self.pool)
         .await
         .map_err(ChatError::store)?;
@@ -351,7 +355,7 @@ impl Store {
                 )
             };
         }
-        let default = self.default_retention_secs.min(i64::MAX as u64 / 1000) as i64;
+        let default = self.default_retention_secs.min(MAX_RETENTION_SECS) as i64;
         let mut tx = self.pool.begin().await.map_err(ChatError::store)?;
         sqlx::query(concat!(
             "INSERT INTO chat_file_removals (file_id, queued_at_ms) \
