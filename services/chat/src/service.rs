@@ -55,7 +55,11 @@ impl ChatService {
 
     /// Deletes the entries older than their room's retention; returns how many.
     pub async fn expire(&self) -> ChatResult<u64> {
-        let expired = self.store.expire(now_ms()).await?;
+        let expired = self
+            .store
+            .expire(now_ms())
+            .await
+            .inspect_err(|_| self.stats.expiry_failed())?;
         self.stats.expired(expired);
         Ok(expired)
     }

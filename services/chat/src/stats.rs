@@ -26,6 +26,7 @@ struct Counters {
     batches: AtomicU64,
     batched: AtomicU64,
     expired: AtomicU64,
+    expiry_failures: AtomicU64,
     send_duration: Histogram,
     batch_store: Histogram,
     batch_publish: Histogram,
@@ -41,6 +42,7 @@ impl Default for ChatStats {
             batches: AtomicU64::new(0),
             batched: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            expiry_failures: AtomicU64::new(0),
             send_duration: Histogram::new(SEND_BUCKETS),
             batch_store: Histogram::new(SEND_BUCKETS),
             batch_publish: Histogram::new(SEND_BUCKETS),
@@ -75,6 +77,9 @@ impl ChatStats {
     }
     pub(crate) fn expired(&self, entries: u64) {
         self.0.expired.fetch_add(entries, Relaxed);
+    }
+    pub(crate) fn expiry_failed(&self) {
+        self.0.expiry_failures.fetch_add(1, Relaxed);
     }
 
     /// The chat service's families on a `/metrics` page.
@@ -116,6 +121,11 @@ impl ChatStats {
             "Entries deleted by their room's retention.",
             c.expired.load(Relaxed),
         );
+        out.counter1(
+            "confer_chat_expiry_failures",
+            "Sweeps for entries past their retention that failed (entries stay until one succeeds).",
+            c.expiry_failures.load(Relaxed),
+        );
         out.histogram(
             "confer_chat_send_duration_seconds",
             "From a send's arrival to its entry stored and published.",
@@ -151,6 +161,7 @@ mod tests {
         stats.batch_stored(3);
         stats.batch_stored(5);
         stats.expired(5);
+        stats.expiry_failed();
         stats.batch_timed(Duration::from_millis(2), Duration::from_micros(300));
         let mut out = Exposition::new(confer_metrics::Format::Prometheus);
         stats.render(&mut out);
@@ -164,6 +175,7 @@ mod tests {
             "confer_chat_batch_commits_total 2",
             "confer_chat_batched_entries_total 8",
             "confer_chat_entries_expired_total 5",
+            "confer_chat_expiry_failures_total 1",
             "confer_chat_send_duration_seconds_count 2",
             "confer_chat_send_duration_seconds_bucket{le=\"0.005\"} 1",
             "confer_chat_batch_store_duration_seconds_bucket{le=\"0.001\"} 0",
