@@ -88,7 +88,7 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
             .wait_for("Ada's chat message", chat_arrived, Duration::from_secs(5))
             .await?;
     }
-    chat_burst(&bob, [&ada, &bob, &cyd]).await?;
+    chat_burst([&ada, &bob, &cyd]).await?;
 
     cyd.eval("document.getElementById('leave').click();")
         .await?;
@@ -110,16 +110,18 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
     Ok(())
 }
 
-/// Messages a browser sends at once in [`chat_burst`].
+/// Messages each browser sends at once in [`chat_burst`].
 const BURST: usize = 40;
 const _: () = assert!(BURST as u32 > confer_gateway::ChatRate::DEFAULT.burst);
 
-/// `sender` sends [`BURST`] chat messages at once: a busy moment, whose entries the
-/// gateway hands each member together, as a `chat_batch` to the JS SDK. Every browser
-/// shows them all, once and in order, and at least one browser got a `chat_batch`.
-/// The burst is twice the gateway's default chat burst: the SDK spaces the rest to
-/// the rate `joined` announced, so the gateway refuses none.
-async fn chat_burst(sender: &Browser, browsers: [&Browser; 3]) -> anyhow::Result<()> {
+/// Every browser sends [`BURST`] chat messages at once, all three together: a busy
+/// moment, whose entries the gateway hands each member together, as a `chat_batch`
+/// to the JS SDK. Every browser shows them all, once, each sender's in order, and at
+/// least one browser got a `chat_batch`. (A member's sends are stored one after
+/// another, so three senders are what makes entries meet at the gateway even when
+/// each send is slow.) Each burst is twice the gateway's default chat burst: the SDK
+/// spaces the rest to the rate `joined` announced, so the gateway refuses none.
+async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
     const COUNT_BATCHES: &str = "window.chatBatches = 0;
         window.chatRefused = 0;
         window.conferClient.ws.addEventListener('message', (event) => {
@@ -129,28 +131,40 @@ async fn chat_burst(sender: &Browser, browsers: [&Browser; 3]) -> anyhow::Result
     for browser in browsers {
         browser.eval(COUNT_BATCHES).await?;
     }
-    let sent = sender
-        .eval(&format!(
-            "const sends = [...Array({BURST}).keys()].map((i) => window.conferClient.sendChat(`burst ${{i}}`));
-             return (await Promise.all(sends)).length;"
-        ))
-        .await?;
-    assert_eq!(sent, serde_json::json!(BURST), "every send answered");
-    assert_eq!(
-        sender.eval("return window.chatRefused;").await?,
-        serde_json::json!(0),
-        "the SDK kept to the chat rate"
-    );
+    let scripts: Vec<String> = (0..browsers.len())
+        .map(|who| {
+            format!(
+                "const sends = [...Array({BURST}).keys()].map((i) => window.conferClient.sendChat(`burst {who} ${{i}}`));
+                 return (await Promise.all(sends)).length;"
+            )
+        })
+        .collect();
+    let bursts = browsers
+        .iter()
+        .zip(&scripts)
+        .map(|(browser, script)| browser.eval(script));
+    for sent in futures_util::future::try_join_all(bursts).await? {
+        assert_eq!(sent, serde_json::json!(BURST), "every send answered");
+    }
+    for browser in browsers {
+        assert_eq!(
+            browser.eval("return window.chatRefused;").await?,
+            serde_json::json!(0),
+            "the SDK kept to the chat rate"
+        );
+    }
     let in_order = format!(
-        "const shown = [...document.querySelectorAll('#messages .text')]
-           .map((e) => e.textContent).filter((t) => t.startsWith('burst '));
-         return shown.length === {BURST} && shown.every((t, i) => t === `burst ${{i}}`);"
+        "const shown = [...document.querySelectorAll('#messages .text')].map((e) => e.textContent);
+         return [0, 1, 2].every((who) => {{
+           const mine = shown.filter((t) => t.startsWith(`burst ${{who}} `));
+           return mine.length === {BURST} && mine.every((t, i) => t === `burst ${{who}} ${{i}}`);
+         }});"
     );
     let mut batches = 0;
     for browser in browsers {
         browser
             .wait_for(
-                "the burst, once and in order",
+                "every burst, once and each in order",
                 &in_order,
                 Duration::from_secs(10),
             )
