@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent, Page};
 use confer_proto::signal::{
     ChatMessage, ServerMessage, chat_text, encode_chat_entry, server_message::Msg,
@@ -488,9 +488,9 @@ fn consumer_span(delivery: &Delivery, messaging_system: &'static str) -> tracing
 /// unless it shares a file (each member's download link is signed for that member).
 pub(crate) struct ChatPush {
     message: ServerMessage,
-    /// The entry's JSON object, and its `chat` frame (for a `chat_batch`, the objects
-    /// of the entries that go out together).
-    encoded: Option<(String, Utf8Bytes)>,
+    /// The entry's JSON object (for a `chat_batch`, the objects of the entries that
+    /// go out together), and its `chat` message as a WebSocket frame.
+    encoded: Option<(String, Bytes)>,
     /// Published on the bus (not read from history to fill a gap or catch up).
     live: bool,
 }
@@ -500,7 +500,7 @@ impl ChatPush {
         let personal = !entry.file_type.is_empty();
         let encoded = (!personal).then(|| {
             let object = encode_chat_entry(&entry);
-            let frame = chat_text(&object).into();
+            let frame = crate::socket::text_frames([chat_text(&object).as_str()]);
             (object, frame)
         });
         Self {
@@ -529,8 +529,8 @@ impl ChatPush {
         &self.message
     }
 
-    /// Its `chat` frame, when encoded once for every member.
-    pub(crate) fn encoded(&self) -> Option<&Utf8Bytes> {
+    /// Its `chat` message as a WebSocket frame, when encoded once for every member.
+    pub(crate) fn framed(&self) -> Option<&Bytes> {
         self.encoded.as_ref().map(|(_, frame)| frame)
     }
 

@@ -26,16 +26,16 @@ mod links;
 mod metrics;
 mod relay;
 mod rooms;
+mod serve;
 mod session;
 mod sfus;
+mod socket;
 mod web;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use confer_room::RoomApi;
 use tokio::sync::watch;
 
@@ -62,7 +62,7 @@ pub async fn run(
     room: Arc<dyn RoomApi>,
     sfus: SfuDirectory,
     chat: ChatLink,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (chat, chat_inputs) = chat::ChatHub::start(chat);
     let state = Arc::new(AppState {
@@ -94,21 +94,7 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok" }))
         .merge(web::routes())
         .with_state(state);
-    // Signalling replies are small writes in quick succession: without TCP_NODELAY,
-    // Nagle's algorithm holds each one back until the previous is acknowledged.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.changed().await;
-    })
-    .await;
+    let result = serve::serve(listener, app, shutdown).await;
     watcher.abort();
     hub.abort();
     sweeper.abort();

@@ -19,6 +19,8 @@ pub(crate) struct Metrics {
     /// Successful joins, request to answer.
     pub(crate) join_duration: Histogram,
     pub(crate) signal_errors: AtomicU64,
+    /// Clients cut off because what waited for them outgrew the limit.
+    pub(crate) clients_too_slow: AtomicU64,
     pub(crate) chat_messages: AtomicU64,
     /// Chat posts refused for coming faster than the gateway's chat rate.
     pub(crate) chat_rate_limited: AtomicU64,
@@ -60,6 +62,7 @@ impl Default for Metrics {
             join_failures: LabeledCounter::default(),
             join_duration: Histogram::new(JOIN_BUCKETS),
             signal_errors: AtomicU64::new(0),
+            clients_too_slow: AtomicU64::new(0),
             chat_messages: AtomicU64::new(0),
             chat_rate_limited: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
@@ -112,6 +115,11 @@ pub(crate) async fn render(
         "confer_gateway_signal_errors",
         "Signalling messages answered with an error.",
         m.signal_errors.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_clients_too_slow",
+        "Signalling connections cut off because their client read nothing while 4 MiB waited for it (gone, or too slow to follow its room); a reconnect resumes chat from its last seq.",
+        m.clients_too_slow.load(Relaxed),
     );
     out.counter1(
         "confer_gateway_chat_messages",

@@ -5,21 +5,22 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use confer_proto::signal::{ServerMessage, server_message::Msg};
 use tokio::sync::mpsc;
 
 use crate::chat_cursor::ChatCursor;
-use crate::session::{Outgoing, SessionEvent};
+use crate::session::SessionEvent;
+use crate::socket::Outbound;
 
 /// Inbound queue of one session: server pushes and room-service commands.
 pub(crate) type SessionTx = mpsc::UnboundedSender<SessionEvent>;
 
 struct Local {
     tx: SessionTx,
-    /// The session's client writer, and its place in the room's chat: entries that
-    /// come next go there straight from the hub.
-    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// The way to the session's client, and its place in the room's chat: entries
+    /// that come next are written there straight from the hub.
+    out: Arc<Outbound>,
     chat: Arc<ChatCursor>,
     /// `tenant/room` once in a room (not while waiting), and its lane there.
     room: Option<(String, usize)>,
@@ -108,12 +109,12 @@ impl Rooms {
         &self,
         id: &str,
         tx: SessionTx,
-        outbox: mpsc::UnboundedSender<Outgoing>,
+        out: Arc<Outbound>,
         chat: Arc<ChatCursor>,
     ) {
         let local = Local {
             tx,
-            outbox,
+            out,
             chat,
             room: None,
         };
@@ -200,27 +201,22 @@ impl Rooms {
                 continue;
             };
             // The usual case: every entry encoded once for all, and the member owed
-            // the first: one message to its writer for the lot.
+            // the first: the run's frames, made once, in one write.
             if let Some(run) = &run
                 && local.chat.next_run(run.first, run.last, true, |batches| {
-                    let frames = if batches {
-                        run.batches().clone()
-                    } else {
-                        run.texts.clone()
-                    };
-                    let _ = local.outbox.send(Outgoing::Entries(frames, writes.clone()));
+                    let frames = if batches { run.batches() } else { run.plain() };
+                    local.out.frames(frames, Some(writes));
                 })
             {
                 continue;
             }
-            // One member's entries back to back: its writer sends them in one write,
-            // and holds the hand-off's `writes` until it has.
+            // One entry at a time; what the socket cannot take yet holds the
+            // hand-off's `writes` until it is written.
             for (i, push) in pushes.iter().enumerate() {
-                let direct = push.encoded().is_some_and(|text| {
+                let direct = push.framed().is_some_and(|frame| {
                     local.chat.next(push.seq(), true, || {
                         let last = i + 1 == pushes.len();
-                        let writes = last.then(|| writes.clone());
-                        let _ = local.outbox.send(Outgoing::Encoded(text.clone(), writes));
+                        local.out.frames(frame, last.then_some(writes));
                     })
                 });
                 if !direct {
@@ -253,50 +249,67 @@ impl Rooms {
 const BATCH_ENTRIES: usize = 200;
 
 /// A hand-off's entries when all are encoded once for every member and their seqs run
-/// without a gap: what a member owed the first is sent as one writer message, and
-/// as one frame (per [`BATCH_ENTRIES`]) to a client that reads `chat_batch`.
+/// without a gap: what a member owed the first is sent in one write of frames made
+/// once for all, and as one frame (per [`BATCH_ENTRIES`]) to a client that reads
+/// `chat_batch`.
 struct EncodedRun<'a> {
     first: u64,
     last: u64,
-    texts: Arc<[Utf8Bytes]>,
     pushes: &'a [Arc<crate::chat::ChatPush>],
+    /// Each entry's `chat` frame, back to back, made for the first member that reads them.
+    plain: std::cell::OnceCell<Bytes>,
     /// The run's `chat_batch` frames, made for the first member that reads them.
-    batches: std::cell::OnceCell<Arc<[Utf8Bytes]>>,
+    batches: std::cell::OnceCell<Bytes>,
 }
 
 impl<'a> EncodedRun<'a> {
     fn of(pushes: &'a [Arc<crate::chat::ChatPush>]) -> Option<Self> {
         let first = pushes.first()?.seq();
-        let mut texts = Vec::with_capacity(pushes.len());
         for (i, push) in pushes.iter().enumerate() {
+            push.framed()?;
             if push.seq() != first + i as u64 {
                 return None;
             }
-            texts.push(push.encoded()?.clone());
         }
         Some(Self {
             first,
             last: first + pushes.len() as u64 - 1,
-            texts: texts.into(),
             pushes,
+            plain: std::cell::OnceCell::new(),
             batches: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The run as `chat` frames, one per entry.
+    fn plain(&self) -> &Bytes {
+        self.plain.get_or_init(|| match self.pushes {
+            [one] => one.framed().cloned().unwrap_or_default(),
+            _ => {
+                let mut out = bytes::BytesMut::new();
+                for frame in self.pushes.iter().filter_map(|push| push.framed()) {
+                    out.extend_from_slice(frame);
+                }
+                out.freeze()
+            }
         })
     }
 
     /// The run as a client that reads `chat_batch` gets it: one entry as its `chat`,
     /// more as `chat_batch` frames of up to [`BATCH_ENTRIES`].
-    fn batches(&self) -> &Arc<[Utf8Bytes]> {
+    fn batches(&self) -> &Bytes {
+        if self.pushes.len() == 1 {
+            return self.plain();
+        }
         self.batches.get_or_init(|| {
-            if self.texts.len() == 1 {
-                return self.texts.clone();
-            }
-            let chunks = self.pushes.chunks(BATCH_ENTRIES);
-            chunks
+            let texts: Vec<String> = self
+                .pushes
+                .chunks(BATCH_ENTRIES)
                 .map(|chunk| {
                     let entries = chunk.iter().filter_map(|push| push.encoded_entry());
-                    confer_proto::signal::chat_batch_text(entries).into()
+                    confer_proto::signal::chat_batch_text(entries)
                 })
-                .collect()
+                .collect();
+            crate::socket::text_frames(texts.iter().map(String::as_str))
         })
     }
 }
@@ -304,82 +317,86 @@ impl<'a> EncodedRun<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket::testing::connected;
 
-    fn session(rooms: &Rooms, id: &str) {
+    /// Registers session `id`; its client is `out` (one for all in tests that write
+    /// nothing).
+    fn session_to(rooms: &Rooms, id: &str, out: &Arc<Outbound>) {
         let (tx, _) = mpsc::unbounded_channel();
-        let (outbox, _) = mpsc::unbounded_channel();
-        rooms.register(id, tx, outbox, Arc::default());
+        rooms.register(id, tx, out.clone(), Arc::default());
     }
 
     /// Sessions `p{i}` for each `i` of `ids`, each entering room `key`.
-    fn enter_all(rooms: &Rooms, ids: std::ops::Range<usize>, key: &str) {
+    fn enter_all(rooms: &Rooms, ids: std::ops::Range<usize>, key: &str, out: &Arc<Outbound>) {
         for i in ids {
-            session(rooms, &format!("p{i}"));
+            session_to(rooms, &format!("p{i}"), out);
             rooms.enter(&format!("p{i}"), key);
         }
     }
 
-    #[test]
-    fn a_run_goes_as_one_chat_batch_to_a_client_that_reads_them() {
+    #[tokio::test]
+    async fn a_run_goes_as_one_chat_batch_to_a_client_that_reads_them() {
         use crate::chat::HandOffWrites;
         let rooms = Rooms::default();
-        let mut outboxes = Vec::new();
+        let mut clients = Vec::new();
         for (id, batches) in [("plain", false), ("batched", true)] {
             let (tx, _) = mpsc::unbounded_channel();
-            let (outbox, outgoing) = mpsc::unbounded_channel();
+            let (out, client) = connected().await;
             let cursor = Arc::new(ChatCursor::default());
             cursor.open(0, batches, || {});
-            rooms.register(id, tx, outbox, cursor);
+            rooms.register(id, tx, out, cursor);
             rooms.enter(id, "t/room");
-            outboxes.push(outgoing);
+            clients.push(client);
         }
-        let pushes = entries(1..=3);
         let (report, mut reported) = mpsc::unbounded_channel();
         let writes = Arc::new(HandOffWrites::new("t/room".into(), 1, report));
-        rooms.push_chat("t/room", 0, &pushes, &writes);
+        rooms.push_chat("t/room", 0, &entries(1..=3), &writes);
         drop(writes);
-
-        let Ok(Outgoing::Entries(texts, plain_writes)) = outboxes[0].try_recv() else {
-            panic!("a client that does not read batches gets the entries one by one");
-        };
-        assert_eq!(texts.len(), 3);
-        let Ok(Outgoing::Entries(frames, batched_writes)) = outboxes[1].try_recv() else {
-            panic!("a client that reads batches gets the run in one writer message");
-        };
-        assert_eq!(batch_contents(&frames), [vec![1, 2, 3]], "one frame");
-        for outgoing in &mut outboxes {
-            assert!(outgoing.try_recv().is_err(), "one writer message each");
-        }
-        drop(plain_writes);
         assert!(
-            reported.try_recv().is_err(),
-            "written once both writers are"
+            reported.try_recv().is_ok(),
+            "written to both sockets at once"
         );
-        drop(batched_writes);
-        assert!(reported.try_recv().is_ok());
-
-        // A long run (entries read from history) goes in frames of up to 200.
+        // A long run (entries read from history) goes in frames of up to 200, and a
+        // run of one is its `chat` frame.
         let (report, _) = mpsc::unbounded_channel();
         let writes = Arc::new(HandOffWrites::new("t/room".into(), 2, report));
         rooms.push_chat("t/room", 0, &entries(4..=453), &writes);
-        let Ok(Outgoing::Entries(frames, _)) = outboxes[1].try_recv() else {
-            panic!("the long run in one writer message");
-        };
-        let sizes: Vec<_> = batch_contents(&frames).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [200, 200, 50]);
-        let seqs: Vec<u64> = batch_contents(&frames).concat();
-        assert!(seqs.iter().copied().eq(4..=453), "in order, each once");
-
-        // A run of one is its `chat` frame.
         rooms.push_chat("t/room", 0, &entries(454..=454), &writes);
-        let Ok(Outgoing::Entries(frames, _)) = outboxes[1].try_recv() else {
-            panic!("one entry in one writer message");
-        };
-        let frame: serde_json::Value = serde_json::from_str(&frames[0]).expect("JSON");
-        assert_eq!(
-            (frames.len(), frame["chat"]["seq"].as_u64()),
-            (1, Some(454))
+
+        let [mut plain, mut batched] = <[_; 2]>::try_from(clients).ok().expect("two");
+        let read = tokio::task::spawn_blocking(move || {
+            let plain: Vec<serde_json::Value> = (0..454).map(|_| json(&plain.text())).collect();
+            let batched: Vec<serde_json::Value> = (0..5).map(|_| json(&batched.text())).collect();
+            (plain, batched)
+        });
+        let (plain, batched) = read.await.expect("readers");
+        let seqs: Vec<u64> = plain
+            .iter()
+            .filter_map(|f| f["chat"]["seq"].as_u64())
+            .collect();
+        assert!(
+            seqs.iter().copied().eq(1..=454),
+            "one `chat` frame each, in order"
         );
+        let sizes: Vec<_> = batched[..4].iter().map(|f| batch_seqs(f).len()).collect();
+        assert_eq!(
+            sizes,
+            [3, 200, 200, 50],
+            "one frame, then frames of up to 200"
+        );
+        let seqs: Vec<u64> = batched[..4].iter().flat_map(batch_seqs).collect();
+        assert!(seqs.iter().copied().eq(1..=453), "in order, each once");
+        assert_eq!(batched[4]["chat"]["seq"].as_u64(), Some(454));
+    }
+
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).expect("JSON")
+    }
+
+    /// The seqs in a `chat_batch` frame.
+    fn batch_seqs(frame: &serde_json::Value) -> Vec<u64> {
+        let entries = frame["chat_batch"]["entries"].as_array().expect("a batch");
+        entries.iter().filter_map(|e| e["seq"].as_u64()).collect()
     }
 
     /// Chat entries `seqs`, as the hub pushes them.
@@ -396,18 +413,6 @@ mod tests {
         .collect()
     }
 
-    /// The seqs in each `chat_batch` frame.
-    fn batch_contents(frames: &[Utf8Bytes]) -> Vec<Vec<u64>> {
-        frames
-            .iter()
-            .map(|frame| {
-                let frame: serde_json::Value = serde_json::from_str(frame).expect("JSON");
-                let entries = frame["chat_batch"]["entries"].as_array().expect("a batch");
-                entries.iter().filter_map(|e| e["seq"].as_u64()).collect()
-            })
-            .collect()
-    }
-
     fn lane_sizes(rooms: &Rooms, key: &str) -> Vec<usize> {
         rooms.lock().members[key]
             .lanes
@@ -416,24 +421,25 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_big_rooms_members_fill_lanes_of_64_up_to_8_and_never_change_lanes() {
+    #[tokio::test]
+    async fn a_big_rooms_members_fill_lanes_of_64_up_to_8_and_never_change_lanes() {
         let rooms = Rooms::default();
-        enter_all(&rooms, 0..64, "t/big");
+        let (out, _client) = connected().await;
+        enter_all(&rooms, 0..64, "t/big", &out);
         assert_eq!(rooms.lanes("t/big"), 1);
-        enter_all(&rooms, 64..65, "t/big");
+        enter_all(&rooms, 64..65, "t/big", &out);
         assert_eq!(lane_sizes(&rooms, "t/big"), [64, 1]);
         // Newcomers go to the emptiest lane; those already in stay where they are.
-        enter_all(&rooms, 65..128, "t/big");
+        enter_all(&rooms, 65..128, "t/big", &out);
         assert_eq!(lane_sizes(&rooms, "t/big"), [64, 64]);
         for i in 0..10 {
             rooms.unregister(&format!("p{i}"));
         }
         assert_eq!(lane_sizes(&rooms, "t/big"), [54, 64]);
-        session(&rooms, "again");
+        session_to(&rooms, "again", &out);
         rooms.enter("again", "t/big");
         assert_eq!(lane_sizes(&rooms, "t/big"), [55, 64]);
-        enter_all(&rooms, 128..1_000, "t/big");
+        enter_all(&rooms, 128..1_000, "t/big", &out);
         let sizes = lane_sizes(&rooms, "t/big");
         assert_eq!(sizes.len(), 8);
         assert_eq!(sizes.iter().sum::<usize>(), 991);

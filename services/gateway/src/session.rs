@@ -12,32 +12,33 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use confer_chat::{ChatAction, ChatError, Page, SendRequest};
 use confer_proto::signal::{
     self, ClientMessage, Join, ServerMessage, client_message, server_message::Msg,
 };
-use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message, encode_server_message};
+use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message};
 use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
 use confer_room::model::{ParticipantInfo, Role, Source, TrackKind};
 use confer_room::{RoomError, validate_name, validate_room};
 use confer_sfu::core::TrackSource;
 use confer_sfu::core::Wanted;
 use confer_sfu::{ParticipantId, RoomId, SfuApi, SfuError};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{Instrument as _, debug, info};
 
 use crate::AppState;
 use crate::chat;
-use crate::chat::HandOffWrites;
 use crate::chat_cursor::ChatCursor;
 use crate::chat_rate::{ChatAllowance, OverLimit};
 use crate::convert;
 use crate::file_sweep;
 use crate::files;
+use crate::socket::{Condition, MAX_WAITING, Outbound, Socket, Upgrade};
 
 /// Chat entries sent with `joined`.
 const JOIN_HISTORY: u32 = 50;
@@ -46,15 +47,17 @@ pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let client =
         crate::client_addr::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
     // Frames up to 4x the limit reach the decoder, which answers `message_too_large`;
     // larger ones close the connection at the protocol level.
-    ws.max_message_size(4 * MAX_MESSAGE_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(state, socket, client))
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(4 * MAX_MESSAGE_BYTES))
+        .read_buffer_size(READ_BUFFER_BYTES);
+    ws.on_upgrade(config, move |socket| serve(state, socket, client))
 }
 
 /// Bytes read from a client's socket per read. The WebSocket library zero-fills this
@@ -191,7 +194,8 @@ impl Member {
 
 struct Session {
     state: Arc<AppState>,
-    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// The way to the client.
+    out: Arc<Outbound>,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     client_addr: IpAddr,
     member: Option<Member>,
@@ -202,79 +206,30 @@ struct Session {
     join_trace: Option<confer_telemetry::TraceContext>,
 }
 
-/// What the writer sends a client: a message to encode, or one encoded already (a
-/// chat entry, encoded once for all its room's members here, with the hand-off it
-/// ends, which the writer holds until it has written it).
-pub(crate) enum Outgoing {
-    Message(Box<ServerMessage>),
-    Encoded(Utf8Bytes, Option<Arc<HandOffWrites>>),
-    /// A hand-off's entries, shared by its lane's members: a `chat` frame each, or
-    /// (to a client that reads them) `chat_batch` frames.
-    Entries(Arc<[Utf8Bytes]>, Arc<HandOffWrites>),
-}
-
-/// Most messages written to a client per flush.
-const WRITE_BATCH: usize = 64;
-
-async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
-    let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
-    let writer = tokio::spawn(async move {
-        let mut hand_offs = Vec::new();
-        while let Some(first) = outgoing.recv().await {
-            // What queued up meanwhile (a burst of chat, say) goes out in one write.
-            let mut next = Some(first);
-            let mut batch = 0;
-            let mut written = true;
-            while let Some(out) = next.take() {
-                match out {
-                    Outgoing::Message(msg) => {
-                        let text = encode_server_message(&msg).into();
-                        written = sink.feed(Message::Text(text)).await.is_ok();
-                    }
-                    Outgoing::Encoded(text, hand_off) => {
-                        hand_offs.extend(hand_off);
-                        written = sink.feed(Message::Text(text)).await.is_ok();
-                    }
-                    Outgoing::Entries(texts, hand_off) => {
-                        hand_offs.push(hand_off);
-                        for text in texts.iter() {
-                            written = sink.feed(Message::Text(text.clone())).await.is_ok();
-                            if !written {
-                                break;
-                            }
-                        }
-                    }
-                }
-                batch += 1;
-                if written && batch < WRITE_BATCH {
-                    next = outgoing.try_recv().ok();
-                }
-            }
-            if !written || sink.flush().await.is_err() {
-                break;
-            }
-            hand_offs.clear();
-        }
-        let _ = sink.close().await;
-    });
+async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
+    let Socket { mut inbound, out } = socket;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut session = Session {
         state,
-        outbox,
+        out: out.clone(),
         events_tx,
         client_addr,
         member: None,
         chat: Arc::default(),
         join_trace: None,
     };
+    let mut peer_closed = false;
     loop {
         let flow = tokio::select! {
-            frame = stream.next() => {
+            frame = inbound.next() => {
                 let bytes = match frame {
                     Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
                     Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        peer_closed = true;
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
                 match decode_client_message(&bytes) {
@@ -287,22 +242,29 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, client_addr: IpAddr) {
                 }
             }
             Some(event) = events.recv() => session.on_event(event).await,
+            () = out.broken() => break,
         };
         if flow.is_break() {
             break;
         }
     }
     session.leave().await;
-    drop(session);
-    let _ = writer.await;
+    match out.condition() {
+        Condition::TooSlow => {
+            session.state.metrics.clients_too_slow.fetch_add(1, Relaxed);
+            info!("client cut off: {MAX_WAITING} bytes waited for it");
+        }
+        _ if peer_closed => out.closed_by_peer(),
+        _ => out.close(),
+    }
 }
 
 impl Session {
     fn send(&self, request_id: String, msg: Msg) {
-        let _ = self.outbox.send(Outgoing::Message(Box::new(ServerMessage {
+        self.out.message(&ServerMessage {
             request_id,
             msg: Some(msg),
-        })));
+        });
     }
 
     fn reply_error(&self, request_id: String, reject: Reject) {
@@ -387,24 +349,23 @@ impl Session {
                 if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
                     self.note_self_update(update);
                 }
-                let _ = self.outbox.send(Outgoing::Message(msg));
+                self.out.message(&msg);
             }
             SessionEvent::Chat(push) => {
                 let seq = push.seq();
                 self.deliver_chat(seq).await;
                 let chat = self.chat.clone();
-                chat.next(seq, false, || {
-                    let out = match push.encoded() {
-                        Some(text) => Outgoing::Encoded(text.clone(), None),
-                        None => {
-                            let mut msg = push.message().clone();
-                            if let Some(Msg::Chat(entry)) = &mut msg.msg {
-                                self.link_file(entry);
-                            }
-                            Outgoing::Message(Box::new(msg))
+                chat.next(seq, false, || match push.framed() {
+                    Some(framed) => {
+                        self.out.frames(framed, None);
+                    }
+                    None => {
+                        let mut msg = push.message().clone();
+                        if let Some(Msg::Chat(entry)) = &mut msg.msg {
+                            self.link_file(entry);
                         }
-                    };
-                    let _ = self.outbox.send(out);
+                        self.out.message(&msg);
+                    }
                 });
             }
             SessionEvent::Admitted(admission) => {
@@ -578,7 +539,7 @@ impl Session {
         self.state.rooms.register(
             &id,
             self.events_tx.clone(),
-            self.outbox.clone(),
+            self.out.clone(),
             self.chat.clone(),
         );
         let request = JoinRequest {
