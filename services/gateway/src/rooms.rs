@@ -2,7 +2,7 @@
 //! room (across gateways) is the room service's business; this is only where to
 //! deliver what concerns a local participant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -17,19 +17,24 @@ use crate::socket::Outbound;
 pub(crate) type SessionTx = mpsc::UnboundedSender<SessionEvent>;
 
 struct Local {
-    tx: SessionTx,
-    /// The way to the session's client, and its place in the room's chat: entries
-    /// that come next are written there straight from the hub.
-    out: Arc<Outbound>,
-    chat: Arc<ChatCursor>,
+    link: Arc<Link>,
     /// `tenant/room` once in a room (not while waiting), and its lane there.
     room: Option<(String, usize)>,
+}
+
+/// The ways to one session: its inbound queue, and the way to its client with its
+/// place in the room's chat (entries that come next are written there straight from
+/// the hub). A room's lanes hold these, so a fan-out looks nothing up per member.
+struct Link {
+    tx: SessionTx,
+    out: Arc<Outbound>,
+    chat: Arc<ChatCursor>,
 }
 
 /// A room's local members, in lanes that take turns for its chat (`chat_pace`).
 #[derive(Default)]
 struct RoomMembers {
-    lanes: Vec<HashSet<String>>,
+    lanes: Vec<HashMap<String, Arc<Link>>>,
 }
 
 /// Members per lane before a room gets another: a lane is written in one turn.
@@ -40,25 +45,25 @@ const MAX_LANES: usize = 8;
 
 impl RoomMembers {
     fn len(&self) -> usize {
-        self.lanes.iter().map(HashSet::len).sum()
+        self.lanes.iter().map(HashMap::len).sum()
     }
 
-    fn all(&self) -> impl Iterator<Item = &String> {
-        self.lanes.iter().flatten()
+    fn all(&self) -> impl Iterator<Item = &Arc<Link>> {
+        self.lanes.iter().flat_map(HashMap::values)
     }
 
     /// Adds `id` to the lane with the fewest members, first adding a lane when the
     /// room has outgrown its lanes. A member never changes lanes, and a room's lanes
     /// are only ever added to, so a lane's turns reach each of its members in order.
-    fn add(&mut self, id: &str) -> usize {
+    fn add(&mut self, id: &str, link: Arc<Link>) -> usize {
         let wanted = (self.len() / LANE_MEMBERS + 1).min(MAX_LANES);
         if self.lanes.len() < wanted {
-            self.lanes.push(HashSet::new());
+            self.lanes.push(HashMap::new());
         }
         let lane = (0..self.lanes.len())
             .min_by_key(|&lane| self.lanes[lane].len())
             .unwrap_or(0);
-        self.lanes[lane].insert(id.to_owned());
+        self.lanes[lane].insert(id.to_owned(), link);
         lane
     }
 }
@@ -113,9 +118,7 @@ impl Rooms {
         chat: Arc<ChatCursor>,
     ) {
         let local = Local {
-            tx,
-            out,
-            chat,
+            link: Arc::new(Link { tx, out, chat }),
             room: None,
         };
         self.lock().sessions.insert(id.to_owned(), local);
@@ -124,13 +127,21 @@ impl Rooms {
     /// The session is in room `key` now.
     pub(crate) fn enter(&self, id: &str, key: &str) {
         let mut inner = self.lock();
-        let Some(previous) = inner.sessions.get_mut(id).map(|local| local.room.take()) else {
+        let Some((previous, link)) = inner
+            .sessions
+            .get_mut(id)
+            .map(|local| (local.room.take(), local.link.clone()))
+        else {
             return;
         };
         if let Some(previous) = previous {
             inner.leave_room(id, &previous);
         }
-        let lane = inner.members.entry(key.to_owned()).or_default().add(id);
+        let lane = inner
+            .members
+            .entry(key.to_owned())
+            .or_default()
+            .add(id, link);
         if let Some(local) = inner.sessions.get_mut(id) {
             local.room = Some((key.to_owned(), lane));
         }
@@ -152,7 +163,7 @@ impl Rooms {
         self.lock()
             .sessions
             .get(id)
-            .is_some_and(|local| local.tx.send(event).is_ok())
+            .is_some_and(|local| local.link.tx.send(event).is_ok())
     }
 
     /// Sends `msg` to a local session's client.
@@ -166,10 +177,8 @@ impl Rooms {
         let Some(members) = inner.members.get(key) else {
             return;
         };
-        for id in members.all() {
-            if let Some(local) = inner.sessions.get(id) {
-                let _ = local.tx.send(SessionEvent::Push(Box::new(msg.clone())));
-            }
+        for link in members.all() {
+            let _ = link.tx.send(SessionEvent::Push(Box::new(msg.clone())));
         }
     }
 
@@ -191,15 +200,18 @@ impl Rooms {
         pushes: &[Arc<crate::chat::ChatPush>],
         writes: &Arc<crate::chat::HandOffWrites>,
     ) {
-        let inner = self.lock();
-        let Some(members) = inner.members.get(key).and_then(|m| m.lanes.get(lane)) else {
-            return;
+        // The lane's members, taken out of the lock: their writes are system calls,
+        // and no other session should wait on them.
+        let members: Vec<Arc<Link>> = match self.lock().members.get(key) {
+            Some(members) => members
+                .lanes
+                .get(lane)
+                .map(|lane| lane.values().cloned().collect())
+                .unwrap_or_default(),
+            None => return,
         };
         let run = EncodedRun::of(pushes);
-        for id in members {
-            let Some(local) = inner.sessions.get(id) else {
-                continue;
-            };
+        for local in &members {
             // The usual case: every entry encoded once for all, and the member owed
             // the first: the run's frames, made once, in one write.
             if let Some(run) = &run
@@ -417,7 +429,7 @@ mod tests {
         rooms.lock().members[key]
             .lanes
             .iter()
-            .map(HashSet::len)
+            .map(HashMap::len)
             .collect()
     }
 
