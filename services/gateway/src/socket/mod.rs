@@ -37,6 +37,7 @@ pub(crate) struct Upgrade {
 }
 
 /// Why a request is not a WebSocket upgrade.
+#[derive(Debug)]
 pub(crate) struct NotUpgrade(StatusCode, &'static str);
 
 impl IntoResponse for NotUpgrade {
@@ -147,6 +148,62 @@ impl Upgrade {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "WebSocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn an_upgrade_needs_each_header_rfc_6455_asks_for() {
+        let key = check_headers(&headers(&GOOD)).expect("a good upgrade");
+        assert_eq!(key, "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(
+            derive_accept_key(key.as_bytes()),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "RFC 6455's own example"
+        );
+        for (missing, status) in [
+            ("connection", StatusCode::BAD_REQUEST),
+            ("upgrade", StatusCode::BAD_REQUEST),
+            ("sec-websocket-version", StatusCode::UPGRADE_REQUIRED),
+            ("sec-websocket-key", StatusCode::BAD_REQUEST),
+        ] {
+            let without: Vec<_> = GOOD.into_iter().filter(|(n, _)| *n != missing).collect();
+            let Err(refused) = check_headers(&headers(&without)) else {
+                panic!("an upgrade without {missing} is refused");
+            };
+            assert_eq!(refused.0, status, "without {missing}");
+        }
+        let mut old = GOOD;
+        old[2] = ("sec-websocket-version", "8");
+        let response = check_headers(&headers(&old))
+            .expect_err("refused")
+            .into_response();
+        assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(response.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        let mut not_upgrade = GOOD;
+        not_upgrade[0] = ("connection", "keep-alive");
+        assert!(check_headers(&headers(&not_upgrade)).is_err());
     }
 }
 
