@@ -204,8 +204,8 @@ async fn every_member_gets_every_message_once_in_order_and_late_joiners_page_bac
         metric(&metrics, "confer_gateway_chat_deliveries_total"),
         Some(122)
     );
-    // The members' writers report each hand-off written (a busy room's next one waits
-    // for that): at least one report, and no more than one per entry.
+    // Each hand-off is reported once its members' sockets have taken it (a busy room's
+    // next one waits for that): at least one report, and no more than one per entry.
     let written = metric(&metrics, "confer_gateway_chat_write_seconds_count");
     assert!(
         written.is_some_and(|n| (1..=122).contains(&n)),

@@ -32,14 +32,14 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The shortest period of a room: between two hand-offs to a member.
-pub(crate) const MIN_SPACING: Duration = Duration::from_millis(8);
+pub(crate) const MIN_SPACING: Duration = Duration::from_millis(6);
 
 /// The longest a lane's entries wait for its previous hand-off's writes.
 pub(crate) const MAX_HOLD: Duration = Duration::from_millis(24);
 
 /// Added to a room's period when writing it all took longer than [`MIN_SPACING`]
 /// less this; shorter rounds are only spaced.
-pub(crate) const REST: Duration = Duration::from_millis(4);
+pub(crate) const REST: Duration = Duration::from_millis(2);
 
 /// How late the hub's timer may fire: it rounds a wake-up up to its next millisecond.
 const TIMER_TICK: Duration = Duration::from_millis(1);
