@@ -100,3 +100,61 @@ async fn wait_after_accept_error(err: &std::io::Error) {
     tracing::error!(%err, "cannot accept a connection");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// One request on `conn`, kept alive; returns the response's head and body.
+    async fn get_on(conn: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: gateway\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.expect("write");
+        let mut response = vec![0; 4096];
+        let n = conn.read(&mut response).await.expect("read");
+        String::from_utf8_lossy(&response[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_carry_their_peer_and_shutdown_waits_only_for_requests_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let app = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, app, stopped));
+
+        let mut idle = TcpStream::connect(address).await.expect("connect");
+        let response = get_on(&mut idle, "/peer").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let local = idle.local_addr().expect("local address");
+        assert!(response.ends_with(&local.to_string()), "{response}");
+        assert!(
+            get_on(&mut idle, "/nowhere")
+                .await
+                .starts_with("HTTP/1.1 404"),
+            "the connection is kept alive"
+        );
+
+        // An idle kept-alive connection does not hold the shutdown up.
+        stop.send(true).expect("the server listens");
+        let done = tokio::time::timeout(Duration::from_secs(10), server).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest));
+        assert!(
+            matches!(closed.await, Ok(Ok(0))),
+            "the idle connection is closed"
+        );
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "no longer accepting"
+        );
+    }
+}
