@@ -341,6 +341,49 @@ struct Measured {
     /// Each gateway's history reads to fill a gap, and entries put back in order
     /// without one.
     gap_fills: Vec<(u64, u64)>,
+    /// Each gateway's hand-offs to a lane of a room's members, per second: a busy
+    /// room's lanes over this is its period.
+    hand_offs_per_sec: Vec<f64>,
+    /// The p99 to the member's socket of each [`WINDOW`] of send times.
+    windows: Option<Windows>,
+}
+
+/// Send times are cut into windows this long to tell a phase's steady tail from its
+/// stalls: a tail that every window shares is the pipeline's own.
+const WINDOW: Duration = Duration::from_millis(50);
+
+/// The least, median and greatest of the windows' p99s, ms.
+struct Windows {
+    count: usize,
+    least: f64,
+    median: f64,
+    greatest: f64,
+}
+
+/// The p99 to the member's socket of each [`WINDOW`] of send times, from the phase's
+/// start, summed up; windows of fewer than 100 deliveries are left out.
+fn windows(latencies: &[Delivered], phase_start_us: u64) -> Option<Windows> {
+    let window_us = WINDOW.as_micros() as u64;
+    let mut by_window: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+    for d in latencies {
+        let sent = d.received_us.saturating_sub(d.latency_us);
+        by_window
+            .entry(sent.saturating_sub(phase_start_us) / window_us)
+            .or_default()
+            .push(u32::try_from(d.socket_latency_us).unwrap_or(u32::MAX));
+    }
+    let mut p99s: Vec<f64> = by_window
+        .into_values()
+        .filter(|us| us.len() >= 100)
+        .map(|mut us| f64::from(confer_loadtest::percentiles(&mut us)[2]) / 1000.0)
+        .collect();
+    p99s.sort_unstable_by(f64::total_cmp);
+    Some(Windows {
+        count: p99s.len(),
+        least: *p99s.first()?,
+        median: p99s[p99s.len() / 2],
+        greatest: *p99s.last()?,
+    })
 }
 
 /// The median and 99th percentile of latencies in µs, in ms.
@@ -437,6 +480,19 @@ async fn scrape_stages(
         all.push(scrape(http, &url, STAGE_HISTOGRAMS[4]).await?);
     }
     Ok(all)
+}
+
+/// Each gateway's lane hand-offs per second between two scrapes `secs` apart: the
+/// count of its write histogram, one observation per hand-off.
+fn hand_offs_per_sec(
+    before: &[confer_loadtest::server_metrics::Buckets],
+    after: &[confer_loadtest::server_metrics::Buckets],
+    secs: f64,
+) -> Vec<f64> {
+    [4, 6]
+        .iter()
+        .map(|&i| after[i].since(&before[i]).count() as f64 / secs)
+        .collect()
 }
 
 fn stages_between(
@@ -616,6 +672,8 @@ async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::R
         socket_p99_ms: at_socket.1,
         stages: stages_between(&before, &after),
         stalls: stalls(&recorded, phase_start_us),
+        hand_offs_per_sec: hand_offs_per_sec(&before, &after, secs),
+        windows: windows(&recorded, phase_start_us),
         worst_lag_ms,
         busy_percent,
         gap_fills: gaps_after
@@ -687,6 +745,25 @@ async fn scenario(
     );
     println!("| | {} | {}", half_label(label), half.row());
     for (name, measured) in [("max", &max), ("paced", &half)] {
+        let hand_offs: Vec<String> = measured
+            .hand_offs_per_sec
+            .iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect();
+        println!(
+            "  {label} {name}: lane hand-offs per second, each gateway: {}",
+            hand_offs.join(", ")
+        );
+        if let Some(w) = &measured.windows {
+            println!(
+                "  {label} {name}: p99 to the socket of each {} ms of send times: least {:.1}, median {:.1}, greatest {:.1} ms ({} windows)",
+                WINDOW.as_millis(),
+                w.least,
+                w.median,
+                w.greatest,
+                w.count
+            );
+        }
         for stall in measured.stalls.iter().take(5) {
             println!(
                 "  {label} {name}: late deliveries (>= {} ms) of messages sent {:.0} to {:.0} ms from the start of measuring: {:?} (per gateway), worst {:.1} ms",
