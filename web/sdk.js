@@ -18,6 +18,9 @@
 // reconnected (the call moved to another media server, by itself), closed.
 
 const DEFAULT_SLOTS = 8;
+// How long a chat post waits for the server's answer before it fails (or, when it is
+// safe to, is sent again).
+const POST_ANSWER_MS = 5000;
 // Lowest first: the server ranks layers by the picture size it sees, this order until then.
 const SIMULCAST_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -50,6 +53,7 @@ export class ConferClient extends EventTarget {
     this.chatMore = false;
     this.chatLimit = null; // {per_second, burst} from `joined`: how fast this member may post
     this.chatNextAt = 0; // when the next post is on time at the steady rate (performance.now())
+    this.chatPosts = Promise.resolve(); // the last chat post, settled: the next one goes after it
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -173,16 +177,26 @@ export class ConferClient extends EventTarget {
   }
   deleteChat(seq) { return this.request({ chat_delete: { seq } }); } // never rate limited
 
-  // A chat post (send, edit, file share), in its turn under the chat limit. Sent again
-  // when the server says it came too soon (`chat_rate_limited`, after its
-  // `retry_after_ms`: network jitter can bunch posts up; a post resent so may land
-  // after one made later), and, when `idempotent`, after a lost answer.
-  async #post(message, { idempotent = false } = {}) {
+  // A chat post (send, edit, file share). Posts go one after another, each once the
+  // one before is answered, so they are stored in the order they were made even when
+  // one has to be sent again: when the server says it came too soon
+  // (`chat_rate_limited`, after its `retry_after_ms`; network jitter can bunch posts
+  // up), and, when `idempotent`, after a lost answer.
+  #post(message, options) {
+    const post = this.chatPosts.then(() => this.#postInTurn(message, options));
+    this.chatPosts = post.catch(() => {});
+    return post;
+  }
+
+  // One post, in its turn under the chat limit, sent until it is answered. A post
+  // not answered in time fails with `timeout` (sent again first when `idempotent`), so
+  // the posts after it never wait on a lost one.
+  async #postInTurn(message, { idempotent = false } = {}) {
     await this.#chatTurn();
     let timeouts = 0;
     for (let limited = 0; ; ) {
       try {
-        return await this.request(message, idempotent ? 5000 : 0);
+        return await this.request(message, POST_ANSWER_MS);
       } catch (err) {
         if (err.code === 'chat_rate_limited' && ++limited <= 10) {
           await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs || 100));

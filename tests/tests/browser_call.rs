@@ -89,6 +89,7 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
             .await?;
     }
     chat_burst([&ada, &bob, &cyd]).await?;
+    refused_posts_are_sent_again_in_order(&ada, [&ada, &bob, &cyd]).await?;
 
     cyd.eval("document.getElementById('leave').click();")
         .await?;
@@ -176,5 +177,53 @@ async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
             .unwrap_or_default();
     }
     assert!(batches > 0, "no browser got a chat_batch");
+    Ok(())
+}
+
+/// `sender`'s client forgets the chat limit `joined` announced and makes [`BURST`]
+/// posts at once, twice the gateway's burst: the gateway refuses some of them, the SDK
+/// sends each of those again after the `retry_after_ms` it was given, and every post
+/// is stored once, in the order it was made, as every browser shows.
+async fn refused_posts_are_sent_again_in_order(
+    sender: &Browser,
+    browsers: [&Browser; 3],
+) -> anyhow::Result<()> {
+    let sent = sender
+        .eval(&format!(
+            "window.chatRefused = 0;
+             window.conferClient.chatLimit = null;
+             const posts = [...Array({BURST}).keys()].map((i) => window.conferClient.sendChat(`again ${{i}}`));
+             return await Promise.all(posts).then(
+               (sent) => sent.map((post) => post.seq),
+               (err) => `a post failed: ${{err.code || err.message}}`);"
+        ))
+        .await?;
+    let seqs: Vec<u64> = serde_json::from_value(sent.clone())
+        .map_err(|_| anyhow::anyhow!("every post answered, got {sent}"))?;
+    assert_eq!(seqs.len(), BURST, "every post answered");
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "stored in the order made: {seqs:?}"
+    );
+    let refused = sender.eval("return window.chatRefused;").await?;
+    assert!(
+        refused.as_u64() > Some(0),
+        "the gateway refused posts over its burst ({refused})"
+    );
+    let in_order = format!(
+        "const again = [...document.querySelectorAll('#messages .text')]
+           .map((e) => e.textContent)
+           .filter((t) => t.startsWith('again '));
+         return again.length === {BURST} && again.every((t, i) => t === `again ${{i}}`);"
+    );
+    for browser in browsers {
+        browser
+            .wait_for(
+                "the posts sent again, once and in order",
+                &in_order,
+                Duration::from_secs(10),
+            )
+            .await?;
+    }
     Ok(())
 }
