@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::server::TestServer;
+use confer_e2e::signal::SignalClient;
+use serde_json::json;
 
 /// Remote streams that are really flowing, read from `RTCPeerConnection.getStats()`.
 const MEDIA_STATS: &str = r#"
@@ -88,7 +90,7 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
             .wait_for("Ada's chat message", chat_arrived, Duration::from_secs(5))
             .await?;
     }
-    chat_burst([&ada, &bob, &cyd]).await?;
+    chat_burst(&server, [&ada, &bob, &cyd]).await?;
     refused_posts_are_sent_again_in_order(&ada, [&ada, &bob, &cyd]).await?;
 
     cyd.eval("document.getElementById('leave').click();")
@@ -115,14 +117,26 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
 const BURST: usize = 40;
 const _: () = assert!(BURST as u32 > confer_gateway::ChatRate::DEFAULT.burst);
 
-/// Every browser sends [`BURST`] chat messages at once, all three together: a busy
-/// moment, whose entries the gateway hands each member together, as a `chat_batch`
-/// to the JS SDK. Every browser shows them all, once, each sender's in order, and at
-/// least one browser got a `chat_batch`. (A member's sends are stored one after
-/// another, so three senders are what makes entries meet at the gateway even when
-/// each send is slow.) Each burst is twice the gateway's default chat burst: the SDK
-/// spaces the rest to the rate `joined` announced, so the gateway refuses none.
-async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
+/// Members who join over signalling in [`chat_burst`] and each post [`BUNCH`]
+/// messages at once.
+const BUNCHERS: [&str; 3] = ["Dee", "Eve", "Fay"];
+
+/// Messages each of [`BUNCHERS`] posts at once, all without waiting for an answer:
+/// within the gateway's default chat burst, so none is refused.
+const BUNCH: usize = 15;
+const _: () = assert!((BUNCH as u32) < confer_gateway::ChatRate::DEFAULT.burst);
+
+/// Every browser sends [`BURST`] chat messages at once, all three together, while
+/// three more members (signalling clients, [`BUNCHERS`]) each post [`BUNCH`] without
+/// waiting for the answers: a busy moment, whose entries the gateway hands each member
+/// together, as a `chat_batch` to the JS SDK. Every browser shows them all, once, each
+/// sender's in order, and at least one browser got a `chat_batch`. The SDK posts a
+/// browser's messages one after another, each once the one before is answered, and a
+/// member's posts are stored one after another, so the three bunches are what make
+/// entries meet at the gateway even when each store is slow. Each burst is twice the gateway's
+/// default chat burst: the SDK spaces the rest to the rate `joined` announced, so the
+/// gateway refuses none.
+async fn chat_burst(server: &TestServer, browsers: [&Browser; 3]) -> anyhow::Result<()> {
     const COUNT_BATCHES: &str = "window.chatBatches = 0;
         window.chatRefused = 0;
         window.conferClient.ws.addEventListener('message', (event) => {
@@ -144,7 +158,11 @@ async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
         .iter()
         .zip(&scripts)
         .map(|(browser, script)| browser.eval(script));
-    for sent in futures_util::future::try_join_all(bursts).await? {
+    let (sent, _) = tokio::try_join!(
+        futures_util::future::try_join_all(bursts),
+        futures_util::future::try_join_all(BUNCHERS.map(|name| post_a_bunch(server, name)))
+    )?;
+    for sent in sent {
         assert_eq!(sent, serde_json::json!(BURST), "every send answered");
     }
     for browser in browsers {
@@ -154,12 +172,18 @@ async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
             "the SDK kept to the chat rate"
         );
     }
+    let bunchers = json!(BUNCHERS);
     let in_order = format!(
         "const shown = [...document.querySelectorAll('#messages .text')].map((e) => e.textContent);
-         return [0, 1, 2].every((who) => {{
-           const mine = shown.filter((t) => t.startsWith(`burst ${{who}} `));
-           return mine.length === {BURST} && mine.every((t, i) => t === `burst ${{who}} ${{i}}`);
-         }});"
+         const bunchers = {bunchers};
+         return bunchers.every((who) => {{
+             const bunch = shown.filter((t) => t.startsWith(`bunch ${{who}} `));
+             return bunch.length === {BUNCH} && bunch.every((t, i) => t === `bunch ${{who}} ${{i}}`);
+           }})
+           && [0, 1, 2].every((who) => {{
+             const mine = shown.filter((t) => t.startsWith(`burst ${{who}} `));
+             return mine.length === {BURST} && mine.every((t, i) => t === `burst ${{who}} ${{i}}`);
+           }});"
     );
     let mut batches = 0;
     for browser in browsers {
@@ -176,23 +200,70 @@ async fn chat_burst(browsers: [&Browser; 3]) -> anyhow::Result<()> {
             .as_u64()
             .unwrap_or_default();
     }
+    eprintln!("chat_batch frames the three browsers got: {batches}");
     assert!(batches > 0, "no browser got a chat_batch");
     Ok(())
 }
 
-/// `sender`'s client forgets the chat limit `joined` announced and makes [`BURST`]
-/// posts at once, twice the gateway's burst: the gateway refuses some of them, the SDK
-/// sends each of those again after the `retry_after_ms` it was given, and every post
-/// is stored once, in the order it was made, as every browser shows.
+/// `name` joins the room over signalling, posts [`BUNCH`] messages without waiting
+/// for any answer, checks that each is stored, in the order posted, and leaves.
+async fn post_a_bunch(server: &TestServer, name: &str) -> anyhow::Result<()> {
+    const WAIT: Duration = Duration::from_secs(10);
+    let mut member = SignalClient::connect(&server.signal_url()).await?;
+    member
+        .send(&json!({"request_id": "j", "join": {"room": "standup", "name": name}}))
+        .await?;
+    member.recv_kind("joined", WAIT).await?;
+    for i in 0..BUNCH {
+        let post = json!({"request_id": format!("b{i}"), "chat": {"text": format!("bunch {name} {i}"), "client_id": format!("{name}-{i}")}});
+        member.send(&post).await?;
+    }
+    let mut seqs = vec![None; BUNCH];
+    let deadline = Instant::now() + WAIT;
+    while seqs.iter().any(Option::is_none) {
+        let answer = member
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await?;
+        let Some(i) = answer["request_id"]
+            .as_str()
+            .and_then(|id| id.strip_prefix('b'))
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let seq = answer["chat_sent"]["seq"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("{name}'s post {i} not stored: {answer}"))?;
+        seqs[i] = Some(seq);
+    }
+    let seqs: Vec<u64> = seqs.into_iter().flatten().collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "{name}'s bunch stored in the order posted: {seqs:?}"
+    );
+    Ok(())
+}
+
+/// `sender` first spends its chat burst with posts that go around the SDK's queue,
+/// then its client forgets the chat limit `joined` announced and makes [`BURST`]
+/// posts at once through the SDK: the gateway refuses some of them, the SDK sends each
+/// of those again after the `retry_after_ms` it was given, and every post is stored
+/// once, in the order it was made, as every browser shows.
 async fn refused_posts_are_sent_again_in_order(
     sender: &Browser,
     browsers: [&Browser; 3],
 ) -> anyhow::Result<()> {
+    // More than the burst: whatever refilled since the last post is spent too.
+    let spend = confer_gateway::ChatRate::DEFAULT.burst + 5;
     let sent = sender
         .eval(&format!(
-            "window.chatRefused = 0;
-             window.conferClient.chatLimit = null;
-             const posts = [...Array({BURST}).keys()].map((i) => window.conferClient.sendChat(`again ${{i}}`));
+            "const client = window.conferClient;
+             const spend = [...Array({spend}).keys()].map((i) =>
+               client.request({{ chat: {{ text: `spent ${{i}}`, client_id: `spent-${{i}}` }} }}));
+             await Promise.allSettled(spend);
+             window.chatRefused = 0;
+             client.chatLimit = null;
+             const posts = [...Array({BURST}).keys()].map((i) => client.sendChat(`again ${{i}}`));
              return await Promise.all(posts).then(
                (sent) => sent.map((post) => post.seq),
                (err) => `a post failed: ${{err.code || err.message}}`);"
@@ -208,7 +279,7 @@ async fn refused_posts_are_sent_again_in_order(
     let refused = sender.eval("return window.chatRefused;").await?;
     assert!(
         refused.as_u64() > Some(0),
-        "the gateway refused posts over its burst ({refused})"
+        "the gateway refused posts over its rate ({refused})"
     );
     let in_order = format!(
         "const again = [...document.querySelectorAll('#messages .text')]
