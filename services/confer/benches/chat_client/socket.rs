@@ -149,10 +149,21 @@ impl MemberSocket {
         loop {
             self.tcp.readable().await?;
             let (free, control) = (&mut self.buf[self.end..], &mut self.control);
-            match self
-                .tcp
-                .try_io(Interest::READABLE, || read_stamped(fd, free, control))
-            {
+            let room = free.len();
+            // A read that did not fill the buffer took everything the socket had: the
+            // socket's readiness is cleared with it (as tokio's own reads do), so the
+            // next read waits for more instead of first finding nothing in a system
+            // call of its own. Tokio keeps the readiness if more came meanwhile.
+            let mut short = None;
+            let read = self.tcp.try_io(Interest::READABLE, || {
+                let (n, stamp) = read_stamped(fd, free, control)?;
+                if n > 0 && n < room {
+                    short = Some((n, stamp));
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok((n, stamp))
+            });
+            match short.map_or(read, Ok) {
                 Ok((0, _)) => return Ok(false),
                 Ok((n, stamp)) => {
                     self.end += n;
