@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use confer_chat::api::MAX_TEXT_CHARS;
 use confer_chat::{Bus, ChatApi as _, Page};
 use confer_e2e::server::{DEV_TENANT, Options, TestServer, assert_metrics, metric};
 use confer_e2e::signal::SignalClient;
@@ -271,6 +272,100 @@ async fn bad_chat_input_gets_clear_errors_and_nothing_is_stored() -> anyhow::Res
 /// The bus the gateway hears reorders entries and loses one. Members still get every
 /// entry once and in order: a reordering is put right without reading history, the
 /// lost entry is read from history once the reorder wait is over.
+/// A member whose client stops reading is cut off once 4 MiB wait for it, and the
+/// room goes on without it; it loses nothing: what reached it came in order, and after
+/// reconnecting it reads what came after the last seq it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_reading_is_cut_off_and_catches_up_after_reconnecting()
+-> anyhow::Result<()> {
+    const TOO_SLOW: &str = "confer_gateway_clients_too_slow_total";
+    let server = TestServer::start_with(Options::chat_rate(ChatRate::UNLIMITED)).await?;
+    let (mut ada, _) = join(&server, "busy", "Ada").await?;
+    let (mut bob, _) = join(&server, "busy", "Bob").await?;
+    // From here on Bob's client reads nothing, and Ada posts long messages until the
+    // gateway gives up on him: its 4 MiB and what the sockets' buffers hold.
+    let long = "x".repeat(MAX_TEXT_CHARS - 10);
+    let mut own = Vec::new();
+    let mut sent = 0u64;
+    while metric(&server.metrics().await?, TOO_SLOW) != Some(1) {
+        anyhow::ensure!(sent < 5_000, "Bob was never cut off");
+        for _ in 0..50 {
+            sent += 1;
+            let id = format!("c{sent}");
+            assert_eq!(
+                say(&mut ada, &mut own, &id, &format!("{sent} {long}")).await?,
+                sent
+            );
+        }
+    }
+    // The room goes on without him.
+    for _ in 0..20 {
+        sent += 1;
+        let id = format!("c{sent}");
+        assert_eq!(
+            say(&mut ada, &mut own, &id, &format!("{sent} after")).await?,
+            sent
+        );
+    }
+    let missing = sent as usize - own.len();
+    own.extend(entries(&mut ada, missing).await?);
+    assert_eq!(seqs(&Value::Array(own)), (1..=sent).collect::<Vec<_>>());
+
+    // What reached Bob before the cut came once each, in order, from the first; then
+    // his connection ends.
+    let mut reached = Vec::new();
+    let closed = loop {
+        match bob.recv(WAIT).await {
+            Ok(message) => reached.extend(message["chat"]["seq"].as_u64()),
+            Err(err) => break err.to_string(),
+        }
+    };
+    assert!(
+        !closed.contains("no message within"),
+        "still open: {closed}"
+    );
+    let last = reached.len() as u64;
+    assert!((1..sent).contains(&last), "{last} of {sent} reached Bob");
+    assert_eq!(reached, (1..=last).collect::<Vec<_>>());
+
+    // Back, he finds the room with Ada alone in it (his cut-off session left it), and
+    // asks for what came after the last seq he saw, page by page.
+    let (mut bob, joined) = join(&server, "busy", "Bob").await?;
+    let others: Vec<&Value> = joined["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert_eq!(others[0]["name"], "Ada");
+    let mut caught_up = Vec::new();
+    let mut after = last;
+    loop {
+        let page = request(
+            &mut bob,
+            "a",
+            json!({"chat_history": {"after_seq": after, "limit": 200}}),
+        )
+        .await?;
+        let got = seqs(&page["chat_history"]["messages"]);
+        after = got.last().copied().unwrap_or(after);
+        caught_up.extend(got);
+        if page["chat_history"]["more"] != true {
+            break;
+        }
+    }
+    assert_eq!(caught_up, (last + 1..=sent).collect::<Vec<_>>());
+    // And reads the room live again.
+    let mut seen = Vec::new();
+    assert_eq!(
+        say(&mut ada, &mut seen, "next", "welcome back").await?,
+        sent + 1
+    );
+    assert_eq!(entries(&mut bob, 1).await?[0]["seq"], sent + 1);
+    assert_metrics(&server.metrics().await?, &[(TOO_SLOW, 1)]);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reordering_lossy_bus_still_delivers_each_entry_once_in_order() -> anyhow::Result<()> {
     let bus = Bus::memory();
