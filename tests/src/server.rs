@@ -11,6 +11,8 @@ use confer_room::{Backends, RoomConfig, RoomService};
 use confer_sfu::{SfuConfig, SfuHandle};
 use tokio::sync::watch;
 
+use crate::late_pushes::LatePushes;
+
 /// Secret of the built-in tenant's API key `dev` (tenant `dev`).
 pub const TOKEN_SECRET: &str = "end-to-end test secret";
 pub const DEV_TENANT: &str = "dev";
@@ -30,6 +32,9 @@ pub struct Options {
     /// that plays the bus publishes there (reordering, losing), and the gateway hears
     /// nothing else.
     pub gateway_bus: Option<confer_chat::Bus>,
+    /// How late the room service's pushes reach the gateway (its answers come at
+    /// once): a test of what a member's session does before it has heard of a change.
+    pub room_pushes_late_by: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -100,10 +105,14 @@ impl TestServer {
             ..options.gateway
         };
         let chat = confer_chat::connect("sqlite::memory:", None).await?;
+        let room_api: Arc<dyn confer_room::RoomApi> = match options.room_pushes_late_by {
+            Some(late_by) => Arc::new(LatePushes::new(Arc::new(room.clone()), late_by)),
+            None => Arc::new(room.clone()),
+        };
         tokio::spawn(confer_gateway::run(
             config,
             listener,
-            Arc::new(room.clone()),
+            room_api,
             SfuDirectory::with_local(Arc::new(sfu.clone())),
             match options.gateway_bus {
                 Some(bus) => ChatLink {

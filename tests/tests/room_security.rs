@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use confer_auth::{Claims, TokenKey, VideoGrant};
-use confer_e2e::server::{TOKEN_SECRET, TestServer};
+use confer_e2e::server::{Options, TOKEN_SECRET, TestServer};
 use confer_e2e::signal::{SignalClient, client_offer};
 use confer_room::RoomApi as _;
 use confer_room::api::CreateRoom;
@@ -551,5 +551,65 @@ async fn hosts_can_keep_the_chat_to_hosts() -> anyhow::Result<()> {
     );
     quiet.send(&chat("q", "hello?")).await?;
     assert_eq!(error_of(&mut quiet, "q").await?, "chat_restricted");
+    Ok(())
+}
+
+/// A guest's session learns of a host's change from the room service's push, which
+/// may come after the host's answer (here always, by half a second). A post the guest
+/// makes in between is taken: the session's view says closed, and it asks the room
+/// service, which has the last word.
+#[tokio::test]
+async fn a_post_right_after_a_host_opens_the_chat_is_taken() -> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        require_token: true,
+        room_pushes_late_by: Some(Duration::from_millis(500)),
+        ..Options::default()
+    })
+    .await?;
+    server
+        .room
+        .create_room(
+            "dev".into(),
+            CreateRoom {
+                name: "seminar".into(),
+                settings: RoomSettings {
+                    waiting_room: false,
+                    allow_chat: false,
+                    ..RoomSettings::default()
+                },
+                password: None,
+            },
+        )
+        .await?;
+    let (mut host, _) = join_host(&server, "seminar").await?;
+    let mut guest = connect(&server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": "seminar", "token": guest_token("seminar", "gus")}),
+    )
+    .await?;
+    let joined = reply(&mut guest, "join").await?;
+    assert_eq!(
+        joined["joined"]["room_state"]["allow_chat"], false,
+        "{joined}"
+    );
+    guest.send(&chat("c1", "may I?")).await?;
+    assert_eq!(error_of(&mut guest, "c1").await?, "chat_restricted");
+
+    let allowed = host_control(&mut host, "allow_chat", "", "").await?;
+    assert!(allowed.get("ack").is_some(), "{allowed}");
+    guest.send(&chat("c2", "thank you")).await?;
+    // The answer comes before the guest hears that the chat is open.
+    let answer = loop {
+        let message = guest.recv(WAIT).await?;
+        assert!(message.get("room_state").is_none(), "told first: {message}");
+        if message["request_id"] == "c2" {
+            break message;
+        }
+    };
+    assert!(answer.get("chat_sent").is_some(), "{answer}");
+    chat_entry(&mut host, "thank you").await?;
+    let state = guest.recv_kind("room_state", WAIT).await?;
+    assert_eq!(state["room_state"]["allow_chat"], true, "{state}");
     Ok(())
 }

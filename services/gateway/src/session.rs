@@ -313,7 +313,7 @@ impl Session {
                     .await
             }
             In::ChatHistory(page) => self.chat_history(&request_id, page).await,
-            In::FileUpload(file) => self.file_upload(&request_id, &file),
+            In::FileUpload(file) => self.file_upload(&request_id, &file).await,
             In::Mute(mute) => self.mute(&mute.kind, mute.muted).await,
             In::SetName(set) => {
                 self.self_update(&request_id, SelfUpdate::Name { name: set.name })
@@ -477,6 +477,28 @@ impl Session {
             ));
         }
         Ok(member)
+    }
+
+    /// Whether this member may post in the room's chat now (`what`: "send messages",
+    /// …). The session's view comes from the room's `room_state` pushes; when it says
+    /// closed, the room service has the last word: a host who has just opened the
+    /// chat was answered before the push reached this session, and a member just
+    /// made a host posts at once.
+    async fn chat_open(&self, what: &str) -> Result<(), Reject> {
+        let member = self.member()?;
+        let Err(closed) = member.chat_open(what) else {
+            return Ok(());
+        };
+        match self
+            .state
+            .room
+            .check_chat_poster(member.key.clone(), member.id.clone())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) if err.code == "not_a_member" => Err(err.into()),
+            Err(_) => Err(closed),
+        }
     }
 
     /// `client_trace`: the client's own trace, when its request carried one.
@@ -813,12 +835,12 @@ impl Session {
         client_id: String,
         action: ChatAction,
     ) -> Result<(), Reject> {
-        let member = self.chat_poster("send messages")?;
+        self.chat_poster("send messages")?;
         match action {
             // Taking back one's own words is never closed, nor held.
             ChatAction::Delete { .. } => {}
-            ChatAction::Edit { .. } => member.chat_open("edit messages")?,
-            _ => member.chat_open("send messages")?,
+            ChatAction::Edit { .. } => self.chat_open("edit messages").await?,
+            _ => self.chat_open("send messages").await?,
         }
         if !matches!(action, ChatAction::Delete { .. }) {
             self.count_chat_post()?;
@@ -926,12 +948,13 @@ impl Session {
     }
 
     /// A member asks to share a file: where to upload it.
-    fn file_upload(
+    async fn file_upload(
         &mut self,
         request_id: &str,
         file: &signal::FileUploadRequest,
     ) -> Result<(), Reject> {
-        self.chat_poster("share files")?.chat_open("share files")?;
+        self.chat_poster("share files")?;
+        self.chat_open("share files").await?;
         self.count_chat_post()?;
         let member = self.member()?;
         let url = files::upload_url(
