@@ -164,6 +164,10 @@ impl Outbound {
     fn try_write(&self, parts: &[&[u8]]) -> io::Result<usize> {
         match parts {
             [one] => self.socket.try_write(one),
+            // A session's message: its frame header and text.
+            [head, text] => self
+                .socket
+                .try_write_vectored(&[IoSlice::new(head), IoSlice::new(text)]),
             _ => {
                 let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
                 self.socket.try_write_vectored(&slices)
