@@ -258,7 +258,7 @@ async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits
         shutdown,
     )
     .await?;
-    let mut commands = rooms.watch("gw-1".into()).await?;
+    let mut commands = rooms.watch("gw-1".into(), None).await?;
     for i in 0..PARTICIPANTS {
         let decision = rooms
             .join(JoinRequest {
@@ -291,7 +291,7 @@ async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits
         let command = tokio::time::timeout(std::time::Duration::from_secs(5), commands.next())
             .await?
             .ok_or_else(|| anyhow::anyhow!("the command stream ended"))?;
-        if let GatewayCommand::Move { participant } = command {
+        if let Some(GatewayCommand::Move { participant }) = command.command {
             assert!(
                 moved.insert(participant.clone()),
                 "{participant} moved twice"

@@ -285,6 +285,54 @@ async fn racing_gateways_place_a_room_on_one_sfu_and_webhooks_survive_a_restart(
     Ok(())
 }
 
+/// A gateway's room service restarts while a host on the other gateway keeps the chat
+/// to hosts and removes a member of this one. The commands for that member are made
+/// while nothing watches for its gateway; once the room service is back, the gateway
+/// takes up its command stream where it broke, and the member hears of both, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_made_while_a_gateways_room_service_restarts_still_reach_it() -> anyhow::Result<()>
+{
+    const WAIT: Duration = Duration::from_secs(10);
+    let mut cluster = Cluster::start().await?;
+    let (mut ada, _) = cluster.join(1, "steady", "ada").await?;
+    let (mut bob, _) = cluster.join(0, "steady", "bob").await?;
+    let joined = ada.recv_kind("participant_joined", WAIT).await?;
+    let bob_id = joined["participant_joined"]["participant"]["id"].clone();
+    assert!(bob_id.is_string(), "{joined}");
+
+    // Gateway 0's room service goes; Ada acts through gateway 1's.
+    drop(cluster.rooms.remove(0));
+    let denied = ada
+        .request("h1", json!({"host": {"action": "deny_chat"}}), WAIT)
+        .await?;
+    assert!(denied.get("ack").is_some(), "{denied}");
+    let removed = ada
+        .request(
+            "h2",
+            json!({"host": {"action": "remove", "participant_id": bob_id}}),
+            WAIT,
+        )
+        .await?;
+    assert!(removed.get("ack").is_some(), "{removed}");
+    let left = ada.recv_kind("participant_left", WAIT).await?;
+    assert_eq!(left["participant_left"]["participant_id"], bob_id);
+
+    let env: Vec<(&str, &str)> = cluster
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let args: Vec<&str> = cluster.room_args[0].iter().map(String::as_str).collect();
+    cluster.rooms.insert(0, spawn(&args, &env)?);
+
+    // Bob is told the chat is kept to hosts, then that he was removed.
+    let state = bob.recv_kind("room_state", Duration::from_secs(30)).await?;
+    assert_eq!(state["room_state"]["allow_chat"], false, "{state}");
+    let error = bob.recv_kind("error", WAIT).await?;
+    assert_eq!(error["error"]["code"], "removed", "{error}");
+    Ok(())
+}
+
 type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// Records (event id, room, event) of every delivery.

@@ -1,6 +1,6 @@
 //! Commands from the room service for this gateway's participants: room events to
 //! relay, admissions, host mutes and removals. The watch is re-established whenever
-//! it breaks (room service restart, Redis failover).
+//! it breaks (room service restart, Redis failover), after the last command it got.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +16,21 @@ use crate::session::SessionEvent;
 
 pub(crate) async fn watch_room_service(state: Arc<AppState>) {
     let gateway = state.config.gateway_id.clone();
+    // Where the stream stood when it broke: the next watch takes up from there, so a
+    // command made meanwhile (a host's removal, a room setting) is not lost.
+    let mut cursor: Option<String> = None;
     loop {
-        match state.room.watch(gateway.clone()).await {
+        match state.room.watch(gateway.clone(), cursor.clone()).await {
             Ok(mut commands) => {
-                info!(gateway = %gateway, "watching room-service commands");
-                while let Some(command) = commands.next().await {
-                    apply(&state, command);
+                info!(gateway = %gateway, after = ?cursor, "watching room-service commands");
+                while let Some(watched) = commands.next().await {
+                    cursor = Some(watched.cursor);
+                    state
+                        .commands_watched
+                        .send_if_modified(|watched| !std::mem::replace(watched, true));
+                    if let Some(command) = watched.command {
+                        apply(&state, command);
+                    }
                 }
                 warn!("room-service command stream ended; re-watching");
             }

@@ -53,6 +53,8 @@ pub(crate) struct AppState {
     chat: chat::ChatHub,
     metrics: metrics::Metrics,
     sweep_files: Arc<file_sweep::SweepNow>,
+    /// True once the room service's command stream has given its first cursor.
+    commands_watched: watch::Sender<bool>,
 }
 
 /// Serves the gateway on `listener` until `shutdown` fires.
@@ -73,6 +75,7 @@ pub async fn run(
         chat,
         metrics: metrics::Metrics::default(),
         sweep_files: Arc::default(),
+        commands_watched: watch::Sender::new(false),
     });
     let hub = tokio::spawn(chat::run_hub(Arc::downgrade(&state), chat_inputs));
     if let Some(local) = state.sfus.local() {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -85,6 +85,10 @@ pub(crate) enum SessionEvent {
     /// The SFU dropped this participant's media connection.
     MediaLost(String),
 }
+
+/// How long a join waits for a gateway that has just started to watch the room
+/// service's commands.
+const COMMANDS_WATCHED_WAIT: Duration = Duration::from_secs(5);
 
 /// An error reply: a code and a message.
 pub(crate) struct Reject {
@@ -541,6 +545,20 @@ impl Session {
         result
     }
 
+    /// Waits until this gateway watches the room service's commands: one made for a
+    /// participant before the gateway's first watch would reach nobody (a watch that
+    /// breaks later is taken up after its last cursor, and loses nothing).
+    async fn commands_watched(&self) -> Result<(), Reject> {
+        let mut watched = self.state.commands_watched.subscribe();
+        match tokio::time::timeout(COMMANDS_WATCHED_WAIT, watched.wait_for(|w| *w)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Reject::new(
+                "room_service_unavailable",
+                "this gateway cannot hear from the room service yet; try again",
+            )),
+        }
+    }
+
     async fn try_join(&mut self, request_id: &str, join: Join) -> Result<(), Reject> {
         if self.member.is_some() {
             return Err(Reject::new(
@@ -557,6 +575,7 @@ impl Session {
             Some(offer) if offer.r#type == "offer" && !offer.sdp.is_empty() => Some(offer.sdp),
             Some(_) => return Err(Reject::new("invalid_sdp", "the offer is not an SDP offer")),
         };
+        self.commands_watched().await?;
         let id = new_participant_id();
         self.state.rooms.register(
             &id,

@@ -116,6 +116,15 @@ pub enum SelfUpdate {
     Name { name: String },
 }
 
+/// One item of a gateway's command stream: a command and its cursor, or (first) only
+/// the cursor the stream starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watched {
+    /// Where the stream stands after this item; opaque to the gateway.
+    pub cursor: String,
+    pub command: Option<GatewayCommand>,
+}
+
 /// What the room service asks of a gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -289,11 +298,15 @@ pub trait RoomApi: Send + Sync {
         room_key: String,
         participant: String,
     ) -> BoxFuture<'_, RoomResult<()>>;
-    /// Commands for `gateway`'s participants, for as long as the stream is held.
+    /// Commands for `gateway`'s participants, for as long as the stream is held: those
+    /// made after `after` (a cursor an earlier watch gave), or from now. The first item
+    /// is where the stream starts; a gateway whose watch broke watches again after the
+    /// last cursor it got, and loses nothing made meanwhile.
     fn watch(
         &self,
         gateway: String,
-    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, GatewayCommand>>>;
+        after: Option<String>,
+    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>>;
 
     // Tenant API.
     fn authenticate(&self, api_key: String, secret: String) -> BoxFuture<'_, RoomResult<String>>;

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::api::{BoxFuture, GatewayCommand, RoomApi};
+use crate::api::{BoxFuture, RoomApi, Watched};
 use crate::error::{ErrorKind, RoomError, RoomResult};
 use crate::{RoomService, api};
 
@@ -128,15 +128,20 @@ impl RoomServiceRpc for Rpc {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let gateway = request.into_inner().gateway_id;
+        let request = request.into_inner();
+        let after = Some(request.after).filter(|cursor| !cursor.is_empty());
         let commands = self
             .0
-            .watch(gateway)
+            .watch(request.gateway_id, after)
             .await
             .map_err(|err| Status::unavailable(err.to_string()))?;
-        let stream = commands.map(|command| {
+        let stream = commands.map(|watched| {
             Ok(pb::GatewayCommand {
-                body: serde_json::to_vec(&command).unwrap_or_default(),
+                body: watched
+                    .command
+                    .map(|command| serde_json::to_vec(&command).unwrap_or_default())
+                    .unwrap_or_default(),
+                cursor: watched.cursor,
             })
         });
         Ok(Response::new(Box::pin(stream)))
@@ -230,12 +235,14 @@ impl RoomApi for GrpcRoom {
     fn watch(
         &self,
         gateway: String,
-    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, GatewayCommand>>> {
+        after: Option<String>,
+    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>> {
         let mut client = self.client.clone();
         Box::pin(async move {
             let stream = client
                 .watch(pb::WatchRequest {
                     gateway_id: gateway,
+                    after: after.unwrap_or_default(),
                 })
                 .await
                 .map_err(|status| {
@@ -246,10 +253,24 @@ impl RoomApi for GrpcRoom {
                     )
                 })?
                 .into_inner();
+            // A broken stream ends: the gateway watches again after the last cursor it
+            // got, and so misses nothing. A command it cannot read still moves it on.
             Ok(stream
-                .filter_map(|item| async move {
-                    let command = item.ok()?;
-                    serde_json::from_slice(&command.body).ok()
+                .take_while(|item| std::future::ready(item.is_ok()))
+                .filter_map(|item| std::future::ready(item.ok()))
+                .map(|item| {
+                    let command = match serde_json::from_slice(&item.body) {
+                        Ok(command) => Some(command),
+                        Err(_) if item.body.is_empty() => None,
+                        Err(err) => {
+                            tracing::warn!(%err, "an unreadable gateway command");
+                            None
+                        }
+                    };
+                    Watched {
+                        cursor: item.cursor,
+                        command,
+                    }
                 })
                 .boxed())
         })

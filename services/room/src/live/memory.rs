@@ -8,7 +8,7 @@ use futures_util::stream::BoxStream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::api::GatewayCommand;
+use crate::api::{GatewayCommand, Watched};
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, Placement};
 
@@ -18,7 +18,23 @@ struct Inner {
     rooms: HashMap<String, Vec<ParticipantInfo>>,
     room_of: HashMap<String, String>,
     active: HashSet<String>,
-    buses: HashMap<String, broadcast::Sender<GatewayCommand>>,
+    /// Each gateway's commands, numbered from 1 in the order made.
+    buses: HashMap<String, GatewayBus>,
+}
+
+/// One gateway's command bus.
+struct GatewayBus {
+    sender: broadcast::Sender<(u64, GatewayCommand)>,
+    made: u64,
+}
+
+impl GatewayBus {
+    fn new() -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            made: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,21 +137,41 @@ impl MemoryLive {
     }
 
     pub async fn publish(&self, gateway: &str, command: &GatewayCommand) -> RoomResult<()> {
-        if let Some(bus) = self.lock().buses.get(gateway) {
-            let _ = bus.send(command.clone());
+        if let Some(bus) = self.lock().buses.get_mut(gateway) {
+            bus.made += 1;
+            let _ = bus.sender.send((bus.made, command.clone()));
         }
         Ok(())
     }
 
-    pub async fn subscribe(&self, gateway: &str) -> RoomResult<BoxStream<'static, GatewayCommand>> {
-        let receiver = self
-            .lock()
-            .buses
-            .entry(gateway.to_owned())
-            .or_insert_with(|| broadcast::channel(1024).0)
-            .subscribe();
-        Ok(BroadcastStream::new(receiver)
-            .filter_map(|item| async move { item.ok() })
+    /// `gateway`'s commands from now: in one process the stream never breaks, so
+    /// there is nothing to take up again after a cursor.
+    pub async fn subscribe(
+        &self,
+        gateway: &str,
+        _after: Option<String>,
+    ) -> RoomResult<BoxStream<'static, Watched>> {
+        let (start, receiver) = {
+            let mut inner = self.lock();
+            let bus = inner
+                .buses
+                .entry(gateway.to_owned())
+                .or_insert_with(GatewayBus::new);
+            (bus.made, bus.sender.subscribe())
+        };
+        let first = Watched {
+            cursor: start.to_string(),
+            command: None,
+        };
+        let commands = BroadcastStream::new(receiver).filter_map(|item| async move {
+            let (made, command) = item.ok()?;
+            Some(Watched {
+                cursor: made.to_string(),
+                command: Some(command),
+            })
+        });
+        Ok(futures_util::stream::once(async { first })
+            .chain(commands)
             .boxed())
     }
 }

@@ -11,7 +11,7 @@ mod redis;
 
 use futures_util::stream::BoxStream;
 
-use crate::api::GatewayCommand;
+use crate::api::{GatewayCommand, Watched};
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, Placement};
 
@@ -94,8 +94,13 @@ impl Live {
         dispatch!(self, live => live.publish(gateway, command).await)
     }
 
-    pub async fn subscribe(&self, gateway: &str) -> RoomResult<BoxStream<'static, GatewayCommand>> {
-        dispatch!(self, live => live.subscribe(gateway).await)
+    /// `gateway`'s commands after `after`, or from now (see [`crate::RoomApi::watch`]).
+    pub async fn subscribe(
+        &self,
+        gateway: &str,
+        after: Option<String>,
+    ) -> RoomResult<BoxStream<'static, Watched>> {
+        dispatch!(self, live => live.subscribe(gateway, after).await)
     }
 }
 

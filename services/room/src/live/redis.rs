@@ -6,14 +6,20 @@
 //! - `confer:members:{room}`: hash, participant id → participant JSON
 //! - `confer:participant:{id}`: the room a participant is in
 //! - `confer:active`: set of active rooms
-//! - channel `confer:gateway:{id}`: commands for one gateway
+//! - stream `confer:gateway-commands:{id}`: commands for one gateway, the newest
+//!   [`GATEWAY_STREAM_LEN`] kept (for a gateway whose watch broke to take up again
+//!   where it stopped), and dropped [`GATEWAY_STREAM_TTL_SECS`] after the last
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamRangeReply, StreamReadReply};
 
-use crate::api::GatewayCommand;
+use crate::api::{GatewayCommand, Watched};
 use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, Placement};
 
@@ -45,8 +51,8 @@ fn participant_key(id: &str) -> String {
     format!("confer:participant:{id}")
 }
 
-fn gateway_channel(gateway: &str) -> String {
-    format!("confer:gateway:{gateway}")
+fn gateway_stream(gateway: &str) -> String {
+    format!("confer:gateway-commands:{gateway}")
 }
 
 fn decode<T: serde::de::DeserializeOwned>(json: &str) -> RoomResult<T> {
@@ -215,22 +221,138 @@ impl RedisLive {
     }
 
     pub async fn publish(&self, gateway: &str, command: &GatewayCommand) -> RoomResult<()> {
-        let _: i64 = self
-            .conn()
-            .publish(gateway_channel(gateway), encode(command)?)
+        let key = gateway_stream(gateway);
+        let () = redis::pipe()
+            .cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(GATEWAY_STREAM_LEN)
+            .arg("*")
+            .arg(COMMAND_FIELD)
+            .arg(encode(command)?)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(GATEWAY_STREAM_TTL_SECS)
+            .ignore()
+            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
-    pub async fn subscribe(&self, gateway: &str) -> RoomResult<BoxStream<'static, GatewayCommand>> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(gateway_channel(gateway)).await?;
-        Ok(pubsub
-            .into_on_message()
-            .filter_map(|msg| async move {
-                let payload: String = msg.get_payload().ok()?;
-                serde_json::from_str(&payload).ok()
-            })
+    /// `gateway`'s commands after the cursor `after` (a stream entry id), or after
+    /// the newest one now. The stream ends when Redis cannot be read; the gateway
+    /// watches again after the last cursor it got.
+    pub async fn subscribe(
+        &self,
+        gateway: &str,
+        after: Option<String>,
+    ) -> RoomResult<BoxStream<'static, Watched>> {
+        let key = gateway_stream(gateway);
+        // A connection of its own: a blocked read holds up whatever else is sent on one.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let start = match after {
+            Some(cursor) => cursor,
+            None => newest_id(&mut conn, &key).await?,
+        };
+        let first = Watched {
+            cursor: start.clone(),
+            command: None,
+        };
+        let reader = CommandReader {
+            conn,
+            key,
+            cursor: start,
+            ready: VecDeque::new(),
+        };
+        let commands = futures_util::stream::unfold(reader, |mut reader| async move {
+            let next = reader.next().await?;
+            Some((next, reader))
+        });
+        Ok(futures_util::stream::once(async { first })
+            .chain(commands)
             .boxed())
+    }
+}
+
+/// Commands kept per gateway for a watch to take up again: far more than a gateway
+/// is sent while it watches again (a room-service replica restarting, a failover).
+const GATEWAY_STREAM_LEN: usize = 10_000;
+
+/// A gateway's stream outlives its last command this long: a gateway gone for good
+/// leaves nothing behind.
+const GATEWAY_STREAM_TTL_SECS: i64 = 3_600;
+
+/// The longest a read of a gateway's stream waits for a command.
+const READ_BLOCK: Duration = Duration::from_secs(5);
+
+/// The stream entry's field holding the command's JSON.
+const COMMAND_FIELD: &str = "c";
+
+/// The id of `key`'s newest entry, or `0-0` when it has none.
+async fn newest_id(conn: &mut MultiplexedConnection, key: &str) -> RoomResult<String> {
+    let newest: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(newest
+        .ids
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".to_owned(), |entry| entry.id))
+}
+
+/// Reads one gateway's stream after its cursor.
+struct CommandReader {
+    conn: MultiplexedConnection,
+    key: String,
+    cursor: String,
+    ready: VecDeque<Watched>,
+}
+
+impl CommandReader {
+    /// The next command; `None` once Redis cannot be read.
+    async fn next(&mut self) -> Option<Watched> {
+        loop {
+            if let Some(watched) = self.ready.pop_front() {
+                return Some(watched);
+            }
+            let read: Option<StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(256)
+                .arg("BLOCK")
+                .arg(READ_BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&self.key)
+                .arg(&self.cursor)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|err| tracing::warn!(%err, "cannot read a gateway's commands"))
+                .ok()?;
+            for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                self.cursor.clone_from(&entry.id);
+                let command = entry
+                    .get::<String>(COMMAND_FIELD)
+                    .and_then(|json| decode::<GatewayCommand>(&json).ok());
+                if command.is_none() {
+                    tracing::warn!(id = %entry.id, "an unreadable gateway command");
+                }
+                // Passed on either way: the gateway's cursor moves past it.
+                self.ready.push_back(Watched {
+                    cursor: entry.id,
+                    command,
+                });
+            }
+        }
     }
 }

@@ -34,3 +34,78 @@ async fn the_first_placement_wins_under_a_race() {
     live.clear_placement("t/r", "eu").await.expect("clear");
     assert_eq!(live.rooms_on(&[sfu]).await.expect("count"), [0]);
 }
+
+/// Redis at `CONFER_TEST_REDIS_URL` (which the test script sets).
+async fn redis_live() -> Live {
+    let url =
+        std::env::var("CONFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    Live::Redis(RedisLive::connect(&url).await.expect("Redis"))
+}
+
+fn denied(participant: &str) -> GatewayCommand {
+    GatewayCommand::Denied {
+        participant: participant.into(),
+    }
+}
+
+/// The next `n` commands of a watch, with their cursors.
+async fn next_commands(
+    stream: &mut BoxStream<'static, Watched>,
+    n: usize,
+) -> Vec<(String, GatewayCommand)> {
+    use futures_util::StreamExt as _;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let watched = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a command within 5 s")
+            .expect("the stream goes on");
+        out.push((watched.cursor, watched.command.expect("a command")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_gateways_commands_are_taken_up_after_the_last_cursor_it_got() {
+    use futures_util::StreamExt as _;
+    let live = redis_live().await;
+    let gateway = format!("gw-test-{:08x}", rand::random::<u32>());
+    // Made before anyone watched: not part of a watch from now.
+    live.publish(&gateway, &denied("old"))
+        .await
+        .expect("publish");
+
+    let mut watch = live.subscribe(&gateway, None).await.expect("watch");
+    let start = watch.next().await.expect("the starting cursor");
+    assert_eq!(start.command, None);
+    live.publish(&gateway, &denied("a")).await.expect("publish");
+    live.publish(&gateway, &denied("b")).await.expect("publish");
+    let got = next_commands(&mut watch, 2).await;
+    assert_eq!(got[0].1, denied("a"));
+    assert_eq!(got[1].1, denied("b"));
+    // Stream entry ids, `ms-seq`, in order.
+    let id = |cursor: &str| -> (u64, u64) {
+        let (ms, seq) = cursor.split_once('-').expect("an entry id");
+        (ms.parse().expect("ms"), seq.parse().expect("seq"))
+    };
+    assert!(id(&got[0].0) > id(&start.cursor), "{got:?} after {start:?}");
+    assert!(id(&got[1].0) > id(&got[0].0), "{got:?}");
+
+    // The watch breaks; two commands are made meanwhile.
+    drop(watch);
+    live.publish(&gateway, &denied("c")).await.expect("publish");
+    live.publish(&gateway, &denied("d")).await.expect("publish");
+    let last = got[1].0.clone();
+    let mut again = live
+        .subscribe(&gateway, Some(last.clone()))
+        .await
+        .expect("watch again");
+    let start = again.next().await.expect("the starting cursor");
+    assert_eq!((start.cursor, start.command), (last, None));
+    let got: Vec<GatewayCommand> = next_commands(&mut again, 2)
+        .await
+        .into_iter()
+        .map(|(_, command)| command)
+        .collect();
+    assert_eq!(got, [denied("c"), denied("d")]);
+}

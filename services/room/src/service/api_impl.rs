@@ -4,8 +4,8 @@ use futures_util::stream::BoxStream;
 
 use super::RoomService;
 use crate::api::{
-    BoxFuture, CreateRoom, CreateWebhook, DeadLetter, GatewayCommand, HostAction, JoinDecision,
-    JoinRequest, RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, Webhook,
+    BoxFuture, CreateRoom, CreateWebhook, DeadLetter, HostAction, JoinDecision, JoinRequest,
+    RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, Watched, Webhook,
 };
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, RoomView, TrackKind};
@@ -52,8 +52,9 @@ impl RoomApi for RoomService {
     fn watch(
         &self,
         gateway: String,
-    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, GatewayCommand>>> {
-        Box::pin(async move { self.0.live.subscribe(&gateway).await })
+        after: Option<String>,
+    ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>> {
+        Box::pin(async move { self.0.live.subscribe(&gateway, after).await })
     }
 
     fn authenticate(&self, api_key: String, secret: String) -> BoxFuture<'_, RoomResult<String>> {
