@@ -465,38 +465,54 @@ fn chat(request_id: &str, text: &str) -> Value {
     json!({"request_id": request_id, "chat": {"text": text}})
 }
 
-#[tokio::test]
-async fn hosts_can_keep_the_chat_to_hosts() -> anyhow::Result<()> {
-    let server = TestServer::start(true).await?;
-    for (name, allow_chat) in [("townhall", true), ("quiet", false)] {
-        server
-            .room
-            .create_room(
-                "dev".into(),
-                CreateRoom {
-                    name: name.into(),
-                    settings: RoomSettings {
-                        waiting_room: false,
-                        allow_chat,
-                        ..RoomSettings::default()
-                    },
-                    password: None,
+/// Creates room `name` without a waiting room, its chat open to all or not.
+async fn chat_room(server: &TestServer, name: &str, allow_chat: bool) -> anyhow::Result<()> {
+    server
+        .room
+        .create_room(
+            "dev".into(),
+            CreateRoom {
+                name: name.into(),
+                settings: RoomSettings {
+                    waiting_room: false,
+                    allow_chat,
+                    ..RoomSettings::default()
                 },
-            )
-            .await?;
-    }
-    let (mut host, _) = join_host(&server, "townhall").await?;
-    let mut guest = connect(&server).await?;
+                password: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A host and then a guest in a new room `name` whose chat is open to all or not, as
+/// the guest's join says.
+async fn host_and_guest(
+    server: &TestServer,
+    name: &str,
+    allow_chat: bool,
+) -> anyhow::Result<(SignalClient, SignalClient)> {
+    chat_room(server, name, allow_chat).await?;
+    let (host, _) = join_host(server, name).await?;
+    let mut guest = connect(server).await?;
     send_join(
         &mut guest,
-        json!({"room": "townhall", "token": guest_token("townhall", "gus")}),
+        json!({"room": name, "token": guest_token(name, "gus")}),
     )
     .await?;
     let joined = reply(&mut guest, "join").await?;
     assert_eq!(
-        joined["joined"]["room_state"]["allow_chat"], true,
+        joined["joined"]["room_state"]["allow_chat"], allow_chat,
         "{joined}"
     );
+    Ok((host, guest))
+}
+
+#[tokio::test]
+async fn hosts_can_keep_the_chat_to_hosts() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    chat_room(&server, "quiet", false).await?;
+    let (mut host, mut guest) = host_and_guest(&server, "townhall", true).await?;
     guest.send(&chat("c1", "before")).await?;
     let before = reply(&mut guest, "c1").await?["chat_sent"]["seq"].clone();
     assert!(before.as_u64().is_some_and(|seq| seq > 0), "{before}");
@@ -566,33 +582,7 @@ async fn a_post_right_after_a_host_opens_the_chat_is_taken() -> anyhow::Result<(
         ..Options::default()
     })
     .await?;
-    server
-        .room
-        .create_room(
-            "dev".into(),
-            CreateRoom {
-                name: "seminar".into(),
-                settings: RoomSettings {
-                    waiting_room: false,
-                    allow_chat: false,
-                    ..RoomSettings::default()
-                },
-                password: None,
-            },
-        )
-        .await?;
-    let (mut host, _) = join_host(&server, "seminar").await?;
-    let mut guest = connect(&server).await?;
-    send_join(
-        &mut guest,
-        json!({"room": "seminar", "token": guest_token("seminar", "gus")}),
-    )
-    .await?;
-    let joined = reply(&mut guest, "join").await?;
-    assert_eq!(
-        joined["joined"]["room_state"]["allow_chat"], false,
-        "{joined}"
-    );
+    let (mut host, mut guest) = host_and_guest(&server, "seminar", false).await?;
     guest.send(&chat("c1", "may I?")).await?;
     assert_eq!(error_of(&mut guest, "c1").await?, "chat_restricted");
 

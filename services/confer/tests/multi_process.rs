@@ -128,6 +128,17 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Room service `i` started again as it was first (after it was killed).
+    fn spawn_room(&self, i: usize) -> anyhow::Result<Proc> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let args: Vec<&str> = self.room_args[i].iter().map(String::as_str).collect();
+        spawn(&args, &env)
+    }
+
     /// Waits until the gateway answers the tenant API (and so its room service does).
     async fn wait_ready(&self, gateway: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -242,13 +253,7 @@ async fn racing_gateways_place_a_room_on_one_sfu_and_webhooks_survive_a_restart(
         a.send(&json!({"leave": {}})).await?;
         b.send(&json!({"leave": {}})).await?;
     }
-    let env: Vec<(&str, &str)> = cluster
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let args: Vec<&str> = cluster.room_args[0].iter().map(String::as_str).collect();
-    cluster.rooms.insert(0, spawn(&args, &env)?);
+    cluster.rooms.insert(0, cluster.spawn_room(0)?);
     cluster.wait_ready(&cluster.gateways[0].clone()).await?;
 
     // Every room: started, two joins, two leaves, finished: 6 events each, by id once.
@@ -317,13 +322,7 @@ async fn commands_made_while_a_gateways_room_service_restarts_still_reach_it() -
     let left = ada.recv_kind("participant_left", WAIT).await?;
     assert_eq!(left["participant_left"]["participant_id"], bob_id);
 
-    let env: Vec<(&str, &str)> = cluster
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let args: Vec<&str> = cluster.room_args[0].iter().map(String::as_str).collect();
-    cluster.rooms.insert(0, spawn(&args, &env)?);
+    cluster.rooms.insert(0, cluster.spawn_room(0)?);
 
     // Bob is told the chat is kept to hosts, then that he was removed.
     let state = bob.recv_kind("room_state", Duration::from_secs(30)).await?;
