@@ -15,7 +15,7 @@ use base64::Engine as _;
 use confer_e2e::backing::{free_port, free_udp_port, fresh_postgres};
 use confer_e2e::signal::SignalClient;
 use serde_json::{Value, json};
-use support::{Proc, create_tenant, host_token, join_for_port, spawn};
+use support::{Proc, create_tenant, host_token, http_get, join_for_port, spawn};
 
 fn redis_url() -> String {
     std::env::var("CONFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -329,6 +329,13 @@ async fn commands_made_while_a_gateways_room_service_restarts_still_reach_it() -
     assert_eq!(state["room_state"]["allow_chat"], false, "{state}");
     let error = bob.recv_kind("error", WAIT).await?;
     assert_eq!(error["error"]["code"], "removed", "{error}");
+    // Gateway 0 watched twice: at start, and once more after the break.
+    let metrics = http_get(&cluster.gateways[0], "/metrics")?;
+    assert_eq!(
+        confer_e2e::server::metric(&metrics, "confer_gateway_command_watches_total"),
+        Some(2),
+        "{metrics}"
+    );
     Ok(())
 }
 

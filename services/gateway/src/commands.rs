@@ -3,6 +3,7 @@
 //! it breaks (room service restart, Redis failover), after the last command it got.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use confer_room::api::GatewayCommand;
@@ -22,6 +23,7 @@ pub(crate) async fn watch_room_service(state: Arc<AppState>) {
     loop {
         match state.room.watch(gateway.clone(), cursor.clone()).await {
             Ok(mut commands) => {
+                state.metrics.command_watches.fetch_add(1, Relaxed);
                 info!(gateway = %gateway, after = ?cursor, "watching room-service commands");
                 while let Some(watched) = commands.next().await {
                     cursor = Some(watched.cursor);

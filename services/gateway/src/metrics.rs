@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) signal_errors: AtomicU64,
     /// Clients cut off because what waited for them outgrew the limit.
     pub(crate) clients_too_slow: AtomicU64,
+    /// Watches of the room service's commands begun: one at start, one more each
+    /// time the stream broke and was taken up again.
+    pub(crate) command_watches: AtomicU64,
     pub(crate) chat_messages: AtomicU64,
     /// Chat posts refused for coming faster than the gateway's chat rate.
     pub(crate) chat_rate_limited: AtomicU64,
@@ -63,6 +66,7 @@ impl Default for Metrics {
             join_duration: Histogram::new(JOIN_BUCKETS),
             signal_errors: AtomicU64::new(0),
             clients_too_slow: AtomicU64::new(0),
+            command_watches: AtomicU64::new(0),
             chat_messages: AtomicU64::new(0),
             chat_rate_limited: AtomicU64::new(0),
             chat_delivered: AtomicU64::new(0),
@@ -120,6 +124,11 @@ pub(crate) async fn render(
         "confer_gateway_clients_too_slow",
         "Signalling connections cut off because their client read nothing while 4 MiB waited for it (gone, or too slow to follow its room); a reconnect resumes chat from its last seq.",
         m.clients_too_slow.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_command_watches",
+        "Watches of the room service's commands this gateway began: 1 at start, one more each time the stream broke and was taken up again after its last cursor (a room-service replica restarting, a Redis failover).",
+        m.command_watches.load(Relaxed),
     );
     out.counter1(
         "confer_gateway_chat_messages",
