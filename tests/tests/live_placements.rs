@@ -82,3 +82,44 @@ async fn placements_are_won_once_and_listed_per_sfu() -> anyhow::Result<()> {
     assert!(live.rooms_placed_on(&other).await?.is_empty());
     Ok(())
 }
+
+/// A room service on Redis, over gRPC: a gateway's watch starts with a cursor, and a
+/// cursor it never gave is refused with its own code (the gateway then watches from
+/// now), not read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_over_grpc_refuses_a_cursor_it_never_gave() -> anyhow::Result<()> {
+    use confer_room::RoomApi as _;
+    use futures_util::StreamExt as _;
+    let (_shutdown, signal) = tokio::sync::watch::channel(false);
+    let room = confer_room::start(
+        confer_room::RoomConfig::default(),
+        confer_room::Backends {
+            redis_url: Some(redis_url()),
+            ..confer_room::Backends::in_memory()
+        },
+        confer_room::registry::SfuRegistry::new(Vec::new()),
+        Default::default(),
+        signal.clone(),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(confer_room::grpc::serve(room, listener, None, signal));
+    let client = confer_room::grpc::GrpcRoom::connect(&addr.to_string(), None)?;
+    let gateway = format!("gw-grpc-{:08x}", rand::random::<u32>());
+
+    let mut watch = client.watch(gateway.clone(), None).await?;
+    let start = watch
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no start"))?;
+    assert_eq!(start.command, None);
+    assert!(!start.cursor.is_empty());
+    let refused = client
+        .watch(gateway, Some("not-a-cursor".into()))
+        .await
+        .err()
+        .map(|err| err.code);
+    assert_eq!(refused.as_deref(), Some("invalid_cursor"));
+    Ok(())
+}

@@ -36,6 +36,12 @@ pub(crate) async fn watch_room_service(state: Arc<AppState>) {
                 }
                 warn!("room-service command stream ended; re-watching");
             }
+            // A cursor the room service does not know (it was replaced by one that
+            // keeps no commands): watch from now rather than never.
+            Err(err) if err.code == "invalid_cursor" => {
+                warn!(%err, "the room service refused the last cursor; watching from now");
+                cursor = None;
+            }
             Err(err) => warn!(%err, "cannot watch room-service commands"),
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

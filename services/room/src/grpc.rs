@@ -134,7 +134,14 @@ impl RoomServiceRpc for Rpc {
             .0
             .watch(request.gateway_id, after)
             .await
-            .map_err(|err| Status::unavailable(err.to_string()))?;
+            .map_err(|err| match err.kind {
+                // The request itself was refused (a cursor it did not give): the
+                // client gets the error as it is, to act on its code.
+                ErrorKind::Invalid => {
+                    Status::invalid_argument(serde_json::to_string(&err).unwrap_or_default())
+                }
+                _ => Status::unavailable(err.to_string()),
+            })?;
         let stream = commands.map(|watched| {
             Ok(pb::GatewayCommand {
                 body: watched
@@ -246,11 +253,16 @@ impl RoomApi for GrpcRoom {
                 })
                 .await
                 .map_err(|status| {
-                    RoomError::new(
-                        ErrorKind::Unavailable,
-                        "room_service_unavailable",
-                        status.message().to_owned(),
-                    )
+                    let refused = (status.code() == tonic::Code::InvalidArgument)
+                        .then(|| serde_json::from_str::<RoomError>(status.message()).ok())
+                        .flatten();
+                    refused.unwrap_or_else(|| {
+                        RoomError::new(
+                            ErrorKind::Unavailable,
+                            "room_service_unavailable",
+                            status.message().to_owned(),
+                        )
+                    })
                 })?
                 .into_inner();
             // A broken stream ends: the gateway watches again after the last cursor it

@@ -9,6 +9,7 @@
 //! - stream `confer:gateway-commands:{id}`: commands for one gateway, the newest
 //!   [`GATEWAY_STREAM_LEN`] kept (for a gateway whose watch broke to take up again
 //!   where it stopped), and dropped [`GATEWAY_STREAM_TTL_SECS`] after the last
+//!   command
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -258,7 +259,13 @@ impl RedisLive {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         let start = match after {
-            Some(cursor) => cursor,
+            Some(cursor) if is_entry_id(&cursor) => cursor,
+            Some(cursor) => {
+                return Err(RoomError::invalid(
+                    "invalid_cursor",
+                    format!("{cursor:?} is not a cursor this room service gave"),
+                ));
+            }
             None => newest_id(&mut conn, &key).await?,
         };
         let first = Watched {
@@ -294,6 +301,14 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 
 /// The stream entry's field holding the command's JSON.
 const COMMAND_FIELD: &str = "c";
+
+/// Whether `cursor` is a stream entry id, `<ms>-<seq>`.
+fn is_entry_id(cursor: &str) -> bool {
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    cursor
+        .split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+}
 
 /// The id of `key`'s newest entry, or `0-0` when it has none.
 async fn newest_id(conn: &mut MultiplexedConnection, key: &str) -> RoomResult<String> {

@@ -108,4 +108,14 @@ async fn a_gateways_commands_are_taken_up_after_the_last_cursor_it_got() {
         .map(|(_, command)| command)
         .collect();
     assert_eq!(got, [denied("c"), denied("d")]);
+
+    // A cursor this room service never gave is refused, not read from.
+    for bad in ["", "42", "x-1", "1-", "1-2-3", "*"] {
+        let refused = live.subscribe(&gateway, Some(bad.into())).await.err();
+        assert_eq!(
+            refused.map(|err| err.code),
+            Some("invalid_cursor".to_owned()),
+            "{bad:?}"
+        );
+    }
 }
