@@ -1,6 +1,7 @@
 //! The fan-out bus on a real redis-server: a feed gets its rooms' entries (and only
 //! theirs) over sharded pub/sub, and after Redis restarts it subscribes again and says
-//! so with a resync, so its gateway reads what it missed from history.
+//! so with a resync, so its gateway reads what it missed from history. A feed whose
+//! gateway falls behind holds a bounded backlog and says so with a resync too.
 
 use std::time::Duration;
 
@@ -105,5 +106,63 @@ async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyho
     bus.publish(&entry("t/a", 53)).await?;
     let quiet = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
     assert!(quiet.is_err(), "unsubscribed: {quiet:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_falls_behind_drops_what_it_cannot_hold_and_asks_for_a_resync()
+-> anyhow::Result<()> {
+    const BACKLOG: usize = 100;
+    let redis = confer_e2e::backing::RedisServer::start().await?;
+    let bus = Bus::redis_with_backlog(&redis.url(), BACKLOG)?;
+    let (feed, mut events) = bus.feed();
+    assert!(
+        matches!(next(&mut events).await?, FeedEvent::Resync),
+        "connected"
+    );
+    feed.subscribe("t/a");
+    assert_eq!(
+        publish_until_seen(&bus, &mut events, &entry("t/a", 1)).await?,
+        1
+    );
+
+    // The gateway takes nothing while far more is published than the feed can hold
+    // for it: its hand-off queue and its backlog fill, and the rest is dropped.
+    let last = 2 + 4_096 + BACKLOG as u64 + 2_000;
+    for seq in 2..=last {
+        bus.publish(&entry("t/a", seq)).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // What it held comes in order; where entries are missing, a resync comes first,
+    // so the gateway reads them from history.
+    let (mut previous, mut taken, mut resyncs, mut resynced) = (1, 0u64, 0, false);
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        match event.ok_or_else(|| anyhow::anyhow!("feed ended"))? {
+            FeedEvent::Resync => (resyncs, resynced) = (resyncs + 1, true),
+            FeedEvent::Entry(got) => {
+                let seq = got.entry.seq;
+                assert!(seq > previous, "{seq} after {previous}");
+                assert!(
+                    seq == previous + 1 || resynced,
+                    "{}..{} were dropped without a resync",
+                    previous + 1,
+                    seq - 1
+                );
+                (previous, taken, resynced) = (seq, taken + 1, false);
+            }
+        }
+    }
+    assert!(resyncs >= 1, "the feed never said it fell behind");
+    assert!(
+        taken <= 4_096 + BACKLOG as u64 + 2,
+        "the feed held {taken} of {} entries: more than its backlog",
+        last - 1
+    );
+    // It goes on as before.
+    assert_eq!(
+        publish_until_seen(&bus, &mut events, &entry("t/a", last + 1)).await?,
+        last + 1
+    );
     Ok(())
 }

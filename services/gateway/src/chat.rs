@@ -322,6 +322,7 @@ async fn take(
             settle(&delivery.entry.room, released, true);
         }
         HubInput::Bus(FeedEvent::Resync) => {
+            state.metrics.chat_resyncs.fetch_add(1, Relaxed);
             for (room, released) in state.chat.catch_up(None).await {
                 settle(&room, released, false);
             }

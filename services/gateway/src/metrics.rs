@@ -36,6 +36,10 @@ pub(crate) struct Metrics {
     /// Live entries that arrived ahead of one not yet delivered: history was read to
     /// fill the gap before delivering.
     pub(crate) chat_gap_fills: AtomicU64,
+    /// Times the chat feed said entries of any room may have been missed (it
+    /// reconnected to the bus, or fell behind and dropped some), and every room was
+    /// read from history after its last entry.
+    pub(crate) chat_resyncs: AtomicU64,
     /// Live entries that arrived ahead of a missing one and went out in order once it
     /// came, without a history read.
     pub(crate) chat_reordered: AtomicU64,
@@ -73,6 +77,7 @@ impl Default for Metrics {
             chat_fanout: Histogram::new(FANOUT_BUCKETS),
             chat_write: Histogram::new(FANOUT_BUCKETS),
             chat_gap_fills: AtomicU64::new(0),
+            chat_resyncs: AtomicU64::new(0),
             chat_reordered: AtomicU64::new(0),
             chat_rests: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
@@ -149,6 +154,11 @@ pub(crate) async fn render(
         "confer_gateway_chat_gap_fills",
         "History reads to fill a gap in a room's live chat stream that outlasted the reorder wait (an entry lost on the bus).",
         m.chat_gap_fills.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_chat_resyncs",
+        "Times this gateway's chat feed may have missed entries (it reconnected to the bus, or fell behind and dropped what it could not hold) and read every room's from history.",
+        m.chat_resyncs.load(Relaxed),
     );
     out.counter1(
         "confer_gateway_chat_reordered",

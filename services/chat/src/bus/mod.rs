@@ -59,7 +59,16 @@ impl Bus {
 
     /// Redis at `url` (`redis://…`); connects lazily and reconnects on its own.
     pub fn redis(url: &str) -> anyhow::Result<Self> {
-        Ok(Bus::Redis(Arc::new(redis::RedisBus::new(url)?)))
+        Self::redis_with_backlog(url, redis::FEED_BACKLOG)
+    }
+
+    /// Redis, with each feed holding at most `feed_backlog` entries it has not handed
+    /// on yet (past that, entries are dropped and the feed resyncs).
+    pub fn redis_with_backlog(url: &str, feed_backlog: usize) -> anyhow::Result<Self> {
+        Ok(Bus::Redis(Arc::new(redis::RedisBus::new(
+            url,
+            feed_backlog,
+        )?)))
     }
 
     pub async fn publish(&self, entry: &ChatEntry) -> anyhow::Result<()> {

@@ -1,10 +1,12 @@
 //! The bus across processes: Redis sharded pub/sub. Publishing goes through a
 //! reconnecting connection manager; each feed holds one RESP3 connection whose pushes
 //! carry its rooms' entries, and re-subscribes everything (then asks for a resync)
-//! after Redis comes back.
+//! after Redis comes back. A feed holds at most [`FEED_BACKLOG`] entries its gateway
+//! has not taken yet; it drops the rest and asks for a resync.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -30,15 +32,30 @@ pub fn channel_for(room: &str) -> String {
     format!("confer:chat:{room}")
 }
 
+/// Entries a feed's connection holds while the feed is still handing earlier ones to
+/// its gateway. A gateway that falls further behind than this (a burst its hub cannot
+/// keep up with) has the rest dropped and is told to resync, so it reads them from
+/// history: its memory stays bounded, and nothing is lost.
+pub(super) const FEED_BACKLOG: usize = 16_384;
+
 #[derive(Clone)]
 pub struct RedisBus {
     client: redis::Client,
     push_client: redis::Client,
     publisher: Arc<OnceCell<ConnectionManager>>,
+    feed_backlog: usize,
+}
+
+/// A feed connection's pushes, and how many were dropped because the feed was
+/// [`FEED_BACKLOG`] behind.
+struct Pushes {
+    received: mpsc::Receiver<PushInfo>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl RedisBus {
-    pub(super) fn new(url: &str) -> anyhow::Result<Self> {
+    /// A feed holds at most `feed_backlog` entries it has not handed on.
+    pub(super) fn new(url: &str, feed_backlog: usize) -> anyhow::Result<Self> {
         let client = nodelay_client(url)?;
         let separator = if url.contains('?') { '&' } else { '?' };
         let push_client = nodelay_client(&format!("{url}{separator}protocol=resp3"))?;
@@ -46,6 +63,7 @@ impl RedisBus {
             client,
             push_client,
             publisher: Arc::new(OnceCell::new()),
+            feed_backlog: feed_backlog.max(1),
         })
     }
 
@@ -81,20 +99,30 @@ impl RedisBus {
         Ok(())
     }
 
-    async fn connect_feed(
-        &self,
-    ) -> anyhow::Result<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>)> {
-        let (pushes, push_rx) = mpsc::unbounded_channel();
+    async fn connect_feed(&self) -> anyhow::Result<(MultiplexedConnection, Pushes)> {
+        let (pushes, received) = mpsc::channel(self.feed_backlog);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropping = Arc::clone(&dropped);
+        // The connection hands each push over without waiting: one that finds the
+        // backlog full is dropped and counted.
+        let send = move |push: PushInfo| match pushes.try_send(push) {
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                dropping.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Ok(()) => Ok(()),
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_push_sender(pushes);
+            .set_push_sender(send);
         let conn = self
             .push_client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .context("cannot reach Redis")?;
-        Ok((conn, push_rx))
+        Ok((conn, Pushes { received, dropped }))
     }
 }
 
@@ -165,8 +193,11 @@ pub(super) async fn run_feed(
                         break;
                     }
                 }
-                push = pushes.recv() => {
+                push = pushes.received.recv() => {
                     let Some(push) = push else { break };
+                    if !resync_if_dropped(&pushes, &events).await {
+                        return;
+                    }
                     match push.kind {
                         PushKind::SMessage => {
                             if let Some(delivery) = decode(&push.data)
@@ -186,6 +217,21 @@ pub(super) async fn run_feed(
             }
         }
     }
+}
+
+/// Asks for a resync when pushes were dropped since the last look (the feed fell
+/// [`FEED_BACKLOG`] behind); false once the gateway no longer listens.
+async fn resync_if_dropped(pushes: &Pushes, events: &mpsc::Sender<FeedEvent>) -> bool {
+    let dropped = pushes.dropped.swap(0, Relaxed);
+    if dropped == 0 {
+        return true;
+    }
+    tracing::warn!(
+        dropped,
+        backlog = pushes.received.max_capacity(),
+        "chat feed fell behind; reading the entries it dropped from history"
+    );
+    events.send(FeedEvent::Resync).await.is_ok()
 }
 
 fn apply(rooms: &mut HashSet<String>, command: &FeedCommand) {
