@@ -21,6 +21,7 @@ use confer_chat::{Bus, ChatApi, ChatEntry, ChatResult, Delivery, Feed, FeedEvent
 use confer_proto::signal::{
     ChatMessage, ServerMessage, chat_text, encode_chat_entry, server_message::Msg,
 };
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::AppState;
@@ -77,6 +78,9 @@ pub(crate) struct HubInputs {
 
 /// Entries read per history call while filling a gap.
 const FILL_PAGE: u32 = 200;
+
+/// Rooms whose history a resync reads at once.
+const CATCH_UP_READS: usize = 16;
 
 impl ChatHub {
     pub(crate) fn start(link: ChatLink) -> (Self, HubInputs) {
@@ -212,7 +216,9 @@ impl ChatHub {
         }
     }
 
-    /// After a resync: every room's entries after its last seq (or only `room`'s).
+    /// After a resync: every room's entries after its last seq (or only `room`'s),
+    /// [`CATCH_UP_READS`] rooms' histories read at once: live entries wait while the
+    /// hub catches up, and a gateway in many rooms should not read them one by one.
     async fn catch_up(&self, only: Option<&str>) -> Vec<(String, Released)> {
         let rooms: Vec<(String, u64)> = self
             .lock()
@@ -220,13 +226,15 @@ impl ChatHub {
             .filter(|(room, _)| only.is_none_or(|only| only == room.as_str()))
             .filter_map(|(room, chat)| Some((room.clone(), chat.order.last()?)))
             .collect();
-        let mut out = Vec::with_capacity(rooms.len());
-        for (room, last) in rooms {
-            let entries = self.read_after(&room, last, u64::MAX).await;
-            let released = self.fill(&room, entries);
-            out.push((room, released));
-        }
-        out
+        futures_util::stream::iter(rooms)
+            .map(|(room, last)| async move {
+                let entries = self.read_after(&room, last, u64::MAX).await;
+                let released = self.fill(&room, entries);
+                (room, released)
+            })
+            .buffered(CATCH_UP_READS)
+            .collect()
+            .await
     }
 }
 
@@ -557,5 +565,112 @@ pub(crate) fn to_message(entry: ChatEntry) -> ChatMessage {
         file_type: entry.file_type,
         file_size: entry.file_size,
         download_url: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use confer_chat::api::BoxFuture;
+    use confer_chat::{ChatAction, ChatService, HistoryPage, Retention, SendRequest, Sent};
+
+    use super::*;
+
+    /// The chat service, with each history read after a seq held a moment, and the
+    /// most such reads at once counted.
+    struct SlowHistory {
+        inner: ChatService,
+        reading: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl ChatApi for SlowHistory {
+        fn send(&self, req: SendRequest) -> BoxFuture<'_, ChatResult<Sent>> {
+            self.inner.send(req)
+        }
+        fn history(&self, room: String, page: Page) -> BoxFuture<'_, ChatResult<HistoryPage>> {
+            Box::pin(async move {
+                if !matches!(page, Page::After { .. }) {
+                    return self.inner.history(room, page).await;
+                }
+                let now = self.reading.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let page = self.inner.history(room, page).await;
+                self.reading.fetch_sub(1, SeqCst);
+                page
+            })
+        }
+        fn set_retention(&self, room: String, secs: u64) -> BoxFuture<'_, ChatResult<()>> {
+            self.inner.set_retention(room, secs)
+        }
+        fn retention(&self, room: String) -> BoxFuture<'_, ChatResult<Retention>> {
+            self.inner.retention(room)
+        }
+        fn clear_retention(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
+            self.inner.clear_retention(room)
+        }
+        fn delete_room(&self, room: String) -> BoxFuture<'_, ChatResult<()>> {
+            self.inner.delete_room(room)
+        }
+        fn files_to_remove(&self, limit: u32) -> BoxFuture<'_, ChatResult<Vec<String>>> {
+            self.inner.files_to_remove(limit)
+        }
+        fn files_removed(&self, files: Vec<String>) -> BoxFuture<'_, ChatResult<()>> {
+            self.inner.files_removed(files)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resync_reads_its_rooms_histories_several_at_once_and_misses_none()
+    -> anyhow::Result<()> {
+        let api = Arc::new(SlowHistory {
+            inner: confer_chat::connect("sqlite::memory:", None).await?,
+            reading: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let (hub, _inputs) = ChatHub::start(ChatLink {
+            api: api.clone(),
+            bus: Bus::memory(),
+            stats: None,
+        });
+        let rooms: Vec<String> = (0..40).map(|r| format!("t/r{r}")).collect();
+        for room in &rooms {
+            hub.enter(room, 10).await?;
+            // Stored after the member's page, and not heard from the bus.
+            for n in 0..2 {
+                api.send(SendRequest {
+                    room: room.clone(),
+                    sender_id: "ada".into(),
+                    sender_name: "Ada".into(),
+                    sender_is_host: false,
+                    client_id: format!("m{n}"),
+                    action: ChatAction::Text {
+                        text: format!("#{n}"),
+                        reply_to: 0,
+                    },
+                })
+                .await?;
+            }
+        }
+
+        let caught = hub.catch_up(None).await;
+
+        let mut caught_rooms: Vec<&str> = caught.iter().map(|(room, _)| room.as_str()).collect();
+        caught_rooms.sort_unstable();
+        let mut expected: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(caught_rooms, expected);
+        for (room, released) in &caught {
+            let seqs: Vec<u64> = released.deliver.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, [1, 2], "{room}");
+        }
+        let most = api.most.load(SeqCst);
+        assert!(
+            (2..=CATCH_UP_READS).contains(&most),
+            "{most} history reads at once"
+        );
+        Ok(())
     }
 }
