@@ -338,9 +338,9 @@ struct Measured {
     /// How busy the machine's CPUs were over the phase, %, from `/proc/stat` (where
     /// there is one).
     busy_percent: Option<f64>,
-    /// Each gateway's history reads to fill a gap, and entries put back in order
-    /// without one.
-    gap_fills: Vec<(u64, u64)>,
+    /// Each gateway's history reads to fill a gap, entries put back in order
+    /// without one, and resyncs (its feed fell behind, or reconnected).
+    gap_fills: Vec<(u64, u64, u64)>,
     /// Each gateway's hand-offs to a lane of a room's members, per second: a busy
     /// room's lanes over this is its period.
     hand_offs_per_sec: Vec<f64>,
@@ -438,8 +438,8 @@ const STAGE_HISTOGRAMS: [&str; 5] = [
 static HTTP: std::sync::LazyLock<reqwest::Client> =
     std::sync::LazyLock::new(|| confer_http::client().expect("an HTTP client"));
 
-/// Each gateway's (gap fills, reordered entries) counters.
-async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {
+/// Each gateway's (gap fills, reordered entries, resyncs) counters.
+async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64, u64)>> {
     let counter = |text: &str, name: &str| -> anyhow::Result<u64> {
         let value = text
             .lines()
@@ -458,6 +458,7 @@ async fn gap_fills(cluster: &ChatCluster) -> anyhow::Result<Vec<(u64, u64)>> {
         counts.push((
             counter(&text, "confer_gateway_chat_gap_fills_total")?,
             counter(&text, "confer_gateway_chat_reordered_total")?,
+            counter(&text, "confer_gateway_chat_resyncs_total")?,
         ));
     }
     Ok(counts)
@@ -679,7 +680,7 @@ async fn phase(cluster: &ChatCluster, control: &Control, mode: u64) -> anyhow::R
         gap_fills: gaps_after
             .iter()
             .zip(&gaps_before)
-            .map(|(after, before)| (after.0 - before.0, after.1 - before.1))
+            .map(|(after, before)| (after.0 - before.0, after.1 - before.1, after.2 - before.2))
             .collect(),
     })
 }
@@ -886,7 +887,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms to the member's socket | p50 / p99 (mean) ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered), each gateway | load generator's own lag ms | machine busy % |"
+        "| scenario | phase | messages/s | deliveries/s | p50 ms | p99 ms | p50 / p99 ms to the member's socket | p50 / p99 (mean) ms: send stored+published | batch store | batch publish | stored to hand-off, each gateway | hand-off to last member's write, each gateway | (gap fills, reordered, resyncs), each gateway | load generator's own lag ms | machine busy % |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if runs("one") {
