@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use confer_chat::{Bus, ChatEntry, EntryKind, FeedEvent};
+use confer_chat::{Bus, ChatEntry, EntryKind, Feed, FeedEvent};
 use tokio::sync::mpsc;
 
 fn entry(room: &str, seq: u64) -> ChatEntry {
@@ -51,10 +51,9 @@ async fn publish_until_seen(
     anyhow::bail!("entry {} never arrived", e.seq)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyhow::Result<()> {
-    let mut redis = confer_e2e::backing::RedisServer::start().await?;
-    let bus = Bus::redis(&redis.url())?;
+/// A feed, connected (its first resync) and subscribed to room `t/a`, whose entry 1
+/// it has seen.
+async fn feed_of_room_a(bus: &Bus) -> anyhow::Result<(Feed, mpsc::Receiver<FeedEvent>)> {
     let (feed, mut events) = bus.feed();
     assert!(
         matches!(next(&mut events).await?, FeedEvent::Resync),
@@ -62,9 +61,17 @@ async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyho
     );
     feed.subscribe("t/a");
     assert_eq!(
-        publish_until_seen(&bus, &mut events, &entry("t/a", 1)).await?,
+        publish_until_seen(bus, &mut events, &entry("t/a", 1)).await?,
         1
     );
+    Ok((feed, events))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_gets_its_rooms_and_resubscribes_after_a_redis_restart() -> anyhow::Result<()> {
+    let mut redis = confer_e2e::backing::RedisServer::start().await?;
+    let bus = Bus::redis(&redis.url())?;
+    let (feed, mut events) = feed_of_room_a(&bus).await?;
     // Another room's entries do not reach this feed; its own keep their order.
     bus.publish(&entry("t/b", 1)).await?;
     for seq in 2..=50 {
@@ -115,16 +122,7 @@ async fn a_feed_that_falls_behind_drops_what_it_cannot_hold_and_asks_for_a_resyn
     const BACKLOG: usize = 100;
     let redis = confer_e2e::backing::RedisServer::start().await?;
     let bus = Bus::redis_with_backlog(&redis.url(), BACKLOG)?;
-    let (feed, mut events) = bus.feed();
-    assert!(
-        matches!(next(&mut events).await?, FeedEvent::Resync),
-        "connected"
-    );
-    feed.subscribe("t/a");
-    assert_eq!(
-        publish_until_seen(&bus, &mut events, &entry("t/a", 1)).await?,
-        1
-    );
+    let (_feed, mut events) = feed_of_room_a(&bus).await?;
 
     // The gateway takes nothing while far more is published than the feed can hold
     // for it: its hand-off queue and its backlog fill, and the rest is dropped.
