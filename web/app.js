@@ -1,7 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
-import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice } from './ui.js';
+import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
@@ -192,10 +192,22 @@ $('chat-form').addEventListener('submit', (event) => {
   setChatContext(null);
   input.value = '';
   if (!text) return;
-  const sent = context?.edit
-    ? client.editChat(context.edit.seq, text)
-    : client.sendChat(text, { replyTo: context?.reply?.seq || 0 });
-  sent.catch((err) => status(`Chat: ${err.message}`));
+  if (context?.edit) {
+    // An edit that fails goes back in the box, as it was.
+    client.editChat(context.edit.seq, text).catch((err) => {
+      status(`Chat: ${err.message}`);
+      if (!input.value) setChatContext({ edit: { ...context.edit, text } });
+    });
+    return;
+  }
+  const replyTo = context?.reply?.seq || 0;
+  client.sendChat(text, { replyTo }).catch((err) => {
+    // Kept in the chat as not sent: sent again with the same client id, so a try
+    // that was stored after all is not stored twice.
+    failedChat($('messages'), text, err, {
+      retry: () => client.sendChat(text, { replyTo, clientId: err.clientId }),
+    });
+  });
 });
 
 function toggle(button, kind, onLabel, offLabel) {

@@ -156,10 +156,15 @@ export class ConferClient extends EventTarget {
   // Sends a chat message; resolves with {client_id, seq} once the server has stored it.
   // A resend after a lost answer carries the same client id, so it is stored once.
   // Messages sent together wait their turns under the room's chat limit, in order.
-  async sendChat(text, { replyTo = 0 } = {}) {
-    const clientId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  // To send a message that failed again, pass its `clientId` (the error's `clientId`):
+  // if the first try was stored after all, it is not stored twice.
+  async sendChat(text, { replyTo = 0, clientId = newClientId() } = {}) {
     const message = { chat: { text, client_id: clientId, reply_to: replyTo } };
-    return (await this.#post(message, { idempotent: true })).chat_sent;
+    try {
+      return (await this.#post(message, { idempotent: true })).chat_sent;
+    } catch (err) {
+      throw Object.assign(err, { clientId });
+    }
   }
 
   editChat(seq, text) { return this.#post({ chat_edit: { seq, text } }); }
@@ -413,6 +418,11 @@ function markSlides(sdp, index) {
   const at = index + 1; // sections[0] is the session part
   if (at < sections.length) sections[at] = sections[at].replace(/(a=mid:[^\r\n]*)/, '$1\r\na=content:slides');
   return sections.join('\r\nm=');
+}
+
+// A chat message's own id, which makes its resends idempotent.
+function newClientId() {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
 function defaultSignalUrl() {

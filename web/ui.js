@@ -216,6 +216,34 @@ export function chatNotice(log, text) {
   log.scrollTop = log.scrollHeight;
 }
 
+// A message of this member's that was not sent, kept with what went wrong so that
+// nothing typed is lost: `retry()` sends it again (resolving once it is stored, when
+// the line goes: the stored message comes in the chat as any other does), `discard()`
+// drops it. Returns the line.
+export function failedChat(log, text, error, { retry, discard }) {
+  const item = document.createElement('li');
+  item.className = 'failed';
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  const note = document.createElement('span');
+  note.className = 'note';
+  const bar = document.createElement('span');
+  bar.className = 'actions';
+  const show = (err) => { note.textContent = `Not sent: ${err.message}`; };
+  const again = button('Retry', () => {
+    again.disabled = true;
+    note.textContent = 'Sending…';
+    retry().then(() => item.remove(), (err) => { show(err); again.disabled = false; });
+  });
+  bar.append(again, button('Discard', () => { item.remove(); discard?.(); }));
+  show(error);
+  item.append(body, note, bar);
+  log.append(item);
+  log.scrollTop = log.scrollHeight;
+  return item;
+}
+
 export function appendChat(log, message, actions = {}) {
   if (message.kind === 'edit' || message.kind === 'delete') {
     const item = log.querySelector(`li[data-seq="${message.target_seq}"]`);

@@ -179,6 +179,26 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
         .eval("return await window.conferClient.sendChat('psst').then(() => 'sent', (err) => err.code || err.message);")
         .await?;
     assert_eq!(refused, Value::String("chat_restricted".into()));
+    // A message the guest sent just as the chat closed (the form submitted as its box
+    // was closing) is refused too, and kept in the chat as not sent: nothing typed is
+    // lost.
+    guest
+        .eval(
+            "document.getElementById('chat-input').value = 'sent as it closed'; \
+             document.getElementById('chat-form').requestSubmit(); return true;",
+        )
+        .await?;
+    let failed = "document.querySelector('#messages li.failed')";
+    guest
+        .wait_for(
+            "the guest's message kept as not sent",
+            &format!(
+                "const f = {failed}; return !!f && f.querySelector('.text').textContent === 'sent as it closed' \
+                 && f.querySelector('.note').textContent.includes('only hosts may send messages');"
+            ),
+            Duration::from_secs(5),
+        )
+        .await?;
     host.wait_for(
         "the switch turned",
         &format!("return {chat_switch}.textContent === 'Let everyone chat';"),
@@ -193,6 +213,24 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
             Duration::from_secs(5),
         )
         .await?;
+    // Sent again from the chat, the kept message reaches everyone once.
+    guest
+        .eval(&format!(
+            "[...{failed}.querySelectorAll('button')].find((b) => b.textContent === 'Retry').click(); return true;"
+        ))
+        .await?;
+    let delivered_once = "const lines = [...document.querySelectorAll('#messages li[data-seq] .text')]; \
+         return !document.querySelector('#messages li.failed') \
+         && lines.filter((t) => t.textContent === 'sent as it closed').length === 1;";
+    for browser in [&guest, &host] {
+        browser
+            .wait_for(
+                "the kept message, sent once",
+                delivered_once,
+                Duration::from_secs(5),
+            )
+            .await?;
+    }
 
     for browser in [host, guest, third] {
         browser.close().await?;
