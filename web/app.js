@@ -134,14 +134,18 @@ $('chat-earlier').addEventListener('click', () => {
     .catch((err) => status(`Error: ${err.message}`));
 });
 client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
+// Why the call ended, when the server said; the connection closing after it says no more.
+let ended = false;
 client.addEventListener('error', ({ detail }) => {
+  if (detail.code === 'removed') ended = true;
   status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
 });
-client.addEventListener('closed', () => status('Disconnected'));
-// Moved to another media server: everyone comes back under new ids, so the stage starts
-// over; the camera (and a shared screen) go on.
-client.addEventListener('reconnecting', () => {
-  status('Moving the call to another server…');
+client.addEventListener('closed', () => { if (!ended) status('Disconnected'); });
+// Moved to another media server, or the connection was lost and is joined again:
+// everyone comes back under new ids, so the stage starts over; the camera (and a
+// shared screen) go on, and the chat fills in what was said meanwhile.
+client.addEventListener('reconnecting', ({ detail }) => {
+  status(detail.reason === 'node_draining' ? 'Moving the call to another server…' : 'Connection lost; reconnecting…');
   stage.clear();
 });
 client.addEventListener('reconnected', () => {

@@ -15,12 +15,20 @@
 // Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
-// reconnected (the call moved to another media server, by itself), closed.
+// reconnected (the call moved to another media server, or the connection to the
+// server was lost and joined again, by itself; `reason`: node_draining or
+// connection_lost), closed (left, removed, or not back within RECONNECT_FOR_MS).
 
 const DEFAULT_SLOTS = 8;
 // How long a chat post waits for the server's answer before it fails (or, when it is
 // safe to, is sent again).
 const POST_ANSWER_MS = 5000;
+// A lost connection is joined again after these waits, the last repeated, for as
+// long as RECONNECT_FOR_MS; chat requests waiting on it fail with `disconnected`.
+const RECONNECT_WAITS_MS = [1000, 2000, 4000, 8000];
+const RECONNECT_FOR_MS = 120_000;
+// After these the server is not to be joined again by itself.
+const FINAL_ERRORS = new Set(['removed', 'admission_denied']);
 // Lowest first: the server ranks layers by the picture size it sees, this order until then.
 const SIMULCAST_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -54,6 +62,9 @@ export class ConferClient extends EventTarget {
     this.chatLimit = null; // {per_second, burst} from `joined`: how fast this member may post
     this.chatNextAt = 0; // when the next post is on time at the steady rate (performance.now())
     this.chatPosts = Promise.resolve(); // the last chat post, settled: the next one goes after it
+    this.joinedOnce = false; // a lost connection is joined again only after a join
+    this.done = false; // left, or removed: never joined again by itself
+    this.rejoining = false;
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -109,6 +120,7 @@ export class ConferClient extends EventTarget {
     const answer = await answerPromise;
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.answer.sdp });
     for (const mid of this.assignments.keys()) this.#bind(mid);
+    this.joinedOnce = true;
     this.dispatchEvent(new CustomEvent('joined', { detail: joined }));
     return joined;
   }
@@ -269,25 +281,77 @@ export class ConferClient extends EventTarget {
   // another one), keeping the local media and the chat position.
   async #moveToAnotherServer() {
     this.#emit('reconnecting', { reason: 'node_draining' });
-    const ws = this.ws;
-    ws.onclose = null;
-    ws.close();
-    this.pc?.close();
-    for (const mid of [...this.assignments.keys()]) this.#unbind(mid);
-    this.assignments.clear();
-    this.slotTracks.clear();
-    this.participants.clear();
     try {
-      await this.join(this.localStream);
-      // A screen being shared goes on through the new connection's screen sender.
-      if (this.screenTrack) await this.screenTransceiver.sender.replaceTrack(this.screenTrack);
-      this.#emit('reconnected', {});
+      await this.#joinAgain();
+      this.#emit('reconnected', { reason: 'node_draining' });
     } catch (err) {
       this.#emit('error', { code: err.code || 'internal', message: err.message });
     }
   }
 
+  // The connection to the server ended without a leave: what waited on it fails, and
+  // the room is joined again (a gateway restarted, the network dropped), keeping the
+  // local media and the chat position, so the chat fills in what was missed.
+  async #connectionLost() {
+    this.#failPending('disconnected', 'the connection to the server was lost');
+    // A connection that a join made again lost: that try fails, and the next follows.
+    if (this.rejoining) return;
+    if (this.done || !this.joinedOnce) {
+      this.dispatchEvent(new CustomEvent('closed'));
+      return;
+    }
+    this.rejoining = true;
+    this.#emit('reconnecting', { reason: 'connection_lost' });
+    const giveUpAt = Date.now() + RECONNECT_FOR_MS;
+    for (let attempt = 0; !this.done && Date.now() < giveUpAt; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_WAITS_MS[Math.min(attempt, RECONNECT_WAITS_MS.length - 1)]));
+      if (this.done) break;
+      try {
+        await this.#joinAgain();
+        this.rejoining = false;
+        this.#emit('reconnected', { reason: 'connection_lost' });
+        return;
+      } catch (err) {
+        this.#failPending('disconnected', 'the connection to the server was lost');
+        if (FINAL_ERRORS.has(err.code) || (err.code && err.code.startsWith('token_'))) {
+          this.#emit('error', { code: err.code, message: err.message });
+          break;
+        }
+      }
+    }
+    this.rejoining = false;
+    this.done = true;
+    this.ws?.close();
+    this.pc?.close();
+    this.dispatchEvent(new CustomEvent('closed'));
+  }
+
+  // Drops the connection and the call's media and joins the room again.
+  async #joinAgain() {
+    const ws = this.ws;
+    if (ws) {
+      ws.onclose = null;
+      ws.close();
+    }
+    this.pc?.close();
+    for (const mid of [...this.assignments.keys()]) this.#unbind(mid);
+    this.assignments.clear();
+    this.slotTracks.clear();
+    this.participants.clear();
+    await this.join(this.localStream);
+    // A screen being shared goes on through the new connection's screen sender.
+    if (this.screenTrack) await this.screenTransceiver.sender.replaceTrack(this.screenTrack);
+  }
+
+  // Every request still waiting for an answer fails with `code`.
+  #failPending(code, text) {
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const waiter of waiting) waiter.reject(Object.assign(new Error(text), { code }));
+  }
+
   leave() {
+    this.done = true;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
     this.ws?.close();
     this.pc?.close();
@@ -320,7 +384,7 @@ export class ConferClient extends EventTarget {
       this.ws = new WebSocket(this.url);
       this.ws.onopen = () => resolve();
       this.ws.onerror = () => reject(new Error('cannot reach the signalling server'));
-      this.ws.onclose = () => this.dispatchEvent(new CustomEvent('closed'));
+      this.ws.onclose = () => this.#connectionLost();
       this.ws.onmessage = (event) => this.#onMessage(JSON.parse(event.data));
     });
   }
@@ -390,6 +454,7 @@ export class ConferClient extends EventTarget {
     } else if (message.error?.code === 'node_draining') {
       this.#moveToAnotherServer();
     } else if (message.error) {
+      if (FINAL_ERRORS.has(message.error.code)) this.done = true;
       this.#emit('error', message.error);
     }
   }

@@ -1,0 +1,128 @@
+//! A call that goes on after its connection to the gateway is lost: two Chromium
+//! browsers in a call, with a chat. Bob's connection to the gateway ends without a
+//! leave (closed from his page, as a network drop or a gateway's restart ends it).
+//! His page says so, joins again by itself, decodes Ada's video again, and its chat
+//! shows what Ada said while he was away, once; what he says then reaches Ada. Removed
+//! from the room, his page stays out.
+
+use std::time::Duration;
+
+use confer_e2e::browser::Browser;
+use confer_e2e::browser::Driver;
+use confer_e2e::room::{CONNECTED, join, self_id, wait_for_remote_video};
+use confer_e2e::server::{DEV_TENANT, TestServer};
+use confer_room::api::RoomApi as _;
+use serde_json::Value;
+
+/// True once the chat shows a message reading `text` exactly once.
+fn shown_once(text: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll('#messages li[data-seq] .text')] \
+         .filter((t) => t.textContent === '{text}').length === 1;"
+    )
+}
+
+async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
+    let sent = browser
+        .eval(&format!(
+            "return await window.conferClient.sendChat('{text}').then((sent) => sent.seq > 0, (err) => err.message);"
+        ))
+        .await?;
+    anyhow::ensure!(sent == Value::Bool(true), "{text:?} not sent: {sent}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed()
+-> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    join(&ada, &server, "blip", "Ada").await?;
+    join(&bob, &server, "blip", "Bob").await?;
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    say(&ada, "before").await?;
+    bob.wait_for(
+        "Ada's first message",
+        &shown_once("before"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    let bob_before = self_id(&bob).await?;
+
+    // Bob's connection ends; Ada sees him leave and speaks while he is away.
+    bob.eval("window.conferClient.ws.close(); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob gone",
+        "return window.conferClient.participants.size === 0;",
+        Duration::from_secs(5),
+    )
+    .await?;
+    say(&ada, "while you were away").await?;
+
+    // Bob's page says it lost the connection, and joins again by itself.
+    bob.wait_for(
+        "the page saying it reconnects",
+        "return document.getElementById('status').textContent.includes('reconnecting');",
+        Duration::from_secs(5),
+    )
+    .await?;
+    bob.wait_for("connected again", CONNECTED, Duration::from_secs(20))
+        .await?;
+    let bob_after = self_id(&bob).await?;
+    assert!(
+        !bob_after.is_empty() && bob_after != bob_before,
+        "joined again as a new participant: {bob_before} -> {bob_after}"
+    );
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    bob.wait_for(
+        "what Ada said while Bob was away",
+        &shown_once("while you were away"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(
+        bob.eval(&shown_once("before")).await?,
+        Value::Bool(true),
+        "the first message still once"
+    );
+    say(&bob, "back").await?;
+    ada.wait_for("Bob's message", &shown_once("back"), Duration::from_secs(5))
+        .await?;
+
+    // Removed by the tenant, Bob's connection closes too, and his page stays out.
+    server
+        .room
+        .remove_participant(DEV_TENANT.into(), "blip".into(), bob_after.clone())
+        .await?;
+    bob.wait_for(
+        "the page saying Bob was removed",
+        "return document.getElementById('status').textContent === 'A host removed you from the call';",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ada.wait_for(
+        "Bob gone",
+        "return window.conferClient.participants.size === 0;",
+        Duration::from_secs(5),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ada.eval("return window.conferClient.participants.size;")
+            .await?,
+        Value::from(0),
+        "a removed participant does not join again by itself"
+    );
+
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
