@@ -40,10 +40,12 @@ impl SignalClient {
         self.send_text(&message.to_string()).await
     }
 
-    /// The next JSON message from the server, within `timeout`.
+    /// The next JSON message from the server, within `timeout` (the gateway's pings,
+    /// answered as they are read, do not extend it).
     pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .map_err(|_| anyhow::anyhow!("no message within {timeout:?}"))?
                 .ok_or_else(|| anyhow::anyhow!("connection closed"))??;

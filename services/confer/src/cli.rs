@@ -215,6 +215,8 @@ pub struct DevArgs {
     #[command(flatten)]
     pub chat_rate: ChatRateArgs,
     #[command(flatten)]
+    pub liveness: LivenessArgs,
+    #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
     pub turn: TurnArgs,
@@ -323,9 +325,31 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub chat_rate: ChatRateArgs,
     #[command(flatten)]
+    pub liveness: LivenessArgs,
+    #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
     pub tls: GrpcTlsArgs,
+}
+
+/// When a client that has gone silent is let go.
+#[derive(Args, Clone)]
+pub struct LivenessArgs {
+    /// Seconds a signalling client may send nothing, not even the answer to a ping
+    /// (sent every third of this), before its connection is dropped and its
+    /// participant leaves the room: a connection that died without a close.
+    #[arg(long, env = "CONFER_CLIENT_SILENT_SECS",
+        default_value_t = confer_gateway::Liveness::DEFAULT.silent_for.as_secs(),
+        value_parser = clap::value_parser!(u64).range(3..))]
+    pub client_silent_secs: u64,
+}
+
+impl LivenessArgs {
+    pub fn liveness(&self) -> confer_gateway::Liveness {
+        confer_gateway::Liveness {
+            silent_for: std::time::Duration::from_secs(self.client_silent_secs),
+        }
+    }
 }
 
 /// How fast each member may post in a room's chat.

@@ -20,6 +20,31 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<confer_netaddr::Network>,
     /// How fast each member may post in a room's chat.
     pub chat_rate: crate::ChatRate,
+    /// When a client that has gone silent is let go.
+    pub liveness: Liveness,
+}
+
+/// When a client that has gone silent is let go. A connection that died without a
+/// close (a laptop shut, a network gone) would otherwise keep its participant in the
+/// room for good, a frozen tile for everyone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// How long a client may send nothing, not even the answer to a ping, before its
+    /// connection is dropped and its participant leaves the room.
+    pub silent_for: std::time::Duration,
+}
+
+impl Liveness {
+    pub const DEFAULT: Self = Self {
+        silent_for: std::time::Duration::from_secs(45),
+    };
+
+    /// How often each client is pinged (a WebSocket ping, which browsers answer by
+    /// themselves): a third of `silent_for`, so a live client answers twice or more
+    /// before it could be let go.
+    pub fn ping_every(self) -> std::time::Duration {
+        self.silent_for / 3
+    }
 }
 
 /// Writes one role's families on a `/metrics` page.
@@ -35,6 +60,7 @@ impl Default for GatewayConfig {
             extra_metrics: Vec::new(),
             trusted_proxies: Vec::new(),
             chat_rate: crate::ChatRate::DEFAULT,
+            liveness: Liveness::DEFAULT,
         }
     }
 }

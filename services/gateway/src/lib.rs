@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 pub use chat::ChatLink;
 pub use chat_rate::ChatRate;
-pub use config::{ExtraMetrics, GatewayConfig};
+pub use config::{ExtraMetrics, GatewayConfig, Liveness};
 pub use files::FileConfig;
 pub use sfus::{LOCAL_SFU, SfuDirectory};
 

@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) signal_errors: AtomicU64,
     /// Clients cut off because what waited for them outgrew the limit.
     pub(crate) clients_too_slow: AtomicU64,
+    /// Clients let go after sending nothing, not even a pong, for the liveness
+    /// setting's `silent_for`.
+    pub(crate) clients_silent: AtomicU64,
     /// Watches of the room service's commands begun: one at start, one more each
     /// time the stream broke and was taken up again.
     pub(crate) command_watches: AtomicU64,
@@ -70,6 +73,7 @@ impl Default for Metrics {
             join_duration: Histogram::new(JOIN_BUCKETS),
             signal_errors: AtomicU64::new(0),
             clients_too_slow: AtomicU64::new(0),
+            clients_silent: AtomicU64::new(0),
             command_watches: AtomicU64::new(0),
             chat_messages: AtomicU64::new(0),
             chat_rate_limited: AtomicU64::new(0),
@@ -129,6 +133,11 @@ pub(crate) async fn render(
         "confer_gateway_clients_too_slow",
         "Signalling connections cut off because their client read nothing while 4 MiB waited for it (gone, or too slow to follow its room); a reconnect resumes chat from its last seq.",
         m.clients_too_slow.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_clients_silent",
+        "Signalling connections dropped because their client sent nothing, not even the answer to a ping, for the gateway's --client-silent-secs (a connection that died without a close); its participant left the room.",
+        m.clients_silent.load(Relaxed),
     );
     out.counter1(
         "confer_gateway_command_watches",

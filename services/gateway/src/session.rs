@@ -223,9 +223,18 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
         join_trace: None,
     };
     let mut peer_closed = false;
+    let liveness = session.state.config.liveness;
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + liveness.ping_every(),
+        liveness.ping_every(),
+    );
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard_at = Instant::now();
+    let mut silent = false;
     loop {
         let flow = tokio::select! {
             frame = inbound.next() => {
+                heard_at = Instant::now();
                 let bytes = match frame {
                     Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
                     Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
@@ -247,6 +256,14 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
             }
             Some(event) = events.recv() => session.on_event(event).await,
             () = out.broken() => break,
+            _ = pings.tick() => {
+                if heard_at.elapsed() >= liveness.silent_for {
+                    silent = true;
+                    break;
+                }
+                out.ping();
+                ControlFlow::Continue(())
+            }
         };
         if flow.is_break() {
             break;
@@ -257,6 +274,11 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
         Condition::TooSlow => {
             session.state.metrics.clients_too_slow.fetch_add(1, Relaxed);
             info!("client cut off: {MAX_WAITING} bytes waited for it");
+        }
+        _ if silent => {
+            session.state.metrics.clients_silent.fetch_add(1, Relaxed);
+            info!(silent_for = ?liveness.silent_for, "client let go: it sent nothing, not even a pong");
+            out.close();
         }
         _ if peer_closed => out.closed_by_peer(),
         _ => out.close(),

@@ -41,6 +41,10 @@ pub(crate) struct MemberSocket {
     /// The receive timestamp of the latest read.
     arrived_us: u64,
     closed: bool,
+    /// The server pinged: a pong is owed (the gateway lets a silent client go).
+    pong_owed: bool,
+    /// Frames not yet taken by the socket (a pong), sent before anything else.
+    unsent: Vec<u8>,
 }
 
 /// A member's read buffer; it grows for a longer frame (a join's history page).
@@ -68,6 +72,8 @@ impl MemberSocket {
             end: 0,
             arrived_us: 0,
             closed: false,
+            pong_owed: false,
+            unsent: Vec::new(),
         };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -93,7 +99,11 @@ impl MemberSocket {
 
     /// Sends `text` as one masked text frame, as a client must.
     pub(crate) async fn send_text(&mut self, text: &str) -> io::Result<()> {
-        let frame = client_frame(text.as_bytes(), rand::random());
+        let frame = client_frame(OP_TEXT, text.as_bytes(), rand::random());
+        if !self.unsent.is_empty() {
+            self.tcp.write_all(&self.unsent).await?;
+            self.unsent.clear();
+        }
         self.tcp.write_all(&frame).await
     }
 
@@ -108,7 +118,29 @@ impl MemberSocket {
         if frame_at(&self.buf[self.start..self.end])?.is_none() && !self.read_more().await? {
             return Ok(false);
         }
-        self.take_frames(each)
+        let open = self.take_frames(each)?;
+        if std::mem::take(&mut self.pong_owed) {
+            // The gateway's pings carry nothing, and so does the answer.
+            self.unsent
+                .extend(client_frame(OP_PONG, &[], rand::random()));
+            self.write_unsent()?;
+        }
+        Ok(open)
+    }
+
+    /// Writes what the socket takes now of the bytes still to be sent (a pong),
+    /// without waiting: a read never awaits a write.
+    fn write_unsent(&mut self) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            match self.tcp.try_write(&self.unsent) {
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 
     fn take_frames(&mut self, mut each: impl FnMut(Frame<'_>)) -> io::Result<bool> {
@@ -120,6 +152,10 @@ impl MemberSocket {
                 OP_CLOSE => {
                     self.closed = true;
                     return Ok(false);
+                }
+                OP_PING => {
+                    self.pong_owed = true;
+                    None
                 }
                 _ => None,
             };
@@ -199,6 +235,8 @@ fn read_stamped(fd: i32, buf: &mut [u8], control: &mut [u8]) -> io::Result<(usiz
 
 const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
 
 /// Where a complete frame lies at the start of some bytes.
 struct FrameAt {
@@ -247,10 +285,10 @@ fn frame_at(bytes: &[u8]) -> io::Result<Option<FrameAt>> {
     }))
 }
 
-/// One final text frame from a client, masked with `mask`.
-fn client_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+/// One final frame of `opcode` from a client, masked with `mask`.
+fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(0x80 | OP_TEXT);
+    frame.push(0x80 | opcode);
     match payload.len() {
         len @ 0..=125 => frame.push(0x80 | len as u8),
         len @ 126..=0xffff => {

@@ -75,6 +75,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
         chat_rate: args.chat_rate.rate(),
+        liveness: args.liveness.liveness(),
         // The in-process SIP bridge joins over loopback for its callers.
         trusted_proxies: if sip.is_some() {
             ["127.0.0.1", "::1"]

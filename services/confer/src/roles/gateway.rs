@@ -20,6 +20,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
         chat_rate: args.chat_rate.rate(),
+        liveness: args.liveness.liveness(),
         ..GatewayConfig::default()
     };
     if let Some(id) = args.gateway_id {

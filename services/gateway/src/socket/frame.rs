@@ -51,6 +51,9 @@ pub(crate) fn text_frames<'a>(texts: impl IntoIterator<Item = &'a str>) -> Bytes
     out.freeze()
 }
 
+/// A ping frame with no payload: a live client answers it with a pong.
+pub(crate) const PING: [u8; 2] = [FIN | 0x9, 0];
+
 /// A close frame with status `code` (1000: normal closure) and no reason.
 pub(crate) fn close_frame(code: u16) -> Bytes {
     let (head, used) = header(CLOSE, 2);

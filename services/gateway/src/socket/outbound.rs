@@ -92,6 +92,11 @@ impl Outbound {
         self.send(&[framed], hand_off)
     }
 
+    /// Sends a ping, which a live client answers with a pong.
+    pub(crate) fn ping(&self) -> bool {
+        self.send(&[&frame::PING], None)
+    }
+
     /// Sends the close frame (normal closure); nothing goes out after it, and the
     /// flusher ends once what waits is written.
     pub(crate) fn close(&self) {
