@@ -32,6 +32,17 @@ async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until `browser`'s page has no one else in the call.
+async fn alone(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .wait_for(
+            "no one else in the call",
+            "return window.conferClient.participants.size === 0;",
+            Duration::from_secs(5),
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed()
 -> anyhow::Result<()> {
@@ -56,12 +67,7 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     // Bob's connection ends; Ada sees him leave and speaks while he is away.
     bob.eval("window.conferClient.ws.close(); return true;")
         .await?;
-    ada.wait_for(
-        "Bob gone",
-        "return window.conferClient.participants.size === 0;",
-        Duration::from_secs(5),
-    )
-    .await?;
+    alone(&ada).await?;
     say(&ada, "while you were away").await?;
 
     // Bob's page says it lost the connection, and joins again by itself.
@@ -107,12 +113,7 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
         Duration::from_secs(5),
     )
     .await?;
-    ada.wait_for(
-        "Bob gone",
-        "return window.conferClient.participants.size === 0;",
-        Duration::from_secs(5),
-    )
-    .await?;
+    alone(&ada).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         ada.eval("return window.conferClient.participants.size;")
