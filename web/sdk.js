@@ -24,7 +24,8 @@ const DEFAULT_SLOTS = 8;
 // safe to, is sent again).
 const POST_ANSWER_MS = 5000;
 // A lost connection is joined again after these waits, the last repeated, for as
-// long as RECONNECT_FOR_MS; chat requests waiting on it fail with `disconnected`.
+// long as RECONNECT_FOR_MS. Requests waiting on it fail with `disconnected`, except
+// chat messages, which go again (under their client id) once the room is joined again.
 const RECONNECT_WAITS_MS = [1000, 2000, 4000, 8000];
 const RECONNECT_FOR_MS = 120_000;
 // After these the server is not to be joined again by itself.
@@ -208,20 +209,38 @@ export class ConferClient extends EventTarget {
   // One post, in its turn under the chat limit, sent until it is answered. A post
   // not answered in time fails with `timeout` (sent again first when `idempotent`), so
   // the posts after it never wait on a lost one.
+  // An `idempotent` post whose connection was lost goes again once the room is joined
+  // again (it fails if the client gives up).
   async #postInTurn(message, { idempotent = false } = {}) {
     await this.#chatTurn();
     let timeouts = 0;
+    let lost = 0;
     for (let limited = 0; ; ) {
       try {
         return await this.request(message, POST_ANSWER_MS);
       } catch (err) {
         if (err.code === 'chat_rate_limited' && ++limited <= 10) {
           await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs || 100));
+        } else if (err.code === 'disconnected' && idempotent && ++lost <= 3) {
+          await this.#joinedAgain(err);
         } else if (!(err.code === 'timeout' && idempotent && ++timeouts <= 2)) {
           throw err;
         }
       }
     }
+  }
+
+  // Resolves once the room is joined again after a lost connection (at once if it
+  // already is); fails with `err` if the client gives up or leaves.
+  #joinedAgain(err) {
+    if (this.done) return Promise.reject(err);
+    if (!this.rejoining) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const back = () => { this.removeEventListener('closed', gone); resolve(); };
+      const gone = () => { this.removeEventListener('reconnected', back); reject(err); };
+      this.addEventListener('reconnected', back, { once: true });
+      this.addEventListener('closed', gone, { once: true });
+    });
   }
 
   // Waits for a post's turn under the limit `joined` announced (`chat_limit`): `burst`

@@ -2,8 +2,9 @@
 //! browsers in a call, with a chat. Bob's connection to the gateway ends without a
 //! leave (closed from his page, as a network drop or a gateway's restart ends it).
 //! His page says so, joins again by itself, decodes Ada's video again, and its chat
-//! shows what Ada said while he was away, once; what he says then reaches Ada. Removed
-//! from the room, his page stays out.
+//! shows what Ada said while he was away, once; the message he sent as it dropped
+//! goes again once he is back, and reaches both once; what he says then reaches Ada.
+//! Removed from the room, his page stays out.
 
 use std::time::Duration;
 
@@ -64,9 +65,15 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     .await?;
     let bob_before = self_id(&bob).await?;
 
-    // Bob's connection ends; Ada sees him leave and speaks while he is away.
-    bob.eval("window.conferClient.ws.close(); return true;")
-        .await?;
+    // Bob's connection ends as he sends a message; Ada sees him leave and speaks
+    // while he is away.
+    bob.eval(
+        "window.conferClient.ws.close(); \
+         window.sentAsLost = window.conferClient.sendChat('sent as the connection dropped') \
+           .then((sent) => sent.seq, (err) => err.code || err.message); \
+         return true;",
+    )
+    .await?;
     alone(&ada).await?;
     say(&ada, "while you were away").await?;
 
@@ -98,6 +105,18 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
         Value::Bool(true),
         "the first message still once"
     );
+    // The message Bob sent as his connection dropped went again once he was back.
+    let sent = bob.eval("return await window.sentAsLost;").await?;
+    assert!(sent.as_u64().is_some_and(|seq| seq > 0), "stored: {sent}");
+    for browser in [&ada, &bob] {
+        browser
+            .wait_for(
+                "the message sent as the connection dropped, once",
+                &shown_once("sent as the connection dropped"),
+                Duration::from_secs(5),
+            )
+            .await?;
+    }
     say(&bob, "back").await?;
     ada.wait_for("Bob's message", &shown_once("back"), Duration::from_secs(5))
         .await?;
