@@ -340,7 +340,10 @@ export class ConferClient extends EventTarget {
     }
     this.rejoining = false;
     this.done = true;
-    this.ws?.close();
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close();
+    }
     this.pc?.close();
     this.dispatchEvent(new CustomEvent('closed'));
   }
