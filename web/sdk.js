@@ -323,7 +323,10 @@ export class ConferClient extends EventTarget {
     this.#emit('reconnecting', { reason: 'connection_lost' });
     const giveUpAt = Date.now() + RECONNECT_FOR_MS;
     for (let attempt = 0; !this.done && Date.now() < giveUpAt; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, RECONNECT_WAITS_MS[Math.min(attempt, RECONNECT_WAITS_MS.length - 1)]));
+      // Each wait from half to one and a half times its length: a gateway's clients,
+      // cut off together by its restart, do not all come back in the same instant.
+      const wait = RECONNECT_WAITS_MS[Math.min(attempt, RECONNECT_WAITS_MS.length - 1)];
+      await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
       if (this.done) break;
       try {
         await this.#joinAgain();
