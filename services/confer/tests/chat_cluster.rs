@@ -3,7 +3,9 @@
 //! messages from four senders reach every member once and in sequence order; a Redis
 //! restart in the middle of a stream loses no acknowledged message, and nobody does
 //! anything special to catch up. Some members read a busy room's entries in
-//! `chat_batch` frames, the others one `chat` frame each.
+//! `chat_batch` frames, the others one `chat` frame each. A browser whose gateway is
+//! killed and started again (a rolling upgrade) comes back to the call by itself, and
+//! its chat shows what was said while it was away.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use confer_e2e::signal::SignalClient;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::ChatCluster;
 
 /// The longest quiet spell a member tolerates while messages are still due.
@@ -291,4 +293,92 @@ async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::R
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.redis.restart().await?;
     crowd.finish(running).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::Result<()> {
+    use confer_e2e::browser::{Browser, Driver};
+    use confer_e2e::room::{CONNECTED, open_join_link, wait_for_remote_video};
+
+    let shown_once = |text: &str| {
+        format!(
+            "return [...document.querySelectorAll('#messages li[data-seq] .text')] \
+             .filter((t) => t.textContent === '{text}').length === 1;"
+        )
+    };
+    async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
+        let sent = browser
+            .eval(&format!(
+                "return await window.conferClient.sendChat('{text}').then((s) => s.seq > 0, (e) => e.message);"
+            ))
+            .await?;
+        anyhow::ensure!(sent == Value::Bool(true), "{text:?} not sent: {sent}");
+        Ok(())
+    }
+
+    let mut cluster = ChatCluster::start(1, &[]).await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    for (g, browser, name) in [(0, &ada, "Ada"), (1, &bob, "Bob")] {
+        let token = cluster.token("rolling", name);
+        let link = format!(
+            "http://{}/r/rolling?name={name}&token={token}",
+            cluster.gateways[g]
+        );
+        open_join_link(browser, &link, name).await?;
+    }
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    say(&bob, "before").await?;
+    ada.wait_for(
+        "Bob's first message",
+        &shown_once("before"),
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    // Ada's gateway goes away, as in a rolling upgrade: her page sees its connection
+    // end. Bob, on the other gateway, speaks meanwhile.
+    cluster.stop_gateway(0);
+    ada.wait_for(
+        "the page saying it reconnects",
+        "return document.getElementById('status').textContent.includes('reconnecting');",
+        Duration::from_secs(10),
+    )
+    .await?;
+    say(&bob, "while your gateway restarted").await?;
+
+    // The gateway comes back on its address; Ada's page joins again by itself.
+    cluster.start_gateway(0)?;
+    ada.wait_for("connected again", CONNECTED, Duration::from_secs(30))
+        .await?;
+    // Her page plays Bob's video again. (Her old participant stays in the room: its
+    // gateway died without leaving, and nothing removes a dead gateway's participants
+    // yet; so "a remote tile plays", not "the first one".)
+    ada.wait_for(
+        "Bob's video on the page that came back",
+        "return [...document.querySelectorAll('.tile.remote video')].some((v) => v.videoWidth > 0);",
+        Duration::from_secs(15),
+    )
+    .await?;
+    ada.wait_for(
+        "what Bob said while her gateway restarted, once",
+        &shown_once("while your gateway restarted"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    assert_eq!(ada.eval(&shown_once("before")).await?, Value::Bool(true));
+    say(&ada, "back").await?;
+    bob.wait_for(
+        "Ada's message",
+        &shown_once("back"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,9 @@ pub struct ChatCluster {
     pub api_secret: String,
     /// One client for the tenant API: making one loads TLS roots.
     http: reqwest::Client,
+    /// Each gateway's process (`None` while stopped) and its arguments.
+    gateway_procs: Vec<Option<Proc>>,
+    gateway_args: Vec<Vec<String>>,
     _procs: Vec<Proc>,
 }
 
@@ -79,28 +82,33 @@ impl ChatCluster {
             chat_metrics.push(metrics);
         }
         let mut gateways = [String::new(), String::new()];
+        let mut gateway_procs = Vec::new();
+        let mut gateway_args = Vec::new();
         for (i, gateway) in gateways.iter_mut().enumerate() {
             *gateway = format!("127.0.0.1:{}", free_port()?);
-            procs.push(spawn(
-                &[
-                    "gateway",
-                    "--listen",
-                    gateway,
-                    "--room-service",
-                    &room,
-                    "--gateway-id",
-                    &format!("gw-chat-{i}"),
-                    "--chat-service",
-                    &chats[i % chats.len()],
-                    "--redis-url",
-                    &redis.url(),
-                    // The fan-out under load, not the per-member limit: the senders
-                    // here post hundreds of messages a second each.
-                    "--chat-rate",
-                    "0",
-                ],
-                &[],
-            )?);
+            let args: Vec<String> = [
+                "gateway",
+                "--listen",
+                gateway,
+                "--room-service",
+                &room,
+                "--gateway-id",
+                &format!("gw-chat-{i}"),
+                "--chat-service",
+                &chats[i % chats.len()],
+                "--redis-url",
+                &redis.url(),
+                // The fan-out under load, not the per-member limit: the senders
+                // here post hundreds of messages a second each.
+                "--chat-rate",
+                "0",
+            ]
+            .iter()
+            .map(|arg| arg.to_string())
+            .collect();
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            gateway_procs.push(Some(spawn(&arg_refs, &[])?));
+            gateway_args.push(args);
         }
         let cluster = Self {
             redis,
@@ -109,10 +117,24 @@ impl ChatCluster {
             api_key,
             api_secret,
             http: confer_http::client()?,
+            gateway_procs,
+            gateway_args,
             _procs: procs,
         };
         cluster.wait_ready(&chats).await?;
         Ok(cluster)
+    }
+
+    /// Stops gateway `i` (its process is killed, as a node going away).
+    pub fn stop_gateway(&mut self, i: usize) {
+        self.gateway_procs[i] = None;
+    }
+
+    /// Starts gateway `i` again as it was first, on the same address.
+    pub fn start_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        let args: Vec<&str> = self.gateway_args[i].iter().map(String::as_str).collect();
+        self.gateway_procs[i] = Some(spawn(&args, &[])?);
+        Ok(())
     }
 
     /// Creates `room` for up to `max` participants (more than the default 100),
