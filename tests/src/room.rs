@@ -1,5 +1,5 @@
 //! The web app's room page, as the browser suites drive it: join by link, wait for the
-//! other participant's video.
+//! other participant's video, chat.
 
 use std::time::Duration;
 
@@ -57,4 +57,26 @@ pub async fn self_id(browser: &Browser) -> anyhow::Result<String> {
         .eval("return window.conferClient.self && window.conferClient.self.id;")
         .await?;
     Ok(id.as_str().unwrap_or_default().to_owned())
+}
+
+/// True once the page's chat shows a message reading `text` exactly once.
+pub fn chat_shows_once(text: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll('#messages li[data-seq] .text')] \
+         .filter((t) => t.textContent === '{text}').length === 1;"
+    )
+}
+
+/// Sends `text` in the chat through the page's SDK and waits until it is stored.
+pub async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
+    let sent = browser
+        .eval(&format!(
+            "return await window.conferClient.sendChat('{text}').then((sent) => sent.seq > 0, (err) => err.message);"
+        ))
+        .await?;
+    anyhow::ensure!(
+        sent == serde_json::Value::Bool(true),
+        "{text:?} not sent: {sent}"
+    );
+    Ok(())
 }

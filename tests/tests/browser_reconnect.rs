@@ -10,28 +10,12 @@ use std::time::Duration;
 
 use confer_e2e::browser::Browser;
 use confer_e2e::browser::Driver;
-use confer_e2e::room::{CONNECTED, join, self_id, wait_for_remote_video};
+use confer_e2e::room::{
+    CONNECTED, chat_shows_once as shown_once, join, say, self_id, wait_for_remote_video,
+};
 use confer_e2e::server::{DEV_TENANT, TestServer};
 use confer_room::api::RoomApi as _;
 use serde_json::Value;
-
-/// True once the chat shows a message reading `text` exactly once.
-fn shown_once(text: &str) -> String {
-    format!(
-        "return [...document.querySelectorAll('#messages li[data-seq] .text')] \
-         .filter((t) => t.textContent === '{text}').length === 1;"
-    )
-}
-
-async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
-    let sent = browser
-        .eval(&format!(
-            "return await window.conferClient.sendChat('{text}').then((sent) => sent.seq > 0, (err) => err.message);"
-        ))
-        .await?;
-    anyhow::ensure!(sent == Value::Bool(true), "{text:?} not sent: {sent}");
-    Ok(())
-}
 
 /// Waits until `browser`'s page has no one else in the call.
 async fn alone(browser: &Browser) -> anyhow::Result<()> {

@@ -297,24 +297,10 @@ async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::Result<()> {
-    use confer_e2e::browser::{Browser, Driver};
-    use confer_e2e::room::{CONNECTED, open_join_link, wait_for_remote_video};
-
-    let shown_once = |text: &str| {
-        format!(
-            "return [...document.querySelectorAll('#messages li[data-seq] .text')] \
-             .filter((t) => t.textContent === '{text}').length === 1;"
-        )
+    use confer_e2e::browser::Driver;
+    use confer_e2e::room::{
+        CONNECTED, chat_shows_once as shown_once, open_join_link, say, wait_for_remote_video,
     };
-    async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
-        let sent = browser
-            .eval(&format!(
-                "return await window.conferClient.sendChat('{text}').then((s) => s.seq > 0, (e) => e.message);"
-            ))
-            .await?;
-        anyhow::ensure!(sent == Value::Bool(true), "{text:?} not sent: {sent}");
-        Ok(())
-    }
 
     let mut cluster = ChatCluster::start(1, &[]).await?;
     let driver = Driver::start().await?;
