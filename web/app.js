@@ -208,9 +208,7 @@ $('chat-form').addEventListener('submit', (event) => {
   client.sendChat(text, { replyTo }).catch((err) => {
     // Kept in the chat as not sent: sent again with the same client id, so a try
     // that was stored after all is not stored twice.
-    failedChat($('messages'), text, err, {
-      retry: () => client.sendChat(text, { replyTo, clientId: err.clientId }),
-    });
+    failedChat($('messages'), text, err, () => client.sendChat(text, { replyTo, clientId: err.clientId }));
   });
 });
 

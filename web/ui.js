@@ -204,9 +204,6 @@ function fileNodes(message) {
   return [link, preview];
 }
 
-// Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
-// of one already shown. `actions` decides which buttons a message gets:
-// { selfId, isHost, reply(message), edit(message), remove(message) }.
 // A line in the chat from the room itself, not from anyone in it.
 export function chatNotice(log, text) {
   const item = document.createElement('li');
@@ -218,9 +215,9 @@ export function chatNotice(log, text) {
 
 // A message of this member's that was not sent, kept with what went wrong so that
 // nothing typed is lost: `retry()` sends it again (resolving once it is stored, when
-// the line goes: the stored message comes in the chat as any other does), `discard()`
-// drops it. Returns the line.
-export function failedChat(log, text, error, { retry, discard }) {
+// the line goes: the stored message comes in the chat as any other does); Discard
+// drops the line.
+export function failedChat(log, text, error, retry) {
   const item = document.createElement('li');
   item.className = 'failed';
   const body = document.createElement('span');
@@ -236,14 +233,16 @@ export function failedChat(log, text, error, { retry, discard }) {
     note.textContent = 'Sending…';
     retry().then(() => item.remove(), (err) => { show(err); again.disabled = false; });
   });
-  bar.append(again, button('Discard', () => { item.remove(); discard?.(); }));
+  bar.append(again, button('Discard', () => item.remove()));
   show(error);
   item.append(body, note, bar);
   log.append(item);
   log.scrollTop = log.scrollHeight;
-  return item;
 }
 
+// Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
+// of one already shown. `actions` decides which buttons a message gets:
+// { selfId, isHost, reply(message), edit(message), remove(message) }.
 export function appendChat(log, message, actions = {}) {
   if (message.kind === 'edit' || message.kind === 'delete') {
     const item = log.querySelector(`li[data-seq="${message.target_seq}"]`);

@@ -7,6 +7,7 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;
 const CLOSE: u8 = 0x8;
+const PING_OPCODE: u8 = 0x9;
 
 /// The longest frame header: 2 bytes and a 64-bit length.
 const MAX_HEADER: usize = 10;
@@ -52,7 +53,7 @@ pub(crate) fn text_frames<'a>(texts: impl IntoIterator<Item = &'a str>) -> Bytes
 }
 
 /// A ping frame with no payload: a live client answers it with a pong.
-pub(crate) const PING: [u8; 2] = [FIN | 0x9, 0];
+pub(crate) const PING: [u8; 2] = [FIN | PING_OPCODE, 0];
 
 /// A close frame with status `code` (1000: normal closure) and no reason.
 pub(crate) fn close_frame(code: u16) -> Bytes {
