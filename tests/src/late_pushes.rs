@@ -37,11 +37,11 @@ impl RoomApi for LatePushes {
     fn watch(
         &self,
         gateway: String,
-        after: Option<String>,
+        from: WatchFrom,
     ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>> {
         let late_by = self.late_by;
         Box::pin(async move {
-            let commands = self.inner.watch(gateway, after).await?;
+            let commands = self.inner.watch(gateway, from).await?;
             // Each command is delayed from when it came, and they stay in order.
             let stamped = commands.map(move |command| (tokio::time::Instant::now(), command));
             let late = stamped.then(move |(at, command)| async move {

@@ -59,6 +59,18 @@ pub async fn self_id(browser: &Browser) -> anyhow::Result<String> {
     Ok(id.as_str().unwrap_or_default().to_owned())
 }
 
+/// True once the page's client lists exactly these others in the call, by name
+/// (each name once per participant: `["Ada", "Ada"]` is two of them).
+pub fn others_are(names: &[&str]) -> String {
+    let mut names: Vec<&str> = names.to_vec();
+    names.sort_unstable();
+    let expected = serde_json::to_string(&names).unwrap_or_default();
+    format!(
+        "return JSON.stringify([...window.conferClient.participants.values()] \
+         .map((p) => p.name).sort()) === '{expected}';"
+    )
+}
+
 /// True once the page's chat shows a message reading `text` exactly once.
 pub fn chat_shows_once(text: &str) -> String {
     format!(

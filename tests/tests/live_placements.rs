@@ -89,6 +89,7 @@ async fn placements_are_won_once_and_listed_per_sfu() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_over_grpc_refuses_a_cursor_it_never_gave() -> anyhow::Result<()> {
     use confer_room::RoomApi as _;
+    use confer_room::api::WatchFrom;
     use futures_util::StreamExt as _;
     let (_shutdown, signal) = tokio::sync::watch::channel(false);
     let room = confer_room::start(
@@ -108,7 +109,7 @@ async fn a_watch_over_grpc_refuses_a_cursor_it_never_gave() -> anyhow::Result<()
     let client = confer_room::grpc::GrpcRoom::connect(&addr.to_string(), None)?;
     let gateway = format!("gw-grpc-{:08x}", rand::random::<u32>());
 
-    let mut watch = client.watch(gateway.clone(), None).await?;
+    let mut watch = client.watch(gateway.clone(), WatchFrom::Start).await?;
     let start = watch
         .next()
         .await
@@ -116,7 +117,7 @@ async fn a_watch_over_grpc_refuses_a_cursor_it_never_gave() -> anyhow::Result<()
     assert_eq!(start.command, None);
     assert!(!start.cursor.is_empty());
     let refused = client
-        .watch(gateway, Some("not-a-cursor".into()))
+        .watch(gateway, WatchFrom::After("not-a-cursor".into()))
         .await
         .err()
         .map(|err| err.code);

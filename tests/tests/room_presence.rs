@@ -233,7 +233,7 @@ async fn a_change_the_database_refuses_fails_alone() -> anyhow::Result<()> {
 async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits()
 -> anyhow::Result<()> {
     use confer_room::RoomApi as _;
-    use confer_room::api::{GatewayCommand, JoinRequest};
+    use confer_room::api::{GatewayCommand, JoinRequest, WatchFrom};
     use futures_util::StreamExt as _;
 
     const PARTICIPANTS: usize = 100;
@@ -258,7 +258,7 @@ async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits
         shutdown,
     )
     .await?;
-    let mut commands = rooms.watch("gw-1".into(), None).await?;
+    let mut commands = rooms.watch("gw-1".into(), WatchFrom::Start).await?;
     for i in 0..PARTICIPANTS {
         let decision = rooms
             .join(JoinRequest {

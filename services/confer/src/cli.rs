@@ -499,6 +499,13 @@ pub struct RoomArgs {
     /// many users share one address (a corporate NAT, a load generator).
     #[arg(long, env = "CONFER_JOIN_BURST_PER_ADDRESS", default_value_t = 30)]
     pub join_burst_per_address: u32,
+    /// Seconds a gateway counts as alive after a room service last served its command
+    /// watch; one gone for longer (and half as long again) loses its participants.
+    /// The same on every replica.
+    #[arg(long, env = "CONFER_GATEWAY_LEASE_SECS",
+        default_value_t = confer_room::GATEWAY_LEASE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub gateway_lease_secs: u64,
     #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]

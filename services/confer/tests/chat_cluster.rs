@@ -4,8 +4,9 @@
 //! restart in the middle of a stream loses no acknowledged message, and nobody does
 //! anything special to catch up. Some members read a busy room's entries in
 //! `chat_batch` frames, the others one `chat` frame each. A browser whose gateway is
-//! killed and started again (a rolling upgrade) comes back to the call by itself, and
-//! its chat shows what was said while it was away.
+//! killed and started again (a rolling upgrade) comes back to the call by itself, its
+//! chat shows what was said while it was away, and its old participant is gone; a
+//! gateway killed for good loses its participants once its lease runs out.
 
 mod support;
 
@@ -299,7 +300,8 @@ async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::R
 async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::Result<()> {
     use confer_e2e::browser::Driver;
     use confer_e2e::room::{
-        CONNECTED, chat_shows_once as shown_once, open_join_link, say, wait_for_remote_video,
+        CONNECTED, chat_shows_once as shown_once, open_join_link, others_are, say,
+        wait_for_remote_video,
     };
 
     let mut cluster = ChatCluster::start(1, &[]).await?;
@@ -340,9 +342,18 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
     cluster.start_gateway(0)?;
     ada.wait_for("connected again", CONNECTED, Duration::from_secs(30))
         .await?;
-    // Her page plays Bob's video again. (Her old participant stays in the room: its
-    // gateway died without leaving, and nothing removes a dead gateway's participants
-    // yet; so "a remote tile plays", not "the first one".)
+    // Her old participant is gone from the room: the restarted gateway said it had
+    // just started, so the room service let go of the one it held before, and Bob's
+    // page lists her once.
+    bob.wait_for(
+        "Bob's page listing Ada once",
+        &others_are(&["Ada"]),
+        Duration::from_secs(10),
+    )
+    .await?;
+    // Her page plays Bob's video again. ("A remote tile plays", not "the first one":
+    // the room let her old participant go, but the SFU still forwards her old media
+    // connection's tracks; nothing removes that peer at the SFU yet.)
     ada.wait_for(
         "Bob's video on the page that came back",
         "return [...document.querySelectorAll('.tile.remote video')].some((v) => v.videoWidth > 0);",
@@ -367,4 +378,66 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
         browser.close().await?;
     }
     Ok(())
+}
+
+/// A gateway killed for good (its node gone): the participants it held leave the
+/// room once its lease runs out, and the others are told, as if they had left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_gone_for_good_takes_its_participants_out_of_the_room() -> anyhow::Result<()> {
+    const LEASE: Duration = Duration::from_secs(2);
+    let mut cluster = ChatCluster::start(1, &["--gateway-lease-secs", "2"]).await?;
+    let (_ada, _) = join(&cluster, 0, "lost", "ada", false).await?;
+    let (mut bob, others) = join_seeing(&cluster, 1, "lost", "bob").await?;
+    let [ada_id] = &others[..] else {
+        anyhow::bail!("Bob should see Ada alone: {others:?}");
+    };
+
+    // Ada's gateway dies; nobody says she left.
+    cluster.stop_gateway(0);
+    let gone = std::time::Instant::now();
+    let left = bob
+        .recv_kind("participant_left", Duration::from_secs(15))
+        .await?;
+    assert_eq!(
+        left["participant_left"]["participant_id"],
+        Value::from(ada_id.as_str())
+    );
+    assert!(
+        gone.elapsed() >= LEASE,
+        "Ada left {:?} after her gateway died, before its lease ran out",
+        gone.elapsed()
+    );
+    // Bob's gateway lives on: someone joining now finds Bob alone, and Bob is told.
+    let (_cy, others) = join_seeing(&cluster, 1, "lost", "cy").await?;
+    assert_eq!(others.len(), 1, "only Bob is still in the room: {others:?}");
+    bob.recv_kind("participant_joined", Duration::from_secs(5))
+        .await?;
+    Ok(())
+}
+
+/// Joins `room` through gateway `g`; returns the client and the ids of the others
+/// its `joined` listed.
+async fn join_seeing(
+    cluster: &ChatCluster,
+    g: usize,
+    room: &str,
+    identity: &str,
+) -> anyhow::Result<(SignalClient, Vec<String>)> {
+    let url = format!("ws://{}/v1/signal", cluster.gateways[g]);
+    let mut client = SignalClient::connect(&url).await?;
+    let token = cluster.token(room, identity);
+    let reply = client
+        .request(
+            "j",
+            json!({"join": {"room": room, "token": token}}),
+            Duration::from_secs(10),
+        )
+        .await?;
+    let others = reply["joined"]["participants"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{identity} cannot join: {reply}"))?
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect();
+    Ok((client, others))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use confer_room::api::GatewayCommand;
+use confer_room::api::{GatewayCommand, WatchFrom};
 use futures_util::StreamExt as _;
 use tracing::{info, warn};
 
@@ -17,16 +17,18 @@ use crate::session::SessionEvent;
 
 pub(crate) async fn watch_room_service(state: Arc<AppState>) {
     let gateway = state.config.gateway_id.clone();
-    // Where the stream stood when it broke: the next watch takes up from there, so a
-    // command made meanwhile (a host's removal, a room setting) is not lost.
-    let mut cursor: Option<String> = None;
+    // The first watch says this gateway has just started, so participants left over
+    // from its last run (under the same id) leave. After that, where the stream stood
+    // when it broke: the next watch takes up from there, so a command made meanwhile
+    // (a host's removal, a room setting) is not lost.
+    let mut from = WatchFrom::Start;
     loop {
-        match state.room.watch(gateway.clone(), cursor.clone()).await {
+        match state.room.watch(gateway.clone(), from.clone()).await {
             Ok(mut commands) => {
                 state.metrics.command_watches.fetch_add(1, Relaxed);
-                info!(gateway = %gateway, after = ?cursor, "watching room-service commands");
+                info!(gateway = %gateway, from = ?from, "watching room-service commands");
                 while let Some(watched) = commands.next().await {
-                    cursor = Some(watched.cursor);
+                    from = WatchFrom::After(watched.cursor);
                     state
                         .commands_watched
                         .send_if_modified(|watched| !std::mem::replace(watched, true));
@@ -40,7 +42,7 @@ pub(crate) async fn watch_room_service(state: Arc<AppState>) {
             // keeps no commands): watch from now rather than never.
             Err(err) if err.code == "invalid_cursor" => {
                 warn!(%err, "the room service refused the last cursor; watching from now");
-                cursor = None;
+                from = WatchFrom::Now;
             }
             Err(err) => warn!(%err, "cannot watch room-service commands"),
         }
@@ -86,6 +88,9 @@ fn apply(state: &AppState, command: GatewayCommand) {
         }
         GatewayCommand::Move { participant } => {
             state.rooms.deliver(&participant, SessionEvent::Moved);
+        }
+        GatewayCommand::Reconnect { participant } => {
+            state.rooms.deliver(&participant, SessionEvent::Reconnect);
         }
     }
 }

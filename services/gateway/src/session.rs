@@ -80,6 +80,9 @@ pub(crate) enum SessionEvent {
     Removed(String),
     /// The SFU is draining: leave, and tell the client to join again.
     Moved,
+    /// The room service let this participant go while this gateway was out of its
+    /// reach: end the session without a word, so the client joins again.
+    Reconnect,
     /// Stop or resume forwarding one of this participant's tracks.
     Block(TrackKind, bool),
     /// The SFU dropped this participant's media connection.
@@ -423,6 +426,14 @@ impl Session {
                         "node_draining",
                         "the media server of this call is shutting down; join again",
                     ),
+                );
+                return ControlFlow::Break(());
+            }
+            SessionEvent::Reconnect => {
+                // The room no longer lists this participant; its media goes too.
+                self.leave().await;
+                tracing::warn!(
+                    "the room service let this participant go; closing so it joins again"
                 );
                 return ControlFlow::Break(());
             }

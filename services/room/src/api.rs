@@ -125,6 +125,29 @@ pub struct Watched {
     pub command: Option<GatewayCommand>,
 }
 
+/// Where a gateway's command watch starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchFrom {
+    /// The gateway has just started and holds no one: participants the room service
+    /// still lists for it are left over from its last run, and leave first. Then
+    /// the commands from now.
+    Start,
+    /// The commands from now (the gateway's last cursor was refused).
+    Now,
+    /// The commands after this cursor, one an earlier watch gave.
+    After(String),
+}
+
+impl WatchFrom {
+    /// The cursor the commands follow, if any.
+    pub fn cursor(&self) -> Option<&str> {
+        match self {
+            Self::After(cursor) => Some(cursor),
+            Self::Start | Self::Now => None,
+        }
+    }
+}
+
 /// What the room service asks of a gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -151,6 +174,10 @@ pub enum GatewayCommand {
     Remove { participant: String, reason: String },
     /// The participant's SFU is going away: disconnect it and have it join again.
     Move { participant: String },
+    /// The room service let the participant go while this gateway was out of its
+    /// reach (its lease ran out): end the session without a word, so the client
+    /// joins again as after a lost connection.
+    Reconnect { participant: String },
 }
 
 /// A change in a room that its members see.
@@ -298,14 +325,15 @@ pub trait RoomApi: Send + Sync {
         room_key: String,
         participant: String,
     ) -> BoxFuture<'_, RoomResult<()>>;
-    /// Commands for `gateway`'s participants, for as long as the stream is held: those
-    /// made after `after` (a cursor an earlier watch gave), or from now. The first item
-    /// is where the stream starts; a gateway whose watch broke watches again after the
-    /// last cursor it got, and loses nothing made meanwhile.
+    /// Commands for `gateway`'s participants, for as long as the stream is held (see
+    /// [`WatchFrom`] for where it starts). The first item is where the stream starts;
+    /// a gateway whose watch broke watches again after the last cursor it got, and
+    /// loses nothing made meanwhile. While a watch is held, the gateway's lease is
+    /// renewed: a gateway that stops watching for longer loses its participants.
     fn watch(
         &self,
         gateway: String,
-        after: Option<String>,
+        from: WatchFrom,
     ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>>;
 
     // Tenant API.

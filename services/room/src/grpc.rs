@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::api::{BoxFuture, RoomApi, Watched};
+use crate::api::{BoxFuture, RoomApi, WatchFrom, Watched};
 use crate::error::{ErrorKind, RoomError, RoomResult};
 use crate::{RoomService, api};
 
@@ -33,6 +33,10 @@ pub async fn serve(
     let incoming = confer_proto::tls::incoming(listener, tls.as_ref());
     tonic::transport::Server::builder()
         .trace_fn(confer_telemetry::propagate::server_span)
+        // A gateway whose host vanished sends no reset: keep-alive pings find it, and
+        // its command watch ends, so its lease runs out (see `service::gateways`).
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
         .add_service(RoomServiceServer::new(Rpc(service)))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
@@ -129,10 +133,14 @@ impl RoomServiceRpc for Rpc {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let request = request.into_inner();
-        let after = Some(request.after).filter(|cursor| !cursor.is_empty());
+        let from = match (request.start, request.after) {
+            (true, _) => WatchFrom::Start,
+            (false, after) if after.is_empty() => WatchFrom::Now,
+            (false, after) => WatchFrom::After(after),
+        };
         let commands = self
             .0
-            .watch(request.gateway_id, after)
+            .watch(request.gateway_id, from)
             .await
             .map_err(|err| match err.kind {
                 // The request itself was refused (a cursor it did not give): the
@@ -242,14 +250,15 @@ impl RoomApi for GrpcRoom {
     fn watch(
         &self,
         gateway: String,
-        after: Option<String>,
+        from: WatchFrom,
     ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>> {
         let mut client = self.client.clone();
         Box::pin(async move {
             let stream = client
                 .watch(pb::WatchRequest {
                     gateway_id: gateway,
-                    after: after.unwrap_or_default(),
+                    after: from.cursor().unwrap_or_default().to_owned(),
+                    start: from == WatchFrom::Start,
                 })
                 .await
                 .map_err(|status| {

@@ -25,5 +25,8 @@ pub mod webhook;
 
 pub use api::RoomApi;
 pub use error::{ErrorKind, RoomError, RoomResult};
-pub use service::{Limits, RoomConfig, RoomService, validate_name, validate_room};
+pub use service::{
+    GATEWAY_LEASE, Limits, RoomConfig, RoomService, sweep_lost_gateways, validate_name,
+    validate_room,
+};
 pub use start::{Backends, start};

@@ -6,7 +6,7 @@ use crate::live::{Live, MemoryLive, RedisLive};
 use crate::registry::SfuRegistry;
 use crate::store::{MasterKey, Store};
 use crate::webhook::{WebhookConfig, run_deliverer};
-use crate::{RoomConfig, RoomService};
+use crate::{RoomConfig, RoomService, sweep_lost_gateways};
 
 /// Where the room service keeps its data.
 #[derive(Clone, Debug)]
@@ -54,6 +54,7 @@ pub async fn start(
         None => Live::Memory(MemoryLive::default()),
     };
     let service = RoomService::new(config, store, live, registry);
+    tokio::spawn(sweep_lost_gateways(service.clone(), shutdown.clone()));
     tokio::spawn(run_deliverer(service.clone(), webhooks, shutdown));
     Ok(service)
 }

@@ -22,6 +22,7 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         default_region: args.region.clone(),
         turn: args.turn.config(),
         anonymous_tenant: args.anonymous_tenant.clone(),
+        gateway_lease: std::time::Duration::from_secs(args.gateway_lease_secs),
         ..RoomConfig::default()
     };
     config.limits.joins_per_address.0 = args.join_burst_per_address.max(1);
@@ -81,6 +82,17 @@ fn render_metrics(
         "Placement decisions: existing (the room already had its SFU in the region), placed (a new choice), or the error code.",
         "outcome",
         &service.placements(),
+    );
+    out.counter_by(
+        "confer_room_participants_released",
+        "Participants let go because their gateway went away: gateway_restarted (it started again under the same id) or gateway_lost (its lease ran out).",
+        "reason",
+        &service.released(),
+    );
+    out.counter(
+        "confer_room_gateways_lost",
+        "Gateways whose lease ran out while they held participants.",
+        &[(&[], service.gateways_lost())],
     );
     if let Some(snapshots) = snapshots {
         out.raw(&confer_discovery::metrics::render(

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
@@ -20,6 +21,8 @@ struct Inner {
     active: HashSet<String>,
     /// Each gateway's commands, numbered from 1 in the order made.
     buses: HashMap<String, GatewayBus>,
+    /// When each gateway's lease runs out.
+    leases: HashMap<String, Instant>,
 }
 
 /// One gateway's command bus.
@@ -109,14 +112,55 @@ impl MemoryLive {
         Ok(self.lock().rooms.get(room_key).cloned().unwrap_or_default())
     }
 
-    pub async fn remove_participant(&self, room_key: &str, id: &str) -> RoomResult<bool> {
+    /// Participants are found by scanning every room: one process holds few.
+    pub async fn participants_of(&self, gateway: &str) -> RoomResult<Vec<String>> {
+        Ok(self
+            .lock()
+            .rooms
+            .values()
+            .flatten()
+            .filter(|p| p.gateway == gateway)
+            .map(|p| p.id.clone())
+            .collect())
+    }
+
+    pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
+        let until = Instant::now() + ttl;
+        self.lock().leases.insert(gateway.to_owned(), until);
+        Ok(())
+    }
+
+    pub async fn unleased_gateways(&self) -> RoomResult<Vec<String>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.leases.retain(|_, until| *until > now);
+        let holding: HashSet<&String> =
+            inner.rooms.values().flatten().map(|p| &p.gateway).collect();
+        Ok(holding
+            .into_iter()
+            .filter(|gateway| !inner.leases.contains_key(*gateway))
+            .cloned()
+            .collect())
+    }
+
+    /// Nothing to forget: the gateways are found from the participants.
+    pub async fn forget_gateway(&self, _gateway: &str) -> RoomResult<()> {
+        Ok(())
+    }
+
+    pub async fn remove_participant(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+    ) -> RoomResult<bool> {
+        let id = &participant.id;
         let mut inner = self.lock();
         inner.room_of.remove(id);
         let Some(members) = inner.rooms.get_mut(room_key) else {
             return Ok(false);
         };
         let before = members.len();
-        members.retain(|p| p.id != id);
+        members.retain(|p| &p.id != id);
         let removed = members.len() != before;
         if members.is_empty() {
             inner.rooms.remove(room_key);

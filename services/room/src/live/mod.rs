@@ -9,6 +9,8 @@
 mod memory;
 mod redis;
 
+use std::time::Duration;
+
 use futures_util::stream::BoxStream;
 
 use crate::api::{GatewayCommand, Watched};
@@ -72,8 +74,32 @@ impl Live {
     }
 
     /// Removes a participant; `false` when it was not there.
-    pub async fn remove_participant(&self, room_key: &str, id: &str) -> RoomResult<bool> {
-        dispatch!(self, live => live.remove_participant(room_key, id).await)
+    pub async fn remove_participant(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+    ) -> RoomResult<bool> {
+        dispatch!(self, live => live.remove_participant(room_key, participant).await)
+    }
+
+    /// The participants whose connections `gateway` holds, in any room.
+    pub async fn participants_of(&self, gateway: &str) -> RoomResult<Vec<String>> {
+        dispatch!(self, live => live.participants_of(gateway).await)
+    }
+
+    /// `gateway` is alive for `ttl` from now (a room service serves its watch).
+    pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
+        dispatch!(self, live => live.renew_lease(gateway, ttl).await)
+    }
+
+    /// Gateways that hold participants and whose lease has run out.
+    pub async fn unleased_gateways(&self) -> RoomResult<Vec<String>> {
+        dispatch!(self, live => live.unleased_gateways().await)
+    }
+
+    /// Stops tracking `gateway` if it holds no participants.
+    pub async fn forget_gateway(&self, gateway: &str) -> RoomResult<()> {
+        dispatch!(self, live => live.forget_gateway(gateway).await)
     }
 
     /// Marks a room active; `true` when it was not (the room just started).

@@ -6,6 +6,10 @@
 //! - `confer:members:{room}`: hash, participant id → participant JSON
 //! - `confer:participant:{id}`: the room a participant is in
 //! - `confer:active`: set of active rooms
+//! - `confer:gateways`: gateways that hold (or held) participants
+//! - `confer:gateway-participants:{gateway}`: set of the participants it holds
+//! - `confer:gateway-lease:{gateway}`: present while a room service serves the
+//!   gateway's watch; it expires by itself
 //! - stream `confer:gateway-commands:{id}`: commands for one gateway, the newest
 //!   [`GATEWAY_STREAM_LEN`] kept (for a gateway whose watch broke to take up again
 //!   where it stopped), and dropped [`GATEWAY_STREAM_TTL_SECS`] after the last
@@ -25,6 +29,7 @@ use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, Placement};
 
 const ACTIVE: &str = "confer:active";
+const GATEWAYS: &str = "confer:gateways";
 
 pub struct RedisLive {
     client: redis::Client,
@@ -50,6 +55,14 @@ fn members_key(room_key: &str) -> String {
 
 fn participant_key(id: &str) -> String {
     format!("confer:participant:{id}")
+}
+
+fn gateway_participants_key(gateway: &str) -> String {
+    format!("confer:gateway-participants:{gateway}")
+}
+
+fn lease_key(gateway: &str) -> String {
+    format!("confer:gateway-lease:{gateway}")
 }
 
 fn gateway_stream(gateway: &str) -> String {
@@ -167,6 +180,10 @@ impl RedisLive {
             .ignore()
             .set(participant_key(&info.id), room_key)
             .ignore()
+            .sadd(gateway_participants_key(&info.gateway), &info.id)
+            .ignore()
+            .sadd(GATEWAYS, &info.gateway)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
@@ -195,16 +212,91 @@ impl RedisLive {
         Ok(members)
     }
 
-    pub async fn remove_participant(&self, room_key: &str, id: &str) -> RoomResult<bool> {
+    pub async fn remove_participant(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+    ) -> RoomResult<bool> {
         let mut conn = self.conn();
         let (removed,): (i64,) = redis::pipe()
             .atomic()
-            .hdel(members_key(room_key), id)
-            .del(participant_key(id))
+            .hdel(members_key(room_key), &participant.id)
+            .del(participant_key(&participant.id))
+            .ignore()
+            .srem(
+                gateway_participants_key(&participant.gateway),
+                &participant.id,
+            )
             .ignore()
             .query_async(&mut conn)
             .await?;
         Ok(removed == 1)
+    }
+
+    /// Ids listed for `gateway` whose participant is gone (a write Redis lost) are
+    /// dropped from its set on the way.
+    pub async fn participants_of(&self, gateway: &str) -> RoomResult<Vec<String>> {
+        let mut conn = self.conn();
+        let key = gateway_participants_key(gateway);
+        let ids: Vec<String> = conn.smembers(&key).await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let mut exists = redis::pipe();
+        for id in &ids {
+            exists.exists(participant_key(id));
+        }
+        let present: Vec<bool> = exists.query_async(&mut conn).await?;
+        let (held, stale): (Vec<_>, Vec<_>) = ids
+            .into_iter()
+            .zip(present)
+            .partition(|(_, present)| *present);
+        let stale: Vec<String> = stale.into_iter().map(|(id, _)| id).collect();
+        if !stale.is_empty() {
+            let _: i64 = conn.srem(&key, &stale).await?;
+        }
+        Ok(held.into_iter().map(|(id, _)| id).collect())
+    }
+
+    pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = self.conn().pset_ex(lease_key(gateway), 1, ttl_ms).await?;
+        Ok(())
+    }
+
+    pub async fn unleased_gateways(&self) -> RoomResult<Vec<String>> {
+        let mut conn = self.conn();
+        let gateways: Vec<String> = conn.smembers(GATEWAYS).await?;
+        if gateways.is_empty() {
+            return Ok(gateways);
+        }
+        let mut exists = redis::pipe();
+        for gateway in &gateways {
+            exists.exists(lease_key(gateway));
+        }
+        let leased: Vec<bool> = exists.query_async(&mut conn).await?;
+        Ok(gateways
+            .into_iter()
+            .zip(leased)
+            .filter(|(_, leased)| !leased)
+            .map(|(gateway, _)| gateway)
+            .collect())
+    }
+
+    /// Removes `gateway` from [`GATEWAYS`] only while it holds no one, in one step,
+    /// so a participant joining through it meanwhile keeps it tracked.
+    pub async fn forget_gateway(&self, gateway: &str) -> RoomResult<()> {
+        const FORGET_IF_EMPTY: &str = "if redis.call('SCARD', KEYS[2]) == 0 then \
+             return redis.call('SREM', KEYS[1], ARGV[1]) end return 0";
+        let _: i64 = redis::cmd("EVAL")
+            .arg(FORGET_IF_EMPTY)
+            .arg(2)
+            .arg(GATEWAYS)
+            .arg(gateway_participants_key(gateway))
+            .arg(gateway)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
     }
 
     pub async fn activate(&self, room_key: &str) -> RoomResult<bool> {

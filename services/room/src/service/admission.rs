@@ -188,10 +188,7 @@ impl RoomService {
             match self.enter(&key, &record.settings, &participant).await {
                 Ok(admission) => Some(admission),
                 Err(err) => {
-                    self.0
-                        .live
-                        .remove_participant(&key, &participant.id)
-                        .await?;
+                    self.0.live.remove_participant(&key, &participant).await?;
                     return Err(err);
                 }
             }
@@ -399,11 +396,17 @@ impl RoomService {
     }
 
     pub(crate) async fn do_leave(&self, participant: &str) -> RoomResult<()> {
+        self.leave_if_present(participant).await.map(drop)
+    }
+
+    /// A participant leaves; `false` when it was not there (it left already, or
+    /// another replica let it go first).
+    pub(crate) async fn leave_if_present(&self, participant: &str) -> RoomResult<bool> {
         let Some((key, info)) = self.0.live.participant(participant).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        if !self.0.live.remove_participant(&key, participant).await? {
-            return Ok(());
+        if !self.0.live.remove_participant(&key, &info).await? {
+            return Ok(false);
         }
         match info.state {
             ParticipantState::Waiting => {
@@ -439,7 +442,7 @@ impl RoomService {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The room's last participant left: forget its placement, unless someone

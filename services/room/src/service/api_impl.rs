@@ -5,7 +5,7 @@ use futures_util::stream::BoxStream;
 use super::RoomService;
 use crate::api::{
     BoxFuture, CreateRoom, CreateWebhook, DeadLetter, HostAction, JoinDecision, JoinRequest,
-    RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, Watched, Webhook,
+    RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, WatchFrom, Watched, Webhook,
 };
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, RoomView, TrackKind};
@@ -52,9 +52,9 @@ impl RoomApi for RoomService {
     fn watch(
         &self,
         gateway: String,
-        after: Option<String>,
+        from: WatchFrom,
     ) -> BoxFuture<'_, RoomResult<BoxStream<'static, Watched>>> {
-        Box::pin(async move { self.0.live.subscribe(&gateway, after).await })
+        Box::pin(async move { self.do_watch(&gateway, from).await })
     }
 
     fn authenticate(&self, api_key: String, secret: String) -> BoxFuture<'_, RoomResult<String>> {

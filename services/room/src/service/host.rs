@@ -144,7 +144,7 @@ impl RoomService {
         )
         .await?;
         if !allow {
-            self.0.live.remove_participant(key, id).await?;
+            self.0.live.remove_participant(key, &target).await?;
             return self
                 .command(
                     &target,

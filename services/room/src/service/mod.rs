@@ -5,11 +5,14 @@
 mod admission;
 mod api_impl;
 mod chat_rights;
+mod gateways;
 mod host;
 mod notify;
 mod tenant_api;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::live::Live;
@@ -19,6 +22,7 @@ use crate::store::{PresenceLog, PresenceStats, Store};
 use crate::turn::TurnConfig;
 
 pub use admission::{validate_name, validate_room};
+pub use gateways::sweep_lost_gateways;
 
 /// How a room-service replica is set up.
 #[derive(Clone, Debug)]
@@ -29,7 +33,14 @@ pub struct RoomConfig {
     /// Joins without a token land in this tenant (only `confer dev`).
     pub anonymous_tenant: Option<String>,
     pub limits: Limits,
+    /// How long a gateway counts as alive after its command watch was last served:
+    /// one that stops watching for longer (and half as long again) loses its
+    /// participants.
+    pub gateway_lease: Duration,
 }
+
+/// [`RoomConfig::gateway_lease`] by default.
+pub const GATEWAY_LEASE: Duration = Duration::from_secs(15);
 
 /// Rate limits: `(burst, period)`.
 #[derive(Clone, Debug)]
@@ -56,6 +67,7 @@ impl Default for RoomConfig {
             turn: None,
             anonymous_tenant: None,
             limits: Limits::default(),
+            gateway_lease: GATEWAY_LEASE,
         }
     }
 }
@@ -80,6 +92,10 @@ pub(crate) struct Inner {
     /// Joins and leaves, committed in groups; started with the first.
     presence_log: std::sync::OnceLock<PresenceLog>,
     presence_stats: PresenceStats,
+    /// Participants let go because their gateway went away, by reason.
+    released: confer_metrics::LabeledCounter,
+    /// Gateways found lost (their lease ran out while they held participants).
+    gateways_lost: AtomicU64,
 }
 
 /// The room service. Cheap to clone.
@@ -114,6 +130,8 @@ impl RoomService {
             placements: confer_metrics::LabeledCounter::default(),
             presence_log: std::sync::OnceLock::new(),
             presence_stats: PresenceStats::default(),
+            released: confer_metrics::LabeledCounter::default(),
+            gateways_lost: AtomicU64::new(0),
         }))
     }
 
@@ -131,6 +149,17 @@ impl RoomService {
     /// `no_media_server`).
     pub fn placements(&self) -> Vec<(String, u64)> {
         self.0.placements.snapshot()
+    }
+
+    /// Participants let go because their gateway went away: `gateway_restarted` (it
+    /// started again under the same id) or `gateway_lost` (its lease ran out).
+    pub fn released(&self) -> Vec<(String, u64)> {
+        self.0.released.snapshot()
+    }
+
+    /// Gateways found lost while they held participants.
+    pub fn gateways_lost(&self) -> u64 {
+        self.0.gateways_lost.load(Relaxed)
     }
 
     /// How joins and leaves have been committed: groups and the changes in them.
