@@ -95,8 +95,15 @@ client.addEventListener('track', ({ detail }) => {
 });
 client.addEventListener('track-ended', ({ detail }) => {
   if (detail.kind === 'video') unwatchSize(detail.mid);
-  if (detail.source === 'screen_share') stage.hideScreen(detail.participantId);
-  else stage.removeTrack(detail.participantId, detail.track);
+  if (detail.source === 'screen_share') {
+    stage.hideScreen(detail.participantId);
+    return;
+  }
+  stage.removeTrack(detail.participantId, detail.track);
+  // Media of someone the room does not list (let go while its media connection was
+  // still at the SFU): its tile goes with its last track, as no leave will come.
+  const known = client.participants.has(detail.participantId);
+  if (!known && !stage.hasTracks(detail.participantId)) stage.remove(detail.participantId);
 });
 client.addEventListener('screen-share', ({ detail }) => {
   const button = $('share-screen');

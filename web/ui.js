@@ -64,6 +64,8 @@ export class Stage {
 
   removeTrack(id, track) { if (track) this.tiles.get(id)?.stream.removeTrack(track); }
 
+  hasTracks(id) { return (this.tiles.get(id)?.stream.getTracks().length ?? 0) > 0; }
+
   // Every tile goes (the call moved, or ended).
   clear() {
     for (const entry of this.tiles.values()) entry.tile.remove();

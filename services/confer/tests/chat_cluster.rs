@@ -351,13 +351,15 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
         Duration::from_secs(10),
     )
     .await?;
-    // Her page plays Bob's video again. ("A remote tile plays", not "the first one":
-    // the room let her old participant go, but the SFU still forwards her old media
-    // connection's tracks; nothing removes that peer at the SFU yet.)
+    // Her page plays Bob's video again, in its one remote tile. Her old media
+    // connection (which her page closed) stays at the SFU until it has been silent
+    // for 15 s, and its tracks come to her new one as a tile of someone the room
+    // does not list; that tile goes when the SFU drops them.
     ada.wait_for(
-        "Bob's video on the page that came back",
-        "return [...document.querySelectorAll('.tile.remote video')].some((v) => v.videoWidth > 0);",
-        Duration::from_secs(15),
+        "Bob's video alone on the page that came back",
+        "const tiles = document.querySelectorAll('.tile.remote'); \
+         return tiles.length === 1 && tiles[0].querySelector('video').videoWidth > 0;",
+        Duration::from_secs(30),
     )
     .await?;
     ada.wait_for(
