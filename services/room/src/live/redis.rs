@@ -239,23 +239,11 @@ impl RedisLive {
         let mut conn = self.conn();
         let key = gateway_participants_key(gateway);
         let ids: Vec<String> = conn.smembers(&key).await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let mut exists = redis::pipe();
-        for id in &ids {
-            exists.exists(participant_key(id));
-        }
-        let present: Vec<bool> = exists.query_async(&mut conn).await?;
-        let (held, stale): (Vec<_>, Vec<_>) = ids
-            .into_iter()
-            .zip(present)
-            .partition(|(_, present)| *present);
-        let stale: Vec<String> = stale.into_iter().map(|(id, _)| id).collect();
+        let (held, stale) = split_by_key(&mut conn, ids, participant_key).await?;
         if !stale.is_empty() {
             let _: i64 = conn.srem(&key, &stale).await?;
         }
-        Ok(held.into_iter().map(|(id, _)| id).collect())
+        Ok(held)
     }
 
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
@@ -267,20 +255,8 @@ impl RedisLive {
     pub async fn unleased_gateways(&self) -> RoomResult<Vec<String>> {
         let mut conn = self.conn();
         let gateways: Vec<String> = conn.smembers(GATEWAYS).await?;
-        if gateways.is_empty() {
-            return Ok(gateways);
-        }
-        let mut exists = redis::pipe();
-        for gateway in &gateways {
-            exists.exists(lease_key(gateway));
-        }
-        let leased: Vec<bool> = exists.query_async(&mut conn).await?;
-        Ok(gateways
-            .into_iter()
-            .zip(leased)
-            .filter(|(_, leased)| !leased)
-            .map(|(gateway, _)| gateway)
-            .collect())
+        let (_, unleased) = split_by_key(&mut conn, gateways, lease_key).await?;
+        Ok(unleased)
     }
 
     /// Removes `gateway` from [`GATEWAYS`] only while it holds no one, in one step,
@@ -378,6 +354,29 @@ impl RedisLive {
             .chain(commands)
             .boxed())
     }
+}
+
+/// `names` split in one round trip into those whose key (`key_of`) exists and those
+/// whose key does not.
+async fn split_by_key(
+    conn: &mut ConnectionManager,
+    names: Vec<String>,
+    key_of: impl Fn(&str) -> String,
+) -> RoomResult<(Vec<String>, Vec<String>)> {
+    if names.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut exists = redis::pipe();
+    for name in &names {
+        exists.exists(key_of(name));
+    }
+    let present: Vec<bool> = exists.query_async(conn).await?;
+    let (with, without): (Vec<_>, Vec<_>) = names
+        .into_iter()
+        .zip(present)
+        .partition(|(_, present)| *present);
+    let names_of = |pairs: Vec<(String, bool)>| pairs.into_iter().map(|(name, _)| name).collect();
+    Ok((names_of(with), names_of(without)))
 }
 
 /// Commands kept per gateway for a watch to take up again: far more than a gateway
