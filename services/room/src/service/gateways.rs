@@ -31,6 +31,9 @@ use super::RoomService;
 use crate::api::{GatewayCommand, WatchFrom, Watched};
 use crate::error::RoomResult;
 
+/// Participants of a gone gateway let go at once.
+const RELEASES_AT_ONCE: usize = 64;
+
 /// Why a gateway's participants were let go, as the metric labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Release {
@@ -101,9 +104,19 @@ impl RoomService {
     /// down) stays listed for the gateway, and the next sweep tries again.
     async fn release(&self, gateway: &str, why: Release) -> RoomResult<()> {
         let participants = self.0.live.participants_of(gateway).await?;
+        // Several at once, so their leaves share presence commits: a restarted
+        // gateway's watch (and the joins waiting on it) starts after them.
+        let outcomes: Vec<(String, RoomResult<bool>)> = futures_util::stream::iter(participants)
+            .map(|participant| async move {
+                let outcome = self.release_one(gateway, &participant, why).await;
+                (participant, outcome)
+            })
+            .buffer_unordered(RELEASES_AT_ONCE)
+            .collect()
+            .await;
         let mut released = 0;
-        for participant in &participants {
-            match self.release_one(gateway, participant, why).await {
+        for (participant, outcome) in outcomes {
+            match outcome {
                 Ok(true) => released += 1,
                 // Gone already: it left, or another replica let it go first.
                 Ok(false) => {}
