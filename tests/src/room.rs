@@ -9,6 +9,10 @@ use crate::server::TestServer;
 /// True once the page says it is connected.
 pub const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
 
+/// True once the page says it lost its connection and is joining again.
+pub const RECONNECTING: &str =
+    "return document.getElementById('status').textContent.includes('reconnecting');";
+
 /// True once the first remote participant's video tile plays.
 pub const REMOTE_VIDEO_PLAYING: &str =
     "const v = document.querySelector('.tile.remote video'); return !!v && v.videoWidth > 0;";

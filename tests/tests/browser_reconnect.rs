@@ -11,7 +11,8 @@ use std::time::Duration;
 use confer_e2e::browser::Browser;
 use confer_e2e::browser::Driver;
 use confer_e2e::room::{
-    CONNECTED, chat_shows_once as shown_once, join, say, self_id, wait_for_remote_video,
+    CONNECTED, RECONNECTING, chat_shows_once as shown_once, join, say, self_id,
+    wait_for_remote_video,
 };
 use confer_e2e::server::{DEV_TENANT, TestServer};
 use confer_room::api::RoomApi as _;
@@ -64,7 +65,7 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     // Bob's page says it lost the connection, and joins again by itself.
     bob.wait_for(
         "the page saying it reconnects",
-        "return document.getElementById('status').textContent.includes('reconnecting');",
+        RECONNECTING,
         Duration::from_secs(5),
     )
     .await?;

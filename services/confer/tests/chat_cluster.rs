@@ -300,7 +300,7 @@ async fn a_redis_restart_mid_stream_loses_no_acknowledged_message() -> anyhow::R
 async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::Result<()> {
     use confer_e2e::browser::Driver;
     use confer_e2e::room::{
-        CONNECTED, chat_shows_once as shown_once, open_join_link, others_are, say,
+        CONNECTED, RECONNECTING, chat_shows_once as shown_once, open_join_link, others_are, say,
         wait_for_remote_video,
     };
 
@@ -332,7 +332,7 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
     cluster.stop_gateway(0);
     ada.wait_for(
         "the page saying it reconnects",
-        "return document.getElementById('status').textContent.includes('reconnecting');",
+        RECONNECTING,
         Duration::from_secs(10),
     )
     .await?;

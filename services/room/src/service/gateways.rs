@@ -81,7 +81,7 @@ impl RoomService {
     /// One sweep: gateways whose lease has been gone since `missing` says, for half a
     /// lease or more by `now`, lose their participants. `missing` keeps the gateways
     /// seen without a lease and since when.
-    pub(crate) async fn sweep_gateways(
+    async fn sweep_gateways(
         &self,
         missing: &mut HashMap<String, Instant>,
         now: Instant,
