@@ -84,7 +84,8 @@ pub enum SfuEvent {
         room: RoomId,
         participant: Option<ParticipantId>,
     },
-    /// The peer's connection failed or went silent and has been removed.
+    /// The peer's connection failed, went silent or was closed by its participant, and
+    /// the peer has been removed.
     PeerDisconnected {
         participant: ParticipantId,
         reason: String,

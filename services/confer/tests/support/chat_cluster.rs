@@ -14,6 +14,8 @@ pub struct ChatCluster {
     pub gateways: [String; 2],
     /// `host:port` of each chat service's `/metrics`.
     pub chat_metrics: Vec<String>,
+    /// `host:port` of the SFU's `/metrics`.
+    pub sfu_metrics: String,
     pub api_key: String,
     pub api_secret: String,
     /// One client for the tenant API: making one loads TLS roots.
@@ -40,11 +42,12 @@ impl ChatCluster {
         let (api_key, api_secret) = create_tenant(&env)?;
         let mut procs = Vec::new();
         let (media, control) = (free_port()?, free_port()?);
+        let sfu_metrics = format!("127.0.0.1:{}", free_port()?);
         procs.push(spawn(
             &[
                 "sfu",
                 "--metrics-listen",
-                "127.0.0.1:0",
+                &sfu_metrics,
                 "--media-bind",
                 &format!("127.0.0.1:{media}"),
                 "--media-workers",
@@ -114,6 +117,7 @@ impl ChatCluster {
             redis,
             gateways,
             chat_metrics,
+            sfu_metrics,
             api_key,
             api_secret,
             http: confer_http::client()?,

@@ -116,6 +116,15 @@ fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(64..=95).contains(&(datagram[1] & 0x7f))
 }
 
+/// A DTLS record that carries an alert: content type 21 in the record header, which
+/// stays in the clear once the handshake is done (RFC 6347 §4.1).
+fn is_dtls_alert(datagram: &[u8]) -> bool {
+    datagram.len() >= 13 && datagram[0] == 21
+}
+
+/// Why a peer whose participant closed its connection was removed.
+pub const CLOSED_BY_PARTICIPANT: &str = "closed by the participant";
+
 /// Timeouts for peers that never connect or go silent.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -227,6 +236,10 @@ pub struct Sfu {
     relay_cache: relay::SentCache,
     /// Where the relay heartbeat clock starts.
     relay_epoch: Option<Instant>,
+    /// The connected peer whose DTLS alert is being read, and, once its stack has
+    /// answered it, the peer that closed its connection.
+    alert_from: Option<PeerKey>,
+    closed_by: Option<PeerKey>,
 }
 
 impl Sfu {
@@ -252,6 +265,8 @@ impl Sfu {
             next_relay_track: 0,
             relay_cache: relay::SentCache::default(),
             relay_epoch: None,
+            alert_from: None,
+            closed_by: None,
         }
     }
 
@@ -404,11 +419,20 @@ impl Sfu {
             },
             message: BytesMut::from(datagram),
         };
+        // A connected peer's alert that its stack answers with one of its own is its
+        // `close_notify` (or a fatal alert): the participant closed its connection, and
+        // it ends here now, not when its silence runs out. The stack drops a record it
+        // cannot authenticate without an answer, so a forged alert ends nothing.
+        self.alert_from = (peer.connected && is_dtls_alert(datagram)).then_some(key);
         if let Err(err) = peer.pc.handle_read(input) {
             self.stats.datagram_rejected();
             debug!(participant = %peer.participant, %err, "datagram rejected");
         }
         self.drive(now, key);
+        self.alert_from = None;
+        if let Some(closed) = self.closed_by.take() {
+            self.remove_peer_by_key(now, closed, Some(CLOSED_BY_PARTICIPANT));
+        }
     }
 
     /// Runs timers that are due.
@@ -560,6 +584,9 @@ impl Sfu {
             return;
         };
         while let Some(out) = peer.pc.poll_write() {
+            if self.alert_from == Some(key) && is_dtls_alert(&out.message) {
+                self.closed_by = Some(key);
+            }
             let rtp_since = is_rtp(&out.message).then_some(out.now);
             self.transmits.push_back(Transmit {
                 to: out.transport.peer_addr,
