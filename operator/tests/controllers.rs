@@ -248,6 +248,14 @@ async fn a_conference_is_a_room_until_it_is_deleted() -> anyhow::Result<()> {
     assert_eq!(room.settings.regions, ["us-east"]);
     assert_eq!(room.settings.max_participants, 500);
     assert!(
+        !room.settings.allow_screen_share,
+        "the declared host control reached the room"
+    );
+    assert_eq!(
+        ready["status"]["hostControls"],
+        json!({"allowScreenShare": false})
+    );
+    assert!(
         room.has_password,
         "the Secret's password reached the room service"
     );

@@ -157,6 +157,12 @@ fn conference_rules_reject_bad_specs() {
         None,
         "chatRetentionSeconds must not be negative",
     );
+    let loose = with(
+        conference.clone(),
+        "/spec/hostControls/allowScreenShare",
+        json!("no"),
+    );
+    expect_rejected("conferences", &loose, None, "hostControls.allowScreenShare");
     let retenanted = with(conference.clone(), "/spec/tenant", json!("globex"));
     expect_rejected(
         "conferences",

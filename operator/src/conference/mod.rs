@@ -63,7 +63,9 @@ fn key(conference: &Conference) -> String {
 
 /// The settings a conference declares, as changes to its room's: an update names only
 /// these, so what hosts change during the call (the lock, screen sharing, chat for
-/// hosts only) is neither undone nor overwritten by an update racing theirs.
+/// hosts only) is neither undone nor overwritten by an update racing theirs. Its
+/// host controls are given apart from these, only when they change
+/// ([`host_control_changes`]).
 fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Value> {
     let spec = &conference.spec;
     let regions: Vec<&String> = spec
@@ -82,12 +84,27 @@ fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Valu
     .unwrap_or_default()
 }
 
-/// The room's settings with the conference's declared ones applied; the others stay
-/// as the room has them (`current`), or at their defaults for a new room.
-fn settings(conference: &Conference, current: Option<&RoomSettings>) -> RoomSettings {
+/// The host controls the conference sets to other values than it gave the room last
+/// (all it sets, for a room not yet given any): given when declared and when changed,
+/// so that between changes a host's own stands.
+fn host_control_changes(conference: &Conference) -> serde_json::Map<String, serde_json::Value> {
+    let given = conference
+        .status
+        .as_ref()
+        .map(|status| status.host_controls.clone())
+        .unwrap_or_default();
+    conference.spec.host_controls.changes_from(&given)
+}
+
+/// The room's settings with `changes` applied; the others stay as the room has them
+/// (`current`), or at their defaults for a new room.
+fn settings(
+    current: Option<&RoomSettings>,
+    changes: &serde_json::Map<String, serde_json::Value>,
+) -> RoomSettings {
     let current = current.cloned().unwrap_or_default();
-    // Every declared name is a setting, with a value of its type: this cannot fail.
-    current.patched(&declared(conference)).unwrap_or(current)
+    // Every name is a setting, with a value of its type: this cannot fail.
+    current.patched(changes).unwrap_or(current)
 }
 
 /// The password and the Secret's version, when the conference has one.
@@ -123,9 +140,17 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
         .status
         .as_ref()
         .and_then(|s| s.password_secret_version.clone());
+    let mut changes = declared(conference);
     let view = match ctx.rooms.get(tenant, &name).await? {
         None => {
-            let wanted = settings(conference, None);
+            // A new room gets every host control the conference sets.
+            changes.extend(
+                conference
+                    .spec
+                    .host_controls
+                    .changes_from(&Default::default()),
+            );
+            let wanted = settings(None, &changes);
             info!(conference = %name, %tenant, "creating the room");
             let create = CreateRoom {
                 name: name.clone(),
@@ -138,10 +163,11 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             view
         }
         Some(view) => {
-            let wanted = settings(conference, Some(&view.settings));
+            changes.extend(host_control_changes(conference));
+            let wanted = settings(Some(&view.settings), &changes);
             let mut update = UpdateRoom::default();
             if view.settings != wanted {
-                update.settings = Some(declared(conference));
+                update.settings = Some(changes);
             }
             if version != recorded || (password.is_none() && view.has_password) {
                 // A changed Secret sets the new password; a removed reference clears it.
@@ -158,6 +184,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
     let snapshot = ctx.snapshots.borrow().clone();
     let mut status = status(conference, &view, version, &snapshot, (ctx.clock)());
     status.chat_retention_seconds = chat_retention;
+    status.host_controls = conference.spec.host_controls.clone();
     if conference.status.as_ref() != Some(&status) {
         let api: Api<Conference> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = serde_json::json!({ "status": status });

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::rooms::Rooms;
 use super::*;
-use crate::crd::ConferenceSpec;
 use crate::crd::condition_in_patch as condition;
+use crate::crd::{ConferenceSpec, HostControls};
 use crate::medianode::resources::PodDefaults;
 use crate::metrics::Metrics;
 
@@ -156,6 +156,7 @@ fn conference(finalized: bool) -> Conference {
             recording: false,
             sip_dial_in: true,
             chat_retention_seconds: None,
+            host_controls: Default::default(),
         },
     );
     conference.metadata.namespace = Some("confer".into());
@@ -656,7 +657,7 @@ fn a_room_placed_in_two_regions_shows_both_placements_and_the_relay_between_them
     };
     let view = RoomView {
         name: "all-hands".into(),
-        settings: settings(&conference(true), None),
+        settings: settings(None, &declared(&conference(true))),
         has_password: false,
         created_at: 0,
         active: true,
@@ -771,4 +772,93 @@ async fn a_declared_chat_retention_without_a_chat_service_fails_clearly() {
     server.await.expect("scenario");
     assert_eq!(err.reason(), "ChatServiceFailed");
     assert!(err.to_string().contains("--chat-service"), "{err}");
+}
+
+/// Reconciles `conference` against `rooms`, the Kubernetes API answering `steps`;
+/// returns the conference with the status it patched, if it patched one.
+async fn reconciled(
+    rooms: &Arc<FakeRooms>,
+    mut conference: Conference,
+    steps: Vec<Step>,
+) -> Conference {
+    let patches = steps
+        .iter()
+        .position(|step| matches!(step, Step::PatchStatus));
+    let (ctx, api) = harness_with(rooms.clone());
+    let server = serve(api, steps);
+    reconcile(Arc::new(conference.clone()), ctx)
+        .await
+        .expect("reconciles");
+    let seen = server.await.expect("scenario");
+    if let Some(at) = patches {
+        conference.status = serde_json::from_value(seen[at]["status"].clone()).expect("status");
+    }
+    conference
+}
+
+#[tokio::test]
+async fn declared_host_controls_start_the_room_and_a_hosts_change_stands_until_they_change() {
+    let rooms = Arc::new(FakeRooms::default());
+    let mut declared = conference(true);
+    declared.spec.host_controls = HostControls {
+        locked: Some(true),
+        allow_screen_share: None,
+        allow_chat: Some(false),
+    };
+    let created = vec![
+        Step::GetSecret("7"),
+        Step::Event("RoomCreated"),
+        Step::PatchStatus,
+    ];
+    let declared = reconciled(&rooms, declared, created).await;
+    let settings = |rooms: &FakeRooms| rooms.room("acme", "all-hands").expect("room").0.settings;
+    let room = settings(&rooms);
+    assert!(room.locked && !room.allow_chat, "{room:?}");
+    assert!(room.allow_screen_share, "unset: the default");
+    let given = &declared.status.as_ref().expect("status").host_controls;
+    assert_eq!(given, &declared.spec.host_controls);
+
+    // During the call a host unlocks the room and opens the chat: the next reconcile,
+    // with nothing changed in the spec, leaves that be.
+    change_room(&rooms, |view| {
+        view.settings.locked = false;
+        view.settings.allow_chat = true;
+    });
+    let same = reconciled(&rooms, declared, vec![Step::GetSecret("7")]).await;
+    let room = settings(&rooms);
+    assert!(!room.locked && room.allow_chat, "{room:?}");
+
+    // The spec now also stops screen sharing: that one is given; the host's lock and
+    // chat stand.
+    let mut more = same;
+    more.spec.host_controls.allow_screen_share = Some(false);
+    let more = reconciled(&rooms, more, vec![Step::GetSecret("7"), Step::PatchStatus]).await;
+    let room = settings(&rooms);
+    assert!(!room.allow_screen_share, "{room:?}");
+    assert!(!room.locked && room.allow_chat, "{room:?}");
+
+    // A host closes the chat again, and then the spec opens it: a changed value is
+    // given, over the host's.
+    change_room(&rooms, |view| view.settings.allow_chat = false);
+    let mut open = more;
+    open.spec.host_controls.allow_chat = Some(true);
+    let open = reconciled(&rooms, open, vec![Step::GetSecret("7"), Step::PatchStatus]).await;
+    assert!(settings(&rooms).allow_chat);
+    assert_eq!(
+        open.status.expect("status").host_controls.allow_chat,
+        Some(true)
+    );
+    let calls = rooms.calls.lock().expect("calls").clone();
+    assert_eq!(
+        calls,
+        [
+            "get acme/all-hands",
+            "create acme/all-hands",
+            "get acme/all-hands",
+            "get acme/all-hands",
+            "update acme/all-hands",
+            "get acme/all-hands",
+            "update acme/all-hands"
+        ]
+    );
 }

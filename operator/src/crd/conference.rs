@@ -73,10 +73,56 @@ pub struct ConferenceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("chatRetentionSeconds must not be negative"))]
     pub chat_retention_seconds: Option<i64>,
+    /// Where the room's host controls start: its lock, screen sharing and the chat for
+    /// everyone. Each one set is given to the room when it is first declared and
+    /// whenever its value here changes; between changes, what a host sets during the
+    /// call stands. Unset, the room keeps what it has.
+    #[serde(default, skip_serializing_if = "HostControls::is_empty")]
+    pub host_controls: HostControls,
 }
 
 fn default_max_participants() -> i32 {
     100
+}
+
+/// Room settings that hosts also change during a call.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostControls {
+    /// Nobody but hosts may enter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Participants may share their screen (hosts always may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_screen_share: Option<bool>,
+    /// Participants and viewers may post in the chat; when false only hosts may
+    /// (everyone still reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_chat: Option<bool>,
+}
+
+impl HostControls {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The room settings these set to a value other than `given` (what was given
+    /// before), by their names in the room service.
+    pub fn changes_from(&self, given: &HostControls) -> serde_json::Map<String, serde_json::Value> {
+        [
+            ("locked", self.locked, given.locked),
+            (
+                "allow_screen_share",
+                self.allow_screen_share,
+                given.allow_screen_share,
+            ),
+            ("allow_chat", self.allow_chat, given.allow_chat),
+        ]
+        .into_iter()
+        .filter(|(_, wanted, given)| wanted != given)
+        .filter_map(|(name, wanted, _)| Some((name.to_owned(), serde_json::Value::Bool(wanted?))))
+        .collect()
+    }
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -97,6 +143,9 @@ pub struct ConferenceStatus {
     /// The chat retention last given to the chat service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_retention_seconds: Option<i64>,
+    /// The host controls last given to the room.
+    #[serde(default, skip_serializing_if = "HostControls::is_empty")]
+    pub host_controls: HostControls,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -11,7 +11,9 @@ use kube::CustomResourceExt;
 #[cfg(test)]
 pub(crate) use conditions::condition_in_patch;
 pub use conditions::{ConditionStatus, set_condition};
-pub use conference::{Conference, ConferenceSpec, ConferenceStatus, RegionPlacement, Relay};
+pub use conference::{
+    Conference, ConferenceSpec, ConferenceStatus, HostControls, RegionPlacement, Relay,
+};
 pub use medianode::{
     Capacity, DrainStatus, MediaNode, MediaNodeSpec, MediaNodeStatus, MediaPorts, Networking,
     PodPlacement, PodState, PodSummary,
