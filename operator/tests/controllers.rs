@@ -251,6 +251,7 @@ async fn a_conference_is_a_room_until_it_is_deleted() -> anyhow::Result<()> {
         !room.settings.allow_screen_share,
         "the declared host control reached the room"
     );
+    assert!(room.settings.sip_dial_in, "the example takes calls");
     assert_eq!(
         ready["status"]["hostControls"],
         json!({"allowScreenShare": false})

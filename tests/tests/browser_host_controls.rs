@@ -16,6 +16,7 @@ fn token(identity: &str, admin: bool) -> String {
         name: identity.into(),
         nbf: 0,
         exp: u64::MAX / 2,
+        kind: Default::default(),
         video: VideoGrant {
             room_admin: admin,
             ..VideoGrant::join("clinic")

@@ -25,6 +25,7 @@ fn forged_token() -> String {
         name: "Mallory".into(),
         nbf: now,
         exp: now + 600,
+        kind: Default::default(),
         video: VideoGrant::join("standup"),
     })
 }

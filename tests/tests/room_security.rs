@@ -27,6 +27,7 @@ fn sign(issuer: &str, secret: &str, identity: &str, grant: VideoGrant) -> String
         name: identity.into(),
         nbf: now(),
         exp: now() + 600,
+        kind: Default::default(),
         video: grant,
     })
 }
@@ -372,6 +373,7 @@ async fn host_controls_stop_when_the_hosts_token_expires() -> anyhow::Result<()>
         name: "Hana".into(),
         nbf: 0,
         exp: now() - confer_auth::LEEWAY_SECS + 1,
+        kind: Default::default(),
         video: VideoGrant {
             room_admin: true,
             ..VideoGrant::join("late")

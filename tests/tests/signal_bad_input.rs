@@ -39,6 +39,7 @@ fn token(room: &str, nbf: u64, exp: u64, secret: &str) -> String {
         name: "Ada".into(),
         nbf,
         exp,
+        kind: Default::default(),
         video: VideoGrant::join(room),
     })
 }

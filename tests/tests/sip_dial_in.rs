@@ -1,7 +1,8 @@
 //! Dial-in over SIP with real SIP peers (sipp): callers join rooms as participants,
 //! hear each other through the room's SFU, hang up or are hung up on, wait in a
-//! waiting room and cancel; what the bridge cannot take is refused with the right
-//! status, and garbage on the SIP port changes nothing.
+//! waiting room and cancel; a room without dial-in refuses them; what the bridge
+//! cannot take is refused with the right status, and garbage on the SIP port changes
+//! nothing.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -291,6 +292,61 @@ async fn what_the_bridge_cannot_take_gets_a_clear_answer() -> anyhow::Result<()>
             ("confer_sip_bad_messages_total", 4),
         ],
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_without_dial_in_refuses_callers_and_another_takes_them() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    confer_e2e::tenant::create_room(
+        &confer_http::client()?,
+        &server.url(""),
+        ("dev", TOKEN_SECRET),
+        serde_json::json!({"name": "board", "settings": {"waiting_room": false, "sip_dial_in": false}}),
+    )
+    .await?;
+    let refused = run_sipp(
+        bridge.addr,
+        "board",
+        &scenario(Offer::Speak, Script::Refused { status: 403 }),
+    )
+    .await?;
+    assert!(
+        refused.success,
+        "403 expected from a room without dial-in:\n{}",
+        refused.output
+    );
+    assert!(participants(&server, "board").await?.is_empty());
+    assert_metrics(
+        &bridge.metrics(),
+        &[("confer_sip_calls_total{outcome=\"forbidden\"}", 1)],
+    );
+
+    // A host opens the room to callers (the tenant API, as a Conference's sipDialIn
+    // does): the next call is taken.
+    let response = confer_http::client()?
+        .patch(server.url("/v1/rooms/board"))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .json(&serde_json::json!({"settings": {"sip_dial_in": true}}))
+        .send()
+        .await?;
+    assert!(response.status().is_success(), "{}", response.text().await?);
+    let caller = spawn_call(
+        bridge.addr,
+        "board",
+        scenario(Offer::Speak, Script::AwaitBye),
+    );
+    bridge.until_active(1).await?;
+    let members = wait_for_participants(&server, "board", 1).await?;
+    let response = confer_http::client()?
+        .delete(server.url(&format!("/v1/rooms/board/participants/{}", members[0].0)))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .send()
+        .await?;
+    assert!(response.status().is_success(), "{}", response.text().await?);
+    let caller = tokio::time::timeout(Duration::from_secs(30), caller).await???;
+    assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
     Ok(())
 }
 

@@ -73,6 +73,7 @@ impl Api {
                 name: name.into(),
                 nbf: 0,
                 exp: u64::MAX / 2,
+                kind: Default::default(),
                 video: confer_auth::VideoGrant {
                     room_admin: admin,
                     ..confer_auth::VideoGrant::join(room)

@@ -63,5 +63,26 @@ pub struct Claims {
     pub nbf: u64,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// What joins with the token: a person in an app unless it says otherwise.
+    #[serde(default, skip_serializing_if = "ParticipantKind::is_standard")]
+    pub kind: ParticipantKind,
     pub video: VideoGrant,
+}
+
+/// What a participant is. Rooms may refuse some kinds (a room without dial-in refuses
+/// `sip`); an unknown kind makes the token invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantKind {
+    /// A person in the web app, the SDK or a tenant's own client.
+    #[default]
+    Standard,
+    /// A caller dialled in over SIP, joined by the SIP bridge.
+    Sip,
+}
+
+impl ParticipantKind {
+    pub fn is_standard(&self) -> bool {
+        *self == Self::Standard
+    }
 }

@@ -11,5 +11,5 @@
 mod grant;
 mod jwt;
 
-pub use grant::{Claims, VideoGrant};
+pub use grant::{Claims, ParticipantKind, VideoGrant};
 pub use jwt::{LEEWAY_SECS, TokenError, TokenKey};

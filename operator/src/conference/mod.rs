@@ -75,6 +75,7 @@ fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Valu
         .collect();
     serde_json::json!({
         "waiting_room": spec.waiting_room,
+        "sip_dial_in": spec.sip_dial_in,
         "max_participants": u32::try_from(spec.max_participants).unwrap_or(1),
         "region": spec.home_region,
         "regions": regions,
@@ -316,13 +317,13 @@ fn status(
         ),
     }
     let spec = &conference.spec;
-    if spec.recording || spec.sip_dial_in {
+    if spec.recording {
         set_condition(
             conditions,
             "FeaturesAvailable",
             ConditionStatus::False,
             "NotSupported",
-            "recording and SIP dial-in are not available in this release",
+            "recording is not available in this release",
             generation,
             t,
         );

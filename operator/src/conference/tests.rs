@@ -377,11 +377,45 @@ async fn the_room_is_created_with_the_declared_settings_and_password() {
         condition(status, "Scheduled")["reason"],
         "WaitingForFirstJoin"
     );
+    assert!(view.settings.sip_dial_in, "dial-in is declared");
     assert_eq!(
         condition(status, "FeaturesAvailable")["reason"],
-        "NotSupported",
-        "SIP dial-in is asked for"
+        "AllAvailable",
+        "SIP dial-in is there to have"
     );
+}
+
+#[test]
+fn recording_is_a_feature_not_available() {
+    let mut recorded = conference(true);
+    recorded.spec.recording = true;
+    let view = RoomView {
+        name: "all-hands".into(),
+        settings: settings(None, &declared(&recorded)),
+        has_password: false,
+        created_at: 0,
+        active: true,
+        num_participants: 0,
+        placement: None,
+        placements: Vec::new(),
+    };
+    let status = status(
+        &recorded,
+        &view,
+        None,
+        &confer_discovery::Snapshot::default(),
+        0,
+    );
+    let features = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "FeaturesAvailable")
+        .expect("condition");
+    assert_eq!(
+        (features.status.as_str(), features.reason.as_str()),
+        ("False", "NotSupported")
+    );
+    assert!(features.message.contains("recording"), "{features:?}");
 }
 
 /// The example conference reconciled into a new room: the fake room service, and the
@@ -601,7 +635,13 @@ fn an_update_names_only_what_a_conference_declares() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["max_participants", "region", "regions", "waiting_room"]
+        [
+            "max_participants",
+            "region",
+            "regions",
+            "sip_dial_in",
+            "waiting_room"
+        ]
     );
 }
 

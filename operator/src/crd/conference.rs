@@ -62,8 +62,12 @@ pub struct ConferenceSpec {
     /// Secret key holding the room password, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeySelector>,
+    /// Record the room: not available in this release (the `FeaturesAvailable`
+    /// condition says so).
     #[serde(default)]
     pub recording: bool,
+    /// Callers may dial in over SIP (`sip:<room>@<bridge>`); when false the SIP
+    /// bridge's calls to the room are refused (403).
     #[serde(default)]
     pub sip_dial_in: bool,
     /// How long the room's chat is kept, in seconds (0: for as long as the room

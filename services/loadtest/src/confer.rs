@@ -67,6 +67,7 @@ fn token(key: &confer_auth::TokenKey, room: &str, identity: &str) -> String {
         name: identity.to_owned(),
         nbf: now.saturating_sub(60),
         exp: now + 24 * 60 * 60,
+        kind: Default::default(),
         video: confer_auth::VideoGrant::join(room),
     })
 }

@@ -22,6 +22,8 @@ pub struct RoomSettings {
     pub allow_chat: bool,
     /// Display name changes wait for a host's approval.
     pub name_changes_need_approval: bool,
+    /// Callers may dial in over SIP (the SIP bridge's participants, of kind `sip`).
+    pub sip_dial_in: bool,
     /// Seconds an empty room is kept active before `room_finished`.
     pub empty_timeout_secs: u32,
     /// Region the room is placed in; empty means the service's default.
@@ -43,6 +45,7 @@ impl Default for RoomSettings {
             allow_self_unmute: true,
             allow_chat: true,
             name_changes_need_approval: false,
+            sip_dial_in: true,
             empty_timeout_secs: 0,
             region: String::new(),
             regions: Vec::new(),

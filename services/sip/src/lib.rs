@@ -52,7 +52,8 @@ pub struct SipConfig {
 }
 
 impl SipConfig {
-    /// An access token for one call: `identity` in `room`, valid for a day.
+    /// An access token for one call: `identity` in `room`, a SIP participant, valid
+    /// for a day.
     fn token(&self, room: &str, identity: &str, name: &str) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -63,6 +64,7 @@ impl SipConfig {
             name: name.to_owned(),
             nbf: now.saturating_sub(60),
             exp: now + 24 * 60 * 60,
+            kind: confer_auth::ParticipantKind::Sip,
             video: confer_auth::VideoGrant::join(room),
         })
     }

@@ -15,6 +15,7 @@ fn claims(room: &str) -> Claims {
         name: "Ada".into(),
         nbf: NOW - 10,
         exp: NOW + 600,
+        kind: Default::default(),
         video: VideoGrant::join(room),
     }
 }
@@ -74,6 +75,7 @@ fn room_and_grant_are_checked_on_join() {
     let err = key().verify_join(&token, "retro", NOW).unwrap_err();
     assert_eq!(err.code(), "token_room_mismatch");
     let no_join = key().sign(&Claims {
+        kind: Default::default(),
         video: VideoGrant {
             room_join: false,
             ..VideoGrant::join("standup")
@@ -121,4 +123,41 @@ proptest! {
         let token = format!("{a}.{b}.{c}");
         prop_assert!(key().verify(&token, NOW).is_err());
     }
+}
+
+#[test]
+fn a_participant_kind_travels_in_the_token_and_an_unknown_one_is_refused() {
+    let sip = Claims {
+        kind: crate::ParticipantKind::Sip,
+        ..claims("standup")
+    };
+    let token = key().sign(&sip);
+    assert_eq!(key().verify_join(&token, "standup", NOW), Ok(sip));
+    // A standard participant's token does not name its kind.
+    let payload = token_payload(&key().sign(&claims("standup")));
+    assert!(payload.get("kind").is_none(), "{payload}");
+
+    let mut payload = token_payload(&token);
+    payload["kind"] = "robot".into();
+    let odd = signed_json(&payload);
+    assert_eq!(
+        key().verify(&odd, NOW),
+        Err(TokenError::Malformed("payload is not a claims object"))
+    );
+}
+
+fn token_payload(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("JSON")
+}
+
+/// A token signed with `key()` over any JSON payload.
+fn signed_json(payload: &serde_json::Value) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(HEADER),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    let tag = hmac::sign(&key().key, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }

@@ -15,6 +15,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
         name: args.name,
         nbf: now,
         exp: now + args.ttl,
+        kind: Default::default(),
         video: VideoGrant {
             room_admin: args.admin,
             can_publish: !args.viewer,

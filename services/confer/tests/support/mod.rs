@@ -126,6 +126,7 @@ pub fn host_token(api_key: &str, api_secret: &str, room: &str, identity: &str) -
         name: identity.into(),
         nbf: 0,
         exp: u64::MAX / 2,
+        kind: Default::default(),
         video: VideoGrant {
             room_admin: true,
             ..VideoGrant::join(room)

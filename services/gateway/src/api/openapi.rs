@@ -138,6 +138,7 @@ fn schemas() -> Value {
             "allow_screen_share": boolean, "allow_self_unmute": boolean,
             "allow_chat": {"type": "boolean", "description": "Participants may post in the chat; when false only hosts may (everyone still reads it)"},
             "name_changes_need_approval": boolean, "empty_timeout_secs": int,
+            "sip_dial_in": {"type": "boolean", "description": "Callers may dial in over SIP (default true); when false the SIP bridge's calls are refused with 403"},
             "region": string,
             "regions": {"type": "array", "maxItems": 8, "items": {"type": "string", "minLength": 1, "maxLength": 64},
                 "description": "Further regions the room spans; participants there join an SFU in their region, linked by relays"},

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use confer_auth::{Claims, TokenKey};
+use confer_auth::{Claims, ParticipantKind, TokenKey};
 use tracing::Instrument as _;
 
 use super::notify::{Audience, WebhookEvent};
@@ -59,6 +59,7 @@ struct Joiner {
     role: Option<Role>,
     permissions: Permissions,
     expires_at: Option<u64>,
+    kind: ParticipantKind,
 }
 
 fn role_of(claims: &Claims) -> Role {
@@ -140,6 +141,12 @@ impl RoomService {
             Role::Participant
         });
         let host = role == Role::Host;
+        if joiner.kind == ParticipantKind::Sip && !record.settings.sip_dial_in {
+            return Err(RoomError::forbidden(
+                "dial_in_disabled",
+                "the room takes no calls over SIP",
+            ));
+        }
         if record.settings.locked && !host {
             return Err(RoomError::forbidden("room_locked", "the room is locked"));
         }
@@ -224,6 +231,7 @@ impl RoomService {
                 role: None,
                 permissions: Permissions::default(),
                 expires_at: None,
+                kind: ParticipantKind::Standard,
             });
         };
         let issuer = TokenKey::peek_issuer(token)?;
@@ -253,6 +261,7 @@ impl RoomService {
             role: Some(role_of(&claims)),
             permissions: permissions_of(&claims)?,
             expires_at: Some(claims.exp),
+            kind: claims.kind,
         })
     }
 

@@ -120,7 +120,9 @@ impl Refusal {
             "invalid_room" => (404, "Not Found", "not_found"),
             "room_full" => (486, "Busy Here", "busy"),
             "password_required" | "password_invalid" | "room_locked" | "admission_denied"
-            | "removed" | "permission_denied" => (403, "Forbidden", "forbidden"),
+            | "removed" | "permission_denied" | "dial_in_disabled" => {
+                (403, "Forbidden", "forbidden")
+            }
             code if code.starts_with("token_") => (403, "Forbidden", "forbidden"),
             "invalid_name" => (400, "Bad Request", "bad_request"),
             "invalid_sdp" => (488, "Not Acceptable Here", "not_acceptable"),
