@@ -56,6 +56,8 @@ function refreshRoomControls() {
   $('chat-file').disabled = !mayPost;
   $('chat-form').querySelector('button[type="submit"]').disabled = !mayPost;
 }
+// A caller dialled in over SIP is shown as one.
+function tileName(p) { return p.kind === 'sip' ? `📞 ${p.name}` : p.name; }
 function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {
@@ -64,14 +66,14 @@ client.addEventListener('joined', () => {
   stage.setName(client.self.id, `${client.self.name} (you)`);
   for (const p of client.participants.values()) {
     stage.tile(p.id);
-    stage.setName(p.id, p.name);
+    stage.setName(p.id, tileName(p));
   }
   refreshPeople();
   status('Connected');
 });
 client.addEventListener('participant-joined', ({ detail: p }) => {
   stage.tile(p.id);
-  stage.setName(p.id, p.name);
+  stage.setName(p.id, tileName(p));
   refreshPeople();
 });
 client.addEventListener('participant-left', ({ detail: { id } }) => {
@@ -80,7 +82,9 @@ client.addEventListener('participant-left', ({ detail: { id } }) => {
   refreshPeople();
 });
 client.addEventListener('participant-updated', ({ detail: p }) => {
-  if (client.self && p.id === client.self.id) client.self = p;
+  const own = client.self && p.id === client.self.id;
+  if (own) client.self = p;
+  stage.setName(p.id, own ? `${p.name} (you)` : tileName(p));
   stage.setVideoOff(p.id, p.video_muted);
   refreshPeople();
 });

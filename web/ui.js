@@ -109,9 +109,10 @@ export function renderParticipants(list, participants, self, knocks, act) {
     const item = document.createElement('li');
     item.dataset.participant = p.id;
     const name = document.createElement('span');
-    name.textContent = `${p.name}${p.id === self.id ? ' (you)' : ''}${p.role === 'host' ? ' · host' : ''}`;
+    const phone = p.kind === 'sip';
+    name.textContent = `${p.name}${p.id === self.id ? ' (you)' : ''}${p.role === 'host' ? ' · host' : ''}${phone ? ' · by phone' : ''}`;
     const state = document.createElement('span');
-    state.textContent = `${p.audio_muted ? '🔇' : '🎤'} ${p.video_muted ? '🚫' : '📷'}`;
+    state.textContent = `${p.audio_muted ? '🔇' : '🎤'} ${phone ? '📞' : p.video_muted ? '🚫' : '📷'}`;
     item.append(name, state);
     if (isHost && p.id !== self.id) {
       item.append(

@@ -107,6 +107,23 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
     let occupancy = server.sfu.occupancy().await?;
     assert_eq!(occupancy.peers, 2, "Cyd's peer is removed from the SFU");
 
+    // Bob changes his name (the room needs no approval): Ada's tile for him says so,
+    // and so does his own.
+    bob.eval("await window.conferClient.setName('Robert'); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob's tile under his new name",
+        "return [...document.querySelectorAll('.tile.remote .label')].map((l) => l.textContent).join() === 'Robert';",
+        Duration::from_secs(5),
+    )
+    .await?;
+    bob.wait_for(
+        "Bob's own tile under his new name",
+        "return document.querySelector('.tile.local .label').textContent === 'Robert (you)';",
+        Duration::from_secs(5),
+    )
+    .await?;
+
     for browser in [ada, bob, cyd] {
         browser.close().await?;
     }

@@ -1,5 +1,6 @@
 //! A phone caller (sipp for SIP, this test's socket for its RTP) and a headless
-//! Chromium in one room: the browser shows the caller as a participant and receives
+//! Chromium in one room: the browser shows the caller as a participant dialled in by
+//! phone and receives
 //! its audio; the caller hears the browser's microphone (real Opus from Chromium, as
 //! one stream); a caller who talks is the room's active speaker, outlined in the web
 //! app; the browser's host removes the caller and the bridge hangs up (BYE).
@@ -80,6 +81,18 @@ async fn a_phone_caller_and_a_browser_hear_each_other() -> anyhow::Result<()> {
         .as_str()
         .context("Ada's client does not list the caller")?
         .to_owned();
+    // The page shows the caller as one: a phone on the tile and in the list.
+    ada.wait_for(
+        "the caller shown as dialled in",
+        &format!(
+            "const tile = document.querySelector('.tile[data-participant=\"{caller}\"] .label');
+             const item = document.querySelector('#participants li[data-participant=\"{caller}\"]');
+             return !!tile && tile.textContent === '📞 Dial Tester'
+               && !!item && item.textContent.includes('by phone');"
+        ),
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // Ada's microphone reaches the caller as one Opus stream.
     let heard = listen(&ear, Duration::from_secs(3)).await;

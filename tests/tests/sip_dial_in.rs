@@ -339,6 +339,16 @@ async fn a_room_without_dial_in_refuses_callers_and_another_takes_them() -> anyh
     );
     bridge.until_active(1).await?;
     let members = wait_for_participants(&server, "board", 1).await?;
+    // The tenant API lists the caller as dialled in.
+    let listed: Value = confer_http::client()?
+        .get(server.url("/v1/rooms/board/participants"))
+        .basic_auth("dev", Some(TOKEN_SECRET))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let listed = listed.get("participants").unwrap_or(&listed);
+    assert_eq!(listed[0]["kind"], "sip", "{listed}");
     let response = confer_http::client()?
         .delete(server.url(&format!("/v1/rooms/board/participants/{}", members[0].0)))
         .basic_auth("dev", Some(TOKEN_SECRET))

@@ -2,7 +2,7 @@
 
 use confer_proto::signal::{self, server_message::Msg};
 use confer_room::api::RoomEvent;
-use confer_room::model::{IceServer, ParticipantInfo, RoomSettings};
+use confer_room::model::{IceServer, ParticipantInfo, ParticipantKind, RoomSettings};
 
 pub(crate) fn participant(p: &ParticipantInfo) -> signal::Participant {
     signal::Participant {
@@ -17,6 +17,10 @@ pub(crate) fn participant(p: &ParticipantInfo) -> signal::Participant {
         identity: p.identity.clone(),
         metadata: p.metadata.clone(),
         can_publish: p.permissions.can_publish,
+        kind: match p.kind {
+            ParticipantKind::Standard => String::new(),
+            ParticipantKind::Sip => "sip".to_owned(),
+        },
     }
 }
 

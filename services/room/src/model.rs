@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use confer_auth::ParticipantKind;
+
 /// Settings a tenant chooses per room. Security is on by default: a waiting room,
 /// self-unmute allowed, screen sharing allowed for hosts and participants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +252,9 @@ pub struct ParticipantInfo {
     /// the room's SFU there if the room spans it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// A person in an app, or a caller dialled in over SIP (from the access token).
+    #[serde(default, skip_serializing_if = "ParticipantKind::is_standard")]
+    pub kind: ParticipantKind,
 }
 
 impl ParticipantInfo {

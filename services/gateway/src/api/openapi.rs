@@ -171,7 +171,8 @@ fn schemas() -> Value {
             "audio_blocked": boolean, "video_blocked": boolean,
             "pending_name": {"type": "string", "nullable": true},
             "tracks": {"type": "array", "items": {"type": "string", "enum": ["audio", "video"]}},
-            "joined_at": int, "gateway": string}},
+            "joined_at": int, "gateway": string,
+            "kind": {"type": "string", "enum": ["sip"], "description": "Present for a caller dialled in over SIP"}}},
         "UpdateParticipant": {"type": "object", "additionalProperties": false, "properties": {
             "permissions": schema("Permissions"), "metadata": string,
             "role": {"type": "string", "enum": ["host", "participant", "viewer"]}, "name": string}},

@@ -175,6 +175,7 @@ impl RoomService {
             video_blocked: false,
             pending_name: None,
             region: req.region.clone(),
+            kind: joiner.kind,
             tracks: Vec::new(),
             token_expires_at: joiner.expires_at,
             joined_at: unix_secs(),
