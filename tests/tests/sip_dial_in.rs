@@ -164,14 +164,7 @@ async fn removing_a_caller_from_the_room_hangs_up_with_bye() -> anyhow::Result<(
     // Answered first: removed before the answer, the caller would get 403 instead.
     bridge.until_active(1).await?;
     let members = wait_for_participants(&server, "removal", 1).await?;
-    let response = confer_http::client()?
-        .delete(server.url(&format!("/v1/rooms/removal/participants/{}", members[0].0)))
-        .basic_auth("dev", Some(TOKEN_SECRET))
-        .send()
-        .await?;
-    assert!(response.status().is_success(), "{}", response.text().await?);
-    let caller = tokio::time::timeout(Duration::from_secs(30), caller).await???;
-    assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
+    remove_expecting_bye(&server, "removal", &members[0].0, caller).await?;
     let metrics = bridge.metrics();
     assert_metrics(
         &metrics,
@@ -217,28 +210,22 @@ async fn a_caller_waits_in_the_waiting_room_hearing_ringing_and_can_cancel() -> 
 async fn what_the_bridge_cannot_take_gets_a_clear_answer() -> anyhow::Result<()> {
     let server = TestServer::start(false).await?;
     let bridge = Bridge::start(&server).await?;
-    let pcmu = run_sipp(
+    expect_refused(
         bridge.addr,
         "anything",
-        &scenario(Offer::PcmuOnly, Script::Refused { status: 488 }),
+        Offer::PcmuOnly,
+        488,
+        "a PCMU-only offer",
     )
     .await?;
-    assert!(
-        pcmu.success,
-        "488 expected for a PCMU-only offer:\n{}",
-        pcmu.output
-    );
-    let bad_room = run_sipp(
+    expect_refused(
         bridge.addr,
         "no%20such%20room",
-        &scenario(Offer::Speak, Script::Refused { status: 404 }),
+        Offer::Speak,
+        404,
+        "a name that is no room name",
     )
     .await?;
-    assert!(
-        bad_room.success,
-        "404 expected for a name that is no room name:\n{}",
-        bad_room.output
-    );
 
     // Garbage, a truncated request and a request without its transaction headers.
     let probe = UdpSocket::bind("127.0.0.1:0").await?;
@@ -306,17 +293,14 @@ async fn a_room_without_dial_in_refuses_callers_and_another_takes_them() -> anyh
         serde_json::json!({"name": "board", "settings": {"waiting_room": false, "sip_dial_in": false}}),
     )
     .await?;
-    let refused = run_sipp(
+    expect_refused(
         bridge.addr,
         "board",
-        &scenario(Offer::Speak, Script::Refused { status: 403 }),
+        Offer::Speak,
+        403,
+        "a room without dial-in",
     )
     .await?;
-    assert!(
-        refused.success,
-        "403 expected from a room without dial-in:\n{}",
-        refused.output
-    );
     assert!(participants(&server, "board").await?.is_empty());
     assert_metrics(
         &bridge.metrics(),
@@ -349,14 +333,40 @@ async fn a_room_without_dial_in_refuses_callers_and_another_takes_them() -> anyh
         .await?;
     let listed = listed.get("participants").unwrap_or(&listed);
     assert_eq!(listed[0]["kind"], "sip", "{listed}");
+    remove_expecting_bye(&server, "board", &members[0].0, caller).await?;
+    Ok(())
+}
+
+/// Removes participant `id` from `room` through the tenant API, and expects its
+/// `caller` (answered, awaiting BYE) to be hung up on.
+async fn remove_expecting_bye(
+    server: &TestServer,
+    room: &str,
+    id: &str,
+    caller: tokio::task::JoinHandle<anyhow::Result<SippRun>>,
+) -> anyhow::Result<()> {
     let response = confer_http::client()?
-        .delete(server.url(&format!("/v1/rooms/board/participants/{}", members[0].0)))
+        .delete(server.url(&format!("/v1/rooms/{room}/participants/{id}")))
         .basic_auth("dev", Some(TOKEN_SECRET))
         .send()
         .await?;
-    assert!(response.status().is_success(), "{}", response.text().await?);
+    anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
     let caller = tokio::time::timeout(Duration::from_secs(30), caller).await???;
-    assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
+    anyhow::ensure!(caller.success, "the caller got no BYE:\n{}", caller.output);
+    Ok(())
+}
+
+/// Calls `room` offering `offer`, and expects the bridge to answer `status` (for
+/// `why`).
+async fn expect_refused(
+    bridge: SocketAddr,
+    room: &str,
+    offer: Offer,
+    status: u16,
+    why: &str,
+) -> anyhow::Result<()> {
+    let run = run_sipp(bridge, room, &scenario(offer, Script::Refused { status })).await?;
+    anyhow::ensure!(run.success, "{status} expected for {why}:\n{}", run.output);
     Ok(())
 }
 
