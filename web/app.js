@@ -84,7 +84,8 @@ client.addEventListener('participant-left', ({ detail: { id } }) => {
 client.addEventListener('participant-updated', ({ detail: p }) => {
   const own = client.self && p.id === client.self.id;
   if (own) client.self = p;
-  stage.setName(p.id, own ? `${p.name} (you)` : tileName(p));
+  // Only a tile already there: an update may be of someone waiting or just gone.
+  if (stage.tiles.has(p.id)) stage.setName(p.id, own ? `${p.name} (you)` : tileName(p));
   stage.setVideoOff(p.id, p.video_muted);
   refreshPeople();
 });
