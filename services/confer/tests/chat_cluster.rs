@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::signal::SignalClient;
 use serde_json::{Value, json};
-use support::ChatCluster;
+use support::{ChatCluster, until_metric};
 
 /// The longest quiet spell a member tolerates while messages are still due.
 const QUIET: Duration = Duration::from_secs(30);
@@ -339,7 +339,11 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
     // Her page closes its media connection as it starts joining again, and the SFU
     // lets it go at once (its DTLS close_notify), not after 15 s of silence.
     let closed = Instant::now();
-    wait_for_sfu_peers(&cluster, 1, Duration::from_secs(10)).await?;
+    let peers = "confer_sfu_peers ";
+    until_metric(&cluster.sfu_metrics, peers, Duration::from_secs(10), |v| {
+        v == 1.0
+    })
+    .await?;
     eprintln!(
         "the SFU let Ada's closed connection go {:?} after her page said it reconnects",
         closed.elapsed()
@@ -385,33 +389,6 @@ async fn a_browser_on_a_gateway_that_restarts_comes_back_by_itself() -> anyhow::
         browser.close().await?;
     }
     Ok(())
-}
-
-/// Waits until the cluster's SFU holds `peers` media connections.
-async fn wait_for_sfu_peers(
-    cluster: &ChatCluster,
-    peers: u64,
-    within: Duration,
-) -> anyhow::Result<()> {
-    let http = confer_http::client()?;
-    let deadline = Instant::now() + within;
-    loop {
-        let page = http
-            .get(format!("http://{}/metrics", cluster.sfu_metrics))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let now = confer_e2e::server::metric(&page, "confer_sfu_peers");
-        if now == Some(peers) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the SFU holds {now:?} peers, not {peers}, after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A gateway killed for good (its node gone): the participants it held leave the

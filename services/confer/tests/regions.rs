@@ -17,39 +17,12 @@ use std::time::{Duration, Instant};
 
 use confer_consul_double::ConsulDouble;
 use confer_e2e::backing::free_port;
-use support::{host_token, join_for_port, room_with_consul, sfu_with_consul, spawn};
+use support::{
+    host_token, join_for_port, metric, room_with_consul, sfu_with_consul, spawn, until_metric,
+};
 
-async fn metric(port: u16, line_start: &str) -> anyhow::Result<Option<f64>> {
-    let page = confer_http::client()?
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(page
-        .lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|value| value.trim().parse().ok()))
-}
-
-async fn until_metric(
-    port: u16,
-    line_start: &str,
-    wanted: impl Fn(f64) -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let value = metric(port, line_start).await?;
-        if value.is_some_and(&wanted) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "`{line_start}` on :{port} is {value:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// How long a metric is waited for.
+const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> anyhow::Result<()> {
@@ -116,32 +89,34 @@ async fn joiners_in_two_regions_land_on_their_own_sfus_and_the_sfus_relay() -> a
 
     // The us gateway linked the two SFUs; they hear each other over the relay.
     for sfu in &sfus {
-        until_metric(sfu.metrics, "confer_sfu_relay_links ", |v| v == 1.0).await?;
+        let metrics = format!("127.0.0.1:{}", sfu.metrics);
+        until_metric(&metrics, "confer_sfu_relay_links ", WAIT, |v| v == 1.0).await?;
         until_metric(
-            sfu.metrics,
+            &metrics,
             "confer_sfu_relay_datagrams_total{direction=\"received\"} ",
+            WAIT,
             |v| v >= 4.0,
         )
         .await?;
-        until_metric(sfu.metrics, "confer_sfu_relay_links_down ", |v| v == 0.0).await?;
+        until_metric(&metrics, "confer_sfu_relay_links_down ", WAIT, |v| v == 0.0).await?;
         // Heartbeats answered: the round trip to the other region is measured.
-        until_metric(sfu.metrics, "confer_sfu_relay_rtt_seconds_count ", |v| {
+        until_metric(&metrics, "confer_sfu_relay_rtt_seconds_count ", WAIT, |v| {
             v >= 1.0
         })
         .await?;
         assert_eq!(
             metric(
-                sfu.metrics,
+                &metrics,
                 "confer_sfu_relay_datagrams_total{direction=\"refused\"} "
             )
             .await?,
             Some(0.0)
         );
     }
-    let gateway_port: u16 = gateways[1].rsplit(':').next().unwrap_or_default().parse()?;
     until_metric(
-        gateway_port,
+        &gateways[1],
         "confer_gateway_relay_links_total{outcome=\"linked\"} ",
+        WAIT,
         |v| v >= 1.0,
     )
     .await?;

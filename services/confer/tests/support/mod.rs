@@ -245,3 +245,39 @@ pub fn sfu_with_consul(
         process,
     })
 }
+
+/// The value of the first line of `addr`'s `/metrics` that starts with `line_start`
+/// (a series and the space after it).
+pub async fn metric(addr: &str, line_start: &str) -> anyhow::Result<Option<f64>> {
+    let page = confer_http::client()?
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(page
+        .lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|value| value.trim().parse().ok()))
+}
+
+/// Waits up to `within` until that value is `wanted`.
+pub async fn until_metric(
+    addr: &str,
+    line_start: &str,
+    within: std::time::Duration,
+    wanted: impl Fn(f64) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let value = metric(addr, line_start).await?;
+        if value.is_some_and(&wanted) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "`{line_start}` on {addr} is {value:?} after {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
