@@ -66,6 +66,7 @@ export class ConferClient extends EventTarget {
     this.joinedOnce = false; // a lost connection is joined again only after a join
     this.done = false; // left, or removed: never joined again by itself
     this.rejoining = false;
+    this.rejoinTicket = null; // from the last `joined`: shown when joining again after a lost connection
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -74,7 +75,11 @@ export class ConferClient extends EventTarget {
   async join(localStream) {
     this.localStream = localStream;
     await this.#connect();
-    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true } });
+    // After a lost connection, the ticket of the last join brings this participant
+    // back as it was (name, role, host blocks; past the lock and the waiting room).
+    const rejoin = this.rejoinTicket || '';
+    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true, rejoin } });
+    this.rejoinTicket = joined.rejoin || null;
     this.self = joined.you;
     this.roomState = joined.room_state || {};
     this.chatLimit = joined.chat_limit || null;
@@ -377,6 +382,7 @@ export class ConferClient extends EventTarget {
 
   leave() {
     this.done = true;
+    this.rejoinTicket = null;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
     this.ws?.close();
     this.pc?.close();

@@ -55,6 +55,7 @@ impl RoomApi for LatePushes {
     forward! {
         join(req: JoinRequest) -> JoinDecision;
         leave(participant: String) -> ();
+        disconnected(participant: String) -> ();
         host_action(actor: String, action: HostAction) -> ();
         self_update(participant: String, update: SelfUpdate) -> ParticipantInfo;
         track_event(participant: String, kind: TrackKind, published: bool) -> ();

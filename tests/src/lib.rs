@@ -6,6 +6,7 @@ pub mod audio;
 pub mod backing;
 pub mod browser;
 pub mod checkers;
+pub mod joins;
 pub mod late_pushes;
 pub mod pki;
 pub mod room;

@@ -1,10 +1,11 @@
 //! A call that goes on after its connection to the gateway is lost: two Chromium
-//! browsers in a call, with a chat. Bob's connection to the gateway ends without a
-//! leave (closed from his page, as a network drop or a gateway's restart ends it).
-//! His page says so, joins again by itself, decodes Ada's video again, and its chat
-//! shows what Ada said while he was away, once; the message he sent as it dropped
-//! goes again once he is back, and reaches both once; what he says then reaches Ada.
-//! Removed from the room, his page stays out.
+//! browsers in a call, with a chat. Ada, the host, has locked the room, and Bob has
+//! changed his name. Bob's connection to the gateway ends without a leave (closed
+//! from his page, as a network drop or a gateway's restart ends it). His page says
+//! so, joins again by itself past the lock, under his new name, decodes Ada's video
+//! again, and its chat shows what Ada said while he was away, once; the message he
+//! sent as it dropped goes again once he is back, and reaches both once; what he says
+//! then reaches Ada. Removed from the room, his page stays out.
 
 use std::time::Duration;
 
@@ -49,6 +50,17 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     )
     .await?;
     let bob_before = self_id(&bob).await?;
+    // The room is locked now, and Bob goes by another name.
+    ada.eval("await window.conferClient.host('lock'); return true;")
+        .await?;
+    bob.eval("await window.conferClient.setName('Bobby'); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob's new name",
+        "return [...window.conferClient.participants.values()].some((p) => p.name === 'Bobby');",
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // Bob's connection ends as he sends a message; Ada sees him leave and speaks
     // while he is away.
@@ -74,7 +86,15 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     let bob_after = self_id(&bob).await?;
     assert!(
         !bob_after.is_empty() && bob_after != bob_before,
-        "joined again as a new participant: {bob_before} -> {bob_after}"
+        "joined again through a new connection: {bob_before} -> {bob_after}"
+    );
+    let back_as = bob
+        .eval("return [window.conferClient.self.name, window.conferClient.self.role];")
+        .await?;
+    assert_eq!(
+        back_as,
+        serde_json::json!(["Bobby", "participant"]),
+        "back as he was"
     );
     for browser in [&ada, &bob] {
         wait_for_remote_video(browser).await?;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::backing::{RedisServer, fresh_postgres};
 use confer_room::RoomApi as _;
-use confer_room::api::{GatewayCommand, JoinRequest, RoomEvent, WatchFrom, Watched};
+use confer_room::api::{GatewayCommand, JoinDecision, JoinRequest, RoomEvent, WatchFrom, Watched};
+use confer_room::model::Role;
 use confer_room::store::MasterKey;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
@@ -46,7 +47,17 @@ async fn join(
     rooms: &confer_room::RoomService,
     gateway: &str,
     participant: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<JoinDecision> {
+    join_with(rooms, gateway, participant, None).await
+}
+
+/// A join, with the rejoin ticket of an earlier one when given.
+async fn join_with(
+    rooms: &confer_room::RoomService,
+    gateway: &str,
+    participant: &str,
+    rejoin: Option<String>,
+) -> anyhow::Result<JoinDecision> {
     let decision = rooms
         .join(JoinRequest {
             gateway: gateway.into(),
@@ -58,17 +69,21 @@ async fn join(
             password: None,
             client_addr: "127.0.0.1".parse()?,
             region: None,
+            rejoin,
         })
         .await?;
     anyhow::ensure!(decision.admission.is_some(), "{participant} admitted");
-    Ok(())
+    Ok(decision)
 }
 
+/// The ids of the participants in the room, in order.
 async fn in_room(rooms: &confer_room::RoomService) -> anyhow::Result<Vec<String>> {
     let listed = rooms
         .list_participants("anon".into(), "lease".into())
         .await?;
-    Ok(listed.into_iter().map(|p| p.id).collect())
+    let mut ids: Vec<String> = listed.into_iter().map(|p| p.id).collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Reads `commands` until `wanted` picks one, within 5 s.
@@ -153,7 +168,7 @@ async fn a_gone_gateways_participants_leave(
     let rooms = &replicas[0];
     let (mut a_commands, _) = watch(rooms, "gw-a", WatchFrom::Start).await?;
     let (mut b_commands, _) = watch(rooms, "gw-b", WatchFrom::Start).await?;
-    join(rooms, "gw-a", "p-ada").await?;
+    let ada = join(rooms, "gw-a", "p-ada").await?;
     join(rooms, "gw-b", "p-bob").await?;
     assert_eq!(in_room(rooms).await?, ["p-ada", "p-bob"]);
 
@@ -190,19 +205,35 @@ async fn a_gone_gateways_participants_leave(
         assert_eq!(told, "p-ada");
     }
 
+    // Ada's client comes back through gateway b with her ticket, at any replica: as
+    // she was (her identity, the host's role she had as the first in; a plain
+    // anonymous join now would make her a participant), under her new id.
+    let last = &replicas[replicas.len() - 1];
+    let back = join_with(last, "gw-b", "p-ada-back", Some(ada.rejoin.clone())).await?;
+    assert_eq!(back.participant.identity, ada.participant.identity);
+    assert_eq!(back.participant.role, Role::Host);
+    assert_eq!(in_room(rooms).await?, ["p-ada-back", "p-bob"]);
+    let again = join_with(last, "gw-b", "p-ada-twice", Some(ada.rejoin.clone())).await?;
+    assert_eq!(
+        again.participant.role,
+        Role::Participant,
+        "a ticket brings its participant back once"
+    );
+    rooms.leave("p-ada-twice".into()).await?;
+
     // Bob's gateway watches all along: five leases later he is still in the room.
     tokio::time::sleep(LEASE * 5).await;
-    assert_eq!(in_room(rooms).await?, ["p-bob"]);
+    assert_eq!(in_room(rooms).await?, ["p-ada-back", "p-bob"]);
 
-    // Gateway b starts again under its id: Bob, left over from its last run, is gone
-    // by the time its new watch begins.
+    // Gateway b starts again under its id: Ada and Bob, left over from its last run,
+    // are gone by the time its new watch begins.
     drop(b_commands);
     let (_b_restarted, _) = watch(rooms, "gw-b", WatchFrom::Start).await?;
     assert!(in_room(rooms).await?.is_empty());
     // A restart is not a loss.
     released_are(
         replicas,
-        &[("gateway_lost", 1), ("gateway_restarted", 1)],
+        &[("gateway_lost", 1), ("gateway_restarted", 2)],
         1,
     )
     .await?;

@@ -271,6 +271,7 @@ async fn an_evacuated_rooms_participants_all_move_and_their_leaves_share_commits
                 password: None,
                 client_addr: "127.0.0.1".parse()?,
                 region: None,
+                rejoin: None,
             })
             .await?;
         assert!(decision.admission.is_some(), "part-{i} admitted");

@@ -1,113 +1,19 @@
 //! Room security through the real signalling path: tokens per tenant, roles, the
 //! waiting room, host controls, passwords, locks.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_e2e::joins::{
+    WAIT, connect, error_of, guest_token, host_control, host_token, join_host, now, reply,
+    send_join, sign, you_id,
+};
 use confer_e2e::server::{Options, TOKEN_SECRET, TestServer};
 use confer_e2e::signal::{SignalClient, client_offer};
 use confer_room::RoomApi as _;
 use confer_room::api::CreateRoom;
 use confer_room::model::RoomSettings;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-fn sign(issuer: &str, secret: &str, identity: &str, grant: VideoGrant) -> String {
-    TokenKey::new(issuer, secret.as_bytes()).sign(&Claims {
-        iss: issuer.into(),
-        sub: identity.into(),
-        name: identity.into(),
-        nbf: now(),
-        exp: now() + 600,
-        kind: Default::default(),
-        video: grant,
-    })
-}
-
-fn host_token(room: &str, identity: &str) -> String {
-    sign(
-        "dev",
-        TOKEN_SECRET,
-        identity,
-        VideoGrant {
-            room_admin: true,
-            ..VideoGrant::join(room)
-        },
-    )
-}
-
-fn guest_token(room: &str, identity: &str) -> String {
-    sign("dev", TOKEN_SECRET, identity, VideoGrant::join(room))
-}
-
-async fn connect(server: &TestServer) -> anyhow::Result<SignalClient> {
-    SignalClient::connect(&server.signal_url()).await
-}
-
-async fn send_join(client: &mut SignalClient, join: Value) -> anyhow::Result<()> {
-    client
-        .send(&json!({"request_id": "join", "join": join}))
-        .await
-}
-
-/// The next reply to `request_id` (skipping pushes).
-async fn reply(client: &mut SignalClient, request_id: &str) -> anyhow::Result<Value> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let message = client.recv(left).await?;
-        if message["request_id"] == request_id {
-            return Ok(message);
-        }
-    }
-}
-
-/// The participant id a `waiting` or `joined` reply gives its client.
-fn you_id(message: &Value, kind: &str) -> String {
-    message[kind]["you"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn error_of(client: &mut SignalClient, request_id: &str) -> anyhow::Result<String> {
-    let message = reply(client, request_id).await?;
-    Ok(message["error"]["code"]
-        .as_str()
-        .unwrap_or("none")
-        .to_owned())
-}
-
-async fn host_control(
-    client: &mut SignalClient,
-    action: &str,
-    participant: &str,
-    kind: &str,
-) -> anyhow::Result<Value> {
-    client
-        .send(&json!({"request_id": "host", "host": {"action": action, "participant_id": participant, "kind": kind}}))
-        .await?;
-    reply(client, "host").await
-}
-
-/// A host in `room`, joined with an offer.
-async fn join_host(server: &TestServer, room: &str) -> anyhow::Result<(SignalClient, String)> {
-    let mut host = connect(server).await?;
-    let offer = client_offer(2)?;
-    send_join(&mut host, json!({"room": room, "token": host_token(room, "hana"), "offer": {"type": "offer", "sdp": offer}})).await?;
-    let joined = reply(&mut host, "join").await?;
-    assert_eq!(joined["joined"]["you"]["role"], "host", "{joined}");
-    let id = you_id(&joined, "joined");
-    Ok((host, id))
-}
 
 #[tokio::test]
 async fn tokens_are_checked_against_their_tenant_and_grants() -> anyhow::Result<()> {

@@ -506,6 +506,12 @@ pub struct RoomArgs {
         default_value_t = confer_room::GATEWAY_LEASE.as_secs(),
         value_parser = clap::value_parser!(u64).range(1..))]
     pub gateway_lease_secs: u64,
+    /// Seconds a participant whose connection was lost may come back as it was (its
+    /// name, role and host mutes, past the lock and the waiting room) with the rejoin
+    /// ticket its client holds; 0 turns coming back off.
+    #[arg(long, env = "CONFER_REJOIN_GRACE_SECS",
+        default_value_t = confer_room::REJOIN_GRACE.as_secs())]
+    pub rejoin_grace_secs: u64,
     #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]

@@ -153,6 +153,8 @@ struct Member {
     key: String,
     room: String,
     info: ParticipantInfo,
+    /// The room service's rejoin ticket, for the client (in `joined`).
+    rejoin: String,
     ice_servers: Vec<signal::IceServer>,
     /// The join's request id, answered with `joined` once admitted.
     join_request: String,
@@ -272,7 +274,8 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
             break;
         }
     }
-    session.leave().await;
+    // Without a `leave`, the connection was lost: the client may come back as it was.
+    session.leave(Departure::Lost).await;
     match out.condition() {
         Condition::TooSlow => {
             session.state.metrics.clients_too_slow.fetch_add(1, Relaxed);
@@ -355,7 +358,7 @@ impl Session {
                 Ok(())
             }
             In::Leave(_) => {
-                self.leave().await;
+                self.leave(Departure::Left).await;
                 return ControlFlow::Break(());
             }
         };
@@ -419,7 +422,7 @@ impl Session {
             }
             SessionEvent::Moved => {
                 // Out of the room first, so the client's new join finds it gone.
-                self.leave().await;
+                self.leave(Departure::Lost).await;
                 self.reply_error(
                     String::new(),
                     Reject::new(
@@ -431,7 +434,7 @@ impl Session {
             }
             SessionEvent::Reconnect => {
                 // The room no longer lists this participant; its media goes too.
-                self.leave().await;
+                self.leave(Departure::Lost).await;
                 tracing::warn!(
                     "the room service let this participant go; closing so it joins again"
                 );
@@ -439,7 +442,7 @@ impl Session {
             }
             SessionEvent::Removed(reason) => {
                 self.reply_error(String::new(), Reject::new("removed", reason));
-                self.leave().await;
+                self.leave(Departure::Left).await;
                 return ControlFlow::Break(());
             }
             SessionEvent::Block(kind, blocked) => {
@@ -464,7 +467,7 @@ impl Session {
                         format!("media connection lost: {reason}"),
                     ),
                 );
-                self.leave().await;
+                self.leave(Departure::Lost).await;
             }
         }
         ControlFlow::Continue(())
@@ -626,6 +629,7 @@ impl Session {
             password: Some(join.password).filter(|p| !p.is_empty()),
             client_addr: self.client_addr,
             region: self.state.config.region.clone(),
+            rejoin: Some(join.rejoin).filter(|t| !t.is_empty()),
         };
         let decision = match self.state.room.join(request).await {
             Ok(decision) => decision,
@@ -638,6 +642,7 @@ impl Session {
             key: format!("{}/{}", decision.tenant, join.room),
             room: join.room,
             info: decision.participant.clone(),
+            rejoin: decision.rejoin,
             ice_servers: convert::ice_servers(&decision.ice_servers),
             join_request: request_id.to_owned(),
             chat_batches: join.chat_batches,
@@ -729,6 +734,7 @@ impl Session {
             ice_servers: member.ice_servers.clone(),
             room_state: Some(convert::room_state(&admission.settings)),
             chat_limit: convert::chat_limit(self.state.config.chat_rate),
+            rejoin: member.rejoin.clone(),
         });
         // The hub delivers from here on, after the join page.
         let chat = self.chat.clone();
@@ -1104,7 +1110,7 @@ impl Session {
         Ok(())
     }
 
-    async fn leave(&mut self) {
+    async fn leave(&mut self, why: Departure) {
         let Some(member) = self.member.take() else {
             return;
         };
@@ -1117,11 +1123,11 @@ impl Session {
             // The peer may already be gone (its connection died first).
             let _ = sfu.remove_peer(ParticipantId::new(member.id.clone())).await;
         }
-        if let Err(err) = self.state.room.leave(member.id.clone()).await {
+        if let Err(err) = record_leave(&self.state, &member.id, why).await {
             if err.kind == confer_room::ErrorKind::Unavailable {
                 // The room service is restarting: keep trying, so the room does not
                 // keep a ghost and its webhooks (participant_left, room_finished) fire.
-                tokio::spawn(retry_leave(self.state.clone(), member.id.clone()));
+                tokio::spawn(retry_leave(self.state.clone(), member.id.clone(), why));
             } else {
                 debug!(%err, participant = %member.id, "leave not recorded");
             }
@@ -1133,12 +1139,40 @@ impl Session {
 /// How long a leave is retried while the room service is unreachable.
 const LEAVE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
-async fn retry_leave(state: Arc<AppState>, participant: String) {
+/// Why a session's participant leaves the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// The client left, or a host removed it.
+    Left,
+    /// The connection (or the media) was lost, the gateway let it go, or its SFU is
+    /// draining: the client may come back as it was with its rejoin ticket.
+    Lost,
+}
+
+/// Tells the room service that `participant` left, and why.
+async fn record_leave(
+    state: &AppState,
+    participant: &str,
+    why: Departure,
+) -> Result<(), confer_room::RoomError> {
+    match why {
+        Departure::Left => state.room.leave(participant.to_owned()).await,
+        Departure::Lost => match state.room.disconnected(participant.to_owned()).await {
+            // A room service from before rejoins knows no `disconnected`.
+            Err(err) if err.code == "invalid_request" => {
+                state.room.leave(participant.to_owned()).await
+            }
+            other => other,
+        },
+    }
+}
+
+async fn retry_leave(state: Arc<AppState>, participant: String, why: Departure) {
     let deadline = tokio::time::Instant::now() + LEAVE_RETRY_FOR;
     let mut delay = std::time::Duration::from_millis(200);
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(delay).await;
-        match state.room.leave(participant.clone()).await {
+        match record_leave(&state, &participant, why).await {
             Err(err) if err.kind == confer_room::ErrorKind::Unavailable => {
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }

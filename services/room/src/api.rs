@@ -34,6 +34,10 @@ pub struct JoinRequest {
     /// The gateway's region, when it is deployed in one.
     #[serde(default)]
     pub region: Option<String>,
+    /// The rejoin ticket of an earlier join whose connection was lost: the
+    /// participant comes back as it was, if it may (see [`JoinDecision::rejoin`]).
+    #[serde(default)]
+    pub rejoin: Option<String>,
 }
 
 /// The room service's answer to a join.
@@ -41,6 +45,11 @@ pub struct JoinRequest {
 pub struct JoinDecision {
     pub tenant: String,
     pub participant: ParticipantInfo,
+    /// For the client only: shown with a join after this one's connection is lost
+    /// (within the room service's rejoin grace), it brings the participant back as it
+    /// was, past the lock, the password and the waiting room. Opaque.
+    #[serde(default)]
+    pub rejoin: String,
     /// Present once admitted; absent while in the waiting room.
     pub admission: Option<Admission>,
     pub ice_servers: Vec<IceServer>,
@@ -305,6 +314,9 @@ pub trait RoomApi: Send + Sync {
     // Join path (signalling).
     fn join(&self, req: JoinRequest) -> BoxFuture<'_, RoomResult<JoinDecision>>;
     fn leave(&self, participant: String) -> BoxFuture<'_, RoomResult<()>>;
+    /// The participant's connection was lost without a leave: it leaves, and may
+    /// come back as it was with its rejoin ticket.
+    fn disconnected(&self, participant: String) -> BoxFuture<'_, RoomResult<()>>;
     fn host_action(&self, actor: String, action: HostAction) -> BoxFuture<'_, RoomResult<()>>;
     fn self_update(
         &self,

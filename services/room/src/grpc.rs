@@ -67,6 +67,7 @@ impl Rpc {
         match method {
             "join" => answer(s.join(arg(a)?).await),
             "leave" => answer(s.leave(arg(a)?).await),
+            "disconnected" => answer(s.disconnected(arg(a)?).await),
             "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
             "check_chat_poster" => answer(s.check_chat_poster(arg(a)?, arg(a)?).await),
             "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
@@ -225,6 +226,7 @@ macro_rules! remote {
 impl RoomApi for GrpcRoom {
     remote!(join(req: api::JoinRequest) -> api::JoinDecision);
     remote!(leave(participant: String) -> ());
+    remote!(disconnected(participant: String) -> ());
     remote!(host_action(actor: String, action: api::HostAction) -> ());
     remote!(check_chat_poster(room_key: String, participant: String) -> ());
     remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);

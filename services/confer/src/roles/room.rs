@@ -23,6 +23,7 @@ pub async fn run(args: RoomArgs) -> anyhow::Result<()> {
         turn: args.turn.config(),
         anonymous_tenant: args.anonymous_tenant.clone(),
         gateway_lease: std::time::Duration::from_secs(args.gateway_lease_secs),
+        rejoin_grace: std::time::Duration::from_secs(args.rejoin_grace_secs),
         ..RoomConfig::default()
     };
     config.limits.joins_per_address.0 = args.join_burst_per_address.max(1);
@@ -88,6 +89,12 @@ fn render_metrics(
         "Participants let go because their gateway went away: gateway_restarted (it started again under the same id) or gateway_lost (its lease ran out).",
         "reason",
         &service.released(),
+    );
+    out.counter_by(
+        "confer_room_rejoins",
+        "Joins that showed a rejoin ticket: returned (the participant came back as it was after a lost connection) or plain (it joined as anyone would).",
+        "outcome",
+        &service.rejoins(),
     );
     out.counter(
         "confer_room_gateways_lost",

@@ -23,6 +23,8 @@ struct Inner {
     buses: HashMap<String, GatewayBus>,
     /// When each gateway's lease runs out.
     leases: HashMap<String, Instant>,
+    /// Departed participants kept to come back: id → (room, participant, until).
+    departed: HashMap<String, (String, ParticipantInfo, Instant)>,
 }
 
 /// One gateway's command bus.
@@ -94,6 +96,29 @@ impl MemoryLive {
             None => members.push(info.clone()),
         }
         Ok(())
+    }
+
+    pub async fn keep_departed(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+        ttl: Duration,
+    ) -> RoomResult<()> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.departed.retain(|_, (_, _, until)| *until > now);
+        inner.departed.insert(
+            participant.id.clone(),
+            (room_key.to_owned(), participant.clone(), now + ttl),
+        );
+        Ok(())
+    }
+
+    pub async fn take_departed(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
+        let kept = self.lock().departed.remove(id);
+        Ok(kept
+            .filter(|(_, _, until)| *until > Instant::now())
+            .map(|(room, participant, _)| (room, participant)))
     }
 
     pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {

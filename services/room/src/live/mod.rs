@@ -82,6 +82,23 @@ impl Live {
         dispatch!(self, live => live.remove_participant(room_key, participant).await)
     }
 
+    /// Keeps what `participant` was in `room_key` for `ttl`, for it to come back as
+    /// it was (see `service::rejoin`).
+    pub async fn keep_departed(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+        ttl: Duration,
+    ) -> RoomResult<()> {
+        dispatch!(self, live => live.keep_departed(room_key, participant, ttl).await)
+    }
+
+    /// Takes what was kept of the participant `id` and its room: once only, and
+    /// nothing after its time ran out.
+    pub async fn take_departed(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
+        dispatch!(self, live => live.take_departed(id).await)
+    }
+
     /// The participants whose connections `gateway` holds, in any room.
     pub async fn participants_of(&self, gateway: &str) -> RoomResult<Vec<String>> {
         dispatch!(self, live => live.participants_of(gateway).await)

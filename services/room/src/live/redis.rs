@@ -6,6 +6,8 @@
 //! - `confer:members:{room}`: hash, participant id → participant JSON
 //! - `confer:participant:{id}`: the room a participant is in
 //! - `confer:active`: set of active rooms
+//! - `confer:departed:{id}`: a participant that left without meaning to, and its
+//!   room, JSON, kept for it to come back as it was; it expires by itself
 //! - `confer:gateways`: gateways that hold (or held) participants
 //! - `confer:gateway-participants:{gateway}`: set of the participants it holds
 //! - `confer:gateway-lease:{gateway}`: present while a room service serves the
@@ -59,6 +61,17 @@ fn participant_key(id: &str) -> String {
 
 fn gateway_participants_key(gateway: &str) -> String {
     format!("confer:gateway-participants:{gateway}")
+}
+
+fn departed_key(id: &str) -> String {
+    format!("confer:departed:{id}")
+}
+
+/// What `confer:departed:{id}` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Departed {
+    room: String,
+    participant: ParticipantInfo,
 }
 
 fn lease_key(gateway: &str) -> String {
@@ -187,6 +200,30 @@ impl RedisLive {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    pub async fn keep_departed(
+        &self,
+        room_key: &str,
+        participant: &ParticipantInfo,
+        ttl: Duration,
+    ) -> RoomResult<()> {
+        let kept = encode(&Departed {
+            room: room_key.to_owned(),
+            participant: participant.clone(),
+        })?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = self
+            .conn()
+            .pset_ex(departed_key(&participant.id), kept, ttl_ms)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn take_departed(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
+        let kept: Option<String> = self.conn().get_del(departed_key(id)).await?;
+        kept.map(|json| decode::<Departed>(&json).map(|d| (d.room, d.participant)))
+            .transpose()
     }
 
     pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {

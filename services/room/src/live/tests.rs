@@ -119,3 +119,56 @@ async fn a_gateways_commands_are_taken_up_after_the_last_cursor_it_got() {
         );
     }
 }
+
+fn departed_participant(id: &str) -> ParticipantInfo {
+    ParticipantInfo {
+        id: id.into(),
+        identity: "ada".into(),
+        name: "Ada".into(),
+        role: crate::model::Role::Host,
+        permissions: crate::model::Permissions::default(),
+        metadata: String::new(),
+        state: crate::model::ParticipantState::Active,
+        audio_muted: false,
+        video_muted: false,
+        audio_blocked: true,
+        video_blocked: false,
+        pending_name: None,
+        token_expires_at: None,
+        tracks: Vec::new(),
+        joined_at: 1,
+        gateway: "gw".into(),
+        region: None,
+        kind: confer_auth::ParticipantKind::Standard,
+    }
+}
+
+/// What is kept of a departed participant is taken once, and not after its time.
+async fn departed_participants_are_taken_once_and_in_time(live: Live) {
+    let id = format!("p-{:08x}", rand::random::<u32>());
+    let ada = departed_participant(&id);
+    live.keep_departed("t/r", &ada, std::time::Duration::from_secs(60))
+        .await
+        .expect("kept");
+    let (room, taken) = live.take_departed(&id).await.expect("take").expect("kept");
+    assert_eq!(room, "t/r");
+    assert_eq!(taken, ada);
+    assert_eq!(live.take_departed(&id).await.expect("take"), None);
+
+    live.keep_departed("t/r", &ada, std::time::Duration::from_millis(50))
+        .await
+        .expect("kept");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(live.take_departed(&id).await.expect("take"), None);
+    assert_eq!(live.take_departed("p-never").await.expect("take"), None);
+}
+
+#[tokio::test]
+async fn departed_participants_in_memory_are_taken_once_and_in_time() {
+    departed_participants_are_taken_once_and_in_time(Live::Memory(MemoryLive::default())).await;
+}
+
+#[tokio::test]
+async fn departed_participants_in_redis_are_taken_once_and_in_time() {
+    departed_participants_are_taken_once_and_in_time(redis_live().await).await;
+}

@@ -7,6 +7,7 @@ use confer_auth::{Claims, ParticipantKind, TokenKey};
 use tracing::Instrument as _;
 
 use super::notify::{Audience, WebhookEvent};
+use super::rejoin::Departure;
 use super::{RoomService, room_key};
 use crate::api::{Admission, JoinDecision, JoinRequest};
 use crate::clock::unix_secs;
@@ -100,6 +101,24 @@ fn permissions_of(claims: &Claims) -> RoomResult<Permissions> {
     })
 }
 
+fn address_of(req: &JoinRequest) -> String {
+    req.client_addr.to_string()
+}
+
+/// `before`, back through a new connection: as it was (name, role, rights, host
+/// blocks, mute state), under the new connection's id, gateway and token.
+fn returned(before: &ParticipantInfo, req: &JoinRequest, joiner: &Joiner) -> ParticipantInfo {
+    ParticipantInfo {
+        id: req.participant_id.clone(),
+        state: ParticipantState::Active,
+        tracks: Vec::new(),
+        token_expires_at: joiner.expires_at,
+        gateway: req.gateway.clone(),
+        region: req.region.clone(),
+        ..before.clone()
+    }
+}
+
 /// Participant ids are chosen by gateways; this keeps them to a safe alphabet.
 fn validate_participant_id(id: &str) -> RoomResult<()> {
     let valid = (4..=64).contains(&id.len())
@@ -130,61 +149,97 @@ impl RoomService {
         }
         let record = self.room_for_join(&joiner, &req.room).await?;
         let key = room_key(&joiner.tenant, &req.room);
-        let members = self.0.live.participants(&key).await?;
+        let returning = match req.rejoin.as_deref().filter(|t| !t.is_empty()) {
+            Some(ticket) => {
+                let identity = joiner.role.is_some().then_some(joiner.identity.as_str());
+                self.returning(&key, ticket, identity).await?
+            }
+            None => None,
+        };
+        let result = self
+            .let_in(&req, joiner, &record, &key, returning.as_ref())
+            .await;
+        if result.is_err()
+            && let Some(before) = &returning
+        {
+            self.keep_for_rejoin(&key, before).await;
+        }
+        result
+    }
+
+    /// Lets `joiner` in (or into the waiting room), as it was before when it is
+    /// `returning` after a lost connection.
+    async fn let_in(
+        &self,
+        req: &JoinRequest,
+        joiner: Joiner,
+        record: &RoomRecord,
+        key: &str,
+        returning: Option<&ParticipantInfo>,
+    ) -> RoomResult<JoinDecision> {
+        let members = self.0.live.participants(key).await?;
         let active = members
             .iter()
             .filter(|m| m.state == ParticipantState::Active)
             .count();
-        let role = joiner.role.unwrap_or(if active == 0 {
-            Role::Host
-        } else {
-            Role::Participant
-        });
-        let host = role == Role::Host;
+        let role = match returning {
+            Some(before) => before.role,
+            None => joiner.role.unwrap_or(if active == 0 {
+                Role::Host
+            } else {
+                Role::Participant
+            }),
+        };
+        // A participant coming back was let in before: the lock, the password and the
+        // waiting room are behind it.
+        let let_in_before = returning.is_some() || role == Role::Host;
         if joiner.kind == ParticipantKind::Sip && !record.settings.sip_dial_in {
             return Err(RoomError::forbidden(
                 "dial_in_disabled",
                 "the room takes no calls over SIP",
             ));
         }
-        if record.settings.locked && !host {
+        if record.settings.locked && !let_in_before {
             return Err(RoomError::forbidden("room_locked", "the room is locked"));
         }
         if active >= record.settings.max_participants as usize {
             return Err(RoomError::forbidden("room_full", "the room is full"));
         }
-        if let Some(hash) = record.password_hash.as_deref().filter(|_| !host) {
-            self.check_password(&address, req.password.as_deref(), hash)?;
+        if let Some(hash) = record.password_hash.as_deref().filter(|_| !let_in_before) {
+            self.check_password(&address_of(req), req.password.as_deref(), hash)?;
         }
-        let waiting = record.settings.waiting_room && !host;
-        let participant = ParticipantInfo {
-            id: req.participant_id,
-            identity: joiner.identity,
-            name: joiner.name,
-            role,
-            permissions: joiner.permissions,
-            metadata: String::new(),
-            state: if waiting {
-                ParticipantState::Waiting
-            } else {
-                ParticipantState::Active
+        let waiting = record.settings.waiting_room && !let_in_before;
+        let participant = match returning {
+            Some(before) => returned(before, req, &joiner),
+            None => ParticipantInfo {
+                id: req.participant_id.clone(),
+                identity: joiner.identity,
+                name: joiner.name,
+                role,
+                permissions: joiner.permissions,
+                metadata: String::new(),
+                state: if waiting {
+                    ParticipantState::Waiting
+                } else {
+                    ParticipantState::Active
+                },
+                audio_muted: false,
+                video_muted: false,
+                audio_blocked: false,
+                video_blocked: false,
+                pending_name: None,
+                region: req.region.clone(),
+                kind: joiner.kind,
+                tracks: Vec::new(),
+                token_expires_at: joiner.expires_at,
+                joined_at: unix_secs(),
+                gateway: req.gateway.clone(),
             },
-            audio_muted: false,
-            video_muted: false,
-            audio_blocked: false,
-            video_blocked: false,
-            pending_name: None,
-            region: req.region.clone(),
-            kind: joiner.kind,
-            tracks: Vec::new(),
-            token_expires_at: joiner.expires_at,
-            joined_at: unix_secs(),
-            gateway: req.gateway,
         };
-        self.0.live.put_participant(&key, &participant).await?;
+        self.0.live.put_participant(key, &participant).await?;
         let admission = if waiting {
             self.notify(
-                &key,
+                key,
                 Audience::Hosts,
                 crate::api::RoomEvent::Knock {
                     participant: participant.clone(),
@@ -193,10 +248,10 @@ impl RoomService {
             .await?;
             None
         } else {
-            match self.enter(&key, &record.settings, &participant).await {
+            match self.enter(key, &record.settings, &participant).await {
                 Ok(admission) => Some(admission),
                 Err(err) => {
-                    self.0.live.remove_participant(&key, &participant).await?;
+                    self.0.live.remove_participant(key, &participant).await?;
                     return Err(err);
                 }
             }
@@ -210,6 +265,7 @@ impl RoomService {
             .collect();
         Ok(JoinDecision {
             tenant: joiner.tenant,
+            rejoin: self.rejoin_ticket(key, &participant.id),
             participant,
             admission,
             ice_servers,
@@ -406,17 +462,26 @@ impl RoomService {
     }
 
     pub(crate) async fn do_leave(&self, participant: &str) -> RoomResult<()> {
-        self.leave_if_present(participant).await.map(drop)
+        self.depart(participant, Departure::Left).await.map(drop)
+    }
+
+    /// The participant's connection was lost: it leaves, and may come back as it was
+    /// (see `rejoin`).
+    pub(crate) async fn do_disconnected(&self, participant: &str) -> RoomResult<()> {
+        self.depart(participant, Departure::Lost).await.map(drop)
     }
 
     /// A participant leaves; `false` when it was not there (it left already, or
     /// another replica let it go first).
-    pub(crate) async fn leave_if_present(&self, participant: &str) -> RoomResult<bool> {
+    pub(crate) async fn depart(&self, participant: &str, why: Departure) -> RoomResult<bool> {
         let Some((key, info)) = self.0.live.participant(participant).await? else {
             return Ok(false);
         };
         if !self.0.live.remove_participant(&key, &info).await? {
             return Ok(false);
+        }
+        if why == Departure::Lost && info.state == ParticipantState::Active {
+            self.keep_for_rejoin(&key, &info).await;
         }
         match info.state {
             ParticipantState::Waiting => {

@@ -20,6 +20,10 @@ impl RoomApi for RoomService {
         Box::pin(async move { self.do_leave(&participant).await })
     }
 
+    fn disconnected(&self, participant: String) -> BoxFuture<'_, RoomResult<()>> {
+        Box::pin(async move { self.do_disconnected(&participant).await })
+    }
+
     fn host_action(&self, actor: String, action: HostAction) -> BoxFuture<'_, RoomResult<()>> {
         Box::pin(async move { self.do_host_action(&actor, action).await })
     }

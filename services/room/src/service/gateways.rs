@@ -146,7 +146,10 @@ impl RoomService {
         participant: &str,
         why: Release,
     ) -> RoomResult<bool> {
-        if !self.leave_if_present(participant).await? {
+        if !self
+            .depart(participant, super::rejoin::Departure::Lost)
+            .await?
+        {
             return Ok(false);
         }
         self.0.released.inc(why.label());

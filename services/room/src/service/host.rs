@@ -227,7 +227,7 @@ impl RoomService {
             },
         )
         .await?;
-        self.do_leave(&id).await
+        self.do_disconnected(&id).await
     }
 
     pub(crate) async fn remove(&self, key: &str, id: &str) -> RoomResult<()> {

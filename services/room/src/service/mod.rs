@@ -8,6 +8,7 @@ mod chat_rights;
 mod gateways;
 mod host;
 mod notify;
+mod rejoin;
 mod tenant_api;
 
 use std::sync::Arc;
@@ -37,10 +38,16 @@ pub struct RoomConfig {
     /// one that stops watching for longer (and half as long again) loses its
     /// participants.
     pub gateway_lease: Duration,
+    /// How long a participant whose connection was lost may come back as it was
+    /// (with its rejoin ticket).
+    pub rejoin_grace: Duration,
 }
 
 /// [`RoomConfig::gateway_lease`] by default.
 pub const GATEWAY_LEASE: Duration = Duration::from_secs(15);
+
+/// [`RoomConfig::rejoin_grace`] by default: as long as the JS SDK tries to come back.
+pub const REJOIN_GRACE: Duration = Duration::from_secs(120);
 
 /// Rate limits: `(burst, period)`.
 #[derive(Clone, Debug)]
@@ -68,6 +75,7 @@ impl Default for RoomConfig {
             anonymous_tenant: None,
             limits: Limits::default(),
             gateway_lease: GATEWAY_LEASE,
+            rejoin_grace: REJOIN_GRACE,
         }
     }
 }
@@ -96,6 +104,8 @@ pub(crate) struct Inner {
     released: confer_metrics::LabeledCounter,
     /// Gateways found lost (their lease ran out while they held participants).
     gateways_lost: AtomicU64,
+    /// Joins with a rejoin ticket, by outcome.
+    rejoins: confer_metrics::LabeledCounter,
 }
 
 /// The room service. Cheap to clone.
@@ -132,6 +142,7 @@ impl RoomService {
             presence_stats: PresenceStats::default(),
             released: confer_metrics::LabeledCounter::default(),
             gateways_lost: AtomicU64::new(0),
+            rejoins: confer_metrics::LabeledCounter::default(),
         }))
     }
 
@@ -155,6 +166,12 @@ impl RoomService {
     /// started again under the same id) or `gateway_lost` (its lease ran out).
     pub fn released(&self) -> Vec<(String, u64)> {
         self.0.released.snapshot()
+    }
+
+    /// Joins that showed a rejoin ticket, by outcome: `returned` (the participant came
+    /// back as it was) or `plain` (it joined as anyone would).
+    pub fn rejoins(&self) -> Vec<(String, u64)> {
+        self.0.rejoins.snapshot()
     }
 
     /// Gateways found lost while they held participants.

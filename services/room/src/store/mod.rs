@@ -85,6 +85,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The master key: what the service seals for its clients (rejoin tickets) is
+    /// sealed under the same key, each use with its own purpose.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
+    }
+
     /// How the connection pool is used now, for `/metrics`.
     pub fn pool_use(&self) -> confer_metrics::PoolUse {
         confer_metrics::PoolUse {

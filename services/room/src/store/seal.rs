@@ -38,12 +38,23 @@ impl MasterKey {
     }
 
     pub fn seal(&self, plain: &str) -> String {
+        self.seal_for("", plain)
+    }
+
+    pub fn open(&self, sealed: &str) -> Option<String> {
+        self.open_for("", sealed)
+    }
+
+    /// Seals `plain` for one `purpose` (authenticated with it): it opens only with
+    /// [`Self::open_for`] and the same purpose, so what is sealed for one use is never
+    /// taken for another.
+    pub fn seal_for(&self, purpose: &str, plain: &str) -> String {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let mut buf = plain.as_bytes().to_vec();
         // Sealing only fails for inputs over ~64 GiB.
         let _ = self.0.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce_bytes),
-            Aad::empty(),
+            Aad::from(purpose.as_bytes()),
             &mut buf,
         );
         let mut out = nonce_bytes.to_vec();
@@ -51,7 +62,7 @@ impl MasterKey {
         STANDARD_NO_PAD.encode(out)
     }
 
-    pub fn open(&self, sealed: &str) -> Option<String> {
+    pub fn open_for(&self, purpose: &str, sealed: &str) -> Option<String> {
         let bytes = STANDARD_NO_PAD.decode(sealed).ok()?;
         if bytes.len() < NONCE_LEN {
             return None;
@@ -59,7 +70,10 @@ impl MasterKey {
         let (nonce, rest) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = rest.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::empty(), &mut buf).ok()?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf)
+            .ok()?;
         String::from_utf8(plain.to_vec()).ok()
     }
 }
@@ -77,5 +91,18 @@ mod tests {
         assert_eq!(MasterKey::random().open(&sealed), None);
         assert_eq!(key.open("not base64!"), None);
         assert_eq!(key.open(""), None);
+    }
+
+    #[test]
+    fn sealed_for_one_purpose_opens_for_that_purpose_only() {
+        let key = MasterKey::random();
+        let ticket = key.seal_for("rejoin", "acme/board\nada");
+        assert_eq!(
+            key.open_for("rejoin", &ticket).as_deref(),
+            Some("acme/board\nada")
+        );
+        assert_eq!(key.open(&ticket), None);
+        assert_eq!(key.open_for("other", &ticket), None);
+        assert_eq!(key.open_for("rejoin", &key.seal("acme/board\nada")), None);
     }
 }

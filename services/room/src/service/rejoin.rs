@@ -1,0 +1,135 @@
+//! Coming back after a lost connection. Every join is answered with a rejoin ticket:
+//! the room and the participant, sealed under the master key. A participant whose
+//! connection was lost (the network dropped, its gateway restarted or went away, its
+//! SFU drained) and whose client shows that ticket within
+//! [`RoomConfig::rejoin_grace`](super::RoomConfig) comes back as it was: its identity,
+//! name, role, rights and host blocks, straight past the lock, the password and the
+//! waiting room it was let through once. A participant that left or was removed by a
+//! host has nothing to come back to: its ticket is worth a plain join.
+
+use super::RoomService;
+use crate::error::RoomResult;
+use crate::model::{ParticipantInfo, ParticipantState};
+
+/// What a rejoin ticket is sealed for (authenticated with it, so nothing else the
+/// master key seals is ever taken for one).
+const PURPOSE: &str = "confer rejoin v1";
+
+/// Why a participant leaves its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// It left, or a host removed it: for good.
+    Left,
+    /// Its connection was lost: it may come back as it was for a while.
+    Lost,
+    /// It came back through another connection, which takes its place.
+    Replaced,
+}
+
+/// How rejoins went, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RejoinOutcome {
+    /// The participant came back as it was.
+    Returned,
+    /// The ticket was not for this room, not the service's, or for someone who left
+    /// for good or too long ago: a plain join.
+    Plain,
+}
+
+impl RejoinOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Returned => "returned",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+impl RoomService {
+    /// The ticket with which `participant`'s client comes back to `room_key`.
+    pub(crate) fn rejoin_ticket(&self, room_key: &str, participant: &str) -> String {
+        self.0
+            .store
+            .master_key()
+            .seal_for(PURPOSE, &format!("{room_key}\n{participant}"))
+    }
+
+    /// Who `ticket` brings back to `room_key` for `identity` (`None` for an anonymous
+    /// join, which the ticket alone vouches for): the participant as it was when its
+    /// connection was lost, or, when its gateway went away and the room still lists
+    /// it, as it is (it leaves now, replaced). Each participant comes back once.
+    pub(crate) async fn returning(
+        &self,
+        room_key: &str,
+        ticket: &str,
+        identity: Option<&str>,
+    ) -> RoomResult<Option<ParticipantInfo>> {
+        let opened = self.0.store.master_key().open_for(PURPOSE, ticket);
+        let Some(id) = opened
+            .as_deref()
+            .and_then(|plain| plain.split_once('\n'))
+            .filter(|(room, _)| *room == room_key)
+            .map(|(_, id)| id.to_owned())
+        else {
+            self.count_rejoin(RejoinOutcome::Plain);
+            return Ok(None);
+        };
+        let mut before = self.take_departed(room_key, &id).await?;
+        if before.is_none() {
+            before = self.replace(room_key, &id).await?;
+        }
+        if before.is_none() {
+            // The old connection's leave may have come between the two.
+            before = self.take_departed(room_key, &id).await?;
+        }
+        let before = before.filter(|before| {
+            before.state == ParticipantState::Active
+                && identity.is_none_or(|identity| identity == before.identity)
+        });
+        self.count_rejoin(if before.is_some() {
+            RejoinOutcome::Returned
+        } else {
+            RejoinOutcome::Plain
+        });
+        Ok(before)
+    }
+
+    /// Keeps `before` for it to come back once more: its return did not get in.
+    pub(crate) async fn keep_for_rejoin(&self, room_key: &str, before: &ParticipantInfo) {
+        let grace = self.0.config.rejoin_grace;
+        if grace.is_zero() {
+            return;
+        }
+        if let Err(err) = self.0.live.keep_departed(room_key, before, grace).await {
+            tracing::warn!(%err, participant = %before.id, "cannot keep a participant to come back");
+        }
+    }
+
+    async fn take_departed(&self, room_key: &str, id: &str) -> RoomResult<Option<ParticipantInfo>> {
+        Ok(match self.0.live.take_departed(id).await? {
+            Some((room, before)) => Some(before).filter(|_| room == room_key),
+            None => None,
+        })
+    }
+
+    /// The participant `id`, still listed in `room_key` although its client is back
+    /// through another connection: it leaves now, and its gateway (if it still holds
+    /// the old connection) closes it.
+    async fn replace(&self, room_key: &str, id: &str) -> RoomResult<Option<ParticipantInfo>> {
+        let Some((room, before)) = self.0.live.participant(id).await? else {
+            return Ok(None);
+        };
+        if room != room_key || !self.depart(id, Departure::Replaced).await? {
+            return Ok(None);
+        }
+        let command = crate::api::GatewayCommand::Reconnect {
+            participant: id.to_owned(),
+        };
+        self.0.live.publish(&before.gateway, &command).await?;
+        Ok(Some(before))
+    }
+
+    fn count_rejoin(&self, outcome: RejoinOutcome) {
+        self.0.rejoins.inc(outcome.label());
+    }
+}

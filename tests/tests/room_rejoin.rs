@@ -1,0 +1,264 @@
+//! Coming back after a lost connection, through the real signalling path: a client
+//! that shows its rejoin ticket comes back as it was (name, role, host blocks), past
+//! the lock and the waiting room; a participant that left or was removed has nothing
+//! to come back to.
+
+use std::time::Duration;
+
+use confer_e2e::joins::{
+    WAIT, connect, error_of, guest_token, host_control, join_host, reply, send_join, you_id,
+};
+use confer_e2e::server::{Options, TestServer};
+use confer_e2e::signal::SignalClient;
+use confer_room::api::CreateRoom;
+use confer_room::model::RoomSettings;
+use confer_room::{RoomApi as _, RoomConfig};
+use serde_json::{Value, json};
+
+/// The rejoin ticket of a `joined` reply.
+fn ticket(joined: &Value) -> String {
+    let ticket = joined["joined"]["rejoin"].as_str().unwrap_or_default();
+    assert!(
+        !ticket.is_empty(),
+        "joined carries a rejoin ticket: {joined}"
+    );
+    ticket.to_owned()
+}
+
+/// `identity` joins `room`, which has a waiting room, and `host` admits it: its
+/// connection, its id and its `joined` reply.
+async fn admitted_guest(
+    server: &TestServer,
+    host: &mut SignalClient,
+    room: &str,
+    identity: &str,
+) -> anyhow::Result<(SignalClient, String, Value)> {
+    let mut guest = connect(server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": room, "token": guest_token(room, identity)}),
+    )
+    .await?;
+    let id = you_id(&reply(&mut guest, "join").await?, "waiting");
+    host.recv_kind("knock", WAIT).await?;
+    host_control(host, "admit", &id, "").await?;
+    let joined = reply(&mut guest, "join").await?;
+    assert_eq!(joined["joined"]["you"]["id"], id.as_str(), "{joined}");
+    Ok((guest, id, joined))
+}
+
+/// Waits until `client` hears that `participant` left.
+async fn sees_leave(client: &mut SignalClient, participant: &str) -> anyhow::Result<()> {
+    loop {
+        let left = client.recv_kind("participant_left", WAIT).await?;
+        if left["participant_left"]["participant_id"] == participant {
+            return Ok(());
+        }
+    }
+}
+
+/// A new connection's join of `room` as `identity`, with `ticket` when given: its
+/// connection and the join's reply.
+async fn join_again(
+    server: &TestServer,
+    room: &str,
+    identity: &str,
+    ticket: Option<&str>,
+) -> anyhow::Result<(SignalClient, Value)> {
+    let mut client = connect(server).await?;
+    let mut join = json!({"room": room, "token": guest_token(room, identity)});
+    if let Some(ticket) = ticket {
+        join["rejoin"] = json!(ticket);
+    }
+    send_join(&mut client, join).await?;
+    let answer = reply(&mut client, "join").await?;
+    Ok((client, answer))
+}
+
+#[tokio::test]
+async fn a_lost_connection_comes_back_as_it_was_past_the_lock_and_the_waiting_room()
+-> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    // Hosts' mutes hold: no one unmutes what a host muted.
+    let settings = RoomSettings {
+        allow_self_unmute: false,
+        ..RoomSettings::default()
+    };
+    let board = CreateRoom {
+        name: "board".into(),
+        settings,
+        password: None,
+    };
+    server.room.create_room("dev".into(), board).await?;
+    let (mut host, _) = join_host(&server, "board").await?;
+    let (guest, gus, joined) = admitted_guest(&server, &mut host, "board", "gus").await?;
+    let gus_ticket = ticket(&joined);
+    assert!(
+        host_control(&mut host, "mute", &gus, "audio")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    assert!(
+        host_control(&mut host, "lock", "", "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+
+    // The connection drops without a leave.
+    drop(guest);
+    sees_leave(&mut host, &gus).await?;
+    // The lock holds for everyone else.
+    let (_, refused) = join_again(&server, "board", "lea", None).await?;
+    assert_eq!(refused["error"]["code"], "room_locked", "{refused}");
+    // With the ticket, the same person comes back at once, as it was.
+    let (mut back, rejoined) = join_again(&server, "board", "gus", Some(&gus_ticket)).await?;
+    let you = &rejoined["joined"]["you"];
+    assert_eq!(you["identity"], "gus", "{rejoined}");
+    assert_eq!(you["role"], "participant");
+    assert_eq!(you["audio_blocked"], true, "the host's mute still holds");
+    let new_id = you["id"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(new_id, gus, "a new connection, a new id");
+    let seen = host.recv_kind("participant_joined", WAIT).await?;
+    assert_eq!(
+        seen["participant_joined"]["participant"]["id"],
+        new_id.as_str()
+    );
+    assert_eq!(
+        seen["participant_joined"]["participant"]["audio_blocked"],
+        true
+    );
+    let unmute = json!({"request_id": "unmute", "mute": {"kind": "audio", "muted": false}});
+    back.send(&unmute).await?;
+    assert_eq!(error_of(&mut back, "unmute").await?, "muted_by_host");
+
+    // A ticket brings its participant back once.
+    let (_, again) = join_again(&server, "board", "gus", Some(&gus_ticket)).await?;
+    assert_eq!(again["error"]["code"], "room_locked", "{again}");
+    // The new connection's own ticket is another.
+    assert_ne!(ticket(&rejoined), gus_ticket);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_leave_or_a_hosts_removal_is_final() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, _) = join_host(&server, "final").await?;
+    let (mut leaver, leaver_id, joined) =
+        admitted_guest(&server, &mut host, "final", "lea").await?;
+    let leaver_ticket = ticket(&joined);
+    let (removed, removed_id, joined) = admitted_guest(&server, &mut host, "final", "rex").await?;
+    let removed_ticket = ticket(&joined);
+    host_control(&mut host, "lock", "", "").await?;
+
+    leaver.send(&json!({"leave": {}})).await?;
+    sees_leave(&mut host, &leaver_id).await?;
+    host_control(&mut host, "remove", &removed_id, "").await?;
+    sees_leave(&mut host, &removed_id).await?;
+    drop(removed);
+
+    for (identity, ticket) in [("lea", &leaver_ticket), ("rex", &removed_ticket)] {
+        let (_, answer) = join_again(&server, "final", identity, Some(ticket)).await?;
+        assert_eq!(
+            answer["error"]["code"], "room_locked",
+            "{identity}: {answer}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ticket_is_for_its_own_room_person_and_time() -> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        require_token: true,
+        room: RoomConfig {
+            rejoin_grace: Duration::from_millis(600),
+            ..RoomConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let (mut host, _) = join_host(&server, "one").await?;
+    let (mut other_host, _) = join_host(&server, "two").await?;
+    host_control(&mut other_host, "lock", "", "").await?;
+    let (guest, gus, joined) = admitted_guest(&server, &mut host, "one", "gus").await?;
+    let gus_ticket = ticket(&joined);
+    host_control(&mut host, "lock", "", "").await?;
+    drop(guest);
+    sees_leave(&mut host, &gus).await?;
+
+    // Not for another room, not forged: each a plain join (the rooms are locked),
+    // and the ticket is still good after them.
+    let (_, answer) = join_again(&server, "two", "gus", Some(&gus_ticket)).await?;
+    assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
+    let (_, answer) = join_again(&server, "one", "gus", Some("not a ticket")).await?;
+    assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
+    let (back, rejoined) = join_again(&server, "one", "gus", Some(&gus_ticket)).await?;
+    let back_id = you_id(&rejoined, "joined");
+    assert!(!back_id.is_empty(), "{rejoined}");
+
+    // Not for another person: shown with someone else's token, the ticket is spent
+    // and lets no one in.
+    let back_ticket = ticket(&rejoined);
+    drop(back);
+    sees_leave(&mut host, &back_id).await?;
+    let (_, answer) = join_again(&server, "one", "mallory", Some(&back_ticket)).await?;
+    assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
+    let (_, answer) = join_again(&server, "one", "gus", Some(&back_ticket)).await?;
+    assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
+
+    // Past the grace, nothing is kept.
+    host_control(&mut host, "unlock", "", "").await?;
+    let (guest, gus, joined) = admitted_guest(&server, &mut host, "one", "gus").await?;
+    let late_ticket = ticket(&joined);
+    host_control(&mut host, "lock", "", "").await?;
+    drop(guest);
+    sees_leave(&mut host, &gus).await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, answer) = join_again(&server, "one", "gus", Some(&late_ticket)).await?;
+    assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ticket_shown_while_the_old_connection_is_listed_replaces_it() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, _) = join_host(&server, "swap").await?;
+    let (mut old, gus, joined) = admitted_guest(&server, &mut host, "swap", "gus").await?;
+    host_control(&mut host, "lock", "", "").await?;
+
+    // Its gateway still lists the old connection (as when a gateway went away and its
+    // lease has not run out): the new one takes its place, the old one is closed.
+    let (_back, rejoined) = join_again(&server, "swap", "gus", Some(&ticket(&joined))).await?;
+    let new_id = rejoined["joined"]["you"]["id"].as_str().unwrap_or_default();
+    assert!(!new_id.is_empty() && new_id != gus, "{rejoined}");
+    sees_leave(&mut host, &gus).await?;
+    let seen = host.recv_kind("participant_joined", WAIT).await?;
+    assert_eq!(seen["participant_joined"]["participant"]["id"], new_id);
+    let listed = server
+        .room
+        .list_participants("dev".into(), "swap".into())
+        .await?;
+    let ids: Vec<&str> = listed.iter().map(|p| p.id.as_str()).collect();
+    assert!(
+        ids.contains(&new_id) && !ids.contains(&gus.as_str()),
+        "{ids:?}"
+    );
+    // The old connection ends without an error: its client would join again.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match old
+            .recv(deadline.saturating_duration_since(std::time::Instant::now()))
+            .await
+        {
+            Err(_) => break,
+            Ok(message) => assert!(message.get("error").is_none(), "{message}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old connection is closed"
+        );
+    }
+    Ok(())
+}
