@@ -128,6 +128,7 @@ function setChatContext(context) {
 const chatActions = {
   get selfId() { return client.self?.id; },
   get isHost() { return client.self?.role === 'host'; },
+  isMine: (message) => client.isOwn(message.participant_id),
   reply: (message) => setChatContext({ reply: message }),
   edit: (message) => setChatContext({ edit: message }),
   remove: (message) => client.deleteChat(message.seq).catch((err) => status(`Error: ${err.message}`)),

@@ -67,6 +67,7 @@ export class ConferClient extends EventTarget {
     this.done = false; // left, or removed: never joined again by itself
     this.rejoining = false;
     this.rejoinTicket = null; // from the last `joined`: shown when joining again after a lost connection
+    this.ownIds = new Set(); // this participant's ids through its connections so far
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
@@ -80,6 +81,10 @@ export class ConferClient extends EventTarget {
     const rejoin = this.rejoinTicket || '';
     const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true, rejoin } });
     this.rejoinTicket = joined.rejoin || null;
+    // Back as the same person, what it sent through its earlier connections is still
+    // its own (the server lets it edit and delete those); otherwise only the new one's.
+    if (this.self?.identity !== joined.you.identity) this.ownIds.clear();
+    this.ownIds.add(joined.you.id);
     this.self = joined.you;
     this.roomState = joined.room_state || {};
     this.chatLimit = joined.chat_limit || null;
@@ -139,6 +144,10 @@ export class ConferClient extends EventTarget {
   }
 
   setName(name) { return this.request({ set_name: { name } }); }
+
+  // Whether a chat entry's `participant_id` is this participant's, through this
+  // connection or an earlier one it came back from.
+  isOwn(participantId) { return this.ownIds.has(participantId); }
 
   // Shares the screen (asks the browser which one), or `track` when given (a canvas,
   // a tab capture). Others get it as a video whose source is `screen_share`.

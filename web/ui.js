@@ -245,7 +245,7 @@ export function failedChat(log, text, error, retry) {
 
 // Shows one chat entry in `log` (kept in seq order): a message, or an edit or delete
 // of one already shown. `actions` decides which buttons a message gets:
-// { selfId, isHost, reply(message), edit(message), remove(message) }.
+// { selfId, isHost, isMine(message), reply(message), edit(message), remove(message) }.
 export function appendChat(log, message, actions = {}) {
   if (message.kind === 'edit' || message.kind === 'delete') {
     const item = log.querySelector(`li[data-seq="${message.target_seq}"]`);
@@ -279,7 +279,7 @@ export function appendChat(log, message, actions = {}) {
   setText(text, message);
   item.append(text);
   if (!message.deleted && actions.selfId) {
-    const mine = message.participant_id === actions.selfId;
+    const mine = actions.isMine ? actions.isMine(message) : message.participant_id === actions.selfId;
     const bar = document.createElement('span');
     bar.className = 'actions';
     bar.append(button('Reply', () => actions.reply?.(message)));

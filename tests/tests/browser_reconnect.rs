@@ -5,7 +5,8 @@
 //! so, joins again by itself past the lock, under his new name, decodes Ada's video
 //! again, and its chat shows what Ada said while he was away, once; the message he
 //! sent as it dropped goes again once he is back, and reaches both once; what he says
-//! then reaches Ada. Removed from the room, his page stays out.
+//! then reaches Ada, and the message he sent before the drop is still his to edit.
+//! Removed from the room, his page stays out.
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     )
     .await?;
     let bob_before = self_id(&bob).await?;
+    say(&bob, "typo befor the drop").await?;
     // The room is locked now, and Bob goes by another name.
     ada.eval("await window.conferClient.host('lock'); return true;")
         .await?;
@@ -125,6 +127,35 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     say(&bob, "back").await?;
     ada.wait_for("Bob's message", &shown_once("back"), Duration::from_secs(5))
         .await?;
+    // What he sent before the drop is still his: his page offers to edit it, and the
+    // edit reaches Ada.
+    let mine = bob
+        .eval(
+            "const item = [...document.querySelectorAll('#messages li[data-seq]')] \
+               .find((li) => li.querySelector('.text').textContent === 'typo befor the drop'); \
+             return [...item.querySelectorAll('.actions button')].map((b) => b.textContent);",
+        )
+        .await?;
+    assert_eq!(
+        mine,
+        serde_json::json!(["Reply", "Edit", "Delete"]),
+        "still his"
+    );
+    let edited = bob
+        .eval(
+            "const entry = [...document.querySelectorAll('#messages li[data-seq]')] \
+               .find((li) => li.querySelector('.text').textContent === 'typo befor the drop'); \
+             return await window.conferClient.editChat(Number(entry.dataset.seq), 'before the drop') \
+               .then(() => true, (err) => err.code || err.message);",
+        )
+        .await?;
+    assert_eq!(edited, Value::Bool(true), "his edit is taken");
+    ada.wait_for(
+        "Bob's edit",
+        &shown_once("before the drop"),
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // Removed by the tenant, Bob's connection closes too, and his page stays out.
     server

@@ -15,6 +15,7 @@ fn entry(room: &str, seq: u64) -> ChatEntry {
         kind: EntryKind::Text,
         sender_id: "ada".into(),
         sender_name: "Ada".into(),
+        sender_identity: String::new(),
         text: format!("#{seq}"),
         client_id: String::new(),
         reply_to: 0,

@@ -23,6 +23,7 @@ fn text(room: &str, client_id: &str, text: &str) -> SendRequest {
         room: room.into(),
         sender_id: "ada".into(),
         sender_name: "Ada".into(),
+        sender_identity: "ada".into(),
         sender_is_host: false,
         client_id: client_id.into(),
         action: ChatAction::Text {

@@ -16,6 +16,7 @@ fn text(room: &str, sender: &str, client_id: &str, text: &str) -> SendRequest {
         room: room.into(),
         sender_id: sender.into(),
         sender_name: sender.to_uppercase(),
+        sender_identity: String::new(),
         sender_is_host: false,
         client_id: client_id.into(),
         action: ChatAction::Text {
@@ -512,6 +513,70 @@ async fn rooms_without_a_retention_of_their_own_go_by_the_default() -> anyhow::R
             "{db}: a-day's old entry, by the default"
         );
         assert!(all(&chat, "t/a-day").await?.is_empty(), "{db}");
+    }
+    Ok(())
+}
+
+/// A sender back through another connection (a new `sender_id`, the same identity)
+/// resends under its client ids without storing twice, and edits and deletes what it
+/// sent before; an empty identity is no one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_back_through_another_connection_keeps_its_messages() -> anyhow::Result<()> {
+    for (db, chat) in services().await? {
+        let by = |connection: &str, identity: &str, client_id: &str, action| SendRequest {
+            sender_identity: identity.into(),
+            action,
+            ..text("t/i", connection, client_id, "")
+        };
+        let say = |words: &str| ChatAction::Text {
+            text: words.into(),
+            reply_to: 0,
+        };
+        let first = chat.send(by("p-ada-1", "ada", "c1", say("helo"))).await?;
+        assert!(!first.duplicate);
+        // Its answer was lost with the connection: the resend through the new one is
+        // the same message.
+        let again = chat.send(by("p-ada-2", "ada", "c1", say("helo"))).await?;
+        assert!(again.duplicate, "{db}: stored once");
+        assert_eq!(again.entry.seq, first.entry.seq);
+        assert_eq!(again.entry.sender_identity, "ada");
+        // Someone else's same client id is another message.
+        let bob = chat.send(by("p-bob", "bob", "c1", say("hi"))).await?;
+        assert_eq!((bob.duplicate, bob.entry.seq), (false, 2), "{db}");
+        let fix = ChatAction::Edit {
+            seq: 1,
+            text: "hello".into(),
+        };
+        let edited = chat.send(by("p-ada-2", "ada", "", fix.clone())).await?;
+        assert_eq!(edited.entry.target_seq, 1, "{db}");
+        let refused = chat.send(by("p-bob", "bob", "", fix)).await.unwrap_err();
+        assert_eq!(refused.code, "not_author", "{db}");
+        chat.send(by("p-ada-3", "ada", "", ChatAction::Delete { seq: 1 }))
+            .await?;
+
+        // No identity: by the connection only.
+        let old = chat.send(by("p-old", "", "o1", say("old"))).await?;
+        let other = by(
+            "p-other",
+            "",
+            "",
+            ChatAction::Edit {
+                seq: old.entry.seq,
+                text: "x".into(),
+            },
+        );
+        assert_eq!(chat.send(other).await.unwrap_err().code, "not_author");
+        let resent = chat.send(by("p-other", "", "o1", say("old"))).await?;
+        assert!(
+            !resent.duplicate,
+            "{db}: another connection without identity"
+        );
+        let history = all(&chat, "t/i").await?;
+        assert!(
+            history[0].deleted && history[0].edited,
+            "{db}: {:?}",
+            history[0]
+        );
     }
     Ok(())
 }

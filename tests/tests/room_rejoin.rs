@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use confer_chat::ChatApi as _;
 use confer_e2e::joins::{
     WAIT, connect, error_of, guest_token, host_control, join_host, reply, send_join, you_id,
 };
@@ -260,5 +261,47 @@ async fn a_ticket_shown_while_the_old_connection_is_listed_replaces_it() -> anyh
             "the old connection is closed"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_resent_after_coming_back_is_stored_once_and_still_ones_own() -> anyhow::Result<()>
+{
+    let server = TestServer::start(true).await?;
+    let (mut host, _) = join_host(&server, "notes").await?;
+    let (mut guest, gus, joined) = admitted_guest(&server, &mut host, "notes", "gus").await?;
+    let post = json!({"request_id": "post", "chat": {"text": "minutes", "client_id": "c-1"}});
+    guest.send(&post).await?;
+    let seq = reply(&mut guest, "post").await?["chat_sent"]["seq"].clone();
+    assert!(seq.as_u64().is_some_and(|s| s > 0), "stored: {seq}");
+
+    // Its answer is lost with the connection: the client resends once it is back.
+    drop(guest);
+    sees_leave(&mut host, &gus).await?;
+    let (mut back, _) = join_again(&server, "notes", "gus", Some(&ticket(&joined))).await?;
+    back.send(&post).await?;
+    let again = reply(&mut back, "post").await?;
+    assert_eq!(again["chat_sent"]["seq"], seq, "the same message: {again}");
+    let fix = json!({"request_id": "fix", "chat_edit": {"seq": seq, "text": "the minutes"}});
+    back.send(&fix).await?;
+    assert!(reply(&mut back, "fix").await?.get("chat_sent").is_some());
+
+    let history = server
+        .chat
+        .history(
+            "dev/notes".into(),
+            confer_chat::Page::After {
+                after: 0,
+                limit: 10,
+            },
+        )
+        .await?;
+    let texts: Vec<&str> = history
+        .entries
+        .iter()
+        .filter(|e| e.kind == confer_chat::EntryKind::Text)
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(texts, ["the minutes"], "stored once, edited by its author");
     Ok(())
 }

@@ -329,6 +329,10 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
     );
     assert_eq!(page["messages"][1]["text"], "note 2");
     assert_eq!(page["messages"][0]["name"], "Ada L.");
+    assert_eq!(
+        page["messages"][0]["identity"], "ada",
+        "who, across connections"
+    );
     let (_, rest) = api
         .call(
             Method::GET,

@@ -62,6 +62,11 @@ pub struct ChatEntry {
     pub kind: EntryKind,
     pub sender_id: String,
     pub sender_name: String,
+    /// Who the sender is across its connections (the access token's subject, or the
+    /// guest identity a rejoin keeps): its messages stay its own after it comes back.
+    /// Empty for entries stored before it was recorded.
+    #[serde(default)]
+    pub sender_identity: String,
     pub text: String,
     pub client_id: String,
     pub reply_to: u64,
@@ -105,6 +110,11 @@ pub struct SendRequest {
     pub room: String,
     pub sender_id: String,
     pub sender_name: String,
+    /// The sender's identity: with it, a resend under the same client id after the
+    /// sender came back through another connection is still the same message, and
+    /// edits and deletes go by it as by `sender_id`. Empty: by `sender_id` only.
+    #[serde(default)]
+    pub sender_identity: String,
     /// Hosts may delete anyone's message.
     pub sender_is_host: bool,
     /// Makes the send idempotent per sender; empty for none.

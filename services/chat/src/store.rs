@@ -28,6 +28,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_room_retention_set.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_sender_identity.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_chat.sql")),
@@ -39,6 +43,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/sqlite/0004_room_retention_set.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_sender_identity.sql"),
     ),
 ];
 
@@ -59,7 +67,7 @@ pub const DEFAULT_CONNECTIONS: u32 = 32;
 /// An entry's columns, in the order `entry` reads them.
 macro_rules! columns {
     () => {
-        "room, seq, kind, sender_id, sender_name, body, client_id, reply_to, target_seq, sent_at_ms, edited, deleted, file_type, file_size"
+        "room, seq, kind, sender_id, sender_name, body, client_id, reply_to, target_seq, sent_at_ms, edited, deleted, file_type, file_size, sender_identity"
     };
 }
 
@@ -154,6 +162,8 @@ impl Store {
         }
     }
 
+    /// What the sender stored under `req`'s client id: through this connection, or
+    /// (by its identity) through an earlier one.
     async fn by_client_id(&self, req: &SendRequest) -> ChatResult<Option<ChatEntry>> {
         if req.client_id.is_empty() {
             return Ok(None);
@@ -161,11 +171,13 @@ impl Store {
         let row = sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM chat_entries WHERE room = $1 AND sender_id = $2 AND client_id = $3"
+            " FROM chat_entries WHERE room = $1 AND client_id = $3 \
+             AND (sender_id = $2 OR (sender_identity = $4 AND sender_identity <> ''))"
         ))
         .bind(&req.room)
         .bind(&req.sender_id)
         .bind(&req.client_id)
+        .bind(&req.sender_identity)
         .fetch_optional(&self.pool)
         .await
         .map_err(ChatError::store)?;
@@ -199,7 +211,7 @@ impl Store {
         let inserted = sqlx::query(concat!(
             "INSERT INTO chat_entries (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, $11, $12, $13)"
         ))
         .bind(&entry.room)
         .bind(seq)
@@ -213,6 +225,7 @@ impl Store {
         .bind(entry.sent_at_ms as i64)
         .bind(&entry.file_type)
         .bind(entry.file_size.min(i64::MAX as u64) as i64)
+        .bind(&entry.sender_identity)
         .execute(&mut *tx)
         .await;
         inserted.map_err(insert_error)?;
@@ -230,7 +243,7 @@ impl Store {
              INSERT INTO chat_entries (",
             columns!(),
             ") SELECT $1, n.last_seq, $2, $3, $4, $5, \
-             CASE WHEN $6 = '' THEN '~' || n.last_seq ELSE $6 END, $7, 0, $8, 0, 0, $9, $10 FROM n \
+             CASE WHEN $6 = '' THEN '~' || n.last_seq ELSE $6 END, $7, 0, $8, 0, 0, $9, $10, $11 FROM n \
              RETURNING seq, client_id"
         ))
         .bind(&entry.room)
@@ -243,6 +256,7 @@ impl Store {
         .bind(entry.sent_at_ms as i64)
         .bind(&entry.file_type)
         .bind(entry.file_size.min(i64::MAX as u64) as i64)
+        .bind(&entry.sender_identity)
         .fetch_one(&self.pool)
         .await
         .map_err(insert_error)?;
@@ -449,6 +463,7 @@ fn draft(req: &SendRequest, now_ms: u64) -> ChatEntry {
         kind,
         sender_id: req.sender_id.clone(),
         sender_name: req.sender_name.clone(),
+        sender_identity: req.sender_identity.clone(),
         text,
         client_id: req.client_id.clone(),
         reply_to,
@@ -473,6 +488,8 @@ fn insert_error(err: sqlx::Error) -> ChatError {
 
 /// An edit or delete changes its target in the same transaction: only a message (not
 /// an edit or delete), not deleted; edits by the author, deletes by the author or a host.
+/// The author is the sender through this connection, or through an earlier one of the
+/// same identity.
 async fn amend_target(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     req: &SendRequest,
@@ -480,7 +497,7 @@ async fn amend_target(
     text: &str,
 ) -> ChatResult<()> {
     let row = sqlx::query(
-        "SELECT kind, sender_id, deleted FROM chat_entries WHERE room = $1 AND seq = $2",
+        "SELECT kind, sender_id, deleted, sender_identity FROM chat_entries WHERE room = $1 AND seq = $2",
     )
     .bind(&req.room)
     .bind(target as i64)
@@ -496,6 +513,7 @@ async fn amend_target(
     let kind: String = row.try_get(0).map_err(ChatError::internal)?;
     let author: String = row.try_get(1).map_err(ChatError::internal)?;
     let deleted: i64 = row.try_get(2).map_err(ChatError::internal)?;
+    let author_identity: String = row.try_get(3).map_err(ChatError::internal)?;
     let deleting = matches!(req.action, ChatAction::Delete { .. });
     let changeable =
         kind == EntryKind::Text.as_str() || (deleting && kind == EntryKind::File.as_str());
@@ -506,7 +524,8 @@ async fn amend_target(
         ));
     }
     let deleting = matches!(req.action, ChatAction::Delete { .. });
-    let allowed = author == req.sender_id || (deleting && req.sender_is_host);
+    let same_person = !author_identity.is_empty() && author_identity == req.sender_identity;
+    let allowed = author == req.sender_id || same_person || (deleting && req.sender_is_host);
     if !allowed {
         return Err(ChatError::forbidden(
             "not_author",
@@ -562,6 +581,7 @@ fn entry(row: &AnyRow) -> ChatResult<ChatEntry> {
         deleted: get_i64(11)? != 0,
         file_type: get_str(12)?,
         file_size: get_i64(13)? as u64,
+        sender_identity: get_str(14)?,
     })
 }
 

@@ -644,6 +644,7 @@ mod tests {
                     room: room.clone(),
                     sender_id: "ada".into(),
                     sender_name: "Ada".into(),
+                    sender_identity: "ada".into(),
                     sender_is_host: false,
                     client_id: format!("m{n}"),
                     action: ChatAction::Text {

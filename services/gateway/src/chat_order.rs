@@ -157,6 +157,7 @@ mod tests {
             kind: confer_chat::EntryKind::Text,
             sender_id: "s".into(),
             sender_name: "S".into(),
+            sender_identity: String::new(),
             text: format!("#{seq}"),
             client_id: String::new(),
             reply_to: 0,

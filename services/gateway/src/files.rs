@@ -111,6 +111,9 @@ struct Grant {
     participant: String,
     /// The uploader's display name, for the chat entry.
     sender_name: String,
+    /// The uploader's identity, for the chat entry (uploads).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sender_identity: String,
     /// Unix seconds.
     expires: u64,
     /// The chat entry that shares the file (downloads): it must still be there.
@@ -174,6 +177,7 @@ pub(crate) struct Declared<'a> {
     pub(crate) room: &'a str,
     pub(crate) participant: &'a str,
     pub(crate) sender_name: &'a str,
+    pub(crate) sender_identity: &'a str,
     pub(crate) name: &'a str,
     pub(crate) content_type: &'a str,
     pub(crate) size: u64,
@@ -224,6 +228,7 @@ pub(crate) fn upload_url(config: &FileConfig, file: Declared<'_>) -> Result<Stri
         size: file.size,
         participant: file.participant.to_owned(),
         sender_name: file.sender_name.to_owned(),
+        sender_identity: file.sender_identity.to_owned(),
         expires: unix_secs() + UPLOAD_FOR.as_secs(),
         seq: 0,
     };
@@ -246,6 +251,7 @@ pub(crate) fn download_url(
         size: entry.file_size,
         participant: participant.to_owned(),
         sender_name: String::new(),
+        sender_identity: String::new(),
         expires: unix_secs() + DOWNLOAD_FOR.as_secs(),
         seq: entry.seq,
     };
@@ -364,6 +370,7 @@ async fn upload(
             room: grant.room,
             sender_id: grant.participant,
             sender_name: grant.sender_name,
+            sender_identity: grant.sender_identity,
             sender_is_host: false,
             client_id: grant.file,
             action: ChatAction::File {
@@ -467,6 +474,7 @@ mod tests {
             size: 3,
             participant: "PA_1".into(),
             sender_name: "Ada".into(),
+            sender_identity: "ada".into(),
             expires,
             seq: 1,
         }

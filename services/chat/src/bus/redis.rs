@@ -312,6 +312,7 @@ mod tests {
                 kind: EntryKind::Text,
                 sender_id: "PA_1".into(),
                 sender_name: "Ada".into(),
+                sender_identity: "ada".into(),
                 text,
                 client_id: "c-1".into(),
                 reply_to,

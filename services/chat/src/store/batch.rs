@@ -36,6 +36,7 @@ struct Input<'a> {
     kind: &'static str,
     sender_id: &'a str,
     sender_name: &'a str,
+    sender_identity: &'a str,
     body: &'a str,
     client_id: &'a str,
     reply_to: i64,
@@ -46,7 +47,7 @@ struct Input<'a> {
 
 const INSERT_BATCH: &str = concat!(
     "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(\
-     i int, room text, kind text, sender_id text, sender_name text, body text, \
+     i int, room text, kind text, sender_id text, sender_name text, sender_identity text, body text, \
      client_id text, reply_to bigint, sent_at_ms bigint, file_type text, file_size bigint)), \
      counts AS (SELECT room, count(*) AS n FROM input GROUP BY room), \
      numbers AS (INSERT INTO chat_rooms AS r (room, last_seq) \
@@ -60,7 +61,7 @@ const INSERT_BATCH: &str = concat!(
     columns!(),
     ") SELECT room, seq, kind, sender_id, sender_name, body, \
      CASE WHEN client_id = '' THEN '~' || seq ELSE client_id END, \
-     reply_to, 0, sent_at_ms, 0, 0, file_type, file_size FROM numbered RETURNING 1) \
+     reply_to, 0, sent_at_ms, 0, 0, file_type, file_size, sender_identity FROM numbered RETURNING 1) \
      SELECT i, seq FROM numbered"
 );
 
@@ -98,6 +99,7 @@ impl Store {
                 kind: entry.kind.as_str(),
                 sender_id: &entry.sender_id,
                 sender_name: &entry.sender_name,
+                sender_identity: &entry.sender_identity,
                 body: &entry.text,
                 client_id: &entry.client_id,
                 reply_to: entry.reply_to.min(i64::MAX as u64) as i64,

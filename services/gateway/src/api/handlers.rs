@@ -127,6 +127,7 @@ fn exported(entry: confer_chat::ChatEntry) -> serde_json::Value {
         "kind": entry.kind.as_str(),
         "participant_id": entry.sender_id,
         "name": entry.sender_name,
+        "identity": entry.sender_identity,
         "text": entry.text,
         "reply_to": entry.reply_to,
         "target_seq": entry.target_seq,

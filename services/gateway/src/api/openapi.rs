@@ -188,6 +188,7 @@ fn schemas() -> Value {
         "ChatMessage": {"type": "object", "properties": {
             "seq": int, "kind": {"type": "string", "enum": ["text", "edit", "delete"]},
             "participant_id": string, "name": string, "text": string,
+            "identity": {"type": "string", "description": "The sender's identity (the access token's subject), the same across its connections; empty for messages stored before it was recorded"},
             "reply_to": int, "target_seq": int, "sent_at_ms": int,
             "edited": boolean, "deleted": boolean}},
         "ChatExport": {"type": "object", "properties": {
