@@ -16,8 +16,9 @@
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
 // reconnected (the call moved to another media server, or the connection to the
-// server was lost and joined again, by itself; `reason`: node_draining or
-// connection_lost), closed (left, removed, or not back within RECONNECT_FOR_MS).
+// server was lost and joined again, by itself; `reason`: node_draining,
+// connection_lost or media_lost), closed (left, removed, or not back within
+// RECONNECT_FOR_MS).
 
 const DEFAULT_SLOTS = 8;
 // How long a chat post waits for the server's answer before it fails (or, when it is
@@ -322,10 +323,11 @@ export class ConferClient extends EventTarget {
     }
   }
 
-  // The connection to the server ended without a leave: what waited on it fails, and
-  // the room is joined again (a gateway restarted, the network dropped), keeping the
-  // local media and the chat position, so the chat fills in what was missed.
-  async #connectionLost() {
+  // The connection to the server ended without a leave, or the call's media did: what
+  // waited on it fails, and the room is joined again (a gateway restarted, the network
+  // dropped or changed), keeping the local media and the chat position, so the chat
+  // fills in what was missed.
+  async #connectionLost(reason = 'connection_lost') {
     this.#failPending('disconnected', 'the connection to the server was lost');
     // A connection that a join made again lost: that try fails, and the next follows.
     if (this.rejoining) return;
@@ -334,7 +336,7 @@ export class ConferClient extends EventTarget {
       return;
     }
     this.rejoining = true;
-    this.#emit('reconnecting', { reason: 'connection_lost' });
+    this.#emit('reconnecting', { reason });
     const giveUpAt = Date.now() + RECONNECT_FOR_MS;
     for (let attempt = 0; !this.done && Date.now() < giveUpAt; attempt++) {
       // Each wait from half to one and a half times its length: a gateway's clients,
@@ -345,7 +347,7 @@ export class ConferClient extends EventTarget {
       try {
         await this.#joinAgain();
         this.rejoining = false;
-        this.#emit('reconnected', { reason: 'connection_lost' });
+        this.#emit('reconnected', { reason });
         return;
       } catch (err) {
         this.#failPending('disconnected', 'the connection to the server was lost');
@@ -493,6 +495,10 @@ export class ConferClient extends EventTarget {
       for (const entry of message.chat_batch.entries) this.#takeChat(entry);
     } else if (message.error?.code === 'node_draining') {
       this.#moveToAnotherServer();
+    } else if (message.error?.code === 'media_disconnected' && this.joinedOnce && !this.done) {
+      // The media server lost this call's media (the network changed, the peer
+      // connection closed): the server let the room go; join again, as before.
+      this.#connectionLost('media_lost');
     } else if (message.error) {
       if (FINAL_ERRORS.has(message.error.code)) this.done = true;
       this.#emit('error', message.error);

@@ -182,3 +182,52 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     }
     Ok(())
 }
+
+/// Bob's media connection ends while his connection to the gateway stays (as when the
+/// network changes under a call): the SFU lets his peer go, the gateway tells his page
+/// `media_disconnected`, and the page joins again by itself, with his ticket, as
+/// the host he was, and both decode each other's video again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_media_connection_is_joined_again() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let driver = Driver::start().await?;
+    let bob = driver.browser().await?;
+    let ada = driver.browser().await?;
+    join(&bob, &server, "media-blip", "Bob").await?;
+    join(&ada, &server, "media-blip", "Ada").await?;
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    let bob_before = self_id(&bob).await?;
+    bob.eval("window.reasons = []; window.conferClient.addEventListener('reconnecting', ({ detail }) => window.reasons.push(detail.reason)); return true;")
+        .await?;
+
+    bob.eval("window.conferClient.pc.close(); return true;")
+        .await?;
+    bob.wait_for(
+        "the page saying it reconnects",
+        RECONNECTING,
+        Duration::from_secs(5),
+    )
+    .await?;
+    bob.wait_for("connected again", CONNECTED, Duration::from_secs(20))
+        .await?;
+    let bob_after = self_id(&bob).await?;
+    assert!(
+        !bob_after.is_empty() && bob_after != bob_before,
+        "joined again: {bob_before} -> {bob_after}"
+    );
+    assert_eq!(
+        bob.eval("return [window.reasons, window.conferClient.self.role];")
+            .await?,
+        serde_json::json!([["media_lost"], "host"]),
+        "back as the host he was, first in"
+    );
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    for browser in [ada, bob] {
+        browser.close().await?;
+    }
+    Ok(())
+}
