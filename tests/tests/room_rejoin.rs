@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confer_chat::ChatApi as _;
 use confer_e2e::joins::{
-    WAIT, connect, error_of, guest_token, host_control, join_host, reply, send_join, you_id,
+    WAIT, connect, error_of, guest_token, host_control, join_host, now, reply, send_join, you_id,
 };
 use confer_e2e::server::{Options, TestServer};
 use confer_e2e::signal::SignalClient;
@@ -303,5 +303,67 @@ async fn a_message_resent_after_coming_back_is_stored_once_and_still_ones_own() 
         .map(|e| e.text.as_str())
         .collect();
     assert_eq!(texts, ["the minutes"], "stored once, edited by its author");
+    Ok(())
+}
+
+/// A guest's token for `room` that expires at `exp`.
+fn expiring_token(room: &str, identity: &str, exp: u64) -> String {
+    confer_auth::TokenKey::new("dev", confer_e2e::server::TOKEN_SECRET.as_bytes()).sign(
+        &confer_auth::Claims {
+            iss: "dev".into(),
+            sub: identity.into(),
+            name: identity.into(),
+            nbf: 0,
+            exp,
+            kind: Default::default(),
+            video: confer_auth::VideoGrant::join(room),
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_token_that_ran_out_during_the_call_still_brings_its_holder_back() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let open = CreateRoom {
+        name: "short".into(),
+        settings: RoomSettings {
+            waiting_room: false,
+            ..RoomSettings::default()
+        },
+        password: None,
+    };
+    server.room.create_room("dev".into(), open).await?;
+    let (mut host, _) = join_host(&server, "short").await?;
+    // Accepted at join within the clock-skew leeway, expired two seconds later.
+    let token = expiring_token("short", "gus", now() - confer_auth::LEEWAY_SECS + 1);
+    let mut guest = connect(&server).await?;
+    send_join(&mut guest, json!({"room": "short", "token": token})).await?;
+    let joined = reply(&mut guest, "join").await?;
+    let gus = you_id(&joined, "joined");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    drop(guest);
+    sees_leave(&mut host, &gus).await?;
+
+    // Expired, the token lets no one in by itself; with the ticket it brings Gus back.
+    let mut again = connect(&server).await?;
+    send_join(&mut again, json!({"room": "short", "token": token})).await?;
+    assert_eq!(error_of(&mut again, "join").await?, "token_expired");
+    let rejoin = json!({"room": "short", "token": token, "rejoin": ticket(&joined)});
+    send_join(&mut again, rejoin).await?;
+    let back = reply(&mut again, "join").await?;
+    let back_id = you_id(&back, "joined");
+    assert!(!back_id.is_empty(), "{back}");
+
+    // A token that had run out before Gus joined does not bring him back.
+    drop(again);
+    sees_leave(&mut host, &back_id).await?;
+    let stale = expiring_token("short", "gus", now() - confer_auth::LEEWAY_SECS - 600);
+    let mut late = connect(&server).await?;
+    send_join(
+        &mut late,
+        json!({"room": "short", "token": stale, "rejoin": ticket(&back)}),
+    )
+    .await?;
+    assert_eq!(error_of(&mut late, "join").await?, "token_expired");
     Ok(())
 }

@@ -86,17 +86,19 @@ impl TokenKey {
 
     /// Verifies `token` for joining `room` at `now` (seconds since the Unix epoch).
     pub fn verify_join(&self, token: &str, room: &str, now: u64) -> Result<Claims, TokenError> {
-        let claims = self.verify(token, now)?;
-        if !claims.video.room_join {
-            return Err(TokenError::MissingGrant("roomJoin"));
-        }
-        if claims.video.room != room {
-            return Err(TokenError::RoomMismatch {
-                granted: claims.video.room,
-                requested: room.to_owned(),
-            });
-        }
-        Ok(claims)
+        check_join(self.verify(token, now)?, room)
+    }
+
+    /// As [`Self::verify_join`], but a token past its `exp` is not refused for it: for
+    /// a participant coming back to a call it joined while the token was valid (the
+    /// caller checks that), never for a new one.
+    pub fn verify_join_lapsed(
+        &self,
+        token: &str,
+        room: &str,
+        now: u64,
+    ) -> Result<Claims, TokenError> {
+        check_join(self.verify_at(token, now, Expiry::Ignored)?, room)
     }
 
     /// The `iss` claim of a token, read without verifying anything, to find the key
@@ -123,6 +125,10 @@ impl TokenKey {
 
     /// Verifies signature, issuer and time window.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        self.verify_at(token, now, Expiry::Checked)
+    }
+
+    fn verify_at(&self, token: &str, now: u64, expiry: Expiry) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed("longer than 8 KiB"));
         }
@@ -147,7 +153,7 @@ impl TokenKey {
         if claims.iss != self.issuer {
             return Err(TokenError::UnknownIssuer(claims.iss));
         }
-        if now > claims.exp.saturating_add(LEEWAY_SECS) {
+        if expiry == Expiry::Checked && now > claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::Expired {
                 exp: claims.exp,
                 now,
@@ -161,6 +167,26 @@ impl TokenKey {
         }
         Ok(claims)
     }
+}
+
+/// Whether a token's `exp` is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Checked,
+    Ignored,
+}
+
+fn check_join(claims: Claims, room: &str) -> Result<Claims, TokenError> {
+    if !claims.video.room_join {
+        return Err(TokenError::MissingGrant("roomJoin"));
+    }
+    if claims.video.room != room {
+        return Err(TokenError::RoomMismatch {
+            granted: claims.video.room,
+            requested: room.to_owned(),
+        });
+    }
+    Ok(claims)
 }
 
 fn check_header(header: &str) -> Result<(), TokenError> {

@@ -70,6 +70,37 @@ fn expiry_and_not_before_are_enforced_with_leeway() {
 }
 
 #[test]
+fn a_lapsed_token_verifies_only_past_its_expiry_and_nothing_else() {
+    let token = key().sign(&claims("standup"));
+    let later = NOW + 3600;
+    assert_eq!(
+        key().verify_join_lapsed(&token, "standup", later),
+        Ok(claims("standup"))
+    );
+    assert_eq!(
+        key()
+            .verify_join(&token, "standup", later)
+            .unwrap_err()
+            .code(),
+        "token_expired"
+    );
+    // Its signature, room and start are still checked.
+    let other = TokenKey::new("dev", b"another secret").sign(&claims("standup"));
+    assert_eq!(
+        key().verify_join_lapsed(&other, "standup", later),
+        Err(TokenError::BadSignature)
+    );
+    let err = key()
+        .verify_join_lapsed(&token, "retro", later)
+        .unwrap_err();
+    assert_eq!(err.code(), "token_room_mismatch");
+    let early = key()
+        .verify_join_lapsed(&token, "standup", NOW - 11 - LEEWAY_SECS)
+        .unwrap_err();
+    assert_eq!(early.code(), "token_not_yet_valid");
+}
+
+#[test]
 fn room_and_grant_are_checked_on_join() {
     let token = key().sign(&claims("standup"));
     let err = key().verify_join(&token, "retro", NOW).unwrap_err();

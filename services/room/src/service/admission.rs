@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use confer_auth::{Claims, ParticipantKind, TokenKey};
+use confer_auth::{Claims, LEEWAY_SECS, ParticipantKind, TokenError, TokenKey};
 use tracing::Instrument as _;
 
 use super::notify::{Audience, WebhookEvent};
@@ -61,6 +61,9 @@ struct Joiner {
     permissions: Permissions,
     expires_at: Option<u64>,
     kind: ParticipantKind,
+    /// The token has expired: it may only bring back a participant that joined while
+    /// it was valid.
+    lapsed: bool,
 }
 
 fn role_of(claims: &Claims) -> Role {
@@ -99,6 +102,19 @@ fn permissions_of(claims: &Claims) -> RoomResult<Permissions> {
         can_publish_sources: sources,
         hidden: grant.hidden,
     })
+}
+
+/// An expired token brings back only a participant that joined while it was valid.
+fn joined_while_valid(joiner: &Joiner, returning: Option<&ParticipantInfo>) -> RoomResult<()> {
+    let exp = joiner.expires_at.unwrap_or(0);
+    if returning.is_some_and(|before| before.joined_at <= exp.saturating_add(LEEWAY_SECS)) {
+        return Ok(());
+    }
+    Err(TokenError::Expired {
+        exp,
+        now: unix_secs(),
+    }
+    .into())
 }
 
 fn address_of(req: &JoinRequest) -> String {
@@ -156,6 +172,14 @@ impl RoomService {
             }
             None => None,
         };
+        if joiner.lapsed
+            && let Err(err) = joined_while_valid(&joiner, returning.as_ref())
+        {
+            if let Some(before) = &returning {
+                self.keep_for_rejoin(&key, before).await;
+            }
+            return Err(err);
+        }
         let result = self
             .let_in(&req, joiner, &record, &key, returning.as_ref())
             .await;
@@ -289,14 +313,24 @@ impl RoomService {
                 permissions: Permissions::default(),
                 expires_at: None,
                 kind: ParticipantKind::Standard,
+                lapsed: false,
             });
         };
         let issuer = TokenKey::peek_issuer(token)?;
         let Some((tenant, secret)) = self.0.store.api_key(&issuer).await? else {
             return Err(confer_auth::TokenError::UnknownIssuer(issuer).into());
         };
-        let claims =
-            TokenKey::new(issuer, secret.as_bytes()).verify_join(token, &req.room, unix_secs())?;
+        let key = TokenKey::new(issuer, secret.as_bytes());
+        let now = unix_secs();
+        let rejoining = req.rejoin.as_deref().is_some_and(|t| !t.is_empty());
+        let (claims, lapsed) = match key.verify_join(token, &req.room, now) {
+            // Back after a lost connection, a token that ran out during the call
+            // still names who comes back (see `do_join`).
+            Err(TokenError::Expired { .. }) if rejoining => {
+                (key.verify_join_lapsed(token, &req.room, now)?, true)
+            }
+            verified => (verified?, false),
+        };
         if let Some(addressed) = req.tenant.as_deref().filter(|t| !t.is_empty())
             && addressed != tenant
         {
@@ -319,6 +353,7 @@ impl RoomService {
             permissions: permissions_of(&claims)?,
             expires_at: Some(claims.exp),
             kind: claims.kind,
+            lapsed,
         })
     }
 
