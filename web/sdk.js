@@ -177,7 +177,8 @@ export class ConferClient extends EventTarget {
   // How the video received on slot `mid` is shown, in device pixels; `hidden` when it
   // is not shown at all. The server picks the simulcast layer from it.
   setTrackSettings(mid, { width = 0, height = 0, hidden = false } = {}) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
+    // While the call is joined again, the old connection's slots are gone.
+    if (this.rejoining || !this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
     return this.send({ track_settings: { mid, width: Math.round(width), height: Math.round(height), hidden } });
   }
 
@@ -499,6 +500,9 @@ export class ConferClient extends EventTarget {
       // The media server lost this call's media (the network changed, the peer
       // connection closed): the server let the room go; join again, as before.
       this.#connectionLost('media_lost');
+    } else if (message.error?.code === 'not_joined' && this.rejoining) {
+      // What the old connection still carried after its participant left: the call
+      // is being joined again.
     } else if (message.error) {
       if (FINAL_ERRORS.has(message.error.code)) this.done = true;
       this.#emit('error', message.error);

@@ -31,6 +31,28 @@ async fn alone(browser: &Browser) -> anyhow::Result<()> {
         .await
 }
 
+/// Waits until `browser`'s page says it reconnects and then that it is connected
+/// again, through a new connection (its participant id is no longer `before`): the
+/// new id.
+async fn back_again(browser: &Browser, before: &str) -> anyhow::Result<String> {
+    browser
+        .wait_for(
+            "the page saying it reconnects",
+            RECONNECTING,
+            Duration::from_secs(5),
+        )
+        .await?;
+    browser
+        .wait_for("connected again", CONNECTED, Duration::from_secs(20))
+        .await?;
+    let after = self_id(browser).await?;
+    assert!(
+        !after.is_empty() && after != before,
+        "joined again through a new connection: {before} -> {after}"
+    );
+    Ok(after)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed()
 -> anyhow::Result<()> {
@@ -77,19 +99,7 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     say(&ada, "while you were away").await?;
 
     // Bob's page says it lost the connection, and joins again by itself.
-    bob.wait_for(
-        "the page saying it reconnects",
-        RECONNECTING,
-        Duration::from_secs(5),
-    )
-    .await?;
-    bob.wait_for("connected again", CONNECTED, Duration::from_secs(20))
-        .await?;
-    let bob_after = self_id(&bob).await?;
-    assert!(
-        !bob_after.is_empty() && bob_after != bob_before,
-        "joined again through a new connection: {bob_before} -> {bob_after}"
-    );
+    let bob_after = back_again(&bob, &bob_before).await?;
     let back_as = bob
         .eval("return [window.conferClient.self.name, window.conferClient.self.role];")
         .await?;
@@ -204,19 +214,7 @@ async fn a_lost_media_connection_is_joined_again() -> anyhow::Result<()> {
 
     bob.eval("window.conferClient.pc.close(); return true;")
         .await?;
-    bob.wait_for(
-        "the page saying it reconnects",
-        RECONNECTING,
-        Duration::from_secs(5),
-    )
-    .await?;
-    bob.wait_for("connected again", CONNECTED, Duration::from_secs(20))
-        .await?;
-    let bob_after = self_id(&bob).await?;
-    assert!(
-        !bob_after.is_empty() && bob_after != bob_before,
-        "joined again: {bob_before} -> {bob_after}"
-    );
+    back_again(&bob, &bob_before).await?;
     assert_eq!(
         bob.eval("return [window.reasons, window.conferClient.self.role];")
             .await?,
