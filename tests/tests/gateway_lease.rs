@@ -212,6 +212,7 @@ async fn a_gone_gateways_participants_leave(
     let back = join_with(last, "gw-b", "p-ada-back", Some(ada.rejoin.clone())).await?;
     assert_eq!(back.participant.identity, ada.participant.identity);
     assert_eq!(back.participant.role, Role::Host);
+    assert_eq!(back.participant.previous_id.as_deref(), Some("p-ada"));
     assert_eq!(in_room(rooms).await?, ["p-ada-back", "p-bob"]);
     let again = join_with(last, "gw-b", "p-ada-twice", Some(ada.rejoin.clone())).await?;
     assert_eq!(

@@ -130,6 +130,11 @@ async fn a_lost_connection_comes_back_as_it_was_past_the_lock_and_the_waiting_ro
         seen["participant_joined"]["participant"]["audio_blocked"],
         true
     );
+    assert_eq!(
+        seen["participant_joined"]["participant"]["previous_id"],
+        gus.as_str(),
+        "the others can tell who came back"
+    );
     let unmute = json!({"request_id": "unmute", "mute": {"kind": "audio", "muted": false}});
     back.send(&unmute).await?;
     assert_eq!(error_of(&mut back, "unmute").await?, "muted_by_host");

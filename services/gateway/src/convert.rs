@@ -21,6 +21,7 @@ pub(crate) fn participant(p: &ParticipantInfo) -> signal::Participant {
             ParticipantKind::Standard => String::new(),
             ParticipantKind::Sip => "sip".to_owned(),
         },
+        previous_id: p.previous_id.clone().unwrap_or_default(),
     }
 }
 

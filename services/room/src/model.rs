@@ -255,6 +255,9 @@ pub struct ParticipantInfo {
     /// A person in an app, or a caller dialled in over SIP (from the access token).
     #[serde(default, skip_serializing_if = "ParticipantKind::is_standard")]
     pub kind: ParticipantKind,
+    /// The id it had before it came back after a lost connection (its rejoin ticket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<String>,
 }
 
 impl ParticipantInfo {

@@ -172,7 +172,8 @@ fn schemas() -> Value {
             "pending_name": {"type": "string", "nullable": true},
             "tracks": {"type": "array", "items": {"type": "string", "enum": ["audio", "video"]}},
             "joined_at": int, "gateway": string,
-            "kind": {"type": "string", "enum": ["sip"], "description": "Present for a caller dialled in over SIP"}}},
+            "kind": {"type": "string", "enum": ["sip"], "description": "Present for a caller dialled in over SIP"},
+            "previous_id": {"type": "string", "description": "Present for a participant that came back after a lost connection: the id it had before (its participant_left came with that id)"}}},
         "UpdateParticipant": {"type": "object", "additionalProperties": false, "properties": {
             "permissions": schema("Permissions"), "metadata": string,
             "role": {"type": "string", "enum": ["host", "participant", "viewer"]}, "name": string}},

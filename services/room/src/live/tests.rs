@@ -140,6 +140,7 @@ fn departed_participant(id: &str) -> ParticipantInfo {
         gateway: "gw".into(),
         region: None,
         kind: confer_auth::ParticipantKind::Standard,
+        previous_id: None,
     }
 }
 

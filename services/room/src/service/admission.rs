@@ -126,6 +126,7 @@ fn address_of(req: &JoinRequest) -> String {
 fn returned(before: &ParticipantInfo, req: &JoinRequest, joiner: &Joiner) -> ParticipantInfo {
     ParticipantInfo {
         id: req.participant_id.clone(),
+        previous_id: Some(before.id.clone()),
         state: ParticipantState::Active,
         tracks: Vec::new(),
         token_expires_at: joiner.expires_at,
@@ -258,6 +259,7 @@ impl RoomService {
                 token_expires_at: joiner.expires_at,
                 joined_at: unix_secs(),
                 gateway: req.gateway.clone(),
+                previous_id: None,
             },
         };
         self.0.live.put_participant(key, &participant).await?;

@@ -68,14 +68,19 @@ impl WebhookEvent {
 }
 
 fn participant_json(p: &ParticipantInfo) -> serde_json::Value {
-    json!({
+    let mut json = json!({
         "id": p.id,
         "identity": p.identity,
         "name": p.name,
         "role": p.role,
         "metadata": p.metadata,
         "joined_at": p.joined_at,
-    })
+    });
+    // Back after a lost connection: the id its `participant_left` came with.
+    if let Some(previous) = &p.previous_id {
+        json["previous_id"] = json!(previous);
+    }
+    json
 }
 
 impl RoomService {
@@ -165,5 +170,28 @@ fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {
         name: event.name(),
         id,
         body: body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_participant_back_after_a_lost_connection_names_its_previous_id() {
+        let first: ParticipantInfo = serde_json::from_value(json!({
+            "id": "PA_2", "identity": "ada", "name": "Ada", "role": "host",
+            "permissions": {}, "metadata": "", "state": "active",
+            "audio_muted": false, "video_muted": false,
+            "audio_blocked": false, "video_blocked": false, "pending_name": null,
+            "joined_at": 1, "gateway": "gw"
+        }))
+        .expect("a participant");
+        assert_eq!(participant_json(&first).get("previous_id"), None);
+        let back = ParticipantInfo {
+            previous_id: Some("PA_1".into()),
+            ..first
+        };
+        assert_eq!(participant_json(&back)["previous_id"], "PA_1");
     }
 }
