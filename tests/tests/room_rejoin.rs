@@ -234,6 +234,15 @@ async fn a_ticket_shown_while_the_old_connection_is_listed_replaces_it() -> anyh
     let (mut old, gus, joined) = admitted_guest(&server, &mut host, "swap", "gus").await?;
     host_control(&mut host, "lock", "", "").await?;
 
+    // Shown with someone else's token, the ticket ends no one's connection.
+    let (_, plain) = join_again(&server, "swap", "mallory", Some(&ticket(&joined))).await?;
+    assert_eq!(plain["error"]["code"], "room_locked", "{plain}");
+    let listed = server
+        .room
+        .list_participants("dev".into(), "swap".into())
+        .await?;
+    assert!(listed.iter().any(|p| p.id == gus), "Gus is still in");
+
     // Its gateway still lists the old connection (as when a gateway went away and its
     // lease has not run out): the new one takes its place, the old one is closed.
     let (_back, rejoined) = join_again(&server, "swap", "gus", Some(&ticket(&joined))).await?;

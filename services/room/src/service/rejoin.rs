@@ -76,7 +76,7 @@ impl RoomService {
         };
         let mut before = self.take_departed(room_key, &id).await?;
         if before.is_none() {
-            before = self.replace(room_key, &id).await?;
+            before = self.replace(room_key, &id, identity).await?;
         }
         if before.is_none() {
             // The old connection's leave may have come between the two.
@@ -113,13 +113,24 @@ impl RoomService {
     }
 
     /// The participant `id`, still listed in `room_key` although its client is back
-    /// through another connection: it leaves now, and its gateway (if it still holds
-    /// the old connection) closes it.
-    async fn replace(&self, room_key: &str, id: &str) -> RoomResult<Option<ParticipantInfo>> {
+    /// through another connection (as `identity`, when the join names one): it leaves
+    /// now, and its gateway (if it still holds the old connection) closes it. Someone
+    /// else's ticket ends no one's connection.
+    async fn replace(
+        &self,
+        room_key: &str,
+        id: &str,
+        identity: Option<&str>,
+    ) -> RoomResult<Option<ParticipantInfo>> {
         let Some((room, before)) = self.0.live.participant(id).await? else {
             return Ok(None);
         };
-        if room != room_key || !self.depart(id, Departure::Replaced).await? {
+        let same_person = identity.is_none_or(|identity| identity == before.identity);
+        if room != room_key
+            || before.state != ParticipantState::Active
+            || !same_person
+            || !self.depart(id, Departure::Replaced).await?
+        {
             return Ok(None);
         }
         let command = crate::api::GatewayCommand::Reconnect {
