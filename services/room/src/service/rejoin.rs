@@ -82,10 +82,14 @@ impl RoomService {
             // The old connection's leave may have come between the two.
             before = self.take_departed(room_key, &id).await?;
         }
-        let before = before.filter(|before| {
-            before.state == ParticipantState::Active
-                && identity.is_none_or(|identity| identity == before.identity)
-        });
+        if let Some(kept) = &before
+            && identity.is_some_and(|identity| identity != kept.identity)
+        {
+            // Shown with someone else's token: it is still its own participant's.
+            self.keep_for_rejoin(room_key, kept).await;
+            before = None;
+        }
+        let before = before.filter(|before| before.state == ParticipantState::Active);
         self.count_rejoin(if before.is_some() {
             RejoinOutcome::Returned
         } else {
