@@ -93,6 +93,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[serde(skip_serializing_if = \"crate::signal::is_zero\")]",
         )
         .field_attribute(
+            ".confer.signal.v1.ParticipantLeft.rejoin_within_ms",
+            "#[serde(skip_serializing_if = \"crate::signal::is_zero\")]",
+        )
+        .field_attribute(
             ".confer.signal.v1.Joined.chat_limit",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         );

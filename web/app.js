@@ -73,11 +73,21 @@ client.addEventListener('joined', () => {
 });
 client.addEventListener('participant-joined', ({ detail: p }) => {
   stage.tile(p.id);
+  stage.setReconnecting(p.id, false);
   stage.setName(p.id, tileName(p));
+  stage.setVideoOff(p.id, p.video_muted);
   refreshPeople();
 });
-client.addEventListener('participant-left', ({ detail: { id } }) => {
-  stage.remove(id);
+// Someone's connection was lost: its tile stays, marked, until it is back.
+client.addEventListener('participant-reconnecting', ({ detail: p }) => {
+  stage.setReconnecting(p.id, true);
+  stage.hideScreen(p.id);
+  refreshPeople();
+});
+client.addEventListener('participant-left', ({ detail: { id, returnedAs } }) => {
+  // Back under a new id: the same tile, in the same place.
+  if (returnedAs) stage.rename(id, returnedAs);
+  else stage.remove(id);
   stage.hideScreen(id);
   refreshPeople();
 });

@@ -12,7 +12,10 @@
 // the server how large each received video is shown with `setTrackSettings` and it
 // forwards the layer that fits (nothing while hidden). One more send m-line, marked
 // `a=content:slides`, is kept for a shared screen (`shareScreen` / `stopScreenShare`).
-// Events: waiting, joined, active-speaker, participant-joined, participant-left, participant-updated,
+// Events: waiting, joined, active-speaker, participant-joined, participant-left
+// (`reason`: left, connection_lost, or returned with `returnedAs`, the id it came back
+// under), participant-reconnecting (its connection was lost: it stays listed, with
+// `reconnecting`, until it comes back or the time it had runs out), participant-updated,
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
 // reconnected (the call moved to another media server, or the connection to the
@@ -29,6 +32,9 @@ const POST_ANSWER_MS = 5000;
 // chat messages, which go again (under their client id) once the room is joined again.
 const RECONNECT_WAITS_MS = [1000, 2000, 4000, 8000];
 const RECONNECT_FOR_MS = 120_000;
+// A place kept for someone whose connection was lost goes this long after the time
+// the server gave it to come back: its join may be on the way.
+const HOLD_MARGIN_MS = 2000;
 // After these the server is not to be joined again by itself.
 const FINAL_ERRORS = new Set(['removed', 'admission_denied']);
 // Lowest first: the server ranks layers by the picture size it sees, this order until then.
@@ -49,7 +55,8 @@ export class ConferClient extends EventTarget {
     super();
     Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, videoCodec, traceparent });
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
-    this.participants = new Map(); // id -> { id, name, audio_muted, video_muted }
+    this.participants = new Map(); // id -> { id, name, audio_muted, video_muted, reconnecting }
+    this.held = new Map(); // id -> timer: places kept for participants whose connection was lost
     this.self = null;
     this.pc = null;
     this.ws = null;
@@ -380,6 +387,7 @@ export class ConferClient extends EventTarget {
     this.assignments.clear();
     this.slotTracks.clear();
     this.participants.clear();
+    this.#forgetHeld();
     await this.join(this.localStream);
     // A screen being shared goes on through the new connection's screen sender.
     if (this.screenTrack) await this.screenTransceiver.sender.replaceTrack(this.screenTrack);
@@ -394,6 +402,7 @@ export class ConferClient extends EventTarget {
 
   leave() {
     this.done = true;
+    this.#forgetHeld();
     this.rejoinTicket = null;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
     this.ws?.close();
@@ -447,14 +456,13 @@ export class ConferClient extends EventTarget {
       return;
     }
     if (message.participant_joined) {
-      const p = message.participant_joined.participant;
-      this.participants.set(p.id, p);
-      this.#emit('participant-joined', p);
+      this.#arrived(message.participant_joined.participant);
     } else if (message.participant_left) {
-      const id = message.participant_left.participant_id;
-      this.participants.delete(id);
+      const { participant_id: id, reason = 'left', rejoin_within_ms: within = 0 } = message.participant_left;
       for (const [mid, a] of this.assignments) if (a.participantId === id) this.#unbind(mid);
-      this.#emit('participant-left', { id });
+      const p = this.participants.get(id);
+      if (p && reason === 'connection_lost' && within > 0) this.#holdPlace(p, within);
+      else this.#gone(id, reason);
     } else if (message.participant_updated) {
       const p = message.participant_updated.participant;
       if (this.self && p.id === this.self.id) {
@@ -507,6 +515,44 @@ export class ConferClient extends EventTarget {
       if (FINAL_ERRORS.has(message.error.code)) this.done = true;
       this.#emit('error', message.error);
     }
+  }
+
+  // Someone joined; or came back after a lost connection (`previous_id`), into the
+  // place it had; or joined afresh while its place was kept: the old place goes.
+  #arrived(p) {
+    if (p.previous_id && this.participants.has(p.previous_id)) {
+      this.#gone(p.previous_id, 'returned', p.id);
+    } else if (p.identity) {
+      for (const [id, held] of this.participants) {
+        if (held.reconnecting && held.identity === p.identity) this.#gone(id, 'connection_lost');
+      }
+    }
+    this.participants.set(p.id, p);
+    this.#emit('participant-joined', p);
+  }
+
+  // `p`'s connection was lost: it keeps its place (listed, `reconnecting`) until it
+  // comes back, for `withinMs` at most.
+  #holdPlace(p, withinMs) {
+    const held = { ...p, reconnecting: true };
+    this.participants.set(p.id, held);
+    this.held.set(p.id, setTimeout(() => this.#gone(p.id, 'connection_lost'), withinMs + HOLD_MARGIN_MS));
+    this.#emit('participant-reconnecting', held);
+  }
+
+  // `id` has left: `reason` left (or removed), connection_lost (not back in time),
+  // or returned (back as `returnedAs`, whose participant-joined follows).
+  #gone(id, reason, returnedAs = null) {
+    clearTimeout(this.held.get(id));
+    this.held.delete(id);
+    if (!this.participants.delete(id)) return;
+    this.#emit('participant-left', returnedAs ? { id, reason, returnedAs } : { id, reason });
+  }
+
+  // Places kept for others are this connection's; a new one learns the room afresh.
+  #forgetHeld() {
+    for (const timer of this.held.values()) clearTimeout(timer);
+    this.held.clear();
   }
 
   #bind(mid) {

@@ -55,6 +55,22 @@ export class Stage {
 
   setVideoOff(id, off) { this.tiles.get(id)?.tile.classList.toggle('video-off', off); }
 
+  // A participant whose connection was lost keeps its tile, marked, while it comes back.
+  setReconnecting(id, on) { this.tiles.get(id)?.tile.classList.toggle('reconnecting', on); }
+
+  // The tile of `from` is now `to`'s (a participant back under a new id), in its place.
+  rename(from, to) {
+    const entry = this.tiles.get(from);
+    if (!entry || this.tiles.has(to)) {
+      this.remove(from);
+      return;
+    }
+    this.tiles.delete(from);
+    this.tiles.set(to, entry);
+    entry.tile.dataset.participant = to;
+    entry.tile.classList.toggle('speaking', to === this.speaker);
+  }
+
   addTrack(id, track) {
     const entry = this.tile(id);
     for (const old of entry.stream.getTracks()) if (old.kind === track.kind) entry.stream.removeTrack(old);
@@ -110,11 +126,11 @@ export function renderParticipants(list, participants, self, knocks, act) {
     item.dataset.participant = p.id;
     const name = document.createElement('span');
     const phone = p.kind === 'sip';
-    name.textContent = `${p.name}${p.id === self.id ? ' (you)' : ''}${p.role === 'host' ? ' · host' : ''}${phone ? ' · by phone' : ''}`;
+    name.textContent = `${p.name}${p.id === self.id ? ' (you)' : ''}${p.role === 'host' ? ' · host' : ''}${phone ? ' · by phone' : ''}${p.reconnecting ? ' · reconnecting…' : ''}`;
     const state = document.createElement('span');
     state.textContent = `${p.audio_muted ? '🔇' : '🎤'} ${phone ? '📞' : p.video_muted ? '🚫' : '📷'}`;
     item.append(name, state);
-    if (isHost && p.id !== self.id) {
+    if (isHost && p.id !== self.id && !p.reconnecting) {
       item.append(
         button(p.audio_blocked ? 'Unmute' : 'Mute', () => act(p.audio_blocked ? 'unmute' : 'mute', p.id, { kind: 'audio' })),
         button(p.video_blocked ? 'Allow video' : 'Stop video', () => act(p.video_blocked ? 'unmute' : 'mute', p.id, { kind: 'video' })),

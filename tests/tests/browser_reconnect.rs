@@ -1,7 +1,8 @@
 //! A call that goes on after its connection to the gateway is lost: two Chromium
 //! browsers in a call, with a chat. Ada, the host, has locked the room, and Bob has
 //! changed his name. Bob's connection to the gateway ends without a leave (closed
-//! from his page, as a network drop or a gateway's restart ends it). His page says
+//! from his page, as a network drop or a gateway's restart ends it). Ada's page keeps
+//! his tile, marked as reconnecting, and he comes back into it. His page says
 //! so, joins again by itself past the lock, under his new name, decodes Ada's video
 //! again, and its chat shows what Ada said while he was away, once; the message he
 //! sent as it dropped goes again once he is back, and reaches both once; what he says
@@ -16,7 +17,8 @@ use confer_e2e::room::{
     CONNECTED, RECONNECTING, chat_shows_once as shown_once, join, say, self_id,
     wait_for_remote_video,
 };
-use confer_e2e::server::{DEV_TENANT, TestServer};
+use confer_e2e::server::{DEV_TENANT, Options, TestServer};
+use confer_room::RoomConfig;
 use confer_room::api::RoomApi as _;
 use serde_json::Value;
 
@@ -86,8 +88,21 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
     )
     .await?;
 
-    // Bob's connection ends as he sends a message; Ada sees him leave and speaks
-    // while he is away.
+    // From here Ada's page notes every leave it hears of and every tile it takes
+    // off the stage.
+    ada.eval(
+        "window.leaves = []; \
+         window.conferClient.addEventListener('participant-left', ({ detail }) => window.leaves.push(detail)); \
+         window.tilesTakenOff = 0; \
+         new MutationObserver((records) => { for (const r of records) for (const n of r.removedNodes) \
+           if (n.classList?.contains('tile')) window.tilesTakenOff++; }) \
+           .observe(document.getElementById('stage'), { childList: true }); \
+         return true;",
+    )
+    .await?;
+
+    // Bob's connection ends as he sends a message; Ada sees him reconnecting, in his
+    // place, and speaks while he is away.
     bob.eval(
         "window.conferClient.ws.close(); \
          window.sentAsLost = window.conferClient.sendChat('sent as the connection dropped') \
@@ -95,11 +110,50 @@ async fn a_lost_connection_is_joined_again_and_the_chat_fills_in_what_was_missed
          return true;",
     )
     .await?;
-    alone(&ada).await?;
+    ada.wait_for(
+        "Bob's tile and name marked as reconnecting",
+        &format!(
+            "const tile = document.querySelector('.tile[data-participant=\"{bob_before}\"]'); \
+             const item = document.querySelector('#participants li[data-participant=\"{bob_before}\"]'); \
+             return !!tile && tile.classList.contains('reconnecting') \
+               && !!item && item.textContent.includes('Bobby · reconnecting…') \
+               && window.conferClient.participants.get('{bob_before}').reconnecting === true;"
+        ),
+        Duration::from_secs(5),
+    )
+    .await?;
     say(&ada, "while you were away").await?;
 
     // Bob's page says it lost the connection, and joins again by itself.
     let bob_after = back_again(&bob, &bob_before).await?;
+    // At Ada's, he is back in the same tile, under his new id, and never left.
+    ada.wait_for(
+        "Bob back in his tile, with his video",
+        &format!(
+            "const tile = document.querySelector('.tile[data-participant=\"{bob_after}\"]'); \
+             const video = [...window.conferClient.assignments.values()] \
+               .some((a) => a.participantId === '{bob_after}' && a.kind === 'video' && a.bound); \
+             return !!tile && !tile.classList.contains('reconnecting') && video \
+               && tile.querySelector('video').videoWidth > 0;"
+        ),
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert_eq!(
+        ada.eval(
+            "return [window.leaves, window.tilesTakenOff, \
+               document.querySelectorAll('#stage .tile').length, \
+               [...window.conferClient.participants.values()].map((p) => [p.id, p.name])];"
+        )
+        .await?,
+        serde_json::json!([
+            [{"id": bob_before, "reason": "returned", "returnedAs": bob_after}],
+            0,
+            2,
+            [[bob_after, "Bobby"]],
+        ]),
+        "Ada's page kept Bob's place while he was away"
+    );
     let back_as = bob
         .eval("return [window.conferClient.self.name, window.conferClient.self.role];")
         .await?;
@@ -227,5 +281,84 @@ async fn a_lost_media_connection_is_joined_again() -> anyhow::Result<()> {
     for browser in [ada, bob] {
         browser.close().await?;
     }
+    Ok(())
+}
+
+/// Bob's browser goes away for good (closed without a leave): Ada's page keeps his
+/// tile, marked as reconnecting, for as long as the room service keeps him (1 s
+/// here) and the SDK's margin for a join on its way (2 s), and then lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_up()
+-> anyhow::Result<()> {
+    let server = TestServer::start_with(Options {
+        room: RoomConfig {
+            rejoin_grace: Duration::from_secs(1),
+            ..RoomConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let bob = driver.browser().await?;
+    join(&ada, &server, "gone", "Ada").await?;
+    join(&bob, &server, "gone", "Bob").await?;
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    let bob_id = self_id(&bob).await?;
+    ada.eval(
+        "window.seen = []; \
+         for (const ev of ['participant-reconnecting', 'participant-left']) \
+           window.conferClient.addEventListener(ev, ({ detail }) => \
+             window.seen.push([ev, detail.id, detail.reason || '', performance.now()])); \
+         return true;",
+    )
+    .await?;
+
+    bob.close().await?;
+    ada.wait_for(
+        "Bob's tile marked as reconnecting",
+        &format!(
+            "const tile = document.querySelector('.tile[data-participant=\"{bob_id}\"]'); \
+             return !!tile && tile.classList.contains('reconnecting');"
+        ),
+        Duration::from_secs(5),
+    )
+    .await?;
+    ada.wait_for(
+        "Bob's tile gone",
+        "return document.querySelectorAll('#stage .tile').length === 1 \
+           && window.conferClient.participants.size === 0;",
+        Duration::from_secs(10),
+    )
+    .await?;
+    let seen = ada.eval("return window.seen;").await?;
+    let events: Vec<(&str, &str, &str)> = seen
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap_or_default(),
+                e[1].as_str().unwrap_or_default(),
+                e[2].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("participant-reconnecting", bob_id.as_str(), ""),
+            ("participant-left", bob_id.as_str(), "connection_lost"),
+        ],
+        "{seen}"
+    );
+    let kept_ms = seen[1][3].as_f64().unwrap_or_default() - seen[0][3].as_f64().unwrap_or_default();
+    assert!(
+        (2_900.0..6_000.0).contains(&kept_ms),
+        "kept for the grace and the margin: {kept_ms} ms"
+    );
+    ada.close().await?;
     Ok(())
 }

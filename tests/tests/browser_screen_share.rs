@@ -1,4 +1,5 @@
-//! Screen share in real browsers: a participant shares a screen (here an animated
+//! Screen share in real browsers: nothing shows as a screen until one is shared; a
+//! participant shares a screen (here an animated
 //! canvas, since headless Chromium has no screen to pick) as a second video next to
 //! the camera, without renegotiating. The others see it in its own large tile, camera
 //! still playing; when sharing stops, the tile goes away. A host who denies screen
@@ -37,8 +38,25 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
     join(&ada, &server, "slides", "Ada").await?;
+    ada.eval(
+        "window.screens = []; \
+         window.conferClient.addEventListener('track', ({ detail }) => { \
+           if (detail.source === 'screen_share') window.screens.push(detail.participantId); }); \
+         return true;",
+    )
+    .await?;
     join(&bob, &server, "slides", "Bob").await?;
-    wait_for_remote_video(&bob).await?;
+    for browser in [&ada, &bob] {
+        wait_for_remote_video(browser).await?;
+    }
+    // Bob shares nothing: no screen of his shows up at Ada's, not even for a moment
+    // (his browser keeps its screen m-line ready, and probes the bandwidth through it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ada.eval("return window.screens;").await?,
+        serde_json::json!([]),
+        "no screen before one is shared"
+    );
     let ada_id = self_id(&ada).await?;
 
     ada.eval(SHARE_CANVAS).await?;

@@ -107,7 +107,7 @@ async fn next_command<T>(
 fn left(command: &GatewayCommand) -> Option<String> {
     match command {
         GatewayCommand::Notify {
-            event: RoomEvent::ParticipantLeft { participant },
+            event: RoomEvent::ParticipantLeft { participant, .. },
             ..
         } => Some(participant.clone()),
         _ => None,

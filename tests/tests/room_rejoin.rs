@@ -48,14 +48,26 @@ async fn admitted_guest(
     Ok((guest, id, joined))
 }
 
-/// Waits until `client` hears that `participant` left.
-async fn sees_leave(client: &mut SignalClient, participant: &str) -> anyhow::Result<()> {
+/// Waits until `client` hears that `participant` left: why, and for how many
+/// milliseconds the others keep its place (0 when it will not come back).
+async fn sees_leave(client: &mut SignalClient, participant: &str) -> anyhow::Result<(String, u64)> {
     loop {
         let left = client.recv_kind("participant_left", WAIT).await?;
-        if left["participant_left"]["participant_id"] == participant {
-            return Ok(());
+        let left = &left["participant_left"];
+        if left["participant_id"] == participant {
+            let reason = left["reason"].as_str().unwrap_or_default().to_owned();
+            return Ok((reason, left["rejoin_within_ms"].as_u64().unwrap_or(0)));
         }
     }
+}
+
+/// The others hear that a lost participant may come back, for as long as it may.
+const LOST: (&str, u64) = ("connection_lost", 120_000);
+/// The others hear that it is gone for good.
+const GONE: (&str, u64) = ("left", 0);
+
+fn as_heard((reason, within): &(String, u64)) -> (&str, u64) {
+    (reason.as_str(), *within)
 }
 
 /// A new connection's join of `room` as `identity`, with `ticket` when given: its
@@ -109,7 +121,8 @@ async fn a_lost_connection_comes_back_as_it_was_past_the_lock_and_the_waiting_ro
 
     // The connection drops without a leave.
     drop(guest);
-    sees_leave(&mut host, &gus).await?;
+    let heard = sees_leave(&mut host, &gus).await?;
+    assert_eq!(as_heard(&heard), LOST, "the others keep its place");
     // The lock holds for everyone else.
     let (_, refused) = join_again(&server, "board", "lea", None).await?;
     assert_eq!(refused["error"]["code"], "room_locked", "{refused}");
@@ -159,9 +172,11 @@ async fn a_leave_or_a_hosts_removal_is_final() -> anyhow::Result<()> {
     host_control(&mut host, "lock", "", "").await?;
 
     leaver.send(&json!({"leave": {}})).await?;
-    sees_leave(&mut host, &leaver_id).await?;
+    let heard = sees_leave(&mut host, &leaver_id).await?;
+    assert_eq!(as_heard(&heard), GONE, "a leave");
     host_control(&mut host, "remove", &removed_id, "").await?;
-    sees_leave(&mut host, &removed_id).await?;
+    let heard = sees_leave(&mut host, &removed_id).await?;
+    assert_eq!(as_heard(&heard), GONE, "a removal");
     drop(removed);
 
     for (identity, ticket) in [("lea", &leaver_ticket), ("rex", &removed_ticket)] {
@@ -223,7 +238,12 @@ async fn a_ticket_is_for_its_own_room_person_and_time() -> anyhow::Result<()> {
     let late_ticket = ticket(&joined);
     host_control(&mut host, "lock", "", "").await?;
     drop(guest);
-    sees_leave(&mut host, &gus).await?;
+    let heard = sees_leave(&mut host, &gus).await?;
+    assert_eq!(
+        as_heard(&heard),
+        ("connection_lost", 600),
+        "the others keep its place for the room service's grace"
+    );
     tokio::time::sleep(Duration::from_millis(900)).await;
     let (_, answer) = join_again(&server, "one", "gus", Some(&late_ticket)).await?;
     assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
@@ -251,7 +271,8 @@ async fn a_ticket_shown_while_the_old_connection_is_listed_replaces_it() -> anyh
     let (_back, rejoined) = join_again(&server, "swap", "gus", Some(&ticket(&joined))).await?;
     let new_id = rejoined["joined"]["you"]["id"].as_str().unwrap_or_default();
     assert!(!new_id.is_empty() && new_id != gus, "{rejoined}");
-    sees_leave(&mut host, &gus).await?;
+    let heard = sees_leave(&mut host, &gus).await?;
+    assert_eq!(as_heard(&heard), LOST, "coming back right now");
     let seen = host.recv_kind("participant_joined", WAIT).await?;
     assert_eq!(seen["participant_joined"]["participant"]["id"], new_id);
     let listed = server

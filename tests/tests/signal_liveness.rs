@@ -48,6 +48,10 @@ async fn a_silent_client_is_let_go_and_leaves_while_one_that_answers_pings_stays
         left["participant_left"]["participant_id"],
         Value::from(bob_id)
     );
+    assert_eq!(
+        left["participant_left"]["reason"], "connection_lost",
+        "a silent connection is a lost one: Bob may come back as he was"
+    );
     assert!(
         silent_since.elapsed() >= SILENT_FOR / 2,
         "let go only after a silence: {:?}",

@@ -640,6 +640,9 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
             "signature verifies with the endpoint's secret"
         );
     }
+    let (_, _, left, _) = &accepted[2];
+    let left: Value = serde_json::from_str(left)?;
+    assert_eq!(left["reason"], "left", "a leave is for good: {left}");
     let (_, dead) = api
         .call(
             Method::GET,

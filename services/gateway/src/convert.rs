@@ -58,11 +58,15 @@ pub(crate) fn room_event(event: RoomEvent) -> Msg {
                 participant: Some(participant(&p)),
             })
         }
-        RoomEvent::ParticipantLeft { participant } => {
-            Msg::ParticipantLeft(signal::ParticipantLeft {
-                participant_id: participant,
-            })
-        }
+        RoomEvent::ParticipantLeft {
+            participant,
+            reason,
+            rejoin_within_ms,
+        } => Msg::ParticipantLeft(signal::ParticipantLeft {
+            participant_id: participant,
+            reason: reason.as_str().to_owned(),
+            rejoin_within_ms: u32::try_from(rejoin_within_ms).unwrap_or(u32::MAX),
+        }),
         RoomEvent::Knock { participant: p } => Msg::Knock(signal::Knock {
             participant: Some(participant(&p)),
         }),

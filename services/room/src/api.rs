@@ -201,6 +201,12 @@ pub enum RoomEvent {
     },
     ParticipantLeft {
         participant: String,
+        #[serde(default)]
+        reason: LeaveReason,
+        /// A lost participant may come back as it was for this long (its
+        /// `ParticipantJoined` then names this id as `previous_id`); 0: it will not.
+        #[serde(default)]
+        rejoin_within_ms: u64,
     },
     /// Someone is in the waiting room (sent to hosts).
     Knock {
@@ -219,6 +225,27 @@ pub enum RoomEvent {
         topic: String,
         payload: String,
     },
+}
+
+/// Why a participant left its room, as its members and the tenant hear it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// It left, or a host removed it: for good.
+    #[default]
+    Left,
+    /// Its connection ended without a leave (the network, its gateway, its media
+    /// server): it may come back as it was.
+    ConnectionLost,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::ConnectionLost => "connection_lost",
+        }
+    }
 }
 
 /// `POST /v1/rooms`.

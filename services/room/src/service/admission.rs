@@ -1,7 +1,7 @@
 //! Joining and leaving: who may enter, the waiting room, placement, and the events
 //! that follow.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use confer_auth::{Claims, LEEWAY_SECS, ParticipantKind, TokenError, TokenKey};
 use tracing::Instrument as _;
@@ -517,9 +517,16 @@ impl RoomService {
         if !self.0.live.remove_participant(&key, &info).await? {
             return Ok(false);
         }
-        if why == Departure::Lost && info.state == ParticipantState::Active {
-            self.keep_for_rejoin(&key, &info).await;
-        }
+        let active = info.state == ParticipantState::Active;
+        // How long the others keep its place: as long as it may come back.
+        let rejoin_within = match why {
+            Departure::Lost if active && self.keep_for_rejoin(&key, &info).await => {
+                self.0.config.rejoin_grace
+            }
+            Departure::Replaced => self.0.config.rejoin_grace,
+            Departure::Left | Departure::Lost => Duration::ZERO,
+        };
+        let reason = why.reason();
         match info.state {
             ParticipantState::Waiting => {
                 self.notify(
@@ -539,6 +546,9 @@ impl RoomService {
                         Audience::Active,
                         crate::api::RoomEvent::ParticipantLeft {
                             participant: participant.to_owned(),
+                            reason,
+                            rejoin_within_ms: u64::try_from(rejoin_within.as_millis())
+                                .unwrap_or(u64::MAX),
                         },
                     )
                     .await?;
@@ -548,7 +558,7 @@ impl RoomService {
                     .iter()
                     .map(|kind| WebhookEvent::TrackUnpublished(info.clone(), *kind))
                     .collect();
-                events.push(WebhookEvent::ParticipantLeft(info));
+                events.push(WebhookEvent::ParticipantLeft(info, reason));
                 if self.presence(&key, -1, &events).await? == Presence::Finished {
                     self.end_session(&key).await?;
                 }

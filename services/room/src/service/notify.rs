@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{RoomService, split_room_key};
-use crate::api::{GatewayCommand, RoomEvent};
+use crate::api::{GatewayCommand, LeaveReason, RoomEvent};
 use crate::clock::unix_secs;
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState, TrackKind};
@@ -39,7 +39,7 @@ pub(crate) enum WebhookEvent {
     RoomStarted,
     RoomFinished,
     ParticipantJoined(ParticipantInfo),
-    ParticipantLeft(ParticipantInfo),
+    ParticipantLeft(ParticipantInfo, LeaveReason),
     TrackPublished(ParticipantInfo, TrackKind),
     TrackUnpublished(ParticipantInfo, TrackKind),
 }
@@ -50,7 +50,7 @@ impl WebhookEvent {
             WebhookEvent::RoomStarted => "room_started",
             WebhookEvent::RoomFinished => "room_finished",
             WebhookEvent::ParticipantJoined(_) => "participant_joined",
-            WebhookEvent::ParticipantLeft(_) => "participant_left",
+            WebhookEvent::ParticipantLeft(..) => "participant_left",
             WebhookEvent::TrackPublished(..) => "track_published",
             WebhookEvent::TrackUnpublished(..) => "track_unpublished",
         }
@@ -59,7 +59,7 @@ impl WebhookEvent {
     fn participant(&self) -> Option<&ParticipantInfo> {
         match self {
             WebhookEvent::ParticipantJoined(p)
-            | WebhookEvent::ParticipantLeft(p)
+            | WebhookEvent::ParticipantLeft(p, _)
             | WebhookEvent::TrackPublished(p, _)
             | WebhookEvent::TrackUnpublished(p, _) => Some(p),
             WebhookEvent::RoomStarted | WebhookEvent::RoomFinished => None,
@@ -162,6 +162,10 @@ fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {
     });
     if let Some(participant) = event.participant() {
         body["participant"] = participant_json(participant);
+    }
+    // Lost: it may come back, as a `participant_joined` naming this id as its `previous_id`.
+    if let WebhookEvent::ParticipantLeft(_, reason) = event {
+        body["reason"] = json!(reason.as_str());
     }
     if let WebhookEvent::TrackPublished(_, kind) | WebhookEvent::TrackUnpublished(_, kind) = event {
         body["track"] = json!({ "kind": kind.as_str() });

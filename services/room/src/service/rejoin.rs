@@ -8,6 +8,7 @@
 //! host has nothing to come back to: its ticket is worth a plain join.
 
 use super::RoomService;
+use crate::api::LeaveReason;
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState};
 
@@ -24,6 +25,17 @@ pub(crate) enum Departure {
     Lost,
     /// It came back through another connection, which takes its place.
     Replaced,
+}
+
+impl Departure {
+    /// How the participant's members and the tenant hear of it.
+    pub(crate) fn reason(self) -> LeaveReason {
+        match self {
+            Self::Left => LeaveReason::Left,
+            // Replaced: it is coming back right now.
+            Self::Lost | Self::Replaced => LeaveReason::ConnectionLost,
+        }
+    }
 }
 
 /// How rejoins went, for `/metrics`.
@@ -98,14 +110,19 @@ impl RoomService {
         Ok(before)
     }
 
-    /// Keeps `before` for it to come back once more: its return did not get in.
-    pub(crate) async fn keep_for_rejoin(&self, room_key: &str, before: &ParticipantInfo) {
+    /// Keeps `before` for it to come back (once more, when its return did not get
+    /// in); `false` when it cannot come back.
+    pub(crate) async fn keep_for_rejoin(&self, room_key: &str, before: &ParticipantInfo) -> bool {
         let grace = self.0.config.rejoin_grace;
         if grace.is_zero() {
-            return;
+            return false;
         }
-        if let Err(err) = self.0.live.keep_departed(room_key, before, grace).await {
-            tracing::warn!(%err, participant = %before.id, "cannot keep a participant to come back");
+        match self.0.live.keep_departed(room_key, before, grace).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%err, participant = %before.id, "cannot keep a participant to come back");
+                false
+            }
         }
     }
 

@@ -728,14 +728,19 @@ impl Sfu {
             .iter()
             .find(|ext| ext.uri == speaker::AUDIO_LEVEL_URI)
             .and_then(|ext| u8::try_from(ext.id).ok());
+        let source_kind = TrackSource::of(kind, slides);
+        // A screen m-line opens before anything is shared on it (a browser keeps it
+        // ready, and probes the bandwidth through it): it takes no one's slot until a
+        // picture arrives on it (`wake_publication`).
+        let dormant = source_kind == TrackSource::ScreenShare;
         peer.published.insert(
             init.track_id.clone(),
             Published {
                 receiver_id: Some(init.receiver_id),
                 relay_track: self.next_relay_track,
                 kind,
-                source: TrackSource::of(kind, slides),
-                dormant: false,
+                source: source_kind,
+                dormant,
                 layers: vec![layer],
                 codecs: codecs.into(),
                 audio_level_ext,
@@ -749,6 +754,9 @@ impl Sfu {
             participant: peer.participant.clone(),
             kind,
         });
+        if dormant {
+            return;
+        }
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
                 .publications
