@@ -48,12 +48,14 @@ export class ConferClient extends EventTarget {
   // `videoCodec`: 'vp8' or 'h264' to send video (the camera and a shared screen) in
   // that codec (the browser's choice when empty); subscribers get it whatever they
   // prefer, as long as their browser decodes it.
+  // `leaveOnPageHide`: closing the page (or leaving it) leaves the call, so the others
+  // do not keep a place for someone who is not coming back.
   // `traceparent`: an optional function returning the W3C traceparent of the app's own
   // current span (e.g. from OpenTelemetry JS); each request then carries it and the
   // server's spans for the join and offer become its children.
-  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true, videoCodec = '', traceparent = null }) {
+  constructor({ room, name, token = '', password = '', tenant = '', iceTransportPolicy = 'all', url = defaultSignalUrl(), audioSlots = DEFAULT_SLOTS, videoSlots = DEFAULT_SLOTS, simulcast = true, videoCodec = '', traceparent = null, leaveOnPageHide = true }) {
     super();
-    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, videoCodec, traceparent });
+    Object.assign(this, { room, name, token, password, tenant, iceTransportPolicy, url, audioSlots, videoSlots, simulcast, videoCodec, traceparent, leaveOnPageHide });
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted, reconnecting }
     this.held = new Map(); // id -> timer: places kept for participants whose connection was lost
@@ -139,6 +141,10 @@ export class ConferClient extends EventTarget {
     const answer = await answerPromise;
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.answer.sdp });
     for (const mid of this.assignments.keys()) this.#bind(mid);
+    if (!this.joinedOnce && this.leaveOnPageHide && typeof window !== 'undefined') {
+      // Closing the page (or going elsewhere) is leaving, not a lost connection.
+      window.addEventListener('pagehide', () => { if (!this.done) this.leave(); });
+    }
     this.joinedOnce = true;
     this.dispatchEvent(new CustomEvent('joined', { detail: joined }));
     return joined;
@@ -404,9 +410,17 @@ export class ConferClient extends EventTarget {
     this.done = true;
     this.#forgetHeld();
     this.rejoinTicket = null;
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ leave: {} });
-    this.ws?.close();
-    this.pc?.close();
+    const { ws, pc } = this;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      this.send({ leave: {} });
+      // The media goes once the server has taken the leave (the connection closes
+      // after it): ended first, it would reach the server as a lost connection.
+      ws.addEventListener('close', () => pc?.close(), { once: true });
+      ws.close();
+    } else {
+      ws?.close();
+      pc?.close();
+    }
   }
 
   send(message) {

@@ -258,6 +258,9 @@ async fn post_a_bunch(server: &TestServer, name: &str) -> anyhow::Result<()> {
         seqs.windows(2).all(|pair| pair[0] < pair[1]),
         "{name}'s bunch stored in the order posted: {seqs:?}"
     );
+    // A leave: a connection that only ended would keep its place in the others' calls
+    // for a while, as one that may come back.
+    member.send(&json!({"leave": {}})).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use confer_e2e::browser::Browser;
 use confer_e2e::browser::Driver;
 use confer_e2e::room::{
-    CONNECTED, RECONNECTING, chat_shows_once as shown_once, join, say, self_id,
+    CONNECTED, RECONNECTING, chat_shows_once as shown_once, join, open_join_link, say, self_id,
     wait_for_remote_video,
 };
 use confer_e2e::server::{DEV_TENANT, Options, TestServer};
@@ -284,15 +284,65 @@ async fn a_lost_media_connection_is_joined_again() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bob's browser goes away for good (closed without a leave): Ada's page keeps his
-/// tile, marked as reconnecting, for as long as the room service keeps him (1 s
-/// here) and the SDK's margin for a join on its way (2 s), and then lets it go.
+/// The events of `seen` (`[event, id, reason, ms]` each) without their times.
+fn events(seen: &Value) -> Vec<(String, String, String)> {
+    seen.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let field = |i: usize| e[i].as_str().unwrap_or_default().to_owned();
+            (field(0), field(1), field(2))
+        })
+        .collect()
+}
+
+fn event(name: &str, id: &str, reason: &str) -> (String, String, String) {
+    (name.to_owned(), id.to_owned(), reason.to_owned())
+}
+
+/// Waits until `browser`'s page shows `id`'s tile marked as reconnecting.
+async fn marked_reconnecting(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    browser
+        .wait_for(
+            "the tile marked as reconnecting",
+            &format!(
+                "const tile = document.querySelector('.tile[data-participant=\"{id}\"]'); \
+                 return !!tile && tile.classList.contains('reconnecting');"
+            ),
+            Duration::from_secs(5),
+        )
+        .await
+}
+
+/// `browser`'s page loses its connections and does not try again (as a machine
+/// that crashed or lost its network for good).
+async fn vanish(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .eval(
+            "const client = window.conferClient; \
+             client.done = true; \
+             client.ws.close(); \
+             client.pc.close(); \
+             return true;",
+        )
+        .await?;
+    Ok(())
+}
+
+/// Bob (signed in as `bob`) loses his connections for good and opens the room again
+/// in another browser, which cannot show his ticket: at Ada's, the place kept for him
+/// goes as the same person joins afresh. That browser's connections go for good too:
+/// Ada's page keeps his tile, marked as reconnecting, for as long as the room service
+/// keeps him (5 s here) and the SDK's margin for a join on its way (2 s), and then
+/// lets it go. A third browser's page that he closes (it goes to another page) leaves
+/// the call: nothing is kept for him; nor for a fourth that leaves just after its
+/// media connection ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_up()
 -> anyhow::Result<()> {
     let server = TestServer::start_with(Options {
         room: RoomConfig {
-            rejoin_grace: Duration::from_secs(1),
+            rejoin_grace: Duration::from_secs(5),
             ..RoomConfig::default()
         },
         ..Options::default()
@@ -301,64 +351,147 @@ async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_u
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
     let bob = driver.browser().await?;
+    let bob_link = server.url(&format!(
+        "/r/gone?token={}",
+        confer_e2e::joins::guest_token("gone", "bob")
+    ));
     join(&ada, &server, "gone", "Ada").await?;
-    join(&bob, &server, "gone", "Bob").await?;
+    open_join_link(&bob, &bob_link, "Bob").await?;
     for browser in [&ada, &bob] {
         wait_for_remote_video(browser).await?;
     }
-    let bob_id = self_id(&bob).await?;
+    let first = self_id(&bob).await?;
     ada.eval(
         "window.seen = []; \
-         for (const ev of ['participant-reconnecting', 'participant-left']) \
+         for (const ev of ['participant-reconnecting', 'participant-left', 'participant-joined']) \
            window.conferClient.addEventListener(ev, ({ detail }) => \
              window.seen.push([ev, detail.id, detail.reason || '', performance.now()])); \
          return true;",
     )
     .await?;
 
-    bob.close().await?;
+    vanish(&bob).await?;
+    marked_reconnecting(&ada, &first).await?;
+    let second_bob = driver.browser().await?;
+    open_join_link(&second_bob, &bob_link, "Bob").await?;
+    let second = self_id(&second_bob).await?;
     ada.wait_for(
-        "Bob's tile marked as reconnecting",
+        "Bob in his new tile, the old one gone",
         &format!(
-            "const tile = document.querySelector('.tile[data-participant=\"{bob_id}\"]'); \
-             return !!tile && tile.classList.contains('reconnecting');"
+            "return [...document.querySelectorAll('#stage .tile.remote')] \
+               .map((t) => t.dataset.participant).join() === '{second}';"
         ),
         Duration::from_secs(5),
     )
     .await?;
+    let seen = ada.eval("return window.seen;").await?;
+    assert_eq!(
+        events(&seen),
+        [
+            event("participant-reconnecting", &first, ""),
+            event("participant-left", &first, "connection_lost"),
+            event("participant-joined", &second, ""),
+        ],
+        "{seen}"
+    );
+    let replaced_ms =
+        seen[2][3].as_f64().unwrap_or_default() - seen[1][3].as_f64().unwrap_or_default();
+    assert!(
+        replaced_ms < 50.0,
+        "the old place went as he joined afresh, not when its time was up: {seen}"
+    );
+
+    ada.eval("window.seen = []; return true;").await?;
+    vanish(&second_bob).await?;
+    marked_reconnecting(&ada, &second).await?;
     ada.wait_for(
         "Bob's tile gone",
         "return document.querySelectorAll('#stage .tile').length === 1 \
            && window.conferClient.participants.size === 0;",
-        Duration::from_secs(10),
+        Duration::from_secs(15),
     )
     .await?;
     let seen = ada.eval("return window.seen;").await?;
-    let events: Vec<(&str, &str, &str)> = seen
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e[0].as_str().unwrap_or_default(),
-                e[1].as_str().unwrap_or_default(),
-                e[2].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
     assert_eq!(
-        events,
+        events(&seen),
         [
-            ("participant-reconnecting", bob_id.as_str(), ""),
-            ("participant-left", bob_id.as_str(), "connection_lost"),
+            event("participant-reconnecting", &second, ""),
+            event("participant-left", &second, "connection_lost"),
         ],
         "{seen}"
     );
     let kept_ms = seen[1][3].as_f64().unwrap_or_default() - seen[0][3].as_f64().unwrap_or_default();
     assert!(
-        (2_900.0..6_000.0).contains(&kept_ms),
+        (6_900.0..11_000.0).contains(&kept_ms),
         "kept for the grace and the margin: {kept_ms} ms"
     );
-    ada.close().await?;
+
+    // Closing the page is leaving.
+    let third_bob = driver.browser().await?;
+    open_join_link(&third_bob, &bob_link, "Bob").await?;
+    let third = self_id(&third_bob).await?;
+    ada.wait_for(
+        "Bob's third tile",
+        "return window.conferClient.participants.size === 1;",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ada.eval("window.seen = []; return true;").await?;
+    third_bob.goto("about:blank").await?;
+    ada.wait_for(
+        "Bob's tile gone",
+        "return window.conferClient.participants.size === 0;",
+        Duration::from_secs(5),
+    )
+    .await?;
+    let seen = ada.eval("return window.seen;").await?;
+    assert_eq!(
+        events(&seen),
+        [event("participant-left", &third, "left")],
+        "{seen}"
+    );
+
+    // A page that ends its media and leaves only once the media server has reported
+    // the media lost: that was a leave after all, and Ada's page keeps nothing.
+    let fourth_bob = driver.browser().await?;
+    open_join_link(&fourth_bob, &bob_link, "Bob").await?;
+    let fourth = self_id(&fourth_bob).await?;
+    ada.wait_for(
+        "Bob's fourth tile",
+        "return window.conferClient.participants.size === 1;",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ada.eval("window.seen = []; return true;").await?;
+    fourth_bob
+        .eval(
+            "const client = window.conferClient; \
+             client.done = true; \
+             client.pc.close(); \
+             return true;",
+        )
+        .await?;
+    marked_reconnecting(&ada, &fourth).await?;
+    fourth_bob
+        .eval("window.conferClient.leave(); return true;")
+        .await?;
+    ada.wait_for(
+        "Bob's tile gone at once",
+        "return window.conferClient.participants.size === 0;",
+        Duration::from_secs(3),
+    )
+    .await?;
+    let seen = ada.eval("return window.seen;").await?;
+    assert_eq!(
+        events(&seen),
+        [
+            event("participant-reconnecting", &fourth, ""),
+            event("participant-left", &fourth, "left"),
+        ],
+        "{seen}"
+    );
+    for browser in [ada, bob, second_bob, third_bob, fourth_bob] {
+        browser.close().await?;
+    }
     Ok(())
 }

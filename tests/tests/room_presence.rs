@@ -76,6 +76,7 @@ fn change(db: &Db, room: &str, delta: i64, tag: &str) -> PresenceChange {
         events: vec![event(name, tag.into())],
         started: event("room_started", format!("{tag}-started")),
         finished: event("room_finished", format!("{tag}-finished")),
+        linger_ms: 0,
     }
 }
 
@@ -93,6 +94,111 @@ async fn stored(db: &Db, room: &str) -> anyhow::Result<(Vec<String>, i64)> {
         .await?;
     pool.close().await;
     Ok((ids, count))
+}
+
+/// The last one out of a room whose session waits (a lost participant's time to come
+/// back, here 60 s, or the room's empty timeout): no `room_finished` yet; someone
+/// entering meanwhile continues the session (no second `room_started`); once the wait
+/// is over the session is finished once, however many replicas look.
+#[tokio::test]
+async fn an_empty_room_waits_and_is_finished_once_when_its_time_is_up() -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    for name in ["sqlite", "postgres"] {
+        let db = db(name).await?;
+        let finished = |room: &str| event("room_finished", format!("{room}-swept"));
+        let now = || {
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default()
+        };
+        let lost = |tag: &str| PresenceChange {
+            linger_ms: 60_000,
+            ..change(&db, "a", -1, tag)
+        };
+        use Presence::{Continued, Emptied, Started};
+        let outcomes = db
+            .store
+            .record_presences(&[
+                change(&db, "a", 1, "j1"),
+                lost("l1"),
+                change(&db, "a", 1, "j2"),
+            ])
+            .await?;
+        assert_eq!(outcomes, [Started, Emptied, Continued], "{name}");
+        assert_eq!(
+            db.store.record_presence(&lost("l2")).await?,
+            Emptied,
+            "{name}"
+        );
+        // Not before its time.
+        assert!(
+            db.store
+                .finish_empty_rooms(now(), finished)
+                .await?
+                .is_empty(),
+            "{name}"
+        );
+        // After it, once, though two replicas look at the same time.
+        let later = now() + 61_000;
+        let (first, second) = tokio::join!(
+            db.store.finish_empty_rooms(later, finished),
+            db.store.finish_empty_rooms(later, finished)
+        );
+        let mut swept = first?;
+        swept.extend(second?);
+        assert_eq!(swept, [(db.tenant.clone(), "a".to_owned())], "{name}");
+        assert!(
+            db.store
+                .finish_empty_rooms(later, finished)
+                .await?
+                .is_empty(),
+            "{name}"
+        );
+        let (a, count) = stored(&db, "a").await?;
+        assert_eq!(
+            a,
+            ["j1-started", "j1", "l1", "j2", "l2", "a-swept"],
+            "{name}"
+        );
+        assert_eq!(count, 0, "{name}");
+        // The next one in starts a new session.
+        assert_eq!(
+            db.store.record_presence(&change(&db, "a", 1, "j3")).await?,
+            Started,
+            "{name}"
+        );
+
+        // A room's own empty timeout makes the last one out wait too, however it left.
+        let waits = RoomSettings {
+            empty_timeout_secs: 30,
+            ..RoomSettings::default()
+        };
+        db.store.insert_room(&db.tenant, "c", &waits, None).await?;
+        let outcomes = db
+            .store
+            .record_presences(&[change(&db, "c", 1, "j4"), change(&db, "c", -1, "l4")])
+            .await?;
+        assert_eq!(outcomes, [Started, Emptied], "{name}");
+        assert!(
+            db.store
+                .finish_empty_rooms(now() + 29_000, finished)
+                .await?
+                .is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            db.store
+                .finish_empty_rooms(now() + 31_000, finished)
+                .await?,
+            [(db.tenant.clone(), "c".to_owned())],
+            "{name}"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]

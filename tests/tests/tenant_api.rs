@@ -655,6 +655,137 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
     Ok(())
 }
 
+/// The events `received` has accepted once there are `count` of them (each event's
+/// name, its body, and when it arrived).
+async fn events(
+    received: &Arc<Mutex<Received>>,
+    count: usize,
+) -> anyhow::Result<Vec<(String, Value, std::time::Instant)>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut arrived = Vec::new();
+    loop {
+        let accepted = received
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .accepted
+            .clone();
+        while arrived.len() < accepted.len() {
+            arrived.push(std::time::Instant::now());
+        }
+        if accepted.len() >= count {
+            return accepted
+                .into_iter()
+                .zip(arrived)
+                .map(|((_, event, body, _), at)| Ok((event, serde_json::from_str(&body)?, at)))
+                .collect();
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} events arrived",
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `token`'s holder joins `room` through a new connection (with `ticket`, to come
+/// back): the connection and its `joined`.
+async fn join_with(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+    ticket: &str,
+) -> anyhow::Result<(SignalClient, Value)> {
+    let mut client = SignalClient::connect(&server.signal_url()).await?;
+    let join = json!({"request_id": "j", "join": {"room": room, "token": token, "rejoin": ticket}});
+    client.send(&join).await?;
+    let joined = client.recv_kind("joined", Duration::from_secs(5)).await?;
+    Ok((client, joined["joined"].clone()))
+}
+
+/// A room's session goes on while its only participant, whose connection was lost,
+/// comes back: the tenant hears it leave (`connection_lost`) and join again (naming
+/// its `previous_id`), and `room_finished` only once it leaves for good. A room with
+/// an empty timeout finishes that long after its last participant left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_session_waits_for_a_lost_participant_and_its_empty_timeout() -> anyhow::Result<()>
+{
+    let server = TestServer::start_with(Options {
+        webhooks: WebhookConfig {
+            backoff_base: Duration::from_millis(40),
+            poll_interval: Duration::from_millis(20),
+            ..WebhookConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let covered = Arc::new(Mutex::new(BTreeSet::new()));
+    let api = api_for(&server, &covered).await?;
+    let (url, received) = webhook_receiver(0).await?;
+    api.call(
+        Method::POST,
+        "/v1/webhooks",
+        "/v1/webhooks",
+        Some(json!({"url": url})),
+    )
+    .await?;
+
+    let token = api.token("standup", "hana", "Hana", true);
+    let (first, joined) = join_with(&server, "standup", &token, "").await?;
+    let first_id = joined["you"]["id"].as_str().unwrap_or_default().to_owned();
+    drop(first);
+    events(&received, 3).await?;
+    let ticket = joined["rejoin"].as_str().unwrap_or_default();
+    let (mut back, _) = join_with(&server, "standup", &token, ticket).await?;
+    back.send(&json!({"leave": {}})).await?;
+    let seen = events(&received, 6).await?;
+    let names: Vec<&str> = seen.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "room_started",
+            "participant_joined",
+            "participant_left",
+            "participant_joined",
+            "participant_left",
+            "room_finished"
+        ],
+        "one session"
+    );
+    assert_eq!(seen[2].1["reason"], "connection_lost");
+    assert_eq!(seen[3].1["participant"]["previous_id"], first_id.as_str());
+    assert_eq!(seen[4].1["reason"], "left");
+
+    let (_, room) = api
+        .call(
+            Method::POST,
+            "/v1/rooms",
+            "/v1/rooms",
+            Some(json!({"name": "lobby", "settings": {"empty_timeout_secs": 1}})),
+        )
+        .await?;
+    assert_eq!(room["settings"]["empty_timeout_secs"], 1, "{room}");
+    let token = api.token("lobby", "ida", "Ida", true);
+    let (mut ida, _) = join_with(&server, "lobby", &token, "").await?;
+    ida.send(&json!({"leave": {}})).await?;
+    let seen = events(&received, 9).await?;
+    let names: Vec<&str> = seen[6..].iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["room_started", "participant_joined", "participant_left"],
+        "no room_finished at once"
+    );
+    let seen = events(&received, 10).await?;
+    assert_eq!(seen[9].0, "room_finished");
+    assert_eq!(seen[9].1["room"]["name"], "lobby");
+    let waited = seen[9].2 - seen[8].2;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "finished after the room's empty timeout: {waited:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_never_get_through_are_dead_lettered_and_listed() -> anyhow::Result<()> {
     let server = TestServer::start_with(Options {

@@ -154,5 +154,6 @@ fn change(tenant: &str, delta: i64, i: usize) -> PresenceChange {
         events: vec![event(name, format!("EV_{name}_{i}"))],
         started: event("room_started", format!("EV_started_{i}")),
         finished: event("room_finished", format!("EV_finished_{i}")),
+        linger_ms: 0,
     }
 }

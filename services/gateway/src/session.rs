@@ -208,6 +208,9 @@ struct Session {
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     client_addr: IpAddr,
     member: Option<Member>,
+    /// The participant this connection held until its media was lost: a `leave` that
+    /// comes after makes that departure final.
+    lost: Option<String>,
     /// The last chat seq sent to the client, shared with the hub: every entry goes out
     /// once, in order.
     chat: Arc<ChatCursor>,
@@ -224,6 +227,7 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
         events_tx,
         client_addr,
         member: None,
+        lost: None,
         chat: Arc::default(),
         join_trace: None,
     };
@@ -1114,8 +1118,18 @@ impl Session {
 
     async fn leave(&mut self, why: Departure) {
         let Some(member) = self.member.take() else {
+            // The client leaves just after its media was lost (it closed its peer
+            // connection as it left): that was its leave, not a lost connection.
+            if let (Departure::Left, Some(lost)) = (why, self.lost.take())
+                && let Err(err) = record_leave(&self.state, &lost, why).await
+            {
+                debug!(%err, participant = %lost, "leave not recorded");
+            }
             return;
         };
+        if why == Departure::Lost {
+            self.lost = Some(member.id.clone());
+        }
         self.state.rooms.unregister(&member.id);
         self.chat.close();
         if member.in_chat {

@@ -26,7 +26,7 @@ pub mod webhook;
 pub use api::RoomApi;
 pub use error::{ErrorKind, RoomError, RoomResult};
 pub use service::{
-    GATEWAY_LEASE, Limits, REJOIN_GRACE, RoomConfig, RoomService, sweep_lost_gateways,
-    validate_name, validate_room,
+    GATEWAY_LEASE, Limits, REJOIN_GRACE, RoomConfig, RoomService, finish_empty_rooms,
+    sweep_lost_gateways, validate_name, validate_room,
 };
 pub use start::{Backends, start};

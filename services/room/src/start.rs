@@ -6,7 +6,7 @@ use crate::live::{Live, MemoryLive, RedisLive};
 use crate::registry::SfuRegistry;
 use crate::store::{MasterKey, Store};
 use crate::webhook::{WebhookConfig, run_deliverer};
-use crate::{RoomConfig, RoomService, sweep_lost_gateways};
+use crate::{RoomConfig, RoomService, finish_empty_rooms, sweep_lost_gateways};
 
 /// Where the room service keeps its data.
 #[derive(Clone, Debug)]
@@ -55,6 +55,7 @@ pub async fn start(
     };
     let service = RoomService::new(config, store, live, registry);
     tokio::spawn(sweep_lost_gateways(service.clone(), shutdown.clone()));
+    tokio::spawn(finish_empty_rooms(service.clone(), shutdown.clone()));
     tokio::spawn(run_deliverer(service.clone(), webhooks, shutdown));
     Ok(service)
 }

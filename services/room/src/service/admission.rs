@@ -432,6 +432,7 @@ impl RoomService {
                 key,
                 1,
                 &[WebhookEvent::ParticipantJoined(participant.clone())],
+                Duration::ZERO,
             )
             .await?
             == Presence::Started
@@ -499,7 +500,10 @@ impl RoomService {
     }
 
     pub(crate) async fn do_leave(&self, participant: &str) -> RoomResult<()> {
-        self.depart(participant, Departure::Left).await.map(drop)
+        if !self.depart(participant, Departure::Left).await? {
+            self.left_after_all(participant).await?;
+        }
+        Ok(())
     }
 
     /// The participant's connection was lost: it leaves, and may come back as it was
@@ -559,7 +563,8 @@ impl RoomService {
                     .map(|kind| WebhookEvent::TrackUnpublished(info.clone(), *kind))
                     .collect();
                 events.push(WebhookEvent::ParticipantLeft(info, reason));
-                if self.presence(&key, -1, &events).await? == Presence::Finished {
+                // An empty room waits for a participant that may come back.
+                if self.presence(&key, -1, &events, rejoin_within).await? == Presence::Finished {
                     self.end_session(&key).await?;
                 }
             }

@@ -5,6 +5,7 @@
 mod admission;
 mod api_impl;
 mod chat_rights;
+mod empty_rooms;
 mod gateways;
 mod host;
 mod notify;
@@ -23,6 +24,7 @@ use crate::store::{PresenceLog, PresenceStats, Store};
 use crate::turn::TurnConfig;
 
 pub use admission::{validate_name, validate_room};
+pub use empty_rooms::finish_empty_rooms;
 pub use gateways::sweep_lost_gateways;
 
 /// How a room-service replica is set up.

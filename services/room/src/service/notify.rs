@@ -2,6 +2,7 @@
 //! events into the tenant's durable outbox.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -130,12 +131,15 @@ impl RoomService {
     }
 
     /// Counts a participant in or out and queues `events` with it; the first in and
-    /// the last out also queue `room_started` / `room_finished`, in order.
+    /// the last out also queue `room_started` / `room_finished`, in order. The last
+    /// out leaves the session waiting, empty, for the room's empty timeout or
+    /// `linger` (a lost participant's time to come back), whichever is longer.
     pub(crate) async fn presence(
         &self,
         key: &str,
         delta: i64,
         events: &[WebhookEvent],
+        linger: Duration,
     ) -> RoomResult<Presence> {
         let (tenant, room) = split_room_key(key);
         let change = PresenceChange {
@@ -145,11 +149,17 @@ impl RoomService {
             events: events.iter().map(|e| outbox_event(room, e)).collect(),
             started: outbox_event(room, &WebhookEvent::RoomStarted),
             finished: outbox_event(room, &WebhookEvent::RoomFinished),
+            linger_ms: i64::try_from(linger.as_millis()).unwrap_or(i64::MAX),
         };
         let presence = self.presence_log().record(change).await?;
         self.0.outbox_wake.notify_one();
         Ok(presence)
     }
+}
+
+/// A room's `room_finished`, for a session that ended after waiting empty.
+pub(crate) fn room_finished(room: &str) -> OutboxEvent {
+    outbox_event(room, &WebhookEvent::RoomFinished)
 }
 
 fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {

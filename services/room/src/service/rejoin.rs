@@ -8,7 +8,8 @@
 //! host has nothing to come back to: its ticket is worth a plain join.
 
 use super::RoomService;
-use crate::api::LeaveReason;
+use super::notify::Audience;
+use crate::api::{LeaveReason, RoomEvent};
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState};
 
@@ -124,6 +125,28 @@ impl RoomService {
                 false
             }
         }
+    }
+
+    /// `participant`, whose connection was lost a moment ago, left after all (its
+    /// client closed its media as it left): it will not come back, and the others
+    /// stop keeping its place.
+    pub(crate) async fn left_after_all(&self, participant: &str) -> RoomResult<()> {
+        let Some((room_key, before)) = self.0.live.take_departed(participant).await? else {
+            return Ok(());
+        };
+        if before.permissions.hidden {
+            return Ok(());
+        }
+        self.notify(
+            &room_key,
+            Audience::Active,
+            RoomEvent::ParticipantLeft {
+                participant: participant.to_owned(),
+                reason: LeaveReason::Left,
+                rejoin_within_ms: 0,
+            },
+        )
+        .await
     }
 
     async fn take_departed(&self, room_key: &str, id: &str) -> RoomResult<Option<ParticipantInfo>> {

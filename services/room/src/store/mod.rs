@@ -30,12 +30,20 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_room_presence.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_empty_rooms.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (
         2,
         include_str!("../../migrations/sqlite/0002_room_presence.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_empty_rooms.sql"),
     ),
 ];
 

@@ -2,7 +2,10 @@
 //! together with the webhook events each change queues. A change holds the room's row
 //! until it commits, so however many replicas race, a room's events are queued in the
 //! order they happened: the first one in is preceded by `room_started`, the last one
-//! out followed by `room_finished`.
+//! out followed by `room_finished`. An empty room's session may wait before it
+//! finishes (the room's `empty_timeout_secs`, or while a lost participant may come
+//! back): someone entering meanwhile continues it, and [`Store::finish_empty_rooms`]
+//! finishes the rooms that stayed empty.
 //!
 //! [`PresenceLog`] commits changes in groups. A big room's participants coming or going
 //! at once (a webinar starting, a meeting ending, a gateway going away) would otherwise
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
 use super::webhooks::{OutboxEvent, insert_event};
+use crate::clock::unix_millis_i64;
 use crate::error::{RoomError, RoomResult};
 
 /// What a change in a room's presence did to its session.
@@ -24,6 +28,9 @@ use crate::error::{RoomError, RoomResult};
 pub enum Presence {
     Started,
     Continued,
+    /// The last participant left and the session waits, empty, until its time
+    /// (`room_finished` then comes from [`Store::finish_empty_rooms`]).
+    Emptied,
     Finished,
 }
 
@@ -40,6 +47,57 @@ pub struct PresenceChange {
     pub started: OutboxEvent,
     /// Queued after `events` when this change finishes it.
     pub finished: OutboxEvent,
+    /// When this change empties the room, how long its session waits at least (a lost
+    /// participant's time to come back); the room's own empty timeout may be longer.
+    pub linger_ms: i64,
+}
+
+/// A room's presence while a group of changes is applied.
+#[derive(Debug, Default)]
+struct RoomPresence {
+    /// The room has a row (a session can wait only then).
+    exists: bool,
+    count: i64,
+    empty_until_ms: i64,
+    empty_timeout_ms: i64,
+}
+
+impl RoomPresence {
+    /// Applies one change: what it did to the session.
+    fn apply(&mut self, change: &PresenceChange, now_ms: i64) -> Presence {
+        let before = self.count;
+        self.count = (before + change.delta).max(0);
+        match (before, self.count) {
+            (0, after) if after > 0 && self.empty_until_ms > 0 => {
+                self.empty_until_ms = 0;
+                Presence::Continued
+            }
+            (0, after) if after > 0 => Presence::Started,
+            (before, 0) if before > 0 => {
+                let wait = self.empty_timeout_ms.max(change.linger_ms);
+                if self.exists && wait > 0 {
+                    self.empty_until_ms = now_ms.saturating_add(wait);
+                    Presence::Emptied
+                } else {
+                    Presence::Finished
+                }
+            }
+            _ => Presence::Continued,
+        }
+    }
+}
+
+/// The one setting presence reads from a room's stored settings.
+#[derive(serde::Deserialize)]
+struct EmptyTimeout {
+    #[serde(default)]
+    empty_timeout_secs: u32,
+}
+
+fn empty_timeout_ms(settings: &str) -> i64 {
+    serde_json::from_str::<EmptyTimeout>(settings)
+        .map(|s| i64::from(s.empty_timeout_secs) * 1000)
+        .unwrap_or(0)
 }
 
 /// Changes one group commits at most.
@@ -68,35 +126,43 @@ impl Store {
         changes: &[PresenceChange],
     ) -> Result<Vec<Presence>, sqlx::Error> {
         let lock = if self.sqlite {
-            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2"
+            "SELECT active_participants, empty_until_ms, settings FROM rooms \
+             WHERE tenant_id = $1 AND name = $2"
         } else {
-            "SELECT active_participants FROM rooms WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
+            "SELECT active_participants, empty_until_ms, settings FROM rooms \
+             WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
         };
+        let now_ms = unix_millis_i64();
         let mut tx = self.pool().begin().await?;
-        let mut counts: BTreeMap<(&str, &str), i64> = changes
+        let mut rooms: BTreeMap<(&str, &str), RoomPresence> = changes
             .iter()
-            .map(|c| ((c.tenant.as_str(), c.room.as_str()), 0))
+            .map(|c| {
+                (
+                    (c.tenant.as_str(), c.room.as_str()),
+                    RoomPresence::default(),
+                )
+            })
             .collect();
-        for ((tenant, room), count) in &mut counts {
-            let stored: Option<i64> = sqlx::query_scalar(lock)
+        for ((tenant, room), presence) in &mut rooms {
+            let stored: Option<(i64, i64, String)> = sqlx::query_as(lock)
                 .bind(*tenant)
                 .bind(*room)
                 .fetch_optional(&mut *tx)
                 .await?;
-            *count = stored.unwrap_or(0);
+            if let Some((count, empty_until_ms, settings)) = stored {
+                *presence = RoomPresence {
+                    exists: true,
+                    count,
+                    empty_until_ms,
+                    empty_timeout_ms: empty_timeout_ms(&settings),
+                };
+            }
         }
         let mut outcomes = Vec::with_capacity(changes.len());
         for change in changes {
             let key = (change.tenant.as_str(), change.room.as_str());
             // Every change's room was locked above.
-            let count = counts.entry(key).or_insert(0);
-            let before = *count;
-            *count = (before + change.delta).max(0);
-            let presence = match (before, *count) {
-                (0, after) if after > 0 => Presence::Started,
-                (before, 0) if before > 0 => Presence::Finished,
-                _ => Presence::Continued,
-            };
+            let presence = rooms.entry(key).or_default().apply(change, now_ms);
             let started = (presence == Presence::Started).then_some(&change.started);
             let finished = (presence == Presence::Finished).then_some(&change.finished);
             for event in started.into_iter().chain(&change.events).chain(finished) {
@@ -104,11 +170,13 @@ impl Store {
             }
             outcomes.push(presence);
         }
-        for ((tenant, room), count) in counts {
+        for ((tenant, room), presence) in rooms {
             sqlx::query(
-                "UPDATE rooms SET active_participants = $1 WHERE tenant_id = $2 AND name = $3",
+                "UPDATE rooms SET active_participants = $1, empty_until_ms = $2 \
+                 WHERE tenant_id = $3 AND name = $4",
             )
-            .bind(count)
+            .bind(presence.count)
+            .bind(presence.empty_until_ms)
             .bind(tenant)
             .bind(room)
             .execute(&mut *tx)
@@ -116,6 +184,39 @@ impl Store {
         }
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Finishes the sessions of rooms that stayed empty until their time
+    /// (`now_ms`): queues each one's `room_finished` (`finished` makes it for a room's
+    /// name), once, however many replicas look at the same time. Returns the rooms
+    /// (tenant, name), at most 100 a call.
+    pub async fn finish_empty_rooms(
+        &self,
+        now_ms: i64,
+        finished: impl Fn(&str) -> OutboxEvent,
+    ) -> RoomResult<Vec<(String, String)>> {
+        let due = if self.sqlite {
+            "SELECT tenant_id, name FROM rooms \
+             WHERE empty_until_ms > 0 AND empty_until_ms <= $1 AND active_participants = 0 \
+             LIMIT 100"
+        } else {
+            "SELECT tenant_id, name FROM rooms \
+             WHERE empty_until_ms > 0 AND empty_until_ms <= $1 AND active_participants = 0 \
+             LIMIT 100 FOR UPDATE SKIP LOCKED"
+        };
+        let mut tx = self.pool().begin().await?;
+        let rooms: Vec<(String, String)> =
+            sqlx::query_as(due).bind(now_ms).fetch_all(&mut *tx).await?;
+        for (tenant, room) in &rooms {
+            sqlx::query("UPDATE rooms SET empty_until_ms = 0 WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(room)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, tenant, room, &finished(room)).await?;
+        }
+        tx.commit().await?;
+        Ok(rooms)
     }
 }
 
