@@ -558,8 +558,12 @@ async fn webhook_receiver(failures: usize) -> anyhow::Result<(String, Arc<Mutex<
     Ok((url, received))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::Result<()> {
+/// A server whose webhook deliveries are retried quickly, a tenant's API on it, and a
+/// receiver registered as the tenant's endpoint that answers 500 to the first
+/// `failures` deliveries; and the endpoint's signing secret.
+async fn with_webhooks(
+    failures: usize,
+) -> anyhow::Result<(TestServer, Api, Arc<Mutex<Received>>, String)> {
     let server = TestServer::start_with(Options {
         webhooks: WebhookConfig {
             backoff_base: Duration::from_millis(40),
@@ -571,7 +575,7 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
     .await?;
     let covered = Arc::new(Mutex::new(BTreeSet::new()));
     let api = api_for(&server, &covered).await?;
-    let (url, received) = webhook_receiver(3).await?;
+    let (url, received) = webhook_receiver(failures).await?;
     let (_, hook) = api
         .call(
             Method::POST,
@@ -581,6 +585,12 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
         )
         .await?;
     let secret = hook["secret"].as_str().unwrap_or_default().to_owned();
+    Ok((server, api, received, secret))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::Result<()> {
+    let (server, api, received, secret) = with_webhooks(3).await?;
 
     // A host opens the room, publishes nothing, leaves.
     let token = api.token("retro", "hana", "Hana", true);
@@ -710,25 +720,7 @@ async fn join_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_session_waits_for_a_lost_participant_and_its_empty_timeout() -> anyhow::Result<()>
 {
-    let server = TestServer::start_with(Options {
-        webhooks: WebhookConfig {
-            backoff_base: Duration::from_millis(40),
-            poll_interval: Duration::from_millis(20),
-            ..WebhookConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
-    let covered = Arc::new(Mutex::new(BTreeSet::new()));
-    let api = api_for(&server, &covered).await?;
-    let (url, received) = webhook_receiver(0).await?;
-    api.call(
-        Method::POST,
-        "/v1/webhooks",
-        "/v1/webhooks",
-        Some(json!({"url": url})),
-    )
-    .await?;
+    let (server, api, received, _) = with_webhooks(0).await?;
 
     let token = api.token("standup", "hana", "Hana", true);
     let (first, joined) = join_with(&server, "standup", &token, "").await?;
