@@ -40,6 +40,21 @@ impl SignalClient {
         self.send_text(&message.to_string()).await
     }
 
+    /// Leaves the room, and waits (up to 5 s) until the server has ended the
+    /// connection: a client that closed its socket right after the leave, with pushes
+    /// still unread, would reset the connection, and the leave could be lost with it.
+    pub async fn leave(mut self) -> anyhow::Result<()> {
+        self.send(&serde_json::json!({"leave": {}})).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => anyhow::bail!("the server did not end the connection after a leave"),
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return Ok(()),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// The next JSON message from the server, within `timeout` (the gateway's pings,
     /// answered as they are read, do not extend it).
     pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<Value> {

@@ -260,8 +260,7 @@ async fn post_a_bunch(server: &TestServer, name: &str) -> anyhow::Result<()> {
     );
     // A leave: a connection that only ended would keep its place in the others' calls
     // for a while, as one that may come back.
-    member.send(&json!({"leave": {}})).await?;
-    Ok(())
+    member.leave().await
 }
 
 /// `sender` first spends its chat burst with posts that go around the SDK's queue,

@@ -92,10 +92,10 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match cluster.join("warm-up").await {
-                Ok((mut client, _)) => {
+                Ok((client, _)) => {
                     // It leaves (a connection that only ended would keep its room
                     // waiting, placed, for a while, as one that may come back).
-                    client.send(&serde_json::json!({"leave": {}})).await?;
+                    client.leave().await?;
                     return Ok(cluster);
                 }
                 Err(_) if Instant::now() < deadline => {
