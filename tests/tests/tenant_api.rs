@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use confer_e2e::server::{Options, TestServer};
 use confer_e2e::signal::{SignalClient, client_offer};
+use confer_room::api::RoomApi as _;
 use confer_room::webhook::WebhookConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -716,7 +717,9 @@ async fn join_with(
 /// A room's session goes on while its only participant, whose connection was lost,
 /// comes back: the tenant hears it leave (`connection_lost`) and join again (naming
 /// its `previous_id`), and `room_finished` only once it leaves for good. A room with
-/// an empty timeout finishes that long after its last participant left.
+/// an empty timeout finishes that long after its last participant left; one whose
+/// last participant leaves right after its media was lost finishes without waiting
+/// for it to come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_session_waits_for_a_lost_participant_and_its_empty_timeout() -> anyhow::Result<()>
 {
@@ -775,6 +778,33 @@ async fn a_rooms_session_waits_for_a_lost_participant_and_its_empty_timeout() ->
         waited >= Duration::from_millis(800),
         "finished after the room's empty timeout: {waited:?}"
     );
+
+    // The last one's media is lost, and its leave comes right after (its page closed):
+    // it will not come back, and the room no longer waits the 120 s it would for it.
+    let token = api.token("retro", "ola", "Ola", true);
+    let (_ola, joined) = join_with(&server, "retro", &token, "").await?;
+    let ola = joined["you"]["id"].as_str().unwrap_or_default().to_owned();
+    server.room.disconnected(ola.clone()).await?;
+    let seen = events(&received, 13).await?;
+    let names: Vec<&str> = seen[10..]
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["room_started", "participant_joined", "participant_left"]
+    );
+    assert_eq!(seen[12].1["reason"], "connection_lost");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        events(&received, 13).await?.len(),
+        13,
+        "the room waits for Ola"
+    );
+    server.room.leave(ola).await?;
+    let seen = events(&received, 14).await?;
+    assert_eq!(seen[13].0, "room_finished");
+    assert_eq!(seen[13].1["room"]["name"], "retro");
     Ok(())
 }
 

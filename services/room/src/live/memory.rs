@@ -121,6 +121,17 @@ impl MemoryLive {
             .map(|(room, participant, _)| (room, participant)))
     }
 
+    pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .departed
+            .values()
+            .filter(|(room, _, until)| room == room_key && *until > now)
+            .map(|(_, _, until)| *until - now)
+            .max())
+    }
+
     pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
         let inner = self.lock();
         let Some(room) = inner.room_of.get(id) else {

@@ -99,6 +99,12 @@ impl Live {
         dispatch!(self, live => live.take_departed(id).await)
     }
 
+    /// How much longer the participants kept for `room_key` may come back: the
+    /// longest of their times left (`None` when no one is kept).
+    pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
+        dispatch!(self, live => live.kept_for(room_key).await)
+    }
+
     /// The participants whose connections `gateway` holds, in any room.
     pub async fn participants_of(&self, gateway: &str) -> RoomResult<Vec<String>> {
         dispatch!(self, live => live.participants_of(gateway).await)

@@ -8,6 +8,8 @@
 //! - `confer:active`: set of active rooms
 //! - `confer:departed:{id}`: a participant that left without meaning to, and its
 //!   room, JSON, kept for it to come back as it was; it expires by itself
+//! - `confer:kept:{room}`: sorted set, the ids of the participants kept for the room,
+//!   each scored with when its time runs out (Unix milliseconds)
 //! - `confer:gateways`: gateways that hold (or held) participants
 //! - `confer:gateway-participants:{gateway}`: set of the participants it holds
 //! - `confer:gateway-lease:{gateway}`: present while a room service serves the
@@ -27,6 +29,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use crate::api::{GatewayCommand, Watched};
+use crate::clock::unix_millis_i64;
 use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, Placement};
 
@@ -65,6 +68,10 @@ fn gateway_participants_key(gateway: &str) -> String {
 
 fn departed_key(id: &str) -> String {
     format!("confer:departed:{id}")
+}
+
+fn kept_key(room_key: &str) -> String {
+    format!("confer:kept:{room_key}")
 }
 
 /// What `confer:departed:{id}` holds.
@@ -213,17 +220,46 @@ impl RedisLive {
             participant: participant.clone(),
         })?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let () = self
-            .conn()
+        let now_ms = unix_millis_i64();
+        let until_ms = now_ms.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        let room = kept_key(room_key);
+        redis::pipe()
+            .atomic()
             .pset_ex(departed_key(&participant.id), kept, ttl_ms)
+            .ignore()
+            .zrembyscore(&room, "-inf", now_ms)
+            .ignore()
+            .zadd(&room, &participant.id, until_ms)
+            .ignore()
+            // The room's grace is the same for all, so the last one kept is the last to go.
+            .pexpire(&room, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+            .ignore()
+            .query_async::<()>(&mut self.conn())
             .await?;
         Ok(())
     }
 
     pub async fn take_departed(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {
-        let kept: Option<String> = self.conn().get_del(departed_key(id)).await?;
-        kept.map(|json| decode::<Departed>(&json).map(|d| (d.room, d.participant)))
-            .transpose()
+        let mut conn = self.conn();
+        let kept: Option<String> = conn.get_del(departed_key(id)).await?;
+        let Some(departed) = kept.map(|json| decode::<Departed>(&json)).transpose()? else {
+            return Ok(None);
+        };
+        let () = conn.zrem(kept_key(&departed.room), id).await?;
+        Ok(Some((departed.room, departed.participant)))
+    }
+
+    pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
+        let now_ms = unix_millis_i64();
+        // Scores are doubles to Redis (exact for milliseconds since the epoch).
+        let latest: Vec<(String, f64)> = self
+            .conn()
+            .zrevrangebyscore_limit_withscores(kept_key(room_key), "+inf", now_ms, 0, 1)
+            .await?;
+        Ok(latest.first().map(|(_, until_ms)| {
+            let left_ms = (*until_ms as i64).saturating_sub(now_ms);
+            Duration::from_millis(u64::try_from(left_ms).unwrap_or_default())
+        }))
     }
 
     pub async fn participant(&self, id: &str) -> RoomResult<Option<(String, ParticipantInfo)>> {

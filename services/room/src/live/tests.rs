@@ -136,6 +136,7 @@ fn departed_participant(id: &str) -> ParticipantInfo {
         pending_name: None,
         token_expires_at: None,
         tracks: Vec::new(),
+        sources: Vec::new(),
         joined_at: 1,
         gateway: "gw".into(),
         region: None,
@@ -162,6 +163,58 @@ async fn departed_participants_are_taken_once_and_in_time(live: Live) {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(live.take_departed(&id).await.expect("take"), None);
     assert_eq!(live.take_departed("p-never").await.expect("take"), None);
+}
+
+/// How long a room's kept participants may still come back: the longest, and only
+/// theirs, until they are taken or their time runs out.
+async fn a_rooms_kept_participants_are_waited_for_until_the_last_goes(live: Live) {
+    let room = format!("t/kept-{:08x}", rand::random::<u32>());
+    let (ada, bob) = (format!("{room}-ada"), format!("{room}-bob"));
+    assert_eq!(live.kept_for(&room).await.expect("kept"), None);
+    let minute = std::time::Duration::from_secs(60);
+    live.keep_departed(&room, &departed_participant(&ada), minute / 2)
+        .await
+        .expect("kept");
+    live.keep_departed(&room, &departed_participant(&bob), minute)
+        .await
+        .expect("kept");
+    live.keep_departed("t/elsewhere", &departed_participant("p-else"), minute * 2)
+        .await
+        .expect("kept");
+    let left = live.kept_for(&room).await.expect("kept").expect("two kept");
+    assert!(left > minute / 2 && left <= minute, "{left:?}");
+    live.take_departed(&bob).await.expect("take").expect("bob");
+    let left = live.kept_for(&room).await.expect("kept").expect("ada kept");
+    assert!(left > minute / 4 && left <= minute / 2, "{left:?}");
+    live.take_departed(&ada).await.expect("take").expect("ada");
+    assert_eq!(live.kept_for(&room).await.expect("kept"), None);
+
+    live.keep_departed(
+        &room,
+        &departed_participant(&ada),
+        std::time::Duration::from_millis(50),
+    )
+    .await
+    .expect("kept");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(
+        live.kept_for(&room).await.expect("kept"),
+        None,
+        "time ran out"
+    );
+}
+
+#[tokio::test]
+async fn a_rooms_kept_participants_in_memory_are_waited_for_until_the_last_goes() {
+    a_rooms_kept_participants_are_waited_for_until_the_last_goes(Live::Memory(
+        MemoryLive::default(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_rooms_kept_participants_in_redis_are_waited_for_until_the_last_goes() {
+    a_rooms_kept_participants_are_waited_for_until_the_last_goes(redis_live().await).await;
 }
 
 #[tokio::test]

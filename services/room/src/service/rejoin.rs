@@ -10,6 +10,7 @@
 use super::RoomService;
 use super::notify::Audience;
 use crate::api::{LeaveReason, RoomEvent};
+use crate::clock::unix_millis_i64;
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, ParticipantState};
 
@@ -128,25 +129,41 @@ impl RoomService {
     }
 
     /// `participant`, whose connection was lost a moment ago, left after all (its
-    /// client closed its media as it left): it will not come back, and the others
-    /// stop keeping its place.
+    /// client closed its media as it left): it will not come back, the others stop
+    /// keeping its place, and a room it left empty stops waiting for it.
     pub(crate) async fn left_after_all(&self, participant: &str) -> RoomResult<()> {
         let Some((room_key, before)) = self.0.live.take_departed(participant).await? else {
             return Ok(());
         };
-        if before.permissions.hidden {
-            return Ok(());
+        if !before.permissions.hidden {
+            self.notify(
+                &room_key,
+                Audience::Active,
+                RoomEvent::ParticipantLeft {
+                    participant: participant.to_owned(),
+                    reason: LeaveReason::Left,
+                    rejoin_within_ms: 0,
+                },
+            )
+            .await?;
         }
-        self.notify(
-            &room_key,
-            Audience::Active,
-            RoomEvent::ParticipantLeft {
-                participant: participant.to_owned(),
-                reason: LeaveReason::Left,
-                rejoin_within_ms: 0,
-            },
-        )
-        .await
+        self.stop_waiting_for(&room_key).await
+    }
+
+    /// `room_key`'s session, if it waits empty, waits no longer for a participant who
+    /// will not come back: only for its empty timeout and the others still kept.
+    async fn stop_waiting_for(&self, room_key: &str) -> RoomResult<()> {
+        let kept = self.0.live.kept_for(room_key).await?.unwrap_or_default();
+        let (tenant, room) = super::split_room_key(room_key);
+        let kept_ms = i64::try_from(kept.as_millis()).unwrap_or(i64::MAX);
+        let store = &self.0.store;
+        if store
+            .shorten_empty_wait(tenant, room, unix_millis_i64(), kept_ms)
+            .await?
+        {
+            self.finish_empty_rooms().await?;
+        }
+        Ok(())
     }
 
     async fn take_departed(&self, room_key: &str, id: &str) -> RoomResult<Option<ParticipantInfo>> {

@@ -186,6 +186,47 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// The room's session waits, empty, for someone who will not come back after all:
+    /// its wait is cut to the room's empty timeout from `now_ms`, or to `kept_ms` more
+    /// (the others still kept for it), whichever is longer. Returns whether the wait
+    /// is over now. A room someone entered, or that is not waiting, stays as it is.
+    pub async fn shorten_empty_wait(
+        &self,
+        tenant: &str,
+        room: &str,
+        now_ms: i64,
+        kept_ms: i64,
+    ) -> RoomResult<bool> {
+        let lock = if self.sqlite {
+            "SELECT active_participants, empty_until_ms, settings FROM rooms \
+             WHERE tenant_id = $1 AND name = $2"
+        } else {
+            "SELECT active_participants, empty_until_ms, settings FROM rooms \
+             WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
+        };
+        let mut tx = self.pool().begin().await?;
+        let stored: Option<(i64, i64, String)> = sqlx::query_as(lock)
+            .bind(tenant)
+            .bind(room)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((0, empty_until_ms, settings)) = stored.filter(|(_, until, _)| *until > 0) else {
+            return Ok(false);
+        };
+        let until_ms = now_ms.saturating_add(empty_timeout_ms(&settings).max(kept_ms));
+        if until_ms >= empty_until_ms {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE rooms SET empty_until_ms = $1 WHERE tenant_id = $2 AND name = $3")
+            .bind(until_ms)
+            .bind(tenant)
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(until_ms <= now_ms)
+    }
+
     /// Finishes the sessions of rooms that stayed empty until their time
     /// (`now_ms`): queues each one's `room_finished` (`finished` makes it for a room's
     /// name), once, however many replicas look at the same time. Returns the rooms
