@@ -9,7 +9,7 @@ use std::time::Duration;
 use confer_room::RoomApi;
 use confer_room::RoomResult;
 use confer_room::api::*;
-use confer_room::model::{ParticipantInfo, RoomView, TrackKind};
+use confer_room::model::{ParticipantInfo, RoomView, Source, TrackKind};
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
@@ -58,7 +58,7 @@ impl RoomApi for LatePushes {
         disconnected(participant: String) -> ();
         host_action(actor: String, action: HostAction) -> ();
         self_update(participant: String, update: SelfUpdate) -> ParticipantInfo;
-        track_event(participant: String, kind: TrackKind, published: bool) -> ();
+        track_event(participant: String, source: Source, published: bool) -> ();
         check_chat_poster(room_key: String, participant: String) -> ();
         authenticate(api_key: String, secret: String) -> String;
         create_room(tenant: String, req: CreateRoom) -> RoomView;

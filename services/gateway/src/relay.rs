@@ -2,9 +2,9 @@
 //! service (which turns them into webhooks).
 
 use confer_proto::signal::{self, server_message::Msg};
-use confer_room::model::TrackKind;
+use confer_room::model::Source;
 use confer_sfu::SfuEvent;
-use confer_sfu::core::MediaKind;
+use confer_sfu::core::TrackSource;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::{debug, warn};
 
@@ -45,11 +45,17 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                 let msg = message(Msg::TrackUnassigned(signal::TrackUnassigned { mid }));
                 state.rooms.push(subscriber.as_str(), msg);
             }
-            SfuEvent::TrackPublished { participant, kind } => {
-                report_track(&state, participant.as_str(), kind, true).await;
+            SfuEvent::TrackPublished {
+                participant,
+                source,
+            } => {
+                report_track(&state, participant.as_str(), source, true).await;
             }
-            SfuEvent::TrackUnpublished { participant, kind } => {
-                report_track(&state, participant.as_str(), kind, false).await;
+            SfuEvent::TrackUnpublished {
+                participant,
+                source,
+            } => {
+                report_track(&state, participant.as_str(), source, false).await;
             }
             SfuEvent::ActiveSpeaker { room, participant } => {
                 let participant = participant.map(|p| p.to_string());
@@ -76,19 +82,20 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
 async fn report_track(
     state: &crate::AppState,
     participant: &str,
-    kind: MediaKind,
+    source: TrackSource,
     published: bool,
 ) {
     if !state.rooms.is_local(participant) {
         return;
     }
-    let kind = match kind {
-        MediaKind::Audio => TrackKind::Audio,
-        MediaKind::Video => TrackKind::Video,
+    let source = match source {
+        TrackSource::Microphone => Source::Microphone,
+        TrackSource::Camera => Source::Camera,
+        TrackSource::ScreenShare => Source::ScreenShare,
     };
     if let Err(err) = state
         .room
-        .track_event(participant.to_owned(), kind, published)
+        .track_event(participant.to_owned(), source, published)
         .await
     {
         debug!(%err, participant, "track event not recorded");

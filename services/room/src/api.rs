@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RoomResult;
 use crate::model::{
-    IceServer, ParticipantInfo, Permissions, Placement, Role, RoomSettings, RoomView, TrackKind,
+    IceServer, ParticipantInfo, Permissions, Placement, Role, RoomSettings, RoomView, Source,
+    TrackKind,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -350,10 +351,11 @@ pub trait RoomApi: Send + Sync {
         participant: String,
         update: SelfUpdate,
     ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    /// The participant started (`published`) or stopped sending from `source`.
     fn track_event(
         &self,
         participant: String,
-        kind: TrackKind,
+        source: Source,
         published: bool,
     ) -> BoxFuture<'_, RoomResult<()>>;
     /// `Ok` when `participant` is an active member of room `room_key` (`tenant/room`)

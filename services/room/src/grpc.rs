@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{BoxFuture, RoomApi, WatchFrom, Watched};
 use crate::error::{ErrorKind, RoomError, RoomResult};
+use crate::model::Source;
 use crate::{RoomService, api};
 
 /// Serves `service` on `listener` until `shutdown` fires; over mutual TLS with `tls`.
@@ -55,6 +56,18 @@ fn arg<T: DeserializeOwned>(args: &mut std::vec::IntoIter<Value>) -> RoomResult<
         .map_err(|err| RoomError::invalid("invalid_request", err.to_string()))
 }
 
+/// The next argument, when the caller sent one (an argument added after the method).
+fn optional_arg<T: DeserializeOwned>(
+    args: &mut std::vec::IntoIter<Value>,
+) -> RoomResult<Option<T>> {
+    args.next()
+        .map(|value| {
+            serde_json::from_value(value)
+                .map_err(|err| RoomError::invalid("invalid_request", err.to_string()))
+        })
+        .transpose()
+}
+
 fn answer<T: Serialize>(value: RoomResult<T>) -> RoomResult<Value> {
     value.and_then(|v| serde_json::to_value(v).map_err(RoomError::internal))
 }
@@ -71,7 +84,12 @@ impl Rpc {
             "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
             "check_chat_poster" => answer(s.check_chat_poster(arg(a)?, arg(a)?).await),
             "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
-            "track_event" => answer(s.track_event(arg(a)?, arg(a)?, arg(a)?).await),
+            "track_event" => {
+                let (participant, kind, published) = (arg(a)?, arg(a)?, arg(a)?);
+                // A gateway from before sources sends the kind alone.
+                let source = optional_arg(a)?.unwrap_or(Source::of_kind(kind));
+                answer(s.track_event(participant, source, published).await)
+            }
             "authenticate" => answer(s.authenticate(arg(a)?, arg(a)?).await),
             "create_room" => answer(s.create_room(arg(a)?, arg(a)?).await),
             "list_rooms" => answer(s.list_rooms(arg(a)?).await),
@@ -230,7 +248,19 @@ impl RoomApi for GrpcRoom {
     remote!(host_action(actor: String, action: api::HostAction) -> ());
     remote!(check_chat_poster(room_key: String, participant: String) -> ());
     remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);
-    remote!(track_event(participant: String, kind: crate::model::TrackKind, published: bool) -> ());
+
+    /// Sent as the kind, then the source: a room service from before sources reads
+    /// the kind and leaves the rest.
+    fn track_event(
+        &self,
+        participant: String,
+        source: crate::model::Source,
+        published: bool,
+    ) -> BoxFuture<'_, RoomResult<()>> {
+        let args = vec![v(participant), v(source.kind()), v(published), v(source)];
+        Box::pin(async move { self.call("track_event", args).await })
+    }
+
     remote!(authenticate(api_key: String, secret: String) -> String);
     remote!(create_room(tenant: String, req: api::CreateRoom) -> crate::model::RoomView);
     remote!(list_rooms(tenant: String) -> Vec<crate::model::RoomView>);

@@ -178,6 +178,30 @@ impl Source {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Camera => "camera",
+            Source::Microphone => "microphone",
+            Source::ScreenShare => "screen_share",
+        }
+    }
+
+    pub fn kind(self) -> TrackKind {
+        match self {
+            Source::Microphone => TrackKind::Audio,
+            Source::Camera | Source::ScreenShare => TrackKind::Video,
+        }
+    }
+
+    /// The source a track of `kind` comes from when nothing else says: the
+    /// microphone or the camera.
+    pub fn of_kind(kind: TrackKind) -> Self {
+        match kind {
+            TrackKind::Audio => Source::Microphone,
+            TrackKind::Video => Source::Camera,
+        }
+    }
 }
 
 /// What a participant may do; starts from the token's grants, hosts may change it.
@@ -241,9 +265,13 @@ pub struct ParticipantInfo {
     /// epoch); host controls are refused after it. `None` for anonymous joins.
     #[serde(default)]
     pub token_expires_at: Option<u64>,
-    /// Kinds of track the participant is publishing.
+    /// Kinds of track the participant is publishing (those of `sources`).
     #[serde(default)]
     pub tracks: Vec<TrackKind>,
+    /// What the participant is publishing from, in the order it started: its
+    /// microphone, camera, a shared screen (while it sends one).
+    #[serde(default)]
+    pub sources: Vec<Source>,
     /// Seconds since the Unix epoch.
     pub joined_at: u64,
     /// The gateway that holds this participant's connection.
@@ -263,6 +291,19 @@ pub struct ParticipantInfo {
 impl ParticipantInfo {
     pub fn is_host(&self) -> bool {
         self.role == Role::Host
+    }
+
+    /// What the participant sends from; one stored before sources were kept is taken
+    /// to send from its microphone and camera, by the kinds it names.
+    pub fn sending_from(&self) -> Vec<Source> {
+        if self.sources.is_empty() {
+            return self
+                .tracks
+                .iter()
+                .map(|kind| Source::of_kind(*kind))
+                .collect();
+        }
+        self.sources.clone()
     }
 }
 

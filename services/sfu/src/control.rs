@@ -69,15 +69,17 @@ pub enum SfuEvent {
         subscriber: ParticipantId,
         mid: String,
     },
-    /// The participant started sending a track of `kind`.
+    /// The participant started sending from `source` (a screen: when its first
+    /// picture arrives, or the first after a pause).
     TrackPublished {
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
     },
-    /// The participant's track of `kind` ended (or its peer went away).
+    /// The participant stopped sending from `source`: the track ended, its peer went
+    /// away, or a shared screen stopped arriving.
     TrackUnpublished {
         participant: ParticipantId,
-        kind: MediaKind,
+        source: TrackSource,
     },
     /// The room's loudest participant changed (`None`: nobody is speaking).
     ActiveSpeaker {

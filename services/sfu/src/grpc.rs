@@ -103,18 +103,22 @@ fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
             room_id: room.to_string(),
             participant_id: participant.map(|p| p.to_string()).unwrap_or_default(),
         }),
-        SfuEvent::TrackPublished { participant, kind } => {
-            Event::TrackPublished(pb::TrackPublished {
-                participant_id: participant.to_string(),
-                kind: kind.as_str().to_owned(),
-            })
-        }
-        SfuEvent::TrackUnpublished { participant, kind } => {
-            Event::TrackUnpublished(pb::TrackUnpublished {
-                participant_id: participant.to_string(),
-                kind: kind.as_str().to_owned(),
-            })
-        }
+        SfuEvent::TrackPublished {
+            participant,
+            source,
+        } => Event::TrackPublished(pb::TrackPublished {
+            participant_id: participant.to_string(),
+            kind: source.kind().as_str().to_owned(),
+            source: source.as_str().to_owned(),
+        }),
+        SfuEvent::TrackUnpublished {
+            participant,
+            source,
+        } => Event::TrackUnpublished(pb::TrackUnpublished {
+            participant_id: participant.to_string(),
+            kind: source.kind().as_str().to_owned(),
+            source: source.as_str().to_owned(),
+        }),
     };
     pb::SfuEvent { event: Some(event) }
 }
@@ -136,12 +140,12 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
                 .map(ParticipantId::new),
         },
         Event::TrackPublished(track) => SfuEvent::TrackPublished {
+            source: track_source(&track.kind, &track.source)?,
             participant: ParticipantId::new(track.participant_id),
-            kind: MediaKind::parse(&track.kind)?,
         },
         Event::TrackUnpublished(track) => SfuEvent::TrackUnpublished {
+            source: track_source(&track.kind, &track.source)?,
             participant: ParticipantId::new(track.participant_id),
-            kind: MediaKind::parse(&track.kind)?,
         },
         Event::TrackUnassigned(unassigned) => SfuEvent::TrackUnassigned {
             subscriber: ParticipantId::new(unassigned.subscriber_id),
@@ -152,6 +156,18 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
             reason: gone.reason,
         },
     })
+}
+
+/// A track event's source; an SFU from before sources names the kind alone (its
+/// microphone or camera).
+fn track_source(kind: &str, source: &str) -> Option<TrackSource> {
+    if source.is_empty() {
+        return Some(match MediaKind::parse(kind)? {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video => TrackSource::Camera,
+        });
+    }
+    TrackSource::parse(source)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SfuEvent, Status>> + Send>>;

@@ -171,6 +171,8 @@ fn schemas() -> Value {
             "audio_blocked": boolean, "video_blocked": boolean,
             "pending_name": {"type": "string", "nullable": true},
             "tracks": {"type": "array", "items": {"type": "string", "enum": ["audio", "video"]}},
+            "sources": {"type": "array", "items": {"type": "string", "enum": ["microphone", "camera", "screen_share"]},
+                "description": "What the participant is sending from: a screen only while it shares one"},
             "joined_at": int, "gateway": string,
             "kind": {"type": "string", "enum": ["sip"], "description": "Present for a caller dialled in over SIP"},
             "previous_id": {"type": "string", "description": "Present for a participant that came back after a lost connection: the id it had before (its participant_left came with that id)"}}},

@@ -129,6 +129,7 @@ fn returned(before: &ParticipantInfo, req: &JoinRequest, joiner: &Joiner) -> Par
         previous_id: Some(before.id.clone()),
         state: ParticipantState::Active,
         tracks: Vec::new(),
+        sources: Vec::new(),
         token_expires_at: joiner.expires_at,
         gateway: req.gateway.clone(),
         region: req.region.clone(),
@@ -256,6 +257,7 @@ impl RoomService {
                 region: req.region.clone(),
                 kind: joiner.kind,
                 tracks: Vec::new(),
+                sources: Vec::new(),
                 token_expires_at: joiner.expires_at,
                 joined_at: unix_secs(),
                 gateway: req.gateway.clone(),
@@ -558,9 +560,9 @@ impl RoomService {
                     .await?;
                 }
                 let mut events: Vec<WebhookEvent> = info
-                    .tracks
-                    .iter()
-                    .map(|kind| WebhookEvent::TrackUnpublished(info.clone(), *kind))
+                    .sending_from()
+                    .into_iter()
+                    .map(|source| WebhookEvent::TrackUnpublished(info.clone(), source))
                     .collect();
                 events.push(WebhookEvent::ParticipantLeft(info, reason));
                 // An empty room waits for a participant that may come back.

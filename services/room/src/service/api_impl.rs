@@ -8,7 +8,7 @@ use crate::api::{
     RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, WatchFrom, Watched, Webhook,
 };
 use crate::error::RoomResult;
-use crate::model::{ParticipantInfo, RoomView, TrackKind};
+use crate::model::{ParticipantInfo, RoomView, Source, TrackKind};
 
 impl RoomApi for RoomService {
     fn join(&self, req: JoinRequest) -> BoxFuture<'_, RoomResult<JoinDecision>> {
@@ -47,10 +47,10 @@ impl RoomApi for RoomService {
     fn track_event(
         &self,
         participant: String,
-        kind: TrackKind,
+        source: Source,
         published: bool,
     ) -> BoxFuture<'_, RoomResult<()>> {
-        Box::pin(async move { self.do_track_event(&participant, kind, published).await })
+        Box::pin(async move { self.do_track_event(&participant, source, published).await })
     }
 
     fn watch(

@@ -6,7 +6,7 @@ use super::notify::{Audience, WebhookEvent};
 use super::{RoomService, split_room_key};
 use crate::api::{GatewayCommand, HostAction, RoomEvent, SelfUpdate};
 use crate::error::{RoomError, RoomResult};
-use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, TrackKind};
+use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, Source, TrackKind};
 use crate::store::AuditEntry;
 
 /// Participants of one room an evacuation moves at once.
@@ -324,26 +324,32 @@ impl RoomService {
         Ok(me)
     }
 
+    /// The participant `id` started (`published`) or stopped sending from `source`.
     pub(crate) async fn do_track_event(
         &self,
         id: &str,
-        kind: TrackKind,
+        source: Source,
         published: bool,
     ) -> RoomResult<()> {
         let (key, mut me) = self.0.live.participant(id).await?.ok_or_else(not_joined)?;
-        if me.tracks.contains(&kind) == published {
+        me.sources = me.sending_from();
+        if me.sources.contains(&source) == published {
             return Ok(());
         }
         if published {
-            me.tracks.push(kind);
+            me.sources.push(source);
         } else {
-            me.tracks.retain(|k| *k != kind);
+            me.sources.retain(|s| *s != source);
         }
+        me.tracks = [TrackKind::Audio, TrackKind::Video]
+            .into_iter()
+            .filter(|kind| me.sources.iter().any(|s| s.kind() == *kind))
+            .collect();
         self.0.live.put_participant(&key, &me).await?;
         let event = if published {
-            WebhookEvent::TrackPublished(me, kind)
+            WebhookEvent::TrackPublished(me, source)
         } else {
-            WebhookEvent::TrackUnpublished(me, kind)
+            WebhookEvent::TrackUnpublished(me, source)
         };
         self.webhook(&key, event).await
     }

@@ -10,7 +10,7 @@ use super::{RoomService, split_room_key};
 use crate::api::{GatewayCommand, LeaveReason, RoomEvent};
 use crate::clock::unix_secs;
 use crate::error::RoomResult;
-use crate::model::{ParticipantInfo, ParticipantState, TrackKind};
+use crate::model::{ParticipantInfo, ParticipantState, Source};
 use crate::store::{OutboxEvent, Presence, PresenceChange, tenants_random_token};
 
 /// Who in a room hears an event.
@@ -41,8 +41,8 @@ pub(crate) enum WebhookEvent {
     RoomFinished,
     ParticipantJoined(ParticipantInfo),
     ParticipantLeft(ParticipantInfo, LeaveReason),
-    TrackPublished(ParticipantInfo, TrackKind),
-    TrackUnpublished(ParticipantInfo, TrackKind),
+    TrackPublished(ParticipantInfo, Source),
+    TrackUnpublished(ParticipantInfo, Source),
 }
 
 impl WebhookEvent {
@@ -177,8 +177,10 @@ fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {
     if let WebhookEvent::ParticipantLeft(_, reason) = event {
         body["reason"] = json!(reason.as_str());
     }
-    if let WebhookEvent::TrackPublished(_, kind) | WebhookEvent::TrackUnpublished(_, kind) = event {
-        body["track"] = json!({ "kind": kind.as_str() });
+    if let WebhookEvent::TrackPublished(_, source) | WebhookEvent::TrackUnpublished(_, source) =
+        event
+    {
+        body["track"] = json!({ "kind": source.kind().as_str(), "source": source.as_str() });
     }
     OutboxEvent {
         name: event.name(),
@@ -207,5 +209,42 @@ mod tests {
             ..first
         };
         assert_eq!(participant_json(&back)["previous_id"], "PA_1");
+    }
+
+    #[test]
+    fn a_track_event_names_its_kind_and_source() {
+        let ada: ParticipantInfo = serde_json::from_value(json!({
+            "id": "PA_2", "identity": "ada", "name": "Ada", "role": "host",
+            "permissions": {}, "metadata": "", "state": "active",
+            "audio_muted": false, "video_muted": false,
+            "audio_blocked": false, "video_blocked": false, "pending_name": null,
+            "tracks": ["video"], "joined_at": 1, "gateway": "gw"
+        }))
+        .expect("a participant from before sources");
+        assert_eq!(
+            ada.sending_from(),
+            [Source::Camera],
+            "its video read as its camera"
+        );
+        for (event, name, kind, source) in [
+            (
+                WebhookEvent::TrackPublished(ada.clone(), Source::ScreenShare),
+                "track_published",
+                "video",
+                "screen_share",
+            ),
+            (
+                WebhookEvent::TrackUnpublished(ada.clone(), Source::Microphone),
+                "track_unpublished",
+                "audio",
+                "microphone",
+            ),
+        ] {
+            let body: serde_json::Value =
+                serde_json::from_str(&outbox_event("standup", &event).body).expect("json");
+            assert_eq!(body["event"], name);
+            assert_eq!(body["track"], json!({ "kind": kind, "source": source }));
+            assert_eq!(body["participant"]["id"], "PA_2");
+        }
     }
 }

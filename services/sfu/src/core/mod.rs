@@ -750,13 +750,13 @@ impl Sfu {
         self.next_relay_track = self.next_relay_track.wrapping_add(1);
         let room = peer.room.clone();
         debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), rid = ?init.rid, "track published");
-        self.events.push_back(SfuEvent::TrackPublished {
-            participant: peer.participant.clone(),
-            kind,
-        });
         if dormant {
             return;
         }
+        self.events.push_back(SfuEvent::TrackPublished {
+            participant: peer.participant.clone(),
+            source: source_kind,
+        });
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
                 .publications
@@ -775,10 +775,12 @@ impl Sfu {
         let Some(published) = peer.published.remove(track_id) else {
             return;
         };
-        self.events.push_back(SfuEvent::TrackUnpublished {
-            participant: peer.participant.clone(),
-            kind: published.kind,
-        });
+        if !published.dormant {
+            self.events.push_back(SfuEvent::TrackUnpublished {
+                participant: peer.participant.clone(),
+                source: published.source,
+            });
+        }
         let room = peer.room.clone();
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
@@ -900,10 +902,10 @@ impl Sfu {
         }
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
-        for published in peer.published.values() {
+        for published in peer.published.values().filter(|p| !p.dormant) {
             self.events.push_back(SfuEvent::TrackUnpublished {
                 participant: peer.participant.clone(),
-                kind: published.kind,
+                source: published.source,
             });
         }
         if self.by_participant.get(&peer.participant) == Some(&key) {

@@ -11,7 +11,7 @@ use super::layers::{self, Demand, Wanted};
 use super::peer::Source;
 use super::{MediaKind, PeerKey, Sfu, TrackSource};
 use crate::ParticipantId;
-use crate::control::SfuError;
+use crate::control::{SfuError, SfuEvent};
 
 /// A shared screen that sends no media for this long has stopped. Chromium repeats a
 /// still screen's last frame about once a second, so a paused slide is not "stopped".
@@ -57,6 +57,10 @@ impl Sfu {
                 if published.source == TrackSource::ScreenShare && !published.dormant && !sending {
                     published.dormant = true;
                     idle.push((*key, track_id.clone(), peer.room.clone()));
+                    self.events.push_back(SfuEvent::TrackUnpublished {
+                        participant: peer.participant.clone(),
+                        source: TrackSource::ScreenShare,
+                    });
                 }
             }
         }
@@ -75,9 +79,14 @@ impl Sfu {
 
     /// A dormant screen sends again: back into the room's slots.
     pub(super) fn wake_publication(&mut self, publisher: PeerKey, track_id: &str) {
-        let Some(room) = self.peers.get(&publisher).map(|peer| peer.room.clone()) else {
+        let Some(peer) = self.peers.get(&publisher) else {
             return;
         };
+        let room = peer.room.clone();
+        self.events.push_back(SfuEvent::TrackPublished {
+            participant: peer.participant.clone(),
+            source: TrackSource::ScreenShare,
+        });
         if let Some(room_state) = self.rooms.get_mut(&room) {
             room_state
                 .publications
