@@ -252,6 +252,7 @@ async fn a_conference_is_a_room_until_it_is_deleted() -> anyhow::Result<()> {
         "the declared host control reached the room"
     );
     assert!(room.settings.sip_dial_in, "the example takes calls");
+    assert_eq!(room.settings.empty_timeout_secs, 300, "its session's wait");
     assert_eq!(
         ready["status"]["hostControls"],
         json!({"allowScreenShare": false})

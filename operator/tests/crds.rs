@@ -157,6 +157,14 @@ fn conference_rules_reject_bad_specs() {
         None,
         "chatRetentionSeconds must not be negative",
     );
+    for wait in [-1, 86_401] {
+        expect_rejected(
+            "conferences",
+            &with(conference.clone(), "/spec/emptyTimeoutSeconds", json!(wait)),
+            None,
+            "emptyTimeoutSeconds must be between 0 and 86400",
+        );
+    }
     let loose = with(
         conference.clone(),
         "/spec/hostControls/allowScreenShare",

@@ -73,7 +73,7 @@ fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Valu
         .iter()
         .filter(|region| **region != spec.home_region)
         .collect();
-    serde_json::json!({
+    let mut declared = serde_json::json!({
         "waiting_room": spec.waiting_room,
         "sip_dial_in": spec.sip_dial_in,
         "max_participants": u32::try_from(spec.max_participants).unwrap_or(1),
@@ -82,7 +82,14 @@ fn declared(conference: &Conference) -> serde_json::Map<String, serde_json::Valu
     })
     .as_object()
     .cloned()
-    .unwrap_or_default()
+    .unwrap_or_default();
+    if let Some(secs) = spec.empty_timeout_seconds {
+        declared.insert(
+            "empty_timeout_secs".into(),
+            u32::try_from(secs).unwrap_or_default().into(),
+        );
+    }
+    declared
 }
 
 /// The host controls the conference sets to other values than it gave the room last

@@ -156,6 +156,7 @@ fn conference(finalized: bool) -> Conference {
             recording: false,
             sip_dial_in: true,
             chat_retention_seconds: None,
+            empty_timeout_seconds: None,
             host_controls: Default::default(),
         },
     );
@@ -643,6 +644,11 @@ fn an_update_names_only_what_a_conference_declares() {
             "waiting_room"
         ]
     );
+    let mut waits = conference(true);
+    waits.spec.empty_timeout_seconds = Some(300);
+    let changes = declared(&waits);
+    assert_eq!(changes["empty_timeout_secs"], 300, "{changes:?}");
+    assert_eq!(settings(None, &changes).empty_timeout_secs, 300);
 }
 
 #[tokio::test]

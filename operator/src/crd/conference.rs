@@ -77,6 +77,13 @@ pub struct ConferenceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("chatRetentionSeconds must not be negative"))]
     pub chat_retention_seconds: Option<i64>,
+    /// How long the room's session waits, empty, after its last participant left
+    /// before it finishes (`room_finished`), in seconds; someone entering meanwhile
+    /// continues it. Unset, the room keeps what it has (at first, no wait but for a
+    /// participant whose connection was lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 86400").message("emptyTimeoutSeconds must be between 0 and 86400"))]
+    pub empty_timeout_seconds: Option<i32>,
     /// Where the room's host controls start: its lock, screen sharing and the chat for
     /// everyone. Each one set is given to the room when it is first declared and
     /// whenever its value here changes; between changes, what a host sets during the
