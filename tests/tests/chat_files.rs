@@ -317,7 +317,8 @@ fn rand_u32() -> u32 {
 }
 
 /// An upload link outlives the moment it was given: its sender must still be in the
-/// room, and the chat still open to them, when the bytes arrive and when they are in.
+/// room (or back in it after a lost connection), and the chat still open to them,
+/// when the bytes arrive and when they are in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_link_holds_only_while_its_sender_may_post() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("confer-files-test-{:08x}", rand_u32()));
@@ -387,6 +388,35 @@ async fn an_upload_link_holds_only_while_its_sender_may_post() -> anyhow::Result
     ada.send(&json!({"request_id": "h", "host": {"action": "allow_chat"}}))
         .await?;
     ada.recv_kind("ack", WAIT).await?;
+
+    // A sender whose connection dropped after he was given a link, and who came back
+    // with his rejoin ticket (under a new participant id), still shares through it.
+    let mut cyd = SignalClient::connect(&server.signal_url()).await?;
+    cyd.send(&json!({"request_id": "j", "join": {"room": "rights", "name": "Cyd"}}))
+        .await?;
+    let joined = cyd.recv_kind("joined", WAIT).await?;
+    let ticket = joined["joined"]["rejoin"].clone();
+    let link = url(ask(&mut cyd, "back.png", "image/png", PNG.len()).await?);
+    drop(cyd);
+    let left = ada.recv_kind("participant_left", WAIT).await?;
+    assert_eq!(
+        left["participant_left"]["reason"], "connection_lost",
+        "{left}"
+    );
+    let mut cyd = SignalClient::connect(&server.signal_url()).await?;
+    cyd.send(
+        &json!({"request_id": "j", "join": {"room": "rights", "name": "Cyd", "rejoin": ticket}}),
+    )
+    .await?;
+    let back = cyd.recv_kind("joined", WAIT).await?;
+    assert_eq!(
+        back["joined"]["you"]["previous_id"], joined["joined"]["you"]["id"],
+        "{back}"
+    );
+    let (status, body) = put(&server, &link, PNG).await?;
+    assert_eq!(status, 201, "{body}");
+    cyd.leave().await?;
+    ada.recv_kind("participant_left", WAIT).await?;
 
     // Bob asks at once after the chat was opened: his session may not have heard of
     // it yet, and the room service has the last word. A sender who has left since
