@@ -329,6 +329,29 @@ async fn vanish(browser: &Browser) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bob joins from another page (`link`); once Ada's page lists him, what it has seen
+/// starts afresh. His page and his id.
+async fn bob_again(
+    driver: &Driver,
+    link: &str,
+    ada: &Browser,
+) -> anyhow::Result<(Browser, String)> {
+    let bob = driver.browser().await?;
+    open_join_link(&bob, link, "Bob").await?;
+    let id = self_id(&bob).await?;
+    ada.wait_for(
+        "Bob listed at Ada's, alone",
+        &format!(
+            "const listed = window.conferClient.participants; \
+             return listed.size === 1 && listed.has('{id}');"
+        ),
+        Duration::from_secs(5),
+    )
+    .await?;
+    ada.eval("window.seen = []; return true;").await?;
+    Ok((bob, id))
+}
+
 /// Bob (signed in as `bob`) loses his connections for good and opens the room again
 /// in another browser, which cannot show his ticket: at Ada's, the place kept for him
 /// goes as the same person joins afresh. That browser's connections go for good too:
@@ -427,16 +450,7 @@ async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_u
     );
 
     // Closing the page is leaving.
-    let third_bob = driver.browser().await?;
-    open_join_link(&third_bob, &bob_link, "Bob").await?;
-    let third = self_id(&third_bob).await?;
-    ada.wait_for(
-        "Bob's third tile",
-        "return window.conferClient.participants.size === 1;",
-        Duration::from_secs(5),
-    )
-    .await?;
-    ada.eval("window.seen = []; return true;").await?;
+    let (third_bob, third) = bob_again(&driver, &bob_link, &ada).await?;
     third_bob.goto("about:blank").await?;
     ada.wait_for(
         "Bob's tile gone",
@@ -453,16 +467,7 @@ async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_u
 
     // A page that ends its media and leaves only once the media server has reported
     // the media lost: that was a leave after all, and Ada's page keeps nothing.
-    let fourth_bob = driver.browser().await?;
-    open_join_link(&fourth_bob, &bob_link, "Bob").await?;
-    let fourth = self_id(&fourth_bob).await?;
-    ada.wait_for(
-        "Bob's fourth tile",
-        "return window.conferClient.participants.size === 1;",
-        Duration::from_secs(5),
-    )
-    .await?;
-    ada.eval("window.seen = []; return true;").await?;
+    let (fourth_bob, fourth) = bob_again(&driver, &bob_link, &ada).await?;
     fourth_bob
         .eval(
             "const client = window.conferClient; \
