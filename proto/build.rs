@@ -2,8 +2,9 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 16] = [
+const CLIENT_BODIES: [&str; 17] = [
     "FileUploadRequest",
+    "RaiseHand",
     "EditChat",
     "DeleteChat",
     "ChatHistoryRequest",
@@ -95,6 +96,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .field_attribute(
             ".confer.signal.v1.ParticipantLeft.rejoin_within_ms",
             "#[serde(skip_serializing_if = \"crate::signal::is_zero\")]",
+        )
+        .field_attribute(
+            ".confer.signal.v1.Participant.hand_raised_at",
+            "#[serde(skip_serializing_if = \"crate::signal::is_zero_u64\")]",
         )
         .field_attribute(
             ".confer.signal.v1.Joined.chat_limit",

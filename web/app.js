@@ -64,9 +64,11 @@ client.addEventListener('joined', () => {
   chatOpen = client.roomState.allow_chat !== false;
   stage.tile(client.self.id, { local: true });
   stage.setName(client.self.id, `${client.self.name} (you)`);
+  showOwnHand();
   for (const p of client.participants.values()) {
     stage.tile(p.id);
     stage.setName(p.id, tileName(p));
+    stage.setHand(p.id, !!p.hand_raised_at);
   }
   refreshPeople();
   status('Connected');
@@ -76,6 +78,7 @@ client.addEventListener('participant-joined', ({ detail: p }) => {
   stage.setReconnecting(p.id, false);
   stage.setName(p.id, tileName(p));
   stage.setVideoOff(p.id, p.video_muted);
+  stage.setHand(p.id, !!p.hand_raised_at);
   refreshPeople();
 });
 // Someone's connection was lost: its tile stays, marked, until it is back.
@@ -97,8 +100,18 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   // Only a tile already there: an update may be of someone waiting or just gone.
   if (stage.tiles.has(p.id)) stage.setName(p.id, own ? `${p.name} (you)` : tileName(p));
   stage.setVideoOff(p.id, p.video_muted);
+  stage.setHand(p.id, !!p.hand_raised_at);
+  if (own) showOwnHand();
   refreshPeople();
 });
+// The hand button says what pressing it does: up, or (raised, by you or lowered by a host) down.
+function showOwnHand() {
+  const raised = !!client.self?.hand_raised_at;
+  const button = $('raise-hand');
+  button.setAttribute('aria-pressed', String(raised));
+  button.textContent = raised ? 'Lower hand' : 'Raise hand';
+  stage.setHand(client.self.id, raised);
+}
 client.addEventListener('track', ({ detail }) => {
   if (detail.source === 'screen_share') {
     const name = client.participants.get(detail.participantId)?.name || 'Someone';
@@ -249,6 +262,10 @@ toggle($('toggle-cam'), 'video', 'Stop camera', 'Start camera');
 $('share-screen').addEventListener('click', () => {
   const sharing = client.screenTrack != null;
   (sharing ? client.stopScreenShare() : client.shareScreen()).catch((err) => status(`Screen share: ${err.message}`));
+});
+$('raise-hand').addEventListener('click', () => {
+  const raised = $('raise-hand').getAttribute('aria-pressed') !== 'true';
+  client.raiseHand(raised).catch((err) => status(`Raise hand: ${err.message}`));
 });
 $('leave').addEventListener('click', () => {
   client.leave();

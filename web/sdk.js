@@ -152,12 +152,17 @@ export class ConferClient extends EventTarget {
 
   // Host controls: admit, deny, mute, unmute, remove, set_role, lock, unlock,
   // allow_screen_share, deny_screen_share, allow_chat, deny_chat, approve_name,
-  // reject_name.
+  // reject_name, lower_hand.
   host(action, participantId = '', { kind = '', role = '' } = {}) {
     return this.request({ host: { action, participant_id: participantId, kind, role } });
   }
 
   setName(name) { return this.request({ set_name: { name } }); }
+
+  // Raises this participant's hand (or lowers it): everyone sees its `hand_raised_at`
+  // (when it went up; the earliest is first in line). Hosts lower others' with
+  // host('lower_hand', id).
+  raiseHand(raised = true) { return this.request({ raise_hand: { raised } }); }
 
   // Whether a chat entry's `participant_id` is this participant's, through this
   // connection or an earlier one it came back from.

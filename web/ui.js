@@ -55,6 +55,9 @@ export class Stage {
 
   setVideoOff(id, off) { this.tiles.get(id)?.tile.classList.toggle('video-off', off); }
 
+  // A raised hand shows on the participant's tile.
+  setHand(id, raised) { this.tiles.get(id)?.tile.classList.toggle('hand', raised); }
+
   // A participant whose connection was lost keeps its tile, marked, while it comes back.
   setReconnecting(id, on) { this.tiles.get(id)?.tile.classList.toggle('reconnecting', on); }
 
@@ -110,8 +113,16 @@ function button(label, onClick) {
   return b;
 }
 
+// Raised hands in the order they went up: participant id -> place in line (from 1).
+function handQueue(participants) {
+  const raised = [...participants.values()].filter((p) => p.hand_raised_at)
+    .sort((a, b) => a.hand_raised_at - b.hand_raised_at);
+  return new Map(raised.map((p, i) => [p.id, i + 1]));
+}
+
 export function renderParticipants(list, participants, self, knocks, act) {
   const isHost = self.role === 'host';
+  const hands = handQueue(participants);
   const waiting = isHost ? [...knocks.values()].map((p) => {
     const item = document.createElement('li');
     item.className = 'knock';
@@ -130,6 +141,15 @@ export function renderParticipants(list, participants, self, knocks, act) {
     const state = document.createElement('span');
     state.textContent = `${p.audio_muted ? '🔇' : '🎤'} ${phone ? '📞' : p.video_muted ? '🚫' : '📷'}`;
     item.append(name, state);
+    const place = hands.get(p.id);
+    if (place) {
+      const hand = document.createElement('span');
+      hand.className = 'hand';
+      hand.title = 'Hand raised';
+      hand.textContent = `✋ ${place}`;
+      item.append(hand);
+      if (isHost && p.id !== self.id) item.append(button('Lower hand', () => act('lower_hand', p.id)));
+    }
     if (isHost && p.id !== self.id && !p.reconnecting) {
       item.append(
         button(p.audio_blocked ? 'Unmute' : 'Mute', () => act(p.audio_blocked ? 'unmute' : 'mute', p.id, { kind: 'audio' })),

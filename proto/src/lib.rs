@@ -27,6 +27,11 @@ pub mod signal {
     pub(crate) fn is_zero(value: &u32) -> bool {
         *value == 0
     }
+
+    /// [`is_zero`] for a 64-bit number.
+    pub(crate) fn is_zero_u64(value: &u64) -> bool {
+        *value == 0
+    }
 }
 
 pub mod room {

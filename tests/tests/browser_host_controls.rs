@@ -1,6 +1,7 @@
 //! Host controls in real browsers: a guest waits in the waiting room until the host
 //! admits them from the people list; when the host mutes the guest, the guest's audio
-//! stops reaching a third participant while the host's keeps flowing.
+//! stops reaching a third participant while the host's keeps flowing. A hand the guest
+//! raises shows on its tile and in the host's list, and the host lowers it.
 
 use std::time::Duration;
 
@@ -232,6 +233,51 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
             )
             .await?;
     }
+
+    // The guest raises a hand: its tile and its place in line show at the host's, who
+    // lowers it from the people list; the guest's button says so.
+    guest
+        .eval("document.getElementById('raise-hand').click(); return true;")
+        .await?;
+    let raised_at_host = format!(
+        "const tile = document.querySelector('#stage .tile[data-participant=\"{guest_id}\"]'); \
+         const item = document.querySelector('#participants li[data-participant=\"{guest_id}\"]'); \
+         return !!tile && tile.classList.contains('hand') \
+           && item.querySelector('.hand')?.textContent === '✋ 1' \
+           && [...item.querySelectorAll('button')].some((b) => b.textContent === 'Lower hand');"
+    );
+    host.wait_for(
+        "the guest's hand at the host's",
+        &raised_at_host,
+        Duration::from_secs(5),
+    )
+    .await?;
+    guest
+        .wait_for(
+            "the guest's button to lower it",
+            "return document.getElementById('raise-hand').textContent === 'Lower hand';",
+            Duration::from_secs(5),
+        )
+        .await?;
+    host.eval(&format!(
+        "[...document.querySelectorAll('#participants li[data-participant=\"{guest_id}\"] button')] \
+           .find((b) => b.textContent === 'Lower hand').click(); return true;"
+    ))
+    .await?;
+    guest
+        .wait_for(
+            "the guest's hand lowered by the host",
+            "return document.getElementById('raise-hand').textContent === 'Raise hand' \
+               && !document.querySelector('#stage .tile.local').classList.contains('hand');",
+            Duration::from_secs(5),
+        )
+        .await?;
+    host.wait_for(
+        "no hand at the host's",
+        "return !document.querySelector('#stage .tile.hand, #participants .hand');",
+        Duration::from_secs(5),
+    )
+    .await?;
 
     for browser in [host, guest, third] {
         browser.close().await?;

@@ -1,5 +1,5 @@
 //! Room security through the real signalling path: tokens per tenant, roles, the
-//! waiting room, host controls, passwords, locks.
+//! waiting room, host controls, passwords, locks, raised hands.
 
 use std::time::Duration;
 
@@ -355,6 +355,87 @@ async fn name_changes_wait_for_a_host_when_the_room_says_so() -> anyhow::Result<
         renamed["participant_updated"]["participant"]["pending_name"],
         ""
     );
+    Ok(())
+}
+
+/// Raises or lowers `client`'s hand: the answer.
+async fn raise_hand(client: &mut SignalClient, raised: bool) -> anyhow::Result<Value> {
+    client
+        .send(&json!({"request_id": "hand", "raise_hand": {"raised": raised}}))
+        .await?;
+    reply(client, "hand").await
+}
+
+/// The next `participant_updated` of `participant` at `client`: its `hand_raised_at`
+/// (0 while the hand is down).
+async fn hand_of(client: &mut SignalClient, participant: &str) -> anyhow::Result<u64> {
+    loop {
+        let update = client.recv_kind("participant_updated", WAIT).await?;
+        let p = &update["participant_updated"]["participant"];
+        if p["id"] == participant {
+            return Ok(p["hand_raised_at"].as_u64().unwrap_or_default());
+        }
+    }
+}
+
+/// Hands go up in line (a hand raised again keeps its place), anyone may lower their
+/// own, only a host lowers someone else's, and a malformed request is refused.
+#[tokio::test]
+async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, mut gus) = host_and_guest(&server, "townhall", true).await?;
+    let gus_id = {
+        let update = host.recv_kind("participant_joined", WAIT).await?;
+        update["participant_joined"]["participant"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut ida = connect(&server).await?;
+    send_join(
+        &mut ida,
+        json!({"room": "townhall", "token": guest_token("townhall", "ida")}),
+    )
+    .await?;
+    let ida_id = you_id(&reply(&mut ida, "join").await?, "joined");
+
+    let raised = raise_hand(&mut gus, true).await?;
+    assert!(raised.get("ack").is_some(), "{raised}");
+    let gus_at = hand_of(&mut host, &gus_id).await?;
+    assert!(gus_at > 0, "Gus's hand is up at the host's");
+    assert_eq!(hand_of(&mut ida, &gus_id).await?, gus_at, "and at Ida's");
+    assert!(raise_hand(&mut ida, true).await?.get("ack").is_some());
+    let ida_at = hand_of(&mut host, &ida_id).await?;
+    assert!(ida_at >= gus_at, "Ida after Gus: {ida_at} < {gus_at}");
+    // Raised again: the same place, and nothing for the others to hear (the host's
+    // next update of Gus is his hand going down).
+    assert!(raise_hand(&mut gus, true).await?.get("ack").is_some());
+
+    // Only a host lowers someone else's hand.
+    let refused = host_control(&mut ida, "lower_hand", &gus_id, "").await?;
+    assert_eq!(refused["error"]["code"], "not_host", "{refused}");
+    let needs = host_control(&mut host, "lower_hand", "", "").await?;
+    assert_eq!(needs["error"]["code"], "invalid_message", "{needs}");
+    assert!(
+        host_control(&mut host, "lower_hand", &gus_id, "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    assert_eq!(
+        hand_of(&mut gus, &gus_id).await?,
+        0,
+        "Gus hears his hand went down"
+    );
+    assert_eq!(hand_of(&mut host, &gus_id).await?, 0);
+    // Ida lowers her own.
+    assert!(raise_hand(&mut ida, false).await?.get("ack").is_some());
+    assert_eq!(hand_of(&mut host, &ida_id).await?, 0);
+
+    ida.send(&json!({"request_id": "bad", "raise_hand": {"raised": true, "hand": "left"}}))
+        .await?;
+    let bad = reply(&mut ida, "bad").await?;
+    assert_eq!(bad["error"]["code"], "invalid_message", "{bad}");
     Ok(())
 }
 

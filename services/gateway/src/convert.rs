@@ -22,6 +22,7 @@ pub(crate) fn participant(p: &ParticipantInfo) -> signal::Participant {
             ParticipantKind::Sip => "sip".to_owned(),
         },
         previous_id: p.previous_id.clone().unwrap_or_default(),
+        hand_raised_at: p.hand_raised_at.unwrap_or_default(),
     }
 }
 

@@ -355,6 +355,12 @@ impl Session {
                 self.self_update(&request_id, SelfUpdate::Name { name: set.name })
                     .await
             }
+            In::RaiseHand(hand) => {
+                let update = SelfUpdate::Hand {
+                    raised: hand.raised,
+                };
+                self.self_update(&request_id, update).await
+            }
             In::Host(control) => self.host(&request_id, control).await,
             In::TrackSettings(settings) => self.track_settings(settings).await,
             In::Ping(_) => {
@@ -1270,6 +1276,9 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
         "approve_name" | "reject_name" => HostAction::ResolveNameChange {
             participant: needs_participant()?,
             approve: control.action == "approve_name",
+        },
+        "lower_hand" => HostAction::LowerHand {
+            participant: needs_participant()?,
         },
         other => {
             return Err(Reject::new(

@@ -100,6 +100,10 @@ pub enum HostAction {
         participant: String,
         approve: bool,
     },
+    /// Lowers a participant's raised hand (it was given the word, or it forgot it).
+    LowerHand {
+        participant: String,
+    },
 }
 
 impl HostAction {
@@ -114,6 +118,7 @@ impl HostAction {
             HostAction::AllowScreenShare { .. } => "allow_screen_share",
             HostAction::AllowChat { .. } => "allow_chat",
             HostAction::ResolveNameChange { .. } => "resolve_name_change",
+            HostAction::LowerHand { .. } => "lower_hand",
         }
     }
 }
@@ -122,8 +127,17 @@ impl HostAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]
 pub enum SelfUpdate {
-    Muted { kind: TrackKind, muted: bool },
-    Name { name: String },
+    Muted {
+        kind: TrackKind,
+        muted: bool,
+    },
+    Name {
+        name: String,
+    },
+    /// Raises or lowers the participant's hand.
+    Hand {
+        raised: bool,
+    },
 }
 
 /// One item of a gateway's command stream: a command and its cursor, or (first) only

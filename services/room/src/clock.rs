@@ -19,3 +19,7 @@ pub fn unix_millis_i64() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
+
+pub fn unix_millis() -> u64 {
+    u64::try_from(unix_millis_i64()).unwrap_or_default()
+}

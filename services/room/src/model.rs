@@ -286,6 +286,9 @@ pub struct ParticipantInfo {
     /// The id it had before it came back after a lost connection (its rejoin ticket's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_id: Option<String>,
+    /// When it raised its hand (Unix milliseconds), while the hand is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_raised_at: Option<u64>,
 }
 
 impl ParticipantInfo {

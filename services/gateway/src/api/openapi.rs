@@ -175,7 +175,8 @@ fn schemas() -> Value {
                 "description": "What the participant is sending from: a screen only while it shares one"},
             "joined_at": int, "gateway": string,
             "kind": {"type": "string", "enum": ["sip"], "description": "Present for a caller dialled in over SIP"},
-            "previous_id": {"type": "string", "description": "Present for a participant that came back after a lost connection: the id it had before (its participant_left came with that id)"}}},
+            "previous_id": {"type": "string", "description": "Present for a participant that came back after a lost connection: the id it had before (its participant_left came with that id)"},
+            "hand_raised_at": {"type": "integer", "format": "int64", "description": "Present while its hand is raised: when it went up (Unix milliseconds; the earliest is first in line)"}}},
         "UpdateParticipant": {"type": "object", "additionalProperties": false, "properties": {
             "permissions": schema("Permissions"), "metadata": string,
             "role": {"type": "string", "enum": ["host", "participant", "viewer"]}, "name": string}},

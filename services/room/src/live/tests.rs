@@ -142,6 +142,7 @@ fn departed_participant(id: &str) -> ParticipantInfo {
         region: None,
         kind: confer_auth::ParticipantKind::Standard,
         previous_id: None,
+        hand_raised_at: None,
     }
 }
 

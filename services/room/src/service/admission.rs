@@ -262,6 +262,7 @@ impl RoomService {
                 joined_at: unix_secs(),
                 gateway: req.gateway.clone(),
                 previous_id: None,
+                hand_raised_at: None,
             },
         };
         self.0.live.put_participant(key, &participant).await?;

@@ -5,6 +5,7 @@ use futures_util::StreamExt as _;
 use super::notify::{Audience, WebhookEvent};
 use super::{RoomService, split_room_key};
 use crate::api::{GatewayCommand, HostAction, RoomEvent, SelfUpdate};
+use crate::clock::unix_millis;
 use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, Source, TrackKind};
 use crate::store::AuditEntry;
@@ -85,6 +86,13 @@ impl RoomService {
                 })?;
                 if approve {
                     target.name = pending;
+                }
+                self.updated(&key, &target).await
+            }
+            HostAction::LowerHand { participant } => {
+                let mut target = self.member(&key, &participant).await?;
+                if target.hand_raised_at.take().is_none() {
+                    return Ok(());
                 }
                 self.updated(&key, &target).await
             }
@@ -318,6 +326,14 @@ impl RoomService {
                     return Ok(me);
                 }
                 me.name = name;
+            }
+            SelfUpdate::Hand { raised } => {
+                // A hand raised again keeps its place in the queue.
+                let at = raised.then(|| me.hand_raised_at.unwrap_or_else(unix_millis));
+                if at == me.hand_raised_at {
+                    return Ok(me);
+                }
+                me.hand_raised_at = at;
             }
         }
         self.updated(&key, &me).await?;
