@@ -275,6 +275,59 @@ pub fn scenario(offer: Offer, script: Script) -> String {
 /// Writes `packets` Opus packets (payload type 111, 20 ms apart) as an Ethernet pcap
 /// sipp can play.
 pub fn write_voice_pcap(path: &Path, packets: u16) -> std::io::Result<()> {
+    write_pcap(path, &voice_with_keys(packets, &[]))
+}
+
+/// A caller's voice: `packets` RTP packets 20 ms apart, Opus silence (payload type
+/// 111), except where a key is pressed: at packet `at`, each key of `keys` (`0`–`9`,
+/// `*`, `#`) as a phone sends it (RFC 4733, payload type 101): three packets while it is
+/// held, its end three times, then one packet of voice before the next key.
+pub fn voice_with_keys(packets: u16, keys: &[(u16, &str)]) -> Vec<Vec<u8>> {
+    let mut slots: Vec<Option<(u8, bool, u16, u32)>> = vec![None; usize::from(packets)];
+    for (at, pressed) in keys {
+        let mut slot = usize::from(*at);
+        for key in pressed.chars() {
+            let event = match key {
+                '*' => 10,
+                '#' => 11,
+                digit => u8::try_from(digit.to_digit(10).unwrap_or(0)).unwrap_or(0),
+            };
+            // The event's timestamp: where it starts.
+            let start = u32::try_from(slot).unwrap_or(0) * 960;
+            for n in 0..6u16 {
+                if let Some(free) = slots.get_mut(slot) {
+                    *free = Some((event, n >= 3, 160 * (n.min(3) + 1), start));
+                }
+                slot += 1;
+            }
+            slot += 1;
+        }
+    }
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let i = u16::try_from(i).unwrap_or(u16::MAX);
+            let (pt, timestamp, payload) = match slot {
+                Some((event, end, duration, start)) => {
+                    let mut payload = vec![*event, if *end { 0x80 | 10 } else { 10 }];
+                    payload.extend_from_slice(&duration.to_be_bytes());
+                    (101, *start, payload)
+                }
+                None => (111, u32::from(i) * 960, OPUS_SILENCE.to_vec()),
+            };
+            let mut rtp = vec![0x80, pt];
+            rtp.extend_from_slice(&(1000u16.wrapping_add(i)).to_be_bytes());
+            rtp.extend_from_slice(&timestamp.to_be_bytes());
+            rtp.extend_from_slice(&0x5151_5151u32.to_be_bytes());
+            rtp.extend_from_slice(&payload);
+            rtp
+        })
+        .collect()
+}
+
+/// Writes RTP `packets`, 20 ms apart, as an Ethernet pcap sipp can play.
+pub fn write_pcap(path: &Path, packets: &[Vec<u8>]) -> std::io::Result<()> {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -282,12 +335,7 @@ pub fn write_voice_pcap(path: &Path, packets: u16) -> std::io::Result<()> {
     for value in [0u32, 0, 65_535, 1] {
         out.extend_from_slice(&value.to_le_bytes());
     }
-    for i in 0..packets {
-        let mut rtp = vec![0x80, 111];
-        rtp.extend_from_slice(&(1000u16.wrapping_add(i)).to_be_bytes());
-        rtp.extend_from_slice(&(u32::from(i) * 960).to_be_bytes());
-        rtp.extend_from_slice(&0x5151_5151u32.to_be_bytes());
-        rtp.extend_from_slice(&OPUS_SILENCE);
+    for (i, rtp) in packets.iter().enumerate() {
         let udp_len = 8 + rtp.len() as u16;
         let mut frame = vec![0u8; 12];
         frame.extend_from_slice(&[0x08, 0x00]);
@@ -298,8 +346,8 @@ pub fn write_voice_pcap(path: &Path, packets: u16) -> std::io::Result<()> {
         frame.extend_from_slice(&4002u16.to_be_bytes());
         frame.extend_from_slice(&udp_len.to_be_bytes());
         frame.extend_from_slice(&[0, 0]);
-        frame.extend_from_slice(&rtp);
-        let micros = u32::from(i) * 20_000;
+        frame.extend_from_slice(rtp);
+        let micros = u32::try_from(i).unwrap_or(u32::MAX).saturating_mul(20_000);
         for value in [
             micros / 1_000_000,
             micros % 1_000_000,
@@ -422,9 +470,22 @@ pub async fn run_sipp_from(
     scenario: &str,
     voice_packets: u16,
 ) -> anyhow::Result<SippRun> {
+    let voice = voice_with_keys(voice_packets, &[]);
+    run_sipp_playing(caller_ip, bridge, room, scenario, &voice).await
+}
+
+/// [`run_sipp_from`], the caller playing `voice` (RTP packets 20 ms apart: see
+/// [`voice_with_keys`]).
+pub async fn run_sipp_playing(
+    caller_ip: &str,
+    bridge: SocketAddr,
+    room: &str,
+    scenario: &str,
+    voice: &[Vec<u8>],
+) -> anyhow::Result<SippRun> {
     let dir = scratch_dir()?;
     std::fs::write(dir.join("call.xml"), scenario)?;
-    write_voice_pcap(&dir.join("voice.pcap"), voice_packets)?;
+    write_pcap(&dir.join("voice.pcap"), voice)?;
     let (sip_port, media_port) = (free_udp_port()?, free_udp_port()?);
     let output = tokio::process::Command::new("sipp")
         .current_dir(&dir)

@@ -1,6 +1,6 @@
 //! Dial-in over SIP with real SIP peers (sipp): callers join rooms as participants,
 //! hear each other through the room's SFU, hang up or are hung up on, wait in a
-//! waiting room and cancel; a room without dial-in refuses them; what the bridge
+//! waiting room and cancel, raise a hand and mute from the keypad; a room without dial-in refuses them; what the bridge
 //! cannot take is refused with the right status, and garbage on the SIP port changes
 //! nothing.
 
@@ -11,17 +11,14 @@ use anyhow::Context as _;
 use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, assert_metrics, metric};
 use confer_e2e::sip::{
     Bridge, OPUS_SILENCE, Offer, Script, SippRun, VOICE_PACKETS, create_room, listen, run_sipp,
-    run_sipp_from, scenario,
+    run_sipp_from, run_sipp_playing, scenario, voice_with_keys,
 };
 use confer_gateway::GatewayConfig;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-/// The room's participants (tenant API), as (id, name, state).
-async fn participants(
-    server: &TestServer,
-    room: &str,
-) -> anyhow::Result<Vec<(String, String, String)>> {
+/// The room's participants as the tenant API lists them.
+async fn listed(server: &TestServer, room: &str) -> anyhow::Result<Vec<Value>> {
     let body: Value = confer_http::client()?
         .get(server.url(&format!("/v1/rooms/{room}/participants")))
         .basic_auth("dev", Some(TOKEN_SECRET))
@@ -30,23 +27,27 @@ async fn participants(
         .json()
         .await?;
     let list = body.get("participants").unwrap_or(&body);
-    Ok(list
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|p| {
-                    let field = |name: &str| {
-                        p.get(name)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    (field("id"), field("name"), field("state"))
-                })
-                .collect()
+    Ok(list.as_array().cloned().unwrap_or_default())
+}
+
+/// The room's participants (tenant API), as (id, name, state).
+async fn participants(
+    server: &TestServer,
+    room: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    Ok(listed(server, room)
+        .await?
+        .iter()
+        .map(|p| {
+            let field = |name: &str| {
+                p.get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (field("id"), field("name"), field("state"))
         })
-        .unwrap_or_default())
+        .collect())
 }
 
 async fn wait_for_participants(
@@ -148,6 +149,69 @@ async fn two_callers_join_the_room_and_one_hears_the_other() -> anyhow::Result<(
     )
     .context("no to_caller count")?;
     assert!(to_caller >= heard.packets as u64, "{metrics}");
+    Ok(())
+}
+
+/// A caller keys `*9` and `*6` on the phone's keypad (RFC 4733 events in its RTP): its
+/// hand goes up and it is muted, as the room lists it; its voice stops going into the
+/// room until it keys `*6` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_raises_a_hand_and_mutes_from_the_keypad() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let bridge = Bridge::start(&server).await?;
+    create_room(&server, "keypad", false).await?;
+    // 10 s of voice: `*9` at 1 s, `*6` at 2 s and again at 6 s (packets 50, 100, 300).
+    let voice = voice_with_keys(500, &[(50, "*9"), (100, "*6"), (300, "*6")]);
+    let keyed = voice.iter().filter(|rtp| rtp[1] == 101).count() as u64;
+    let call = tokio::spawn({
+        let addr = bridge.addr;
+        async move {
+            let scenario = scenario(Offer::Speak, Script::HangUpAfter { ms: 12_000 });
+            run_sipp_playing("127.0.0.1", addr, "keypad", &scenario, &voice).await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let caller = loop {
+        let listed = listed(&server, "keypad").await?;
+        if let Some(caller) = listed
+            .iter()
+            .find(|p| p["hand_raised_at"].as_u64().is_some() && p["audio_muted"] == true)
+        {
+            break caller.clone();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no raised hand and mute in {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(caller["kind"], "sip", "{caller}");
+    let call = call.await??;
+    assert!(
+        call.success,
+        "the keying caller's call failed:\n{}",
+        call.output
+    );
+
+    let metrics = bridge.metrics();
+    assert_metrics(
+        &metrics,
+        &[
+            ("confer_sip_key_commands_total{command=\"hand\"}", 1),
+            ("confer_sip_key_commands_total{command=\"mute\"}", 2),
+            ("confer_sip_rtp_dropped_total{reason=\"dtmf\"}", keyed),
+        ],
+    );
+    // Muted from 2 s to 6 s: some 190 packets of voice stayed out of the room; the
+    // rest went in once it unmuted.
+    let muted = metric(&metrics, "confer_sip_rtp_dropped_total{reason=\"muted\"}").unwrap_or(0);
+    assert!((150..=210).contains(&muted), "{metrics}");
+    let bridged = metric(
+        &metrics,
+        "confer_sip_rtp_packets_total{direction=\"from_caller\"}",
+    )
+    .unwrap_or(0);
+    assert!(bridged >= 200, "{metrics}");
     Ok(())
 }
 

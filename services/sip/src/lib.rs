@@ -12,6 +12,7 @@
 
 mod call;
 mod dialog;
+pub mod keypad;
 pub mod level;
 pub mod message;
 mod peer;

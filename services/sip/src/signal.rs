@@ -37,6 +37,11 @@ pub enum SignalEvent {
     ActiveSpeaker {
         participant: String,
     },
+    /// A participant changed: whether its hand is up now.
+    ParticipantUpdated {
+        participant: String,
+        hand_raised: bool,
+    },
     /// An error: for the request `request_id`, or pushed (empty id).
     Error {
         request_id: String,
@@ -108,6 +113,19 @@ impl Signal {
         self.send(json!({"request_id": "ping", "ping": {}})).await
     }
 
+    /// The caller muted or unmuted (`*6`); a refusal comes back as an error for the
+    /// request `mute` (a host muted the caller, and the room does not let them undo it).
+    pub async fn mute(&mut self, muted: bool) -> anyhow::Result<()> {
+        self.send(json!({"request_id": "mute", "mute": {"kind": "audio", "muted": muted}}))
+            .await
+    }
+
+    /// The caller raised or lowered their hand (`*9`).
+    pub async fn raise_hand(&mut self, raised: bool) -> anyhow::Result<()> {
+        self.send(json!({"request_id": "hand", "raise_hand": {"raised": raised}}))
+            .await
+    }
+
     async fn send(&mut self, message: Value) -> anyhow::Result<()> {
         self.ws
             .send(WsMessage::Text(message.to_string().into()))
@@ -164,6 +182,14 @@ pub fn parse_event(text: &str) -> SignalEvent {
     } else if message.get("active_speaker").is_some() {
         SignalEvent::ActiveSpeaker {
             participant: field("/active_speaker/participant_id"),
+        }
+    } else if message.get("participant_updated").is_some() {
+        SignalEvent::ParticipantUpdated {
+            participant: field("/participant_updated/participant/id"),
+            hand_raised: message
+                .pointer("/participant_updated/participant/hand_raised_at")
+                .and_then(Value::as_u64)
+                .is_some_and(|at| at > 0),
         }
     } else if message.get("error").is_some() {
         SignalEvent::Error {

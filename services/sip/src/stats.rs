@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use confer_metrics::{Exposition, Histogram, LabeledCounter};
 
+use crate::keypad::KeyCommand;
+
 /// INVITE → 200 OK, seconds: joining a room and negotiating with the SFU.
 const SETUP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Call length, seconds.
@@ -29,6 +31,7 @@ struct Counters {
     rtp_from_caller: AtomicU64,
     rtp_to_caller: AtomicU64,
     rtp_dropped: LabeledCounter,
+    key_commands: LabeledCounter,
 }
 
 impl Default for SipStats {
@@ -44,6 +47,7 @@ impl Default for SipStats {
             rtp_from_caller: AtomicU64::new(0),
             rtp_to_caller: AtomicU64::new(0),
             rtp_dropped: LabeledCounter::default(),
+            key_commands: LabeledCounter::default(),
         }))
     }
 }
@@ -92,9 +96,18 @@ impl SipStats {
     }
 
     /// An RTP datagram from the caller that was not forwarded (`reason`: malformed,
-    /// payload_type, dtmf, not_connected: before the room's media connection is up).
+    /// payload_type, dtmf (keys, read by the keypad), not_connected: before the room's
+    /// media connection is up, muted: the caller muted themselves).
     pub(crate) fn rtp_dropped(&self, reason: &str) {
         self.0.rtp_dropped.inc(reason);
+    }
+
+    /// A caller keyed a command (`*6`, `*9`).
+    pub(crate) fn key_command(&self, command: KeyCommand) {
+        self.0.key_commands.inc(match command {
+            KeyCommand::ToggleMute => "mute",
+            KeyCommand::ToggleHand => "hand",
+        });
     }
 
     /// Calls up now.
@@ -159,6 +172,12 @@ impl SipStats {
             "RTP datagrams from callers not forwarded, by reason.",
             "reason",
             &c.rtp_dropped.snapshot(),
+        );
+        out.counter_by(
+            "confer_sip_key_commands",
+            "Commands callers keyed on their phones: mute (*6), hand (*9).",
+            "command",
+            &c.key_commands.snapshot(),
         );
     }
 }

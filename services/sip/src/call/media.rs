@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::CallCommand;
 use super::room::RoomSide;
+use crate::keypad::{KeyCommand, Keypad};
 use crate::peer::PeerOutput;
 use crate::rtp::{RtpView, Splicer, write_packet};
 use crate::sdp::AudioOffer;
@@ -41,6 +42,12 @@ pub(super) struct Media {
     out: Vec<u8>,
     stats: SipStats,
     media_timeout: Duration,
+    /// The caller's keys (`*6`, `*9`).
+    keypad: Keypad,
+    /// The caller muted themselves (`*6`): their audio does not go into the room.
+    muted: bool,
+    /// The caller's hand is up, as the room last said.
+    hand_raised: bool,
 }
 
 impl Media {
@@ -61,6 +68,9 @@ impl Media {
             out: Vec::with_capacity(1500),
             stats,
             media_timeout,
+            keypad: Keypad::default(),
+            muted: false,
+            hand_raised: false,
         }
     }
 
@@ -75,6 +85,15 @@ impl Media {
         let mut next_ping = Instant::now() + PING_EVERY;
         // A rejoin takes a moment; the caller's silence meanwhile is not theirs.
         self.last_from_caller = self.last_from_caller.max(Instant::now());
+        // Joined again (the room moved): as the caller was.
+        if self.muted && room.signal.mute(true).await.is_err()
+            || self.hand_raised && room.signal.raise_hand(true).await.is_err()
+        {
+            return MediaEnd::Ended {
+                reason: "room_closed",
+                left: true,
+            };
+        }
         loop {
             flush_peer(room).await;
             let now = Instant::now();
@@ -104,8 +123,11 @@ impl Media {
                     _ => return ended("caller_hangup"),
                 },
                 received = self.caller.recv_from(&mut caller_buf) => {
-                    if let Ok((len, from)) = received {
-                        self.caller_datagram(room, &caller_buf[..len], from);
+                    if let Ok((len, from)) = received
+                        && let Some(command) = self.caller_datagram(room, &caller_buf[..len], from)
+                        && self.keyed(room, command).await.is_err()
+                    {
+                        return MediaEnd::Ended { reason: "room_closed", left: true };
                     }
                 }
                 received = room.socket.recv_from(&mut peer_buf) => {
@@ -120,6 +142,15 @@ impl Media {
                     SignalEvent::TrackUnassigned { mid } => room.speaker.unassigned(&mid),
                     SignalEvent::ActiveSpeaker { participant } => {
                         room.speaker.active_speaker(&participant);
+                    }
+                    SignalEvent::ParticipantUpdated { participant, hand_raised } if participant == room.you => {
+                        // Lowered by a host, or raised from another key press.
+                        self.hand_raised = hand_raised;
+                    }
+                    SignalEvent::Error { request_id, code, .. } if request_id == "mute" => {
+                        // A host muted the caller and the room keeps it so.
+                        info!(%code, "the caller's unmute was refused");
+                        self.muted = true;
                     }
                     SignalEvent::Error { request_id, code, .. } if request_id.is_empty() => {
                         if code == "node_draining" {
@@ -152,11 +183,36 @@ impl Media {
         self.offer = offer;
     }
 
-    /// One datagram from the caller: Opus goes to the room, the rest is counted.
-    fn caller_datagram(&mut self, room: &mut RoomSide, datagram: &[u8], from: SocketAddr) {
+    /// What a key command does: `*6` mutes or unmutes the caller, `*9` raises or
+    /// lowers their hand. Fails when the room's session is gone.
+    async fn keyed(&mut self, room: &mut RoomSide, command: KeyCommand) -> anyhow::Result<()> {
+        self.stats.key_command(command);
+        match command {
+            KeyCommand::ToggleMute => {
+                self.muted = !self.muted;
+                info!(muted = self.muted, "the caller keyed *6");
+                room.signal.mute(self.muted).await
+            }
+            KeyCommand::ToggleHand => {
+                self.hand_raised = !self.hand_raised;
+                info!(raised = self.hand_raised, "the caller keyed *9");
+                room.signal.raise_hand(self.hand_raised).await
+            }
+        }
+    }
+
+    /// One datagram from the caller: Opus goes to the room (unless the caller muted
+    /// themselves), keys to the keypad, the rest is counted. A key command the caller
+    /// completed is returned.
+    fn caller_datagram(
+        &mut self,
+        room: &mut RoomSide,
+        datagram: &[u8],
+        from: SocketAddr,
+    ) -> Option<KeyCommand> {
         let Ok(view) = RtpView::parse(datagram) else {
             self.stats.rtp_dropped("malformed");
-            return;
+            return None;
         };
         if !self.latched {
             // Symmetric RTP: answer where the caller's media really comes from.
@@ -164,28 +220,29 @@ impl Media {
             self.latched = true;
         }
         self.last_from_caller = Instant::now();
+        let payload = &datagram[view.payload.0..view.payload.1];
         if Some(view.payload_type) == self.offer.dtmf_pt {
             self.stats.rtp_dropped("dtmf");
-            return;
+            return self.keypad.press(payload, view.timestamp, Instant::now());
         }
         if view.payload_type != self.offer.opus_pt {
             self.stats.rtp_dropped("payload_type");
-            return;
+            return None;
         }
         let now = Instant::now();
-        let Some(header) = self
+        let header = self
             .from_caller
-            .header(view.ssrc, view.sequence, view.timestamp, now)
-        else {
-            return;
-        };
-        let payload = &datagram[view.payload.0..view.payload.1];
+            .header(view.ssrc, view.sequence, view.timestamp, now)?;
         let marker = view.marker || header.marker;
         if !room.connected {
             // The peer cannot protect media before DTLS is done: a moment after the
             // answer, and after a move to another SFU.
             self.stats.rtp_dropped("not_connected");
-            return;
+            return None;
+        }
+        if self.muted {
+            self.stats.rtp_dropped("muted");
+            return None;
         }
         let level = crate::level::estimate(payload);
         if room.peer.send_audio(
@@ -198,6 +255,7 @@ impl Media {
         ) {
             self.stats.rtp_from_caller();
         }
+        None
     }
 
     /// Acts on what the peer connection produced; `Some(reason)` ends the call.

@@ -25,6 +25,8 @@ pub(super) struct RoomSide {
     pub speaker: Speaker,
     /// ICE and DTLS are done: media can go into the room.
     pub connected: bool,
+    /// The caller's participant id in the room.
+    pub you: String,
 }
 
 impl RoomSide {
@@ -74,6 +76,7 @@ pub(super) async fn enter(
         socket,
         speaker: Speaker::default(),
         connected: false,
+        you: String::new(),
     };
     match negotiate(&mut side, setup, events, commands, first).await {
         Ok(()) => Ok(side),
@@ -116,8 +119,9 @@ async fn negotiate(
                         .await;
                 }
             }
-            SignalEvent::Joined { .. } if !offered => {
+            SignalEvent::Joined { you } if !offered => {
                 offered = true;
+                side.you = you;
                 deadline = Instant::now() + JOIN_TIMEOUT;
                 let sdp = side.peer.offer(Instant::now()).map_err(Refusal::failed)?;
                 side.signal.offer(&sdp).await.map_err(Refusal::failed)?;

@@ -1,4 +1,5 @@
 mod dialog;
+mod keypad;
 mod message;
 mod rtp;
 mod sdp;
