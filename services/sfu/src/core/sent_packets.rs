@@ -4,7 +4,9 @@
 //! remembers its packet's full sequence number, so a NACK for a packet the ring has
 //! already overwritten (or never held) finds nothing rather than a stranger. Storing a
 //! copy costs no allocation: the payload is shared and the SFU strips header extensions
-//! on the way in.
+//! on the way in. The ring itself (some 100 KiB) is made with the stream's first
+//! packet: a receive slot that nothing is assigned to, most of a big room's, costs
+//! nothing.
 
 use rtc::rtp::Packet;
 
@@ -18,9 +20,7 @@ pub(crate) struct SentPackets {
 
 impl Default for SentPackets {
     fn default() -> Self {
-        Self {
-            slots: vec![None; SENT_PACKETS],
-        }
+        Self { slots: Vec::new() }
     }
 }
 
@@ -31,12 +31,16 @@ impl SentPackets {
 
     /// Keeps `packet`, in place of whatever shared its slot.
     pub(crate) fn keep(&mut self, packet: &Packet) {
+        if self.slots.is_empty() {
+            self.slots = vec![None; SENT_PACKETS];
+        }
         self.slots[Self::index(packet.header.sequence_number)] = Some(packet.clone());
     }
 
     /// The packet sent as `sequence`, if it is still kept.
     pub(crate) fn get(&self, sequence: u16) -> Option<&Packet> {
-        self.slots[Self::index(sequence)]
+        self.slots
+            .get(Self::index(sequence))?
             .as_ref()
             .filter(|packet| packet.header.sequence_number == sequence)
     }
@@ -62,6 +66,8 @@ mod tests {
     #[test]
     fn finds_what_it_keeps_and_forgets_what_was_overwritten() {
         let mut sent = SentPackets::default();
+        assert!(sent.get(0).is_none(), "nothing sent yet");
+        assert_eq!(sent.slots.capacity(), 0, "no ring before the first packet");
         sent.keep(&packet(65_535, 1));
         sent.keep(&packet(0, 2));
         assert_eq!(sent.get(65_535).map(|p| p.payload[0]), Some(1));
