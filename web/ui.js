@@ -148,7 +148,7 @@ export function renderParticipants(list, participants, self, knocks, act) {
       hand.title = 'Hand raised';
       hand.textContent = `✋ ${place}`;
       item.append(hand);
-      if (isHost && p.id !== self.id) item.append(button('Lower hand', () => act('lower_hand', p.id)));
+      if (isHost && p.id !== self.id && !p.reconnecting) item.append(button('Lower hand', () => act('lower_hand', p.id)));
     }
     if (isHost && p.id !== self.id && !p.reconnecting) {
       item.append(
