@@ -14,14 +14,10 @@ use rtc::rtp::Packet;
 /// packet within a few round trips; at 2,000 packets a second this is half a second.
 pub(crate) const SENT_PACKETS: usize = 1024;
 
+/// Empty until the first packet is kept.
+#[derive(Default)]
 pub(crate) struct SentPackets {
     slots: Vec<Option<Packet>>,
-}
-
-impl Default for SentPackets {
-    fn default() -> Self {
-        Self { slots: Vec::new() }
-    }
 }
 
 impl SentPackets {
