@@ -48,7 +48,7 @@ client.addEventListener('room-state', ({ detail }) => {
 function refreshRoomControls() {
   const state = client.roomState || {};
   const isHost = client.self?.role === 'host';
-  renderRoomControls($('room-controls'), state, isHost, (action) => hostAction(action));
+  renderRoomControls($('room-controls'), state, isHost, (action, id, extra) => hostAction(action, id, extra));
   const mayPost = isHost || state.allow_chat !== false;
   const input = $('chat-input');
   input.disabled = !mayPost;

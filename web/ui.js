@@ -162,7 +162,8 @@ export function renderParticipants(list, participants, self, knocks, act) {
   list.replaceChildren(...waiting, ...people);
 }
 
-// Hosts' switches for the whole room: the lock, screen sharing, who may chat.
+// Hosts' switches for the whole room: the lock, screen sharing, who may chat, and
+// muting everyone but the hosts.
 export function renderRoomControls(box, state, isHost, act) {
   box.hidden = !isHost;
   if (!isHost) {
@@ -176,10 +177,12 @@ export function renderRoomControls(box, state, isHost, act) {
   const screenButton = button(screens ? 'Stop screen sharing' : 'Allow screen sharing',
     () => act(screens ? 'deny_screen_share' : 'allow_screen_share'));
   const chatButton = button(chat ? 'Chat: hosts only' : 'Let everyone chat', () => act(chat ? 'deny_chat' : 'allow_chat'));
+  const muteButton = button('Mute everyone', () => act('mute_all', '', { kind: 'audio' }));
   lockButton.dataset.control = 'lock';
   screenButton.dataset.control = 'screen-share';
   chatButton.dataset.control = 'chat';
-  box.replaceChildren(lockButton, screenButton, chatButton);
+  muteButton.dataset.control = 'mute-all';
+  box.replaceChildren(lockButton, screenButton, chatButton, muteButton);
 }
 
 // Emoji shortcodes people type, shown as the emoji.

@@ -279,6 +279,35 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
     )
     .await?;
 
+    // The host lets the guest speak again, then mutes everyone from the room's
+    // switches: the guest is muted, the hosts are not.
+    host.eval(&format!("{mute_button}.click();")).await?;
+    guest
+        .wait_for(
+            "the guest unmuted by the host",
+            "return window.conferClient.self.audio_blocked === false;",
+            Duration::from_secs(5),
+        )
+        .await?;
+    host.eval("document.querySelector('#room-controls button[data-control=\"mute-all\"]').click(); return true;")
+        .await?;
+    guest
+        .wait_for(
+            "the guest muted with everyone",
+            "return window.conferClient.self.audio_blocked === true;",
+            Duration::from_secs(5),
+        )
+        .await?;
+    for hostly in [&host, &third] {
+        assert_eq!(
+            hostly
+                .eval("return window.conferClient.self.audio_blocked;")
+                .await?,
+            Value::Bool(false),
+            "hosts are not muted with everyone"
+        );
+    }
+
     for browser in [host, guest, third] {
         browser.close().await?;
     }

@@ -439,6 +439,78 @@ async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A host mutes everyone at once: every participant but the hosts is muted (and told,
+/// and may unmute again as the room allows); only a host may, and it names a kind.
+#[tokio::test]
+async fn a_host_mutes_everyone_but_the_hosts() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, mut gus) = host_and_guest(&server, "assembly", true).await?;
+    let mut ida = connect(&server).await?;
+    send_join(
+        &mut ida,
+        json!({"room": "assembly", "token": guest_token("assembly", "ida")}),
+    )
+    .await?;
+    reply(&mut ida, "join").await?;
+    let mut hal = connect(&server).await?;
+    send_join(
+        &mut hal,
+        json!({"room": "assembly", "token": host_token("assembly", "hal")}),
+    )
+    .await?;
+    reply(&mut hal, "join").await?;
+
+    let refused = host_control(&mut ida, "mute_all", "", "audio").await?;
+    assert_eq!(refused["error"]["code"], "not_host", "{refused}");
+    let kindless = host_control(&mut host, "mute_all", "", "").await?;
+    assert_eq!(kindless["error"]["code"], "invalid_message", "{kindless}");
+    let done = host_control(&mut host, "mute_all", "", "audio").await?;
+    assert!(done.get("ack").is_some(), "{done}");
+
+    let blocked: Vec<(String, bool)> = server
+        .room
+        .list_participants("dev".into(), "assembly".into())
+        .await?
+        .into_iter()
+        .map(|p| (p.identity, p.audio_blocked))
+        .collect();
+    let mut blocked = blocked;
+    blocked.sort();
+    assert_eq!(
+        blocked,
+        [
+            ("gus".to_owned(), true),
+            ("hal".to_owned(), false),
+            ("hana".to_owned(), false),
+            ("ida".to_owned(), true)
+        ]
+    );
+    // Each muted participant hears it of itself, and may unmute (the room allows it).
+    assert!(
+        audio_blocked_of(&mut gus, "gus").await?,
+        "Gus told he is muted"
+    );
+    gus.send(&json!({"request_id": "m", "mute": {"kind": "audio", "muted": false}}))
+        .await?;
+    assert!(
+        !audio_blocked_of(&mut gus, "gus").await?,
+        "Gus unmuted himself"
+    );
+    Ok(())
+}
+
+/// The next `participant_updated` of the participant `identity` at `client`: whether
+/// its audio is blocked by a host.
+async fn audio_blocked_of(client: &mut SignalClient, identity: &str) -> anyhow::Result<bool> {
+    loop {
+        let update = client.recv_kind("participant_updated", WAIT).await?;
+        let p = &update["participant_updated"]["participant"];
+        if p["identity"] == identity {
+            return Ok(p["audio_blocked"] == true);
+        }
+    }
+}
+
 /// The next `chat` entry whose text is `text`, skipping other pushes.
 async fn chat_entry(client: &mut SignalClient, text: &str) -> anyhow::Result<Value> {
     loop {

@@ -1280,6 +1280,7 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
         "lower_hand" => HostAction::LowerHand {
             participant: needs_participant()?,
         },
+        "mute_all" => HostAction::MuteAll { kind: kind()? },
         other => {
             return Err(Reject::new(
                 "invalid_message",

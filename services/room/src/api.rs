@@ -104,6 +104,11 @@ pub enum HostAction {
     LowerHand {
         participant: String,
     },
+    /// Mutes everyone but the hosts (a track kind at a time), as `MuteTrack` does
+    /// each: whether they may unmute themselves is the room's `allow_self_unmute`.
+    MuteAll {
+        kind: TrackKind,
+    },
 }
 
 impl HostAction {
@@ -119,6 +124,7 @@ impl HostAction {
             HostAction::AllowChat { .. } => "allow_chat",
             HostAction::ResolveNameChange { .. } => "resolve_name_change",
             HostAction::LowerHand { .. } => "lower_hand",
+            HostAction::MuteAll { .. } => "mute_all",
         }
     }
 }

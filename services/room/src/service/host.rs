@@ -13,6 +13,9 @@ use crate::store::AuditEntry;
 /// Participants of one room an evacuation moves at once.
 const EVACUATION_LEAVES: usize = 64;
 
+/// Participants a host's "mute everyone" mutes at once.
+const MUTED_AT_ONCE: usize = 16;
+
 fn not_joined() -> RoomError {
     RoomError::not_found("not_joined", "join a room first")
 }
@@ -89,6 +92,7 @@ impl RoomService {
                 }
                 self.updated(&key, &target).await
             }
+            HostAction::MuteAll { kind } => self.mute_all(&key, kind).await,
             HostAction::LowerHand { participant } => {
                 let mut target = self.member(&key, &participant).await?;
                 if target.hand_raised_at.take().is_none() {
@@ -205,6 +209,33 @@ impl RoomService {
         .await?;
         self.updated(key, &target).await?;
         Ok(target)
+    }
+
+    /// Mutes `kind` for everyone in room `key` who sends it and is not a host,
+    /// [`MUTED_AT_ONCE`] at a time; every one is tried, and the first failure returned.
+    async fn mute_all(&self, key: &str, kind: TrackKind) -> RoomResult<()> {
+        let targets = self
+            .0
+            .live
+            .participants(key)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                let blocked = match kind {
+                    TrackKind::Audio => p.audio_blocked,
+                    TrackKind::Video => p.video_blocked,
+                };
+                p.state == ParticipantState::Active
+                    && !p.is_host()
+                    && p.permissions.can_publish
+                    && !blocked
+            });
+        let muted: Vec<RoomResult<ParticipantInfo>> = futures_util::stream::iter(targets)
+            .map(|target| self.set_blocked(key, target, kind, true))
+            .buffer_unordered(MUTED_AT_ONCE)
+            .collect()
+            .await;
+        muted.into_iter().try_for_each(|result| result.map(drop))
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away
