@@ -193,16 +193,21 @@ fn outbox_event(room: &str, event: &WebhookEvent) -> OutboxEvent {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_participant_back_after_a_lost_connection_names_its_previous_id() {
-        let first: ParticipantInfo = serde_json::from_value(json!({
+    /// Ada as a room service of the version before stored her, with `tracks`.
+    fn ada(tracks: serde_json::Value) -> ParticipantInfo {
+        serde_json::from_value(json!({
             "id": "PA_2", "identity": "ada", "name": "Ada", "role": "host",
             "permissions": {}, "metadata": "", "state": "active",
             "audio_muted": false, "video_muted": false,
             "audio_blocked": false, "video_blocked": false, "pending_name": null,
-            "joined_at": 1, "gateway": "gw"
+            "tracks": tracks, "joined_at": 1, "gateway": "gw"
         }))
-        .expect("a participant");
+        .expect("a participant")
+    }
+
+    #[test]
+    fn a_participant_back_after_a_lost_connection_names_its_previous_id() {
+        let first = ada(json!([]));
         assert_eq!(participant_json(&first).get("previous_id"), None);
         let back = ParticipantInfo {
             previous_id: Some("PA_1".into()),
@@ -213,14 +218,7 @@ mod tests {
 
     #[test]
     fn a_track_event_names_its_kind_and_source() {
-        let ada: ParticipantInfo = serde_json::from_value(json!({
-            "id": "PA_2", "identity": "ada", "name": "Ada", "role": "host",
-            "permissions": {}, "metadata": "", "state": "active",
-            "audio_muted": false, "video_muted": false,
-            "audio_blocked": false, "video_blocked": false, "pending_name": null,
-            "tracks": ["video"], "joined_at": 1, "gateway": "gw"
-        }))
-        .expect("a participant from before sources");
+        let ada = ada(json!(["video"]));
         assert_eq!(
             ada.sending_from(),
             [Source::Camera],

@@ -100,10 +100,24 @@ fn empty_timeout_ms(settings: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Reads a room's presence and holds its row until the transaction ends (SQLite
+/// holds the whole database while a transaction writes).
+const LOCK_ROOM: &str = "SELECT active_participants, empty_until_ms, settings FROM rooms \
+     WHERE tenant_id = $1 AND name = $2 FOR UPDATE";
+
 /// Changes one group commits at most.
 pub const MAX_GROUP: usize = 256;
 
 impl Store {
+    /// [`LOCK_ROOM`] in this store's dialect.
+    fn room_presence_lock(&self) -> &'static str {
+        if self.sqlite {
+            LOCK_ROOM.trim_end_matches(" FOR UPDATE")
+        } else {
+            LOCK_ROOM
+        }
+    }
+
     /// Records one change in a transaction of its own.
     pub async fn record_presence(&self, change: &PresenceChange) -> RoomResult<Presence> {
         self.record_presences(std::slice::from_ref(change))
@@ -125,13 +139,7 @@ impl Store {
         &self,
         changes: &[PresenceChange],
     ) -> Result<Vec<Presence>, sqlx::Error> {
-        let lock = if self.sqlite {
-            "SELECT active_participants, empty_until_ms, settings FROM rooms \
-             WHERE tenant_id = $1 AND name = $2"
-        } else {
-            "SELECT active_participants, empty_until_ms, settings FROM rooms \
-             WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
-        };
+        let lock = self.room_presence_lock();
         let now_ms = unix_millis_i64();
         let mut tx = self.pool().begin().await?;
         let mut rooms: BTreeMap<(&str, &str), RoomPresence> = changes
@@ -197,13 +205,7 @@ impl Store {
         now_ms: i64,
         kept_ms: i64,
     ) -> RoomResult<bool> {
-        let lock = if self.sqlite {
-            "SELECT active_participants, empty_until_ms, settings FROM rooms \
-             WHERE tenant_id = $1 AND name = $2"
-        } else {
-            "SELECT active_participants, empty_until_ms, settings FROM rooms \
-             WHERE tenant_id = $1 AND name = $2 FOR UPDATE"
-        };
+        let lock = self.room_presence_lock();
         let mut tx = self.pool().begin().await?;
         let stored: Option<(i64, i64, String)> = sqlx::query_as(lock)
             .bind(tenant)
