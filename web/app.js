@@ -22,6 +22,8 @@ const client = new ConferClient({
 });
 window.conferClient = client;
 
+// Whose hands are up, as last seen: a hand is told of once, when it goes up.
+const handsUp = new Set();
 const everyone = () => new Map([[client.self.id, client.self], ...client.participants]);
 const refreshPeople = () => {
   renderParticipants($('participants'), everyone(), client.self, client.knocks, hostAction);
@@ -69,6 +71,7 @@ client.addEventListener('joined', () => {
     stage.tile(p.id);
     stage.setName(p.id, tileName(p));
     stage.setHand(p.id, !!p.hand_raised_at);
+    if (p.hand_raised_at) handsUp.add(p.id);
   }
   refreshPeople();
   status('Connected');
@@ -79,6 +82,8 @@ client.addEventListener('participant-joined', ({ detail: p }) => {
   stage.setName(p.id, tileName(p));
   stage.setVideoOff(p.id, p.video_muted);
   stage.setHand(p.id, !!p.hand_raised_at);
+  // Back after a lost connection with its hand up: nothing new to tell.
+  if (p.hand_raised_at) handsUp.add(p.id);
   refreshPeople();
 });
 // Someone's connection was lost: its tile stays, marked, until it is back.
@@ -102,8 +107,20 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   stage.setVideoOff(p.id, p.video_muted);
   stage.setHand(p.id, !!p.hand_raised_at);
   if (own) showOwnHand();
+  else noteHand(p);
   refreshPeople();
 });
+// Hosts are told in the chat when someone's hand goes up (it also shows on the tile
+// and in the people list, which may be out of sight).
+function noteHand(p) {
+  if (!p.hand_raised_at) {
+    handsUp.delete(p.id);
+    return;
+  }
+  if (handsUp.has(p.id)) return;
+  handsUp.add(p.id);
+  if (client.self?.role === 'host') chatNotice($('messages'), `✋ ${p.name} raised a hand`);
+}
 // The hand button says what pressing it does: up, or (raised, by you or lowered by a host) down.
 function showOwnHand() {
   const raised = !!client.self?.hand_raised_at;

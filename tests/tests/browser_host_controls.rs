@@ -252,6 +252,13 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
         Duration::from_secs(5),
     )
     .await?;
+    let noted = host
+        .eval(
+            "return [...document.querySelectorAll('#messages li.notice')] \
+               .filter((n) => n.textContent === '✋ Gus raised a hand').length;",
+        )
+        .await?;
+    assert_eq!(noted, Value::from(1), "the host told once in the chat");
     guest
         .wait_for(
             "the guest's button to lower it",
