@@ -37,9 +37,11 @@ pub enum SignalEvent {
     ActiveSpeaker {
         participant: String,
     },
-    /// A participant changed: whether its hand is up now.
+    /// A participant changed: whether it is muted (by itself or a host) and whether its
+    /// hand is up, now.
     ParticipantUpdated {
         participant: String,
+        audio_muted: bool,
         hand_raised: bool,
     },
     /// An error: for the request `request_id`, or pushed (empty id).
@@ -186,6 +188,10 @@ pub fn parse_event(text: &str) -> SignalEvent {
     } else if message.get("participant_updated").is_some() {
         SignalEvent::ParticipantUpdated {
             participant: field("/participant_updated/participant/id"),
+            audio_muted: message
+                .pointer("/participant_updated/participant/audio_muted")
+                .and_then(Value::as_bool)
+                .unwrap_or_default(),
             hand_raised: message
                 .pointer("/participant_updated/participant/hand_raised_at")
                 .and_then(Value::as_u64)

@@ -44,7 +44,8 @@ pub(super) struct Media {
     media_timeout: Duration,
     /// The caller's keys (`*6`, `*9`).
     keypad: Keypad,
-    /// The caller muted themselves (`*6`): their audio does not go into the room.
+    /// The caller is muted, by themselves (`*6`) or a host, as the room last said:
+    /// their audio does not go into the room.
     muted: bool,
     /// The caller's hand is up, as the room last said.
     hand_raised: bool,
@@ -143,8 +144,10 @@ impl Media {
                     SignalEvent::ActiveSpeaker { participant } => {
                         room.speaker.active_speaker(&participant);
                     }
-                    SignalEvent::ParticipantUpdated { participant, hand_raised } if participant == room.you => {
-                        // Lowered by a host, or raised from another key press.
+                    SignalEvent::ParticipantUpdated { participant, audio_muted, hand_raised } if participant == room.you => {
+                        // As the room has the caller: muted by a host too (so `*6`
+                        // unmutes), its hand lowered by a host.
+                        self.muted = audio_muted;
                         self.hand_raised = hand_raised;
                     }
                     SignalEvent::Error { request_id, code, .. } if request_id == "mute" => {
