@@ -15,7 +15,8 @@
 // Events: waiting, joined, active-speaker, participant-joined, participant-left
 // (`reason`: left, connection_lost, or returned with `returnedAs`, the id it came back
 // under), participant-reconnecting (its connection was lost: it stays listed, with
-// `reconnecting`, until it comes back or the time it had runs out), participant-updated,
+// `reconnecting`, until it comes back or the time it had runs out), participant-updated
+// (mute state, name, role, host blocks, `hand_raised_at` of a raised hand),
 // track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
 // reconnected (the call moved to another media server, or the connection to the

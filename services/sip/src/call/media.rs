@@ -204,8 +204,8 @@ impl Media {
         }
     }
 
-    /// One datagram from the caller: Opus goes to the room (unless the caller muted
-    /// themselves), keys to the keypad, the rest is counted. A key command the caller
+    /// One datagram from the caller: Opus goes to the room (unless the caller is
+    /// muted), keys to the keypad, the rest is counted. A key command the caller
     /// completed is returned.
     fn caller_datagram(
         &mut self,
