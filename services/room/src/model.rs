@@ -171,12 +171,7 @@ impl Source {
     pub const ALL: [Source; 3] = [Source::Camera, Source::Microphone, Source::ScreenShare];
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "camera" => Some(Source::Camera),
-            "microphone" => Some(Source::Microphone),
-            "screen_share" => Some(Source::ScreenShare),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|source| source.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
