@@ -23,7 +23,9 @@ const CLIENT_BODIES: [&str; 17] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 23] = [
+const SERVER_BODIES: [&str; 25] = [
+    "ConnectionQuality",
+    "ParticipantQuality",
     "ChatLimit",
     "ChatBatch",
     "FileUpload",

@@ -66,6 +66,7 @@ client.addEventListener('joined', () => {
   chatOpen = client.roomState.allow_chat !== false;
   stage.tile(client.self.id, { local: true });
   stage.setName(client.self.id, `${client.self.name} (you)`);
+  $('connection-notice').hidden = true; // a new connection is rated afresh
   showOwnHand();
   for (const p of client.participants.values()) {
     stage.tile(p.id);
@@ -187,6 +188,16 @@ $('chat-earlier').addEventListener('click', () => {
     .catch((err) => status(`Error: ${err.message}`));
 });
 client.addEventListener('active-speaker', ({ detail }) => stage.setSpeaker(detail.participantId));
+// Bars on the tile of someone whose connection is struggling; told plainly when it is
+// one's own, so nobody blames the call (or the others) for it.
+client.addEventListener('connection-quality', ({ detail: { participantId, quality } }) => {
+  stage.setQuality(participantId, quality);
+  if (participantId !== client.self?.id) return;
+  const notice = $('connection-notice');
+  notice.dataset.quality = quality;
+  notice.hidden = quality === 'excellent' || quality === 'good';
+  notice.textContent = quality === 'lost' ? 'Your audio and video are not reaching the call' : 'Your connection is unstable: others may not see or hear you well';
+});
 // Why the call ended, when the server said; the connection closing after it says no more.
 let ended = false;
 client.addEventListener('error', ({ detail }) => {

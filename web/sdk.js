@@ -17,7 +17,9 @@
 // under), participant-reconnecting (its connection was lost: it stays listed, with
 // `reconnecting`, until it comes back or the time it had runs out), participant-updated
 // (mute state, name, role, host blocks, `hand_raised_at` of a raised hand),
-// track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
+// connection-quality (`participantId`, `quality`: excellent, good, poor or lost, as the
+// media server measures each connection, this participant's own included; see
+// `qualityOf`), track, track-ended, chat, knock, knock-resolved (hosts), room-state, data, error
 // (codes as in docs/signalling.md: removed, admission_denied, ...), reconnecting and
 // reconnected (the call moved to another media server, or the connection to the
 // server was lost and joined again, by itself; `reason`: node_draining,
@@ -60,6 +62,7 @@ export class ConferClient extends EventTarget {
     this.knocks = new Map(); // id -> participant waiting to be admitted (hosts only)
     this.participants = new Map(); // id -> { id, name, audio_muted, video_muted, reconnecting }
     this.held = new Map(); // id -> timer: places kept for participants whose connection was lost
+    this.qualities = new Map(); // id -> connection quality, once the server rated it
     this.self = null;
     this.pc = null;
     this.ws = null;
@@ -164,6 +167,10 @@ export class ConferClient extends EventTarget {
   // (when it went up; the earliest is first in line). Hosts lower others' with
   // host('lower_hand', id).
   raiseHand(raised = true) { return this.request({ raise_hand: { raised } }); }
+
+  // How well `participantId`'s connection carries media (this participant's own with
+  // `self.id`): 'excellent', 'good', 'poor' or 'lost'; 'excellent' until rated.
+  qualityOf(participantId) { return this.qualities.get(participantId) || 'excellent'; }
 
   // Whether a chat entry's `participant_id` is this participant's, through this
   // connection or an earlier one it came back from.
@@ -512,6 +519,11 @@ export class ConferClient extends EventTarget {
     } else if (message.room_state) {
       this.roomState = message.room_state;
       this.#emit('room-state', message.room_state);
+    } else if (message.connection_quality) {
+      for (const { participant_id: participantId, quality } of message.connection_quality.updates) {
+        this.qualities.set(participantId, quality);
+        this.#emit('connection-quality', { participantId, quality });
+      }
     } else if (message.active_speaker) {
       this.activeSpeaker = message.active_speaker.participant_id || null;
       this.#emit('active-speaker', { participantId: this.activeSpeaker });
@@ -565,6 +577,7 @@ export class ConferClient extends EventTarget {
   #gone(id, reason, returnedAs = null) {
     clearTimeout(this.held.get(id));
     this.held.delete(id);
+    this.qualities.delete(id);
     if (!this.participants.delete(id)) return;
     this.#emit('participant-left', returnedAs ? { id, reason, returnedAs } : { id, reason });
   }

@@ -1,5 +1,8 @@
 // DOM pieces of the room page: video tiles, the participant list and the chat log.
 
+// Signal bars for each connection quality.
+const QUALITY_BARS = { excellent: '▂▄▆█', good: '▂▄▆', poor: '▂', lost: '✕' };
+
 export class Stage {
   constructor(element) {
     this.element = element;
@@ -18,11 +21,14 @@ export class Stage {
     video.muted = local;
     const label = document.createElement('span');
     label.className = 'label';
-    tile.append(video, label);
+    const signal = document.createElement('span');
+    signal.className = 'signal';
+    tile.append(video, label, signal);
     const stream = new MediaStream();
     video.srcObject = stream;
-    entry = { tile, video, stream, label };
+    entry = { tile, video, stream, label, signal };
     this.tiles.set(id, entry);
+    this.#showQuality(entry, this.qualities?.get(id));
     if (local) this.element.prepend(tile); else this.element.append(tile);
     this.#layout();
     return entry;
@@ -53,6 +59,22 @@ export class Stage {
     for (const [tileId, entry] of this.tiles) entry.tile.classList.toggle('speaking', tileId === id);
   }
 
+  // How well a participant's connection carries media: bars on its tile, shown once
+  // it is less than excellent.
+  setQuality(id, quality) {
+    this.qualities ??= new Map(); // tiles made later show it too
+    this.qualities.set(id, quality);
+    const entry = this.tiles.get(id);
+    if (entry) this.#showQuality(entry, quality);
+  }
+
+  #showQuality({ tile, signal }, quality = 'excellent') {
+    tile.dataset.quality = quality;
+    signal.textContent = QUALITY_BARS[quality] ?? '';
+    signal.title = `Connection: ${quality}`;
+    signal.hidden = quality === 'excellent';
+  }
+
   setVideoOff(id, off) { this.tiles.get(id)?.tile.classList.toggle('video-off', off); }
 
   // A raised hand shows on the participant's tile.
@@ -71,6 +93,7 @@ export class Stage {
     this.tiles.delete(from);
     this.tiles.set(to, entry);
     entry.tile.dataset.participant = to;
+    this.#showQuality(entry, this.qualities?.get(to));
     entry.tile.classList.toggle('speaking', to === this.speaker);
   }
 

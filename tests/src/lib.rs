@@ -8,6 +8,7 @@ pub mod browser;
 pub mod checkers;
 pub mod joins;
 pub mod late_pushes;
+pub mod lossy_link;
 pub mod pki;
 pub mod room;
 pub mod server;

@@ -29,6 +29,11 @@ pub struct Client {
     pub rtp_received: u64,
     /// A limited downlink from the SFU, when the test set one.
     pub(crate) downlink: Option<Link>,
+    /// Video packets whose sequence number this divides are lost on the way to the
+    /// SFU (numbered, never sent): a lossy uplink.
+    pub lose_every: Option<u16>,
+    /// Nothing the client sends reaches the SFU (a dead link).
+    pub silent: bool,
     sender: Option<RTCRtpSenderId>,
     ssrc: u32,
     seq: u16,
@@ -65,6 +70,8 @@ impl Client {
             connected: false,
             rtp_received: 0,
             downlink: None,
+            lose_every: None,
+            silent: false,
             sender,
             ssrc,
             seq: 0,
@@ -80,6 +87,12 @@ impl Client {
         };
         self.seq = self.seq.wrapping_add(1);
         self.frame = self.frame.wrapping_add(1);
+        if self
+            .lose_every
+            .is_some_and(|every| every > 0 && self.seq.is_multiple_of(every))
+        {
+            return;
+        }
         let mut packet = rtc::rtp::Packet::default();
         packet.header.version = 2;
         packet.header.payload_type = 96;

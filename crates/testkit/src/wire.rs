@@ -158,6 +158,9 @@ impl Wire {
             for client in &mut self.clients {
                 while let Some(out) = client.pc.poll_write() {
                     moved = true;
+                    if client.silent {
+                        continue;
+                    }
                     if self.record {
                         self.recorded.push(out.message.to_vec());
                     }

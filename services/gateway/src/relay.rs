@@ -4,7 +4,7 @@
 use confer_proto::signal::{self, server_message::Msg};
 use confer_room::model::Source;
 use confer_sfu::SfuEvent;
-use confer_sfu::core::TrackSource;
+use confer_sfu::core::{Quality, TrackSource};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::{debug, warn};
 
@@ -65,6 +65,20 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                 }));
                 state.rooms.push_room(room.as_str(), &msg);
             }
+            SfuEvent::ConnectionQuality {
+                room,
+                participant,
+                quality,
+            } => {
+                state
+                    .rooms
+                    .set_quality(room.as_str(), participant.as_str(), quality);
+                let msg = message(Msg::ConnectionQuality(connection_quality([(
+                    participant.to_string(),
+                    quality,
+                )])));
+                state.rooms.push_room(room.as_str(), &msg);
+            }
             SfuEvent::PeerDisconnected {
                 participant,
                 reason,
@@ -74,6 +88,21 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                     .deliver(participant.as_str(), SessionEvent::MediaLost(reason));
             }
         }
+    }
+}
+
+/// The `connection_quality` message for some participants' levels.
+pub(crate) fn connection_quality(
+    rated: impl IntoIterator<Item = (String, Quality)>,
+) -> signal::ConnectionQuality {
+    signal::ConnectionQuality {
+        updates: rated
+            .into_iter()
+            .map(|(participant_id, quality)| signal::ParticipantQuality {
+                participant_id,
+                quality: quality.as_str().to_owned(),
+            })
+            .collect(),
     }
 }
 

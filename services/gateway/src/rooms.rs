@@ -2,11 +2,12 @@
 //! room (across gateways) is the room service's business; this is only where to
 //! deliver what concerns a local participant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use confer_proto::signal::{ServerMessage, server_message::Msg};
+use confer_sfu::core::Quality;
 use tokio::sync::mpsc;
 
 use crate::chat_cursor::ChatCursor;
@@ -75,6 +76,9 @@ struct Inner {
     members: HashMap<String, RoomMembers>,
     /// Room key → its current active speaker, for members who enter after it spoke up.
     speakers: HashMap<String, String>,
+    /// Room key → its participants' connection quality, for members who enter later;
+    /// kept while the room has members here.
+    qualities: HashMap<String, HashMap<String, Quality>>,
 }
 
 impl Inner {
@@ -85,6 +89,7 @@ impl Inner {
             }
             if members.len() == 0 {
                 self.members.remove(room);
+                self.qualities.remove(room);
             }
         }
     }
@@ -249,6 +254,30 @@ impl Rooms {
 
     pub(crate) fn speaker(&self, key: &str) -> Option<String> {
         self.lock().speakers.get(key).cloned()
+    }
+
+    /// The SFU rated a participant's connection; kept if the room has members here.
+    pub(crate) fn set_quality(&self, key: &str, participant: &str, quality: Quality) {
+        let mut inner = self.lock();
+        if !inner.members.contains_key(key) {
+            return;
+        }
+        inner
+            .qualities
+            .entry(key.to_owned())
+            .or_default()
+            .insert(participant.to_owned(), quality);
+    }
+
+    /// The connection quality of those of `present` rated so far in room `key`; the
+    /// others' (gone) are forgotten.
+    pub(crate) fn qualities(&self, key: &str, present: &HashSet<&str>) -> Vec<(String, Quality)> {
+        let mut inner = self.lock();
+        let Some(rated) = inner.qualities.get_mut(key) else {
+            return Vec::new();
+        };
+        rated.retain(|participant, _| present.contains(participant.as_str()));
+        rated.iter().map(|(p, q)| (p.clone(), *q)).collect()
     }
 
     pub(crate) fn n_participants(&self) -> usize {

@@ -6,6 +6,7 @@
 //! placed on. Commands from the room service (admitted, host mute, removal) arrive as
 //! [`SessionEvent`]s on the same task, so a session's state has one owner.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -721,8 +722,11 @@ impl Session {
                 }
             };
         let seen = chat_history.last().map_or(0, |e| e.seq);
-        // The speaker is announced when it changes; someone entering now hears who it is.
+        // The speaker and connection quality are announced when they change; someone
+        // entering now hears them as they are.
         let speaker = self.state.rooms.speaker(&key);
+        let present: HashSet<&str> = admission.others.iter().map(|p| p.id.as_str()).collect();
+        let qualities = self.state.rooms.qualities(&key, &present);
         if let Some(member) = self.member.as_mut() {
             member.in_chat = true;
         }
@@ -755,6 +759,12 @@ impl Session {
             self.send(
                 String::new(),
                 Msg::ActiveSpeaker(signal::ActiveSpeaker { participant_id }),
+            );
+        }
+        if !qualities.is_empty() {
+            self.send(
+                String::new(),
+                Msg::ConnectionQuality(crate::relay::connection_quality(qualities)),
             );
         }
         Ok(())

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::debug;
 
-use crate::core::{MediaKind, TrackSource, Wanted};
+use crate::core::{MediaKind, Quality, TrackSource, Wanted};
 use crate::runtime::{Router, WorkerIndex, lock};
 use crate::{ParticipantId, RoomId, SfuStats};
 
@@ -85,6 +85,13 @@ pub enum SfuEvent {
     ActiveSpeaker {
         room: RoomId,
         participant: Option<ParticipantId>,
+    },
+    /// How well the participant's connection carries media now (told when it changes,
+    /// and for the first time once anything was measured).
+    ConnectionQuality {
+        room: RoomId,
+        participant: ParticipantId,
+        quality: Quality,
     },
     /// The peer's connection failed, went silent or was closed by its participant, and
     /// the peer has been removed.

@@ -20,7 +20,7 @@ use tracing::warn;
 use crate::control::{
     BoxFuture, IceCandidate, RelayAddress, SfuApi, SfuError, SfuEvent, SfuHandle,
 };
-use crate::core::{MediaKind, TrackSource, Wanted};
+use crate::core::{MediaKind, Quality, TrackSource, Wanted};
 use crate::{ParticipantId, RoomId};
 
 /// Serves the control API for `sfu` on `listener` until `shutdown` fires; over mutual
@@ -99,6 +99,15 @@ fn event_to_pb(event: SfuEvent) -> pb::SfuEvent {
             participant_id: participant.to_string(),
             reason,
         }),
+        SfuEvent::ConnectionQuality {
+            room,
+            participant,
+            quality,
+        } => Event::ConnectionQuality(pb::ConnectionQuality {
+            room_id: room.to_string(),
+            participant_id: participant.to_string(),
+            quality: quality.as_str().to_owned(),
+        }),
         SfuEvent::ActiveSpeaker { room, participant } => Event::ActiveSpeaker(pb::ActiveSpeaker {
             room_id: room.to_string(),
             participant_id: participant.map(|p| p.to_string()).unwrap_or_default(),
@@ -132,6 +141,11 @@ fn event_from_pb(event: pb::SfuEvent) -> Option<SfuEvent> {
             publisher: ParticipantId::new(assigned.publisher_id),
             kind: MediaKind::parse(&assigned.kind)?,
             source: TrackSource::parse(&assigned.source)?,
+        },
+        Event::ConnectionQuality(rated) => SfuEvent::ConnectionQuality {
+            quality: Quality::parse(&rated.quality)?,
+            room: RoomId::new(rated.room_id),
+            participant: ParticipantId::new(rated.participant_id),
         },
         Event::ActiveSpeaker(speaker) => SfuEvent::ActiveSpeaker {
             room: RoomId::new(speaker.room_id),
@@ -648,5 +662,32 @@ mod relay_tests {
             at_drop,
             "no connection after the client is gone"
         );
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn connection_quality_crosses_the_wire_and_an_unknown_level_is_dropped() {
+        for quality in Quality::ALL {
+            let event = SfuEvent::ConnectionQuality {
+                room: RoomId::new("standup"),
+                participant: ParticipantId::new("p1"),
+                quality,
+            };
+            assert_eq!(event_from_pb(event_to_pb(event.clone())), Some(event));
+        }
+        let unknown = pb::SfuEvent {
+            event: Some(pb::sfu_event::Event::ConnectionQuality(
+                pb::ConnectionQuality {
+                    room_id: "standup".into(),
+                    participant_id: "p1".into(),
+                    quality: "splendid".into(),
+                },
+            )),
+        };
+        assert_eq!(event_from_pb(unknown), None);
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use confer_metrics::{Histogram, Tally};
 
+use crate::core::Quality;
+
 /// Round-trip time buckets, seconds: same-city to intercontinental, and a struggling
 /// mobile link.
 const RTT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0];
@@ -31,7 +33,7 @@ pub struct SfuStats {
 
 #[derive(Debug)]
 struct Shared {
-    quality: Quality,
+    timings: Timings,
     workers: Box<[Counters]>,
 }
 
@@ -43,14 +45,14 @@ impl Default for SfuStats {
 
 /// Subscribers' round-trip time and jitter, from their receiver reports.
 #[derive(Debug)]
-struct Quality {
+struct Timings {
     rtt: Histogram,
     jitter: Histogram,
     relay_rtt: Histogram,
     forward_delay: Histogram,
 }
 
-impl Default for Quality {
+impl Default for Timings {
     fn default() -> Self {
         Self {
             rtt: Histogram::new(RTT_BUCKETS),
@@ -85,6 +87,9 @@ struct Counters {
     slots_paused: AtomicU64,
     impaired_dropped: AtomicU64,
     peers: AtomicU64,
+    /// Connected peers at each connection quality, in `Quality::ALL` order, at the
+    /// last rating.
+    peers_by_quality: [AtomicU64; 4],
     peers_created: AtomicU64,
     peers_removed: AtomicU64,
     relay_links: AtomicU64,
@@ -138,6 +143,8 @@ pub struct StatsSnapshot {
     /// Datagrams dropped by the configured impairment (fault injection; 0 in production).
     pub impaired_dropped: u64,
     pub peers: u64,
+    /// Connected peers rated excellent, good, poor and lost (`Quality::ALL` order).
+    pub peers_by_quality: [u64; 4],
     pub peers_created: u64,
     pub peers_removed: u64,
     /// Relay links to SFUs in other regions, and those of them not hearing the far side.
@@ -158,7 +165,7 @@ impl SfuStats {
     pub fn new(workers: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
-                quality: Quality::default(),
+                timings: Timings::default(),
                 workers: (0..workers.max(1)).map(|_| Counters::default()).collect(),
             }),
             worker: 0,
@@ -198,6 +205,9 @@ impl SfuStats {
             total.slots_paused += c.slots_paused.load(Relaxed);
             total.impaired_dropped += c.impaired_dropped.load(Relaxed);
             total.peers += c.peers.load(Relaxed);
+            for (total, count) in total.peers_by_quality.iter_mut().zip(&c.peers_by_quality) {
+                *total += count.load(Relaxed);
+            }
             total.peers_created += c.peers_created.load(Relaxed);
             total.peers_removed += c.peers_removed.load(Relaxed);
             total.relay_links += c.relay_links.load(Relaxed);
@@ -239,18 +249,18 @@ impl SfuStats {
         self.mine().bytes_forwarded.fetch_add(bytes as u64, Relaxed);
     }
     pub(crate) fn subscriber_rtt(&self, rtt: Duration) {
-        self.shared.quality.rtt.observe(rtt);
+        self.shared.timings.rtt.observe(rtt);
     }
     pub(crate) fn subscriber_jitter(&self, jitter: Duration) {
-        self.shared.quality.jitter.observe(jitter);
+        self.shared.timings.jitter.observe(jitter);
     }
     pub(crate) fn relay_rtt(&self, rtt: Duration) {
-        self.shared.quality.relay_rtt.observe(rtt);
+        self.shared.timings.relay_rtt.observe(rtt);
     }
 
     /// Relay round trips observed so far (count, sum in seconds).
     pub fn relay_rtt_observed(&self) -> (u64, f64) {
-        let snapshot = self.shared.quality.relay_rtt.snapshot();
+        let snapshot = self.shared.timings.relay_rtt.snapshot();
         (snapshot.count, snapshot.sum)
     }
 
@@ -261,7 +271,7 @@ impl SfuStats {
 
     /// Adds a worker's forwarding delays counted since its last call.
     pub(crate) fn absorb_forward_delays(&self, tally: &mut Tally) {
-        self.shared.quality.forward_delay.absorb(tally);
+        self.shared.timings.forward_delay.absorb(tally);
     }
 
     /// Subscribers' round-trip times and jitter so far, and the bytes forwarded.
@@ -287,22 +297,22 @@ impl SfuStats {
         out.histogram(
             "confer_sfu_subscriber_rtt_seconds",
             "Round-trip time of streams sent to subscribers, from their reception reports (one observation per report).",
-            &c.quality.rtt.snapshot(),
+            &c.timings.rtt.snapshot(),
         );
         out.histogram(
             "confer_sfu_relay_rtt_seconds",
             "Round-trip time to the SFUs holding the same rooms in other regions, over the relay links (one observation per heartbeat answered).",
-            &c.quality.relay_rtt.snapshot(),
+            &c.timings.relay_rtt.snapshot(),
         );
         out.histogram(
             "confer_sfu_forward_delay_seconds",
             "Time from an RTP or SRTP datagram's arrival at a media worker to each RTP packet it caused being sent (forwards and retransmissions; one observation per packet sent).",
-            &c.quality.forward_delay.snapshot(),
+            &c.timings.forward_delay.snapshot(),
         );
         out.histogram(
             "confer_sfu_subscriber_jitter_seconds",
             "Interarrival jitter subscribers report for the streams sent to them (one observation per report).",
-            &c.quality.jitter.snapshot(),
+            &c.timings.jitter.snapshot(),
         );
     }
     pub(crate) fn packet_blocked(&self) {
@@ -356,6 +366,12 @@ impl SfuStats {
     pub(crate) fn peer_created(&self) {
         self.mine().peers.fetch_add(1, Relaxed);
         self.mine().peers_created.fetch_add(1, Relaxed);
+    }
+    /// This worker's connected peers at each quality (`Quality::ALL` order).
+    pub(crate) fn peers_rated(&self, counts: [u64; 4]) {
+        for (gauge, count) in self.mine().peers_by_quality.iter().zip(counts) {
+            gauge.store(count, Relaxed);
+        }
     }
     pub(crate) fn peer_removed(&self) {
         self.mine().peers.fetch_sub(1, Relaxed);
@@ -528,5 +544,19 @@ impl StatsSnapshot {
             ],
         );
         out.gauge1("confer_sfu_peers", "Peers on the SFU.", self.peers as f64);
+        let by_quality: Vec<([(&str, &str); 1], f64)> = Quality::ALL
+            .iter()
+            .zip(self.peers_by_quality)
+            .map(|(quality, n)| ([("quality", quality.as_str())], n as f64))
+            .collect();
+        let samples: Vec<(confer_metrics::Labels<'_>, f64)> = by_quality
+            .iter()
+            .map(|(labels, n)| (labels.as_slice(), *n))
+            .collect();
+        out.gauge(
+            "confer_sfu_peers_by_quality",
+            "Connected peers by connection quality (excellent, good, poor, lost), from loss, round trip and jitter over the last 2 s; rated every 2 s.",
+            &samples,
+        );
     }
 }

@@ -23,6 +23,7 @@ mod loss_watch;
 mod offer;
 mod peer;
 mod picture_ids;
+mod quality;
 mod relay;
 mod repair_stream;
 mod resend_gate;
@@ -38,6 +39,7 @@ mod speaker;
 
 pub use feedback::{FeedbackTap, TAP_SLOT};
 pub use layers::Wanted;
+pub use quality::Quality;
 pub use relay::{LINK_DOWN_AFTER, LINK_GONE_AFTER, RelayEndpoint, RelayStatus};
 pub use source::TrackSource;
 
@@ -224,6 +226,8 @@ pub struct Sfu {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     next_housekeeping: Option<Instant>,
+    /// When peers' connection quality is next worked out.
+    next_rating: Option<Instant>,
     /// Subscribers whose layer choice must be made again (sources, sizes or layers changed).
     dirty: Vec<PeerKey>,
     /// Relay links by the id this SFU receives them with.
@@ -259,6 +263,7 @@ impl Sfu {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_housekeeping: None,
+            next_rating: None,
             dirty: Vec::new(),
             links: HashMap::new(),
             remotes: HashMap::new(),
@@ -452,6 +457,7 @@ impl Sfu {
         }
         if self.next_housekeeping.is_none_or(|at| at <= now) {
             self.expire_peers(now);
+            self.rate_connections(now);
             self.detect_speakers();
             self.retire_idle_screens(now);
             self.tend_relays(now);
@@ -560,6 +566,40 @@ impl Sfu {
         for (key, reason) in expired {
             self.remove_peer_by_key(now, key, Some(reason));
         }
+    }
+
+    /// Every [`quality::WINDOW`]: each connected peer's level from what its link
+    /// carried; the room is told of changes, the metrics get the count per level.
+    fn rate_connections(&mut self, now: Instant) {
+        let Some(at) = self.next_rating else {
+            self.next_rating = Some(now + quality::WINDOW);
+            return;
+        };
+        if at > now {
+            return;
+        }
+        self.next_rating = Some(now + quality::WINDOW);
+        let mut counts = [0u64; Quality::ALL.len()];
+        for peer in self.peers.values_mut().filter(|peer| peer.connected) {
+            let sample = peer.rating.take_sample();
+            let silent = now.duration_since(peer.last_received) > quality::SILENT_FOR;
+            let level = quality::Rating::level(&sample, silent);
+            let told = peer.rating.file(level);
+            if let Some(changed) = told {
+                debug!(participant = %peer.participant, quality = changed.as_str(), ?sample, "connection quality");
+            }
+            if let Some(changed) = told.or_else(|| peer.rating.tell_again()) {
+                self.events.push_back(SfuEvent::ConnectionQuality {
+                    room: peer.room.clone(),
+                    participant: peer.participant.clone(),
+                    quality: changed,
+                });
+            }
+            if let Some(told) = peer.rating.reported() {
+                counts[Quality::ALL.iter().position(|q| *q == told).unwrap_or(0)] += 1;
+            }
+        }
+        self.stats.peers_rated(counts);
     }
 
     /// Processes everything the peer's stack has produced, then flushes output.

@@ -38,6 +38,7 @@ use super::layers::{Congestion, Layer, Wanted};
 use super::loss_watch::REPAIR_WAIT;
 use super::offer::{requested_slots, sends_media, simulcast_send_rids, slides_mids};
 use super::picture_ids::PictureIds;
+use super::quality::{LinkCounters, Rating};
 use super::repair_stream::WithRepairStream;
 use super::responder::Responder;
 use super::rewrite::Rewriter;
@@ -134,6 +135,8 @@ pub(crate) struct Peer {
     /// The RTX payload types negotiated, shared with the interceptors that send and
     /// receive resends.
     pub(crate) rtx_types: RtxTypes,
+    /// Its connection quality, from what its NACK responder counts.
+    pub(crate) rating: Rating,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -176,12 +179,13 @@ fn interceptors(
     stats: &SfuStats,
     estimates: &EstimateCell,
     rtx_types: &RtxTypes,
+    link: &LinkCounters,
     receives_media: bool,
 ) -> Result<Registry, rtc::shared::error::Error> {
     configure_simulcast_extension_headers(media_engine)?;
     let registry = Registry::new().with(
         InterceptorSlot::NackResponder,
-        Responder::new(stats.clone(), rtx_types.clone()),
+        Responder::new(stats.clone(), rtx_types.clone(), link.clone()),
     );
     // Transport-cc is negotiated for both directions; the receiving half answers what
     // a publisher sends, the sender numbers what goes out, and the controller reads the
@@ -278,11 +282,13 @@ impl Peer {
         let mut media_engine = codecs::media_engine().map_err(SfuError::internal)?;
         let estimates = EstimateCell::default();
         let rtx_types = RtxTypes::default();
+        let link = LinkCounters::default();
         let registry = interceptors(
             &mut media_engine,
             &init.stats,
             &estimates,
             &rtx_types,
+            &link,
             sends_media(init.offer_sdp),
         )
         .map_err(SfuError::internal)?;
@@ -353,6 +359,7 @@ impl Peer {
             congestion: Congestion::default(),
             estimates,
             rtx_types: rtx_types.clone(),
+            rating: Rating::new(link),
             slots,
         };
         Ok((peer, answer_sdp))

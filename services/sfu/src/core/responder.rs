@@ -32,6 +32,7 @@ use rtc::shared::TransportContext;
 use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize as _;
 
+use super::quality::{LinkCounters, SentTally, UplinkTally};
 use super::resend_gate::ResendGate;
 use super::round_trip::RoundTrips;
 use super::rtx::{self, RtxTypes};
@@ -61,15 +62,22 @@ pub(crate) struct Responder {
     gate: ResendGate,
     rtx_types: RtxTypes,
     incoming_rtx: RtxReceiver,
+    /// What the peer's link carries, for its connection quality.
+    link: LinkCounters,
+    uplink: UplinkTally,
+    sent: SentTally,
     streams: HashMap<u32, Outgoing>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
 impl Responder {
-    pub(crate) fn new(stats: SfuStats, rtx_types: RtxTypes) -> Self {
+    pub(crate) fn new(stats: SfuStats, rtx_types: RtxTypes, link: LinkCounters) -> Self {
         Self {
             incoming_rtx: RtxReceiver::new(stats.clone(), rtx_types.clone()),
+            link,
+            uplink: UplinkTally::default(),
+            sent: SentTally::default(),
             stats,
             round_trips: RoundTrips::default(),
             gate: ResendGate::default(),
@@ -132,17 +140,27 @@ impl Responder {
                 continue;
             };
             for report in reports {
-                if let Some(rtt) = self.round_trips.round_trip(
+                let rtt = self.round_trips.round_trip(
                     now,
                     report.ssrc,
                     report.last_sender_report,
                     report.delay,
-                ) {
+                );
+                if let Some(rtt) = rtt {
                     self.stats.subscriber_rtt(rtt);
                     self.gate.on_round_trip(rtt);
                 }
-                if let Some(jitter) = self.round_trips.jitter(report.ssrc, report.jitter) {
+                let jitter = self.round_trips.jitter(report.ssrc, report.jitter);
+                if let Some(jitter) = jitter {
                     self.stats.subscriber_jitter(jitter);
+                }
+                if self.round_trips.sends(report.ssrc) {
+                    let since_last = self.sent.report(
+                        report.ssrc,
+                        report.last_sequence_number,
+                        report.total_lost,
+                    );
+                    self.link.reception_report(since_last, rtt, jitter);
                 }
             }
         }
@@ -180,6 +198,17 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Responder {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(packet) = &mut msg.message.packet {
+            // Resends are not counted as arrivals: what came only when asked for
+            // again was lost on the link.
+            if self
+                .rtx_types
+                .original(packet.header.payload_type)
+                .is_none()
+            {
+                let header = &packet.header;
+                self.uplink
+                    .arrived(&self.link, header.ssrc, header.sequence_number);
+            }
             self.incoming_rtx.unwrap(packet);
         }
         if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
@@ -207,6 +236,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Responder {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         match &msg.message.packet {
             Packet::Rtp(packet) => {
+                self.sent
+                    .sent(packet.header.ssrc, packet.header.sequence_number);
                 if let Some(stream) = self.streams.get_mut(&packet.header.ssrc) {
                     stream.sent.keep(packet);
                 }
@@ -254,6 +285,7 @@ impl Interceptor for Responder {
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.round_trips.stream_unbound(info.ssrc);
+        self.sent.forget(info.ssrc);
         self.streams.remove(&info.ssrc);
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
@@ -282,7 +314,7 @@ mod tests {
             codec(96, "video/vp8", ""),
             codec(97, rtx::RTX_MIME, "apt=96"),
         ]);
-        let mut responder = Responder::new(stats.clone(), types);
+        let mut responder = Responder::new(stats.clone(), types, LinkCounters::default());
         responder.bind_local_stream(&StreamInfo {
             ssrc: MEDIA,
             ssrc_rtx: rtx.then_some(REPAIR),

@@ -33,6 +33,11 @@ impl RoundTrips {
         self.sent.retain(|(s, _, _)| *s != ssrc);
     }
 
+    /// Whether `ssrc` is a stream this peer is sent.
+    pub(crate) fn sends(&self, ssrc: u32) -> bool {
+        self.clock_rates.contains_key(&ssrc)
+    }
+
     /// A sender report for `ssrc` with NTP time `ntp` left at `now`.
     pub(crate) fn report_sent(&mut self, now: Instant, ssrc: u32, ntp: u64) {
         if self.sent.len() == REMEMBERED {
