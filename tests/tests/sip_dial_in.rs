@@ -217,6 +217,18 @@ async fn a_caller_raises_a_hand_and_mutes_from_the_keypad() -> anyhow::Result<()
     )
     .unwrap_or(0);
     assert!(bridged >= 150, "{metrics}");
+    // Audio held back while muted is no loss: the SFU rated the caller's link and
+    // never found it poor.
+    let sfu = server.metrics().await?;
+    let changes = |quality: &str| {
+        metric(
+            &sfu,
+            &format!("confer_sfu_quality_changes_total{{quality=\"{quality}\"}}"),
+        )
+    };
+    assert!(changes("excellent") >= Some(1), "{sfu}");
+    assert_eq!(changes("poor"), Some(0), "{sfu}");
+    assert_eq!(changes("lost"), Some(0), "{sfu}");
     Ok(())
 }
 

@@ -90,6 +90,8 @@ struct Counters {
     /// Connected peers at each connection quality, in `Quality::ALL` order, at the
     /// last rating.
     peers_by_quality: [AtomicU64; 4],
+    /// Times a peer's connection quality became each level (its first rating included).
+    quality_changes: [AtomicU64; 4],
     peers_created: AtomicU64,
     peers_removed: AtomicU64,
     relay_links: AtomicU64,
@@ -145,6 +147,9 @@ pub struct StatsSnapshot {
     pub peers: u64,
     /// Connected peers rated excellent, good, poor and lost (`Quality::ALL` order).
     pub peers_by_quality: [u64; 4],
+    /// Times a peer's connection quality became each level, its first rating included
+    /// (`Quality::ALL` order).
+    pub quality_changes: [u64; 4],
     pub peers_created: u64,
     pub peers_removed: u64,
     /// Relay links to SFUs in other regions, and those of them not hearing the far side.
@@ -206,6 +211,9 @@ impl SfuStats {
             total.impaired_dropped += c.impaired_dropped.load(Relaxed);
             total.peers += c.peers.load(Relaxed);
             for (total, count) in total.peers_by_quality.iter_mut().zip(&c.peers_by_quality) {
+                *total += count.load(Relaxed);
+            }
+            for (total, count) in total.quality_changes.iter_mut().zip(&c.quality_changes) {
                 *total += count.load(Relaxed);
             }
             total.peers_created += c.peers_created.load(Relaxed);
@@ -371,6 +379,12 @@ impl SfuStats {
     pub(crate) fn peers_rated(&self, counts: [u64; 4]) {
         for (gauge, count) in self.mine().peers_by_quality.iter().zip(counts) {
             gauge.store(count, Relaxed);
+        }
+    }
+    /// A peer's connection quality became `quality` (`Quality::ALL` index).
+    pub(crate) fn quality_changed(&self, index: usize) {
+        if let Some(counter) = self.mine().quality_changes.get(index) {
+            counter.fetch_add(1, Relaxed);
         }
     }
     pub(crate) fn peer_removed(&self) {
@@ -553,6 +567,20 @@ impl StatsSnapshot {
             .iter()
             .map(|(labels, n)| (labels.as_slice(), *n))
             .collect();
+        let changes: Vec<([(&str, &str); 1], u64)> = Quality::ALL
+            .iter()
+            .zip(self.quality_changes)
+            .map(|(quality, n)| ([("quality", quality.as_str())], n))
+            .collect();
+        let samples_changes: Vec<(confer_metrics::Labels<'_>, u64)> = changes
+            .iter()
+            .map(|(labels, n)| (labels.as_slice(), *n))
+            .collect();
+        out.counter(
+            "confer_sfu_quality_changes",
+            "Times a peer's connection quality became each level (its first rating included).",
+            &samples_changes,
+        );
         out.gauge(
             "confer_sfu_peers_by_quality",
             "Connected peers by connection quality (excellent, good, poor, lost), from loss, round trip and jitter over the last 2 s; rated every 2 s.",

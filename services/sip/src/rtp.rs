@@ -176,6 +176,12 @@ impl Splicer {
         Some(header)
     }
 
+    /// Packets stop going out for a while (held back on purpose): the next one starts
+    /// again as at a switch, right after the last one out, so the pause is no gap.
+    pub fn pause(&mut self) {
+        self.source = None;
+    }
+
     /// The source whose packets go out now, if any has been spliced in.
     pub fn current(&self) -> Option<u32> {
         self.source.map(|s| s.key)

@@ -587,6 +587,7 @@ impl Sfu {
             let told = peer.rating.file(level);
             if let Some(changed) = told {
                 debug!(participant = %peer.participant, quality = changed.as_str(), ?sample, "connection quality");
+                self.stats.quality_changed(changed.index());
             }
             if let Some(changed) = told.or_else(|| peer.rating.tell_again()) {
                 self.events.push_back(SfuEvent::ConnectionQuality {
@@ -596,7 +597,7 @@ impl Sfu {
                 });
             }
             if let Some(told) = peer.rating.reported() {
-                counts[Quality::ALL.iter().position(|q| *q == told).unwrap_or(0)] += 1;
+                counts[told.index()] += 1;
             }
         }
         self.stats.peers_rated(counts);

@@ -68,6 +68,16 @@ impl Quality {
         }
     }
 
+    /// Its place in [`Quality::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Quality::Excellent => 0,
+            Quality::Good => 1,
+            Quality::Poor => 2,
+            Quality::Lost => 3,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == name)
     }
@@ -595,8 +605,9 @@ mod tests {
             Rating::level(&sample(0.0, 10, 1), false),
             Some(Quality::Excellent)
         );
-        for quality in Quality::ALL {
+        for (index, quality) in Quality::ALL.into_iter().enumerate() {
             assert_eq!(Quality::parse(quality.as_str()), Some(quality));
+            assert_eq!(quality.index(), index);
         }
         assert_eq!(Quality::parse("fine"), None);
     }

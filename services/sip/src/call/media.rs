@@ -224,12 +224,30 @@ impl Media {
         }
         self.last_from_caller = Instant::now();
         let payload = &datagram[view.payload.0..view.payload.1];
+        // What does not go into the room (keys, other payload types, audio held back)
+        // takes sequence numbers in the caller's stream: the room's stream resumes
+        // right after the last packet it had, or the gap would read as loss on the
+        // caller's link.
         if Some(view.payload_type) == self.offer.dtmf_pt {
             self.stats.rtp_dropped("dtmf");
+            self.from_caller.pause();
             return self.keypad.press(payload, view.timestamp, Instant::now());
         }
         if view.payload_type != self.offer.opus_pt {
             self.stats.rtp_dropped("payload_type");
+            self.from_caller.pause();
+            return None;
+        }
+        if !room.connected {
+            // The peer cannot protect media before DTLS is done: a moment after the
+            // answer, and after a move to another SFU.
+            self.stats.rtp_dropped("not_connected");
+            self.from_caller.pause();
+            return None;
+        }
+        if self.muted {
+            self.stats.rtp_dropped("muted");
+            self.from_caller.pause();
             return None;
         }
         let now = Instant::now();
@@ -237,16 +255,6 @@ impl Media {
             .from_caller
             .header(view.ssrc, view.sequence, view.timestamp, now)?;
         let marker = view.marker || header.marker;
-        if !room.connected {
-            // The peer cannot protect media before DTLS is done: a moment after the
-            // answer, and after a move to another SFU.
-            self.stats.rtp_dropped("not_connected");
-            return None;
-        }
-        if self.muted {
-            self.stats.rtp_dropped("muted");
-            return None;
-        }
         let level = crate::level::estimate(payload);
         if room.peer.send_audio(
             now,

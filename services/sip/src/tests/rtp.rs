@@ -90,6 +90,36 @@ fn the_caller_hears_one_stream_across_a_change_of_speaker() {
     assert_eq!(back.timestamp, other.timestamp.wrapping_add(960));
 }
 
+#[test]
+fn a_pause_is_no_gap_in_the_stream() {
+    let start = Instant::now();
+    let mut splicer = Splicer::new(42, 111);
+    let first = splicer.header(7, 500, 9_600, start).unwrap();
+    // 50 packets (1 s) held back, then the same source again.
+    splicer.pause();
+    let resumed = splicer
+        .header(
+            7,
+            551,
+            9_600 + 51 * 960,
+            start + Duration::from_millis(1_020),
+        )
+        .unwrap();
+    assert!(resumed.marker, "a talkspurt starts with the marker");
+    assert_eq!(resumed.sequence, first.sequence.wrapping_add(1));
+    assert_eq!(resumed.timestamp, first.timestamp.wrapping_add(1_020 * 48));
+    let next = splicer
+        .header(
+            7,
+            552,
+            9_600 + 52 * 960,
+            start + Duration::from_millis(1_040),
+        )
+        .unwrap();
+    assert_eq!(next.sequence, resumed.sequence.wrapping_add(1));
+    assert!(!next.marker);
+}
+
 proptest! {
     #[test]
     fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
