@@ -2,7 +2,8 @@
 
 /// Signalling messages a client sends inside the envelope: strict, so a typo in a field
 /// name is an error rather than a silently ignored default.
-const CLIENT_BODIES: [&str; 17] = [
+const CLIENT_BODIES: [&str; 18] = [
+    "SendData",
     "FileUploadRequest",
     "RaiseHand",
     "EditChat",

@@ -1,7 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
-import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat } from './ui.js';
+import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat, REACTIONS } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
@@ -290,6 +290,25 @@ toggle($('toggle-cam'), 'video', 'Stop camera', 'Start camera');
 $('share-screen').addEventListener('click', () => {
   const sharing = client.screenTrack != null;
   (sharing ? client.stopScreenShare() : client.shareScreen()).catch((err) => status(`Screen share: ${err.message}`));
+});
+// Reactions go to everyone as data under the `reaction` topic, and show on one's own
+// tile at once.
+for (const emoji of REACTIONS) {
+  const button = document.createElement('button');
+  button.className = 'reaction-button';
+  button.textContent = emoji;
+  button.title = `React ${emoji}`;
+  button.addEventListener('click', () => {
+    if (!client.self) return;
+    stage.showReaction(client.self.id, emoji);
+    client.publishData('reaction', emoji).catch((err) => status(`Reaction: ${err.message}`));
+  });
+  $('reactions').append(button);
+}
+client.addEventListener('data', ({ detail }) => {
+  if (detail.topic === 'reaction' && REACTIONS.includes(detail.payload) && detail.from_participant_id) {
+    stage.showReaction(detail.from_participant_id, detail.payload);
+  }
 });
 $('raise-hand').addEventListener('click', () => {
   const raised = $('raise-hand').getAttribute('aria-pressed') !== 'true';

@@ -168,6 +168,14 @@ export class ConferClient extends EventTarget {
   // host('lower_hand', id).
   raiseHand(raised = true) { return this.request({ raise_hand: { raised } }); }
 
+  // Sends `payload` (a string, up to 15 KiB) under `topic` to everyone else in the
+  // room, or only to the participant ids in `to`; they get a `data` event with
+  // `from_participant_id`. Nothing is stored: who is not in the room misses it.
+  // Up to 30 a second (60 at once); more fail with `data_rate_limited`.
+  publishData(topic, payload, { to = [] } = {}) {
+    return this.request({ send_data: { topic, payload, destination: to } });
+  }
+
   // How well `participantId`'s connection carries media (this participant's own with
   // `self.id`): 'excellent', 'good', 'poor' or 'lost'; 'excellent' until rated.
   qualityOf(participantId) { return this.qualities.get(participantId) || 'excellent'; }

@@ -1,5 +1,10 @@
 // DOM pieces of the room page: video tiles, the participant list and the chat log.
 
+// The reactions the room page offers (and shows: others' data under the `reaction`
+// topic that is none of these is ignored), and how long one stays on a tile.
+export const REACTIONS = ['👍', '👏', '❤️', '😂', '🎉', '😮'];
+const REACTION_MS = 4000;
+
 // Signal bars for each connection quality.
 const QUALITY_BARS = { excellent: '▂▄▆█', good: '▂▄▆', poor: '▂', lost: '✕' };
 
@@ -76,6 +81,17 @@ export class Stage {
   }
 
   setVideoOff(id, off) { this.tiles.get(id)?.tile.classList.toggle('video-off', off); }
+
+  // A reaction floats up from the participant's tile for a few seconds.
+  showReaction(id, emoji) {
+    const entry = this.tiles.get(id);
+    if (!entry) return;
+    const reaction = document.createElement('span');
+    reaction.className = 'reaction';
+    reaction.textContent = emoji;
+    entry.tile.append(reaction);
+    setTimeout(() => reaction.remove(), REACTION_MS);
+  }
 
   // A raised hand shows on the participant's tile.
   setHand(id, raised) { this.tiles.get(id)?.tile.classList.toggle('hand', raised); }

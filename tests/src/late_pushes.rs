@@ -58,6 +58,7 @@ impl RoomApi for LatePushes {
         disconnected(participant: String) -> ();
         host_action(actor: String, action: HostAction) -> ();
         self_update(participant: String, update: SelfUpdate) -> ParticipantInfo;
+        publish_data(participant: String, data: ParticipantData) -> ();
         track_event(participant: String, source: Source, published: bool) -> ();
         check_chat_poster(room_key: String, participant: String) -> ();
         authenticate(api_key: String, secret: String) -> String;

@@ -1,5 +1,5 @@
 //! Three headless Chromium browsers with fake camera and microphone join one room
-//! through the join link and see, hear and chat with each other through our SFU.
+//! through the join link and see, hear, chat and react to each other through our SFU.
 
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,29 @@ async fn three_browsers_see_hear_and_chat_through_the_sfu() -> anyhow::Result<()
     }
     chat_burst(&server, [&ada, &bob, &cyd]).await?;
     refused_posts_are_sent_again_in_order(&ada, [&ada, &bob, &cyd]).await?;
+
+    // Ada reacts: the reaction shows on her tile, on every page, then goes.
+    let ada_id = confer_e2e::room::self_id(&ada).await?;
+    ada.eval("[...document.querySelectorAll('#reactions button')].find((b) => b.textContent === '🎉').click();")
+        .await?;
+    let reacted = format!(
+        "return [...document.querySelectorAll('.tile[data-participant=\"{ada_id}\"] .reaction')].some((r) => r.textContent === '🎉');"
+    );
+    for browser in [&ada, &bob, &cyd] {
+        browser
+            .wait_for(
+                "Ada's reaction on her tile",
+                &reacted,
+                Duration::from_secs(5),
+            )
+            .await?;
+    }
+    bob.wait_for(
+        "the reaction gone",
+        "return document.querySelectorAll('.tile .reaction').length === 0;",
+        Duration::from_secs(6),
+    )
+    .await?;
 
     cyd.eval("document.getElementById('leave').click();")
         .await?;

@@ -11,7 +11,7 @@ use super::{ChatMessage, ClientMessage, ServerMessage, client_message};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The keys a `ClientMessage` may carry besides `request_id`, one at a time.
-const MESSAGE_KEYS: [&str; 15] = [
+const MESSAGE_KEYS: [&str; 16] = [
     "join",
     "trickle",
     "chat",
@@ -27,6 +27,7 @@ const MESSAGE_KEYS: [&str; 15] = [
     "chat_history",
     "file_upload",
     "raise_hand",
+    "send_data",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -41,6 +41,8 @@ use crate::file_sweep;
 use crate::files;
 use crate::socket::{Condition, MAX_WAITING, Outbound, Socket, Upgrade};
 
+mod data;
+
 /// Chat entries sent with `joined`.
 const JOIN_HISTORY: u32 = 50;
 
@@ -176,6 +178,8 @@ struct Member {
     in_chat: bool,
     /// Its chat posts against the gateway's chat rate.
     chat_allowance: ChatAllowance,
+    /// Its data messages against [`data::DATA_RATE`].
+    data_allowance: ChatAllowance,
 }
 
 impl Member {
@@ -362,6 +366,7 @@ impl Session {
                 };
                 self.self_update(&request_id, update).await
             }
+            In::SendData(data) => self.send_data(&request_id, data).await,
             In::Host(control) => self.host(&request_id, control).await,
             In::TrackSettings(settings) => self.track_settings(settings).await,
             In::Ping(_) => {
@@ -666,6 +671,7 @@ impl Session {
             allow_chat: true,
             in_chat: false,
             chat_allowance: ChatAllowance::new(self.state.config.chat_rate, Instant::now()),
+            data_allowance: ChatAllowance::new(data::DATA_RATE, Instant::now()),
             id,
         });
         match decision.admission {

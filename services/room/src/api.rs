@@ -320,6 +320,18 @@ pub struct SendData {
     pub destination: Vec<String>,
 }
 
+/// Data a participant sends the others in its room (signalling `send_data`): an
+/// app's own messages (reactions, a shared cursor, a game move), relayed as they are
+/// and kept nowhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantData {
+    pub topic: String,
+    pub payload: String,
+    /// Participant ids; empty means everyone else in the room.
+    #[serde(default)]
+    pub destination: Vec<String>,
+}
+
 /// `POST /v1/webhooks`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,6 +383,13 @@ pub trait RoomApi: Send + Sync {
         participant: String,
         update: SelfUpdate,
     ) -> BoxFuture<'_, RoomResult<ParticipantInfo>>;
+    /// Relays `data` from `participant` to the others in its room (or those of
+    /// `destination` there).
+    fn publish_data(
+        &self,
+        participant: String,
+        data: ParticipantData,
+    ) -> BoxFuture<'_, RoomResult<()>>;
     /// The participant started (`published`) or stopped sending from `source`.
     fn track_event(
         &self,

@@ -84,6 +84,7 @@ impl Rpc {
             "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
             "check_chat_poster" => answer(s.check_chat_poster(arg(a)?, arg(a)?).await),
             "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
+            "publish_data" => answer(s.publish_data(arg(a)?, arg(a)?).await),
             "track_event" => {
                 let (participant, kind, published) = (arg(a)?, arg(a)?, arg(a)?);
                 // A gateway from before sources sends the kind alone.
@@ -248,6 +249,7 @@ impl RoomApi for GrpcRoom {
     remote!(host_action(actor: String, action: api::HostAction) -> ());
     remote!(check_chat_poster(room_key: String, participant: String) -> ());
     remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);
+    remote!(publish_data(participant: String, data: api::ParticipantData) -> ());
 
     /// Sent as the kind, then the source: a room service from before sources reads
     /// the kind and leaves the rest.

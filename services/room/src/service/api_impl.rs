@@ -5,7 +5,8 @@ use futures_util::stream::BoxStream;
 use super::RoomService;
 use crate::api::{
     BoxFuture, CreateRoom, CreateWebhook, DeadLetter, HostAction, JoinDecision, JoinRequest,
-    RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, WatchFrom, Watched, Webhook,
+    ParticipantData, RoomApi, SelfUpdate, SendData, UpdateParticipant, UpdateRoom, WatchFrom,
+    Watched, Webhook,
 };
 use crate::error::RoomResult;
 use crate::model::{ParticipantInfo, RoomView, Source, TrackKind};
@@ -42,6 +43,14 @@ impl RoomApi for RoomService {
         update: SelfUpdate,
     ) -> BoxFuture<'_, RoomResult<ParticipantInfo>> {
         Box::pin(async move { self.do_self_update(&participant, update).await })
+    }
+
+    fn publish_data(
+        &self,
+        participant: String,
+        data: ParticipantData,
+    ) -> BoxFuture<'_, RoomResult<()>> {
+        Box::pin(async move { self.do_publish_data(&participant, data).await })
     }
 
     fn track_event(

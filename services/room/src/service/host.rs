@@ -16,7 +16,7 @@ const EVACUATION_LEAVES: usize = 64;
 /// Participants a host's "mute everyone" mutes at once.
 const MUTED_AT_ONCE: usize = 16;
 
-fn not_joined() -> RoomError {
+pub(super) fn not_joined() -> RoomError {
     RoomError::not_found("not_joined", "join a room first")
 }
 

@@ -5,6 +5,7 @@
 mod admission;
 mod api_impl;
 mod chat_rights;
+mod data;
 mod empty_rooms;
 mod gateways;
 mod host;

@@ -21,6 +21,8 @@ pub(crate) enum Audience {
     Active,
     ActiveExcept(String),
     Only(Vec<String>),
+    /// Those of these who are in the room (not the waiting room).
+    ActiveAmong(Vec<String>),
 }
 
 impl Audience {
@@ -31,6 +33,7 @@ impl Audience {
             Audience::Active => active,
             Audience::ActiveExcept(id) => active && &member.id != id,
             Audience::Only(ids) => ids.contains(&member.id),
+            Audience::ActiveAmong(ids) => active && ids.contains(&member.id),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The tenant API's operations: rooms, participants, data messages, webhooks.
 
+use super::data::MAX_DATA_BYTES;
 use super::notify::Audience;
 use super::{RoomService, room_key};
 use crate::api::{
@@ -11,7 +12,6 @@ use crate::model::{ParticipantInfo, ParticipantState, RoomSettings, RoomView, Tr
 use crate::store::RoomRecord;
 
 const MAX_METADATA_BYTES: usize = 4096;
-const MAX_DATA_BYTES: usize = 15 * 1024;
 const MAX_URL_CHARS: usize = 2048;
 /// Regions one room may span.
 const MAX_REGIONS: usize = 8;
