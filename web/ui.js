@@ -201,8 +201,8 @@ export function renderParticipants(list, participants, self, knocks, act) {
   list.replaceChildren(...waiting, ...people);
 }
 
-// Hosts' switches for the whole room: the lock, screen sharing, who may chat, and
-// muting everyone but the hosts.
+// Hosts' switches for the whole room: the lock, screen sharing, who may chat, muting
+// everyone but the hosts, and lowering every raised hand.
 export function renderRoomControls(box, state, isHost, act) {
   box.hidden = !isHost;
   if (!isHost) {
@@ -220,8 +220,10 @@ export function renderRoomControls(box, state, isHost, act) {
   lockButton.dataset.control = 'lock';
   screenButton.dataset.control = 'screen-share';
   chatButton.dataset.control = 'chat';
+  const handsButton = button('Lower all hands', () => act('lower_all_hands'));
   muteButton.dataset.control = 'mute-all';
-  box.replaceChildren(lockButton, screenButton, chatButton, muteButton);
+  handsButton.dataset.control = 'lower-hands';
+  box.replaceChildren(lockButton, screenButton, chatButton, muteButton, handsButton);
 }
 
 // Emoji shortcodes people type, shown as the emoji.

@@ -285,6 +285,25 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
         Duration::from_secs(5),
     )
     .await?;
+    // Up again, and down with everyone's from the room's switches.
+    guest
+        .eval("document.getElementById('raise-hand').click(); return true;")
+        .await?;
+    host.wait_for(
+        "the guest's hand up again at the host's",
+        "return !!document.querySelector('#participants .hand');",
+        Duration::from_secs(5),
+    )
+    .await?;
+    host.eval("document.querySelector('#room-controls button[data-control=\"lower-hands\"]').click(); return true;")
+        .await?;
+    guest
+        .wait_for(
+            "the guest's hand lowered with everyone's",
+            "return document.getElementById('raise-hand').textContent === 'Raise hand';",
+            Duration::from_secs(5),
+        )
+        .await?;
 
     // The host lets the guest speak again, then mutes everyone from the room's
     // switches: the guest is muted, the hosts are not.

@@ -379,7 +379,8 @@ async fn hand_of(client: &mut SignalClient, participant: &str) -> anyhow::Result
 }
 
 /// Hands go up in line (a hand raised again keeps its place), anyone may lower their
-/// own, only a host lowers someone else's, and a malformed request is refused.
+/// own, only a host lowers someone else's (or everyone's at once), and a malformed
+/// request is refused.
 #[tokio::test]
 async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
     let server = TestServer::start(true).await?;
@@ -431,6 +432,36 @@ async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
     // Ida lowers her own.
     assert!(raise_hand(&mut ida, false).await?.get("ack").is_some());
     assert_eq!(hand_of(&mut host, &ida_id).await?, 0);
+
+    // Both up again; only a host lowers them all, at once.
+    assert!(raise_hand(&mut gus, true).await?.get("ack").is_some());
+    assert!(hand_of(&mut host, &gus_id).await? > 0);
+    assert!(raise_hand(&mut ida, true).await?.get("ack").is_some());
+    assert!(hand_of(&mut host, &ida_id).await? > 0);
+    let refused = host_control(&mut gus, "lower_all_hands", "", "").await?;
+    assert_eq!(refused["error"]["code"], "not_host", "{refused}");
+    assert!(
+        host_control(&mut host, "lower_all_hands", "", "")
+            .await?
+            .get("ack")
+            .is_some()
+    );
+    let mut lowered = std::collections::HashSet::new();
+    while lowered.len() < 2 {
+        let update = host.recv_kind("participant_updated", WAIT).await?;
+        let p = &update["participant_updated"]["participant"];
+        assert!(
+            p["hand_raised_at"].as_u64().is_none_or(|at| at == 0),
+            "{update}"
+        );
+        lowered.insert(p["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        lowered,
+        std::collections::HashSet::from([gus_id.clone(), ida_id.clone()])
+    );
+    // Gus hears his went down (after his own raise, if he has not heard that yet).
+    while hand_of(&mut gus, &gus_id).await? != 0 {}
 
     ida.send(&json!({"request_id": "bad", "raise_hand": {"raised": true, "hand": "left"}}))
         .await?;

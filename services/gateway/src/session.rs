@@ -1297,6 +1297,7 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
             participant: needs_participant()?,
         },
         "mute_all" => HostAction::MuteAll { kind: kind()? },
+        "lower_all_hands" => HostAction::LowerAllHands,
         other => {
             return Err(Reject::new(
                 "invalid_message",

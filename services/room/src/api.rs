@@ -104,6 +104,8 @@ pub enum HostAction {
     LowerHand {
         participant: String,
     },
+    /// Lowers every raised hand in the room (the question round is over).
+    LowerAllHands,
     /// Mutes everyone but the hosts (a track kind at a time), as `MuteTrack` does
     /// each: whether they may unmute themselves is the room's `allow_self_unmute`.
     MuteAll {
@@ -124,6 +126,7 @@ impl HostAction {
             HostAction::AllowChat { .. } => "allow_chat",
             HostAction::ResolveNameChange { .. } => "resolve_name_change",
             HostAction::LowerHand { .. } => "lower_hand",
+            HostAction::LowerAllHands => "lower_all_hands",
             HostAction::MuteAll { .. } => "mute_all",
         }
     }

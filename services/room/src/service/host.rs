@@ -13,7 +13,7 @@ use crate::store::AuditEntry;
 /// Participants of one room an evacuation moves at once.
 const EVACUATION_LEAVES: usize = 64;
 
-/// Participants a host's "mute everyone" mutes at once.
+/// Participants a host's "mute everyone" mutes (or "lower all hands" lowers) at once.
 const MUTED_AT_ONCE: usize = 16;
 
 pub(super) fn not_joined() -> RoomError {
@@ -93,6 +93,7 @@ impl RoomService {
                 self.updated(&key, &target).await
             }
             HostAction::MuteAll { kind } => self.mute_all(&key, kind).await,
+            HostAction::LowerAllHands => self.lower_all_hands(&key).await,
             HostAction::LowerHand { participant } => {
                 let mut target = self.member(&key, &participant).await?;
                 if target.hand_raised_at.take().is_none() {
@@ -236,6 +237,27 @@ impl RoomService {
             .collect()
             .await;
         muted.into_iter().try_for_each(|result| result.map(drop))
+    }
+
+    /// Lowers every raised hand in room `key`, [`MUTED_AT_ONCE`] at a time; every one
+    /// is tried, and the first failure returned.
+    async fn lower_all_hands(&self, key: &str) -> RoomResult<()> {
+        let raised = self
+            .0
+            .live
+            .participants(key)
+            .await?
+            .into_iter()
+            .filter(|p| p.hand_raised_at.is_some());
+        let lowered: Vec<RoomResult<()>> = futures_util::stream::iter(raised)
+            .map(|mut target| async move {
+                target.hand_raised_at = None;
+                self.updated(key, &target).await
+            })
+            .buffer_unordered(MUTED_AT_ONCE)
+            .collect()
+            .await;
+        lowered.into_iter().collect()
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away
