@@ -94,28 +94,21 @@ fn the_caller_hears_one_stream_across_a_change_of_speaker() {
 fn a_pause_is_no_gap_in_the_stream() {
     let start = Instant::now();
     let mut splicer = Splicer::new(42, 111);
-    let first = splicer.header(7, 500, 9_600, start).unwrap();
+    // The caller's packet `n` (20 ms of Opus each), `ms` after the first.
+    let packet = |splicer: &mut Splicer, n: u16, ms: u64| {
+        let timestamp = 9_600 + u32::from(n) * 960;
+        splicer
+            .header(7, 500 + n, timestamp, start + Duration::from_millis(ms))
+            .unwrap()
+    };
+    let first = packet(&mut splicer, 0, 0);
     // 50 packets (1 s) held back, then the same source again.
     splicer.pause();
-    let resumed = splicer
-        .header(
-            7,
-            551,
-            9_600 + 51 * 960,
-            start + Duration::from_millis(1_020),
-        )
-        .unwrap();
+    let resumed = packet(&mut splicer, 51, 1_020);
     assert!(resumed.marker, "a talkspurt starts with the marker");
     assert_eq!(resumed.sequence, first.sequence.wrapping_add(1));
     assert_eq!(resumed.timestamp, first.timestamp.wrapping_add(1_020 * 48));
-    let next = splicer
-        .header(
-            7,
-            552,
-            9_600 + 52 * 960,
-            start + Duration::from_millis(1_040),
-        )
-        .unwrap();
+    let next = packet(&mut splicer, 52, 1_040);
     assert_eq!(next.sequence, resumed.sequence.wrapping_add(1));
     assert!(!next.marker);
 }
