@@ -1,6 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
+import { MutedSpeech } from './muted.js';
 import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat, REACTIONS } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
@@ -109,6 +110,7 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   stage.setHand(p.id, !!p.hand_raised_at);
   if (own) showOwnHand();
   else noteHand(p);
+  if (own) watchMutedSpeech();
   refreshPeople();
 });
 // Hosts are told in the chat when someone's hand goes up (it also shows on the tile
@@ -276,6 +278,19 @@ $('chat-form').addEventListener('submit', (event) => {
   });
 });
 
+// Speaking while muted (by oneself or a host) is pointed out, briefly.
+let mutedSpeech = null;
+function watchMutedSpeech() {
+  const muted = $('toggle-mic').getAttribute('aria-pressed') === 'true' || client.self?.audio_blocked === true;
+  mutedSpeech?.watch(muted);
+}
+function showMutedNotice() {
+  const notice = $('muted-notice');
+  notice.hidden = false;
+  clearTimeout(notice.hideTimer);
+  notice.hideTimer = setTimeout(() => { notice.hidden = true; }, 4000);
+}
+
 function toggle(button, kind, onLabel, offLabel) {
   button.addEventListener('click', () => {
     const muted = button.getAttribute('aria-pressed') !== 'true';
@@ -283,6 +298,7 @@ function toggle(button, kind, onLabel, offLabel) {
     button.textContent = muted ? offLabel : onLabel;
     client.setMuted(kind, muted);
     if (kind === 'video') stage.setVideoOff(client.self.id, muted);
+    if (kind === 'audio') watchMutedSpeech();
   });
 }
 toggle($('toggle-mic'), 'audio', 'Mute mic', 'Unmute mic');
@@ -326,6 +342,8 @@ async function start() {
     try {
       await client.join(local);
       stage.addTrack(client.self.id, local.getVideoTracks()[0]);
+      mutedSpeech = new MutedSpeech(local.getAudioTracks()[0], showMutedNotice);
+      watchMutedSpeech();
       return;
     } catch (err) {
       if (err.code !== 'password_required' && err.code !== 'password_invalid') throw err;

@@ -1,6 +1,7 @@
 //! Active speaker in real browsers: the SFU reads the audio level Chromium puts on
 //! every audio packet, and the web app outlines the tile of whoever is speaking. When
-//! the speaker mutes and the other unmutes, the outline moves.
+//! the speaker mutes and the other unmutes, the outline moves, and the speaker, still
+//! speaking, is told she is muted.
 
 use std::time::Duration;
 
@@ -57,9 +58,25 @@ async fn the_speaking_participant_is_outlined_and_follows_the_voice() -> anyhow:
             )
             .await?;
     }
+    // Speaking unmuted, Ada is told nothing.
+    let ada_told = ada
+        .eval("return !document.getElementById('muted-notice').hidden;")
+        .await?;
+    assert_eq!(
+        ada_told.as_bool(),
+        Some(false),
+        "Ada, unmuted, is told nothing"
+    );
     // Ada goes quiet, Bob speaks.
     ada.eval("document.getElementById('toggle-mic').click();")
         .await?;
+    // Her voice goes on at her end: her page tells her she is muted.
+    ada.wait_for(
+        "Ada told she is muted",
+        "return !document.getElementById('muted-notice').hidden;",
+        Duration::from_secs(5),
+    )
+    .await?;
     bob.eval("document.getElementById('toggle-mic').click();")
         .await?;
     for browser in [&ada, &bob] {

@@ -14,7 +14,7 @@ const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const ROOM_HTML: &str = include_str!("../../../web/room.html");
 
 /// Files under `/static/`, with their content types.
-const STATIC_FILES: [(&str, &str, &str); 4] = [
+const STATIC_FILES: [(&str, &str, &str); 5] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -24,6 +24,11 @@ const STATIC_FILES: [(&str, &str, &str); 4] = [
         "sdk.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../web/sdk.js"),
+    ),
+    (
+        "muted.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/muted.js"),
     ),
     (
         "ui.js",
