@@ -414,6 +414,7 @@ export class ConferClient extends EventTarget {
     this.assignments.clear();
     this.slotTracks.clear();
     this.participants.clear();
+    this.qualities.clear(); // a new connection hears the room's levels afresh
     this.#forgetHeld();
     await this.join(this.localStream);
     // A screen being shared goes on through the new connection's screen sender.
