@@ -100,6 +100,20 @@ impl Exposition {
         }
     }
 
+    /// A gauge family with one label: a sample per value of `label` in `values`.
+    pub fn gauge_by(&mut self, name: &str, help: &str, label: &str, values: &[(String, u64)]) {
+        let labels: Vec<[(&str, &str); 1]> = values
+            .iter()
+            .map(|(value, _)| [(label, value.as_str())])
+            .collect();
+        let samples: Vec<(Labels<'_>, f64)> = labels
+            .iter()
+            .zip(values)
+            .map(|(labels, (_, n))| (labels.as_slice(), *n as f64))
+            .collect();
+        self.gauge(name, help, &samples);
+    }
+
     /// An unlabelled gauge.
     pub fn gauge1(&mut self, name: &str, help: &str, value: f64) {
         self.gauge(name, help, &[(&[], value)]);

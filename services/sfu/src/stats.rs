@@ -558,33 +558,24 @@ impl StatsSnapshot {
             ],
         );
         out.gauge1("confer_sfu_peers", "Peers on the SFU.", self.peers as f64);
-        let by_quality: Vec<([(&str, &str); 1], f64)> = Quality::ALL
-            .iter()
-            .zip(self.peers_by_quality)
-            .map(|(quality, n)| ([("quality", quality.as_str())], n as f64))
-            .collect();
-        let samples: Vec<(confer_metrics::Labels<'_>, f64)> = by_quality
-            .iter()
-            .map(|(labels, n)| (labels.as_slice(), *n))
-            .collect();
-        let changes: Vec<([(&str, &str); 1], u64)> = Quality::ALL
-            .iter()
-            .zip(self.quality_changes)
-            .map(|(quality, n)| ([("quality", quality.as_str())], n))
-            .collect();
-        let samples_changes: Vec<(confer_metrics::Labels<'_>, u64)> = changes
-            .iter()
-            .map(|(labels, n)| (labels.as_slice(), *n))
-            .collect();
-        out.counter(
+        let by_quality = |values: [u64; 4]| -> Vec<(String, u64)> {
+            Quality::ALL
+                .iter()
+                .zip(values)
+                .map(|(quality, n)| (quality.as_str().to_owned(), n))
+                .collect()
+        };
+        out.counter_by(
             "confer_sfu_quality_changes",
             "Times a peer's connection quality became each level (its first rating included).",
-            &samples_changes,
+            "quality",
+            &by_quality(self.quality_changes),
         );
-        out.gauge(
+        out.gauge_by(
             "confer_sfu_peers_by_quality",
             "Connected peers by connection quality (excellent, good, poor, lost), from loss, round trip and jitter over the last 2 s; rated every 2 s.",
-            &samples,
+            "quality",
+            &by_quality(self.peers_by_quality),
         );
     }
 }

@@ -16,6 +16,23 @@ const EVACUATION_LEAVES: usize = 64;
 /// Participants a host's "mute everyone" mutes (or "lower all hands" lowers) at once.
 const MUTED_AT_ONCE: usize = 16;
 
+/// Runs `update` on each of `targets`, [`MUTED_AT_ONCE`] at a time; every one is
+/// tried, and the first failure returned.
+async fn at_once<T, Done>(
+    targets: impl Iterator<Item = ParticipantInfo>,
+    update: impl FnMut(ParticipantInfo) -> Done,
+) -> RoomResult<()>
+where
+    Done: Future<Output = RoomResult<T>>,
+{
+    let results: Vec<RoomResult<T>> = futures_util::stream::iter(targets)
+        .map(update)
+        .buffer_unordered(MUTED_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().try_for_each(|result| result.map(drop))
+}
+
 pub(super) fn not_joined() -> RoomError {
     RoomError::not_found("not_joined", "join a room first")
 }
@@ -231,12 +248,7 @@ impl RoomService {
                     && p.permissions.can_publish
                     && !blocked
             });
-        let muted: Vec<RoomResult<ParticipantInfo>> = futures_util::stream::iter(targets)
-            .map(|target| self.set_blocked(key, target, kind, true))
-            .buffer_unordered(MUTED_AT_ONCE)
-            .collect()
-            .await;
-        muted.into_iter().try_for_each(|result| result.map(drop))
+        at_once(targets, |target| self.set_blocked(key, target, kind, true)).await
     }
 
     /// Lowers every raised hand in room `key`, [`MUTED_AT_ONCE`] at a time; every one
@@ -249,15 +261,11 @@ impl RoomService {
             .await?
             .into_iter()
             .filter(|p| p.hand_raised_at.is_some());
-        let lowered: Vec<RoomResult<()>> = futures_util::stream::iter(raised)
-            .map(|mut target| async move {
-                target.hand_raised_at = None;
-                self.updated(key, &target).await
-            })
-            .buffer_unordered(MUTED_AT_ONCE)
-            .collect()
-            .await;
-        lowered.into_iter().collect()
+        at_once(raised, |mut target| async move {
+            target.hand_raised_at = None;
+            self.updated(key, &target).await
+        })
+        .await
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away
