@@ -37,6 +37,8 @@ client.addEventListener('knock', refreshPeopleIfJoined);
 client.addEventListener('knock-resolved', refreshPeopleIfJoined);
 // Whether the chat was open to everyone when last seen: a change is noted in the chat.
 let chatOpen = null;
+// Whether the room was being recorded when last seen: a change is noted in the chat.
+let recording = null;
 client.addEventListener('room-state', ({ detail }) => {
   $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`;
   const open = detail.allow_chat !== false;
@@ -44,8 +46,19 @@ client.addEventListener('room-state', ({ detail }) => {
     chatNotice($('messages'), open ? 'A host opened the chat to everyone' : 'A host kept the chat to hosts');
   }
   chatOpen = open;
+  showRecording(detail);
   refreshRoomControls();
 });
+
+// Everyone sees while the room is recorded, and is told when that starts and stops.
+function showRecording(state) {
+  const now = state.recording === true;
+  $('recording-badge').hidden = !now;
+  if (recording !== null && now !== recording) {
+    chatNotice($('messages'), now ? 'Recording started' : 'Recording stopped');
+  }
+  recording = now;
+}
 
 // The hosts' room switches, and whether this member may post in the chat now.
 function refreshRoomControls() {
@@ -65,6 +78,7 @@ function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {
   chatOpen = client.roomState.allow_chat !== false;
+  showRecording(client.roomState);
   stage.tile(client.self.id, { local: true });
   stage.setName(client.self.id, `${client.self.name} (you)`);
   $('connection-notice').hidden = true; // a new connection is rated afresh

@@ -156,7 +156,8 @@ export class ConferClient extends EventTarget {
 
   // Host controls: admit, deny, mute, unmute, remove, set_role, lock, unlock,
   // allow_screen_share, deny_screen_share, allow_chat, deny_chat, approve_name,
-  // reject_name, lower_hand, lower_all_hands, mute_all (everyone but the hosts; `kind`).
+  // reject_name, lower_hand, lower_all_hands, mute_all (everyone but the hosts; `kind`),
+  // start_recording, stop_recording.
   host(action, participantId = '', { kind = '', role = '' } = {}) {
     return this.request({ host: { action, participant_id: participantId, kind, role } });
   }

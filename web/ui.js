@@ -202,7 +202,7 @@ export function renderParticipants(list, participants, self, knocks, act) {
 }
 
 // Hosts' switches for the whole room: the lock, screen sharing, who may chat, muting
-// everyone but the hosts, and lowering every raised hand.
+// everyone but the hosts, lowering every raised hand, and recording.
 export function renderRoomControls(box, state, isHost, act) {
   box.hidden = !isHost;
   if (!isHost) {
@@ -223,7 +223,11 @@ export function renderRoomControls(box, state, isHost, act) {
   const handsButton = button('Lower all hands', () => act('lower_all_hands'));
   muteButton.dataset.control = 'mute-all';
   handsButton.dataset.control = 'lower-hands';
-  box.replaceChildren(lockButton, screenButton, chatButton, muteButton, handsButton);
+  const recording = state.recording === true;
+  const recordButton = button(recording ? 'Stop recording' : 'Record',
+    () => act(recording ? 'stop_recording' : 'start_recording'));
+  recordButton.dataset.control = 'record';
+  box.replaceChildren(lockButton, screenButton, chatButton, muteButton, handsButton, recordButton);
 }
 
 // Emoji shortcodes people type, shown as the emoji.

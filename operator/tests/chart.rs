@@ -421,3 +421,58 @@ fn grpc_tls_mounts_one_secret_into_every_service_that_speaks_grpc() {
         .expect("helm runs");
     assert!(!output.status.success(), "an empty name is refused");
 }
+
+#[test]
+fn recordings_share_one_claim_between_the_gateways_and_the_media_nodes() {
+    let rendered = template(&[
+        "-f",
+        "values-multi-region.yaml",
+        "--set",
+        "recordings.persistence.enabled=true",
+    ]);
+    validate_with_kubernetes_validate(&rendered, "recordings");
+    let docs = documents(&rendered);
+    let claim = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "PersistentVolumeClaim" && d["metadata"]["name"] == "confer-recordings"
+        })
+        .expect("the recordings claim");
+    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteMany");
+    assert_eq!(
+        env_of(&docs, "confer-gateway", "CONFER_RECORDINGS_DIR").as_deref(),
+        Some("/var/lib/confer/recordings")
+    );
+    let gateway = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "confer-gateway")
+        .expect("gateway");
+    let volumes = gateway["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("\"claimName\":\"confer-recordings\""),
+        "{volumes}"
+    );
+    let nodes: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "MediaNode").collect();
+    assert_eq!(nodes.len(), 2);
+    for node in nodes {
+        assert_eq!(
+            node["spec"]["recordingsClaim"], "confer-recordings",
+            "{node}"
+        );
+        assert_eq!(
+            problems("medianodes", node, None),
+            Vec::<String>::new(),
+            "{node}"
+        );
+    }
+    // Off by default: no claim, and the gateways serve none.
+    let docs = documents(&template(&[]));
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "PersistentVolumeClaim"
+            && d["metadata"]["name"] == "confer-recordings")
+    );
+    assert_eq!(
+        env_of(&docs, "confer-gateway", "CONFER_RECORDINGS_DIR"),
+        None
+    );
+}

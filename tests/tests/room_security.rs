@@ -462,6 +462,9 @@ async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
     );
     // Gus hears his went down (after his own raise, if he has not heard that yet).
     while hand_of(&mut gus, &gus_id).await? != 0 {}
+    // Recording is a host's to start too.
+    let refused = host_control(&mut gus, "start_recording", "", "").await?;
+    assert_eq!(refused["error"]["code"], "not_host", "{refused}");
 
     ida.send(&json!({"request_id": "bad", "raise_hand": {"raised": true, "hand": "left"}}))
         .await?;

@@ -28,6 +28,7 @@ async fn town_hall_retention(
 
 /// A tenant's API client that records which routes it has called.
 struct Api {
+    tenant: String,
     base: String,
     key: String,
     secret: String,
@@ -94,6 +95,62 @@ impl Api {
             .await?;
         Ok((response.status().as_u16(), response.json().await?))
     }
+
+    /// `method` on `route` at `path`, answered with bytes: status, content type, body.
+    async fn bytes(
+        &self,
+        method: Method,
+        route: &str,
+        path: &str,
+    ) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        self.covered
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert((method.as_str().to_lowercase(), route.to_owned()));
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(&self.secret))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok((status, content_type, response.bytes().await?.to_vec()))
+    }
+}
+
+/// A recording of `room`'s participant `PA_ada` in `dir` as the SFU names and writes
+/// one (a second of Opus frames), finished or still being written: its file name and
+/// bytes.
+fn recorded(
+    dir: &std::path::Path,
+    room: &str,
+    finished: bool,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    use confer_sfu::record::{TrackFormat, Webm, path_part};
+    let room_dir = dir.join(path_part(room));
+    std::fs::create_dir_all(&room_dir)?;
+    let started = if finished {
+        1_796_000_000_000u64
+    } else {
+        1_796_000_000_500
+    };
+    let name = format!(
+        "PA_ada.microphone.{started}.webm{}",
+        if finished { "" } else { ".part" }
+    );
+    let mut webm = Webm::start(std::io::Cursor::new(Vec::new()), TrackFormat::Opus, started)?;
+    for frame in 0..50u64 {
+        webm.frame(frame * 20, true, &[0xfc, 0xff, 0xfe])?;
+    }
+    let bytes = webm.finish(1_000)?.into_inner();
+    std::fs::write(room_dir.join(&name), &bytes)?;
+    Ok((name, bytes))
 }
 
 async fn api_for(
@@ -102,6 +159,7 @@ async fn api_for(
 ) -> anyhow::Result<Api> {
     let tenant = server.room.store().create_tenant("Acme").await?;
     Ok(Api {
+        tenant: tenant.tenant,
         base: server.url(""),
         key: tenant.api_key,
         secret: tenant.api_secret,
@@ -116,7 +174,17 @@ fn code(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<()> {
-    let server = TestServer::start(false).await?;
+    let recordings =
+        std::env::temp_dir().join(format!("confer-api-recordings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&recordings);
+    let server = TestServer::start_with(Options {
+        gateway: confer_gateway::GatewayConfig {
+            recordings: Some(recordings.clone()),
+            ..confer_gateway::GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
     let covered = Arc::new(Mutex::new(BTreeSet::new()));
     let api = api_for(&server, &covered).await?;
     let other = api_for(&server, &covered).await?;
@@ -397,6 +465,109 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         client.recv_kind("error", Duration::from_secs(5)).await?["error"]["code"],
         "removed"
     );
+
+    // Recordings: listed as the SFUs leave them in the recordings directory, one
+    // handed out and removed; nothing of another tenant's room.
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/town-hall/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!((status, listed["recordings"].clone()), (200, json!([])));
+    let town_hall = format!("{}/town-hall", api.tenant);
+    let (done, done_bytes) = recorded(&recordings, &town_hall, true)?;
+    let (writing, _) = recorded(&recordings, &town_hall, false)?;
+    std::fs::write(
+        recordings
+            .join(confer_sfu::record::path_part(&town_hall))
+            .join("notes.txt"),
+        "not a recording",
+    )?;
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/town-hall/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["recordings"],
+        json!([
+            {"file": done, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_000u64, "bytes": done_bytes.len(), "complete": true},
+            {"file": writing, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_500u64, "bytes": done_bytes.len(), "complete": false},
+        ])
+    );
+    let file_route = "/v1/rooms/{room}/recordings/{file}";
+    let (status, content_type, body) = api
+        .bytes(
+            Method::GET,
+            file_route,
+            &format!("/v1/rooms/town-hall/recordings/{done}"),
+        )
+        .await?;
+    assert_eq!((status, content_type.as_str()), (200, "audio/webm"));
+    assert_eq!(body, done_bytes);
+    for name in [writing.as_str(), "notes.txt", "..%2F..%2Fpasswd"] {
+        let (status, body) = api
+            .call(
+                Method::GET,
+                file_route,
+                &format!("/v1/rooms/town-hall/recordings/{name}"),
+                None,
+            )
+            .await?;
+        assert_eq!(
+            (status, code(&body)),
+            (404, "recording_not_found"),
+            "{name}"
+        );
+    }
+    let (status, body) = other
+        .call(
+            Method::GET,
+            file_route,
+            &format!("/v1/rooms/town-hall/recordings/{done}"),
+            None,
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (404, "room_not_found"));
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            file_route,
+            &format!("/v1/rooms/town-hall/recordings/{done}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            file_route,
+            &format!("/v1/rooms/town-hall/recordings/{done}"),
+            None,
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (404, "recording_not_found"));
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/town-hall/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        listed["recordings"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let _ = std::fs::remove_dir_all(&recordings);
 
     // Webhook endpoints.
     let (status, hook) = api
@@ -871,5 +1042,35 @@ async fn events_that_never_get_through_are_dead_lettered_and_listed() -> anyhow:
     assert_eq!(counts.failed_attempts, 6, "{counts:?}");
     assert_eq!(counts.dead_lettered, 2, "{counts:?}");
     assert_eq!(counts.delivered, 0, "{counts:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_a_recordings_directory_says_so() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let covered = Arc::new(Mutex::new(BTreeSet::new()));
+    let api = api_for(&server, &covered).await?;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/rooms",
+            "/v1/rooms",
+            Some(json!({"name": "plain"})),
+        )
+        .await?;
+    assert_eq!(status, 201);
+    let (status, body) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/plain/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, code(&body)),
+        (501, "recording_unavailable"),
+        "{body}"
+    );
     Ok(())
 }

@@ -82,3 +82,10 @@ securityContext:
   readOnlyRootFilesystem: true
   capabilities: {drop: [ALL]}
 {{- end -}}
+
+{{/* The recordings volume's claim, when recordings are enabled. */}}
+{{- define "confer.recordingsClaim" -}}
+{{- with .Values.recordings.persistence -}}
+{{- .existingClaim | default (printf "%s-recordings" (include "confer.fullname" $)) -}}
+{{- end -}}
+{{- end }}

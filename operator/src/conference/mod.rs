@@ -101,7 +101,7 @@ fn host_control_changes(conference: &Conference) -> serde_json::Map<String, serd
         .as_ref()
         .map(|status| status.host_controls.clone())
         .unwrap_or_default();
-    conference.spec.host_controls.changes_from(&given)
+    conference.spec.given_controls().changes_from(&given)
 }
 
 /// The room's settings with `changes` applied; the others stay as the room has them
@@ -155,7 +155,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
             changes.extend(
                 conference
                     .spec
-                    .host_controls
+                    .given_controls()
                     .changes_from(&Default::default()),
             );
             let wanted = settings(None, &changes);
@@ -192,7 +192,7 @@ async fn apply(conference: &Conference, ctx: &Context, namespace: &str) -> Resul
     let snapshot = ctx.snapshots.borrow().clone();
     let mut status = status(conference, &view, version, &snapshot, (ctx.clock)());
     status.chat_retention_seconds = chat_retention;
-    status.host_controls = conference.spec.host_controls.clone();
+    status.host_controls = conference.spec.given_controls();
     if conference.status.as_ref() != Some(&status) {
         let api: Api<Conference> = Api::namespaced(ctx.client.clone(), namespace);
         let patch = serde_json::json!({ "status": status });
@@ -323,28 +323,15 @@ fn status(
             t.clone(),
         ),
     }
-    let spec = &conference.spec;
-    if spec.recording {
-        set_condition(
-            conditions,
-            "FeaturesAvailable",
-            ConditionStatus::False,
-            "NotSupported",
-            "recording is not available in this release",
-            generation,
-            t,
-        );
-    } else {
-        set_condition(
-            conditions,
-            "FeaturesAvailable",
-            ConditionStatus::True,
-            "AllAvailable",
-            "",
-            generation,
-            t,
-        );
-    }
+    set_condition(
+        conditions,
+        "FeaturesAvailable",
+        ConditionStatus::True,
+        "AllAvailable",
+        "",
+        generation,
+        t,
+    );
     status
 }
 

@@ -387,12 +387,19 @@ async fn the_room_is_created_with_the_declared_settings_and_password() {
 }
 
 #[test]
-fn recording_is_a_feature_not_available() {
+fn recording_is_given_as_a_host_control_and_available() {
     let mut recorded = conference(true);
     recorded.spec.recording = true;
+    let mut changes = declared(&recorded);
+    assert!(
+        !changes.contains_key("recording"),
+        "not named by every update"
+    );
+    changes.extend(host_control_changes(&recorded));
+    assert_eq!(changes["recording"], true, "a new room starts recorded");
     let view = RoomView {
         name: "all-hands".into(),
-        settings: settings(None, &declared(&recorded)),
+        settings: settings(None, &changes),
         has_password: false,
         created_at: 0,
         active: true,
@@ -414,9 +421,15 @@ fn recording_is_a_feature_not_available() {
         .expect("condition");
     assert_eq!(
         (features.status.as_str(), features.reason.as_str()),
-        ("False", "NotSupported")
+        ("True", "AllAvailable")
     );
-    assert!(features.message.contains("recording"), "{features:?}");
+    assert!(view.settings.recording);
+    // Once given, a host's stop stands until the conference declares it again.
+    recorded.status = Some(ConferenceStatus {
+        host_controls: recorded.spec.given_controls(),
+        ..ConferenceStatus::default()
+    });
+    assert!(host_control_changes(&recorded).is_empty());
 }
 
 /// The example conference reconciled into a new room: the fake room service, and the
@@ -850,6 +863,7 @@ async fn declared_host_controls_start_the_room_and_a_hosts_change_stands_until_t
         locked: Some(true),
         allow_screen_share: None,
         allow_chat: Some(false),
+        recording: None,
     };
     let created = vec![
         Step::GetSecret("7"),

@@ -62,8 +62,10 @@ pub struct ConferenceSpec {
     /// Secret key holding the room password, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeySelector>,
-    /// Record the room: not available in this release (the `FeaturesAvailable`
-    /// condition says so).
+    /// Record the room from the start: what participants publish goes to the
+    /// recordings directory, each track to its own WebM file. Given to the room as a
+    /// host control is (when declared, and when changed): hosts may stop and start
+    /// recording during the call.
     #[serde(default)]
     pub recording: bool,
     /// Callers may dial in over SIP (`sip:<room>@<bridge>`); when false the SIP
@@ -110,6 +112,21 @@ pub struct HostControls {
     /// (everyone still reads it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_chat: Option<bool>,
+    /// What participants publish is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<bool>,
+}
+
+impl ConferenceSpec {
+    /// The host controls this conference gives its room: its `hostControls`, and
+    /// recording when `recording` is declared.
+    pub fn given_controls(&self) -> HostControls {
+        let mut controls = self.host_controls.clone();
+        if self.recording {
+            controls.recording = Some(true);
+        }
+        controls
+    }
 }
 
 impl HostControls {
@@ -128,6 +145,7 @@ impl HostControls {
                 given.allow_screen_share,
             ),
             ("allow_chat", self.allow_chat, given.allow_chat),
+            ("recording", self.recording, given.recording),
         ]
         .into_iter()
         .filter(|(_, wanted, given)| wanted != given)

@@ -81,6 +81,10 @@ pub struct MediaNodeSpec {
     #[serde(default = "default_drain_deadline")]
     #[x_kube(validation = Rule::new("self > 0 && self <= 86400").message("drainDeadlineSeconds must be between 1 and 86400"))]
     pub drain_deadline_seconds: i64,
+    /// A PersistentVolumeClaim (ReadWriteMany, mounted by the gateways too) the pods
+    /// write recordings to; unset, rooms on these pods cannot be recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings_claim: Option<String>,
 }
 
 fn default_drain_deadline() -> i64 {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -175,6 +175,48 @@ fn tls_env(tls: &SfuTls) -> Vec<EnvVar> {
     ]
 }
 
+/// Where the pods mount `recordingsClaim`.
+pub const RECORDINGS_MOUNT: &str = "/var/lib/confer/recordings";
+
+/// The pod's volumes and the SFU container's mounts: the gRPC TLS Secret and the
+/// recordings claim, each when there is one.
+fn volumes(spec: &MediaNodeSpec, defaults: &PodDefaults) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some(tls) = &defaults.tls {
+        volumes.push(Volume {
+            name: "grpc-tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "grpc-tls".to_owned(),
+            mount_path: TLS_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if let Some(claim) = &spec.recordings_claim {
+        volumes.push(Volume {
+            name: "recordings".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "recordings".to_owned(),
+            mount_path: RECORDINGS_MOUNT.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    (volumes, mounts)
+}
+
 fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -199,6 +241,12 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
     } else {
         "status.podIP"
     };
+    let (volumes, mounts) = volumes(spec, defaults);
+    let recordings_env = spec.recordings_claim.as_ref().map(|_| EnvVar {
+        name: "CONFER_RECORDINGS_DIR".to_owned(),
+        value: Some(RECORDINGS_MOUNT.to_owned()),
+        ..EnvVar::default()
+    });
     let container = Container {
         name: "sfu".to_owned(),
         image: Some(spec.image.clone().unwrap_or_else(|| defaults.image.clone())),
@@ -217,16 +265,10 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             ]
             .into_iter()
             .chain(defaults.tls.as_ref().map(tls_env).into_iter().flatten())
+            .chain(recordings_env)
             .collect(),
         ),
-        volume_mounts: defaults.tls.as_ref().map(|_| {
-            vec![VolumeMount {
-                name: "grpc-tls".to_owned(),
-                mount_path: TLS_MOUNT.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            }]
-        }),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ports: Some(container_ports(spec, host_network)),
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
@@ -248,16 +290,7 @@ pub fn stateful_set(node: &MediaNode, defaults: &PodDefaults, replicas: i32) -> 
             .then(|| placement.node_selector.clone()),
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         affinity: placement.affinity.clone(),
-        volumes: defaults.tls.as_ref().map(|tls| {
-            vec![Volume {
-                name: "grpc-tls".to_owned(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(tls.secret.clone()),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]
-        }),
+        volumes: (!volumes.is_empty()).then_some(volumes),
         // The operator drains before it scales down; this covers a node going away.
         termination_grace_period_seconds: Some(spec.drain_deadline_seconds.min(3_600) + 30),
         ..PodSpec::default()

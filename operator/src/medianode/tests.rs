@@ -56,6 +56,7 @@ fn media_node(replicas: i32) -> MediaNode {
             placement: PodPlacement::default(),
             image: None,
             drain_deadline_seconds: 600,
+            recordings_claim: None,
         },
     );
     node.metadata.namespace = Some("confer".into());
@@ -612,5 +613,33 @@ fn with_tls_sfu_pods_mount_the_secret_and_point_their_flags_into_it() {
             ("CONFER_GRPC_TLS_NAME", "confer.internal"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+}
+
+#[test]
+fn with_a_recordings_claim_sfu_pods_mount_it_and_record_there() {
+    let mut node = media_node(1);
+    node.spec.recordings_claim = Some("confer-recordings".into());
+    let defaults = PodDefaults {
+        image: "confer:test".into(),
+        consul_addr: "http://consul:8500".into(),
+        tls: None,
+    };
+    let set = serde_json::to_value(resources::stateful_set(&node, &defaults, 1)).unwrap();
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "recordings", "persistentVolumeClaim": {"claimName": "confer-recordings"}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "recordings", "mountPath": "/var/lib/confer/recordings"}])
+    );
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    assert!(
+        env.contains(
+            &json!({"name": "CONFER_RECORDINGS_DIR", "value": "/var/lib/confer/recordings"})
+        ),
+        "{env:?}"
     );
 }

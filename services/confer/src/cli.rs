@@ -219,6 +219,8 @@ pub struct DevArgs {
     #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
+    pub recordings: RecordingArgs,
+    #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
@@ -329,6 +331,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub files: FileArgs,
     #[command(flatten)]
+    pub recordings: RecordingArgs,
+    #[command(flatten)]
     pub tls: GrpcTlsArgs,
 }
 
@@ -372,6 +376,25 @@ impl ChatRateArgs {
             per_second: self.chat_rate,
             burst: self.chat_burst,
         }
+    }
+}
+
+/// Recordings: where SFUs write them and gateways serve them from.
+#[derive(Args, Clone)]
+pub struct RecordingArgs {
+    /// Where recordings are kept (a volume the SFUs write and the gateways read);
+    /// unset, rooms cannot be recorded [`confer dev`: a directory under the system's
+    /// temporary one].
+    #[arg(long, env = "CONFER_RECORDINGS_DIR")]
+    pub recordings_dir: Option<std::path::PathBuf>,
+}
+
+impl RecordingArgs {
+    /// The directory, or `confer dev`'s default.
+    pub fn dev_dir(&self) -> std::path::PathBuf {
+        self.recordings_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("confer-recordings"))
     }
 }
 
@@ -544,6 +567,8 @@ pub enum TenantCommand {
 
 #[derive(Args)]
 pub struct SfuArgs {
+    #[command(flatten)]
+    pub recordings: RecordingArgs,
     /// UDP address of the first media worker's port; worker `i` takes the port `i` above.
     #[arg(long, env = "CONFER_MEDIA_BIND", default_value = "0.0.0.0:7882")]
     pub media_bind: SocketAddr,

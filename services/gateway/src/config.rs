@@ -9,6 +9,9 @@ pub struct GatewayConfig {
     pub sfu_stats: Option<confer_sfu::SfuStats>,
     /// Files shared in chat.
     pub files: crate::FileConfig,
+    /// Where the SFUs write recordings (a volume they share with the gateways), for
+    /// the tenant API to list and hand out; `None`: none are served here.
+    pub recordings: Option<std::path::PathBuf>,
     /// The region this gateway serves: its participants join the room's SFU there
     /// when the room spans it.
     pub region: Option<String>,
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             gateway_id: format!("gw-{:08x}", rand::random::<u32>()),
             sfu_stats: None,
             files: crate::FileConfig::default(),
+            recordings: None,
             region: None,
             extra_metrics: Vec::new(),
             trusted_proxies: Vec::new(),

@@ -44,6 +44,7 @@ pub(crate) fn room_state(settings: &RoomSettings) -> signal::RoomState {
         allow_screen_share: settings.allow_screen_share,
         allow_self_unmute: settings.allow_self_unmute,
         allow_chat: settings.allow_chat,
+        recording: settings.recording,
     }
 }
 

@@ -174,6 +174,8 @@ struct Member {
     allow_screen_share: bool,
     /// The room's setting: others than hosts may post in the chat.
     allow_chat: bool,
+    /// The room is being recorded: so is what this member publishes.
+    recording: bool,
     /// Receiving the room's chat through the gateway's hub.
     in_chat: bool,
     /// Its chat posts against the gateway's chat rate.
@@ -393,6 +395,7 @@ impl Session {
                     }
                     self.apply_screen_share_setting(state.allow_screen_share)
                         .await;
+                    self.apply_recording_setting(state.recording).await;
                 }
                 if let Some(Msg::ParticipantUpdated(update)) = &msg.msg {
                     self.note_self_update(update);
@@ -491,6 +494,25 @@ impl Session {
 
     /// A host allowed or denied screen sharing: the SFU starts or stops forwarding the
     /// screens of everyone but hosts.
+    /// The room started or stopped being recorded: so does this member's peer.
+    async fn apply_recording_setting(&mut self, recording: bool) {
+        let Some(member) = self.member.as_mut() else {
+            return;
+        };
+        if member.recording == recording {
+            return;
+        }
+        member.recording = recording;
+        if let Some(sfu) = member.sfu.as_ref().filter(|_| member.has_peer) {
+            record(
+                sfu.as_ref(),
+                &ParticipantId::new(member.id.clone()),
+                recording,
+            )
+            .await;
+        }
+    }
+
     async fn apply_screen_share_setting(&mut self, allowed: bool) {
         let Some(member) = self.member.as_mut() else {
             return;
@@ -669,6 +691,7 @@ impl Session {
             has_peer: false,
             allow_screen_share: true,
             allow_chat: true,
+            recording: false,
             in_chat: false,
             chat_allowance: ChatAllowance::new(self.state.config.chat_rate, Instant::now()),
             data_allowance: ChatAllowance::new(data::DATA_RATE, Instant::now()),
@@ -707,6 +730,7 @@ impl Session {
         member.relays = admission.relays.clone();
         member.allow_screen_share = admission.settings.allow_screen_share;
         member.allow_chat = admission.settings.allow_chat;
+        member.recording = admission.settings.recording;
         member.info.state = confer_room::model::ParticipantState::Active;
         let offer = member.offer.take();
         let answer = match offer {
@@ -804,6 +828,9 @@ impl Session {
             if blocked {
                 sfu.set_blocked(id.clone(), source, true).await?;
             }
+        }
+        if member.recording {
+            record(sfu.as_ref(), &id, true).await;
         }
         if let Some(member) = self.member.as_mut() {
             member.has_peer = true;
@@ -1298,6 +1325,9 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
         },
         "mute_all" => HostAction::MuteAll { kind: kind()? },
         "lower_all_hands" => HostAction::LowerAllHands,
+        "start_recording" | "stop_recording" => HostAction::Record {
+            recording: control.action == "start_recording",
+        },
         other => {
             return Err(Reject::new(
                 "invalid_message",
@@ -1305,6 +1335,14 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
             ));
         }
     })
+}
+
+/// Starts or stops recording a participant on its SFU. An SFU that cannot record
+/// costs the recording of this participant, not its call: that is logged.
+async fn record(sfu: &dyn SfuApi, participant: &ParticipantId, recording: bool) {
+    if let Err(err) = sfu.set_recording(participant.clone(), recording).await {
+        tracing::warn!(%participant, recording, error = %err, "the SFU did not change this participant's recording");
+    }
 }
 
 /// The `request_id` of a frame the decoder refused, when it has a readable one, so the

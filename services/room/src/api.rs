@@ -106,6 +106,10 @@ pub enum HostAction {
     },
     /// Lowers every raised hand in the room (the question round is over).
     LowerAllHands,
+    /// Starts or stops recording the room.
+    Record {
+        recording: bool,
+    },
     /// Mutes everyone but the hosts (a track kind at a time), as `MuteTrack` does
     /// each: whether they may unmute themselves is the room's `allow_self_unmute`.
     MuteAll {
@@ -128,6 +132,7 @@ impl HostAction {
             HostAction::LowerHand { .. } => "lower_hand",
             HostAction::LowerAllHands => "lower_all_hands",
             HostAction::MuteAll { .. } => "mute_all",
+            HostAction::Record { .. } => "record",
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct RoomSettings {
     pub name_changes_need_approval: bool,
     /// Callers may dial in over SIP (the SIP bridge's participants, of kind `sip`).
     pub sip_dial_in: bool,
+    /// What participants publish is being recorded (each track to its own file);
+    /// everyone in the room is told.
+    pub recording: bool,
     /// Seconds an empty room is kept active before `room_finished`.
     pub empty_timeout_secs: u32,
     /// Region the room is placed in; empty means the service's default.
@@ -48,6 +51,7 @@ impl Default for RoomSettings {
             allow_chat: true,
             name_changes_need_approval: false,
             sip_dial_in: true,
+            recording: false,
             empty_timeout_secs: 0,
             region: String::new(),
             regions: Vec::new(),

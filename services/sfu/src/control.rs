@@ -31,6 +31,8 @@ pub enum SfuError {
     UnknownSlot(String),
     #[error("media server unavailable: {0}")]
     Unavailable(String),
+    #[error("recording unavailable: {0}")]
+    NoRecording(String),
     #[error("media server error: {0}")]
     Internal(String),
 }
@@ -48,6 +50,7 @@ impl SfuError {
             SfuError::UnknownPeer => "not_joined",
             SfuError::UnknownSlot(_) => "unknown_slot",
             SfuError::Unavailable(_) => "media_unavailable",
+            SfuError::NoRecording(_) => "recording_unavailable",
             SfuError::Internal(_) => "internal",
         }
     }
@@ -139,6 +142,12 @@ pub trait SfuApi: Send + Sync {
         source: TrackSource,
         blocked: bool,
     ) -> BoxFuture<'_, Result<(), SfuError>>;
+    /// Starts or stops recording what the participant publishes, now and later.
+    fn set_recording(
+        &self,
+        participant: ParticipantId,
+        recording: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>>;
     /// What the subscriber renders its slot `mid` at; chooses the simulcast layer.
     fn set_track_settings(
         &self,
@@ -185,6 +194,11 @@ pub(crate) enum Command {
         participant: ParticipantId,
         source: TrackSource,
         blocked: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    SetRecording {
+        participant: ParticipantId,
+        recording: bool,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
     SetTrackSettings {
@@ -423,6 +437,21 @@ impl SfuApi for SfuHandle {
                 participant,
                 source,
                 blocked,
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn set_recording(
+        &self,
+        participant: ParticipantId,
+        recording: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        Box::pin(async move {
+            self.call_for(&participant.clone(), |reply| Command::SetRecording {
+                participant,
+                recording,
                 reply,
             })
             .await

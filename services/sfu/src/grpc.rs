@@ -54,6 +54,7 @@ fn status(err: SfuError) -> Status {
         SfuError::UnknownSlot(_) => Status::failed_precondition(err.to_string()),
         SfuError::UnknownPeer => Status::not_found(err.to_string()),
         SfuError::Unavailable(_) => Status::unavailable(err.to_string()),
+        SfuError::NoRecording(_) => Status::unimplemented(err.to_string()),
         SfuError::Internal(_) => Status::internal(err.to_string()),
     }
 }
@@ -63,6 +64,8 @@ fn from_status(status: Status) -> SfuError {
         tonic::Code::InvalidArgument => SfuError::InvalidOffer(status.message().to_owned()),
         tonic::Code::NotFound => SfuError::UnknownPeer,
         tonic::Code::FailedPrecondition => SfuError::UnknownSlot(status.message().to_owned()),
+        // Also what an SFU of a release before recording answers.
+        tonic::Code::Unimplemented => SfuError::NoRecording(status.message().to_owned()),
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
             SfuError::Unavailable(status.message().to_owned())
         }
@@ -248,6 +251,21 @@ impl SfuControl for ControlService {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SetBlockedResponse {}))
+    }
+
+    async fn set_recording(
+        &self,
+        request: Request<pb::SetRecordingRequest>,
+    ) -> Result<Response<pb::SetRecordingResponse>, Status> {
+        let request = request.into_inner();
+        self.sfu
+            .set_recording(
+                ParticipantId::new(request.participant_id),
+                request.recording,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetRecordingResponse {}))
     }
 
     async fn set_track_settings(
@@ -534,6 +552,24 @@ impl SfuApi for GrpcSfu {
                     participant_id: participant.to_string(),
                     source: source.as_str().to_owned(),
                     blocked,
+                })
+                .await
+                .map_err(from_status)?;
+            Ok(())
+        })
+    }
+
+    fn set_recording(
+        &self,
+        participant: ParticipantId,
+        recording: bool,
+    ) -> BoxFuture<'_, Result<(), SfuError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .set_recording(pb::SetRecordingRequest {
+                    participant_id: participant.to_string(),
+                    recording,
                 })
                 .await
                 .map_err(from_status)?;

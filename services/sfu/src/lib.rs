@@ -21,6 +21,7 @@ pub mod core;
 pub mod grpc;
 mod ids;
 pub mod impair;
+pub mod record;
 pub mod runtime;
 mod stats;
 

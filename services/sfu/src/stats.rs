@@ -35,6 +35,16 @@ pub struct SfuStats {
 struct Shared {
     timings: Timings,
     workers: Box<[Counters]>,
+    /// The recorder's, from its one thread and the workers' hand-offs.
+    recordings: Recordings,
+}
+
+#[derive(Debug, Default)]
+struct Recordings {
+    open: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Default for SfuStats {
@@ -163,6 +173,13 @@ pub struct StatsSnapshot {
     /// Relayed media packets found missing and asked for again, and those resent.
     pub relay_lost: u64,
     pub relay_resent: u64,
+    /// Recording files being written now.
+    pub recordings_open: u64,
+    pub recordings_finished: u64,
+    /// Recordings that could not start or stopped early (a write failed).
+    pub recordings_failed: u64,
+    /// Packets of recorded tracks the recorder was too far behind to take.
+    pub recording_packets_dropped: u64,
 }
 
 impl SfuStats {
@@ -172,6 +189,7 @@ impl SfuStats {
             shared: Arc::new(Shared {
                 timings: Timings::default(),
                 workers: (0..workers.max(1)).map(|_| Counters::default()).collect(),
+                recordings: Recordings::default(),
             }),
             worker: 0,
         }
@@ -226,7 +244,39 @@ impl SfuStats {
             total.relay_lost += c.relay_lost.load(Relaxed);
             total.relay_resent += c.relay_resent.load(Relaxed);
         }
+        let recordings = &self.shared.recordings;
+        total.recordings_open = recordings.open.load(Relaxed);
+        total.recordings_finished = recordings.finished.load(Relaxed);
+        total.recordings_failed = recordings.failed.load(Relaxed);
+        total.recording_packets_dropped = recordings.dropped.load(Relaxed);
         total
+    }
+
+    /// A recording's file was opened.
+    pub(crate) fn recording_opened(&self) {
+        self.shared.recordings.open.fetch_add(1, Relaxed);
+    }
+
+    /// A recording's file was closed: finished, or given up on (a write failed).
+    pub(crate) fn recording_closed(&self, finished: bool) {
+        let recordings = &self.shared.recordings;
+        recordings.open.fetch_sub(1, Relaxed);
+        let outcome = if finished {
+            &recordings.finished
+        } else {
+            &recordings.failed
+        };
+        outcome.fetch_add(1, Relaxed);
+    }
+
+    /// A recording could not start (its file could not be made).
+    pub(crate) fn recording_failed(&self) {
+        self.shared.recordings.failed.fetch_add(1, Relaxed);
+    }
+
+    /// A packet the recorder was too far behind to take.
+    pub(crate) fn recording_packet_dropped(&self) {
+        self.shared.recordings.dropped.fetch_add(1, Relaxed);
     }
 
     /// Datagrams each media worker has received, in worker order: how evenly rooms
@@ -558,6 +608,25 @@ impl StatsSnapshot {
             ],
         );
         out.gauge1("confer_sfu_peers", "Peers on the SFU.", self.peers as f64);
+        out.gauge1(
+            "confer_sfu_recordings_open",
+            "Recording files being written now (one per recorded track).",
+            self.recordings_open as f64,
+        );
+        out.counter_by(
+            "confer_sfu_recordings",
+            "Recording files closed: finished, or failed (could not start, or a write failed and the file stops there).",
+            "outcome",
+            &[
+                ("finished".to_owned(), self.recordings_finished),
+                ("failed".to_owned(), self.recordings_failed),
+            ],
+        );
+        out.counter1(
+            "confer_sfu_recording_packets_dropped",
+            "Packets of recorded tracks the recorder was too far behind to take (the disk is slow); their frames are missing from the files.",
+            self.recording_packets_dropped,
+        );
         let by_quality = |values: [u64; 4]| -> Vec<(String, u64)> {
             Quality::ALL
                 .iter()

@@ -26,6 +26,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.announce_ip,
         args.media_workers,
         args.media_gso,
+        Some(args.recordings.dev_dir()),
         &shutdown,
     )
     .await?;
@@ -74,6 +75,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let gateway = GatewayConfig {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
+        recordings: Some(args.recordings.dev_dir()),
         chat_rate: args.chat_rate.rate(),
         liveness: args.liveness.liveness(),
         // The in-process SIP bridge joins over loopback for its callers.

@@ -17,6 +17,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let listener = super::bind(args.listen).await?;
     let mut config = GatewayConfig {
         files: args.files.config()?,
+        recordings: args.recordings.recordings_dir.clone(),
         region: args.region.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
         chat_rate: args.chat_rate.rate(),

@@ -87,6 +87,7 @@ async fn start_sfu(
     announce_ip: Option<std::net::IpAddr>,
     media_workers: Option<u16>,
     gso: bool,
+    recordings: Option<std::path::PathBuf>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<confer_sfu::SfuHandle> {
     let config = confer_sfu::SfuConfig {
@@ -94,6 +95,7 @@ async fn start_sfu(
         announce_ip,
         workers: media_workers.map_or_else(confer_sfu::default_workers, usize::from),
         gso,
+        recordings,
         ..confer_sfu::SfuConfig::default()
     };
     confer_sfu::start(config, shutdown.clone()).await

@@ -19,6 +19,7 @@ pub async fn run(args: SfuArgs) -> anyhow::Result<()> {
         args.announce_ip,
         args.media_workers,
         args.media_gso,
+        args.recordings.recordings_dir.clone(),
         &shutdown,
     )
     .await?;

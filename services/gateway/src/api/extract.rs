@@ -32,6 +32,11 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// Something on this side failed (storage, a task).
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
 }
 
 impl From<confer_chat::ChatError> for ApiError {

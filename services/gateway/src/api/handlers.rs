@@ -17,7 +17,7 @@ use super::extract::{ApiError, Body, Tenant};
 use crate::AppState;
 
 type Result<T> = std::result::Result<T, ApiError>;
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")

@@ -1,5 +1,5 @@
 //! The tenant REST API under `/v1/`: rooms, participants, data messages, chat export
-//! and retention, webhooks.
+//! and retention, recordings, webhooks.
 //! Authentication is HTTP Basic with an API key and secret. Every error is a JSON body
 //! `{"error": {"code", "message"}}`; malformed JSON and unknown fields are 400s.
 //! [`openapi`] documents exactly the routes [`ROUTES`] lists.
@@ -7,6 +7,7 @@
 mod extract;
 mod handlers;
 pub(crate) mod openapi;
+mod recordings;
 
 use std::sync::Arc;
 
@@ -99,6 +100,24 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/v1/rooms/{room}/recordings",
+        "listRecordings",
+        "The room's recordings: one WebM file per recorded track, oldest first",
+    ),
+    (
+        "get",
+        "/v1/rooms/{room}/recordings/{file}",
+        "getRecording",
+        "Download one finished recording (audio/webm or video/webm)",
+    ),
+    (
+        "delete",
+        "/v1/rooms/{room}/recordings/{file}",
+        "deleteRecording",
+        "Remove one finished recording for good",
+    ),
+    (
+        "get",
         "/v1/webhooks",
         "listWebhooks",
         "List webhook endpoints",
@@ -150,6 +169,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(get_chat_retention)
                 .put(set_chat_retention)
                 .delete(clear_chat_retention),
+        )
+        .route("/rooms/{room}/recordings", get(recordings::list_recordings))
+        .route(
+            "/rooms/{room}/recordings/{file}",
+            get(recordings::get_recording).delete(recordings::delete_recording),
         )
         .route("/webhooks", get(list_webhooks).post(create_webhook))
         .route("/webhooks/dead-letters", get(dead_letters))

@@ -42,6 +42,12 @@ fn io(operation: &str) -> (Option<Value>, &'static str, Option<Value>) {
         ),
         "listDeadLetters" => (None, "200", Some(array_of("DeadLetter"))),
         "exportChat" => (None, "200", Some(schema("ChatExport"))),
+        "listRecordings" => (None, "200", Some(schema("RecordingList"))),
+        "getRecording" => (
+            None,
+            "200",
+            Some(json!({"type": "string", "format": "binary"})),
+        ),
         "getChatRetention" | "clearChatRetention" => (None, "200", Some(schema("RetentionNow"))),
         "setChatRetention" => (
             Some(schema("ChatRetention")),
@@ -137,6 +143,7 @@ fn schemas() -> Value {
             "max_participants": {"type": "integer", "minimum": 1},
             "allow_screen_share": boolean, "allow_self_unmute": boolean,
             "allow_chat": {"type": "boolean", "description": "Participants may post in the chat; when false only hosts may (everyone still reads it)"},
+            "recording": {"type": "boolean", "description": "What participants publish is recorded, each track to its own WebM file (listed under the room's recordings); everyone in the room is told"},
             "name_changes_need_approval": boolean, "empty_timeout_secs": int,
             "sip_dial_in": {"type": "boolean", "description": "Callers may dial in over SIP (default true); when false the SIP bridge's calls are refused with 403"},
             "region": string,
@@ -195,6 +202,15 @@ fn schemas() -> Value {
             "identity": {"type": "string", "description": "The sender's identity (the access token's subject), the same across its connections; empty for messages stored before it was recorded"},
             "reply_to": int, "target_seq": int, "sent_at_ms": int,
             "edited": boolean, "deleted": boolean}},
+        "Recording": {"type": "object", "required": ["file", "participant_id", "source", "started_at_ms", "bytes", "complete"], "properties": {
+            "file": {"type": "string", "description": "The name to download it by"},
+            "participant_id": string,
+            "source": {"type": "string", "enum": ["microphone", "camera", "screen_share"]},
+            "started_at_ms": {"type": "integer", "minimum": 0, "description": "When its first frame was taken, ms since the Unix epoch: line files of one room up by it"},
+            "bytes": int,
+            "complete": {"type": "boolean", "description": "False while it is still being written"}}},
+        "RecordingList": {"type": "object", "required": ["recordings"], "properties": {
+            "recordings": array_of("Recording")}},
         "ChatExport": {"type": "object", "properties": {
             "messages": array_of("ChatMessage"), "more": boolean,
             "next_after": {"type": "integer", "minimum": 0, "description": "Pass as `after` for the next page"}}},

@@ -96,6 +96,10 @@ impl RoomService {
             HostAction::AllowChat { allowed } => {
                 self.change_settings(&key, |s| s.allow_chat = allowed).await
             }
+            HostAction::Record { recording } => {
+                self.change_settings(&key, |s| s.recording = recording)
+                    .await
+            }
             HostAction::ResolveNameChange {
                 participant,
                 approve,

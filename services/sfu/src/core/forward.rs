@@ -75,6 +75,7 @@ impl Sfu {
             return;
         };
         let kind = published.kind;
+        let recorded = published.recording.is_some();
         let ssrc = packet.header.ssrc;
         let format = PayloadFormat::of(codec);
         let vp8_fields = (format == PayloadFormat::Vp8)
@@ -205,6 +206,13 @@ impl Sfu {
                 }
                 touched.push(*subscriber);
             }
+        }
+        if recorded {
+            let source = Source {
+                publisher,
+                track_id: track_id.to_owned(),
+            };
+            self.record_packet(now, &source, &packet, keyframe.is_some(), touched);
         }
         // A packet the publisher did not resend in time leaves every subscriber of this
         // layer with a frame it cannot decode: a keyframe repairs that now, where the

@@ -24,6 +24,7 @@ mod offer;
 mod peer;
 mod picture_ids;
 mod quality;
+mod record;
 mod relay;
 mod repair_stream;
 mod resend_gate;
@@ -244,6 +245,8 @@ pub struct Sfu {
     /// answered it, the peer that closed its connection.
     alert_from: Option<PeerKey>,
     closed_by: Option<PeerKey>,
+    /// Where recorded publications go; `None`: this SFU records nothing.
+    recorder: Option<crate::record::Recorder>,
 }
 
 impl Sfu {
@@ -272,7 +275,14 @@ impl Sfu {
             relay_epoch: None,
             alert_from: None,
             closed_by: None,
+            recorder: None,
         }
+    }
+
+    /// Records what peers set to be recorded publish, with `recorder`.
+    pub fn with_recorder(mut self, recorder: Option<crate::record::Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     pub fn stats(&self) -> &SfuStats {
@@ -786,12 +796,14 @@ impl Sfu {
                 codecs: codecs.into(),
                 audio_level_ext,
                 meter: speaker::LevelMeter::default(),
+                recording: None,
             },
         );
         self.next_relay_track = self.next_relay_track.wrapping_add(1);
         let room = peer.room.clone();
         debug!(participant = %peer.participant, track = %init.track_id, kind = kind.as_str(), rid = ?init.rid, "track published");
         if dormant {
+            self.start_recording(key, &init.track_id);
             return;
         }
         self.events.push_back(SfuEvent::TrackPublished {
@@ -807,15 +819,19 @@ impl Sfu {
         if kind == MediaKind::Video {
             self.request_keyframe(now, &source, init.ssrc, touched);
         }
+        self.start_recording(key, &init.track_id);
     }
 
     fn on_track_close(&mut self, key: PeerKey, track_id: &str) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let Some(published) = peer.published.remove(track_id) else {
+        let Some(mut published) = peer.published.remove(track_id) else {
             return;
         };
+        if let (Some(recording), Some(recorder)) = (published.recording.take(), &self.recorder) {
+            recorder.stop_track(recording);
+        }
         if !published.dormant {
             self.events.push_back(SfuEvent::TrackUnpublished {
                 participant: peer.participant.clone(),
@@ -935,7 +951,7 @@ impl Sfu {
             debug!(participant = %peer.participant, %err, "close failed");
         }
         self.flush(key);
-        let Some(peer) = self.peers.remove(&key) else {
+        let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
         if let Some(at) = peer.next_timeout {
@@ -943,6 +959,13 @@ impl Sfu {
         }
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
+        if let Some(recorder) = &self.recorder {
+            for published in peer.published.values_mut() {
+                if let Some(recording) = published.recording.take() {
+                    recorder.stop_track(recording);
+                }
+            }
+        }
         for published in peer.published.values().filter(|p| !p.dormant) {
             self.events.push_back(SfuEvent::TrackUnpublished {
                 participant: peer.participant.clone(),

@@ -66,6 +66,8 @@ pub(crate) struct Published {
     /// The negotiated id of the audio-level extension, when the publisher sends it.
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) meter: super::speaker::LevelMeter,
+    /// Its recording, while its (local) publisher is recorded.
+    pub(crate) recording: Option<crate::record::TrackRecording>,
 }
 
 /// Where a slot's media comes from.
@@ -137,6 +139,8 @@ pub(crate) struct Peer {
     pub(crate) rtx_types: RtxTypes,
     /// Its connection quality, from what its NACK responder counts.
     pub(crate) rating: Rating,
+    /// Its publications are recorded.
+    pub(crate) recording: bool,
 }
 
 /// Inputs for [`Peer::answer_offer`].
@@ -360,6 +364,7 @@ impl Peer {
             estimates,
             rtx_types: rtx_types.clone(),
             rating: Rating::new(link),
+            recording: false,
             slots,
         };
         Ok((peer, answer_sdp))

@@ -12,6 +12,7 @@ mod router;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -41,6 +42,8 @@ pub struct SfuConfig {
     pub timeouts: Timeouts,
     /// Drops a share of RTP datagrams (fault injection for tests and experiments).
     pub impairment: Impairment,
+    /// Where recordings are written; `None`: nothing can be recorded here.
+    pub recordings: Option<PathBuf>,
 }
 
 impl Default for SfuConfig {
@@ -52,6 +55,7 @@ impl Default for SfuConfig {
             gso: true,
             timeouts: Timeouts::default(),
             impairment: Impairment::default(),
+            recordings: None,
         }
     }
 }
@@ -77,6 +81,13 @@ pub async fn start(
     if config.impairment.is_active() {
         tracing::warn!(impairment = ?config.impairment, "media impairment on: RTP is dropped on purpose");
     }
+    let recorder = match &config.recordings {
+        Some(dir) => Some(
+            crate::record::Recorder::start(dir.clone(), stats.clone())
+                .with_context(|| format!("cannot write recordings under {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let mut workers = Vec::with_capacity(sockets.len());
     for (index, (socket, media_addr)) in sockets.into_iter().enumerate() {
         let (commands, command_rx) = mpsc::channel(256);
@@ -86,7 +97,8 @@ pub async fn start(
         };
         let worker = worker::Worker {
             index,
-            sfu: Sfu::new(media_addr, config.timeouts, stats.for_worker(index)),
+            sfu: Sfu::new(media_addr, config.timeouts, stats.for_worker(index))
+                .with_recorder(recorder.clone()),
             impairer: Impairer::new(impairment),
             commands: command_rx,
             events: events.clone(),

@@ -258,6 +258,13 @@ fn handle_command(sfu: &mut Sfu, generations: &mut HashMap<ParticipantId, u64>, 
         } => {
             let _ = reply.send(sfu.set_blocked(now, &participant, source, blocked));
         }
+        Command::SetRecording {
+            participant,
+            recording,
+            reply,
+        } => {
+            let _ = reply.send(sfu.set_recording(&participant, recording));
+        }
         Command::SetTrackSettings {
             participant,
             mid,

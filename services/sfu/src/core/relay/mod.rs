@@ -390,6 +390,7 @@ impl Sfu {
                 codecs: announce.codecs.into(),
                 audio_level_ext: announce.audio_level_ext,
                 meter: speaker::LevelMeter::default(),
+                recording: None,
             },
         );
         debug!(%room, participant = %announce.participant, track = %announce.track_id, "relayed track published");

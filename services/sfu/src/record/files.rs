@@ -1,0 +1,290 @@
+//! The writer thread, and the recordings directory as readers see it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, warn};
+
+use super::Note;
+use super::frames::{Frame, Frames, RecordCodec};
+use super::webm::{TrackFormat, Webm};
+use crate::core::TrackSource;
+use crate::{ParticipantId, RoomId, SfuStats};
+
+const PART: &str = ".part";
+const EXTENSION: &str = ".webm";
+
+/// A room or participant id as one file name part: ASCII letters, digits, `_` and
+/// `-` as they are, every other byte as `%XX` (so no name can climb out of its
+/// directory, and two ids never share a name).
+pub fn path_part(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// One recorded file of a room, as the directory holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The file's name in the room's directory.
+    pub file: String,
+    /// The participant id, unescaped.
+    pub participant: String,
+    /// `microphone`, `camera` or `screen_share`.
+    pub source: String,
+    pub started_unix_ms: u64,
+    pub bytes: u64,
+    /// Still being written (`.webm.part`).
+    pub in_progress: bool,
+}
+
+impl Recorded {
+    /// Reads a file name this writer gives; `None` for anything else.
+    fn parse(file: &str, bytes: u64) -> Option<Self> {
+        let (stem, in_progress) = match file.strip_suffix(PART) {
+            Some(stem) => (stem, true),
+            None => (file, false),
+        };
+        let stem = stem.strip_suffix(EXTENSION)?;
+        let mut parts = stem.split('.');
+        let (participant, source, started) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || TrackSource::parse(source).is_none() {
+            return None;
+        }
+        Some(Self {
+            file: file.to_owned(),
+            participant: unescape(participant)?,
+            source: source.to_owned(),
+            started_unix_ms: started.parse().ok()?,
+            bytes,
+            in_progress,
+        })
+    }
+}
+
+fn unescape(part: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(part.len());
+    let mut rest = part.as_bytes();
+    while let [first, tail @ ..] = rest {
+        if *first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(*first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The room's recordings under `dir`, oldest first; none when it has no directory.
+pub fn list(dir: &Path, room: &str) -> std::io::Result<Vec<Recorded>> {
+    let room_dir = dir.join(path_part(room));
+    let entries = match std::fs::read_dir(&room_dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut all = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let bytes = entry.metadata()?.len();
+        all.extend(Recorded::parse(&name, bytes));
+    }
+    all.sort_by(|a, b| (a.started_unix_ms, &a.file).cmp(&(b.started_unix_ms, &b.file)));
+    Ok(all)
+}
+
+/// A track's file: waiting for its first frame, being written, or given up on.
+enum Output {
+    Waiting,
+    Writing {
+        webm: Webm<BufWriter<File>>,
+        part: PathBuf,
+    },
+    Failed,
+}
+
+struct Track {
+    room: RoomId,
+    participant: ParticipantId,
+    source: TrackSource,
+    codec: RecordCodec,
+    frames: Frames,
+    wants_keyframe: Arc<AtomicBool>,
+    output: Output,
+}
+
+pub(super) struct Writer {
+    dir: PathBuf,
+    queued: Arc<AtomicUsize>,
+    stats: SfuStats,
+    tracks: HashMap<u64, Track>,
+}
+
+impl Writer {
+    pub(super) fn new(dir: PathBuf, queued: Arc<AtomicUsize>, stats: SfuStats) -> Self {
+        Self {
+            dir,
+            queued,
+            stats,
+            tracks: HashMap::new(),
+        }
+    }
+
+    /// Until every sender is gone; then every file is finished.
+    pub(super) fn run(mut self, notes: mpsc::Receiver<Note>) {
+        while let Ok(note) = notes.recv() {
+            self.take(note);
+        }
+        for (_, track) in self.tracks.drain() {
+            finish(track, &self.stats);
+        }
+    }
+
+    fn take(&mut self, note: Note) {
+        match note {
+            Note::Start {
+                id,
+                room,
+                participant,
+                source,
+                codec,
+                wants_keyframe,
+            } => {
+                wants_keyframe.store(codec == RecordCodec::Vp8, Ordering::Relaxed);
+                self.tracks.insert(
+                    id,
+                    Track {
+                        room,
+                        participant,
+                        source,
+                        codec,
+                        frames: Frames::new(codec),
+                        wants_keyframe,
+                        output: Output::Waiting,
+                    },
+                );
+            }
+            Note::Packet { id, packet } => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                let Some(track) = self.tracks.get_mut(&id) else {
+                    return;
+                };
+                let frame = track.frames.push(&packet);
+                if track.frames.needs_keyframe() {
+                    track.wants_keyframe.store(true, Ordering::Relaxed);
+                }
+                if let Some(frame) = frame {
+                    write(&self.dir, track, frame, &self.stats);
+                }
+            }
+            Note::Stop { id } => {
+                if let Some(track) = self.tracks.remove(&id) {
+                    finish(track, &self.stats);
+                }
+            }
+        }
+    }
+}
+
+fn write(dir: &Path, track: &mut Track, frame: Frame, stats: &SfuStats) {
+    if matches!(track.output, Output::Waiting) {
+        track.output = match open(dir, track, &frame) {
+            Ok(Some(output)) => {
+                stats.recording_opened();
+                output
+            }
+            Ok(None) => return,
+            Err(err) => {
+                warn!(participant = %track.participant, source = track.source.as_str(), %err, "recording failed to start");
+                stats.recording_failed();
+                Output::Failed
+            }
+        };
+    }
+    if let Output::Writing { webm, part } = &mut track.output
+        && let Err(err) = webm.frame(frame.at_ms, frame.keyframe, &frame.data)
+    {
+        warn!(file = %part.display(), %err, "recording failed: the file stops here");
+        let failed = std::mem::replace(&mut track.output, Output::Failed);
+        if let Output::Writing { webm, part } = failed {
+            // What was written stays, under its final name, as far as it goes.
+            close(webm, &part);
+        }
+        stats.recording_closed(false);
+    }
+}
+
+fn open(dir: &Path, track: &Track, frame: &Frame) -> std::io::Result<Option<Output>> {
+    let format = match (track.codec, frame.size) {
+        (RecordCodec::Opus, _) => TrackFormat::Opus,
+        (RecordCodec::Vp8, Some((width, height))) => TrackFormat::Vp8 { width, height },
+        // A video file starts at a keyframe that says its size.
+        (RecordCodec::Vp8, None) => return Ok(None),
+    };
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let room_dir = dir.join(path_part(track.room.as_str()));
+    std::fs::create_dir_all(&room_dir)?;
+    let name = format!(
+        "{}.{}.{started}{EXTENSION}{PART}",
+        path_part(track.participant.as_str()),
+        track.source.as_str(),
+    );
+    let part = room_dir.join(name);
+    let file = BufWriter::new(File::create_new(&part)?);
+    debug!(file = %part.display(), "recording started");
+    Ok(Some(Output::Writing {
+        webm: Webm::start(file, format, started)?,
+        part,
+    }))
+}
+
+/// Closes the track's file, if it has one.
+fn finish(track: Track, stats: &SfuStats) {
+    if let Output::Writing { webm, part } = track.output {
+        stats.recording_closed(close(webm, &part));
+    }
+}
+
+/// Fills in the file's duration, flushes it and gives it its final name: whether
+/// all of that went.
+fn close(webm: Webm<BufWriter<File>>, part: &Path) -> bool {
+    let duration = webm.duration_ms();
+    let done = webm
+        .finish(duration)
+        .and_then(|out| out.into_inner().map_err(|err| err.into_error()))
+        .and_then(|file| file.sync_all());
+    let finished = part.with_extension("");
+    match done.and_then(|()| std::fs::rename(part, &finished)) {
+        Ok(()) => {
+            debug!(file = %finished.display(), duration_ms = duration, "recording finished");
+            true
+        }
+        Err(err) => {
+            warn!(file = %part.display(), %err, "recording could not be finished");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

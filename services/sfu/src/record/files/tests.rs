@@ -1,0 +1,149 @@
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::record::RtpIn;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("confer-record-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn opus(seq: u16, at: Instant) -> Note {
+    Note::Packet {
+        id: 1,
+        packet: RtpIn {
+            ssrc: 9,
+            seq,
+            timestamp: u32::from(seq) * 960,
+            marker: false,
+            payload: vec![0xfc, 0xff, 0xfe].into(),
+            at,
+        },
+    }
+}
+
+#[test]
+fn a_track_is_written_as_part_then_finished_under_its_room() {
+    let dir = temp_dir("writer");
+    let stats = SfuStats::default();
+    let mut writer = Writer::new(dir.clone(), Arc::new(AtomicUsize::new(0)), stats.clone());
+    let wants_keyframe = Arc::new(AtomicBool::new(false));
+    writer.take(Note::Start {
+        id: 1,
+        room: RoomId::new("acme/board room"),
+        participant: ParticipantId::new("p.1/ada"),
+        source: TrackSource::Microphone,
+        codec: RecordCodec::Opus,
+        wants_keyframe: wants_keyframe.clone(),
+    });
+    assert!(
+        list(&dir, "acme/board room").unwrap().is_empty(),
+        "nothing before a frame"
+    );
+    let t0 = Instant::now();
+    for seq in 0..50u16 {
+        writer.queued.fetch_add(1, Ordering::Relaxed);
+        writer.take(opus(seq, t0 + Duration::from_millis(u64::from(seq) * 20)));
+    }
+    let listed = list(&dir, "acme/board room").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].in_progress);
+    assert!(listed[0].file.ends_with(".webm.part"), "{}", listed[0].file);
+    assert_eq!(stats.snapshot().recordings_open, 1);
+    writer.take(Note::Stop { id: 1 });
+    let counted = stats.snapshot();
+    assert_eq!(
+        (counted.recordings_open, counted.recordings_finished),
+        (0, 1)
+    );
+    let listed = list(&dir, "acme/board room").unwrap();
+    assert_eq!(listed.len(), 1);
+    let recorded = &listed[0];
+    assert!(!recorded.in_progress);
+    assert_eq!(recorded.participant, "p.1/ada");
+    assert_eq!(recorded.source, "microphone");
+    assert!(recorded.file.ends_with(".webm"));
+    assert!(!recorded.file.contains('/'));
+    let bytes = std::fs::read(dir.join(path_part("acme/board room")).join(&recorded.file)).unwrap();
+    assert_eq!(recorded.bytes, bytes.len() as u64);
+    assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3], "an EBML file");
+    // The duration was filled in: 49 frames of 20 ms after the first.
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [0x44, 0x89])
+        .expect("a duration element");
+    let duration = f64::from_be_bytes(bytes[at + 3..at + 11].try_into().unwrap());
+    assert_eq!(duration, 980.0);
+    assert!(
+        !wants_keyframe.load(Ordering::Relaxed),
+        "audio needs no keyframe"
+    );
+    assert_eq!(writer.queued.load(Ordering::Relaxed), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_video_track_asks_for_a_keyframe_and_opens_no_file_without_one() {
+    let dir = temp_dir("video");
+    let stats = SfuStats::default();
+    let mut writer = Writer::new(dir.clone(), Arc::new(AtomicUsize::new(0)), stats.clone());
+    let wants_keyframe = Arc::new(AtomicBool::new(false));
+    writer.take(Note::Start {
+        id: 1,
+        room: RoomId::new("r"),
+        participant: ParticipantId::new("p"),
+        source: TrackSource::Camera,
+        codec: RecordCodec::Vp8,
+        wants_keyframe: wants_keyframe.clone(),
+    });
+    assert!(wants_keyframe.load(Ordering::Relaxed));
+    writer.queued.fetch_add(1, Ordering::Relaxed);
+    writer.take(Note::Packet {
+        id: 1,
+        packet: RtpIn {
+            ssrc: 1,
+            seq: 1,
+            timestamp: 0,
+            marker: true,
+            payload: vec![0x90, 0x80, 0x80, 0x01, 0x01, 0x00].into(), // a delta frame
+            at: Instant::now(),
+        },
+    });
+    writer.take(Note::Stop { id: 1 });
+    assert!(list(&dir, "r").unwrap().is_empty());
+    assert_eq!(
+        stats.snapshot().recordings_finished,
+        0,
+        "no file, nothing finished"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_files_in_a_room_directory_are_not_listed() {
+    for name in [
+        "notes.txt",
+        "p.camera.12.mp4",
+        "p.speaker.12.webm",
+        "p.camera.x.webm",
+        "p.camera.1.2.webm",
+        "p%G1.camera.1.webm",
+    ] {
+        assert_eq!(Recorded::parse(name, 1), None, "{name}");
+    }
+    let parsed = Recorded::parse("a%2Fb.screen_share.17.webm", 5).unwrap();
+    assert_eq!(parsed.participant, "a/b");
+    assert_eq!(parsed.started_unix_ms, 17);
+}
+
+proptest! {
+    #[test]
+    fn path_parts_are_one_safe_name_and_read_back(id in ".{0,40}") {
+        let part = path_part(&id);
+        prop_assert!(part.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-%".contains(&b)));
+        prop_assert_eq!(unescape(&part), Some(id));
+    }
+}

@@ -1,0 +1,139 @@
+//! Recording: each recorded track to its own WebM file.
+//!
+//! The media workers hand a recorded track's packets to the [`Recorder`] and go on:
+//! the files are written on a thread of their own, so a slow disk never holds up
+//! forwarding (when the recorder falls behind, packets are dropped, the frames they
+//! belonged to are lost and the track waits for a keyframe it asks for). A file is
+//! opened at a track's first whole frame (a video's first keyframe), written as
+//! `<name>.webm.part`, and renamed to `<name>.webm` once the track stops being
+//! recorded: recording stopped, the track ended or its participant left.
+//!
+//! Files live under the recordings directory, one directory per room:
+//! `<dir>/<room>/<participant>.<source>.<unix ms started>.webm`, room and participant
+//! escaped by [`path_part`].
+
+mod files;
+mod frames;
+mod webm;
+
+pub use files::{Recorded, list, path_part};
+pub use frames::{Frame, Frames, RecordCodec, RtpIn};
+pub use webm::{TrackFormat, Webm};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+
+use crate::core::TrackSource;
+use crate::{ParticipantId, RoomId, SfuStats};
+
+/// Notes the media workers leave for the writer thread.
+#[derive(Debug)]
+pub(crate) enum Note {
+    Start {
+        id: u64,
+        room: RoomId,
+        participant: ParticipantId,
+        source: TrackSource,
+        codec: RecordCodec,
+        wants_keyframe: Arc<AtomicBool>,
+    },
+    Packet {
+        id: u64,
+        packet: RtpIn,
+    },
+    Stop {
+        id: u64,
+    },
+}
+
+/// Packets waiting for the writer before more are dropped (a few seconds of a busy
+/// worker's recorded media). Start and stop notes always go: they keep files whole.
+const BACKLOG: usize = 16_384;
+
+/// Where the media workers hand recorded packets; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    notes: mpsc::Sender<Note>,
+    /// Packets sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    next_id: Arc<AtomicU64>,
+    stats: SfuStats,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+/// One track being recorded, as the media worker holds it.
+#[derive(Debug)]
+pub(crate) struct TrackRecording {
+    pub(crate) id: u64,
+    pub(crate) codec: RecordCodec,
+    /// The simulcast layer recorded (the best one sending, taken at its keyframe).
+    pub(crate) ssrc: Option<u32>,
+    /// Set by the writer when the track lost a frame and waits for a keyframe.
+    pub(crate) wants_keyframe: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    /// Starts the writer thread, writing under `dir` (made if missing).
+    pub fn start(dir: PathBuf, stats: SfuStats) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let (notes, incoming) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = files::Writer::new(dir, queued.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || writer.run(incoming))?;
+        Ok(Self {
+            notes,
+            queued,
+            next_id: Arc::new(AtomicU64::new(1)),
+            stats,
+        })
+    }
+
+    pub(crate) fn start_track(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        source: TrackSource,
+        codec: RecordCodec,
+    ) -> TrackRecording {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let wants_keyframe = Arc::new(AtomicBool::new(false));
+        let _ = self.notes.send(Note::Start {
+            id,
+            room: room.clone(),
+            participant: participant.clone(),
+            source,
+            codec,
+            wants_keyframe: wants_keyframe.clone(),
+        });
+        TrackRecording {
+            id,
+            codec,
+            ssrc: None,
+            wants_keyframe,
+        }
+    }
+
+    pub(crate) fn packet(&self, id: u64, packet: RtpIn) {
+        if self.queued.load(Ordering::Relaxed) >= BACKLOG {
+            self.stats.recording_packet_dropped();
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.notes.send(Note::Packet { id, packet }).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.recording_packet_dropped();
+        }
+    }
+
+    pub(crate) fn stop_track(&self, recording: TrackRecording) {
+        let _ = self.notes.send(Note::Stop { id: recording.id });
+    }
+}
