@@ -56,6 +56,8 @@ function showRecording(state) {
   $('recording-badge').hidden = !now;
   if (recording !== null && now !== recording) {
     chatNotice($('messages'), now ? 'Recording started' : 'Recording stopped');
+  } else if (recording === null && now) {
+    chatNotice($('messages'), 'This room is being recorded');
   }
   recording = now;
 }

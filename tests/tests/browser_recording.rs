@@ -152,6 +152,12 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
         Duration::from_secs(5),
     )
     .await?;
+    cy.wait_for(
+        "the chat telling Cy as he enters",
+        "return document.getElementById('messages').textContent.includes('This room is being recorded');",
+        Duration::from_secs(5),
+    )
+    .await?;
 
     tokio::time::sleep(Duration::from_secs(6)).await;
     let during = recordings(base, "studio").await?;

@@ -764,16 +764,31 @@ async fn with_webhooks(
 async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::Result<()> {
     let (server, api, received, secret) = with_webhooks(3).await?;
 
-    // A host opens the room, publishes nothing, leaves.
+    // A host opens the room, publishes nothing, records a while, leaves.
     let token = api.token("retro", "hana", "Hana", true);
     let mut client = SignalClient::connect(&server.signal_url()).await?;
     client.send(&json!({"request_id": "j", "join": {"room": "retro", "token": token, "offer": {"type": "offer", "sdp": client_offer(1)?}}})).await?;
     client.recv_kind("joined", Duration::from_secs(5)).await?;
+    for action in ["start_recording", "stop_recording"] {
+        client
+            .send(&json!({"request_id": action, "host": {"action": action}}))
+            .await?;
+        let state = client
+            .recv_kind("room_state", Duration::from_secs(5))
+            .await?;
+        assert_eq!(
+            state["room_state"]["recording"].as_bool().unwrap_or(false),
+            action == "start_recording",
+            "{state}"
+        );
+    }
     client.send(&json!({"leave": {}})).await?;
 
     let expected = [
         "room_started",
         "participant_joined",
+        "recording_started",
+        "recording_stopped",
         "participant_left",
         "room_finished",
     ];
@@ -822,7 +837,7 @@ async fn webhooks_arrive_once_in_order_and_signed_despite_failures() -> anyhow::
             "signature verifies with the endpoint's secret"
         );
     }
-    let (_, _, left, _) = &accepted[2];
+    let (_, _, left, _) = &accepted[4];
     let left: Value = serde_json::from_str(left)?;
     assert_eq!(left["reason"], "left", "a leave is for good: {left}");
     let (_, dead) = api

@@ -339,14 +339,13 @@ impl RoomService {
             .room(tenant, room)
             .await?
             .ok_or_else(|| RoomError::not_found("room_not_found", "no such room"))?;
-        let mut settings = record.settings;
+        let mut settings = record.settings.clone();
         change(&mut settings);
         self.0
             .store
             .update_room(tenant, room, &settings, record.password_hash.as_deref())
             .await?;
-        self.notify(key, Audience::Active, RoomEvent::RoomUpdated { settings })
-            .await
+        self.settings_changed(key, &record.settings, settings).await
     }
 
     pub(crate) async fn do_self_update(

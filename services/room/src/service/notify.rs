@@ -10,7 +10,7 @@ use super::{RoomService, split_room_key};
 use crate::api::{GatewayCommand, LeaveReason, RoomEvent};
 use crate::clock::unix_secs;
 use crate::error::RoomResult;
-use crate::model::{ParticipantInfo, ParticipantState, Source};
+use crate::model::{ParticipantInfo, ParticipantState, RoomSettings, Source};
 use crate::store::{OutboxEvent, Presence, PresenceChange, tenants_random_token};
 
 /// Who in a room hears an event.
@@ -46,6 +46,11 @@ pub(crate) enum WebhookEvent {
     ParticipantLeft(ParticipantInfo, LeaveReason),
     TrackPublished(ParticipantInfo, Source),
     TrackUnpublished(ParticipantInfo, Source),
+    /// The room's `recording` setting went on (by a host, the tenant API or an
+    /// operator's Conference) ...
+    RecordingStarted,
+    /// ... or off: the files of what was recorded are finished moments later.
+    RecordingStopped,
 }
 
 impl WebhookEvent {
@@ -57,6 +62,8 @@ impl WebhookEvent {
             WebhookEvent::ParticipantLeft(..) => "participant_left",
             WebhookEvent::TrackPublished(..) => "track_published",
             WebhookEvent::TrackUnpublished(..) => "track_unpublished",
+            WebhookEvent::RecordingStarted => "recording_started",
+            WebhookEvent::RecordingStopped => "recording_stopped",
         }
     }
 
@@ -66,7 +73,10 @@ impl WebhookEvent {
             | WebhookEvent::ParticipantLeft(p, _)
             | WebhookEvent::TrackPublished(p, _)
             | WebhookEvent::TrackUnpublished(p, _) => Some(p),
-            WebhookEvent::RoomStarted | WebhookEvent::RoomFinished => None,
+            WebhookEvent::RoomStarted
+            | WebhookEvent::RoomFinished
+            | WebhookEvent::RecordingStarted
+            | WebhookEvent::RecordingStopped => None,
         }
     }
 }
@@ -111,6 +121,31 @@ impl RoomService {
             self.0.live.publish(gateway, &command).await?;
         }
         Ok(())
+    }
+
+    /// The room's settings changed from `before` to `after` (already stored): its
+    /// members are told, and the tenant when recording started or stopped.
+    pub(crate) async fn settings_changed(
+        &self,
+        key: &str,
+        before: &RoomSettings,
+        after: RoomSettings,
+    ) -> RoomResult<()> {
+        if *before == after {
+            return Ok(());
+        }
+        let recording = (before.recording != after.recording).then_some(after.recording);
+        self.notify(
+            key,
+            Audience::Active,
+            RoomEvent::RoomUpdated { settings: after },
+        )
+        .await?;
+        match recording {
+            Some(true) => self.webhook(key, WebhookEvent::RecordingStarted).await,
+            Some(false) => self.webhook(key, WebhookEvent::RecordingStopped).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends a command to the gateway holding `participant`.

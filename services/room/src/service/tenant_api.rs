@@ -172,17 +172,8 @@ impl RoomService {
             .store
             .update_room(tenant, room, &settings, hash.as_deref())
             .await?;
-        if settings != record.settings {
-            let key = room_key(tenant, room);
-            self.notify(
-                &key,
-                Audience::Active,
-                RoomEvent::RoomUpdated {
-                    settings: settings.clone(),
-                },
-            )
+        self.settings_changed(&room_key(tenant, room), &record.settings, settings)
             .await?;
-        }
         self.do_get_room(tenant, room).await
     }
 
