@@ -58,6 +58,20 @@ async fn participants_in_two_regions_see_each_other_through_a_relay() -> anyhow:
         );
     }
 
+    // Each hears how well the other's connection carries media, though the other's
+    // SFU, which rates it, is in the other region.
+    for browser in [&ada, &bob] {
+        browser
+            .wait_for(
+                "the other region's participant rated",
+                "const c = window.conferClient; const others = [...c.participants.keys()];
+                 return others.length === 1 && c.qualities.has(others[0])
+                   && ['excellent', 'good'].includes(c.qualities.get(others[0]));",
+                Duration::from_secs(10),
+            )
+            .await?;
+    }
+
     for (name, sfu) in [("eu", eu), ("us", us)] {
         let relays = sfu.relays().await?;
         assert!(

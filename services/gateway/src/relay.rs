@@ -70,9 +70,12 @@ pub(crate) async fn relay_sfu_events(state: WeakState, mut events: broadcast::Re
                 participant,
                 quality,
             } => {
-                state
+                let news = state
                     .rooms
                     .set_quality(room.as_str(), participant.as_str(), quality);
+                if !news {
+                    continue;
+                }
                 let msg = message(Msg::ConnectionQuality(connection_quality([(
                     participant.to_string(),
                     quality,

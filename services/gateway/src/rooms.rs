@@ -256,17 +256,20 @@ impl Rooms {
         self.lock().speakers.get(key).cloned()
     }
 
-    /// The SFU rated a participant's connection; kept if the room has members here.
-    pub(crate) fn set_quality(&self, key: &str, participant: &str, quality: Quality) {
+    /// An SFU rated a participant's connection: kept while the room has members
+    /// here. Whether that is news to them (a room's SFUs in several regions each tell
+    /// what they hear, and repeat a level below excellent now and then).
+    pub(crate) fn set_quality(&self, key: &str, participant: &str, quality: Quality) -> bool {
         let mut inner = self.lock();
         if !inner.members.contains_key(key) {
-            return;
+            return false;
         }
         inner
             .qualities
             .entry(key.to_owned())
             .or_default()
-            .insert(participant.to_owned(), quality);
+            .insert(participant.to_owned(), quality)
+            != Some(quality)
     }
 
     /// The connection quality of those of `present` rated so far in room `key`; the

@@ -611,6 +611,7 @@ impl Sfu {
             }
         }
         self.stats.peers_rated(counts);
+        self.relay_qualities();
     }
 
     /// Processes everything the peer's stack has produced, then flushes output.

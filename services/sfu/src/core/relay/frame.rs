@@ -10,13 +10,15 @@
 //! - `Close`: the sender's side of the room ended; the link goes.
 //! - `Nack`: media packets of one layer the receiver missed (by RTP sequence number);
 //!   the sender resends them from its relay cache.
+//! - `Quality`: the connection quality of the sender's own participants in the room,
+//!   as it rated them (every rating window), so the receiver's gateways hear them too.
 //!
 //! Every field is length-checked; any bytes decode to a message or an error, never a
 //! panic (property-tested).
 
-use crate::core::MediaKind;
 use crate::core::codecs::Codec;
 use crate::core::source::TrackSource;
+use crate::core::{MediaKind, Quality};
 
 const MEDIA: u8 = 1;
 const ANNOUNCE: u8 = 2;
@@ -24,8 +26,11 @@ const ROSTER: u8 = 3;
 const KEYFRAME_REQUEST: u8 = 4;
 const CLOSE: u8 = 5;
 const NACK: u8 = 6;
+const QUALITY: u8 = 7;
 /// Sequence numbers one `Nack` may name.
 pub(crate) const MAX_NACKED: usize = 64;
+/// Participants one `Quality` message rates (a room's more go in several).
+pub(crate) const MAX_RATED: usize = 32;
 
 /// A publication as announced over a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +78,7 @@ pub(crate) enum Message<'a> {
         ssrc: u32,
         seqs: Vec<u16>,
     },
+    Quality(Vec<(String, Quality)>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +124,21 @@ pub(crate) fn encode_nack(track: u32, ssrc: u32, seqs: &[u16]) -> Vec<u8> {
         out.extend_from_slice(&seq.to_be_bytes());
     }
     out
+}
+
+/// One message per [`MAX_RATED`] participants.
+pub(crate) fn encode_quality(rated: &[(String, Quality)]) -> Vec<Vec<u8>> {
+    rated
+        .chunks(MAX_RATED)
+        .map(|chunk| {
+            let mut out = vec![QUALITY, chunk.len() as u8];
+            for (participant, quality) in chunk {
+                put_str(&mut out, participant);
+                out.push(quality.index() as u8);
+            }
+            out
+        })
+        .collect()
 }
 
 pub(crate) fn encode_close() -> Vec<u8> {
@@ -235,6 +256,26 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message<'_>, FrameError> {
             let seqs = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
             Ok(Message::Nack { track, ssrc, seqs })
         }
+        QUALITY => {
+            let n = r.u8()?;
+            if usize::from(n) > MAX_RATED {
+                return Err(FrameError::Invalid);
+            }
+            let rated = (0..n)
+                .map(|_| {
+                    let participant = r.string()?;
+                    let quality = Quality::ALL
+                        .get(usize::from(r.u8()?))
+                        .copied()
+                        .ok_or(FrameError::Invalid)?;
+                    if participant.is_empty() {
+                        return Err(FrameError::Invalid);
+                    }
+                    Ok((participant, quality))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Message::Quality(rated))
+        }
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -348,6 +389,19 @@ mod tests {
             decode(&encode_keyframe_request(4, 5)),
             Ok(Message::KeyframeRequest { track: 4, ssrc: 5 })
         );
+        let rated: Vec<(String, Quality)> = (0..40)
+            .map(|i| (format!("p-{i}"), Quality::ALL[i % 4]))
+            .collect();
+        let messages = encode_quality(&rated);
+        assert_eq!(messages.len(), 2, "32 a message");
+        let decoded: Vec<(String, Quality)> = messages
+            .iter()
+            .flat_map(|bytes| match decode(bytes) {
+                Ok(Message::Quality(some)) => some,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(decoded, rated);
     }
 
     #[test]
@@ -364,6 +418,15 @@ mod tests {
         assert_eq!(
             decode(&encode_announce(&audio_camera)),
             Err(FrameError::Invalid)
+        );
+        let mut unknown_level = encode_quality(&[("p".into(), Quality::Good)]).remove(0);
+        *unknown_level.last_mut().unwrap() = 4;
+        assert_eq!(decode(&unknown_level), Err(FrameError::Invalid));
+        assert_eq!(decode(&[QUALITY, 33]), Err(FrameError::Invalid), "too many");
+        assert_eq!(
+            decode(&[QUALITY, 1, 0, 0]),
+            Err(FrameError::Invalid),
+            "no one"
         );
     }
 

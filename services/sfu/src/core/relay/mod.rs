@@ -18,10 +18,13 @@
 //! leave the subscribers' slots, but the link stays and comes back by itself when the
 //! far side is heard again (a partition between regions heals without anyone joining).
 //! A link closes when its room ends on either side (the far side is told: `Close`), or
-//! when it was never connected within [`LINK_GONE_AFTER`].
+//! when it was never connected within [`LINK_GONE_AFTER`]. Each side also tells the
+//! other how it rates its own participants' connections (`quality`), so a gateway
+//! that watches only one of the room's SFUs hears about everyone.
 
 mod cache;
 pub(crate) mod frame;
+mod quality;
 pub(crate) mod seal;
 
 use std::collections::{HashMap, HashSet};
@@ -84,6 +87,10 @@ pub(crate) struct Link {
     heard_clock: Option<(u32, Instant)>,
     /// The latest round trip measured over the link.
     rtt: Option<Duration>,
+    /// The far side's participants' connection quality, as last told.
+    qualities: HashMap<String, super::Quality>,
+    /// `Quality` messages heard, to tell the levels below excellent again now and then.
+    quality_heard: u32,
 }
 
 /// A gap in a relayed layer's sequence numbers wider than this is a restart or a long
@@ -153,6 +160,8 @@ impl Sfu {
                 highest: HashMap::new(),
                 heard_clock: None,
                 rtt: None,
+                qualities: HashMap::new(),
+                quality_heard: 0,
             },
         );
         self.rooms
@@ -247,6 +256,7 @@ impl Sfu {
             }
             Message::Close => self.close_link(link_id, false),
             Message::Nack { track, ssrc, seqs } => self.resend(link_id, track, ssrc, &seqs),
+            Message::Quality(rated) => self.relayed_quality(link_id, rated),
         }
         self.settle(now, &mut touched);
         touched.sort_unstable();
