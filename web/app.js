@@ -39,6 +39,8 @@ client.addEventListener('knock-resolved', refreshPeopleIfJoined);
 let chatOpen = null;
 // Whether the room was being recorded when last seen: a change is noted in the chat.
 let recording = null;
+// The room's slow mode when last seen (seconds between messages; 0: off).
+let slowMode = null;
 client.addEventListener('room-state', ({ detail }) => {
   $('room-name').textContent = `${room}${detail.locked ? ' 🔒' : ''}`;
   const open = detail.allow_chat !== false;
@@ -46,6 +48,11 @@ client.addEventListener('room-state', ({ detail }) => {
     chatNotice($('messages'), open ? 'A host opened the chat to everyone' : 'A host kept the chat to hosts');
   }
   chatOpen = open;
+  const slow = detail.chat_slow_mode_secs || 0;
+  if (slowMode !== null && slow !== slowMode) {
+    chatNotice($('messages'), slow ? `A host turned on slow mode: one message every ${slow} s` : 'A host turned off slow mode');
+  }
+  slowMode = slow;
   showRecording(detail);
   refreshRoomControls();
 });
@@ -70,7 +77,9 @@ function refreshRoomControls() {
   const mayPost = isHost || state.allow_chat !== false;
   const input = $('chat-input');
   input.disabled = !mayPost;
-  input.placeholder = mayPost ? 'Message everyone' : 'Only hosts can send messages now';
+  const slow = state.chat_slow_mode_secs || 0;
+  input.placeholder = !mayPost ? 'Only hosts can send messages now'
+    : slow && !isHost ? `Slow mode: one message every ${slow} s` : 'Message everyone';
   $('chat-file').disabled = !mayPost;
   $('chat-form').querySelector('button[type="submit"]').disabled = !mayPost;
 }
@@ -80,6 +89,7 @@ function refreshPeopleIfJoined() { if (client.pc) refreshPeople(); }
 
 client.addEventListener('joined', () => {
   chatOpen = client.roomState.allow_chat !== false;
+  slowMode = client.roomState.chat_slow_mode_secs || 0;
   showRecording(client.roomState);
   stage.tile(client.self.id, { local: true });
   stage.setName(client.self.id, `${client.self.name} (you)`);

@@ -157,9 +157,10 @@ export class ConferClient extends EventTarget {
   // Host controls: admit, deny, mute, unmute, remove, set_role, lock, unlock,
   // allow_screen_share, deny_screen_share, allow_chat, deny_chat, approve_name,
   // reject_name, lower_hand, lower_all_hands, mute_all (everyone but the hosts; `kind`),
-  // start_recording, stop_recording.
-  host(action, participantId = '', { kind = '', role = '' } = {}) {
-    return this.request({ host: { action, participant_id: participantId, kind, role } });
+  // start_recording, stop_recording, slow_mode (`seconds` between a participant's chat
+  // messages; 0: off).
+  host(action, participantId = '', { kind = '', role = '', seconds = 0 } = {}) {
+    return this.request({ host: { action, participant_id: participantId, kind, role, seconds } });
   }
 
   setName(name) { return this.request({ set_name: { name } }); }

@@ -201,8 +201,11 @@ export function renderParticipants(list, participants, self, knocks, act) {
   list.replaceChildren(...waiting, ...people);
 }
 
+// The spacing the slow-mode switch sets between a participant's chat messages.
+const SLOW_MODE_SECS = 30;
+
 // Hosts' switches for the whole room: the lock, screen sharing, who may chat, muting
-// everyone but the hosts, lowering every raised hand, and recording.
+// everyone but the hosts, lowering every raised hand, recording, and slow mode.
 export function renderRoomControls(box, state, isHost, act) {
   box.hidden = !isHost;
   if (!isHost) {
@@ -227,7 +230,11 @@ export function renderRoomControls(box, state, isHost, act) {
   const recordButton = button(recording ? 'Stop recording' : 'Record',
     () => act(recording ? 'stop_recording' : 'start_recording'));
   recordButton.dataset.control = 'record';
-  box.replaceChildren(lockButton, screenButton, chatButton, muteButton, handsButton, recordButton);
+  const slow = state.chat_slow_mode_secs || 0;
+  const slowButton = button(slow ? 'Slow mode off' : `Slow mode (${SLOW_MODE_SECS} s)`,
+    () => act('slow_mode', '', { seconds: slow ? 0 : SLOW_MODE_SECS }));
+  slowButton.dataset.control = 'slow-mode';
+  box.replaceChildren(lockButton, screenButton, chatButton, muteButton, handsButton, recordButton, slowButton);
 }
 
 // Emoji shortcodes people type, shown as the emoji.

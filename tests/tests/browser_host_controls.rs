@@ -334,6 +334,26 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
         );
     }
 
+    // Slow mode from the room's switches: the guest's chat says so, and a second
+    // message right after the first is refused.
+    host.eval("document.querySelector('#room-controls button[data-control=\"slow-mode\"]').click(); return true;")
+        .await?;
+    guest
+        .wait_for(
+            "the guest's chat in slow mode",
+            "return document.getElementById('chat-input').placeholder === 'Slow mode: one message every 30 s'
+                 && document.getElementById('messages').textContent.includes('A host turned on slow mode');",
+            Duration::from_secs(5),
+        )
+        .await?;
+    let second = guest
+        .eval(
+            "const c = window.conferClient;
+             return c.sendChat('one').then(() => c.sendChat('two')).then(() => 'taken', (err) => err.code);",
+        )
+        .await?;
+    assert_eq!(second, Value::from("chat_slow_mode"));
+
     for browser in [host, guest, third] {
         browser.close().await?;
     }

@@ -698,3 +698,80 @@ async fn a_post_right_after_a_host_opens_the_chat_is_taken() -> anyhow::Result<(
     assert_eq!(state["room_state"]["allow_chat"], true, "{state}");
     Ok(())
 }
+
+/// Slow mode: a host spaces the participants' messages; the room is told, a second
+/// message too soon is refused with when to try again (a resend of the last one is
+/// not a new message), hosts are never held, and off is off.
+#[tokio::test]
+async fn slow_mode_spaces_each_participants_messages() -> anyhow::Result<()> {
+    let server = TestServer::start(true).await?;
+    let (mut host, mut guest) = host_and_guest(&server, "webinar", true).await?;
+    guest
+        .send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 2}}))
+        .await?;
+    assert_eq!(error_of(&mut guest, "s").await?, "not_host");
+    host.send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 7200}}))
+        .await?;
+    assert_eq!(
+        error_of(&mut host, "s").await?,
+        "invalid_request",
+        "an hour at most"
+    );
+    host.send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 2}}))
+        .await?;
+    assert!(reply(&mut host, "s").await?.get("ack").is_some());
+    let state = guest.recv_kind("room_state", WAIT).await?;
+    assert_eq!(state["room_state"]["chat_slow_mode_secs"], 2, "{state}");
+
+    let first = json!({"request_id": "g1", "chat": {"text": "first", "client_id": "m-1"}});
+    guest.send(&first).await?;
+    assert!(reply(&mut guest, "g1").await?.get("chat_sent").is_some());
+    guest.send(&chat("g2", "too soon")).await?;
+    // (without a client id: no id is the same message as another without one)
+    let soon = reply(&mut guest, "g2").await?;
+    assert_eq!(soon["error"]["code"], "chat_slow_mode", "{soon}");
+    let wait = soon["error"]["retry_after_ms"].as_u64().unwrap_or_default();
+    assert!((1..=2000).contains(&wait), "{soon}");
+    // The first again (its answer was lost, say): the same message, not a new one.
+    guest
+        .send(&json!({"request_id": "g1b", "chat": {"text": "first", "client_id": "m-1"}}))
+        .await?;
+    let again = reply(&mut guest, "g1b").await?;
+    assert!(again.get("chat_sent").is_some(), "{again}");
+    guest
+        .send(&json!({"request_id": "f", "file_upload": {"name": "a.txt", "content_type": "text/plain", "size": 3}}))
+        .await?;
+    assert_eq!(
+        error_of(&mut guest, "f").await?,
+        "chat_slow_mode",
+        "a file is a message too"
+    );
+    for n in 0..3 {
+        let id = format!("h{n}");
+        host.send(&chat(&id, "hosts are not held")).await?;
+        assert!(reply(&mut host, &id).await?.get("chat_sent").is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+    guest.send(&chat("g3", "in time")).await?;
+    assert!(reply(&mut guest, "g3").await?.get("chat_sent").is_some());
+
+    host.send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 0}}))
+        .await?;
+    assert!(reply(&mut host, "s").await?.get("ack").is_some());
+    loop {
+        let state = guest.recv_kind("room_state", WAIT).await?;
+        if state["room_state"]["chat_slow_mode_secs"]
+            .as_u64()
+            .unwrap_or(0)
+            == 0
+        {
+            break;
+        }
+    }
+    for n in 0..2 {
+        let id = format!("o{n}");
+        guest.send(&chat(&id, "off is off")).await?;
+        assert!(reply(&mut guest, &id).await?.get("chat_sent").is_some());
+    }
+    Ok(())
+}

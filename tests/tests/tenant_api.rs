@@ -535,7 +535,20 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
             None,
         )
         .await?;
-    assert_eq!((status, code(&body)), (404, "room_not_found"));
+    assert_eq!((status, code(&body)), (404, "recording_not_found"));
+    let (status, listed) = other
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/town-hall/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, listed["recordings"].clone()),
+        (200, json!([])),
+        "not another tenant's"
+    );
     let (status, _) = api
         .call(
             Method::DELETE,
@@ -567,7 +580,6 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         Some(1),
         "{listed}"
     );
-    let _ = std::fs::remove_dir_all(&recordings);
 
     // Webhook endpoints.
     let (status, hook) = api
@@ -634,6 +646,22 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         .call(Method::GET, "/v1/rooms/{room}", "/v1/rooms/town-hall", None)
         .await?;
     assert_eq!(status, 404);
+    // Its recordings stay until removed.
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/town-hall/recordings",
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["recordings"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let _ = std::fs::remove_dir_all(&recordings);
 
     // The OpenAPI document: valid by an independent validator, and covering exactly
     // the routes exercised above.

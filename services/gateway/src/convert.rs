@@ -45,6 +45,7 @@ pub(crate) fn room_state(settings: &RoomSettings) -> signal::RoomState {
         allow_self_unmute: settings.allow_self_unmute,
         allow_chat: settings.allow_chat,
         recording: settings.recording,
+        chat_slow_mode_secs: settings.chat_slow_mode_secs,
     }
 }
 

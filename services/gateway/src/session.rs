@@ -176,6 +176,11 @@ struct Member {
     allow_chat: bool,
     /// The room is being recorded: so is what this member publishes.
     recording: bool,
+    /// The room's slow mode: seconds between this member's chat messages (0: off).
+    chat_slow_mode: u32,
+    /// When this member last posted a message, and its client id (a resend of it
+    /// after a lost answer is no new message).
+    last_message: Option<(Instant, String)>,
     /// Receiving the room's chat through the gateway's hub.
     in_chat: bool,
     /// Its chat posts against the gateway's chat rate.
@@ -205,6 +210,35 @@ impl Member {
             "chat_restricted",
             format!("only hosts may {what} in this room now"),
         ))
+    }
+
+    /// Slow mode: whether this member may post the message `client_id` now (hosts
+    /// always; anyone the message it posted last again, as a resend).
+    fn slow_mode_allows(&self, client_id: &str, now: Instant) -> Result<(), Reject> {
+        let wait = Duration::from_secs(u64::from(self.chat_slow_mode));
+        if wait.is_zero() || self.info.role == Role::Host {
+            return Ok(());
+        }
+        let Some((at, last)) = &self.last_message else {
+            return Ok(());
+        };
+        let since = now.saturating_duration_since(*at);
+        // Without a client id a message cannot be told from a new one.
+        if since >= wait || (!client_id.is_empty() && last == client_id) {
+            return Ok(());
+        }
+        let left = wait - since;
+        Err(Reject {
+            retry_after_ms: u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX),
+            ..Reject::new(
+                "chat_slow_mode",
+                format!(
+                    "slow mode: one message every {} s; wait {} s",
+                    self.chat_slow_mode,
+                    left.as_secs().max(1)
+                ),
+            )
+        })
     }
 }
 
@@ -392,6 +426,7 @@ impl Session {
                 if let Some(Msg::RoomState(state)) = &msg.msg {
                     if let Some(member) = self.member.as_mut() {
                         member.allow_chat = state.allow_chat;
+                        member.chat_slow_mode = state.chat_slow_mode_secs;
                     }
                     self.apply_screen_share_setting(state.allow_screen_share)
                         .await;
@@ -692,6 +727,8 @@ impl Session {
             allow_screen_share: true,
             allow_chat: true,
             recording: false,
+            chat_slow_mode: 0,
+            last_message: None,
             in_chat: false,
             chat_allowance: ChatAllowance::new(self.state.config.chat_rate, Instant::now()),
             data_allowance: ChatAllowance::new(data::DATA_RATE, Instant::now()),
@@ -731,6 +768,7 @@ impl Session {
         member.allow_screen_share = admission.settings.allow_screen_share;
         member.allow_chat = admission.settings.allow_chat;
         member.recording = admission.settings.recording;
+        member.chat_slow_mode = admission.settings.chat_slow_mode_secs;
         member.info.state = confer_room::model::ParticipantState::Active;
         let offer = member.offer.take();
         let answer = match offer {
@@ -953,6 +991,9 @@ impl Session {
             ChatAction::Edit { .. } => self.chat_open("edit messages").await?,
             _ => self.chat_open("send messages").await?,
         }
+        if !matches!(action, ChatAction::Delete { .. } | ChatAction::Edit { .. }) {
+            self.take_slow_mode_turn(&client_id)?;
+        }
         if !matches!(action, ChatAction::Delete { .. }) {
             self.count_chat_post()?;
         }
@@ -1067,6 +1108,7 @@ impl Session {
     ) -> Result<(), Reject> {
         self.chat_poster("share files")?;
         self.chat_open("share files").await?;
+        self.take_slow_mode_turn(&format!("file {request_id}"))?;
         self.count_chat_post()?;
         let member = self.member()?;
         let url = files::upload_url(
@@ -1086,6 +1128,19 @@ impl Session {
             request_id.to_owned(),
             Msg::FileUpload(signal::FileUpload { url }),
         );
+        Ok(())
+    }
+
+    /// A new message (a send, a file share) under the room's slow mode: refused while
+    /// the member's last one is too recent, else the member's turn is taken.
+    fn take_slow_mode_turn(&mut self, client_id: &str) -> Result<(), Reject> {
+        let now = Instant::now();
+        let member = self
+            .member
+            .as_mut()
+            .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
+        member.slow_mode_allows(client_id, now)?;
+        member.last_message = Some((now, client_id.to_owned()));
         Ok(())
     }
 
@@ -1328,6 +1383,9 @@ fn host_action(control: signal::HostControl) -> Result<HostAction, Reject> {
         "start_recording" | "stop_recording" => HostAction::Record {
             recording: control.action == "start_recording",
         },
+        "slow_mode" => HostAction::ChatSlowMode {
+            seconds: control.seconds,
+        },
         other => {
             return Err(Reject::new(
                 "invalid_message",
@@ -1373,6 +1431,7 @@ mod tests {
             participant_id: participant.into(),
             kind: kind.into(),
             role: String::new(),
+            seconds: 0,
         }
     }
 

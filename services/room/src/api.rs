@@ -110,6 +110,10 @@ pub enum HostAction {
     Record {
         recording: bool,
     },
+    /// Slow mode: seconds each participant waits between chat messages (0: off).
+    ChatSlowMode {
+        seconds: u32,
+    },
     /// Mutes everyone but the hosts (a track kind at a time), as `MuteTrack` does
     /// each: whether they may unmute themselves is the room's `allow_self_unmute`.
     MuteAll {
@@ -133,6 +137,7 @@ impl HostAction {
             HostAction::LowerAllHands => "lower_all_hands",
             HostAction::MuteAll { .. } => "mute_all",
             HostAction::Record { .. } => "record",
+            HostAction::ChatSlowMode { .. } => "chat_slow_mode",
         }
     }
 }

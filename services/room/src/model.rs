@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 pub use confer_auth::ParticipantKind;
 
+/// The longest slow mode: an hour between messages.
+pub const MAX_CHAT_SLOW_MODE_SECS: u32 = 3600;
+
 /// Settings a tenant chooses per room. Security is on by default: a waiting room,
 /// self-unmute allowed, screen sharing allowed for hosts and participants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,9 @@ pub struct RoomSettings {
     /// Participants and viewers may post in the chat (send, edit, share files); when
     /// not, only hosts may. Everyone still reads it.
     pub allow_chat: bool,
+    /// Slow mode: seconds each participant or viewer waits between chat messages (0:
+    /// off; hosts never wait), up to [`MAX_CHAT_SLOW_MODE_SECS`].
+    pub chat_slow_mode_secs: u32,
     /// Display name changes wait for a host's approval.
     pub name_changes_need_approval: bool,
     /// Callers may dial in over SIP (the SIP bridge's participants, of kind `sip`).
@@ -49,6 +55,7 @@ impl Default for RoomSettings {
             allow_screen_share: true,
             allow_self_unmute: true,
             allow_chat: true,
+            chat_slow_mode_secs: 0,
             name_changes_need_approval: false,
             sip_dial_in: true,
             recording: false,

@@ -143,6 +143,7 @@ fn schemas() -> Value {
             "max_participants": {"type": "integer", "minimum": 1},
             "allow_screen_share": boolean, "allow_self_unmute": boolean,
             "allow_chat": {"type": "boolean", "description": "Participants may post in the chat; when false only hosts may (everyone still reads it)"},
+            "chat_slow_mode_secs": {"type": "integer", "minimum": 0, "maximum": 3600, "description": "Slow mode: seconds each participant or viewer waits between chat messages (0: off; hosts never wait)"},
             "recording": {"type": "boolean", "description": "What participants publish is recorded, each track to its own WebM file (listed under the room's recordings); everyone in the room is told"},
             "name_changes_need_approval": boolean, "empty_timeout_secs": int,
             "sip_dial_in": {"type": "boolean", "description": "Callers may dial in over SIP (default true); when false the SIP bridge's calls are refused with 403"},

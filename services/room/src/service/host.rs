@@ -100,6 +100,19 @@ impl RoomService {
                 self.change_settings(&key, |s| s.recording = recording)
                     .await
             }
+            HostAction::ChatSlowMode { seconds } => {
+                if seconds > crate::model::MAX_CHAT_SLOW_MODE_SECS {
+                    return Err(RoomError::invalid(
+                        "invalid_request",
+                        format!(
+                            "slow mode is at most {} seconds",
+                            crate::model::MAX_CHAT_SLOW_MODE_SECS
+                        ),
+                    ));
+                }
+                self.change_settings(&key, |s| s.chat_slow_mode_secs = seconds)
+                    .await
+            }
             HostAction::ResolveNameChange {
                 participant,
                 approve,

@@ -38,6 +38,15 @@ fn validate_settings(settings: &RoomSettings) -> RoomResult<()> {
             format!("regions: at most {MAX_REGIONS} names of 1 to 64 characters without spaces"),
         ));
     }
+    if settings.chat_slow_mode_secs > crate::model::MAX_CHAT_SLOW_MODE_SECS {
+        return Err(RoomError::invalid(
+            "invalid_settings",
+            format!(
+                "chat_slow_mode_secs is at most {}",
+                crate::model::MAX_CHAT_SLOW_MODE_SECS
+            ),
+        ));
+    }
     if settings.metadata.len() > MAX_METADATA_BYTES {
         return Err(RoomError::invalid(
             "invalid_settings",
