@@ -294,6 +294,21 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         .await?;
     assert_eq!((status, code(&body)), (400, "invalid_json"));
     let (status, body) = api
+        .raw(
+            Method::POST,
+            "/v1/rooms",
+            r#"{"name": "x", "settings": {"colour": "red"}}"#,
+        )
+        .await?;
+    assert_eq!((status, code(&body)), (400, "invalid_json"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("colour"),
+        "{body}"
+    );
+    let (status, body) = api
         .raw(Method::POST, "/v1/rooms", r#"{"name": "no spaces"}"#)
         .await?;
     assert_eq!((status, code(&body)), (400, "invalid_room"));

@@ -287,7 +287,7 @@ impl LeaveReason {
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "RoomSettings::strict")]
     pub settings: RoomSettings,
     /// Participants (not hosts) must give it to enter; stored as an argon2 hash.
     #[serde(default)]

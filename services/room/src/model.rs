@@ -1,6 +1,10 @@
 //! The shapes the room service deals in: rooms, their settings, participants, roles
 //! and what the gateway is told. All of them travel as JSON (tenant API, gRPC bodies,
-//! Redis), so unknown fields are refused where a client writes them.
+//! Redis), so unknown fields are refused where a client writes them. Room settings
+//! are read leniently everywhere else (what another version stored or sent: a newer
+//! room service's settings reach an older gateway during a rolling upgrade), and
+//! strictly where a tenant or an operator writes them ([`RoomSettings::patched`],
+//! [`RoomSettings::strict`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +16,7 @@ pub const MAX_CHAT_SLOW_MODE_SECS: u32 = 3600;
 /// Settings a tenant chooses per room. Security is on by default: a waiting room,
 /// self-unmute allowed, screen sharing allowed for hosts and participants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RoomSettings {
     /// Guests wait until a host admits them.
     pub waiting_room: bool,
@@ -78,10 +82,26 @@ impl RoomSettings {
             serde_json::Value::Object(fields) => fields,
             _ => serde_json::Map::new(),
         };
+        if let Some(unknown) = changes.keys().find(|name| !merged.contains_key(*name)) {
+            let known: Vec<&str> = merged.keys().map(String::as_str).collect();
+            return Err(serde::de::Error::custom(format!(
+                "unknown field `{unknown}`, expected one of `{}`",
+                known.join("`, `")
+            )));
+        }
         for (name, value) in changes {
             merged.insert(name.clone(), value.clone());
         }
         serde_json::from_value(serde_json::Value::Object(merged))
+    }
+
+    /// Reads settings a tenant writes (`POST /v1/rooms`): the defaults with what it
+    /// names, and an error naming what is no setting.
+    pub fn strict<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let changes = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        Self::default()
+            .patched(&changes)
+            .map_err(serde::de::Error::custom)
     }
 
     /// The region the room lives in: its own, or `default` when it names none.
@@ -378,6 +398,13 @@ mod tests {
             .patched(&changes(serde_json::json!({"lockd": true})))
             .expect_err("unknown");
         assert!(unknown.to_string().contains("lockd"), "{unknown}");
+        // Read as they travel or are stored, settings of a newer version (a setting
+        // this one does not know) are taken for what this one knows of them.
+        let newer: RoomSettings = serde_json::from_value(
+            serde_json::json!({"locked": true, "waiting_room": false, "holograms": true}),
+        )
+        .expect("lenient");
+        assert_eq!(newer, current);
         assert!(
             current
                 .patched(&changes(serde_json::json!({"locked": "yes"})))
@@ -416,6 +443,12 @@ mod tests {
     fn settings_without_regions_still_parse() {
         let settings: RoomSettings = serde_json::from_str(r#"{"region": "eu"}"#).expect("parses");
         assert!(settings.regions.is_empty());
-        assert!(serde_json::from_str::<RoomSettings>(r#"{"regionz": []}"#).is_err());
+        // A misspelt name is refused where a tenant writes settings, not where they
+        // are read back (see the patch test).
+        let strict =
+            |json: &str| RoomSettings::strict(&mut serde_json::Deserializer::from_str(json));
+        let refused = strict(r#"{"regionz": []}"#).expect_err("strict");
+        assert!(refused.to_string().contains("regionz"), "{refused}");
+        assert_eq!(strict(r#"{"region": "eu"}"#).expect("strict").region, "eu");
     }
 }
