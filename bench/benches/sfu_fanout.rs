@@ -12,6 +12,12 @@
 //! event loop's and is not measured here. Heap allocations (and bytes asked for) per
 //! forwarded packet are counted by the instrumented system allocator over the same span.
 //!
+//! Each fan-out runs twice: as is, and with the publisher recorded (its packets also
+//! handed to the recorder, whose thread writes the WebM file under the system's
+//! temporary directory). The CPU column is the media thread's alone, which is what
+//! recording must not slow; the allocations are the whole process's, the writer's
+//! included.
+//!
 //! cargo bench -p confer-bench --bench sfu_fanout
 
 #![allow(clippy::print_stdout)] // A benchmark reports its table on stdout.
@@ -38,9 +44,20 @@ struct Run {
     allocated_bytes: usize,
 }
 
-fn setup(subscribers: usize) -> anyhow::Result<Wire> {
+/// Where the recorded runs' files go (removed at the end).
+fn recordings_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("confer-bench-recordings-{}", std::process::id()))
+}
+
+fn setup(subscribers: usize, recorded: bool) -> anyhow::Result<Wire> {
     // Warmed up until every subscriber's slot forwards (it waits for a keyframe).
     let mut wire = Wire::fan_out("bench", subscribers, PAYLOAD)?;
+    if recorded {
+        let recorder = confer_sfu::record::Recorder::start(recordings_dir(), wire.stats.clone())?;
+        wire.sfu.set_recorder(Some(recorder));
+        wire.sfu
+            .set_recording(&confer_sfu::ParticipantId::new("client-0"), true)?;
+    }
     let before = wire.stats.snapshot().rtp_forwarded;
     let now = wire.now;
     wire.clients[0].send_video(now, false, PAYLOAD);
@@ -95,17 +112,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     println!(
-        "| subscribers | forwarded | CPU ns/forwarded packet | forwarded packets per core-second | in→out p50 µs | in→out p99 µs | allocations/forwarded packet | bytes allocated/forwarded packet |"
+        "| subscribers | publisher recorded | forwarded | CPU ns/forwarded packet | forwarded packets per core-second | in→out p50 µs | in→out p99 µs | allocations/forwarded packet | bytes allocated/forwarded packet |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for subscribers in [1, 10, 50] {
-        let mut wire = setup(subscribers)?;
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (subscribers, recorded) in [1, 10, 50]
+        .into_iter()
+        .flat_map(|n| [(n, false), (n, true)])
+    {
+        let mut wire = setup(subscribers, recorded)?;
         let run = measure(&mut wire, subscribers, Duration::from_micros(100));
         let ns = run.cpu.as_nanos() as f64 / run.forwarded.max(1) as f64;
         let per_packet = |n: usize| n as f64 / run.forwarded.max(1) as f64;
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} |",
             run.subscribers,
+            if recorded { "yes" } else { "no" },
             run.forwarded,
             ns,
             1e9 / ns.max(f64::MIN_POSITIVE),
@@ -115,5 +136,6 @@ fn main() -> anyhow::Result<()> {
             per_packet(run.allocated_bytes),
         );
     }
+    let _ = std::fs::remove_dir_all(recordings_dir());
     Ok(())
 }

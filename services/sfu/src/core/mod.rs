@@ -281,8 +281,13 @@ impl Sfu {
 
     /// Records what peers set to be recorded publish, with `recorder`.
     pub fn with_recorder(mut self, recorder: Option<crate::record::Recorder>) -> Self {
-        self.recorder = recorder;
+        self.set_recorder(recorder);
         self
+    }
+
+    /// As [`Self::with_recorder`], on a running core.
+    pub fn set_recorder(&mut self, recorder: Option<crate::record::Recorder>) {
+        self.recorder = recorder;
     }
 
     pub fn stats(&self) -> &SfuStats {
