@@ -274,9 +274,9 @@ impl SfuStats {
         self.shared.recordings.failed.fetch_add(1, Relaxed);
     }
 
-    /// A packet the recorder was too far behind to take.
-    pub(crate) fn recording_packet_dropped(&self) {
-        self.shared.recordings.dropped.fetch_add(1, Relaxed);
+    /// Packets the recorder was too far behind to take.
+    pub(crate) fn recording_packets_dropped(&self, n: usize) {
+        self.shared.recordings.dropped.fetch_add(n as u64, Relaxed);
     }
 
     /// Datagrams each media worker has received, in worker order: how evenly rooms

@@ -835,7 +835,8 @@ impl Sfu {
         let Some(mut published) = peer.published.remove(track_id) else {
             return;
         };
-        if let (Some(recording), Some(recorder)) = (published.recording.take(), &self.recorder) {
+        if let (Some(recording), Some(recorder)) = (published.recording.take(), &mut self.recorder)
+        {
             recorder.stop_track(recording);
         }
         if !published.dormant {
@@ -965,7 +966,7 @@ impl Sfu {
         }
         self.stats.peer_removed();
         self.demux.remove_peer(&peer.ufrag, key);
-        if let Some(recorder) = &self.recorder {
+        if let Some(recorder) = &mut self.recorder {
             for published in peer.published.values_mut() {
                 if let Some(recording) = published.recording.take() {
                     recorder.stop_track(recording);

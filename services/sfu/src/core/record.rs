@@ -90,10 +90,18 @@ impl Sfu {
         Ok(())
     }
 
+    /// Hands the recorded packets held for a while to the recorder's thread: the
+    /// runtime calls it once per pass of its loop.
+    pub fn flush_recordings(&mut self, now: Instant) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.flush_due(now);
+        }
+    }
+
     /// Starts recording one of a recorded peer's tracks (none for a codec that is not
     /// recorded, such as H.264).
     pub(super) fn start_recording(&mut self, key: PeerKey, track_id: &str) {
-        let Some(recorder) = &self.recorder else {
+        let Some(recorder) = &mut self.recorder else {
             return;
         };
         let Some(peer) = self.peers.get_mut(&key) else {
@@ -129,7 +137,7 @@ impl Sfu {
         else {
             return;
         };
-        if let Some(recorder) = &self.recorder {
+        if let Some(recorder) = &mut self.recorder {
             recorder.stop_track(recording);
         }
     }
@@ -144,7 +152,8 @@ impl Sfu {
         keyframe: bool,
         touched: &mut Vec<PeerKey>,
     ) {
-        let (Some(recorder), Some(peer)) = (&self.recorder, self.peers.get_mut(&source.publisher))
+        let (Some(recorder), Some(peer)) =
+            (&mut self.recorder, self.peers.get_mut(&source.publisher))
         else {
             return;
         };

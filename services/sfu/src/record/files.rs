@@ -157,6 +157,19 @@ impl Writer {
         }
     }
 
+    fn packet(&mut self, id: u64, packet: &super::RtpIn) {
+        let Some(track) = self.tracks.get_mut(&id) else {
+            return;
+        };
+        let frame = track.frames.push(packet);
+        if track.frames.needs_keyframe() {
+            track.wants_keyframe.store(true, Ordering::Relaxed);
+        }
+        if let Some(frame) = frame {
+            write(&self.dir, track, frame, &self.stats);
+        }
+    }
+
     fn take(&mut self, note: Note) {
         match note {
             Note::Start {
@@ -181,17 +194,10 @@ impl Writer {
                     },
                 );
             }
-            Note::Packet { id, packet } => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                let Some(track) = self.tracks.get_mut(&id) else {
-                    return;
-                };
-                let frame = track.frames.push(&packet);
-                if track.frames.needs_keyframe() {
-                    track.wants_keyframe.store(true, Ordering::Relaxed);
-                }
-                if let Some(frame) = frame {
-                    write(&self.dir, track, frame, &self.stats);
+            Note::Packets(batch) => {
+                self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                for (id, packet) in batch {
+                    self.packet(id, &packet);
                 }
             }
             Note::Stop { id } => {

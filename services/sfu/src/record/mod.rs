@@ -3,7 +3,9 @@
 //! The media workers hand a recorded track's packets to the [`Recorder`] and go on:
 //! the files are written on a thread of their own, so a slow disk never holds up
 //! forwarding (when the recorder falls behind, packets are dropped, the frames they
-//! belonged to are lost and the track waits for a keyframe it asks for). A file is
+//! belonged to are lost and the track waits for a keyframe it asks for). Packets are
+//! handed over in batches, every [`BATCH`] packets or once the oldest has waited
+//! [`HOLD`], so the writer thread is woken once a batch, not once a packet. A file is
 //! opened at a track's first whole frame (a video's first keyframe), written as
 //! `<name>.webm.part`, and renamed to `<name>.webm` once the track stops being
 //! recorded: recording stopped, the track ended or its participant left.
@@ -38,10 +40,7 @@ pub(crate) enum Note {
         codec: RecordCodec,
         wants_keyframe: Arc<AtomicBool>,
     },
-    Packet {
-        id: u64,
-        packet: RtpIn,
-    },
+    Packets(Vec<(u64, RtpIn)>),
     Stop {
         id: u64,
     },
@@ -51,10 +50,18 @@ pub(crate) enum Note {
 /// worker's recorded media). Start and stop notes always go: they keep files whole.
 const BACKLOG: usize = 16_384;
 
-/// Where the media workers hand recorded packets; cheap to clone.
+/// Packets a worker holds before it hands them over.
+const BATCH: usize = 64;
+/// How long a worker holds a packet for the writer at most (the worker's loop hands
+/// them over when it passes by after that).
+const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Where a media worker hands recorded packets; each worker has its own clone.
 #[derive(Clone)]
 pub struct Recorder {
     notes: mpsc::Sender<Note>,
+    /// Packets taken since the last hand-over.
+    pending: Vec<(u64, RtpIn)>,
     /// Packets sent and not yet taken by the writer.
     queued: Arc<AtomicUsize>,
     next_id: Arc<AtomicU64>,
@@ -90,6 +97,7 @@ impl Recorder {
             .spawn(move || writer.run(incoming))?;
         Ok(Self {
             notes,
+            pending: Vec::new(),
             queued,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
@@ -97,12 +105,13 @@ impl Recorder {
     }
 
     pub(crate) fn start_track(
-        &self,
+        &mut self,
         room: &RoomId,
         participant: &ParticipantId,
         source: TrackSource,
         codec: RecordCodec,
     ) -> TrackRecording {
+        self.flush();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let wants_keyframe = Arc::new(AtomicBool::new(false));
         let _ = self.notes.send(Note::Start {
@@ -121,19 +130,44 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn packet(&self, id: u64, packet: RtpIn) {
-        if self.queued.load(Ordering::Relaxed) >= BACKLOG {
-            self.stats.recording_packet_dropped();
-            return;
-        }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.notes.send(Note::Packet { id, packet }).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.stats.recording_packet_dropped();
+    pub(crate) fn packet(&mut self, id: u64, packet: RtpIn) {
+        self.pending.push((id, packet));
+        if self.pending.len() >= BATCH {
+            self.flush();
         }
     }
 
-    pub(crate) fn stop_track(&self, recording: TrackRecording) {
+    /// Hands the packets taken so far to the writer once the oldest waited [`HOLD`].
+    pub(crate) fn flush_due(&mut self, now: std::time::Instant) {
+        let due = self
+            .pending
+            .first()
+            .is_some_and(|(_, packet)| now.saturating_duration_since(packet.at) >= HOLD);
+        if due {
+            self.flush();
+        }
+    }
+
+    /// Hands the packets taken so far to the writer.
+    pub(crate) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let n = batch.len();
+        if self.queued.load(Ordering::Relaxed) >= BACKLOG {
+            self.stats.recording_packets_dropped(n);
+            return;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if self.notes.send(Note::Packets(batch)).is_err() {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.stats.recording_packets_dropped(n);
+        }
+    }
+
+    pub(crate) fn stop_track(&mut self, recording: TrackRecording) {
+        self.flush();
         let _ = self.notes.send(Note::Stop { id: recording.id });
     }
 }

@@ -73,6 +73,7 @@ impl Worker {
         let mut generations = HashMap::new();
         loop {
             self.send_all(&socket).await;
+            self.sfu.flush_recordings(Instant::now());
             self.publish_events(&mut generations);
             let now = Instant::now();
             let deadline = self.sfu.poll_timeout().unwrap_or(now + IDLE_WAKEUP);

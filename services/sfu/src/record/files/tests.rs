@@ -12,9 +12,9 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn opus(seq: u16, at: Instant) -> Note {
-    Note::Packet {
-        id: 1,
-        packet: RtpIn {
+    Note::Packets(vec![(
+        1,
+        RtpIn {
             ssrc: 9,
             seq,
             timestamp: u32::from(seq) * 960,
@@ -22,7 +22,7 @@ fn opus(seq: u16, at: Instant) -> Note {
             payload: vec![0xfc, 0xff, 0xfe].into(),
             at,
         },
-    }
+    )])
 }
 
 #[test]
@@ -101,9 +101,9 @@ fn a_video_track_asks_for_a_keyframe_and_opens_no_file_without_one() {
     });
     assert!(wants_keyframe.load(Ordering::Relaxed));
     writer.queued.fetch_add(1, Ordering::Relaxed);
-    writer.take(Note::Packet {
-        id: 1,
-        packet: RtpIn {
+    writer.take(Note::Packets(vec![(
+        1,
+        RtpIn {
             ssrc: 1,
             seq: 1,
             timestamp: 0,
@@ -111,7 +111,7 @@ fn a_video_track_asks_for_a_keyframe_and_opens_no_file_without_one() {
             payload: vec![0x90, 0x80, 0x80, 0x01, 0x01, 0x00].into(), // a delta frame
             at: Instant::now(),
         },
-    });
+    )]));
     writer.take(Note::Stop { id: 1 });
     assert!(list(&dir, "r").unwrap().is_empty());
     assert_eq!(
