@@ -26,6 +26,26 @@ async fn town_hall_retention(
     api.call(method, route, path, body).await
 }
 
+/// The recordings of the room `town-hall`, as `api`'s tenant.
+async fn town_hall_recordings(api: &Api) -> anyhow::Result<(u16, Value)> {
+    let (route, path) = (
+        "/v1/rooms/{room}/recordings",
+        "/v1/rooms/town-hall/recordings",
+    );
+    api.call(Method::GET, route, path, None).await
+}
+
+/// `method` on the recording `name` of the room `town-hall`, as `api`'s tenant.
+async fn town_hall_recording(
+    api: &Api,
+    method: Method,
+    name: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let path = format!("/v1/rooms/town-hall/recordings/{name}");
+    api.call(method, "/v1/rooms/{room}/recordings/{file}", &path, None)
+        .await
+}
+
 /// A tenant's API client that records which routes it has called.
 struct Api {
     tenant: String,
@@ -483,14 +503,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
 
     // Recordings: listed as the SFUs leave them in the recordings directory, one
     // handed out and removed; nothing of another tenant's room.
-    let (status, listed) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/recordings",
-            "/v1/rooms/town-hall/recordings",
-            None,
-        )
-        .await?;
+    let (status, listed) = town_hall_recordings(&api).await?;
     assert_eq!((status, listed["recordings"].clone()), (200, json!([])));
     let town_hall = format!("{}/town-hall", api.tenant);
     let (done, done_bytes) = recorded(&recordings, &town_hall, true)?;
@@ -501,14 +514,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
             .join("notes.txt"),
         "not a recording",
     )?;
-    let (status, listed) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/recordings",
-            "/v1/rooms/town-hall/recordings",
-            None,
-        )
-        .await?;
+    let (status, listed) = town_hall_recordings(&api).await?;
     assert_eq!(status, 200);
     assert_eq!(
         listed["recordings"],
@@ -528,68 +534,26 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
     assert_eq!((status, content_type.as_str()), (200, "audio/webm"));
     assert_eq!(body, done_bytes);
     for name in [writing.as_str(), "notes.txt", "..%2F..%2Fpasswd"] {
-        let (status, body) = api
-            .call(
-                Method::GET,
-                file_route,
-                &format!("/v1/rooms/town-hall/recordings/{name}"),
-                None,
-            )
-            .await?;
+        let (status, body) = town_hall_recording(&api, Method::GET, name).await?;
         assert_eq!(
             (status, code(&body)),
             (404, "recording_not_found"),
             "{name}"
         );
     }
-    let (status, body) = other
-        .call(
-            Method::GET,
-            file_route,
-            &format!("/v1/rooms/town-hall/recordings/{done}"),
-            None,
-        )
-        .await?;
+    let (status, body) = town_hall_recording(&other, Method::GET, &done).await?;
     assert_eq!((status, code(&body)), (404, "recording_not_found"));
-    let (status, listed) = other
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/recordings",
-            "/v1/rooms/town-hall/recordings",
-            None,
-        )
-        .await?;
+    let (status, listed) = town_hall_recordings(&other).await?;
     assert_eq!(
         (status, listed["recordings"].clone()),
         (200, json!([])),
         "not another tenant's"
     );
-    let (status, _) = api
-        .call(
-            Method::DELETE,
-            file_route,
-            &format!("/v1/rooms/town-hall/recordings/{done}"),
-            None,
-        )
-        .await?;
+    let (status, _) = town_hall_recording(&api, Method::DELETE, &done).await?;
     assert_eq!(status, 204);
-    let (status, body) = api
-        .call(
-            Method::DELETE,
-            file_route,
-            &format!("/v1/rooms/town-hall/recordings/{done}"),
-            None,
-        )
-        .await?;
+    let (status, body) = town_hall_recording(&api, Method::DELETE, &done).await?;
     assert_eq!((status, code(&body)), (404, "recording_not_found"));
-    let (_, listed) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/recordings",
-            "/v1/rooms/town-hall/recordings",
-            None,
-        )
-        .await?;
+    let (_, listed) = town_hall_recordings(&api).await?;
     assert_eq!(
         listed["recordings"].as_array().map(Vec::len),
         Some(1),
@@ -662,14 +626,7 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
         .await?;
     assert_eq!(status, 404);
     // Its recordings stay until removed.
-    let (status, listed) = api
-        .call(
-            Method::GET,
-            "/v1/rooms/{room}/recordings",
-            "/v1/rooms/town-hall/recordings",
-            None,
-        )
-        .await?;
+    let (status, listed) = town_hall_recordings(&api).await?;
     assert_eq!(status, 200);
     assert_eq!(
         listed["recordings"].as_array().map(Vec::len),

@@ -864,6 +864,7 @@ async fn declared_host_controls_start_the_room_and_a_hosts_change_stands_until_t
         allow_screen_share: None,
         allow_chat: Some(false),
         recording: None,
+        chat_slow_mode_seconds: Some(30),
     };
     let created = vec![
         Step::GetSecret("7"),
@@ -874,6 +875,7 @@ async fn declared_host_controls_start_the_room_and_a_hosts_change_stands_until_t
     let settings = |rooms: &FakeRooms| rooms.room("acme", "all-hands").expect("room").0.settings;
     let room = settings(&rooms);
     assert!(room.locked && !room.allow_chat, "{room:?}");
+    assert_eq!(room.chat_slow_mode_secs, 30, "a webinar's slow mode");
     assert!(room.allow_screen_share, "unset: the default");
     let given = &declared.status.as_ref().expect("status").host_controls;
     assert_eq!(given, &declared.spec.host_controls);
@@ -883,10 +885,15 @@ async fn declared_host_controls_start_the_room_and_a_hosts_change_stands_until_t
     change_room(&rooms, |view| {
         view.settings.locked = false;
         view.settings.allow_chat = true;
+        view.settings.chat_slow_mode_secs = 0;
     });
     let same = reconciled(&rooms, declared, vec![Step::GetSecret("7")]).await;
     let room = settings(&rooms);
     assert!(!room.locked && room.allow_chat, "{room:?}");
+    assert_eq!(
+        room.chat_slow_mode_secs, 0,
+        "the host's slow mode off stands"
+    );
 
     // The spec now also stops screen sharing: that one is given; the host's lock and
     // chat stand.

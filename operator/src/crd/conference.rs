@@ -115,6 +115,11 @@ pub struct HostControls {
     /// What participants publish is recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<bool>,
+    /// Slow mode: seconds each participant or viewer waits between chat messages
+    /// (0: off; hosts never wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 3600))]
+    pub chat_slow_mode_seconds: Option<u32>,
 }
 
 impl ConferenceSpec {
@@ -137,6 +142,10 @@ impl HostControls {
     /// The room settings these set to a value other than `given` (what was given
     /// before), by their names in the room service.
     pub fn changes_from(&self, given: &HostControls) -> serde_json::Map<String, serde_json::Value> {
+        let slow_mode = (self.chat_slow_mode_seconds != given.chat_slow_mode_seconds)
+            .then_some(self.chat_slow_mode_seconds)
+            .flatten()
+            .map(|seconds| ("chat_slow_mode_secs".to_owned(), seconds.into()));
         [
             ("locked", self.locked, given.locked),
             (
@@ -150,6 +159,7 @@ impl HostControls {
         .into_iter()
         .filter(|(_, wanted, given)| wanted != given)
         .filter_map(|(name, wanted, _)| Some((name.to_owned(), serde_json::Value::Bool(wanted?))))
+        .chain(slow_mode)
         .collect()
     }
 }

@@ -25,20 +25,39 @@ fn opus(seq: u16, at: Instant) -> Note {
     )])
 }
 
-#[test]
-fn a_track_is_written_as_part_then_finished_under_its_room() {
-    let dir = temp_dir("writer");
+/// A writer under a fresh directory `name`, told track 1 of `participant` in `room`
+/// starts: the directory, the counters, the writer and the track's keyframe flag.
+fn started(
+    name: &str,
+    room: &str,
+    participant: &str,
+    source: TrackSource,
+    codec: RecordCodec,
+) -> (PathBuf, SfuStats, Writer, Arc<AtomicBool>) {
+    let dir = temp_dir(name);
     let stats = SfuStats::default();
     let mut writer = Writer::new(dir.clone(), Arc::new(AtomicUsize::new(0)), stats.clone());
     let wants_keyframe = Arc::new(AtomicBool::new(false));
     writer.take(Note::Start {
         id: 1,
-        room: RoomId::new("acme/board room"),
-        participant: ParticipantId::new("p.1/ada"),
-        source: TrackSource::Microphone,
-        codec: RecordCodec::Opus,
+        room: RoomId::new(room),
+        participant: ParticipantId::new(participant),
+        source,
+        codec,
         wants_keyframe: wants_keyframe.clone(),
     });
+    (dir, stats, writer, wants_keyframe)
+}
+
+#[test]
+fn a_track_is_written_as_part_then_finished_under_its_room() {
+    let (dir, stats, mut writer, wants_keyframe) = started(
+        "writer",
+        "acme/board room",
+        "p.1/ada",
+        TrackSource::Microphone,
+        RecordCodec::Opus,
+    );
     assert!(
         list(&dir, "acme/board room").unwrap().is_empty(),
         "nothing before a frame"
@@ -87,18 +106,8 @@ fn a_track_is_written_as_part_then_finished_under_its_room() {
 
 #[test]
 fn a_video_track_asks_for_a_keyframe_and_opens_no_file_without_one() {
-    let dir = temp_dir("video");
-    let stats = SfuStats::default();
-    let mut writer = Writer::new(dir.clone(), Arc::new(AtomicUsize::new(0)), stats.clone());
-    let wants_keyframe = Arc::new(AtomicBool::new(false));
-    writer.take(Note::Start {
-        id: 1,
-        room: RoomId::new("r"),
-        participant: ParticipantId::new("p"),
-        source: TrackSource::Camera,
-        codec: RecordCodec::Vp8,
-        wants_keyframe: wants_keyframe.clone(),
-    });
+    let (dir, stats, mut writer, wants_keyframe) =
+        started("video", "r", "p", TrackSource::Camera, RecordCodec::Vp8);
     assert!(wants_keyframe.load(Ordering::Relaxed));
     writer.queued.fetch_add(1, Ordering::Relaxed);
     writer.take(Note::Packets(vec![(
