@@ -462,9 +462,14 @@ async fn hands_go_up_in_line_and_hosts_lower_them() -> anyhow::Result<()> {
     );
     // Gus hears his went down (after his own raise, if he has not heard that yet).
     while hand_of(&mut gus, &gus_id).await? != 0 {}
-    // Recording is a host's to start too.
+    // Recording is a host's to start too, and only where recordings are kept.
     let refused = host_control(&mut gus, "start_recording", "", "").await?;
     assert_eq!(refused["error"]["code"], "not_host", "{refused}");
+    let nowhere = host_control(&mut host, "start_recording", "", "").await?;
+    assert_eq!(
+        nowhere["error"]["code"], "recording_unavailable",
+        "{nowhere}"
+    );
 
     ida.send(&json!({"request_id": "bad", "raise_hand": {"raised": true, "hand": "left"}}))
         .await?;

@@ -742,6 +742,14 @@ async fn with_webhooks(
             poll_interval: Duration::from_millis(20),
             ..WebhookConfig::default()
         },
+        // Recordings are kept (nothing is written here: no media flows).
+        gateway: confer_gateway::GatewayConfig {
+            recordings: Some(
+                std::env::temp_dir()
+                    .join(format!("confer-webhook-recordings-{}", std::process::id())),
+            ),
+            ..confer_gateway::GatewayConfig::default()
+        },
         ..Options::default()
     })
     .await?;
@@ -1085,6 +1093,46 @@ async fn a_gateway_without_a_recordings_directory_says_so() -> anyhow::Result<()
     assert_eq!(
         (status, code(&body)),
         (501, "recording_unavailable"),
+        "{body}"
+    );
+    // Nor does it let a room be recorded, created so or patched so.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/v1/rooms/{room}",
+            "/v1/rooms/plain",
+            Some(json!({"settings": {"recording": true}})),
+        )
+        .await?;
+    assert_eq!(
+        (status, code(&body)),
+        (501, "recording_unavailable"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/rooms",
+            "/v1/rooms",
+            Some(json!({"name": "taped", "settings": {"recording": true}})),
+        )
+        .await?;
+    assert_eq!(
+        (status, code(&body)),
+        (501, "recording_unavailable"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/v1/rooms/{room}",
+            "/v1/rooms/plain",
+            Some(json!({"settings": {"recording": false}})),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["settings"]["recording"].clone()),
+        (200, json!(false)),
         "{body}"
     );
     Ok(())

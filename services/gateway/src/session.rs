@@ -527,8 +527,6 @@ impl Session {
         ControlFlow::Continue(())
     }
 
-    /// A host allowed or denied screen sharing: the SFU starts or stops forwarding the
-    /// screens of everyone but hosts.
     /// The room started or stopped being recorded: so does this member's peer.
     async fn apply_recording_setting(&mut self, recording: bool) {
         let Some(member) = self.member.as_mut() else {
@@ -548,6 +546,8 @@ impl Session {
         }
     }
 
+    /// A host allowed or denied screen sharing: the SFU starts or stops forwarding the
+    /// screens of everyone but hosts.
     async fn apply_screen_share_setting(&mut self, allowed: bool) {
         let Some(member) = self.member.as_mut() else {
             return;
@@ -991,11 +991,16 @@ impl Session {
             ChatAction::Edit { .. } => self.chat_open("edit messages").await?,
             _ => self.chat_open("send messages").await?,
         }
-        if !matches!(action, ChatAction::Delete { .. } | ChatAction::Edit { .. }) {
-            self.take_slow_mode_turn(&client_id)?;
+        let new_message = !matches!(action, ChatAction::Delete { .. } | ChatAction::Edit { .. });
+        if new_message {
+            self.member()?
+                .slow_mode_allows(&client_id, Instant::now())?;
         }
         if !matches!(action, ChatAction::Delete { .. }) {
             self.count_chat_post()?;
+        }
+        if new_message {
+            self.took_slow_mode_turn(&client_id);
         }
         let member = self.member()?;
         let deleting = match action {
@@ -1108,8 +1113,10 @@ impl Session {
     ) -> Result<(), Reject> {
         self.chat_poster("share files")?;
         self.chat_open("share files").await?;
-        self.take_slow_mode_turn(&format!("file {request_id}"))?;
+        let share = format!("file {request_id}");
+        self.member()?.slow_mode_allows(&share, Instant::now())?;
         self.count_chat_post()?;
+        self.took_slow_mode_turn(&share);
         let member = self.member()?;
         let url = files::upload_url(
             &self.state.config.files,
@@ -1131,17 +1138,12 @@ impl Session {
         Ok(())
     }
 
-    /// A new message (a send, a file share) under the room's slow mode: refused while
-    /// the member's last one is too recent, else the member's turn is taken.
-    fn take_slow_mode_turn(&mut self, client_id: &str) -> Result<(), Reject> {
-        let now = Instant::now();
-        let member = self
-            .member
-            .as_mut()
-            .ok_or_else(|| Reject::new("not_joined", "join a room first"))?;
-        member.slow_mode_allows(client_id, now)?;
-        member.last_message = Some((now, client_id.to_owned()));
-        Ok(())
+    /// A new message (a send, a file share) was taken: the member's slow-mode turn
+    /// starts again from now.
+    fn took_slow_mode_turn(&mut self, client_id: &str) {
+        if let Some(member) = self.member.as_mut() {
+            member.last_message = Some((Instant::now(), client_id.to_owned()));
+        }
     }
 
     /// Counts a post (a send, an edit, a file share) against the member's chat rate.
@@ -1215,6 +1217,18 @@ impl Session {
     async fn host(&self, request_id: &str, control: signal::HostControl) -> Result<(), Reject> {
         let id = self.member()?.id.clone();
         let action = host_action(control)?;
+        // A deployment that keeps no recordings says so, rather than the room showing
+        // a recording nothing writes.
+        // (Only for a host: anyone else is told `not_host` by the room service.)
+        if matches!(action, HostAction::Record { recording: true })
+            && self.member()?.info.role == Role::Host
+            && self.state.config.recordings.is_none()
+        {
+            return Err(Reject::new(
+                "recording_unavailable",
+                "this deployment keeps no recordings",
+            ));
+        }
         self.state.room.host_action(id, action).await?;
         self.send(request_id.to_owned(), Msg::Ack(signal::Ack {}));
         Ok(())

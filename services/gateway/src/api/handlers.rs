@@ -32,6 +32,7 @@ pub(crate) async fn create_room(
     Tenant(t): Tenant,
     Body(req): Body<CreateRoom>,
 ) -> Result<Response> {
+    super::recordings::allows(&State(s.clone()), req.settings.recording)?;
     let room = s.room.create_room(t, req).await?;
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
@@ -50,6 +51,12 @@ pub(crate) async fn update_room(
     Path(room): Path<String>,
     Body(req): Body<UpdateRoom>,
 ) -> Result<Response> {
+    let recording = req
+        .settings
+        .as_ref()
+        .and_then(|changes| changes.get("recording"))
+        == Some(&serde_json::Value::Bool(true));
+    super::recordings::allows(&State(s.clone()), recording)?;
     Ok(Json(s.room.update_room(t, room, req).await?).into_response())
 }
 

@@ -33,6 +33,14 @@ fn directory(s: &St) -> Result<PathBuf, ApiError> {
     })
 }
 
+/// Refuses settings that turn recording on where no recordings are kept.
+pub(crate) fn allows(s: &St, recording: bool) -> Result<(), ApiError> {
+    if recording {
+        directory(s)?;
+    }
+    Ok(())
+}
+
 async fn listed(dir: PathBuf, key: String) -> Result<Vec<Recorded>, ApiError> {
     tokio::task::spawn_blocking(move || record::list(&dir, &key))
         .await
