@@ -32,7 +32,7 @@ pub(crate) async fn create_room(
     Tenant(t): Tenant,
     Body(req): Body<CreateRoom>,
 ) -> Result<Response> {
-    super::recordings::allows(&State(s.clone()), req.settings.recording)?;
+    super::recordings::allows(&s, req.settings.recording)?;
     let room = s.room.create_room(t, req).await?;
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
@@ -56,7 +56,7 @@ pub(crate) async fn update_room(
         .as_ref()
         .and_then(|changes| changes.get("recording"))
         == Some(&serde_json::Value::Bool(true));
-    super::recordings::allows(&State(s.clone()), recording)?;
+    super::recordings::allows(&s, recording)?;
     Ok(Json(s.room.update_room(t, room, req).await?).into_response())
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use confer_sfu::record::{self, Recorded};
@@ -14,6 +14,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::extract::{ApiError, Tenant};
 use super::handlers::St;
+use crate::AppState;
 
 /// What a download reads at a time.
 const CHUNK: usize = 64 * 1024;
@@ -22,8 +23,7 @@ fn room_key(tenant: &str, room: &str) -> String {
     format!("{tenant}/{room}")
 }
 
-fn directory(s: &St) -> Result<PathBuf, ApiError> {
-    let State(state) = s;
+fn directory(state: &AppState) -> Result<PathBuf, ApiError> {
     state.config.recordings.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -34,9 +34,9 @@ fn directory(s: &St) -> Result<PathBuf, ApiError> {
 }
 
 /// Refuses settings that turn recording on where no recordings are kept.
-pub(crate) fn allows(s: &St, recording: bool) -> Result<(), ApiError> {
+pub(crate) fn allows(state: &AppState, recording: bool) -> Result<(), ApiError> {
     if recording {
-        directory(s)?;
+        directory(state)?;
     }
     Ok(())
 }
@@ -64,7 +64,7 @@ pub(crate) async fn list_recordings(
     Tenant(t): Tenant,
     Path(room): Path<String>,
 ) -> Result<Response, ApiError> {
-    let dir = directory(&s)?;
+    let dir = directory(&s.0)?;
     let all = listed(dir, room_key(&t, &room)).await?;
     let recordings: Vec<_> = all.iter().map(described).collect();
     Ok(axum::Json(json!({"recordings": recordings})).into_response())
@@ -78,7 +78,7 @@ async fn finished(
     room: &str,
     file: &str,
 ) -> Result<(Recorded, PathBuf), ApiError> {
-    let dir = directory(s)?;
+    let dir = directory(&s.0)?;
     let key = room_key(tenant, room);
     let found = listed(dir.clone(), key.clone())
         .await?

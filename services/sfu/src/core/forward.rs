@@ -19,6 +19,7 @@ use super::loss_watch::Around;
 use super::peer::Source;
 use super::picture_ids;
 use super::{KEYFRAME_REQUEST_INTERVAL, MediaKind, PeerKey, Sfu, publisher_mut};
+use crate::record::RecordCodec;
 
 /// RTP header bytes counted into layer bitrates (fixed header; extensions vary).
 const RTP_HEADER_BYTES: usize = 12;
@@ -75,7 +76,12 @@ impl Sfu {
             return;
         };
         let kind = published.kind;
-        let recorded = published.recording.is_some();
+        // A recorded track's packet goes to the recorder when it is in the codec
+        // recorded (the codec was looked up above; the recorder does not again).
+        let recorded = published
+            .recording
+            .as_ref()
+            .is_some_and(|recording| RecordCodec::of_mime(&codec.mime) == Some(recording.codec));
         let ssrc = packet.header.ssrc;
         let format = PayloadFormat::of(codec);
         let vp8_fields = (format == PayloadFormat::Vp8)

@@ -142,8 +142,8 @@ impl Sfu {
         }
     }
 
-    /// The recorded track's part in forwarding one packet: hands it over, or asks for
-    /// the keyframe the recording waits for.
+    /// The recorded track's part in forwarding one packet of the codec it records:
+    /// hands it over, or asks for the keyframe the recording waits for.
     pub(super) fn record_packet(
         &mut self,
         now: Instant,
@@ -163,15 +163,6 @@ impl Sfu {
         let Some(recording) = published.recording.as_mut() else {
             return;
         };
-        let codec_matches = published
-            .codecs
-            .iter()
-            .find(|codec| codec.payload_type == packet.header.payload_type)
-            .and_then(|codec| RecordCodec::of_mime(&codec.mime))
-            == Some(recording.codec);
-        if !codec_matches {
-            return;
-        }
         let ssrc = packet.header.ssrc;
         let take = decide(
             recording,
