@@ -3,7 +3,7 @@
 //! recorded as well), the host stops it, and the tenant API lists one WebM file per
 //! published track. Chromium itself plays a camera file back (frames decoded at the
 //! camera's size, the length written in the file) and decodes a microphone file to
-//! sound.
+//! sound. A camera sent in H.264 is recorded in H.264 and plays back the same way.
 
 use std::time::{Duration, Instant};
 
@@ -85,9 +85,9 @@ return {{duration: audio.duration, peak}};
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("confer-recordings-{}", std::process::id()));
+/// A server whose SFU and gateway keep recordings under a fresh directory `name`.
+async fn recording_server(name: &str) -> anyhow::Result<(TestServer, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("confer-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let server = TestServer::start_with(Options {
         sfu: SfuConfig {
@@ -101,6 +101,59 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
         ..Options::default()
     })
     .await?;
+    Ok((server, dir))
+}
+
+/// Clicks the host's record switch once it is there.
+async fn press_record(host: &Browser) -> anyhow::Result<()> {
+    host.wait_for(
+        "the host's record switch",
+        "const b = document.querySelector('[data-control=\"record\"]'); if (!b) return false; b.click(); return true;",
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// The room's recordings once `count` are listed, all finished.
+async fn finished(base: &str, room: &str, count: usize) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = recordings(base, room).await?;
+        let done = all.iter().filter(|r| r["complete"] == true).count();
+        if done == count && all.len() == count {
+            return Ok(all);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not {count} finished files: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts what Chromium made of a camera file it played: `seconds` long, give or
+/// take, decoded at the camera's size, to the end.
+fn assert_played(played: &Value, seconds: std::ops::Range<f64>) {
+    assert_eq!(played["type"], "video/webm", "{played}");
+    let duration = played["duration"].as_f64().unwrap_or_default();
+    assert!(seconds.contains(&duration), "the file's length: {played}");
+    assert!(
+        played["width"].as_u64() >= Some(320),
+        "decoded at the camera's size: {played}"
+    );
+    assert!(
+        played["frames"].as_u64() >= Some(60),
+        "frames decoded: {played}"
+    );
+    assert!(
+        played["played"].as_f64() >= Some(duration - 0.5),
+        "played to the end: {played}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow::Result<()> {
+    let (server, dir) = recording_server("recordings").await?;
     let base = server.url("");
     let base = base.trim_end_matches('/');
     let driver = Driver::start().await?;
@@ -122,12 +175,7 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
         "not recorded yet"
     );
 
-    ada.wait_for(
-        "the host's record switch",
-        "const b = document.querySelector('[data-control=\"record\"]'); if (!b) return false; b.click(); return true;",
-        Duration::from_secs(10),
-    )
-    .await?;
+    press_record(&ada).await?;
     for (page, who) in [(&ada, "Ada"), (&bob, "Bob")] {
         page.wait_for(
             &format!("{who}'s page showing the recording"),
@@ -177,16 +225,7 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
     }
 
     // Every published track, finished.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let all = loop {
-        let all = recordings(base, "studio").await?;
-        let finished = all.iter().filter(|r| r["complete"] == true).count();
-        if finished == 6 && all.len() == 6 {
-            break all;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "not six finished files: {all:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let all = finished(base, "studio", 6).await?;
     for id in [&ada_id, &bob_id, &cy_id] {
         file_of(&all, id, "microphone")?;
         file_of(&all, id, "camera")?;
@@ -200,24 +239,7 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
             &auth,
         ))
         .await?;
-    assert_eq!(played["type"], "video/webm", "{played}");
-    let duration = played["duration"].as_f64().unwrap_or_default();
-    assert!(
-        (4.0..12.0).contains(&duration),
-        "the file's length: {played}"
-    );
-    assert!(
-        played["width"].as_u64() >= Some(320),
-        "decoded at the camera's size: {played}"
-    );
-    assert!(
-        played["frames"].as_u64() >= Some(60),
-        "frames decoded: {played}"
-    );
-    assert!(
-        played["played"].as_f64() >= Some(duration - 0.5),
-        "played to the end: {played}"
-    );
+    assert_played(&played, 4.0..12.0);
 
     let microphone = file_of(&all, &bob_id, "microphone")?;
     let heard = ada
@@ -267,6 +289,50 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
         .send()
         .await?;
     assert_eq!(gone.status(), 404);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_sent_in_h264_is_recorded_in_h264_and_plays_back() -> anyhow::Result<()> {
+    let (server, dir) = recording_server("recordings-h264").await?;
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let driver = Driver::start().await?;
+    let ada = driver.browser().await?;
+    let ada_id = joined(&ada, &server.url("/r/studio-h264?name=Ada&codec=h264")).await?;
+    press_record(&ada).await?;
+    ada.wait_for("the recording shown", BADGE_SHOWN, Duration::from_secs(5))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    press_record(&ada).await?;
+    ada.wait_for("the recording over", BADGE_HIDDEN, Duration::from_secs(5))
+        .await?;
+
+    let all = finished(base, "studio-h264", 2).await?;
+    let camera = file_of(&all, &ada_id, "camera")?;
+    let bytes = reqwest::Client::new()
+        .get(format!("{base}/v1/rooms/studio-h264/recordings/{camera}"))
+        .basic_auth(DEV_TENANT, Some(TOKEN_SECRET))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    assert!(
+        bytes
+            .windows(b"V_MPEG4/ISO/AVC".len())
+            .any(|w| w == b"V_MPEG4/ISO/AVC"),
+        "an H.264 track"
+    );
+    let auth = format!("{DEV_TENANT}:{TOKEN_SECRET}");
+    let played = ada
+        .eval(&playback(
+            &format!("/v1/rooms/studio-h264/recordings/{camera}"),
+            &auth,
+        ))
+        .await?;
+    assert_played(&played, 4.0..12.0);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -76,12 +76,12 @@ impl Sfu {
             return;
         };
         let kind = published.kind;
-        // A recorded track's packet goes to the recorder when it is in the codec
-        // recorded (the codec was looked up above; the recorder does not again).
+        // A recorded track's packet goes to the recorder when it is in a codec that
+        // is recorded (the codec was looked up above; the recorder does not again).
         let recorded = published
             .recording
             .as_ref()
-            .is_some_and(|recording| RecordCodec::of_mime(&codec.mime) == Some(recording.codec));
+            .and_then(|_| RecordCodec::of_mime(&codec.mime));
         let ssrc = packet.header.ssrc;
         let format = PayloadFormat::of(codec);
         let vp8_fields = (format == PayloadFormat::Vp8)
@@ -213,12 +213,12 @@ impl Sfu {
                 touched.push(*subscriber);
             }
         }
-        if recorded {
+        if let Some(codec) = recorded {
             let source = Source {
                 publisher,
                 track_id: track_id.to_owned(),
             };
-            self.record_packet(now, &source, &packet, keyframe.is_some(), touched);
+            self.record_packet(now, &source, &packet, codec, keyframe.is_some(), touched);
         }
         // A packet the publisher did not resend in time leaves every subscriber of this
         // layer with a frame it cannot decode: a keyframe repairs that now, where the

@@ -11,6 +11,8 @@
 
 mod sps;
 
+pub(crate) use sps::sps_size;
+
 use super::codecs::Codec;
 
 /// The first packet of a keyframe, and the picture size when the codec says it there.

@@ -39,6 +39,7 @@ mod source;
 mod speaker;
 
 pub use feedback::{FeedbackTap, TAP_SLOT};
+pub(crate) use frame::sps_size as h264_sps_size;
 pub use layers::Wanted;
 pub use quality::Quality;
 pub use relay::{LINK_DOWN_AFTER, LINK_GONE_AFTER, RelayEndpoint, RelayStatus};

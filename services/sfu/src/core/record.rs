@@ -99,7 +99,8 @@ impl Sfu {
     }
 
     /// Starts recording one of a recorded peer's tracks (none for a codec that is not
-    /// recorded, such as H.264).
+    /// recorded: the first negotiated one of Opus, VP8 and H.264; a packet in another
+    /// of them moves the recording to it).
     pub(super) fn start_recording(&mut self, key: PeerKey, track_id: &str) {
         let Some(recorder) = &mut self.recorder else {
             return;
@@ -142,13 +143,17 @@ impl Sfu {
         }
     }
 
-    /// The recorded track's part in forwarding one packet of the codec it records:
-    /// hands it over, or asks for the keyframe the recording waits for.
+    /// The recorded track's part in forwarding one packet in a codec that is
+    /// recorded: hands it over, or asks for the keyframe the recording waits for. A
+    /// packet in another codec than the one recorded so far (the publisher sends one
+    /// negotiated after the first, or changed codec) ends that file and starts one in
+    /// the packet's codec.
     pub(super) fn record_packet(
         &mut self,
         now: Instant,
         source: &Source,
         packet: &rtc::rtp::Packet,
+        codec: RecordCodec,
         keyframe: bool,
         touched: &mut Vec<PeerKey>,
     ) {
@@ -160,6 +165,14 @@ impl Sfu {
         let Some(published) = peer.published.get_mut(&source.track_id) else {
             return;
         };
+        if let Some(old) = published
+            .recording
+            .take_if(|recording| recording.codec != codec)
+        {
+            recorder.stop_track(old);
+            published.recording =
+                Some(recorder.start_track(&peer.room, &peer.participant, published.source, codec));
+        }
         let Some(recording) = published.recording.as_mut() else {
             return;
         };

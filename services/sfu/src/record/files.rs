@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::Note;
 use super::frames::{Frame, Frames, RecordCodec};
+use super::reorder::Reorder;
 use super::webm::{TrackFormat, Webm};
 use crate::core::TrackSource;
 use crate::{ParticipantId, RoomId, SfuStats};
@@ -73,6 +74,13 @@ impl Recorded {
     }
 }
 
+impl Recorded {
+    /// The name the file has, or will have, once finished.
+    pub fn finished_name(&self) -> &str {
+        self.file.strip_suffix(PART).unwrap_or(&self.file)
+    }
+}
+
 fn unescape(part: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(part.len());
     let mut rest = part.as_bytes();
@@ -91,8 +99,12 @@ fn unescape(part: &str) -> Option<String> {
 
 /// The room's recordings under `dir`, oldest first; none when it has no directory.
 pub fn list(dir: &Path, room: &str) -> std::io::Result<Vec<Recorded>> {
-    let room_dir = dir.join(path_part(room));
-    let entries = match std::fs::read_dir(&room_dir) {
+    list_in(&dir.join(path_part(room)))
+}
+
+/// The recordings in one room's directory, oldest first; none when it is missing.
+pub fn list_in(room_dir: &Path) -> std::io::Result<Vec<Recorded>> {
+    let entries = match std::fs::read_dir(room_dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err),
@@ -125,6 +137,7 @@ struct Track {
     participant: ParticipantId,
     source: TrackSource,
     codec: RecordCodec,
+    reorder: Reorder,
     frames: Frames,
     wants_keyframe: Arc<AtomicBool>,
     output: Output,
@@ -153,20 +166,16 @@ impl Writer {
             self.take(note);
         }
         for (_, track) in self.tracks.drain() {
-            finish(track, &self.stats);
+            finish(&self.dir, track, &self.stats);
         }
     }
 
-    fn packet(&mut self, id: u64, packet: &super::RtpIn) {
+    fn packet(&mut self, id: u64, packet: super::RtpIn) {
         let Some(track) = self.tracks.get_mut(&id) else {
             return;
         };
-        let frame = track.frames.push(packet);
-        if track.frames.needs_keyframe() {
-            track.wants_keyframe.store(true, Ordering::Relaxed);
-        }
-        if let Some(frame) = frame {
-            write(&self.dir, track, frame, &self.stats);
+        for packet in track.reorder.push(packet) {
+            take_packet(&self.dir, track, &packet, &self.stats);
         }
     }
 
@@ -180,7 +189,7 @@ impl Writer {
                 codec,
                 wants_keyframe,
             } => {
-                wants_keyframe.store(codec == RecordCodec::Vp8, Ordering::Relaxed);
+                wants_keyframe.store(codec != RecordCodec::Opus, Ordering::Relaxed);
                 self.tracks.insert(
                     id,
                     Track {
@@ -188,6 +197,7 @@ impl Writer {
                         participant,
                         source,
                         codec,
+                        reorder: Reorder::default(),
                         frames: Frames::new(codec),
                         wants_keyframe,
                         output: Output::Waiting,
@@ -197,15 +207,26 @@ impl Writer {
             Note::Packets(batch) => {
                 self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 for (id, packet) in batch {
-                    self.packet(id, &packet);
+                    self.packet(id, packet);
                 }
             }
             Note::Stop { id } => {
                 if let Some(track) = self.tracks.remove(&id) {
-                    finish(track, &self.stats);
+                    finish(&self.dir, track, &self.stats);
                 }
             }
         }
+    }
+}
+
+/// One packet, in order, into the track's frames; a frame it completes is written.
+fn take_packet(dir: &Path, track: &mut Track, packet: &super::RtpIn, stats: &SfuStats) {
+    let frame = track.frames.push(packet);
+    if track.frames.needs_keyframe() {
+        track.wants_keyframe.store(true, Ordering::Relaxed);
+    }
+    if let Some(frame) = frame {
+        write(dir, track, frame, stats);
     }
 }
 
@@ -238,11 +259,17 @@ fn write(dir: &Path, track: &mut Track, frame: Frame, stats: &SfuStats) {
 }
 
 fn open(dir: &Path, track: &Track, frame: &Frame) -> std::io::Result<Option<Output>> {
-    let format = match (track.codec, frame.size) {
-        (RecordCodec::Opus, _) => TrackFormat::Opus,
-        (RecordCodec::Vp8, Some((width, height))) => TrackFormat::Vp8 { width, height },
-        // A video file starts at a keyframe that says its size.
-        (RecordCodec::Vp8, None) => return Ok(None),
+    let format = match (track.codec, frame.size, &frame.config) {
+        (RecordCodec::Opus, ..) => TrackFormat::Opus,
+        (RecordCodec::Vp8, Some((width, height)), _) => TrackFormat::Vp8 { width, height },
+        (RecordCodec::H264, Some((width, height)), Some(config)) => TrackFormat::H264 {
+            width,
+            height,
+            config: config.clone(),
+        },
+        // A video file starts at a keyframe that says its size (and, for H.264, its
+        // decoder configuration).
+        (RecordCodec::Vp8 | RecordCodec::H264, ..) => return Ok(None),
     };
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,8 +291,12 @@ fn open(dir: &Path, track: &Track, frame: &Frame) -> std::io::Result<Option<Outp
     }))
 }
 
-/// Closes the track's file, if it has one.
-fn finish(track: Track, stats: &SfuStats) {
+/// Takes what the track still holds out of order, then closes its file, if it has
+/// one.
+fn finish(dir: &Path, mut track: Track, stats: &SfuStats) {
+    for packet in track.reorder.drain() {
+        take_packet(dir, &mut track, &packet, stats);
+    }
     if let Output::Writing { webm, part } = track.output {
         stats.recording_closed(close(webm, &part));
     }

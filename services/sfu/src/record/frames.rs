@@ -3,19 +3,25 @@
 //!
 //! Opus: one packet is one frame (RFC 7587). VP8: a frame is the packets of one RTP
 //! timestamp, from the one that starts partition 0 to the one with the marker bit,
-//! with their payload descriptors taken off (RFC 7741). A frame missing a packet is
-//! dropped, and so is every frame after it until a keyframe: a decoder given a frame
+//! with their payload descriptors taken off (RFC 7741). H.264: an access unit is the
+//! packets of one RTP timestamp up to the one with the marker bit, its NAL units
+//! length-prefixed ([`super::h264`]); a unit's first packet is known by following the
+//! last unit's marker, or, after a loss, by opening with a parameter set or delimiter.
+//! A frame missing a packet is dropped, and so is every frame after it until a keyframe: a decoder given a frame
 //! whose reference it never saw shows garbage. The recorder then asks for a keyframe.
 //!
 //! Payloads come from the network: nothing here panics on any bytes.
 
 use std::time::{Duration, Instant};
 
+use super::h264;
+
 /// What a recorded track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordCodec {
     Opus,
     Vp8,
+    H264,
 }
 
 impl RecordCodec {
@@ -24,6 +30,7 @@ impl RecordCodec {
         match mime {
             "audio/opus" => Some(RecordCodec::Opus),
             "video/vp8" => Some(RecordCodec::Vp8),
+            "video/h264" => Some(RecordCodec::H264),
             _ => None,
         }
     }
@@ -31,7 +38,7 @@ impl RecordCodec {
     fn clock_khz(self) -> i64 {
         match self {
             RecordCodec::Opus => 48,
-            RecordCodec::Vp8 => 90,
+            RecordCodec::Vp8 | RecordCodec::H264 => 90,
         }
     }
 }
@@ -54,8 +61,11 @@ pub struct Frame {
     /// Milliseconds from the recording's start.
     pub at_ms: u64,
     pub keyframe: bool,
-    /// A VP8 keyframe's picture size.
+    /// A keyframe's picture size (VP8's frame header, H.264's SPS).
     pub size: Option<(u16, u16)>,
+    /// The codec data a file of this track starts with, from a keyframe (H.264's
+    /// decoder configuration).
+    pub config: Option<Vec<u8>>,
     pub data: Vec<u8>,
 }
 
@@ -76,6 +86,13 @@ struct Partial {
     data: Vec<u8>,
 }
 
+/// An H.264 access unit being put together.
+struct UnitPartial {
+    timestamp: u32,
+    next_seq: u16,
+    unit: h264::Unit,
+}
+
 /// One track's packets to frames.
 pub struct Frames {
     codec: RecordCodec,
@@ -83,6 +100,11 @@ pub struct Frames {
     clock: Option<Clock>,
     last_seq: Option<(u32, u16)>,
     partial: Option<Partial>,
+    unit: Option<UnitPartial>,
+    /// The packet that ended the last H.264 access unit taken.
+    unit_ended: Option<(u32, u16)>,
+    /// The latest H.264 parameter sets seen: SPS, PPS.
+    parameter_sets: (Option<Vec<u8>>, Option<Vec<u8>>),
     /// A frame was lost: nothing is taken until a keyframe.
     needs_keyframe: bool,
 }
@@ -95,7 +117,10 @@ impl Frames {
             clock: None,
             last_seq: None,
             partial: None,
-            needs_keyframe: codec == RecordCodec::Vp8,
+            unit: None,
+            unit_ended: None,
+            parameter_sets: (None, None),
+            needs_keyframe: codec != RecordCodec::Opus,
         }
     }
 
@@ -117,10 +142,12 @@ impl Frames {
                     at_ms,
                     keyframe: true,
                     size: None,
+                    config: None,
                     data: packet.payload.to_vec(),
                 })
             }
             RecordCodec::Vp8 => self.push_vp8(packet),
+            RecordCodec::H264 => self.push_h264(packet),
         }
     }
 
@@ -184,12 +211,94 @@ impl Frames {
             at_ms,
             keyframe: partial.keyframe,
             size: partial.size,
+            config: None,
             data: partial.data,
+        })
+    }
+
+    fn push_h264(&mut self, packet: &RtpIn) -> Option<Frame> {
+        let continues = self
+            .unit
+            .as_ref()
+            .is_some_and(|u| u.timestamp == packet.timestamp && u.next_seq == packet.seq);
+        if continues {
+            if let Some(partial) = self.unit.as_mut() {
+                partial.next_seq = packet.seq.wrapping_add(1);
+            }
+        } else {
+            if self.unit.is_some() {
+                self.lose(); // the last unit never got its marker
+            }
+            let follows_last = self.unit_ended.is_some_and(|(ssrc, seq)| {
+                ssrc == packet.ssrc && seq.wrapping_add(1) == packet.seq
+            });
+            if !follows_last && !h264::opens_unit(&packet.payload) {
+                // Its unit's first packets may be gone: nothing to build on.
+                self.lose();
+                return None;
+            }
+            self.unit = Some(UnitPartial {
+                timestamp: packet.timestamp,
+                next_seq: packet.seq.wrapping_add(1),
+                unit: h264::Unit::default(),
+            });
+        }
+        let partial = self.unit.as_mut()?;
+        if partial.unit.add(&packet.payload).is_err() {
+            self.lose();
+            return None;
+        }
+        if !packet.marker {
+            return None;
+        }
+        let partial = self.unit.take()?;
+        self.unit_ended = Some((packet.ssrc, packet.seq));
+        if partial.unit.finish().is_err() {
+            self.lose();
+            return None;
+        }
+        let h264::Unit {
+            data,
+            idr,
+            sps,
+            pps,
+            ..
+        } = partial.unit;
+        if sps.is_some() {
+            self.parameter_sets.0 = sps;
+        }
+        if pps.is_some() {
+            self.parameter_sets.1 = pps;
+        }
+        let config = match &self.parameter_sets {
+            (Some(sps), Some(pps)) if idr => h264::decoder_config(sps, pps),
+            _ => None,
+        };
+        // A keyframe is an IDR picture whose parameter sets are known.
+        let keyframe = config.is_some();
+        if keyframe {
+            self.needs_keyframe = false;
+        }
+        if self.needs_keyframe {
+            return None;
+        }
+        let size = keyframe
+            .then_some(self.parameter_sets.0.as_deref())
+            .flatten()
+            .and_then(crate::core::h264_sps_size);
+        let at_ms = self.time_of(packet);
+        Some(Frame {
+            at_ms,
+            keyframe,
+            size,
+            config,
+            data,
         })
     }
 
     fn lose(&mut self) {
         self.partial = None;
+        self.unit = None;
         self.needs_keyframe = true;
     }
 

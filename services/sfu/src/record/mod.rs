@@ -1,9 +1,12 @@
-//! Recording: each recorded track to its own WebM file.
+//! Recording: each recorded track to its own WebM file: Opus, VP8, or H.264 (as
+//! Chromium's own recorder writes it, in a WebM file).
 //!
 //! The media workers hand a recorded track's packets to the [`Recorder`] and go on:
 //! the files are written on a thread of their own, so a slow disk never holds up
 //! forwarding (when the recorder falls behind, packets are dropped, the frames they
-//! belonged to are lost and the track waits for a keyframe it asks for). Packets are
+//! belonged to are lost and the track waits for a keyframe it asks for). The writer
+//! puts each track's packets back in sequence order first, waiting a moment for a
+//! missing one's resend ([`reorder`]). Packets are
 //! handed over in batches, every [`BATCH`] packets or once the oldest has waited
 //! [`HOLD`], so the writer thread is woken once a batch, not once a packet. A file is
 //! opened at a track's first whole frame (a video's first keyframe), written as
@@ -16,9 +19,11 @@
 
 mod files;
 mod frames;
+mod h264;
+mod reorder;
 mod webm;
 
-pub use files::{Recorded, list, path_part};
+pub use files::{Recorded, list, list_in, path_part};
 pub use frames::{Frame, Frames, RecordCodec, RtpIn};
 pub use webm::{TrackFormat, Webm};
 

@@ -55,12 +55,20 @@ const OPUS_PRE_SKIP_NS: u64 = 6_500_000;
 const OPUS_SEEK_PRE_ROLL_NS: u64 = 80_000_000;
 
 /// The one track a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrackFormat {
     /// Opus at 48 kHz, two channels (what WebRTC negotiates; mono decodes as both).
     Opus,
     /// VP8 at the first keyframe's size.
     Vp8 { width: u16, height: u16 },
+    /// H.264 at the first keyframe's size, with its decoder configuration
+    /// (`AVCDecoderConfigurationRecord`). Matroska's `V_MPEG4/ISO/AVC` in a file whose
+    /// document type stays `webm`, as Chromium's own recorder writes H.264.
+    H264 {
+        width: u16,
+        height: u16,
+        config: Vec<u8>,
+    },
 }
 
 /// One track's WebM file being written.
@@ -194,15 +202,29 @@ fn track_entry(format: TrackFormat) -> Vec<u8> {
         TrackFormat::Vp8 { width, height } => {
             element(&mut entry, TRACK_TYPE, &uint(1));
             element(&mut entry, CODEC_ID, b"V_VP8");
-            let mut video = Vec::new();
-            element(&mut video, PIXEL_WIDTH, &uint(width.into()));
-            element(&mut video, PIXEL_HEIGHT, &uint(height.into()));
-            element(&mut entry, VIDEO, &video);
+            element(&mut entry, VIDEO, &video(width, height));
+        }
+        TrackFormat::H264 {
+            width,
+            height,
+            config,
+        } => {
+            element(&mut entry, TRACK_TYPE, &uint(1));
+            element(&mut entry, CODEC_ID, b"V_MPEG4/ISO/AVC");
+            element(&mut entry, CODEC_PRIVATE, &config);
+            element(&mut entry, VIDEO, &video(width, height));
         }
     }
     let mut tracks = Vec::new();
     element(&mut tracks, TRACK_ENTRY, &entry);
     tracks
+}
+
+fn video(width: u16, height: u16) -> Vec<u8> {
+    let mut video = Vec::new();
+    element(&mut video, PIXEL_WIDTH, &uint(width.into()));
+    element(&mut video, PIXEL_HEIGHT, &uint(height.into()));
+    video
 }
 
 /// The Opus identification header (RFC 7845 §5.1) Matroska keeps as codec data.

@@ -177,6 +177,28 @@ fn video_clusters_open_at_keyframes_and_blocks_count_from_them() {
 }
 
 #[test]
+fn an_h264_track_names_its_codec_and_keeps_its_decoder_configuration() {
+    let config = vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 1, 0x67, 1, 0, 1, 0x68];
+    let bytes = written(
+        TrackFormat::H264 {
+            width: 1280,
+            height: 720,
+            config: config.clone(),
+        },
+        &[(0, true, b"\0\0\0\x01\x65")],
+        40,
+    );
+    let segment = &read_all(&bytes)[1];
+    let entry = child(child(segment, TRACKS), TRACK_ENTRY);
+    assert_eq!(child(entry, CODEC_ID).data, b"V_MPEG4/ISO/AVC");
+    assert_eq!(uint_of(child(entry, TRACK_TYPE)), 1);
+    assert_eq!(child(entry, CODEC_PRIVATE).data, config);
+    let video = child(entry, VIDEO);
+    assert_eq!(uint_of(child(video, PIXEL_WIDTH)), 1280);
+    assert_eq!(uint_of(child(video, PIXEL_HEIGHT)), 720);
+}
+
+#[test]
 fn a_long_stretch_without_keyframes_still_opens_clusters_in_range() {
     let frames: Vec<(u64, bool, &[u8])> =
         (0..100).map(|i| (i * 1_000, i == 0, &b"f"[..])).collect();
