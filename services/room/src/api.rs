@@ -311,7 +311,7 @@ pub struct UpdateRoom {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParticipant {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "Permissions::strict")]
     pub permissions: Option<Permissions>,
     #[serde(default)]
     pub metadata: Option<String>,

@@ -1,10 +1,10 @@
 //! The shapes the room service deals in: rooms, their settings, participants, roles
 //! and what the gateway is told. All of them travel as JSON (tenant API, gRPC bodies,
 //! Redis), so unknown fields are refused where a client writes them. Room settings
-//! are read leniently everywhere else (what another version stored or sent: a newer
-//! room service's settings reach an older gateway during a rolling upgrade), and
-//! strictly where a tenant or an operator writes them ([`RoomSettings::patched`],
-//! [`RoomSettings::strict`]).
+//! and participants' permissions are read leniently everywhere else (what another
+//! version stored or sent: a newer room service's settings reach an older gateway
+//! during a rolling upgrade), and strictly where a tenant or an operator writes them
+//! ([`RoomSettings::patched`], [`RoomSettings::strict`], [`Permissions::strict`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -78,21 +78,7 @@ impl RoomSettings {
         &self,
         changes: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Self, serde_json::Error> {
-        let mut merged = match serde_json::to_value(self)? {
-            serde_json::Value::Object(fields) => fields,
-            _ => serde_json::Map::new(),
-        };
-        if let Some(unknown) = changes.keys().find(|name| !merged.contains_key(*name)) {
-            let known: Vec<&str> = merged.keys().map(String::as_str).collect();
-            return Err(serde::de::Error::custom(format!(
-                "unknown field `{unknown}`, expected one of `{}`",
-                known.join("`, `")
-            )));
-        }
-        for (name, value) in changes {
-            merged.insert(name.clone(), value.clone());
-        }
-        serde_json::from_value(serde_json::Value::Object(merged))
+        patched(self, changes)
     }
 
     /// Reads settings a tenant writes (`POST /v1/rooms`): the defaults with what it
@@ -230,9 +216,35 @@ impl Source {
     }
 }
 
+/// `base` with the fields `changes` names set to its values: an unknown name or a value
+/// of the wrong type is an error that names it.
+fn patched<T: Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    changes: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, serde_json::Error> {
+    let mut merged = match serde_json::to_value(base)? {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(unknown) = changes.keys().find(|name| !merged.contains_key(*name)) {
+        let known: Vec<&str> = merged.keys().map(String::as_str).collect();
+        return Err(serde::de::Error::custom(format!(
+            "unknown field `{unknown}`, expected one of `{}`",
+            known.join("`, `")
+        )));
+    }
+    for (name, value) in changes {
+        merged.insert(name.clone(), value.clone());
+    }
+    serde_json::from_value(serde_json::Value::Object(merged))
+}
+
 /// What a participant may do; starts from the token's grants, hosts may change it.
+/// Read leniently where it travels or is stored, as [`RoomSettings`] are (a permission
+/// a newer release adds must not break an older one reading it during a rolling
+/// upgrade), and strictly where a tenant writes it ([`Permissions::strict`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Permissions {
     pub can_publish: bool,
     pub can_subscribe: bool,
@@ -254,6 +266,21 @@ impl Default for Permissions {
 }
 
 impl Permissions {
+    /// Reads permissions a tenant writes (`PATCH …/participants/{id}`): the defaults
+    /// with what it names, and an error naming what is no permission.
+    pub fn strict<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Self>, D::Error> {
+        let Some(changes) =
+            Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+        else {
+            return Ok(None);
+        };
+        patched(&Self::default(), &changes)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+
     pub fn may_publish(&self, source: Source) -> bool {
         self.can_publish && self.can_publish_sources.contains(&source)
     }
@@ -411,6 +438,36 @@ mod tests {
                 .is_err()
         );
         assert_eq!(current.patched(&serde_json::Map::new()).ok(), Some(current));
+    }
+
+    #[test]
+    fn permissions_are_read_leniently_and_written_strictly() {
+        // A permission a newer release added, in live state or a gRPC body.
+        let newer: Permissions =
+            serde_json::from_value(serde_json::json!({"can_publish": false, "can_levitate": true}))
+                .expect("lenient");
+        assert!(!newer.can_publish);
+        assert!(newer.can_subscribe, "what is not named keeps its default");
+        // A tenant's misspelt permission is refused by name; `null` is no change.
+        let update =
+            |json: serde_json::Value| serde_json::from_value::<crate::api::UpdateParticipant>(json);
+        let refused =
+            update(serde_json::json!({"permissions": {"can_publsh": false}})).expect_err("strict");
+        assert!(refused.to_string().contains("can_publsh"), "{refused}");
+        let written = update(serde_json::json!({"permissions": {"hidden": true}})).expect("known");
+        assert_eq!(
+            written.permissions,
+            Some(Permissions {
+                hidden: true,
+                ..Permissions::default()
+            })
+        );
+        let none = update(serde_json::json!({"permissions": null})).expect("null");
+        assert_eq!(none.permissions, None);
+        assert_eq!(
+            update(serde_json::json!({})).expect("absent").permissions,
+            None
+        );
     }
 
     fn spanning() -> RoomSettings {
