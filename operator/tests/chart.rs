@@ -429,6 +429,8 @@ fn recordings_share_one_claim_between_the_gateways_and_the_media_nodes() {
         "values-multi-region.yaml",
         "--set",
         "recordings.persistence.enabled=true",
+        "--set",
+        "recordings.keepDays=30",
     ]);
     validate_with_kubernetes_validate(&rendered, "recordings");
     let docs = documents(&rendered);
@@ -442,6 +444,11 @@ fn recordings_share_one_claim_between_the_gateways_and_the_media_nodes() {
     assert_eq!(
         env_of(&docs, "confer-gateway", "CONFER_RECORDINGS_DIR").as_deref(),
         Some("/var/lib/confer/recordings")
+    );
+    assert_eq!(
+        env_of(&docs, "confer-gateway", "CONFER_RECORDINGS_KEEP_DAYS").as_deref(),
+        Some("30"),
+        "the gateways sweep what is older"
     );
     let gateway = docs
         .iter()

@@ -221,6 +221,8 @@ pub struct DevArgs {
     #[command(flatten)]
     pub recordings: RecordingArgs,
     #[command(flatten)]
+    pub recordings_keep: RecordingKeepArgs,
+    #[command(flatten)]
     pub turn: TurnArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
@@ -333,6 +335,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub recordings: RecordingArgs,
     #[command(flatten)]
+    pub recordings_keep: RecordingKeepArgs,
+    #[command(flatten)]
     pub tls: GrpcTlsArgs,
 }
 
@@ -395,6 +399,22 @@ impl RecordingArgs {
         self.recordings_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("confer-recordings"))
+    }
+}
+
+/// How long the gateways keep finished recordings.
+#[derive(Args, Clone)]
+pub struct RecordingKeepArgs {
+    /// Days a finished recording is kept after its last write, then removed by the
+    /// gateways' sweep; 0 keeps it until the tenant removes it.
+    #[arg(long, env = "CONFER_RECORDINGS_KEEP_DAYS", default_value_t = 0)]
+    pub recordings_keep_days: u32,
+}
+
+impl RecordingKeepArgs {
+    pub fn keep(&self) -> Option<std::time::Duration> {
+        (self.recordings_keep_days > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.recordings_keep_days) * 86_400))
     }
 }
 

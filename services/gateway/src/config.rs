@@ -12,6 +12,9 @@ pub struct GatewayConfig {
     /// Where the SFUs write recordings (a volume they share with the gateways), for
     /// the tenant API to list and hand out; `None`: none are served here.
     pub recordings: Option<std::path::PathBuf>,
+    /// How long a finished recording is kept, from its last write; `None`: until the
+    /// tenant removes it.
+    pub recordings_keep: Option<std::time::Duration>,
     /// The region this gateway serves: its participants join the room's SFU there
     /// when the room spans it.
     pub region: Option<String>,
@@ -60,6 +63,7 @@ impl Default for GatewayConfig {
             sfu_stats: None,
             files: crate::FileConfig::default(),
             recordings: None,
+            recordings_keep: None,
             region: None,
             extra_metrics: Vec::new(),
             trusted_proxies: Vec::new(),

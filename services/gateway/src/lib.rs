@@ -24,6 +24,7 @@ mod file_sweep;
 mod files;
 mod links;
 mod metrics;
+mod recording_sweep;
 mod relay;
 mod rooms;
 mod serve;
@@ -89,6 +90,7 @@ pub async fn run(
         Arc::downgrade(&state),
         state.sweep_files.clone(),
     ));
+    let recordings_sweeper = tokio::spawn(recording_sweep::run(Arc::downgrade(&state)));
     let app = Router::new()
         .route("/v1/signal", get(session::upgrade))
         .nest("/v1", api::routes())
@@ -101,6 +103,7 @@ pub async fn run(
     watcher.abort();
     hub.abort();
     sweeper.abort();
+    recordings_sweeper.abort();
     result?;
     Ok(())
 }

@@ -52,6 +52,10 @@ pub(crate) struct Metrics {
     /// Relay links set up between a joiner's SFU and the room's SFUs elsewhere.
     pub(crate) relay_links: AtomicU64,
     pub(crate) relay_link_failures: AtomicU64,
+    /// Finished recordings removed for being older than the keep.
+    pub(crate) recordings_expired: AtomicU64,
+    /// Half-written recordings no SFU was writing any more, finished by the sweep.
+    pub(crate) recordings_recovered: AtomicU64,
 }
 
 impl Metrics {
@@ -86,6 +90,8 @@ impl Default for Metrics {
             chat_rests: AtomicU64::new(0),
             relay_links: AtomicU64::new(0),
             relay_link_failures: AtomicU64::new(0),
+            recordings_expired: AtomicU64::new(0),
+            recordings_recovered: AtomicU64::new(0),
         }
     }
 }
@@ -178,6 +184,16 @@ pub(crate) async fn render(
         "confer_gateway_chat_rests",
         "Hand-offs of a room's chat whose writes (one lane's, times the room's lanes) took longer than the room's spacing less a rest, so that the room's period grew to that and the rest: a big, busy room pacing itself.",
         m.chat_rests.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_recordings_expired",
+        "Finished recordings this gateway removed for being older than --recordings-keep-days.",
+        m.recordings_expired.load(Relaxed),
+    );
+    out.counter1(
+        "confer_gateway_recordings_recovered",
+        "Half-written recordings (.webm.part) nothing had written to for an hour, an SFU having stopped without finishing them, that this gateway finished under their final names.",
+        m.recordings_recovered.load(Relaxed),
     );
     out.gauge1(
         "confer_gateway_participants",

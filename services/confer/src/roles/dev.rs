@@ -76,6 +76,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sfu_stats: Some(sfu.stats().clone()),
         files: args.files.config()?,
         recordings: Some(args.recordings.dev_dir()),
+        recordings_keep: args.recordings_keep.keep(),
         chat_rate: args.chat_rate.rate(),
         liveness: args.liveness.liveness(),
         // The in-process SIP bridge joins over loopback for its callers.

@@ -18,6 +18,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let mut config = GatewayConfig {
         files: args.files.config()?,
         recordings: args.recordings.recordings_dir.clone(),
+        recordings_keep: args.recordings_keep.keep(),
         region: args.region.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
         chat_rate: args.chat_rate.rate(),
