@@ -29,6 +29,17 @@ pub(crate) fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[Network]
         .unwrap_or(peer)
 }
 
+/// The last address `X-Forwarded-For` names (what the nearest proxy appended).
+pub(crate) fn forwarded(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|entry| entry.trim().parse().ok())
+        .next_back()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,7 +48,7 @@ mod tests {
         text.parse().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn forwarded(values: &[&str]) -> HeaderMap {
+    fn forwarded_headers(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for value in values {
             headers.append(
@@ -49,9 +60,19 @@ mod tests {
     }
 
     #[test]
+    fn the_last_forwarded_address_is_the_nearest_hop() {
+        assert_eq!(forwarded(&HeaderMap::new()), None);
+        assert_eq!(
+            forwarded(&forwarded_headers(&["203.0.113.9, 198.51.100.7"])),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(forwarded(&forwarded_headers(&["not an address"])), None);
+    }
+
+    #[test]
     fn only_trusted_proxies_are_believed() {
         let trusted: Vec<Network> = vec!["10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"))];
-        let headers = forwarded(&["198.51.100.7"]);
+        let headers = forwarded_headers(&["198.51.100.7"]);
         // From a trusted proxy: the caller it names.
         assert_eq!(
             client_addr(ip("10.1.2.3"), &headers, &trusted),
@@ -70,14 +91,14 @@ mod tests {
         let trusted: Vec<Network> = vec!["10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"))];
         // The client claims to be 192.0.2.1; the ingress saw 198.51.100.7; an inner
         // proxy (10.9.9.9) forwarded it on.
-        let headers = forwarded(&["192.0.2.1, 198.51.100.7", "10.9.9.9"]);
+        let headers = forwarded_headers(&["192.0.2.1, 198.51.100.7", "10.9.9.9"]);
         assert_eq!(
             client_addr(ip("10.1.2.3"), &headers, &trusted),
             ip("198.51.100.7")
         );
         // Nothing usable: the peer.
         assert_eq!(
-            client_addr(ip("10.1.2.3"), &forwarded(&["garbage"]), &trusted),
+            client_addr(ip("10.1.2.3"), &forwarded_headers(&["garbage"]), &trusted),
             ip("10.1.2.3")
         );
         assert_eq!(

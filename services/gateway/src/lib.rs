@@ -32,6 +32,7 @@ mod session;
 mod sfus;
 mod socket;
 mod web;
+mod whip;
 
 use std::sync::Arc;
 
@@ -56,6 +57,12 @@ pub(crate) struct AppState {
     sweep_files: Arc<file_sweep::SweepNow>,
     /// True once the room service's command stream has given its first cursor.
     commands_watched: watch::Sender<bool>,
+    /// Publishers in rooms over WHIP.
+    whip: whip::Publishers,
+    /// This gateway's own signalling URL, for its WHIP publishers' sessions.
+    whip_url: String,
+    /// A key only this process knows, marking its own signalling sessions.
+    internal_key: String,
 }
 
 /// Serves the gateway on `listener` until `shutdown` fires.
@@ -77,6 +84,9 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         sweep_files: Arc::default(),
         commands_watched: watch::Sender::new(false),
+        whip: whip::Publishers::default(),
+        whip_url: own_signal_url(listener.local_addr()?),
+        internal_key: format!("{:032x}", rand::random::<u128>()),
     });
     let hub = tokio::spawn(chat::run_hub(Arc::downgrade(&state), chat_inputs));
     if let Some(local) = state.sfus.local() {
@@ -95,6 +105,7 @@ pub async fn run(
         .route("/v1/signal", get(session::upgrade))
         .nest("/v1", api::routes())
         .merge(files::routes(state.config.files.max_bytes))
+        .merge(whip::routes())
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .merge(web::routes())
@@ -106,4 +117,17 @@ pub async fn run(
     recordings_sweeper.abort();
     result?;
     Ok(())
+}
+
+/// Where this gateway's signalling is reached from the gateway itself.
+fn own_signal_url(bound: std::net::SocketAddr) -> String {
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "ws://{}/v1/signal",
+        std::net::SocketAddr::new(ip, bound.port())
+    )
 }

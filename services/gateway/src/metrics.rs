@@ -196,6 +196,11 @@ pub(crate) async fn render(
         m.recordings_recovered.load(Relaxed),
     );
     out.gauge1(
+        "confer_gateway_whip_publishers",
+        "Publishers in rooms over WHIP through this gateway.",
+        state.whip.count() as f64,
+    );
+    out.gauge1(
         "confer_gateway_participants",
         "Participants in rooms on this gateway.",
         state.rooms.n_participants() as f64,

@@ -52,8 +52,12 @@ pub(crate) async fn upgrade(
     headers: axum::http::HeaderMap,
     ws: Upgrade,
 ) -> Response {
-    let client =
-        crate::client_addr::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
+    let client = if crate::whip::is_own(&state, peer.ip(), &headers) {
+        // The gateway's own session for a WHIP publisher: it names the publisher.
+        crate::client_addr::forwarded(&headers).unwrap_or(peer.ip())
+    } else {
+        crate::client_addr::client_addr(peer.ip(), &headers, &state.config.trusted_proxies)
+    };
     // Frames up to 4x the limit reach the decoder, which answers `message_too_large`;
     // larger ones close the connection at the protocol level.
     let config = WebSocketConfig::default()

@@ -1,0 +1,299 @@
+//! WHIP in real browsers: a Chromium page publishes its fake camera and microphone with
+//! one HTTP request (a plain `RTCPeerConnection` and `fetch`, as any WHIP client does),
+//! and a participant in the room's web app sees and hears it. `DELETE` on the session
+//! takes it out of the room. Bad requests are refused with the status WHIP clients
+//! expect, and nothing joins.
+
+use std::time::Duration;
+
+use confer_auth::VideoGrant;
+use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::joins::sign;
+use confer_e2e::server::{TOKEN_SECRET, TestServer};
+use serde_json::Value;
+
+/// Publishes the page's fake camera and microphone to `/v1/whip/<room>` with `token`;
+/// the status, the session's URL and the `Link` headers come back.
+fn whip_publish(room: &str, token: &str) -> String {
+    format!(
+        r#"
+const stream = await navigator.mediaDevices.getUserMedia({{audio: true, video: {{width: 640, height: 360}}}});
+const pc = new RTCPeerConnection();
+for (const track of stream.getTracks()) pc.addTransceiver(track, {{direction: 'sendonly'}});
+await pc.setLocalDescription(await pc.createOffer());
+await new Promise((done) => {{
+  if (pc.iceGatheringState === 'complete') return done();
+  pc.onicegatheringstatechange = () => {{ if (pc.iceGatheringState === 'complete') done(); }};
+  setTimeout(done, 3000);
+}});
+const response = await fetch('/v1/whip/{room}', {{
+  method: 'POST',
+  headers: {{'Content-Type': 'application/sdp', Authorization: 'Bearer {token}'}},
+  body: pc.localDescription.sdp,
+}});
+const body = await response.text();
+if (response.status !== 201) return {{status: response.status, body}};
+await pc.setRemoteDescription({{type: 'answer', sdp: body}});
+window.whip = pc;
+return {{status: response.status, location: response.headers.get('Location'),
+        links: response.headers.get('Link'), type: response.headers.get('Content-Type')}};
+"#
+    )
+}
+
+const REMOTE_TILES: &str = "return [...document.querySelectorAll('.tile.remote')].map((t) => (t.querySelector('video') || {}).videoWidth || 0);";
+
+async fn joined(browser: &Browser, url: &str) -> anyhow::Result<()> {
+    browser.goto(url).await?;
+    browser
+        .wait_for(
+            "the page in the call",
+            "return document.getElementById('status').textContent === 'Connected';",
+            Duration::from_secs(15),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let driver = Driver::start().await?;
+    let bob = driver.browser().await?;
+    joined(&bob, &server.url("/r/stage?name=Bob")).await?;
+
+    let encoder = driver.browser().await?;
+    encoder.goto(&server.url("/healthz")).await?;
+    let token = sign("dev", TOKEN_SECRET, "encoder", VideoGrant::join("stage"));
+    let published = encoder.eval(&whip_publish("stage", &token)).await?;
+    assert_eq!(published["status"], 201, "{published}");
+    assert_eq!(published["type"], "application/sdp", "{published}");
+    let location = published["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        location.starts_with("/v1/whip/stage/"),
+        "the session's URL: {published}"
+    );
+    encoder
+        .wait_for(
+            "the publisher's media connected",
+            "return window.whip.connectionState === 'connected';",
+            Duration::from_secs(10),
+        )
+        .await?;
+    bob.wait_for(
+        "Bob seeing the encoder's camera",
+        "const tiles = [...document.querySelectorAll('.tile.remote')]; return tiles.length === 1 && tiles[0].querySelector('video').videoWidth >= 320;",
+        Duration::from_secs(15),
+    )
+    .await?;
+    bob.wait_for(
+        "Bob hearing the encoder",
+        r"const pc = window.conferClient.pc; return pc.getStats().then((stats) => { let heard = false; stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.packetsReceived > 50) heard = true; }); return heard; });",
+        Duration::from_secs(10),
+    )
+    .await?;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "confer_gateway_whip_publishers 1"),
+        "one publisher held"
+    );
+    let listed = bob
+        .eval("return [...document.querySelectorAll('#people li')].map((li) => li.textContent).join('|');")
+        .await?;
+    assert!(
+        listed
+            .as_str()
+            .is_some_and(|people| people.contains("encoder")),
+        "the encoder is listed by its token's name: {listed}"
+    );
+
+    let client = reqwest::Client::new();
+    // Only with the token that started it.
+    let other = sign("dev", TOKEN_SECRET, "mallory", VideoGrant::join("stage"));
+    let refused = client
+        .delete(format!("{base}{location}"))
+        .bearer_auth(&other)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 403);
+    let patched = client
+        .patch(format!("{base}{location}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=candidate:1 1 udp 1 127.0.0.1 9 typ host")
+        .send()
+        .await?;
+    assert_eq!(
+        patched.status(),
+        405,
+        "no trickle: candidates come in the offer"
+    );
+    let stopped = client
+        .delete(format!("{base}{location}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(stopped.status(), 200);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("confer_gateway_whip_publishers 0"),
+        "no publisher held after the DELETE"
+    );
+    bob.wait_for(
+        "the encoder gone from Bob's page",
+        "return document.querySelectorAll('.tile.remote').length === 0;",
+        Duration::from_secs(10),
+    )
+    .await?;
+    let again = client
+        .delete(format!("{base}{location}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(again.status(), 404, "the session is over");
+
+    // An encoder that stops without a DELETE: its media connection's end ends the
+    // session, and the room no longer shows it.
+    let published = encoder.eval(&whip_publish("stage", &token)).await?;
+    assert_eq!(published["status"], 201, "{published}");
+    let location = published["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    bob.wait_for(
+        "Bob seeing the encoder again",
+        "const tiles = [...document.querySelectorAll('.tile.remote')]; return tiles.length === 1 && tiles[0].querySelector('video').videoWidth > 0;",
+        Duration::from_secs(15),
+    )
+    .await?;
+    encoder.eval("window.whip.close(); return true;").await?;
+    bob.wait_for(
+        "the closed encoder gone from Bob's page",
+        "return document.querySelectorAll('.tile.remote').length === 0;",
+        // The SFU lets a peer that sends nothing go after 15 s.
+        Duration::from_secs(30),
+    )
+    .await?;
+    // Without a DELETE, the gateway holds no session for it any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metrics.contains("confer_gateway_whip_publishers 0") {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the closed encoder's session still held: {}",
+            metrics
+                .lines()
+                .find(|l| l.starts_with("confer_gateway_whip_publishers"))
+                .unwrap_or("")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = client
+        .delete(format!("{base}{location}"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 404, "its session ended with its media");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_whip_requests_are_refused_and_nothing_joins() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let driver = Driver::start().await?;
+    let bob = driver.browser().await?;
+    joined(&bob, &server.url("/r/stage?name=Bob")).await?;
+    let encoder = driver.browser().await?;
+    encoder.goto(&server.url("/healthz")).await?;
+
+    // A real offer, with tokens that may not publish in this room.
+    let cases: [(&str, String, u64, &str); 4] = [
+        (
+            "a token signed with another secret",
+            sign("dev", "not-the-secret", "enc", VideoGrant::join("stage")),
+            401,
+            "token_invalid",
+        ),
+        (
+            "a token for another room",
+            sign("dev", TOKEN_SECRET, "enc", VideoGrant::join("other")),
+            403,
+            "token_room_mismatch",
+        ),
+        (
+            "a token that may not publish",
+            sign(
+                "dev",
+                TOKEN_SECRET,
+                "enc",
+                VideoGrant {
+                    can_publish: false,
+                    ..VideoGrant::join("stage")
+                },
+            ),
+            403,
+            "permission_denied",
+        ),
+        ("no token", String::new(), 401, "token_required"),
+    ];
+    for (what, token, status, code) in cases {
+        let refused = encoder.eval(&whip_publish("stage", &token)).await?;
+        assert_eq!(refused["status"], status, "{what}: {refused}");
+        let body: Value = serde_json::from_str(refused["body"].as_str().unwrap_or("{}"))?;
+        assert_eq!(body["error"]["code"], code, "{what}: {refused}");
+    }
+
+    let token = sign("dev", TOKEN_SECRET, "enc", VideoGrant::join("stage"));
+    let client = reqwest::Client::new();
+    let post = |content_type: &'static str, body: &'static str| {
+        client
+            .post(format!("{base}/v1/whip/stage"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_eq!(post("application/json", "{}").await?.status(), 415);
+    assert_eq!(post("application/sdp", "hello").await?.status(), 400);
+    let garbage = post("application/sdp", "v=0\r\nm=nonsense\r\n").await?;
+    assert_eq!(garbage.status(), 400, "an offer the SFU cannot apply");
+    let body: Value = garbage.json().await?;
+    assert_eq!(body["error"]["code"], "invalid_sdp");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bob.eval(REMOTE_TILES).await?,
+        serde_json::json!([]),
+        "nobody joined"
+    );
+    let people = bob
+        .eval("return document.querySelectorAll('#people li').length;")
+        .await?;
+    assert_eq!(people, 1, "Bob alone in the room");
+    Ok(())
+}
