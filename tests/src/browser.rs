@@ -177,6 +177,20 @@ impl Browser {
         anyhow::bail!("timed out after {timeout:?} waiting for {what}; last value: {last}")
     }
 
+    /// Opens the web app at `url` (a join link) and waits until it is in the call;
+    /// returns the participant id it joined as.
+    pub async fn join_call(&self, url: &str) -> anyhow::Result<String> {
+        self.goto(url).await?;
+        self.wait_for(
+            "the page in the call",
+            "return document.getElementById('status').textContent === 'Connected';",
+            Duration::from_secs(15),
+        )
+        .await?;
+        let id = self.eval("return window.conferClient.self.id;").await?;
+        Ok(id.as_str().unwrap_or_default().to_owned())
+    }
+
     pub async fn close(self) -> anyhow::Result<()> {
         self.http.delete(&self.base).send().await?;
         Ok(())

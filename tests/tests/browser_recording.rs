@@ -16,19 +16,6 @@ use serde_json::Value;
 const BADGE_SHOWN: &str = "return document.getElementById('recording-badge').hidden === false;";
 const BADGE_HIDDEN: &str = "return document.getElementById('recording-badge').hidden === true;";
 
-async fn joined(browser: &Browser, url: &str) -> anyhow::Result<String> {
-    browser.goto(url).await?;
-    browser
-        .wait_for(
-            "the page in the call",
-            "return document.getElementById('status').textContent === 'Connected';",
-            Duration::from_secs(15),
-        )
-        .await?;
-    let id = browser.eval("return window.conferClient.self.id;").await?;
-    Ok(id.as_str().unwrap_or_default().to_owned())
-}
-
 async fn recordings(base: &str, room: &str) -> anyhow::Result<Vec<Value>> {
     let listed: Value = reqwest::Client::new()
         .get(format!("{base}/v1/rooms/{room}/recordings"))
@@ -160,9 +147,9 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
 
     // The first to join an anonymous room is its host.
     let ada = driver.browser().await?;
-    let ada_id = joined(&ada, &server.url("/r/studio?name=Ada")).await?;
+    let ada_id = ada.join_call(&server.url("/r/studio?name=Ada")).await?;
     let bob = driver.browser().await?;
-    let bob_id = joined(&bob, &server.url("/r/studio?name=Bob")).await?;
+    let bob_id = bob.join_call(&server.url("/r/studio?name=Bob")).await?;
     assert_eq!(
         bob.eval("return !!document.querySelector('[data-control=\"record\"]');")
             .await?,
@@ -193,7 +180,7 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
 
     // Someone who comes in while it records sees so at once, and is recorded too.
     let cy = driver.browser().await?;
-    let cy_id = joined(&cy, &server.url("/r/studio?name=Cy")).await?;
+    let cy_id = cy.join_call(&server.url("/r/studio?name=Cy")).await?;
     cy.wait_for(
         "Cy's page showing the recording",
         BADGE_SHOWN,
@@ -300,7 +287,9 @@ async fn a_camera_sent_in_h264_is_recorded_in_h264_and_plays_back() -> anyhow::R
     let base = base.trim_end_matches('/');
     let driver = Driver::start().await?;
     let ada = driver.browser().await?;
-    let ada_id = joined(&ada, &server.url("/r/studio-h264?name=Ada&codec=h264")).await?;
+    let ada_id = ada
+        .join_call(&server.url("/r/studio-h264?name=Ada&codec=h264"))
+        .await?;
     press_record(&ada).await?;
     ada.wait_for("the recording shown", BADGE_SHOWN, Duration::from_secs(5))
         .await?;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use confer_auth::VideoGrant;
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::joins::sign;
-use confer_e2e::server::{TOKEN_SECRET, TestServer};
+use confer_e2e::server::{Options, TOKEN_SECRET, TestServer};
+use confer_gateway::{GatewayConfig, Liveness};
 use serde_json::Value;
 
 /// Publishes the page's fake camera and microphone to `/v1/whip/<room>` with `token`;
@@ -41,30 +42,38 @@ return {{status: response.status, location: response.headers.get('Location'),
     )
 }
 
+/// How long the gateway lets a silent client be.
+const SILENT_FOR: Duration = Duration::from_secs(3);
+
 const REMOTE_TILES: &str = "return [...document.querySelectorAll('.tile.remote')].map((t) => (t.querySelector('video') || {}).videoWidth || 0);";
 
-async fn joined(browser: &Browser, url: &str) -> anyhow::Result<()> {
-    browser.goto(url).await?;
-    browser
-        .wait_for(
-            "the page in the call",
-            "return document.getElementById('status').textContent === 'Connected';",
-            Duration::from_secs(15),
-        )
-        .await
+/// A server that lets clients silent for 3 s go, and two pages: Bob in room `stage`
+/// in the web app, and an encoder page on the server's origin (no call of its own) to
+/// publish from.
+async fn stage() -> anyhow::Result<(TestServer, Driver, Browser, Browser)> {
+    let server = TestServer::start_with(Options {
+        gateway: GatewayConfig {
+            liveness: Liveness {
+                silent_for: SILENT_FOR,
+            },
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await?;
+    let driver = Driver::start().await?;
+    let bob = driver.browser().await?;
+    bob.join_call(&server.url("/r/stage?name=Bob")).await?;
+    let encoder = driver.browser().await?;
+    encoder.goto(&server.url("/healthz")).await?;
+    Ok((server, driver, bob, encoder))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> anyhow::Result<()> {
-    let server = TestServer::start(false).await?;
+    let (server, _driver, bob, encoder) = stage().await?;
     let base = server.url("");
     let base = base.trim_end_matches('/');
-    let driver = Driver::start().await?;
-    let bob = driver.browser().await?;
-    joined(&bob, &server.url("/r/stage?name=Bob")).await?;
-
-    let encoder = driver.browser().await?;
-    encoder.goto(&server.url("/healthz")).await?;
     let token = sign("dev", TOKEN_SECRET, "encoder", VideoGrant::join("stage"));
     let published = encoder.eval(&whip_publish("stage", &token)).await?;
     assert_eq!(published["status"], 201, "{published}");
@@ -96,6 +105,8 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         Duration::from_secs(10),
     )
     .await?;
+    // Held past the gateway's liveness: the session answers the gateway's pings.
+    tokio::time::sleep(SILENT_FOR * 2).await;
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await?
         .text()
@@ -105,6 +116,10 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
             .lines()
             .any(|l| l == "confer_gateway_whip_publishers 1"),
         "one publisher held"
+    );
+    assert_eq!(
+        bob.eval(REMOTE_TILES).await?.as_array().map(Vec::len),
+        Some(1)
     );
     let listed = bob
         .eval("return [...document.querySelectorAll('#people li')].map((li) => li.textContent).join('|');")
@@ -222,14 +237,9 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_whip_requests_are_refused_and_nothing_joins() -> anyhow::Result<()> {
-    let server = TestServer::start(false).await?;
+    let (server, _driver, bob, encoder) = stage().await?;
     let base = server.url("");
     let base = base.trim_end_matches('/');
-    let driver = Driver::start().await?;
-    let bob = driver.browser().await?;
-    joined(&bob, &server.url("/r/stage?name=Bob")).await?;
-    let encoder = driver.browser().await?;
-    encoder.goto(&server.url("/healthz")).await?;
 
     // A real offer, with tokens that may not publish in this room.
     let cases: [(&str, String, u64, &str); 4] = [

@@ -50,6 +50,9 @@ pub(crate) fn is_own(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> boo
 /// publisher in from the waiting room.
 const ADMISSION_WAIT: Duration = Duration::from_secs(30);
 
+/// How often a held session says it is alive (well within the gateway's 45 s).
+const PING_EVERY: Duration = Duration::from_secs(10);
+
 /// Largest offer taken (a browser's with every codec is a few KiB).
 const MAX_OFFER_BYTES: usize = 64 * 1024;
 
@@ -455,8 +458,18 @@ async fn hold(
     mut ws: Ws,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    // The session's own liveness: a signalling `ping` now and then, besides answering
+    // the gateway's WebSocket pings as they are read.
+    let mut pings = tokio::time::interval(PING_EVERY);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = pings.tick() => {
+                let ping = json!({"request_id": "ping", "ping": {}}).to_string();
+                if ws.send(WsMessage::text(ping)).await.is_err() {
+                    break;
+                }
+            }
             message = ws.next() => match message {
                 Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(WsMessage::Text(text))) if ends_session(&text) => {

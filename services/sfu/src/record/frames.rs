@@ -7,8 +7,9 @@
 //! packets of one RTP timestamp up to the one with the marker bit, its NAL units
 //! length-prefixed ([`super::h264`]); a unit's first packet is known by following the
 //! last unit's marker, or, after a loss, by opening with a parameter set or delimiter.
-//! A frame missing a packet is dropped, and so is every frame after it until a keyframe: a decoder given a frame
-//! whose reference it never saw shows garbage. The recorder then asks for a keyframe.
+//! A frame missing a packet is dropped, and so is every frame after it until a
+//! keyframe: a decoder given a frame whose reference it never saw shows garbage. The
+//! recorder then asks for a keyframe.
 //!
 //! Payloads come from the network: nothing here panics on any bytes.
 
