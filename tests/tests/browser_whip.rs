@@ -13,21 +13,22 @@ use confer_e2e::server::{Options, TOKEN_SECRET, TestServer};
 use confer_gateway::{GatewayConfig, Liveness};
 use serde_json::Value;
 
-/// Publishes the page's fake camera and microphone to `/v1/whip/<room>` with `token`;
-/// the status, the session's URL and the `Link` headers come back.
-fn whip_publish(room: &str, token: &str) -> String {
+/// Sets up a peer connection with `setup` (which adds its transceivers to `pc`),
+/// offers it to `/v1/<protocol>/<room>` with `token` once its candidates are gathered,
+/// and applies the answer; the status, the session's URL and the `Link` headers come
+/// back, and the connection is `window.session`.
+fn post_offer(protocol: &str, room: &str, token: &str, setup: &str) -> String {
     format!(
         r#"
-const stream = await navigator.mediaDevices.getUserMedia({{audio: true, video: {{width: 640, height: 360}}}});
 const pc = new RTCPeerConnection();
-for (const track of stream.getTracks()) pc.addTransceiver(track, {{direction: 'sendonly'}});
+{setup}
 await pc.setLocalDescription(await pc.createOffer());
 await new Promise((done) => {{
   if (pc.iceGatheringState === 'complete') return done();
   pc.onicegatheringstatechange = () => {{ if (pc.iceGatheringState === 'complete') done(); }};
   setTimeout(done, 3000);
 }});
-const response = await fetch('/v1/whip/{room}', {{
+const response = await fetch('/v1/{protocol}/{room}', {{
   method: 'POST',
   headers: {{'Content-Type': 'application/sdp', Authorization: 'Bearer {token}'}},
   body: pc.localDescription.sdp,
@@ -35,12 +36,45 @@ const response = await fetch('/v1/whip/{room}', {{
 const body = await response.text();
 if (response.status !== 201) return {{status: response.status, body}};
 await pc.setRemoteDescription({{type: 'answer', sdp: body}});
-window.whip = pc;
+window.session = pc;
 return {{status: response.status, location: response.headers.get('Location'),
         links: response.headers.get('Link'), type: response.headers.get('Content-Type')}};
 "#
     )
 }
+
+/// Publishes the page's fake camera and microphone over WHIP.
+fn whip_publish(room: &str, token: &str) -> String {
+    post_offer(
+        "whip",
+        room,
+        token,
+        "const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 640, height: 360}});
+for (const track of stream.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});",
+    )
+}
+
+/// Plays the room over WHEP: one audio and one video slot, receive only.
+fn whep_play(room: &str, token: &str) -> String {
+    post_offer(
+        "whep",
+        room,
+        token,
+        "pc.addTransceiver('audio', {direction: 'recvonly'});
+pc.addTransceiver('video', {direction: 'recvonly'});",
+    )
+}
+
+/// What the page's WHIP or WHEP connection receives: video frames decoded (and the
+/// widest), audio packets.
+const RECEIVED: &str = r"return window.session.getStats().then((stats) => {
+  const got = {frames: 0, width: 0, audio: 0};
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') { got.frames += s.framesDecoded || 0; got.width = Math.max(got.width, s.frameWidth || 0); }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') got.audio += s.packetsReceived || 0;
+  });
+  return got;
+});";
 
 /// How long the gateway lets a silent client be.
 const SILENT_FOR: Duration = Duration::from_secs(3);
@@ -89,7 +123,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     encoder
         .wait_for(
             "the publisher's media connected",
-            "return window.whip.connectionState === 'connected';",
+            "return window.session.connectionState === 'connected';",
             Duration::from_secs(10),
         )
         .await?;
@@ -195,7 +229,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         Duration::from_secs(15),
     )
     .await?;
-    encoder.eval("window.whip.close(); return true;").await?;
+    encoder.eval("window.session.close(); return true;").await?;
     bob.wait_for(
         "the closed encoder gone from Bob's page",
         "return document.querySelectorAll('.tile.remote').length === 0;",
@@ -305,5 +339,71 @@ async fn bad_whip_requests_are_refused_and_nothing_joins() -> anyhow::Result<()>
         .eval("return document.querySelectorAll('#people li').length;")
         .await?;
     assert_eq!(people, 1, "Bob alone in the room");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_watches_the_room_over_whep_until_it_stops() -> anyhow::Result<()> {
+    let (server, _driver, bob, player) = stage().await?;
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let token = sign("dev", TOKEN_SECRET, "player", VideoGrant::join("stage"));
+    let started = player.eval(&whep_play("stage", &token)).await?;
+    assert_eq!(started["status"], 201, "{started}");
+    let location = started["location"].as_str().unwrap_or_default().to_owned();
+    assert!(location.starts_with("/v1/whep/stage/"), "{started}");
+
+    // Bob's camera and microphone reach the player.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let received = loop {
+        let received = player.eval(RECEIVED).await?;
+        if received["frames"].as_u64() > Some(30) && received["audio"].as_u64() > Some(50) {
+            break received;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the player did not get Bob's media: {received}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(received["width"].as_u64() >= Some(320), "{received}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "confer_gateway_whep_players 1"),
+        "one player held"
+    );
+    bob.wait_for(
+        "the player listed in Bob's page",
+        "return document.getElementById('people').textContent.includes('player');",
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    // A WHIP session's URL does not end a WHEP session.
+    let session = location.rsplit('/').next().unwrap_or_default();
+    let client = reqwest::Client::new();
+    let wrong = client
+        .delete(format!("{base}/v1/whip/stage/{session}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), 404);
+    let stopped = client
+        .delete(format!("{base}{location}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(stopped.status(), 200);
+    bob.wait_for(
+        "the player gone from Bob's page",
+        "return !document.getElementById('people').textContent.includes('player');",
+        Duration::from_secs(10),
+    )
+    .await?;
     Ok(())
 }

@@ -57,8 +57,8 @@ pub(crate) struct AppState {
     sweep_files: Arc<file_sweep::SweepNow>,
     /// True once the room service's command stream has given its first cursor.
     commands_watched: watch::Sender<bool>,
-    /// Publishers in rooms over WHIP.
-    whip: whip::Publishers,
+    /// Publishers (WHIP) and players (WHEP) in rooms over HTTP.
+    whip: whip::Sessions,
     /// This gateway's own signalling URL, for its WHIP publishers' sessions.
     whip_url: String,
     /// A key only this process knows, marking its own signalling sessions.
@@ -84,7 +84,7 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         sweep_files: Arc::default(),
         commands_watched: watch::Sender::new(false),
-        whip: whip::Publishers::default(),
+        whip: whip::Sessions::default(),
         whip_url: own_signal_url(listener.local_addr()?),
         internal_key: format!("{:032x}", rand::random::<u128>()),
     });

@@ -198,7 +198,12 @@ pub(crate) async fn render(
     out.gauge1(
         "confer_gateway_whip_publishers",
         "Publishers in rooms over WHIP through this gateway.",
-        state.whip.count() as f64,
+        state.whip.count(crate::whip::Direction::Publish) as f64,
+    );
+    out.gauge1(
+        "confer_gateway_whep_players",
+        "Players watching rooms over WHEP through this gateway.",
+        state.whip.count(crate::whip::Direction::Play) as f64,
     );
     out.gauge1(
         "confer_gateway_participants",

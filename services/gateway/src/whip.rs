@@ -1,5 +1,7 @@
 //! WHIP (RFC 9725): a broadcaster (OBS, a hardware encoder, a browser page) publishes
-//! into a room with one HTTP request, no signalling client of its own.
+//! into a room with one HTTP request, no signalling client of its own; and WHEP (its
+//! playback twin, `POST /v1/whep/{room}` with a receive-only offer): a player watches
+//! the room the same way, its slots filled as a web client's are.
 //!
 //! `POST /v1/whip/{room}` with an access token (`Authorization: Bearer`) and an SDP
 //! offer (`application/sdp`) joins the room as a participant of that token, exactly
@@ -59,25 +61,48 @@ const MAX_OFFER_BYTES: usize = 64 * 1024;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The publishing sessions this gateway holds, by participant id.
-#[derive(Default)]
-pub(crate) struct Publishers(Mutex<HashMap<String, Publisher>>);
+/// Which way a session's media goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// WHIP: the client publishes.
+    Publish,
+    /// WHEP: the client plays the room.
+    Play,
+}
 
-struct Publisher {
+impl Direction {
+    /// The protocol's path segment.
+    fn path(self) -> &'static str {
+        match self {
+            Direction::Publish => "whip",
+            Direction::Play => "whep",
+        }
+    }
+}
+
+/// The WHIP and WHEP sessions this gateway holds, by participant id.
+#[derive(Default)]
+pub(crate) struct Sessions(Mutex<HashMap<String, Held>>);
+
+struct Held {
     room: String,
     token: String,
+    direction: Direction,
     /// Ends the session (`DELETE`).
     stop: oneshot::Sender<()>,
 }
 
-impl Publishers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Publisher>> {
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Publishing sessions held now.
-    pub(crate) fn count(&self) -> usize {
-        self.lock().len()
+    /// Sessions held now whose media goes `direction`.
+    pub(crate) fn count(&self, direction: Direction) -> usize {
+        self.lock()
+            .values()
+            .filter(|held| held.direction == direction)
+            .count()
     }
 }
 
@@ -86,7 +111,12 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/whip/{room}", post(publish).options(options))
         .route(
             "/v1/whip/{room}/{session}",
-            delete(stop).patch(no_trickle).options(options),
+            delete(stop_publishing).patch(no_trickle).options(options),
+        )
+        .route("/v1/whep/{room}", post(play).options(options))
+        .route(
+            "/v1/whep/{room}/{session}",
+            delete(stop_playing).patch(no_trickle).options(options),
         )
 }
 
@@ -192,11 +222,33 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
+    start(&state, peer, &room, &headers, &body, Direction::Publish).await
+}
+
+async fn play(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    start(&state, peer, &room, &headers, &body, Direction::Play).await
+}
+
+/// A WHIP or WHEP `POST`: the offer checked, the room joined, `201` or a refusal.
+async fn start(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    room: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    direction: Direction,
+) -> Response {
+    let Some(token) = bearer(headers) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "token_required",
-            "publish with an access token: Authorization: Bearer <token>",
+            "send an access token: Authorization: Bearer <token>",
         );
     };
     let sdp_type = headers
@@ -217,7 +269,7 @@ async fn publish(
             "the offer is larger than 64 KiB",
         );
     }
-    let offer = match std::str::from_utf8(&body) {
+    let offer = match std::str::from_utf8(body) {
         Ok(offer) if offer.starts_with("v=0") => offer,
         _ => {
             return refuse(
@@ -227,15 +279,14 @@ async fn publish(
             );
         }
     };
-    let client =
-        crate::client_addr::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
-    match join(&state, client, &room, token, offer).await {
-        Ok(joined) => created(&state, &room, token, joined),
+    let client = crate::client_addr::client_addr(peer.ip(), headers, &state.config.trusted_proxies);
+    match join(state, client, room, token, offer, direction).await {
+        Ok(joined) => created(state, room, token, joined, direction),
         Err(Refusal(status, code, message)) => refuse(status, &code, &message),
     }
 }
 
-/// A publish refused: its status, code and message.
+/// A session refused: its status, code and message.
 struct Refusal(StatusCode, String, String);
 
 impl Refusal {
@@ -248,7 +299,7 @@ impl Refusal {
     }
 }
 
-/// The room as a publisher entered it.
+/// The room as a publisher or player entered it.
 struct Joined {
     ws: Ws,
     participant: String,
@@ -257,13 +308,15 @@ struct Joined {
 }
 
 /// Joins `room` for `client` with `token` and `offer` over a signalling session to
-/// this gateway, waiting for a host if the room has a waiting room.
+/// this gateway, waiting for a host if the room has a waiting room; a publisher must
+/// be allowed to publish.
 async fn join(
     state: &AppState,
     client: IpAddr,
     room: &str,
     token: &str,
     offer: &str,
+    direction: Direction,
 ) -> Result<Joined, Refusal> {
     let mut ws = connect(state, client).await?;
     let join = json!({
@@ -287,12 +340,13 @@ async fn join(
             return Err(Refusal(
                 StatusCode::FORBIDDEN,
                 "admission_denied".into(),
-                "no host let the publisher in from the waiting room in time".into(),
+                "no host let the session in from the waiting room in time".into(),
             ));
         }
     };
     let you = &joined["you"];
     let may_publish = you["role"] != "viewer" && you["can_publish"] == true;
+    let may_publish = may_publish || direction == Direction::Play;
     let answer = joined["answer"]["sdp"]
         .as_str()
         .unwrap_or_default()
@@ -387,7 +441,13 @@ async fn leave(ws: &mut Ws) {
 
 /// `201 Created`: the answer, the session's URL and the ICE servers; the session is
 /// kept until it ends.
-fn created(state: &Arc<AppState>, room: &str, token: &str, joined: Joined) -> Response {
+fn created(
+    state: &Arc<AppState>,
+    room: &str,
+    token: &str,
+    joined: Joined,
+    direction: Direction,
+) -> Response {
     let Joined {
         ws,
         participant,
@@ -397,13 +457,14 @@ fn created(state: &Arc<AppState>, room: &str, token: &str, joined: Joined) -> Re
     let (stop, stopped) = oneshot::channel();
     state.whip.lock().insert(
         participant.clone(),
-        Publisher {
+        Held {
             room: room.to_owned(),
             token: token.to_owned(),
+            direction,
             stop,
         },
     );
-    info!(%participant, room, "publishing over WHIP");
+    info!(%participant, room, protocol = direction.path(), "session held over HTTP");
     tokio::spawn(hold(
         Arc::downgrade(state),
         participant.clone(),
@@ -416,7 +477,8 @@ fn created(state: &Arc<AppState>, room: &str, token: &str, joined: Joined) -> Re
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),
     );
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/whip/{room}/{participant}")) {
+    let location = format!("/v1/{}/{room}/{participant}", direction.path());
+    if let Ok(location) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, location);
     }
     for link in ice_links(&ice_servers) {
@@ -502,22 +564,42 @@ fn ends_session(text: &str) -> bool {
     )
 }
 
-async fn stop(
+async fn stop_publishing(
     State(state): State<Arc<AppState>>,
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
+    stop(&state, &room, &session, &headers, Direction::Publish)
+}
+
+async fn stop_playing(
+    State(state): State<Arc<AppState>>,
+    Path((room, session)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    stop(&state, &room, &session, &headers, Direction::Play)
+}
+
+/// `DELETE` on a session's URL: ends it, with the token that started it.
+fn stop(
+    state: &AppState,
+    room: &str,
+    session: &str,
+    headers: &HeaderMap,
+    direction: Direction,
+) -> Response {
+    let Some(token) = bearer(headers) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "token_required",
             "end the session with the token that started it",
         );
     };
-    let publisher = {
-        let mut publishers = state.whip.lock();
-        match publishers.get(&session) {
-            Some(p) if p.room == room && same(&p.token, token) => publishers.remove(&session),
+    let held = {
+        let mut sessions = state.whip.lock();
+        match sessions.get(session) {
+            Some(held) if held.room != room || held.direction != direction => None,
+            Some(held) if same(&held.token, token) => sessions.remove(session),
             Some(_) => {
                 return refuse(
                     StatusCode::FORBIDDEN,
@@ -528,15 +610,15 @@ async fn stop(
             None => None,
         }
     };
-    let Some(publisher) = publisher else {
+    let Some(held) = held else {
         return refuse(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such publishing session (it may have ended)",
+            "no such session (it may have ended)",
         );
     };
-    if publisher.stop.send(()).is_err() {
-        warn!(participant = %session, "WHIP session already over");
+    if held.stop.send(()).is_err() {
+        warn!(participant = %session, "session already over");
     }
     let mut response = StatusCode::OK.into_response();
     cors(response.headers_mut());
