@@ -352,12 +352,20 @@ async fn join(
         .unwrap_or_default()
         .to_owned();
     let participant = you["id"].as_str().unwrap_or_default().to_owned();
-    if !may_publish || answer.is_empty() || participant.is_empty() {
+    if !may_publish {
         leave(&mut ws).await;
         return Err(Refusal(
             StatusCode::FORBIDDEN,
             "permission_denied".into(),
             "this token does not let its participant publish".into(),
+        ));
+    }
+    if answer.is_empty() || participant.is_empty() {
+        leave(&mut ws).await;
+        return Err(Refusal(
+            StatusCode::BAD_GATEWAY,
+            "internal".into(),
+            "the room was joined without an answer to the offer".into(),
         ));
     }
     let ice_servers = joined["ice_servers"]
