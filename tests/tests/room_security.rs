@@ -503,8 +503,14 @@ async fn a_host_mutes_everyone_but_the_hosts() -> anyhow::Result<()> {
     assert_eq!(refused["error"]["code"], "not_host", "{refused}");
     let kindless = host_control(&mut host, "mute_all", "", "").await?;
     assert_eq!(kindless["error"]["code"], "invalid_message", "{kindless}");
+    let reads_before = server.room.member_list_reads();
     let done = host_control(&mut host, "mute_all", "", "audio").await?;
     assert!(done.get("ack").is_some(), "{done}");
+    assert_eq!(
+        server.room.member_list_reads() - reads_before,
+        1,
+        "the room told of everyone muted with one read of its members, not one each"
+    );
 
     let blocked: Vec<(String, bool)> = server
         .room

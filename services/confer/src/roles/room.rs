@@ -97,6 +97,11 @@ fn render_metrics(
         &service.rejoins(),
     );
     out.counter(
+        "confer_room_member_list_reads",
+        "Room member lists read from live state to tell members of a change: one per change, or one for a batch (a host muting everyone, lowering every hand).",
+        &[(&[], service.member_list_reads())],
+    );
+    out.counter(
         "confer_room_gateways_lost",
         "Gateways whose lease ran out while they held participants.",
         &[(&[], service.gateways_lost())],

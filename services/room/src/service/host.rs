@@ -18,19 +18,41 @@ const MUTED_AT_ONCE: usize = 16;
 
 /// Runs `update` on each of `targets`, [`MUTED_AT_ONCE`] at a time; every one is
 /// tried, and the first failure returned.
-async fn at_once<T, Done>(
+async fn at_once<Done>(
     targets: impl Iterator<Item = ParticipantInfo>,
     update: impl FnMut(ParticipantInfo) -> Done,
-) -> RoomResult<()>
+) -> Updates
 where
-    Done: Future<Output = RoomResult<T>>,
+    Done: Future<Output = RoomResult<ParticipantInfo>>,
 {
-    let results: Vec<RoomResult<T>> = futures_util::stream::iter(targets)
+    let results: Vec<RoomResult<ParticipantInfo>> = futures_util::stream::iter(targets)
         .map(update)
         .buffer_unordered(MUTED_AT_ONCE)
         .collect()
         .await;
-    results.into_iter().try_for_each(|result| result.map(drop))
+    let mut updates = Updates::default();
+    for result in results {
+        match result {
+            Ok(participant) => updates.done.push(participant),
+            Err(err) => {
+                updates.failed.get_or_insert(err);
+            }
+        }
+    }
+    updates
+}
+
+/// What updating many participants did: those updated, and the first failure.
+#[derive(Default)]
+struct Updates {
+    done: Vec<ParticipantInfo>,
+    failed: Option<RoomError>,
+}
+
+impl Updates {
+    fn result(self) -> RoomResult<()> {
+        self.failed.map_or(Ok(()), Err)
+    }
 }
 
 pub(super) fn not_joined() -> RoomError {
@@ -160,17 +182,21 @@ impl RoomService {
     /// Stores `participant` and tells the room.
     pub(crate) async fn updated(&self, key: &str, participant: &ParticipantInfo) -> RoomResult<()> {
         self.0.live.put_participant(key, participant).await?;
-        if participant.state == ParticipantState::Active && !participant.permissions.hidden {
-            self.notify(
-                key,
-                Audience::Active,
-                RoomEvent::ParticipantUpdated {
-                    participant: participant.clone(),
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        self.tell_updated(key, std::slice::from_ref(participant))
+            .await
+    }
+
+    /// Tells the room of participants changed (and stored): those in it and listed,
+    /// all with one read of its members.
+    async fn tell_updated(&self, key: &str, changed: &[ParticipantInfo]) -> RoomResult<()> {
+        let events = changed
+            .iter()
+            .filter(|p| p.state == ParticipantState::Active && !p.permissions.hidden)
+            .map(|p| RoomEvent::ParticipantUpdated {
+                participant: p.clone(),
+            })
+            .collect();
+        self.notify_all(key, Audience::Active, events).await
     }
 
     async fn admit(&self, key: &str, id: &str, allow: bool) -> RoomResult<()> {
@@ -215,8 +241,24 @@ impl RoomService {
         .await
     }
 
-    /// Blocks or unblocks forwarding of a participant's track (host mute).
+    /// Blocks or unblocks forwarding of a participant's track (host mute), and tells
+    /// the room.
     pub(crate) async fn set_blocked(
+        &self,
+        key: &str,
+        target: ParticipantInfo,
+        kind: TrackKind,
+        blocked: bool,
+    ) -> RoomResult<ParticipantInfo> {
+        let target = self.block(key, target, kind, blocked).await?;
+        self.tell_updated(key, std::slice::from_ref(&target))
+            .await?;
+        Ok(target)
+    }
+
+    /// Blocks or unblocks forwarding of a participant's track and stores it; the room
+    /// is told by the caller.
+    async fn block(
         &self,
         key: &str,
         mut target: ParticipantInfo,
@@ -242,12 +284,13 @@ impl RoomService {
             },
         )
         .await?;
-        self.updated(key, &target).await?;
+        self.0.live.put_participant(key, &target).await?;
         Ok(target)
     }
 
     /// Mutes `kind` for everyone in room `key` who sends it and is not a host,
-    /// [`MUTED_AT_ONCE`] at a time; every one is tried, and the first failure returned.
+    /// [`MUTED_AT_ONCE`] at a time, then tells the room of them all at once; every one
+    /// is tried, and the first failure returned.
     async fn mute_all(&self, key: &str, kind: TrackKind) -> RoomResult<()> {
         let targets = self
             .0
@@ -265,11 +308,14 @@ impl RoomService {
                     && p.permissions.can_publish
                     && !blocked
             });
-        at_once(targets, |target| self.set_blocked(key, target, kind, true)).await
+        let muted = at_once(targets, |target| self.block(key, target, kind, true)).await;
+        self.tell_updated(key, &muted.done).await?;
+        muted.result()
     }
 
-    /// Lowers every raised hand in room `key`, [`MUTED_AT_ONCE`] at a time; every one
-    /// is tried, and the first failure returned.
+    /// Lowers every raised hand in room `key`, [`MUTED_AT_ONCE`] at a time, then tells
+    /// the room of them all at once; every one is tried, and the first failure
+    /// returned.
     async fn lower_all_hands(&self, key: &str) -> RoomResult<()> {
         let raised = self
             .0
@@ -278,11 +324,14 @@ impl RoomService {
             .await?
             .into_iter()
             .filter(|p| p.hand_raised_at.is_some());
-        at_once(raised, |mut target| async move {
+        let lowered = at_once(raised, |mut target| async move {
             target.hand_raised_at = None;
-            self.updated(key, &target).await
+            self.0.live.put_participant(key, &target).await?;
+            Ok(target)
         })
-        .await
+        .await;
+        self.tell_updated(key, &lowered.done).await?;
+        lowered.result()
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away

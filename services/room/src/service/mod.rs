@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     gateways_lost: AtomicU64,
     /// Joins with a rejoin ticket, by outcome.
     rejoins: confer_metrics::LabeledCounter,
+    /// Room member lists read from live state to tell members of a change.
+    member_list_reads: AtomicU64,
 }
 
 /// The room service. Cheap to clone.
@@ -146,6 +148,7 @@ impl RoomService {
             released: confer_metrics::LabeledCounter::default(),
             gateways_lost: AtomicU64::new(0),
             rejoins: confer_metrics::LabeledCounter::default(),
+            member_list_reads: AtomicU64::new(0),
         }))
     }
 
@@ -175,6 +178,12 @@ impl RoomService {
     /// back as it was) or `plain` (it joined as anyone would).
     pub fn rejoins(&self) -> Vec<(String, u64)> {
         self.0.rejoins.snapshot()
+    }
+
+    /// Room member lists read from live state to tell members of a change: one per
+    /// change, or per batch of changes (a host's mute of everyone).
+    pub fn member_list_reads(&self) -> u64 {
+        self.0.member_list_reads.load(Relaxed)
     }
 
     /// Gateways found lost while they held participants.

@@ -2,6 +2,7 @@
 //! events into the tenant's durable outbox.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde_json::json;
@@ -105,6 +106,23 @@ impl RoomService {
         audience: Audience,
         event: RoomEvent,
     ) -> RoomResult<()> {
+        self.notify_all(key, audience, vec![event]).await
+    }
+
+    /// Sends each of `events`, in order, to the members of `key` in `audience`: the
+    /// room's member list is read once for all of them (a change to everyone in a big
+    /// room costs one read, not one per participant changed), one command per event
+    /// per gateway.
+    pub(crate) async fn notify_all(
+        &self,
+        key: &str,
+        audience: Audience,
+        events: Vec<RoomEvent>,
+    ) -> RoomResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.0.member_list_reads.fetch_add(1, Relaxed);
         let members = self.0.live.participants(key).await?;
         let mut by_gateway: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for member in members.iter().filter(|m| audience.includes(m)) {
@@ -114,11 +132,13 @@ impl RoomService {
                 .push(member.id.clone());
         }
         for (gateway, recipients) in by_gateway {
-            let command = GatewayCommand::Notify {
-                recipients,
-                event: event.clone(),
-            };
-            self.0.live.publish(gateway, &command).await?;
+            for event in &events {
+                let command = GatewayCommand::Notify {
+                    recipients: recipients.clone(),
+                    event: event.clone(),
+                };
+                self.0.live.publish(gateway, &command).await?;
+            }
         }
         Ok(())
     }
