@@ -76,6 +76,18 @@ const RECEIVED: &str = r"return window.session.getStats().then((stats) => {
   return got;
 });";
 
+/// The gateway's gauge `name` (sessions it holds), from its `/metrics`.
+async fn held(base: &str, name: &str) -> anyhow::Result<u64> {
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} on /metrics"))
+}
+
 /// How long the gateway lets a silent client be.
 const SILENT_FOR: Duration = Duration::from_secs(3);
 
@@ -141,14 +153,9 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     .await?;
     // Held past the gateway's liveness: the session answers the gateway's pings.
     tokio::time::sleep(SILENT_FOR * 2).await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await?
-        .text()
-        .await?;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "confer_gateway_whip_publishers 1"),
+    assert_eq!(
+        held(base, "confer_gateway_whip_publishers").await?,
+        1,
         "one publisher held"
     );
     assert_eq!(
@@ -192,14 +199,9 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         .send()
         .await?;
     assert_eq!(stopped.status(), 200);
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    assert!(
-        metrics.contains("confer_gateway_whip_publishers 0"),
+    assert_eq!(
+        held(base, "confer_gateway_whip_publishers").await?,
+        0,
         "no publisher held after the DELETE"
     );
     bob.wait_for(
@@ -240,22 +242,13 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     // Without a DELETE, the gateway holds no session for it any more.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        if metrics.contains("confer_gateway_whip_publishers 0") {
+        let publishers = held(base, "confer_gateway_whip_publishers").await?;
+        if publishers == 0 {
             break;
         }
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
-            "the closed encoder's session still held: {}",
-            metrics
-                .lines()
-                .find(|l| l.starts_with("confer_gateway_whip_publishers"))
-                .unwrap_or("")
+            "the closed encoder's session still held ({publishers})"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -367,14 +360,9 @@ async fn a_player_watches_the_room_over_whep_until_it_stops() -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(received["width"].as_u64() >= Some(320), "{received}");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await?
-        .text()
-        .await?;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "confer_gateway_whep_players 1"),
+    assert_eq!(
+        held(base, "confer_gateway_whep_players").await?,
+        1,
         "one player held"
     );
     bob.wait_for(
