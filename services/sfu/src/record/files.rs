@@ -115,7 +115,12 @@ pub fn list_in(room_dir: &Path) -> std::io::Result<Vec<Recorded>> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let bytes = entry.metadata()?.len();
+        let bytes = match entry.metadata() {
+            Ok(metadata) => metadata.len(),
+            // Removed since the directory was read (a tenant's delete, a sweep).
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
         all.extend(Recorded::parse(&name, bytes));
     }
     all.sort_by(|a, b| (a.started_unix_ms, &a.file).cmp(&(b.started_unix_ms, &b.file)));
