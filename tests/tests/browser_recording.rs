@@ -213,6 +213,10 @@ async fn a_host_records_the_room_and_the_tenant_gets_each_track_back() -> anyhow
 
     // Every published track, finished.
     let all = finished(base, "studio", 6).await?;
+    for file in &all {
+        let ms = file["duration_ms"].as_u64().unwrap_or_default();
+        assert!((2_000..12_000).contains(&ms), "its length listed: {file}");
+    }
     for id in [&ada_id, &bob_id, &cy_id] {
         file_of(&all, id, "microphone")?;
         file_of(&all, id, "camera")?;

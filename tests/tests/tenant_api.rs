@@ -519,8 +519,8 @@ async fn every_documented_route_works_and_refuses_bad_input() -> anyhow::Result<
     assert_eq!(
         listed["recordings"],
         json!([
-            {"file": done, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_000u64, "bytes": done_bytes.len(), "complete": true},
-            {"file": writing, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_500u64, "bytes": done_bytes.len(), "complete": false},
+            {"file": done, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_000u64, "bytes": done_bytes.len(), "complete": true, "duration_ms": 1_000},
+            {"file": writing, "participant_id": "PA_ada", "source": "microphone", "started_at_ms": 1_796_000_000_500u64, "bytes": done_bytes.len(), "complete": false, "duration_ms": null},
         ])
     );
     let file_route = "/v1/rooms/{room}/recordings/{file}";

@@ -209,7 +209,8 @@ fn schemas() -> Value {
             "source": {"type": "string", "enum": ["microphone", "camera", "screen_share"]},
             "started_at_ms": {"type": "integer", "minimum": 0, "description": "When its first frame was taken, ms since the Unix epoch: line files of one room up by it"},
             "bytes": int,
-            "complete": {"type": "boolean", "description": "False while it is still being written"}}},
+            "complete": {"type": "boolean", "description": "False while it is still being written"},
+            "duration_ms": {"type": "integer", "nullable": true, "minimum": 0, "description": "Its length as written into the finished file; null while it is being written"}}},
         "RecordingList": {"type": "object", "required": ["recordings"], "properties": {
             "recordings": array_of("Recording")}},
         "ChatExport": {"type": "object", "properties": {

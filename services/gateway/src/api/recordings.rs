@@ -56,6 +56,7 @@ fn described(recorded: &Recorded) -> serde_json::Value {
         "started_at_ms": recorded.started_unix_ms,
         "bytes": recorded.bytes,
         "complete": !recorded.in_progress,
+        "duration_ms": recorded.duration_ms,
     })
 }
 

@@ -48,6 +48,9 @@ pub struct Recorded {
     pub bytes: u64,
     /// Still being written (`.webm.part`).
     pub in_progress: bool,
+    /// Its length, as written into a finished file; `None` while being written (or
+    /// for a file an SFU left unfinished).
+    pub duration_ms: Option<u64>,
 }
 
 impl Recorded {
@@ -70,6 +73,7 @@ impl Recorded {
             started_unix_ms: started.parse().ok()?,
             bytes,
             in_progress,
+            duration_ms: None,
         })
     }
 }
@@ -121,11 +125,32 @@ pub fn list_in(room_dir: &Path) -> std::io::Result<Vec<Recorded>> {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
         };
-        all.extend(Recorded::parse(&name, bytes));
+        if let Some(mut recorded) = Recorded::parse(&name, bytes) {
+            if !recorded.in_progress {
+                recorded.duration_ms = duration_of(&entry.path());
+            }
+            all.push(recorded);
+        }
     }
     all.sort_by(|a, b| (a.started_unix_ms, &a.file).cmp(&(b.started_unix_ms, &b.file)));
     Ok(all)
 }
+
+/// The duration written into a finished file's head; `None` when it cannot be read.
+fn duration_of(path: &Path) -> Option<u64> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    File::open(path)
+        .ok()?
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    super::webm::read_duration_ms(&head)
+}
+
+/// Bytes read from a file's start for its duration: the headers this writer puts
+/// first are a few hundred (H.264's codec data included).
+const HEAD_BYTES: usize = 4096;
 
 /// A track's file: waiting for its first frame, being written, or given up on.
 enum Output {

@@ -239,6 +239,71 @@ fn opus_head() -> Vec<u8> {
     head
 }
 
+/// The duration a file's segment information gives, in ms, read from its first bytes
+/// (`head`); `None` when they hold none (a file still being written says 0).
+pub fn read_duration_ms(head: &[u8]) -> Option<u64> {
+    let mut rest = head;
+    // The EBML header, skipped whole; then the segment, whose children come next.
+    let (header, size, body) = read_element(rest)?;
+    if header != EBML {
+        return None;
+    }
+    rest = body.get(usize::try_from(size?).ok()?..)?;
+    let (segment, _, body) = read_element(rest)?;
+    if segment != SEGMENT {
+        return None;
+    }
+    rest = body;
+    loop {
+        let (child, size, body) = read_element(rest)?;
+        let size = usize::try_from(size?).ok()?;
+        if child == INFO {
+            let mut info = body.get(..size)?;
+            while !info.is_empty() {
+                let (field, len, after) = read_element(info)?;
+                let len = usize::try_from(len?).ok()?;
+                let data = after.get(..len)?;
+                if field == DURATION {
+                    let ms = match data.len() {
+                        8 => f64::from_be_bytes(data.try_into().ok()?),
+                        4 => f64::from(f32::from_be_bytes(data.try_into().ok()?)),
+                        _ => return None,
+                    };
+                    return (ms.is_finite() && ms > 0.0).then_some(ms as u64);
+                }
+                info = &after[len..];
+            }
+            return None;
+        }
+        rest = body.get(size..)?;
+    }
+}
+
+/// One element at the start of `bytes`: its id (length marker kept), its size
+/// (`None`: unknown) and what follows the size.
+fn read_element(bytes: &[u8]) -> Option<(u32, Option<u64>, &[u8])> {
+    let first = *bytes.first()?;
+    let id_len = first.leading_zeros() as usize + 1;
+    if id_len > 4 {
+        return None;
+    }
+    let id = bytes
+        .get(..id_len)?
+        .iter()
+        .fold(0u32, |id, b| (id << 8) | u32::from(*b));
+    let rest = &bytes[id_len..];
+    let marker = *rest.first()?;
+    let size_len = marker.leading_zeros() as usize + 1;
+    if size_len > 8 {
+        return None;
+    }
+    let raw = rest.get(..size_len)?;
+    let value =
+        raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)) & ((1u64 << (7 * size_len)) - 1);
+    let unknown = value == (1u64 << (7 * size_len)) - 1;
+    Some((id, (!unknown).then_some(value), &rest[size_len..]))
+}
+
 fn element(out: &mut Vec<u8>, element_id: u32, data: &[u8]) {
     id(out, element_id);
     size(out, data.len() as u64);

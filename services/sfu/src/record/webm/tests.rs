@@ -199,6 +199,30 @@ fn an_h264_track_names_its_codec_and_keeps_its_decoder_configuration() {
 }
 
 #[test]
+fn a_finished_files_duration_reads_back_from_its_head() {
+    let frames: Vec<(u64, bool, &[u8])> = vec![(0, true, b"k"), (40, false, b"d")];
+    let h264 = TrackFormat::H264 {
+        width: 640,
+        height: 360,
+        config: vec![1; 200],
+    };
+    for format in [TrackFormat::Opus, h264] {
+        let bytes = written(format.clone(), &frames, 1_234);
+        assert_eq!(read_duration_ms(&bytes), Some(1_234), "{format:?}");
+        assert_eq!(
+            read_duration_ms(&bytes[..400.min(bytes.len())]),
+            Some(1_234)
+        );
+        // Before it is finished the duration says 0: not known.
+        let mut open = Webm::start(Cursor::new(Vec::new()), format, 0).unwrap();
+        open.frame(0, true, b"k").unwrap();
+        assert_eq!(read_duration_ms(open.out.get_ref()), None);
+    }
+    assert_eq!(read_duration_ms(b"not a webm file"), None);
+    assert_eq!(read_duration_ms(&[]), None);
+}
+
+#[test]
 fn a_long_stretch_without_keyframes_still_opens_clusters_in_range() {
     let frames: Vec<(u64, bool, &[u8])> =
         (0..100).map(|i| (i * 1_000, i == 0, &b"f"[..])).collect();
@@ -216,6 +240,13 @@ fn a_long_stretch_without_keyframes_still_opens_clusters_in_range() {
             let relative = i16::from_be_bytes([block.data[1], block.data[2]]);
             assert!((0..30_000).contains(&relative), "{relative}");
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_head_is_read_for_a_duration_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = read_duration_ms(&bytes);
     }
 }
 
