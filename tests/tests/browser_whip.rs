@@ -88,6 +88,16 @@ async fn held(base: &str, name: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no {name} on /metrics"))
 }
 
+/// `DELETE` on a session's URL with `token`: the status.
+async fn end(url: &str, token: &str) -> anyhow::Result<u16> {
+    let response = reqwest::Client::new()
+        .delete(url)
+        .bearer_auth(token)
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
 /// How long the gateway lets a silent client be.
 const SILENT_FOR: Duration = Duration::from_secs(3);
 
@@ -175,12 +185,8 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     let client = reqwest::Client::new();
     // Only with the token that started it.
     let other = sign("dev", TOKEN_SECRET, "mallory", VideoGrant::join("stage"));
-    let refused = client
-        .delete(format!("{base}{location}"))
-        .bearer_auth(&other)
-        .send()
-        .await?;
-    assert_eq!(refused.status(), 403);
+    let refused = end(&format!("{base}{location}"), &other).await?;
+    assert_eq!(refused, 403);
     let patched = client
         .patch(format!("{base}{location}"))
         .bearer_auth(&token)
@@ -193,12 +199,8 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         405,
         "no trickle: candidates come in the offer"
     );
-    let stopped = client
-        .delete(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(stopped.status(), 200);
+    let stopped = end(&format!("{base}{location}"), &token).await?;
+    assert_eq!(stopped, 200);
     assert_eq!(
         held(base, "confer_gateway_whip_publishers").await?,
         0,
@@ -210,12 +212,8 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         Duration::from_secs(10),
     )
     .await?;
-    let again = client
-        .delete(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(again.status(), 404, "the session is over");
+    let again = end(&format!("{base}{location}"), &token).await?;
+    assert_eq!(again, 404, "the session is over");
 
     // An encoder that stops without a DELETE: its media connection's end ends the
     // session, and the room no longer shows it.
@@ -252,12 +250,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = client
-        .delete(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .status();
+    let status = end(&format!("{base}{location}"), &token).await?;
     assert_eq!(status, 404, "its session ended with its media");
     Ok(())
 }
@@ -374,19 +367,10 @@ async fn a_player_watches_the_room_over_whep_until_it_stops() -> anyhow::Result<
 
     // A WHIP session's URL does not end a WHEP session.
     let session = location.rsplit('/').next().unwrap_or_default();
-    let client = reqwest::Client::new();
-    let wrong = client
-        .delete(format!("{base}/v1/whip/stage/{session}"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(wrong.status(), 404);
-    let stopped = client
-        .delete(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    assert_eq!(stopped.status(), 200);
+    let wrong = end(&format!("{base}/v1/whip/stage/{session}"), &token).await?;
+    assert_eq!(wrong, 404);
+    let stopped = end(&format!("{base}{location}"), &token).await?;
+    assert_eq!(stopped, 200);
     bob.wait_for(
         "the player gone from Bob's page",
         "return !document.getElementById('people').textContent.includes('player');",
