@@ -48,6 +48,17 @@ impl Options {
             ..Self::default()
         }
     }
+
+    /// The defaults, with clients that send nothing for `silent_for` let go.
+    pub fn liveness(silent_for: std::time::Duration) -> Self {
+        Self {
+            gateway: GatewayConfig {
+                liveness: confer_gateway::Liveness { silent_for },
+                ..GatewayConfig::default()
+            },
+            ..Self::default()
+        }
+    }
 }
 
 pub struct TestServer {

@@ -9,8 +9,7 @@ use std::time::Duration;
 use confer_auth::VideoGrant;
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::joins::sign;
-use confer_e2e::server::{Options, TOKEN_SECRET, TestServer};
-use confer_gateway::{GatewayConfig, Liveness};
+use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, metric};
 use serde_json::Value;
 
 /// Sets up a peer connection with `setup` (which adds its transceivers to `pc`),
@@ -77,15 +76,8 @@ const RECEIVED: &str = r"return window.session.getStats().then((stats) => {
 });";
 
 /// The gateway's gauge `name` (sessions it holds), from its `/metrics`.
-async fn held(base: &str, name: &str) -> anyhow::Result<u64> {
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await?
-        .text()
-        .await?;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {name} on /metrics"))
+async fn held(server: &TestServer, name: &str) -> anyhow::Result<u64> {
+    metric(&server.metrics().await?, name).ok_or_else(|| anyhow::anyhow!("no {name} on /metrics"))
 }
 
 /// `DELETE` on a session's URL with `token`: the status.
@@ -107,16 +99,7 @@ const REMOTE_TILES: &str = "return [...document.querySelectorAll('.tile.remote')
 /// in the web app, and an encoder page on the server's origin (no call of its own) to
 /// publish from.
 async fn stage() -> anyhow::Result<(TestServer, Driver, Browser, Browser)> {
-    let server = TestServer::start_with(Options {
-        gateway: GatewayConfig {
-            liveness: Liveness {
-                silent_for: SILENT_FOR,
-            },
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let server = TestServer::start_with(Options::liveness(SILENT_FOR)).await?;
     let driver = Driver::start().await?;
     let bob = driver.browser().await?;
     bob.join_call(&server.url("/r/stage?name=Bob")).await?;
@@ -164,7 +147,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     // Held past the gateway's liveness: the session answers the gateway's pings.
     tokio::time::sleep(SILENT_FOR * 2).await;
     assert_eq!(
-        held(base, "confer_gateway_whip_publishers").await?,
+        held(&server, "confer_gateway_whip_publishers").await?,
         1,
         "one publisher held"
     );
@@ -202,7 +185,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     let stopped = end(&format!("{base}{location}"), &token).await?;
     assert_eq!(stopped, 200);
     assert_eq!(
-        held(base, "confer_gateway_whip_publishers").await?,
+        held(&server, "confer_gateway_whip_publishers").await?,
         0,
         "no publisher held after the DELETE"
     );
@@ -240,7 +223,7 @@ async fn a_page_publishes_over_whip_and_the_room_sees_it_until_it_stops() -> any
     // Without a DELETE, the gateway holds no session for it any more.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let publishers = held(base, "confer_gateway_whip_publishers").await?;
+        let publishers = held(&server, "confer_gateway_whip_publishers").await?;
         if publishers == 0 {
             break;
         }
@@ -354,7 +337,7 @@ async fn a_player_watches_the_room_over_whep_until_it_stops() -> anyhow::Result<
     };
     assert!(received["width"].as_u64() >= Some(320), "{received}");
     assert_eq!(
-        held(base, "confer_gateway_whep_players").await?,
+        held(&server, "confer_gateway_whep_players").await?,
         1,
         "one player held"
     );

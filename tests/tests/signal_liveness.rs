@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::server::{Options, TestServer, metric};
 use confer_e2e::signal::SignalClient;
-use confer_gateway::{GatewayConfig, Liveness};
 use serde_json::{Value, json};
 
 const SILENT_FOR: Duration = Duration::from_millis(900);
@@ -26,16 +25,7 @@ async fn join(server: &TestServer, name: &str) -> anyhow::Result<(SignalClient, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_let_go_and_leaves_while_one_that_answers_pings_stays()
 -> anyhow::Result<()> {
-    let server = TestServer::start_with(Options {
-        gateway: GatewayConfig {
-            liveness: Liveness {
-                silent_for: SILENT_FOR,
-            },
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let server = TestServer::start_with(Options::liveness(SILENT_FOR)).await?;
     let (mut ada, _) = join(&server, "Ada").await?;
     let (bob, bob_id) = join(&server, "Bob").await?;
     ada.recv_kind("participant_joined", WAIT).await?;

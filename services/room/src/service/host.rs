@@ -17,7 +17,7 @@ const EVACUATION_LEAVES: usize = 64;
 const MUTED_AT_ONCE: usize = 16;
 
 /// Runs `update` on each of `targets`, [`MUTED_AT_ONCE`] at a time; every one is
-/// tried, and the first failure returned.
+/// tried: those updated come back, and the first failure.
 async fn at_once<Done>(
     targets: impl Iterator<Item = ParticipantInfo>,
     update: impl FnMut(ParticipantInfo) -> Done,
