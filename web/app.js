@@ -228,9 +228,13 @@ client.addEventListener('connection-quality', ({ detail: { participantId, qualit
 });
 // Why the call ended, when the server said; the connection closing after it says no more.
 let ended = false;
+const ENDINGS = {
+  removed: 'A host removed you from the call',
+  replaced: 'You joined this call from another tab or device',
+};
 client.addEventListener('error', ({ detail }) => {
-  if (detail.code === 'removed') ended = true;
-  status(detail.code === 'removed' ? 'A host removed you from the call' : `Error: ${detail.message}`);
+  if (ENDINGS[detail.code]) ended = true;
+  status(ENDINGS[detail.code] ?? `Error: ${detail.message}`);
 });
 client.addEventListener('closed', () => { if (!ended) status('Disconnected'); });
 // Moved to another media server, or the connection was lost and is joined again:

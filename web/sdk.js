@@ -38,8 +38,9 @@ const RECONNECT_FOR_MS = 120_000;
 // A place kept for someone whose connection was lost goes this long after the time
 // the server gave it to come back: its join may be on the way.
 const HOLD_MARGIN_MS = 2000;
-// After these the server is not to be joined again by itself.
-const FINAL_ERRORS = new Set(['removed', 'admission_denied']);
+// After these the server is not to be joined again by itself (`replaced`: this
+// identity is in the call through another connection, which a rejoin would end).
+const FINAL_ERRORS = new Set(['removed', 'replaced', 'admission_denied']);
 // Lowest first: the server ranks layers by the picture size it sees, this order until then.
 const SIMULCAST_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },

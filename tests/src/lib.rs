@@ -10,6 +10,7 @@ pub mod joins;
 pub mod late_pushes;
 pub mod lossy_link;
 pub mod pki;
+pub mod rejoins;
 pub mod room;
 pub mod server;
 pub mod signal;

@@ -353,13 +353,13 @@ async fn bob_again(
 }
 
 /// Bob (signed in as `bob`) loses his connections for good and opens the room again
-/// in another browser, which cannot show his ticket: at Ada's, the place kept for him
-/// goes as the same person joins afresh. That browser's connections go for good too:
-/// Ada's page keeps his tile, marked as reconnecting, for as long as the room service
-/// keeps him (5 s here) and the SDK's margin for a join on its way (2 s), and then
-/// lets it go. A third browser's page that he closes (it goes to another page) leaves
-/// the call: nothing is kept for him; nor for a fourth that leaves just after its
-/// media connection ended.
+/// in another browser, which cannot show his ticket: his identity takes the place
+/// kept for him, and at Ada's he comes back into it (one place per identity). That
+/// browser's connections go for good too: Ada's page keeps his tile, marked as
+/// reconnecting, for as long as the room service keeps him (5 s here) and the SDK's
+/// margin for a join on its way (2 s), and then lets it go. A third browser's page
+/// that he closes (it goes to another page) leaves the call: nothing is kept for him;
+/// nor for a fourth that leaves just after its media connection ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_up()
 -> anyhow::Result<()> {
@@ -412,7 +412,7 @@ async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_u
         events(&seen),
         [
             event("participant-reconnecting", &first, ""),
-            event("participant-left", &first, "connection_lost"),
+            event("participant-left", &first, "returned"),
             event("participant-joined", &second, ""),
         ],
         "{seen}"
@@ -421,7 +421,7 @@ async fn a_place_kept_for_someone_who_does_not_come_back_goes_when_the_time_is_u
         seen[2][3].as_f64().unwrap_or_default() - seen[1][3].as_f64().unwrap_or_default();
     assert!(
         replaced_ms < 50.0,
-        "the old place went as he joined afresh, not when its time was up: {seen}"
+        "the old place went as he came back, not when its time was up: {seen}"
     );
 
     ada.eval("window.seen = []; return true;").await?;

@@ -316,6 +316,21 @@ async fn a_player_watches_the_room_over_whep_until_it_stops() -> anyhow::Result<
     let (server, _driver, bob, player) = stage().await?;
     let base = server.url("");
     let base = base.trim_end_matches('/');
+    // A token that may not receive others' media gets nothing to play.
+    let deaf = VideoGrant {
+        can_subscribe: false,
+        ..VideoGrant::join("stage")
+    };
+    let refused = player
+        .eval(&whep_play(
+            "stage",
+            &sign("dev", TOKEN_SECRET, "deaf", deaf),
+        ))
+        .await?;
+    assert_eq!(refused["status"], 403, "{refused}");
+    let body: Value = serde_json::from_str(refused["body"].as_str().unwrap_or("{}"))?;
+    assert_eq!(body["error"]["code"], "permission_denied", "{refused}");
+
     let token = sign("dev", TOKEN_SECRET, "player", VideoGrant::join("stage"));
     let started = player.eval(&whep_play("stage", &token)).await?;
     assert_eq!(started["status"], 201, "{started}");

@@ -7,86 +7,14 @@ use std::time::Duration;
 
 use confer_chat::ChatApi as _;
 use confer_e2e::joins::{
-    WAIT, connect, error_of, guest_token, host_control, join_host, now, reply, send_join, you_id,
+    WAIT, connect, error_of, host_control, join_host, now, reply, send_join, you_id,
 };
+use confer_e2e::rejoins::{GONE, LOST, admitted_guest, as_heard, join_again, sees_leave, ticket};
 use confer_e2e::server::{Options, TestServer};
-use confer_e2e::signal::SignalClient;
 use confer_room::api::CreateRoom;
 use confer_room::model::RoomSettings;
 use confer_room::{RoomApi as _, RoomConfig};
-use serde_json::{Value, json};
-
-/// The rejoin ticket of a `joined` reply.
-fn ticket(joined: &Value) -> String {
-    let ticket = joined["joined"]["rejoin"].as_str().unwrap_or_default();
-    assert!(
-        !ticket.is_empty(),
-        "joined carries a rejoin ticket: {joined}"
-    );
-    ticket.to_owned()
-}
-
-/// `identity` joins `room`, which has a waiting room, and `host` admits it: its
-/// connection, its id and its `joined` reply.
-async fn admitted_guest(
-    server: &TestServer,
-    host: &mut SignalClient,
-    room: &str,
-    identity: &str,
-) -> anyhow::Result<(SignalClient, String, Value)> {
-    let mut guest = connect(server).await?;
-    send_join(
-        &mut guest,
-        json!({"room": room, "token": guest_token(room, identity)}),
-    )
-    .await?;
-    let id = you_id(&reply(&mut guest, "join").await?, "waiting");
-    host.recv_kind("knock", WAIT).await?;
-    host_control(host, "admit", &id, "").await?;
-    let joined = reply(&mut guest, "join").await?;
-    assert_eq!(joined["joined"]["you"]["id"], id.as_str(), "{joined}");
-    Ok((guest, id, joined))
-}
-
-/// Waits until `client` hears that `participant` left: why, and for how many
-/// milliseconds the others keep its place (0 when it will not come back).
-async fn sees_leave(client: &mut SignalClient, participant: &str) -> anyhow::Result<(String, u64)> {
-    loop {
-        let left = client.recv_kind("participant_left", WAIT).await?;
-        let left = &left["participant_left"];
-        if left["participant_id"] == participant {
-            let reason = left["reason"].as_str().unwrap_or_default().to_owned();
-            return Ok((reason, left["rejoin_within_ms"].as_u64().unwrap_or(0)));
-        }
-    }
-}
-
-/// The others hear that a lost participant may come back, for as long as it may.
-const LOST: (&str, u64) = ("connection_lost", 120_000);
-/// The others hear that it is gone for good.
-const GONE: (&str, u64) = ("left", 0);
-
-fn as_heard((reason, within): &(String, u64)) -> (&str, u64) {
-    (reason.as_str(), *within)
-}
-
-/// A new connection's join of `room` as `identity`, with `ticket` when given: its
-/// connection and the join's reply.
-async fn join_again(
-    server: &TestServer,
-    room: &str,
-    identity: &str,
-    ticket: Option<&str>,
-) -> anyhow::Result<(SignalClient, Value)> {
-    let mut client = connect(server).await?;
-    let mut join = json!({"room": room, "token": guest_token(room, identity)});
-    if let Some(ticket) = ticket {
-        join["rejoin"] = json!(ticket);
-    }
-    send_join(&mut client, join).await?;
-    let answer = reply(&mut client, "join").await?;
-    Ok((client, answer))
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_lost_connection_comes_back_as_it_was_past_the_lock_and_the_waiting_room()
@@ -152,10 +80,9 @@ async fn a_lost_connection_comes_back_as_it_was_past_the_lock_and_the_waiting_ro
     back.send(&unmute).await?;
     assert_eq!(error_of(&mut back, "unmute").await?, "muted_by_host");
 
-    // A ticket brings its participant back once.
-    let (_, again) = join_again(&server, "board", "gus", Some(&gus_ticket)).await?;
-    assert_eq!(again["error"]["code"], "room_locked", "{again}");
-    // The new connection's own ticket is another.
+    // The new connection's own ticket is another. (A ticket brings its participant
+    // back once: `an_anonymous_guests_ticket_brings_it_back_once`; a token's identity
+    // takes its own place even without one: the `room_identity` suite.)
     assert_ne!(ticket(&rejoined), gus_ticket);
     Ok(())
 }
@@ -210,10 +137,12 @@ async fn a_ticket_is_for_its_own_room_person_and_time() -> anyhow::Result<()> {
     sees_leave(&mut host, &gus).await?;
 
     // Not for another room, not forged: each a plain join (the rooms are locked),
-    // and the ticket is still good after them.
+    // and the ticket is still good after them. (A forged ticket is shown by someone
+    // else: Gus's own token would take his place by itself, as the `room_identity`
+    // suite shows.)
     let (_, answer) = join_again(&server, "two", "gus", Some(&gus_ticket)).await?;
     assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
-    let (_, answer) = join_again(&server, "one", "gus", Some("not a ticket")).await?;
+    let (_, answer) = join_again(&server, "one", "mallory", Some("not a ticket")).await?;
     assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
     let (back, rejoined) = join_again(&server, "one", "gus", Some(&gus_ticket)).await?;
     let back_id = you_id(&rejoined, "joined");
@@ -234,18 +163,18 @@ async fn a_ticket_is_for_its_own_room_person_and_time() -> anyhow::Result<()> {
 
     // Past the grace, nothing is kept.
     host_control(&mut host, "unlock", "", "").await?;
-    let (guest, gus, joined) = admitted_guest(&server, &mut host, "one", "gus").await?;
+    let (guest, gil, joined) = admitted_guest(&server, &mut host, "one", "gil").await?;
     let late_ticket = ticket(&joined);
     host_control(&mut host, "lock", "", "").await?;
     drop(guest);
-    let heard = sees_leave(&mut host, &gus).await?;
+    let heard = sees_leave(&mut host, &gil).await?;
     assert_eq!(
         as_heard(&heard),
         ("connection_lost", 600),
         "the others keep its place for the room service's grace"
     );
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let (_, answer) = join_again(&server, "one", "gus", Some(&late_ticket)).await?;
+    let (_, answer) = join_again(&server, "one", "gil", Some(&late_ticket)).await?;
     assert_eq!(answer["error"]["code"], "room_locked", "{answer}");
     Ok(())
 }
@@ -403,5 +332,40 @@ async fn a_token_that_ran_out_during_the_call_still_brings_its_holder_back() -> 
     )
     .await?;
     assert_eq!(error_of(&mut late, "join").await?, "token_expired");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_anonymous_guests_ticket_brings_it_back_once() -> anyhow::Result<()> {
+    let server = TestServer::start(false).await?;
+    // The first in an anonymous room is its host.
+    let mut host = connect(&server).await?;
+    send_join(&mut host, json!({"room": "open", "name": "Ann"})).await?;
+    assert_eq!(
+        reply(&mut host, "join").await?["joined"]["you"]["role"],
+        "host"
+    );
+    let mut guest = connect(&server).await?;
+    send_join(&mut guest, json!({"room": "open", "name": "Gus"})).await?;
+    let joined = reply(&mut guest, "join").await?;
+    let gus = you_id(&joined, "joined");
+    host_control(&mut host, "lock", "", "").await?;
+    drop(guest);
+    let heard = sees_leave(&mut host, &gus).await?;
+    assert_eq!(as_heard(&heard), LOST);
+
+    let rejoin = json!({"room": "open", "name": "Gus", "rejoin": ticket(&joined)});
+    let mut back = connect(&server).await?;
+    send_join(&mut back, rejoin.clone()).await?;
+    let rejoined = reply(&mut back, "join").await?;
+    assert_eq!(
+        rejoined["joined"]["you"]["previous_id"],
+        gus.as_str(),
+        "back past the lock: {rejoined}"
+    );
+    // The same ticket again is a plain join, and the room is locked.
+    let mut again = connect(&server).await?;
+    send_join(&mut again, rejoin).await?;
+    assert_eq!(error_of(&mut again, "join").await?, "room_locked");
     Ok(())
 }

@@ -81,10 +81,11 @@ fn apply(state: &AppState, command: GatewayCommand) {
         GatewayCommand::Remove {
             participant,
             reason,
+            code,
         } => {
             state
                 .rooms
-                .deliver(&participant, SessionEvent::Removed(reason));
+                .deliver(&participant, SessionEvent::Removed(code, reason));
         }
         GatewayCommand::Move { participant } => {
             state.rooms.deliver(&participant, SessionEvent::Moved);

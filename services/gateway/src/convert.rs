@@ -17,6 +17,7 @@ pub(crate) fn participant(p: &ParticipantInfo) -> signal::Participant {
         identity: p.identity.clone(),
         metadata: p.metadata.clone(),
         can_publish: p.permissions.can_publish,
+        can_subscribe: p.permissions.can_subscribe,
         kind: match p.kind {
             ParticipantKind::Standard => String::new(),
             ParticipantKind::Sip => "sip".to_owned(),

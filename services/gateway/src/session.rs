@@ -20,7 +20,7 @@ use confer_proto::signal::{
     self, ClientMessage, Join, ServerMessage, client_message, server_message::Msg,
 };
 use confer_proto::signal::{MAX_MESSAGE_BYTES, decode_client_message};
-use confer_room::api::{Admission, HostAction, JoinRequest, SelfUpdate};
+use confer_room::api::{Admission, HostAction, JoinRequest, Removal, SelfUpdate};
 use confer_room::model::{ParticipantInfo, Role, Source, TrackKind};
 use confer_room::{RoomError, validate_name, validate_room};
 use confer_sfu::core::TrackSource;
@@ -83,8 +83,9 @@ pub(crate) enum SessionEvent {
     Admitted(Box<Admission>),
     /// A host turned this participant away.
     Denied,
-    /// A host (or the tenant) removed this participant.
-    Removed(String),
+    /// A host or the tenant removed this participant, or its identity joined again
+    /// elsewhere: why, and in words.
+    Removed(Removal, String),
     /// The SFU is draining: leave, and tell the client to join again.
     Moved,
     /// The room service let this participant go while this gateway was out of its
@@ -498,8 +499,8 @@ impl Session {
                 );
                 return ControlFlow::Break(());
             }
-            SessionEvent::Removed(reason) => {
-                self.reply_error(String::new(), Reject::new("removed", reason));
+            SessionEvent::Removed(code, reason) => {
+                self.reply_error(String::new(), Reject::new(code.code(), reason));
                 self.leave(Departure::Left).await;
                 return ControlFlow::Break(());
             }

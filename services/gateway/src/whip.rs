@@ -345,19 +345,27 @@ async fn join(
         }
     };
     let you = &joined["you"];
-    let may_publish = you["role"] != "viewer" && you["can_publish"] == true;
-    let may_publish = may_publish || direction == Direction::Play;
+    let (allowed, refused) = match direction {
+        Direction::Publish => (
+            you["role"] != "viewer" && you["can_publish"] == true,
+            "this token does not let its participant publish",
+        ),
+        Direction::Play => (
+            you["can_subscribe"] == true,
+            "this token does not let its participant receive others' media",
+        ),
+    };
     let answer = joined["answer"]["sdp"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let participant = you["id"].as_str().unwrap_or_default().to_owned();
-    if !may_publish {
+    if !allowed {
         leave(&mut ws).await;
         return Err(Refusal(
             StatusCode::FORBIDDEN,
             "permission_denied".into(),
-            "this token does not let its participant publish".into(),
+            refused.into(),
         ));
     }
     if answer.is_empty() || participant.is_empty() {
@@ -568,7 +576,7 @@ fn ends_session(text: &str) -> bool {
     };
     matches!(
         message["error"]["code"].as_str(),
-        Some("media_disconnected" | "node_draining" | "removed")
+        Some("media_disconnected" | "node_draining" | "removed" | "replaced")
     )
 }
 

@@ -213,14 +213,42 @@ pub enum GatewayCommand {
         kind: TrackKind,
         blocked: bool,
     },
-    /// Disconnect a participant.
-    Remove { participant: String, reason: String },
+    /// Disconnect a participant; its client is told why (`code`, then `reason`).
+    Remove {
+        participant: String,
+        reason: String,
+        #[serde(default)]
+        code: Removal,
+    },
     /// The participant's SFU is going away: disconnect it and have it join again.
     Move { participant: String },
     /// The room service let the participant go while this gateway was out of its
     /// reach (its lease ran out): end the session without a word, so the client
     /// joins again as after a lost connection.
     Reconnect { participant: String },
+}
+
+/// Why a participant is disconnected for good: the error code its client gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// Its identity joined the room again through another connection (another tab or
+    /// device), which took its place.
+    Replaced,
+    /// A host or the tenant removed it. (Also what an older room service means, and
+    /// what a code from a newer one is read as.)
+    #[default]
+    #[serde(other)]
+    Removed,
+}
+
+impl Removal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Removed => "removed",
+            Self::Replaced => "replaced",
+        }
+    }
 }
 
 /// A change in a room that its members see.

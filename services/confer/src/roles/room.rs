@@ -102,6 +102,11 @@ fn render_metrics(
         &[(&[], service.member_list_reads())],
     );
     out.counter(
+        "confer_room_takeovers",
+        "Joins that took the place their token's identity had in the room: another tab or device, or a page reloaded without leaving (the participant before is told `replaced`).",
+        &[(&[], service.takeovers())],
+    );
+    out.counter(
         "confer_room_gateways_lost",
         "Gateways whose lease ran out while they held participants.",
         &[(&[], service.gateways_lost())],

@@ -121,6 +121,17 @@ impl MemoryLive {
             .map(|(room, participant, _)| (room, participant)))
     }
 
+    pub async fn departed_in(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .departed
+            .values()
+            .filter(|(room, _, until)| room == room_key && *until > now)
+            .map(|(_, participant, _)| participant.clone())
+            .collect())
+    }
+
     pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
         let now = Instant::now();
         Ok(self

@@ -99,6 +99,12 @@ impl Live {
         dispatch!(self, live => live.take_departed(id).await)
     }
 
+    /// The participants kept for `room_key` to come back, as they were (left kept:
+    /// [`Live::take_departed`] takes one).
+    pub async fn departed_in(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        dispatch!(self, live => live.departed_in(room_key).await)
+    }
+
     /// How much longer the participants kept for `room_key` may come back: the
     /// longest of their times left (`None` when no one is kept).
     pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {

@@ -249,6 +249,28 @@ impl RedisLive {
         Ok(Some((departed.room, departed.participant)))
     }
 
+    pub async fn departed_in(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = conn
+            .zrangebyscore(kept_key(room_key), unix_millis_i64(), "+inf")
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| departed_key(id)).collect();
+        // One taken meanwhile, or run out, is gone: left out.
+        let kept: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut departed = Vec::with_capacity(kept.len());
+        for json in kept.into_iter().flatten() {
+            let one = decode::<Departed>(&json)?;
+            if one.room == room_key {
+                departed.push(one.participant);
+            }
+        }
+        Ok(departed)
+    }
+
     pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
         let now_ms = unix_millis_i64();
         // Scores are doubles to Redis (exact for milliseconds since the epoch).

@@ -184,9 +184,11 @@ async fn a_rooms_kept_participants_are_waited_for_until_the_last_goes(live: Live
         .expect("kept");
     let left = live.kept_for(&room).await.expect("kept").expect("two kept");
     assert!(left > minute / 2 && left <= minute, "{left:?}");
+    assert_eq!(kept_ids(&live, &room).await, [ada.as_str(), bob.as_str()]);
     live.take_departed(&bob).await.expect("take").expect("bob");
     let left = live.kept_for(&room).await.expect("kept").expect("ada kept");
     assert!(left > minute / 4 && left <= minute / 2, "{left:?}");
+    assert_eq!(kept_ids(&live, &room).await, [ada.as_str()], "bob taken");
     live.take_departed(&ada).await.expect("take").expect("ada");
     assert_eq!(live.kept_for(&room).await.expect("kept"), None);
 
@@ -203,6 +205,20 @@ async fn a_rooms_kept_participants_are_waited_for_until_the_last_goes(live: Live
         None,
         "time ran out"
     );
+    assert!(kept_ids(&live, &room).await.is_empty(), "time ran out");
+}
+
+/// The ids of the participants kept for `room`, in order.
+async fn kept_ids(live: &Live, room: &str) -> Vec<String> {
+    let mut ids: Vec<String> = live
+        .departed_in(room)
+        .await
+        .expect("kept")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    ids.sort();
+    ids
 }
 
 #[tokio::test]

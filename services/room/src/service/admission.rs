@@ -137,6 +137,37 @@ fn returned(before: &ParticipantInfo, req: &JoinRequest, joiner: &Joiner) -> Par
     }
 }
 
+/// `before`'s place, taken by a new connection of its identity (see `takeover`): as
+/// it came back after a lost connection, but under the new token's name, role and
+/// rights, with the new client's own mute state.
+fn taken_over(before: &ParticipantInfo, req: &JoinRequest, joiner: &Joiner) -> ParticipantInfo {
+    ParticipantInfo {
+        name: joiner.name.clone(),
+        role: joiner.role.unwrap_or(before.role),
+        permissions: joiner.permissions.clone(),
+        audio_muted: false,
+        video_muted: false,
+        pending_name: None,
+        ..returned(before, req, joiner)
+    }
+}
+
+/// A place in the room a join takes.
+enum Place {
+    /// Shown by a rejoin ticket: the participant comes back as it was.
+    Ticket(ParticipantInfo),
+    /// Its token's identity had it (see `takeover`).
+    Identity(ParticipantInfo),
+}
+
+impl Place {
+    fn before(&self) -> &ParticipantInfo {
+        match self {
+            Self::Ticket(before) | Self::Identity(before) => before,
+        }
+    }
+}
+
 /// Participant ids are chosen by gateways; this keeps them to a safe alphabet.
 fn validate_participant_id(id: &str) -> RoomResult<()> {
     let valid = (4..=64).contains(&id.len())
@@ -182,34 +213,45 @@ impl RoomService {
             }
             return Err(err);
         }
+        let place = match returning {
+            Some(before) => Some(Place::Ticket(before)),
+            // A token's identity already in the room takes its place (an expired
+            // token only comes back with its ticket).
+            None if joiner.role.is_some() && !joiner.lapsed => self
+                .take_over(&key, &joiner.identity)
+                .await?
+                .map(Place::Identity),
+            None => None,
+        };
         let result = self
-            .let_in(&req, joiner, &record, &key, returning.as_ref())
+            .let_in(&req, joiner, &record, &key, place.as_ref())
             .await;
         if result.is_err()
-            && let Some(before) = &returning
+            && let Some(place) = &place
         {
-            self.keep_for_rejoin(&key, before).await;
+            self.keep_for_rejoin(&key, place.before()).await;
         }
         result
     }
 
-    /// Lets `joiner` in (or into the waiting room), as it was before when it is
-    /// `returning` after a lost connection.
+    /// Lets `joiner` in (or into the waiting room); into the `place` it takes, when
+    /// it comes back after a lost connection or its identity was in the room.
     async fn let_in(
         &self,
         req: &JoinRequest,
         joiner: Joiner,
         record: &RoomRecord,
         key: &str,
-        returning: Option<&ParticipantInfo>,
+        place: Option<&Place>,
     ) -> RoomResult<JoinDecision> {
         let members = self.0.live.participants(key).await?;
         let active = members
             .iter()
             .filter(|m| m.state == ParticipantState::Active)
             .count();
-        let role = match returning {
-            Some(before) => before.role,
+        let role = match place {
+            Some(Place::Ticket(before)) => before.role,
+            Some(Place::Identity(before)) => joiner.role.unwrap_or(before.role),
             None => joiner.role.unwrap_or(if active == 0 {
                 Role::Host
             } else {
@@ -218,7 +260,7 @@ impl RoomService {
         };
         // A participant coming back was let in before: the lock, the password and the
         // waiting room are behind it.
-        let let_in_before = returning.is_some() || role == Role::Host;
+        let let_in_before = place.is_some() || role == Role::Host;
         if joiner.kind == ParticipantKind::Sip && !record.settings.sip_dial_in {
             return Err(RoomError::forbidden(
                 "dial_in_disabled",
@@ -235,8 +277,9 @@ impl RoomService {
             self.check_password(&address_of(req), req.password.as_deref(), hash)?;
         }
         let waiting = record.settings.waiting_room && !let_in_before;
-        let participant = match returning {
-            Some(before) => returned(before, req, &joiner),
+        let participant = match place {
+            Some(Place::Ticket(before)) => returned(before, req, &joiner),
+            Some(Place::Identity(before)) => taken_over(before, req, &joiner),
             None => ParticipantInfo {
                 id: req.participant_id.clone(),
                 identity: joiner.identity,

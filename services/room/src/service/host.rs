@@ -372,6 +372,7 @@ impl RoomService {
             GatewayCommand::Remove {
                 participant: id.to_owned(),
                 reason: "removed by a host".into(),
+                code: crate::api::Removal::Removed,
             },
         )
         .await?;

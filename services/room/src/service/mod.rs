@@ -11,6 +11,7 @@ mod gateways;
 mod host;
 mod notify;
 mod rejoin;
+mod takeover;
 mod tenant_api;
 
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub(crate) struct Inner {
     rejoins: confer_metrics::LabeledCounter,
     /// Room member lists read from live state to tell members of a change.
     member_list_reads: AtomicU64,
+    /// Joins that took their identity's place in the room.
+    takeovers: AtomicU64,
 }
 
 /// The room service. Cheap to clone.
@@ -149,6 +152,7 @@ impl RoomService {
             gateways_lost: AtomicU64::new(0),
             rejoins: confer_metrics::LabeledCounter::default(),
             member_list_reads: AtomicU64::new(0),
+            takeovers: AtomicU64::new(0),
         }))
     }
 
@@ -184,6 +188,12 @@ impl RoomService {
     /// change, or per batch of changes (a host's mute of everyone).
     pub fn member_list_reads(&self) -> u64 {
         self.0.member_list_reads.load(Relaxed)
+    }
+
+    /// Joins that took the place their token's identity had in the room (another
+    /// tab or device; a page reloaded without leaving).
+    pub fn takeovers(&self) -> u64 {
+        self.0.takeovers.load(Relaxed)
     }
 
     /// Gateways found lost while they held participants.
