@@ -15,9 +15,16 @@ use crate::AppState;
 /// How often the directory is swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// A recording being written gets a write every few seconds at most (the writer's
-/// buffer fills with a track's frames); one untouched this long has no writer left.
+/// A recording being written gets a write every few seconds while its track sends
+/// (the writer's buffer fills with its frames), and is marked alive by its SFU every
+/// [`confer_sfu::record::MARK_ALIVE_EVERY`] while it does not; one untouched this long
+/// has no writer left.
 pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+// An SFU that writes a file marks it alive several times before the sweep would take
+// it for abandoned.
+const _: () =
+    assert!(ABANDONED_AFTER.as_secs() >= 4 * confer_sfu::record::MARK_ALIVE_EVERY.as_secs());
 
 /// What one sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, warn};
 
@@ -19,6 +19,12 @@ use crate::{ParticipantId, RoomId, SfuStats};
 
 const PART: &str = ".part";
 const EXTENSION: &str = ".webm";
+
+/// How often the writer marks the files it is still writing as alive (their
+/// modification time), so that one whose track sends nothing for a while (a camera
+/// taken away, a sender that stops sending without leaving) is not taken for a file
+/// an SFU left behind: the gateways' sweep finishes a `.part` untouched for an hour.
+pub const MARK_ALIVE_EVERY: Duration = Duration::from_secs(300);
 
 /// A room or participant id as one file name part: ASCII letters, digits, `_` and
 /// `-` as they are, every other byte as `%XX` (so no name can climb out of its
@@ -178,6 +184,8 @@ pub(super) struct Writer {
     queued: Arc<AtomicUsize>,
     stats: SfuStats,
     tracks: HashMap<u64, Track>,
+    /// When the files being written were last marked alive.
+    marked_at: Instant,
 }
 
 impl Writer {
@@ -187,16 +195,41 @@ impl Writer {
             queued,
             stats,
             tracks: HashMap::new(),
+            marked_at: Instant::now(),
         }
     }
 
     /// Until every sender is gone; then every file is finished.
     pub(super) fn run(mut self, notes: mpsc::Receiver<Note>) {
-        while let Ok(note) = notes.recv() {
-            self.take(note);
+        loop {
+            match notes.recv_timeout(MARK_ALIVE_EVERY) {
+                Ok(note) => self.take(note),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            self.mark_alive_if_due(Instant::now());
         }
         for (_, track) in self.tracks.drain() {
             finish(&self.dir, track, &self.stats);
+        }
+    }
+
+    /// Marks the files being written alive, once every [`MARK_ALIVE_EVERY`].
+    fn mark_alive_if_due(&mut self, now: Instant) {
+        if now.duration_since(self.marked_at) < MARK_ALIVE_EVERY {
+            return;
+        }
+        self.marked_at = now;
+        let at = SystemTime::now();
+        for track in self.tracks.values() {
+            if let Output::Writing { part, .. } = &track.output
+                && let Err(err) = File::options()
+                    .write(true)
+                    .open(part)
+                    .and_then(|file| file.set_modified(at))
+            {
+                debug!(file = %part.display(), %err, "could not mark a recording alive");
+            }
         }
     }
 

@@ -23,7 +23,7 @@ mod h264;
 mod reorder;
 mod webm;
 
-pub use files::{Recorded, list, list_in, path_part};
+pub use files::{MARK_ALIVE_EVERY, Recorded, list, list_in, path_part};
 pub use frames::{Frame, Frames, RecordCodec, RtpIn};
 pub use webm::{TrackFormat, Webm};
 

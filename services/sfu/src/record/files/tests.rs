@@ -198,3 +198,60 @@ proptest! {
         prop_assert_eq!(unescape(&part), Some(id));
     }
 }
+
+/// The path of the one file being written for room `r`.
+fn part_of(dir: &Path) -> PathBuf {
+    let listed = list(dir, "r").unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].in_progress);
+    dir.join(path_part("r")).join(&listed[0].file)
+}
+
+fn set_age(path: &Path, age: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(SystemTime::now() - age))
+        .unwrap();
+}
+
+fn age(path: &Path) -> Duration {
+    let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+    SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_file_whose_track_falls_silent_is_marked_alive_while_it_is_written() {
+    let (dir, stats, mut writer, _) = started(
+        "alive",
+        "r",
+        "p",
+        TrackSource::Microphone,
+        RecordCodec::Opus,
+    );
+    let t0 = Instant::now();
+    for seq in 0..5u16 {
+        writer.queued.fetch_add(1, Ordering::Relaxed);
+        writer.take(opus(seq, t0 + Duration::from_millis(u64::from(seq) * 20)));
+    }
+    let part = part_of(&dir);
+    // The track sends nothing for two hours: before the writer's next mark, the
+    // file looks as old as that; at the mark, it is alive again.
+    let two_hours = Duration::from_secs(7200);
+    set_age(&part, two_hours);
+    writer.mark_alive_if_due(Instant::now());
+    assert!(age(&part) >= two_hours, "not marked before it is due");
+    writer.mark_alive_if_due(Instant::now() + MARK_ALIVE_EVERY);
+    assert!(
+        age(&part) < Duration::from_secs(60),
+        "marked: {:?}",
+        age(&part)
+    );
+    // Finished as any other, under its final name.
+    writer.take(Note::Stop { id: 1 });
+    assert_eq!(stats.snapshot().recordings_finished, 1);
+    assert!(!list(&dir, "r").unwrap()[0].in_progress);
+    let _ = std::fs::remove_dir_all(&dir);
+}
