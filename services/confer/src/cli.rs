@@ -706,6 +706,31 @@ pub struct TokenArgs {
     /// Join as a viewer: no publishing.
     #[arg(long, conflicts_with = "admin")]
     pub viewer: bool,
+    /// Receive no one's media (`canSubscribe: false`): a WHIP encoder, a bot that
+    /// only publishes.
+    #[arg(long)]
+    pub no_subscribe: bool,
+    /// Send no chat or data (`canPublishData: false`).
+    #[arg(long)]
+    pub no_data: bool,
+    /// Not listed to the others nor announced (`hidden`): a recorder, a bot.
+    #[arg(long)]
+    pub hidden: bool,
+    /// The only sources it may publish (`canPublishSources`), from `microphone`,
+    /// `camera`, `screen_share`; all when not given.
+    #[arg(long, value_delimiter = ',', value_parser = ["microphone", "camera", "screen_share"], conflicts_with = "viewer")]
+    pub sources: Vec<String>,
+    /// What joins: `standard` (a person in an app) or `sip` (a phone caller, as the
+    /// SIP bridge signs; rooms without dial-in refuse it).
+    #[arg(long, value_enum, default_value_t = TokenKind::Standard)]
+    pub kind: TokenKind,
+}
+
+/// `confer token --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenKind {
+    Standard,
+    Sip,
 }
 
 #[cfg(test)]
