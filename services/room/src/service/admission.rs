@@ -213,19 +213,8 @@ impl RoomService {
             }
             return Err(err);
         }
-        let place = match returning {
-            Some(before) => Some(Place::Ticket(before)),
-            // A token's identity already in the room takes its place (an expired
-            // token only comes back with its ticket).
-            None if joiner.role.is_some() && !joiner.lapsed => self
-                .take_over(&key, &joiner.identity)
-                .await?
-                .map(Place::Identity),
-            None => None,
-        };
-        let result = self
-            .let_in(&req, joiner, &record, &key, place.as_ref())
-            .await;
+        let mut place = returning.map(Place::Ticket);
+        let result = self.let_in(&req, joiner, &record, &key, &mut place).await;
         if result.is_err()
             && let Some(place) = &place
         {
@@ -235,16 +224,26 @@ impl RoomService {
     }
 
     /// Lets `joiner` in (or into the waiting room); into the `place` it takes, when
-    /// it comes back after a lost connection or its identity was in the room.
+    /// it comes back after a lost connection (given) or its identity was in the room
+    /// (found here).
     async fn let_in(
         &self,
         req: &JoinRequest,
         joiner: Joiner,
         record: &RoomRecord,
         key: &str,
-        place: Option<&Place>,
+        place: &mut Option<Place>,
     ) -> RoomResult<JoinDecision> {
-        let members = self.0.live.participants(key).await?;
+        let mut members = self.0.live.participants(key).await?;
+        // A token's identity already in the room takes its place (an expired token
+        // only comes back with its ticket).
+        if place.is_none() && joiner.role.is_some() && !joiner.lapsed {
+            *place = self
+                .take_over(key, &joiner.identity, &mut members)
+                .await?
+                .map(Place::Identity);
+        }
+        let place = place.as_ref();
         let active = members
             .iter()
             .filter(|m| m.state == ParticipantState::Active)

@@ -25,11 +25,13 @@ impl RoomService {
     /// `identity`'s place in `room_key`, taken for a new connection: the participant
     /// it had there (let go now) or kept after a lost connection. A second listing of
     /// the identity (two connections that joined at once), and one still waiting to
-    /// be let in, are let go as well, and give no place.
+    /// be let in, are let go as well, and give no place. `members` is the room's
+    /// member list, read for the join; those let go are taken out of it.
     pub(crate) async fn take_over(
         &self,
         room_key: &str,
         identity: &str,
+        members: &mut Vec<ParticipantInfo>,
     ) -> RoomResult<Option<ParticipantInfo>> {
         let mut place = None;
         for kept in self.0.live.departed_in(room_key).await? {
@@ -41,8 +43,11 @@ impl RoomService {
                 break;
             }
         }
-        let listed = self.0.live.participants(room_key).await?;
-        for member in listed.into_iter().filter(|m| m.identity == identity) {
+        let (listed, others) = std::mem::take(members)
+            .into_iter()
+            .partition::<Vec<_>, _>(|m| m.identity == identity);
+        *members = others;
+        for member in listed {
             let takes_place = place.is_none() && member.state == ParticipantState::Active;
             let why = if takes_place {
                 Departure::Replaced
