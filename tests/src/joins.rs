@@ -4,6 +4,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use confer_auth::{Claims, TokenKey, VideoGrant};
+use confer_room::RoomApi as _;
+use confer_room::api::CreateRoom;
+use confer_room::model::RoomSettings;
 use serde_json::{Value, json};
 
 use crate::server::{TOKEN_SECRET, TestServer};
@@ -49,6 +52,30 @@ pub fn host_token(room: &str, identity: &str) -> String {
 /// A guest's token for `room` from the dev tenant.
 pub fn guest_token(room: &str, identity: &str) -> String {
     sign("dev", TOKEN_SECRET, identity, VideoGrant::join(room))
+}
+
+/// Creates room `name` of the dev tenant with `settings`, as its tenant would.
+pub async fn create_room(
+    server: &TestServer,
+    name: &str,
+    settings: RoomSettings,
+) -> anyhow::Result<()> {
+    let room = CreateRoom {
+        name: name.into(),
+        settings,
+        password: None,
+    };
+    server.room.create_room("dev".into(), room).await?;
+    Ok(())
+}
+
+/// A room of the dev tenant that lets guests in without a host's admission.
+pub async fn open_room(server: &TestServer, name: &str) -> anyhow::Result<()> {
+    let settings = RoomSettings {
+        waiting_room: false,
+        ..RoomSettings::default()
+    };
+    create_room(server, name, settings).await
 }
 
 pub async fn connect(server: &TestServer) -> anyhow::Result<SignalClient> {

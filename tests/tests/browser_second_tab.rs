@@ -6,24 +6,14 @@
 use std::time::Duration;
 
 use confer_e2e::browser::Driver;
-use confer_e2e::joins::{guest_token, host_token};
+use confer_e2e::joins::{guest_token, host_token, open_room};
 use confer_e2e::server::TestServer;
 use confer_room::RoomApi as _;
-use confer_room::api::CreateRoom;
-use confer_room::model::RoomSettings;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_tab_takes_the_place_and_the_first_stays_out() -> anyhow::Result<()> {
     let server = TestServer::start(true).await?;
-    let open = CreateRoom {
-        name: "desk".into(),
-        settings: RoomSettings {
-            waiting_room: false,
-            ..RoomSettings::default()
-        },
-        password: None,
-    };
-    server.room.create_room("dev".into(), open).await?;
+    open_room(&server, "desk").await?;
     let driver = Driver::start().await?;
     let host = driver.browser().await?;
     host.join_call(&server.url(&format!("/r/desk?token={}", host_token("desk", "hana"))))

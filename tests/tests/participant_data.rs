@@ -7,28 +7,12 @@
 use std::time::Duration;
 
 use confer_auth::VideoGrant;
-use confer_e2e::joins::{WAIT, connect, guest_token, join_host, reply, send_join, sign, you_id};
+use confer_e2e::joins::{
+    WAIT, connect, guest_token, join_host, open_room, reply, send_join, sign, you_id,
+};
 use confer_e2e::server::{TOKEN_SECRET, TestServer};
 use confer_e2e::signal::SignalClient;
-use confer_room::RoomApi as _;
-use confer_room::api::CreateRoom;
-use confer_room::model::RoomSettings;
 use serde_json::{Value, json};
-
-/// A room that lets guests in without a host's admission.
-async fn open_room(server: &TestServer, name: &str) -> anyhow::Result<()> {
-    let settings = RoomSettings {
-        waiting_room: false,
-        ..RoomSettings::default()
-    };
-    let room = CreateRoom {
-        name: name.into(),
-        settings,
-        password: None,
-    };
-    server.room.create_room("dev".into(), room).await?;
-    Ok(())
-}
 
 /// Joins `room` with `token`; returns the client and its participant id.
 async fn joined(

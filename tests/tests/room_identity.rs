@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use confer_e2e::joins::{
-    WAIT, connect, host_control, host_token, join_host, reply, send_join, you_id,
+    WAIT, connect, create_room, host_control, host_token, join_host, reply, send_join, you_id,
 };
 use confer_e2e::rejoins::{LOST, admitted_guest, as_heard, join_again, sees_leave};
 use confer_e2e::server::TestServer;
 use confer_e2e::signal::SignalClient;
 use confer_room::RoomApi as _;
-use confer_room::api::CreateRoom;
 use confer_room::model::RoomSettings;
 use serde_json::{Value, json};
 
@@ -54,13 +53,7 @@ async fn strict_room(server: &TestServer, name: &str) -> anyhow::Result<()> {
         allow_self_unmute: false,
         ..RoomSettings::default()
     };
-    let room = CreateRoom {
-        name: name.into(),
-        settings,
-        password: None,
-    };
-    server.room.create_room("dev".into(), room).await?;
-    Ok(())
+    create_room(server, name, settings).await
 }
 
 #[tokio::test]
