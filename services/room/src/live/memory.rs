@@ -121,25 +121,33 @@ impl MemoryLive {
             .map(|(room, participant, _)| (room, participant)))
     }
 
-    pub async fn departed_in(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
-        let now = Instant::now();
-        Ok(self
-            .lock()
+    /// `each` of the participants kept for `room_key` at `now`, with when their time
+    /// runs out.
+    fn kept<T>(
+        &self,
+        room_key: &str,
+        now: Instant,
+        each: impl Fn(&ParticipantInfo, Instant) -> T,
+    ) -> Vec<T> {
+        self.lock()
             .departed
             .values()
             .filter(|(room, _, until)| room == room_key && *until > now)
-            .map(|(_, participant, _)| participant.clone())
-            .collect())
+            .map(|(_, participant, until)| each(participant, *until))
+            .collect()
+    }
+
+    pub async fn departed_in(&self, room_key: &str) -> RoomResult<Vec<ParticipantInfo>> {
+        Ok(self.kept(room_key, Instant::now(), |participant, _| {
+            participant.clone()
+        }))
     }
 
     pub async fn kept_for(&self, room_key: &str) -> RoomResult<Option<Duration>> {
         let now = Instant::now();
         Ok(self
-            .lock()
-            .departed
-            .values()
-            .filter(|(room, _, until)| room == room_key && *until > now)
-            .map(|(_, _, until)| *until - now)
+            .kept(room_key, now, |_, until| until - now)
+            .into_iter()
             .max())
     }
 
