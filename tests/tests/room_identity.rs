@@ -98,6 +98,7 @@ async fn an_identity_that_joins_again_takes_its_own_place() -> anyhow::Result<()
         .filter(|(identity, _)| identity == "gus")
         .collect();
     assert_eq!(gus_listed, [("gus".to_owned(), second.clone())], "once");
+    assert_eq!(server.room.takeovers(), 1, "counted for /metrics");
 
     // Someone else is still kept out by the lock.
     let (_, refused) = join_again(&server, "desk", "lea", None).await?;
@@ -142,6 +143,7 @@ async fn a_lost_place_is_taken_by_the_identity_under_its_new_token() -> anyhow::
         .map(|(identity, _)| identity)
         .collect();
     assert_eq!(identities.iter().filter(|i| *i == "gus").count(), 1);
+    assert_eq!(server.room.takeovers(), 1);
     Ok(())
 }
 
@@ -173,5 +175,10 @@ async fn a_second_connection_waiting_to_be_let_in_replaces_the_first() -> anyhow
         .map(|(_, id)| id)
         .collect();
     assert_eq!(waiting, [again]);
+    assert_eq!(
+        server.room.takeovers(),
+        0,
+        "a waiting place is no place to take"
+    );
     Ok(())
 }
