@@ -85,7 +85,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # coturn, the peer-cleanup and multi-process loads) one at a time on a quiet machine,
 # so their media timing measures Confer, not a machine starved by other tests. The
 # filter is the `browsers` group of .config/nextest.toml.
-media='(package(confer-e2e) and (binary(~browser_) | binary(turn_relay) | binary(peer_cleanup) | binary(sip_dial_in) | binary(sip_drain) | binary(sip_softphones))) | (package(confer) and (binary(multi_process) | binary(chat_cluster) | binary(consul_placement) | binary(regions) | binary(loadtest) | binary(sip_process)))'
+media='(package(confer-e2e) and (binary(~browser_) | binary(turn_relay) | binary(peer_cleanup) | binary(~sip_))) | (package(confer) and (binary(multi_process) | binary(chat_cluster) | binary(consul_placement) | binary(regions) | binary(loadtest) | binary(sip_process)))'
 status=0
 cargo nextest run --workspace --locked --no-fail-fast -E "not ($media)" || status=$?
 cargo nextest run --workspace --locked --no-fail-fast -E "$media" --test-threads 1 || status=$?

@@ -49,6 +49,22 @@ impl Options {
         }
     }
 
+    /// The defaults, with the SFU recording into `dir` and the gateway reading the
+    /// recordings there (a deployment that keeps recordings).
+    pub fn recording_to(dir: &std::path::Path) -> Self {
+        Self {
+            sfu: SfuConfig {
+                recordings: Some(dir.to_owned()),
+                ..SfuConfig::default()
+            },
+            gateway: GatewayConfig {
+                recordings: Some(dir.to_owned()),
+                ..GatewayConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+
     /// The defaults, with clients that send nothing for `silent_for` let go.
     pub fn liveness(silent_for: std::time::Duration) -> Self {
         Self {

@@ -102,6 +102,9 @@ pub async fn create_room(
 pub enum Offer {
     /// Opus with payload type `pt` at `port` (a socket the test reads), no voice sent.
     Listen { port: u16, pt: u8 },
+    /// Opus (111) and keys (`telephone-event`, 101) at `port`: a socket the test reads
+    /// and sends the caller's RTP from.
+    Keypad { port: u16 },
     /// Opus (111) at sipp's media port, playing `voice.pcap` once answered.
     Speak,
     /// Only PCMU: nothing the bridge can take.
@@ -212,6 +215,11 @@ pub fn scenario(offer: Offer, script: Script) -> String {
             port.to_string(),
             pt.to_string(),
             format!("a=rtpmap:{pt} opus/48000/2"),
+        ),
+        Offer::Keypad { port } => (
+            port.to_string(),
+            "111 101".into(),
+            "a=rtpmap:111 opus/48000/2\na=rtpmap:101 telephone-event/8000".into(),
         ),
         Offer::Speak => (
             "[media_port]".into(),

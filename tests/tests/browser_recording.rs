@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use confer_e2e::browser::{Browser, Driver};
 use confer_e2e::server::{DEV_TENANT, Options, TOKEN_SECRET, TestServer};
-use confer_gateway::GatewayConfig;
-use confer_sfu::SfuConfig;
 use serde_json::Value;
 
 const BADGE_SHOWN: &str = "return document.getElementById('recording-badge').hidden === false;";
@@ -76,18 +74,7 @@ return {{duration: audio.duration, peak}};
 async fn recording_server(name: &str) -> anyhow::Result<(TestServer, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("confer-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let server = TestServer::start_with(Options {
-        sfu: SfuConfig {
-            recordings: Some(dir.clone()),
-            ..SfuConfig::default()
-        },
-        gateway: GatewayConfig {
-            recordings: Some(dir.clone()),
-            ..GatewayConfig::default()
-        },
-        ..Options::default()
-    })
-    .await?;
+    let server = TestServer::start_with(Options::recording_to(&dir)).await?;
     Ok((server, dir))
 }
 

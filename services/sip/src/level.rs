@@ -14,24 +14,11 @@ const TALKING: u8 = 35;
 
 /// The level (-dBov, 0..=127) an Opus packet's size suggests.
 pub fn estimate(payload: &[u8]) -> u8 {
-    let Some(&toc) = payload.first() else {
+    // Bytes per 20 ms of audio (960 ticks).
+    let Some(ticks) = crate::opus::duration_ticks(payload) else {
         return SILENT;
     };
-    // Bytes per 20 ms of audio: the TOC byte's configuration gives the frame length,
-    // its last two bits how many frames the packet holds.
-    let frame_ms_x10: usize = match toc >> 3 {
-        config @ 0..=11 => [100, 200, 400, 600][usize::from(config % 4)],
-        config @ 12..=15 => [100, 200][usize::from(config % 2)],
-        config => [25, 50, 100, 200][usize::from(config % 4)],
-    };
-    let frames = match toc & 0x03 {
-        0 => 1,
-        1 | 2 => 2,
-        _ => payload
-            .get(1)
-            .map_or(1, |count| usize::from(count & 0x3f).max(1)),
-    };
-    let per_20ms = payload.len() * 200 / (frame_ms_x10 * frames);
+    let per_20ms = payload.len() * 960 / ticks as usize;
     match per_20ms {
         0..=12 => SILENT,
         13..=35 => QUIET,
@@ -64,7 +51,7 @@ mod tests {
         assert_eq!(estimate(&two), TALKING);
         two.truncate(40);
         assert_eq!(estimate(&two), QUIET);
-        // Code 3 with a frame count of 0 is treated as one frame, never a division by 0.
+        // Code 3 with a frame count of 0 (no such packet) is silent, never a division by 0.
         assert_eq!(estimate(&[0x4b, 0x00, 1, 2, 3]), SILENT);
     }
 }

@@ -8,14 +8,17 @@
 //! Layout: `message` parses SIP, `dialog` builds responses and BYE, `server` runs the
 //! UDP SIP endpoint and its transactions, `call` bridges one call (`signal` the
 //! gateway session, `peer` the WebRTC peer, `rtp` and `speaker` the caller's stream),
-//! `sdp` offer/answer, `stats` the metrics.
+//! `sdp` offer/answer, `prompt` what the bridge itself says to a caller (Opus made
+//! ahead of time), `stats` the metrics.
 
 mod call;
 mod dialog;
 pub mod keypad;
 pub mod level;
 pub mod message;
+pub mod opus;
 mod peer;
+pub mod prompt;
 pub mod rtp;
 pub mod sdp;
 mod server;

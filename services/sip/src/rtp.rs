@@ -106,7 +106,7 @@ pub struct Splicer {
 
 #[derive(Debug, Clone, Copy)]
 struct Source {
-    key: u32,
+    key: u64,
     seq_offset: u16,
     ts_offset: u32,
     first_seq: u16,
@@ -122,11 +122,12 @@ impl Splicer {
         }
     }
 
-    /// The header for a packet of source `key` (any id of the stream, e.g. its SSRC),
-    /// or `None` for a packet from before the current source's first one.
+    /// The header for a packet of source `key` (any id of the stream: an SSRC, or a
+    /// prompt's key above every SSRC), or `None` for a packet from before the current
+    /// source's first one.
     pub fn header(
         &mut self,
-        key: u32,
+        key: u64,
         sequence: u16,
         timestamp: u32,
         now: Instant,
@@ -183,7 +184,7 @@ impl Splicer {
     }
 
     /// The source whose packets go out now, if any has been spliced in.
-    pub fn current(&self) -> Option<u32> {
+    pub fn current(&self) -> Option<u64> {
         self.source.map(|s| s.key)
     }
 }

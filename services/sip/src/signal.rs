@@ -17,9 +17,12 @@ type Ws =
 /// What the gateway said, as far as the bridge cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalEvent {
-    /// In the room, as participant `you`.
+    /// In the room, as participant `you`; whether the room has it muted (a host's mute
+    /// kept from an earlier connection) and whether the room is being recorded.
     Joined {
         you: String,
+        muted: bool,
+        recording: bool,
     },
     /// The room has a waiting room; a host decides.
     Waiting,
@@ -36,6 +39,10 @@ pub enum SignalEvent {
     },
     ActiveSpeaker {
         participant: String,
+    },
+    /// The room's settings changed: whether it is being recorded, now.
+    RoomState {
+        recording: bool,
     },
     /// A participant changed: whether it is muted (by itself or a host) and whether its
     /// hand is up, now.
@@ -161,9 +168,21 @@ pub fn parse_event(text: &str) -> SignalEvent {
             .unwrap_or_default()
             .to_owned()
     };
+    let flag = |path: &str| {
+        message
+            .pointer(path)
+            .and_then(Value::as_bool)
+            .unwrap_or_default()
+    };
     if message.get("joined").is_some() {
         SignalEvent::Joined {
             you: field("/joined/you/id"),
+            muted: flag("/joined/you/audio_muted"),
+            recording: flag("/joined/room_state/recording"),
+        }
+    } else if message.get("room_state").is_some() {
+        SignalEvent::RoomState {
+            recording: flag("/room_state/recording"),
         }
     } else if message.get("waiting").is_some() {
         SignalEvent::Waiting
@@ -188,10 +207,7 @@ pub fn parse_event(text: &str) -> SignalEvent {
     } else if message.get("participant_updated").is_some() {
         SignalEvent::ParticipantUpdated {
             participant: field("/participant_updated/participant/id"),
-            audio_muted: message
-                .pointer("/participant_updated/participant/audio_muted")
-                .and_then(Value::as_bool)
-                .unwrap_or_default(),
+            audio_muted: flag("/participant_updated/participant/audio_muted"),
             hand_raised: message
                 .pointer("/participant_updated/participant/hand_raised_at")
                 .and_then(Value::as_u64)

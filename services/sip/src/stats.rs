@@ -9,6 +9,7 @@ use std::time::Duration;
 use confer_metrics::{Exposition, Histogram, LabeledCounter};
 
 use crate::keypad::KeyCommand;
+use crate::prompt::Prompt;
 
 /// INVITE → 200 OK, seconds: joining a room and negotiating with the SFU.
 const SETUP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -32,6 +33,7 @@ struct Counters {
     rtp_to_caller: AtomicU64,
     rtp_dropped: LabeledCounter,
     key_commands: LabeledCounter,
+    prompts: LabeledCounter,
 }
 
 impl Default for SipStats {
@@ -48,6 +50,7 @@ impl Default for SipStats {
             rtp_to_caller: AtomicU64::new(0),
             rtp_dropped: LabeledCounter::default(),
             key_commands: LabeledCounter::default(),
+            prompts: LabeledCounter::default(),
         }))
     }
 }
@@ -108,6 +111,11 @@ impl SipStats {
             KeyCommand::ToggleMute => "mute",
             KeyCommand::ToggleHand => "hand",
         });
+    }
+
+    /// A caller was told something (a prompt played to them).
+    pub(crate) fn prompt(&self, prompt: Prompt) {
+        self.0.prompts.inc(prompt.name());
     }
 
     /// Calls up now.
@@ -178,6 +186,12 @@ impl SipStats {
             "Commands callers keyed on their phones: mute (*6), hand (*9).",
             "command",
             &c.key_commands.snapshot(),
+        );
+        out.counter_by(
+            "confer_sip_prompts",
+            "Prompts played to callers: recording_started, recording_stopped, muted, unmuted, mute_refused, hand_raised, hand_lowered.",
+            "prompt",
+            &c.prompts.snapshot(),
         );
     }
 }

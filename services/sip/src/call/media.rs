@@ -1,5 +1,6 @@
 //! An answered call's media: the caller's RTP into the room, the room's audio (one
-//! speaker at a time) to the caller, until someone hangs up or the room moves.
+//! speaker at a time) to the caller, until someone hangs up or the room moves; and
+//! the bridge's own prompts to the caller (recording, what their keys did).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use super::CallCommand;
 use super::room::RoomSide;
 use crate::keypad::{KeyCommand, Keypad};
 use crate::peer::PeerOutput;
+use crate::prompt::{Announcer, Prompt};
 use crate::rtp::{RtpView, Splicer, write_packet};
 use crate::sdp::AudioOffer;
 use crate::signal::SignalEvent;
@@ -20,6 +22,9 @@ use crate::stats::SipStats;
 /// Signalling keep-alive.
 const PING_EVERY: Duration = Duration::from_secs(15);
 const IDLE_WAKEUP: Duration = Duration::from_millis(200);
+/// A prompt at the start of a call waits this long: the caller's phone has the 200 OK
+/// and its audio path is up.
+const FIRST_PROMPT_AFTER: Duration = Duration::from_millis(500);
 
 /// Why [`Media::run`] returned.
 pub(super) enum MediaEnd {
@@ -49,6 +54,18 @@ pub(super) struct Media {
     muted: bool,
     /// The caller's hand is up, as the room last said.
     hand_raised: bool,
+    /// What the bridge says to the caller, in place of the room's audio meanwhile.
+    announcer: Announcer,
+    /// What the caller was last told.
+    told: Told,
+}
+
+/// What a caller has been told (by a prompt), to tell them only of changes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Told {
+    muted: bool,
+    hand_raised: bool,
+    recording: bool,
 }
 
 impl Media {
@@ -72,6 +89,8 @@ impl Media {
             keypad: Keypad::default(),
             muted: false,
             hand_raised: false,
+            announcer: Announcer::default(),
+            told: Told::default(),
         }
     }
 
@@ -86,6 +105,11 @@ impl Media {
         let mut next_ping = Instant::now() + PING_EVERY;
         // A rejoin takes a moment; the caller's silence meanwhile is not theirs.
         self.last_from_caller = self.last_from_caller.max(Instant::now());
+        // Joined muted (a host's mute the room kept), or into a room that records.
+        self.muted |= room.joined_muted;
+        let first_prompt = Instant::now() + FIRST_PROMPT_AFTER;
+        self.tell_recording(room.recording, first_prompt);
+        self.tell_mute_and_hand(first_prompt);
         // Joined again (the room moved): as the caller was.
         if self.muted && room.signal.mute(true).await.is_err()
             || self.hand_raised && room.signal.raise_hand(true).await.is_err()
@@ -117,7 +141,8 @@ impl Media {
                 .peer
                 .poll_timeout()
                 .unwrap_or(now + IDLE_WAKEUP)
-                .min(now + IDLE_WAKEUP);
+                .min(now + IDLE_WAKEUP)
+                .min(self.announcer.next_due().unwrap_or(now + IDLE_WAKEUP));
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(CallCommand::Media(offer)) => self.redirect(offer),
@@ -146,14 +171,22 @@ impl Media {
                     }
                     SignalEvent::ParticipantUpdated { participant, audio_muted, hand_raised } if participant == room.you => {
                         // As the room has the caller: muted by a host too (so `*6`
-                        // unmutes), its hand lowered by a host.
+                        // unmutes), its hand lowered by a host. The caller hears
+                        // what changed (their own keys' effect included).
                         self.muted = audio_muted;
                         self.hand_raised = hand_raised;
+                        self.tell_mute_and_hand(Instant::now());
+                    }
+                    SignalEvent::RoomState { recording } => {
+                        room.recording = recording;
+                        self.tell_recording(recording, Instant::now());
                     }
                     SignalEvent::Error { request_id, code, .. } if request_id == "mute" => {
                         // A host muted the caller and the room keeps it so.
                         info!(%code, "the caller's unmute was refused");
                         self.muted = true;
+                        self.told.muted = true;
+                        self.tell(Prompt::MuteRefused, Instant::now());
                     }
                     SignalEvent::Error { request_id, code, .. } if request_id.is_empty() => {
                         if code == "node_draining" {
@@ -173,6 +206,73 @@ impl Media {
             }
             if let Some(reason) = self.drain_peer(room) {
                 return ended(reason);
+            }
+            self.play_prompts();
+        }
+    }
+
+    /// Tells the caller that recording started or stopped, if that is news to them.
+    fn tell_recording(&mut self, recording: bool, at: Instant) {
+        if recording != self.told.recording {
+            self.told.recording = recording;
+            let prompt = if recording {
+                Prompt::RecordingStarted
+            } else {
+                Prompt::RecordingStopped
+            };
+            self.tell(prompt, at);
+        }
+    }
+
+    /// Tells the caller that they were muted or unmuted, or their hand went up or
+    /// down, where that is news to them.
+    fn tell_mute_and_hand(&mut self, at: Instant) {
+        if self.muted != self.told.muted {
+            self.told.muted = self.muted;
+            self.tell(
+                if self.muted {
+                    Prompt::Muted
+                } else {
+                    Prompt::Unmuted
+                },
+                at,
+            );
+        }
+        if self.hand_raised != self.told.hand_raised {
+            self.told.hand_raised = self.hand_raised;
+            let prompt = if self.hand_raised {
+                Prompt::HandRaised
+            } else {
+                Prompt::HandLowered
+            };
+            self.tell(prompt, at);
+        }
+    }
+
+    /// Plays `prompt` to the caller from `at` (after what plays already), if the
+    /// caller hears anything at all.
+    fn tell(&mut self, prompt: Prompt, at: Instant) {
+        if !self.offer.direction.caller_receives() {
+            return;
+        }
+        info!(prompt = prompt.name(), "telling the caller");
+        self.stats.prompt(prompt);
+        self.announcer.announce(prompt, at);
+    }
+
+    /// Sends the prompt packets that are due.
+    fn play_prompts(&mut self) {
+        let now = Instant::now();
+        while let Some(due) = self.announcer.due(now) {
+            let Some(header) = self
+                .to_caller
+                .header(due.key, due.sequence, due.timestamp, now)
+            else {
+                continue;
+            };
+            write_packet(&mut self.out, &header, due.payload);
+            if self.caller.try_send_to(&self.out, self.remote).is_ok() {
+                self.stats.rtp_to_caller();
             }
         }
     }
@@ -251,9 +351,9 @@ impl Media {
             return None;
         }
         let now = Instant::now();
-        let header = self
-            .from_caller
-            .header(view.ssrc, view.sequence, view.timestamp, now)?;
+        let header =
+            self.from_caller
+                .header(u64::from(view.ssrc), view.sequence, view.timestamp, now)?;
         let marker = view.marker || header.marker;
         let level = crate::level::estimate(payload);
         if room.peer.send_audio(
@@ -283,8 +383,12 @@ impl Media {
                     if !self.offer.direction.caller_receives() || !room.speaker.forward(&mid, now) {
                         continue;
                     }
+                    if self.announcer.playing() {
+                        // A prompt is playing: the caller hears it alone.
+                        continue;
+                    }
                     let Some(header) = self.to_caller.header(
-                        ssrc,
+                        u64::from(ssrc),
                         packet.header.sequence_number,
                         packet.header.timestamp,
                         now,

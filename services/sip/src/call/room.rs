@@ -27,6 +27,10 @@ pub(super) struct RoomSide {
     pub connected: bool,
     /// The caller's participant id in the room.
     pub you: String,
+    /// The room had the caller muted when it joined.
+    pub joined_muted: bool,
+    /// The room is being recorded, as it last said.
+    pub recording: bool,
 }
 
 impl RoomSide {
@@ -77,6 +81,8 @@ pub(super) async fn enter(
         speaker: Speaker::default(),
         connected: false,
         you: String::new(),
+        joined_muted: false,
+        recording: false,
     };
     match negotiate(&mut side, setup, events, commands, first).await {
         Ok(()) => Ok(side),
@@ -119,9 +125,15 @@ async fn negotiate(
                         .await;
                 }
             }
-            SignalEvent::Joined { you } if !offered => {
+            SignalEvent::Joined {
+                you,
+                muted,
+                recording,
+            } if !offered => {
                 offered = true;
                 side.you = you;
+                side.joined_muted = muted;
+                side.recording = recording;
                 deadline = Instant::now() + JOIN_TIMEOUT;
                 let sdp = side.peer.offer(Instant::now()).map_err(Refusal::failed)?;
                 side.signal.offer(&sdp).await.map_err(Refusal::failed)?;
@@ -137,6 +149,7 @@ async fn negotiate(
                 participant,
                 kind,
             } if kind == "audio" => side.speaker.assigned(&mid, &participant),
+            SignalEvent::RoomState { recording } => side.recording = recording,
             SignalEvent::Error { code, message, .. } => {
                 return Err(Refusal::from_code(&code, &message));
             }
