@@ -11,6 +11,7 @@ pub mod late_pushes;
 pub mod lossy_link;
 pub mod pki;
 pub mod rejoins;
+pub mod replicas;
 pub mod room;
 pub mod server;
 pub mod signal;

@@ -9,11 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use confer_e2e::backing::{RedisServer, fresh_postgres};
+use confer_e2e::replicas::shared_backends;
 use confer_room::RoomApi as _;
 use confer_room::api::{GatewayCommand, JoinDecision, JoinRequest, RoomEvent, WatchFrom, Watched};
 use confer_room::model::Role;
-use confer_room::store::MasterKey;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
@@ -25,22 +24,7 @@ async fn room_service(backends: confer_room::Backends) -> anyhow::Result<confer_
         gateway_lease: LEASE,
         ..Default::default()
     };
-    // Placement only records the choice; nothing dials this SFU.
-    let registry = confer_room::registry::SfuRegistry::new(vec![
-        confer_room::registry::SfuNode::parse("sfu-1@local=127.0.0.1:9")
-            .map_err(anyhow::Error::msg)?,
-    ]);
-    // The service's tasks stop when the runtime does, with the test.
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    std::mem::forget(stop);
-    confer_room::start(
-        config,
-        backends,
-        registry,
-        confer_room::webhook::WebhookConfig::default(),
-        shutdown,
-    )
-    .await
+    confer_e2e::replicas::room_service(config, backends).await
 }
 
 async fn join(
@@ -251,13 +235,7 @@ async fn in_memory_a_gone_gateways_participants_leave() -> anyhow::Result<()> {
 /// not take the first's gateways for lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_gone_gateways_participants_leave() -> anyhow::Result<()> {
-    let redis = RedisServer::start().await?;
-    let backends = confer_room::Backends {
-        database_url: fresh_postgres().await?,
-        redis_url: Some(redis.url()),
-        master_key: MasterKey::random(),
-        database_connections: 4,
-    };
+    let (_redis, backends) = shared_backends().await?;
     let replicas = [
         room_service(backends.clone()).await?,
         room_service(backends).await?,

@@ -107,6 +107,11 @@ fn render_metrics(
         &[(&[], service.takeovers())],
     );
     out.counter(
+        "confer_room_identity_waits",
+        "Retries of joins that waited for another join of the same identity to the same room (two tabs opened at once): joins of one identity take turns.",
+        &[(&[], service.identity_waits())],
+    );
+    out.counter(
         "confer_room_gateways_lost",
         "Gateways whose lease ran out while they held participants.",
         &[(&[], service.gateways_lost())],

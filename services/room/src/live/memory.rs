@@ -25,6 +25,8 @@ struct Inner {
     leases: HashMap<String, Instant>,
     /// Departed participants kept to come back: id → (room, participant, until).
     departed: HashMap<String, (String, ParticipantInfo, Instant)>,
+    /// Identities whose joins to a room are held: (room, identity) → (token, until).
+    identity_holds: HashMap<(String, String), (String, Instant)>,
 }
 
 /// One gateway's command bus.
@@ -42,8 +44,9 @@ impl GatewayBus {
     }
 }
 
+/// Boxed: the state is large beside [`super::RedisLive`]'s handles.
 #[derive(Default)]
-pub struct MemoryLive(Mutex<Inner>);
+pub struct MemoryLive(Box<Mutex<Inner>>);
 
 impl MemoryLive {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -177,6 +180,45 @@ impl MemoryLive {
             .filter(|p| p.gateway == gateway)
             .map(|p| p.id.clone())
             .collect())
+    }
+
+    pub async fn hold_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> RoomResult<Option<String>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let key = (room_key.to_owned(), identity.to_owned());
+        if inner
+            .identity_holds
+            .get(&key)
+            .is_some_and(|(_, until)| *until > now)
+        {
+            return Ok(None);
+        }
+        let token = format!("{:016x}", rand::random::<u64>());
+        inner.identity_holds.insert(key, (token.clone(), now + ttl));
+        Ok(Some(token))
+    }
+
+    pub async fn release_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        token: &str,
+    ) -> RoomResult<()> {
+        let mut inner = self.lock();
+        let key = (room_key.to_owned(), identity.to_owned());
+        if inner
+            .identity_holds
+            .get(&key)
+            .is_some_and(|(held, _)| held == token)
+        {
+            inner.identity_holds.remove(&key);
+        }
+        Ok(())
     }
 
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {

@@ -116,6 +116,29 @@ impl Live {
         dispatch!(self, live => live.participants_of(gateway).await)
     }
 
+    /// Holds the joins of `identity` to `room_key` for this join alone, for up to
+    /// `ttl`: `Some(token)` when held (give it back with [`Live::release_identity`]),
+    /// `None` while another join of the identity holds them.
+    pub async fn hold_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> RoomResult<Option<String>> {
+        dispatch!(self, live => live.hold_identity(room_key, identity, ttl).await)
+    }
+
+    /// Gives back a hold `token` from [`Live::hold_identity`]; one that ran out (and
+    /// may be another join's now) is left alone.
+    pub async fn release_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        token: &str,
+    ) -> RoomResult<()> {
+        dispatch!(self, live => live.release_identity(room_key, identity, token).await)
+    }
+
     /// `gateway` is alive for `ttl` from now (a room service serves its watch).
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
         dispatch!(self, live => live.renew_lease(gateway, ttl).await)

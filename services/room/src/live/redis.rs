@@ -10,6 +10,8 @@
 //!   room, JSON, kept for it to come back as it was; it expires by itself
 //! - `confer:kept:{room}`: sorted set, the ids of the participants kept for the room,
 //!   each scored with when its time runs out (Unix milliseconds)
+//! - `confer:identity-join:{room}:{identity}`: held (a random token) while one join
+//!   of the identity reads the room and takes its place; it expires by itself
 //! - `confer:gateways`: gateways that hold (or held) participants
 //! - `confer:gateway-participants:{gateway}`: set of the participants it holds
 //! - `confer:gateway-lease:{gateway}`: present while a room service serves the
@@ -79,6 +81,10 @@ fn kept_key(room_key: &str) -> String {
 struct Departed {
     room: String,
     participant: ParticipantInfo,
+}
+
+fn identity_hold_key(room_key: &str, identity: &str) -> String {
+    format!("confer:identity-join:{room_key}:{identity}")
 }
 
 fn lease_key(gateway: &str) -> String {
@@ -339,6 +345,45 @@ impl RedisLive {
             let _: i64 = conn.srem(&key, &stale).await?;
         }
         Ok(held)
+    }
+
+    pub async fn hold_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        ttl: Duration,
+    ) -> RoomResult<Option<String>> {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let held = redis::cmd("SET")
+            .arg(identity_hold_key(room_key, identity))
+            .arg(&token)
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut self.conn())
+            .await?
+            .is_some();
+        Ok(held.then_some(token))
+    }
+
+    /// Deletes the hold only while it is still `token`'s, in one step.
+    pub async fn release_identity(
+        &self,
+        room_key: &str,
+        identity: &str,
+        token: &str,
+    ) -> RoomResult<()> {
+        const RELEASE_IF_MINE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+             return redis.call('DEL', KEYS[1]) end return 0";
+        let _: i64 = redis::cmd("EVAL")
+            .arg(RELEASE_IF_MINE)
+            .arg(1)
+            .arg(identity_hold_key(room_key, identity))
+            .arg(token)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
     }
 
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {

@@ -243,3 +243,79 @@ async fn departed_participants_in_memory_are_taken_once_and_in_time() {
 async fn departed_participants_in_redis_are_taken_once_and_in_time() {
     departed_participants_are_taken_once_and_in_time(redis_live().await).await;
 }
+
+/// One join at a time holds an identity's joins to a room: another waits, a wrong
+/// token gives nothing back, the right one does, and a hold runs out by itself.
+async fn an_identitys_joins_are_held_one_at_a_time(live: Live) {
+    let room = format!("t/hold-{:08x}", rand::random::<u32>());
+    let ttl = Duration::from_millis(300);
+    let first = live
+        .hold_identity(&room, "gus", ttl)
+        .await
+        .expect("hold")
+        .expect("the first join holds");
+    assert_eq!(
+        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
+        None
+    );
+    let other = live
+        .hold_identity(&room, "ada", ttl)
+        .await
+        .expect("hold")
+        .expect("another identity is its own");
+    assert!(
+        live.hold_identity("t/elsewhere", "gus", ttl)
+            .await
+            .expect("hold")
+            .is_some(),
+        "another room is its own"
+    );
+    live.release_identity(&room, "gus", "not-the-token")
+        .await
+        .expect("release");
+    assert_eq!(
+        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
+        None,
+        "a wrong token gives nothing back"
+    );
+    live.release_identity(&room, "gus", &first)
+        .await
+        .expect("release");
+    let second = live
+        .hold_identity(&room, "gus", ttl)
+        .await
+        .expect("hold")
+        .expect("given back: the next join holds");
+    assert_ne!(first, second);
+    // Never given back: it runs out, and the late give-back leaves the next one's.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let third = live
+        .hold_identity(&room, "gus", ttl)
+        .await
+        .expect("hold")
+        .expect("ran out");
+    live.release_identity(&room, "gus", &second)
+        .await
+        .expect("release");
+    assert_eq!(
+        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
+        None,
+        "the third join's hold stands"
+    );
+    live.release_identity(&room, "gus", &third)
+        .await
+        .expect("release");
+    live.release_identity(&room, "ada", &other)
+        .await
+        .expect("release");
+}
+
+#[tokio::test]
+async fn an_identitys_joins_are_held_one_at_a_time_in_memory() {
+    an_identitys_joins_are_held_one_at_a_time(Live::Memory(MemoryLive::default())).await;
+}
+
+#[tokio::test]
+async fn an_identitys_joins_are_held_one_at_a_time_in_redis() {
+    an_identitys_joins_are_held_one_at_a_time(redis_live().await).await;
+}

@@ -214,7 +214,16 @@ impl RoomService {
             return Err(err);
         }
         let mut place = returning.map(Place::Ticket);
+        // A token's identity joins in turn with its other joins to the room (it may
+        // take one's place, below).
+        let turn = match (&place, &joiner.role) {
+            (None, Some(_)) if !joiner.lapsed => self.identity_turn(&key, &joiner.identity).await?,
+            _ => None,
+        };
         let result = self.let_in(&req, joiner, &record, &key, &mut place).await;
+        if let Some(turn) = turn {
+            self.end_identity_turn(&key, turn).await;
+        }
         if result.is_err()
             && let Some(place) = &place
         {

@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     member_list_reads: AtomicU64,
     /// Joins that took their identity's place in the room.
     takeovers: AtomicU64,
+    /// Times a join waited for another join of its identity to the same room.
+    identity_waits: AtomicU64,
 }
 
 /// The room service. Cheap to clone.
@@ -153,6 +155,7 @@ impl RoomService {
             rejoins: confer_metrics::LabeledCounter::default(),
             member_list_reads: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
+            identity_waits: AtomicU64::new(0),
         }))
     }
 
@@ -194,6 +197,12 @@ impl RoomService {
     /// tab or device; a page reloaded without leaving).
     pub fn takeovers(&self) -> u64 {
         self.0.takeovers.load(Relaxed)
+    }
+
+    /// Times a join waited (a short retry) for another join of its identity to the
+    /// same room to finish.
+    pub fn identity_waits(&self) -> u64 {
+        self.0.identity_waits.load(Relaxed)
     }
 
     /// Gateways found lost while they held participants.

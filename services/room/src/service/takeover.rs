@@ -9,8 +9,15 @@
 //! as after a lost connection.
 //!
 //! Only identities a token vouches for: anonymous guests are each their own.
+//!
+//! Joins of one identity to one room take turns (a hold in live state, shared by
+//! every replica): two tabs opened at once, through two room-service replicas, would
+//! otherwise each read the room before the other is in it, and both get in.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
 
 use super::RoomService;
 use super::rejoin::Departure;
@@ -21,7 +28,67 @@ use crate::model::{ParticipantInfo, ParticipantState};
 /// What a participant whose identity joined again elsewhere is told.
 const REPLACED: &str = "you joined this room again from another tab or device";
 
+/// Longest one join holds its identity's joins to a room (a replica that stops
+/// mid-join holds them no longer).
+const IDENTITY_HOLD: Duration = Duration::from_secs(5);
+/// Longest a join waits for another join of its identity, then goes ahead anyway.
+const IDENTITY_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting join looks again.
+const IDENTITY_RETRY: Duration = Duration::from_millis(20);
+
+/// A join's turn for its identity in a room, given back with
+/// [`RoomService::end_identity_turn`].
+pub(crate) struct IdentityTurn {
+    identity: String,
+    token: String,
+}
+
 impl RoomService {
+    /// Waits for `identity`'s turn to join `room_key`: until no other join of it is
+    /// reading the room and taking its place, at most [`IDENTITY_WAIT`]. `None`
+    /// when the wait ran out (the join goes ahead without a turn).
+    pub(crate) async fn identity_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+    ) -> RoomResult<Option<IdentityTurn>> {
+        let deadline = Instant::now() + IDENTITY_WAIT;
+        loop {
+            if let Some(token) = self
+                .0
+                .live
+                .hold_identity(room_key, identity, IDENTITY_HOLD)
+                .await?
+            {
+                return Ok(Some(IdentityTurn {
+                    identity: identity.to_owned(),
+                    token,
+                }));
+            }
+            if Instant::now() >= deadline {
+                warn!(
+                    room = room_key,
+                    identity, "another join of this identity held it too long; going ahead"
+                );
+                return Ok(None);
+            }
+            self.0.identity_waits.fetch_add(1, Relaxed);
+            tokio::time::sleep(IDENTITY_RETRY).await;
+        }
+    }
+
+    /// Gives the turn back; a failure only leaves the hold to run out.
+    pub(crate) async fn end_identity_turn(&self, room_key: &str, turn: IdentityTurn) {
+        if let Err(err) = self
+            .0
+            .live
+            .release_identity(room_key, &turn.identity, &turn.token)
+            .await
+        {
+            warn!(%err, room = room_key, "could not give back an identity's turn");
+        }
+    }
+
     /// `identity`'s place in `room_key`, taken for a new connection: the participant
     /// it had there (let go now) or kept after a lost connection. A second listing of
     /// the identity (two connections that joined at once), and one still waiting to
