@@ -2,7 +2,8 @@
 //! `--recordings-keep-days` is removed, and a file an SFU left half-written (it
 //! stopped without finishing it: a crash, a node lost) is finished under its final
 //! name once nothing has written to it for [`ABANDONED_AFTER`], as far as it was
-//! written, so a recording is never lost with the SFU that made it. Every gateway
+//! written (cut after its last whole block, its duration filled in: players show its
+//! length and seek in it), so a recording is never lost with the SFU that made it. Every gateway
 //! sweeps the shared volume; two removing the same file is harmless.
 
 use std::path::Path;
@@ -92,10 +93,26 @@ pub(crate) fn sweep(dir: &Path, keep: Option<Duration>, now: SystemTime) -> std:
                 continue; // gone meanwhile
             };
             if recorded.in_progress {
-                if age >= ABANDONED_AFTER
-                    && std::fs::rename(&path, room_dir.join(recorded.finished_name())).is_ok()
-                {
-                    swept.recovered += 1;
+                if age >= ABANDONED_AFTER {
+                    // Its SFU stopped mid-recording: cut after the last whole block,
+                    // the duration filled in. One that cannot be read is finished as
+                    // it is (it was ours to keep, not to judge).
+                    match confer_sfu::record::recover(&path) {
+                        Ok(recovered) => tracing::info!(
+                            file = %path.display(),
+                            duration_ms = recovered.duration_ms,
+                            cut = recovered.cut,
+                            "finished an abandoned recording"
+                        ),
+                        Err(err) => tracing::warn!(
+                            file = %path.display(),
+                            error = %err,
+                            "an abandoned recording could not be read; finished as it is"
+                        ),
+                    }
+                    if std::fs::rename(&path, room_dir.join(recorded.finished_name())).is_ok() {
+                        swept.recovered += 1;
+                    }
                 }
             } else if keep.is_some_and(|keep| age >= keep) && std::fs::remove_file(&path).is_ok() {
                 swept.expired += 1;
@@ -136,6 +153,26 @@ mod tests {
             .unwrap();
     }
 
+    /// A recording `name` as an SFU that stopped mid-write leaves it: Opus frames up to
+    /// 1,960 ms, never finished, and half of one more block; last written `ago`.
+    fn unfinished(room_dir: &Path, name: &str, ago: Duration) {
+        use confer_sfu::record::{TrackFormat, Webm};
+        let path = room_dir.join(name);
+        let mut webm = Webm::start(
+            File::create(&path).unwrap(),
+            TrackFormat::Opus,
+            1_700_000_000_000,
+        )
+        .unwrap();
+        for i in 0..50 {
+            webm.frame(i * 40, true, &[0xfc; 40]).unwrap();
+        }
+        drop(webm);
+        let mut file = File::options().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut file, &[0xA3, 0x40, 0x80, 0x81]).unwrap();
+        file.set_modified(SystemTime::now() - ago).unwrap();
+    }
+
     fn names(room_dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(room_dir)
             .unwrap()
@@ -153,7 +190,9 @@ mod tests {
         std::fs::create_dir_all(&room).unwrap();
         file(&room, "ada.camera.1000.webm", 8 * DAY);
         file(&room, "ada.microphone.1000.webm", 6 * DAY);
-        // Half-written: one an SFU left long ago, one being written now.
+        // Half-written: two an SFU left long ago (one of them not a WebM file at
+        // all), one being written now.
+        unfinished(&room, "bob.microphone.2000.webm.part", 2 * ABANDONED_AFTER);
         file(&room, "bob.camera.2000.webm.part", 2 * ABANDONED_AFTER);
         file(&room, "cy.camera.3000.webm.part", Duration::from_secs(5));
         // Not a recording: never touched, however old.
@@ -169,7 +208,7 @@ mod tests {
             swept,
             Swept {
                 expired: 2,
-                recovered: 1
+                recovered: 2
             }
         );
         assert_eq!(
@@ -177,10 +216,19 @@ mod tests {
             [
                 "ada.microphone.1000.webm",
                 "bob.camera.2000.webm",
+                "bob.microphone.2000.webm",
                 "cy.camera.3000.webm.part",
                 "notes.txt"
             ]
         );
+        // The real one, cut after its last whole block, lists its length.
+        let listed = confer_sfu::record::list_in(&room).unwrap();
+        let bob = listed
+            .iter()
+            .find(|r| r.file == "bob.microphone.2000.webm")
+            .unwrap();
+        assert_eq!(bob.duration_ms, Some(1_960));
+        assert!(!bob.in_progress);
         // Its directory was just changed by the removal: it goes on a later sweep.
         assert!(empty.exists());
         let later = SystemTime::now() + ABANDONED_AFTER;
@@ -198,7 +246,7 @@ mod tests {
         // Without a keep, nothing finished is removed, however old.
         let kept = sweep(&dir, None, SystemTime::now() + 365 * DAY).unwrap();
         assert_eq!(kept, Swept::default());
-        assert_eq!(names(&room).len(), 4);
+        assert_eq!(names(&room).len(), 5);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -11,7 +11,9 @@
 //! [`HOLD`], so the writer thread is woken once a batch, not once a packet. A file is
 //! opened at a track's first whole frame (a video's first keyframe), written as
 //! `<name>.webm.part`, and renamed to `<name>.webm` once the track stops being
-//! recorded: recording stopped, the track ended or its participant left.
+//! recorded: recording stopped, the track ended or its participant left. A file an
+//! SFU never finished (it stopped mid-recording) is finished by the gateways' sweep
+//! with [`recover`]: cut after its last whole block, its duration filled in.
 //!
 //! Files live under the recordings directory, one directory per room:
 //! `<dir>/<room>/<participant>.<source>.<unix ms started>.webm`, room and participant
@@ -25,7 +27,7 @@ mod webm;
 
 pub use files::{MARK_ALIVE_EVERY, Recorded, list, list_in, path_part};
 pub use frames::{Frame, Frames, RecordCodec, RtpIn};
-pub use webm::{TrackFormat, Webm};
+pub use webm::{Recovered, TrackFormat, Webm, recover};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

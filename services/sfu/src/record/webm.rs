@@ -334,5 +334,9 @@ fn uint(value: u64) -> Vec<u8> {
     bytes[skip..].to_vec()
 }
 
+mod recover;
+
+pub use recover::{Recovered, recover};
+
 #[cfg(test)]
 mod tests;
