@@ -244,70 +244,58 @@ async fn departed_participants_in_redis_are_taken_once_and_in_time() {
     departed_participants_are_taken_once_and_in_time(redis_live().await).await;
 }
 
+/// A hold of `identity`'s joins to `room` for 300 ms: its token, or `None` while held.
+async fn hold(live: &Live, room: &str, identity: &str) -> Option<String> {
+    live.hold_identity(room, identity, HOLD_FOR)
+        .await
+        .expect("hold")
+}
+
+async fn release(live: &Live, room: &str, identity: &str, token: &str) {
+    live.release_identity(room, identity, token)
+        .await
+        .expect("release");
+}
+
+const HOLD_FOR: Duration = Duration::from_millis(300);
+
 /// One join at a time holds an identity's joins to a room: another waits, a wrong
 /// token gives nothing back, the right one does, and a hold runs out by itself.
 async fn an_identitys_joins_are_held_one_at_a_time(live: Live) {
     let room = format!("t/hold-{:08x}", rand::random::<u32>());
-    let ttl = Duration::from_millis(300);
-    let first = live
-        .hold_identity(&room, "gus", ttl)
+    let first = hold(&live, &room, "gus")
         .await
-        .expect("hold")
         .expect("the first join holds");
-    assert_eq!(
-        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
-        None
-    );
-    let other = live
-        .hold_identity(&room, "ada", ttl)
+    assert_eq!(hold(&live, &room, "gus").await, None);
+    let other = hold(&live, &room, "ada")
         .await
-        .expect("hold")
         .expect("another identity is its own");
     assert!(
-        live.hold_identity("t/elsewhere", "gus", ttl)
-            .await
-            .expect("hold")
-            .is_some(),
+        hold(&live, "t/elsewhere", "gus").await.is_some(),
         "another room is its own"
     );
-    live.release_identity(&room, "gus", "not-the-token")
-        .await
-        .expect("release");
+    release(&live, &room, "gus", "not-the-token").await;
     assert_eq!(
-        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
+        hold(&live, &room, "gus").await,
         None,
         "a wrong token gives nothing back"
     );
-    live.release_identity(&room, "gus", &first)
+    release(&live, &room, "gus", &first).await;
+    let second = hold(&live, &room, "gus")
         .await
-        .expect("release");
-    let second = live
-        .hold_identity(&room, "gus", ttl)
-        .await
-        .expect("hold")
         .expect("given back: the next join holds");
     assert_ne!(first, second);
     // Never given back: it runs out, and the late give-back leaves the next one's.
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let third = live
-        .hold_identity(&room, "gus", ttl)
-        .await
-        .expect("hold")
-        .expect("ran out");
-    live.release_identity(&room, "gus", &second)
-        .await
-        .expect("release");
+    tokio::time::sleep(HOLD_FOR + Duration::from_millis(100)).await;
+    let third = hold(&live, &room, "gus").await.expect("ran out");
+    release(&live, &room, "gus", &second).await;
     assert_eq!(
-        live.hold_identity(&room, "gus", ttl).await.expect("hold"),
+        hold(&live, &room, "gus").await,
         None,
         "the third join's hold stands"
     );
-    live.release_identity(&room, "gus", &third)
-        .await
-        .expect("release");
-    live.release_identity(&room, "ada", &other)
-        .await
-        .expect("release");
+    release(&live, &room, "gus", &third).await;
+    release(&live, &room, "ada", &other).await;
 }
 
 #[tokio::test]

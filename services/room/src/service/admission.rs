@@ -198,10 +198,31 @@ impl RoomService {
         }
         let record = self.room_for_join(&joiner, &req.room).await?;
         let key = room_key(&joiner.tenant, &req.room);
+        // A token's identity joins in turn with its other joins to the room: it may
+        // take one's place, or come back into it by ticket.
+        let turn = match joiner.role {
+            Some(_) => self.identity_turn(&key, &joiner.identity).await?,
+            None => None,
+        };
+        let result = self.join_in_turn(req, joiner, &record, &key).await;
+        if let Some(turn) = turn {
+            self.end_identity_turn(&key, turn).await;
+        }
+        result
+    }
+
+    /// [`RoomService::do_join`] once the join has its turn.
+    async fn join_in_turn(
+        &self,
+        req: JoinRequest,
+        joiner: Joiner,
+        record: &RoomRecord,
+        key: &str,
+    ) -> RoomResult<JoinDecision> {
         let returning = match req.rejoin.as_deref().filter(|t| !t.is_empty()) {
             Some(ticket) => {
                 let identity = joiner.role.is_some().then_some(joiner.identity.as_str());
-                self.returning(&key, ticket, identity).await?
+                self.returning(key, ticket, identity).await?
             }
             None => None,
         };
@@ -209,25 +230,16 @@ impl RoomService {
             && let Err(err) = joined_while_valid(&joiner, returning.as_ref())
         {
             if let Some(before) = &returning {
-                self.keep_for_rejoin(&key, before).await;
+                self.keep_for_rejoin(key, before).await;
             }
             return Err(err);
         }
         let mut place = returning.map(Place::Ticket);
-        // A token's identity joins in turn with its other joins to the room (it may
-        // take one's place, below).
-        let turn = match (&place, &joiner.role) {
-            (None, Some(_)) if !joiner.lapsed => self.identity_turn(&key, &joiner.identity).await?,
-            _ => None,
-        };
-        let result = self.let_in(&req, joiner, &record, &key, &mut place).await;
-        if let Some(turn) = turn {
-            self.end_identity_turn(&key, turn).await;
-        }
+        let result = self.let_in(&req, joiner, record, key, &mut place).await;
         if result.is_err()
             && let Some(place) = &place
         {
-            self.keep_for_rejoin(&key, place.before()).await;
+            self.keep_for_rejoin(key, place.before()).await;
         }
         result
     }

@@ -12,7 +12,7 @@ mod player;
 use std::sync::LazyLock;
 
 pub use ogg::{OggError, opus_packets};
-pub use player::{Announcer, PromptPacket};
+pub use player::{Announcer, Due, PromptPacket};
 
 /// Something the bridge tells a caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

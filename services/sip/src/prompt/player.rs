@@ -62,7 +62,9 @@ impl Announcer {
         let subject = prompt.subject();
         if let Some(playing) = self.playing.take_if(|p| p.prompt.subject() == subject) {
             self.queue.retain(|(queued, _)| queued.subject() != subject);
-            let start = at.min(playing.next_at());
+            // Not before the one it replaces was to start (the call's first prompt
+            // waits for the phone).
+            let start = at.max(playing.start);
             self.queue.push_front((prompt, start));
             self.start_next(start);
             return;

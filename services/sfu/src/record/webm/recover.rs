@@ -75,13 +75,9 @@ impl<R: Read> Reader<R> {
         if id_len > 4 {
             return Err(invalid("an element id longer than 4 bytes"));
         }
-        let mut id = u32::from(first);
-        for _ in 1..id_len {
-            let Some(b) = self.byte()? else {
-                return Ok(None);
-            };
-            id = (id << 8) | u32::from(b);
-        }
+        let Some(id) = self.vint(first, id_len)? else {
+            return Ok(None);
+        };
         let Some(marker) = self.byte()? else {
             return Ok(None);
         };
@@ -89,16 +85,25 @@ impl<R: Read> Reader<R> {
         if size_len > 8 {
             return Err(invalid("an element size longer than 8 bytes"));
         }
-        let mut value = u64::from(marker);
-        for _ in 1..size_len {
+        let Some(value) = self.vint(marker, size_len)? else {
+            return Ok(None);
+        };
+        let all_ones = (1u64 << (7 * size_len)) - 1;
+        let value = value & all_ones;
+        Ok(Some((id as u32, (value != all_ones).then_some(value))))
+    }
+
+    /// A variable-length integer of `len` bytes whose first is `first` (its length
+    /// marker kept); `None` when the bytes end first.
+    fn vint(&mut self, first: u8, len: usize) -> io::Result<Option<u64>> {
+        let mut value = u64::from(first);
+        for _ in 1..len {
             let Some(b) = self.byte()? else {
                 return Ok(None);
             };
             value = (value << 8) | u64::from(b);
         }
-        let all_ones = (1u64 << (7 * size_len)) - 1;
-        let value = value & all_ones;
-        Ok(Some((id, (value != all_ones).then_some(value))))
+        Ok(Some(value))
     }
 
     fn byte(&mut self) -> io::Result<Option<u8>> {
