@@ -32,9 +32,24 @@ impl Bridge {
         Self::joining_through(server.signal_url()).await
     }
 
+    /// A bridge that plays callers only the prompts of `prompts`.
+    pub async fn with_prompts(
+        server: &TestServer,
+        prompts: confer_sip::prompt::PromptSet,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(server.signal_url(), prompts).await
+    }
+
     /// A bridge that joins through the gateway at `signal_url` (whose room service
     /// knows the `dev` tenant's key).
     pub async fn joining_through(signal_url: String) -> anyhow::Result<Self> {
+        Self::start_with(signal_url, confer_sip::prompt::PromptSet::All).await
+    }
+
+    async fn start_with(
+        signal_url: String,
+        prompts: confer_sip::prompt::PromptSet,
+    ) -> anyhow::Result<Self> {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
         let addr = socket.local_addr()?;
         let config = confer_sip::SipConfig {
@@ -49,6 +64,7 @@ impl Bridge {
             allow: Vec::new(),
             max_calls: 20,
             media_timeout: Duration::from_secs(30),
+            prompts,
         };
         let stats = confer_sip::SipStats::default();
         let (stop, stopped) = watch::channel(false);

@@ -279,6 +279,11 @@ pub struct SipMediaArgs {
     /// Hang up a call whose caller sent no RTP for this many seconds.
     #[arg(long, env = "CONFER_SIP_MEDIA_TIMEOUT_SECS", default_value_t = 30)]
     pub sip_media_timeout_secs: u64,
+    /// Spoken prompts callers hear: `all` (that the call is recorded, and what their
+    /// keys or a host changed), `recording` (only that the call is, or no longer is,
+    /// recorded) or `off`.
+    #[arg(long, env = "CONFER_SIP_PROMPTS", default_value = "all")]
+    pub sip_prompts: confer_sip::prompt::PromptSet,
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {

@@ -53,6 +53,8 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// An answered call whose caller sends no RTP for this long is hung up.
     pub media_timeout: Duration,
+    /// Which prompts callers hear.
+    pub prompts: prompt::PromptSet,
 }
 
 impl SipConfig {

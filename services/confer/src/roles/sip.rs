@@ -66,5 +66,6 @@ fn config(
         allow: media.sip_allow.clone(),
         max_calls: media.sip_max_calls,
         media_timeout: Duration::from_secs(media.sip_media_timeout_secs),
+        prompts: media.sip_prompts,
     }
 }

@@ -11,9 +11,10 @@ use tracing::{debug, info, warn};
 
 use super::CallCommand;
 use super::room::RoomSide;
+use crate::SipConfig;
 use crate::keypad::{KeyCommand, Keypad};
 use crate::peer::PeerOutput;
-use crate::prompt::{Announcer, Prompt};
+use crate::prompt::{Announcer, Prompt, PromptSet};
 use crate::rtp::{RtpView, Splicer, write_packet};
 use crate::sdp::AudioOffer;
 use crate::signal::SignalEvent;
@@ -56,6 +57,8 @@ pub(super) struct Media {
     hand_raised: bool,
     /// What the bridge says to the caller, in place of the room's audio meanwhile.
     announcer: Announcer,
+    /// Which prompts the deployment plays.
+    prompts: PromptSet,
     /// What the caller was last told.
     told: Told,
 }
@@ -69,12 +72,7 @@ struct Told {
 }
 
 impl Media {
-    pub fn new(
-        caller: UdpSocket,
-        offer: &AudioOffer,
-        stats: SipStats,
-        media_timeout: Duration,
-    ) -> Self {
+    pub fn new(caller: UdpSocket, offer: &AudioOffer, stats: SipStats, config: &SipConfig) -> Self {
         Self {
             caller,
             offer: offer.clone(),
@@ -85,11 +83,12 @@ impl Media {
             last_from_caller: Instant::now(),
             out: Vec::with_capacity(1500),
             stats,
-            media_timeout,
+            media_timeout: config.media_timeout,
             keypad: Keypad::default(),
             muted: false,
             hand_raised: false,
             announcer: Announcer::default(),
+            prompts: config.prompts,
             told: Told::default(),
         }
     }
@@ -250,9 +249,9 @@ impl Media {
     }
 
     /// Plays `prompt` to the caller from `at` (after what plays already), if the
-    /// caller hears anything at all.
+    /// caller hears anything at all and the deployment plays it.
     fn tell(&mut self, prompt: Prompt, at: Instant) {
-        if !self.offer.direction.caller_receives() {
+        if !self.offer.direction.caller_receives() || !self.prompts.plays(prompt) {
             return;
         }
         info!(prompt = prompt.name(), "telling the caller");

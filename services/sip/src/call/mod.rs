@@ -177,7 +177,7 @@ async fn bridge(
         .await;
     info!(call = %setup.call_id, room = %setup.room, rtp = %advertised, "call answered");
     let mut room = room;
-    let mut media = Media::new(caller, &setup.offer, stats.clone(), config.media_timeout);
+    let mut media = Media::new(caller, &setup.offer, stats.clone(), config);
     loop {
         match media.run(&mut room, commands).await {
             MediaEnd::Moved => {

@@ -33,6 +33,45 @@ pub enum Prompt {
     HandLowered,
 }
 
+/// Which prompts a deployment plays to callers (`--sip-prompts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PromptSet {
+    /// Recording notices and what the caller's keys or a host changed.
+    #[default]
+    All,
+    /// Only that the call is being recorded, or no longer is (where a trunk's own
+    /// announcements say the rest, or callers should hear nothing else).
+    Recording,
+    /// None (the deployment tells callers of recording some other way).
+    Off,
+}
+
+impl PromptSet {
+    /// Whether `prompt` is played.
+    pub fn plays(self, prompt: Prompt) -> bool {
+        match self {
+            PromptSet::All => true,
+            PromptSet::Recording => prompt.subject() == Subject::Recording,
+            PromptSet::Off => false,
+        }
+    }
+}
+
+impl std::str::FromStr for PromptSet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "all" => Ok(PromptSet::All),
+            "recording" => Ok(PromptSet::Recording),
+            "off" => Ok(PromptSet::Off),
+            other => Err(format!(
+                "`{other}` is not a prompt setting: all, recording or off"
+            )),
+        }
+    }
+}
+
 /// What a prompt is about: a newer prompt on the same subject replaces one not yet
 /// heard to its end (`*6` pressed twice quickly says only where it ended up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +174,29 @@ mod tests {
                 packets.len()
             );
         }
+    }
+
+    #[test]
+    fn a_deployment_plays_all_prompts_only_the_recording_notices_or_none() {
+        let played = |set: PromptSet| -> Vec<Prompt> {
+            Prompt::ALL.into_iter().filter(|p| set.plays(*p)).collect()
+        };
+        assert_eq!(played(PromptSet::All), Prompt::ALL);
+        assert_eq!(
+            played(PromptSet::Recording),
+            [Prompt::RecordingStarted, Prompt::RecordingStopped]
+        );
+        assert!(played(PromptSet::Off).is_empty());
+        assert_eq!("all".parse(), Ok(PromptSet::All));
+        assert_eq!("recording".parse(), Ok(PromptSet::Recording));
+        assert_eq!("off".parse(), Ok(PromptSet::Off));
+        assert!(
+            "loud"
+                .parse::<PromptSet>()
+                .unwrap_err()
+                .contains("all, recording or off")
+        );
+        assert_eq!(PromptSet::default(), PromptSet::All);
     }
 
     #[test]
