@@ -166,6 +166,17 @@ async fn hang_up(
     Ok(())
 }
 
+/// The caller `id` as the tenant API lists it.
+async fn caller(server: &TestServer, id: &str) -> anyhow::Result<Value> {
+    tenant(
+        reqwest::Method::GET,
+        server,
+        &format!("/v1/rooms/notice/participants/{id}"),
+        Value::Null,
+    )
+    .await
+}
+
 /// The caller's participant id (tenant API), once it is in the room.
 async fn caller_id(server: &TestServer) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -234,13 +245,7 @@ async fn a_caller_is_told_of_recording_and_of_what_its_keys_and_a_host_did() -> 
 
     // Nothing else was said, and the room's last word stands.
     silence(&ear, Duration::from_secs(4)).await?;
-    let listed = tenant(
-        reqwest::Method::GET,
-        &server,
-        &format!("/v1/rooms/notice/participants/{id}"),
-        Value::Null,
-    )
-    .await?;
+    let listed = caller(&server, &id).await?;
     assert_eq!(listed["audio_muted"], true, "{listed}");
     assert!(
         listed["hand_raised_at"].as_u64().is_some_and(|at| at > 0),
@@ -281,13 +286,7 @@ async fn a_deployment_may_play_only_the_recording_notices() -> anyhow::Result<()
     play(&ear, heard[0].from, &voice).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listed = tenant(
-            reqwest::Method::GET,
-            &server,
-            &format!("/v1/rooms/notice/participants/{id}"),
-            Value::Null,
-        )
-        .await?;
+        let listed = caller(&server, &id).await?;
         if listed["audio_muted"] == true {
             break;
         }

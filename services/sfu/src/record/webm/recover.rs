@@ -47,6 +47,9 @@ pub fn recover(path: &Path) -> io::Result<Recovered> {
     })
 }
 
+/// The largest segment information read (ours is well under 100 bytes).
+const MAX_INFO: u64 = 64 * 1024;
+
 /// What one pass over a file found.
 #[derive(Debug, Default)]
 struct Scan {
@@ -157,6 +160,10 @@ fn scan(inner: impl Read) -> io::Result<Scan> {
         match (id, size) {
             // A cluster's size is not known: its children follow, up to the next one.
             (CLUSTER, None) => cluster_ms = None,
+            // Sizes no writer of ours gives (a damaged header) end the scan there,
+            // rather than read the rest of a large file as one element.
+            (INFO, Some(size)) if size > MAX_INFO => break,
+            (TIMESTAMP, Some(size)) if size > 8 => break,
             (INFO, Some(size)) => {
                 let Some(info) = reader.take(size)? else {
                     break;

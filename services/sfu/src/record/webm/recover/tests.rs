@@ -100,6 +100,21 @@ fn a_block_cut_off_mid_write_is_cut_away() {
 }
 
 #[test]
+fn a_damaged_size_ends_the_scan_where_it_stands() {
+    // A new cluster, then a timestamp claiming 64 KiB, and bytes after it.
+    let mut damaged = unfinished();
+    damaged.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75]);
+    damaged.extend_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    damaged.extend_from_slice(&[0xE7, 0x01, 0, 0, 0, 0, 0x01, 0, 0]);
+    damaged.extend_from_slice(&[7; 100]);
+    let path = file_with("damaged", &damaged);
+    let recovered = recover(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(recovered.duration_ms, 2_960);
+    assert_eq!(recovered.cut, 9 + 100, "cut from the damaged element on");
+}
+
+#[test]
 fn a_file_with_no_block_yet_has_nothing_to_last_and_one_not_ours_is_left_alone() {
     let header_only = Webm::start(Cursor::new(Vec::new()), format(), STARTED)
         .unwrap()
