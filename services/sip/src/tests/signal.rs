@@ -32,3 +32,29 @@ fn the_join_and_the_rooms_state_say_whether_it_records_and_whether_the_caller_is
     );
     assert_eq!(parse_event("not json"), SignalEvent::Other);
 }
+
+proptest::proptest! {
+    /// Whatever a gateway (or anything on its connection) sends reads as some event,
+    /// never a panic; a message of any other shape is `Other`.
+    #[test]
+    fn any_text_reads_as_an_event(text in ".{0,400}") {
+        let _ = parse_event(&text);
+    }
+
+    #[test]
+    fn any_json_object_reads_as_an_event(
+        key in "(joined|room_state|participant_updated|error|answer|track_assigned|[a-z_]{1,12})",
+        value in proptest::prelude::any::<i64>(),
+        inner in "[a-z_]{1,10}",
+    ) {
+        let message = serde_json::json!({ key.as_str(): { inner.as_str(): value, "you": value } });
+        let event = parse_event(&message.to_string());
+        const READ: [&str; 9] = [
+            "joined", "waiting", "answer", "track_assigned", "track_unassigned",
+            "active_speaker", "room_state", "participant_updated", "error",
+        ];
+        if !READ.contains(&key.as_str()) {
+            proptest::prop_assert_eq!(event, SignalEvent::Other);
+        }
+    }
+}
