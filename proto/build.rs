@@ -24,7 +24,9 @@ const CLIENT_BODIES: [&str; 18] = [
 ];
 
 /// Signalling messages only the server sends.
-const SERVER_BODIES: [&str; 25] = [
+const SERVER_BODIES: [&str; 27] = [
+    "ParticipantsChanged",
+    "ParticipantChange",
     "ConnectionQuality",
     "ParticipantQuality",
     "ChatLimit",
@@ -103,6 +105,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .field_attribute(
             ".confer.signal.v1.Participant.hand_raised_at",
             "#[serde(skip_serializing_if = \"crate::signal::is_zero_u64\")]",
+        )
+        .field_attribute(
+            ".confer.signal.v1.ParticipantChange",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
         .field_attribute(
             ".confer.signal.v1.Joined.chat_limit",

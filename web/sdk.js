@@ -94,7 +94,7 @@ export class ConferClient extends EventTarget {
     // After a lost connection, the ticket of the last join brings this participant
     // back as it was (name, role, host blocks; past the lock and the waiting room).
     const rejoin = this.rejoinTicket || '';
-    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true, rejoin } });
+    const joined = await this.request({ join: { room: this.room, name: this.name, token: this.token, password: this.password || '', tenant: this.tenant || '', chat_batches: true, participant_batches: true, rejoin } });
     this.rejoinTicket = joined.rejoin || null;
     // Back as the same person, what it sent through its earlier connections is still
     // its own (the server lets it edit and delete those); otherwise only the new one's.
@@ -480,6 +480,20 @@ export class ConferClient extends EventTarget {
     });
   }
 
+  // A participant as it is now (this one, or another in the room).
+  #updated(p) {
+    if (this.self && p.id === this.self.id) {
+      this.self = p;
+      // Muted by a host: stop sending too, so the local indicator tells the truth.
+      for (const kind of ['audio', 'video']) {
+        if (p[`${kind}_blocked`]) this.#senders(kind).forEach((s) => { if (s.track) s.track.enabled = false; });
+      }
+    } else {
+      this.participants.set(p.id, p);
+    }
+    this.#emit('participant-updated', p);
+  }
+
   #onMessage(message) {
     const waiter = message.request_id && this.pending.get(message.request_id);
     if (waiter && message.waiting) {
@@ -503,17 +517,15 @@ export class ConferClient extends EventTarget {
       if (p && reason === 'connection_lost' && within > 0) this.#holdPlace(p, within);
       else this.#gone(id, reason);
     } else if (message.participant_updated) {
-      const p = message.participant_updated.participant;
-      if (this.self && p.id === this.self.id) {
-        this.self = p;
-        // Muted by a host: stop sending too, so the local indicator tells the truth.
-        for (const kind of ['audio', 'video']) {
-          if (p[`${kind}_blocked`]) this.#senders(kind).forEach((s) => { if (s.track) s.track.enabled = false; });
-        }
-      } else {
-        this.participants.set(p.id, p);
+      this.#updated(message.participant_updated.participant);
+    } else if (message.participants_changed) {
+      // One change to many at once (a host muted everyone, lowered every hand): each
+      // listed participant takes the fields it carries.
+      const { participant_ids: ids = [], change = {} } = message.participants_changed;
+      for (const id of ids) {
+        const was = this.self && id === this.self.id ? this.self : this.participants.get(id);
+        if (was) this.#updated({ ...was, ...change });
       }
-      this.#emit('participant-updated', p);
     } else if (message.track_assigned) {
       const { mid, participant_id, kind, source } = message.track_assigned;
       this.#unbind(mid);

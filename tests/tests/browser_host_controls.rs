@@ -304,6 +304,14 @@ async fn the_host_admits_a_waiting_guest_mutes_them_and_keeps_the_chat_to_hosts(
             Duration::from_secs(5),
         )
         .await?;
+    // The browsers read it as one `participants_changed`; the host's people list
+    // shows the hand down too.
+    host.wait_for(
+        "no hand at the host's after lowering everyone's",
+        "return !document.querySelector('#stage .tile.hand, #participants .hand');",
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // The host lets the guest speak again, then mutes everyone from the room's
     // switches: the guest is muted, the hosts are not.

@@ -1,7 +1,8 @@
 //! What the bridge itself tells a phone caller (sipp for SIP, this test's socket for
 //! the caller's RTP): that the call is recorded, on joining a recorded room and when
 //! recording stops, and what the caller's keys did (`*6` muted, unmuted or refused by
-//! a host's mute, `*9` hand raised), and a host's mute. Each prompt arrives as its own
+//! a host's mute, `*9` hand raised), a host's mute, and a host lowering every hand
+//! (one `participants_changed` for the bridge). Each prompt arrives as its own
 //! Opus packets, in order and whole, in the caller's one stream. A deployment may
 //! play only the recording notices (`--sip-prompts recording`).
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use confer_e2e::joins::{host_control, join_host};
 use confer_e2e::server::{Options, TOKEN_SECRET, TestServer, assert_metrics, metric};
 use confer_e2e::sip::{Bridge, Offer, Script, create_room, run_sipp, scenario, voice_with_keys};
 use confer_sip::prompt::{Prompt, PromptSet};
@@ -243,14 +245,17 @@ async fn a_caller_is_told_of_recording_and_of_what_its_keys_and_a_host_did() -> 
     play(&ear, bridge_rtp, &voice[90..]).await?;
     hear(&ear, Prompt::MuteRefused, &mut heard).await?;
 
+    // A host lowers every hand: the caller hears its went down.
+    let (mut host, _) = join_host(&server, "notice").await?;
+    let lowered = host_control(&mut host, "lower_all_hands", "", "").await?;
+    assert!(lowered.get("ack").is_some(), "{lowered}");
+    hear(&ear, Prompt::HandLowered, &mut heard).await?;
+
     // Nothing else was said, and the room's last word stands.
     silence(&ear, Duration::from_secs(4)).await?;
     let listed = caller(&server, &id).await?;
     assert_eq!(listed["audio_muted"], true, "{listed}");
-    assert!(
-        listed["hand_raised_at"].as_u64().is_some_and(|at| at > 0),
-        "{listed}"
-    );
+    assert_eq!(listed.get("hand_raised_at"), None, "{listed}");
 
     hang_up(&server, &id, call).await?;
     assert_metrics(
@@ -261,6 +266,7 @@ async fn a_caller_is_told_of_recording_and_of_what_its_keys_and_a_host_did() -> 
             ("confer_sip_prompts_total{prompt=\"muted\"}", 2),
             ("confer_sip_prompts_total{prompt=\"unmuted\"}", 1),
             ("confer_sip_prompts_total{prompt=\"hand_raised\"}", 1),
+            ("confer_sip_prompts_total{prompt=\"hand_lowered\"}", 1),
             ("confer_sip_prompts_total{prompt=\"mute_refused\"}", 1),
             ("confer_sip_key_commands_total{command=\"mute\"}", 3),
         ],

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use confer_room::api::{GatewayCommand, WatchFrom};
+use confer_room::api::{GatewayCommand, RoomEvent, WatchFrom};
 use futures_util::StreamExt as _;
 use tracing::{info, warn};
 
 use crate::AppState;
 use crate::convert;
+use crate::group::GroupUpdate;
 use crate::rooms::message;
 use crate::session::SessionEvent;
 
@@ -52,6 +53,21 @@ pub(crate) async fn watch_room_service(state: Arc<AppState>) {
 
 fn apply(state: &AppState, command: GatewayCommand) {
     match command {
+        GatewayCommand::Notify {
+            recipients,
+            event:
+                RoomEvent::ParticipantsChanged {
+                    change,
+                    participants,
+                },
+        } => {
+            let update = Arc::new(GroupUpdate::new(change, &participants));
+            for recipient in recipients {
+                state
+                    .rooms
+                    .deliver(&recipient, SessionEvent::Group(update.clone()));
+            }
+        }
         GatewayCommand::Notify { recipients, event } => {
             let msg = message(convert::room_event(event));
             for recipient in recipients {

@@ -62,6 +62,10 @@ pub(crate) fn room_event(event: RoomEvent) -> Msg {
                 participant: Some(participant(&p)),
             })
         }
+        RoomEvent::ParticipantsChanged {
+            change,
+            participants,
+        } => crate::group::changed(change, &participants),
         RoomEvent::ParticipantLeft {
             participant,
             reason,

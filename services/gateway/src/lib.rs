@@ -22,6 +22,7 @@ mod config;
 mod convert;
 mod file_sweep;
 mod files;
+mod group;
 mod links;
 mod metrics;
 mod recording_sweep;

@@ -39,6 +39,7 @@ use crate::chat_rate::{ChatAllowance, OverLimit};
 use crate::convert;
 use crate::file_sweep;
 use crate::files;
+use crate::group::GroupUpdate;
 use crate::socket::{Condition, MAX_WAITING, Outbound, Socket, Upgrade};
 
 mod data;
@@ -93,6 +94,8 @@ pub(crate) enum SessionEvent {
     Reconnect,
     /// Stop or resume forwarding one of this participant's tracks.
     Block(TrackKind, bool),
+    /// One change to many participants of the room, shared by its local members.
+    Group(Arc<GroupUpdate>),
     /// The SFU dropped this participant's media connection.
     MediaLost(String),
 }
@@ -262,6 +265,8 @@ struct Session {
     chat: Arc<ChatCursor>,
     /// The join's trace: the offer that follows continues it.
     join_trace: Option<confer_telemetry::TraceContext>,
+    /// The client reads `participants_changed` (it joined with `participant_batches`).
+    participant_batches: bool,
 }
 
 async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
@@ -276,6 +281,7 @@ async fn serve(state: Arc<AppState>, socket: Socket, client_addr: IpAddr) {
         lost: None,
         chat: Arc::default(),
         join_trace: None,
+        participant_batches: false,
     };
     let mut peer_closed = false;
     let liveness = session.state.config.liveness;
@@ -441,6 +447,15 @@ impl Session {
                     self.note_self_update(update);
                 }
                 self.out.message(&msg);
+            }
+            SessionEvent::Group(update) => {
+                if self.participant_batches {
+                    self.out.message(&update.batch);
+                } else {
+                    for msg in &update.each {
+                        self.out.message(msg);
+                    }
+                }
             }
             SessionEvent::Chat(push) => {
                 let seq = push.seq();
@@ -690,6 +705,7 @@ impl Session {
             Some(_) => return Err(Reject::new("invalid_sdp", "the offer is not an SDP offer")),
         };
         self.commands_watched().await?;
+        self.participant_batches = join.participant_batches;
         let id = new_participant_id();
         self.state.rooms.register(
             &id,

@@ -261,6 +261,14 @@ pub enum RoomEvent {
     ParticipantUpdated {
         participant: ParticipantInfo,
     },
+    /// One change to several participants at once (a host muted everyone, or lowered
+    /// every hand), with each of them as it is after it. Sent only to gateways that
+    /// read it (they said so in their watch); others get one `ParticipantUpdated`
+    /// each ([`GatewayCommand::unbatched`]).
+    ParticipantsChanged {
+        change: GroupChange,
+        participants: Vec<ParticipantInfo>,
+    },
     ParticipantLeft {
         participant: String,
         #[serde(default)]
@@ -287,6 +295,37 @@ pub enum RoomEvent {
         topic: String,
         payload: String,
     },
+}
+
+/// What one change to several participants did to each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum GroupChange {
+    /// A host stopped their `kind` track: blocked, and so muted.
+    Blocked { kind: TrackKind },
+    /// Their raised hands were lowered.
+    HandsLowered,
+}
+
+impl GatewayCommand {
+    /// This command as a gateway that reads no batched room events gets it: a change
+    /// to many participants becomes one `Notify` of `ParticipantUpdated` per
+    /// participant; any other command stays as it is.
+    pub fn unbatched(self) -> Vec<GatewayCommand> {
+        match self {
+            Self::Notify {
+                recipients,
+                event: RoomEvent::ParticipantsChanged { participants, .. },
+            } => participants
+                .into_iter()
+                .map(|participant| Self::Notify {
+                    recipients: recipients.clone(),
+                    event: RoomEvent::ParticipantUpdated { participant },
+                })
+                .collect(),
+            command => vec![command],
+        }
+    }
 }
 
 /// Why a participant left its room, as its members and the tenant hear it.

@@ -170,17 +170,49 @@ impl RoomServiceRpc for Rpc {
                 }
                 _ => Status::unavailable(err.to_string()),
             })?;
-        let stream = commands.map(|watched| {
-            Ok(pb::GatewayCommand {
-                body: watched
-                    .command
-                    .map(|command| serde_json::to_vec(&command).unwrap_or_default())
-                    .unwrap_or_default(),
-                cursor: watched.cursor,
+        let batches = request.batches;
+        let stream = commands
+            .scan(String::new(), move |before, watched| {
+                let items = watch_items(before, watched, batches);
+                std::future::ready(Some(futures_util::stream::iter(items)))
             })
-        });
+            .flatten()
+            .map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The stream items of one watched command. For a gateway that reads no batched
+/// room events (`batches` false: an older one), a change to many participants goes
+/// as one command per participant; all but the last carry the cursor `before` it, so
+/// a watch broken among them takes them up again (a repeated update changes
+/// nothing) rather than losing the rest.
+fn watch_items(before: &mut String, watched: Watched, batches: bool) -> Vec<pb::GatewayCommand> {
+    let cursor = std::mem::replace(before, watched.cursor.clone());
+    let Some(command) = watched.command else {
+        return vec![pb::GatewayCommand {
+            body: Vec::new(),
+            cursor: watched.cursor,
+        }];
+    };
+    let commands = if batches {
+        vec![command]
+    } else {
+        command.unbatched()
+    };
+    let last = commands.len().saturating_sub(1);
+    commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, command)| pb::GatewayCommand {
+            body: serde_json::to_vec(&command).unwrap_or_default(),
+            cursor: if i == last {
+                watched.cursor.clone()
+            } else {
+                cursor.clone()
+            },
+        })
+        .collect()
 }
 
 /// Client for a remote room service.
@@ -293,6 +325,7 @@ impl RoomApi for GrpcRoom {
                     gateway_id: gateway,
                     after: from.cursor().unwrap_or_default().to_owned(),
                     start: from == WatchFrom::Start,
+                    batches: true,
                 })
                 .await
                 .map_err(|status| {
@@ -331,3 +364,6 @@ impl RoomApi for GrpcRoom {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

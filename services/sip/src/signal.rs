@@ -51,6 +51,13 @@ pub enum SignalEvent {
         audio_muted: bool,
         hand_raised: bool,
     },
+    /// One change to many participants (a host muted everyone, lowered every hand):
+    /// what it set, for each of `participants`.
+    ParticipantsChanged {
+        participants: Vec<String>,
+        audio_muted: Option<bool>,
+        hand_raised: Option<bool>,
+    },
     /// An error: for the request `request_id`, or pushed (empty id).
     Error {
         request_id: String,
@@ -99,7 +106,8 @@ impl Signal {
     ) -> anyhow::Result<()> {
         let mut message = json!({
             "request_id": "join",
-            "join": {"room": room, "name": name, "token": token, "password": password},
+            "join": {"room": room, "name": name, "token": token, "password": password,
+                     "participant_batches": true},
         });
         if let Some(traceparent) = traceparent {
             message["traceparent"] = traceparent.into();
@@ -212,6 +220,24 @@ pub fn parse_event(text: &str) -> SignalEvent {
                 .pointer("/participant_updated/participant/hand_raised_at")
                 .and_then(Value::as_u64)
                 .is_some_and(|at| at > 0),
+        }
+    } else if message.get("participants_changed").is_some() {
+        let change = |name: &str| message.pointer(&format!("/participants_changed/change/{name}"));
+        SignalEvent::ParticipantsChanged {
+            participants: message
+                .pointer("/participants_changed/participant_ids")
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            audio_muted: change("audio_muted").and_then(Value::as_bool),
+            hand_raised: change("hand_raised_at")
+                .and_then(Value::as_u64)
+                .map(|at| at > 0),
         }
     } else if message.get("error").is_some() {
         SignalEvent::Error {

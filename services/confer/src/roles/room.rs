@@ -102,6 +102,11 @@ fn render_metrics(
         &[(&[], service.member_list_reads())],
     );
     out.counter(
+        "confer_room_notifications",
+        "Room events published to gateways: one per gateway holding members an event is for, per event (a host muting everyone, or lowering every hand, is one event).",
+        &[(&[], service.notifications())],
+    );
+    out.counter(
         "confer_room_takeovers",
         "Joins that took the place their token's identity had in the room: another tab or device, or a page reloaded without leaving (the participant before is told `replaced`).",
         &[(&[], service.takeovers())],

@@ -4,7 +4,7 @@ use futures_util::StreamExt as _;
 
 use super::notify::{Audience, WebhookEvent};
 use super::{RoomService, split_room_key};
-use crate::api::{GatewayCommand, HostAction, RoomEvent, SelfUpdate};
+use crate::api::{GatewayCommand, GroupChange, HostAction, RoomEvent, SelfUpdate};
 use crate::clock::unix_millis;
 use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, ParticipantState, Role, RoomSettings, Source, TrackKind};
@@ -47,12 +47,6 @@ where
 struct Updates {
     done: Vec<ParticipantInfo>,
     failed: Option<RoomError>,
-}
-
-impl Updates {
-    fn result(self) -> RoomResult<()> {
-        self.failed.map_or(Ok(()), Err)
-    }
 }
 
 pub(super) fn not_joined() -> RoomError {
@@ -199,6 +193,29 @@ impl RoomService {
         self.notify_all(key, Audience::Active, events).await
     }
 
+    /// Tells the room of one `change` to many participants (already stored): those in
+    /// it and listed, as one event, so each gateway gets one command however many
+    /// changed.
+    async fn tell_changed(
+        &self,
+        key: &str,
+        change: GroupChange,
+        changed: Vec<ParticipantInfo>,
+    ) -> RoomResult<()> {
+        let participants: Vec<ParticipantInfo> = changed
+            .into_iter()
+            .filter(|p| p.state == ParticipantState::Active && !p.permissions.hidden)
+            .collect();
+        if participants.is_empty() {
+            return Ok(());
+        }
+        let event = RoomEvent::ParticipantsChanged {
+            change,
+            participants,
+        };
+        self.notify_all(key, Audience::Active, vec![event]).await
+    }
+
     async fn admit(&self, key: &str, id: &str, allow: bool) -> RoomResult<()> {
         let mut target = self.member(key, id).await?;
         if target.state != ParticipantState::Waiting {
@@ -309,8 +326,10 @@ impl RoomService {
                     && !blocked
             });
         let muted = at_once(targets, |target| self.block(key, target, kind, true)).await;
-        self.tell_updated(key, &muted.done).await?;
-        muted.result()
+        let failed = muted.failed;
+        self.tell_changed(key, GroupChange::Blocked { kind }, muted.done)
+            .await?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Lowers every raised hand in room `key`, [`MUTED_AT_ONCE`] at a time, then tells
@@ -330,8 +349,10 @@ impl RoomService {
             Ok(target)
         })
         .await;
-        self.tell_updated(key, &lowered.done).await?;
-        lowered.result()
+        let failed = lowered.failed;
+        self.tell_changed(key, GroupChange::HandsLowered, lowered.done)
+            .await?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Moves every room off `sfu`: placements first (so the rejoins place anew, away

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     rejoins: confer_metrics::LabeledCounter,
     /// Room member lists read from live state to tell members of a change.
     member_list_reads: AtomicU64,
+    /// Room events published to gateways: one per gateway per event.
+    notifications: AtomicU64,
     /// Joins that took their identity's place in the room.
     takeovers: AtomicU64,
     /// Times a join waited for another join of its identity to the same room.
@@ -154,6 +156,7 @@ impl RoomService {
             gateways_lost: AtomicU64::new(0),
             rejoins: confer_metrics::LabeledCounter::default(),
             member_list_reads: AtomicU64::new(0),
+            notifications: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             identity_waits: AtomicU64::new(0),
         }))
@@ -191,6 +194,12 @@ impl RoomService {
     /// change, or per batch of changes (a host's mute of everyone).
     pub fn member_list_reads(&self) -> u64 {
         self.0.member_list_reads.load(Relaxed)
+    }
+
+    /// Room events published to gateways: one per gateway holding members the event
+    /// is for, per event (a change to many participants at once is one event).
+    pub fn notifications(&self) -> u64 {
+        self.0.notifications.load(Relaxed)
     }
 
     /// Joins that took the place their token's identity had in the room (another

@@ -138,6 +138,7 @@ impl RoomService {
                     event: event.clone(),
                 };
                 self.0.live.publish(gateway, &command).await?;
+                self.0.notifications.fetch_add(1, Relaxed);
             }
         }
         Ok(())

@@ -176,6 +176,12 @@ impl Media {
                         self.hand_raised = hand_raised;
                         self.tell_mute_and_hand(Instant::now());
                     }
+                    SignalEvent::ParticipantsChanged { participants, audio_muted, hand_raised } if participants.contains(&room.you) => {
+                        // A host muted everyone, or lowered every hand.
+                        self.muted = audio_muted.unwrap_or(self.muted);
+                        self.hand_raised = hand_raised.unwrap_or(self.hand_raised);
+                        self.tell_mute_and_hand(Instant::now());
+                    }
                     SignalEvent::RoomState { recording } => {
                         room.recording = recording;
                         self.tell_recording(recording, Instant::now());
