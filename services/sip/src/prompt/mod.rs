@@ -141,14 +141,22 @@ impl Prompt {
 
     /// Reads the prompt's file: its audio packets, each with its length.
     pub fn read(self) -> Result<Vec<PromptPacket>, OggError> {
-        Ok(opus_packets(self.file())?
-            .into_iter()
-            .filter_map(|payload| {
-                let ticks = crate::opus::duration_ticks(&payload)?;
-                Some(PromptPacket { payload, ticks })
-            })
-            .collect())
+        read_packets(self.file())
     }
+}
+
+/// The audio packets of an Ogg Opus file, each with its length; a packet whose
+/// length cannot be told is an error, never left out (the prompt would skip ahead).
+fn read_packets(file: &[u8]) -> Result<Vec<PromptPacket>, OggError> {
+    opus_packets(file)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, payload)| {
+            let ticks =
+                crate::opus::duration_ticks(&payload).ok_or(OggError::NotOpusAudio(index))?;
+            Ok(PromptPacket { payload, ticks })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,6 +182,29 @@ mod tests {
                 packets.len()
             );
         }
+    }
+
+    #[test]
+    fn a_packet_whose_length_cannot_be_told_fails_the_read() {
+        let file = super::ogg::tests::file(&[b"\x48one", b"\x4b\x00", b"\x48two"]);
+        assert_eq!(
+            read_packets(&file).map(|p| p.len()),
+            Err(OggError::NotOpusAudio(1)),
+            "a code-3 packet of no frames"
+        );
+        let bad_count = super::ogg::tests::file(&[b"\x48one", b"\x4b"]);
+        assert_eq!(
+            read_packets(&bad_count).map(|p| p.len()),
+            Err(OggError::NotOpusAudio(1)),
+            "a code-3 packet without its frame count"
+        );
+        let good = super::ogg::tests::file(&[b"\x48one", b"\x4b\x02ab"]);
+        let ticks: Vec<u32> = read_packets(&good)
+            .expect("read")
+            .iter()
+            .map(|p| p.ticks)
+            .collect();
+        assert_eq!(ticks, [960, 1920]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum OggError {
     NotOpus,
     #[error("the file ends inside a packet")]
     UnfinishedPacket,
+    #[error("audio packet {0} is not Opus: its TOC gives no length")]
+    NotOpusAudio(usize),
 }
 
 /// The audio packets of an Ogg Opus file with one logical stream, in order.
@@ -120,7 +122,7 @@ const CRC_TABLE: [u32; 256] = {
 };
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -142,7 +144,8 @@ mod tests {
         page
     }
 
-    fn file(audio: &[&[u8]]) -> Vec<u8> {
+    /// An Ogg Opus file of `audio` packets (each under 255 bytes).
+    pub(crate) fn file(audio: &[&[u8]]) -> Vec<u8> {
         let mut file = page_of(&[b"OpusHead\x01\x01\x38\x01\x80\xbb\0\0\0\0\0"], 2, 0);
         file.extend(page_of(&[b"OpusTags\0\0\0\0\0\0\0\0"], 0, 1));
         file.extend(page_of(audio, 4, 2));
