@@ -47,15 +47,9 @@ async fn join(
         .await?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_joins_of_one_identity_through_two_replicas_at_once_leave_it_in_once()
--> anyhow::Result<()> {
-    let (_redis, backends) = shared_backends().await?;
-    let replicas = [
-        room_service(RoomConfig::default(), backends.clone()).await?,
-        room_service(RoomConfig::default(), backends).await?,
-    ];
-    replicas[0]
+/// Tenant acme and its room `standup`, open to all.
+async fn acme_standup(rooms: &RoomService) -> anyhow::Result<()> {
+    rooms
         .store()
         .ensure_tenant(
             &TenantCreated {
@@ -66,7 +60,7 @@ async fn two_joins_of_one_identity_through_two_replicas_at_once_leave_it_in_once
             "Acme",
         )
         .await?;
-    replicas[0]
+    rooms
         .create_room(
             "acme".into(),
             CreateRoom {
@@ -79,6 +73,52 @@ async fn two_joins_of_one_identity_through_two_replicas_at_once_leave_it_in_once
             },
         )
         .await?;
+    Ok(())
+}
+
+/// A join dropped part-way (its gateway's request cancelled, the client gone) gives
+/// its identity's turn back as it goes: the next join of the identity finds it free
+/// at once rather than after the hold runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_dropped_part_way_gives_its_identitys_turn_back() -> anyhow::Result<()> {
+    let (redis, backends) = shared_backends().await?;
+    let rooms = room_service(RoomConfig::default(), backends).await?;
+    acme_standup(&rooms).await?;
+    let live =
+        confer_room::live::Live::Redis(confer_room::live::RedisLive::connect(&redis.url()).await?);
+    for cut_after_ms in 0..20 {
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(cut_after_ms),
+            join(&rooms, "gw-a", format!("PA_c{cut_after_ms}"), "gus"),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let free = live
+            .hold_identity("acme/standup", "gus", std::time::Duration::from_secs(1))
+            .await?;
+        let Some(token) = free else {
+            panic!(
+                "a join cut after {cut_after_ms} ms ({}) still holds the turn",
+                if dropped.is_ok() { "done" } else { "dropped" }
+            );
+        };
+        live.release_identity("acme/standup", "gus", &token).await?;
+    }
+    // A whole join after all of them waits for nobody.
+    join(&rooms, "gw-a", "PA_last".into(), "gus").await?;
+    assert_eq!(rooms.identity_waits(), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_joins_of_one_identity_through_two_replicas_at_once_leave_it_in_once()
+-> anyhow::Result<()> {
+    let (_redis, backends) = shared_backends().await?;
+    let replicas = [
+        room_service(RoomConfig::default(), backends.clone()).await?,
+        room_service(RoomConfig::default(), backends).await?,
+    ];
+    acme_standup(&replicas[0]).await?;
 
     const ROUNDS: usize = 12;
     for round in 0..ROUNDS {

@@ -206,7 +206,7 @@ impl RoomService {
         };
         let result = self.join_in_turn(req, joiner, &record, &key).await;
         if let Some(turn) = turn {
-            self.end_identity_turn(&key, turn).await;
+            turn.end().await;
         }
         result
     }

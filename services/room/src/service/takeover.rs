@@ -36,11 +36,43 @@ const IDENTITY_WAIT: Duration = Duration::from_secs(3);
 /// How often a waiting join looks again.
 const IDENTITY_RETRY: Duration = Duration::from_millis(20);
 
-/// A join's turn for its identity in a room, given back with
-/// [`RoomService::end_identity_turn`].
+/// A join's turn for its identity in a room, given back with [`IdentityTurn::end`];
+/// a join dropped before that (its gateway's request cancelled) gives it back as it
+/// goes, so the next join of the identity need not wait for the hold to run out.
 pub(crate) struct IdentityTurn {
+    service: RoomService,
+    room_key: String,
     identity: String,
-    token: String,
+    /// Taken when the turn is given back.
+    token: Option<String>,
+}
+
+impl IdentityTurn {
+    /// Gives the turn back; a failure only leaves the hold to run out.
+    pub(crate) async fn end(mut self) {
+        if let Some(token) = self.token.take() {
+            self.service
+                .give_back(&self.room_key, &self.identity, &token)
+                .await;
+        }
+    }
+}
+
+impl Drop for IdentityTurn {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (service, room_key, identity) = (
+            self.service.clone(),
+            std::mem::take(&mut self.room_key),
+            std::mem::take(&mut self.identity),
+        );
+        runtime.spawn(async move { service.give_back(&room_key, &identity, &token).await });
+    }
 }
 
 impl RoomService {
@@ -61,8 +93,10 @@ impl RoomService {
                 .await?
             {
                 return Ok(Some(IdentityTurn {
+                    service: self.clone(),
+                    room_key: room_key.to_owned(),
                     identity: identity.to_owned(),
-                    token,
+                    token: Some(token),
                 }));
             }
             if Instant::now() >= deadline {
@@ -77,12 +111,13 @@ impl RoomService {
         }
     }
 
-    /// Gives the turn back; a failure only leaves the hold to run out.
-    pub(crate) async fn end_identity_turn(&self, room_key: &str, turn: IdentityTurn) {
+    /// Gives back the hold `token` of `identity`'s turn in `room_key`; a failure
+    /// only leaves the hold to run out.
+    async fn give_back(&self, room_key: &str, identity: &str, token: &str) {
         if let Err(err) = self
             .0
             .live
-            .release_identity(room_key, &turn.identity, &turn.token)
+            .release_identity(room_key, identity, token)
             .await
         {
             warn!(%err, room = room_key, "could not give back an identity's turn");
