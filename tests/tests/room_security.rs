@@ -768,6 +768,24 @@ async fn slow_mode_spaces_each_participants_messages() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(wait + 50)).await;
     guest.send(&chat("g3", "in time")).await?;
     assert!(reply(&mut guest, "g3").await?.get("chat_sent").is_some());
+    // A reload (the same identity on a new connection, in its place) posts no
+    // sooner: the turn is the identity's, not the connection's.
+    let mut guest = connect(&server).await?;
+    send_join(
+        &mut guest,
+        json!({"room": "webinar", "token": guest_token("webinar", "gus")}),
+    )
+    .await?;
+    assert!(reply(&mut guest, "join").await?.get("joined").is_some());
+    guest.send(&chat("g4", "after a reload")).await?;
+    let reloaded = reply(&mut guest, "g4").await?;
+    assert_eq!(reloaded["error"]["code"], "chat_slow_mode", "{reloaded}");
+    assert!(
+        reloaded["error"]["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| (1..=2000).contains(&ms)),
+        "{reloaded}"
+    );
 
     host.send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 0}}))
         .await?;

@@ -235,8 +235,12 @@ impl Member {
         if since >= wait || (!client_id.is_empty() && last == client_id) {
             return Ok(());
         }
-        let left = wait - since;
-        Err(Reject {
+        Err(self.slow_mode_wait(wait - since))
+    }
+
+    /// Slow mode's refusal: the turn is free in `left`.
+    fn slow_mode_wait(&self, left: Duration) -> Reject {
+        Reject {
             retry_after_ms: u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX),
             ..Reject::new(
                 "chat_slow_mode",
@@ -246,7 +250,7 @@ impl Member {
                     left.as_secs().max(1)
                 ),
             )
-        })
+        }
     }
 }
 
@@ -610,6 +614,35 @@ impl Session {
             ));
         }
         Ok(member)
+    }
+
+    /// Slow mode: whether this member may post the message `client_id` now. The room
+    /// service keeps one turn per identity, so a reload or a second tab posts no
+    /// sooner; when it cannot answer (unreachable, or older than the turn), this
+    /// session's own last message decides.
+    async fn slow_mode_turn(&self, client_id: &str) -> Result<(), Reject> {
+        let member = self.member()?;
+        if member.chat_slow_mode == 0 || member.info.role == Role::Host {
+            return Ok(());
+        }
+        let turn = self
+            .state
+            .room
+            .chat_slow_mode_turn(
+                member.id.clone(),
+                client_id.to_owned(),
+                member.chat_slow_mode,
+            )
+            .await;
+        match turn {
+            Ok(0) => Ok(()),
+            Ok(left_ms) => Err(member.slow_mode_wait(Duration::from_millis(left_ms))),
+            Err(err) if err.code == "not_a_member" => Err(err.into()),
+            Err(err) => {
+                tracing::debug!(%err, "slow mode decided by this session alone");
+                member.slow_mode_allows(client_id, Instant::now())
+            }
+        }
     }
 
     /// Whether this member may post in the room's chat now (`what`: "send messages",
@@ -1014,8 +1047,7 @@ impl Session {
         }
         let new_message = !matches!(action, ChatAction::Delete { .. } | ChatAction::Edit { .. });
         if new_message {
-            self.member()?
-                .slow_mode_allows(&client_id, Instant::now())?;
+            self.slow_mode_turn(&client_id).await?;
         }
         if !matches!(action, ChatAction::Delete { .. }) {
             self.count_chat_post()?;
@@ -1135,7 +1167,7 @@ impl Session {
         self.chat_poster("share files")?;
         self.chat_open("share files").await?;
         let share = format!("file {request_id}");
-        self.member()?.slow_mode_allows(&share, Instant::now())?;
+        self.slow_mode_turn(&share).await?;
         self.count_chat_post()?;
         self.took_slow_mode_turn(&share);
         let member = self.member()?;

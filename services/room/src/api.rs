@@ -485,6 +485,17 @@ pub trait RoomApi: Send + Sync {
         room_key: String,
         participant: String,
     ) -> BoxFuture<'_, RoomResult<()>>;
+    /// Slow mode: takes the turn of `participant`'s identity to post the message
+    /// `client_id` in its room, for `wait_secs` (the room's setting, as the gateway
+    /// has it): 0 when taken, or when `client_id` took it (a resend); otherwise the
+    /// milliseconds until the turn is free. One turn per identity, across its
+    /// connections and gateways; hosts are never held.
+    fn chat_slow_mode_turn(
+        &self,
+        participant: String,
+        client_id: String,
+        wait_secs: u32,
+    ) -> BoxFuture<'_, RoomResult<u64>>;
     /// Commands for `gateway`'s participants, for as long as the stream is held (see
     /// [`WatchFrom`] for where it starts). The first item is where the stream starts;
     /// a gateway whose watch broke watches again after the last cursor it got, and

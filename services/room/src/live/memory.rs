@@ -27,6 +27,8 @@ struct Inner {
     departed: HashMap<String, (String, ParticipantInfo, Instant)>,
     /// Identities whose joins to a room are held: (room, identity) → (token, until).
     identity_holds: HashMap<(String, String), (String, Instant)>,
+    /// (room key, identity) → the message that took the slow-mode turn, and until when.
+    slow_mode_turns: HashMap<(String, String), (String, Instant)>,
 }
 
 /// One gateway's command bus.
@@ -43,6 +45,9 @@ impl GatewayBus {
         }
     }
 }
+
+/// Slow-mode turns kept before those that ran out are dropped.
+const SLOW_MODE_TURNS_KEPT: usize = 4096;
 
 /// Boxed: the state is large beside [`super::RedisLive`]'s handles.
 #[derive(Default)]
@@ -201,6 +206,31 @@ impl MemoryLive {
         let token = format!("{:016x}", rand::random::<u64>());
         inner.identity_holds.insert(key, (token.clone(), now + ttl));
         Ok(Some(token))
+    }
+
+    pub async fn take_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+        wait: Duration,
+    ) -> RoomResult<Duration> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.slow_mode_turns.len() >= SLOW_MODE_TURNS_KEPT {
+            inner.slow_mode_turns.retain(|_, (_, until)| *until > now);
+        }
+        let key = (room_key.to_owned(), identity.to_owned());
+        match inner.slow_mode_turns.get(&key) {
+            Some((taken_by, until)) if *until > now && taken_by != message => Ok(*until - now),
+            Some((_, until)) if *until > now => Ok(Duration::ZERO),
+            _ => {
+                inner
+                    .slow_mode_turns
+                    .insert(key, (message.to_owned(), now + wait));
+                Ok(Duration::ZERO)
+            }
+        }
     }
 
     pub async fn release_identity(

@@ -139,6 +139,20 @@ impl Live {
         dispatch!(self, live => live.release_identity(room_key, identity, token).await)
     }
 
+    /// Slow mode: takes `identity`'s turn to post in `room_key` for `message` (its
+    /// client id), for `wait` from now, across every gateway and connection of the
+    /// identity. `ZERO` when taken, or when `message` took it (a resend); otherwise
+    /// how long until the turn is free.
+    pub async fn take_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+        wait: Duration,
+    ) -> RoomResult<Duration> {
+        dispatch!(self, live => live.take_slow_mode_turn(room_key, identity, message, wait).await)
+    }
+
     /// `gateway` is alive for `ttl` from now (a room service serves its watch).
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
         dispatch!(self, live => live.renew_lease(gateway, ttl).await)

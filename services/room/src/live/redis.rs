@@ -87,6 +87,10 @@ fn identity_hold_key(room_key: &str, identity: &str) -> String {
     format!("confer:identity-join:{room_key}:{identity}")
 }
 
+fn slow_mode_key(room_key: &str, identity: &str) -> String {
+    format!("confer:slow-mode:{room_key}:{identity}")
+}
+
 fn lease_key(gateway: &str) -> String {
     format!("confer:gateway-lease:{gateway}")
 }
@@ -368,6 +372,31 @@ impl RedisLive {
     }
 
     /// Deletes the hold only while it is still `token`'s, in one step.
+    pub async fn take_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+        wait: Duration,
+    ) -> RoomResult<Duration> {
+        // Taken if free; a message that took it may come again (a resend); anything
+        // else gets the time left.
+        const TAKE: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then \
+             return 0 end if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end \
+             return redis.call('PTTL', KEYS[1])";
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let left: i64 = redis::cmd("EVAL")
+            .arg(TAKE)
+            .arg(1)
+            .arg(slow_mode_key(room_key, identity))
+            .arg(message)
+            .arg(wait_ms)
+            .query_async(&mut self.conn())
+            .await?;
+        // PTTL is negative when the turn ran out between the calls.
+        Ok(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+    }
+
     pub async fn release_identity(
         &self,
         room_key: &str,

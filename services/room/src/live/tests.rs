@@ -307,3 +307,51 @@ async fn an_identitys_joins_are_held_one_at_a_time_in_memory() {
 async fn an_identitys_joins_are_held_one_at_a_time_in_redis() {
     an_identitys_joins_are_held_one_at_a_time(redis_live().await).await;
 }
+
+/// Takes `identity`'s slow-mode turn in `room` for `message`, for 300 ms: the time
+/// left when another message holds it.
+async fn turn(live: &Live, room: &str, identity: &str, message: &str) -> Duration {
+    live.take_slow_mode_turn(room, identity, message, HOLD_FOR)
+        .await
+        .expect("slow-mode turn")
+}
+
+/// One message per identity per turn, whichever connection posts it: the message that
+/// took the turn may come again (a resend), another waits for the time left, another
+/// identity or room is its own, and the turn runs out by itself.
+async fn an_identitys_slow_mode_turn_is_one_message(live: Live) {
+    let room = format!("t/slow-{:08x}", rand::random::<u32>());
+    assert_eq!(turn(&live, &room, "gus", "m-1").await, Duration::ZERO);
+    let left = turn(&live, &room, "gus", "m-2").await;
+    assert!(
+        left > Duration::ZERO && left <= HOLD_FOR,
+        "another message waits: {left:?}"
+    );
+    assert_eq!(
+        turn(&live, &room, "gus", "m-1").await,
+        Duration::ZERO,
+        "a resend of the message that took it"
+    );
+    assert_eq!(turn(&live, &room, "ada", "m-2").await, Duration::ZERO);
+    assert_eq!(
+        turn(&live, "t/elsewhere", "gus", "m-2").await,
+        Duration::ZERO
+    );
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    assert_eq!(
+        turn(&live, &room, "gus", "m-2").await,
+        Duration::ZERO,
+        "ran out: the next message takes it"
+    );
+    assert!(turn(&live, &room, "gus", "m-1").await > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn an_identitys_slow_mode_turn_is_one_message_in_memory() {
+    an_identitys_slow_mode_turn_is_one_message(Live::Memory(MemoryLive::default())).await;
+}
+
+#[tokio::test]
+async fn an_identitys_slow_mode_turn_is_one_message_in_redis() {
+    an_identitys_slow_mode_turn_is_one_message(redis_live().await).await;
+}

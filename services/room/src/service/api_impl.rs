@@ -29,6 +29,18 @@ impl RoomApi for RoomService {
         Box::pin(async move { self.do_host_action(&actor, action).await })
     }
 
+    fn chat_slow_mode_turn(
+        &self,
+        participant: String,
+        client_id: String,
+        wait_secs: u32,
+    ) -> BoxFuture<'_, RoomResult<u64>> {
+        Box::pin(async move {
+            self.do_chat_slow_mode_turn(&participant, &client_id, wait_secs)
+                .await
+        })
+    }
+
     fn check_chat_poster(
         &self,
         room_key: String,

@@ -37,6 +37,40 @@ impl RoomService {
         ))
     }
 
+    /// Slow mode: takes the turn of `participant`'s identity to post `client_id` in
+    /// its room, for `wait_secs`: 0 when taken (or when `client_id` took it: a
+    /// resend), else the milliseconds until it is free. One turn per identity, so a
+    /// reload or a second tab posts no sooner. Hosts are never held; an empty
+    /// `client_id` is a message like no other.
+    pub(crate) async fn do_chat_slow_mode_turn(
+        &self,
+        participant: &str,
+        client_id: &str,
+        wait_secs: u32,
+    ) -> RoomResult<u64> {
+        let Some((key, member)) = self.0.live.participant(participant).await? else {
+            return Err(RoomError::forbidden(
+                "not_a_member",
+                "only the room's members may post in its chat",
+            ));
+        };
+        if member.is_host() || wait_secs == 0 {
+            return Ok(0);
+        }
+        let message = if client_id.is_empty() {
+            format!("unnamed-{:016x}", rand::random::<u64>())
+        } else {
+            client_id.to_owned()
+        };
+        let wait = std::time::Duration::from_secs(u64::from(wait_secs));
+        let left = self
+            .0
+            .live
+            .take_slow_mode_turn(&key, &member.identity, &message, wait)
+            .await?;
+        Ok(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The active member of room `key` that `participant` came back as after its
     /// connection was lost (its `previous_id`), if it did.
     async fn came_back_as(
