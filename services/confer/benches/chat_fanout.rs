@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use socket::MemberSocket;
 use support::ChatCluster;
 
@@ -74,29 +74,9 @@ async fn join_once(cluster: &ChatCluster, g: usize, room: &str, who: String) -> 
     let token = cluster.token(room, &who);
     let mut ws = MemberSocket::connect(&cluster.gateways[g], "/v1/signal").await?;
     let join = json!({"request_id": "j", "join": {"room": room, "token": token, "chat_batches": batches()}});
-    ws.send_text(&join.to_string()).await?;
-    loop {
-        // Frames after `joined` in the same read (presence) are not chat entries.
-        let mut answer: Option<anyhow::Result<()>> = None;
-        let open = ws
-            .read_frames(|frame| {
-                let Some(text) = frame.text.filter(|_| answer.is_none()) else {
-                    return;
-                };
-                answer = match serde_json::from_slice::<Value>(text) {
-                    Ok(reply) if reply.get("joined").is_some() => Some(Ok(())),
-                    Ok(reply) if reply.get("error").is_some() => {
-                        Some(Err(anyhow::anyhow!("{who}: {reply}")))
-                    }
-                    Ok(_) => None,
-                    Err(err) => Some(Err(err.into())),
-                };
-            })
-            .await?;
-        match answer {
-            Some(joined) => return joined.map(|()| ws),
-            None => anyhow::ensure!(open, "closed"),
-        }
+    match ws.join(&join).await? {
+        Ok(()) => Ok(ws),
+        Err(reply) => Err(anyhow::anyhow!("{who}: {reply}")),
     }
 }
 

@@ -76,31 +76,15 @@ async fn join(
         let mut ws = MemberSocket::connect(&cluster.gateways[g], "/v1/signal").await?;
         let join = json!({"request_id": "j", "join": {"room": room, "token": token,
             "participant_batches": batches}});
-        ws.send_text(&join.to_string()).await?;
-        let mut answer: Option<Result<(), String>> = None;
-        while answer.is_none() {
-            let open = ws
-                .read_frames(|frame| {
-                    let Some(text) = frame.text.filter(|_| answer.is_none()) else {
-                        return;
-                    };
-                    answer = match serde_json::from_slice::<Value>(text) {
-                        Ok(reply) if reply.get("joined").is_some() => Some(Ok(())),
-                        Ok(reply) if reply.get("error").is_some() => Some(Err(reply.to_string())),
-                        _ => None,
-                    };
-                })
-                .await?;
-            anyhow::ensure!(open || answer.is_some(), "closed before joining");
-        }
-        match answer {
-            Some(Ok(())) => return Ok(ws),
-            Some(Err(err)) if err.contains("rate_limited") || err.contains("unavailable") => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Some(Err(err)) => anyhow::bail!("{err}"),
-            None => unreachable!("the loop ends with an answer"),
-        }
+        let refused = match ws.join(&join).await? {
+            Ok(()) => return Ok(ws),
+            Err(reply) => reply.to_string(),
+        };
+        anyhow::ensure!(
+            refused.contains("rate_limited") || refused.contains("unavailable"),
+            "{refused}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -97,6 +97,35 @@ impl MemberSocket {
         Ok(socket)
     }
 
+    /// Sends the `join` request and reads until it is answered: `Ok(())` once joined,
+    /// else the error reply. Frames after `joined` in the same read (presence) go
+    /// unread.
+    pub(crate) async fn join(
+        &mut self,
+        join: &serde_json::Value,
+    ) -> anyhow::Result<Result<(), serde_json::Value>> {
+        self.send_text(&join.to_string()).await?;
+        loop {
+            let mut answer = None;
+            let open = self
+                .read_frames(|frame| {
+                    let Some(text) = frame.text.filter(|_| answer.is_none()) else {
+                        return;
+                    };
+                    answer = match serde_json::from_slice::<serde_json::Value>(text) {
+                        Ok(reply) if reply.get("joined").is_some() => Some(Ok(())),
+                        Ok(reply) if reply.get("error").is_some() => Some(Err(reply)),
+                        _ => None,
+                    };
+                })
+                .await?;
+            match answer {
+                Some(answer) => return Ok(answer),
+                None => anyhow::ensure!(open, "closed before the join was answered"),
+            }
+        }
+    }
+
     /// Sends `text` as one masked text frame, as a client must.
     pub(crate) async fn send_text(&mut self, text: &str) -> io::Result<()> {
         let frame = client_frame(OP_TEXT, text.as_bytes(), rand::random());
