@@ -371,7 +371,6 @@ impl RedisLive {
         Ok(held.then_some(token))
     }
 
-    /// Deletes the hold only while it is still `token`'s, in one step.
     pub async fn take_slow_mode_turn(
         &self,
         room_key: &str,
@@ -383,7 +382,8 @@ impl RedisLive {
         // else gets the time left.
         const TAKE: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then \
              return 0 end if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end \
-             return redis.call('PTTL', KEYS[1])";
+             local left = redis.call('PTTL', KEYS[1]) if left < 1 then return 1 end \
+             return left";
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let left: i64 = redis::cmd("EVAL")
             .arg(TAKE)
@@ -393,10 +393,10 @@ impl RedisLive {
             .arg(wait_ms)
             .query_async(&mut self.conn())
             .await?;
-        // PTTL is negative when the turn ran out between the calls.
-        Ok(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+        Ok(Duration::from_millis(u64::try_from(left).unwrap_or(1)))
     }
 
+    /// Deletes the hold only while it is still `token`'s, in one step.
     pub async fn release_identity(
         &self,
         room_key: &str,
