@@ -46,11 +46,18 @@ pub struct RedisBus {
     feed_backlog: usize,
 }
 
-/// A feed connection's pushes, and how many were dropped because the feed was
-/// [`FEED_BACKLOG`] behind.
+/// What a feed connection hands its feed, in the order it came.
+enum Pushed {
+    Push(PushInfo),
+    /// This many pushes were dropped here: the feed was [`FEED_BACKLOG`] behind.
+    Gap(u64),
+}
+
+/// A feed connection's pushes, and how many were dropped since the last gap marked
+/// among them.
 struct Pushes {
-    received: mpsc::Receiver<PushInfo>,
-    dropped: Arc<AtomicU64>,
+    received: mpsc::Receiver<Pushed>,
+    unmarked: Arc<AtomicU64>,
 }
 
 impl RedisBus {
@@ -101,17 +108,32 @@ impl RedisBus {
 
     async fn connect_feed(&self) -> anyhow::Result<(MultiplexedConnection, Pushes)> {
         let (pushes, received) = mpsc::channel(self.feed_backlog);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let dropping = Arc::clone(&dropped);
+        let unmarked = Arc::new(AtomicU64::new(0));
+        let feed_unmarked = Arc::clone(&unmarked);
         // The connection hands each push over without waiting: one that finds the
-        // backlog full is dropped and counted.
-        let send = move |push: PushInfo| match pushes.try_send(push) {
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                dropping.fetch_add(1, Relaxed);
-                Ok(())
+        // backlog full is dropped and counted, and the gap goes into the queue ahead of
+        // the next push that fits, where the entries are missing, so the feed asks for
+        // a resync right there (not before entries still queued ahead of the gap).
+        let send = move |push: PushInfo| {
+            let dropped = unmarked.load(Relaxed);
+            if dropped > 0 {
+                match pushes.try_send(Pushed::Gap(dropped)) {
+                    Ok(()) => unmarked.store(0, Relaxed),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        unmarked.fetch_add(1, Relaxed);
+                        return Ok(());
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-            Ok(()) => Ok(()),
+            match pushes.try_send(Pushed::Push(push)) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    unmarked.fetch_add(1, Relaxed);
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            }
         };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -122,7 +144,13 @@ impl RedisBus {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .context("cannot reach Redis")?;
-        Ok((conn, Pushes { received, dropped }))
+        Ok((
+            conn,
+            Pushes {
+                received,
+                unmarked: feed_unmarked,
+            },
+        ))
     }
 }
 
@@ -193,11 +221,17 @@ pub(super) async fn run_feed(
                         break;
                     }
                 }
-                push = pushes.received.recv() => {
-                    let Some(push) = push else { break };
-                    if !resync_if_dropped(&pushes, &events).await {
-                        return;
-                    }
+                pushed = pushes.received.recv() => {
+                    let push = match pushed {
+                        None => break,
+                        Some(Pushed::Gap(dropped)) => {
+                            if !resync(&pushes, dropped, &events).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(Pushed::Push(push)) => push,
+                    };
                     match push.kind {
                         PushKind::SMessage => {
                             if let Some(delivery) = decode(&push.data)
@@ -213,19 +247,23 @@ pub(super) async fn run_feed(
                         }
                         _ => {}
                     }
+                    // Everything queued ahead of a gap no later push has marked yet
+                    // (the burst that overflowed ended) is handed on: the gap is here.
+                    if pushes.received.is_empty() {
+                        let dropped = pushes.unmarked.swap(0, Relaxed);
+                        if dropped > 0 && !resync(&pushes, dropped, &events).await {
+                            return;
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// Asks for a resync when pushes were dropped since the last look (the feed fell
+/// Asks for a resync where `dropped` pushes are missing (the feed fell
 /// [`FEED_BACKLOG`] behind); false once the gateway no longer listens.
-async fn resync_if_dropped(pushes: &Pushes, events: &mpsc::Sender<FeedEvent>) -> bool {
-    let dropped = pushes.dropped.swap(0, Relaxed);
-    if dropped == 0 {
-        return true;
-    }
+async fn resync(pushes: &Pushes, dropped: u64, events: &mpsc::Sender<FeedEvent>) -> bool {
     tracing::warn!(
         dropped,
         backlog = pushes.received.max_capacity(),
