@@ -22,7 +22,7 @@ use tracing::warn;
 use super::RoomService;
 use super::rejoin::Departure;
 use crate::api::{GatewayCommand, Removal};
-use crate::error::RoomResult;
+use crate::error::{RoomError, RoomResult};
 use crate::model::{ParticipantInfo, ParticipantState};
 
 /// What a participant whose identity joined again elsewhere is told.
@@ -50,11 +50,13 @@ pub(crate) struct IdentityTurn {
 impl IdentityTurn {
     /// Gives the turn back; a failure only leaves the hold to run out.
     pub(crate) async fn end(mut self) {
-        if let Some(token) = self.token.take() {
+        // Kept until given back: a join dropped meanwhile gives it back on drop.
+        if let Some(token) = &self.token {
             self.service
-                .give_back(&self.room_key, &self.identity, &token)
+                .give_back(&self.room_key, &self.identity, token)
                 .await;
         }
+        self.token = None;
     }
 }
 
@@ -86,12 +88,7 @@ impl RoomService {
     ) -> RoomResult<Option<IdentityTurn>> {
         let deadline = Instant::now() + IDENTITY_WAIT;
         loop {
-            if let Some(token) = self
-                .0
-                .live
-                .hold_identity(room_key, identity, IDENTITY_HOLD)
-                .await?
-            {
+            if let Some(token) = self.hold_identity(room_key, identity).await? {
                 return Ok(Some(IdentityTurn {
                     service: self.clone(),
                     room_key: room_key.to_owned(),
@@ -109,6 +106,27 @@ impl RoomService {
             self.0.identity_waits.fetch_add(1, Relaxed);
             tokio::time::sleep(IDENTITY_RETRY).await;
         }
+    }
+
+    /// One try at holding `identity`'s joins to `room_key`. The request runs on its
+    /// own task: a join dropped while it is in flight (its hold may be taken in live
+    /// state all the same) has the hold given back there, not left to run out.
+    async fn hold_identity(&self, room_key: &str, identity: &str) -> RoomResult<Option<String>> {
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let (service, room_key, identity) =
+            (self.clone(), room_key.to_owned(), identity.to_owned());
+        tokio::spawn(async move {
+            let hold = service
+                .0
+                .live
+                .hold_identity(&room_key, &identity, IDENTITY_HOLD)
+                .await;
+            if let Err(Ok(Some(token))) = held_tx.send(hold) {
+                service.give_back(&room_key, &identity, &token).await;
+            }
+        });
+        held.await
+            .map_err(|_| RoomError::internal("the identity hold's task ended"))?
     }
 
     /// Gives back the hold `token` of `identity`'s turn in `room_key`; a failure
