@@ -1,7 +1,7 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
 // [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
 import { ConferClient } from './sdk.js';
-import { MutedSpeech } from './muted.js';
+import { LocalMedia } from './local_media.js';
 import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat, REACTIONS } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
@@ -98,6 +98,7 @@ client.addEventListener('joined', () => {
   for (const p of client.participants.values()) {
     stage.tile(p.id);
     stage.setName(p.id, tileName(p));
+    stage.setVideoOff(p.id, p.video_muted);
     stage.setHand(p.id, !!p.hand_raised_at);
     if (p.hand_raised_at) handsUp.add(p.id);
   }
@@ -136,7 +137,7 @@ client.addEventListener('participant-updated', ({ detail: p }) => {
   stage.setHand(p.id, !!p.hand_raised_at);
   if (own) showOwnHand();
   else noteHand(p);
-  if (own) watchMutedSpeech();
+  if (own) media.watchMutedSpeech();
   refreshPeople();
 });
 // Hosts are told in the chat when someone's hand goes up (it also shows on the tile
@@ -245,8 +246,7 @@ client.addEventListener('reconnecting', ({ detail }) => {
   stage.clear();
 });
 client.addEventListener('reconnected', () => {
-  const camera = client.localStream?.getVideoTracks()[0];
-  if (camera) stage.addTrack(client.self.id, camera);
+  media.joined();
   status('Connected');
 });
 
@@ -309,11 +309,6 @@ $('chat-form').addEventListener('submit', (event) => {
 });
 
 // Speaking while muted (by oneself or a host) is pointed out, briefly.
-let mutedSpeech = null;
-function watchMutedSpeech() {
-  const muted = $('toggle-mic').getAttribute('aria-pressed') === 'true' || client.self?.audio_blocked === true;
-  mutedSpeech?.watch(muted);
-}
 function showMutedNotice() {
   const notice = $('muted-notice');
   notice.hidden = false;
@@ -321,18 +316,8 @@ function showMutedNotice() {
   notice.hideTimer = setTimeout(() => { notice.hidden = true; }, 4000);
 }
 
-function toggle(button, kind, onLabel, offLabel) {
-  button.addEventListener('click', () => {
-    const muted = button.getAttribute('aria-pressed') !== 'true';
-    button.setAttribute('aria-pressed', String(muted));
-    button.textContent = muted ? offLabel : onLabel;
-    client.setMuted(kind, muted);
-    if (kind === 'video') stage.setVideoOff(client.self.id, muted);
-    if (kind === 'audio') watchMutedSpeech();
-  });
-}
-toggle($('toggle-mic'), 'audio', 'Mute mic', 'Unmute mic');
-toggle($('toggle-cam'), 'video', 'Stop camera', 'Start camera');
+// The microphone and camera: the mute buttons, the Devices panel, missing devices.
+const media = new LocalMedia({ client, stage, $, onSpeakingMuted: showMutedNotice });
 $('share-screen').addEventListener('click', () => {
   const sharing = client.screenTrack != null;
   (sharing ? client.stopScreenShare() : client.shareScreen()).catch((err) => status(`Screen share: ${err.message}`));
@@ -366,14 +351,13 @@ $('leave').addEventListener('click', () => {
   status('You left the call');
 });
 
+// Joins with whatever devices could be opened (none at all: listening and watching).
 async function start() {
-  const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
+  const local = await media.start();
   for (;;) {
     try {
       await client.join(local);
-      stage.addTrack(client.self.id, local.getVideoTracks()[0]);
-      mutedSpeech = new MutedSpeech(local.getAudioTracks()[0], showMutedNotice);
-      watchMutedSpeech();
+      media.joined();
       return;
     } catch (err) {
       if (err.code !== 'password_required' && err.code !== 'password_invalid') throw err;

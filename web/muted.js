@@ -18,6 +18,18 @@ export class MutedSpeech {
     this.toldAt = -Infinity;
   }
 
+  // Listens to `track` from now on (another microphone; null: none).
+  setTrack(track) {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.analyser = null;
+    this.context?.close().catch(() => {});
+    this.context = null;
+    this.clone?.stop();
+    this.clone = null;
+    this.track = track;
+  }
+
   // Starts listening while muted, stops when not.
   watch(muted) {
     if (!muted) {
@@ -36,6 +48,7 @@ export class MutedSpeech {
     this.context = new AudioContext();
     const clone = this.track.clone();
     clone.enabled = true;
+    this.clone = clone;
     const source = this.context.createMediaStreamSource(new MediaStream([clone]));
     this.analyser = this.context.createAnalyser();
     this.analyser.fftSize = 1024;

@@ -5,6 +5,10 @@
 //   client.addEventListener('track', (e) => attach(e.detail.participantId, e.detail.track));
 //   await client.join(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
 //
+// The stream may lack a microphone or a camera (none found, or not allowed), or be
+// empty: the call is joined all the same, and `setTrack` sends one later, or another
+// device, or a processed track, in place of what goes out (never renegotiating).
+//
 // The session is negotiated once: the offer publishes the local tracks (sendonly) and
 // opens receive slots (recvonly). The server assigns other participants' tracks to
 // slots with `track_assigned`, so people joining and leaving never renegotiate.
@@ -12,7 +16,7 @@
 // the server how large each received video is shown with `setTrackSettings` and it
 // forwards the layer that fits (nothing while hidden). One more send m-line, marked
 // `a=content:slides`, is kept for a shared screen (`shareScreen` / `stopScreenShare`).
-// Events: waiting, joined, active-speaker, participant-joined, participant-left
+// Events: local-track (`kind`, `track`: what `setTrack` now sends, null for nothing), waiting, joined, active-speaker, participant-joined, participant-left
 // (`reason`: left, connection_lost, or returned with `returnedAs`, the id it came back
 // under), participant-reconnecting (its connection was lost: it stays listed, with
 // `reconnecting`, until it comes back or the time it had runs out), participant-updated
@@ -83,12 +87,13 @@ export class ConferClient extends EventTarget {
     this.rejoining = false;
     this.rejoinTicket = null; // from the last `joined`: shown when joining again after a lost connection
     this.ownIds = new Set(); // this participant's ids through its connections so far
+    this.mutedKinds = { audio: false, video: false }; // as this participant last set them
   }
 
   // Joins in two steps so the peer connection can use the ICE servers (TURN) the
   // server hands out: `join` -> `joined` (or `waiting` until a host admits), then
   // `offer` -> `answer`.
-  async join(localStream) {
+  async join(localStream = new MediaStream()) {
     this.localStream = localStream;
     await this.#connect();
     // After a lost connection, the ticket of the last join brings this participant
@@ -116,12 +121,15 @@ export class ConferClient extends EventTarget {
       iceServers: (joined.ice_servers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })),
       iceTransportPolicy: this.iceTransportPolicy || 'all',
     });
-    for (const track of localStream.getTracks()) {
-      const init = { direction: 'sendonly', streams: [localStream] };
-      if (track.kind === 'video' && this.simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
-      const transceiver = this.pc.addTransceiver(track, init);
-      if (track.kind === 'video') preferVideoCodec(transceiver, this.videoCodec);
-    }
+    // One microphone and one camera sender, whether the stream has them or not: a
+    // device found, allowed or chosen later goes out through them (`setTrack`). One
+    // that sends nothing is nothing to the others (the server lists a source once its
+    // media arrives).
+    const init = { direction: 'sendonly', streams: [localStream] };
+    this.micTransceiver = this.pc.addTransceiver(localStream.getAudioTracks()[0] || 'audio', init);
+    const cameraInit = this.simulcast ? { ...init, sendEncodings: SIMULCAST_LAYERS.map((layer) => ({ ...layer })) } : init;
+    this.cameraTransceiver = this.pc.addTransceiver(localStream.getVideoTracks()[0] || 'video', cameraInit);
+    preferVideoCodec(this.cameraTransceiver, this.videoCodec);
     // Empty until the screen is shared; filled with replaceTrack, so sharing never renegotiates.
     const screenIndex = this.pc.getTransceivers().length;
     this.screenTransceiver = this.pc.addTransceiver('video', { direction: 'sendonly' });
@@ -341,8 +349,34 @@ export class ConferClient extends EventTarget {
   }
 
   setMuted(kind, muted) {
+    this.mutedKinds[kind] = muted;
     for (const sender of this.#senders(kind)) if (sender.track) sender.track.enabled = !muted;
     return this.send({ mute: { kind, muted } });
+  }
+
+  // The track sent as this participant's microphone (`kind` 'audio') or camera
+  // ('video'), null when it sends none.
+  localTrack(kind) { return this.localStream?.getTracks().find((t) => t.kind === kind) || null; }
+
+  // Sends `track` as the microphone (`kind` 'audio') or camera ('video') in place of
+  // what goes out now (null: nothing): another device, one found or allowed after
+  // joining, or a processed track. It goes out muted while this participant is muted
+  // or a host blocks that kind. Never renegotiates; before joining, or while the call
+  // is joined again, it is what the next connection sends. Resolves with the track it
+  // replaced, which the caller may stop.
+  async setTrack(kind, track) {
+    if (kind !== 'audio' && kind !== 'video') throw new Error(`no ${kind} track to set: 'audio' or 'video'`);
+    if (track && track.kind !== kind) throw new Error(`a ${track.kind} track cannot be sent as ${kind}`);
+    this.localStream ??= new MediaStream();
+    const old = this.localTrack(kind);
+    if (old === track) return old;
+    if (track) track.enabled = !this.mutedKinds[kind] && !this.self?.[`${kind}_blocked`];
+    const transceiver = kind === 'audio' ? this.micTransceiver : this.cameraTransceiver;
+    if (transceiver && this.pc?.signalingState !== 'closed') await transceiver.sender.replaceTrack(track);
+    if (old) this.localStream.removeTrack(old);
+    if (track) this.localStream.addTrack(track);
+    this.#emit('local-track', { kind, track });
+    return old;
   }
 
   #senders(kind) {

@@ -24,6 +24,7 @@ export class Stage {
     video.autoplay = true;
     video.playsInline = true;
     video.muted = local;
+    if (this.sinkId && !local) video.setSinkId?.(this.sinkId).catch(() => {});
     const label = document.createElement('span');
     label.className = 'label';
     const signal = document.createElement('span');
@@ -40,6 +41,13 @@ export class Stage {
   }
 
   setName(id, name) { this.tile(id).label.textContent = name; }
+
+  // Where every tile's sound plays (an `audiooutput` device id), tiles made later too.
+  async setSink(deviceId) {
+    this.sinkId = deviceId;
+    const remote = [...this.tiles.values()].filter(({ video }) => !video.muted && video.setSinkId);
+    await Promise.all(remote.map(({ video }) => video.setSinkId(deviceId)));
+  }
 
   // A participant's shared screen: its own tile, across the whole stage.
   showScreen(id, name, track) {

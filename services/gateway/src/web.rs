@@ -14,7 +14,7 @@ const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const ROOM_HTML: &str = include_str!("../../../web/room.html");
 
 /// Files under `/static/`, with their content types.
-const STATIC_FILES: [(&str, &str, &str); 5] = [
+const STATIC_FILES: [(&str, &str, &str); 7] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -29,6 +29,16 @@ const STATIC_FILES: [(&str, &str, &str); 5] = [
         "muted.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../web/muted.js"),
+    ),
+    (
+        "devices.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/devices.js"),
+    ),
+    (
+        "local_media.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/local_media.js"),
     ),
     (
         "ui.js",
