@@ -62,6 +62,7 @@ impl RoomApi for LatePushes {
         track_event(participant: String, source: Source, published: bool) -> ();
         check_chat_poster(room_key: String, participant: String) -> ();
         chat_slow_mode_turn(participant: String, client_id: String, wait_secs: u32) -> u64;
+        chat_slow_mode_give_back(participant: String, client_id: String) -> ();
         authenticate(api_key: String, secret: String) -> String;
         create_room(tenant: String, req: CreateRoom) -> RoomView;
         list_rooms(tenant: String) -> Vec<RoomView>;

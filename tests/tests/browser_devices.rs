@@ -3,8 +3,8 @@
 //! microphone only) and sends video later through the camera sender it kept. On a
 //! machine with three cameras and two microphones, the Devices panel lists them and
 //! switches camera, microphone and speaker mid-call without renegotiating: the others
-//! keep decoding, a muted microphone stays muted, and the page joins with the same
-//! devices after a reload.
+//! keep decoding, a muted microphone stays muted, a camera unplugged gives way to the
+//! default one, and the page joins with the same devices after a reload.
 
 use std::time::Duration;
 
@@ -306,6 +306,39 @@ async fn the_devices_panel_switches_camera_microphone_and_speaker_mid_call() -> 
         panel_list(&ada, "videoinput").await?["selected"],
         "fake_device_2"
     );
+
+    // The camera in use is unplugged: the browser ends its track (a fake camera cannot
+    // be unplugged, so the page gets the `ended` event the browser would fire). The
+    // default camera takes over, the page says so, and Bob goes on seeing Ada.
+    ada.eval(
+        "window.conferClient.localTrack('video').dispatchEvent(new Event('ended')); return true;",
+    )
+    .await?;
+    ada.wait_for(
+        "Ada on her default camera, told why",
+        "const c = window.conferClient;
+         const n = document.getElementById('device-notice');
+         return (c.localTrack('video')?.label === 'fake_device_0'
+           && c.cameraTransceiver.sender.track === c.localTrack('video')
+           && !n.hidden && n.textContent === 'Your camera was disconnected: now using another one')
+           || [c.localTrack('video')?.label, n.textContent];",
+        Duration::from_secs(10),
+    )
+    .await?;
+    let before = received(&bob).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = received(&bob).await?;
+    assert!(
+        after.0 > before.0 + 20,
+        "Bob keeps decoding Ada's video from her default camera: {before:?} then {after:?}"
+    );
+    choose(&ada, "videoinput", "fake_device_2").await?;
+    ada.wait_for(
+        "Ada back on the camera she chose",
+        "return window.conferClient.localTrack('video')?.label === 'fake_device_2';",
+        Duration::from_secs(10),
+    )
+    .await?;
 
     // Sound goes to the speaker chosen.
     choose(&ada, "audiooutput", "Fake Audio Output 1").await?;

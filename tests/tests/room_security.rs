@@ -767,7 +767,9 @@ async fn slow_mode_spaces_each_participants_messages() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(wait + 50)).await;
     guest.send(&chat("g3", "in time")).await?;
-    assert!(reply(&mut guest, "g3").await?.get("chat_sent").is_some());
+    let in_time = reply(&mut guest, "g3").await?;
+    let in_time_seq = in_time["chat_sent"]["seq"].as_u64().unwrap_or_default();
+    assert!(in_time_seq > 0, "{in_time}");
     // A reload (the same identity on a new connection, in its place) posts no
     // sooner: the turn is the identity's, not the connection's.
     let mut guest = connect(&server).await?;
@@ -780,12 +782,63 @@ async fn slow_mode_spaces_each_participants_messages() -> anyhow::Result<()> {
     guest.send(&chat("g4", "after a reload")).await?;
     let reloaded = reply(&mut guest, "g4").await?;
     assert_eq!(reloaded["error"]["code"], "chat_slow_mode", "{reloaded}");
+    let reloaded_wait = reloaded["error"]["retry_after_ms"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!((1..=2000).contains(&reloaded_wait), "{reloaded}");
+
+    // Only a message posted spends the turn. Refused for what it is (too long; a file
+    // over the limit), a message never takes it ...
+    tokio::time::sleep(Duration::from_millis(reloaded_wait + 50)).await;
+    guest
+        .send(&json!({"request_id": "long", "chat": {"text": "x".repeat(4001), "client_id": "m-long"}}))
+        .await?;
+    assert_eq!(error_of(&mut guest, "long").await?, "message_too_long");
+    guest
+        .send(&json!({"request_id": "big", "file_upload": {"name": "a.pdf", "content_type": "application/pdf", "size": 1u64 << 40}}))
+        .await?;
+    assert_eq!(error_of(&mut guest, "big").await?, "file_too_large");
+    // ... and one refused further on (here by the chat rate, spent on quick edits)
+    // gives back the turn it took: the next message posts as soon as the rate allows,
+    // not a slow-mode period later.
+    for n in 0.. {
+        anyhow::ensure!(n < 25, "the chat rate never held the edits");
+        let id = format!("e{n}");
+        guest
+            .send(&json!({"request_id": id, "chat_edit": {"seq": in_time_seq, "text": format!("in time, take {n}")}}))
+            .await?;
+        let edited = reply(&mut guest, &id).await?;
+        if edited["error"]["code"] == "chat_rate_limited" {
+            break;
+        }
+        assert!(edited.get("chat_sent").is_some(), "{edited}");
+    }
+    guest
+        .send(&json!({"request_id": "g5", "chat": {"text": "over the rate", "client_id": "m-5"}}))
+        .await?;
+    let limited = reply(&mut guest, "g5").await?;
+    assert_eq!(limited["error"]["code"], "chat_rate_limited", "{limited}");
+    let rate_wait = limited["error"]["retry_after_ms"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(rate_wait < 1000, "{limited}");
+    tokio::time::sleep(Duration::from_millis(rate_wait + 50)).await;
+    guest
+        .send(&json!({"request_id": "g6", "chat": {"text": "my turn still", "client_id": "m-6"}}))
+        .await?;
+    let posted = reply(&mut guest, "g6").await?;
     assert!(
-        reloaded["error"]["retry_after_ms"]
-            .as_u64()
-            .is_some_and(|ms| (1..=2000).contains(&ms)),
-        "{reloaded}"
+        posted.get("chat_sent").is_some(),
+        "the rate-limited message gave its turn back: {posted}"
     );
+    guest.send(&chat("g7", "right after")).await?;
+    assert_eq!(
+        error_of(&mut guest, "g7").await?,
+        "chat_slow_mode",
+        "the message posted took the turn"
+    );
+    // The chat rate the edits spent comes back (two posts' worth, at 5 a second).
+    tokio::time::sleep(Duration::from_millis(450)).await;
 
     host.send(&json!({"request_id": "s", "host": {"action": "slow_mode", "seconds": 0}}))
         .await?;

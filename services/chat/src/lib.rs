@@ -28,6 +28,7 @@ pub use error::{ChatError, ChatResult, ErrorKind};
 pub use service::ChatService;
 pub use stats::ChatStats;
 pub use store::Store;
+pub use validate::post as check_post;
 
 /// Connects the store at `database_url` and the bus (`redis_url`, or in-process).
 pub async fn connect(database_url: &str, redis_url: Option<&str>) -> anyhow::Result<ChatService> {

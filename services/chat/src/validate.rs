@@ -39,6 +39,14 @@ pub(crate) fn client_id(id: &str) -> ChatResult<()> {
     Ok(())
 }
 
+/// What the chat service would refuse a member's post (`action` under `client_id`)
+/// for, before anything is stored: a gateway asks before the sender's slow-mode turn
+/// is taken, so a message refused for what it is costs no turn.
+pub fn post(action: &ChatAction, client_id: &str) -> ChatResult<()> {
+    self::action(action)?;
+    self::client_id(client_id)
+}
+
 pub(crate) fn action(action: &ChatAction) -> ChatResult<()> {
     match action {
         ChatAction::Text { text: t, .. } => text(t),

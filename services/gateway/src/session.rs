@@ -1046,14 +1046,31 @@ impl Session {
             _ => self.chat_open("send messages").await?,
         }
         let new_message = !matches!(action, ChatAction::Delete { .. } | ChatAction::Edit { .. });
-        if new_message {
-            self.slow_mode_turn(&client_id).await?;
+        if !new_message {
+            return self.store_post(request_id, client_id, action).await;
         }
+        // Refused for what it is before it takes a slow-mode turn, and the turn given
+        // back if the post fails further on: only a message posted spends it.
+        confer_chat::check_post(&action, &client_id)?;
+        self.slow_mode_turn(&client_id).await?;
+        let posted = self.store_post(request_id, client_id.clone(), action).await;
+        match posted {
+            Ok(()) => self.took_slow_mode_turn(&client_id),
+            Err(_) => self.give_back_slow_mode_turn(&client_id).await,
+        }
+        posted
+    }
+
+    /// Counts a post against the member's chat rate (a delete is never limited),
+    /// stores it through the chat service and answers.
+    async fn store_post(
+        &mut self,
+        request_id: &str,
+        client_id: String,
+        action: ChatAction,
+    ) -> Result<(), Reject> {
         if !matches!(action, ChatAction::Delete { .. }) {
             self.count_chat_post()?;
-        }
-        if new_message {
-            self.took_slow_mode_turn(&client_id);
         }
         let member = self.member()?;
         let deleting = match action {
@@ -1168,8 +1185,21 @@ impl Session {
         self.chat_open("share files").await?;
         let share = format!("file {request_id}");
         self.slow_mode_turn(&share).await?;
+        let granted = self.grant_upload(request_id, file);
+        match granted {
+            Ok(()) => self.took_slow_mode_turn(&share),
+            Err(_) => self.give_back_slow_mode_turn(&share).await,
+        }
+        granted
+    }
+
+    /// Counts a file share against the member's chat rate and answers where to upload.
+    fn grant_upload(
+        &mut self,
+        request_id: &str,
+        file: &signal::FileUploadRequest,
+    ) -> Result<(), Reject> {
         self.count_chat_post()?;
-        self.took_slow_mode_turn(&share);
         let member = self.member()?;
         let url = files::upload_url(
             &self.state.config.files,
@@ -1189,6 +1219,26 @@ impl Session {
             Msg::FileUpload(signal::FileUpload { url }),
         );
         Ok(())
+    }
+
+    /// A new message (a send, a file share) that took the member's slow-mode turn was
+    /// not posted after all: the turn is given back (one that cannot be given back
+    /// runs out by itself).
+    async fn give_back_slow_mode_turn(&self, client_id: &str) {
+        let Ok(member) = self.member() else {
+            return;
+        };
+        if member.chat_slow_mode == 0 || member.info.role == Role::Host {
+            return;
+        }
+        if let Err(err) = self
+            .state
+            .room
+            .chat_slow_mode_give_back(member.id.clone(), client_id.to_owned())
+            .await
+        {
+            tracing::debug!(%err, "a slow-mode turn left to run out");
+        }
     }
 
     /// A new message (a send, a file share) was taken: the member's slow-mode turn

@@ -496,6 +496,14 @@ pub trait RoomApi: Send + Sync {
         client_id: String,
         wait_secs: u32,
     ) -> BoxFuture<'_, RoomResult<u64>>;
+    /// Slow mode: the message `client_id` that took `participant`'s turn was not
+    /// posted after all (refused further on, or the chat service failed): the turn is
+    /// free again, unless another message took it since.
+    fn chat_slow_mode_give_back(
+        &self,
+        participant: String,
+        client_id: String,
+    ) -> BoxFuture<'_, RoomResult<()>>;
     /// Commands for `gateway`'s participants, for as long as the stream is held (see
     /// [`WatchFrom`] for where it starts). The first item is where the stream starts;
     /// a gateway whose watch broke watches again after the last cursor it got, and

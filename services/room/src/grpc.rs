@@ -84,6 +84,9 @@ impl Rpc {
             "host_action" => answer(s.host_action(arg(a)?, arg(a)?).await),
             "check_chat_poster" => answer(s.check_chat_poster(arg(a)?, arg(a)?).await),
             "chat_slow_mode_turn" => answer(s.chat_slow_mode_turn(arg(a)?, arg(a)?, arg(a)?).await),
+            "chat_slow_mode_give_back" => {
+                answer(s.chat_slow_mode_give_back(arg(a)?, arg(a)?).await)
+            }
             "self_update" => answer(s.self_update(arg(a)?, arg(a)?).await),
             "publish_data" => answer(s.publish_data(arg(a)?, arg(a)?).await),
             "track_event" => {
@@ -282,6 +285,7 @@ impl RoomApi for GrpcRoom {
     remote!(host_action(actor: String, action: api::HostAction) -> ());
     remote!(check_chat_poster(room_key: String, participant: String) -> ());
     remote!(chat_slow_mode_turn(participant: String, client_id: String, wait_secs: u32) -> u64);
+    remote!(chat_slow_mode_give_back(participant: String, client_id: String) -> ());
     remote!(self_update(participant: String, update: api::SelfUpdate) -> crate::model::ParticipantInfo);
     remote!(publish_data(participant: String, data: api::ParticipantData) -> ());
 

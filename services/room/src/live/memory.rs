@@ -233,6 +233,24 @@ impl MemoryLive {
         }
     }
 
+    pub async fn give_back_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+    ) -> RoomResult<()> {
+        let mut inner = self.lock();
+        let key = (room_key.to_owned(), identity.to_owned());
+        if inner
+            .slow_mode_turns
+            .get(&key)
+            .is_some_and(|(taken_by, _)| taken_by == message)
+        {
+            inner.slow_mode_turns.remove(&key);
+        }
+        Ok(())
+    }
+
     pub async fn release_identity(
         &self,
         room_key: &str,

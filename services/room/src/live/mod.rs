@@ -153,6 +153,18 @@ impl Live {
         dispatch!(self, live => live.take_slow_mode_turn(room_key, identity, message, wait).await)
     }
 
+    /// Slow mode: gives `identity`'s turn in `room_key` back if `message` holds it (the
+    /// message was not posted after all), so the identity's next message need not
+    /// wait; a turn another message took since stays.
+    pub async fn give_back_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+    ) -> RoomResult<()> {
+        dispatch!(self, live => live.give_back_slow_mode_turn(room_key, identity, message).await)
+    }
+
     /// `gateway` is alive for `ttl` from now (a room service serves its watch).
     pub async fn renew_lease(&self, gateway: &str, ttl: Duration) -> RoomResult<()> {
         dispatch!(self, live => live.renew_lease(gateway, ttl).await)

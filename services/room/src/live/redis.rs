@@ -37,6 +37,10 @@ use crate::model::{ParticipantInfo, Placement};
 
 const ACTIVE: &str = "confer:active";
 const GATEWAYS: &str = "confer:gateways";
+/// Deletes `KEYS[1]` only while its value is `ARGV[1]` (a hold's token, a turn's
+/// message), in one step.
+const DELETE_IF_HELD_BY: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 pub struct RedisLive {
     client: redis::Client,
@@ -396,6 +400,23 @@ impl RedisLive {
         Ok(Duration::from_millis(u64::try_from(left).unwrap_or(1)))
     }
 
+    /// Deletes the turn only while `message` holds it, in one step.
+    pub async fn give_back_slow_mode_turn(
+        &self,
+        room_key: &str,
+        identity: &str,
+        message: &str,
+    ) -> RoomResult<()> {
+        let _: i64 = redis::cmd("EVAL")
+            .arg(DELETE_IF_HELD_BY)
+            .arg(1)
+            .arg(slow_mode_key(room_key, identity))
+            .arg(message)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the hold only while it is still `token`'s, in one step.
     pub async fn release_identity(
         &self,
@@ -403,10 +424,8 @@ impl RedisLive {
         identity: &str,
         token: &str,
     ) -> RoomResult<()> {
-        const RELEASE_IF_MINE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-             return redis.call('DEL', KEYS[1]) end return 0";
         let _: i64 = redis::cmd("EVAL")
-            .arg(RELEASE_IF_MINE)
+            .arg(DELETE_IF_HELD_BY)
             .arg(1)
             .arg(identity_hold_key(room_key, identity))
             .arg(token)

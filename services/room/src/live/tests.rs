@@ -355,3 +355,36 @@ async fn an_identitys_slow_mode_turn_is_one_message_in_memory() {
 async fn an_identitys_slow_mode_turn_is_one_message_in_redis() {
     an_identitys_slow_mode_turn_is_one_message(redis_live().await).await;
 }
+
+/// A turn given back by the message that holds it is free for the next message at
+/// once; given back by another message, it stays.
+async fn a_slow_mode_turn_given_back_is_free_at_once(live: Live) {
+    let room = format!("t/slow-{:08x}", rand::random::<u32>());
+    assert_eq!(turn(&live, &room, "gus", "m-1").await, Duration::ZERO);
+    live.give_back_slow_mode_turn(&room, "gus", "m-2")
+        .await
+        .expect("give back");
+    assert!(
+        turn(&live, &room, "gus", "m-3").await > Duration::ZERO,
+        "a message that does not hold the turn cannot give it back"
+    );
+    live.give_back_slow_mode_turn(&room, "gus", "m-1")
+        .await
+        .expect("give back");
+    assert_eq!(
+        turn(&live, &room, "gus", "m-3").await,
+        Duration::ZERO,
+        "given back by the message that took it: the next message takes it at once"
+    );
+    assert!(turn(&live, &room, "gus", "m-4").await > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_slow_mode_turn_given_back_is_free_at_once_in_memory() {
+    a_slow_mode_turn_given_back_is_free_at_once(Live::Memory(MemoryLive::default())).await;
+}
+
+#[tokio::test]
+async fn a_slow_mode_turn_given_back_is_free_at_once_in_redis() {
+    a_slow_mode_turn_given_back_is_free_at_once(redis_live().await).await;
+}

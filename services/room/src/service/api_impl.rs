@@ -41,6 +41,17 @@ impl RoomApi for RoomService {
         })
     }
 
+    fn chat_slow_mode_give_back(
+        &self,
+        participant: String,
+        client_id: String,
+    ) -> BoxFuture<'_, RoomResult<()>> {
+        Box::pin(async move {
+            self.do_chat_slow_mode_give_back(&participant, &client_id)
+                .await
+        })
+    }
+
     fn check_chat_poster(
         &self,
         room_key: String,

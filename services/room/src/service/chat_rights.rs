@@ -71,6 +71,25 @@ impl RoomService {
         Ok(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// Slow mode: gives back the turn the message `client_id` took (it was not posted
+    /// after all). A message without a client id cannot be named, so keeps its turn.
+    pub(crate) async fn do_chat_slow_mode_give_back(
+        &self,
+        participant: &str,
+        client_id: &str,
+    ) -> RoomResult<()> {
+        if client_id.is_empty() {
+            return Ok(());
+        }
+        let Some((key, member)) = self.0.live.participant(participant).await? else {
+            return Ok(());
+        };
+        self.0
+            .live
+            .give_back_slow_mode_turn(&key, &member.identity, client_id)
+            .await
+    }
+
     /// The active member of room `key` that `participant` came back as after its
     /// connection was lost (its `previous_id`), if it did.
     async fn came_back_as(
