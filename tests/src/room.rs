@@ -1,10 +1,13 @@
 //! The web app's room page, as the browser suites drive it: join by link, wait for the
-//! other participant's video, chat.
+//! other participant's video, chat; and what the room service lists a participant as
+//! sending from.
 
 use std::time::Duration;
 
+use confer_room::RoomApi as _;
+
 use crate::browser::Browser;
-use crate::server::TestServer;
+use crate::server::{DEV_TENANT, TestServer};
 
 /// True once the page says it is connected.
 pub const CONNECTED: &str = "return document.getElementById('status').textContent === 'Connected';";
@@ -95,4 +98,51 @@ pub async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
         "{text:?} not sent: {sent}"
     );
     Ok(())
+}
+
+/// What the room service lists `participant` of `room` as sending from, sorted (what
+/// the tenant API shows, and what its `track_published` / `track_unpublished`
+/// webhooks follow).
+pub async fn sources_of(
+    server: &TestServer,
+    room: &str,
+    participant: &str,
+) -> anyhow::Result<Vec<String>> {
+    let members = server
+        .room
+        .list_participants(DEV_TENANT.to_owned(), room.to_owned())
+        .await?;
+    let member = members
+        .into_iter()
+        .find(|m| m.id == participant)
+        .ok_or_else(|| anyhow::anyhow!("{participant} not listed"))?;
+    let mut sources: Vec<String> = member
+        .sources
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    sources.sort();
+    Ok(sources)
+}
+
+/// Waits up to 8 s until the room service lists `participant` as sending from exactly
+/// `wanted` (sorted).
+pub async fn wait_for_sources(
+    server: &TestServer,
+    room: &str,
+    participant: &str,
+    wanted: &[&str],
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let sources = sources_of(server, room, participant).await?;
+        if sources == wanted {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{participant} sends from {sources:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

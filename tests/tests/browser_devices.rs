@@ -9,9 +9,8 @@
 use std::time::Duration;
 
 use confer_e2e::browser::{Browser, Driver};
-use confer_e2e::room::{join, self_id, wait_for_remote_video};
-use confer_e2e::server::{DEV_TENANT, TestServer};
-use confer_room::api::RoomApi as _;
+use confer_e2e::room::{join, self_id, sources_of, wait_for_remote_video, wait_for_sources};
+use confer_e2e::server::TestServer;
 use serde_json::{Value, json};
 
 /// Decoded video frames and received audio packets over the page's connection.
@@ -49,26 +48,13 @@ async fn received(browser: &Browser) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
-async fn sources_of(
-    server: &TestServer,
-    room: &str,
-    participant: &str,
-) -> anyhow::Result<Vec<String>> {
-    let members = server
-        .room
-        .list_participants(DEV_TENANT.to_owned(), room.to_owned())
-        .await?;
-    let member = members
-        .into_iter()
-        .find(|m| m.id == participant)
-        .ok_or_else(|| anyhow::anyhow!("{participant} not listed"))?;
-    let mut sources: Vec<String> = member
-        .sources
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect();
-    sources.sort();
-    Ok(sources)
+/// `browser` decodes more than 20 video frames in the next 2 s (`what` says whose).
+async fn keeps_decoding(browser: &Browser, what: &str) -> anyhow::Result<()> {
+    let before = received(browser).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = received(browser).await?;
+    anyhow::ensure!(after.0 > before.0 + 20, "{what}: {before:?} then {after:?}");
+    Ok(())
 }
 
 /// Picks the option labelled `label` in the Devices panel's `kind` list, as a person would.
@@ -184,18 +170,7 @@ async fn a_browser_without_a_camera_joins_with_its_microphone_and_sends_video_la
         Duration::from_secs(15),
     )
     .await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        let sources = sources_of(&server, "nocam", &ada_id).await?;
-        if sources == ["camera", "microphone"] {
-            break;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "Ada's camera not listed once it sends: {sources:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_sources(&server, "nocam", &ada_id, &["camera", "microphone"]).await?;
     assert_eq!(
         ada.eval("return window.conferClient.pc.localDescription.sdp;")
             .await?,
@@ -268,13 +243,7 @@ async fn the_devices_panel_switches_camera_microphone_and_speaker_mid_call() -> 
         Duration::from_secs(10),
     )
     .await?;
-    let before = received(&bob).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = received(&bob).await?;
-    assert!(
-        after.0 > before.0 + 20,
-        "Bob keeps decoding Ada's video after the switch: {before:?} then {after:?}"
-    );
+    keeps_decoding(&bob, "Bob decoding Ada's video after the switch").await?;
 
     choose(&ada, "audioinput", "Fake Audio Input 1").await?;
     ada.wait_for(
@@ -325,13 +294,7 @@ async fn the_devices_panel_switches_camera_microphone_and_speaker_mid_call() -> 
         Duration::from_secs(10),
     )
     .await?;
-    let before = received(&bob).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = received(&bob).await?;
-    assert!(
-        after.0 > before.0 + 20,
-        "Bob keeps decoding Ada's video from her default camera: {before:?} then {after:?}"
-    );
+    keeps_decoding(&bob, "Bob decoding Ada's video from her default camera").await?;
     choose(&ada, "videoinput", "fake_device_2").await?;
     ada.wait_for(
         "Ada back on the camera she chose",

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use confer_e2e::browser::Driver;
 use confer_e2e::room::{
-    REMOTE_VIDEO_PLAYING, join, open_join_link, self_id, wait_for_remote_video,
+    REMOTE_VIDEO_PLAYING, join, open_join_link, self_id, sources_of, wait_for_remote_video,
+    wait_for_sources,
 };
-use confer_e2e::server::{DEV_TENANT, TestServer};
-use confer_room::api::RoomApi as _;
+use confer_e2e::server::TestServer;
 
 /// An animated canvas as the shared "screen" (captureStream only emits on changes).
 const SHARE_CANVAS: &str = r#"
@@ -62,7 +62,7 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
     );
     let ada_id = self_id(&ada).await?;
     assert_eq!(
-        sources_of(&server, &ada_id).await?,
+        sources_of(&server, "slides", &ada_id).await?,
         ["camera", "microphone"],
         "a screen m-line alone is not a screen"
     );
@@ -85,7 +85,13 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
         Duration::from_secs(5),
     )
     .await?;
-    wait_for_sources(&server, &ada_id, &["camera", "microphone", "screen_share"]).await?;
+    wait_for_sources(
+        &server,
+        "slides",
+        &ada_id,
+        &["camera", "microphone", "screen_share"],
+    )
+    .await?;
 
     ada.eval("clearInterval(window.__screenTimer); await window.conferClient.stopScreenShare(); return true;")
         .await?;
@@ -95,7 +101,7 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
         Duration::from_secs(8),
     )
     .await?;
-    wait_for_sources(&server, &ada_id, &["camera", "microphone"]).await?;
+    wait_for_sources(&server, "slides", &ada_id, &["camera", "microphone"]).await?;
 
     // Ada joined first: she is the host. Bob shares; Ada denies, then allows sharing.
     bob.eval(SHARE_CANVAS).await?;
@@ -134,45 +140,6 @@ async fn a_shared_screen_gets_its_own_tile_stops_cleanly_and_obeys_the_host() ->
         browser.close().await?;
     }
     Ok(())
-}
-
-/// What the room service lists `participant` as sending from, sorted (what the tenant API
-/// shows, and what its `track_published` / `track_unpublished` webhooks follow).
-async fn sources_of(server: &TestServer, participant: &str) -> anyhow::Result<Vec<String>> {
-    let members = server
-        .room
-        .list_participants(DEV_TENANT.to_owned(), "slides".to_owned())
-        .await?;
-    let member = members
-        .into_iter()
-        .find(|m| m.id == participant)
-        .ok_or_else(|| anyhow::anyhow!("{participant} not listed"))?;
-    let mut sources: Vec<String> = member
-        .sources
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect();
-    sources.sort();
-    Ok(sources)
-}
-
-async fn wait_for_sources(
-    server: &TestServer,
-    participant: &str,
-    wanted: &[&str],
-) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        let sources = sources_of(server, participant).await?;
-        if sources == wanted {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{participant} sends from {sources:?}, not {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The codecs of the video streams this browser decodes.
