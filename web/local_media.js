@@ -39,7 +39,7 @@ export class LocalMedia {
     this.missing = missing;
     for (const track of stream.getTracks()) this.#watchEnded(track);
     const reasons = Object.values(missing);
-    if (reasons.length) this.notice(`${reasons.join('. ')}: you joined without it${reasons.length > 1 ? ' either' : ''}`);
+    if (reasons.length) this.notice(`${reasons.join('; ')}: you joined without ${reasons.length > 1 ? 'them' : 'it'}`);
     return stream;
   }
 

@@ -16,7 +16,7 @@
 // the server how large each received video is shown with `setTrackSettings` and it
 // forwards the layer that fits (nothing while hidden). One more send m-line, marked
 // `a=content:slides`, is kept for a shared screen (`shareScreen` / `stopScreenShare`).
-// Events: local-track (`kind`, `track`: what `setTrack` now sends, null for nothing), waiting, joined, active-speaker, participant-joined, participant-left
+// Events: waiting, joined, active-speaker, participant-joined, participant-left
 // (`reason`: left, connection_lost, or returned with `returnedAs`, the id it came back
 // under), participant-reconnecting (its connection was lost: it stays listed, with
 // `reconnecting`, until it comes back or the time it had runs out), participant-updated
@@ -28,7 +28,8 @@
 // reconnected (the call moved to another media server, or the connection to the
 // server was lost and joined again, by itself; `reason`: node_draining,
 // connection_lost or media_lost), closed (left, removed, or not back within
-// RECONNECT_FOR_MS).
+// RECONNECT_FOR_MS), local-track (`kind`, `track`: what `setTrack` now sends, null
+// for nothing).
 
 const DEFAULT_SLOTS = 8;
 // How long a chat post waits for the server's answer before it fails (or, when it is
@@ -123,8 +124,8 @@ export class ConferClient extends EventTarget {
     });
     // One microphone and one camera sender, whether the stream has them or not: a
     // device found, allowed or chosen later goes out through them (`setTrack`). One
-    // that sends nothing is nothing to the others (the server lists a source once its
-    // media arrives).
+    // without a track sends nothing, so the server opens no track for it and lists no
+    // such source until a track is set.
     const init = { direction: 'sendonly', streams: [localStream] };
     this.micTransceiver = this.pc.addTransceiver(localStream.getAudioTracks()[0] || 'audio', init);
     const cameraInit = this.simulcast ? { ...init, sendEncodings: SIMULCAST_LAYERS.map((layer) => ({ ...layer })) } : init;
