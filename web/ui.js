@@ -30,6 +30,13 @@ export class Stage {
     const signal = document.createElement('span');
     signal.className = 'signal';
     tile.append(video, label, signal);
+    // A click pins a participant's tile (or a shared screen) across the stage, and
+    // another click unpins it.
+    if (!local) {
+      tile.title = 'Click to pin';
+      tile.addEventListener('click', () => this.pin(this.pinned === tile.dataset.key ? null : tile.dataset.key));
+    }
+    tile.dataset.key = id;
     const stream = new MediaStream();
     video.srcObject = stream;
     entry = { tile, video, stream, label, signal };
@@ -65,6 +72,18 @@ export class Stage {
   }
 
   hideScreen(id) { this.remove(`screen:${id}`); }
+
+  // Shows one tile (`key`: a participant id, or `screen:<id>`) filling the stage and
+  // the others small in a strip beneath it; null shows them all alike again. Each
+  // video's shown size goes to the server, so the pinned one gets the high layer.
+  pin(key) {
+    this.pinned = key && this.tiles.has(key) ? key : null;
+    for (const [tileKey, entry] of this.tiles) {
+      entry.tile.classList.toggle('pinned', tileKey === this.pinned);
+      if (!entry.tile.classList.contains('local')) entry.tile.title = tileKey === this.pinned ? 'Click to unpin' : 'Click to pin';
+    }
+    this.#layout();
+  }
 
   // Outlines the tile of whoever is speaking (null: nobody).
   setSpeaker(id) {
@@ -117,6 +136,8 @@ export class Stage {
     this.tiles.delete(from);
     this.tiles.set(to, entry);
     entry.tile.dataset.participant = to;
+    entry.tile.dataset.key = to;
+    if (this.pinned === from) this.pinned = to;
     this.#showQuality(entry, this.qualities?.get(to));
     entry.tile.classList.toggle('speaking', to === this.speaker);
   }
@@ -136,17 +157,20 @@ export class Stage {
   clear() {
     for (const entry of this.tiles.values()) entry.tile.remove();
     this.tiles.clear();
+    this.pinned = null;
     this.#layout();
   }
 
   remove(id) {
     this.tiles.get(id)?.tile.remove();
     this.tiles.delete(id);
-    this.#layout();
+    if (this.pinned === id) this.pin(null);
+    else this.#layout();
   }
 
   #layout() {
-    this.element.className = `count-${Math.min(this.tiles.size, 9)}`;
+    if (this.pinned && !this.tiles.has(this.pinned)) this.pinned = null;
+    this.element.className = this.pinned ? 'pinned' : `count-${Math.min(this.tiles.size, 9)}`;
   }
 }
 
