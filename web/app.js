@@ -1,14 +1,18 @@
 // The room page: /r/<room>?name=<display name>[&token=<access token>][&tenant=<id>]
-// [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec].
+// [&relay=1 to force TURN relay][&codec=vp8|h264: the camera's codec]. A link with
+// neither a name nor a token (a room's address, shared) first shows who is about to
+// join: the camera, a name to give, the microphone and camera to come in with.
 import { ConferClient } from './sdk.js';
 import { LocalMedia } from './local_media.js';
+import { prejoin } from './prejoin.js';
 import { Stage, renderParticipants, renderRoomControls, appendChat, chatNotice, failedChat, REACTIONS } from './ui.js';
 
 const room = decodeURIComponent(location.pathname.split('/').pop());
 const params = new URLSearchParams(location.search);
 // With a token, the name in it wins; the page only asks when there is neither.
 const token = params.get('token') || '';
-const name = params.get('name') || (token ? 'Guest' : prompt('Your name') || 'Guest');
+const askName = !params.get('name') && !token;
+const name = params.get('name') || 'Guest';
 
 const $ = (id) => document.getElementById(id);
 const stage = new Stage($('stage'));
@@ -354,6 +358,11 @@ $('leave').addEventListener('click', () => {
 // Joins with whatever devices could be opened (none at all: listening and watching).
 async function start() {
   const local = await media.start();
+  if (askName) {
+    status('Ready to join');
+    client.name = await prejoin({ $, client, local, room });
+    status('Connecting…');
+  }
   for (;;) {
     try {
       await client.join(local);

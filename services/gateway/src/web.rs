@@ -14,7 +14,7 @@ const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const ROOM_HTML: &str = include_str!("../../../web/room.html");
 
 /// Files under `/static/`, with their content types.
-const STATIC_FILES: [(&str, &str, &str); 7] = [
+const STATIC_FILES: [(&str, &str, &str); 8] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -39,6 +39,11 @@ const STATIC_FILES: [(&str, &str, &str); 7] = [
         "local_media.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../web/local_media.js"),
+    ),
+    (
+        "prejoin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/prejoin.js"),
     ),
     (
         "ui.js",
