@@ -158,6 +158,19 @@ impl Browser {
             .await
     }
 
+    /// Clicks the element `selector` finds, as a person would; an error if none does.
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        let script = format!(
+            "const e = document.querySelector({}); if (!e) return false; e.click(); return true;",
+            serde_json::to_string(selector)?
+        );
+        anyhow::ensure!(
+            self.eval(&script).await? == Value::Bool(true),
+            "nothing on the page matches {selector:?}"
+        );
+        Ok(())
+    }
+
     /// Polls `script` until it returns `true`, or fails with its last value.
     pub async fn wait_for(
         &self,

@@ -195,8 +195,7 @@ async fn the_devices_panel_switches_camera_microphone_and_speaker_mid_call() -> 
     wait_for_remote_video(&bob).await?;
     let ada_id = self_id(&ada).await?;
 
-    ada.eval("document.getElementById('devices-button').click(); return true;")
-        .await?;
+    ada.click("#devices-button").await?;
     ada.wait_for(
         "the Devices panel open, listing the cameras",
         "return !document.getElementById('devices').hidden
@@ -227,8 +226,7 @@ async fn the_devices_panel_switches_camera_microphone_and_speaker_mid_call() -> 
     let offer = ada
         .eval("return window.conferClient.pc.localDescription.sdp;")
         .await?;
-    ada.eval("document.getElementById('toggle-mic').click(); return true;")
-        .await?;
+    ada.click("#toggle-mic").await?;
     ada.eval("window.__firstCamera = window.conferClient.localTrack('video'); return true;")
         .await?;
     choose(&ada, "videoinput", "fake_device_2").await?;

@@ -33,11 +33,10 @@ fn tile_is(participant: &str, pinned: bool, width: &str) -> String {
 
 async fn click_tile(browser: &Browser, participant: &str) -> anyhow::Result<()> {
     browser
-        .eval(&format!(
-            "document.querySelector('.tile[data-participant=\"{participant}\"]:not(.screen)').click(); return true;"
+        .click(&format!(
+            ".tile[data-participant=\"{participant}\"]:not(.screen)"
         ))
-        .await?;
-    Ok(())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

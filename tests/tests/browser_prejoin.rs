@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use confer_e2e::browser::{Browser, Driver};
+use confer_e2e::browser::Driver;
 use confer_e2e::room::{CONNECTED, join};
 use confer_e2e::server::TestServer;
 
@@ -14,15 +14,6 @@ use confer_e2e::server::TestServer;
 const PREJOIN_SHOWN: &str = "const form = document.getElementById('prejoin');
      return !form.hidden && document.getElementById('prejoin-video').videoWidth > 0
        && document.getElementById('status').textContent === 'Ready to join';";
-
-async fn click(browser: &Browser, id: &str) -> anyhow::Result<()> {
-    browser
-        .eval(&format!(
-            "document.getElementById('{id}').click(); return true;"
-        ))
-        .await?;
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_address_asks_for_a_name_and_joins_with_the_camera_off() -> anyhow::Result<()> {
@@ -40,7 +31,7 @@ async fn a_shared_address_asks_for_a_name_and_joins_with_the_camera_off() -> any
     )
     .await?;
     // No name, no joining: the form stays, and nobody new is in the room.
-    click(&ada, "prejoin-join").await?;
+    ada.click("#prejoin-join").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         ada.eval(PREJOIN_SHOWN).await?,
@@ -55,7 +46,7 @@ async fn a_shared_address_asks_for_a_name_and_joins_with_the_camera_off() -> any
 
     ada.eval("document.getElementById('prejoin-name').value = 'Ada Lovelace'; return true;")
         .await?;
-    click(&ada, "prejoin-cam").await?;
+    ada.click("#prejoin-cam").await?;
     assert_eq!(
         ada.eval(
             "const b = document.getElementById('prejoin-cam');
@@ -64,7 +55,7 @@ async fn a_shared_address_asks_for_a_name_and_joins_with_the_camera_off() -> any
         .await?,
         serde_json::json!(["Camera off", "true"])
     );
-    click(&ada, "prejoin-join").await?;
+    ada.click("#prejoin-join").await?;
     ada.wait_for("Ada in the call", CONNECTED, Duration::from_secs(10))
         .await?;
     bob.wait_for(
