@@ -220,13 +220,19 @@ impl Member {
         ))
     }
 
+    /// Whether slow mode holds this member's new messages (it is on, and they are no
+    /// host).
+    fn held_by_slow_mode(&self) -> bool {
+        self.chat_slow_mode > 0 && self.info.role != Role::Host
+    }
+
     /// Slow mode: whether this member may post the message `client_id` now (hosts
     /// always; anyone the message it posted last again, as a resend).
     fn slow_mode_allows(&self, client_id: &str, now: Instant) -> Result<(), Reject> {
-        let wait = Duration::from_secs(u64::from(self.chat_slow_mode));
-        if wait.is_zero() || self.info.role == Role::Host {
+        if !self.held_by_slow_mode() {
             return Ok(());
         }
+        let wait = Duration::from_secs(u64::from(self.chat_slow_mode));
         let Some((at, last)) = &self.last_message else {
             return Ok(());
         };
@@ -622,7 +628,7 @@ impl Session {
     /// session's own last message decides.
     async fn slow_mode_turn(&self, client_id: &str) -> Result<(), Reject> {
         let member = self.member()?;
-        if member.chat_slow_mode == 0 || member.info.role == Role::Host {
+        if !member.held_by_slow_mode() {
             return Ok(());
         }
         let turn = self
@@ -1050,8 +1056,11 @@ impl Session {
             return self.store_post(request_id, client_id, action).await;
         }
         // Refused for what it is before it takes a slow-mode turn, and the turn given
-        // back if the post fails further on: only a message posted spends it.
-        confer_chat::check_post(&action, &client_id)?;
+        // back if the post fails further on: only a message posted spends it. (Without
+        // slow mode the chat service's own checks refuse it the same way.)
+        if self.member()?.held_by_slow_mode() {
+            confer_chat::check_post(&action, &client_id)?;
+        }
         self.slow_mode_turn(&client_id).await?;
         let posted = self.store_post(request_id, client_id.clone(), action).await;
         match posted {
@@ -1228,7 +1237,7 @@ impl Session {
         let Ok(member) = self.member() else {
             return;
         };
-        if member.chat_slow_mode == 0 || member.info.role == Role::Host {
+        if !member.held_by_slow_mode() {
             return;
         }
         if let Err(err) = self
